@@ -1,0 +1,81 @@
+"""Interface of the batched estimators.
+
+A batched estimator fits one classifier per (sphere, fold) problem, for a whole block of
+spheres of the same size at once, with vectorised linear algebra. It returns decision values
+on each fold's test samples; scoring is done elsewhere (:mod:`fastsearchlight.scoring`).
+
+Conventions
+-----------
+- ``X`` has shape ``(n_spheres, n_samples, n_features)``: the data of every sphere of the
+  block, all samples (train and test of every fold), in float64.
+- ``y`` holds class codes ``0 .. n_classes-1`` (the position of the label in the sorted
+  ``classes_``, as scikit-learn's ``LabelEncoder`` gives).
+- For two classes, a fold's decision array has shape ``(n_spheres, n_test)``; a value > 0
+  predicts class 1, otherwise class 0 (scikit-learn's rule for ``decision_function``).
+- For more classes it has shape ``(n_spheres, n_test, n_classes)``; the prediction is the
+  first argmax (scikit-learn's rule).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..cv import CVPlan
+
+
+class BatchedClassifier(ABC):
+    """Base class of the batched classifiers.
+
+    Subclasses store their hyper-parameters in ``__init__`` and implement
+    :meth:`fold_decisions`.
+    """
+
+    #: name of the scikit-learn estimator this one reproduces (for messages and docs)
+    reference: str = ""
+
+    @abstractmethod
+    def fold_decisions(
+        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[np.ndarray]:
+        """Fit every sphere on every fold's training set; decide on its test set.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_spheres, n_samples, n_features)
+        y : ndarray of int of shape (n_samples,)
+            Class codes in ``0 .. n_classes-1``.
+        n_classes : int
+        plan : CVPlan
+
+        Returns
+        -------
+        list of ndarray, one per fold
+            ``(n_spheres, n_test)`` for two classes, else
+            ``(n_spheres, n_test, n_classes)``.
+        """
+
+    def proba_like(self, decisions: np.ndarray) -> np.ndarray:
+        """Scores used for ROC AUC, as scikit-learn's scorer would take them.
+
+        scikit-learn's ``roc_auc`` scorer uses ``decision_function`` when the estimator
+        has one, else ``predict_proba[:, 1]``. Estimators of the second kind override
+        this to map their decision values to the probability scikit-learn computes (so
+        that ties from saturated probabilities are reproduced).
+        """
+        return decisions
+
+    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
+        """Estimated peak working memory per sphere, in bytes, to size chunks."""
+        return 8 * n_samples * (n_features + 1) * 4
+
+
+def binary_targets(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Targets in {-1, +1} of the one-vs-rest problems, shape (n_problems, n_samples).
+
+    One problem for two classes (class 1 positive, as scikit-learn), else one per class.
+    """
+    if n_classes == 2:
+        return np.where(y == 1, 1.0, -1.0)[None, :]
+    return np.where(y[None, :] == np.arange(n_classes)[:, None], 1.0, -1.0)
