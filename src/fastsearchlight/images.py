@@ -1,0 +1,84 @@
+"""Input images: loading, checking and masking, with errors that name the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+from nilearn.image import check_niimg_3d, check_niimg_4d, new_img_like
+
+AFFINE_TOL = 1e-4
+
+
+def load_func(imgs):
+    """A 4D Niimg-like input as a 4D image, or a ValueError/TypeError saying why not."""
+    try:
+        img = check_niimg_4d(imgs)
+    except TypeError as exc:  # nilearn's DimensionError is a TypeError
+        raise TypeError(f"The functional images must be 4D (x, y, z, volumes): {exc}") from None
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise ValueError(f"Could not read the functional images: {exc}") from None
+    return img
+
+
+def load_mask(mask, name: str, func_img):
+    """A 3D mask on the functional images' grid, as a boolean array.
+
+    Raises
+    ------
+    ValueError
+        If the mask is not 3D, its shape or affine differ from the functional images', or
+        it selects no voxel.
+    """
+    try:
+        img = check_niimg_3d(mask)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a 3D image: {exc}") from None
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise ValueError(f"Could not read {name}: {exc}") from None
+    if img.shape[:3] != func_img.shape[:3]:
+        raise ValueError(
+            f"{name} has shape {img.shape[:3]} but the functional images have shape "
+            f"{func_img.shape[:3]}: resample the mask onto the functional grid first "
+            "(nilearn.image.resample_to_img(mask, func, interpolation='nearest'))."
+        )
+    if not np.allclose(img.affine, func_img.affine, atol=AFFINE_TOL):
+        raise ValueError(
+            f"{name} and the functional images have different affines (voxel-to-world "
+            "transforms): resample the mask onto the functional grid first "
+            "(nilearn.image.resample_to_img(mask, func, interpolation='nearest'))."
+        )
+    data = np.asanyarray(img.dataobj)
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    data = data != 0
+    if not data.any():
+        raise ValueError(f"{name} is empty: it selects no voxel.")
+    return data
+
+
+def masked_data(func_img, mask: np.ndarray) -> np.ndarray:
+    """The functional data at the mask voxels, shape (n_volumes, n_mask_voxels), float64.
+
+    Raises
+    ------
+    ValueError
+        If a masked voxel holds NaN or infinite values.
+    """
+    data = np.asanyarray(func_img.dataobj)
+    X = np.asarray(data[mask], dtype=np.float64).T  # (volumes, voxels)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        n_vox = int(bad.any(axis=0).sum())
+        raise ValueError(
+            f"The functional images hold NaN or infinite values in {n_vox} voxel(s) of the "
+            "mask: remove them from the mask or clean the data."
+        )
+    return X
+
+
+def scores_to_img(values: np.ndarray, mask: np.ndarray, reference_img, fill: float = 0.0):
+    """A 3D (or 4D, for 2D ``values``) image with ``values`` at the mask voxels."""
+    values = np.asarray(values)
+    shape = mask.shape + values.shape[1:]
+    out = np.full(shape, fill, dtype=np.float64)
+    out[mask] = values
+    return new_img_like(reference_img, out, affine=reference_img.affine, copy_header=False)

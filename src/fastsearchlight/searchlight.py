@@ -1,0 +1,238 @@
+"""The searchlight estimator: a drop-in for ``nilearn.decoding.SearchLight``."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from . import engine
+from .cv import make_cv_plan
+from .estimators import batched_equivalent, is_classification, resolve_estimator
+from .images import load_func, load_mask, masked_data, scores_to_img
+from .neighbourhoods import build_neighbourhoods
+from .scoring import resolve_scoring
+
+
+def _check_targets(y, n_volumes: int, name: str = "y") -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        y = np.squeeze(y)
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {np.shape(y)}.")
+    if len(y) != n_volumes:
+        raise ValueError(
+            f"{name} has {len(y)} entries but the functional images have {n_volumes} volumes: "
+            "give exactly one label per volume."
+        )
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    if y.dtype.kind == "O" and any(v is None for v in y):
+        raise ValueError(f"{name} contains missing values (None).")
+    return y
+
+
+class SearchLight(TransformerMixin, BaseEstimator):
+    """Searchlight decoding, all spheres and folds solved at once.
+
+    Takes nilearn's ``SearchLight`` arguments and gives its attributes, so code written for
+    nilearn runs after changing the import. Classifiers with a batched equivalent (see
+    :mod:`fastsearchlight.estimators`) run vectorised over spheres and folds; any other
+    scikit-learn estimator or metric runs one fit per sphere and fold, in parallel.
+
+    Parameters
+    ----------
+    mask_img : Niimg-like or None, default=None
+        Voxels whose signal enters the spheres. Must be on the functional images' grid.
+        None means every voxel of the image (as nilearn).
+    process_mask_img : Niimg-like or None, default=None
+        Voxels at which a sphere is centred (default: ``mask_img``). Same grid.
+    radius : float, default=2.0
+        Sphere radius in millimetres.
+    estimator : str or scikit-learn estimator, default="svc"
+        A name from :data:`fastsearchlight.estimators.NAMES` (nilearn's names mean what
+        they mean in nilearn; "svc" is ``LinearSVC``) or an estimator instance.
+    n_jobs : int, default=1
+        Parallel workers (-1: all cores).
+    scoring : str, callable or None, default=None
+        scikit-learn scoring; None is the estimator's ``score`` (accuracy).
+    cv : int, splitter, iterable or None, default=None
+        Cross-validation, as scikit-learn's ``check_cv`` reads it (None: 5 stratified
+        folds). Folds are computed once and shared by every sphere.
+    verbose : int, default=0
+        Show a progress bar when > 0.
+    random_state : int or None, default=0
+        Passed to named estimators that take one.
+    estimator_args : dict or None, default=None
+        Extra constructor parameters of a named estimator.
+    memory_mb : float, default=512
+        Working-memory budget of the blocks of spheres in flight, in MB.
+
+    Attributes
+    ----------
+    scores_ : ndarray, 3D
+        Mean cross-validated score of the sphere centred at each process-mask voxel, 0
+        elsewhere.
+    scores_img_ : Nifti1Image
+        ``scores_`` as an image with the functional images' affine.
+    masked_scores_ : ndarray (n_spheres,)
+        Scores of the process-mask voxels, in the mask's order.
+    fold_scores_ : ndarray (n_spheres, n_folds)
+        Score of each sphere on each fold (``masked_scores_`` is their mean).
+    fold_scores_img_ : Nifti1Image
+        4D image of the per-fold scores.
+    process_mask_ : ndarray of bool, 3D
+    mask_img_ : Nifti1Image
+    n_elements_ : int
+        Number of spheres (process-mask voxels).
+    sphere_sizes_ : ndarray (n_spheres,)
+        Number of voxels in each sphere.
+    classes_ : ndarray
+        Class labels (classification only).
+    engine_ : {"batched", "generic"}
+        Which path computed the scores.
+    timings_ : dict
+        Seconds spent preparing and computing.
+    """
+
+    def __init__(
+        self,
+        mask_img=None,
+        process_mask_img=None,
+        radius=2.0,
+        estimator="svc",
+        n_jobs=1,
+        scoring=None,
+        cv=None,
+        verbose=0,
+        random_state=0,
+        estimator_args=None,
+        memory_mb=engine.DEFAULT_MEMORY_MB,
+    ):
+        self.mask_img = mask_img
+        self.process_mask_img = process_mask_img
+        self.radius = radius
+        self.estimator = estimator
+        self.n_jobs = n_jobs
+        self.scoring = scoring
+        self.cv = cv
+        self.verbose = verbose
+        self.random_state = random_state
+        self.estimator_args = estimator_args
+        self.memory_mb = memory_mb
+
+    # ------------------------------------------------------------------ preparation
+    def _prepare(self, imgs, y, groups):
+        """Check inputs and read the data once."""
+        t0 = time.perf_counter()
+        if not isinstance(self.radius, (int, float, np.number)) or isinstance(self.radius, bool):
+            raise TypeError(f"radius must be a number of millimetres, got {self.radius!r}.")
+        if not np.isfinite(self.radius) or self.radius <= 0:
+            raise ValueError(f"radius must be a positive number of millimetres, got {self.radius!r}.")
+        func = load_func(imgs)
+        n_volumes = func.shape[3]
+        y = _check_targets(y, n_volumes)
+        if groups is not None:
+            groups = _check_targets(groups, n_volumes, name="groups")
+        if self.mask_img is None:
+            mask = np.ones(func.shape[:3], dtype=bool)
+        else:
+            mask = load_mask(self.mask_img, "mask_img", func)
+        if self.process_mask_img is None:
+            process_mask = mask
+        else:
+            process_mask = load_mask(self.process_mask_img, "process_mask_img", func)
+        X = masked_data(func, mask)
+        neighbourhoods = build_neighbourhoods(
+            mask, func.affine, process_mask, func.affine, float(self.radius)
+        )
+        self.timings_ = {"prepare": time.perf_counter() - t0}
+        return func, mask, process_mask, X, y, groups, neighbourhoods
+
+    def fit(self, imgs, y, groups=None):
+        """Run the searchlight.
+
+        Parameters
+        ----------
+        imgs : Niimg-like, 4D
+            Functional images, one volume per sample.
+        y : array-like (n_volumes,)
+            Target of each volume.
+        groups : array-like (n_volumes,) or None
+            Group (run) of each volume, for group-aware splitters such as
+            ``LeaveOneGroupOut``.
+
+        Returns
+        -------
+        self
+        """
+        func, mask, process_mask, X, y, groups, hoods = self._prepare(imgs, y, groups)
+        sk_estimator = resolve_estimator(self.estimator, self.estimator_args, self.random_state)
+        classification = is_classification(sk_estimator)
+        t0 = time.perf_counter()
+        if classification:
+            classes, codes = np.unique(y, return_inverse=True)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"y holds a single class ({classes[0]!r}): decoding needs at least two."
+                )
+            self.classes_ = classes
+        else:
+            codes = y
+        plan = make_cv_plan(self.cv, codes if classification else y, groups, classifier=classification)
+        if classification:
+            for f, train in enumerate(plan.train_indices):
+                missing = np.setdiff1d(np.arange(len(classes)), codes[train])
+                if missing.size:
+                    raise ValueError(
+                        f"The training set of fold {f} lacks class(es) "
+                        f"{[classes[m] for m in missing]}: use a stratified splitter, or "
+                        "group labels that mix classes in every run."
+                    )
+        metric = resolve_scoring(self.scoring)
+        batched = batched_equivalent(sk_estimator) if classification else None
+        if batched is not None and metric is not None:
+            fold_scores = engine.run_batched(
+                X, hoods, batched, codes, len(classes), plan, metric,
+                memory_mb=self.memory_mb, n_jobs=self.n_jobs, verbose=self.verbose,
+            )  # fmt: skip
+            self.engine_ = "batched"
+        else:
+            fold_scores = engine.run_generic(
+                X, hoods, sk_estimator, y, plan, self.scoring,
+                n_jobs=self.n_jobs, verbose=self.verbose,
+            )  # fmt: skip
+            self.engine_ = "generic"
+        self.timings_["searchlight"] = time.perf_counter() - t0
+
+        self.cv_plan_ = plan
+        self.estimator_ = sk_estimator
+        self.batched_estimator_ = batched if self.engine_ == "batched" else None
+        self.neighbourhoods_ = hoods
+        self.sphere_sizes_ = hoods.sizes
+        self.fold_scores_ = fold_scores
+        self.masked_scores_ = fold_scores.mean(axis=1)
+        self.process_mask_ = process_mask
+        self.n_elements_ = int(process_mask.sum())
+        self.scores_ = np.zeros(process_mask.shape)
+        self.scores_[process_mask] = self.masked_scores_
+        self._reference_img = func.slicer[..., 0]
+        self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, self._reference_img)
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "scores_")
+
+    @property
+    def scores_img_(self):
+        """Mean scores as a 3D image on the functional images' grid."""
+        check_is_fitted(self)
+        return scores_to_img(self.masked_scores_, self.process_mask_, self._reference_img)
+
+    @property
+    def fold_scores_img_(self):
+        """Per-fold scores as a 4D image (last axis: folds)."""
+        check_is_fitted(self)
+        return scores_to_img(self.fold_scores_, self.process_mask_, self._reference_img)
