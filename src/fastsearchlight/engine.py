@@ -99,12 +99,7 @@ def run_batched(
         )
         for k in sizes
     }
-    blocks = [
-        (ids, vox)
-        for k in sizes
-        for ids, vox in neighbourhoods.blocks(per_block[int(k)])
-        if ids.size
-    ]
+    blocks = list(neighbourhoods.blocks(lambda k: per_block[k]))
     y_tests = [y[test] for test in plan.test_indices]
     proba_like = estimator.proba_like if metric == "roc_auc" else None
 

@@ -47,20 +47,27 @@ class Neighbourhoods:
         a = self.adjacency
         return a.indices[a.indptr[sphere] : a.indptr[sphere + 1]]
 
-    def blocks(self, max_spheres: int):
+    def blocks(self, max_spheres):
         """Yield ``(sphere_ids, voxel_ids)`` blocks of spheres of equal size.
 
         ``voxel_ids`` has shape (len(sphere_ids), size): a dense index array, so the data
         of the block gathers in one fancy-indexing step without padding.
+
+        Parameters
+        ----------
+        max_spheres : int or callable
+            Largest block, or a function of the sphere size giving it.
         """
         sizes = self.sizes
         a = self.adjacency
         for size in np.unique(sizes):
+            limit = max_spheres(int(size)) if callable(max_spheres) else int(max_spheres)
+            max_spheres_k = max(1, limit)
             ids = np.flatnonzero(sizes == size)
             starts = a.indptr[ids]
             vox = a.indices[starts[:, None] + np.arange(size)[None, :]]
-            for lo in range(0, len(ids), max_spheres):
-                yield ids[lo : lo + max_spheres], vox[lo : lo + max_spheres]
+            for lo in range(0, len(ids), max_spheres_k):
+                yield ids[lo : lo + max_spheres_k], vox[lo : lo + max_spheres_k]
 
 
 def build_neighbourhoods(

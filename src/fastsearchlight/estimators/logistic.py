@@ -156,26 +156,25 @@ def _newton(
     idx = np.arange(S)
     theta = np.zeros((S, q))
     A_act = A
+    # Rounding noise of the objective: the linear predictors carry errors of about
+    # eps * |a_i| |theta|, and the loss moves by at most about as much.
+    row_norm = np.sqrt(np.einsum("snp,snp->sn", A, A)).mean(axis=1)  # (S,)
+    K = q // A.shape[2]
     for _ in range(max_iter):
         z = loss.linear(A_act, theta)
         g_loss, H = loss.gradient_hessian(A_act, z)
+        H += R
         Rtheta = theta @ R
         grad = g_loss + Rtheta
-        done = np.max(np.abs(grad), axis=1) <= tol
-        if done.any():
-            theta_out[idx[done]] = theta[done]
-            keep = ~done
-            idx, theta, A_act, z, grad, H, Rtheta = (
-                idx[keep], theta[keep], A_act[keep], z[keep], grad[keep], H[keep], Rtheta[keep]
-            )
-            if idx.size == 0:
-                break
-        H += R
         step = -np.linalg.solve(H, grad[..., None])[..., 0]
+        # Problems whose gradient is small take this last step and stop: the step is then
+        # in the region of quadratic convergence, so it brings them to rounding level.
+        done = np.max(np.abs(grad), axis=1) <= tol
         slope = np.sum(grad * step, axis=1)  # < 0: descent direction
         dz = loss.linear(A_act, step)
         f0 = loss.value(z) + 0.5 * np.sum(theta * Rtheta, axis=1)
-        slack = 16 * _EPS * np.abs(f0)  # rounding noise of the objective
+        theta_norm = np.sqrt(np.sum(theta.reshape(idx.size, K, -1) ** 2, axis=2)).max(axis=1)
+        slack = 16 * _EPS * (np.abs(f0) + row_norm * theta_norm)
 
         # Armijo backtracking, all problems at once; each keeps its own step length.
         t = np.ones(idx.size)
@@ -194,11 +193,14 @@ def _newton(
 
         delta = t[:, None] * step
         theta = theta + delta
-        stalled = np.max(np.abs(delta), axis=1) <= 1e-14 * (1.0 + np.max(np.abs(theta), axis=1))
-        if stalled.any():
-            theta_out[idx[stalled]] = theta[stalled]
-            keep = ~stalled
+        # a step that no longer changes the parameters: nothing left to gain
+        stalled = np.max(np.abs(delta), axis=1) <= 1e-15 * (1.0 + np.max(np.abs(theta), axis=1))
+        finished = done | stalled
+        if finished.any():
+            theta_out[idx[finished]] = theta[finished]
+            keep = ~finished
             idx, theta, A_act = idx[keep], theta[keep], A_act[keep]
+            row_norm = row_norm[keep]
             if idx.size == 0:
                 break
     theta_out[idx] = theta
@@ -268,13 +270,68 @@ class BatchedLogisticRegression(BatchedClassifier):
             ``(n_spheres, n_test)`` for two classes (``X @ w + b``), else
             ``(n_spheres, n_test, n_classes)`` (``X @ W.T + b``).
         """
+        design, n_classes, fits = self._fit_all(X, y, n_classes, plan)
+        decisions = []
+        for test, theta in zip(plan.test_indices, fits):
+            A_test = design[:, test]
+            if n_classes == 2:
+                decisions.append(np.matmul(A_test, theta[..., None])[..., 0])
+            else:
+                W = theta.reshape(theta.shape[0], n_classes, -1)
+                decisions.append(np.matmul(A_test, W.transpose(0, 2, 1)))
+        return decisions
+
+    def fold_coefficients(
+        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Coefficients and intercepts of every sphere's model on every fold.
+
+        Parameters
+        ----------
+        X, y, n_classes, plan
+            As for :meth:`fold_decisions`.
+
+        Returns
+        -------
+        list of (coef, intercept), one per fold
+            ``coef`` of shape ``(n_spheres, n_rows, n_features)`` and ``intercept`` of shape
+            ``(n_spheres, n_rows)``, with ``n_rows = 1`` for two classes and ``n_classes``
+            otherwise: scikit-learn's ``coef_`` and ``intercept_`` of every sphere, in the
+            original coordinates of ``X``.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        _, n_classes, fits = self._fit_all(X, y, n_classes, plan)
+        S, d = X.shape[0], X.shape[2]
+        n_rows = 1 if n_classes == 2 else n_classes
+        shift = X.mean(axis=1) if self.fit_intercept else np.zeros((S, d))  # (S, d)
+        out = []
+        for theta in fits:
+            Theta = theta.reshape(S, n_rows, -1)
+            coef = Theta[..., :d].copy()
+            if self.fit_intercept:
+                intercept = Theta[..., d] - np.einsum("skd,sd->sk", coef, shift)
+            else:
+                intercept = np.zeros((S, n_rows))
+            out.append((coef, intercept))
+        return out
+
+    def _fit_all(
+        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> tuple[np.ndarray, int, list[np.ndarray]]:
+        """Fit every fold.
+
+        Returns the design matrix ``(n_spheres, n_samples, p)`` in the working coordinates
+        (features shifted by their mean, column of ones appended, if ``fit_intercept``), the
+        number of classes, and for every fold the parameters ``(n_spheres, K * p)`` in those
+        coordinates (``K = 1`` for two classes, class by class otherwise; intercept last).
+        """
         if not self.C > 0:
             raise ValueError(f"C must be > 0, got {self.C!r}.")
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 3:
             raise ValueError(f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}.")
-        S, _, d = X.shape
+        n_classes = int(n_classes)
         if self.fit_intercept:
             Z = X - X.mean(axis=1, keepdims=True)
             Z = np.concatenate([Z, np.ones(Z.shape[:2] + (1,))], axis=2)
@@ -282,10 +339,9 @@ class BatchedLogisticRegression(BatchedClassifier):
             Z = X
         p = Z.shape[2]
 
-        decisions = []
+        fits = []
         n_unconverged = 0
-        for train, test in zip(plan.train_indices, plan.test_indices):
-            A = Z[:, train]
+        for train in plan.train_indices:
             lam = 1.0 / (self.C * len(train))
             pen = np.full(p, lam)
             if self.fit_intercept:
@@ -301,19 +357,14 @@ class BatchedLogisticRegression(BatchedClassifier):
                     e = np.zeros(n_classes * p)
                     e[p - 1 :: p] = 1.0
                     R += np.outer(e, e)
-            theta, n_bad = _newton(A, loss, R, float(self.tol), int(self.max_iter))
+            theta, n_bad = _newton(Z[:, train], loss, R, float(self.tol), int(self.max_iter))
             n_unconverged += n_bad
-            Zt = Z[:, test]
-            if n_classes == 2:
-                decisions.append(np.matmul(Zt, theta[..., None])[..., 0])
-            else:
-                W = theta.reshape(S, n_classes, p)
-                decisions.append(np.matmul(Zt, W.transpose(0, 2, 1)))
+            fits.append(theta)
         if n_unconverged:
             warnings.warn(
                 f"BatchedLogisticRegression: {n_unconverged} (sphere, fold) problems did not "
                 f"converge in max_iter={self.max_iter} Newton iterations.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return decisions
+        return Z, n_classes, fits
