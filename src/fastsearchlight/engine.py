@@ -22,7 +22,6 @@ from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import cross_validate
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .cv import CVPlan
@@ -100,21 +99,6 @@ def run_batched(
         for k in sizes
     }
     blocks = list(neighbourhoods.blocks(lambda k: per_block[k]))
-    y_tests = [y[test] for test in plan.test_indices]
-    proba_like = estimator.proba_like if metric == "roc_auc" else None
-
-    def work(ids, vox):
-        block = np.transpose(X[:, vox], (1, 0, 2))  # (spheres, samples, voxels)
-        decisions = estimator.fold_decisions(block, y, n_classes, plan)
-        scores = np.column_stack(
-            [
-                batched_scores(metric, dec, yt, n_classes, proba_like)
-                for dec, yt in zip(decisions, y_tests)
-            ]
-        )
-        return ids, scores
-
-    out = np.full((neighbourhoods.n_spheres, plan.n_folds), np.nan)
     bar = tqdm(
         total=neighbourhoods.n_spheres,
         disable=verbose <= 0,
@@ -122,22 +106,64 @@ def run_batched(
         unit="sphere",
         leave=False,
     )
-    with bar, warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    out = np.full((neighbourhoods.n_spheres, plan.n_folds), np.nan)
+    with bar:
         if n_workers == 1:
             for ids, vox in blocks:
-                ids, scores = work(ids, vox)
-                out[ids] = scores
+                out[ids] = _batched_block(X, vox, estimator, y, n_classes, plan, metric)
                 bar.update(len(ids))
         else:
-            with threadpool_limits(limits=1):
-                results = Parallel(
-                    n_jobs=n_workers, prefer="threads", return_as="generator_unordered"
-                )(delayed(work)(ids, vox) for ids, vox in blocks)
-                for ids, scores in results:
-                    out[ids] = scores
-                    bar.update(len(ids))
+            # processes, not threads: the solver's many small array operations hold the
+            # interpreter lock. X is memory-mapped to the workers once by joblib.
+            tasks = _group_blocks(blocks, 4 * n_workers)
+            results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
+                delayed(_batched_task)(X, task, estimator, y, n_classes, plan, metric)
+                for task in tasks
+            )
+            for ids, scores in results:
+                out[ids] = scores
+                bar.update(len(ids))
     return out
+
+
+def _batched_block(X, vox, estimator, y, n_classes, plan, metric):
+    """Per-fold scores of one block of equal-size spheres."""
+    block = np.transpose(X[:, vox], (1, 0, 2))  # (spheres, samples, voxels)
+    proba_like = estimator.proba_like if metric == "roc_auc" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        decisions = estimator.fold_decisions(block, y, n_classes, plan)
+    return np.column_stack(
+        [
+            batched_scores(metric, dec, y[test], n_classes, proba_like)
+            for dec, test in zip(decisions, plan.test_indices)
+        ]
+    )
+
+
+def _batched_task(X, task, estimator, y, n_classes, plan, metric):
+    """Run several blocks in a worker; return their sphere ids and scores."""
+    ids = np.concatenate([ids for ids, _ in task])
+    scores = np.concatenate(
+        [_batched_block(X, vox, estimator, y, n_classes, plan, metric) for _, vox in task]
+    )
+    return ids, scores
+
+
+def _group_blocks(blocks, n_tasks):
+    """Split blocks into about ``n_tasks`` groups of similar numbers of spheres."""
+    total = sum(len(ids) for ids, _ in blocks)
+    target = max(1, total // max(1, n_tasks))
+    tasks, current, count = [], [], 0
+    for block in blocks:
+        current.append(block)
+        count += len(block[0])
+        if count >= target:
+            tasks.append(current)
+            current, count = [], 0
+    if current:
+        tasks.append(current)
+    return tasks
 
 
 def _generic_block(estimator, X, rows, y, folds, scoring):

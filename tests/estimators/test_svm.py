@@ -1,0 +1,72 @@
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
+from sklearn.svm import LinearSVC
+
+from fastsearchlight.cv import make_cv_plan
+from fastsearchlight.estimators.svm import BatchedLinearSVC
+
+
+def random_spheres(n_spheres, n_samples, n_features, n_classes, seed, scale=1000.0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_samples) % n_classes
+    rng.shuffle(y)
+    X = scale + 30.0 * rng.standard_normal((n_spheres, n_samples, n_features))
+    signal = rng.standard_normal((n_spheres, n_classes, n_features)) * 6.0
+    X += signal[:, y, :]
+    X[0, :, 0] = scale  # a constant voxel
+    return X, y
+
+
+def reference_decisions(est, X, y, plan):
+    out = []
+    for tr, te in zip(plan.train_indices, plan.test_indices):
+        fold = []
+        for Xs in X:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fold.append(est.fit(Xs[tr], y[tr]).decision_function(Xs[te]))
+        out.append(np.array(fold))
+    return out
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize(
+    "splitter", [KFold(4), StratifiedKFold(3, shuffle=True, random_state=0), LeaveOneGroupOut()]
+)
+def test_matches_tightly_solved_linearsvc(n_classes, splitter):
+    X, y = random_spheres(12, 90, 9, n_classes, seed=n_classes)
+    groups = np.arange(len(y)) % 4
+    plan = make_cv_plan(splitter, y, groups)
+    ours = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
+    ref = reference_decisions(LinearSVC(tol=1e-10, max_iter=200000), X, y, plan)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape
+        # same predictions, and decision values equal to liblinear's tight optimum
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+        if n_classes == 2:
+            assert np.array_equal(a > 0, b > 0)
+        else:
+            assert np.array_equal(a.argmax(-1), b.argmax(-1))
+
+
+@pytest.mark.parametrize("params", [{"C": 0.01}, {"C": 10.0}, {"fit_intercept": False},
+                                    {"intercept_scaling": 5.0}])  # fmt: skip
+def test_parameters_are_honoured(params):
+    X, y = random_spheres(8, 80, 6, 2, seed=5, scale=1.0)
+    plan = make_cv_plan(KFold(4), y)
+    ours = BatchedLinearSVC(**params).fold_decisions(X, y, 2, plan)
+    ref = reference_decisions(LinearSVC(tol=1e-10, max_iter=200000, **params), X, y, plan)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+def test_result_does_not_depend_on_batching():
+    X, y = random_spheres(30, 100, 7, 2, seed=3)
+    plan = make_cv_plan(KFold(4), y)
+    a = BatchedLinearSVC().fold_decisions(X, y, 2, plan)
+    b = BatchedLinearSVC(batch_problems=7, first_iter=2).fold_decisions(X, y, 2, plan)
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
