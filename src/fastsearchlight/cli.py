@@ -1,0 +1,156 @@
+"""Command line: ``fastsearchlight demo | run | haxby | simulate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .io import InputError
+
+
+def _add_analysis_options(p: argparse.ArgumentParser, *, out_default: str) -> None:
+    p.add_argument("--conditions", nargs="+", default=["face", "house"], metavar="C",
+                   help="conditions to decode (default: face house)")  # fmt: skip
+    p.add_argument("--label-column", default="labels", help="labels table column of conditions")
+    p.add_argument("--group-column", default="chunks",
+                   help="labels table column of runs, fed to cv as groups ('none' for none)")  # fmt: skip
+    p.add_argument("--radius", type=float, default=5.6, help="sphere radius in mm (default 5.6)")
+    p.add_argument("--estimator", default="svc",
+                   help="svc (default), gnb, lda, ridge_classifier, logistic_regression, "
+                        "correlation, or any nilearn estimator name")  # fmt: skip
+    p.add_argument("--cv", default="kfold:4",
+                   help="kfold:N (default kfold:4), stratified:N, groupkfold:N or logo")  # fmt: skip
+    p.add_argument("--scoring", default="accuracy",
+                   help="accuracy (default), balanced_accuracy or roc_auc")  # fmt: skip
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel workers (-1: all cores)")
+    p.add_argument("--memory-mb", type=float, default=512.0, help="working-memory budget in MB")
+    p.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _config(args):
+    from .study import StudyConfig
+
+    group = None if str(args.group_column).lower() in ("none", "") else args.group_column
+    return StudyConfig(
+        conditions=args.conditions, label_column=args.label_column, group_column=group,
+        radius=args.radius, estimator=args.estimator, cv=args.cv, scoring=args.scoring,
+        n_jobs=args.n_jobs, memory_mb=args.memory_mb,
+    )  # fmt: skip
+
+
+def _print_summary(summary: dict, out: str) -> None:
+    r = summary["results"]
+    t = summary["timings"]
+    print(
+        f"{r['spheres']} spheres in {t['searchlight']:.1f} s; best {summary['parameters']['scoring']} "
+        f"{r['max score']:.3f} at {tuple(r['peak position (mm)'])} mm (chance {r['chance level']:.2f}); "
+        f"outputs in {out}"
+    )
+
+
+def cmd_demo(args) -> int:
+    from .datasets import haxby_slice
+    from .study import run_study
+
+    files = haxby_slice()
+    summary = run_study(
+        files.func, files.labels, files.mask, args.out, config=_config(args),
+        force=args.force, quiet=args.quiet, name=files.name,
+    )  # fmt: skip
+    _print_summary(summary, args.out)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .study import run_study
+
+    summary = run_study(
+        Path(args.func), Path(args.labels), Path(args.mask), args.out,
+        process_mask=Path(args.process_mask) if args.process_mask else None,
+        config=_config(args), force=args.force, quiet=args.quiet, name=Path(args.func).name,
+    )  # fmt: skip
+    _print_summary(summary, args.out)
+    return 0
+
+
+def cmd_haxby(args) -> int:
+    from .datasets import fetch_haxby
+    from .study import run_study
+
+    files = fetch_haxby(args.subject, args.data_dir)
+    summary = run_study(
+        files.func, files.labels, files.mask, args.out, config=_config(args),
+        force=args.force, quiet=args.quiet, name=files.name, resample_mask=True,
+    )  # fmt: skip
+    _print_summary(summary, args.out)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from .simulate import simulate_haxby_like, write_dataset
+
+    shape = tuple(args.shape)
+    ds = simulate_haxby_like(shape=shape, n_regions=args.regions, random_state=args.seed)
+    paths = write_dataset(ds, args.out, force=args.force)
+    print(f"simulated data set ({shape[0]}x{shape[1]}x{shape[2]}, {ds.n_volumes} volumes) "
+          f"written to {args.out}: {', '.join(p.name for p in paths.values())}")  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fastsearchlight",
+        description="Searchlight decoding of fMRI data, all spheres and folds at once.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastsearchlight {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the face-vs-house study on the shipped Haxby slice")
+    _add_analysis_options(p, out_default="fastsearchlight-demo")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="a searchlight study on your own data")
+    p.add_argument("--func", required=True, help="4D NIfTI functional images")
+    p.add_argument("--labels", required=True, help="labels table: Haxby layout, .tsv or .csv")
+    p.add_argument("--mask", required=True, help="mask of the voxels used (NIfTI)")
+    p.add_argument("--process-mask", default=None, help="mask of the sphere centres")
+    _add_analysis_options(p, out_default="fastsearchlight-out")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("haxby", help="the classic study on the full Haxby 2001 data (nilearn fetcher)")
+    p.add_argument("--subject", type=int, default=2, help="subject 1-6 (default 2)")
+    p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
+    _add_analysis_options(p, out_default="fastsearchlight-haxby")
+    p.set_defaults(func=cmd_haxby)
+
+    p = sub.add_parser("simulate", help="write a Haxby-like synthetic data set with planted regions")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--shape", type=int, nargs=3, default=[40, 64, 64], metavar=("X", "Y", "Z"))
+    p.add_argument("--regions", type=int, default=2, help="planted informative regions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("fastsearchlight: interrupted; no output was left half-written", file=sys.stderr)
+        return 130
+    except (InputError, ValueError, TypeError, FileExistsError, FileNotFoundError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"fastsearchlight: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Files in and out: label tables, and output files written atomically, never overwritten silently."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class InputError(ValueError):
+    """Bad input named in one line (a missing file, an unknown column or condition...)."""
+
+
+# --------------------------------------------------------------------------- label tables
+def read_labels(path, *, label_column: str = "labels", group_column: str | None = "chunks") -> pd.DataFrame:
+    """Read a table of one row per volume.
+
+    Accepts the Haxby layout (space-separated, header ``labels chunks``), tab-separated (.tsv)
+    and comma-separated (.csv) tables with named columns.
+
+    Parameters
+    ----------
+    path : path-like
+    label_column : str
+        Column holding each volume's condition.
+    group_column : str or None
+        Column holding each volume's run (group); None if there is none.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table, columns as read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"labels file not found: {path}")
+    suffix = "".join(path.suffixes[-1:]).lower()
+    if suffix == ".csv":
+        table = pd.read_csv(path)
+    elif suffix == ".tsv":
+        table = pd.read_csv(path, sep="\t")
+    else:  # the Haxby layout, or any whitespace-separated table
+        table = pd.read_csv(path, sep=r"\s+", engine="python")
+    if table.empty:
+        raise InputError(f"labels file {path} holds no rows")
+    for name, column in (("label", label_column), ("group", group_column)):
+        if column is not None and column not in table.columns:
+            raise InputError(
+                f"{name} column {column!r} not in {path.name} (columns: {', '.join(map(str, table.columns))})"
+            )
+    return table
+
+
+def select_conditions(
+    table: pd.DataFrame, conditions, *, label_column: str = "labels"
+) -> np.ndarray:
+    """Boolean mask of the volumes whose condition is one of ``conditions`` (None: all)."""
+    labels = table[label_column].astype(str).to_numpy()
+    if conditions is None or len(conditions) == 0:
+        return np.ones(len(labels), dtype=bool)
+    conditions = [str(c) for c in conditions]
+    present = set(labels)
+    unknown = [c for c in conditions if c not in present]
+    if unknown:
+        raise InputError(
+            f"unknown condition(s) {', '.join(unknown)}; the labels hold: {', '.join(sorted(present))}"
+        )
+    if len(set(conditions)) < 2:
+        raise InputError("give at least two different conditions to decode")
+    return np.isin(labels, conditions)
+
+
+# --------------------------------------------------------------------------- output files
+def check_outputs(out_dir, names, *, force: bool = False) -> Path:
+    """Create ``out_dir`` and make sure none of ``names`` exists in it unless ``force``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output path {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    if not force:
+        existing = [n for n in names if (out / n).exists()]
+        if existing:
+            raise InputError(
+                f"{out / existing[0]} exists ({len(existing)} output file(s) would be "
+                "overwritten); use --force to overwrite"
+            )
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, force: bool = True):
+    """Yield a temporary path beside ``path``; move it to ``path`` only on success.
+
+    An interruption or error leaves no file under the final name (and no temporary file).
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; use --force to overwrite")
+    suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_img(img, path, *, force: bool = True) -> Path:
+    """Save a NIfTI image atomically."""
+    import nibabel as nib
+
+    with atomic_path(path, force=force) as tmp:
+        nib.save(img, tmp)
+    return Path(path)
+
+
+def save_json(obj, path, *, force: bool = True) -> Path:
+    """Save JSON atomically (numpy scalars and arrays converted)."""
+
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        return str(o)
+
+    with atomic_path(path, force=force) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=default) + "\n")
+    return Path(path)
+
+
+def save_table(table: pd.DataFrame, path, *, force: bool = True) -> Path:
+    """Save a tab-separated table atomically."""
+    with atomic_path(path, force=force) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return Path(path)

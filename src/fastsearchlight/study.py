@@ -1,0 +1,319 @@
+"""The whole study from files: select volumes, searchlight, univariate F-test, maps, figures, report.
+
+This is the classic face-vs-house analysis (Haxby et al. 2001; nilearn's searchlight example)
+as one function, :func:`run_study`, which the command line calls.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .io import InputError, check_outputs, read_labels, save_img, save_json, select_conditions
+
+#: files every analysis writes
+OUTPUT_NAMES = (
+    "searchlight_scores.nii.gz",
+    "f_scores.nii.gz",
+    "mean_img.nii.gz",
+    "searchlight.png",
+    "f_scores.png",
+    "report.html",
+    "summary.json",
+)
+
+
+@dataclass
+class StudyConfig:
+    """Parameters of a study (the command line's options)."""
+
+    conditions: list[str] | None = field(default_factory=lambda: ["face", "house"])
+    label_column: str = "labels"
+    group_column: str | None = "chunks"
+    radius: float = 5.6
+    estimator: str = "svc"
+    cv: str = "kfold:4"
+    scoring: str = "accuracy"
+    n_jobs: int = 1
+    memory_mb: float = 512.0
+
+
+def parse_cv(spec: str):
+    """A splitter from a short spec: ``kfold:4``, ``stratified:5``, ``logo``, ``groupkfold:3``.
+
+    ``kfold`` and ``stratified`` do not shuffle (folds follow acquisition order, as
+    scikit-learn's defaults); ``logo`` leaves one run out.
+    """
+    from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, StratifiedKFold
+
+    name, _, arg = str(spec).partition(":")
+    name = name.strip().lower()
+    makers = {"kfold": KFold, "stratified": StratifiedKFold, "groupkfold": GroupKFold}
+    if name in ("logo", "leave-one-run-out", "loro"):
+        if arg:
+            raise InputError(f"cv {spec!r}: logo takes no number")
+        return LeaveOneGroupOut()
+    if name not in makers:
+        raise InputError(
+            f"unknown cv {spec!r}; use kfold:N, stratified:N, groupkfold:N or logo"
+        )
+    try:
+        k = int(arg) if arg else 5
+    except ValueError:
+        raise InputError(f"cv {spec!r}: the number of folds must be an integer") from None
+    if k < 2:
+        raise InputError(f"cv {spec!r}: at least 2 folds")
+    return makers[name](k)
+
+
+def software_versions() -> dict:
+    import nilearn
+    import scipy
+    import sklearn
+
+    from . import __version__
+
+    return {
+        "fastsearchlight": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "nilearn": nilearn.__version__,
+        "nibabel": nib.__version__,
+    }
+
+
+def chance_level(scoring: str, n_classes: int) -> float:
+    """Expected score of a classifier that knows nothing."""
+    return 1.0 / n_classes if scoring in (None, "accuracy") else 0.5
+
+
+def f_test_map(func_img, mask_img, y, groups):
+    """-log10 p of a univariate F-test per voxel, data standardised per run, capped at 10.
+
+    As nilearn's classic searchlight example: ``NiftiMasker(runs=..., standardize=...)`` then
+    scikit-learn's ``f_classif``.
+    """
+    from nilearn.maskers import NiftiMasker
+    from sklearn.feature_selection import f_classif
+
+    masker = NiftiMasker(mask_img=mask_img, runs=groups, standardize="zscore_sample")
+    X = masker.fit_transform(func_img)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _, p = f_classif(X, y)
+        logp = -np.log10(p)
+    logp = np.nan_to_num(logp, nan=0.0, posinf=10.0)
+    logp = np.minimum(logp, 10.0)
+    return masker.inverse_transform(logp)
+
+
+def _load_mask(path, func_img, name):
+    from nilearn.image import check_niimg_3d
+
+    try:
+        img = check_niimg_3d(str(path) if isinstance(path, Path) else path)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        raise InputError(f"could not read {name} {path}: {exc}") from None
+    if img.shape[:3] != func_img.shape[:3] or not np.allclose(img.affine, func_img.affine, atol=1e-4):
+        raise InputError(
+            f"{name} {Path(str(path)).name} has shape {img.shape[:3]} and the functional "
+            f"images {func_img.shape[:3]} (or their affines differ): the mask must be on the "
+            "functional grid"
+        )
+    return img
+
+
+def run_study(
+    func,
+    labels,
+    mask,
+    out_dir,
+    *,
+    process_mask=None,
+    config: StudyConfig | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    name: str = "",
+    resample_mask: bool = False,
+) -> dict:
+    """Run the study and write its outputs into ``out_dir``.
+
+    Parameters
+    ----------
+    func : path-like or Niimg-like
+        4D functional images.
+    labels : path-like
+        Labels table (one row per volume).
+    mask, process_mask : path-like or Niimg-like
+        Mask of the voxels used, and of the sphere centres (default: ``mask``).
+    out_dir : path-like
+    config : StudyConfig
+    force : bool
+        Overwrite existing outputs.
+    quiet : bool
+        No progress bars.
+    name : str
+        Name of the data set, for the report.
+    resample_mask : bool
+        Resample the masks onto the functional grid (nearest neighbour) instead of
+        requiring them to be on it.
+
+    Returns
+    -------
+    dict
+        The summary written to ``summary.json``.
+    """
+    from nilearn.image import index_img, mean_img, resample_to_img
+    from tqdm.auto import tqdm
+
+    from . import report
+    from .searchlight import SearchLight
+
+    config = config or StudyConfig()
+    t_start = time.perf_counter()
+    timings = {}
+    out = check_outputs(out_dir, OUTPUT_NAMES, force=force)
+    steps = tqdm(total=5, disable=quiet, desc="study", unit="step", leave=False)
+
+    # ------------------------------------------------------------------ inputs
+    t0 = time.perf_counter()
+    steps.set_postfix_str("reading")
+    if isinstance(func, (str, Path)):
+        if not Path(func).is_file():
+            raise InputError(f"functional images not found: {func}")
+        try:
+            func_img = nib.load(str(func))
+        except Exception as exc:
+            raise InputError(f"could not read functional images {func}: {exc}") from None
+    else:
+        func_img = func
+    if len(func_img.shape) != 4:
+        raise InputError(f"functional images must be 4D, got shape {func_img.shape}")
+    for path, what in ((mask, "mask"), (process_mask, "process mask")):
+        if isinstance(path, (str, Path)) and not Path(path).is_file():
+            raise InputError(f"{what} not found: {path}")
+    table = read_labels(labels, label_column=config.label_column, group_column=config.group_column)
+    n_volumes = func_img.shape[3]
+    if len(table) != n_volumes:
+        raise InputError(
+            f"labels table has {len(table)} rows but the functional images have {n_volumes} volumes"
+        )
+    keep = select_conditions(table, config.conditions, label_column=config.label_column)
+    y = table[config.label_column].astype(str).to_numpy()[keep]
+    groups = None
+    if config.group_column is not None:
+        groups = table[config.group_column].to_numpy()[keep]
+    func_sel = index_img(func_img, np.flatnonzero(keep))
+    func_sel = nib.Nifti1Image(np.asarray(func_sel.dataobj, dtype=np.float32), func_sel.affine, func_sel.header)
+    func_sel.header.set_data_dtype(np.float32)
+    if resample_mask:
+        load = lambda p: resample_to_img(  # noqa: E731
+            str(p) if isinstance(p, Path) else p, func_sel, interpolation="nearest",
+            force_resample=True, copy_header=True,
+        )  # fmt: skip
+        mask_img = load(mask)
+        process_img = load(process_mask) if process_mask is not None else None
+    else:
+        mask_img = _load_mask(mask, func_sel, "mask")
+        process_img = _load_mask(process_mask, func_sel, "process mask") if process_mask is not None else None
+    cv = parse_cv(config.cv)
+    timings["read"] = time.perf_counter() - t0
+    steps.update()
+
+    # ------------------------------------------------------------------ searchlight
+    t0 = time.perf_counter()
+    steps.set_postfix_str("searchlight")
+    sl = SearchLight(
+        mask_img=mask_img, process_mask_img=process_img, radius=config.radius,
+        estimator=config.estimator, cv=cv, scoring=config.scoring, n_jobs=config.n_jobs,
+        verbose=0 if quiet else 1, memory_mb=config.memory_mb,
+    )  # fmt: skip
+    sl.fit(func_sel, y, groups=groups)
+    timings["searchlight"] = time.perf_counter() - t0
+    steps.update()
+
+    # ------------------------------------------------------------------ F-test, mean image
+    t0 = time.perf_counter()
+    steps.set_postfix_str("F-test")
+    f_img = f_test_map(func_sel, mask_img, y, groups)
+    mean = mean_img(func_sel, copy_header=True)
+    timings["f_test"] = time.perf_counter() - t0
+    steps.update()
+
+    n_classes = len(sl.classes_)
+    chance = chance_level(config.scoring, n_classes)
+    scores_img = sl.scores_img_
+    masked = sl.masked_scores_
+    peak = int(np.argmax(masked))
+    peak_ijk = sl.neighbourhoods_.seeds_ijk[peak]
+    peak_xyz = nib.affines.apply_affine(func_sel.affine, peak_ijk)
+    counts = {str(c): int((y == c).sum()) for c in sl.classes_}
+    summary = {
+        "name": name,
+        "parameters": {**asdict(config), "cv_splitter": repr(cv), "n_folds": sl.cv_plan_.n_folds},
+        "data": {
+            "functional images": str(func) if isinstance(func, (str, Path)) else "in memory",
+            "labels table": str(labels),
+            "mask": str(mask) if isinstance(mask, (str, Path)) else "in memory",
+            "grid shape": list(func_img.shape[:3]),
+            "voxel size (mm)": [round(float(v), 3) for v in func_img.header.get_zooms()[:3]],
+            "volumes in the images": n_volumes,
+            "volumes analysed": int(keep.sum()),
+            "volumes per condition": counts,
+            "runs": int(len(np.unique(groups))) if groups is not None else None,
+            "mask voxels": int(np.asarray(sl.mask_img_.dataobj).astype(bool).sum()),
+        },
+        "results": {
+            "spheres": int(sl.n_elements_),
+            "mean sphere size (voxels)": float(np.mean(sl.sphere_sizes_)),
+            "engine": sl.engine_,
+            "chance level": chance,
+            "max score": float(masked.max()),
+            "mean score": float(masked.mean()),
+            "spheres above chance": int((masked > chance).sum()),
+            "peak voxel (i, j, k)": [int(v) for v in peak_ijk],
+            "peak position (mm)": [round(float(v), 2) for v in peak_xyz],
+            "max F-test -log10 p": float(np.asarray(f_img.dataobj).max()),
+        },
+        "timings": timings,
+        "software": software_versions(),
+        "outputs": list(OUTPUT_NAMES),
+    }
+
+    # ------------------------------------------------------------------ write, all or nothing
+    staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
+    try:
+        t0 = time.perf_counter()
+        steps.set_postfix_str("figures")
+        save_img(scores_img, staging / "searchlight_scores.nii.gz")
+        save_img(f_img, staging / "f_scores.nii.gz")
+        save_img(mean, staging / "mean_img.nii.gz")
+        title = f"Searchlight {config.scoring} ({' vs '.join(map(str, sl.classes_))})"
+        report.plot_searchlight(scores_img, mean, staging / "searchlight.png", title=title, chance=chance)
+        report.plot_f_scores(f_img, mean, staging / "f_scores.png", title="F-test, -log10 p")
+        regions = report.top_regions(scores_img, chance=chance)
+        timings["figures"] = time.perf_counter() - t0
+        steps.update()
+        timings["total"] = time.perf_counter() - t_start
+        report.write_report(
+            staging, summary,
+            figures={"Searchlight scores over the mean functional image": "searchlight.png",
+                     "Univariate F-test (-log10 p), the classic comparison": "f_scores.png"},
+            tables={"Top regions": regions}, force=True,
+        )  # fmt: skip
+        save_json(summary, staging / "summary.json")
+        for fname in OUTPUT_NAMES:
+            (staging / fname).replace(out / fname)
+        steps.update()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        steps.close()
+    return summary
