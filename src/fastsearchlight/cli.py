@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the face-vs-house study on the shipped Haxby slice")
     _add_analysis_options(p, out_default="fastsearchlight-demo")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser("run", help="a searchlight study on your own data")
     p.add_argument("--func", required=True, help="4D NIfTI functional images")
@@ -120,13 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", required=True, help="mask of the voxels used (NIfTI)")
     p.add_argument("--process-mask", default=None, help="mask of the sphere centres")
     _add_analysis_options(p, out_default="fastsearchlight-out")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("haxby", help="the classic study on the full Haxby 2001 data (nilearn fetcher)")
     p.add_argument("--subject", type=int, default=2, help="subject 1-6 (default 2)")
     p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
     _add_analysis_options(p, out_default="fastsearchlight-haxby")
-    p.set_defaults(func=cmd_haxby)
+    p.set_defaults(handler=cmd_haxby)
 
     p = sub.add_parser("simulate", help="write a Haxby-like synthetic data set with planted regions")
     p.add_argument("--out", required=True, help="output folder")
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regions", type=int, default=2, help="planted informative regions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite existing files")
-    p.set_defaults(func=cmd_simulate)
+    p.set_defaults(handler=cmd_simulate)
     return parser
 
 
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return args.handler(args)
     except KeyboardInterrupt:
         print("fastsearchlight: interrupted; no output was left half-written", file=sys.stderr)
         return 130

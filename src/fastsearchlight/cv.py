@@ -7,6 +7,7 @@ int, or any splitter object mean what they mean in scikit-learn.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,11 @@ def make_cv_plan(cv, y: np.ndarray, groups=None, *, classifier: bool = True) -> 
     n_samples = len(y)
     dummy_X = np.zeros((n_samples, 1))
     train, test = [], []
-    for tr, te in splitter.split(dummy_X, y, groups):
+    with warnings.catch_warnings():
+        # splitters that do not use groups say so; groups are simply not needed there
+        warnings.filterwarnings("ignore", message="The groups parameter is ignored")
+        splits = list(splitter.split(dummy_X, y, groups))
+    for tr, te in splits:
         train.append(np.asarray(tr, dtype=np.intp))
         test.append(np.asarray(te, dtype=np.intp))
     if not train:
