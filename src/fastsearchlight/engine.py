@@ -52,7 +52,7 @@ def run_batched(
     X: np.ndarray,
     neighbourhoods: Neighbourhoods,
     estimator: BatchedClassifier,
-    y: np.ndarray,
+    ys: np.ndarray,
     n_classes: int,
     plan: CVPlan,
     metric: str,
@@ -70,7 +70,8 @@ def run_batched(
         Masked data, read once.
     neighbourhoods : Neighbourhoods
     estimator : BatchedClassifier
-    y : ndarray (n_samples,) of class codes
+    ys : ndarray (n_label_sets, n_samples) of class codes
+        Label vectors scored on the same spheres (the observed labels, permutations).
     n_classes : int
     plan : CVPlan
     metric : str
@@ -84,9 +85,10 @@ def run_batched(
 
     Returns
     -------
-    ndarray (n_spheres, n_folds)
+    ndarray (n_label_sets, n_spheres, n_folds)
     """
     n_workers = effective_n_jobs(n_jobs)
+    ys = np.atleast_2d(ys)
     X = np.asarray(X, dtype=np.float64)
     n_samples = X.shape[0]
     sizes = np.unique(neighbourhoods.sizes)
@@ -106,46 +108,51 @@ def run_batched(
         unit="sphere",
         leave=False,
     )
-    out = np.full((neighbourhoods.n_spheres, plan.n_folds), np.nan)
+    out = np.full((ys.shape[0], neighbourhoods.n_spheres, plan.n_folds), np.nan)
     with bar:
         if n_workers == 1:
             for ids, vox in blocks:
-                out[ids] = _batched_block(X, vox, estimator, y, n_classes, plan, metric)
+                out[:, ids] = _batched_block(X, vox, estimator, ys, n_classes, plan, metric)
                 bar.update(len(ids))
         else:
             # processes, not threads: the solver's many small array operations hold the
             # interpreter lock. X is memory-mapped to the workers once by joblib.
             tasks = _group_blocks(blocks, 4 * n_workers)
             results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
-                delayed(_batched_task)(X, task, estimator, y, n_classes, plan, metric)
+                delayed(_batched_task)(X, task, estimator, ys, n_classes, plan, metric)
                 for task in tasks
             )
             for ids, scores in results:
-                out[ids] = scores
+                out[:, ids] = scores
                 bar.update(len(ids))
     return out
 
 
-def _batched_block(X, vox, estimator, y, n_classes, plan, metric):
-    """Per-fold scores of one block of equal-size spheres."""
+def _batched_block(X, vox, estimator, ys, n_classes, plan, metric):
+    """Per-fold scores of one block of equal-size spheres, shape (n_label_sets, spheres, folds)."""
     block = np.transpose(X[:, vox], (1, 0, 2))  # (spheres, samples, voxels)
     proba_like = estimator.proba_like if metric == "roc_auc" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        decisions = estimator.fold_decisions(block, y, n_classes, plan)
-    return np.column_stack(
+        decisions = estimator.many_fold_decisions(block, ys, n_classes, plan)
+    return np.stack(
         [
-            batched_scores(metric, dec, y[test], n_classes, proba_like)
-            for dec, test in zip(decisions, plan.test_indices)
+            np.column_stack(
+                [
+                    batched_scores(metric, dec, y[test], n_classes, proba_like)
+                    for dec, test in zip(folds, plan.test_indices)
+                ]
+            )
+            for y, folds in zip(ys, decisions)
         ]
     )
 
 
-def _batched_task(X, task, estimator, y, n_classes, plan, metric):
+def _batched_task(X, task, estimator, ys, n_classes, plan, metric):
     """Run several blocks in a worker; return their sphere ids and scores."""
     ids = np.concatenate([ids for ids, _ in task])
     scores = np.concatenate(
-        [_batched_block(X, vox, estimator, y, n_classes, plan, metric) for _, vox in task]
+        [_batched_block(X, vox, estimator, ys, n_classes, plan, metric) for _, vox in task], axis=1
     )
     return ids, scores
 

@@ -69,6 +69,22 @@ class SearchLight(TransformerMixin, BaseEstimator):
         Extra constructor parameters of a named estimator.
     memory_mb : float, default=512
         Working-memory budget of the blocks of spheres in flight, in MB.
+    n_permutations : int, default=0
+        Label permutations for a permutation test (Stelzer et al. 2013): labels are
+        shuffled within groups (runs) when ``groups`` are given, else across samples; the
+        same permutations serve every sphere, so the maximum over the map is a valid
+        family-wise statistic. ``random_state`` seeds them.
+    checkpoint : path-like or None, default=None
+        File (``.npy``) where null maps are stored as they are made; an interrupted run
+        given the same file resumes where it stopped, with the same result.
+    keep_checkpoint : bool, default=False
+        Keep the checkpoint file after a completed run.
+    keep_null : bool, default=False
+        Keep every null map in ``null_scores_`` (n_permutations x n_spheres).
+    cluster_alpha : float, default=0.001
+        Cluster-forming threshold: the ``1 - cluster_alpha`` quantile of the pooled null.
+    permutation_batch : int, default=32
+        Permutations solved together per block of spheres.
 
     Attributes
     ----------
@@ -91,6 +107,18 @@ class SearchLight(TransformerMixin, BaseEstimator):
         Number of voxels in each sphere.
     classes_ : ndarray
         Class labels (classification only).
+    p_values_, p_fwe_ : ndarray (n_spheres,)
+        Permutation p-values, uncorrected and family-wise corrected (maximum statistic);
+        also as images ``p_values_img_`` and ``p_fwe_img_``.
+    clusters_ : list of dict
+        Clusters of spheres above ``cluster_threshold_`` with size, peak and
+        cluster-level FWE p-value (largest cluster of each null map).
+    max_null_, max_cluster_null_ : ndarray (n_permutations,)
+        Maximum score and largest cluster of each null map.
+    null_summary_ : dict
+        Summary of the null distribution.
+    null_scores_ : ndarray (n_permutations, n_spheres) or None
+        Every null map, with ``keep_null=True``.
     engine_ : {"batched", "generic"}
         Which path computed the scores.
     timings_ : dict
@@ -110,6 +138,12 @@ class SearchLight(TransformerMixin, BaseEstimator):
         random_state=0,
         estimator_args=None,
         memory_mb=engine.DEFAULT_MEMORY_MB,
+        n_permutations=0,
+        checkpoint=None,
+        keep_checkpoint=False,
+        keep_null=False,
+        cluster_alpha=0.001,
+        permutation_batch=32,
     ):
         self.mask_img = mask_img
         self.process_mask_img = process_mask_img
@@ -122,6 +156,12 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.estimator_args = estimator_args
         self.memory_mb = memory_mb
+        self.n_permutations = n_permutations
+        self.checkpoint = checkpoint
+        self.keep_checkpoint = keep_checkpoint
+        self.keep_null = keep_null
+        self.cluster_alpha = cluster_alpha
+        self.permutation_batch = permutation_batch
 
     # ------------------------------------------------------------------ preparation
     def _prepare(self, imgs, y, groups):
@@ -193,19 +233,29 @@ class SearchLight(TransformerMixin, BaseEstimator):
                     )
         metric = resolve_scoring(self.scoring)
         batched = batched_equivalent(sk_estimator) if classification else None
-        if batched is not None and metric is not None:
-            fold_scores = engine.run_batched(
-                X, hoods, batched, codes, len(classes), plan, metric,
-                memory_mb=self.memory_mb, n_jobs=self.n_jobs, verbose=self.verbose,
-            )  # fmt: skip
-            self.engine_ = "batched"
-        else:
-            fold_scores = engine.run_generic(
-                X, hoods, sk_estimator, y, plan, self.scoring,
-                n_jobs=self.n_jobs, verbose=self.verbose,
-            )  # fmt: skip
-            self.engine_ = "generic"
+        self.engine_ = "batched" if (batched is not None and metric is not None) else "generic"
+        targets = codes if classification else y
+
+        def scores_for(label_sets, desc):
+            """Per-fold scores, shape (n_label_sets, n_spheres, n_folds)."""
+            if self.engine_ == "batched":
+                return engine.run_batched(
+                    X, hoods, batched, label_sets, len(classes), plan, metric,
+                    memory_mb=self.memory_mb, n_jobs=self.n_jobs, verbose=self.verbose,
+                    progress_desc=desc,
+                )  # fmt: skip
+            return np.stack([
+                engine.run_generic(
+                    X, hoods, sk_estimator, labels, plan, self.scoring,
+                    n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc,
+                )
+                for labels in label_sets
+            ])  # fmt: skip
+
+        fold_scores = scores_for(targets[None, :], "searchlight")[0]
         self.timings_["searchlight"] = time.perf_counter() - t0
+        self._permutation_test(scores_for, fold_scores.mean(axis=1), targets, groups, plan,
+                               X, hoods, process_mask, func.affine)  # fmt: skip
 
         self.cv_plan_ = plan
         self.estimator_ = sk_estimator
@@ -221,6 +271,77 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self._reference_img = func.slicer[..., 0]
         self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, self._reference_img)
         return self
+
+    def _permutation_test(self, scores_for, observed, targets, groups, plan, X, hoods,
+                          process_mask, affine):  # fmt: skip
+        """Null maps from label permutations, then p-values (see :mod:`fastsearchlight.stats`)."""
+        from .stats import NullStore, fingerprint, make_permutations, permutation_inference
+
+        n_perm = int(self.n_permutations or 0)
+        if n_perm < 0:
+            raise ValueError(f"n_permutations must be >= 0, got {self.n_permutations!r}.")
+        self.permutations_ = None
+        if n_perm == 0:
+            return
+        t0 = time.perf_counter()
+        perms = make_permutations(targets, groups, n_perm, self.random_state, plan)
+        self.permutations_ = perms
+        key = fingerprint(
+            X.shape, fingerprint(X), targets, groups if groups is not None else "no groups",
+            [np.asarray(t) for t in plan.test_indices], hoods.adjacency.indices,
+            hoods.adjacency.indptr, repr(self.estimator), repr(self.estimator_args),
+            self.scoring, float(self.radius), perms,
+        )  # fmt: skip
+        store = NullStore(n_perm, hoods.n_spheres, key, path=self.checkpoint)
+        batch = max(1, int(self.permutation_batch))
+        for lo in range(0, n_perm, batch):
+            rows = np.arange(lo, min(n_perm, lo + batch))
+            if store.done[rows].all():
+                continue
+            scores = scores_for(targets[perms[rows]], f"permutations {lo + 1}-{rows[-1] + 1}/{n_perm}")
+            store.write(rows, scores.mean(axis=2).astype(np.float32))
+        result = permutation_inference(
+            observed, store.scores, process_mask, affine, cluster_alpha=self.cluster_alpha
+        )
+        self.p_values_ = result.p_values
+        self.p_fwe_ = result.p_fwe
+        self.max_null_ = result.max_null
+        self.max_cluster_null_ = result.max_cluster_null
+        self.cluster_threshold_ = result.cluster_threshold
+        self.cluster_labels_ = result.cluster_labels
+        self.clusters_ = result.clusters
+        self.null_summary_ = result.null_summary
+        self.null_scores_ = np.array(store.scores) if self.keep_null else None
+        if self.checkpoint is not None and not self.keep_checkpoint:
+            store.remove()
+        self.timings_["permutations"] = time.perf_counter() - t0
+
+    def _volume_img(self, values):
+        check_is_fitted(self)
+        return scores_to_img(values, self.process_mask_, self._reference_img)
+
+    @property
+    def p_values_img_(self):
+        """Voxel-wise (uncorrected) permutation p-values as an image (1 outside the map)."""
+        self._check_permuted()
+        return scores_to_img(self.p_values_, self.process_mask_, self._reference_img, fill=1.0)
+
+    @property
+    def p_fwe_img_(self):
+        """Family-wise corrected p-values (maximum statistic) as an image (1 outside the map)."""
+        self._check_permuted()
+        return scores_to_img(self.p_fwe_, self.process_mask_, self._reference_img, fill=1.0)
+
+    @property
+    def cluster_labels_img_(self):
+        """Clusters above the cluster-forming threshold (0: none), as an image."""
+        self._check_permuted()
+        return scores_to_img(self.cluster_labels_.astype(float), self.process_mask_, self._reference_img)
+
+    def _check_permuted(self):
+        check_is_fitted(self)
+        if getattr(self, "permutations_", None) is None:
+            raise AttributeError("No permutation test was run: set n_permutations > 0.")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "scores_")

@@ -56,6 +56,17 @@ class BatchedClassifier(ABC):
             ``(n_spheres, n_test, n_classes)``.
         """
 
+    def many_fold_decisions(
+        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`fold_decisions` for several label vectors (e.g. permutations) at once.
+
+        ``ys`` has shape (n_label_sets, n_samples). The sphere data ``X`` is gathered once
+        for all of them; estimators that can solve all label sets in one batch override
+        this.
+        """
+        return [self.fold_decisions(X, y, n_classes, plan) for y in ys]
+
     def proba_like(self, decisions: np.ndarray) -> np.ndarray:
         """Scores used for ROC AUC, as scikit-learn's scorer would take them.
 

@@ -230,15 +230,27 @@ class BatchedLinearSVC(BatchedClassifier):
         return w.reshape(B, Q, d)
 
     def fold_decisions(self, X, y, n_classes, plan: CVPlan):
-        Y = binary_targets(y, n_classes)  # (P, n)
-        P = Y.shape[0]
+        return self.many_fold_decisions(X, np.asarray(y)[None, :], n_classes, plan)[0]
+
+    def many_fold_decisions(self, X, ys, n_classes, plan: CVPlan):
+        """All label sets, folds and one-vs-rest classes solved in one batch."""
+        ys = np.atleast_2d(ys)
+        K = ys.shape[0]
         masks = plan.train_masks.astype(np.float64)  # (F, n)
         F = masks.shape[0]
-        # problem q = f * P + p
-        w = self.fit_weights(X, np.tile(Y, (F, 1)), np.repeat(masks, P, axis=0))
+        Ys = [binary_targets(y, n_classes) for y in ys]  # each (P, n)
+        P = Ys[0].shape[0]
+        # problem q = (k * F + f) * P + p
+        Yq = np.concatenate([np.tile(Yk, (F, 1)) for Yk in Ys])
+        Wq = np.tile(np.repeat(masks, P, axis=0), (K, 1))
+        w = self.fit_weights(X, Yq, Wq)  # (B, K*F*P, d)
         Xa = self._augment(X)
         out = []
-        for f, test in enumerate(plan.test_indices):
-            dec = np.einsum("bnd,bpd->bnp", Xa[:, test, :], w[:, f * P : (f + 1) * P, :])
-            out.append(dec[:, :, 0] if n_classes == 2 else dec)
+        for k in range(K):
+            folds = []
+            for f, test in enumerate(plan.test_indices):
+                q0 = (k * F + f) * P
+                dec = np.einsum("bnd,bpd->bnp", Xa[:, test, :], w[:, q0 : q0 + P, :])
+                folds.append(dec[:, :, 0] if n_classes == 2 else dec)
+            out.append(folds)
         return out

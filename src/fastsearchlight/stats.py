@@ -1,0 +1,277 @@
+"""Permutation statistics for searchlight maps (Stelzer, Chen & Turner 2013, NeuroImage 65).
+
+- :func:`make_permutations`: label permutations within runs (or across samples), the same for
+  every sphere, drawn from one seed so that the result does not depend on chunking.
+- :class:`NullStore`: the null score maps, one row per permutation, in memory or in a
+  memory-mapped checkpoint file that lets an interrupted run resume where it stopped.
+- :func:`permutation_inference`: voxel-wise p-values, family-wise error (FWE) corrected
+  p-values by the maximum statistic over spheres, and cluster-level inference with a
+  cluster-forming threshold taken from the pooled null distribution and a cluster-size null
+  made of the largest cluster of each permutation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+#: tolerance when comparing scores (they are ratios of small integers)
+SCORE_TOL = 1e-9
+
+
+def make_permutations(
+    y: np.ndarray, groups: np.ndarray | None, n_permutations: int, random_state, plan=None,
+    max_tries: int = 100,
+) -> np.ndarray:
+    """Index arrays of label permutations, shape (n_permutations, n_samples).
+
+    ``y[perm[p]]`` is the p-th permuted label vector. With ``groups``, labels are shuffled
+    within each group (run), which keeps the runs' label counts and the exchangeability
+    that the design allows; otherwise across all samples. With a CV ``plan``, a permutation
+    whose training set of some fold would lack a class is drawn again.
+
+    Parameters
+    ----------
+    y : ndarray (n_samples,)
+    groups : ndarray (n_samples,) or None
+    n_permutations : int
+    random_state : int, Generator or None
+    plan : CVPlan or None
+    """
+    if n_permutations < 0:
+        raise ValueError(f"n_permutations must be >= 0, got {n_permutations}.")
+    rng = np.random.default_rng(random_state)
+    n = len(y)
+    if groups is None:
+        members = [np.arange(n)]
+    else:
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    classes = np.unique(y)
+    out = np.empty((n_permutations, n), dtype=np.intp)
+    for p in range(n_permutations):
+        for _ in range(max_tries):
+            perm = np.arange(n)
+            for idx in members:
+                perm[idx] = idx[rng.permutation(len(idx))]
+            if plan is None or all(
+                np.unique(y[perm[train]]).size == classes.size for train in plan.train_indices
+            ):
+                break
+        else:
+            raise ValueError(
+                "Could not draw label permutations that keep every class in every training "
+                "fold: use a cross-validation that leaves more samples in training."
+            )
+        out[p] = perm
+    return out
+
+
+class NullStore:
+    """Null score maps, one row per permutation, filled in any order.
+
+    In memory by default; with ``path``, a memory-mapped file plus a small JSON record of
+    the analysis' fingerprint and of the rows done, so that an interrupted run resumes.
+
+    Parameters
+    ----------
+    n_permutations, n_spheres : int
+    fingerprint : str
+        Identifies the analysis (data, labels, parameters, seed); a checkpoint made for
+        another analysis is refused.
+    path : path-like or None
+        Checkpoint file (``.npy`` data) — a ``.json`` record is kept beside it.
+    """
+
+    def __init__(self, n_permutations: int, n_spheres: int, fingerprint: str, path=None):
+        self.n_permutations = n_permutations
+        self.n_spheres = n_spheres
+        self.fingerprint = fingerprint
+        self.path = Path(path) if path is not None else None
+        shape = (n_permutations, n_spheres)
+        if self.path is None:
+            self.scores = np.zeros(shape, dtype=np.float32)
+            self.done = np.zeros(n_permutations, dtype=bool)
+            return
+        self.record = self.path.with_suffix(".json")
+        if self.path.exists() and self.record.exists():
+            info = json.loads(self.record.read_text())
+            if info.get("fingerprint") != fingerprint or tuple(info.get("shape", ())) != shape:
+                raise ValueError(
+                    f"The checkpoint {self.path} belongs to another analysis (other data, labels, "
+                    "parameters or seed): delete it or choose another checkpoint path."
+                )
+            self.scores = np.load(self.path, mmap_mode="r+")
+            self.done = np.zeros(n_permutations, dtype=bool)
+            self.done[info["done"]] = True
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.scores = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32, shape=shape)
+            self.done = np.zeros(n_permutations, dtype=bool)
+            self._save_record()
+
+    def _save_record(self):
+        tmp = self.record.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({
+            "fingerprint": self.fingerprint,
+            "shape": [self.n_permutations, self.n_spheres],
+            "done": np.flatnonzero(self.done).tolist(),
+        }))  # fmt: skip
+        os.replace(tmp, self.record)
+
+    def write(self, rows: np.ndarray, scores: np.ndarray) -> None:
+        """Store the null maps of permutations ``rows`` (data first, then the record)."""
+        self.scores[rows] = scores
+        self.done[rows] = True
+        if self.path is not None:
+            self.scores.flush()
+            self._save_record()
+
+    def remove(self) -> None:
+        """Delete the checkpoint files (after a completed run)."""
+        if self.path is not None:
+            del self.scores
+            for f in (self.path, self.record):
+                if f.exists():
+                    f.unlink()
+
+
+def fingerprint(*parts) -> str:
+    """A hash of arrays and values that identifies an analysis."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(str(part.dtype).encode())
+            h.update(str(part.shape).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(repr(part).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class PermutationResult:
+    """Outcome of a permutation test on a searchlight map (all arrays over the spheres)."""
+
+    p_values: np.ndarray
+    p_fwe: np.ndarray
+    max_null: np.ndarray
+    cluster_threshold: float
+    cluster_labels: np.ndarray  # cluster id of each sphere (0: none)
+    clusters: list[dict]
+    max_cluster_null: np.ndarray
+    null_summary: dict
+
+
+def _clusters(values_3d: np.ndarray, threshold: float, structure) -> tuple[np.ndarray, np.ndarray]:
+    labels, n = ndimage.label(values_3d >= threshold - SCORE_TOL, structure=structure)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    return labels, sizes
+
+
+def permutation_inference(
+    observed: np.ndarray,
+    null: np.ndarray,
+    process_mask: np.ndarray,
+    affine: np.ndarray,
+    *,
+    cluster_alpha: float = 0.001,
+    connectivity: int = 26,
+    chunk: int = 64,
+) -> PermutationResult:
+    """p-values of a searchlight map from its permutation null.
+
+    Parameters
+    ----------
+    observed : ndarray (n_spheres,)
+        Observed scores, in the order of the process mask's voxels.
+    null : ndarray (n_permutations, n_spheres)
+        Null scores (may be a memory map; read in chunks of permutations).
+    process_mask : ndarray of bool, 3D
+    affine : ndarray (4, 4)
+    cluster_alpha : float
+        Cluster-forming threshold: the ``1 - cluster_alpha`` quantile of the null scores
+        pooled over spheres and permutations.
+    connectivity : {6, 18, 26}
+        Neighbourhood of voxels in a cluster.
+
+    Returns
+    -------
+    PermutationResult
+        ``p_values`` uncorrected, ``(1 + #null >= observed) / (1 + P)`` per sphere;
+        ``p_fwe`` corrected by the maximum over spheres of each null map; clusters of
+        spheres above the threshold with their size-based FWE p-values.
+    """
+    n_perm, n_spheres = null.shape
+    if n_perm == 0:
+        raise ValueError("No permutations: nothing to infer from.")
+    structure = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+    observed = np.asarray(observed, dtype=np.float64)
+    count = np.zeros(n_spheres)
+    max_null = np.empty(n_perm)
+    # pooled null distribution: scores are ratios of small integers, so few distinct values
+    pooled: dict[float, int] = {}
+    for lo in range(0, n_perm, chunk):
+        block = np.asarray(null[lo : lo + chunk], dtype=np.float64)
+        count += (block >= observed[None, :] - SCORE_TOL).sum(axis=0)
+        max_null[lo : lo + chunk] = block.max(axis=1)
+        values, counts = np.unique(np.round(block, 9), return_counts=True)
+        for v, c in zip(values, counts):
+            pooled[float(v)] = pooled.get(float(v), 0) + int(c)
+    p_values = (1.0 + count) / (1.0 + n_perm)
+    p_fwe = (1.0 + (max_null[None, :] >= observed[:, None] - SCORE_TOL).sum(axis=1)) / (1.0 + n_perm)
+
+    levels = np.array(sorted(pooled))
+    freq = np.array([pooled[v] for v in levels], dtype=np.float64)
+    exceed = np.cumsum(freq[::-1])[::-1] / freq.sum()  # P(null >= level)
+    ok = np.flatnonzero(exceed <= cluster_alpha)
+    threshold = float(levels[ok[0]]) if ok.size else float(levels[-1]) + 1e-6
+
+    def to_volume(values):
+        vol = np.full(process_mask.shape, -np.inf)
+        vol[process_mask] = values
+        return vol
+
+    max_cluster = np.zeros(n_perm)
+    for lo in range(0, n_perm, chunk):
+        block = np.asarray(null[lo : lo + chunk], dtype=np.float64)
+        for k, row in enumerate(block):
+            _, sizes = _clusters(to_volume(row), threshold, structure)
+            max_cluster[lo + k] = sizes.max() if sizes.size else 0
+    labels3d, sizes = _clusters(to_volume(observed), threshold, structure)
+    ijk = np.argwhere(process_mask)
+    sphere_labels = labels3d[process_mask]
+    clusters = []
+    for cid, size in enumerate(sizes, start=1):
+        members = np.flatnonzero(sphere_labels == cid)
+        peak = members[np.argmax(observed[members])]
+        xyz = affine[:3, :3] @ ijk[peak] + affine[:3, 3]
+        clusters.append({
+            "cluster": cid,
+            "size": int(size),
+            "peak_score": float(observed[peak]),
+            "peak_x_mm": float(xyz[0]), "peak_y_mm": float(xyz[1]), "peak_z_mm": float(xyz[2]),
+            "peak_p_fwe": float(p_fwe[peak]),
+            "p_fwe_cluster": float((1.0 + (max_cluster >= size).sum()) / (1.0 + n_perm)),
+        })  # fmt: skip
+    clusters.sort(key=lambda c: (-c["size"], -c["peak_score"]))
+    null_summary = {
+        "n_permutations": int(n_perm),
+        "pooled null mean": float((levels * freq).sum() / freq.sum()),
+        "pooled null sd": float(np.sqrt(((levels - (levels * freq).sum() / freq.sum()) ** 2 * freq).sum() / freq.sum())),
+        "pooled null 95th percentile": float(levels[np.searchsorted(np.cumsum(freq) / freq.sum(), 0.95)]),
+        "max-statistic 95th percentile": float(np.quantile(max_null, 0.95)),
+        "cluster-forming threshold": threshold,
+        "cluster-forming alpha": cluster_alpha,
+        "max cluster size 95th percentile": float(np.quantile(max_cluster, 0.95)),
+    }
+    return PermutationResult(
+        p_values=p_values, p_fwe=p_fwe, max_null=max_null, cluster_threshold=threshold,
+        cluster_labels=sphere_labels, clusters=clusters, max_cluster_null=max_cluster,
+        null_summary=null_summary,
+    )  # fmt: skip
