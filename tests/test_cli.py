@@ -201,3 +201,21 @@ def test_haxby_with_a_local_copy(simulated, tmp_path):
                  "--estimator", "gnb"])  # fmt: skip
     assert code == 0
     check_outputs(out, ds.func_img.affine)
+
+
+def test_demo_with_permutations_writes_corrected_maps(tmp_path):
+    out = tmp_path / "perm"
+    assert main(["demo", "--out", str(out), "--quiet", "--permutations", "20", "--estimator", "gnb"]) == 0
+    for name in ("p_uncorrected.nii.gz", "p_fwe.nii.gz", "clusters.tsv", "null_distribution.png"):
+        assert (out / name).is_file(), name
+    logp = nib.load(out / "p_fwe.nii.gz").get_fdata()
+    assert 0 <= logp.min() and logp.max() <= np.log10(21) + 1e-6
+    import pandas as pd
+
+    clusters = pd.read_csv(out / "clusters.tsv", sep="\t")
+    assert list(clusters["cluster"]) == list(range(1, len(clusters) + 1))
+    html = (out / "report.html").read_text()
+    assert 'src="null_distribution.png"' in html and "Clusters" in html
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["permutation test"]["n_permutations"] == 20
+    assert not list(out.glob(".fastsearchlight-permutations*"))  # checkpoint removed when done

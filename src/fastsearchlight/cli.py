@@ -25,6 +25,12 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, out_default: str) -> No
                    help="accuracy (default), balanced_accuracy or roc_auc")  # fmt: skip
     p.add_argument("--n-jobs", type=int, default=1, help="parallel workers (-1: all cores)")
     p.add_argument("--memory-mb", type=float, default=512.0, help="working-memory budget in MB")
+    p.add_argument("--permutations", type=int, default=0, metavar="N",
+                   help="label permutations (within runs) for p-values corrected over the "
+                        "map; an interrupted run resumes from a checkpoint in the output folder")
+    p.add_argument("--cluster-alpha", type=float, default=0.001,
+                   help="cluster-forming threshold as a quantile of the null (default 0.001)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
     p.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -37,7 +43,8 @@ def _config(args):
     return StudyConfig(
         conditions=args.conditions, label_column=args.label_column, group_column=group,
         radius=args.radius, estimator=args.estimator, cv=args.cv, scoring=args.scoring,
-        n_jobs=args.n_jobs, memory_mb=args.memory_mb,
+        n_jobs=args.n_jobs, memory_mb=args.memory_mb, n_permutations=args.permutations,
+        cluster_alpha=args.cluster_alpha, seed=args.seed,
     )  # fmt: skip
 
 
@@ -100,6 +107,20 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_group(args) -> int:
+    from .group import run_group
+
+    summary = run_group(
+        args.maps, args.out, chance=args.chance, mask=args.mask,
+        n_permutations=args.permutations, cluster_threshold=args.cluster_threshold,
+        random_state=args.seed, n_jobs=args.n_jobs, force=args.force, quiet=args.quiet,
+    )  # fmt: skip
+    r = summary["results"]
+    print(f"{summary['parameters']['subjects']} subjects: {r['voxels with FWE p < 0.05']} voxels "
+          f"with FWE p < 0.05 (max mean score {r['max mean score']:.3f}); outputs in {args.out}")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -127,6 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
     _add_analysis_options(p, out_default="fastsearchlight-haxby")
     p.set_defaults(handler=cmd_haxby)
+
+    p = sub.add_parser("group", help="second-level test of per-subject score maps against chance")
+    p.add_argument("maps", nargs="+", help="per-subject score maps (NIfTI, same space)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--chance", type=float, default=0.5, help="chance level (default 0.5)")
+    p.add_argument("--mask", default=None, help="voxels tested (default: nonzero in every map)")
+    p.add_argument("--permutations", type=int, default=5000, help="sign flips (default 5000)")
+    p.add_argument("--cluster-threshold", type=float, default=0.001,
+                   help="cluster-forming p threshold (default 0.001)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_group)
 
     p = sub.add_parser("simulate", help="write a Haxby-like synthetic data set with planted regions")
     p.add_argument("--out", required=True, help="output folder")

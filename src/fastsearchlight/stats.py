@@ -260,6 +260,12 @@ def permutation_inference(
             "p_fwe_cluster": float((1.0 + (max_cluster >= size).sum()) / (1.0 + n_perm)),
         })  # fmt: skip
     clusters.sort(key=lambda c: (-c["size"], -c["peak_score"]))
+    # number clusters by rank (1 = largest), in the table and in the label map
+    relabel = np.zeros(len(sizes) + 1, dtype=np.int64)
+    for rank, c in enumerate(clusters, start=1):
+        relabel[c["cluster"]] = rank
+        c["cluster"] = rank
+    sphere_labels = relabel[sphere_labels]
     null_summary = {
         "n_permutations": int(n_perm),
         "pooled null mean": float((levels * freq).sum() / freq.sum()),

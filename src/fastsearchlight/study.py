@@ -29,6 +29,10 @@ OUTPUT_NAMES = (
     "summary.json",
 )
 
+#: files a permutation test adds
+PERMUTATION_OUTPUTS = ("p_uncorrected.nii.gz", "p_fwe.nii.gz", "clusters.tsv", "null_distribution.png")
+CHECKPOINT_NAME = ".fastsearchlight-permutations.npy"
+
 
 @dataclass
 class StudyConfig:
@@ -43,6 +47,9 @@ class StudyConfig:
     scoring: str = "accuracy"
     n_jobs: int = 1
     memory_mb: float = 512.0
+    n_permutations: int = 0
+    cluster_alpha: float = 0.001
+    seed: int = 0
 
 
 def parse_cv(spec: str):
@@ -180,7 +187,8 @@ def run_study(
     config = config or StudyConfig()
     t_start = time.perf_counter()
     timings = {}
-    out = check_outputs(out_dir, OUTPUT_NAMES, force=force)
+    names = OUTPUT_NAMES + (PERMUTATION_OUTPUTS if config.n_permutations else ())
+    out = check_outputs(out_dir, names, force=force)
     steps = tqdm(total=5, disable=quiet, desc="study", unit="step", leave=False)
 
     # ------------------------------------------------------------------ inputs
@@ -235,6 +243,9 @@ def run_study(
         mask_img=mask_img, process_mask_img=process_img, radius=config.radius,
         estimator=config.estimator, cv=cv, scoring=config.scoring, n_jobs=config.n_jobs,
         verbose=0 if quiet else 1, memory_mb=config.memory_mb,
+        n_permutations=config.n_permutations, random_state=config.seed,
+        cluster_alpha=config.cluster_alpha,
+        checkpoint=out / CHECKPOINT_NAME if config.n_permutations else None,
     )  # fmt: skip
     sl.fit(func_sel, y, groups=groups)
     timings["searchlight"] = time.perf_counter() - t0
@@ -285,8 +296,18 @@ def run_study(
         },
         "timings": timings,
         "software": software_versions(),
-        "outputs": list(OUTPUT_NAMES),
+        "outputs": list(names),
     }
+    if config.n_permutations:
+        n_sig = lambda p: int((p < 0.05).sum())  # noqa: E731
+        summary["permutation test"] = {
+            **sl.null_summary_,
+            "labels permuted": "within runs" if groups is not None else "across volumes",
+            "spheres with uncorrected p < 0.05": n_sig(sl.p_values_),
+            "spheres with FWE p < 0.05 (max statistic)": n_sig(sl.p_fwe_),
+            "clusters with cluster FWE p < 0.05": sum(c["p_fwe_cluster"] < 0.05 for c in sl.clusters_),
+            "minimum achievable p": 1.0 / (1 + config.n_permutations),
+        }
 
     # ------------------------------------------------------------------ write, all or nothing
     staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
@@ -300,17 +321,39 @@ def run_study(
         report.plot_searchlight(scores_img, mean, staging / "searchlight.png", title=title, chance=chance)
         report.plot_f_scores(f_img, mean, staging / "f_scores.png", title="F-test, -log10 p")
         regions = report.top_regions(scores_img, chance=chance)
+        figures = {"Searchlight scores over the mean functional image": "searchlight.png",
+                   "Univariate F-test (-log10 p), the classic comparison": "f_scores.png"}  # fmt: skip
+        tables = {"Top regions": regions}
+        if config.n_permutations:
+            import pandas as pd
+
+            from .images import scores_to_img
+
+            neglog = lambda p: scores_to_img(-np.log10(p), sl.process_mask_, func_sel.slicer[..., 0])  # noqa: E731
+            save_img(neglog(sl.p_values_), staging / "p_uncorrected.nii.gz")
+            save_img(neglog(sl.p_fwe_), staging / "p_fwe.nii.gz")
+            clusters = pd.DataFrame(sl.clusters_, columns=[
+                "cluster", "size", "peak_score", "peak_x_mm", "peak_y_mm", "peak_z_mm",
+                "peak_p_fwe", "p_fwe_cluster"])  # fmt: skip
+            from .io import save_table
+
+            save_table(clusters, staging / "clusters.tsv")
+            report.plot_null_distribution(
+                sl.max_null_, float(masked.max()), staging / "null_distribution.png",
+                xlabel="maximum score over the map, per permutation",
+                title=f"Max-statistic null ({config.n_permutations} permutations)",
+            )  # fmt: skip
+            figures["Null distribution of the maximum score (family-wise correction)"] = "null_distribution.png"
+            tables[f"Clusters (threshold {sl.cluster_threshold_:.3f}, cluster-level FWE p)"] = clusters
         timings["figures"] = time.perf_counter() - t0
         steps.update()
         timings["total"] = time.perf_counter() - t_start
         report.write_report(
             staging, summary,
-            figures={"Searchlight scores over the mean functional image": "searchlight.png",
-                     "Univariate F-test (-log10 p), the classic comparison": "f_scores.png"},
-            tables={"Top regions": regions}, force=True,
+            figures=figures, tables=tables, force=True,
         )  # fmt: skip
         save_json(summary, staging / "summary.json")
-        for fname in OUTPUT_NAMES:
+        for fname in names:
             (staging / fname).replace(out / fname)
         steps.update()
     finally:

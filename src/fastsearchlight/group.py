@@ -1,0 +1,182 @@
+"""Group level: one-sample test of per-subject score maps against chance.
+
+Each subject's map minus chance enters a second-level model with an intercept only; the
+intercept is tested with sign-flipping permutations (valid when the maps' deviations from
+chance are symmetric under the null), through nilearn's
+:func:`~nilearn.glm.second_level.non_parametric_inference`: maximum-t family-wise corrected
+voxel p-values and, with a cluster-forming threshold, cluster-size corrected p-values.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .io import InputError, check_outputs, save_img, save_json, save_table
+
+GROUP_OUTPUTS = (
+    "group_mean_scores.nii.gz",
+    "group_t.nii.gz",
+    "group_logp_fwe.nii.gz",
+    "group_logp_cluster_fwe.nii.gz",
+    "group_mean_scores.png",
+    "group_logp_fwe.png",
+    "group_clusters.tsv",
+    "report.html",
+    "summary.json",
+)
+
+
+def load_maps(paths):
+    """Per-subject score maps, checked to share one grid."""
+    if len(paths) < 2:
+        raise InputError("the group test needs at least two subjects' maps")
+    imgs = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise InputError(f"score map not found: {p}")
+        try:
+            img = nib.load(str(p))
+        except Exception as exc:
+            raise InputError(f"could not read score map {p}: {exc}") from None
+        if len(img.shape) != 3:
+            raise InputError(f"score map {p} must be 3D, got shape {img.shape}")
+        imgs.append(img)
+    ref = imgs[0]
+    for p, img in zip(paths, imgs):
+        if img.shape != ref.shape or not np.allclose(img.affine, ref.affine, atol=1e-4):
+            raise InputError(
+                f"score map {p} is not in the same space as {paths[0]} (shape {img.shape} vs "
+                f"{ref.shape}, or another affine): resample the maps to one template first"
+            )
+    return imgs
+
+
+def run_group(
+    maps,
+    out_dir,
+    *,
+    chance: float = 0.5,
+    mask=None,
+    n_permutations: int = 5000,
+    cluster_threshold: float | None = 0.001,
+    random_state: int = 0,
+    n_jobs: int = 1,
+    force: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """Second-level one-sample permutation test of score maps against ``chance``.
+
+    Parameters
+    ----------
+    maps : list of path-like
+        One score map per subject (same space).
+    out_dir : path-like
+    chance : float
+        Chance level subtracted from every map.
+    mask : path-like or None
+        Voxels tested (default: voxels nonzero in every map).
+    n_permutations : int
+        Sign-flipping permutations (at most 2**n_subjects distinct ones exist).
+    cluster_threshold : float or None
+        Cluster-forming threshold in p (uncorrected); None: no cluster inference.
+
+    Returns
+    -------
+    dict
+        The summary written to ``summary.json``.
+    """
+    from nilearn.glm.second_level import non_parametric_inference
+    from nilearn.image import math_img, new_img_like
+
+    from . import report
+    from .study import software_versions
+
+    t_start = time.perf_counter()
+    out = check_outputs(out_dir, GROUP_OUTPUTS, force=force)
+    imgs = load_maps([str(m) for m in maps])
+    data = np.stack([np.asarray(i.dataobj, dtype=np.float64) for i in imgs])
+    if mask is None:
+        mask_data = np.all(data != 0, axis=0) & np.all(np.isfinite(data), axis=0)
+        if not mask_data.any():
+            raise InputError("no voxel is nonzero in every map: give --mask")
+        mask_img = nib.Nifti1Image(mask_data.astype(np.uint8), imgs[0].affine)
+    else:
+        mask_img = nib.load(str(mask))
+        if mask_img.shape[:3] != imgs[0].shape:
+            raise InputError("the group mask is not on the maps' grid")
+    centred = [math_img(f"img - {float(chance)}", img=i) for i in imgs]
+    design = pd.DataFrame({"intercept": np.ones(len(imgs))})
+    result = non_parametric_inference(
+        centred, design_matrix=design, mask=mask_img, model_intercept=True,
+        n_perm=int(n_permutations), two_sided_test=False, random_state=random_state,
+        n_jobs=n_jobs, verbose=0, threshold=cluster_threshold,
+    )  # fmt: skip
+    if isinstance(result, dict):
+        t_img, logp_fwe = result["t"], result["logp_max_t"]
+        logp_cluster = result.get("logp_max_size")
+    else:
+        logp_fwe, t_img, logp_cluster = result, None, None
+    mean_data = np.where(np.asarray(mask_img.dataobj) > 0, data.mean(axis=0), 0.0)
+    mean_img = new_img_like(imgs[0], mean_data)
+    if t_img is None:
+        t_img = new_img_like(imgs[0], np.zeros(imgs[0].shape))
+    if logp_cluster is None:
+        logp_cluster = new_img_like(imgs[0], np.zeros(imgs[0].shape))
+
+    logp = np.asarray(logp_fwe.dataobj)
+    sig = logp > -np.log10(0.05)
+    clusters = report.top_regions(
+        new_img_like(imgs[0], np.where(sig, mean_data, 0.0)), chance=chance, threshold=chance + 1e-12
+    ) if sig.any() else pd.DataFrame(columns=report.TOP_REGION_COLUMNS)  # fmt: skip
+    summary = {
+        "name": "group level",
+        "parameters": {
+            "subjects": len(imgs), "chance": chance, "permutations": int(n_permutations),
+            "cluster-forming threshold (p)": cluster_threshold, "test": "one-sample, one-sided, "
+            "sign flipping (nilearn non_parametric_inference)", "seed": random_state,
+        },
+        "data": {"maps": [str(m) for m in maps], "grid shape": list(imgs[0].shape),
+                 "voxels tested": int(np.asarray(mask_img.dataobj).astype(bool).sum())},
+        "results": {
+            "max mean score": float(mean_data.max()),
+            "voxels with FWE p < 0.05": int(sig.sum()),
+            "min FWE p": float(10 ** -logp.max()) if logp.size else 1.0,
+            "voxels in clusters with cluster FWE p < 0.05":
+                int((np.asarray(logp_cluster.dataobj) > -np.log10(0.05)).sum()),
+        },  # fmt: skip
+        "timings": {},
+        "software": software_versions(),
+        "outputs": list(GROUP_OUTPUTS),
+    }
+    staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
+    try:
+        save_img(mean_img, staging / "group_mean_scores.nii.gz")
+        save_img(t_img, staging / "group_t.nii.gz")
+        save_img(logp_fwe, staging / "group_logp_fwe.nii.gz")
+        save_img(logp_cluster, staging / "group_logp_cluster_fwe.nii.gz")
+        save_table(clusters, staging / "group_clusters.tsv")
+        report.plot_searchlight(mean_img, None, staging / "group_mean_scores.png",
+                                title="Mean score over subjects", chance=chance)  # fmt: skip
+        report.plot_f_scores(logp_fwe, None, staging / "group_logp_fwe.png",
+                             title="-log10 FWE p (sign flipping)")  # fmt: skip
+        summary["timings"]["total"] = time.perf_counter() - t_start
+        report.write_report(
+            staging, summary, title="Group-level searchlight report",
+            figures={"Mean score over subjects": "group_mean_scores.png",
+                     "-log10 family-wise corrected p, one-sample test against chance":
+                         "group_logp_fwe.png"},
+            tables={"Significant regions (voxel FWE p < 0.05)": clusters}, force=True,
+        )  # fmt: skip
+        save_json(summary, staging / "summary.json")
+        for name in GROUP_OUTPUTS:
+            (staging / name).replace(out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
