@@ -4,22 +4,32 @@
 ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=...)`` fitted on every sphere and
 every fold.
 
-The first part of the module holds the machinery the batched estimators share: statistics
-of a fold's training set (per-class counts, sums, cross-products) are sums of the same
-statistics over disjoint *blocks* of samples. The samples are grouped into blocks that
-every fold either uses entirely for training or not at all (same class, same
-train/test membership in every fold); block statistics are computed once per sphere and
-each fold's training statistics are obtained by adding the blocks it trains on, or by
-subtracting from the total the blocks it does not train on, whichever is shorter. For the
-usual partitions of the samples (k-fold, leave-one-run-out) there are ``n_folds x
-n_classes`` blocks, so computing every fold's statistics costs about as much as computing
-them once on all samples.
+The first part of the module holds the machinery the batched estimators share.
+
+- *Blocks*: statistics of a fold's training set (per-class counts, sums, cross-products)
+  are sums of the same statistics over disjoint blocks of samples. The samples are
+  grouped into blocks that every fold either uses entirely for training or not at all
+  (same class, same train/test membership in every fold); block statistics are computed
+  once per sphere and each fold's training statistics are obtained by adding the blocks
+  it trains on, or by subtracting from the total the blocks it does not train on,
+  whichever is shorter. For the usual partitions of the samples (k-fold,
+  leave-one-run-out) there are ``n_folds x n_classes`` blocks, so computing every fold's
+  statistics costs about as much as computing them once on all samples.
+- *Layout*: spheres are processed in slabs that fit in the processor's cache, with the
+  samples in block order along the first axis, ``(n_samples, n_spheres, n_features)``:
+  sums over samples, centring and per-sphere scalings then run over long contiguous
+  rows. (This is also the layout of the blocks the searchlight engine passes, whose
+  ``(n_spheres, n_samples, n_features)`` array is a transposed view of it.)
+- *Class-centred data*: each sample is stored relative to a reference sample of its
+  class (:func:`gather_centered`), which keeps sums of squares accurate on raw BOLD
+  values and makes a feature that is constant within a class exactly zero.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from numbers import Real
 
 import numpy as np
@@ -29,9 +39,9 @@ from .base import BatchedClassifier
 
 _EPS = np.finfo(np.float64).eps
 
-#: size in bytes of the slab of data processed at once (spheres are handled in slabs of
-#: this size so that the temporaries stay in the processor's cache)
-SLAB_BYTES = 4 * 2**20
+#: size in bytes of the data of a slab of spheres processed at once (so that the
+#: temporaries stay in the processor's cache)
+SLAB_BYTES = 2 * 2**20
 
 
 # ---------------------------------------------------------------------------------------
@@ -64,14 +74,13 @@ class FoldBlocks:
         Whether a sample (in block order) belongs to a fold's training set.
     train_counts : ndarray of shape (n_folds, n_classes)
         Number of training samples of each class in each fold.
-    test_pieces : list of list of (slice or ndarray of int)
-        Per fold, the contiguous runs of positions holding its test samples (or, when
-        they are scattered, a single array of positions).
+    test_pieces : list of list of (slice or ndarray of int, int)
+        Per fold, ``(rows, class)`` pairs: contiguous runs of positions holding test
+        samples of one class (or, when they are scattered, an array of positions per
+        class).
     test_unsort : list of ndarray of int
-        Per fold, indices into the test samples in position order (the pieces one after
-        the other) that give them in the order of ``plan.test_indices``.
-    test_class : list of ndarray of int
-        Per fold, class of each test sample in position order.
+        Per fold, indices into the test samples in piece order that give them in the
+        order of ``plan.test_indices``.
     """
 
     order: np.ndarray
@@ -81,9 +90,9 @@ class FoldBlocks:
     train_mask: np.ndarray
     sample_train: np.ndarray
     train_counts: np.ndarray
-    test_pieces: list[list[slice]]
+    test_pieces: list[list[tuple]]
     test_unsort: list[np.ndarray]
-    test_class: list[np.ndarray]
+    _sum_plans: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_blocks(self) -> int:
@@ -101,7 +110,7 @@ class FoldBlocks:
         """Positions of the samples of class ``c``."""
         return slice(int(self.class_bounds[c]), int(self.class_bounds[c + 1]))
 
-    def block_slices(self, used_only: bool = False):
+    def block_slices(self, used_only: bool = False) -> Iterator[tuple[int, int, slice]]:
         """Yield ``(block, class, slice)`` for every block (or every training block)."""
         used = self.train_mask.any(axis=0)
         for b in range(self.n_blocks):
@@ -109,64 +118,86 @@ class FoldBlocks:
                 continue
             yield b, int(self.block_class[b]), slice(int(self.bounds[b]), int(self.bounds[b + 1]))
 
-    def fold_class_sums(self, block_stats: np.ndarray) -> np.ndarray:
+    def fold_class_sums(self, block_stats: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Sum block statistics over each fold's training blocks, class by class.
-
-        Each fold's sum is computed either by adding its training blocks or by
-        subtracting from the total over all training blocks those it does not use,
-        whichever involves fewer blocks.
 
         Parameters
         ----------
         block_stats : ndarray of shape (n_blocks, ...)
             One statistic per block (e.g. sums, cross-products); blocks that train no
             fold may hold anything.
+        out : ndarray of shape (n_folds, n_classes, ...), optional
+            Where to write the result.
 
         Returns
         -------
         ndarray of shape (n_folds, n_classes, ...)
         """
-        out = np.empty((self.n_folds, self.n_classes) + block_stats.shape[1:])
-        used = self.train_mask.any(axis=0)
+        if out is None:
+            out = np.empty((self.n_folds, self.n_classes) + block_stats.shape[1:])
         for c in range(self.n_classes):
-            members = np.flatnonzero(used & (self.block_class == c))
-            total = None
+            self._fold_sums(block_stats, self.block_class == c, out[:, c])
+        return out
+
+    def fold_sums(self, block_stats: np.ndarray) -> np.ndarray:
+        """Sum block statistics over each fold's training blocks, all classes together.
+
+        Parameters
+        ----------
+        block_stats : ndarray of shape (n_blocks, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_folds, ...)
+        """
+        out = np.empty((self.n_folds,) + block_stats.shape[1:])
+        self._fold_sums(block_stats, np.ones(self.n_blocks, dtype=bool), out)
+        return out
+
+    def _fold_sums(self, block_stats: np.ndarray, subset: np.ndarray, out: np.ndarray) -> None:
+        """``out[f]`` = sum of ``block_stats`` over the blocks of ``subset`` training fold
+        ``f``: the training blocks are added, or the others subtracted from the total,
+        whichever involves fewer blocks."""
+        key = subset.tobytes()
+        plan = self._sum_plans.get(key)
+        if plan is None:
+            members = np.flatnonzero(subset & self.train_mask.any(axis=0))
+            plan = []
             for f in range(self.n_folds):
                 inc = members[self.train_mask[f, members]]
                 exc = members[~self.train_mask[f, members]]
-                if len(exc) < len(inc):
-                    if total is None:
-                        total = _add_rows(block_stats, members)
-                    if len(exc):
-                        np.subtract(total, _add_rows(block_stats, exc), out=out[f, c])
-                    else:
-                        out[f, c] = total
+                plan.append((True, exc) if len(exc) < len(inc) else (False, inc))
+            plan = (members, plan)
+            self._sum_plans[key] = plan
+        members, per_fold = plan
+        total = None
+        for f, (subtract, rows) in enumerate(per_fold):
+            if subtract:
+                if total is None:
+                    total = _add_rows(block_stats, members)
+                if len(rows):
+                    np.subtract(total, _add_rows(block_stats, rows), out=out[f])
                 else:
-                    out[f, c] = _add_rows(block_stats, inc)
-        return out
+                    out[f] = total
+            else:
+                out[f] = _add_rows(block_stats, rows)
 
-    def test_decisions(self, fun, f: int) -> np.ndarray:
+    def test_decisions(self, fun: Callable[..., np.ndarray], f: int) -> np.ndarray:
         """Decisions on the test samples of fold ``f``, in plan order.
 
         Parameters
         ----------
         fun : callable
-            ``fun(rows, classes)`` returns the decisions (n_spheres, n_rows, ...) of the
-            samples at positions ``rows`` (a slice or an index array, to apply to
-            block-ordered data as ``U[:, rows]``) whose classes are ``classes``.
+            ``fun(rows, c)`` returns the decisions ``(n_spheres, n_rows, ...)`` of the
+            samples of class ``c`` at positions ``rows`` (a slice or an index array, to
+            apply to block-ordered data as ``U[rows]``).
         f : int
 
         Returns
         -------
         ndarray of shape (n_spheres, n_test, ...)
         """
-        parts = []
-        start = 0
-        cls = self.test_class[f]
-        for rows in self.test_pieces[f]:
-            n = rows.stop - rows.start if isinstance(rows, slice) else len(rows)
-            parts.append(fun(rows, cls[start : start + n]))
-            start += n
+        parts = [fun(rows, c) for rows, c in self.test_pieces[f]]
         dec = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return dec[:, self.test_unsort[f]]
 
@@ -235,34 +266,36 @@ def make_fold_blocks(y: np.ndarray, n_classes: int, plan: CVPlan) -> FoldBlocks:
     new_block = np.ones(n_samples, dtype=bool)
     new_block[1:] = (r_sorted[1:] != r_sorted[:-1]) | (y_sorted[1:] != y_sorted[:-1])
     starts = np.flatnonzero(new_block)
-    bounds = np.append(starts, n_samples)
     class_bounds = np.searchsorted(y_sorted, np.arange(n_classes + 1))
-    if np.any(np.diff(class_bounds) == 0):
-        raise ValueError("Every class must have samples.")
     train_sorted = train[:, order]
     test_sorted = test[:, order]
 
     inv = np.empty(n_samples, dtype=np.intp)
     inv[order] = np.arange(n_samples)
-    test_pieces, test_unsort, test_class = [], [], []
+    test_pieces, test_unsort = [], []
     for f in range(n_folds):
-        pos = np.flatnonzero(test_sorted[f])
-        breaks = np.flatnonzero(np.diff(pos) != 1) + 1
-        piece_starts = np.concatenate([[0], breaks])
-        piece_stops = np.concatenate([breaks, [len(pos)]])
-        if len(piece_starts) <= 4 * n_classes:
-            test_pieces.append(
-                [slice(int(pos[a]), int(pos[b - 1]) + 1) for a, b in zip(piece_starts, piece_stops)]
-            )
-        else:  # scattered test samples: gather them instead
-            test_pieces.append([pos])
-        # position-ordered test sample k is plan.test_indices[f][j] for j = argsort...
-        rank = np.searchsorted(pos, inv[plan.test_indices[f]])
-        test_unsort.append(rank)
-        test_class.append(y_sorted[pos])
+        pieces, positions = [], []
+        for c in range(n_classes):
+            lo, hi = int(class_bounds[c]), int(class_bounds[c + 1])
+            pos = lo + np.flatnonzero(test_sorted[f, lo:hi])
+            if not len(pos):
+                continue
+            breaks = np.flatnonzero(np.diff(pos) != 1) + 1
+            if len(breaks) < 4:
+                for run in np.split(pos, breaks):
+                    pieces.append((slice(int(run[0]), int(run[-1]) + 1), c))
+            else:  # scattered test samples: gather them
+                pieces.append((pos, c))
+            positions.append(pos)
+        positions = np.concatenate(positions)
+        # position of each plan-ordered test sample among the pieces' samples
+        rank = np.empty(n_samples, dtype=np.intp)
+        rank[positions] = np.arange(len(positions))
+        test_pieces.append(pieces)
+        test_unsort.append(rank[inv[plan.test_indices[f]]])
     return FoldBlocks(
         order=order,
-        bounds=bounds,
+        bounds=np.append(starts, n_samples),
         block_class=y_sorted[starts],
         class_bounds=class_bounds,
         train_mask=train_sorted[:, starts],
@@ -270,38 +303,73 @@ def make_fold_blocks(y: np.ndarray, n_classes: int, plan: CVPlan) -> FoldBlocks:
         train_counts=train_counts,
         test_pieces=test_pieces,
         test_unsort=test_unsort,
-        test_class=test_class,
     )
 
 
-def sphere_slabs(n_spheres: int, n_samples: int, n_features: int, slab_bytes: int | None = None):
+def sphere_slabs(
+    n_spheres: int, n_samples: int, n_features: int, slab_bytes: int | None = None
+) -> Iterator[slice]:
     """Yield slices of spheres whose data take about ``slab_bytes`` each."""
+    if n_spheres <= 0:
+        return
     if slab_bytes is None:
         slab_bytes = SLAB_BYTES
-    step = max(16, slab_bytes // max(1, 8 * n_samples * n_features))
+    step = max(8, slab_bytes // max(1, 8 * n_samples * n_features))
+    n_slabs = -(-n_spheres // step)
+    step = -(-n_spheres // n_slabs)  # even slabs
     for start in range(0, n_spheres, step):
         yield slice(start, min(start + step, n_spheres))
 
 
-def gather_blocks(X: np.ndarray, blocks: FoldBlocks) -> np.ndarray:
-    """Copy of ``X`` (n_spheres, n_samples, n_features) with samples in block order."""
-    return np.take(X, blocks.order, axis=1)
+class Workspace:
+    """Buffers reused from one slab of spheres to the next.
+
+    Large temporaries allocated afresh for every slab cost page faults; the estimators
+    take the largest of those that are written in place (cross-products) from here.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple) -> np.ndarray:
+        """An uninitialised float64 array of ``shape``, the same memory for a name."""
+        size = int(np.prod(shape))
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            buf = self._buffers[name] = np.empty(size)
+        return buf[:size].reshape(shape)
 
 
-def center_by_class(U: np.ndarray, blocks: FoldBlocks) -> tuple[np.ndarray, np.ndarray]:
-    """Subtract, in place, its class's reference sample from every sample.
+def gather(X: np.ndarray, blocks: FoldBlocks) -> np.ndarray:
+    """Samples in block order along the first axis.
 
     Parameters
     ----------
-    U : ndarray of shape (n_spheres, n_samples, n_features)
-        Data in block order; overwritten with ``X - ref[class]``.
+    X : ndarray of shape (n_spheres, n_samples, n_features)
     blocks : FoldBlocks
 
     Returns
     -------
-    ref : ndarray of shape (n_spheres, n_classes, n_features)
-        The reference sample (first sample) of each class.
-    shift : ndarray of shape (n_spheres, n_classes, n_features)
+    ndarray of shape (n_samples, n_spheres, n_features)
+    """
+    return X.transpose(1, 0, 2)[blocks.order]
+
+
+def gather_centered(X: np.ndarray, blocks: FoldBlocks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Samples in block order, each relative to the reference sample of its class.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_spheres, n_samples, n_features)
+    blocks : FoldBlocks
+
+    Returns
+    -------
+    U : ndarray of shape (n_samples, n_spheres, n_features)
+        ``X - ref[class]``, samples in block order.
+    ref : ndarray of shape (n_classes, n_spheres, n_features)
+        The reference (first) sample of each class.
+    shift : ndarray of shape (n_classes, n_spheres, n_features)
         ``ref[c] - ref[0]``: adding ``shift[c]`` to a centred sample of class ``c``
         gives it in the common frame ``X - ref[0]``.
 
@@ -311,10 +379,11 @@ def center_by_class(U: np.ndarray, blocks: FoldBlocks) -> tuple[np.ndarray, np.n
     raw BOLD values and makes a feature that is constant within a class exactly zero, so
     that its variance is exactly zero.
     """
-    ref = U[:, blocks.class_bounds[:-1]].copy()
+    U = gather(X, blocks)
+    ref = U[blocks.class_bounds[:-1]]
     for c in range(blocks.n_classes):
-        U[:, blocks.class_slice(c)] -= ref[:, c, None, :]
-    return ref, ref - ref[:, :1]
+        U[blocks.class_slice(c)] -= ref[c]
+    return U, ref, ref - ref[0]
 
 
 def linear_test_decisions(
@@ -324,9 +393,9 @@ def linear_test_decisions(
 
     Parameters
     ----------
-    U : ndarray of shape (n_spheres, n_samples, p)
-        Class-centred data in block order (see :func:`center_by_class`).
-    shift : ndarray of shape (n_spheres, n_classes, p)
+    U : ndarray of shape (n_samples, n_spheres, p)
+        Class-centred data in block order (see :func:`gather_centered`).
+    shift : ndarray of shape (n_classes, n_spheres, p)
     blocks : FoldBlocks
     f : int
     W : ndarray of shape (n_spheres, p, k)
@@ -336,12 +405,12 @@ def linear_test_decisions(
     -------
     ndarray of shape (n_spheres, n_test, k), test samples in plan order.
     """
-    off = np.matmul(shift, W)  # (S, C, k)
-    off += b[:, None, :]
+    off = np.einsum("csp,spk->csk", shift, W)
+    off += b
 
-    def piece(rows, classes):
-        d = np.matmul(U[:, rows], W)
-        d += off[:, classes]
+    def piece(rows, c):
+        d = np.matmul(U[rows].transpose(1, 0, 2), W)
+        d += off[c][:, None, :]
         return d
 
     return blocks.test_decisions(piece, f)
@@ -349,19 +418,33 @@ def linear_test_decisions(
 
 def block_sums(U: np.ndarray, blocks: FoldBlocks) -> np.ndarray:
     """Per-block sums over samples, shape (n_blocks, n_spheres, n_features)."""
-    out = np.zeros((blocks.n_blocks, U.shape[0], U.shape[2]))
+    out = np.zeros((blocks.n_blocks,) + U.shape[1:])
     for b, _, sl in blocks.block_slices(used_only=True):
-        np.sum(U[:, sl], axis=1, out=out[b])
+        np.sum(U[sl], axis=0, out=out[b])
     return out
 
 
-def block_grams(U: np.ndarray, blocks: FoldBlocks) -> np.ndarray:
-    """Per-block cross-products ``Ub.T @ Ub``, shape (n_blocks, n_spheres, p, p)."""
-    n_features = U.shape[2]
-    out = np.zeros((blocks.n_blocks, U.shape[0], n_features, n_features))
+def block_sums_of_squares(U: np.ndarray, blocks: FoldBlocks) -> np.ndarray:
+    """Per-block sums of squares over samples, shape (n_blocks, n_spheres, n_features)."""
+    out = np.zeros((blocks.n_blocks,) + U.shape[1:])
     for b, _, sl in blocks.block_slices(used_only=True):
-        Ub = U[:, sl]
-        np.matmul(Ub.transpose(0, 2, 1), Ub, out=out[b])
+        np.einsum("nsp,nsp->sp", U[sl], U[sl], out=out[b])
+    return out
+
+
+def block_grams(U: np.ndarray, blocks: FoldBlocks, out: np.ndarray | None = None) -> np.ndarray:
+    """Per-block cross-products ``Ub.T @ Ub`` of each sphere, shape
+    (n_blocks, n_spheres, p, p) (written to ``out`` if given)."""
+    p = U.shape[2]
+    if out is None:
+        out = np.zeros((blocks.n_blocks, U.shape[1], p, p))
+    used = blocks.train_mask.any(axis=0)
+    for b, _, sl in blocks.block_slices():
+        if used[b]:
+            Ub = U[sl]
+            np.matmul(Ub.transpose(1, 2, 0), Ub.transpose(1, 0, 2), out=out[b])
+        else:
+            out[b] = 0.0
     return out
 
 
@@ -504,17 +587,19 @@ class BatchedLDA(BatchedClassifier):
             np.empty((n_spheres, len(te)) if binary else (n_spheres, len(te), n_classes))
             for te in plan.test_indices
         ]
+        ws = Workspace()
         for sl in sphere_slabs(n_spheres, n_samples, n_features):
-            for f, dec in enumerate(self._slab(X[sl], blocks, priors)):
+            for f, dec in enumerate(self._slab(X[sl], blocks, priors, ws)):
                 outs[f][sl] = dec
         return outs
 
-    def _slab(self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None) -> list[np.ndarray]:
-        """Decisions of every fold (test samples sorted by position) for a slab of spheres."""
-        p = X.shape[2]
+    def _slab(
+        self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None, ws: Workspace
+    ) -> list[np.ndarray]:
+        """Decisions of every fold (test samples in plan order) for a slab of spheres."""
+        n_spheres, _, p = X.shape
         n_classes, n_folds = blocks.n_classes, blocks.n_folds
-        U = gather_blocks(X, blocks)
-        ref, shift = center_by_class(U, blocks)
+        U, ref, shift = gather_centered(X, blocks)  # (n, S, p), (C, S, p)
 
         counts = blocks.train_counts  # (F, C)
         inv_n = 1.0 / counts
@@ -528,10 +613,11 @@ class BatchedLDA(BatchedClassifier):
 
         shrinkage = self.shrinkage
         if shrinkage == "auto":
-            G = blocks.fold_class_sums(block_grams(U, blocks))  # (F, C, S, p, p)
+            bg = block_grams(U, blocks, ws.get("grams", (blocks.n_blocks, n_spheres, p, p)))
+            G = blocks.fold_class_sums(bg, ws.get("G", (n_folds, n_classes, n_spheres, p, p)))
             var = diagonal_view(G) * inv_n[:, :, None, None] - mean_u * mean_u
             # StandardScaler's scale, with its rule for (near-)constant features
-            mean_raw = ref.transpose(1, 0, 2)[None] + mean_u
+            mean_raw = ref[None] + mean_u
             nfc = counts[:, :, None, None]
             constant = var <= nfc * _EPS * var + (nfc * mean_raw * _EPS) ** 2
             scale2 = np.where(constant, 1.0, var)
@@ -544,7 +630,7 @@ class BatchedLDA(BatchedClassifier):
             s = 0.0 if shrinkage is None else float(shrinkage)
             # class weights do not depend on the sphere: combine the block cross-products
             # straight into the pooled matrix
-            bg = block_grams(U, blocks)  # (B, S, p, p)
+            bg = block_grams(U, blocks, ws.get("grams", (blocks.n_blocks, n_spheres, p, p)))
             wb = np.where(
                 blocks.train_mask,
                 (1.0 - s) * (prior * inv_n)[:, blocks.block_class],
@@ -576,7 +662,7 @@ class BatchedLDA(BatchedClassifier):
                 diagonal_view(pooled)[...] += null
 
         # class means in the common frame X - ref[0], (F, S, C, p)
-        means = shift[None] + mean_u.transpose(0, 2, 1, 3)
+        means = (shift[None] + mean_u).transpose(0, 2, 1, 3)
         log_prior = np.log(prior)  # (F, C)
         decisions = []
         if n_classes == 2:
@@ -593,7 +679,7 @@ class BatchedLDA(BatchedClassifier):
                 decisions.append(d[..., 0])
             return decisions
 
-        g = ref[:, 0]  # (S, p): origin of the common frame
+        g = ref[0]  # (S, p): origin of the common frame
         rhs = np.empty(means.shape[:2] + (p, n_classes + 1))
         rhs[..., :n_classes] = means.transpose(0, 1, 3, 2)
         rhs[..., n_classes] = g
@@ -654,7 +740,8 @@ class BatchedLDA(BatchedClassifier):
         wmm = np.einsum("fcsj,fcsj->fcs", wm, mean_u)
         delta_ = np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G * G, w), w)
         delta_ *= inv_n**2
-        delta_ -= 2.0 * inv_n * np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G, wm), wm)
+        Gwm = np.einsum("fcsij,fcsj->fcsi", G, wm)
+        delta_ -= 2.0 * inv_n * np.einsum("fcsi,fcsi->fcs", Gwm, wm)
         delta_ += wmm * wmm
         delta = (delta_ - p * mu * mu) / p
 
@@ -663,12 +750,12 @@ class BatchedLDA(BatchedClassifier):
         W = w.transpose(1, 2, 3, 0)  # (C, S, p, F)
         WM = (-2.0 * wm).transpose(1, 2, 3, 0)
         K = wmm.transpose(1, 2, 0)[:, :, None, :]  # (C, S, 1, F)
-        U2 = U * U
         fourth = np.empty((n_folds, n_classes, n_spheres))
         for c in range(n_classes):
             sl = blocks.class_slice(c)
-            q = np.matmul(U2[:, sl], W[c])
-            q += np.matmul(U[:, sl], WM[c])
+            Uc = U[sl].transpose(1, 0, 2)  # (S, n_c, p)
+            q = np.matmul(Uc * Uc, W[c])
+            q += np.matmul(Uc, WM[c])
             q += K[c]  # (S, n_c, F): ||z_i||^2 for every sample of the class and fold
             q *= q
             # keep the folds in which the sample trains
@@ -679,7 +766,9 @@ class BatchedLDA(BatchedClassifier):
             shrink = np.where(beta == 0, 0.0, beta / delta)
         return shrink, mu
 
-    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
+    def bytes_per_sphere(
+        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
+    ) -> int:
         """Peak working memory per sphere: the input block and the decisions (the
-        temporaries are bounded by the slab size)."""
-        return 8 * n_samples * (n_features + n_classes)
+        temporaries are bounded by the slab size, see :data:`SLAB_BYTES`)."""
+        return 8 * n_samples * (n_features + 2 * n_classes)

@@ -14,8 +14,8 @@ from .base import BatchedClassifier
 from .discriminant import (
     FoldBlocks,
     block_sums,
-    center_by_class,
-    gather_blocks,
+    block_sums_of_squares,
+    gather_centered,
     make_fold_blocks,
     sphere_slabs,
 )
@@ -43,21 +43,20 @@ class BatchedGaussianNB(BatchedClassifier):
     Notes
     -----
     ROC AUC: scikit-learn scores a ``GaussianNB`` with ``predict_proba[:, 1]``, which it
-    computes as ``exp(jll - logsumexp(jll))``. Probabilities saturate to exactly 1.0 (and
-    are coarsely quantised just below it) at a threshold that depends on the magnitude of
-    the joint log-likelihoods, not only on their difference, so the ties they create
-    cannot be recovered from the two-class decision alone. :meth:`proba_like` therefore
-    accepts either
-
-    - the joint log-likelihoods of :meth:`fold_joint_log_likelihoods` (3-D): the
-      probabilities are then computed with scikit-learn's formula and its ties are
-      reproduced;
-    - the two-class decision ``d`` (2-D): scikit-learn's formula applied to the joint
-      log-likelihoods ``(0, d)``, i.e. ``exp(d - logsumexp(0, d))``. Values agree with
-      scikit-learn's to about 1e-13 and underflow to 0.0 where scikit-learn's do, but
-      they reach exactly 1.0 only for ``d`` above about 37, where scikit-learn's (whose
-      joint log-likelihoods are typically -50 to -1000) already do above about 30 and
-      are quantised in steps of the spacing of floats near ``jll`` just below 1.
+    computes as ``exp(jll - logsumexp(jll))``. These probabilities reach exactly 1.0, and
+    are coarsely quantised just below it, at a threshold that depends on the magnitude
+    of the joint log-likelihoods (the spacing of floats near ``jll``), not only on their
+    difference; the ties this creates change the AUC. To reproduce them, the two-class
+    decision arrays returned by :meth:`fold_decisions` are
+    :class:`JointLogLikelihoodDifference` arrays: ordinary ``jll1 - jll0`` values that
+    also carry the joint log-likelihoods, from which :meth:`proba_like` computes the
+    probabilities with scikit-learn's formula (identical saturation and ties). Arrays
+    derived from them (slices, copies, arithmetic) lose the joint log-likelihoods; for
+    those, and for any plain two-class decision ``d``, :meth:`proba_like` applies the
+    same formula to the joint log-likelihoods ``(0, d)``: values then agree with
+    scikit-learn's to about 1e-13 and underflow to 0.0 where scikit-learn's do, but reach
+    1.0 only above ``d`` of about 37, where scikit-learn's (joint log-likelihoods of
+    typically -50 to -1000) already do above about 30.
     """
 
     reference = "sklearn.naive_bayes.GaussianNB"
@@ -124,30 +123,31 @@ class BatchedGaussianNB(BatchedClassifier):
         -------
         list of ndarray, one per fold
             Joint log-likelihoods ``(n_spheres, n_test, n_classes)``, or for two classes
-            their difference ``(n_spheres, n_test)`` (> 0 predicts class 1).
+            their difference ``(n_spheres, n_test)`` (> 0 predicts class 1), as a
+            :class:`JointLogLikelihoodDifference` that also holds the joint
+            log-likelihoods (for :meth:`proba_like`).
         """
         jlls = self.fold_joint_log_likelihoods(X, y, n_classes, plan)
         if n_classes == 2:
-            return [j[..., 1] - j[..., 0] for j in jlls]
+            return [JointLogLikelihoodDifference.from_jll(j) for j in jlls]
         return jlls
 
-    def _slab(self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None) -> list[np.ndarray]:
+    def _slab(
+        self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None
+    ) -> list[np.ndarray]:
         """Joint log-likelihoods of every fold's test samples (plan order) for a slab."""
-        n_spheres, _, p = X.shape
         n_classes, n_folds = blocks.n_classes, blocks.n_folds
-        U = gather_blocks(X, blocks)
-        _, shift = center_by_class(U, blocks)
+        U, _, shift = gather_centered(X, blocks)  # (n, S, p), (C, S, p)
 
         counts = blocks.train_counts  # (F, C)
         inv_n = (1.0 / counts)[:, :, None, None]
         mean_u = blocks.fold_class_sums(block_sums(U, blocks))
         mean_u *= inv_n
-        var = blocks.fold_class_sums(block_sums(U * U, blocks))
+        var = blocks.fold_class_sums(block_sums_of_squares(U, blocks))
         var *= inv_n
         var -= mean_u * mean_u
         np.maximum(var, 0.0, out=var)  # (F, C, S, p), biased class variances
-        # class means in the common frame X - ref[0]
-        means = mean_u + shift.transpose(1, 0, 2)[None]
+        means = mean_u + shift[None]  # class means in the common frame X - ref[0]
 
         # variance of the whole training set (all classes), for epsilon
         n_train = counts.sum(axis=1)  # (F,)
@@ -166,23 +166,33 @@ class BatchedGaussianNB(BatchedClassifier):
         # log P(c) - 0.5 sum_j log(2 pi var_cj), (F, C, S)
         const = np.log(prior)[:, :, None] - 0.5 * np.sum(np.log(2.0 * np.pi * var), axis=-1)
 
+        # For a test sample of class k, U = x - ref[k], and
+        # sum_j (x_j - m_cj)^2 / v_cj = U^2.(1/v_c) - 2 U.(mu/v_c) + mu^2.(1/v_c) with
+        # mu = m_c - ref[k] (small for c = k, exactly 0 on a constant feature).
+        quad = (-0.5 * inv_var).transpose(0, 2, 3, 1)  # (F, S, p, C)
         jlls = []
         for f in range(n_folds):
 
-            def piece(rows, classes, f=f):
-                Xt = U[:, rows] + shift[:, classes]  # (S, n_t, p), common frame
-                jll = np.empty(Xt.shape[:2] + (n_classes,))
-                D = np.empty_like(Xt)
-                for c in range(n_classes):
-                    np.subtract(Xt, means[f, c][:, None, :], out=D)
-                    D *= D
-                    np.matmul(D, inv_var[f, c][:, :, None], out=jll[..., c : c + 1])
-                jll *= -0.5
-                jll += const[f].T[:, None, :]
+            def piece(rows, k, f=f):
+                mu = means[f] - shift[k]  # (C, S, p)
+                mu_v = mu * inv_var[f]
+                lin = mu_v.transpose(1, 2, 0)  # (S, p, C)
+                off = const[f] - 0.5 * np.einsum("csp,csp->cs", mu_v, mu)  # (C, S)
+                Ut = U[rows]
+                jll = np.matmul((Ut * Ut).transpose(1, 0, 2), quad[f])  # (S, n_t, C)
+                jll += np.matmul(Ut.transpose(1, 0, 2), lin)
+                jll += off.T[:, None, :]
                 return jll
 
             jlls.append(blocks.test_decisions(piece, f))
         return jlls
+
+    def bytes_per_sphere(
+        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
+    ) -> int:
+        """Peak working memory per sphere: the input block, the joint log-likelihoods and
+        the decisions (the temporaries are bounded by the slab size)."""
+        return 8 * n_samples * (n_features + 2 * n_classes + 1)
 
     def proba_like(self, decisions: np.ndarray) -> np.ndarray:
         """Probabilities as scikit-learn's ``GaussianNB.predict_proba`` computes them.
@@ -190,26 +200,71 @@ class BatchedGaussianNB(BatchedClassifier):
         Parameters
         ----------
         decisions : ndarray
-            Either joint log-likelihoods ``(..., n_classes)`` from
-            :meth:`fold_joint_log_likelihoods` (3-D), in which case scikit-learn's
-            probabilities are reproduced, ties included; or the two-class decision
-            ``jll1 - jll0`` (2-D), in which case the probability of class 1 is computed
-            as if the larger joint log-likelihood were 0 (see the class notes).
+            One of
+
+            - a two-class decision array returned by :meth:`fold_decisions`
+              (a :class:`JointLogLikelihoodDifference`): scikit-learn's probabilities of
+              class 1 are reproduced from the joint log-likelihoods it carries, ties
+              included;
+            - joint log-likelihoods ``(n_spheres, n_test, n_classes)``, as returned by
+              :meth:`fold_joint_log_likelihoods`: scikit-learn's probabilities are
+              reproduced, ties included;
+            - any other two-class decision array ``d = jll1 - jll0``: the probabilities
+              of class 1 given joint log-likelihoods ``(0, d)`` (see the class notes).
 
         Returns
         -------
         ndarray
-            For two classes the probability of class 1, shape ``decisions.shape[:2]``;
-            for more classes all probabilities, shape ``decisions.shape``.
+            For two classes the probability of class 1, shape ``(n_spheres, n_test)``;
+            for more classes all probabilities, shape ``(n_spheres, n_test, n_classes)``.
         """
-        decisions = np.asarray(decisions, dtype=np.float64)
-        if decisions.ndim == 2:
-            jll = np.stack([np.zeros_like(decisions), decisions], axis=-1)
-            return np.exp(decisions - _logsumexp_last(jll))
-        proba = np.exp(decisions - _logsumexp_last(decisions)[..., None])
-        if decisions.shape[-1] == 2:
+        jll = getattr(decisions, "jll", None)
+        if jll is None:
+            decisions = np.asarray(decisions, dtype=np.float64)
+            if decisions.ndim == 3:
+                jll = decisions
+            else:
+                jll = np.stack([np.zeros_like(decisions), decisions], axis=-1)
+        proba = np.exp(jll - _logsumexp_last(jll)[..., None])
+        if jll.shape[-1] == 2:
             return proba[..., 1]
         return proba
+
+
+class JointLogLikelihoodDifference(np.ndarray):
+    """Two-class naive Bayes decisions ``jll1 - jll0`` that carry the joint
+    log-likelihoods.
+
+    A float64 ndarray of shape ``(n_spheres, n_test)``, usable as any decision array,
+    with an attribute ``jll`` of shape ``(n_spheres, n_test, 2)``, or None on arrays
+    derived from it (views, slices and results of operations do not keep it, as it
+    would no longer match their values).
+    """
+
+    jll: np.ndarray | None
+
+    @classmethod
+    def from_jll(cls, jll: np.ndarray) -> JointLogLikelihoodDifference:
+        """Decision ``jll[..., 1] - jll[..., 0]`` carrying ``jll``."""
+        out = np.subtract(jll[..., 1], jll[..., 0]).view(cls)
+        out.jll = jll
+        return out
+
+    def __array_finalize__(self, obj) -> None:
+        self.jll = None
+
+    def __reduce__(self):
+        state = super().__reduce__()
+        return (_rebuild, (state, self.jll))
+
+
+def _rebuild(state, jll):
+    """Unpickle a :class:`JointLogLikelihoodDifference`."""
+    func, args, arr_state = state
+    arr = func(*args)
+    arr.__setstate__(arr_state)
+    arr.jll = jll
+    return arr
 
 
 def _logsumexp_last(a: np.ndarray) -> np.ndarray:

@@ -1,0 +1,261 @@
+"""Correlation classifier (Haxby et al., 2001).
+
+A test pattern is assigned to the class whose mean training pattern it correlates best
+with (Pearson correlation across features). :class:`CorrelationClassifier` is a
+scikit-learn estimator; :class:`BatchedCorrelation` fits it on every sphere and every fold
+at once.
+
+Patterns without variance across features (all features equal, for instance any pattern
+of a single feature) have an undefined correlation: it is defined here as 0 so that no NaN
+arises. A test pattern without variance thus gets the decision 0 (class 0 for two
+classes, the first class otherwise), as does every test pattern when all class means lack
+variance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+    _validate_data = None
+    from sklearn.utils.validation import check_array, check_X_y
+
+from ..cv import CVPlan
+from .base import BatchedClassifier
+from .discriminant import (
+    FoldBlocks,
+    block_sums,
+    gather,
+    make_fold_blocks,
+    sphere_slabs,
+)
+
+_EPS = np.finfo(np.float64).eps
+
+
+def standardize_patterns(A: np.ndarray) -> np.ndarray:
+    """Centre each pattern (last axis) on its mean and scale it to unit norm.
+
+    The Pearson correlation of two patterns is the dot product of their standardised
+    versions. Patterns whose features are all equal (or whose centred norm underflows)
+    are mapped to zeros, which defines their correlation with anything as 0. Patterns
+    of two features are mapped exactly to ``+-(-1, 1) / sqrt(2)`` (their correlations
+    are then exactly -1, 0 or 1).
+
+    Parameters
+    ----------
+    A : ndarray of shape (..., n_features)
+
+    Returns
+    -------
+    ndarray of shape (..., n_features)
+    """
+    A = np.asarray(A, dtype=np.float64)
+    if A.ndim == 1:
+        return standardize_patterns(A[None])[0]
+    p = A.shape[-1]
+    if p == 2:
+        # exactly +-(-1, 1) / sqrt(2): correlations are exactly -1, 0 or 1, so that ties
+        # (which are the rule with two features) are resolved identically everywhere
+        sign = np.sign(A[..., 1] - A[..., 0])[..., None]
+        return sign * np.array([-np.sqrt(0.5), np.sqrt(0.5)])
+    mean = A.mean(axis=-1, keepdims=True)
+    Z = A - mean
+    norm = np.sqrt(np.einsum("...j,...j->...", Z, Z))[..., None]
+    # The centred values of a constant pattern are rounding errors of its mean, at most
+    # about p * eps * |mean| each: only patterns under that bound may be constant, and
+    # only those are checked exactly.
+    maybe = norm[..., 0] <= 2.0 * p**1.5 * _EPS * np.abs(mean[..., 0])
+    if np.any(maybe):
+        idx = np.nonzero(maybe)
+        rows = A[idx]
+        constant = np.all(rows == rows[:, :1], axis=-1)
+        norm[tuple(i[constant] for i in idx)] = np.inf
+    norm[norm == 0] = np.inf
+    Z /= norm
+    return Z
+
+
+class CorrelationClassifier(ClassifierMixin, BaseEstimator):
+    """Nearest class mean by Pearson correlation (Haxby et al., 2001).
+
+    ``fit`` stores the mean training pattern of each class; ``decision_function`` gives
+    the Pearson correlation (across features) of each pattern with each class mean.
+
+    Notes
+    -----
+    A pattern without variance across features (all features equal) has correlation 0
+    with everything, instead of NaN.
+
+    The mixin comes before :class:`~sklearn.base.BaseEstimator` in the bases, as
+    scikit-learn requires for the estimator to be recognised as a classifier (e.g. by
+    :func:`~sklearn.base.is_classifier`, which makes ``cross_val_score`` use stratified
+    folds).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    means_ : ndarray of shape (n_classes, n_features)
+        Mean training pattern of each class.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    """
+
+    def fit(self, X, y):
+        """Store the mean pattern of each class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : CorrelationClassifier
+        """
+        if _validate_data is not None:
+            X, y = _validate_data(self, X, y, dtype=np.float64)
+        else:  # pragma: no cover
+            X, y = check_X_y(X, y, dtype=np.float64)
+            self.n_features_in_ = X.shape[1]
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "The number of classes has to be greater than one; got "
+                f"{len(self.classes_)} class"
+            )
+        self.means_ = np.stack([X[codes == k].mean(axis=0) for k in range(len(self.classes_))])
+        return self
+
+    def _check_X(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        if _validate_data is not None:
+            return _validate_data(self, X, dtype=np.float64, reset=False)
+        X = check_array(X, dtype=np.float64)  # pragma: no cover
+        if X.shape[1] != self.n_features_in_:  # pragma: no cover
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X  # pragma: no cover
+
+    def correlations(self, X) -> np.ndarray:
+        """Pearson correlation of each pattern with each class mean.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        X = self._check_X(X)
+        return standardize_patterns(X) @ standardize_patterns(self.means_).T
+
+    def decision_function(self, X) -> np.ndarray:
+        """Correlations with the class means.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, the correlation with class 1's mean minus that with class
+            0's (> 0 predicts ``classes_[1]``); otherwise the correlations.
+        """
+        corr = self.correlations(X)
+        if len(self.classes_) == 2:
+            return corr[:, 1] - corr[:, 0]
+        return corr
+
+    def predict(self, X) -> np.ndarray:
+        """Class of the best-correlated mean (the first one in case of a tie).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        d = self.decision_function(X)
+        if d.ndim == 1:
+            return self.classes_[(d > 0).astype(np.intp)]
+        return self.classes_[np.argmax(d, axis=1)]
+
+
+class BatchedCorrelation(BatchedClassifier):
+    """:class:`CorrelationClassifier` for every sphere and fold at once.
+
+    The class means of each fold's training set come from per-class sums computed once
+    per sphere; each pattern is standardised once, whatever the fold.
+    """
+
+    reference = "fastsearchlight.estimators.correlation.CorrelationClassifier"
+
+    def __init__(self) -> None:
+        pass
+
+    def fold_decisions(
+        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[np.ndarray]:
+        """Fit every sphere on every fold's training set; decide on its test set.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_spheres, n_samples, n_features)
+        y : ndarray of int of shape (n_samples,)
+        n_classes : int
+        plan : CVPlan
+
+        Returns
+        -------
+        list of ndarray, one per fold
+            ``CorrelationClassifier.decision_function`` values: ``(n_spheres, n_test)``
+            for two classes, else ``(n_spheres, n_test, n_classes)``.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        n_spheres, n_samples, n_features = X.shape
+        blocks = make_fold_blocks(y, n_classes, plan)
+        binary = n_classes == 2
+        outs = [
+            np.empty((n_spheres, len(te)) if binary else (n_spheres, len(te), n_classes))
+            for te in plan.test_indices
+        ]
+        for sl in sphere_slabs(n_spheres, n_samples, n_features):
+            for f, corr in enumerate(self._slab(X[sl], blocks)):
+                outs[f][sl] = corr[..., 1] - corr[..., 0] if binary else corr
+        return outs
+
+    def bytes_per_sphere(
+        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
+    ) -> int:
+        """Peak working memory per sphere: the input block, its standardised patterns
+        and the decisions (the temporaries are bounded by the slab size)."""
+        return 8 * n_samples * (n_features + 2 * n_classes)
+
+    @staticmethod
+    def _slab(X: np.ndarray, blocks: FoldBlocks) -> list[np.ndarray]:
+        """Correlations (n_spheres, n_test, n_classes) of every fold for a slab."""
+        Xp = gather(X, blocks)  # (n, S, p)
+        means = blocks.fold_class_sums(block_sums(Xp, blocks))  # (F, C, S, p)
+        means *= (1.0 / blocks.train_counts)[:, :, None, None]
+        M = standardize_patterns(means).transpose(0, 2, 3, 1)  # (F, S, p, C)
+        Z = standardize_patterns(Xp)
+        return [
+            blocks.test_decisions(
+                lambda rows, c, f=f: np.matmul(Z[rows].transpose(1, 0, 2), M[f]), f
+            )
+            for f in range(blocks.n_folds)
+        ]

@@ -1,0 +1,110 @@
+"""BatchedRidgeClassifier against scikit-learn's RidgeClassifier fitted per sphere and fold."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import RidgeClassifier
+from sklearn.model_selection import KFold, LeaveOneGroupOut, ShuffleSplit, StratifiedKFold
+
+from fastsearchlight.cv import make_cv_plan
+from fastsearchlight.estimators.ridge import BatchedRidgeClassifier
+
+N_RUNS = 4
+SPLITTERS = {
+    "kfold": KFold(4),
+    "stratified": StratifiedKFold(5, shuffle=True, random_state=0),
+    "logo": LeaveOneGroupOut(),
+}
+# (n_classes, raw BOLD scale, splitter, n_features): every splitter with both scales and
+# both class counts, and numbers of features from 1 to 20
+CASES = [
+    (2, False, "kfold", 1), (2, True, "stratified", 2), (2, False, "logo", 19),
+    (2, True, "kfold", 20), (2, False, "stratified", 7), (2, True, "logo", 12),
+    (3, True, "kfold", 1), (3, False, "stratified", 3), (3, True, "logo", 19),
+    (3, False, "kfold", 20), (3, True, "stratified", 5), (3, False, "logo", 10),
+]  # fmt: skip
+
+
+def make_spheres(seed, n_classes, raw, n_features, n_spheres=30, effect=0.5):
+    """Random spheres: labels, runs, class effects; every third sphere has a constant
+    feature; values like raw BOLD (1000 +- 50) or standardised."""
+    rng = np.random.default_rng(seed)
+    n_samples = int(rng.integers(60, 121))
+    y = rng.permutation(np.arange(n_samples) % n_classes)
+    groups = np.arange(n_samples) * N_RUNS // n_samples
+    X = rng.standard_normal((n_spheres, n_samples, n_features))
+    X += effect * rng.standard_normal((n_spheres, n_classes, n_features))[:, y]
+    if raw:
+        X = 1000.0 + 50.0 * X
+    if n_features > 1:
+        j = n_features // 2
+        X[::3, :, j] = X[::3, :1, j]  # constant feature
+    return X, y, groups
+
+
+def reference(est, X, y, plan):
+    """scikit-learn's decision values and predictions per fold."""
+    dec, pred = [], []
+    for tr, te in zip(plan.train_indices, plan.test_indices):
+        fits = [clone(est).fit(Xs[tr], y[tr]) for Xs in X]
+        dec.append(np.array([m.decision_function(Xs[te]) for m, Xs in zip(fits, X)]))
+        pred.append(np.array([m.predict(Xs[te]) for m, Xs in zip(fits, X)]))
+    return dec, pred
+
+
+def assert_decisions_match(ours, ref, pred):
+    """Same predictions; decision values equal to rtol 1e-6 (relative to each sphere's
+    largest value for values near 0)."""
+    ours_pred = (ours > 0).astype(int) if ref.ndim == 2 else ours.argmax(-1)
+    assert np.array_equal(ours_pred, pred)
+    scale = np.abs(ref).reshape(len(ref), -1).max(axis=1)
+    scale = scale.reshape((-1,) + (1,) * (ref.ndim - 1))
+    assert np.all(np.abs(ours - ref) <= 1e-6 * (np.abs(ref) + scale))
+
+
+@pytest.mark.parametrize("n_classes, raw, splitter, n_features", CASES)
+def test_matches_ridge_classifier(n_classes, raw, splitter, n_features):
+    X, y, groups = make_spheres(n_features + 7 * n_classes, n_classes, raw, n_features)
+    plan = make_cv_plan(SPLITTERS[splitter], y, groups if splitter == "logo" else None)
+    ours = BatchedRidgeClassifier().fold_decisions(X, y, n_classes, plan)
+    dec, pred = reference(RidgeClassifier(), X, y, plan)
+    for a, b, p in zip(ours, dec, pred):
+        assert a.shape == b.shape
+        assert_decisions_match(a, b, p)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"alpha": 1e-3},
+        {"alpha": 100.0},
+        {"fit_intercept": False},
+        {"alpha": 1e-2, "fit_intercept": False},
+    ],
+)
+@pytest.mark.parametrize("n_classes, raw", [(2, True), (3, False)])
+def test_parameters_are_honoured(params, n_classes, raw):
+    X, y, _ = make_spheres(21, n_classes, raw, 8, n_spheres=8)
+    plan = make_cv_plan(ShuffleSplit(4, test_size=0.25, random_state=0), y)
+    ours = BatchedRidgeClassifier(**params).fold_decisions(X, y, n_classes, plan)
+    dec, pred = reference(RidgeClassifier(**params), X, y, plan)
+    for a, b, p in zip(ours, dec, pred):
+        assert_decisions_match(a, b, p)
+
+
+def test_more_features_than_training_samples():
+    """scikit-learn then solves the dual (kernel) system: same solution."""
+    X, y, _ = make_spheres(22, 2, False, 20, n_spheres=4)
+    X, y = X[:, :24], y[:24]
+    plan = make_cv_plan(KFold(3), y)
+    ours = BatchedRidgeClassifier().fold_decisions(X, y, 2, plan)
+    dec, pred = reference(RidgeClassifier(), X, y, plan)
+    for a, b, p in zip(ours, dec, pred):
+        assert_decisions_match(a, b, p)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -1.0, [1.0, 2.0]])
+def test_invalid_alpha_raises(alpha):
+    X, y, _ = make_spheres(23, 2, False, 3, n_spheres=1)
+    with pytest.raises(ValueError, match="alpha"):
+        BatchedRidgeClassifier(alpha=alpha).fold_decisions(X, y, 2, make_cv_plan(KFold(3), y))
