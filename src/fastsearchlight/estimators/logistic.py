@@ -9,38 +9,44 @@ solver) on the fold's training samples:
       min_{w, b}  C * sum_i log(1 + exp(-s_i (x_i . w + b))) + 0.5 * |w|^2,   s_i = 2 t_i - 1
 
 - more classes: the multinomial (softmax) model, one coefficient row ``W_k`` and intercept
-  ``b_k`` per class::
+  ``b_k`` per class, all ``n_classes`` rows penalised::
 
       min_{W, b}  C * sum_i [logsumexp_k(z_ik) - z_i,y_i] + 0.5 * sum_k |W_k|^2,
       z_ik = x_i . W_k + b_k
 
-The intercept is not penalised. scikit-learn minimises the same objective divided by
-``C * n_samples`` (mean loss plus ``|w|^2 / (2 C n_samples)``), which has the same
-minimiser; this module works with that scaled form, so ``tol`` means what scikit-learn's
-``tol`` means for ``lbfgs``: a bound on the largest absolute gradient component.
+The intercepts are not penalised. scikit-learn minimises the same objective divided by
+``C * n_train`` (mean loss plus ``|w|^2 / (2 C n_train)``), which has the same minimiser;
+this module works with that scaled form, so ``tol`` bounds the same gradient as
+scikit-learn's ``tol`` for ``lbfgs``.
 
-Both objectives are strictly convex in ``w`` / ``W`` and (for two classes) in ``b``, so the
-optimum is unique and any exact solver reaches the same decision values. In the multinomial
-model the loss does not change when the same constant is added to every intercept; the
-intercepts are made unique by the constraint ``sum_k b_k = 0``, which is where scikit-learn's
-``lbfgs`` ends (it starts at 0 and all its steps are orthogonal to that direction). At the
-optimum ``sum_k W_k = 0`` holds too (because of the penalty), so decision values, not only
-predictions, agree.
+Uniqueness. The binary objective is strictly convex. The multinomial loss does not change
+when one vector is added to every ``W_k`` and one constant to every ``b_k``; the penalty
+fixes the first (the optimum has ``sum_k W_k = 0``), and scikit-learn's ``lbfgs`` fixes the
+second by ending at ``sum_k b_k = 0`` (it starts at 0 and every step it takes is orthogonal
+to that direction). This module returns that point, so decision values, not only
+predictions, agree. It optimises over the subspace ``sum_k W_k = 0, sum_k b_k = 0``
+directly: the parameters are the first ``n_classes - 1`` rows ``(W_k, b_k)`` and the last
+row is minus their sum, so the penalty becomes
+``0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)``. The restricted problem is strictly convex
+and its minimiser is the minimiser of the full problem.
 
-Method: Newton's method with the exact Hessian, batched over all spheres of a fold
-(one ``(p, p)`` system per sphere, ``p = n_features + 1`` for two classes and
-``n_classes * (n_features + 1)`` for the multinomial model), with an Armijo backtracking
-line search so that it converges from the zero start. Problems that have converged are
-dropped from the working set. For the multinomial model the null direction of the
-intercepts is removed by adding ``mu / 2 * (sum_k b_k)^2`` to the objective: it is zero on
-every Newton iterate (the steps are orthogonal to that direction) and makes the Hessian
-positive definite.
+Method: Newton's method with the exact Hessian, batched over the spheres of a block (one
+``(q, q)`` system per sphere: ``q = n_features + 1`` for two classes and
+``(n_classes - 1) * (n_features + 1)`` otherwise), with an Armijo backtracking line search
+so that it converges from the zero start. A problem stops once its largest absolute
+gradient component is ``<= tol``, after one last Newton step (which, being inside the
+region of quadratic convergence, takes it to rounding level). Converged problems are
+dropped from the working set; problems still running after ``max_iter`` iterations raise a
+``RuntimeWarning``. Each fold starts from the previous fold's optimum of the same sphere
+(the training sets overlap; the optimum reached does not depend on the start). Spheres are
+processed in blocks of a few hundred so that each block's arrays stay in cache across the
+passes of an iteration.
 
 Conditioning: with an intercept, every sphere's features are first shifted by their mean
-over all samples. This is an exact reparametrisation (``w`` does not change, the
-intercept absorbs the shift), which removes the large common offset of raw BOLD values
-(~1000) and makes the Hessian well conditioned; the test-set decision values are computed
-in the same shifted coordinates, which equals ``X_test @ w + b`` of the original problem.
+over all samples. This is an exact reparametrisation (``w`` does not change, the intercept
+absorbs the shift) that removes the large common offset of raw BOLD values (~1000) and
+keeps the Hessian well conditioned; test decision values are computed in the same shifted
+coordinates, which equals ``X_test @ w + b`` of the original problem.
 """
 
 from __future__ import annotations
@@ -48,76 +54,105 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.special import log_expit, logsumexp
+from scipy.special import expit, log_expit
 
 from ..cv import CVPlan
 from .base import BatchedClassifier
 
 _EPS = np.finfo(np.float64).eps
 
+#: spheres per block of the Newton iterations (keeps a block's arrays in cache)
+_BLOCK = 256
+
 
 class _BinomialLoss:
-    """Mean binary log-loss of ``z = A @ theta`` for labels ``t`` in {0, 1}."""
+    """Mean binary log-loss of the linear predictor ``z = A @ theta`` (labels in {0, 1})."""
 
     def __init__(self, t: np.ndarray):
-        self.t = t.astype(np.float64)  # (n,)
+        self.t = np.asarray(t, dtype=np.float64)  # (n,)
         self.sign = 2.0 * self.t - 1.0
 
-    def linear(self, A: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def linear(A: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Linear predictor ``(S, n)`` of parameters ``(S, p)``."""
         return np.matmul(A, theta[..., None])[..., 0]
 
     def value(self, z: np.ndarray) -> np.ndarray:
+        """Mean loss of every problem, shape ``(S,)``."""
         return -np.mean(log_expit(self.sign * z), axis=-1)
 
-    def gradient_hessian(self, A: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def derivatives(self, A: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Mean loss ``(S,)``, its gradient ``(S, p)`` and Hessian ``(S, p, p)``."""
         n = A.shape[1]
-        prob = np.exp(log_expit(z))  # P(class 1)
+        prob = expit(z)
         resid = (prob - self.t) / n  # (S, n)
-        grad = np.matmul(resid[:, None, :], A)[:, 0, :]  # (S, p)
+        grad = np.matmul(resid[:, None, :], A)[:, 0, :]
         weight = prob * (1.0 - prob) / n
-        hess = np.matmul(A.transpose(0, 2, 1), weight[..., None] * A)  # (S, p, p)
-        return grad, hess
+        hess = np.matmul(A.transpose(0, 2, 1), weight[..., None] * A)
+        return self.value(z), grad, hess
 
 
 class _MultinomialLoss:
-    """Mean softmax cross-entropy of ``z = A @ Theta_k`` for class codes ``y``.
+    """Mean softmax cross-entropy on the subspace ``sum_k (W_k, b_k) = 0``.
 
-    Parameters are flattened class by class: ``theta[k * p + j]`` is coefficient ``j`` of
-    class ``k``.
+    The parameters are the rows ``0 .. K-2``, flattened class by class
+    (``theta[k * p + j]``); the linear predictor ``u`` has shape ``(S, K-1, n)`` (class
+    axis before the sample axis, so that sums over classes are plain array additions) and
+    the predictor of the last class is ``-sum_k u_k``.
     """
 
     def __init__(self, y: np.ndarray, n_classes: int):
+        self.y = np.asarray(y)
         self.n_classes = n_classes
-        self.onehot = (np.asarray(y)[:, None] == np.arange(n_classes)[None, :]).astype(np.float64)
+        self.onehot = (np.arange(n_classes)[:, None] == self.y[None, :]).astype(np.float64)
 
     def linear(self, A: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """Linear predictor ``(S, n, K)`` of parameters ``(S, K * p)``."""
+        """Linear predictor ``(S, K-1, n)`` of parameters ``(S, (K-1) * p)``."""
         S, p = A.shape[0], A.shape[2]
-        Theta = theta.reshape(S, self.n_classes, p)
-        return np.matmul(A, Theta.transpose(0, 2, 1))
+        Theta = theta.reshape(S, self.n_classes - 1, p)
+        return np.matmul(Theta, A.transpose(0, 2, 1))
 
-    def value(self, z: np.ndarray) -> np.ndarray:
-        lse = logsumexp(z, axis=-1)  # (S, n)
-        z_true = np.sum(z * self.onehot, axis=-1)
+    @staticmethod
+    def _full_and_log_normaliser(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictors of all ``K`` classes ``(S, K, n)`` and ``logsumexp`` over them ``(S, n)``."""
+        z = np.concatenate([u, -np.sum(u, axis=1, keepdims=True)], axis=1)
+        top = np.max(z, axis=1)
+        lse = np.log(np.sum(np.exp(z - top[:, None, :]), axis=1)) + top
+        return z, lse
+
+    def _value(self, z: np.ndarray, lse: np.ndarray) -> np.ndarray:
+        z_true = z[:, self.y, np.arange(z.shape[2])]  # (S, n)
         return np.mean(lse - z_true, axis=-1)
 
-    def gradient_hessian(self, A: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def value(self, u: np.ndarray) -> np.ndarray:
+        """Mean loss of every problem, shape ``(S,)``."""
+        return self._value(*self._full_and_log_normaliser(u))
+
+    def derivatives(self, A: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Mean loss ``(S,)``, gradient ``(S, q)`` and Hessian ``(S, q, q)``, ``q = (K-1) p``."""
         S, n, p = A.shape
-        K = self.n_classes
-        prob = np.exp(z - logsumexp(z, axis=-1, keepdims=True))  # (S, n, K)
+        m = self.n_classes - 1
+        z, lse = self._full_and_log_normaliser(u)
+        prob = np.exp(z - lse[:, None, :])  # (S, K, n)
         resid = (prob - self.onehot) / n
-        grad = np.matmul(resid.transpose(0, 2, 1), A).reshape(S, K * p)
+        # d u_k changes z_k by +1 and z_K by -1
+        g_u = resid[:, :m] - resid[:, m:]  # (S, m, n)
+        grad = np.matmul(g_u, A).reshape(S, m * p)
+        # second derivative in u: M_kl - M_kK - M_Kl + M_KK with M = diag(P) - P P'
+        pK = prob[:, m]
+        common = pK * (1.0 - pK)  # M_KK
         At = A.transpose(0, 2, 1)
-        hess = np.empty((S, K, p, K, p))
-        for k in range(K):
-            for l in range(k, K):
-                w = prob[..., k] * ((k == l) - prob[..., l]) / n  # (S, n)
-                block = np.matmul(At, w[..., None] * A)
+        hess = np.empty((S, m, p, m, p))
+        for k in range(m):
+            for l in range(k, m):
+                c = (prob[:, k] + prob[:, l]) * pK + common - prob[:, k] * prob[:, l]
+                if k == l:
+                    c += prob[:, k]
+                block = np.matmul(At, (c / n)[..., None] * A)
                 hess[:, k, :, l, :] = block
                 if l != k:
-                    hess[:, l, :, k, :] = block  # blocks are symmetric matrices
-        return grad, hess.reshape(S, K * p, K * p)
+                    hess[:, l, :, k, :] = block  # each block is symmetric
+        return self._value(z, lse), grad, hess.reshape(S, m * p, m * p)
 
 
 def _newton(
@@ -126,23 +161,25 @@ def _newton(
     R: np.ndarray,
     tol: float,
     max_iter: int,
+    theta0: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Minimise ``loss(A @ theta) + 0.5 * theta' R theta`` for every problem of the batch.
+    """Minimise ``loss(A, theta) + 0.5 * theta' R theta`` for every problem of the batch.
 
     Parameters
     ----------
     A : ndarray of shape (S, n, p)
         Design matrix of every problem (with a column of ones for the intercept).
     loss : loss object
-        Provides ``linear``, ``value`` and ``gradient_hessian``.
+        Provides ``linear``, ``value`` and ``derivatives``.
     R : ndarray of shape (q, q)
-        Penalty matrix shared by all problems (positive definite on the directions the
-        loss does not fix).
+        Penalty matrix shared by all problems.
     tol : float
-        Stop a problem when the largest absolute gradient component is ``<= tol``, or when
-        its Newton step no longer changes its parameters (relative change below ``1e-14``).
+        A problem stops when the largest absolute gradient component is ``<= tol`` (after
+        one last Newton step), or when its step no longer changes its parameters.
     max_iter : int
         Maximum number of Newton iterations.
+    theta0 : ndarray of shape (S, q) or None
+        Starting point (zero if None).
 
     Returns
     -------
@@ -150,30 +187,28 @@ def _newton(
     n_unconverged : int
         Number of problems still running after ``max_iter`` iterations.
     """
-    S = A.shape[0]
+    S, _, p = A.shape
     q = R.shape[0]
+    n_rows = q // p
     theta_out = np.zeros((S, q))
     idx = np.arange(S)
-    theta = np.zeros((S, q))
-    A_act = A
+    theta = np.zeros((S, q)) if theta0 is None else np.array(theta0, dtype=np.float64)
+    z = loss.linear(A, theta)
+    zshape = (-1,) + (1,) * (z.ndim - 1)
     # Rounding noise of the objective: the linear predictors carry errors of about
-    # eps * |a_i| |theta|, and the loss moves by at most about as much.
+    # eps * |a_i| |theta_k|, and the mean loss moves by at most about as much.
     row_norm = np.sqrt(np.einsum("snp,snp->sn", A, A)).mean(axis=1)  # (S,)
-    K = q // A.shape[2]
     for _ in range(max_iter):
-        z = loss.linear(A_act, theta)
-        g_loss, H = loss.gradient_hessian(A_act, z)
+        f_loss, g_loss, H = loss.derivatives(A, z)
         H += R
         Rtheta = theta @ R
         grad = g_loss + Rtheta
         step = -np.linalg.solve(H, grad[..., None])[..., 0]
-        # Problems whose gradient is small take this last step and stop: the step is then
-        # in the region of quadratic convergence, so it brings them to rounding level.
         done = np.max(np.abs(grad), axis=1) <= tol
         slope = np.sum(grad * step, axis=1)  # < 0: descent direction
-        dz = loss.linear(A_act, step)
-        f0 = loss.value(z) + 0.5 * np.sum(theta * Rtheta, axis=1)
-        theta_norm = np.sqrt(np.sum(theta.reshape(idx.size, K, -1) ** 2, axis=2)).max(axis=1)
+        dz = loss.linear(A, step)
+        f0 = f_loss + 0.5 * np.sum(theta * Rtheta, axis=1)
+        theta_norm = np.sqrt(np.sum(theta.reshape(idx.size, n_rows, p) ** 2, axis=2)).max(axis=1)
         slack = 16 * _EPS * (np.abs(f0) + row_norm * theta_norm)
 
         # Armijo backtracking, all problems at once; each keeps its own step length.
@@ -182,7 +217,7 @@ def _newton(
         for _ls in range(60):
             tp = t[pending]
             th = theta[pending] + tp[:, None] * step[pending]
-            zt = z[pending] + tp.reshape((-1,) + (1,) * (z.ndim - 1)) * dz[pending]
+            zt = z[pending] + tp.reshape(zshape) * dz[pending]
             ft = loss.value(zt) + 0.5 * np.sum(th * (th @ R), axis=1)
             ok = ft <= f0[pending] + 1e-4 * tp * slope[pending] + slack[pending]
             t[pending[~ok]] *= 0.5
@@ -193,14 +228,14 @@ def _newton(
 
         delta = t[:, None] * step
         theta = theta + delta
+        z = z + t.reshape(zshape) * dz
         # a step that no longer changes the parameters: nothing left to gain
         stalled = np.max(np.abs(delta), axis=1) <= 1e-15 * (1.0 + np.max(np.abs(theta), axis=1))
         finished = done | stalled
         if finished.any():
             theta_out[idx[finished]] = theta[finished]
             keep = ~finished
-            idx, theta, A_act = idx[keep], theta[keep], A_act[keep]
-            row_norm = row_norm[keep]
+            idx, theta, z, A, row_norm = idx[keep], theta[keep], z[keep], A[keep], row_norm[keep]
             if idx.size == 0:
                 break
     theta_out[idx] = theta
@@ -222,7 +257,8 @@ class BatchedLogisticRegression(BatchedClassifier):
         Whether to fit an unpenalised intercept.
     tol : float, default=1e-10
         A problem stops when the largest absolute component of the gradient of the scaled
-        objective (mean log-loss + ``|w|^2 / (2 C n_train)``) is at most ``tol``, or when
+        objective (mean log-loss + ``|w|^2 / (2 C n_train)``; for several classes, taken on
+        the sum-to-zero subspace) is at most ``tol``, after one last Newton step; or when
         Newton steps no longer change its parameters.
     max_iter : int, default=100
         Maximum number of Newton iterations (usually fewer than 15 are needed).
@@ -242,13 +278,15 @@ class BatchedLogisticRegression(BatchedClassifier):
         self.tol = tol
         self.max_iter = max_iter
 
-    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
+    def bytes_per_sphere(
+        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
+    ) -> int:
         p = n_features + 1
-        K = 1 if n_classes == 2 else n_classes
-        q = K * p
-        # shifted X, training design and its weighted copy (+ compaction copy), linear
-        # predictors and probabilities, Hessian (+ factorisation)
-        per = n_samples * n_features + 3 * n_samples * p + 8 * n_samples * K + 3 * q * q
+        m = 1 if n_classes == 2 else n_classes - 1
+        q = m * p
+        # X, its shifted copy with the intercept column, decisions of every fold
+        # (the Newton working arrays live in blocks of a few hundred spheres)
+        per = n_samples * n_features + n_samples * p + 2 * n_samples * max(n_classes, 1) + q
         return 8 * per
 
     def fold_decisions(
@@ -270,16 +308,7 @@ class BatchedLogisticRegression(BatchedClassifier):
             ``(n_spheres, n_test)`` for two classes (``X @ w + b``), else
             ``(n_spheres, n_test, n_classes)`` (``X @ W.T + b``).
         """
-        design, n_classes, fits = self._fit_all(X, y, n_classes, plan)
-        decisions = []
-        for test, theta in zip(plan.test_indices, fits):
-            A_test = design[:, test]
-            if n_classes == 2:
-                decisions.append(np.matmul(A_test, theta[..., None])[..., 0])
-            else:
-                W = theta.reshape(theta.shape[0], n_classes, -1)
-                decisions.append(np.matmul(A_test, W.transpose(0, 2, 1)))
-        return decisions
+        return self._fit_all(X, y, n_classes, plan)[0]
 
     def fold_coefficients(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
@@ -299,67 +328,69 @@ class BatchedLogisticRegression(BatchedClassifier):
             otherwise: scikit-learn's ``coef_`` and ``intercept_`` of every sphere, in the
             original coordinates of ``X``.
         """
-        X = np.asarray(X, dtype=np.float64)
-        _, n_classes, fits = self._fit_all(X, y, n_classes, plan)
-        S, d = X.shape[0], X.shape[2]
-        n_rows = 1 if n_classes == 2 else n_classes
-        shift = X.mean(axis=1) if self.fit_intercept else np.zeros((S, d))  # (S, d)
-        out = []
-        for theta in fits:
-            Theta = theta.reshape(S, n_rows, -1)
-            coef = Theta[..., :d].copy()
-            if self.fit_intercept:
-                intercept = Theta[..., d] - np.einsum("skd,sd->sk", coef, shift)
-            else:
-                intercept = np.zeros((S, n_rows))
-            out.append((coef, intercept))
-        return out
+        return self._fit_all(X, y, n_classes, plan)[1]
 
     def _fit_all(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> tuple[np.ndarray, int, list[np.ndarray]]:
-        """Fit every fold.
-
-        Returns the design matrix ``(n_spheres, n_samples, p)`` in the working coordinates
-        (features shifted by their mean, column of ones appended, if ``fit_intercept``), the
-        number of classes, and for every fold the parameters ``(n_spheres, K * p)`` in those
-        coordinates (``K = 1`` for two classes, class by class otherwise; intercept last).
-        """
+    ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+        """Fit every sphere on every fold: decision values and (coef, intercept) per fold."""
         if not self.C > 0:
             raise ValueError(f"C must be > 0, got {self.C!r}.")
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 3:
-            raise ValueError(f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}.")
+            raise ValueError(
+                f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}."
+            )
         n_classes = int(n_classes)
-        if self.fit_intercept:
-            Z = X - X.mean(axis=1, keepdims=True)
-            Z = np.concatenate([Z, np.ones(Z.shape[:2] + (1,))], axis=2)
-        else:
-            Z = X
-        p = Z.shape[2]
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}.")
+        S, _, d = X.shape
+        p = d + 1 if self.fit_intercept else d
+        n_rows = 1 if n_classes == 2 else n_classes
 
-        fits = []
-        n_unconverged = 0
+        # per fold: loss and penalty matrix, shared by all spheres
+        problems = []
         for train in plan.train_indices:
-            lam = 1.0 / (self.C * len(train))
-            pen = np.full(p, lam)
+            pen = np.full(p, 1.0 / (self.C * len(train)))
             if self.fit_intercept:
                 pen[-1] = 0.0
             if n_classes == 2:
-                loss = _BinomialLoss(y[train] == 1)
-                R = np.diag(pen)
+                problems.append((_BinomialLoss(y[train] == 1), np.diag(pen)))
             else:
-                loss = _MultinomialLoss(y[train], n_classes)
-                R = np.diag(np.tile(pen, n_classes))
-                if self.fit_intercept:
-                    # fixes the common shift of the intercepts (sum_k b_k = 0)
-                    e = np.zeros(n_classes * p)
-                    e[p - 1 :: p] = 1.0
-                    R += np.outer(e, e)
-            theta, n_bad = _newton(Z[:, train], loss, R, float(self.tol), int(self.max_iter))
-            n_unconverged += n_bad
-            fits.append(theta)
+                m = n_classes - 1
+                # 0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)
+                R = np.kron(np.eye(m) + np.ones((m, m)), np.diag(pen))
+                problems.append((_MultinomialLoss(y[train], n_classes), R))
+
+        decisions = [
+            np.empty((S, len(test)) if n_classes == 2 else (S, len(test), n_classes))
+            for test in plan.test_indices
+        ]
+        rows = [np.empty((S, n_rows, p)) for _ in plan.train_indices]
+        n_unconverged = 0
+        for start in range(0, S, _BLOCK):
+            block = slice(start, start + _BLOCK)
+            design = self._design(X[block])
+            previous = None
+            for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
+                loss, R = problems[f]
+                # folds share most of their training samples: the previous fold's optimum
+                # is a good starting point (the optimum reached does not depend on it)
+                theta, n_bad = _newton(
+                    np.take(design, train, axis=1),
+                    loss,
+                    R,
+                    float(self.tol),
+                    int(self.max_iter),
+                    previous,
+                )
+                n_unconverged += n_bad
+                previous = theta
+                Theta = _full_rows(theta, n_classes, p)  # (B, n_rows, p)
+                rows[f][block] = Theta
+                dec = np.matmul(np.take(design, test, axis=1), Theta.transpose(0, 2, 1))
+                decisions[f][block] = dec[..., 0] if n_classes == 2 else dec
         if n_unconverged:
             warnings.warn(
                 f"BatchedLogisticRegression: {n_unconverged} (sphere, fold) problems did not "
@@ -367,4 +398,38 @@ class BatchedLogisticRegression(BatchedClassifier):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        return Z, n_classes, fits
+
+        # back to the original coordinates: b = b_shifted - W . mean(X)
+        shift = X.mean(axis=1) if self.fit_intercept else None  # (S, d)
+        coefficients = []
+        for Theta in rows:
+            coef = Theta[..., :d].copy()
+            if self.fit_intercept:
+                intercept = Theta[..., d] - np.einsum("skd,sd->sk", coef, shift)
+            else:
+                intercept = np.zeros((S, n_rows))
+            coefficients.append((coef, intercept))
+        return decisions, coefficients
+
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        """Working design matrix of a block of spheres, all samples ``(B, n_samples, p)``.
+
+        With an intercept: features shifted by their mean over all samples (an exact
+        reparametrisation) and a column of ones appended.
+        """
+        if not self.fit_intercept:
+            return X
+        B, n, d = X.shape
+        design = np.empty((B, n, d + 1))
+        np.subtract(X, X.mean(axis=1, keepdims=True), out=design[..., :d])
+        design[..., d] = 1.0
+        return design
+
+
+def _full_rows(theta: np.ndarray, n_classes: int, p: int) -> np.ndarray:
+    """Parameter rows ``(S, n_rows, p)``: one row for two classes, else all ``K`` rows
+    rebuilt from the first ``K-1`` (they sum to zero)."""
+    if n_classes == 2:
+        return theta[:, None, :]
+    Theta = theta.reshape(theta.shape[0], n_classes - 1, p)
+    return np.concatenate([Theta, -np.sum(Theta, axis=1, keepdims=True)], axis=1)

@@ -22,12 +22,13 @@ leave-one-out, "generalised cross-validation"), fitted on the fold's training sa
 5. The returned model is the ridge fit with that alpha; the decision is
    ``(X - mean(X_train)) B + mean(Y_train)``.
 
-scikit-learn computes the same quantities from an eigendecomposition of the ``d x d``
-centred covariance when the training set has more samples than features, and of the
-``n x n`` Gram matrix otherwise; both give the same leave-one-out errors (with centred
-features the Gram matrix maps the constant vector to ``alpha`` times itself). Here the
-covariance form is always used: one batched ``eigh`` of the ``(n_spheres, d, d)`` centred
-covariance per fold serves every alpha.
+Like scikit-learn (``gcv_mode=None``), the quantities come from an eigendecomposition of
+the ``d x d`` centred covariance ``Xc'Xc`` when the training set has more samples than
+features, and of the ``n x n`` Gram matrix ``Xc Xc'`` otherwise (in dual form: with
+``G = Xc Xc' + alpha I`` and ``c = G^-1 Yc``, ``looe_i = c_i / (G^-1_ii - (G^-1 1)_i / n)``).
+Both give the same errors in exact arithmetic; following scikit-learn's choice keeps the
+rounding behaviour close to its own when the covariance is rank deficient. One batched
+``eigh`` per fold and block of spheres serves every alpha.
 
 Conditioning: before anything else, every sphere's features are shifted by their mean over
 all samples. With an intercept this is an exact reparametrisation (the fitted coefficients
@@ -44,6 +45,9 @@ import numpy as np
 from ..cv import CVPlan
 from .base import BatchedClassifier, binary_targets
 
+#: spheres per block (keeps a block's arrays in cache)
+_BLOCK = 256
+
 
 class BatchedRidgeClassifierCV(BatchedClassifier):
     """Batched equivalent of ``sklearn.linear_model.RidgeClassifierCV`` (``cv=None``).
@@ -58,8 +62,9 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 
     Notes
     -----
-    Work per fold: one centred covariance and one ``eigh`` per sphere, then for each alpha
-    a few products of size ``n_train x n_features``.
+    Work per fold: one centred covariance (or Gram matrix) and one ``eigh`` per sphere,
+    then a few products of size ``n_train x n_features`` shared by all alphas. Spheres are
+    processed in blocks of a few hundred so that a block's arrays stay in cache.
     """
 
     reference = "sklearn.linear_model.RidgeClassifierCV(cv=None)"
@@ -80,11 +85,13 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
             raise ValueError(f"alphas must be finite and > 0, got {alphas!r}.")
         return alphas
 
-    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
+    def bytes_per_sphere(
+        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
+    ) -> int:
         n_targets = 1 if n_classes == 2 else n_classes
-        # shifted copy of X, one fold's centred training block and its rotation, their
-        # squares, fitted values / residuals per target, the covariance and eigenvectors
-        per = n_samples * n_features * 5 + n_samples * n_targets * 4 + 3 * n_features**2
+        # the decisions of every fold; the working arrays belong to blocks of spheres
+        # (_BLOCK at a time) and are counted as one shifted copy of the data
+        per = n_samples * n_targets + n_samples * n_features + n_folds
         return 8 * per
 
     def fold_decisions(
@@ -105,7 +112,28 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         list of ndarray, one per fold
             ``(n_spheres, n_test)`` for two classes, else ``(n_spheres, n_test, n_classes)``.
         """
-        return self._run(X, y, n_classes, plan)[0]
+        return self._run(X, np.asarray(y)[None, :], n_classes, plan)[0][0]
+
+    def many_fold_decisions(
+        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`fold_decisions` for several label vectors (e.g. permutations) at once.
+
+        The eigendecomposition of every sphere and fold does not depend on the labels, so
+        it is computed once and shared by all label vectors.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_spheres, n_samples, n_features)
+        ys : ndarray of int of shape (n_label_sets, n_samples)
+        n_classes : int
+        plan : CVPlan
+
+        Returns
+        -------
+        list (one per label vector) of lists (one per fold) of decision arrays
+        """
+        return self._run(X, ys, n_classes, plan)[0]
 
     def fold_alphas(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
@@ -121,75 +149,178 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         -------
         list of ndarray of shape (n_spheres,), one per fold
         """
-        return self._run(X, y, n_classes, plan)[1]
+        return self._run(X, np.asarray(y)[None, :], n_classes, plan)[1][0]
 
     def _run(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Decisions and chosen alphas of every fold."""
+        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+        """Decisions and chosen alphas, per label vector and fold."""
         alphas = self._checked_alphas()
         X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y)
+        ys = np.asarray(ys)
         if X.ndim != 3:
-            raise ValueError(f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}.")
-        Y = binary_targets(y, n_classes).T  # (n_samples, n_targets)
-        if self.fit_intercept:
-            Z = X - X.mean(axis=1, keepdims=True)
-        else:
-            Z = X
-
-        decisions, chosen = [], []
-        for train, test in zip(plan.train_indices, plan.test_indices):
-            dec, best = self._fit_decide(Z[:, train], Y[train], Z[:, test], alphas)
-            decisions.append(dec[..., 0] if n_classes == 2 else dec)
-            chosen.append(alphas[best])
-        return decisions, chosen
+            raise ValueError(
+                f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}."
+            )
+        if ys.ndim != 2 or ys.shape[1] != X.shape[1]:
+            raise ValueError(f"ys must have shape (n_label_sets, {X.shape[1]}), got {ys.shape}.")
+        # targets (n_samples, n_label_sets, n_targets)
+        Y = np.stack([binary_targets(y, n_classes).T for y in ys], axis=1)
+        S, n_sets, n_targets = X.shape[0], Y.shape[1], Y.shape[2]
+        decisions = [
+            [np.empty((S, len(test), n_targets)) for test in plan.test_indices]
+            for _ in range(n_sets)
+        ]
+        best = [[np.empty(S, dtype=np.intp) for _ in plan.test_indices] for _ in range(n_sets)]
+        for start in range(0, S, _BLOCK):
+            block = slice(start, start + _BLOCK)
+            Zb = X[block]
+            if self.fit_intercept:  # exact reparametrisation, for conditioning
+                Zb = Zb - Zb.mean(axis=1, keepdims=True)
+            for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
+                Z_train = np.take(Zb, train, axis=1)
+                x_mean = Z_train.mean(axis=1, keepdims=True) if self.fit_intercept else 0.0
+                Xc = Z_train - x_mean
+                Z_test = np.take(Zb, test, axis=1) - x_mean
+                if len(train) > Xc.shape[2]:
+                    decomposition = _Covariance(Xc, self.fit_intercept)
+                else:
+                    decomposition = _Gram(Xc, self.fit_intercept)
+                # label sets in chunks, to bound the (spheres, samples, alphas, sets) arrays
+                per_set = Xc.shape[0] * Xc.shape[1] * alphas.size * n_targets
+                chunk = max(1, _CHUNK_ELEMENTS // per_set)
+                for first in range(0, n_sets, chunk):
+                    sets = slice(first, first + chunk)
+                    dec, chosen = self._fit_decide(decomposition, Y[train, sets], Z_test, alphas)
+                    for j, label_set in enumerate(range(n_sets)[sets]):
+                        decisions[label_set][f][block] = dec[:, :, j]
+                        best[label_set][f][block] = chosen[:, j]
+        if n_classes == 2:
+            decisions = [[dec[..., 0] for dec in per_set] for per_set in decisions]
+        return decisions, [[alphas[b] for b in per_set] for per_set in best]
 
     def _fit_decide(
-        self, Z_train: np.ndarray, Y_train: np.ndarray, Z_test: np.ndarray, alphas: np.ndarray
+        self, decomposition, Y_train: np.ndarray, Z_test: np.ndarray, alphas: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Alpha selection and fit on one fold.
+        """Alpha selection and fit on one fold, for several label sets.
 
-        Returns the decision values ``(n_spheres, n_test, n_targets)`` and the index of the
-        chosen alpha of every sphere.
+        Parameters
+        ----------
+        decomposition : _Covariance or _Gram
+            Of the fold's centred training data ``(S, n, d)``.
+        Y_train : ndarray of shape (n, L, T)
+            Targets of ``L`` label sets.
+        Z_test : ndarray of shape (S, n_test, d)
+            Test data, centred by the training mean.
+        alphas : ndarray of shape (A,)
+
+        Returns
+        -------
+        decisions : ndarray of shape (S, n_test, L, T)
+        best : ndarray of shape (S, L)
+            Index of the chosen alpha.
         """
-        n_train = Z_train.shape[1]
+        n_train, n_sets, n_targets = Y_train.shape
         if self.fit_intercept:
-            x_mean = Z_train.mean(axis=1, keepdims=True)  # (S, 1, d)
-            Xc = Z_train - x_mean
-            y_mean = Y_train.mean(axis=0)  # (T,)
+            y_mean = Y_train.mean(axis=0)  # (L, T)
             Yc = Y_train - y_mean
-            intercept_leverage = 1.0 / n_train
         else:
-            x_mean = 0.0
-            Xc = Z_train
-            y_mean = np.zeros(Y_train.shape[1])
+            y_mean = np.zeros((n_sets, n_targets))
             Yc = Y_train
-            intercept_leverage = 0.0
+        looe = decomposition.loo_residuals(Yc.reshape(n_train, -1), alphas)  # (S, n, A, L*T)
+        S = looe.shape[0]
+        looe = looe.reshape(S, n_train, alphas.size, n_sets, n_targets)
+        scores = -np.mean(looe * looe, axis=(1, 4))  # (S, A, L)
 
+        # a later alpha replaces the best only if strictly better: ties keep the first
+        best = np.zeros((S, n_sets), dtype=np.intp)
+        best_score = scores[:, 0]
+        for a in range(1, alphas.size):
+            better = scores[:, a] > best_score
+            best[better] = a
+            best_score = np.where(better, scores[:, a], best_score)
+
+        coef = decomposition.coefficients(best, n_sets)  # (S, d, L*T)
+        decisions = np.matmul(Z_test, coef).reshape(S, -1, n_sets, n_targets)
+        return decisions + y_mean, best
+
+
+#: bound on the elements of the (spheres, samples, alphas, label sets) working arrays
+_CHUNK_ELEMENTS = 1 << 22
+
+
+class _Covariance:
+    """Eigendecomposition of the centred covariance ``Xc'Xc`` of a block (``n > d``)."""
+
+    def __init__(self, Xc: np.ndarray, fit_intercept: bool):
+        self.intercept_leverage = 1.0 / Xc.shape[1] if fit_intercept else 0.0
         cov = np.matmul(Xc.transpose(0, 2, 1), Xc)  # (S, d, d)
-        evals, V = np.linalg.eigh(cov)  # (S, d), (S, d, d)
-        U = np.matmul(Xc, V)  # (S, n, d): training data in the eigenbasis
-        UtY = np.einsum("snd,nt->sdt", U, Yc)  # (S, d, T) = V' Xc' Yc
-        U2 = U * U
+        self.evals, self.V = np.linalg.eigh(cov)  # (S, d), (S, d, d)
+        self.U = np.matmul(Xc, self.V)  # (S, n, d): training data in the eigenbasis
+        self.U2 = self.U * self.U
 
-        best_score = None
-        best_D = None
-        best = np.zeros(Xc.shape[0], dtype=np.intp)
-        for a, alpha in enumerate(alphas):
-            D = 1.0 / (evals + alpha)  # (S, d)
-            leverage = np.matmul(U2, D[..., None])[..., 0]  # (S, n)
-            fitted = np.matmul(U, UtY * D[..., None])  # (S, n, T)
-            denom = 1.0 - leverage - intercept_leverage
-            looe = (Yc[None] - fitted) / denom[..., None]
-            score = -np.mean(looe * looe, axis=(1, 2))  # (S,)
-            if best_score is None:
-                best_score, best_D = score, D
-            else:
-                better = score > best_score  # strict: ties keep the earlier alpha
-                best_score = np.where(better, score, best_score)
-                best_D = np.where(better[:, None], D, best_D)
-                best[better] = a
+    def loo_residuals(self, Yc: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        """Leave-one-out residuals ``(S, n, A, M)`` of the targets ``Yc`` ``(n, M)``.
 
-        coef = np.matmul(V, UtY * best_D[..., None])  # (S, d, T)
-        return np.matmul(Z_test - x_mean, coef) + y_mean, best
+        ``(Yc - Xc B)_i / (1 - h_ii - 1/n)`` with ``B = (Xc'Xc + alpha I)^-1 Xc'Yc`` and
+        ``h_ii`` the leverages; all alphas at once. Keeps ``V' B`` for :meth:`coefficients`.
+        """
+        S, n, d = self.U.shape
+        n_alphas, M = alphas.size, Yc.shape[1]
+        UtY = np.einsum("snd,nm->sdm", self.U, Yc)  # (S, d, M) = V' Xc' Yc
+        D = 1.0 / (self.evals[..., None] + alphas)  # (S, d, A)
+        leverage = np.matmul(self.U2, D)  # (S, n, A)
+        self.shrunk = D[..., None] * UtY[:, :, None, :]  # (S, d, A, M): V' B_alpha
+        fitted = np.matmul(self.U, self.shrunk.reshape(S, d, n_alphas * M))
+        fitted = fitted.reshape(S, n, n_alphas, M)
+        denom = 1.0 - leverage - self.intercept_leverage
+        return (Yc[:, None, :] - fitted) / denom[..., None]
+
+    def coefficients(self, best: np.ndarray, n_sets: int) -> np.ndarray:
+        """Coefficients ``(S, d, M)`` for the chosen alpha index ``best`` ``(S, L)``."""
+        S, d, _, M = self.shrunk.shape
+        shrunk = self.shrunk.reshape(S, d, -1, n_sets, M // n_sets)
+        index = np.broadcast_to(best[:, None, None, :, None], (S, d, 1, n_sets, M // n_sets))
+        chosen = np.take_along_axis(shrunk, index, axis=2)[:, :, 0]  # (S, d, L, T)
+        return np.matmul(self.V, chosen.reshape(S, d, M))
+
+
+class _Gram:
+    """Eigendecomposition of the Gram matrix ``Xc Xc'`` of a block (``n <= d``).
+
+    With ``G = Xc Xc' + alpha I`` the dual coefficients are ``c = G^-1 Yc``, the
+    leave-one-out residuals ``c_i / (G^-1_ii - (G^-1 1)_i / n)`` (no ``1/n`` term without
+    intercept) and the coefficients ``Xc' c``.
+    """
+
+    def __init__(self, Xc: np.ndarray, fit_intercept: bool):
+        self.Xc = Xc
+        self.fit_intercept = fit_intercept
+        gram = np.matmul(Xc, Xc.transpose(0, 2, 1))  # (S, n, n)
+        self.evals, self.Q = np.linalg.eigh(gram)
+        self.Q2 = self.Q * self.Q
+        self.Qt1 = self.Q.sum(axis=1)  # (S, n) = Q' 1
+
+    def loo_residuals(self, Yc: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        """Leave-one-out residuals ``(S, n, A, M)`` of the targets ``Yc`` ``(n, M)``.
+
+        Keeps the dual coefficients for :meth:`coefficients`.
+        """
+        S, n, _ = self.Q.shape
+        n_alphas, M = alphas.size, Yc.shape[1]
+        QtY = np.einsum("snk,nm->skm", self.Q, Yc)  # (S, n, M)
+        D = 1.0 / (self.evals[..., None] + alphas)  # (S, n, A)
+        dual = np.matmul(self.Q, (D[..., None] * QtY[:, :, None, :]).reshape(S, n, -1))
+        self.dual = dual.reshape(S, n, n_alphas, M)
+        diag = np.matmul(self.Q2, D)  # (S, n, A): diagonal of G^-1
+        if self.fit_intercept:
+            diag = diag - np.matmul(self.Q, D * self.Qt1[..., None]) / n
+        return self.dual / diag[..., None]
+
+    def coefficients(self, best: np.ndarray, n_sets: int) -> np.ndarray:
+        """Coefficients ``(S, d, M)`` for the chosen alpha index ``best`` ``(S, L)``."""
+        S, n, _, M = self.dual.shape
+        dual = self.dual.reshape(S, n, -1, n_sets, M // n_sets)
+        index = np.broadcast_to(best[:, None, None, :, None], (S, n, 1, n_sets, M // n_sets))
+        chosen = np.take_along_axis(dual, index, axis=2)[:, :, 0]  # (S, n, L, T)
+        return np.matmul(self.Xc.transpose(0, 2, 1), chosen.reshape(S, n, M))

@@ -1,0 +1,167 @@
+"""Tests of the batched ridge classifier against scikit-learn's ``RidgeClassifierCV``.
+
+Reference: ``RidgeClassifierCV(alphas, fit_intercept)`` (``cv=None``: efficient
+leave-one-out) fitted on every sphere and fold. Both sides compute closed-form solutions
+(eigendecompositions of the same centred covariance, or of the Gram matrix when the
+training set has no more samples than features), so they agree up to rounding: the
+observed largest difference of decision values is ~3e-14 (values of order 1). The tests
+require ``1e-9 * (1 + |decision|)``, which leaves room for the rounding of worse-conditioned
+spheres (constant features, raw values ~1000) while catching any formula difference, whose
+effect would be of the order of the decisions themselves. Chosen alphas and predictions must
+be identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import RidgeClassifierCV
+from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
+from threadpoolctl import threadpool_limits
+
+from fastsearchlight.cv import make_cv_plan
+from fastsearchlight.estimators.ridge_cv import BatchedRidgeClassifierCV
+
+REL = 1e-9
+
+
+@pytest.fixture(autouse=True)
+def _single_blas_thread():
+    """Small BLAS calls are much slower with several threads on a busy machine."""
+    with threadpool_limits(1):
+        yield
+
+
+def make_data(rng, n_spheres, n_samples, n_features, n_classes, *, raw, effect=0.4):
+    """Random spheres: BOLD-like values (~1000 +- 20..50), a class effect, runs as groups.
+
+    Spheres 0..4 have a constant first feature (when there are at least 2 features).
+    With ``raw=False`` every feature of every sphere is standardised over all samples.
+    """
+    y = np.arange(n_samples) % n_classes
+    rng.shuffle(y)
+    groups = np.arange(n_samples) * 4 // n_samples  # 4 runs
+    means = effect * rng.normal(size=(n_spheres, n_classes, n_features))
+    X = rng.normal(size=(n_spheres, n_samples, n_features)) + means[:, y, :]
+    base = 1000 + 100 * rng.normal(size=(n_spheres, 1, n_features))
+    X = base + rng.uniform(20, 50, size=(n_spheres, 1, n_features)) * X
+    if n_features >= 2:
+        X[:5, :, 0] = base[:5, :, 0]
+    if not raw:
+        std = X.std(axis=1, keepdims=True)
+        X = (X - X.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+    return X, y, groups
+
+
+def make_plan(kind, y, groups):
+    splitter = {
+        "kfold": KFold(5, shuffle=True, random_state=0),
+        "stratified": StratifiedKFold(4),
+        "logo": LeaveOneGroupOut(),
+    }[kind]
+    return make_cv_plan(splitter, y, groups if kind == "logo" else None)
+
+
+def compare_with_sklearn(X, y, n_classes, plan, alphas=(0.1, 1.0, 10.0), fit_intercept=True):
+    """Fit both on every sphere and fold, assert agreement, return the worst difference."""
+    est = BatchedRidgeClassifierCV(alphas=alphas, fit_intercept=fit_intercept)
+    decisions = est.fold_decisions(X, y, n_classes, plan)
+    chosen = est.fold_alphas(X, y, n_classes, plan)
+    worst = 0.0
+    for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
+        for s in range(X.shape[0]):
+            ref = RidgeClassifierCV(alphas=alphas, fit_intercept=fit_intercept)
+            ref.fit(X[s][train], y[train])
+            assert chosen[f][s] == ref.alpha_, (f, s)
+            dec_ref = ref.decision_function(X[s][test])
+            ours = decisions[f][s]
+            assert ours.shape == dec_ref.shape
+            diff = np.abs(ours - dec_ref)
+            assert np.all(diff <= REL * (1 + np.abs(dec_ref))), (f, s, diff.max())
+            pred = (ours > 0).astype(int) if n_classes == 2 else ours.argmax(axis=1)
+            assert np.array_equal(pred, ref.predict(X[s][test])), (f, s)
+            worst = max(worst, diff.max())
+    return worst
+
+
+@pytest.mark.parametrize("raw", [True, False])
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("cv", ["kfold", "stratified", "logo"])
+def test_matches_sklearn(cv, n_classes, raw):
+    rng = np.random.default_rng([n_classes, len(cv), raw])
+    for n_samples, n_features in [(60, 1), (90, 7), (120, 20)]:
+        X, y, groups = make_data(rng, 20, n_samples, n_features, n_classes, raw=raw)
+        compare_with_sklearn(X, y, n_classes, make_plan(cv, y, groups))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_many_alphas(n_classes):
+    """A wide grid, so that the choice varies between spheres and folds."""
+    rng = np.random.default_rng([17, n_classes])
+    alphas = np.logspace(-3, 4, 15)
+    X, y, groups = make_data(rng, 30, 72, 10, n_classes, raw=False, effect=0.3)
+    plan = make_plan("stratified", y, groups)
+    compare_with_sklearn(X, y, n_classes, plan, alphas=alphas)
+    chosen = np.concatenate(BatchedRidgeClassifierCV(alphas).fold_alphas(X, y, n_classes, plan))
+    assert len(np.unique(chosen)) >= 3
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_fewer_samples_than_features(n_classes):
+    """scikit-learn then works on the Gram matrix ("gram" mode); same answer."""
+    rng = np.random.default_rng([19, n_classes])
+    X, y, groups = make_data(rng, 20, 24, 20, n_classes, raw=True)
+    compare_with_sklearn(X, y, n_classes, make_plan("kfold", y, groups))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_no_intercept(n_classes):
+    rng = np.random.default_rng([23, n_classes])
+    X, y, groups = make_data(rng, 20, 60, 6, n_classes, raw=False)
+    plan = make_plan("stratified", y, groups)
+    compare_with_sklearn(X + 0.3, y, n_classes, plan, fit_intercept=False)
+
+
+def test_ties_go_to_the_first_alpha():
+    """A sphere whose only feature is constant has the same LOO error for every alpha."""
+    rng = np.random.default_rng(29)
+    n_samples = 50
+    y = (np.arange(n_samples) < 30).astype(int)  # unbalanced: decisions clearly != 0
+    X = 1000 + 30 * rng.normal(size=(4, n_samples, 1))
+    X[:2] = 987.25  # constant
+    plan = make_plan("stratified", y, None)
+    alphas = (5.0, 0.1, 1.0, 10.0)
+    compare_with_sklearn(X, y, 2, plan, alphas=alphas)
+    chosen = BatchedRidgeClassifierCV(alphas).fold_alphas(X, y, 2, plan)
+    assert all(np.all(c[:2] == 5.0) for c in chosen)
+
+
+def test_rejects_bad_alphas():
+    X = np.zeros((1, 10, 2))
+    y = np.arange(10) % 2
+    plan = make_plan("stratified", y, None)
+    for alphas in [(), (1.0, 0.0), (-1.0,)]:
+        with pytest.raises(ValueError):
+            BatchedRidgeClassifierCV(alphas).fold_decisions(X, y, 2, plan)
+
+
+@pytest.mark.parametrize("n_features", [6, 30])  # covariance and Gram paths
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_many_label_sets_match_one_at_a_time(n_classes, n_features, monkeypatch):
+    """Permutations share the decomposition; results equal label-by-label fits."""
+    import fastsearchlight.estimators.ridge_cv as module
+
+    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 5000)  # several label chunks
+    rng = np.random.default_rng([31, n_classes, n_features])
+    X, y, groups = make_data(rng, 9, 36, n_features, n_classes, raw=True)
+    plan = make_plan("logo", y, groups)
+    ys = np.stack([y] + [rng.permutation(y) for _ in range(6)])
+    est = BatchedRidgeClassifierCV(alphas=(0.01, 1.0, 100.0))
+    many = est.many_fold_decisions(X, ys, n_classes, plan)
+    assert len(many) == len(ys)
+    for per_set, labels in zip(many, ys):
+        single = est.fold_decisions(X, labels, n_classes, plan)
+        for a, b in zip(per_set, single):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    compare_with_sklearn(X, ys[3], n_classes, plan, alphas=(0.01, 1.0, 100.0))
