@@ -1,4 +1,4 @@
-"""Command line: ``fastsearchlight demo | run | haxby | simulate``."""
+"""Command line: ``fastsearchlight demo | run | haxby | group | batch | simulate``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, out_default: str) -> No
     p.add_argument("--scoring", default="accuracy",
                    help="accuracy (default), balanced_accuracy or roc_auc")  # fmt: skip
     p.add_argument("--n-jobs", type=int, default=1, help="parallel workers (-1: all cores)")
+    _add_scheduler_option(p)
     p.add_argument("--memory-mb", type=float, default=512.0, help="working-memory budget in MB")
     p.add_argument("--permutations", type=int, default=0, metavar="N",
                    help="label permutations (within runs) for p-values corrected over the "
@@ -36,6 +37,12 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, out_default: str) -> No
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_scheduler_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the searchlight on the dask.distributed cluster whose scheduler is "
+                        "at ADDRESS (e.g. tcp://node1:8786); needs fastsearchlight[dask]")  # fmt: skip
+
+
 def _config(args):
     from .study import StudyConfig
 
@@ -45,6 +52,7 @@ def _config(args):
         radius=args.radius, estimator=args.estimator, cv=args.cv, scoring=args.scoring,
         n_jobs=args.n_jobs, memory_mb=args.memory_mb, n_permutations=args.permutations,
         cluster_alpha=args.cluster_alpha, seed=args.seed,
+        backend="dask" if args.scheduler else "loky", scheduler=args.scheduler or None,
     )  # fmt: skip
 
 
@@ -121,6 +129,16 @@ def cmd_group(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+
+    result = run_batch(args.study, force=args.force, quiet=args.quiet, scheduler=args.scheduler or None)
+    counts = {s: list(result.subjects.values()).count(s) for s in ("done", "skipped", "failed")}
+    print(f"batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+          + (f"; group level {result.group}" if result.group else ""))  # fmt: skip
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -163,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_group)
 
+    p = sub.add_parser("batch", help="every subject's study and the group level, from a TOML study file")
+    p.add_argument("study", help="the study file (TOML): output folder, defaults, [[subjects]], [group]")
+    p.add_argument("--force", action="store_true", help="recompute everything, overwriting outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_scheduler_option(p)
+    p.set_defaults(handler=cmd_batch)
+
     p = sub.add_parser("simulate", help="write a Haxby-like synthetic data set with planted regions")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--shape", type=int, nargs=3, default=[40, 64, 64], metavar=("X", "Y", "Z"))
@@ -181,10 +206,21 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("fastsearchlight: interrupted; no output was left half-written", file=sys.stderr)
         return 130
-    except (InputError, ValueError, TypeError, FileExistsError, FileNotFoundError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"fastsearchlight: error: {message}", file=sys.stderr)
-        return 2
+    except (InputError, ValueError, TypeError, FileExistsError, FileNotFoundError, ConnectionError) as exc:
+        return _error(exc)
+    except ImportError as exc:
+        from .engine import MissingDependencyError
+
+        if not isinstance(exc, MissingDependencyError):
+            raise
+        return _error(exc)
+
+
+def _error(exc: BaseException) -> int:
+    """Print a one-line error; the exit status of bad input."""
+    message = " ".join(str(exc).split())
+    print(f"fastsearchlight: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -8,14 +8,19 @@ Two paths give per-fold scores of every sphere:
 - :func:`run_generic` fits a scikit-learn estimator per sphere and fold, exactly as nilearn
   does, for estimators or metrics the batched path does not cover.
 
-Both run blocks in parallel with ``n_jobs`` (threads for the batched path, where numpy
-releases the interpreter lock; processes for the generic path) and report progress with tqdm.
+Both run in-process with ``n_jobs=1``, in joblib processes with ``n_jobs > 1``
+(``backend="loky"``), or on a dask.distributed cluster (``backend="dask"``, see
+:class:`DaskSession`), and report progress with tqdm. Whatever the backend, every sphere is
+computed the same way and the results are assembled by sphere id, so the scores are
+bit-identical.
 """
 
 from __future__ import annotations
 
+import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -31,6 +36,16 @@ from .scoring import batched_scores
 
 #: default working-memory budget of a block, in megabytes
 DEFAULT_MEMORY_MB = 512.0
+
+#: execution backends: joblib processes (in-process with ``n_jobs=1``) or a dask cluster
+BACKENDS = ("loky", "dask")
+
+#: times a task on a dask cluster is retried after an error before the run fails (a task
+#: lost with a worker that died is recomputed elsewhere in any case)
+DASK_RETRIES = 3
+
+#: how to install the optional dask dependency
+DASK_INSTALL_HINT = 'pip install "fastsearchlight[dask]"'
 
 
 def effective_n_jobs(n_jobs: int | None) -> int:
@@ -48,6 +63,186 @@ def spheres_per_block(bytes_per_sphere: int, memory_mb: float, n_workers: int = 
     return int(max(1, min(4096, budget // max(1, bytes_per_sphere))))
 
 
+def check_backend(backend: str) -> str:
+    """Validate a backend name (one of :data:`BACKENDS`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}.")
+    return backend
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency needed by the requested feature is not installed."""
+
+
+def import_distributed():
+    """``dask.distributed``, imported lazily; a clear error naming the extra when missing."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f'backend="dask" needs dask.distributed, which is not installed: {DASK_INSTALL_HINT}'
+        ) from exc
+    return distributed
+
+
+class DaskSession:
+    """A dask.distributed client and the data scattered to its workers, for one fit.
+
+    The session scatters each array (or other object) once, to every worker, and keeps the
+    future for as long as it is open, so that every task of a fit — the observed labels and
+    every batch of permutations — reuses the copy already on the workers. Broadcasting the
+    data to all workers also means that a worker that dies loses no data: its tasks are
+    recomputed on the others (tasks are submitted with ``retries``).
+
+    Parameters
+    ----------
+    scheduler : Client, str, cluster, DaskSession or None
+        A ``distributed.Client``; the address of a scheduler (``"tcp://host:port"``), to which
+        the session connects and which it disconnects from when closed; a cluster object
+        with a ``scheduler_address`` (e.g. ``LocalCluster``, dask-jobqueue's
+        ``SLURMCluster``); or None for the current default client
+        (``distributed.get_client()``).
+    retries : int
+        Times a failed task is retried.
+
+    Raises
+    ------
+    MissingDependencyError
+        If dask.distributed is not installed.
+    ValueError
+        If ``scheduler`` is None and there is no current client.
+    ConnectionError
+        If the scheduler at the address given cannot be reached.
+    """
+
+    def __init__(self, scheduler: Any = None, *, retries: int = DASK_RETRIES):
+        distributed = import_distributed()
+        self.retries = int(retries)
+        self._owns_client = False
+        self._scattered: dict[Any, tuple[Any, Any]] = {}
+        #: anything derived from the scattered data that callers keep for the session
+        self.memo: dict[Any, Any] = {}
+        if isinstance(scheduler, DaskSession):
+            scheduler = scheduler.client
+        if scheduler is None:
+            try:
+                self.client = distributed.get_client()
+            except ValueError:
+                raise ValueError(
+                    'backend="dask" with scheduler=None uses the current dask client, and there '
+                    "is none: create one (distributed.Client(...)) or give scheduler as a "
+                    'Client or a scheduler address such as "tcp://host:8786".'
+                ) from None
+        elif isinstance(scheduler, distributed.Client):
+            self.client = scheduler
+        elif isinstance(scheduler, str) or hasattr(scheduler, "scheduler_address"):
+            address = scheduler if isinstance(scheduler, str) else scheduler.scheduler_address
+            try:
+                self.client = distributed.Client(address, set_as_default=False)
+            except (OSError, ValueError, TypeError) as exc:
+                message = " ".join(str(exc).split()) or type(exc).__name__
+                raise ConnectionError(
+                    f"could not connect to the dask scheduler at {address!r}: {message}"
+                ) from None
+            self._owns_client = True
+        else:
+            raise TypeError(
+                "scheduler must be a distributed.Client, a scheduler address string, a cluster "
+                f"or None, got {type(scheduler).__name__}."
+            )
+
+    # ------------------------------------------------------------------ cluster facts
+    def worker_threads(self) -> dict[str, int]:
+        """Threads of each worker of the cluster, now."""
+        return dict(self.client.nthreads())
+
+    # ------------------------------------------------------------------ data
+    def scatter(self, obj: Any, key: Any = None):
+        """A future of ``obj`` on every worker, scattered once per session.
+
+        Parameters
+        ----------
+        obj : object
+            The data (an array, or a list of objects: then a list of futures is returned).
+        key : hashable or None
+            Cache key; by default the identity of ``obj`` (the session keeps a reference, so
+            the identity is not reused while it is open).
+        """
+        key = ("id", id(obj)) if key is None else key
+        cached = self._scattered.get(key)
+        if cached is not None:
+            return cached[1]
+        futures = self.client.scatter(obj, broadcast=True, hash=False)
+        self._scattered[key] = (obj, futures)
+        return futures
+
+    # ------------------------------------------------------------------ tasks
+    def map_unordered(
+        self, func: Callable, argsets: Iterable[tuple], *, name: str = "fastsearchlight"
+    ) -> Iterator[tuple[int, Any]]:
+        """Run ``func(*args)`` for every ``args`` on the cluster, yielding ``(i, result)``.
+
+        Results come as they complete (:func:`distributed.as_completed`); ``i`` is the
+        position of the task's arguments in ``argsets``. Futures among the arguments are
+        resolved on the workers. Tasks still pending when the caller stops iterating (an
+        error, an interruption) are cancelled.
+        """
+        distributed = import_distributed()
+        token = uuid.uuid4().hex[:12]
+        futures = [
+            self.client.submit(func, *args, key=f"{name}-{token}-{i}", retries=self.retries, pure=False)
+            for i, args in enumerate(argsets)
+        ]
+        position = {f.key: i for i, f in enumerate(futures)}
+        try:
+            completed = distributed.as_completed(futures, loop=self.client.loop, with_results=True)
+            for future, result in completed:
+                yield position[future.key], result
+        finally:
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                self.client.cancel(pending)
+
+    # ------------------------------------------------------------------ end
+    def close(self) -> None:
+        """Release the scattered data, and close the client if the session opened it."""
+        for _, futures in self._scattered.values():
+            for f in futures if isinstance(futures, list) else [futures]:
+                try:
+                    f.release()
+                except Exception:  # noqa: BLE001 - the cluster may be gone already
+                    pass
+        self._scattered.clear()
+        self.memo.clear()
+        if self._owns_client:
+            self.client.close()
+            self._owns_client = False
+
+    def __enter__(self) -> DaskSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _BorrowedSession:
+    """Context manager: the given :class:`DaskSession`, or a new one closed on exit."""
+
+    def __init__(self, scheduler):
+        self._given = scheduler if isinstance(scheduler, DaskSession) else None
+        self._scheduler = scheduler
+
+    def __enter__(self) -> DaskSession:
+        if self._given is not None:
+            return self._given
+        self._own = DaskSession(self._scheduler)
+        return self._own
+
+    def __exit__(self, *exc) -> None:
+        if self._given is None:
+            self._own.close()
+
+
 def run_batched(
     X: np.ndarray,
     neighbourhoods: Neighbourhoods,
@@ -61,6 +256,8 @@ def run_batched(
     n_jobs: int | None = 1,
     verbose: int = 0,
     progress_desc: str = "searchlight",
+    backend: str = "loky",
+    scheduler: Any = None,
 ) -> np.ndarray:
     """Per-fold scores of every sphere with a batched estimator.
 
@@ -77,39 +274,36 @@ def run_batched(
     metric : str
         One of :data:`fastsearchlight.scoring.BATCHED_SCORINGS`.
     memory_mb : float
-        Working-memory budget for the blocks in flight, in MB.
+        Working-memory budget for the blocks in flight, in MB (per worker process on a
+        dask cluster).
     n_jobs : int
-        Blocks processed at the same time (threads).
+        Blocks processed at the same time (joblib processes); ignored by the dask backend,
+        which uses every thread of the cluster.
     verbose : int
         Progress bar when > 0.
+    backend : {"loky", "dask"}
+        Joblib processes (in-process when ``n_jobs=1``), or a dask.distributed cluster.
+    scheduler : DaskSession, Client, str or None
+        With ``backend="dask"``: the cluster (see :class:`DaskSession`). Give a
+        :class:`DaskSession` to reuse the data it has scattered across calls.
 
     Returns
     -------
     ndarray (n_label_sets, n_spheres, n_folds)
     """
-    n_workers = effective_n_jobs(n_jobs)
+    check_backend(backend)
     ys = np.atleast_2d(ys)
     X = np.asarray(X, dtype=np.float64)
-    n_samples = X.shape[0]
-    sizes = np.unique(neighbourhoods.sizes)
-    per_block = {
-        int(k): spheres_per_block(
-            estimator.bytes_per_sphere(n_samples, int(k), plan.n_folds, n_classes),
-            memory_mb,
-            n_workers,
-        )
-        for k in sizes
-    }
-    blocks = list(neighbourhoods.blocks(lambda k: per_block[k]))
-    bar = tqdm(
-        total=neighbourhoods.n_spheres,
-        disable=verbose <= 0,
-        desc=progress_desc,
-        unit="sphere",
-        leave=False,
-    )
+    if backend == "dask":
+        with _BorrowedSession(scheduler) as session:
+            return _run_batched_dask(
+                session, X, neighbourhoods, estimator, ys, n_classes, plan, metric,
+                memory_mb=memory_mb, verbose=verbose, progress_desc=progress_desc,
+            )  # fmt: skip
+    n_workers = effective_n_jobs(n_jobs)
+    blocks = _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers)
     out = np.full((ys.shape[0], neighbourhoods.n_spheres, plan.n_folds), np.nan)
-    with bar:
+    with _progress(neighbourhoods.n_spheres, verbose, progress_desc) as bar:
         if n_workers == 1:
             for ids, vox in blocks:
                 out[:, ids] = _batched_block(X, vox, estimator, ys, n_classes, plan, metric)
@@ -125,6 +319,53 @@ def run_batched(
             for ids, scores in results:
                 out[:, ids] = scores
                 bar.update(len(ids))
+    return out
+
+
+def _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers):
+    """Blocks of equal-size spheres, each sized so that ``n_workers`` of them fit the budget."""
+    n_samples = X.shape[0]
+    per_block = {
+        int(k): spheres_per_block(
+            estimator.bytes_per_sphere(n_samples, int(k), plan.n_folds, n_classes),
+            memory_mb,
+            n_workers,
+        )
+        for k in np.unique(neighbourhoods.sizes)
+    }
+    return list(neighbourhoods.blocks(lambda k: per_block[k]))
+
+
+def _progress(total: int, verbose: int, desc: str):
+    return tqdm(total=total, disable=verbose <= 0, desc=desc, unit="sphere", leave=False)
+
+
+def _run_batched_dask(session, X, neighbourhoods, estimator, ys, n_classes, plan, metric, *,
+                      memory_mb, verbose, progress_desc):  # fmt: skip
+    """:func:`run_batched` on a dask cluster: X and the task groups are scattered once."""
+    X_future = session.scatter(X)
+    threads = session.worker_threads()
+    n_threads = max(1, sum(threads.values()))
+    per_worker = max([1, *threads.values()])
+    # the grouping depends on the cluster's size when the data were first scattered; it is
+    # kept for the session (the scores do not depend on it)
+    cache_key = ("batched-tasks", id(neighbourhoods), id(estimator), n_classes, plan.n_folds,
+                 X.shape, float(memory_mb))  # fmt: skip
+    memo = session.memo.get(cache_key)
+    if memo is None:
+        blocks = _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, per_worker)
+        groups = _group_blocks(blocks, 4 * n_threads)
+        # the memo holds the objects of the key, so their identities are not reused
+        memo = (neighbourhoods, estimator, session.scatter(groups, key=cache_key))
+        session.memo[cache_key] = memo
+    tasks = memo[2]
+    out = np.full((ys.shape[0], neighbourhoods.n_spheres, plan.n_folds), np.nan)
+    argsets = [(X_future, task, estimator, ys, n_classes, plan, metric) for task in tasks]
+    with _progress(neighbourhoods.n_spheres, verbose, progress_desc) as bar:
+        results = session.map_unordered(_batched_task, argsets, name="fastsearchlight-batched")
+        for _, (ids, scores) in results:
+            out[:, ids] = scores
+            bar.update(len(ids))
     return out
 
 
@@ -199,25 +440,40 @@ def run_generic(
     verbose: int = 0,
     block_size: int = 64,
     progress_desc: str = "searchlight (per sphere)",
+    backend: str = "loky",
+    scheduler: Any = None,
 ) -> np.ndarray:
     """Per-fold scores of every sphere, one scikit-learn fit per sphere and fold.
 
     The same computation as nilearn's ``SearchLight`` (``cross_val_score`` on each sphere),
-    with the folds of ``plan``; blocks of spheres run in parallel processes.
+    with the folds of ``plan``; blocks of spheres run in parallel processes, or as tasks on
+    a dask cluster with ``backend="dask"`` (see :func:`run_batched` for ``backend`` and
+    ``scheduler``; a custom ``scoring`` callable must then be importable by the workers or
+    picklable by value).
 
     Returns
     -------
     ndarray (n_spheres, n_folds)
     """
+    check_backend(backend)
     folds = list(zip(plan.train_indices, plan.test_indices))
     adjacency = neighbourhoods.adjacency
     rows = [adjacency.indices[adjacency.indptr[s] : adjacency.indptr[s + 1]] for s in range(adjacency.shape[0])]
     starts = list(range(0, len(rows), block_size))
     out = np.empty((len(rows), len(folds)))
-    bar = tqdm(total=len(rows), disable=verbose <= 0, desc=progress_desc, unit="sphere", leave=False)
-    n_workers = effective_n_jobs(n_jobs)
-    with bar:
-        results = Parallel(n_jobs=n_workers, return_as="generator")(
+    with _progress(len(rows), verbose, progress_desc) as bar:
+        if backend == "dask":
+            with _BorrowedSession(scheduler) as session:
+                X_future = session.scatter(X)
+                argsets = [
+                    (estimator, X_future, rows[s : s + block_size], y, folds, scoring) for s in starts
+                ]
+                results = session.map_unordered(_generic_block, argsets, name="fastsearchlight-generic")
+                for i, scores in results:
+                    out[starts[i] : starts[i] + len(scores)] = scores
+                    bar.update(len(scores))
+            return out
+        results = Parallel(n_jobs=effective_n_jobs(n_jobs), return_as="generator")(
             delayed(_generic_block)(estimator, X, rows[s : s + block_size], y, folds, scoring)
             for s in starts
         )

@@ -55,7 +55,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         A name from :data:`fastsearchlight.estimators.NAMES` (nilearn's names mean what
         they mean in nilearn; "svc" is ``LinearSVC``) or an estimator instance.
     n_jobs : int, default=1
-        Parallel workers (-1: all cores).
+        Parallel workers (-1: all cores) of the "loky" backend; ignored by "dask".
     scoring : str, callable or None, default=None
         scikit-learn scoring; None is the estimator's ``score`` (accuracy).
     cv : int, splitter, iterable or None, default=None
@@ -85,6 +85,16 @@ class SearchLight(TransformerMixin, BaseEstimator):
         Cluster-forming threshold: the ``1 - cluster_alpha`` quantile of the pooled null.
     permutation_batch : int, default=32
         Permutations solved together per block of spheres.
+    backend : {"loky", "dask"}, default="loky"
+        Where the spheres are computed: "loky" runs in-process with ``n_jobs=1`` and in
+        joblib processes otherwise; "dask" runs them as tasks on a dask.distributed cluster
+        (``pip install "fastsearchlight[dask]"``). The data are sent to the workers once
+        per fit and reused by every task, permutations included; a task lost with a worker
+        is recomputed on another. The scores are identical whatever the backend.
+    scheduler : distributed.Client, str or None, default=None
+        With ``backend="dask"``: a ``Client``, a scheduler address (``"tcp://host:8786"``)
+        or a cluster object (e.g. dask-jobqueue's ``SLURMCluster``); None uses the current
+        default client (``distributed.get_client()``) and is an error if there is none.
 
     Attributes
     ----------
@@ -144,6 +154,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
         keep_null=False,
         cluster_alpha=0.001,
         permutation_batch=32,
+        backend="loky",
+        scheduler=None,
     ):
         self.mask_img = mask_img
         self.process_mask_img = process_mask_img
@@ -162,6 +174,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.keep_null = keep_null
         self.cluster_alpha = cluster_alpha
         self.permutation_batch = permutation_batch
+        self.backend = backend
+        self.scheduler = scheduler
 
     # ------------------------------------------------------------------ preparation
     def _prepare(self, imgs, y, groups):
@@ -208,6 +222,9 @@ class SearchLight(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        engine.check_backend(self.backend)
+        if self.backend == "dask":
+            engine.import_distributed()  # fail before reading the data when dask is missing
         func, mask, process_mask, X, y, groups, hoods = self._prepare(imgs, y, groups)
         sk_estimator = resolve_estimator(self.estimator, self.estimator_args, self.random_state)
         classification = is_classification(sk_estimator)
@@ -235,6 +252,9 @@ class SearchLight(TransformerMixin, BaseEstimator):
         batched = batched_equivalent(sk_estimator) if classification else None
         self.engine_ = "batched" if (batched is not None and metric is not None) else "generic"
         targets = codes if classification else y
+        # one dask session for the whole fit: the data are scattered once, and every task
+        # (observed labels, every batch of permutations) reuses them
+        session = engine.DaskSession(self.scheduler) if self.backend == "dask" else None
 
         def scores_for(label_sets, desc):
             """Per-fold scores, shape (n_label_sets, n_spheres, n_folds)."""
@@ -242,20 +262,25 @@ class SearchLight(TransformerMixin, BaseEstimator):
                 return engine.run_batched(
                     X, hoods, batched, label_sets, len(classes), plan, metric,
                     memory_mb=self.memory_mb, n_jobs=self.n_jobs, verbose=self.verbose,
-                    progress_desc=desc,
+                    progress_desc=desc, backend=self.backend, scheduler=session,
                 )  # fmt: skip
             return np.stack([
                 engine.run_generic(
                     X, hoods, sk_estimator, labels, plan, self.scoring,
                     n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc,
+                    backend=self.backend, scheduler=session,
                 )
                 for labels in label_sets
             ])  # fmt: skip
 
-        fold_scores = scores_for(targets[None, :], "searchlight")[0]
-        self.timings_["searchlight"] = time.perf_counter() - t0
-        self._permutation_test(scores_for, fold_scores.mean(axis=1), targets, groups, plan,
-                               X, hoods, process_mask, func.affine)  # fmt: skip
+        try:
+            fold_scores = scores_for(targets[None, :], "searchlight")[0]
+            self.timings_["searchlight"] = time.perf_counter() - t0
+            self._permutation_test(scores_for, fold_scores.mean(axis=1), targets, groups, plan,
+                                   X, hoods, process_mask, func.affine)  # fmt: skip
+        finally:
+            if session is not None:
+                session.close()
 
         self.cv_plan_ = plan
         self.estimator_ = sk_estimator
@@ -342,6 +367,19 @@ class SearchLight(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if getattr(self, "permutations_", None) is None:
             raise AttributeError("No permutation test was run: set n_permutations > 0.")
+
+    def __sklearn_clone__(self):
+        """An unfitted copy, as ``sklearn.base.clone`` makes it, sharing the dask ``scheduler``.
+
+        A ``Client`` cannot be deep-copied: the copy uses the same one.
+        """
+        from sklearn.base import clone
+
+        params = self.get_params(deep=False)
+        return type(self)(**{
+            name: value if name == "scheduler" else clone(value, safe=False)
+            for name, value in params.items()
+        })  # fmt: skip
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "scores_")

@@ -36,7 +36,13 @@ CHECKPOINT_NAME = ".fastsearchlight-permutations.npy"
 
 @dataclass
 class StudyConfig:
-    """Parameters of a study (the command line's options)."""
+    """Parameters of a study (the command line's options).
+
+    ``backend`` and ``scheduler`` say where the searchlight runs: ``"loky"`` (in-process
+    or ``n_jobs`` joblib processes) or ``"dask"`` on the dask.distributed scheduler at the
+    address ``scheduler`` (None: the current default client). They do not change the
+    results.
+    """
 
     conditions: list[str] | None = field(default_factory=lambda: ["face", "house"])
     label_column: str = "labels"
@@ -50,6 +56,8 @@ class StudyConfig:
     n_permutations: int = 0
     cluster_alpha: float = 0.001
     seed: int = 0
+    backend: str = "loky"
+    scheduler: str | None = None
 
 
 def parse_cv(spec: str):
@@ -185,6 +193,11 @@ def run_study(
     from .searchlight import SearchLight
 
     config = config or StudyConfig()
+    from .engine import check_backend, import_distributed
+
+    check_backend(config.backend)
+    if config.backend == "dask":
+        import_distributed()  # a missing optional dependency is said before any work
     t_start = time.perf_counter()
     timings = {}
     names = OUTPUT_NAMES + (PERMUTATION_OUTPUTS if config.n_permutations else ())
@@ -246,6 +259,7 @@ def run_study(
         n_permutations=config.n_permutations, random_state=config.seed,
         cluster_alpha=config.cluster_alpha,
         checkpoint=out / CHECKPOINT_NAME if config.n_permutations else None,
+        backend=config.backend, scheduler=config.scheduler,
     )  # fmt: skip
     sl.fit(func_sel, y, groups=groups)
     timings["searchlight"] = time.perf_counter() - t0
