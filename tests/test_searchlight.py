@@ -223,3 +223,25 @@ def test_unknown_estimator_and_estimator_class(small_dataset):
 def test_missing_file_is_a_clear_error(small_dataset, tmp_path):
     with pytest.raises(ValueError, match="Could not read"):
         SearchLight(mask_img=small_dataset["mask"]).fit(str(tmp_path / "nope.nii.gz"), small_dataset["y"])
+
+
+def test_transform_and_fit_transform_follow_nilearn(small_dataset):
+    """nilearn's transform: per sphere, fit on placeholder labels (half 0, half 1) and take
+    the absolute mean decision value. (nilearn's own transform passes voxel indices as
+    world coordinates and fails on this affine; ours uses the fitted spheres.)"""
+    kwargs = dict(mask_img=small_dataset["mask"], radius=4.0, cv=KFold(4))
+    sl = SearchLight(**kwargs).fit(small_dataset["func"], small_dataset["y"])
+    out = sl.transform(small_dataset["func"])
+    assert out.shape == sl.scores_.shape
+    from fastsearchlight.images import load_mask, masked_data
+
+    X = masked_data(small_dataset["func"], load_mask(small_dataset["mask"], "m", small_dataset["func"]))
+    n = X.shape[0]
+    dummy = np.array([0] * (n // 2) + [1] * (n // 2))
+    for s in (0, 7, 20):
+        rows = sl.neighbourhoods_.voxels(s)
+        est = LinearSVC(max_iter=10000, random_state=0).fit(X[:, rows], dummy)
+        expected = abs(est.decision_function(X[:, rows]).mean())
+        assert out[tuple(sl.neighbourhoods_.seeds_ijk[s])] == pytest.approx(expected, rel=1e-6)
+    both = SearchLight(**kwargs).fit_transform(small_dataset["func"], small_dataset["y"])
+    np.testing.assert_allclose(both, out)

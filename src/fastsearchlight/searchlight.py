@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import engine
@@ -380,6 +380,39 @@ class SearchLight(TransformerMixin, BaseEstimator):
             name: value if name == "scheduler" else clone(value, safe=False)
             for name, value in params.items()
         })  # fmt: skip
+
+    def transform(self, imgs):
+        """Apply the searchlight's estimator to new images, as nilearn's ``transform`` does.
+
+        For each sphere the estimator is fitted on the images with placeholder labels (first
+        half 0, second half 1) and the absolute mean of its ``decision_function`` is
+        returned, through nilearn's own ``search_light`` so that the result is nilearn's.
+
+        Parameters
+        ----------
+        imgs : Niimg-like, 4D
+
+        Returns
+        -------
+        ndarray, 3D
+        """
+        from nilearn.decoding.searchlight import search_light
+
+        check_is_fitted(self)
+        func = load_func(imgs)
+        mask = np.asarray(self.mask_img_.dataobj) != 0
+        if func.shape[:3] != mask.shape:
+            raise ValueError(
+                f"The images have shape {func.shape[:3]}, the fitted mask {mask.shape}."
+            )
+        X = masked_data(func, mask)
+        values = search_light(
+            X, None, clone(self.estimator_), self.neighbourhoods_.adjacency.tolil(), None,
+            self.scoring, self.cv, engine.effective_n_jobs(self.n_jobs), 0,
+        )  # fmt: skip
+        out = np.zeros(self.process_mask_.shape)
+        out[self.process_mask_] = values
+        return np.abs(out)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "scores_")
