@@ -4,7 +4,6 @@ import json
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from fastsearchlight.cli import main
 

@@ -4,10 +4,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import (
-    KFold,
-    LeaveOneGroupOut,
     ShuffleSplit,
-    StratifiedKFold,
     cross_val_score,
 )
 from sklearn.utils.estimator_checks import check_estimator
@@ -19,39 +16,11 @@ from fastsearchlight.estimators.correlation import (
     standardize_patterns,
 )
 
-N_RUNS = 4
-SPLITTERS = {
-    "kfold": KFold(4),
-    "stratified": StratifiedKFold(5, shuffle=True, random_state=0),
-    "logo": LeaveOneGroupOut(),
-}
-# (n_classes, raw BOLD scale, splitter, n_features): every splitter with both scales and
-# both class counts, and numbers of features from 1 to 20
-CASES = [
-    (2, False, "kfold", 1), (2, True, "stratified", 2), (2, False, "logo", 19),
-    (2, True, "kfold", 20), (2, False, "stratified", 7), (2, True, "logo", 12),
-    (3, True, "kfold", 1), (3, False, "stratified", 3), (3, True, "logo", 19),
-    (3, False, "kfold", 20), (3, True, "stratified", 5), (3, False, "logo", 10),
-]  # fmt: skip
+from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 
-def make_spheres(seed, n_classes, raw, n_features, n_spheres=30, effect=0.5):
-    """Random spheres: labels, runs, class effects; every third sphere has a constant
-    feature, and one sample is a constant pattern; values like raw BOLD (1000 +- 50) or
-    standardised."""
-    rng = np.random.default_rng(seed)
-    n_samples = int(rng.integers(60, 121))
-    y = rng.permutation(np.arange(n_samples) % n_classes)
-    groups = np.arange(n_samples) * N_RUNS // n_samples
-    X = rng.standard_normal((n_spheres, n_samples, n_features))
-    X += effect * rng.standard_normal((n_spheres, n_classes, n_features))[:, y]
-    if raw:
-        X = 1000.0 + 50.0 * X
-    if n_features > 1:
-        j = n_features // 2
-        X[::3, :, j] = X[::3, :1, j]  # constant feature
-    X[:, 5, :] = X[:, 5, :1]  # a pattern without variance across features
-    return X, y, groups
+def make_spheres_c(*args, **kwargs):
+    return make_spheres(*args, constant_pattern=True, **kwargs)
 
 
 def reference(X, y, plan):
@@ -123,7 +92,7 @@ def test_scikit_learn_conventions():
 
 @pytest.mark.parametrize("n_classes, raw, splitter, n_features", CASES)
 def test_batched_matches_classifier(n_classes, raw, splitter, n_features):
-    X, y, groups = make_spheres(n_features + 7 * n_classes, n_classes, raw, n_features)
+    X, y, groups = make_spheres_c(n_features + 7 * n_classes, n_classes, raw, n_features)
     plan = make_cv_plan(SPLITTERS[splitter], y, groups if splitter == "logo" else None)
     ours = BatchedCorrelation().fold_decisions(X, y, n_classes, plan)
     dec, pred = reference(X, y, plan)
@@ -137,7 +106,7 @@ def test_batched_matches_classifier(n_classes, raw, splitter, n_features):
 
 
 def test_batched_overlapping_test_sets():
-    X, y, _ = make_spheres(31, 3, True, 9, n_spheres=5)
+    X, y, _ = make_spheres_c(31, 3, True, 9, n_spheres=5)
     plan = make_cv_plan(ShuffleSplit(5, test_size=0.3, random_state=0), y)
     ours = BatchedCorrelation().fold_decisions(X, y, 3, plan)
     dec, pred = reference(X, y, plan)

@@ -4,42 +4,12 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.linear_model import RidgeClassifier
-from sklearn.model_selection import KFold, LeaveOneGroupOut, ShuffleSplit, StratifiedKFold
+from sklearn.model_selection import KFold, ShuffleSplit
 
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators.ridge import BatchedRidgeClassifier
 
-N_RUNS = 4
-SPLITTERS = {
-    "kfold": KFold(4),
-    "stratified": StratifiedKFold(5, shuffle=True, random_state=0),
-    "logo": LeaveOneGroupOut(),
-}
-# (n_classes, raw BOLD scale, splitter, n_features): every splitter with both scales and
-# both class counts, and numbers of features from 1 to 20
-CASES = [
-    (2, False, "kfold", 1), (2, True, "stratified", 2), (2, False, "logo", 19),
-    (2, True, "kfold", 20), (2, False, "stratified", 7), (2, True, "logo", 12),
-    (3, True, "kfold", 1), (3, False, "stratified", 3), (3, True, "logo", 19),
-    (3, False, "kfold", 20), (3, True, "stratified", 5), (3, False, "logo", 10),
-]  # fmt: skip
-
-
-def make_spheres(seed, n_classes, raw, n_features, n_spheres=30, effect=0.5):
-    """Random spheres: labels, runs, class effects; every third sphere has a constant
-    feature; values like raw BOLD (1000 +- 50) or standardised."""
-    rng = np.random.default_rng(seed)
-    n_samples = int(rng.integers(60, 121))
-    y = rng.permutation(np.arange(n_samples) % n_classes)
-    groups = np.arange(n_samples) * N_RUNS // n_samples
-    X = rng.standard_normal((n_spheres, n_samples, n_features))
-    X += effect * rng.standard_normal((n_spheres, n_classes, n_features))[:, y]
-    if raw:
-        X = 1000.0 + 50.0 * X
-    if n_features > 1:
-        j = n_features // 2
-        X[::3, :, j] = X[::3, :1, j]  # constant feature
-    return X, y, groups
+from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 
 def reference(est, X, y, plan):
