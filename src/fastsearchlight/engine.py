@@ -263,8 +263,8 @@ def run_batched(
 
     Parameters
     ----------
-    X : ndarray (n_samples, n_mask_voxels)
-        Masked data, read once.
+    X : ndarray (n_samples, n_mask_voxels) or VoxelMajor
+        Masked data, read once (see :func:`voxel_major`).
     neighbourhoods : Neighbourhoods
     estimator : BatchedClassifier
     ys : ndarray (n_label_sets, n_samples) of class codes
@@ -293,7 +293,9 @@ def run_batched(
     """
     check_backend(backend)
     ys = np.atleast_2d(ys)
-    X = np.asarray(X, dtype=np.float64)
+    # voxel-major data: a block's gather then reads whole contiguous rows (three times
+    # faster than gathering columns of the sample-major array)
+    X = voxel_major(X)
     if backend == "dask":
         with _BorrowedSession(scheduler) as session:
             return _run_batched_dask(
@@ -322,9 +324,27 @@ def run_batched(
     return out
 
 
+class VoxelMajor(np.ndarray):
+    """Masked data stored voxel by voxel, (n_mask_voxels, n_samples), C-contiguous."""
+
+
+def voxel_major(X: np.ndarray) -> VoxelMajor:
+    """The (n_samples, n_mask_voxels) data as a :class:`VoxelMajor` array (no copy if it is one).
+
+    Callers that run several searchlights on the same data (permutation batches) convert
+    once and pass the result, so that the copy, and a cluster's scatter, happen once.
+    """
+    if isinstance(X, VoxelMajor):
+        return X
+    return np.ascontiguousarray(np.asarray(X, dtype=np.float64).T).view(VoxelMajor)
+
+
 def _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers):
-    """Blocks of equal-size spheres, each sized so that ``n_workers`` of them fit the budget."""
-    n_samples = X.shape[0]
+    """Blocks of equal-size spheres, each sized so that ``n_workers`` of them fit the budget.
+
+    ``X`` is voxel-major, (n_mask_voxels, n_samples).
+    """
+    n_samples = X.shape[1]
     per_block = {
         int(k): spheres_per_block(
             estimator.bytes_per_sphere(n_samples, int(k), plan.n_folds, n_classes),
@@ -370,8 +390,11 @@ def _run_batched_dask(session, X, neighbourhoods, estimator, ys, n_classes, plan
 
 
 def _batched_block(X, vox, estimator, ys, n_classes, plan, metric):
-    """Per-fold scores of one block of equal-size spheres, shape (n_label_sets, spheres, folds)."""
-    block = np.transpose(X[:, vox], (1, 0, 2))  # (spheres, samples, voxels)
+    """Per-fold scores of one block of equal-size spheres, shape (n_label_sets, spheres, folds).
+
+    ``X`` is voxel-major, (n_mask_voxels, n_samples).
+    """
+    block = np.ascontiguousarray(X[vox].transpose(0, 2, 1))  # (spheres, samples, voxels)
     proba_like = estimator.proba_like if metric == "roc_auc" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -256,11 +256,13 @@ class SearchLight(TransformerMixin, BaseEstimator):
         # (observed labels, every batch of permutations) reuses them
         session = engine.DaskSession(self.scheduler) if self.backend == "dask" else None
 
+        X_voxels = engine.voxel_major(X) if self.engine_ == "batched" else None
+
         def scores_for(label_sets, desc):
             """Per-fold scores, shape (n_label_sets, n_spheres, n_folds)."""
             if self.engine_ == "batched":
                 return engine.run_batched(
-                    X, hoods, batched, label_sets, len(classes), plan, metric,
+                    X_voxels, hoods, batched, label_sets, len(classes), plan, metric,
                     memory_mb=self.memory_mb, n_jobs=self.n_jobs, verbose=self.verbose,
                     progress_desc=desc, backend=self.backend, scheduler=session,
                 )  # fmt: skip

@@ -162,19 +162,25 @@ class BatchedLinearSVC(BatchedClassifier):
         self.first_iter = first_iter
         self.batch_problems = batch_problems
 
-    def _augment(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        if not self.fit_intercept:
-            return X
-        bias = np.full(X.shape[:2] + (1,), float(self.intercept_scaling))
-        return np.concatenate([X, bias], axis=2)
+    def _augment(self, X: np.ndarray, pad: int = 0) -> np.ndarray:
+        """``X`` with the constant feature appended (one copy), and ``pad`` zero samples."""
+        B, n, k = X.shape
+        d = k + bool(self.fit_intercept)
+        out = np.empty((B, n + pad, d))
+        out[:, :n, :k] = X
+        if self.fit_intercept:
+            out[:, :n, k] = float(self.intercept_scaling)
+        out[:, n:, :] = 0.0
+        return out
 
     def bytes_per_sphere(self, n_samples, n_features, n_folds, n_classes):
         d = n_features + 1
         n_problems = n_folds * (1 if n_classes == 2 else n_classes)
         return 8 * (2 * n_samples * d + n_problems * (n_samples * (d + 6) + 3 * d * d))
 
-    def fit_weights(self, X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> np.ndarray:
+    def fit_weights(
+        self, X: np.ndarray, Y: np.ndarray, W: np.ndarray, *, augmented: bool = False
+    ) -> np.ndarray:
         """Solve every (sphere, problem) pair.
 
         Problems run in small batches that stay in the processor's cache for the first
@@ -188,14 +194,18 @@ class BatchedLinearSVC(BatchedClassifier):
             +-1 targets of each problem.
         W : ndarray (n_problems, n_samples)
             0/1 sample weights of each problem (1 = training sample).
+        augmented : bool
+            ``X`` is already :meth:`_augment` ed with one zero sample appended
+            (shape (n_spheres, n_samples + 1, d)).
 
         Returns
         -------
         ndarray (n_spheres, n_problems, n_features + fit_intercept)
         """
         C = float(self.C)
-        Xa = self._augment(X)
-        B, n, d = Xa.shape
+        B, n = X.shape[0], X.shape[1] - (1 if augmented else 0)
+        Xz = X if augmented else self._augment(X, pad=1)  # a zero sample at index n
+        d = Xz.shape[2]
         Q = Y.shape[0]
         N = B * Q
         # each problem's training samples, padded with a zero sample of weight 0
@@ -204,7 +214,6 @@ class BatchedLinearSVC(BatchedClassifier):
         index = np.full((Q, n_tr), n)
         for q, t in enumerate(train):
             index[q, : len(t)] = t
-        Xz = np.concatenate([Xa, np.zeros((B, 1, d))], axis=1)
         Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
         Wq = (index < n).astype(np.float64)
         sph, prob = np.divmod(np.arange(N), Q)
@@ -243,14 +252,15 @@ class BatchedLinearSVC(BatchedClassifier):
         # problem q = (k * F + f) * P + p
         Yq = np.concatenate([np.tile(Yk, (F, 1)) for Yk in Ys])
         Wq = np.tile(np.repeat(masks, P, axis=0), (K, 1))
-        w = self.fit_weights(X, Yq, Wq)  # (B, K*F*P, d)
-        Xa = self._augment(X)
+        Xz = self._augment(np.asarray(X, dtype=np.float64), pad=1)
+        w = self.fit_weights(Xz, Yq, Wq, augmented=True)  # (B, K*F*P, d)
+        decisions = Xz[:, :-1, :] @ np.swapaxes(w, 1, 2)  # every sample, every problem
         out = []
         for k in range(K):
             folds = []
             for f, test in enumerate(plan.test_indices):
                 q0 = (k * F + f) * P
-                dec = np.einsum("bnd,bpd->bnp", Xa[:, test, :], w[:, q0 : q0 + P, :])
+                dec = decisions[:, test, q0 : q0 + P]
                 folds.append(dec[:, :, 0] if n_classes == 2 else dec)
             out.append(folds)
         return out
