@@ -314,8 +314,9 @@ def run_batched(
             # processes, not threads: the solver's many small array operations hold the
             # interpreter lock. X is memory-mapped to the workers once by joblib.
             tasks = _group_blocks(blocks, 4 * n_workers)
+            plain = X.view(np.ndarray)  # joblib memory-maps plain arrays, not subclasses
             results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
-                delayed(_batched_task)(X, task, estimator, ys, n_classes, plan, metric)
+                delayed(_batched_task)(plain, task, estimator, ys, n_classes, plan, metric)
                 for task in tasks
             )
             for ids, scores in results:
