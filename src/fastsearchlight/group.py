@@ -10,6 +10,7 @@ voxel p-values and, with a cluster-forming threshold, cluster-size corrected p-v
 from __future__ import annotations
 
 import shutil
+import warnings
 import tempfile
 import time
 from pathlib import Path
@@ -113,11 +114,14 @@ def run_group(
             raise InputError("the group mask is not on the maps' grid")
     centred = [math_img(f"img - {float(chance)}", img=i) for i in imgs]
     design = pd.DataFrame({"intercept": np.ones(len(imgs))})
-    result = non_parametric_inference(
-        centred, design_matrix=design, mask=mask_img, model_intercept=True,
-        n_perm=int(n_permutations), two_sided_test=False, random_state=random_state,
-        n_jobs=n_jobs, verbose=0, threshold=cluster_threshold,
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        # nilearn's cluster labels are int64 images, which nilearn converts itself
+        warnings.filterwarnings("ignore", message="Data array used to create a new image contains 64-bit ints")
+        result = non_parametric_inference(
+            centred, design_matrix=design, mask=mask_img, model_intercept=True,
+            n_perm=int(n_permutations), two_sided_test=False, random_state=random_state,
+            n_jobs=n_jobs, verbose=0, threshold=cluster_threshold,
+        )  # fmt: skip
     if isinstance(result, dict):
         t_img, logp_fwe = result["t"], result["logp_max_t"]
         logp_cluster = result.get("logp_max_size")
