@@ -395,7 +395,9 @@ def _batched_block(X, vox, estimator, ys, n_classes, plan, metric):
 
     ``X`` is voxel-major, (n_mask_voxels, n_samples).
     """
-    block = np.ascontiguousarray(X[vox].transpose(0, 2, 1))  # (spheres, samples, voxels)
+    # one contiguous gather of whole rows, seen as (spheres, samples, voxels); the
+    # estimators copy into the layout they need, so no copy is made here
+    block = X[vox].transpose(0, 2, 1)
     proba_like = estimator.proba_like if metric == "roc_auc" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
