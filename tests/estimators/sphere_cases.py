@@ -3,6 +3,8 @@
 import numpy as np
 from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 
+from fastsearchlight.cv import make_cv_plan
+
 N_RUNS = 4
 SPLITTERS = {
     "kfold": KFold(4),
@@ -39,3 +41,33 @@ def make_spheres(
     if constant_pattern:
         X[:, 5, :] = X[:, 5, :1]  # a pattern without variance across features
     return X, y, groups
+
+
+def make_data(rng, n_spheres, n_samples, n_features, n_classes, *, raw, effect=0.4):
+    """Random spheres: BOLD-like values (~1000 +- 20..50), a class effect, runs as groups.
+
+    Spheres 0..4 have a constant first feature (when there are at least 2 features).
+    With ``raw=False`` every feature of every sphere is standardised over all samples.
+    """
+    y = np.arange(n_samples) % n_classes
+    rng.shuffle(y)
+    groups = np.arange(n_samples) * 4 // n_samples  # 4 runs
+    means = effect * rng.normal(size=(n_spheres, n_classes, n_features))
+    X = rng.normal(size=(n_spheres, n_samples, n_features)) + means[:, y, :]
+    base = 1000 + 100 * rng.normal(size=(n_spheres, 1, n_features))
+    X = base + rng.uniform(20, 50, size=(n_spheres, 1, n_features)) * X
+    if n_features >= 2:
+        X[:5, :, 0] = base[:5, :, 0]
+    if not raw:
+        std = X.std(axis=1, keepdims=True)
+        X = (X - X.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+    return X, y, groups
+
+
+def make_plan(kind, y, groups):
+    splitter = {
+        "kfold": KFold(5, shuffle=True, random_state=0),
+        "stratified": StratifiedKFold(4),
+        "logo": LeaveOneGroupOut(),
+    }[kind]
+    return make_cv_plan(splitter, y, groups if kind == "logo" else None)

@@ -34,10 +34,8 @@ import numpy as np
 import pytest
 from scipy.special import expit, softmax
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators.logistic import BatchedLogisticRegression
 
 REL = 1e-10  # agreement with the reference optimum, relative to 1 + |decision|
@@ -50,34 +48,7 @@ def _single_blas_thread():
         yield
 
 
-def make_data(rng, n_spheres, n_samples, n_features, n_classes, *, raw, effect=0.4):
-    """Random spheres: BOLD-like values (~1000 +- 20..50), a class effect, runs as groups.
-
-    Spheres 0..4 have a constant first feature (when there are at least 2 features).
-    With ``raw=False`` every feature of every sphere is standardised over all samples.
-    """
-    y = np.arange(n_samples) % n_classes
-    rng.shuffle(y)
-    groups = np.arange(n_samples) * 4 // n_samples  # 4 runs
-    means = effect * rng.normal(size=(n_spheres, n_classes, n_features))
-    X = rng.normal(size=(n_spheres, n_samples, n_features)) + means[:, y, :]
-    base = 1000 + 100 * rng.normal(size=(n_spheres, 1, n_features))
-    X = base + rng.uniform(20, 50, size=(n_spheres, 1, n_features)) * X
-    if n_features >= 2:
-        X[:5, :, 0] = base[:5, :, 0]
-    if not raw:
-        std = X.std(axis=1, keepdims=True)
-        X = (X - X.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
-    return X, y, groups
-
-
-def make_plan(kind, y, groups):
-    splitter = {
-        "kfold": KFold(5, shuffle=True, random_state=0),
-        "stratified": StratifiedKFold(4),
-        "logo": LeaveOneGroupOut(),
-    }[kind]
-    return make_cv_plan(splitter, y, groups if kind == "logo" else None)
+from sphere_cases import make_data, make_plan  # noqa: E402
 
 
 def objective_derivatives(A, y, theta, C, n_classes, fit_intercept):

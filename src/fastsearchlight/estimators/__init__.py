@@ -143,6 +143,8 @@ def batched_equivalent(estimator: BaseEstimator) -> BatchedClassifier | None:
     from sklearn.naive_bayes import GaussianNB
     from sklearn.svm import LinearSVC
 
+    from .correlation import BatchedCorrelation, CorrelationClassifier
+
     p = estimator.get_params(deep=False)
     kind = type(estimator)
     if kind is LinearSVC:
@@ -200,11 +202,8 @@ def batched_equivalent(estimator: BaseEstimator) -> BatchedClassifier | None:
 
             return BatchedLogisticRegression(C=p["C"], fit_intercept=p["fit_intercept"])
         return None
-    if type(estimator).__name__ == "CorrelationClassifier":
-        from .correlation import BatchedCorrelation, CorrelationClassifier
-
-        if kind is CorrelationClassifier:
-            return BatchedCorrelation()
+    if kind is CorrelationClassifier:
+        return BatchedCorrelation()
     return None
 
 
