@@ -61,7 +61,7 @@ def test_null_data_family_wise_error_and_uniform_pvalues():
         false_positive_sets += bool(np.any(sl.p_fwe_ < 0.05))
         pooled.append(sl.p_values_)
     # at most about 5% of null data sets show any corrected false positive
-    assert false_positive_sets <= 3
+    assert false_positive_sets <= 1  # 1 of 20 = 5%
     p = np.concatenate(pooled)
     # uncorrected p-values are uniform under the null (discrete with step 1/100)
     assert abs(p.mean() - 0.5) < 0.03
