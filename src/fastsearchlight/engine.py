@@ -33,6 +33,7 @@ from .cv import CVPlan
 from .estimators.base import BatchedClassifier
 from .neighbourhoods import Neighbourhoods
 from .scoring import batched_scores
+from .sphere_sums import run_sphere_sums, supports_sphere_sums
 
 #: default working-memory budget of a block, in megabytes
 DEFAULT_MEMORY_MB = 512.0
@@ -258,6 +259,7 @@ def run_batched(
     progress_desc: str = "searchlight",
     backend: str = "loky",
     scheduler: Any = None,
+    cache: dict | None = None,
 ) -> np.ndarray:
     """Per-fold scores of every sphere with a batched estimator.
 
@@ -286,6 +288,10 @@ def run_batched(
     scheduler : DaskSession, Client, str or None
         With ``backend="dask"``: the cluster (see :class:`DaskSession`). Give a
         :class:`DaskSession` to reuse the data it has scattered across calls.
+    cache : dict or None
+        Kept by the caller across calls on the same data (e.g. batches of permutations):
+        the label-independent work of models computed by sphere sums
+        (:mod:`fastsearchlight.sphere_sums`) is done once.
 
     Returns
     -------
@@ -303,6 +309,14 @@ def run_batched(
                 memory_mb=memory_mb, verbose=verbose, progress_desc=progress_desc,
             )  # fmt: skip
     n_workers = effective_n_jobs(n_jobs)
+    if supports_sphere_sums(estimator, metric):
+        with _progress(ys.shape[0] * neighbourhoods.n_spheres, verbose, progress_desc) as bar:
+            return run_sphere_sums(
+                X, neighbourhoods, estimator, ys, n_classes, plan, metric,
+                lambda ids, y: _exact_spheres(X, neighbourhoods, ids, estimator, y, n_classes,
+                                              plan, metric, memory_mb),
+                memory_mb=memory_mb, n_jobs=n_workers, progress=bar.update, cache=cache,
+            )  # fmt: skip
     blocks = _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers)
     out = np.full((ys.shape[0], neighbourhoods.n_spheres, plan.n_folds), np.nan)
     with _progress(neighbourhoods.n_spheres, verbose, progress_desc) as bar:
@@ -413,6 +427,15 @@ def _batched_block(X, vox, estimator, ys, n_classes, plan, metric):
             for y, folds in zip(ys, decisions)
         ]
     )
+
+
+def _exact_spheres(X, neighbourhoods, ids, estimator, y, n_classes, plan, metric, memory_mb):
+    """Per-fold scores ``(len(ids), n_folds)`` of some spheres by the block path, in-process."""
+    sub = Neighbourhoods(neighbourhoods.adjacency[ids], neighbourhoods.seeds_ijk[ids])
+    out = np.empty((len(ids), plan.n_folds))
+    for rows, vox in _blocks(X, sub, estimator, n_classes, plan, memory_mb, 1):
+        out[rows] = _batched_block(X, vox, estimator, y[None, :], n_classes, plan, metric)[0]
+    return out
 
 
 def _batched_task(X, task, estimator, ys, n_classes, plan, metric):

@@ -58,10 +58,12 @@ def batched_scores(
             )
         values = proba_like(decisions) if proba_like is not None else decisions
         return roc_auc(values, y_test)
-    pred = predictions(decisions, n_classes)
-    correct = pred == y_test[None, :]
+    if n_classes == 2:
+        correct = (decisions > 0) == (y_test == 1)[None, :]
+    else:
+        correct = predictions(decisions, n_classes) == y_test[None, :]
     if metric == "accuracy":
-        return correct.mean(axis=1)
+        return np.count_nonzero(correct, axis=1) / correct.shape[1]
     if metric == "balanced_accuracy":
         present = np.unique(y_test)
         recalls = [correct[:, y_test == c].mean(axis=1) for c in present]

@@ -257,6 +257,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         session = engine.DaskSession(self.scheduler) if self.backend == "dask" else None
 
         X_voxels = engine.voxel_major(X) if self.engine_ == "batched" else None
+        cache: dict = {}  # label-independent work shared by the observed labels and permutations
 
         def scores_for(label_sets, desc):
             """Per-fold scores, shape (n_label_sets, n_spheres, n_folds)."""
@@ -264,7 +265,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
                 return engine.run_batched(
                     X_voxels, hoods, batched, label_sets, len(classes), plan, metric,
                     memory_mb=self.memory_mb, n_jobs=self.n_jobs, verbose=self.verbose,
-                    progress_desc=desc, backend=self.backend, scheduler=session,
+                    progress_desc=desc, backend=self.backend, scheduler=session, cache=cache,
                 )  # fmt: skip
             return np.stack([
                 engine.run_generic(

@@ -7,6 +7,8 @@ and every fold, from per-class sums and sums of squares computed once per sphere
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..cv import CVPlan
@@ -187,6 +189,176 @@ class BatchedGaussianNB(BatchedClassifier):
             jlls.append(blocks.test_decisions(piece, f))
         return jlls
 
+    # ------------------------------------------------------------------ sphere sums
+    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums) -> dict:
+        """What the sphere-sum path needs that does not depend on the labels.
+
+        The joint log-likelihood of a test sample is a sum over the features (voxels) of
+        per-voxel terms, so :mod:`fastsearchlight.sphere_sums` computes it for every sphere
+        with one sparse product. Only the variance smoothing ``epsilon`` is a property of
+        the sphere (the largest training variance among its voxels); it is computed here,
+        per sphere and fold, to bound its effect on the decisions.
+
+        Parameters
+        ----------
+        X : ndarray (n_voxels, n_samples)
+            Voxel-major data.
+        plan : CVPlan
+        sums : SphereSums
+
+        Returns
+        -------
+        dict
+        """
+        if self.var_smoothing < 0:
+            raise ValueError("var_smoothing must be non-negative.")
+        X = np.asarray(X, dtype=np.float64)
+        # the model is invariant to a shift of each voxel; centring keeps the sums of
+        # squares below free of cancellation
+        Xc = X - X.mean(axis=1, keepdims=True)
+        Xc2 = Xc * Xc
+        train = plan.train_masks.T.astype(np.float64)  # (n, F)
+        n_train = train.sum(axis=0)
+        mean = (Xc @ train) / n_train
+        total_var = np.maximum((Xc2 @ train) / n_train - mean * mean, 0.0)  # (V, F)
+        epsilon = self.var_smoothing * sums.max(total_var)  # (S, F)
+        tests = [np.ascontiguousarray(Xc[:, te]) for te in plan.test_indices]
+        reach = np.stack([np.abs(t).max(axis=1) for t in tests], axis=1)  # (V, F)
+        return {"Xc": Xc, "Xc2": Xc2, "tests": tests, "reach": reach, "epsilon": epsilon}
+
+    def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
+        """Class means and variances of every voxel, per fold, for several label vectors.
+
+        One matrix product per statistic for all label vectors (the data are read once).
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`sphere_sum_state`.
+        ys : ndarray (n_label_sets, n_samples)
+        n_classes : int
+        plan : CVPlan
+
+        Returns
+        -------
+        list
+            Per label vector, a dict of statistics for :meth:`sphere_sum_decisions`, or
+            None when a class is absent from a fold's training set.
+        """
+        ys = np.atleast_2d(ys)
+        n_sets, n_folds = ys.shape[0], plan.n_folds
+        priors = self._check_priors(n_classes)
+        counts = np.stack([
+            np.stack([np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices])
+            for y in ys
+        ]).astype(np.float64)  # (K, F, C)
+        valid = np.all(counts > 0, axis=(1, 2))
+        weights = np.zeros((plan.n_samples, n_sets, n_folds, n_classes))
+        for k in np.flatnonzero(valid):
+            for f, tr in enumerate(plan.train_indices):
+                weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
+        weights = weights.reshape(plan.n_samples, -1)
+        shape = (-1, n_sets, n_folds, n_classes)
+        means = (state["Xc"] @ weights).reshape(shape)  # (V, K, F, C)
+        mean_squares = (state["Xc2"] @ weights).reshape(shape)
+        out = []
+        for k in range(n_sets):
+            if not valid[k]:
+                out.append(None)
+                continue
+            prior = counts[k] / counts[k].sum(axis=1, keepdims=True) if priors is None else priors
+            mean = np.ascontiguousarray(means[:, k])
+            var = mean_squares[:, k] - mean * mean
+            out.append({"mean": mean, "var": var,
+                        "log_prior": np.log(np.broadcast_to(prior, (n_folds, n_classes)))})  # fmt: skip
+        return out
+
+    def sphere_sum_decisions(self, state, stats, n_classes, plan, sums, pool, max_columns):
+        """Decisions of every sphere on every fold, from per-voxel terms summed per sphere.
+
+        The decisions are those of the model with ``epsilon = 0``; ``epsilon`` changes
+        each per-voxel term of class ``c`` by at most
+        ``epsilon * 0.5 / v (1 + (x - m)^2 / v)`` (``m``, ``v``: the class mean and
+        variance of the voxel), so a decision farther from the boundary than the sum of
+        these bounds over the sphere (plus a rounding margin) has the exact model's sign.
+        The others are reported uncertain, to be recomputed exactly.
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`sphere_sum_state`.
+        stats : dict
+            One label vector's statistics, from :meth:`sphere_sum_label_sets`.
+        n_classes : int
+        plan : CVPlan
+        sums : SphereSums
+        pool : ThreadPoolExecutor or None
+            Threads for the sparse products.
+        max_columns : int
+            Test samples processed at once.
+
+        Yields
+        ------
+        (fold, decisions, uncertain)
+            Two classes: ``decisions`` are ``jll1 - jll0``, ``(n_spheres, n_test)``;
+            more classes: ``jll_c - jll_0``, ``(n_spheres, n_test, n_classes)``.
+            ``uncertain`` is a bool ``(n_spheres,)``.
+        """
+        mean, var, log_prior = stats["mean"], stats["var"], stats["log_prior"]
+        positive = var > 0
+        degenerate = ~np.all(positive, axis=2)  # (V, F): a zero class variance
+        if degenerate.any():
+            var = np.where(positive, var, 1.0)
+            degenerate_spheres = sums.any(degenerate.any(axis=1))
+        else:
+            degenerate_spheres = np.zeros(sums.n_spheres, dtype=bool)
+        inv = 1.0 / var
+        # per-voxel term of class c: -0.5 log(2 pi v) - 0.5 (x - m)^2 / v, written as
+        # alpha + beta x + gamma x^2; the decisions take differences with class 0
+        alpha = -0.5 * (np.log(var) + mean * mean * inv)
+        beta = mean * inv
+        gamma = -0.5 * inv
+        reach = state["reach"][:, :, None]
+        # bound on the change from epsilon, and on the size of the terms (for rounding)
+        far = reach + np.abs(mean)
+        slack_terms = np.empty(mean.shape[:2] + (2,))
+        slack_terms[..., 0] = np.sum(inv * (1.0 + far * far * inv), axis=2)
+        slack_terms[..., 0] *= 0.5
+        slack_terms[..., 1] = np.sum(np.abs(alpha) + (np.abs(beta) + np.abs(gamma) * reach) * reach, axis=2)
+        sphere_slack = sums.sum(slack_terms, pool)  # (S, F, 2)
+        slack = state["epsilon"] * sphere_slack[:, :, 0] + 1e-9 * sphere_slack[:, :, 1]
+        n_diff = n_classes - 1
+        for f in range(plan.n_folds):
+            # (V, C-1, 1): the test samples run along the last axis, the fast one
+            a = (alpha[:, f, 1:] - alpha[:, f, :1])[:, :, None]
+            b = (beta[:, f, 1:] - beta[:, f, :1])[:, :, None]
+            g = (gamma[:, f, 1:] - gamma[:, f, :1])[:, :, None]
+            x = state["tests"][f]
+            n_test = x.shape[1]
+            diff = np.empty((sums.n_spheres, n_diff, n_test))
+            step = max(1, max_columns // n_diff)
+            for lo in range(0, n_test, step):
+                xs = x[:, None, lo : lo + step]
+                terms = _scratch(state, (x.shape[0], n_diff, xs.shape[2]))
+                np.multiply(g, xs, out=terms)
+                terms += b
+                terms *= xs
+                terms += a
+                diff[:, :, lo : lo + step] = sums.sum(terms, pool)
+            diff += (log_prior[f, 1:] - log_prior[f, 0])[None, :, None]
+            room = slack[:, f, None]
+            if n_classes == 2:
+                decisions = diff[:, 0, :]
+                size = _scratch(state, decisions.shape, "abs")
+                unsure = ~(np.abs(decisions, out=size).min(axis=1, keepdims=True) > room)
+            else:
+                decisions = np.concatenate(
+                    [np.zeros((sums.n_spheres, n_test, 1)), diff.transpose(0, 2, 1)], axis=2
+                )
+                top2 = -np.partition(-decisions, 1, axis=2)[:, :, :2]
+                unsure = ~(top2[:, :, 0] - top2[:, :, 1] > 2.0 * room)
+            yield f, decisions, unsure.any(axis=1) | degenerate_spheres
+
     def bytes_per_sphere(
         self, n_samples: int, n_features: int, n_folds: int, n_classes: int
     ) -> int:
@@ -229,6 +401,18 @@ class BatchedGaussianNB(BatchedClassifier):
         if jll.shape[-1] == 2:
             return proba[..., 1]
         return proba
+
+
+def _scratch(state: dict, shape: tuple, name: str = "terms") -> np.ndarray:
+    """A work array of ``shape``, reused by the calling thread across calls (fresh large
+    arrays cost page faults on first touch)."""
+    local = state.setdefault("scratch", threading.local())
+    size = int(np.prod(shape))
+    buf = getattr(local, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size)
+        setattr(local, name, buf)
+    return buf[:size].reshape(shape)
 
 
 class JointLogLikelihoodDifference(np.ndarray):

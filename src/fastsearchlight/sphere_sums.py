@@ -1,0 +1,232 @@
+"""Sphere sums: models whose decisions are sums of per-voxel terms, for all spheres at once.
+
+Some classifiers decide with a sum over the voxels of the sphere of terms that depend on
+each voxel alone (Gaussian naive Bayes: the log-likelihood of a test sample is a sum over
+features). Their per-voxel terms are the same in every sphere that holds the voxel, so they
+are computed once per voxel, for every test sample, and summed over every sphere at once
+with one sparse product: ``adjacency @ terms`` (spheres x voxels times voxels x samples).
+This replaces the per-sphere work of the block path by about ``n_spheres x sphere_size``
+multiply-adds per test sample.
+
+A model that has a term that is not per-voxel (naive Bayes' variance smoothing depends on
+the largest variance in the sphere) computes its decisions without it and bounds what it
+could change; the spheres where a decision is within that bound of the decision boundary
+are recomputed exactly by the block path (:func:`fastsearchlight.engine.run_batched`), so
+the predictions, hence the scores, are those of the exact model.
+
+Models implement :class:`SphereSumModel`; :func:`run_sphere_sums` runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import numpy as np
+from scipy import sparse
+
+from .cv import CVPlan
+from .neighbourhoods import Neighbourhoods
+from .scoring import batched_scores
+
+#: metrics that depend on predicted classes only (so that bounded decisions suffice)
+PREDICTION_METRICS = ("accuracy", "balanced_accuracy")
+
+
+class SphereSums:
+    """Sums and maxima of per-voxel values over every sphere.
+
+    Parameters
+    ----------
+    neighbourhoods : Neighbourhoods
+    n_threads : int
+        Threads for the sparse products (scipy releases the interpreter lock in them).
+    """
+
+    def __init__(self, neighbourhoods: Neighbourhoods, n_threads: int = 1) -> None:
+        a = neighbourhoods.adjacency
+        self.adjacency = sparse.csr_matrix(
+            (np.ones(a.nnz), a.indices, a.indptr), shape=a.shape
+        )
+        self.n_spheres, self.n_voxels = a.shape
+        self.n_threads = max(1, int(n_threads))
+        cuts = np.linspace(0, self.n_spheres, 2 * self.n_threads + 1).astype(int)
+        self._rows = [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+        self._parts = [self.adjacency[lo:hi] for lo, hi in self._rows]
+
+    def sum(self, values: np.ndarray, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+        """``out[s] = sum of values[v] over the voxels v of sphere s``.
+
+        Parameters
+        ----------
+        values : ndarray (n_voxels, ...) of float64
+        pool : ThreadPoolExecutor or None
+            Threads to share the product among (row slices of the adjacency).
+
+        Returns
+        -------
+        ndarray (n_spheres, ...)
+        """
+        shape = values.shape
+        flat = values.reshape(shape[0], -1)
+        if pool is None or len(self._parts) == 1:
+            out = self.adjacency @ flat
+        else:
+            out = np.empty((self.n_spheres, flat.shape[1]))
+
+            def part(i):
+                lo, hi = self._rows[i]
+                out[lo:hi] = self._parts[i] @ flat
+
+            list(pool.map(part, range(len(self._parts))))
+        return out.reshape((self.n_spheres,) + shape[1:])
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        """``out[s] = max of values[v] over the voxels v of sphere s`` (spheres are never empty).
+
+        Parameters
+        ----------
+        values : ndarray (n_voxels, ...)
+
+        Returns
+        -------
+        ndarray (n_spheres, ...)
+        """
+        a = self.adjacency
+        return np.maximum.reduceat(values[a.indices], a.indptr[:-1], axis=0)
+
+    def any(self, flags: np.ndarray) -> np.ndarray:
+        """``out[s]`` is True when ``flags[v]`` is True for a voxel of sphere s."""
+        flags = np.asarray(flags, dtype=bool)
+        return self.max(flags.astype(np.int8)).astype(bool)
+
+
+class SphereSumModel(Protocol):
+    """What :func:`run_sphere_sums` needs from a model (e.g.
+    :class:`~fastsearchlight.estimators.naive_bayes.BatchedGaussianNB`)."""
+
+    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums: SphereSums) -> Any:
+        """Everything that does not depend on the labels, computed once per run."""
+
+    def sphere_sum_label_sets(self, state: Any, ys: np.ndarray, n_classes: int, plan: CVPlan) -> list:
+        """Per-voxel statistics of several label vectors at once; None for a label vector
+        the model cannot take (the caller then uses the block path)."""
+
+    def sphere_sum_decisions(
+        self, state: Any, stats: Any, n_classes: int, plan: CVPlan, sums: SphereSums,
+        pool: ThreadPoolExecutor | None, max_columns: int,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(fold, decisions, uncertain)`` for every fold of one label vector.
+
+        ``decisions`` are the fold's test decisions, ``(n_spheres, n_test)`` or
+        ``(n_spheres, n_test, n_classes)``, whose predictions are exact wherever
+        ``uncertain`` (bool, ``(n_spheres,)``) is False.
+        """
+
+
+def supports_sphere_sums(estimator: Any, metric: str) -> bool:
+    """Whether ``estimator`` and ``metric`` can run through :func:`run_sphere_sums`."""
+    return metric in PREDICTION_METRICS and callable(getattr(estimator, "sphere_sum_decisions", None))
+
+
+def run_sphere_sums(
+    X: np.ndarray,
+    neighbourhoods: Neighbourhoods,
+    estimator: SphereSumModel,
+    ys: np.ndarray,
+    n_classes: int,
+    plan: CVPlan,
+    metric: str,
+    exact_block: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    *,
+    memory_mb: float,
+    n_jobs: int = 1,
+    progress: Callable[[int], None] | None = None,
+    cache: dict | None = None,
+) -> np.ndarray:
+    """Per-fold scores of every sphere for a :class:`SphereSumModel`.
+
+    Parameters
+    ----------
+    X : ndarray (n_mask_voxels, n_samples)
+        Voxel-major data.
+    neighbourhoods : Neighbourhoods
+    estimator : SphereSumModel
+    ys : ndarray (n_label_sets, n_samples)
+    n_classes : int
+    plan : CVPlan
+    metric : {"accuracy", "balanced_accuracy"}
+    exact_block : callable
+        ``exact_block(sphere_ids, y)`` gives the exact per-fold scores ``(len(ids), n_folds)``
+        of some spheres (the block path), for the spheres whose decisions are uncertain
+        and for labels the model cannot take.
+    memory_mb : float
+        Working-memory budget, in MB: test samples are processed in column chunks so that
+        the per-voxel terms and the sphere sums of all threads fit in it.
+    n_jobs : int
+        Threads.
+    progress : callable or None
+        Called with the number of spheres done (once per label set).
+    cache : dict or None
+        Where to keep what does not depend on the labels between calls on the same data
+        (batches of permutations).
+
+    Returns
+    -------
+    ndarray (n_label_sets, n_spheres, n_folds)
+    """
+    if metric not in PREDICTION_METRICS:
+        raise ValueError(f"sphere sums compute {PREDICTION_METRICS}, not {metric!r}.")
+    ys = np.atleast_2d(ys)
+    n_threads = max(1, int(n_jobs))
+    key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads)
+    cached = cache.get(key) if cache is not None else None
+    if cached is None:
+        sums = SphereSums(neighbourhoods, n_threads)
+        state = estimator.sphere_sum_state(X, plan, sums)
+        if cache is not None:  # the objects of the key are kept, so their ids stay theirs
+            cache[key] = (X, neighbourhoods, estimator, plan, sums, state)
+    else:
+        sums, state = cached[4], cached[5]
+    n_sets = ys.shape[0]
+    # several label vectors run side by side in threads (each with its own working set);
+    # a single one shares its sparse products among the threads instead
+    side_by_side = min(n_threads, n_sets)
+    # per column of test samples: the per-voxel terms, the sums, and their temporaries
+    bytes_per_column = 8 * (3 * X.shape[0] + 2 * sums.n_spheres) * max(1, n_classes - 1)
+    max_columns = int(max(1, memory_mb * 2**20 / side_by_side // bytes_per_column))
+    out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
+
+    def one(k, stats, pool):
+        y = ys[k]
+        if stats is None:
+            out[k] = exact_block(np.arange(sums.n_spheres), y)
+            return
+        uncertain = np.zeros(sums.n_spheres, dtype=bool)
+        folds = estimator.sphere_sum_decisions(state, stats, n_classes, plan, sums, pool, max_columns)
+        for f, decisions, unsure in folds:
+            out[k, :, f] = batched_scores(metric, decisions, y[plan.test_indices[f]], n_classes)
+            uncertain |= unsure
+        ids = np.flatnonzero(uncertain)
+        if ids.size:
+            out[k, ids] = exact_block(ids, y)
+
+    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+    try:
+        # statistics for a few label vectors at a time (one pass over the data for all)
+        chunk = 4 * side_by_side
+        for lo in range(0, n_sets, chunk):
+            rows = range(lo, min(n_sets, lo + chunk))
+            stats = estimator.sphere_sum_label_sets(state, ys[lo : lo + chunk], n_classes, plan)
+            if side_by_side > 1:
+                done = pool.map(lambda k: one(k, stats[k - lo], None), rows)
+            else:
+                done = (one(k, stats[k - lo], pool) for k in rows)
+            for _ in done:
+                if progress is not None:
+                    progress(sums.n_spheres)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return out
