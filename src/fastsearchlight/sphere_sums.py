@@ -94,7 +94,12 @@ class SphereSums:
         ndarray (n_spheres, ...)
         """
         a = self.adjacency
-        return np.maximum.reduceat(values[a.indices], a.indptr[:-1], axis=0)
+        values = np.asarray(values)
+        flat = values.reshape(values.shape[0], -1)
+        out = np.empty((self.n_spheres, flat.shape[1]), dtype=values.dtype)
+        for j, column in enumerate(flat.T):  # one contiguous 1-D reduction per column
+            out[:, j] = np.maximum.reduceat(np.ascontiguousarray(column)[a.indices], a.indptr[:-1])
+        return out.reshape((self.n_spheres,) + values.shape[1:])
 
     def any(self, flags: np.ndarray) -> np.ndarray:
         """``out[s]`` is True when ``flags[v]`` is True for a voxel of sphere s."""

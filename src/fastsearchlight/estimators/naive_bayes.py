@@ -213,18 +213,28 @@ class BatchedGaussianNB(BatchedClassifier):
         if self.var_smoothing < 0:
             raise ValueError("var_smoothing must be non-negative.")
         X = np.asarray(X, dtype=np.float64)
+        centre = X.mean(axis=1, keepdims=True)
         # the model is invariant to a shift of each voxel; centring keeps the sums of
-        # squares below free of cancellation
-        Xc = X - X.mean(axis=1, keepdims=True)
-        Xc2 = Xc * Xc
-        train = plan.train_masks.T.astype(np.float64)  # (n, F)
+        # squares below free of cancellation. When the test sets partition the samples
+        # (KFold, LeaveOneGroupOut, ...), one copy of the data, its columns in test order,
+        # serves both the statistics and every fold's test samples.
+        order = np.concatenate(plan.test_indices)
+        if np.array_equal(np.sort(order), np.arange(plan.n_samples)):
+            data = np.take(X, order, axis=1)
+            data -= centre
+            edges = np.cumsum([0] + [len(te) for te in plan.test_indices])
+            tests = [data[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
+        else:
+            order = np.arange(plan.n_samples)
+            data = X - centre
+            tests = [data[:, te] for te in plan.test_indices]
+        train = plan.train_masks.T[order].astype(np.float64)  # (n, F), rows in data order
         n_train = train.sum(axis=0)
-        mean = (Xc @ train) / n_train
-        total_var = np.maximum((Xc2 @ train) / n_train - mean * mean, 0.0)  # (V, F)
+        mean, mean_square = _moments(data, train / n_train)
+        total_var = np.maximum(mean_square - mean * mean, 0.0)  # (V, F)
         epsilon = self.var_smoothing * sums.max(total_var)  # (S, F)
-        tests = [np.ascontiguousarray(Xc[:, te]) for te in plan.test_indices]
-        reach = np.stack([np.abs(t).max(axis=1) for t in tests], axis=1)  # (V, F)
-        return {"Xc": Xc, "Xc2": Xc2, "tests": tests, "reach": reach, "epsilon": epsilon}
+        reach = np.stack([np.maximum(t.max(axis=1), -t.min(axis=1)) for t in tests], axis=1)
+        return {"data": data, "order": order, "tests": tests, "reach": reach, "epsilon": epsilon}
 
     def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
         """Class means and variances of every voxel, per fold, for several label vectors.
@@ -257,10 +267,11 @@ class BatchedGaussianNB(BatchedClassifier):
         for k in np.flatnonzero(valid):
             for f, tr in enumerate(plan.train_indices):
                 weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
-        weights = weights.reshape(plan.n_samples, -1)
+        weights = weights.reshape(plan.n_samples, -1)[state["order"]]
         shape = (-1, n_sets, n_folds, n_classes)
-        means = (state["Xc"] @ weights).reshape(shape)  # (V, K, F, C)
-        mean_squares = (state["Xc2"] @ weights).reshape(shape)
+        means, mean_squares = _moments(state["data"], weights)
+        means = means.reshape(shape)  # (V, K, F, C)
+        mean_squares = mean_squares.reshape(shape)
         out = []
         for k in range(n_sets):
             if not valid[k]:
@@ -401,6 +412,17 @@ class BatchedGaussianNB(BatchedClassifier):
         if jll.shape[-1] == 2:
             return proba[..., 1]
         return proba
+
+
+def _moments(data: np.ndarray, weights: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """``data @ weights`` and ``data**2 @ weights``, squaring ``chunk`` rows at a time (the
+    squares are never held whole)."""
+    first = data @ weights
+    second = np.empty_like(first)
+    for lo in range(0, data.shape[0], chunk):
+        block = data[lo : lo + chunk]
+        second[lo : lo + chunk] = (block * block) @ weights
+    return first, second
 
 
 def _scratch(state: dict, shape: tuple, name: str = "terms") -> np.ndarray:

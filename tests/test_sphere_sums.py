@@ -1,0 +1,169 @@
+"""Sphere sums: naive Bayes scores of every sphere from per-voxel terms and a sparse product.
+
+The sphere-sum path must give exactly the scores of the block path (and of scikit-learn's
+GaussianNB fitted per sphere), whatever the splitter, the number of classes, the memory
+budget or the number of threads, including where its bounded decisions are uncertain.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from sklearn.model_selection import (
+    KFold,
+    LeaveOneGroupOut,
+    ShuffleSplit,
+    StratifiedKFold,
+    cross_val_score,
+)
+from sklearn.naive_bayes import GaussianNB
+
+from fastsearchlight import engine
+from fastsearchlight.cv import make_cv_plan
+from fastsearchlight.estimators.naive_bayes import BatchedGaussianNB
+from fastsearchlight.neighbourhoods import build_neighbourhoods
+from fastsearchlight.sphere_sums import SphereSums, run_sphere_sums, supports_sphere_sums
+
+
+def _volume(seed, n_samples=72, n_classes=2, shape=(7, 8, 6), raw=True, constant=True):
+    """A small brain: mask, neighbourhoods (radius 2 voxels), data (samples x mask voxels)
+    with a class effect in a blob, runs as groups."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random(shape) < 0.7
+    mask[3, 4, 3] = True
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    hoods = build_neighbourhoods(mask, affine, mask, affine, 4.0)
+    n_vox = int(mask.sum())
+    y = rng.permutation(np.arange(n_samples) % n_classes)
+    groups = np.arange(n_samples) * 4 // n_samples
+    effect = 0.8 * rng.standard_normal((n_classes, n_vox)) * (rng.random(n_vox) < 0.4)
+    X = rng.standard_normal((n_samples, n_vox)) + effect[y]
+    if raw:
+        X = 1000.0 + 40.0 * X
+    if constant:
+        X[:, :3] = X[:1, :3]  # constant voxels
+        X[:, 3] = np.where(y == 0, X[0, 3], X[:, 3])  # constant within class 0 only
+    return X, y, groups, hoods
+
+
+def _block_path(X, hoods, est, ys, n_classes, plan, metric, n_jobs=1):
+    """Scores by the block path, the sphere-sum path being disabled."""
+    blocks = engine._blocks(engine.voxel_major(X), hoods, est, n_classes, plan, 64, 1)
+    Xv = engine.voxel_major(X)
+    out = np.empty((len(ys), hoods.n_spheres, plan.n_folds))
+    for ids, vox in blocks:
+        out[:, ids] = engine._batched_block(Xv, vox, est, ys, n_classes, plan, metric)
+    return out
+
+
+SPLITS = {
+    "kfold": lambda: KFold(4),
+    "stratified": lambda: StratifiedKFold(3, shuffle=True, random_state=0),
+    "logo": LeaveOneGroupOut,
+    # test sets overlap and leave samples out: not a partition of the samples
+    "shuffle": lambda: ShuffleSplit(5, test_size=0.3, random_state=0),
+}
+
+
+@pytest.mark.parametrize("split", sorted(SPLITS))
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy"])
+def test_same_scores_as_block_path(split, n_classes, metric):
+    X, y, groups, hoods = _volume(1 + n_classes, n_classes=n_classes)
+    plan = make_cv_plan(SPLITS[split](), y, groups)
+    est = BatchedGaussianNB()
+    rng = np.random.default_rng(0)
+    ys = np.stack([y] + [rng.permutation(y) for _ in range(5)])
+    assert supports_sphere_sums(est, metric)
+    got = engine.run_batched(X, hoods, est, ys, n_classes, plan, metric)
+    want = _block_path(X, hoods, est, ys, n_classes, plan, metric)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_same_scores_as_scikit_learn_per_sphere():
+    X, y, groups, hoods = _volume(7)
+    plan = make_cv_plan(KFold(4), y)
+    got = engine.run_batched(X, hoods, BatchedGaussianNB(), y[None], 2, plan, "accuracy")[0]
+    for s in range(hoods.n_spheres):
+        want = cross_val_score(GaussianNB(), X[:, hoods.voxels(s)], y, cv=KFold(4))
+        np.testing.assert_array_equal(got[s], want)
+
+
+@pytest.mark.parametrize("memory_mb", [0.01, 512.0])
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_threads_and_memory_budget_do_not_change_scores(memory_mb, n_jobs):
+    X, y, groups, hoods = _volume(11, n_classes=3)
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    rng = np.random.default_rng(1)
+    ys = np.stack([rng.permutation(y) for _ in range(7)])
+    est = BatchedGaussianNB()
+    want = _block_path(X, hoods, est, ys, 3, plan, "accuracy")
+    got = engine.run_batched(X, hoods, est, ys, 3, plan, "accuracy", n_jobs=n_jobs, memory_mb=memory_mb)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_uncertain_decisions_are_recomputed_exactly():
+    """With a large variance smoothing, the decisions without it change sign on some
+    spheres; those must be reported uncertain, and the scores still be exact."""
+    X, y, groups, hoods = _volume(5, raw=False, constant=False)
+    plan = make_cv_plan(KFold(4), y)
+    est = BatchedGaussianNB(var_smoothing=0.3)
+    sums = SphereSums(hoods)
+    state = est.sphere_sum_state(engine.voxel_major(X), plan, sums)
+    stats = est.sphere_sum_label_sets(state, y[None], 2, plan)[0]
+    n_flipped = 0
+    for f, decisions, unsure in est.sphere_sum_decisions(state, stats, 2, plan, sums, None, 10**6):
+        for s in range(hoods.n_spheres):
+            block = X[:, hoods.voxels(s)][None]
+            truth = est.fold_decisions(block, y, 2, plan)[f][0]
+            flipped = (truth > 0) != (decisions[s] > 0)
+            n_flipped += flipped.any()
+            assert not flipped.any() or unsure[s], f"sphere {s} fold {f}: wrong sign reported certain"
+    assert n_flipped > 0  # the case is exercised
+    want = _block_path(X, hoods, est, y[None], 2, plan, "accuracy")
+    np.testing.assert_array_equal(engine.run_batched(X, hoods, est, y[None], 2, plan, "accuracy"), want)
+
+
+def test_priors_and_constant_voxels():
+    X, y, groups, hoods = _volume(3, n_classes=3)
+    plan = make_cv_plan(StratifiedKFold(4), y)
+    est = BatchedGaussianNB(priors=np.array([0.2, 0.5, 0.3]))
+    got = engine.run_batched(X, hoods, est, y[None], 3, plan, "accuracy")
+    np.testing.assert_array_equal(got, _block_path(X, hoods, est, y[None], 3, plan, "accuracy"))
+
+
+def test_label_set_with_a_missing_class_takes_the_block_path():
+    X, y, groups, hoods = _volume(9)
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    bad = y.copy()
+    bad[groups != 0] = 0  # training sets of fold 0 hold class 0 only
+    calls = []
+    est = BatchedGaussianNB()
+
+    def exact(ids, labels):
+        calls.append(len(ids))
+        return np.zeros((len(ids), plan.n_folds))
+
+    out = run_sphere_sums(engine.voxel_major(X), hoods, est, np.stack([y, bad]), 2, plan,
+                          "accuracy", exact, memory_mb=64)  # fmt: skip
+    assert calls[-1] == hoods.n_spheres
+    assert np.all(out[1] == 0)
+
+
+def test_sphere_sums_against_dense():
+    X, y, groups, hoods = _volume(2)
+    dense = hoods.adjacency.toarray().astype(float)
+    values = np.random.default_rng(0).standard_normal((dense.shape[1], 3, 2))
+    for threads in (1, 3):
+        sums = SphereSums(hoods, threads)
+        with ThreadPoolExecutor(threads) as pool:
+            np.testing.assert_allclose(sums.sum(values, pool), np.einsum("sv,vab->sab", dense, values))
+    masked = np.where(dense[:, :, None, None] > 0, values[None], -np.inf)
+    np.testing.assert_array_equal(sums.max(values), masked.max(axis=1))
+    flags = np.zeros(dense.shape[1], dtype=bool)
+    flags[[0, 5]] = True
+    np.testing.assert_array_equal(sums.any(flags), dense[:, flags].any(axis=1))
+
+
+def test_roc_auc_keeps_the_block_path():
+    assert not supports_sphere_sums(BatchedGaussianNB(), "roc_auc")
