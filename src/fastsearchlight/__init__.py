@@ -1,7 +1,15 @@
 """fastsearchlight: searchlight decoding of fMRI data, all spheres and folds at once."""
 
-from .searchlight import SearchLight
-
 __version__ = "0.1.0"
 
 __all__ = ["SearchLight", "__version__"]
+
+
+def __getattr__(name: str):
+    # imported on first use, so that worker processes, which unpickle functions of the
+    # engine and estimators only, start without importing scikit-learn and nilearn
+    if name == "SearchLight":
+        from .searchlight import SearchLight
+
+        return SearchLight
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

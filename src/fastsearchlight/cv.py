@@ -11,7 +11,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import check_cv
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,8 @@ def make_cv_plan(cv, y: np.ndarray, groups=None, *, classifier: bool = True) -> 
     -------
     CVPlan
     """
+    from sklearn.model_selection import check_cv
+
     splitter = check_cv(cv, y, classifier=classifier)
     n_samples = len(y)
     dummy_X = np.zeros((n_samples, 1))

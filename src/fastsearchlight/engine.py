@@ -24,9 +24,6 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import cross_validate
 from tqdm.auto import tqdm
 
 from .cv import CVPlan
@@ -465,6 +462,10 @@ def _group_blocks(blocks, n_tasks):
 
 def _generic_block(estimator, X, rows, y, folds, scoring):
     """Per-fold scores of a list of spheres, one scikit-learn fit per sphere and fold."""
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import cross_validate
+
     out = np.empty((len(rows), len(folds)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

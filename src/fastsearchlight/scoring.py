@@ -7,7 +7,6 @@ Each function reproduces the scikit-learn metric of the same name, applied per s
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 #: scoring names the batched engine computes itself; anything else takes the generic path
 BATCHED_SCORINGS = ("accuracy", "balanced_accuracy", "roc_auc")
@@ -84,5 +83,7 @@ def roc_auc(values: np.ndarray, y_test: np.ndarray) -> np.ndarray:
             "Only one class present in a fold's test set: ROC AUC is not defined there. "
             "Use a stratified or group splitter that keeps both classes in every test set."
         )
+    from scipy.stats import rankdata
+
     ranks = rankdata(values, axis=1, method="average")
     return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)

@@ -9,9 +9,12 @@ scikit-learn fit per sphere and fold), so any estimator works.
 
 from __future__ import annotations
 
-from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
+from typing import TYPE_CHECKING
 
 from .base import BatchedClassifier
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 __all__ = [
     "BatchedClassifier",
@@ -98,6 +101,8 @@ def resolve_estimator(estimator, estimator_args=None, random_state=0) -> BaseEst
     random_state : int or None
         Passed to named estimators that take one.
     """
+    from sklearn.base import BaseEstimator, clone
+
     if isinstance(estimator, str):
         table = _nilearn_estimators()
         if estimator not in table:
@@ -209,6 +214,8 @@ def batched_equivalent(estimator: BaseEstimator) -> BatchedClassifier | None:
 
 def is_classification(estimator: BaseEstimator) -> bool:
     """Whether ``estimator`` is a classifier (the searchlight then needs class labels)."""
+    from sklearn.base import is_classifier, is_regressor
+
     if is_classifier(estimator):
         return True
     if is_regressor(estimator):
