@@ -55,20 +55,25 @@ def _exact_line_search(wd, ss, m, delta, W, C, n_steps=30):
         0/1 training weights.
     """
     t = np.ones_like(wd)
-    idx = np.arange(len(wd))
+    idx = None  # every problem, on the first step (no copies)
     one_minus_m = 1.0 - m
     for _ in range(n_steps):
-        tt = t[idx]
-        dl = delta[idx]
-        om = one_minus_m[idx]
-        act = W[idx] * ((om - tt[:, None] * dl) > 0.0)
+        if idx is None:
+            tt, dl, om, Wi, wdi, ssi = t, delta, one_minus_m, W, wd, ss
+        else:
+            tt, dl, om, Wi, wdi, ssi = t[idx], delta[idx], one_minus_m[idx], W[idx], wd[idx], ss[idx]
+        act = Wi * ((om - tt[:, None] * dl) > 0.0)
         ad = act * dl
-        num = wd[idx] - 2.0 * C * np.einsum("nk,nk->n", ad, om)
-        den = ss[idx] + 2.0 * C * np.einsum("nk,nk->n", ad, dl)
+        num = wdi - 2.0 * C * np.einsum("nk,nk->n", ad, om)
+        den = ssi + 2.0 * C * np.einsum("nk,nk->n", ad, dl)
         t_new = -num / den
         moving = np.abs(t_new - tt) > 1e-13 * np.maximum(1.0, np.abs(tt))
-        t[idx] = t_new
-        idx = idx[moving]
+        if idx is None:
+            t = t_new
+            idx = np.flatnonzero(moving)
+        else:
+            t[idx] = t_new
+            idx = idx[moving]
         if idx.size == 0:
             break
     return t
@@ -111,7 +116,8 @@ def _newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
             H += eye
             rhs = 2.0 * C * np.einsum("nk,nkd->nd", act * Ys, Xs)
             step = _solve_spd(H, rhs) - wt
-        delta = np.einsum("nkd,nd->nk", Xs, step) * Ys
+        delta = (Xs @ step[:, :, None])[:, :, 0]
+        delta *= Ys
         t = _exact_line_search(
             np.einsum("nd,nd->n", wt, step), np.einsum("nd,nd->n", step, step), ms, delta, Ws, C
         )
