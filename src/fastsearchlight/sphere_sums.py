@@ -49,18 +49,24 @@ class SphereSums:
         self.adjacency = sparse.csr_matrix(
             (np.ones(a.nnz), a.indices, a.indptr), shape=a.shape
         )
+        self.adjacency32 = self.adjacency.astype(np.float32)
         self.n_spheres, self.n_voxels = a.shape
+        self.sizes = np.diff(a.indptr)
         self.n_threads = max(1, int(n_threads))
         cuts = np.linspace(0, self.n_spheres, 2 * self.n_threads + 1).astype(int)
         self._rows = [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
-        self._parts = [self.adjacency[lo:hi] for lo, hi in self._rows]
+        self._parts = {
+            dtype: [matrix[lo:hi] for lo, hi in self._rows]
+            for dtype, matrix in ((np.float64, self.adjacency), (np.float32, self.adjacency32))
+        }
 
     def sum(self, values: np.ndarray, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         """``out[s] = sum of values[v] over the voxels v of sphere s``.
 
         Parameters
         ----------
-        values : ndarray (n_voxels, ...) of float64
+        values : ndarray (n_voxels, ...) of float64 or float32
+            The sums are computed in the same precision.
         pool : ThreadPoolExecutor or None
             Threads to share the product among (row slices of the adjacency).
 
@@ -70,17 +76,25 @@ class SphereSums:
         """
         shape = values.shape
         flat = values.reshape(shape[0], -1)
-        if pool is None or len(self._parts) == 1:
-            out = self.adjacency @ flat
+        single = flat.dtype == np.float32
+        parts = self._parts[np.float32 if single else np.float64]
+        if pool is None or len(parts) == 1:
+            out = (self.adjacency32 if single else self.adjacency) @ flat
         else:
-            out = np.empty((self.n_spheres, flat.shape[1]))
+            out = np.empty((self.n_spheres, flat.shape[1]), dtype=flat.dtype)
 
             def part(i):
                 lo, hi = self._rows[i]
-                out[lo:hi] = self._parts[i] @ flat
+                out[lo:hi] = parts[i] @ flat
 
-            list(pool.map(part, range(len(self._parts))))
+            list(pool.map(part, range(len(parts))))
         return out.reshape((self.n_spheres,) + shape[1:])
+
+    def sum_rows(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """:meth:`sum` for some spheres only, shape ``(len(rows), ...)``."""
+        flat = values.reshape(values.shape[0], -1)
+        out = self.adjacency[rows] @ flat
+        return out.reshape((len(rows),) + values.shape[1:])
 
     def max(self, values: np.ndarray) -> np.ndarray:
         """``out[s] = max of values[v] over the voxels v of sphere s`` (spheres are never empty).
@@ -220,7 +234,7 @@ def run_sphere_sums(
     pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
     try:
         # statistics for a few label vectors at a time (one pass over the data for all)
-        chunk = 4 * side_by_side
+        chunk = 16 * side_by_side
         for lo in range(0, n_sets, chunk):
             rows = range(lo, min(n_sets, lo + chunk))
             stats = estimator.sphere_sum_label_sets(state, ys[lo : lo + chunk], n_classes, plan)

@@ -216,25 +216,25 @@ class BatchedGaussianNB(BatchedClassifier):
         centre = X.mean(axis=1, keepdims=True)
         # the model is invariant to a shift of each voxel; centring keeps the sums of
         # squares below free of cancellation. When the test sets partition the samples
-        # (KFold, LeaveOneGroupOut, ...), one copy of the data, its columns in test order,
-        # serves both the statistics and every fold's test samples.
+        # (KFold, LeaveOneGroupOut, ...), one copy of the data, split by test set into
+        # contiguous blocks, serves both the statistics and every fold's test samples.
         order = np.concatenate(plan.test_indices)
         if np.array_equal(np.sort(order), np.arange(plan.n_samples)):
-            data = np.take(X, order, axis=1)
-            data -= centre
-            edges = np.cumsum([0] + [len(te) for te in plan.test_indices])
-            tests = [data[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
+            blocks = [np.take(X, te, axis=1) for te in plan.test_indices]
+            for block in blocks:
+                block -= centre
+            tests = blocks
         else:
             order = np.arange(plan.n_samples)
-            data = X - centre
-            tests = [data[:, te] for te in plan.test_indices]
-        train = plan.train_masks.T[order].astype(np.float64)  # (n, F), rows in data order
+            blocks = [X - centre]
+            tests = [np.ascontiguousarray(blocks[0][:, te]) for te in plan.test_indices]
+        train = plan.train_masks.T[order].astype(np.float64)  # (n, F), rows in block order
         n_train = train.sum(axis=0)
-        mean, mean_square = _moments(data, train / n_train)
+        mean, mean_square = _moments(blocks, train / n_train)
         total_var = np.maximum(mean_square - mean * mean, 0.0)  # (V, F)
         epsilon = self.var_smoothing * sums.max(total_var)  # (S, F)
         reach = np.stack([np.maximum(t.max(axis=1), -t.min(axis=1)) for t in tests], axis=1)
-        return {"data": data, "order": order, "tests": tests, "reach": reach, "epsilon": epsilon}
+        return {"blocks": blocks, "order": order, "tests": tests, "reach": reach, "epsilon": epsilon}
 
     def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
         """Class means and variances of every voxel, per fold, for several label vectors.
@@ -269,7 +269,7 @@ class BatchedGaussianNB(BatchedClassifier):
                 weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
         weights = weights.reshape(plan.n_samples, -1)[state["order"]]
         shape = (-1, n_sets, n_folds, n_classes)
-        means, mean_squares = _moments(state["data"], weights)
+        means, mean_squares = _moments(state["blocks"], weights)
         means = means.reshape(shape)  # (V, K, F, C)
         mean_squares = mean_squares.reshape(shape)
         out = []
@@ -339,36 +339,54 @@ class BatchedGaussianNB(BatchedClassifier):
         sphere_slack = sums.sum(slack_terms, pool)  # (S, F, 2)
         slack = state["epsilon"] * sphere_slack[:, :, 0] + 1e-9 * sphere_slack[:, :, 1]
         n_diff = n_classes - 1
+        # The sums run in single precision (half the time of double): a single-precision
+        # sum of p terms is within (p + 2) * 2^-24 of the sum of their sizes of the exact
+        # one, so the spheres with a decision that close to the boundary are summed again
+        # in double precision, and only then checked against ``slack``.
+        unit = np.float64(np.finfo(np.float32).eps) / 2.0
         for f in range(plan.n_folds):
             # (V, C-1, 1): the test samples run along the last axis, the fast one
             a = (alpha[:, f, 1:] - alpha[:, f, :1])[:, :, None]
             b = (beta[:, f, 1:] - beta[:, f, :1])[:, :, None]
             g = (gamma[:, f, 1:] - gamma[:, f, :1])[:, :, None]
+            prior = log_prior[f, 1:] - log_prior[f, 0]  # (C-1,)
+            room = slack[:, f]
+            rough = room + (sums.sizes + 2) * unit * (sphere_slack[:, f, 1] + np.abs(prior).max())
             x = state["tests"][f]
             n_test = x.shape[1]
-            diff = np.empty((sums.n_spheres, n_diff, n_test))
             step = max(1, max_columns // n_diff)
+            diff = None if step >= n_test else np.empty((sums.n_spheres, n_diff, n_test), dtype=np.float32)
+            unsure = degenerate_spheres.copy()
+            n_vox = x.shape[0]
             for lo in range(0, n_test, step):
                 xs = x[:, None, lo : lo + step]
-                terms = _scratch(state, (x.shape[0], n_diff, xs.shape[2]))
-                np.multiply(g, xs, out=terms)
-                terms += b
-                terms *= xs
-                terms += a
-                diff[:, :, lo : lo + step] = sums.sum(terms, pool)
-            diff += (log_prior[f, 1:] - log_prior[f, 0])[None, :, None]
-            room = slack[:, f, None]
+                single = _scratch(state, (n_vox, n_diff, xs.shape[2]), "single", np.float32)
+                for v0 in range(0, n_vox, _VOXEL_CHUNK):  # in cache, then to single
+                    v = slice(v0, v0 + _VOXEL_CHUNK)
+                    single[v] = _terms(a[v], b[v], g[v], xs[v], _scratch(state, xs[v].shape[:1] + single.shape[1:]))
+                part = sums.sum(single, pool)
+                part += prior.astype(np.float32)[None, :, None]
+                rows = np.flatnonzero(_near_boundary(part, rough))
+                if rows.size:  # summed again in double precision, over their voxels only
+                    sub = sums.adjacency[rows]
+                    vox = np.unique(sub.indices)
+                    terms = _terms(a[vox], b[vox], g[vox], xs[vox], None)
+                    exact = (sub[:, vox] @ terms.reshape(len(vox), -1)).reshape(part[rows].shape)
+                    exact += prior[None, :, None]
+                    unsure[rows] |= _near_boundary(exact, room[rows])
+                    part[rows] = exact
+                if step >= n_test:
+                    diff = part
+                else:
+                    diff[:, :, lo : lo + step] = part
             if n_classes == 2:
                 decisions = diff[:, 0, :]
-                size = _scratch(state, decisions.shape, "abs")
-                unsure = ~(np.abs(decisions, out=size).min(axis=1, keepdims=True) > room)
             else:
                 decisions = np.concatenate(
-                    [np.zeros((sums.n_spheres, n_test, 1)), diff.transpose(0, 2, 1)], axis=2
+                    [np.zeros((sums.n_spheres, n_test, 1), dtype=diff.dtype), diff.transpose(0, 2, 1)],
+                    axis=2,
                 )
-                top2 = -np.partition(-decisions, 1, axis=2)[:, :, :2]
-                unsure = ~(top2[:, :, 0] - top2[:, :, 1] > 2.0 * room)
-            yield f, decisions, unsure.any(axis=1) | degenerate_spheres
+            yield f, decisions, unsure
 
     def bytes_per_sphere(
         self, n_samples: int, n_features: int, n_folds: int, n_classes: int
@@ -414,27 +432,66 @@ class BatchedGaussianNB(BatchedClassifier):
         return proba
 
 
-def _moments(data: np.ndarray, weights: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """``data @ weights`` and ``data**2 @ weights``, squaring ``chunk`` rows at a time (the
-    squares are never held whole)."""
-    first = data @ weights
-    second = np.empty_like(first)
-    for lo in range(0, data.shape[0], chunk):
-        block = data[lo : lo + chunk]
-        second[lo : lo + chunk] = (block * block) @ weights
+def _moments(blocks: list[np.ndarray], weights: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """``data @ weights`` and ``data**2 @ weights`` for ``data`` given as column blocks
+    (``weights`` rows in the same order), squaring ``chunk`` rows at a time (the squares
+    are never held whole)."""
+    first = np.zeros((blocks[0].shape[0], weights.shape[1]))
+    second = np.zeros_like(first)
+    start = 0
+    for block in blocks:
+        w = weights[start : start + block.shape[1]]
+        start += block.shape[1]
+        first += block @ w
+        for lo in range(0, block.shape[0], chunk):
+            rows = block[lo : lo + chunk]
+            second[lo : lo + chunk] += (rows * rows) @ w
     return first, second
 
 
-def _scratch(state: dict, shape: tuple, name: str = "terms") -> np.ndarray:
+def _scratch(state: dict, shape: tuple, name: str = "terms", dtype=np.float64) -> np.ndarray:
     """A work array of ``shape``, reused by the calling thread across calls (fresh large
     arrays cost page faults on first touch)."""
     local = state.setdefault("scratch", threading.local())
     size = int(np.prod(shape))
     buf = getattr(local, name, None)
     if buf is None or buf.size < size:
-        buf = np.empty(size)
+        buf = np.empty(size, dtype=dtype)
         setattr(local, name, buf)
     return buf[:size].reshape(shape)
+
+
+#: voxels whose per-voxel terms are computed at once (the work arrays stay in cache)
+_VOXEL_CHUNK = 2048
+
+
+def _terms(a, b, g, x, out):
+    """Per-voxel terms ``a + b x + g x^2`` (``((g x) + b) x + a``), in ``out`` if given."""
+    terms = np.multiply(g, x, out=out)
+    terms += b
+    terms *= x
+    terms += a
+    return terms
+
+
+def _near_boundary(diff: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """Spheres with a test sample whose prediction could change if every decision moved by
+    up to ``margin`` (per sphere); NaN counts as near.
+
+    ``diff`` holds ``jll_c - jll_0`` for ``c >= 1``, shape (n_spheres, n_classes - 1, n_test).
+    """
+    if diff.shape[1] == 1:
+        # candidates against the largest margin first: one cheap pass over all decisions
+        size = np.abs(diff[:, 0, :])
+        where = np.flatnonzero(~(size > margin.max()))  # NaN counts as near
+        rows = where // size.shape[1]
+        near = np.zeros(diff.shape[0], dtype=bool)
+        near[rows[~(size.ravel()[where] > margin[rows])]] = True
+        return near
+    full = np.concatenate([np.zeros((diff.shape[0], 1, diff.shape[2]), dtype=diff.dtype), diff], axis=1)
+    top2 = -np.partition(-full, 1, axis=1)[:, :2, :]
+    gap = (top2[:, 0, :] - top2[:, 1, :]).astype(np.float64)
+    return ~(gap > 2.0 * margin[:, None]).all(axis=1)
 
 
 class JointLogLikelihoodDifference(np.ndarray):
