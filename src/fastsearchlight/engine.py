@@ -20,6 +20,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -310,8 +311,7 @@ def run_batched(
         with _progress(ys.shape[0] * neighbourhoods.n_spheres, verbose, progress_desc) as bar:
             return run_sphere_sums(
                 X, neighbourhoods, estimator, ys, n_classes, plan, metric,
-                lambda ids, y: _exact_spheres(X, neighbourhoods, ids, estimator, y, n_classes,
-                                              plan, metric, memory_mb),
+                ExactSpheres(X, neighbourhoods, estimator, n_classes, plan, metric, memory_mb),
                 memory_mb=memory_mb, n_jobs=n_workers, progress=bar.update, cache=cache,
             )  # fmt: skip
     blocks = _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers)
@@ -426,13 +426,33 @@ def _batched_block(X, vox, estimator, ys, n_classes, plan, metric):
     )
 
 
-def _exact_spheres(X, neighbourhoods, ids, estimator, y, n_classes, plan, metric, memory_mb):
-    """Per-fold scores ``(len(ids), n_folds)`` of some spheres by the block path, in-process."""
-    sub = Neighbourhoods(neighbourhoods.adjacency[ids], neighbourhoods.seeds_ijk[ids])
-    out = np.empty((len(ids), plan.n_folds))
-    for rows, vox in _blocks(X, sub, estimator, n_classes, plan, memory_mb, 1):
-        out[rows] = _batched_block(X, vox, estimator, y[None, :], n_classes, plan, metric)[0]
-    return out
+@dataclass(frozen=True)
+class ExactSpheres:
+    """Per-fold scores of some spheres by the block path, in-process: the exact fallback of
+    :func:`~fastsearchlight.sphere_sums.run_sphere_sums` (a picklable callable)."""
+
+    X: np.ndarray
+    neighbourhoods: Neighbourhoods
+    estimator: BatchedClassifier
+    n_classes: int
+    plan: CVPlan
+    metric: str
+    memory_mb: float
+
+    def __call__(self, ids: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Scores ``(len(ids), n_folds)`` of spheres ``ids`` for labels ``y``."""
+        hoods = self.neighbourhoods
+        sub = Neighbourhoods(hoods.adjacency[ids], hoods.seeds_ijk[ids])
+        out = np.empty((len(ids), self.plan.n_folds))
+        for rows, vox in _blocks(self.X, sub, self.estimator, self.n_classes, self.plan, self.memory_mb, 1):
+            out[rows] = _batched_block(
+                self.X, vox, self.estimator, y[None, :], self.n_classes, self.plan, self.metric
+            )[0]
+        return out
+
+    def with_data(self, X: np.ndarray, neighbourhoods: Neighbourhoods | None = None) -> ExactSpheres:
+        """The same, on other copies of the data (e.g. memory-mapped for worker processes)."""
+        return replace(self, X=X, neighbourhoods=neighbourhoods or self.neighbourhoods)
 
 
 def _batched_task(X, task, estimator, ys, n_classes, plan, metric):

@@ -19,11 +19,16 @@ Models implement :class:`SphereSumModel`; :func:`run_sphere_sums` runs them.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy import sparse
 
 from .cv import CVPlan
@@ -184,7 +189,8 @@ def run_sphere_sums(
         Working-memory budget, in MB: test samples are processed in column chunks so that
         the per-voxel terms and the sphere sums of all threads fit in it.
     n_jobs : int
-        Threads.
+        Workers: threads sharing the sparse products of a single label vector, or worker
+        processes taking whole label vectors when there are several.
     progress : callable or None
         Called with the number of spheres done (once per label set).
     cache : dict or None
@@ -198,30 +204,73 @@ def run_sphere_sums(
     if metric not in PREDICTION_METRICS:
         raise ValueError(f"sphere sums compute {PREDICTION_METRICS}, not {metric!r}.")
     ys = np.atleast_2d(ys)
-    n_threads = max(1, int(n_jobs))
-    key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads)
+    n_sets = ys.shape[0]
+    n_workers = max(1, int(n_jobs))
+    # one label vector: its sparse products are shared among threads; several (e.g.
+    # permutations): whole label vectors go to worker processes
+    processes = n_workers > 1 and n_sets > 1
+    n_threads = 1 if processes else n_workers
+    key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads, processes)
     cached = cache.get(key) if cache is not None else None
     if cached is None:
         sums = SphereSums(neighbourhoods, n_threads)
         state = estimator.sphere_sum_state(X, plan, sums)
+        shared = _SharedFolder((X, sums, state, neighbourhoods)) if processes else None
         if cache is not None:  # the objects of the key are kept, so their ids stay theirs
-            cache[key] = (X, neighbourhoods, estimator, plan, sums, state)
+            cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)
     else:
-        sums, state = cached[4], cached[5]
-    n_sets = ys.shape[0]
-    # several label vectors run side by side in threads (each with its own working set);
-    # a single one shares its sparse products among the threads instead
-    side_by_side = min(n_threads, n_sets)
+        sums, state, shared = cached[4], cached[5], cached[6]
     # per column of test samples: the per-voxel terms, the sums, and their temporaries
     bytes_per_column = 8 * (3 * X.shape[0] + 2 * sums.n_spheres) * max(1, n_classes - 1)
-    max_columns = int(max(1, memory_mb * 2**20 / side_by_side // bytes_per_column))
+    max_columns = int(max(1, memory_mb * 2**20 / n_workers // bytes_per_column))
+    args = (estimator, n_classes, plan, metric, exact_block, max_columns)
     out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
+    if not processes:
+        pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+        try:
+            for lo in range(0, n_sets, _LABEL_SETS_PER_PASS):
+                rows = slice(lo, lo + _LABEL_SETS_PER_PASS)
+                out[rows] = _label_sets_scores(state, sums, ys[rows], *args, pool=pool)
+                if progress is not None:
+                    progress(sums.n_spheres * len(ys[rows]))
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        return out
+    # the label-independent arrays are memory-mapped once and read by every worker
+    X_mm, sums_mm, state_mm, hoods_mm = shared.objects
+    exact_mm = exact_block.with_data(X_mm, hoods_mm) if hasattr(exact_block, "with_data") else exact_block
+    args = (estimator, n_classes, plan, metric, exact_mm, max_columns)
+    per_task = max(1, min(_LABEL_SETS_PER_PASS, -(-n_sets // (2 * n_workers))))
+    starts = range(0, n_sets, per_task)
+    results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
+        delayed(_task)(lo, state_mm, sums_mm, ys[lo : lo + per_task], args) for lo in starts
+    )
+    for lo, scores in results:
+        out[lo : lo + len(scores)] = scores
+        if progress is not None:
+            progress(sums.n_spheres * len(scores))
+    return out
 
-    def one(k, stats, pool):
+
+#: label vectors whose per-voxel statistics are computed in one pass over the data
+_LABEL_SETS_PER_PASS = 16
+
+
+def _task(lo, state, sums, ys, args):
+    """:func:`_label_sets_scores` in a worker process; returns ``(lo, scores)``."""
+    return lo, _label_sets_scores(state, sums, ys, *args, pool=None)
+
+
+def _label_sets_scores(state, sums, ys, estimator, n_classes, plan, metric, exact_block,
+                       max_columns, *, pool):  # fmt: skip
+    """Per-fold scores ``(len(ys), n_spheres, n_folds)`` of some label vectors, in turn."""
+    out = np.empty((len(ys), sums.n_spheres, plan.n_folds))
+    for k, stats in enumerate(estimator.sphere_sum_label_sets(state, ys, n_classes, plan)):
         y = ys[k]
         if stats is None:
             out[k] = exact_block(np.arange(sums.n_spheres), y)
-            return
+            continue
         uncertain = np.zeros(sums.n_spheres, dtype=bool)
         folds = estimator.sphere_sum_decisions(state, stats, n_classes, plan, sums, pool, max_columns)
         for f, decisions, unsure in folds:
@@ -230,22 +279,33 @@ def run_sphere_sums(
         ids = np.flatnonzero(uncertain)
         if ids.size:
             out[k, ids] = exact_block(ids, y)
-
-    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-    try:
-        # statistics for a few label vectors at a time (one pass over the data for all)
-        chunk = 16 * side_by_side
-        for lo in range(0, n_sets, chunk):
-            rows = range(lo, min(n_sets, lo + chunk))
-            stats = estimator.sphere_sum_label_sets(state, ys[lo : lo + chunk], n_classes, plan)
-            if side_by_side > 1:
-                done = pool.map(lambda k: one(k, stats[k - lo], None), rows)
-            else:
-                done = (one(k, stats[k - lo], pool) for k in rows)
-            for _ in done:
-                if progress is not None:
-                    progress(sums.n_spheres)
-    finally:
-        if pool is not None:
-            pool.shutdown()
     return out
+
+
+class _SharedFolder:
+    """Objects (arrays, sparse matrices, dicts of them) written once to a temporary folder
+    and memory-mapped back, so that worker processes map them by file name instead of
+    receiving a copy per task; the folder is removed with this object."""
+
+    def __init__(self, objects) -> None:
+        import joblib
+
+        folder = tempfile.mkdtemp(prefix="fastsearchlight-", dir=_temp_root())
+        self._finalizer = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+        path = os.path.join(folder, "shared.pkl")
+        joblib.dump(_without_scratch(objects), path)
+        self.objects = joblib.load(path, mmap_mode="r")
+
+
+def _without_scratch(objects):
+    """The objects, with per-thread work arrays (not picklable) left out of dicts."""
+    return tuple(
+        {k: v for k, v in obj.items() if k != "scratch"} if isinstance(obj, dict) else obj
+        for obj in objects
+    )
+
+
+def _temp_root() -> str | None:
+    """Shared memory when the system has it (as joblib), else the default temporary folder."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
