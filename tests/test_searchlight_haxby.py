@@ -72,3 +72,16 @@ def test_leave_one_run_out_on_the_25mm_whole_brain(haxby_25mm):
         sl.cv_plan_, None, n_jobs=1,
     )  # fmt: skip
     assert np.all(np.isclose(sl.fold_scores_, ref), axis=1).mean() >= 0.99
+
+
+def test_naive_bayes_sphere_sums_match_scikit_learn_on_every_sphere(haxby_slice):
+    """Naive Bayes runs through sphere sums; every sphere's fold scores equal those of
+    scikit-learn's GaussianNB fitted per sphere (on the same float64 data)."""
+    from sklearn.naive_bayes import GaussianNB
+
+    d = haxby_slice
+    ours = SearchLight(mask_img=d["mask"], radius=RADIUS, cv=KFold(4), estimator="gnb", n_jobs=2)
+    ours.fit(d["func"], d["y"])
+    X = masked_data(d["func"], load_mask(d["mask"], "mask", d["func"]))
+    ref = run_generic(X, ours.neighbourhoods_, GaussianNB(), d["y"], ours.cv_plan_, None, n_jobs=2)
+    np.testing.assert_array_equal(ours.fold_scores_, ref)

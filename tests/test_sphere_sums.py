@@ -167,3 +167,18 @@ def test_sphere_sums_against_dense():
 
 def test_roc_auc_keeps_the_block_path():
     assert not supports_sphere_sums(BatchedGaussianNB(), "roc_auc")
+
+
+def test_single_precision_sums_are_within_their_bound():
+    """The bound the near-boundary recheck relies on: a single-precision sphere sum of p
+    terms is within (p + 2) * 2^-24 * sum |terms| of the exact sum."""
+    X, y, groups, hoods = _volume(4)
+    sums = SphereSums(hoods)
+    rng = np.random.default_rng(3)
+    terms = rng.standard_normal((hoods.adjacency.shape[1], 1, 40)) * 10.0 ** rng.integers(-3, 4, (1, 1, 40))
+    single = sums.sum(terms.astype(np.float32))
+    exact = sums.sum(terms)
+    size = sums.sum(np.abs(terms))
+    bound = (sums.sizes + 2)[:, None, None] * np.finfo(np.float32).eps / 2 * size
+    assert single.dtype == np.float32
+    assert np.all(np.abs(single.astype(np.float64) - exact) <= bound)

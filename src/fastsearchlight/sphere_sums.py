@@ -19,10 +19,6 @@ Models implement :class:`SphereSumModel`; :func:`run_sphere_sums` runs them.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -34,6 +30,7 @@ from scipy import sparse
 from .cv import CVPlan
 from .neighbourhoods import Neighbourhoods
 from .scoring import batched_scores
+from .shared import SharedFolder
 
 #: metrics that depend on predicted classes only (so that bounded decisions suffice)
 PREDICTION_METRICS = ("accuracy", "balanced_accuracy")
@@ -215,7 +212,7 @@ def run_sphere_sums(
     if cached is None:
         sums = SphereSums(neighbourhoods, n_threads)
         state = estimator.sphere_sum_state(X, plan, sums)
-        shared = _SharedFolder((X, sums, state, neighbourhoods)) if processes else None
+        shared = SharedFolder((X, sums, state, neighbourhoods)) if processes else None
         if cache is not None:  # the objects of the key are kept, so their ids stay theirs
             cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)
     else:
@@ -280,32 +277,3 @@ def _label_sets_scores(state, sums, ys, estimator, n_classes, plan, metric, exac
         if ids.size:
             out[k, ids] = exact_block(ids, y)
     return out
-
-
-class _SharedFolder:
-    """Objects (arrays, sparse matrices, dicts of them) written once to a temporary folder
-    and memory-mapped back, so that worker processes map them by file name instead of
-    receiving a copy per task; the folder is removed with this object."""
-
-    def __init__(self, objects) -> None:
-        import joblib
-
-        folder = tempfile.mkdtemp(prefix="fastsearchlight-", dir=_temp_root())
-        self._finalizer = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
-        path = os.path.join(folder, "shared.pkl")
-        joblib.dump(_without_scratch(objects), path)
-        self.objects = joblib.load(path, mmap_mode="r")
-
-
-def _without_scratch(objects):
-    """The objects, with per-thread work arrays (not picklable) left out of dicts."""
-    return tuple(
-        {k: v for k, v in obj.items() if k != "scratch"} if isinstance(obj, dict) else obj
-        for obj in objects
-    )
-
-
-def _temp_root() -> str | None:
-    """Shared memory when the system has it (as joblib), else the default temporary folder."""
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
