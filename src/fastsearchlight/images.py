@@ -64,7 +64,15 @@ def masked_data(func_img, mask: np.ndarray) -> np.ndarray:
         If a masked voxel holds NaN or infinite values.
     """
     data = np.asanyarray(func_img.dataobj)
-    X = np.asarray(data[mask], dtype=np.float64).T  # (volumes, voxels)
+    if data.flags.f_contiguous and not data.flags.c_contiguous:
+        # volume by volume: each volume is contiguous in a Fortran-ordered image (NIfTI's
+        # layout), where a voxel's time series is scattered across the whole array
+        by_volume = np.empty((data.shape[3], int(mask.sum())), dtype=data.dtype)
+        for t in range(data.shape[3]):
+            by_volume[t] = data[..., t][mask]
+        X = np.ascontiguousarray(by_volume.T, dtype=np.float64).T  # (volumes, voxels)
+    else:
+        X = np.asarray(data[mask], dtype=np.float64).T  # (volumes, voxels)
     bad = ~np.isfinite(X)
     if bad.any():
         n_vox = int(bad.any(axis=0).sum())
