@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from nibabel.affines import apply_affine
-from scipy import sparse
 
 
 @dataclass(frozen=True)
@@ -146,6 +144,9 @@ def _neighbourhoods_by_tree(
 
     Parameters and return value are those of :func:`build_neighbourhoods`.
     """
+    from scipy import sparse
+    from nibabel.affines import apply_affine
+
     mask_ijk, seeds_ijk = _check_inputs(mask, process_mask, radius)
     mask_xyz = apply_affine(affine, mask_ijk)
     seeds_xyz = apply_affine(process_affine, seeds_ijk)
@@ -187,6 +188,9 @@ def _neighbourhoods_by_stencil(
     Parameters and return value are those of :func:`build_neighbourhoods`, with
     ``process_mask`` of the shape of ``mask`` and ``process_affine`` equal to ``affine``.
     """
+    from scipy import sparse
+    from nibabel.affines import apply_affine
+
     mask_ijk, seeds_ijk = _check_inputs(mask, process_mask, radius)
     radius = float(radius)
     n_mask, n_seeds = len(mask_ijk), len(seeds_ijk)
@@ -582,6 +586,8 @@ def _nearest_mask_voxel(
     ndarray of int64 (n_seeds,)
         Mask index of the nearest voxel, -1 when it is not in the mask or off the grid.
     """
+    from nibabel.affines import apply_affine
+
     nearest_ijk = np.round(apply_affine(np.linalg.inv(affine), seeds_xyz)).astype(int)
     inside = np.all((nearest_ijk >= 0) & (nearest_ijk < np.array(lookup.shape)), axis=1)
     nearest = np.full(len(seeds_xyz), -1, dtype=np.int64)

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from joblib import Parallel, delayed
-from scipy import sparse
 
 from .cv import CVPlan
 from .neighbourhoods import Neighbourhoods
@@ -47,6 +46,8 @@ class SphereSums:
     """
 
     def __init__(self, neighbourhoods: Neighbourhoods, n_threads: int = 1) -> None:
+        from scipy import sparse
+
         a = neighbourhoods.adjacency
         self.adjacency = sparse.csr_matrix(
             (np.ones(a.nnz), a.indices, a.indptr), shape=a.shape
