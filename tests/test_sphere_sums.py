@@ -68,12 +68,13 @@ SPLITS = {
 @pytest.mark.parametrize("split", sorted(SPLITS))
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy"])
-def test_same_scores_as_block_path(split, n_classes, metric):
+@pytest.mark.parametrize("n_sets", [1, 6])  # one label vector: no copy of the data
+def test_same_scores_as_block_path(split, n_classes, metric, n_sets):
     X, y, groups, hoods = _volume(1 + n_classes, n_classes=n_classes)
     plan = make_cv_plan(SPLITS[split](), y, groups)
     est = BatchedGaussianNB()
     rng = np.random.default_rng(0)
-    ys = np.stack([y] + [rng.permutation(y) for _ in range(5)])
+    ys = np.stack([y] + [rng.permutation(y) for _ in range(n_sets - 1)])
     assert supports_sphere_sums(est, metric)
     got = engine.run_batched(X, hoods, est, ys, n_classes, plan, metric)
     want = _block_path(X, hoods, est, ys, n_classes, plan, metric)

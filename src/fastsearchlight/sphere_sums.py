@@ -128,8 +128,9 @@ class SphereSumModel(Protocol):
     """What :func:`run_sphere_sums` needs from a model (e.g.
     :class:`~fastsearchlight.estimators.naive_bayes.BatchedGaussianNB`)."""
 
-    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums: SphereSums) -> Any:
-        """Everything that does not depend on the labels, computed once per run."""
+    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums: SphereSums, lean: bool = False) -> Any:
+        """Everything that does not depend on the labels, computed once per run (``lean``:
+        for a single label vector, favouring memory over reuse)."""
 
     def sphere_sum_label_sets(self, state: Any, ys: np.ndarray, n_classes: int, plan: CVPlan) -> list:
         """Per-voxel statistics of several label vectors at once; None for a label vector
@@ -208,11 +209,12 @@ def run_sphere_sums(
     # permutations): whole label vectors go to worker processes
     processes = n_workers > 1 and n_sets > 1
     n_threads = 1 if processes else n_workers
-    key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads, processes)
+    lean = n_sets == 1  # no copy of the data for a single label vector
+    key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads, processes, lean)
     cached = cache.get(key) if cache is not None else None
     if cached is None:
         sums = SphereSums(neighbourhoods, n_threads)
-        state = estimator.sphere_sum_state(X, plan, sums)
+        state = estimator.sphere_sum_state(X, plan, sums, lean=lean)
         shared = SharedFolder((X, sums, state, neighbourhoods)) if processes else None
         if cache is not None:  # the objects of the key are kept, so their ids stay theirs
             cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)

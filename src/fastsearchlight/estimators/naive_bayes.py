@@ -190,7 +190,7 @@ class BatchedGaussianNB(BatchedClassifier):
         return jlls
 
     # ------------------------------------------------------------------ sphere sums
-    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums) -> dict:
+    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums, lean: bool = False) -> dict:
         """What the sphere-sum path needs that does not depend on the labels.
 
         The joint log-likelihood of a test sample is a sum over the features (voxels) of
@@ -205,6 +205,9 @@ class BatchedGaussianNB(BatchedClassifier):
             Voxel-major data.
         plan : CVPlan
         sums : SphereSums
+        lean : bool
+            Keep no copy of the data: centre the pieces of ``X`` as they are used (for a
+            single label vector; several read their test samples faster from a copy).
 
         Returns
         -------
@@ -219,7 +222,18 @@ class BatchedGaussianNB(BatchedClassifier):
         # (KFold, LeaveOneGroupOut, ...), one copy of the data, split by test set into
         # contiguous blocks, serves both the statistics and every fold's test samples.
         order = np.concatenate(plan.test_indices)
-        if np.array_equal(np.sort(order), np.arange(plan.n_samples)):
+        if lean:
+            state = {"blocks": [X], "order": np.arange(plan.n_samples), "centre": centre,
+                     "tests": None, "test_indices": plan.test_indices}  # fmt: skip
+            train = plan.train_masks.T.astype(np.float64)
+            mean, mean_square = _moments([X], train / train.sum(axis=0), centre)
+            reach = np.empty((X.shape[0], plan.n_folds))
+            for v0 in range(0, X.shape[0], _VOXEL_CHUNK):
+                v = slice(v0, v0 + _VOXEL_CHUNK)
+                for f in range(plan.n_folds):
+                    window = np.abs(_test_window(state, f, v, 0, None))
+                    reach[v, f] = window.max(axis=(1, 2))
+        elif np.array_equal(np.sort(order), np.arange(plan.n_samples)):
             blocks = [np.take(X, te, axis=1) for te in plan.test_indices]
             for block in blocks:
                 block -= centre
@@ -228,13 +242,15 @@ class BatchedGaussianNB(BatchedClassifier):
             order = np.arange(plan.n_samples)
             blocks = [X - centre]
             tests = [np.ascontiguousarray(blocks[0][:, te]) for te in plan.test_indices]
-        train = plan.train_masks.T[order].astype(np.float64)  # (n, F), rows in block order
-        n_train = train.sum(axis=0)
-        mean, mean_square = _moments(blocks, train / n_train)
+        if not lean:
+            state = {"blocks": blocks, "order": order, "centre": None, "tests": tests}
+            train = plan.train_masks.T[order].astype(np.float64)  # (n, F), in block order
+            mean, mean_square = _moments(blocks, train / train.sum(axis=0))
+            reach = np.stack([np.maximum(t.max(axis=1), -t.min(axis=1)) for t in tests], axis=1)
         total_var = np.maximum(mean_square - mean * mean, 0.0)  # (V, F)
-        epsilon = self.var_smoothing * sums.max(total_var)  # (S, F)
-        reach = np.stack([np.maximum(t.max(axis=1), -t.min(axis=1)) for t in tests], axis=1)
-        return {"blocks": blocks, "order": order, "tests": tests, "reach": reach, "epsilon": epsilon}
+        state["epsilon"] = self.var_smoothing * sums.max(total_var)  # (S, F)
+        state["reach"] = reach
+        return state
 
     def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
         """Class means and variances of every voxel, per fold, for several label vectors.
@@ -269,7 +285,7 @@ class BatchedGaussianNB(BatchedClassifier):
                 weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
         weights = weights.reshape(plan.n_samples, -1)[state["order"]]
         shape = (-1, n_sets, n_folds, n_classes)
-        means, mean_squares = _moments(state["blocks"], weights)
+        means, mean_squares = _moments(state["blocks"], weights, state["centre"])
         means = means.reshape(shape)  # (V, K, F, C)
         mean_squares = mean_squares.reshape(shape)
         out = []
@@ -352,25 +368,24 @@ class BatchedGaussianNB(BatchedClassifier):
             prior = log_prior[f, 1:] - log_prior[f, 0]  # (C-1,)
             room = slack[:, f]
             rough = room + (sums.sizes + 2) * unit * (sphere_slack[:, f, 1] + np.abs(prior).max())
-            x = state["tests"][f]
-            n_test = x.shape[1]
+            n_vox, n_test = sums.n_voxels, len(plan.test_indices[f])
             step = max(1, max_columns // n_diff)
             diff = None if step >= n_test else np.empty((sums.n_spheres, n_diff, n_test), dtype=np.float32)
             unsure = degenerate_spheres.copy()
-            n_vox = x.shape[0]
             for lo in range(0, n_test, step):
-                xs = x[:, None, lo : lo + step]
-                single = _scratch(state, (n_vox, n_diff, xs.shape[2]), "single", np.float32)
+                hi = min(n_test, lo + step)
+                single = _scratch(state, (n_vox, n_diff, hi - lo), "single", np.float32)
                 for v0 in range(0, n_vox, _VOXEL_CHUNK):  # in cache, then to single
                     v = slice(v0, v0 + _VOXEL_CHUNK)
-                    single[v] = _terms(a[v], b[v], g[v], xs[v], _scratch(state, xs[v].shape[:1] + single.shape[1:]))
+                    xs = _test_window(state, f, v, lo, hi)
+                    single[v] = _terms(a[v], b[v], g[v], xs, _scratch(state, xs.shape[:1] + single.shape[1:]))
                 part = sums.sum(single, pool)
                 part += prior.astype(np.float32)[None, :, None]
                 rows = np.flatnonzero(_near_boundary(part, rough))
                 if rows.size:  # summed again in double precision, over their voxels only
                     sub = sums.adjacency[rows]
                     vox = np.unique(sub.indices)
-                    terms = _terms(a[vox], b[vox], g[vox], xs[vox], None)
+                    terms = _terms(a[vox], b[vox], g[vox], _test_window(state, f, vox, lo, hi), None)
                     exact = (sub[:, vox] @ terms.reshape(len(vox), -1)).reshape(part[rows].shape)
                     exact += prior[None, :, None]
                     unsure[rows] |= _near_boundary(exact, room[rows])
@@ -432,21 +447,35 @@ class BatchedGaussianNB(BatchedClassifier):
         return proba
 
 
-def _moments(blocks: list[np.ndarray], weights: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def _moments(blocks: list[np.ndarray], weights: np.ndarray, centre: np.ndarray | None = None,
+             chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``data @ weights`` and ``data**2 @ weights`` for ``data`` given as column blocks
-    (``weights`` rows in the same order), squaring ``chunk`` rows at a time (the squares
-    are never held whole)."""
+    (``weights`` rows in the same order), minus ``centre`` (per row) if given, ``chunk``
+    rows at a time (the squares are never held whole)."""
     first = np.zeros((blocks[0].shape[0], weights.shape[1]))
     second = np.zeros_like(first)
     start = 0
     for block in blocks:
         w = weights[start : start + block.shape[1]]
         start += block.shape[1]
-        first += block @ w
         for lo in range(0, block.shape[0], chunk):
             rows = block[lo : lo + chunk]
+            if centre is not None:
+                rows = rows - centre[lo : lo + chunk]
+            first[lo : lo + chunk] += rows @ w
             second[lo : lo + chunk] += (rows * rows) @ w
     return first, second
+
+
+def _test_window(state: dict, fold: int, voxels, lo: int, hi: int | None) -> np.ndarray:
+    """Centred test samples ``lo:hi`` of ``fold`` at ``voxels`` (a slice or indices), shape
+    (n_voxels, 1, hi - lo): from the copy kept in ``state``, or centred on the fly."""
+    tests = state["tests"]
+    if tests is not None:
+        return tests[fold][voxels, None, lo:hi]
+    X = state["blocks"][0]
+    columns = state["test_indices"][fold][lo:hi]
+    return (X[voxels][:, columns] - state["centre"][voxels])[:, None, :]
 
 
 def _scratch(state: dict, shape: tuple, name: str = "terms", dtype=np.float64) -> np.ndarray:
