@@ -223,16 +223,21 @@ class BatchedGaussianNB(BatchedClassifier):
         # contiguous blocks, serves both the statistics and every fold's test samples.
         order = np.concatenate(plan.test_indices)
         if lean:
+            # test sets that are runs of samples are read as slices, without a gather
+            runs = [
+                slice(te[0], te[-1] + 1) if np.array_equal(te, np.arange(te[0], te[-1] + 1)) else te
+                for te in plan.test_indices
+            ]
             state = {"blocks": [X], "order": np.arange(plan.n_samples), "centre": centre,
-                     "tests": None, "test_indices": plan.test_indices}  # fmt: skip
-            train = plan.train_masks.T.astype(np.float64)
-            mean, mean_square = _moments([X], train / train.sum(axis=0), centre)
+                     "tests": None, "test_indices": runs}  # fmt: skip
             reach = np.empty((X.shape[0], plan.n_folds))
-            for v0 in range(0, X.shape[0], _VOXEL_CHUNK):
-                v = slice(v0, v0 + _VOXEL_CHUNK)
-                for f in range(plan.n_folds):
-                    window = np.abs(_test_window(state, f, v, 0, None))
-                    reach[v, f] = window.max(axis=(1, 2))
+            for f in range(plan.n_folds):
+                window = X[:, runs[f]]
+                reach[:, f] = np.maximum(window.max(axis=1) - centre[:, 0], centre[:, 0] - window.min(axis=1))
+            # epsilon comes with the first label vector's statistics, in the same pass
+            state.update(train_weights=plan.train_masks.T / plan.train_masks.sum(axis=1),
+                         epsilon=None, sums=sums, reach=reach)  # fmt: skip
+            return state
         elif np.array_equal(np.sort(order), np.arange(plan.n_samples)):
             blocks = [np.take(X, te, axis=1) for te in plan.test_indices]
             for block in blocks:
@@ -285,7 +290,14 @@ class BatchedGaussianNB(BatchedClassifier):
                 weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
         weights = weights.reshape(plan.n_samples, -1)[state["order"]]
         shape = (-1, n_sets, n_folds, n_classes)
+        if state["epsilon"] is None:  # lean state: the training variances too
+            weights = np.hstack([weights, state["train_weights"]])
         means, mean_squares = _moments(state["blocks"], weights, state["centre"])
+        if state["epsilon"] is None:
+            mean, mean_square = means[:, -n_folds:], mean_squares[:, -n_folds:]
+            total_var = np.maximum(mean_square - mean * mean, 0.0)  # (V, F)
+            state["epsilon"] = self.var_smoothing * state["sums"].max(total_var)
+            means, mean_squares = means[:, :-n_folds], mean_squares[:, :-n_folds]
         means = means.reshape(shape)  # (V, K, F, C)
         mean_squares = mean_squares.reshape(shape)
         out = []
@@ -474,8 +486,14 @@ def _test_window(state: dict, fold: int, voxels, lo: int, hi: int | None) -> np.
     if tests is not None:
         return tests[fold][voxels, None, lo:hi]
     X = state["blocks"][0]
-    columns = state["test_indices"][fold][lo:hi]
-    return (X[voxels][:, columns] - state["centre"][voxels])[:, None, :]
+    columns = state["test_indices"][fold]
+    if isinstance(columns, slice):
+        start = columns.start + lo
+        stop = columns.stop if hi is None else min(columns.stop, columns.start + hi)
+        window = X[voxels, start:stop]
+    else:
+        window = X[voxels][:, columns[lo:hi]]
+    return (window - state["centre"][voxels])[:, None, :]
 
 
 def _scratch(state: dict, shape: tuple, name: str = "terms", dtype=np.float64) -> np.ndarray:
