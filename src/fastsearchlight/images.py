@@ -55,8 +55,20 @@ def load_mask(mask, name: str, func_img):
     return data
 
 
-def masked_data(func_img, mask: np.ndarray) -> np.ndarray:
+def masked_data(func_img, mask: np.ndarray, *, shared: bool = False) -> np.ndarray:
     """The functional data at the mask voxels, shape (n_volumes, n_mask_voxels), float64.
+
+    The array is the transpose of a C-contiguous (n_mask_voxels, n_volumes) array (voxel
+    by voxel, the layout the engine reads).
+
+    Parameters
+    ----------
+    func_img : Niimg-like, 4D
+    mask : ndarray of bool, 3D
+    shared : bool
+        Store the data in a memory-mapped temporary file (removed when the array is
+        garbage collected), which worker processes then map by name instead of receiving
+        a copy.
 
     Raises
     ------
@@ -70,9 +82,17 @@ def masked_data(func_img, mask: np.ndarray) -> np.ndarray:
         by_volume = np.empty((data.shape[3], int(mask.sum())), dtype=data.dtype)
         for t in range(data.shape[3]):
             by_volume[t] = data[..., t][mask]
-        X = np.ascontiguousarray(by_volume.T, dtype=np.float64).T  # (volumes, voxels)
+        voxel_major = by_volume.T
     else:
-        X = np.asarray(data[mask], dtype=np.float64).T  # (volumes, voxels)
+        voxel_major = data[mask]
+    if shared:
+        from .shared import shared_empty
+
+        out = shared_empty(voxel_major.shape)
+        out[...] = voxel_major
+    else:
+        out = np.ascontiguousarray(voxel_major, dtype=np.float64)
+    X = out.T  # (volumes, voxels)
     bad = ~np.isfinite(X)
     if bad.any():
         n_vox = int(bad.any(axis=0).sum())

@@ -14,6 +14,7 @@ from .estimators import batched_equivalent, is_classification, resolve_estimator
 from .images import load_func, load_mask, masked_data, scores_to_img
 from .neighbourhoods import build_neighbourhoods
 from .scoring import resolve_scoring
+from .sphere_sums import supports_sphere_sums
 
 
 def _check_targets(y, n_volumes: int, name: str = "y") -> np.ndarray:
@@ -178,8 +179,9 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.scheduler = scheduler
 
     # ------------------------------------------------------------------ preparation
-    def _prepare(self, imgs, y, groups):
-        """Check inputs and read the data once."""
+    def _prepare(self, imgs, y, groups, shared=False):
+        """Check inputs and read the data once (``shared``: in a memory-mapped file for
+        worker processes)."""
         t0 = time.perf_counter()
         if not isinstance(self.radius, (int, float, np.number)) or isinstance(self.radius, bool):
             raise TypeError(f"radius must be a number of millimetres, got {self.radius!r}.")
@@ -198,7 +200,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
             process_mask = mask
         else:
             process_mask = load_mask(self.process_mask_img, "process_mask_img", func)
-        X = masked_data(func, mask)
+        X = masked_data(func, mask, shared=shared)
         neighbourhoods = build_neighbourhoods(
             mask, func.affine, process_mask, func.affine, float(self.radius)
         )
@@ -225,9 +227,18 @@ class SearchLight(TransformerMixin, BaseEstimator):
         engine.check_backend(self.backend)
         if self.backend == "dask":
             engine.import_distributed()  # fail before reading the data when dask is missing
-        func, mask, process_mask, X, y, groups, hoods = self._prepare(imgs, y, groups)
         sk_estimator = resolve_estimator(self.estimator, self.estimator_args, self.random_state)
         classification = is_classification(sk_estimator)
+        metric = resolve_scoring(self.scoring)
+        batched = batched_equivalent(sk_estimator) if classification else None
+        # worker processes read the data from a memory-mapped file written once, rather
+        # than from a copy joblib writes at every parallel call (threads need neither)
+        shared = (
+            self.backend == "loky"
+            and engine.effective_n_jobs(self.n_jobs) > 1
+            and not (batched is not None and metric is not None and supports_sphere_sums(batched, metric))
+        )
+        func, mask, process_mask, X, y, groups, hoods = self._prepare(imgs, y, groups, shared=shared)
         t0 = time.perf_counter()
         if classification:
             classes, codes = np.unique(y, return_inverse=True)
@@ -248,8 +259,6 @@ class SearchLight(TransformerMixin, BaseEstimator):
                         f"{[classes[m] for m in missing]}: use a stratified splitter, or "
                         "group labels that mix classes in every run."
                     )
-        metric = resolve_scoring(self.scoring)
-        batched = batched_equivalent(sk_estimator) if classification else None
         self.engine_ = "batched" if (batched is not None and metric is not None) else "generic"
         targets = codes if classification else y
         # one dask session for the whole fit: the data are scattered once, and every task

@@ -43,3 +43,18 @@ def _temp_root() -> str | None:
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
+
+def shared_empty(shape: tuple, dtype=float) -> "np.memmap":
+    """A writable array in a memory-mapped temporary file, removed (with its folder) when
+    the array and all its views are garbage collected. Worker processes map it by name
+    (joblib passes memory-mapped arrays by reference)."""
+    import numpy as np
+
+    folder = tempfile.mkdtemp(prefix="fastsearchlight-", dir=_temp_root())
+    try:
+        array = np.memmap(os.path.join(folder, "data.dat"), dtype=dtype, mode="w+", shape=shape)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    weakref.finalize(array, shutil.rmtree, folder, ignore_errors=True)
+    return array
