@@ -15,8 +15,12 @@ the tree can settle are handed to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where used, so that worker processes do not load them
+    from scipy import sparse
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ import os
 import shutil
 import tempfile
 import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class SharedFolder:
@@ -44,7 +48,7 @@ def _temp_root() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-def shared_empty(shape: tuple, dtype=float) -> "np.memmap":
+def shared_empty(shape: tuple, dtype=float) -> np.memmap:
     """A writable array in a memory-mapped temporary file, removed (with its folder) when
     the array and all its views are garbage collected. Worker processes map it by name
     (joblib passes memory-mapped arrays by reference)."""
