@@ -85,3 +85,16 @@ def test_naive_bayes_sphere_sums_match_scikit_learn_on_every_sphere(haxby_slice)
     X = masked_data(d["func"], load_mask(d["mask"], "mask", d["func"]))
     ref = run_generic(X, ours.neighbourhoods_, GaussianNB(), d["y"], ours.cv_plan_, None, n_jobs=2)
     np.testing.assert_array_equal(ours.fold_scores_, ref)
+
+
+def test_correlation_sphere_sums_match_the_classifier_on_every_sphere(haxby_slice):
+    """The correlation classifier runs through sphere sums; every sphere's fold scores
+    equal those of CorrelationClassifier fitted per sphere."""
+    from fastsearchlight.estimators.correlation import CorrelationClassifier
+
+    d = haxby_slice
+    ours = SearchLight(mask_img=d["mask"], radius=RADIUS, cv=KFold(4), estimator="correlation")
+    ours.fit(d["func"], d["y"])
+    X = masked_data(d["func"], load_mask(d["mask"], "mask", d["func"]))
+    ref = run_generic(X, ours.neighbourhoods_, CorrelationClassifier(), d["y"], ours.cv_plan_, None, n_jobs=2)
+    np.testing.assert_array_equal(ours.fold_scores_, ref)

@@ -20,6 +20,7 @@ from sklearn.naive_bayes import GaussianNB
 
 from fastsearchlight import engine
 from fastsearchlight.cv import make_cv_plan
+from fastsearchlight.estimators.correlation import BatchedCorrelation, CorrelationClassifier
 from fastsearchlight.estimators.naive_bayes import BatchedGaussianNB
 from fastsearchlight.neighbourhoods import build_neighbourhoods
 from fastsearchlight.sphere_sums import SphereSums, run_sphere_sums, supports_sphere_sums
@@ -69,10 +70,11 @@ SPLITS = {
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy"])
 @pytest.mark.parametrize("n_sets", [1, 6])  # one label vector: no copy of the data
-def test_same_scores_as_block_path(split, n_classes, metric, n_sets):
+@pytest.mark.parametrize("model", [BatchedGaussianNB, BatchedCorrelation])
+def test_same_scores_as_block_path(split, n_classes, metric, n_sets, model):
     X, y, groups, hoods = _volume(1 + n_classes, n_classes=n_classes)
     plan = make_cv_plan(SPLITS[split](), y, groups)
-    est = BatchedGaussianNB()
+    est = model()
     rng = np.random.default_rng(0)
     ys = np.stack([y] + [rng.permutation(y) for _ in range(n_sets - 1)])
     assert supports_sphere_sums(est, metric)
@@ -81,12 +83,15 @@ def test_same_scores_as_block_path(split, n_classes, metric, n_sets):
     np.testing.assert_array_equal(got, want)
 
 
-def test_same_scores_as_scikit_learn_per_sphere():
+@pytest.mark.parametrize(
+    "model, reference", [(BatchedGaussianNB, GaussianNB), (BatchedCorrelation, CorrelationClassifier)]
+)
+def test_same_scores_as_the_reference_per_sphere(model, reference):
     X, y, groups, hoods = _volume(7)
     plan = make_cv_plan(KFold(4), y)
-    got = engine.run_batched(X, hoods, BatchedGaussianNB(), y[None], 2, plan, "accuracy")[0]
+    got = engine.run_batched(X, hoods, model(), y[None], 2, plan, "accuracy")[0]
     for s in range(hoods.n_spheres):
-        want = cross_val_score(GaussianNB(), X[:, hoods.voxels(s)], y, cv=KFold(4))
+        want = cross_val_score(reference(), X[:, hoods.voxels(s)], y, cv=KFold(4))
         np.testing.assert_array_equal(got[s], want)
 
 
@@ -168,6 +173,25 @@ def test_sphere_sums_against_dense():
 
 def test_roc_auc_keeps_the_block_path():
     assert not supports_sphere_sums(BatchedGaussianNB(), "roc_auc")
+    assert not supports_sphere_sums(BatchedCorrelation(), "roc_auc")
+
+
+def test_correlation_spheres_of_two_voxels_and_flat_patterns_are_exact():
+    """Spheres of 1-2 voxels (the reference's exact rule for two features) and constant
+    patterns go to the exact path."""
+    X, y, groups, hoods = _volume(12)
+    X = X.copy()
+    X[::7] = X[::7, :1]  # some test patterns constant across all voxels
+    plan = make_cv_plan(KFold(4), y)
+    est = BatchedCorrelation()
+    want = _block_path(X, hoods, est, y[None], 2, plan, "accuracy")
+    np.testing.assert_array_equal(engine.run_batched(X, hoods, est, y[None], 2, plan, "accuracy"), want)
+    sums = SphereSums(hoods)
+    state = est.sphere_sum_state(engine.voxel_major(X), plan, sums)
+    stats = est.sphere_sum_label_sets(state, y[None], 2, plan)[0]
+    for f, _, unsure in est.sphere_sum_decisions(state, stats, 2, plan, sums, None, 10**6):
+        assert np.all(unsure[hoods.sizes < 3])
+        assert np.all(unsure[state["flat_x"][f]])
 
 
 def test_single_precision_sums_are_within_their_bound():

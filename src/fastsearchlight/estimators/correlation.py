@@ -238,6 +238,134 @@ class BatchedCorrelation(BatchedClassifier):
                 outs[f][sl] = corr[..., 1] - corr[..., 0] if binary else corr
         return outs
 
+    # ------------------------------------------------------------------ sphere sums
+    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums, lean: bool = False) -> dict:
+        """What the sphere-sum path needs that does not depend on the labels.
+
+        A correlation is a ratio of sums over the sphere's voxels (of x m, x, m, x^2 and
+        m^2), so :mod:`fastsearchlight.sphere_sums` computes it for every sphere with
+        sparse products. Here: the sums of every test pattern and of its squares, per
+        sphere.
+
+        Parameters
+        ----------
+        X : ndarray (n_voxels, n_samples)
+            Voxel-major data.
+        plan : CVPlan
+        sums : SphereSums
+        lean : bool
+            Unused (the sums of the test patterns are needed whatever the labels).
+
+        Returns
+        -------
+        dict
+        """
+        X = np.asarray(X, dtype=np.float64)
+        unit = np.finfo(np.float64).eps / 2.0
+        p = sums.sizes.astype(np.float64)[:, None]  # (S, 1)
+        tests = [np.ascontiguousarray(X[:, te]) for te in plan.test_indices]
+        state = {"X": X, "tests": tests, "sum_x": [], "root_xx": [], "norm_x": [], "flat_x": []}
+        for t in tests:
+            sx, sxx = sums.sum(t, None), sums.sum(t * t, None)  # (S, n_test)
+            nx2 = sxx - sx * sx / p  # squared norm of the centred pattern
+            state["sum_x"].append(sx)
+            state["root_xx"].append(np.sqrt(sxx))
+            state["norm_x"].append(np.sqrt(np.maximum(nx2, 0.0)))
+            # a pattern that may be constant (its norm within rounding of 0)
+            state["flat_x"].append(np.any(~(nx2 > 4.0 * (6.0 * p + 24.0) * unit * sxx), axis=1))
+        return state
+
+    def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
+        """Class means of every voxel, per fold, and their sums per sphere, for several
+        label vectors (one matrix product for all of them).
+
+        Returns None for a label vector with a class absent from a fold's training set.
+        """
+        ys = np.atleast_2d(ys)
+        n_sets, n_folds = ys.shape[0], plan.n_folds
+        counts = np.stack([
+            np.stack([np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices])
+            for y in ys
+        ]).astype(np.float64)  # (K, F, C)
+        valid = np.all(counts > 0, axis=(1, 2))
+        weights = np.zeros((plan.n_samples, n_sets, n_folds, n_classes))
+        for k in np.flatnonzero(valid):
+            for f, tr in enumerate(plan.train_indices):
+                weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
+        means = (state["X"] @ weights.reshape(plan.n_samples, -1)).reshape(-1, n_sets, n_folds, n_classes)
+        out = []
+        for k in range(n_sets):
+            if not valid[k]:
+                out.append(None)
+                continue
+            mean = np.ascontiguousarray(means[:, k])  # (V, F, C)
+            out.append({"mean": mean})
+        return out
+
+    def sphere_sum_decisions(self, state, stats, n_classes, plan, sums, pool, max_columns):
+        """Decisions of every sphere on every fold, from sums over the sphere's voxels.
+
+        With ``p`` voxels, ``Sx = sum x``, ``Sm = sum m`` (``m``: a class mean), the
+        correlation is ``(sum x m - Sx Sm / p) / (|x - x_bar| |m - m_bar|)``; the decisions
+        here are the correlations times ``|x - x_bar|`` (the same for every class, so the
+        same predictions). Each is computed with a rounding error bounded from the sums of
+        squares (Cauchy-Schwarz); a sphere is reported uncertain when a decision is within
+        that bound (plus a margin for the reference's own rounding) of the boundary, when a
+        pattern or class mean may be constant, and when it has fewer than 3 voxels (the
+        reference's exact rule for 2 features).
+
+        Yields
+        ------
+        (fold, decisions, uncertain)
+        """
+        unit = np.finfo(np.float64).eps / 2.0
+        p = sums.sizes.astype(np.float64)[:, None]  # (S, 1)
+        # rounding of a sum over the sphere's p voxels, of the products with the sums of x
+        # and m, and of their difference, relative to sqrt(sum x^2 sum m^2) (3p + 12 units
+        # of rounding at most; twice that is used)
+        k = (6.0 * p + 24.0) * unit
+        small = sums.sizes < 3
+        mean = stats["mean"]
+        sum_m = sums.sum(mean, pool)  # (S, F, C)
+        sum_mm = sums.sum(mean * mean, pool)
+        nm2 = sum_mm - sum_m * sum_m / p[:, :, None]  # squared norms of the centred means
+        err_nm2 = k[:, :, None] * sum_mm
+        flat_m = np.any(~(nm2 > 4.0 * err_nm2), axis=2)  # (S, F): a mean may be constant
+        inv_nm = 1.0 / np.sqrt(np.maximum(nm2, err_nm2))
+        # per sphere, fold and class: the error of num / |m| is at most
+        # k sqrt(sum x^2) sqrt(sum m^2) / |m| + |x - x_bar| * 2 err(|m|^2) / |m|^2
+        coef_x = k[:, :, None] * np.sqrt(sum_mm) * inv_nm
+        coef_n = 2.0 * err_nm2 / np.maximum(nm2, err_nm2)
+        for f in range(plan.n_folds):
+            x = state["tests"][f]  # (V, T)
+            sx, root_xx, nx = state["sum_x"][f], state["root_xx"][f], state["norm_x"][f]
+            n_test = x.shape[1]
+            products = np.empty((x.shape[0], n_classes, n_test))
+            np.multiply(mean[:, f, :, None], x[:, None, :], out=products)
+            sxm = sums.sum(products, pool)  # (S, C, T)
+            a = inv_nm[:, f, :]  # (S, C)
+            shift = sum_m[:, f, :] * a / p  # (S, C)
+            unsure = small | flat_m[:, f] | state["flat_x"][f]
+            if n_classes == 2:
+                # (num_1 / |m_1|) - (num_0 / |m_0|), num_c = sum x m_c - sum x sum m_c / p
+                decisions = sxm[:, 1, :] * a[:, 1:2]
+                decisions -= sxm[:, 0, :] * a[:, 0:1]
+                decisions -= sx * (shift[:, 1:2] - shift[:, 0:1])
+                room = root_xx * coef_x[:, f, :].sum(axis=1, keepdims=True)
+                room += nx * (coef_n[:, f, :].sum(axis=1, keepdims=True) + 1e-12)
+                room *= 1.01
+                unsure |= np.any(~(np.abs(decisions) > room), axis=1)
+            else:
+                decisions = sxm * a[:, :, None] - sx[:, None, :] * shift[:, :, None]
+                decisions = decisions.transpose(0, 2, 1)  # (S, T, C)
+                room = root_xx * coef_x[:, f, :].max(axis=1, keepdims=True)
+                room += nx * coef_n[:, f, :].max(axis=1, keepdims=True)
+                room *= 2.02
+                room += 1e-12 * nx
+                top2 = -np.partition(-decisions, 1, axis=2)[:, :, :2]
+                unsure |= np.any(~(top2[:, :, 0] - top2[:, :, 1] > room), axis=1)
+            yield f, decisions, unsure
+
     def bytes_per_sphere(
         self, n_samples: int, n_features: int, n_folds: int, n_classes: int
     ) -> int:
