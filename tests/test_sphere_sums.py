@@ -191,7 +191,7 @@ def test_correlation_spheres_of_two_voxels_and_flat_patterns_are_exact():
     stats = est.sphere_sum_label_sets(state, y[None], 2, plan)[0]
     for f, _, unsure in est.sphere_sum_decisions(state, stats, 2, plan, sums, None, 10**6):
         assert np.all(unsure[hoods.sizes < 3])
-        assert np.all(unsure[state["flat_x"][f]])
+        assert np.all(unsure[state["folds"][f]["flat_x"]])
 
 
 def test_single_precision_sums_are_within_their_bound():

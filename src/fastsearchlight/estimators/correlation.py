@@ -254,25 +254,17 @@ class BatchedCorrelation(BatchedClassifier):
         plan : CVPlan
         sums : SphereSums
         lean : bool
-            Unused (the sums of the test patterns are needed whatever the labels).
+            Keep nothing per fold: compute the test patterns' sums when they are used
+            (for a single label vector).
 
         Returns
         -------
         dict
         """
         X = np.asarray(X, dtype=np.float64)
-        unit = np.finfo(np.float64).eps / 2.0
-        p = sums.sizes.astype(np.float64)[:, None]  # (S, 1)
-        tests = [np.ascontiguousarray(X[:, te]) for te in plan.test_indices]
-        state = {"X": X, "tests": tests, "sum_x": [], "root_xx": [], "norm_x": [], "flat_x": []}
-        for t in tests:
-            sx, sxx = sums.sum(t, None), sums.sum(t * t, None)  # (S, n_test)
-            nx2 = sxx - sx * sx / p  # squared norm of the centred pattern
-            state["sum_x"].append(sx)
-            state["root_xx"].append(np.sqrt(sxx))
-            state["norm_x"].append(np.sqrt(np.maximum(nx2, 0.0)))
-            # a pattern that may be constant (its norm within rounding of 0)
-            state["flat_x"].append(np.any(~(nx2 > 4.0 * (6.0 * p + 24.0) * unit * sxx), axis=1))
+        state = {"X": X, "test_indices": plan.test_indices, "folds": None}
+        if not lean:  # several label vectors: the test patterns' sums, once
+            state["folds"] = [_test_pattern_sums(X, te, sums) for te in plan.test_indices]
         return state
 
     def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
@@ -337,15 +329,18 @@ class BatchedCorrelation(BatchedClassifier):
         coef_x = k[:, :, None] * np.sqrt(sum_mm) * inv_nm
         coef_n = 2.0 * err_nm2 / np.maximum(nm2, err_nm2)
         for f in range(plan.n_folds):
-            x = state["tests"][f]  # (V, T)
-            sx, root_xx, nx = state["sum_x"][f], state["root_xx"][f], state["norm_x"][f]
+            if state["folds"] is None:
+                fold = _test_pattern_sums(state["X"], state["test_indices"][f], sums, pool)
+            else:
+                fold = state["folds"][f]
+            x, sx, root_xx, nx = fold["x"], fold["sum_x"], fold["root_xx"], fold["norm_x"]
             n_test = x.shape[1]
             products = np.empty((x.shape[0], n_classes, n_test))
             np.multiply(mean[:, f, :, None], x[:, None, :], out=products)
             sxm = sums.sum(products, pool)  # (S, C, T)
             a = inv_nm[:, f, :]  # (S, C)
             shift = sum_m[:, f, :] * a / p  # (S, C)
-            unsure = small | flat_m[:, f] | state["flat_x"][f]
+            unsure = small | flat_m[:, f] | fold["flat_x"]
             if n_classes == 2:
                 # (num_1 / |m_1|) - (num_0 / |m_0|), num_c = sum x m_c - sum x sum m_c / p
                 decisions = sxm[:, 1, :] * a[:, 1:2]
@@ -387,3 +382,23 @@ class BatchedCorrelation(BatchedClassifier):
             )
             for f in range(blocks.n_folds)
         ]
+
+
+def _test_pattern_sums(X: np.ndarray, test: np.ndarray, sums, pool=None) -> dict:
+    """A fold's test patterns and, per sphere, their sums, the root of their sums of
+    squares and their centred norms; and which spheres may hold a constant pattern."""
+    unit = np.finfo(np.float64).eps / 2.0
+    p = sums.sizes.astype(np.float64)[:, None]  # (S, 1)
+    x = np.ascontiguousarray(X[:, test])
+    sx, sxx = sums.sum(x, pool), sums.sum(x * x, pool)  # (S, n_test)
+    nx2 = sxx - sx * sx / p  # squared norm of the centred pattern
+    return {
+        "x": x,
+        "sum_x": sx,
+        # only bounds are made from these: single precision (6e-8 relative) is enough, as
+        # the bounds are widened by 1% where they are used
+        "root_xx": np.sqrt(sxx).astype(np.float32),
+        "norm_x": np.sqrt(np.maximum(nx2, 0.0)).astype(np.float32),
+        # a pattern that may be constant (its norm within rounding of 0)
+        "flat_x": np.any(~(nx2 > 4.0 * (6.0 * p + 24.0) * unit * sxx), axis=1),
+    }
