@@ -97,12 +97,13 @@ def test_same_scores_as_the_reference_per_sphere(model, reference):
 
 @pytest.mark.parametrize("memory_mb", [0.01, 512.0])
 @pytest.mark.parametrize("n_jobs", [1, 2])
-def test_threads_and_memory_budget_do_not_change_scores(memory_mb, n_jobs):
+@pytest.mark.parametrize("model", [BatchedGaussianNB, BatchedCorrelation])
+def test_threads_and_memory_budget_do_not_change_scores(memory_mb, n_jobs, model):
     X, y, groups, hoods = _volume(11, n_classes=3)
     plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
     rng = np.random.default_rng(1)
     ys = np.stack([rng.permutation(y) for _ in range(7)])
-    est = BatchedGaussianNB()
+    est = model()
     want = _block_path(X, hoods, est, ys, 3, plan, "accuracy")
     got = engine.run_batched(X, hoods, est, ys, 3, plan, "accuracy", n_jobs=n_jobs, memory_mb=memory_mb)
     np.testing.assert_array_equal(got, want)

@@ -1,18 +1,19 @@
 """Sphere sums: models whose decisions are sums of per-voxel terms, for all spheres at once.
 
-Some classifiers decide with a sum over the voxels of the sphere of terms that depend on
+Some classifiers decide with sums over the voxels of the sphere of terms that depend on
 each voxel alone (Gaussian naive Bayes: the log-likelihood of a test sample is a sum over
-features). Their per-voxel terms are the same in every sphere that holds the voxel, so they
-are computed once per voxel, for every test sample, and summed over every sphere at once
-with one sparse product: ``adjacency @ terms`` (spheres x voxels times voxels x samples).
-This replaces the per-sphere work of the block path by about ``n_spheres x sphere_size``
-multiply-adds per test sample.
+features; the correlation classifier: a ratio of sums of x m, x, m, x^2 and m^2). Their
+per-voxel terms are the same in every sphere that holds the voxel, so they are computed once
+per voxel, for every test sample, and summed over every sphere at once with sparse
+products: ``adjacency @ terms`` (spheres x voxels times voxels x samples). This replaces the
+per-sphere work of the block path by about ``n_spheres x sphere_size`` multiply-adds per
+test sample.
 
-A model that has a term that is not per-voxel (naive Bayes' variance smoothing depends on
-the largest variance in the sphere) computes its decisions without it and bounds what it
-could change; the spheres where a decision is within that bound of the decision boundary
-are recomputed exactly by the block path (:func:`fastsearchlight.engine.run_batched`), so
-the predictions, hence the scores, are those of the exact model.
+Each model bounds the error of its decisions: rounding, and what it leaves out (naive
+Bayes' variance smoothing depends on the largest variance in the sphere). The spheres where
+a decision is within that bound of the decision boundary are recomputed exactly by the
+block path (:func:`fastsearchlight.engine.run_batched`), so the predictions, hence the
+scores, are those of the exact model.
 
 Models implement :class:`SphereSumModel`; :func:`run_sphere_sums` runs them.
 """

@@ -335,9 +335,11 @@ class BatchedCorrelation(BatchedClassifier):
                 fold = state["folds"][f]
             x, sx, root_xx, nx = fold["x"], fold["sum_x"], fold["root_xx"], fold["norm_x"]
             n_test = x.shape[1]
-            products = np.empty((x.shape[0], n_classes, n_test))
-            np.multiply(mean[:, f, :, None], x[:, None, :], out=products)
-            sxm = sums.sum(products, pool)  # (S, C, T)
+            sxm = np.empty((sums.n_spheres, n_classes, n_test))  # sums of x m, (S, C, T)
+            step = max(1, max_columns // n_classes)  # test samples at once (memory budget)
+            for lo in range(0, n_test, step):
+                products = mean[:, f, :, None] * x[:, None, lo : lo + step]
+                sxm[:, :, lo : lo + step] = sums.sum(products, pool)
             a = inv_nm[:, f, :]  # (S, C)
             shift = sum_m[:, f, :] * a / p  # (S, C)
             unsure = small | flat_m[:, f] | fold["flat_x"]
