@@ -334,9 +334,15 @@ def _tie_tolerance(affine: np.ndarray, shape: tuple[int, ...], radius: float) ->
     """
     eps = np.finfo(float).eps
     r2 = radius * radius
-    extent = np.abs(affine[:3, :3]) @ (np.asarray(shape, dtype=float) - 1)
-    coord_err = 16 * eps * (float(np.max(extent + np.abs(affine[:3, 3]))) + radius)
+    coord_err = 16 * eps * (_largest_coordinate(affine, shape) + radius)
     return _TIE_RTOL * r2 + 8 * radius * coord_err + 8 * eps * r2
+
+
+def _largest_coordinate(affine: np.ndarray, shape: tuple[int, ...]) -> float:
+    """A bound on the absolute value of every world coordinate of the grid (and of every
+    partial sum in ``M @ ijk + t``)."""
+    extent = np.abs(affine[:3, :3]) @ (np.asarray(shape, dtype=float) - 1)
+    return float(np.max(extent + np.abs(affine[:3, 3])))
 
 
 def _exact_coordinates(affine: np.ndarray, shape: tuple[int, ...]) -> bool:
@@ -358,8 +364,7 @@ def _exact_coordinates(affine: np.ndarray, shape: tuple[int, ...]) -> bool:
     bool
     """
     entries = affine[:3, :]
-    extent = np.abs(affine[:3, :3]) @ (np.asarray(shape, dtype=float) - 1)
-    bound = float(np.max(extent + np.abs(affine[:3, 3])))
+    bound = _largest_coordinate(affine, shape)
     for k in range(41):
         scaled = np.ldexp(entries, k)
         if np.all(scaled == np.round(scaled)):

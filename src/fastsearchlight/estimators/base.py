@@ -90,3 +90,37 @@ def binary_targets(y: np.ndarray, n_classes: int) -> np.ndarray:
     if n_classes == 2:
         return np.where(y == 1, 1.0, -1.0)[None, :]
     return np.where(y[None, :] == np.arange(n_classes)[:, None], 1.0, -1.0)
+
+
+def class_mean_weights(ys: np.ndarray, n_classes: int, plan: CVPlan):
+    """Weights that turn sums over samples into every fold's training class means, for
+    several label vectors at once (``data @ weights``).
+
+    Parameters
+    ----------
+    ys : ndarray of int (n_label_sets, n_samples)
+    n_classes : int
+    plan : CVPlan
+
+    Returns
+    -------
+    weights : ndarray (n_samples, n_label_sets * n_folds * n_classes)
+        ``1 / count`` at the training samples of each (label vector, fold, class), in that
+        order; zero for the label vectors that are not ``valid``.
+    counts : ndarray (n_label_sets, n_folds, n_classes)
+        Training samples of each class.
+    valid : ndarray of bool (n_label_sets,)
+        Whether every class is present in every fold's training set.
+    """
+    ys = np.atleast_2d(ys)
+    n_sets, n_folds = ys.shape[0], plan.n_folds
+    counts = np.stack([
+        np.stack([np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices])
+        for y in ys
+    ]).astype(np.float64)  # (K, F, C)
+    valid = np.all(counts > 0, axis=(1, 2))
+    weights = np.zeros((plan.n_samples, n_sets, n_folds, n_classes))
+    for k in np.flatnonzero(valid):
+        for f, tr in enumerate(plan.train_indices):
+            weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
+    return weights.reshape(plan.n_samples, -1), counts, valid

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
     from sklearn.utils.validation import check_array, check_X_y
 
 from ..cv import CVPlan
-from .base import BatchedClassifier
+from .base import BatchedClassifier, class_mean_weights
 from .discriminant import (
     FoldBlocks,
     block_sums,
@@ -268,23 +268,15 @@ class BatchedCorrelation(BatchedClassifier):
         return state
 
     def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
-        """Class means of every voxel, per fold, and their sums per sphere, for several
-        label vectors (one matrix product for all of them).
+        """Class means of every voxel, per fold, for several label vectors (one matrix
+        product for all of them).
 
         Returns None for a label vector with a class absent from a fold's training set.
         """
         ys = np.atleast_2d(ys)
         n_sets, n_folds = ys.shape[0], plan.n_folds
-        counts = np.stack([
-            np.stack([np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices])
-            for y in ys
-        ]).astype(np.float64)  # (K, F, C)
-        valid = np.all(counts > 0, axis=(1, 2))
-        weights = np.zeros((plan.n_samples, n_sets, n_folds, n_classes))
-        for k in np.flatnonzero(valid):
-            for f, tr in enumerate(plan.train_indices):
-                weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
-        means = (state["X"] @ weights.reshape(plan.n_samples, -1)).reshape(-1, n_sets, n_folds, n_classes)
+        weights, _, valid = class_mean_weights(ys, n_classes, plan)
+        means = (state["X"] @ weights).reshape(-1, n_sets, n_folds, n_classes)
         out = []
         for k in range(n_sets):
             if not valid[k]:

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from ..cv import CVPlan
-from .base import BatchedClassifier
+from .base import BatchedClassifier, class_mean_weights
 from .discriminant import (
     FoldBlocks,
     block_sums,
@@ -279,16 +279,8 @@ class BatchedGaussianNB(BatchedClassifier):
         ys = np.atleast_2d(ys)
         n_sets, n_folds = ys.shape[0], plan.n_folds
         priors = self._check_priors(n_classes)
-        counts = np.stack([
-            np.stack([np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices])
-            for y in ys
-        ]).astype(np.float64)  # (K, F, C)
-        valid = np.all(counts > 0, axis=(1, 2))
-        weights = np.zeros((plan.n_samples, n_sets, n_folds, n_classes))
-        for k in np.flatnonzero(valid):
-            for f, tr in enumerate(plan.train_indices):
-                weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
-        weights = weights.reshape(plan.n_samples, -1)[state["order"]]
+        weights, counts, valid = class_mean_weights(ys, n_classes, plan)
+        weights = weights[state["order"]]
         shape = (-1, n_sets, n_folds, n_classes)
         if state["epsilon"] is None:  # lean state: the training variances too
             weights = np.hstack([weights, state["train_weights"]])
