@@ -2,7 +2,13 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
+from sklearn.model_selection import (
+    KFold,
+    LeaveOneGroupOut,
+    PredefinedSplit,
+    ShuffleSplit,
+    StratifiedKFold,
+)
 from sklearn.svm import LinearSVC
 
 from fastsearchlight.cv import make_cv_plan
@@ -70,3 +76,34 @@ def test_result_does_not_depend_on_batching():
     b = BatchedLinearSVC(batch_problems=7, first_iter=2).fold_decisions(X, y, 2, plan)
     for u, v in zip(a, b):
         np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "splitter",
+    [
+        KFold(4),  # disjoint test sets covering every sample
+        KFold(2),  # test sets as large as the training sets
+        ShuffleSplit(4, test_size=0.3, random_state=0),  # overlapping test sets
+        PredefinedSplit(np.arange(60) % 5 - 1),  # disjoint, some samples never tested
+    ],
+)
+def test_first_newton_points_are_the_ridge_solutions(splitter):
+    # from w = 0 every training sample is active: the first Newton point solves
+    # (I + 2C X_T'X_T) w = 2C X_T'y_T on each problem's training set T
+    X, y = random_spheres(5, 60, 4, 2, seed=7, scale=3.0)
+    plan = make_cv_plan(splitter, y)
+    C = 0.7
+    est = BatchedLinearSVC(C=C)
+    Xb = est._augment(X, pad=1)
+    W = plan.train_masks.astype(float)  # (F, n): one problem per fold
+    Y = np.where(y == 1, 1.0, -1.0)[None, :].repeat(len(W), axis=0)
+    YW = np.zeros((len(W), X.shape[1] + 1))
+    YW[:, :-1] = Y * W
+    sets = np.arange(len(W))[:, None]
+    points = est._first_points(Xb, YW, W != 0, sets, C).reshape(len(X), len(W), -1)
+    for s in range(len(X)):
+        for q, mask in enumerate(W != 0):
+            Xt = Xb[s, :-1][mask]
+            H = np.eye(Xt.shape[1]) + 2 * C * Xt.T @ Xt
+            expected = np.linalg.solve(H, 2 * C * Xt.T @ Y[q, mask])
+            np.testing.assert_allclose(points[s, q], expected, rtol=1e-10, atol=1e-12)

@@ -136,6 +136,15 @@ def _newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
     return converged
 
 
+def _gram(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``X[:, rows]^T X[:, rows]`` for a stack ``X`` (b, n, d); a contiguous ``rows`` is read
+    as a slice (no copy)."""
+    if rows.size and rows[-1] - rows[0] + 1 == rows.size:
+        rows = slice(int(rows[0]), int(rows[-1]) + 1)
+    part = X[:, rows]
+    return np.swapaxes(part, 1, 2) @ part
+
+
 def _group_by_training_set(W: np.ndarray) -> np.ndarray:
     """Problems grouped by their training set (rows of ``W``), shape (n_sets, n_members).
 
@@ -258,13 +267,22 @@ class BatchedLinearSVC(BatchedClassifier):
         if training_sets is None:
             training_sets = _group_by_training_set(W)
         kept = W[training_sets[:, 0]] != 0  # (U, n)
+        YW = np.zeros((Q, n + 1))
+        YW[:, :n] = Y * (W != 0)
 
         def gather(ids):
             """Training samples of problems ``ids``, from their spheres with the constant
             feature and a zero sample appended (a small copy, that stays in cache)."""
-            spheres, local = np.unique(sph[ids], return_inverse=True)
-            Xz = self._augment(np.asarray(X[spheres], dtype=np.float64), pad=1)  # zero at n
-            Xs = Xz[local.ravel()[:, None], index[prob[ids]]]
+            lo, hi = sph[ids[0]], sph[ids[-1]] + 1
+            if ids.size == (hi - lo) * Q and np.array_equal(ids, np.arange(lo * Q, hi * Q)):
+                # every problem of a run of spheres: slices and a take along the samples,
+                # no fancy-index copies
+                Xz = self._augment(X[lo:hi], pad=1)  # zero sample at n
+                Xs = np.take(Xz, index, axis=1).reshape(len(ids), n_tr, d)
+            else:
+                spheres, local = np.unique(sph[ids], return_inverse=True)
+                Xz = self._augment(X[spheres], pad=1)
+                Xs = Xz[local.ravel()[:, None], index[prob[ids]]]
             return Xz, Xs, Yq[prob[ids]], Wq[prob[ids]]
 
         w = np.zeros((N, d))
@@ -274,7 +292,7 @@ class BatchedLinearSVC(BatchedClassifier):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
             Xz, Xs, Ys, Ws = gather(ids)
-            first = self._first_points(Xz, Xs, Ys, kept, training_sets, C)
+            first = self._first_points(Xz, YW, kept, training_sets, C)
             ws = w[ids]
             converged[ids] = _newton(Xs, Ys, Ws, ws, C, self.first_iter, first)
             w[ids] = ws
@@ -287,15 +305,20 @@ class BatchedLinearSVC(BatchedClassifier):
         return w.reshape(B, Q, d)
 
     @staticmethod
-    def _first_points(Xb, Xs, Ys, kept, training_sets, C):
+    def _first_points(Xb, YW, kept, training_sets, C):
         """Newton points from ``w = 0`` of every problem of a batch of whole spheres.
+
+        The matrix of training set ``T`` is ``I + 2C X_T^T X_T``. When the samples left out
+        of the training sets are disjoint (k-fold, leave-one-group-out), the Gram matrix of
+        each left-out part is computed once, and the sphere's Gram matrix is their sum
+        (plus the samples never left out): each sample enters one product instead of two.
 
         Parameters
         ----------
         Xb : ndarray (b, n + 1, d)
             The spheres' samples (the last one a zero pad).
-        Xs, Ys : ndarray (b * Q, n_tr, d), (b * Q, n_tr)
-            Each problem's training samples and targets (pads have target 0).
+        YW : ndarray (Q, n + 1)
+            Each problem's targets times its training weights (0 outside its training set).
         kept : ndarray of bool (U, n)
             The training samples of each training set.
         training_sets : ndarray of int (U, M)
@@ -304,20 +327,27 @@ class BatchedLinearSVC(BatchedClassifier):
         b, _, d = Xb.shape
         U, M = training_sets.shape
         Q = U * M
-        Xt = np.swapaxes(Xb, 1, 2)
-        total = None
         H = np.empty((b, U, d, d))
-        for u, keep in enumerate(kept):
-            left = np.flatnonzero(~keep)
-            if len(left) < keep.sum():
-                if total is None:
-                    total = Xt @ Xb
-                H[:, u] = total - Xt[:, :, left] @ Xb[:, left]
-            else:
-                H[:, u] = Xt[:, :, np.flatnonzero(keep)] @ Xb[:, np.flatnonzero(keep)]
+        left = [np.flatnonzero(~keep) for keep in kept]
+        n = kept.shape[1]
+        disjoint = sum(len(ix) for ix in left) == len(np.unique(np.concatenate(left)))
+        if disjoint and all(len(ix) < n - len(ix) for ix in left):
+            # H_u = (sum of every left-out part's Gram) - (the part of u)
+            parts = [_gram(Xb, ix) for ix in left]
+            total = parts[0].copy()
+            for part in parts[1:]:
+                total += part
+            rest = np.flatnonzero(kept.all(axis=0))
+            if rest.size:
+                total += _gram(Xb, rest)
+            for u, part in enumerate(parts):
+                np.subtract(total, part, out=H[:, u])
+        else:
+            for u, keep in enumerate(kept):
+                H[:, u] = _gram(Xb, np.flatnonzero(keep))
         H *= 2.0 * C
         H += np.eye(d)
-        rhs = (2.0 * C) * np.einsum("nk,nkd->nd", Ys, Xs).reshape(b, Q, d)
+        rhs = (2.0 * C) * (YW @ Xb)  # (b, Q, d)
         rhs = rhs[:, training_sets]  # (b, U, M, d)
         points = np.linalg.solve(H, np.swapaxes(rhs, 2, 3))  # (b, U, d, M)
         out = np.empty((b, Q, d))
