@@ -76,31 +76,40 @@ def masked_data(func_img, mask: np.ndarray, *, shared: bool = False) -> np.ndarr
         If a masked voxel holds NaN or infinite values.
     """
     data = np.asanyarray(func_img.dataobj)
-    if data.flags.f_contiguous and not data.flags.c_contiguous:
-        # volume by volume: each volume is contiguous in a Fortran-ordered image (NIfTI's
-        # layout), where a voxel's time series is scattered across the whole array
-        by_volume = np.empty((data.shape[3], int(mask.sum())), dtype=data.dtype)
-        for t in range(data.shape[3]):
-            by_volume[t] = data[..., t][mask]
-        voxel_major = by_volume.T
-    else:
-        voxel_major = data[mask]
+    n_voxels, n_volumes = int(mask.sum()), data.shape[3]
     if shared:
         from .shared import shared_empty
 
-        out = shared_empty(voxel_major.shape)
-        out[...] = voxel_major
+        out = shared_empty((n_voxels, n_volumes))
     else:
-        out = np.ascontiguousarray(voxel_major, dtype=np.float64)
-    X = out.T  # (volumes, voxels)
-    bad = ~np.isfinite(X)
+        out = np.empty((n_voxels, n_volumes))
+    bad = np.zeros(n_voxels, dtype=bool)
+    if data.flags.f_contiguous and not data.flags.c_contiguous:
+        # a few volumes at a time: each volume is contiguous in a Fortran-ordered image
+        # (NIfTI's layout), where a voxel's time series is scattered across the whole
+        # array; the small buffer is reused, so the only large new array is the output
+        step = _VOLUMES_PER_READ
+        buffer = np.empty((min(step, n_volumes), n_voxels), dtype=data.dtype)
+        for t0 in range(0, n_volumes, step):
+            chunk = buffer[: min(step, n_volumes - t0)]
+            for t in range(len(chunk)):
+                chunk[t] = data[..., t0 + t][mask]
+            bad |= ~np.isfinite(chunk).all(axis=0)
+            out[:, t0 : t0 + len(chunk)] = chunk.T
+    else:
+        out[...] = data[mask]
+        bad = ~np.isfinite(out).all(axis=1)
     if bad.any():
-        n_vox = int(bad.any(axis=0).sum())
         raise ValueError(
-            f"The functional images hold NaN or infinite values in {n_vox} voxel(s) of the "
-            "mask: remove them from the mask or clean the data."
+            f"The functional images hold NaN or infinite values in {int(bad.sum())} voxel(s) "
+            "of the mask: remove them from the mask or clean the data."
         )
-    return X
+    return out.T  # (volumes, voxels)
+
+
+#: volumes read at a time by :func:`masked_data` (the buffer of a 44,000-voxel mask in
+#: float32 is 5.6 MB)
+_VOLUMES_PER_READ = 32
 
 
 def scores_to_img(values: np.ndarray, mask: np.ndarray, reference_img, fill: float = 0.0):
