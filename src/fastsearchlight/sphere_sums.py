@@ -129,11 +129,18 @@ class SphereSumModel(Protocol):
     """What :func:`run_sphere_sums` needs from a model (e.g.
     :class:`~fastsearchlight.estimators.naive_bayes.BatchedGaussianNB`)."""
 
-    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums: SphereSums, lean: bool = False) -> Any:
+    def sphere_sum_state(
+        self, X: np.ndarray, plan: CVPlan, sums: SphereSums, lean: bool = False,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> Any:
         """Everything that does not depend on the labels, computed once per run (``lean``:
-        for a single label vector, favouring memory over reuse)."""
+        for a single label vector, favouring memory over reuse; ``pool``: threads to share
+        the work)."""
 
-    def sphere_sum_label_sets(self, state: Any, ys: np.ndarray, n_classes: int, plan: CVPlan) -> list:
+    def sphere_sum_label_sets(
+        self, state: Any, ys: np.ndarray, n_classes: int, plan: CVPlan,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> list:
         """Per-voxel statistics of several label vectors at once; None for a label vector
         the model cannot take (the caller then uses the block path)."""
 
@@ -211,11 +218,24 @@ def run_sphere_sums(
     processes = n_workers > 1 and n_sets > 1
     n_threads = 1 if processes else n_workers
     lean = n_sets == 1  # no copy of the data for a single label vector
+    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+    try:
+        return _run(X, ys, estimator, neighbourhoods, n_classes, plan, metric, exact_block,
+                    memory_mb, n_workers, n_threads, processes, lean, pool, progress, cache)  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _run(X, ys, estimator, neighbourhoods, n_classes, plan, metric, exact_block, memory_mb,
+         n_workers, n_threads, processes, lean, pool, progress, cache):  # fmt: skip
+    """:func:`run_sphere_sums`, with its thread pool (or None) made."""
+    n_sets = ys.shape[0]
     key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads, processes, lean)
     cached = cache.get(key) if cache is not None else None
     if cached is None:
         sums = SphereSums(neighbourhoods, n_threads)
-        state = estimator.sphere_sum_state(X, plan, sums, lean=lean)
+        state = estimator.sphere_sum_state(X, plan, sums, lean=lean, pool=pool)
         shared = SharedFolder((X, sums, state, neighbourhoods)) if processes else None
         if cache is not None:  # the objects of the key are kept, so their ids stay theirs
             cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)
@@ -227,16 +247,11 @@ def run_sphere_sums(
     args = (estimator, n_classes, plan, metric, exact_block, max_columns)
     out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
     if not processes:
-        pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-        try:
-            for lo in range(0, n_sets, _LABEL_SETS_PER_PASS):
-                rows = slice(lo, lo + _LABEL_SETS_PER_PASS)
-                out[rows] = _label_sets_scores(state, sums, ys[rows], *args, pool=pool)
-                if progress is not None:
-                    progress(sums.n_spheres * len(ys[rows]))
-        finally:
-            if pool is not None:
-                pool.shutdown()
+        for lo in range(0, n_sets, _LABEL_SETS_PER_PASS):
+            rows = slice(lo, lo + _LABEL_SETS_PER_PASS)
+            out[rows] = _label_sets_scores(state, sums, ys[rows], *args, pool=pool)
+            if progress is not None:
+                progress(sums.n_spheres * len(ys[rows]))
         return out
     # the label-independent arrays are memory-mapped once and read by every worker
     X_mm, sums_mm, state_mm, hoods_mm = shared.objects
@@ -267,7 +282,7 @@ def _label_sets_scores(state, sums, ys, estimator, n_classes, plan, metric, exac
                        max_columns, *, pool):  # fmt: skip
     """Per-fold scores ``(len(ys), n_spheres, n_folds)`` of some label vectors, in turn."""
     out = np.empty((len(ys), sums.n_spheres, plan.n_folds))
-    for k, stats in enumerate(estimator.sphere_sum_label_sets(state, ys, n_classes, plan)):
+    for k, stats in enumerate(estimator.sphere_sum_label_sets(state, ys, n_classes, plan, pool=pool)):
         y = ys[k]
         if stats is None:
             out[k] = exact_block(np.arange(sums.n_spheres), y)

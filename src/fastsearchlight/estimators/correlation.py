@@ -239,7 +239,7 @@ class BatchedCorrelation(BatchedClassifier):
         return outs
 
     # ------------------------------------------------------------------ sphere sums
-    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums, lean: bool = False) -> dict:
+    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums, lean: bool = False, pool=None) -> dict:
         """What the sphere-sum path needs that does not depend on the labels.
 
         A correlation is a ratio of sums over the sphere's voxels (of x m, x, m, x^2 and
@@ -256,6 +256,9 @@ class BatchedCorrelation(BatchedClassifier):
         lean : bool
             Keep nothing per fold: compute the test patterns' sums when they are used
             (for a single label vector).
+        pool : ThreadPoolExecutor or None
+            Unused: the sums of the test patterns run on the threads of
+            :meth:`sphere_sum_decisions`.
 
         Returns
         -------
@@ -267,7 +270,7 @@ class BatchedCorrelation(BatchedClassifier):
             state["folds"] = [_test_pattern_sums(X, te, sums) for te in plan.test_indices]
         return state
 
-    def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
+    def sphere_sum_label_sets(self, state, ys, n_classes, plan, pool=None) -> list:
         """Class means of every voxel, per fold, for several label vectors (one matrix
         product for all of them).
 

@@ -190,7 +190,7 @@ class BatchedGaussianNB(BatchedClassifier):
         return jlls
 
     # ------------------------------------------------------------------ sphere sums
-    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums, lean: bool = False) -> dict:
+    def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums, lean: bool = False, pool=None) -> dict:
         """What the sphere-sum path needs that does not depend on the labels.
 
         The joint log-likelihood of a test sample is a sum over the features (voxels) of
@@ -208,6 +208,8 @@ class BatchedGaussianNB(BatchedClassifier):
         lean : bool
             Keep no copy of the data: centre the pieces of ``X`` as they are used (for a
             single label vector; several read their test samples faster from a copy).
+        pool : ThreadPoolExecutor or None
+            Threads sharing the passes over the data (by chunks of voxels).
 
         Returns
         -------
@@ -216,29 +218,26 @@ class BatchedGaussianNB(BatchedClassifier):
         if self.var_smoothing < 0:
             raise ValueError("var_smoothing must be non-negative.")
         X = np.asarray(X, dtype=np.float64)
-        centre = X.mean(axis=1, keepdims=True)
-        # the model is invariant to a shift of each voxel; centring keeps the sums of
-        # squares below free of cancellation. When the test sets partition the samples
-        # (KFold, LeaveOneGroupOut, ...), one copy of the data, split by test set into
-        # contiguous blocks, serves both the statistics and every fold's test samples.
-        order = np.concatenate(plan.test_indices)
         if lean:
             # test sets that are runs of samples are read as slices, without a gather
             runs = [
                 slice(te[0], te[-1] + 1) if np.array_equal(te, np.arange(te[0], te[-1] + 1)) else te
                 for te in plan.test_indices
             ]
+            centre, reach = _centre_and_reach(X, runs, pool)
             state = {"blocks": [X], "order": np.arange(plan.n_samples), "centre": centre,
-                     "tests": None, "test_indices": runs}  # fmt: skip
-            reach = np.empty((X.shape[0], plan.n_folds))
-            for f in range(plan.n_folds):
-                window = X[:, runs[f]]
-                reach[:, f] = np.maximum(window.max(axis=1) - centre[:, 0], centre[:, 0] - window.min(axis=1))
+                     "tests": None, "test_indices": runs, "reach": reach, "sums": sums,
+                     "train_weights": plan.train_masks.T / plan.train_masks.sum(axis=1),
+                     "epsilon": None}  # fmt: skip
             # epsilon comes with the first label vector's statistics, in the same pass
-            state.update(train_weights=plan.train_masks.T / plan.train_masks.sum(axis=1),
-                         epsilon=None, sums=sums, reach=reach)  # fmt: skip
             return state
-        elif np.array_equal(np.sort(order), np.arange(plan.n_samples)):
+        centre = X.mean(axis=1, keepdims=True)
+        # the model is invariant to a shift of each voxel; centring keeps the sums of
+        # squares below free of cancellation. When the test sets partition the samples
+        # (KFold, LeaveOneGroupOut, ...), one copy of the data, split by test set into
+        # contiguous blocks, serves both the statistics and every fold's test samples.
+        order = np.concatenate(plan.test_indices)
+        if np.array_equal(np.sort(order), np.arange(plan.n_samples)):
             blocks = [np.take(X, te, axis=1) for te in plan.test_indices]
             for block in blocks:
                 block -= centre
@@ -247,17 +246,16 @@ class BatchedGaussianNB(BatchedClassifier):
             order = np.arange(plan.n_samples)
             blocks = [X - centre]
             tests = [np.ascontiguousarray(blocks[0][:, te]) for te in plan.test_indices]
-        if not lean:
-            state = {"blocks": blocks, "order": order, "centre": None, "tests": tests}
-            train = plan.train_masks.T[order].astype(np.float64)  # (n, F), in block order
-            mean, mean_square = _moments(blocks, train / train.sum(axis=0))
-            reach = np.stack([np.maximum(t.max(axis=1), -t.min(axis=1)) for t in tests], axis=1)
+        state = {"blocks": blocks, "order": order, "centre": None, "tests": tests}
+        train = plan.train_masks.T[order].astype(np.float64)  # (n, F), in block order
+        mean, mean_square = _moments(blocks, train / train.sum(axis=0), pool=pool)
+        reach = np.stack([np.maximum(t.max(axis=1), -t.min(axis=1)) for t in tests], axis=1)
         total_var = np.maximum(mean_square - mean * mean, 0.0)  # (V, F)
         state["epsilon"] = self.var_smoothing * sums.max(total_var)  # (S, F)
         state["reach"] = reach
         return state
 
-    def sphere_sum_label_sets(self, state, ys, n_classes, plan) -> list:
+    def sphere_sum_label_sets(self, state, ys, n_classes, plan, pool=None) -> list:
         """Class means and variances of every voxel, per fold, for several label vectors.
 
         One matrix product per statistic for all label vectors (the data are read once).
@@ -269,6 +267,8 @@ class BatchedGaussianNB(BatchedClassifier):
         ys : ndarray (n_label_sets, n_samples)
         n_classes : int
         plan : CVPlan
+        pool : ThreadPoolExecutor or None
+            Threads sharing the pass over the data (by chunks of voxels).
 
         Returns
         -------
@@ -284,7 +284,7 @@ class BatchedGaussianNB(BatchedClassifier):
         shape = (-1, n_sets, n_folds, n_classes)
         if state["epsilon"] is None:  # lean state: the training variances too
             weights = np.hstack([weights, state["train_weights"]])
-        means, mean_squares = _moments(state["blocks"], weights, state["centre"])
+        means, mean_squares = _moments(state["blocks"], weights, state["centre"], pool=pool)
         if state["epsilon"] is None:
             mean, mean_square = means[:, -n_folds:], mean_squares[:, -n_folds:]
             total_var = np.maximum(mean_square - mean * mean, 0.0)  # (V, F)
@@ -379,10 +379,14 @@ class BatchedGaussianNB(BatchedClassifier):
             for lo in range(0, n_test, step):
                 hi = min(n_test, lo + step)
                 single = _scratch(state, (n_vox, n_diff, hi - lo), "single", np.float32)
-                for v0 in range(0, n_vox, _VOXEL_CHUNK):  # in cache, then to single
+
+                def voxel_chunk(v0, f=f, lo=lo, hi=hi, a=a, b=b, g=g, single=single):
+                    """Terms of some voxels, computed in cache, then stored in single."""
                     v = slice(v0, v0 + _VOXEL_CHUNK)
                     xs = _test_window(state, f, v, lo, hi)
                     single[v] = _terms(a[v], b[v], g[v], xs, _scratch(state, xs.shape[:1] + single.shape[1:]))
+
+                _map(pool, voxel_chunk, range(0, n_vox, _VOXEL_CHUNK))
                 part = sums.sum(single, pool)
                 part += prior.astype(np.float32)[None, :, None]
                 rows = np.flatnonzero(_near_boundary(part, rough))
@@ -452,23 +456,47 @@ class BatchedGaussianNB(BatchedClassifier):
 
 
 def _moments(blocks: list[np.ndarray], weights: np.ndarray, centre: np.ndarray | None = None,
-             chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+             chunk: int = 2048, pool=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``data @ weights`` and ``data**2 @ weights`` for ``data`` given as column blocks
     (``weights`` rows in the same order), minus ``centre`` (per row) if given, ``chunk``
-    rows at a time (the squares are never held whole)."""
+    rows at a time (the squares are never held whole; the chunks shared among the threads
+    of ``pool`` if given)."""
     first = np.zeros((blocks[0].shape[0], weights.shape[1]))
     second = np.zeros_like(first)
-    start = 0
-    for block in blocks:
-        w = weights[start : start + block.shape[1]]
-        start += block.shape[1]
-        for lo in range(0, block.shape[0], chunk):
-            rows = block[lo : lo + chunk]
+    starts = np.cumsum([0] + [block.shape[1] for block in blocks])
+
+    def rows_of(lo):
+        hi = lo + chunk
+        for block, start in zip(blocks, starts):
+            w = weights[start : start + block.shape[1]]
+            rows = block[lo:hi]
             if centre is not None:
-                rows = rows - centre[lo : lo + chunk]
-            first[lo : lo + chunk] += rows @ w
-            second[lo : lo + chunk] += (rows * rows) @ w
+                rows = rows - centre[lo:hi]
+            first[lo:hi] += rows @ w
+            second[lo:hi] += (rows * rows) @ w
+
+    _map(pool, rows_of, range(0, first.shape[0], chunk))
     return first, second
+
+
+def _centre_and_reach(X: np.ndarray, runs: list, pool=None, chunk: int = 2048):
+    """Mean of every voxel (row of ``X``), shape (V, 1), and the largest distance from it
+    of the voxel's test samples in each fold (``runs``: slices or index arrays), shape
+    (V, n_folds); ``chunk`` voxels at a time (in cache), shared among the threads of
+    ``pool`` if given."""
+    centre = np.empty((X.shape[0], 1))
+    reach = np.empty((X.shape[0], len(runs)))
+
+    def rows_of(lo):
+        rows = X[lo : lo + chunk]
+        c = rows.mean(axis=1)
+        centre[lo : lo + chunk, 0] = c
+        for f, run in enumerate(runs):
+            window = rows[:, run]
+            reach[lo : lo + chunk, f] = np.maximum(window.max(axis=1) - c, c - window.min(axis=1))
+
+    _map(pool, rows_of, range(0, X.shape[0], chunk))
+    return centre, reach
 
 
 def _test_window(state: dict, fold: int, voxels, lo: int, hi: int | None) -> np.ndarray:
@@ -502,6 +530,16 @@ def _scratch(state: dict, shape: tuple, name: str = "terms", dtype=np.float64) -
 
 #: voxels whose per-voxel terms are computed at once (the work arrays stay in cache)
 _VOXEL_CHUNK = 2048
+
+
+def _map(pool, function, items) -> None:
+    """``function(item)`` for every item, on the threads of ``pool`` if given (numpy
+    releases the interpreter lock in the array operations)."""
+    if pool is None:
+        for item in items:
+            function(item)
+    else:
+        list(pool.map(function, items))
 
 
 def _terms(a, b, g, x, out):
