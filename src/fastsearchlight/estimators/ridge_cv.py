@@ -30,6 +30,13 @@ Both give the same errors in exact arithmetic; following scikit-learn's choice k
 rounding behaviour close to its own when the covariance is rank deficient. One batched
 ``eigh`` per fold and block of spheres serves every alpha.
 
+Sharing across folds (covariance form): each fold's covariance is the block's total
+cross-products minus those of its test samples (the total itself the sum of the test
+parts when the test sets are disjoint), corrected by the training mean. Every sample of the
+block is projected on the fold's eigenbasis once: the training samples give the
+leave-one-out errors, the test samples the decisions (``Xc_test B`` for the chosen alpha is
+read from the same fitted values), so no per-fold copy of the training samples is made.
+
 Conditioning: before anything else, every sphere's features are shifted by their mean over
 all samples. With an intercept this is an exact reparametrisation (the fitted coefficients
 do not change, the intercept absorbs the shift) and it removes the large common offset of
@@ -62,8 +69,8 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 
     Notes
     -----
-    Work per fold: one centred covariance (or Gram matrix) and one ``eigh`` per sphere,
-    then a few products of size ``n_train x n_features`` shared by all alphas. Spheres are
+    Work per fold: one ``eigh`` of the centred covariance (or Gram matrix) per sphere, then
+    a few products of size ``n_samples x n_features`` shared by all alphas. Spheres are
     processed in blocks of a few hundred so that a block's arrays stay in cache.
     """
 
@@ -172,26 +179,34 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
             for _ in range(n_sets)
         ]
         best = [[np.empty(S, dtype=np.intp) for _ in plan.test_indices] for _ in range(n_sets)]
+        n_features = X.shape[2]
+        partition = _disjoint(plan.test_indices)
         for start in range(0, S, _BLOCK):
             block = slice(start, start + _BLOCK)
             Zb = X[block]
             if self.fit_intercept:  # exact reparametrisation, for conditioning
                 Zb = Zb - Zb.mean(axis=1, keepdims=True)
+            else:
+                Zb = np.ascontiguousarray(Zb)
+            covariances = None
             for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
-                Z_train = np.take(Zb, train, axis=1)
-                x_mean = Z_train.mean(axis=1, keepdims=True) if self.fit_intercept else 0.0
-                Xc = Z_train - x_mean
-                Z_test = np.take(Zb, test, axis=1) - x_mean
-                if len(train) > Xc.shape[2]:
-                    decomposition = _Covariance(Xc, self.fit_intercept)
+                # as scikit-learn: the covariance when there are more samples than
+                # features, else the Gram matrix
+                if len(train) > n_features:
+                    if covariances is None:
+                        covariances = _BlockCovariances(Zb, plan, partition, self.fit_intercept)
+                    decomposition = covariances.fold(f)
                 else:
-                    decomposition = _Gram(Xc, self.fit_intercept)
+                    Z_train = np.take(Zb, train, axis=1)
+                    x_mean = Z_train.mean(axis=1, keepdims=True) if self.fit_intercept else 0.0
+                    Xc = Z_train - x_mean
+                    decomposition = _Gram(Xc, np.take(Zb, test, axis=1) - x_mean, self.fit_intercept)
                 # label sets in chunks, to bound the (spheres, samples, alphas, sets) arrays
-                per_set = Xc.shape[0] * Xc.shape[1] * alphas.size * n_targets
+                per_set = Zb.shape[0] * Zb.shape[1] * alphas.size * n_targets
                 chunk = max(1, _CHUNK_ELEMENTS // per_set)
                 for first in range(0, n_sets, chunk):
                     sets = slice(first, first + chunk)
-                    dec, chosen = self._fit_decide(decomposition, Y[train, sets], Z_test, alphas)
+                    dec, chosen = self._fit_decide(decomposition, Y[:, sets], train, alphas)
                     for j, label_set in enumerate(range(n_sets)[sets]):
                         decisions[label_set][f][block] = dec[:, :, j]
                         best[label_set][f][block] = chosen[:, j]
@@ -200,18 +215,18 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         return decisions, [[alphas[b] for b in per_set] for per_set in best]
 
     def _fit_decide(
-        self, decomposition, Y_train: np.ndarray, Z_test: np.ndarray, alphas: np.ndarray
+        self, decomposition, Y: np.ndarray, train: np.ndarray, alphas: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Alpha selection and fit on one fold, for several label sets.
 
         Parameters
         ----------
-        decomposition : _Covariance or _Gram
-            Of the fold's centred training data ``(S, n, d)``.
-        Y_train : ndarray of shape (n, L, T)
-            Targets of ``L`` label sets.
-        Z_test : ndarray of shape (S, n_test, d)
-            Test data, centred by the training mean.
+        decomposition : _FoldCovariance or _Gram
+            Of the fold's centred training data.
+        Y : ndarray of shape (n_samples, L, T)
+            Targets of ``L`` label sets, every sample.
+        train : ndarray of int
+            The fold's training samples.
         alphas : ndarray of shape (A,)
 
         Returns
@@ -220,17 +235,18 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         best : ndarray of shape (S, L)
             Index of the chosen alpha.
         """
+        Y_train = Y[train]
         n_train, n_sets, n_targets = Y_train.shape
         if self.fit_intercept:
             y_mean = Y_train.mean(axis=0)  # (L, T)
-            Yc = Y_train - y_mean
         else:
             y_mean = np.zeros((n_sets, n_targets))
-            Yc = Y_train
-        looe = decomposition.loo_residuals(Yc.reshape(n_train, -1), alphas)  # (S, n, A, L*T)
+        looe = decomposition.loo_residuals(Y.reshape(len(Y), -1), y_mean.ravel(), train, alphas)
         S = looe.shape[0]
         looe = looe.reshape(S, n_train, alphas.size, n_sets, n_targets)
-        scores = -np.mean(looe * looe, axis=(1, 4))  # (S, A, L)
+        looe *= looe
+        scores = looe.sum(axis=1).sum(axis=-1)  # (S, A, L)
+        scores *= -1.0 / (n_train * n_targets)  # minus the mean squared error
 
         # a later alpha replaces the best only if strictly better: ties keep the first
         best = np.zeros((S, n_sets), dtype=np.intp)
@@ -240,8 +256,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
             best[better] = a
             best_score = np.where(better, scores[:, a], best_score)
 
-        coef = decomposition.coefficients(best, n_sets)  # (S, d, L*T)
-        decisions = np.matmul(Z_test, coef).reshape(S, -1, n_sets, n_targets)
+        decisions = decomposition.test_decisions(best, n_sets).reshape(S, -1, n_sets, n_targets)
         return decisions + y_mean, best
 
 
@@ -249,63 +264,131 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 _CHUNK_ELEMENTS = 1 << 22
 
 
-class _Covariance:
-    """Eigendecomposition of the centred covariance ``Xc'Xc`` of a block (``n > d``)."""
+def _disjoint(tests: list[np.ndarray]) -> bool:
+    """Whether no sample is in two test sets."""
+    every = np.concatenate(tests)
+    return len(np.unique(every)) == len(every)
 
-    def __init__(self, Xc: np.ndarray, fit_intercept: bool):
-        self.intercept_leverage = 1.0 / Xc.shape[1] if fit_intercept else 0.0
-        cov = np.matmul(Xc.transpose(0, 2, 1), Xc)  # (S, d, d)
+
+def _rows(index: np.ndarray):
+    """A run of consecutive samples as a slice (read without a copy), else the indices."""
+    if index.size and index[-1] - index[0] + 1 == index.size:
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+class _BlockCovariances:
+    """The centred training covariances ``Xc'Xc`` of every fold of a block ``Zb`` (S, n, d),
+    from sums over all samples minus those over the fold's test samples:
+    ``Xc'Xc = (Z'Z - Zt'Zt) - n_train m m'`` with ``m`` the training mean (``Zb`` is
+    already centred on all samples, so the subtraction loses nothing to cancellation).
+
+    When the test sets are disjoint the total is the sum of their parts (and of the
+    samples never tested), so every sample enters one product.
+    """
+
+    def __init__(self, Zb: np.ndarray, plan: CVPlan, partition: bool, fit_intercept: bool):
+        self.Zb, self.plan, self.fit_intercept = Zb, plan, fit_intercept
+        self.tests = [_rows(te) for te in plan.test_indices]
+        self.parts = [np.matmul(Zb[:, t].transpose(0, 2, 1), Zb[:, t]) for t in self.tests]
+        self.part_sums = [Zb[:, t].sum(axis=1) for t in self.tests]
+        if partition:
+            total = self.parts[0].copy()
+            for part in self.parts[1:]:
+                total += part
+            rest = np.setdiff1d(np.arange(Zb.shape[1]), np.concatenate(plan.test_indices))
+            if rest.size:
+                Zr = Zb[:, _rows(rest)]
+                total += np.matmul(Zr.transpose(0, 2, 1), Zr)
+        else:
+            total = np.matmul(Zb.transpose(0, 2, 1), Zb)
+        self.total = total
+        self.sum_all = Zb.sum(axis=1)  # (S, d)
+
+    def fold(self, f: int) -> _FoldCovariance:
+        """The decomposition of fold ``f``."""
+        n_train = len(self.plan.train_indices[f])
+        cov = self.total - self.parts[f]
+        mean = None
+        if self.fit_intercept:
+            mean = (self.sum_all - self.part_sums[f]) / n_train  # (S, d)
+            cov -= n_train * mean[:, :, None] * mean[:, None, :]
+        return _FoldCovariance(self.Zb, cov, mean, self.tests[f], n_train, self.fit_intercept)
+
+
+class _FoldCovariance:
+    """Eigendecomposition of a fold's centred covariance ``Xc'Xc`` (``n_train > d``), with
+    every sample of the block in its eigenbasis: the training samples give the
+    leave-one-out errors, the test samples the decisions."""
+
+    def __init__(self, Zb, cov, mean, test_rows, n_train: int, fit_intercept: bool):
+        self.intercept_leverage = 1.0 / n_train if fit_intercept else 0.0
+        self.test_rows = test_rows
         self.evals, self.V = np.linalg.eigh(cov)  # (S, d), (S, d, d)
-        self.U = np.matmul(Xc, self.V)  # (S, n, d): training data in the eigenbasis
-        self.U2 = self.U * self.U
+        U = np.matmul(Zb, self.V)  # (S, n, d): every sample in the eigenbasis
+        if mean is not None:
+            U -= np.matmul(mean[:, None, :], self.V)
+        self.U = U
 
-    def loo_residuals(self, Yc: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-        """Leave-one-out residuals ``(S, n, A, M)`` of the targets ``Yc`` ``(n, M)``.
+    def loo_residuals(
+        self, Y: np.ndarray, y_mean: np.ndarray, train: np.ndarray, alphas: np.ndarray
+    ) -> np.ndarray:
+        """Leave-one-out residuals ``(S, n_train, A, M)`` of the targets ``Y`` ``(n, M)``
+        (centred by ``y_mean`` ``(M,)`` on the training samples ``train``).
 
         ``(Yc - Xc B)_i / (1 - h_ii - 1/n)`` with ``B = (Xc'Xc + alpha I)^-1 Xc'Yc`` and
-        ``h_ii`` the leverages; all alphas at once. Keeps ``V' B`` for :meth:`coefficients`.
+        ``h_ii`` the leverages; all alphas at once. Keeps the fitted values of every
+        sample for :meth:`test_decisions`.
         """
         S, n, d = self.U.shape
-        n_alphas, M = alphas.size, Yc.shape[1]
-        UtY = np.einsum("snd,nm->sdm", self.U, Yc)  # (S, d, M) = V' Xc' Yc
+        n_alphas, M = alphas.size, Y.shape[1]
+        Yc = Y - y_mean
+        Yt = np.zeros_like(Yc)
+        Yt[train] = Yc[train]
+        UtY = np.matmul(self.U.transpose(0, 2, 1), Yt)  # (S, d, M) = V' Xc' Yc
         D = 1.0 / (self.evals[..., None] + alphas)  # (S, d, A)
-        leverage = np.matmul(self.U2, D)  # (S, n, A)
-        self.shrunk = D[..., None] * UtY[:, :, None, :]  # (S, d, A, M): V' B_alpha
-        fitted = np.matmul(self.U, self.shrunk.reshape(S, d, n_alphas * M))
-        fitted = fitted.reshape(S, n, n_alphas, M)
+        shrunk = D[..., None] * UtY[:, :, None, :]  # (S, d, A, M): V' B_alpha
+        fitted = np.matmul(self.U, shrunk.reshape(S, d, n_alphas * M))
+        self.fitted = fitted.reshape(S, n, n_alphas, M)
+        leverage = np.take(np.matmul(self.U * self.U, D), train, axis=1)  # (S, n_train, A)
         denom = 1.0 - leverage - self.intercept_leverage
-        return (Yc[:, None, :] - fitted) / denom[..., None]
+        residual = Yc[train][:, None, :] - np.take(self.fitted, train, axis=1)
+        return residual / denom[..., None]
 
-    def coefficients(self, best: np.ndarray, n_sets: int) -> np.ndarray:
-        """Coefficients ``(S, d, M)`` for the chosen alpha index ``best`` ``(S, L)``."""
-        S, d, _, M = self.shrunk.shape
-        shrunk = self.shrunk.reshape(S, d, -1, n_sets, M // n_sets)
-        index = np.broadcast_to(best[:, None, None, :, None], (S, d, 1, n_sets, M // n_sets))
-        chosen = np.take_along_axis(shrunk, index, axis=2)[:, :, 0]  # (S, d, L, T)
-        return np.matmul(self.V, chosen.reshape(S, d, M))
+    def test_decisions(self, best: np.ndarray, n_sets: int) -> np.ndarray:
+        """Centred decisions ``(S, n_test, M)`` of the test samples with the chosen alpha
+        index ``best`` ``(S, L)``."""
+        fitted = self.fitted[:, self.test_rows]  # (S, n_test, A, M)
+        S, n_test, _, M = fitted.shape
+        fitted = fitted.reshape(S, n_test, -1, n_sets, M // n_sets)
+        index = np.broadcast_to(best[:, None, None, :, None], (S, n_test, 1, n_sets, M // n_sets))
+        return np.take_along_axis(fitted, index, axis=2)[:, :, 0].reshape(S, n_test, M)
 
 
 class _Gram:
-    """Eigendecomposition of the Gram matrix ``Xc Xc'`` of a block (``n <= d``).
+    """Eigendecomposition of the Gram matrix ``Xc Xc'`` of a fold's training samples
+    (``n <= d``).
 
     With ``G = Xc Xc' + alpha I`` the dual coefficients are ``c = G^-1 Yc``, the
     leave-one-out residuals ``c_i / (G^-1_ii - (G^-1 1)_i / n)`` (no ``1/n`` term without
     intercept) and the coefficients ``Xc' c``.
     """
 
-    def __init__(self, Xc: np.ndarray, fit_intercept: bool):
+    def __init__(self, Xc: np.ndarray, Z_test: np.ndarray, fit_intercept: bool):
         self.Xc = Xc
+        self.Z_test = Z_test  # (S, n_test, d), centred by the training mean
         self.fit_intercept = fit_intercept
         gram = np.matmul(Xc, Xc.transpose(0, 2, 1))  # (S, n, n)
         self.evals, self.Q = np.linalg.eigh(gram)
         self.Q2 = self.Q * self.Q
         self.Qt1 = self.Q.sum(axis=1)  # (S, n) = Q' 1
 
-    def loo_residuals(self, Yc: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-        """Leave-one-out residuals ``(S, n, A, M)`` of the targets ``Yc`` ``(n, M)``.
-
-        Keeps the dual coefficients for :meth:`coefficients`.
-        """
+    def loo_residuals(
+        self, Y: np.ndarray, y_mean: np.ndarray, train: np.ndarray, alphas: np.ndarray
+    ) -> np.ndarray:
+        """Leave-one-out residuals ``(S, n, A, M)`` of the targets ``Y[train]`` ``(n, M)``,
+        centred by ``y_mean``. Keeps the dual coefficients for :meth:`test_decisions`."""
+        Yc = Y[train] - y_mean
         S, n, _ = self.Q.shape
         n_alphas, M = alphas.size, Yc.shape[1]
         QtY = np.einsum("snk,nm->skm", self.Q, Yc)  # (S, n, M)
@@ -317,10 +400,12 @@ class _Gram:
             diag = diag - np.matmul(self.Q, D * self.Qt1[..., None]) / n
         return self.dual / diag[..., None]
 
-    def coefficients(self, best: np.ndarray, n_sets: int) -> np.ndarray:
-        """Coefficients ``(S, d, M)`` for the chosen alpha index ``best`` ``(S, L)``."""
+    def test_decisions(self, best: np.ndarray, n_sets: int) -> np.ndarray:
+        """Centred decisions ``(S, n_test, M)`` of the test samples with the chosen alpha
+        index ``best`` ``(S, L)``."""
         S, n, _, M = self.dual.shape
         dual = self.dual.reshape(S, n, -1, n_sets, M // n_sets)
         index = np.broadcast_to(best[:, None, None, :, None], (S, n, 1, n_sets, M // n_sets))
         chosen = np.take_along_axis(dual, index, axis=2)[:, :, 0]  # (S, n, L, T)
-        return np.matmul(self.Xc.transpose(0, 2, 1), chosen.reshape(S, n, M))
+        coef = np.matmul(self.Xc.transpose(0, 2, 1), chosen.reshape(S, n, M))  # (S, d, M)
+        return np.matmul(self.Z_test, coef)
