@@ -47,6 +47,7 @@ ESTIMATORS = {
     "gnb": ("gnb", "GaussianNB()"),
     "lda": ("lda", "LinearDiscriminantAnalysis(solver='lsqr', shrinkage='auto')"),
     "ridge": ("ridge_classifier", "ridge_classifier"),
+    "ridge_fixed_alpha": ("ridge_classifier_fixed", "RidgeClassifier()"),
     "logistic_regression": ("logistic_regression", "LogisticRegression()"),
     "correlation": ("correlation", "CorrelationClassifier()"),
 }
@@ -56,7 +57,7 @@ def _estimator(spec: str):
     """A named estimator stays a name; an expression builds the scikit-learn object."""
     if spec.endswith(")"):
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # noqa: F401
-        from sklearn.linear_model import LogisticRegression  # noqa: F401
+        from sklearn.linear_model import LogisticRegression, RidgeClassifier  # noqa: F401
         from sklearn.naive_bayes import GaussianNB  # noqa: F401
 
         from fastsearchlight.estimators.correlation import CorrelationClassifier  # noqa: F401
