@@ -136,3 +136,18 @@ def test_many_label_sets_match_one_at_a_time(n_classes, n_features, monkeypatch)
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     compare_with_sklearn(X, ys[3], n_classes, plan, alphas=(0.01, 1.0, 100.0))
+
+
+@pytest.mark.parametrize("n_features", [4, 40])  # covariance and Gram paths
+def test_test_samples_in_any_order(n_features):
+    """Test sets given out of order (a shuffled run of samples, overlapping sets): the
+    decisions follow the order of the plan's test indices."""
+    from fastsearchlight.cv import make_cv_plan
+
+    rng = np.random.default_rng(41)
+    X, y, _ = make_data(rng, 5, 36, n_features, 2, raw=True)
+    first = np.array([2, 4, 3, 5, 6, 7, 8, 9, 10, 11])  # the run 2..11, not in order
+    second = rng.permutation(np.arange(8, 20))  # overlaps the first
+    splits = [(np.setdiff1d(np.arange(36), te), te) for te in (first, second)]
+    plan = make_cv_plan(splits, y)
+    compare_with_sklearn(X, y, 2, plan)

@@ -107,3 +107,12 @@ def test_first_newton_points_are_the_ridge_solutions(splitter):
             H = np.eye(Xt.shape[1]) + 2 * C * Xt.T @ Xt
             expected = np.linalg.solve(H, 2 * C * Xt.T @ Y[q, mask])
             np.testing.assert_allclose(points[s, q], expected, rtol=1e-10, atol=1e-12)
+
+
+def test_as_slice_only_takes_runs_in_order():
+    from fastsearchlight.estimators.base import as_slice
+
+    assert as_slice(np.arange(3, 9)) == slice(3, 9)
+    for index in ([3, 5, 4, 6], [0, 0, 2], [4, 3], [1, 3]):
+        assert isinstance(as_slice(np.array(index)), np.ndarray)
+    assert isinstance(as_slice(np.array([], dtype=int)), np.ndarray)

@@ -124,3 +124,12 @@ def class_mean_weights(ys: np.ndarray, n_classes: int, plan: CVPlan):
         for f, tr in enumerate(plan.train_indices):
             weights[tr, k, f, ys[k, tr]] = 1.0 / counts[k, f, ys[k, tr]]
     return weights.reshape(plan.n_samples, -1), counts, valid
+
+
+def as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` as a slice when it is a run of consecutive increasing positions (read then
+    as a view, without a copy), else unchanged."""
+    index = np.asarray(index)
+    if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
+        return slice(int(index[0]), int(index[0]) + index.size)
+    return index

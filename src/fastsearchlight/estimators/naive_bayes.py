@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from ..cv import CVPlan
-from .base import BatchedClassifier, class_mean_weights
+from .base import BatchedClassifier, as_slice, class_mean_weights
 from .discriminant import (
     FoldBlocks,
     block_sums,
@@ -220,10 +220,7 @@ class BatchedGaussianNB(BatchedClassifier):
         X = np.asarray(X, dtype=np.float64)
         if lean:
             # test sets that are runs of samples are read as slices, without a gather
-            runs = [
-                slice(te[0], te[-1] + 1) if np.array_equal(te, np.arange(te[0], te[-1] + 1)) else te
-                for te in plan.test_indices
-            ]
+            runs = [as_slice(te) for te in plan.test_indices]
             centre, reach = _centre_and_reach(X, runs, pool)
             state = {"blocks": [X], "order": np.arange(plan.n_samples), "centre": centre,
                      "tests": None, "test_indices": runs, "reach": reach, "sums": sums,

@@ -50,7 +50,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..cv import CVPlan
-from .base import BatchedClassifier, binary_targets
+from .base import BatchedClassifier, as_slice, binary_targets
 
 #: spheres per block (keeps a block's arrays in cache)
 _BLOCK = 256
@@ -270,13 +270,6 @@ def _disjoint(tests: list[np.ndarray]) -> bool:
     return len(np.unique(every)) == len(every)
 
 
-def _rows(index: np.ndarray):
-    """A run of consecutive samples as a slice (read without a copy), else the indices."""
-    if index.size and index[-1] - index[0] + 1 == index.size:
-        return slice(int(index[0]), int(index[-1]) + 1)
-    return index
-
-
 class _BlockCovariances:
     """The centred training covariances ``Xc'Xc`` of every fold of a block ``Zb`` (S, n, d),
     from sums over all samples minus those over the fold's test samples:
@@ -289,7 +282,7 @@ class _BlockCovariances:
 
     def __init__(self, Zb: np.ndarray, plan: CVPlan, partition: bool, fit_intercept: bool):
         self.Zb, self.plan, self.fit_intercept = Zb, plan, fit_intercept
-        self.tests = [_rows(te) for te in plan.test_indices]
+        self.tests = [as_slice(te) for te in plan.test_indices]
         self.parts = [np.matmul(Zb[:, t].transpose(0, 2, 1), Zb[:, t]) for t in self.tests]
         self.part_sums = [Zb[:, t].sum(axis=1) for t in self.tests]
         if partition:
@@ -298,7 +291,7 @@ class _BlockCovariances:
                 total += part
             rest = np.setdiff1d(np.arange(Zb.shape[1]), np.concatenate(plan.test_indices))
             if rest.size:
-                Zr = Zb[:, _rows(rest)]
+                Zr = Zb[:, as_slice(rest)]
                 total += np.matmul(Zr.transpose(0, 2, 1), Zr)
         else:
             total = np.matmul(Zb.transpose(0, 2, 1), Zb)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from .base import BatchedClassifier, binary_targets
+from .base import BatchedClassifier, as_slice, binary_targets
 
 
 def _solve_spd(H: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -139,9 +139,7 @@ def _newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
 def _gram(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``X[:, rows]^T X[:, rows]`` for a stack ``X`` (b, n, d); a contiguous ``rows`` is read
     as a slice (no copy)."""
-    if rows.size and rows[-1] - rows[0] + 1 == rows.size:
-        rows = slice(int(rows[0]), int(rows[-1]) + 1)
-    part = X[:, rows]
+    part = X[:, as_slice(rows)]
     return np.swapaxes(part, 1, 2) @ part
 
 
