@@ -40,6 +40,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from _results import write_result  # noqa: E402
 
 
 def _best(f, repeats: int = 3) -> float:
@@ -147,10 +148,7 @@ def main() -> int:
                  f"gather and two worker processes: {ridge_cv + t['gather'] / 2 + start:.2f} s")
     text = "\n".join(lines)
     print(text)
-    out = Path(__file__).resolve().parent / "results" / "numpy_floors.md"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, out)
+    write_result(Path(__file__).resolve().parent / "results" / "numpy_floors.md", text)
     return 0
 
 

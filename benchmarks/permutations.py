@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -94,12 +94,7 @@ def main(argv=None) -> int:
                      f"{fits:,.0f} | {r['peak_rss_mb']:.0f} | {r['fwe_significant']} |")  # fmt: skip
     text = "\n".join(lines)
     print(text)
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    target = results / ("permutations-quick.md" if args.quick else "permutations.md")
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, target)
+    write_result(HERE / "results" / ("permutations-quick.md" if args.quick else "permutations.md"), text)
     return 0
 
 

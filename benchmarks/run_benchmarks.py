@@ -37,6 +37,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _results import write_result
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -237,14 +238,8 @@ def main(argv=None) -> int:
     text = table(rows, info, args)
     print(text)
     out = args.out or (RESULTS / ("quick.md" if args.quick else "latest.md"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, out)
-    json_out = out.with_suffix(".json")
-    tmp = json_out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
-    os.replace(tmp, json_out)
+    write_result(out, text)
+    write_result(out.with_suffix(".json"), json.dumps({"machine": info, "rows": rows}, indent=1))
     return 0
 
 
