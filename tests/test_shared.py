@@ -50,3 +50,46 @@ def test_masked_data_shared_or_not_is_the_same():
     np.testing.assert_array_equal(plain, data[mask].T.astype(np.float64))
     assert isinstance(shared.base, np.memmap) or isinstance(shared.base.base, np.memmap)
     assert plain.T.flags.c_contiguous and shared.T.flags.c_contiguous
+
+
+def test_shared_memory_is_used_only_with_room_to_spare(monkeypatch, tmp_path):
+    """A container's /dev/shm is often 64 MB: writing past its end kills the process, so
+    larger objects go to the default temporary folder."""
+    import collections
+    import tempfile
+
+    import fastsearchlight.shared as shared
+
+    if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)):
+        assert shared._temp_root(10) is None
+        return
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shared.shutil, "disk_usage", lambda path: usage(100, 0, 100))
+    assert shared._temp_root(50) == "/dev/shm"
+    assert shared._temp_root(51) is None
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the default temporary folder
+    monkeypatch.setattr(shared.shutil, "disk_usage", lambda path: usage(100, 0, 0))
+    array = shared_empty((10, 3))
+    assert array.filename.startswith(str(tmp_path))
+    folder = SharedFolder(({"a": np.arange(100.0)},))
+    assert folder.objects[0]["a"].filename.startswith(str(tmp_path))
+
+
+def test_nbytes_counts_arrays_in_nests():
+    from scipy import sparse
+
+    from fastsearchlight.shared import _nbytes
+
+    m = sparse.csr_matrix(np.eye(3))
+    expected = 80 + 16 + m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+    assert _nbytes(({"a": np.zeros(10), "b": [np.zeros(2), 3]}, m, "text")) == expected
+
+
+def test_empty_small_pages_is_a_writable_array():
+    from fastsearchlight.shared import empty_small_pages
+
+    for shape, dtype in [((1000, 300), np.float64), ((7,), np.float32), ((0, 3), np.float64)]:
+        a = empty_small_pages(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.writeable
+        a[...] = 2.0
+        assert np.all(a == 2.0)

@@ -77,12 +77,12 @@ def masked_data(func_img, mask: np.ndarray, *, shared: bool = False) -> np.ndarr
     """
     data = np.asanyarray(func_img.dataobj)
     n_voxels, n_volumes = int(mask.sum()), data.shape[3]
-    if shared:
-        from .shared import shared_empty
+    from .shared import empty_small_pages, shared_empty
 
+    if shared:
         out = shared_empty((n_voxels, n_volumes))
     else:
-        out = np.empty((n_voxels, n_volumes))
+        out = empty_small_pages((n_voxels, n_volumes))
     bad = np.zeros(n_voxels, dtype=bool)
     if data.flags.f_contiguous and not data.flags.c_contiguous:
         # a few volumes at a time: each volume is contiguous in a Fortran-ordered image
