@@ -327,10 +327,10 @@ class BatchedLinearSVC(BatchedClassifier):
         Q = U * M
         H = np.empty((b, U, d, d))
         left = [np.flatnonzero(~keep) for keep in kept]
-        n = kept.shape[1]
-        disjoint = sum(len(ix) for ix in left) == len(np.unique(np.concatenate(left)))
-        if disjoint and all(len(ix) < n - len(ix) for ix in left):
-            # H_u = (sum of every left-out part's Gram) - (the part of u)
+        smaller = [len(ix) < keep.sum() for ix, keep in zip(left, kept)]
+        every = np.concatenate(left)
+        if all(smaller) and len(np.unique(every)) == len(every):
+            # disjoint left-out parts: H_u = (sum of every part's Gram) - (the part of u)
             parts = [_gram(Xb, ix) for ix in left]
             total = parts[0].copy()
             for part in parts[1:]:
@@ -341,8 +341,12 @@ class BatchedLinearSVC(BatchedClassifier):
             for u, part in enumerate(parts):
                 np.subtract(total, part, out=H[:, u])
         else:
+            total = _gram(Xb, np.arange(kept.shape[1])) if any(smaller) else None
             for u, keep in enumerate(kept):
-                H[:, u] = _gram(Xb, np.flatnonzero(keep))
+                if smaller[u]:  # the sphere's Gram matrix minus the left-out part
+                    np.subtract(total, _gram(Xb, left[u]), out=H[:, u])
+                else:
+                    H[:, u] = _gram(Xb, np.flatnonzero(keep))
         H *= 2.0 * C
         H += np.eye(d)
         rhs = (2.0 * C) * (YW @ Xb)  # (b, Q, d)
