@@ -23,7 +23,7 @@ def test_masked_data_is_the_data_at_the_mask(order, n_volumes, shared):
 def test_masked_data_names_the_voxels_that_are_not_finite(order, bad):
     data = np.ones((4, 4, 4, 40), dtype=np.float32, order=order)
     mask = np.ones((4, 4, 4), dtype=bool)
-    data[1, 2, 3, 35] = bad  # in the second read
+    data[1, 2, 3, 35] = bad  # in the third read
     data[0, 0, 0, 2] = bad
     data[0, 0, 0, 3] = bad  # the same voxel twice
     with pytest.raises(ValueError, match=r"NaN or infinite values in 2 voxel\(s\)"):
