@@ -218,13 +218,15 @@ def run_sphere_sums(
     processes = n_workers > 1 and n_sets > 1
     n_threads = 1 if processes else n_workers
     lean = n_sets == 1  # no copy of the data for a single label vector
-    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-    try:
+    if n_threads == 1:
+        return _run(X, ys, estimator, neighbourhoods, n_classes, plan, metric, exact_block,
+                    memory_mb, n_workers, n_threads, processes, lean, None, progress, cache)  # fmt: skip
+    from threadpoolctl import threadpool_limits
+
+    # the pool's threads share the cores: one BLAS thread each, not one per core each
+    with ThreadPoolExecutor(n_threads) as pool, threadpool_limits(1, user_api="blas"):
         return _run(X, ys, estimator, neighbourhoods, n_classes, plan, metric, exact_block,
                     memory_mb, n_workers, n_threads, processes, lean, pool, progress, cache)  # fmt: skip
-    finally:
-        if pool is not None:
-            pool.shutdown()
 
 
 def _run(X, ys, estimator, neighbourhoods, n_classes, plan, metric, exact_block, memory_mb,
