@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 from .cv import CVPlan
 from .estimators.base import BatchedClassifier
@@ -369,6 +368,8 @@ def _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers)
 
 
 def _progress(total: int, verbose: int, desc: str):
+    from tqdm.auto import tqdm  # here: worker processes, which import this module, need none
+
     return tqdm(total=total, disable=verbose <= 0, desc=desc, unit="sphere", leave=False)
 
 
