@@ -232,3 +232,28 @@ def test_a_killed_worker_loses_nothing(cluster):
     assert_same_results(serial, box["result"])
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker
     assert pids[victim] not in client.run(os.getpid).values()
+
+
+def _total(values, extra):
+    return float(np.sum(values)) + extra
+
+
+def test_data_lost_from_the_cluster_are_scattered_again(cluster):
+    """The scheduler may drop the extra copies of broadcast data; when the last copy dies
+    with its worker, the tasks that need it are cancelled: the session scatters the data
+    again and resubmits them."""
+    from fastsearchlight.engine import DaskSession
+
+    _, client = cluster
+    session = DaskSession(client)
+    values = np.arange(10.0)
+    parts = [np.ones(3), np.full(2, 2.0)]
+    one = session.scatter(values)
+    many = session.scatter(parts, key="parts")
+    client.cancel([one, many[1]])  # as if their workers had died with them
+    argsets = [(one, 0.0), (many[0], 1.0), (many[1], 2.0)]
+    results = dict(session.map_unordered(_total, argsets))
+    assert results == {0: 45.0, 1: 4.0, 2: 6.0}
+    assert session.scatter(values) is not one  # the new copies serve later calls
+    assert session.scatter(parts, key="parts")[0] is not many[0]
+    session.close()

@@ -46,6 +46,10 @@ DASK_RETRIES = 3
 DASK_INSTALL_HINT = 'pip install "fastsearchlight[dask]"'
 
 
+#: times a cancelled task (its scattered data lost with a worker) is scattered and sent again
+_RESUBMISSIONS = 3
+
+
 def effective_n_jobs(n_jobs: int | None) -> int:
     """Number of workers for ``n_jobs`` (joblib's convention: -1 means all cores)."""
     from joblib import effective_n_jobs as _eff
@@ -88,9 +92,10 @@ class DaskSession:
 
     The session scatters each array (or other object) once, to every worker, and keeps the
     future for as long as it is open, so that every task of a fit — the observed labels and
-    every batch of permutations — reuses the copy already on the workers. Broadcasting the
-    data to all workers also means that a worker that dies loses no data: its tasks are
-    recomputed on the others (tasks are submitted with ``retries``).
+    every batch of permutations — reuses the copy already on the workers. A worker that dies
+    loses no work: its tasks are recomputed on the others (tasks are submitted with
+    ``retries``), and data that died with it (the scheduler may drop the extra copies of a
+    broadcast) are scattered again for the tasks that need them.
 
     Parameters
     ----------
@@ -118,6 +123,8 @@ class DaskSession:
         self.retries = int(retries)
         self._owns_client = False
         self._scattered: dict[Any, tuple[Any, Any]] = {}
+        #: scattered future key -> (cache key, position in a scattered list or None)
+        self._origin: dict[Any, tuple[Any, int | None]] = {}
         #: anything derived from the scattered data that callers keep for the session
         self.memo: dict[Any, Any] = {}
         if isinstance(scheduler, DaskSession):
@@ -172,7 +179,30 @@ class DaskSession:
             return cached[1]
         futures = self.client.scatter(obj, broadcast=True, hash=False)
         self._scattered[key] = (obj, futures)
+        for position, future in enumerate(futures if isinstance(futures, list) else [futures]):
+            self._origin[future.key] = (key, position if isinstance(futures, list) else None)
         return futures
+
+    def _rescattered(self, args: tuple) -> tuple:
+        """``args`` with every scattered future whose data the cluster has lost replaced by
+        a new scatter of the same object.
+
+        Broadcasting puts a copy on every worker, but the scheduler's memory manager may
+        later drop the extra copies; a worker that dies with the last one loses the data,
+        and tasks that need it are cancelled ("lost dependencies").
+        """
+        distributed = import_distributed()
+        out = []
+        for arg in args:
+            origin = self._origin.get(arg.key) if isinstance(arg, distributed.Future) else None
+            if origin is None or arg.status == "finished":
+                out.append(arg)
+                continue
+            key, position = origin
+            obj, _ = self._scattered.pop(key)
+            futures = self.scatter(obj, key=key)
+            out.append(futures if position is None else futures[position])
+        return tuple(out)
 
     # ------------------------------------------------------------------ tasks
     def map_unordered(
@@ -187,15 +217,32 @@ class DaskSession:
         """
         distributed = import_distributed()
         token = uuid.uuid4().hex[:12]
-        futures = [
-            self.client.submit(func, *args, key=f"{name}-{token}-{i}", retries=self.retries, pure=False)
-            for i, args in enumerate(argsets)
-        ]
-        position = {f.key: i for i, f in enumerate(futures)}
+        argsets = list(argsets)
+
+        def submit(i: int, attempt: int = 0):
+            key = f"{name}-{token}-{i}" + (f"-{attempt}" if attempt else "")
+            return self.client.submit(func, *argsets[i], key=key, retries=self.retries, pure=False)
+
+        futures = [submit(i) for i in range(len(argsets))]
+        position = {f.key: (i, 0) for i, f in enumerate(futures)}
         try:
             completed = distributed.as_completed(futures, loop=self.client.loop, with_results=True)
             for future, result in completed:
-                yield position[future.key], result
+                i, attempt = position[future.key]
+                if future.status == "cancelled":
+                    # its data were lost with a worker: scatter them again and resubmit
+                    if attempt >= _RESUBMISSIONS:
+                        raise RuntimeError(
+                            f"a task of the cluster was cancelled {attempt + 1} times "
+                            f"({result!r}): its data could not be kept on the workers."
+                        )
+                    argsets[i] = self._rescattered(argsets[i])
+                    again = submit(i, attempt + 1)
+                    position[again.key] = (i, attempt + 1)
+                    futures.append(again)
+                    completed.add(again)
+                    continue
+                yield i, result
         finally:
             pending = [f for f in futures if not f.done()]
             if pending:
@@ -387,11 +434,10 @@ def _run_batched_dask(session, X, neighbourhoods, estimator, ys, n_classes, plan
     memo = session.memo.get(cache_key)
     if memo is None:
         blocks = _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, per_worker)
-        groups = _group_blocks(blocks, 4 * n_threads)
         # the memo holds the objects of the key, so their identities are not reused
-        memo = (neighbourhoods, estimator, session.scatter(groups, key=cache_key))
+        memo = (neighbourhoods, estimator, _group_blocks(blocks, 4 * n_threads))
         session.memo[cache_key] = memo
-    tasks = memo[2]
+    tasks = session.scatter(memo[2], key=cache_key)  # scattered once (again if lost)
     out = np.full((ys.shape[0], neighbourhoods.n_spheres, plan.n_folds), np.nan)
     argsets = [(X_future, task, estimator, ys, n_classes, plan, metric) for task in tasks]
     with _progress(neighbourhoods.n_spheres, verbose, progress_desc) as bar:
