@@ -151,3 +151,17 @@ def test_test_samples_in_any_order(n_features):
     splits = [(np.setdiff1d(np.arange(36), te), te) for te in (first, second)]
     plan = make_cv_plan(splits, y)
     compare_with_sklearn(X, y, 2, plan)
+
+
+def test_training_sets_smaller_than_the_complement_of_the_test_sets():
+    """Splitters may leave samples out of both sets of a fold (ShuffleSplit with
+    train_size + test_size < 1): the covariances are those of the training samples only."""
+    from sklearn.model_selection import ShuffleSplit
+
+    from fastsearchlight.cv import make_cv_plan
+
+    rng = np.random.default_rng(43)
+    X, y, _ = make_data(rng, 6, 48, 5, 2, raw=True)
+    plan = make_cv_plan(ShuffleSplit(3, train_size=0.5, test_size=0.25, random_state=0), y)
+    assert all(len(tr) + len(te) < 48 for tr, te in zip(plan.train_indices, plan.test_indices))
+    compare_with_sklearn(X, y, 2, plan)

@@ -180,7 +180,8 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         ]
         best = [[np.empty(S, dtype=np.intp) for _ in plan.test_indices] for _ in range(n_sets)]
         n_features = X.shape[2]
-        partition = _disjoint(plan.test_indices)
+        # the samples each fold does not train on (its test samples, for the usual splitters)
+        left = [np.setdiff1d(np.arange(X.shape[1]), train) for train in plan.train_indices]
         for start in range(0, S, _BLOCK):
             block = slice(start, start + _BLOCK)
             Zb = X[block]
@@ -194,7 +195,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
                 # features, else the Gram matrix
                 if len(train) > n_features:
                     if covariances is None:
-                        covariances = _BlockCovariances(Zb, plan, partition, self.fit_intercept)
+                        covariances = _BlockCovariances(Zb, plan, left, self.fit_intercept)
                     decomposition = covariances.fold(f)
                 else:
                     Z_train = np.take(Zb, train, axis=1)
@@ -264,32 +265,34 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 _CHUNK_ELEMENTS = 1 << 22
 
 
-def _disjoint(tests: list[np.ndarray]) -> bool:
-    """Whether no sample is in two test sets."""
-    every = np.concatenate(tests)
+def _disjoint(sets: list[np.ndarray]) -> bool:
+    """Whether no sample is in two of the sets."""
+    every = np.concatenate(sets)
     return len(np.unique(every)) == len(every)
 
 
 class _BlockCovariances:
     """The centred training covariances ``Xc'Xc`` of every fold of a block ``Zb`` (S, n, d),
-    from sums over all samples minus those over the fold's test samples:
-    ``Xc'Xc = (Z'Z - Zt'Zt) - n_train m m'`` with ``m`` the training mean (``Zb`` is
-    already centred on all samples, so the subtraction loses nothing to cancellation).
+    from sums over all samples minus those over the samples the fold leaves out (its test
+    samples, for the usual splitters): ``Xc'Xc = (Z'Z - Zl'Zl) - n_train m m'`` with ``m``
+    the training mean (``Zb`` is already centred on all samples, so the subtraction loses
+    nothing to cancellation).
 
-    When the test sets are disjoint the total is the sum of their parts (and of the
-    samples never tested), so every sample enters one product.
+    When the left-out sets are disjoint the total is the sum of their parts (and of the
+    samples never left out), so every sample enters one product.
     """
 
-    def __init__(self, Zb: np.ndarray, plan: CVPlan, partition: bool, fit_intercept: bool):
+    def __init__(self, Zb: np.ndarray, plan: CVPlan, left: list[np.ndarray], fit_intercept: bool):
         self.Zb, self.plan, self.fit_intercept = Zb, plan, fit_intercept
         self.tests = [as_slice(te) for te in plan.test_indices]
-        self.parts = [np.matmul(Zb[:, t].transpose(0, 2, 1), Zb[:, t]) for t in self.tests]
-        self.part_sums = [Zb[:, t].sum(axis=1) for t in self.tests]
-        if partition:
+        rows = [as_slice(ix) for ix in left]
+        self.parts = [np.matmul(Zb[:, r].transpose(0, 2, 1), Zb[:, r]) for r in rows]
+        self.part_sums = [Zb[:, r].sum(axis=1) for r in rows]
+        if _disjoint(left):
             total = self.parts[0].copy()
             for part in self.parts[1:]:
                 total += part
-            rest = np.setdiff1d(np.arange(Zb.shape[1]), np.concatenate(plan.test_indices))
+            rest = np.setdiff1d(np.arange(Zb.shape[1]), np.concatenate(left))
             if rest.size:
                 Zr = Zb[:, as_slice(rest)]
                 total += np.matmul(Zr.transpose(0, 2, 1), Zr)
