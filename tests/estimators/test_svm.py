@@ -84,6 +84,7 @@ def test_result_does_not_depend_on_batching():
         KFold(4),  # disjoint test sets covering every sample
         KFold(2),  # test sets as large as the training sets
         ShuffleSplit(4, test_size=0.3, random_state=0),  # overlapping test sets
+        ShuffleSplit(3, train_size=0.5, test_size=0.25, random_state=0),  # samples in neither
         PredefinedSplit(np.arange(60) % 5 - 1),  # disjoint, some samples never tested
     ],
 )
