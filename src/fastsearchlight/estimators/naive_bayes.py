@@ -361,7 +361,9 @@ class BatchedGaussianNB(BatchedClassifier):
         # one, so the spheres with a decision that close to the boundary are summed again
         # in double precision, and only then checked against ``slack``.
         unit = np.float64(np.finfo(np.float32).eps) / 2.0
-        for f in range(plan.n_folds):
+
+        def fold(f: int, inner) -> tuple:
+            """Decisions and uncertain spheres of fold ``f``, with the threads ``inner``."""
             # (V, C-1, 1): the test samples run along the last axis, the fast one
             a = (alpha[:, f, 1:] - alpha[:, f, :1])[:, :, None]
             b = (beta[:, f, 1:] - beta[:, f, :1])[:, :, None]
@@ -383,8 +385,8 @@ class BatchedGaussianNB(BatchedClassifier):
                     xs = _test_window(state, f, v, lo, hi)
                     single[v] = _terms(a[v], b[v], g[v], xs, _scratch(state, xs.shape[:1] + single.shape[1:]))
 
-                _map(pool, voxel_chunk, range(0, n_vox, _VOXEL_CHUNK))
-                part = sums.sum(single, pool)
+                _map(inner, voxel_chunk, range(0, n_vox, _VOXEL_CHUNK))
+                part = sums.sum(single, inner)
                 part += prior.astype(np.float32)[None, :, None]
                 rows = np.flatnonzero(_near_boundary(part, rough))
                 if rows.size:  # summed again in double precision, over their voxels only
@@ -406,7 +408,14 @@ class BatchedGaussianNB(BatchedClassifier):
                     [np.zeros((sums.n_spheres, n_test, 1), dtype=diff.dtype), diff.transpose(0, 2, 1)],
                     axis=2,
                 )
-            yield f, decisions, unsure
+            return f, decisions, unsure
+
+        if pool is not None and plan.n_folds >= sums.n_threads:
+            # the folds on the threads, each whole (its serial steps overlap the others')
+            yield from pool.map(lambda f: fold(f, None), range(plan.n_folds))
+        else:
+            for f in range(plan.n_folds):
+                yield fold(f, pool)
 
     def bytes_per_sphere(
         self, n_samples: int, n_features: int, n_folds: int, n_classes: int
