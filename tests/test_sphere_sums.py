@@ -208,3 +208,18 @@ def test_single_precision_sums_are_within_their_bound():
     bound = (sums.sizes + 2)[:, None, None] * np.finfo(np.float32).eps / 2 * size
     assert single.dtype == np.float32
     assert np.all(np.abs(single.astype(np.float64) - exact) <= bound)
+
+
+@pytest.mark.parametrize("memory_mb", [0.01, 512.0])
+@pytest.mark.parametrize("split", ["one", "kfold", "logo"])  # fewer folds than threads, more
+@pytest.mark.parametrize("model", [BatchedGaussianNB, BatchedCorrelation])
+def test_one_label_vector_on_threads(memory_mb, split, model):
+    """A single label vector runs on threads (whole folds, or the pieces of a fold when
+    there are fewer folds than threads): the scores are the block path's."""
+    X, y, groups, hoods = _volume(13, n_classes=3)
+    splitter = ShuffleSplit(1, test_size=0.3, random_state=0) if split == "one" else SPLITS[split]()
+    plan = make_cv_plan(splitter, y, groups)
+    est = model()
+    want = _block_path(X, hoods, est, y[None], 3, plan, "accuracy")
+    got = engine.run_batched(X, hoods, est, y[None], 3, plan, "accuracy", n_jobs=2, memory_mb=memory_mb)
+    np.testing.assert_array_equal(got, want)
