@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any, Protocol
 
 import numpy as np
@@ -93,12 +94,6 @@ class SphereSums:
 
             list(pool.map(part, range(len(parts))))
         return out.reshape((self.n_spheres,) + shape[1:])
-
-    def sum_rows(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """:meth:`sum` for some spheres only, shape ``(len(rows), ...)``."""
-        flat = values.reshape(values.shape[0], -1)
-        out = self.adjacency[rows] @ flat
-        return out.reshape((len(rows),) + values.shape[1:])
 
     def max(self, values: np.ndarray) -> np.ndarray:
         """``out[s] = max of values[v] over the voxels v of sphere s`` (spheres are never empty).
@@ -218,57 +213,50 @@ def run_sphere_sums(
     processes = n_workers > 1 and n_sets > 1
     n_threads = 1 if processes else n_workers
     lean = n_sets == 1  # no copy of the data for a single label vector
-    if n_threads == 1:
-        return _run(X, ys, estimator, neighbourhoods, n_classes, plan, metric, exact_block,
-                    memory_mb, n_workers, n_threads, processes, lean, None, progress, cache)  # fmt: skip
-    from threadpoolctl import threadpool_limits
+    with ExitStack() as context:
+        pool = None
+        if n_threads > 1:
+            from threadpoolctl import threadpool_limits
 
-    # the pool's threads share the cores: one BLAS thread each, not one per core each
-    with ThreadPoolExecutor(n_threads) as pool, threadpool_limits(1, user_api="blas"):
-        return _run(X, ys, estimator, neighbourhoods, n_classes, plan, metric, exact_block,
-                    memory_mb, n_workers, n_threads, processes, lean, pool, progress, cache)  # fmt: skip
-
-
-def _run(X, ys, estimator, neighbourhoods, n_classes, plan, metric, exact_block, memory_mb,
-         n_workers, n_threads, processes, lean, pool, progress, cache):  # fmt: skip
-    """:func:`run_sphere_sums`, with its thread pool (or None) made."""
-    n_sets = ys.shape[0]
-    key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads, processes, lean)
-    cached = cache.get(key) if cache is not None else None
-    if cached is None:
-        sums = SphereSums(neighbourhoods, n_threads)
-        state = estimator.sphere_sum_state(X, plan, sums, lean=lean, pool=pool)
-        shared = SharedFolder((X, sums, state, neighbourhoods)) if processes else None
-        if cache is not None:  # the objects of the key are kept, so their ids stay theirs
-            cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)
-    else:
-        sums, state, shared = cached[4], cached[5], cached[6]
-    # per column of test samples: the per-voxel terms, the sums, and their temporaries
-    bytes_per_column = 8 * (3 * X.shape[0] + 2 * sums.n_spheres) * max(1, n_classes - 1)
-    max_columns = int(max(1, memory_mb * 2**20 / n_workers // bytes_per_column))
-    args = (estimator, n_classes, plan, metric, exact_block, max_columns)
-    out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
-    if not processes:
-        for lo in range(0, n_sets, _LABEL_SETS_PER_PASS):
-            rows = slice(lo, lo + _LABEL_SETS_PER_PASS)
-            out[rows] = _label_sets_scores(state, sums, ys[rows], *args, pool=pool)
+            pool = context.enter_context(ThreadPoolExecutor(n_threads))
+            # the pool's threads share the cores: one BLAS thread each, not one per core each
+            context.enter_context(threadpool_limits(1, user_api="blas"))
+        key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads, processes, lean)
+        cached = cache.get(key) if cache is not None else None
+        if cached is None:
+            sums = SphereSums(neighbourhoods, n_threads)
+            state = estimator.sphere_sum_state(X, plan, sums, lean=lean, pool=pool)
+            shared = SharedFolder((X, sums, state, neighbourhoods)) if processes else None
+            if cache is not None:  # the objects of the key are kept, so their ids stay theirs
+                cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)
+        else:
+            sums, state, shared = cached[4], cached[5], cached[6]
+        # per column of test samples: the per-voxel terms, the sums, and their temporaries
+        bytes_per_column = 8 * (3 * X.shape[0] + 2 * sums.n_spheres) * max(1, n_classes - 1)
+        max_columns = int(max(1, memory_mb * 2**20 / n_workers // bytes_per_column))
+        args = (estimator, n_classes, plan, metric, exact_block, max_columns)
+        out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
+        if not processes:
+            for lo in range(0, n_sets, _LABEL_SETS_PER_PASS):
+                rows = slice(lo, lo + _LABEL_SETS_PER_PASS)
+                out[rows] = _label_sets_scores(state, sums, ys[rows], *args, pool=pool)
+                if progress is not None:
+                    progress(sums.n_spheres * len(ys[rows]))
+            return out
+        # the label-independent arrays are memory-mapped once and read by every worker
+        X_mm, sums_mm, state_mm, hoods_mm = shared.objects
+        exact_mm = exact_block.with_data(X_mm, hoods_mm) if hasattr(exact_block, "with_data") else exact_block
+        args = (estimator, n_classes, plan, metric, exact_mm, max_columns)
+        per_task = max(1, min(_LABEL_SETS_PER_PASS, -(-n_sets // (2 * n_workers))))
+        starts = range(0, n_sets, per_task)
+        results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
+            delayed(_task)(lo, state_mm, sums_mm, ys[lo : lo + per_task], args) for lo in starts
+        )
+        for lo, scores in results:
+            out[lo : lo + len(scores)] = scores
             if progress is not None:
-                progress(sums.n_spheres * len(ys[rows]))
+                progress(sums.n_spheres * len(scores))
         return out
-    # the label-independent arrays are memory-mapped once and read by every worker
-    X_mm, sums_mm, state_mm, hoods_mm = shared.objects
-    exact_mm = exact_block.with_data(X_mm, hoods_mm) if hasattr(exact_block, "with_data") else exact_block
-    args = (estimator, n_classes, plan, metric, exact_mm, max_columns)
-    per_task = max(1, min(_LABEL_SETS_PER_PASS, -(-n_sets // (2 * n_workers))))
-    starts = range(0, n_sets, per_task)
-    results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
-        delayed(_task)(lo, state_mm, sums_mm, ys[lo : lo + per_task], args) for lo in starts
-    )
-    for lo, scores in results:
-        out[lo : lo + len(scores)] = scores
-        if progress is not None:
-            progress(sums.n_spheres * len(scores))
-    return out
 
 
 #: label vectors whose per-voxel statistics are computed in one pass over the data

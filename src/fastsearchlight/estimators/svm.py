@@ -136,11 +136,28 @@ def _newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
     return converged
 
 
-def _gram(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``X[:, rows]^T X[:, rows]`` for a stack ``X`` (b, n, d); a contiguous ``rows`` is read
-    as a slice (no copy)."""
-    part = X[:, as_slice(rows)]
+def _gram(X: np.ndarray, rows) -> np.ndarray:
+    """``X[:, rows]^T X[:, rows]`` for a stack ``X`` (b, n, d)."""
+    part = X[:, rows]
     return np.swapaxes(part, 1, 2) @ part
+
+
+class _GramPlan:
+    """How the first Newton step forms each training set's Gram matrix, worked out once per
+    fit from the training sets ``kept`` (bool, (U, n)): which rows each set leaves out and
+    keeps (runs of samples as slices, read without a copy), whether the left-out part is the
+    smaller one, and whether the left-out parts are disjoint."""
+
+    def __init__(self, kept: np.ndarray) -> None:
+        left = [np.flatnonzero(~keep) for keep in kept]
+        self.smaller = [len(ix) < keep.sum() for ix, keep in zip(left, kept)]
+        every = np.concatenate(left)
+        self.disjoint = all(self.smaller) and len(np.unique(every)) == len(every)
+        self.left = [as_slice(ix) for ix in left]
+        self.kept = [as_slice(np.flatnonzero(keep)) for keep in kept]
+        rest = np.flatnonzero(kept.all(axis=0))
+        self.rest = as_slice(rest) if rest.size else None
+        self.every = slice(0, kept.shape[1])
 
 
 def _group_by_training_set(W: np.ndarray) -> np.ndarray:
@@ -265,6 +282,7 @@ class BatchedLinearSVC(BatchedClassifier):
         if training_sets is None:
             training_sets = _group_by_training_set(W)
         kept = W[training_sets[:, 0]] != 0  # (U, n)
+        gram_plan = _GramPlan(kept)
         YW = np.zeros((Q, n + 1))
         YW[:, :n] = Y * (W != 0)
 
@@ -290,7 +308,7 @@ class BatchedLinearSVC(BatchedClassifier):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
             Xz, Xs, Ys, Ws = gather(ids)
-            first = self._first_points(Xz, YW, kept, training_sets, C)
+            first = self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
             ws = w[ids]
             converged[ids] = _newton(Xs, Ys, Ws, ws, C, self.first_iter, first)
             w[ids] = ws
@@ -303,7 +321,7 @@ class BatchedLinearSVC(BatchedClassifier):
         return w.reshape(B, Q, d)
 
     @staticmethod
-    def _first_points(Xb, YW, kept, training_sets, C):
+    def _first_points(Xb, YW, kept, training_sets, C, plan=None):
         """Newton points from ``w = 0`` of every problem of a batch of whole spheres.
 
         The matrix of training set ``T`` is ``I + 2C X_T^T X_T``. When the samples left out
@@ -321,32 +339,31 @@ class BatchedLinearSVC(BatchedClassifier):
             The training samples of each training set.
         training_sets : ndarray of int (U, M)
             The problems of each training set.
+        plan : _GramPlan or None
+            Worked out from ``kept`` (once per fit, by the caller), if not given.
         """
         b, _, d = Xb.shape
         U, M = training_sets.shape
         Q = U * M
         H = np.empty((b, U, d, d))
-        left = [np.flatnonzero(~keep) for keep in kept]
-        smaller = [len(ix) < keep.sum() for ix, keep in zip(left, kept)]
-        every = np.concatenate(left)
-        if all(smaller) and len(np.unique(every)) == len(every):
+        plan = _GramPlan(kept) if plan is None else plan
+        if plan.disjoint:
             # disjoint left-out parts: H_u = (sum of every part's Gram) - (the part of u)
-            parts = [_gram(Xb, ix) for ix in left]
+            parts = [_gram(Xb, rows) for rows in plan.left]
             total = parts[0].copy()
             for part in parts[1:]:
                 total += part
-            rest = np.flatnonzero(kept.all(axis=0))
-            if rest.size:
-                total += _gram(Xb, rest)
+            if plan.rest is not None:
+                total += _gram(Xb, plan.rest)
             for u, part in enumerate(parts):
                 np.subtract(total, part, out=H[:, u])
         else:
-            total = _gram(Xb, np.arange(kept.shape[1])) if any(smaller) else None
-            for u, keep in enumerate(kept):
-                if smaller[u]:  # the sphere's Gram matrix minus the left-out part
-                    np.subtract(total, _gram(Xb, left[u]), out=H[:, u])
+            total = _gram(Xb, plan.every) if any(plan.smaller) else None
+            for u in range(U):
+                if plan.smaller[u]:  # the sphere's Gram matrix minus the left-out part
+                    np.subtract(total, _gram(Xb, plan.left[u]), out=H[:, u])
                 else:
-                    H[:, u] = _gram(Xb, np.flatnonzero(keep))
+                    H[:, u] = _gram(Xb, plan.kept[u])
         H *= 2.0 * C
         H += np.eye(d)
         rhs = (2.0 * C) * (YW @ Xb)  # (b, Q, d)
