@@ -9,17 +9,69 @@ from fastsearchlight.simulate import simulate_haxby_like
 from fastsearchlight.stats import NullStore, make_permutations, permutation_inference
 
 
-def test_permutations_stay_within_runs_and_are_seeded():
+def test_sample_permutations_stay_within_runs_and_are_seeded():
     y = np.tile([0, 1, 0, 1, 1, 0], 4)
     groups = np.repeat(np.arange(4), 6)
-    a = make_permutations(y, groups, 50, random_state=3)
-    b = make_permutations(y, groups, 50, random_state=3)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, make_permutations(y, groups, 50, random_state=4))
-    for perm in a:
-        assert np.array_equal(groups[perm], groups)  # every sample stays in its run
-        assert sorted(perm) == list(range(len(y)))
-    assert len({tuple(p) for p in a}) == 50
+    a = make_permutations(y, groups, 50, random_state=3, permute="samples")
+    b = make_permutations(y, groups, 50, random_state=3, permute="samples")
+    np.testing.assert_array_equal(a.labels, b.labels)
+    other = make_permutations(y, groups, 50, random_state=4, permute="samples")
+    assert not np.array_equal(a.labels, other.labels)
+    assert not a.exhaustive and a.n_possible == 20**4 and a.n_blocks == 24
+    for labels in a.labels:
+        for g in range(4):  # every run keeps its labels, shuffled among its samples
+            assert sorted(labels[groups == g]) == sorted(y[groups == g])
+    assert len({tuple(p) for p in a.labels}) == 50
+
+
+def test_block_permutations_move_whole_blocks_within_runs():
+    # run 0: blocks of lengths 3, 2, 3 (labels a, b, a); run 1: 4 (b), 4 (a)
+    y = np.array(list("aaabbaaa") + list("bbbbaaaa"))
+    groups = np.repeat([0, 1], 8)
+    perms = make_permutations(y, groups, 200, random_state=0)
+    assert perms.permute == "blocks" and perms.n_blocks == 5
+    # run 0: 3 arrangements of (a, b, a); run 1: 2 of (b, a): 6 in all, enumerated
+    assert perms.exhaustive and perms.n_possible == 6 and perms.n_permutations == 6
+    assert perms.smallest_p == pytest.approx(1 / 6)
+    assert len({tuple(p) for p in perms.labels}) == 6
+    assert any((p == y).all() for p in perms.labels)  # the observed arrangement is one
+    for labels in perms.labels:
+        run0, run1 = labels[:8], labels[8:]
+        # each block keeps one label
+        for block in (slice(0, 3), slice(3, 5), slice(5, 8)):
+            assert len(set(run0[block])) == 1
+        assert len(set(run1[:4])) == 1 and len(set(run1[4:])) == 1
+        assert sorted(set(run1)) == ["a", "b"]
+    # more arrangements than asked: random draws, blocks still whole
+    y = np.tile(np.repeat([0, 1, 0, 1, 1, 0], 3), 4)
+    groups = np.repeat(np.arange(4), 18)
+    drawn = make_permutations(y, groups, 30, random_state=1)
+    # blocks per run: 0, 1, 0, 1 (6 samples), 0: 5!/(3! 2!) = 10 arrangements a run
+    assert not drawn.exhaustive and drawn.n_possible == 10**4 and drawn.n_permutations == 30
+    for labels in drawn.labels:
+        assert (labels.reshape(-1, 3) == labels.reshape(-1, 3)[:, :1]).all()
+
+
+def test_a_design_that_permutation_cannot_change_has_one_arrangement():
+    y = np.repeat([0, 1, 0, 1], 5)  # one class per run
+    groups = np.repeat(np.arange(4), 5)
+    for permute in ("blocks", "samples"):
+        perms = make_permutations(y, groups, 100, random_state=0, permute=permute)
+        assert perms.exhaustive and perms.n_permutations == 1
+        np.testing.assert_array_equal(perms.labels[0], y)
+
+
+def test_exhaustive_pvalues_count_the_observed_arrangement_once():
+    rng = np.random.default_rng(1)
+    mask = np.zeros((4, 4, 4), dtype=bool)
+    mask[1:3, 1:3, 1:3] = True
+    null = rng.integers(0, 10, size=(8, mask.sum())) / 10.0
+    observed = null[3].copy()  # the enumeration holds the observed arrangement
+    res = permutation_inference(observed, null, mask, np.eye(4), exhaustive=True)
+    np.testing.assert_array_equal(res.p_values, (null >= observed - 1e-12).sum(0) / 8)
+    np.testing.assert_array_equal(res.p_fwe, (null.max(1)[None, :] >= observed[:, None]).sum(1) / 8)
+    random = permutation_inference(observed, null, mask, np.eye(4))
+    np.testing.assert_array_equal(random.p_values, (1 + (null >= observed).sum(0)) / 9)
 
 
 def test_pvalues_and_fwe_on_a_toy_null():
@@ -47,8 +99,11 @@ def fit_null_searchlight(seed, n_perm=99, signal=False):
     )  # fmt: skip
     y = ds.labels["labels"].to_numpy()
     groups = ds.labels["chunks"].to_numpy()
+    # the simulated design is randomised volume by volume with independent noise: single
+    # samples are exchangeable
     sl = SearchLight(mask_img=ds.mask_img, radius=5.6 if signal else 4.0, cv=KFold(4),
-                     estimator="gnb", n_permutations=n_perm, random_state=seed)  # fmt: skip
+                     estimator="gnb", n_permutations=n_perm, random_state=seed,
+                     permute="samples")  # fmt: skip
     return sl.fit(ds.func_img, y, groups=groups), ds
 
 
@@ -135,3 +190,49 @@ def test_checkpoint_of_another_analysis_is_refused(tmp_path):
     small_permuted(checkpoint=ckpt, keep_checkpoint=True)
     with pytest.raises(ValueError, match="belongs to another analysis"):
         small_permuted(checkpoint=ckpt, estimator="gnb")
+
+
+def small_dataset():
+    ds = simulate_haxby_like(shape=(9, 10, 9), n_regions=1, region_radius_mm=5.0, random_state=2)
+    return ds, ds.labels["labels"].to_numpy(), ds.labels["chunks"].to_numpy()
+
+
+@pytest.mark.parametrize(
+    "estimator", ["svc", "gnb", "lda", "ridge_classifier", "logistic_regression", "correlation",
+                  "svc_l1"],
+)  # fmt: skip
+def test_pvalues_are_one_when_permutation_cannot_change_the_labels(estimator):
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    ds, _, _ = small_dataset()
+    n = ds.n_volumes
+    groups = np.repeat(np.arange(4), n // 4)
+    y = np.where(groups % 2 == 0, "face", "house")  # one class per run
+    sl = SearchLight(mask_img=ds.mask_img, radius=4.0, cv=LeaveOneGroupOut(), estimator=estimator,
+                     n_permutations=20, random_state=0)  # fmt: skip
+    sl.fit(ds.func_img, y, groups=groups)
+    assert sl.permutation_info_["all arrangements enumerated"]
+    assert sl.permutation_info_["permutations"] == 1
+    np.testing.assert_array_equal(sl.p_values_, 1.0)
+    np.testing.assert_array_equal(sl.p_fwe_, 1.0)
+    assert all(c["p_fwe_cluster"] == 1.0 for c in sl.clusters_)
+
+
+@pytest.mark.parametrize("estimator", ["svc", "gnb"])
+def test_null_maps_are_the_maps_of_the_permuted_labels_and_pvalues_exact(estimator):
+    ds, y, groups = small_dataset()
+    kw = dict(mask_img=ds.mask_img, radius=4.0, cv=KFold(4), estimator=estimator)
+    sl = SearchLight(n_permutations=15, random_state=5, keep_null=True, permute="samples", **kw)
+    sl.fit(ds.func_img, y, groups=groups)
+    assert sl.null_scores_.dtype == np.float64
+    for row in (0, 7):  # a null map is the map of its labels, to the last bit
+        again = SearchLight(**kw).fit(ds.func_img, sl.permuted_labels_[row], groups=groups)
+        np.testing.assert_array_equal(sl.null_scores_[row], again.masked_scores_)
+    # scores are multiples of 1/n_volumes here (four equal test folds): exact counts on that grid
+    grid = lambda s: np.rint(np.asarray(s) * ds.n_volumes).astype(int)  # noqa: E731
+    null, observed = grid(sl.null_scores_), grid(sl.masked_scores_)
+    np.testing.assert_allclose(null / ds.n_volumes, sl.null_scores_, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(sl.p_values_, (1 + (null >= observed).sum(0)) / 16)
+    np.testing.assert_array_equal(sl.p_fwe_, (1 + (null.max(1)[None] >= observed[:, None]).sum(1)) / 16)
+    # ties with the observed score occur, and count (float32 storage lost them)
+    assert (null == observed).any()

@@ -68,6 +68,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "cv": "cv",
     "scoring": "scoring",
     "permutations": "n_permutations",
+    "permute": "permute",
     "seed": "seed",
     "n_jobs": "n_jobs",
     "memory_mb": "memory_mb",
@@ -160,6 +161,10 @@ def _check_value(where: str, key: str, value: Any) -> Any:
             return None
         if not isinstance(value, str):
             raise bad('a column name, or false when there are no runs')
+        return value
+    if key == "permute":
+        if value not in ("blocks", "samples"):
+            raise bad('"blocks" or "samples"')
         return value
     if key in ("label_column", "estimator", "cv", "scoring"):
         if not isinstance(value, str) or not value:

@@ -28,7 +28,12 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, out_default: str) -> No
     p.add_argument("--memory-mb", type=float, default=512.0, help="working-memory budget in MB")
     p.add_argument("--permutations", type=int, default=0, metavar="N",
                    help="label permutations (within runs) for p-values corrected over the "
-                        "map; an interrupted run resumes from a checkpoint in the output folder")
+                        "map; all distinct ones when the design allows no more than N; an "
+                        "interrupted run resumes from a checkpoint in the output folder")
+    p.add_argument("--permute", choices=("blocks", "samples"), default="blocks",
+                   help="what is exchanged: the labels of whole blocks of consecutive volumes "
+                        "of one condition within a run (default; block designs), or of single "
+                        "samples within a run (randomised event-related designs, trial betas)")
     p.add_argument("--cluster-alpha", type=float, default=0.001,
                    help="cluster-forming threshold as a quantile of the null (default 0.001)")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
@@ -51,7 +56,7 @@ def _config(args):
         conditions=args.conditions, label_column=args.label_column, group_column=group,
         radius=args.radius, estimator=args.estimator, cv=args.cv, scoring=args.scoring,
         n_jobs=args.n_jobs, memory_mb=args.memory_mb, n_permutations=args.permutations,
-        cluster_alpha=args.cluster_alpha, seed=args.seed,
+        permute=args.permute, cluster_alpha=args.cluster_alpha, seed=args.seed,
         backend="dask" if args.scheduler else "loky", scheduler=args.scheduler or None,
     )  # fmt: skip
 

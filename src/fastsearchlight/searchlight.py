@@ -35,6 +35,13 @@ def _check_targets(y, n_volumes: int, name: str = "y") -> np.ndarray:
     return y
 
 
+def _fold_mean(fold_scores: np.ndarray) -> np.ndarray:
+    """Mean over folds (last axis), with the same arithmetic for observed and null maps
+    (each row contiguous, as nilearn's mean of one sphere's fold scores), so that the same
+    fold scores always give the same map score."""
+    return np.ascontiguousarray(fold_scores, dtype=np.float64).mean(axis=-1)
+
+
 class SearchLight(TransformerMixin, BaseEstimator):
     """Searchlight decoding, all spheres and folds solved at once.
 
@@ -72,9 +79,18 @@ class SearchLight(TransformerMixin, BaseEstimator):
         Working-memory budget of the blocks of spheres in flight, in MB.
     n_permutations : int, default=0
         Label permutations for a permutation test (Stelzer et al. 2013): labels are
-        shuffled within groups (runs) when ``groups`` are given, else across samples; the
+        exchanged within groups (runs) when ``groups`` are given, else across samples; the
         same permutations serve every sphere, so the maximum over the map is a valid
-        family-wise statistic. ``random_state`` seeds them.
+        family-wise statistic. ``random_state`` seeds them. When the design allows no more
+        distinct arrangements than this, all of them are enumerated instead (an exact
+        test; ``permutation_info_`` says so).
+    permute : {"blocks", "samples"}, default="blocks"
+        What is exchangeable under the null hypothesis. "blocks": the labels of whole
+        blocks (maximal runs of consecutive samples with the same label within a run) are
+        permuted among the blocks of each run, as a block design with slow (autocorrelated)
+        noise requires. "samples": single samples' labels are permuted within runs, valid
+        only when samples are exchangeable (e.g. randomised event-related designs or
+        trial-wise estimates).
     checkpoint : path-like or None, default=None
         File (``.npy``) where null maps are stored as they are made; an interrupted run
         given the same file resumes where it stopped, with the same result.
@@ -121,6 +137,11 @@ class SearchLight(TransformerMixin, BaseEstimator):
     p_values_, p_fwe_ : ndarray (n_spheres,)
         Permutation p-values, uncorrected and family-wise corrected (maximum statistic);
         also as images ``p_values_img_`` and ``p_fwe_img_``.
+    permuted_labels_ : ndarray (n_permutations, n_samples)
+        The permuted label vectors, one per null map.
+    permutation_info_ : dict
+        The scheme, the number of distinct arrangements it allows, whether all of them were
+        enumerated, and the smallest possible p-value.
     clusters_ : list of dict
         Clusters of spheres above ``cluster_threshold_`` with size, peak and
         cluster-level FWE p-value (largest cluster of each null map).
@@ -150,6 +171,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         estimator_args=None,
         memory_mb=engine.DEFAULT_MEMORY_MB,
         n_permutations=0,
+        permute="blocks",
         checkpoint=None,
         keep_checkpoint=False,
         keep_null=False,
@@ -170,6 +192,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.estimator_args = estimator_args
         self.memory_mb = memory_mb
         self.n_permutations = n_permutations
+        self.permute = permute
         self.checkpoint = checkpoint
         self.keep_checkpoint = keep_checkpoint
         self.keep_null = keep_null
@@ -288,8 +311,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
         try:
             fold_scores = scores_for(targets[None, :], "searchlight")[0]
             self.timings_["searchlight"] = time.perf_counter() - t0
-            self._permutation_test(scores_for, fold_scores.mean(axis=1), targets, groups, plan,
-                                   X, hoods, process_mask, func.affine)  # fmt: skip
+            self._permutation_test(scores_for, fold_scores, targets, groups, plan,
+                                   X, hoods, process_mask, func.affine, classification)  # fmt: skip
         finally:
             if session is not None:
                 session.close()
@@ -300,7 +323,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.neighbourhoods_ = hoods
         self.sphere_sizes_ = hoods.sizes
         self.fold_scores_ = fold_scores
-        self.masked_scores_ = fold_scores.mean(axis=1)
+        self.masked_scores_ = _fold_mean(fold_scores)
         self.process_mask_ = process_mask
         self.n_elements_ = int(process_mask.sum())
         self.scores_ = np.zeros(process_mask.shape)
@@ -309,37 +332,54 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, self._reference_img)
         return self
 
-    def _permutation_test(self, scores_for, observed, targets, groups, plan, X, hoods,
-                          process_mask, affine):  # fmt: skip
+    def _permutation_test(self, scores_for, fold_scores, targets, groups, plan, X, hoods,
+                          process_mask, affine, classification):  # fmt: skip
         """Null maps from label permutations, then p-values (see :mod:`fastsearchlight.stats`)."""
-        from .stats import NullStore, fingerprint, make_permutations, permutation_inference
+        from .stats import (
+            PERMUTE_SCHEMES, NullStore, fingerprint, make_permutations, permutation_inference,
+        )  # fmt: skip
 
         n_perm = int(self.n_permutations or 0)
         if n_perm < 0:
             raise ValueError(f"n_permutations must be >= 0, got {self.n_permutations!r}.")
-        self.permutations_ = None
+        if self.permute not in PERMUTE_SCHEMES:
+            raise ValueError(f"permute must be one of {PERMUTE_SCHEMES}, got {self.permute!r}.")
+        self.permuted_labels_ = None
+        self.permutation_info_ = None
         if n_perm == 0:
             return
         t0 = time.perf_counter()
-        perms = make_permutations(targets, groups, n_perm, self.random_state, plan)
-        self.permutations_ = perms
+        perms = make_permutations(
+            targets, groups, n_perm, self.random_state, plan if classification else None,
+            permute=self.permute,
+        )  # fmt: skip
+        labels = perms.labels
+        n_perm = perms.n_permutations
+        self.permuted_labels_ = self.classes_[labels] if classification else labels
+        self.permutation_info_ = perms.describe()
         key = fingerprint(
             X.shape, fingerprint(X), targets, groups if groups is not None else "no groups",
             [np.asarray(t) for t in plan.test_indices], hoods.adjacency.indices,
             hoods.adjacency.indptr, repr(self.estimator), repr(self.estimator_args),
-            self.scoring, float(self.radius), perms,
+            self.scoring, float(self.radius), labels,
         )  # fmt: skip
         store = NullStore(n_perm, hoods.n_spheres, key, path=self.checkpoint)
+        observed = _fold_mean(fold_scores)
+        # a permutation that gives back the observed labels has the observed map: taken as
+        # it is, not recomputed (enumerations always hold it; random draws may)
+        unchanged = np.flatnonzero((labels == targets[None, :]).all(axis=1))
+        if unchanged.size and not store.done[unchanged].all():
+            store.write(unchanged, np.broadcast_to(observed, (unchanged.size, observed.size)))
         batch = max(1, int(self.permutation_batch))
-        for lo in range(0, n_perm, batch):
-            rows = np.arange(lo, min(n_perm, lo + batch))
-            if store.done[rows].all():
-                continue
-            scores = scores_for(targets[perms[rows]], f"permutations {lo + 1}-{rows[-1] + 1}/{n_perm}")
-            store.write(rows, scores.mean(axis=2).astype(np.float32))
+        todo = np.flatnonzero(~store.done)
+        for lo in range(0, todo.size, batch):
+            rows = todo[lo : lo + batch]
+            desc = f"permutations {lo + 1}-{lo + rows.size}/{todo.size}"
+            store.write(rows, _fold_mean(scores_for(labels[rows], desc)))
         result = permutation_inference(
-            observed, store.scores, process_mask, affine, cluster_alpha=self.cluster_alpha
-        )
+            observed, store.scores, process_mask, affine, cluster_alpha=self.cluster_alpha,
+            exhaustive=perms.exhaustive,
+        )  # fmt: skip
         self.p_values_ = result.p_values
         self.p_fwe_ = result.p_fwe
         self.max_null_ = result.max_null
@@ -377,7 +417,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
 
     def _check_permuted(self):
         check_is_fitted(self)
-        if getattr(self, "permutations_", None) is None:
+        if getattr(self, "permuted_labels_", None) is None:
             raise AttributeError("No permutation test was run: set n_permutations > 0.")
 
     def __sklearn_clone__(self):

@@ -1,9 +1,12 @@
 """Permutation statistics for searchlight maps (Stelzer, Chen & Turner 2013, NeuroImage 65).
 
-- :func:`make_permutations`: label permutations within runs (or across samples), the same for
-  every sphere, drawn from one seed so that the result does not depend on chunking.
+- :func:`make_permutations`: permuted label vectors, the same for every sphere. Labels are
+  exchanged among whole blocks of a block design (or single samples) within runs; when the
+  design allows few arrangements, all of them are enumerated and the test is exact.
 - :class:`NullStore`: the null score maps, one row per permutation, in memory or in a
-  memory-mapped checkpoint file that lets an interrupted run resume where it stopped.
+  memory-mapped checkpoint file that lets an interrupted run resume where it stopped. They
+  are kept in float64, the observed scores' precision, so that a null score equal to the
+  observed one is counted as such.
 - :func:`permutation_inference`: voxel-wise p-values, family-wise error (FWE) corrected
   p-values by the maximum statistic over spheres, and cluster-level inference with a
   cluster-forming threshold taken from the pooled null distribution and a cluster-size null
@@ -13,7 +16,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,55 +26,202 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-#: tolerance when comparing scores (they are ratios of small integers)
+#: tolerance when comparing scores: they are ratios of small integers (a few hundred test
+#: samples), spaced far more than this, and sums of the same fold scores in another order
+#: differ by far less
 SCORE_TOL = 1e-9
+#: precision of stored null scores: the observed scores' own
+NULL_DTYPE = np.float64
+
+
+#: how labels are exchanged under the null hypothesis
+PERMUTE_SCHEMES = ("blocks", "samples")
+
+
+def exchangeability_blocks(
+    y: np.ndarray, groups: np.ndarray | None, permute: str = "blocks"
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The units whose labels are exchanged, per group.
+
+    With ``permute="blocks"`` a block is a maximal run of consecutive samples (in sample
+    order, within a group) that share a label: in a block design its volumes share the
+    block's slow noise, so only whole blocks are exchangeable. With ``"samples"`` every
+    sample is its own block.
+
+    Returns
+    -------
+    list of (members, block_of_member)
+        Per group (all samples when ``groups`` is None): the sample indices of the group in
+        increasing order, and the block number (0, 1, ...) of each of them.
+    """
+    if permute not in PERMUTE_SCHEMES:
+        raise ValueError(f"permute must be one of {PERMUTE_SCHEMES}, got {permute!r}.")
+    y = np.asarray(y)
+    n = len(y)
+    if groups is None:
+        members = [np.arange(n)]
+    else:
+        groups = np.asarray(groups)
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    out = []
+    for idx in members:
+        if permute == "samples":
+            block = np.arange(idx.size)
+        else:
+            labels = y[idx]
+            block = np.concatenate([[0], np.cumsum(labels[1:] != labels[:-1])])
+        out.append((idx, block))
+    return out
+
+
+def _count_arrangements(block_labels: np.ndarray) -> int:
+    """Distinct orderings of a multiset of labels: n! / prod(count_c!)."""
+    _, counts = np.unique(block_labels, return_counts=True)
+    total = math.factorial(int(counts.sum()))
+    for c in counts:
+        total //= math.factorial(int(c))
+    return total
+
+
+def _distinct_orderings(values: np.ndarray):
+    """Every distinct ordering of a multiset, in lexicographic order of ranks (identity
+    ordering of the sorted values first)."""
+    ranks = np.unique(values, return_inverse=True)[1]
+    uniq = np.unique(values)
+    a = sorted(int(r) for r in ranks)
+    while True:
+        yield uniq[np.asarray(a)]
+        # next permutation in lexicographic order (Knuth's algorithm L)
+        i = len(a) - 2
+        while i >= 0 and a[i] >= a[i + 1]:
+            i -= 1
+        if i < 0:
+            return
+        j = len(a) - 1
+        while a[j] <= a[i]:
+            j -= 1
+        a[i], a[j] = a[j], a[i]
+        a[i + 1 :] = reversed(a[i + 1 :])
+
+
+@dataclass(frozen=True)
+class LabelPermutations:
+    """Permuted label vectors for a permutation test.
+
+    Attributes
+    ----------
+    labels : ndarray (n_permutations, n_samples)
+        One permuted label vector per row, in the labels' own values.
+    exhaustive : bool
+        True when every distinct arrangement the design allows was enumerated (the observed
+        one among them): p-values are then ``#{null >= observed} / n_permutations``, exact.
+        False for random draws: ``(1 + #{null >= observed}) / (1 + n_permutations)``.
+    n_possible : int
+        Number of distinct label arrangements the scheme allows.
+    permute : str
+        The scheme, ``"blocks"`` or ``"samples"``.
+    n_blocks : int
+        Number of exchangeable units over all groups.
+    """
+
+    labels: np.ndarray
+    exhaustive: bool
+    n_possible: int
+    permute: str
+    n_blocks: int
+
+    @property
+    def n_permutations(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def smallest_p(self) -> float:
+        """The smallest p-value these permutations can give."""
+        n = self.n_permutations
+        return 1.0 / n if self.exhaustive else 1.0 / (n + 1)
+
+    def describe(self) -> dict:
+        """A summary for reports and ``summary.json``."""
+        return {
+            "scheme": self.permute,
+            "exchangeable units": self.n_blocks,
+            "distinct arrangements possible": (
+                self.n_possible if self.n_possible < 10**15 else f"{float(self.n_possible):.3g}"
+            ),
+            "permutations": self.n_permutations,
+            "all arrangements enumerated": self.exhaustive,
+            "smallest possible p": self.smallest_p,
+        }
 
 
 def make_permutations(
     y: np.ndarray, groups: np.ndarray | None, n_permutations: int, random_state, plan=None,
-    max_tries: int = 100,
-) -> np.ndarray:
-    """Index arrays of label permutations, shape (n_permutations, n_samples).
+    max_tries: int = 100, permute: str = "blocks",
+) -> LabelPermutations:
+    """Permuted label vectors, the same for every sphere.
 
-    ``y[perm[p]]`` is the p-th permuted label vector. With ``groups``, labels are shuffled
-    within each group (run), which keeps the runs' label counts and the exchangeability
-    that the design allows; otherwise across all samples. With a CV ``plan``, a permutation
-    whose training set of some fold would lack a class is drawn again.
+    Labels are exchanged among the exchangeable units (:func:`exchangeability_blocks`) of
+    each group (run), which keeps every run's design. When the design allows no more
+    distinct arrangements than ``n_permutations``, all of them are enumerated (the observed
+    one included) and the test is exact; otherwise ``n_permutations`` arrangements are
+    drawn at random from ``random_state``. With a CV ``plan`` (classification), an
+    arrangement whose training set of some fold would lack a class is left out (enumerated)
+    or drawn again (random).
 
     Parameters
     ----------
     y : ndarray (n_samples,)
     groups : ndarray (n_samples,) or None
     n_permutations : int
+        Permutations asked for (at most; fewer when the design allows fewer).
     random_state : int, Generator or None
     plan : CVPlan or None
+    permute : {"blocks", "samples"}
     """
     if n_permutations < 0:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations}.")
-    rng = np.random.default_rng(random_state)
-    n = len(y)
-    if groups is None:
-        members = [np.arange(n)]
-    else:
-        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    y = np.asarray(y)
+    units = exchangeability_blocks(y, groups, permute)
+    # the label of each block (a block's samples share it; with "samples", each sample's)
+    block_labels = [y[idx][np.searchsorted(block, np.arange(block[-1] + 1))] for idx, block in units]
+    n_possible = math.prod(_count_arrangements(b) for b in block_labels)
+    n_blocks = sum(b.size for b in block_labels)
     classes = np.unique(y)
-    out = np.empty((n_permutations, n), dtype=np.intp)
+
+    def assemble(arrangement) -> np.ndarray:
+        labels = y.copy()
+        for (idx, block), values in zip(units, arrangement):
+            labels[idx] = values[block]
+        return labels
+
+    def valid(labels) -> bool:
+        return plan is None or all(
+            np.unique(labels[train]).size == classes.size for train in plan.train_indices
+        )
+
+    if 0 < n_possible <= n_permutations:
+        rows = [
+            labels
+            for arrangement in itertools.product(*(_distinct_orderings(b) for b in block_labels))
+            if valid(labels := assemble(arrangement))
+        ]  # fmt: skip
+        out = np.stack(rows) if rows else np.empty((0, y.size), dtype=y.dtype)
+        return LabelPermutations(out, True, n_possible, permute, n_blocks)
+
+    rng = np.random.default_rng(random_state)
+    out = np.empty((n_permutations, y.size), dtype=y.dtype)
     for p in range(n_permutations):
         for _ in range(max_tries):
-            perm = np.arange(n)
-            for idx in members:
-                perm[idx] = idx[rng.permutation(len(idx))]
-            if plan is None or all(
-                np.unique(y[perm[train]]).size == classes.size for train in plan.train_indices
-            ):
+            labels = assemble([b[rng.permutation(b.size)] for b in block_labels])
+            if valid(labels):
                 break
         else:
             raise ValueError(
                 "Could not draw label permutations that keep every class in every training "
                 "fold: use a cross-validation that leaves more samples in training."
             )
-        out[p] = perm
-    return out
+        out[p] = labels
+    return LabelPermutations(out, False, n_possible, permute, n_blocks)
 
 
 class NullStore:
@@ -95,23 +247,35 @@ class NullStore:
         self.path = Path(path) if path is not None else None
         shape = (n_permutations, n_spheres)
         if self.path is None:
-            self.scores = np.zeros(shape, dtype=np.float32)
+            self.scores = np.zeros(shape, dtype=NULL_DTYPE)
             self.done = np.zeros(n_permutations, dtype=bool)
             return
         self.record = self.path.with_suffix(".json")
         if self.path.exists() and self.record.exists():
-            info = json.loads(self.record.read_text())
+            try:
+                info = json.loads(self.record.read_text())
+                scores = np.load(self.path, mmap_mode="r+")
+            except (ValueError, OSError, EOFError) as exc:
+                raise ValueError(
+                    f"The checkpoint {self.path} (or its record {self.record.name}) cannot be "
+                    f"read ({exc}): delete both files to start the permutations again."
+                ) from None
+            if info.get("dtype") != np.dtype(NULL_DTYPE).name or scores.dtype != NULL_DTYPE:
+                raise ValueError(
+                    f"The checkpoint {self.path} was written by an older version (null scores "
+                    f"in {scores.dtype}): delete it to start the permutations again."
+                )
             if info.get("fingerprint") != fingerprint or tuple(info.get("shape", ())) != shape:
                 raise ValueError(
                     f"The checkpoint {self.path} belongs to another analysis (other data, labels, "
                     "parameters or seed): delete it or choose another checkpoint path."
                 )
-            self.scores = np.load(self.path, mmap_mode="r+")
+            self.scores = scores
             self.done = np.zeros(n_permutations, dtype=bool)
             self.done[info["done"]] = True
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.scores = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32, shape=shape)
+            self.scores = np.lib.format.open_memmap(self.path, mode="w+", dtype=NULL_DTYPE, shape=shape)
             self.done = np.zeros(n_permutations, dtype=bool)
             self._save_record()
 
@@ -119,6 +283,7 @@ class NullStore:
         tmp = self.record.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({
             "fingerprint": self.fingerprint,
+            "dtype": np.dtype(NULL_DTYPE).name,
             "shape": [self.n_permutations, self.n_spheres],
             "done": np.flatnonzero(self.done).tolist(),
         }))  # fmt: skip
@@ -183,6 +348,7 @@ def permutation_inference(
     cluster_alpha: float = 0.001,
     connectivity: int = 26,
     chunk: int = 64,
+    exhaustive: bool = False,
 ) -> PermutationResult:
     """p-values of a searchlight map from its permutation null.
 
@@ -199,11 +365,15 @@ def permutation_inference(
         pooled over spheres and permutations.
     connectivity : {6, 18, 26}
         Neighbourhood of voxels in a cluster.
+    exhaustive : bool
+        The null maps are those of every arrangement the design allows, the observed one
+        among them (:class:`LabelPermutations`): p-values are ``#{null >= observed} / P``.
 
     Returns
     -------
     PermutationResult
-        ``p_values`` uncorrected, ``(1 + #null >= observed) / (1 + P)`` per sphere;
+        ``p_values`` uncorrected, ``(1 + #null >= observed) / (1 + P)`` per sphere for
+        random permutations (``#null >= observed / P`` when exhaustive);
         ``p_fwe`` corrected by the maximum over spheres of each null map; clusters of
         spheres above the threshold with their size-based FWE p-values.
     """
@@ -223,8 +393,11 @@ def permutation_inference(
         values, counts = np.unique(np.round(block, 9), return_counts=True)
         for v, c in zip(values, counts):
             pooled[float(v)] = pooled.get(float(v), 0) + int(c)
-    p_values = (1.0 + count) / (1.0 + n_perm)
-    p_fwe = (1.0 + (max_null[None, :] >= observed[:, None] - SCORE_TOL).sum(axis=1)) / (1.0 + n_perm)
+    # random draws count the observed labelling once more (Phipson & Smyth 2010); an
+    # exhaustive enumeration holds it already
+    extra = 0.0 if exhaustive else 1.0
+    p_values = (extra + count) / (extra + n_perm)
+    p_fwe = (extra + (max_null[None, :] >= observed[:, None] - SCORE_TOL).sum(axis=1)) / (extra + n_perm)
 
     levels = np.array(sorted(pooled))
     freq = np.array([pooled[v] for v in levels], dtype=np.float64)
@@ -257,7 +430,7 @@ def permutation_inference(
             "peak_score": float(observed[peak]),
             "peak_x_mm": float(xyz[0]), "peak_y_mm": float(xyz[1]), "peak_z_mm": float(xyz[2]),
             "peak_p_fwe": float(p_fwe[peak]),
-            "p_fwe_cluster": float((1.0 + (max_cluster >= size).sum()) / (1.0 + n_perm)),
+            "p_fwe_cluster": float((extra + (max_cluster >= size).sum()) / (extra + n_perm)),
         })  # fmt: skip
     clusters.sort(key=lambda c: (-c["size"], -c["peak_score"]))
     # number clusters by rank (1 = largest), in the table and in the label map
@@ -268,6 +441,7 @@ def permutation_inference(
     sphere_labels = relabel[sphere_labels]
     null_summary = {
         "n_permutations": int(n_perm),
+        "all arrangements enumerated": bool(exhaustive),
         "pooled null mean": float((levels * freq).sum() / freq.sum()),
         "pooled null sd": float(np.sqrt(((levels - (levels * freq).sum() / freq.sum()) ** 2 * freq).sum() / freq.sum())),
         "pooled null 95th percentile": float(levels[np.searchsorted(np.cumsum(freq) / freq.sum(), 0.95)]),

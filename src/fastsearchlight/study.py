@@ -54,6 +54,7 @@ class StudyConfig:
     n_jobs: int = 1
     memory_mb: float = 512.0
     n_permutations: int = 0
+    permute: str = "blocks"
     cluster_alpha: float = 0.001
     seed: int = 0
     backend: str = "loky"
@@ -104,6 +105,13 @@ def software_versions() -> dict:
         "nilearn": nilearn.__version__,
         "nibabel": nib.__version__,
     }
+
+
+def _permutations_phrase(info: dict) -> str:
+    """'100 permutations', or 'all 64 distinct permutations' for an exhaustive test."""
+    if info["all arrangements enumerated"]:
+        return f"all {info['permutations']} distinct permutations"
+    return f"{info['permutations']} permutations"
 
 
 def chance_level(scoring: str, n_classes: int) -> float:
@@ -256,7 +264,7 @@ def run_study(
         mask_img=mask_img, process_mask_img=process_img, radius=config.radius,
         estimator=config.estimator, cv=cv, scoring=config.scoring, n_jobs=config.n_jobs,
         verbose=0 if quiet else 1, memory_mb=config.memory_mb,
-        n_permutations=config.n_permutations, random_state=config.seed,
+        n_permutations=config.n_permutations, permute=config.permute, random_state=config.seed,
         cluster_alpha=config.cluster_alpha,
         checkpoint=out / CHECKPOINT_NAME if config.n_permutations else None,
         backend=config.backend, scheduler=config.scheduler,
@@ -314,13 +322,20 @@ def run_study(
     }
     if config.n_permutations:
         n_sig = lambda p: int((p < 0.05).sum())  # noqa: E731
+        info = sl.permutation_info_
         summary["permutation test"] = {
             **sl.null_summary_,
-            "labels permuted": "within runs" if groups is not None else "across volumes",
+            "labels permuted": (
+                f"{'whole blocks' if config.permute == 'blocks' else 'single volumes'} "
+                f"{'within runs' if groups is not None else 'across the session'}"
+            ),
+            "exchangeable units": info["exchangeable units"],
+            "distinct arrangements possible": info["distinct arrangements possible"],
+            "all arrangements enumerated": info["all arrangements enumerated"],
             "spheres with uncorrected p < 0.05": n_sig(sl.p_values_),
             "spheres with FWE p < 0.05 (max statistic)": n_sig(sl.p_fwe_),
             "clusters with cluster FWE p < 0.05": sum(c["p_fwe_cluster"] < 0.05 for c in sl.clusters_),
-            "minimum achievable p": 1.0 / (1 + config.n_permutations),
+            "minimum achievable p": info["smallest possible p"],
         }
 
     # ------------------------------------------------------------------ write, all or nothing
@@ -355,7 +370,7 @@ def run_study(
             report.plot_null_distribution(
                 sl.max_null_, float(masked.max()), staging / "null_distribution.png",
                 xlabel="maximum score over the map, per permutation",
-                title=f"Max-statistic null ({config.n_permutations} permutations)",
+                title=f"Max-statistic null ({_permutations_phrase(info)})",
             )  # fmt: skip
             figures["Null distribution of the maximum score (family-wise correction)"] = "null_distribution.png"
             tables[f"Clusters (threshold {sl.cluster_threshold_:.3f}, cluster-level FWE p)"] = clusters
