@@ -219,3 +219,26 @@ def test_demo_with_permutations_writes_corrected_maps(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["permutation test"]["n_permutations"] == 20
     assert not list(out.glob(".fastsearchlight-permutations*"))  # checkpoint removed when done
+
+
+def test_permutations_with_tfce_and_block_scheme_write_their_outputs(tmp_path):
+    import json
+
+    import nibabel as nib
+
+    out = tmp_path / "stats"
+    code = main(["demo", "--out", str(out), "--permutations", "9", "--tfce", "--quiet",
+                 "--radius", "4", "--permute", "blocks"])  # fmt: skip
+    assert code == 0
+    logp = nib.load(out / "p_fwe_tfce.nii.gz").get_fdata()
+    assert np.all(logp >= 0)
+    summary = json.loads((out / "summary.json").read_text())
+    test = summary["permutation test"]
+    assert test["labels permuted"] == "whole blocks within runs"
+    assert "spheres with TFCE FWE p < 0.05" in test
+    assert summary["parameters"]["permute"] == "blocks" and summary["parameters"]["tfce"]
+
+
+def test_bad_tfce_step_is_one_line(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "x"), "--tfce-dh", "-1", "--quiet"]) == 2
+    assert "--tfce-dh" in capsys.readouterr().err

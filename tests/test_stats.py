@@ -91,7 +91,7 @@ def test_pvalues_and_fwe_on_a_toy_null():
     assert np.all(res.p_fwe >= res.p_values)
 
 
-def fit_null_searchlight(seed, n_perm=99, signal=False):
+def fit_null_searchlight(seed, n_perm=99, signal=False, **kw):
     ds = simulate_haxby_like(
         shape=(12, 14, 12) if signal else (10, 12, 10), voxel_size=(3.5, 3.75, 3.75),
         n_regions=1, region_radius_mm=7.0 if signal else 5.0,
@@ -103,7 +103,7 @@ def fit_null_searchlight(seed, n_perm=99, signal=False):
     # samples are exchangeable
     sl = SearchLight(mask_img=ds.mask_img, radius=5.6 if signal else 4.0, cv=KFold(4),
                      estimator="gnb", n_permutations=n_perm, random_state=seed,
-                     permute="samples")  # fmt: skip
+                     permute="samples", **kw)  # fmt: skip
     return sl.fit(ds.func_img, y, groups=groups), ds
 
 
@@ -236,3 +236,36 @@ def test_null_maps_are_the_maps_of_the_permuted_labels_and_pvalues_exact(estimat
     np.testing.assert_array_equal(sl.p_fwe_, (1 + (null.max(1)[None] >= observed[:, None]).sum(1)) / 16)
     # ties with the observed score occur, and count (float32 storage lost them)
     assert (null == observed).any()
+
+
+@pytest.mark.parametrize("dh", ["auto", 0.05, 0.002])
+@pytest.mark.parametrize("connectivity", [1, 3])
+def test_tfce_equals_nilearn(dh, connectivity):
+    import warnings
+
+    from nilearn.mass_univariate._utils import calculate_tfce
+    from scipy import ndimage
+
+    from fastsearchlight.stats import tfce
+
+    rng = np.random.default_rng(connectivity)
+    values = ndimage.gaussian_filter(rng.standard_normal((14, 12, 10)), 1.5) * 3
+    structure = ndimage.generate_binary_structure(3, connectivity)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nilearn warns when it clips the number of steps
+        expected = calculate_tfce(values[..., None], structure, dh=dh, two_sided_test=False)[..., 0]
+    ours = tfce(values, structure, dh=dh)
+    assert expected.max() > 0
+    np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=0)
+
+
+def test_tfce_pvalues_find_a_planted_region_and_stay_silent_on_null():
+    sl, ds = fit_null_searchlight(7, signal=True, n_perm=49, tfce=True)
+    truth = (np.asarray(ds.truth_img.dataobj) > 0)[sl.process_mask_]
+    assert (sl.p_fwe_tfce_[truth] < 0.05).mean() >= 0.6
+    # TFCE's maximum-statistic p-values: from the maximum TFCE of each null map
+    expected = (1 + (sl.max_tfce_null_[None, :] >= sl.tfce_[:, None]).sum(1)) / 50
+    np.testing.assert_allclose(sl.p_fwe_tfce_, expected)
+    assert np.asarray(sl.p_fwe_tfce_img_.dataobj).shape == sl.process_mask_.shape
+    null, _ = fit_null_searchlight(3, n_perm=49, tfce=True)
+    assert (null.p_fwe_tfce_ < 0.05).sum() == 0

@@ -69,6 +69,7 @@ DEFAULT_KEYS: dict[str, str] = {
     "scoring": "scoring",
     "permutations": "n_permutations",
     "permute": "permute",
+    "tfce": "tfce",
     "seed": "seed",
     "n_jobs": "n_jobs",
     "memory_mb": "memory_mb",
@@ -161,6 +162,10 @@ def _check_value(where: str, key: str, value: Any) -> Any:
             return None
         if not isinstance(value, str):
             raise bad('a column name, or false when there are no runs')
+        return value
+    if key == "tfce":
+        if not isinstance(value, bool):
+            raise bad("true or false")
         return value
     if key == "permute":
         if value not in ("blocks", "samples"):

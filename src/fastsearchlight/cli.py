@@ -34,6 +34,11 @@ def _add_analysis_options(p: argparse.ArgumentParser, *, out_default: str) -> No
                    help="what is exchanged: the labels of whole blocks of consecutive volumes "
                         "of one condition within a run (default; block designs), or of single "
                         "samples within a run (randomised event-related designs, trial betas)")
+    p.add_argument("--tfce", action="store_true",
+                   help="with --permutations: also threshold-free cluster enhancement, with "
+                        "family-wise p-values (p_fwe_tfce.nii.gz)")
+    p.add_argument("--tfce-dh", default="auto",
+                   help="TFCE step between thresholds (default auto: 100 steps)")
     p.add_argument("--cluster-alpha", type=float, default=0.001,
                    help="cluster-forming threshold as a quantile of the null (default 0.001)")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
@@ -48,6 +53,18 @@ def _add_scheduler_option(p: argparse.ArgumentParser) -> None:
                         "at ADDRESS (e.g. tcp://node1:8786); needs fastsearchlight[dask]")  # fmt: skip
 
 
+def _tfce_dh(value: str):
+    if value == "auto":
+        return value
+    try:
+        dh = float(value)
+    except ValueError:
+        dh = float("nan")
+    if not dh > 0 or dh == float("inf"):
+        raise InputError(f"--tfce-dh must be 'auto' or a positive number, got {value!r}")
+    return dh
+
+
 def _config(args):
     from .study import StudyConfig
 
@@ -56,7 +73,8 @@ def _config(args):
         conditions=args.conditions, label_column=args.label_column, group_column=group,
         radius=args.radius, estimator=args.estimator, cv=args.cv, scoring=args.scoring,
         n_jobs=args.n_jobs, memory_mb=args.memory_mb, n_permutations=args.permutations,
-        permute=args.permute, cluster_alpha=args.cluster_alpha, seed=args.seed,
+        permute=args.permute, tfce=args.tfce, tfce_dh=_tfce_dh(args.tfce_dh),
+        cluster_alpha=args.cluster_alpha, seed=args.seed,
         backend="dask" if args.scheduler else "loky", scheduler=args.scheduler or None,
     )  # fmt: skip
 

@@ -91,6 +91,13 @@ class SearchLight(TransformerMixin, BaseEstimator):
         noise requires. "samples": single samples' labels are permuted within runs, valid
         only when samples are exchangeable (e.g. randomised event-related designs or
         trial-wise estimates).
+    tfce : bool, default=False
+        With permutations, also threshold-free cluster enhancement (Smith & Nichols 2009;
+        E=0.5, H=2, as nilearn computes it) of the map minus chance (the mean of the pooled
+        null scores), with family-wise p-values from the maximum TFCE of each null map
+        (``p_fwe_tfce_``, ``p_fwe_tfce_img_``).
+    tfce_dh : "auto" or float, default="auto"
+        TFCE's step between thresholds ("auto": 100 steps up to each map's maximum).
     checkpoint : path-like or None, default=None
         File (``.npy``) where null maps are stored as they are made; an interrupted run
         given the same file resumes where it stopped, with the same result.
@@ -142,6 +149,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
     permutation_info_ : dict
         The scheme, the number of distinct arrangements it allows, whether all of them were
         enumerated, and the smallest possible p-value.
+    tfce_, p_fwe_tfce_ : ndarray (n_spheres,)
+        TFCE of the observed map and its family-wise p-values, with ``tfce=True``.
     clusters_ : list of dict
         Clusters of spheres above ``cluster_threshold_`` with size, peak and
         cluster-level FWE p-value (largest cluster of each null map).
@@ -172,6 +181,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
         memory_mb=engine.DEFAULT_MEMORY_MB,
         n_permutations=0,
         permute="blocks",
+        tfce=False,
+        tfce_dh="auto",
         checkpoint=None,
         keep_checkpoint=False,
         keep_null=False,
@@ -193,6 +204,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.memory_mb = memory_mb
         self.n_permutations = n_permutations
         self.permute = permute
+        self.tfce = tfce
+        self.tfce_dh = tfce_dh
         self.checkpoint = checkpoint
         self.keep_checkpoint = keep_checkpoint
         self.keep_null = keep_null
@@ -248,6 +261,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self
         """
         engine.check_backend(self.backend)
+        self._check_permutation_params()
         if self.backend == "dask":
             engine.import_distributed()  # fail before reading the data when dask is missing
         sk_estimator = resolve_estimator(self.estimator, self.estimator_args, self.random_state)
@@ -332,18 +346,30 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, self._reference_img)
         return self
 
+    def _check_permutation_params(self) -> None:
+        """The permutation test's parameters, checked before any computation."""
+        from .stats import PERMUTE_SCHEMES
+
+        n_perm = self.n_permutations
+        if n_perm is not None and (
+            isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 0
+        ):
+            raise ValueError(f"n_permutations must be an integer >= 0, got {n_perm!r}.")
+        if self.permute not in PERMUTE_SCHEMES:
+            raise ValueError(f"permute must be one of {PERMUTE_SCHEMES}, got {self.permute!r}.")
+        dh = self.tfce_dh
+        if not (isinstance(dh, str) and dh == "auto") and not (
+            isinstance(dh, (int, float, np.number)) and not isinstance(dh, bool)
+            and np.isfinite(dh) and dh > 0
+        ):  # fmt: skip
+            raise ValueError(f"tfce_dh must be 'auto' or a positive number, got {dh!r}.")
+
     def _permutation_test(self, scores_for, fold_scores, targets, groups, plan, X, hoods,
                           process_mask, affine, classification):  # fmt: skip
         """Null maps from label permutations, then p-values (see :mod:`fastsearchlight.stats`)."""
-        from .stats import (
-            PERMUTE_SCHEMES, NullStore, fingerprint, make_permutations, permutation_inference,
-        )  # fmt: skip
+        from .stats import NullStore, fingerprint, make_permutations, permutation_inference
 
         n_perm = int(self.n_permutations or 0)
-        if n_perm < 0:
-            raise ValueError(f"n_permutations must be >= 0, got {self.n_permutations!r}.")
-        if self.permute not in PERMUTE_SCHEMES:
-            raise ValueError(f"permute must be one of {PERMUTE_SCHEMES}, got {self.permute!r}.")
         self.permuted_labels_ = None
         self.permutation_info_ = None
         if n_perm == 0:
@@ -378,7 +404,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
             store.write(rows, _fold_mean(scores_for(labels[rows], desc)))
         result = permutation_inference(
             observed, store.scores, process_mask, affine, cluster_alpha=self.cluster_alpha,
-            exhaustive=perms.exhaustive,
+            exhaustive=perms.exhaustive, with_tfce=bool(self.tfce), tfce_dh=self.tfce_dh,
         )  # fmt: skip
         self.p_values_ = result.p_values
         self.p_fwe_ = result.p_fwe
@@ -388,6 +414,9 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.cluster_labels_ = result.cluster_labels
         self.clusters_ = result.clusters
         self.null_summary_ = result.null_summary
+        self.tfce_ = result.tfce
+        self.p_fwe_tfce_ = result.p_fwe_tfce
+        self.max_tfce_null_ = result.max_tfce_null
         self.null_scores_ = np.array(store.scores) if self.keep_null else None
         if self.checkpoint is not None and not self.keep_checkpoint:
             store.remove()
@@ -408,6 +437,14 @@ class SearchLight(TransformerMixin, BaseEstimator):
         """Family-wise corrected p-values (maximum statistic) as an image (1 outside the map)."""
         self._check_permuted()
         return scores_to_img(self.p_fwe_, self.process_mask_, self._reference_img, fill=1.0)
+
+    @property
+    def p_fwe_tfce_img_(self):
+        """Family-wise corrected TFCE p-values as an image (1 outside the map)."""
+        self._check_permuted()
+        if self.p_fwe_tfce_ is None:
+            raise AttributeError("TFCE was not computed: set tfce=True.")
+        return scores_to_img(self.p_fwe_tfce_, self.process_mask_, self._reference_img, fill=1.0)
 
     @property
     def cluster_labels_img_(self):

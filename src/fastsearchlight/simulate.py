@@ -361,6 +361,8 @@ def simulate_haxby_like(
     run_offset_sd: float = 15.0,
     design: Literal["random", "blocked"] = "random",
     tr: float = 2.5,
+    block_length: int | None = None,
+    temporal_ar1: float = 0.0,
 ) -> SimulatedDataset:
     """Simulate a searchlight decoding dataset like Haxby's face-vs-house workload.
 
@@ -406,10 +408,18 @@ def simulate_haxby_like(
         Standard deviation of the per-run offset added to every brain voxel.
     design : {"random", "blocked"}, default="random"
         Order of the volumes within a run: a random permutation of all the volumes of the
-        run, or one block of ``n_per_class_per_run`` consecutive volumes per condition, the
+        run, or blocks of ``block_length`` consecutive volumes of one condition, the
         blocks in random order.
     tr : float, default=2.5
         Repetition time in seconds, stored in the image header.
+    block_length : int or None, default=None
+        Volumes per block of the "blocked" design; it must divide ``n_per_class_per_run``.
+        None: ``n_per_class_per_run`` (one block per condition and run).
+    temporal_ar1 : float, default=0.0
+        Autocorrelation of the noise from one volume to the next within a run, as an AR(1)
+        process of this coefficient (in [0, 1)) with the same variance; 0: independent
+        volumes. The noise of real BOLD series is autocorrelated (about 0.3-0.6 at a TR of
+        2-2.5 s), so in a block design the volumes of a block share slow noise.
 
     Returns
     -------
@@ -437,6 +447,16 @@ def simulate_haxby_like(
     tr = _check_float(tr, "tr", positive=True)
     if design not in ("random", "blocked"):
         raise ValueError(f"design must be 'random' or 'blocked', got {design!r}.")
+    if block_length is None:
+        block_length = n_per_class_per_run
+    block_length = _check_int(block_length, "block_length", 1)
+    if n_per_class_per_run % block_length:
+        raise ValueError(
+            f"block_length ({block_length}) must divide n_per_class_per_run ({n_per_class_per_run})."
+        )
+    temporal_ar1 = _check_float(temporal_ar1, "temporal_ar1")
+    if temporal_ar1 >= 1:
+        raise ValueError(f"temporal_ar1 must be < 1, got {temporal_ar1!r}.")
     rng, seed = _make_rng(random_state)
 
     n_classes = len(conditions)
@@ -496,7 +516,9 @@ def simulate_haxby_like(
         if design == "random":
             order.append(rng.permutation(codes))
         else:
-            order.append(np.repeat(rng.permutation(n_classes), n_per_class_per_run))
+            blocks_per_class = n_per_class_per_run // block_length
+            blocks = rng.permutation(np.repeat(np.arange(n_classes), blocks_per_class))
+            order.append(np.repeat(blocks, block_length))
     class_codes = np.concatenate(order)
     chunks = np.repeat(np.arange(n_runs), n_classes * n_per_class_per_run)
 
@@ -518,6 +540,8 @@ def simulate_haxby_like(
     data = np.empty(shape + (n_volumes,), dtype=np.float32, order="F")
     vol = np.empty(shape, dtype=np.float32)
     flat = vol.reshape(-1)
+    innovation = np.float32(math.sqrt(1.0 - temporal_ar1**2))
+    previous = None
     for t in range(n_volumes):
         noise = rng.standard_normal(shape, dtype=np.float32)
         if sigma_vox is not None:
@@ -526,6 +550,12 @@ def simulate_haxby_like(
             noise[bbox] = smoothed * scale_in_box
         else:
             noise *= noise_scale
+        if temporal_ar1 > 0:
+            # AR(1) within a run, stationary: the first volume of a run starts afresh
+            if previous is not None and chunks[t] == chunks[t - 1]:
+                noise *= innovation
+                noise += np.float32(temporal_ar1) * previous
+            previous = noise
         np.multiply(envelope, np.float32(run_offsets[chunks[t]]), out=vol)
         vol += static
         vol += noise
@@ -568,6 +598,8 @@ def simulate_haxby_like(
             "mean_shift": mean_shift,
             "run_offset_sd": run_offset_sd,
             "design": design,
+            "block_length": block_length,
+            "temporal_ar1": temporal_ar1,
             "tr": tr,
         },
         "n_volumes": n_volumes,

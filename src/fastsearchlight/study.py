@@ -31,6 +31,8 @@ OUTPUT_NAMES = (
 
 #: files a permutation test adds
 PERMUTATION_OUTPUTS = ("p_uncorrected.nii.gz", "p_fwe.nii.gz", "clusters.tsv", "null_distribution.png")
+#: file a permutation test with TFCE adds
+TFCE_OUTPUT = "p_fwe_tfce.nii.gz"
 CHECKPOINT_NAME = ".fastsearchlight-permutations.npy"
 
 
@@ -55,6 +57,8 @@ class StudyConfig:
     memory_mb: float = 512.0
     n_permutations: int = 0
     permute: str = "blocks"
+    tfce: bool = False
+    tfce_dh: float | str = "auto"
     cluster_alpha: float = 0.001
     seed: int = 0
     backend: str = "loky"
@@ -209,6 +213,8 @@ def run_study(
     t_start = time.perf_counter()
     timings = {}
     names = OUTPUT_NAMES + (PERMUTATION_OUTPUTS if config.n_permutations else ())
+    if config.n_permutations and config.tfce:
+        names += (TFCE_OUTPUT,)
     out = check_outputs(out_dir, names, force=force)
     steps = tqdm(total=5, disable=quiet, desc="study", unit="step", leave=False)
 
@@ -265,6 +271,7 @@ def run_study(
         estimator=config.estimator, cv=cv, scoring=config.scoring, n_jobs=config.n_jobs,
         verbose=0 if quiet else 1, memory_mb=config.memory_mb,
         n_permutations=config.n_permutations, permute=config.permute, random_state=config.seed,
+        tfce=config.tfce, tfce_dh=config.tfce_dh,
         cluster_alpha=config.cluster_alpha,
         checkpoint=out / CHECKPOINT_NAME if config.n_permutations else None,
         backend=config.backend, scheduler=config.scheduler,
@@ -334,6 +341,7 @@ def run_study(
             "all arrangements enumerated": info["all arrangements enumerated"],
             "spheres with uncorrected p < 0.05": n_sig(sl.p_values_),
             "spheres with FWE p < 0.05 (max statistic)": n_sig(sl.p_fwe_),
+            **({"spheres with TFCE FWE p < 0.05": n_sig(sl.p_fwe_tfce_)} if config.tfce else {}),
             "clusters with cluster FWE p < 0.05": sum(c["p_fwe_cluster"] < 0.05 for c in sl.clusters_),
             "minimum achievable p": info["smallest possible p"],
         }
@@ -361,6 +369,8 @@ def run_study(
             neglog = lambda p: scores_to_img(-np.log10(p), sl.process_mask_, func_sel.slicer[..., 0])  # noqa: E731
             save_img(neglog(sl.p_values_), staging / "p_uncorrected.nii.gz")
             save_img(neglog(sl.p_fwe_), staging / "p_fwe.nii.gz")
+            if config.tfce:
+                save_img(neglog(sl.p_fwe_tfce_), staging / TFCE_OUTPUT)
             clusters = pd.DataFrame(sl.clusters_, columns=[
                 "cluster", "size", "peak_score", "peak_x_mm", "peak_y_mm", "peak_z_mm",
                 "peak_p_fwe", "p_fwe_cluster"])  # fmt: skip
