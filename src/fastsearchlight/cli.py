@@ -145,8 +145,14 @@ def cmd_group(args) -> int:
         args.maps, args.out, chance=args.chance, mask=args.mask,
         n_permutations=args.permutations, cluster_threshold=args.cluster_threshold,
         random_state=args.seed, n_jobs=args.n_jobs, force=args.force, quiet=args.quiet,
+        tfce=args.tfce, tfce_dh=_tfce_dh(args.tfce_dh),
     )  # fmt: skip
     r = summary["results"]
+    flips = summary["sign flips"]
+    if flips["all enumerated"] and flips["used"] < args.permutations:
+        print(f"note: {summary['parameters']['subjects']} subjects allow only {flips['used']} "
+              f"distinct sign flips; all were used (smallest possible p "
+              f"{flips['smallest possible p']:.3g})")  # fmt: skip
     print(f"{summary['parameters']['subjects']} subjects: {r['voxels with FWE p < 0.05']} voxels "
           f"with FWE p < 0.05 (max mean score {r['max mean score']:.3f}); outputs in {args.out}")  # fmt: skip
     return 0
@@ -198,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--permutations", type=int, default=5000, help="sign flips (default 5000)")
     p.add_argument("--cluster-threshold", type=float, default=0.001,
                    help="cluster-forming p threshold (default 0.001)")  # fmt: skip
+    p.add_argument("--tfce", action="store_true",
+                   help="also TFCE of the t map, family-wise corrected (group_logp_tfce_fwe.nii.gz)")
+    p.add_argument("--tfce-dh", default="auto", help="TFCE step (default auto: 100 steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--force", action="store_true")

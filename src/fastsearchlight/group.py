@@ -1,10 +1,10 @@
 """Group level: one-sample test of per-subject score maps against chance.
 
-Each subject's map minus chance enters a second-level model with an intercept only; the
-intercept is tested with sign-flipping permutations (valid when the maps' deviations from
-chance are symmetric under the null), through nilearn's
-:func:`~nilearn.glm.second_level.non_parametric_inference`: maximum-t family-wise corrected
-voxel p-values and, with a cluster-forming threshold, cluster-size corrected p-values.
+Each subject's map minus chance is tested with a one-sample t statistic and sign-flipping
+permutations (valid when the maps' deviations from chance are symmetric under the null;
+:mod:`fastsearchlight.sign_flips`): maximum-t family-wise corrected voxel p-values, with a
+cluster-forming threshold cluster-size corrected p-values, and optionally TFCE. With few
+subjects every sign pattern is used (an exact test), and the outputs say so.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ GROUP_OUTPUTS = (
     "report.html",
     "summary.json",
 )
+
+
+#: file the group test with TFCE adds
+TFCE_OUTPUT = "group_logp_tfce_fwe.nii.gz"
 
 
 def load_maps(paths):
@@ -71,6 +75,8 @@ def run_group(
     n_jobs: int = 1,
     force: bool = False,
     quiet: bool = False,
+    tfce: bool = False,
+    tfce_dh="auto",
 ) -> dict:
     """Second-level one-sample permutation test of score maps against ``chance``.
 
@@ -84,23 +90,33 @@ def run_group(
     mask : path-like or None
         Voxels tested (default: voxels nonzero in every map).
     n_permutations : int
-        Sign-flipping permutations (at most 2**n_subjects distinct ones exist).
+        Sign-flipping permutations; when ``2**n_subjects`` is no more, every sign pattern
+        is used instead (an exact test).
     cluster_threshold : float or None
         Cluster-forming threshold in p (uncorrected); None: no cluster inference.
+    n_jobs : int
+        Unused (the sign flips are one matrix product per chunk); kept for the command line.
+    tfce : bool
+        Also TFCE of the t maps with family-wise p-values (``group_logp_tfce_fwe.nii.gz``).
+    tfce_dh : "auto" or float
 
     Returns
     -------
     dict
         The summary written to ``summary.json``.
     """
-    from nilearn.glm.second_level import non_parametric_inference
-    from nilearn.image import math_img, new_img_like
+    from nilearn.image import new_img_like
 
     from . import report
+    from .sign_flips import sign_flip_test
     from .study import software_versions
 
     t_start = time.perf_counter()
-    out = check_outputs(out_dir, GROUP_OUTPUTS, force=force)
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) \
+            or n_permutations < 1:
+        raise InputError(f"the group test needs at least 1 permutation, got {n_permutations!r}")
+    names = GROUP_OUTPUTS + ((TFCE_OUTPUT,) if tfce else ())
+    out = check_outputs(out_dir, names, force=force)
     imgs = load_maps([str(m) for m in maps])
     data = np.stack([np.asarray(i.dataobj, dtype=np.float64) for i in imgs])
     if mask is None:
@@ -112,28 +128,31 @@ def run_group(
         mask_img = nib.load(str(mask))
         if mask_img.shape[:3] != imgs[0].shape:
             raise InputError("the group mask is not on the maps' grid")
-    centred = [math_img(f"img - {float(chance)}", img=i) for i in imgs]
-    design = pd.DataFrame({"intercept": np.ones(len(imgs))})
-    with warnings.catch_warnings():
-        # nilearn's cluster labels are int64 images, which nilearn converts itself
-        warnings.filterwarnings("ignore", message="Data array used to create a new image contains 64-bit ints")
-        result = non_parametric_inference(
-            centred, design_matrix=design, mask=mask_img, model_intercept=True,
-            n_perm=int(n_permutations), two_sided_test=False, random_state=random_state,
-            n_jobs=n_jobs, verbose=0, threshold=cluster_threshold,
-        )  # fmt: skip
-    if isinstance(result, dict):
-        t_img, logp_fwe = result["t"], result["logp_max_t"]
-        logp_cluster = result.get("logp_max_size")
-    else:
-        logp_fwe, t_img, logp_cluster = result, None, None
-    mean_data = np.where(np.asarray(mask_img.dataobj) > 0, data.mean(axis=0), 0.0)
-    mean_img = new_img_like(imgs[0], mean_data)
-    if t_img is None:
-        t_img = new_img_like(imgs[0], np.zeros(imgs[0].shape))
-    if logp_cluster is None:
-        logp_cluster = new_img_like(imgs[0], np.zeros(imgs[0].shape))
+    mask_data = np.asarray(mask_img.dataobj) > 0
+    centred = data[:, mask_data] - float(chance)
+    result = sign_flip_test(
+        centred, mask_data, n_permutations=int(n_permutations), random_state=random_state,
+        cluster_threshold=cluster_threshold, with_tfce=tfce, tfce_dh=tfce_dh,
+    )  # fmt: skip
+    if result.exhaustive and result.n_permutations < n_permutations:
+        warnings.warn(
+            f"{len(imgs)} subjects allow only {result.n_permutations} distinct sign flips: all "
+            f"of them were used instead of {n_permutations} (an exact test; the smallest "
+            f"possible p is {1 / result.n_permutations:.3g}).",
+            stacklevel=2,
+        )
 
+    def to_img(values, fill=0.0):
+        vol = np.full(mask_data.shape, fill)
+        vol[mask_data] = values
+        return new_img_like(imgs[0], vol)
+
+    neglog = lambda p: to_img(-np.log10(p))  # noqa: E731
+    t_img = to_img(result.t)
+    logp_fwe = neglog(result.p_fwe)
+    logp_cluster = neglog(result.p_cluster_fwe) if result.p_cluster_fwe is not None else to_img(0.0)
+    mean_data = np.where(mask_data, data.mean(axis=0), 0.0)
+    mean_img = new_img_like(imgs[0], mean_data)
     logp = np.asarray(logp_fwe.dataobj)
     sig = logp > -np.log10(0.05)
     clusters = report.top_regions(
@@ -143,8 +162,15 @@ def run_group(
         "name": "group level",
         "parameters": {
             "subjects": len(imgs), "chance": chance, "permutations": int(n_permutations),
-            "cluster-forming threshold (p)": cluster_threshold, "test": "one-sample, one-sided, "
-            "sign flipping (nilearn non_parametric_inference)", "seed": random_state,
+            "cluster-forming threshold (p)": cluster_threshold, "test": "one-sample t, "
+            "one-sided, sign flipping", "seed": random_state, "tfce": bool(tfce),
+        },
+        "sign flips": {
+            "used": result.n_permutations,
+            "distinct possible": 2 ** len(imgs),
+            "all enumerated": result.exhaustive,
+            "smallest possible p": 1.0 / (result.n_permutations + (0 if result.exhaustive else 1)),
+            "cluster-forming t": result.cluster_threshold_t,
         },
         "data": {"maps": [str(m) for m in maps], "grid shape": list(imgs[0].shape),
                  "voxels tested": int(np.asarray(mask_img.dataobj).astype(bool).sum())},
@@ -154,10 +180,12 @@ def run_group(
             "min FWE p": float(10 ** -logp.max()) if logp.size else 1.0,
             "voxels in clusters with cluster FWE p < 0.05":
                 int((np.asarray(logp_cluster.dataobj) > -np.log10(0.05)).sum()),
+            **({"voxels with TFCE FWE p < 0.05": int((result.p_fwe_tfce < 0.05).sum())}
+               if tfce else {}),
         },  # fmt: skip
         "timings": {},
         "software": software_versions(),
-        "outputs": list(GROUP_OUTPUTS),
+        "outputs": list(names),
     }
     staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
     try:
@@ -165,6 +193,8 @@ def run_group(
         save_img(t_img, staging / "group_t.nii.gz")
         save_img(logp_fwe, staging / "group_logp_fwe.nii.gz")
         save_img(logp_cluster, staging / "group_logp_cluster_fwe.nii.gz")
+        if tfce:
+            save_img(neglog(result.p_fwe_tfce), staging / TFCE_OUTPUT)
         save_table(clusters, staging / "group_clusters.tsv")
         report.plot_searchlight(mean_img, None, staging / "group_mean_scores.png",
                                 title="Mean score over subjects", chance=chance)  # fmt: skip
@@ -179,7 +209,7 @@ def run_group(
             tables={"Significant regions (voxel FWE p < 0.05)": clusters}, force=True,
         )  # fmt: skip
         save_json(summary, staging / "summary.json")
-        for name in GROUP_OUTPUTS:
+        for name in names:
             (staging / name).replace(out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
