@@ -141,6 +141,20 @@ def cmd_simulate(args) -> int:
 def cmd_group(args) -> int:
     from .group import run_group
 
+    if args.prevalence:
+        from .prevalence import run_prevalence
+
+        summary = run_prevalence(
+            args.maps, args.out, n_permutations=args.permutations, alpha=args.alpha,
+            random_state=args.seed, force=args.force,
+        )  # fmt: skip
+        r = summary["results"]
+        print(f"{summary['parameters']['subjects']} subjects: prevalence gamma0 up to "
+              f"{r['max gamma0']:.2f} (at most {r['largest gamma0 these permutations can reject']:.2f} "
+              f"can be shown with these permutations); {r['voxels with global-null FWE p < alpha']} "
+              f"voxels reject the global null (FWE); outputs in {args.out}")  # fmt: skip
+        return 0
+
     summary = run_group(
         args.maps, args.out, chance=args.chance, mask=args.mask,
         n_permutations=args.permutations, cluster_threshold=args.cluster_threshold,
@@ -197,11 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_haxby)
 
     p = sub.add_parser("group", help="second-level test of per-subject score maps against chance")
-    p.add_argument("maps", nargs="+", help="per-subject score maps (NIfTI, same space)")
+    p.add_argument("maps", nargs="+",
+                   help="per-subject score maps (NIfTI, same space); with --prevalence, the "
+                        "subjects' study folders (run with --permutations)")
+    p.add_argument("--prevalence", action="store_true",
+                   help="prevalence inference (Allefeld et al. 2016) from each subject's "
+                        "first-level null maps: is the effect present in most subjects?")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="level of the prevalence tests (default 0.05)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--chance", type=float, default=0.5, help="chance level (default 0.5)")
     p.add_argument("--mask", default=None, help="voxels tested (default: nonzero in every map)")
-    p.add_argument("--permutations", type=int, default=5000, help="sign flips (default 5000)")
+    p.add_argument("--permutations", type=int, default=5000,
+                   help="sign flips, or second-level permutations with --prevalence (default 5000)")
     p.add_argument("--cluster-threshold", type=float, default=0.001,
                    help="cluster-forming p threshold (default 0.001)")  # fmt: skip
     p.add_argument("--tfce", action="store_true",

@@ -30,7 +30,14 @@ OUTPUT_NAMES = (
 )
 
 #: files a permutation test adds
-PERMUTATION_OUTPUTS = ("p_uncorrected.nii.gz", "p_fwe.nii.gz", "clusters.tsv", "null_distribution.png")
+PERMUTATION_OUTPUTS = (
+    "p_uncorrected.nii.gz", "p_fwe.nii.gz", "clusters.tsv", "null_distribution.png",
+    "null_scores.npy", "permutation_record.npz",
+)  # fmt: skip
+#: the null maps (permutations x spheres, float64) and what the group level's prevalence
+#: inference needs beside them (observed scores in float64, process mask, affine)
+NULL_SCORES = "null_scores.npy"
+PERMUTATION_RECORD = "permutation_record.npz"
 #: file a permutation test with TFCE adds
 TFCE_OUTPUT = "p_fwe_tfce.nii.gz"
 CHECKPOINT_NAME = ".fastsearchlight-permutations.npy"
@@ -109,6 +116,44 @@ def software_versions() -> dict:
         "nilearn": nilearn.__version__,
         "nibabel": nib.__version__,
     }
+
+
+def save_permutation_record(sl, path) -> None:
+    """What a subject's null maps need to be read back: observed scores (float64), the
+    process mask (the spheres' order), the affine, and how the permutations were made."""
+    from .io import atomic_path
+
+    info = sl.permutation_info_
+    with atomic_path(path, force=True) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh, observed=sl.masked_scores_, process_mask=sl.process_mask_,
+            affine=sl.scores_img_.affine, exhaustive=bool(info["all arrangements enumerated"]),
+            permute=str(info["scheme"]),
+        )  # fmt: skip
+
+
+def load_permutation_record(folder):
+    """A study folder's observed scores and null maps (memory-mapped), as saved by a study
+    with permutations. Raises InputError naming what is missing."""
+    folder = Path(folder)
+    paths = folder / PERMUTATION_RECORD, folder / NULL_SCORES
+    for p in paths:
+        if not p.is_file():
+            raise InputError(
+                f"{p} not found: run the subject's study with --permutations to keep its null maps"
+            )
+    try:
+        with np.load(paths[0]) as rec:
+            record = {k: rec[k] for k in rec.files}
+        null = np.load(paths[1], mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"could not read the null maps in {folder}: {exc}") from None
+    n_spheres = int(record["process_mask"].sum())
+    if null.ndim != 2 or null.shape[1] != n_spheres or record["observed"].shape != (n_spheres,):
+        raise InputError(f"the null maps in {folder} do not match its process mask")
+    record["null"] = null
+    record["exhaustive"] = bool(record["exhaustive"])
+    return record
 
 
 def _permutations_phrase(info: dict) -> str:
@@ -274,6 +319,7 @@ def run_study(
         tfce=config.tfce, tfce_dh=config.tfce_dh,
         cluster_alpha=config.cluster_alpha,
         checkpoint=out / CHECKPOINT_NAME if config.n_permutations else None,
+        keep_checkpoint=True,
         backend=config.backend, scheduler=config.scheduler,
     )  # fmt: skip
     sl.fit(func_sel, y, groups=groups)
@@ -369,6 +415,7 @@ def run_study(
             neglog = lambda p: scores_to_img(-np.log10(p), sl.process_mask_, func_sel.slicer[..., 0])  # noqa: E731
             save_img(neglog(sl.p_values_), staging / "p_uncorrected.nii.gz")
             save_img(neglog(sl.p_fwe_), staging / "p_fwe.nii.gz")
+            save_permutation_record(sl, staging / PERMUTATION_RECORD)
             if config.tfce:
                 save_img(neglog(sl.p_fwe_tfce_), staging / TFCE_OUTPUT)
             clusters = pd.DataFrame(sl.clusters_, columns=[
@@ -392,8 +439,13 @@ def run_study(
             figures=figures, tables=tables, force=True,
         )  # fmt: skip
         save_json(summary, staging / "summary.json")
+        if config.n_permutations:
+            # the checkpoint is the null maps' file: it becomes an output, last
+            (out / CHECKPOINT_NAME).replace(staging / NULL_SCORES)
         for fname in names:
             (staging / fname).replace(out / fname)
+        if config.n_permutations:
+            (out / CHECKPOINT_NAME).with_suffix(".json").unlink(missing_ok=True)
         steps.update()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
