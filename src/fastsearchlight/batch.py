@@ -294,8 +294,8 @@ def load_batch(path) -> BatchSpec:
         _check_keys(where, table, GROUP_KEYS)
         group = GroupSpec(seed=defaults.seed, n_jobs=defaults.n_jobs)
         if "chance" in table:
-            if not _is_number(table["chance"]) or not 0 <= table["chance"] <= 1:
-                raise InputError(f"{where}: chance must be a number between 0 and 1, got {table['chance']!r}")
+            if not _is_number(table["chance"]) or not 0 < table["chance"] < 1:
+                raise InputError(f"{where}: chance must be a number in (0, 1), got {table['chance']!r}")
             group.chance = float(table["chance"])
         if "permutations" in table:
             if not _is_int(table["permutations"]) or table["permutations"] < 1:

@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from nilearn.image import check_niimg_3d, check_niimg_4d, new_img_like
+
+from .io import InputError
 
 AFFINE_TOL = 1e-4
 
 
+def read_img(source, what: str):
+    """An image file read whole into memory, or an :class:`InputError` naming the file.
+
+    Every image given by the user goes through here: a missing file, a file that is not
+    NIfTI, or a truncated or corrupted one (caught on reading, not later in the middle of
+    the analysis) is one error that names the file. Images in memory (and anything that
+    is not a path) are returned as they are.
+    """
+    if not isinstance(source, (str, Path)):
+        return source
+    import zlib
+
+    import nibabel as nib
+
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, ValueError, TypeError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(
+            f"could not read {what} {path} ({reason}): is it a complete NIfTI file?"
+        ) from None
+    return img.__class__(data, img.affine, img.header)
+
+
 def load_func(imgs):
     """A 4D Niimg-like input as a 4D image, or a ValueError/TypeError saying why not."""
+    imgs = read_img(imgs, "functional images")
     try:
         img = check_niimg_4d(imgs)
     except TypeError as exc:  # nilearn's DimensionError is a TypeError
@@ -28,6 +61,7 @@ def load_mask(mask, name: str, func_img):
         If the mask is not 3D, its shape or affine differ from the functional images', or
         it selects no voxel.
     """
+    mask = read_img(mask, name)
     try:
         img = check_niimg_3d(mask)
     except TypeError as exc:
