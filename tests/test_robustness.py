@@ -190,9 +190,9 @@ def test_corrupted_checkpoint_is_named(data, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / CHECKPOINT_NAME).write_bytes(b"\x93NUMPY garbage")
-    (out / CHECKPOINT_NAME).with_suffix(".json").write_text("{}")
+    (out / CHECKPOINT_NAME).with_suffix(".json").write_text('{"fingerprint": "ab')  # cut short
     assert main(run_args(data, out, "--permutations", "4")) == 2
-    one_line_error(capsys, str(out / CHECKPOINT_NAME))
+    one_line_error(capsys, str((out / CHECKPOINT_NAME).with_suffix(".json")))
 
 
 # ----------------------------------------------------------------------------- outputs
