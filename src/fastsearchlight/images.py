@@ -42,9 +42,8 @@ def read_img(source, what: str):
 
 def load_func(imgs):
     """A 4D Niimg-like input as a 4D image, or a ValueError/TypeError saying why not."""
-    imgs = read_img(imgs, "functional images")
     try:
-        img = check_niimg_4d(imgs)
+        img = check_niimg_4d(read_img(imgs, "functional images"))
     except TypeError as exc:  # nilearn's DimensionError is a TypeError
         raise TypeError(f"The functional images must be 4D (x, y, z, volumes): {exc}") from None
     except (ValueError, FileNotFoundError, OSError) as exc:
@@ -61,9 +60,8 @@ def load_mask(mask, name: str, func_img):
         If the mask is not 3D, its shape or affine differ from the functional images', or
         it selects no voxel.
     """
-    mask = read_img(mask, name)
     try:
-        img = check_niimg_3d(mask)
+        img = check_niimg_3d(read_img(mask, name))
     except TypeError as exc:
         raise TypeError(f"{name} must be a 3D image: {exc}") from None
     except (ValueError, FileNotFoundError, OSError) as exc:
