@@ -86,7 +86,7 @@ _TOML_KEYS = {v: k for k, v in DEFAULT_KEYS.items()}
 _NOT_RESULT_FIELDS = ("n_jobs", "memory_mb", "backend", "scheduler")
 
 #: errors that fail one subject (bad data, bad parameters) without stopping the batch
-_SUBJECT_ERRORS = (InputError, ValueError, TypeError, FileExistsError, FileNotFoundError)
+_SUBJECT_ERRORS = (InputError, ValueError, TypeError, OSError)
 
 
 @dataclass
@@ -304,8 +304,8 @@ def load_batch(path) -> BatchSpec:
         _check_keys(where, table, GROUP_KEYS)
         group = GroupSpec(seed=defaults.seed, n_jobs=defaults.n_jobs)
         if "chance" in table:
-            if not _is_number(table["chance"]) or not 0 <= table["chance"] <= 1:
-                raise InputError(f"{where}: chance must be a number between 0 and 1, got {table['chance']!r}")
+            if not _is_number(table["chance"]) or not 0 < table["chance"] < 1:
+                raise InputError(f"{where}: chance must be a number in (0, 1), got {table['chance']!r}")
             group.chance = float(table["chance"])
         if "permutations" in table:
             if not _is_int(table["permutations"]) or table["permutations"] < 1:
@@ -462,15 +462,17 @@ def run_batch(
 
 def _run_group_step(spec: BatchSpec, result: BatchResult, recomputed: bool, *, force, quiet, echo, run_group):
     failed = [s for s, status in result.subjects.items() if status == "failed"]
-    if failed:
+    subjects = [s for s in spec.subjects if result.subjects.get(s.name) != "failed"]
+    if len(subjects) < 2:  # the others still make a group level when there are two
         _status(result, echo, GROUP_FOLDER, "skipped", f"{len(failed)} subject(s) failed")
         return
+    left_out = f"; without {', '.join(failed)} (failed)" if failed else ""
     folder = spec.out / GROUP_FOLDER
-    maps = [spec.out / s.name / "searchlight_scores.nii.gz" for s in spec.subjects]
+    maps = [spec.out / s.name / "searchlight_scores.nii.gz" for s in subjects]
     chance = spec.group.chance
     if chance is None:
         levels = sorted({(_read_summary(spec.out / s.name) or {}).get("results", {}).get("chance level")
-                         for s in spec.subjects}, key=str)  # fmt: skip
+                         for s in subjects}, key=str)  # fmt: skip
         if len(levels) != 1 or not _is_number(levels[0]):
             listed = ", ".join(map(str, levels))
             _status(result, echo, GROUP_FOLDER, "failed",
@@ -494,7 +496,8 @@ def _run_group_step(spec: BatchSpec, result: BatchResult, recomputed: bool, *, f
         return
     r = summary["results"]
     _status(result, echo, GROUP_FOLDER, "done",
-            f"{time.perf_counter() - t0:.1f} s, {r['voxels with FWE p < 0.05']} voxels with FWE p < 0.05")  # fmt: skip
+            f"{time.perf_counter() - t0:.1f} s, {r['voxels with FWE p < 0.05']} voxels with FWE p < 0.05"
+            f"{left_out}")  # fmt: skip
 
 
 def _status(result: BatchResult, echo, name: str, status: str, message: str) -> None:

@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("fastsearchlight: interrupted; no output was left half-written", file=sys.stderr)
         return 130
-    except (InputError, ValueError, TypeError, FileExistsError, FileNotFoundError, ConnectionError) as exc:
+    except (InputError, ValueError, TypeError, OSError, ConnectionError) as exc:
         return _error(exc)
     except ImportError as exc:
         from .engine import MissingDependencyError
@@ -273,6 +273,10 @@ def main(argv=None) -> int:
 def _error(exc: BaseException) -> int:
     """Print a one-line error; the exit status of bad input."""
     message = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.strerror and type(exc) not in (FileExistsError, FileNotFoundError):
+        # a file system that refuses (read-only, full, no permission): name the file and the cause
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"could not write or read{where}: {exc.strerror}"
     print(f"fastsearchlight: error: {message}", file=sys.stderr)
     return 2
 

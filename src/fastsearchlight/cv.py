@@ -81,4 +81,12 @@ def make_cv_plan(cv, y: np.ndarray, groups=None, *, classifier: bool = True) -> 
     for f, (tr, te) in enumerate(zip(train, test)):
         if len(tr) == 0 or len(te) == 0:
             raise ValueError(f"Fold {f} of the cross-validation has an empty train or test set.")
+        for what, idx in (("train", tr), ("test", te)):
+            bad = idx[(idx < 0) | (idx >= n_samples)]
+            if bad.size:
+                raise ValueError(
+                    f"Fold {f} of the cross-validation has {what} index {int(bad[0])}, outside "
+                    f"0..{n_samples - 1} (there are {n_samples} samples): give indices of the "
+                    "samples passed to fit."
+                )
     return CVPlan(train, test, n_samples)

@@ -19,7 +19,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .io import InputError, check_outputs, save_img, save_json, save_table
+from .images import read_img
+from .io import InputError, output_folder, save_img, save_json, save_table
 
 GROUP_OUTPUTS = (
     "group_mean_scores.nii.gz",
@@ -44,12 +45,7 @@ def load_maps(paths):
         raise InputError("the group test needs at least two subjects' maps")
     imgs = []
     for p in paths:
-        if not Path(p).is_file():
-            raise InputError(f"score map not found: {p}")
-        try:
-            img = nib.load(str(p))
-        except Exception as exc:
-            raise InputError(f"could not read score map {p}: {exc}") from None
+        img = read_img(Path(p), "score map")
         if len(img.shape) != 3:
             raise InputError(f"score map {p} must be 3D, got shape {img.shape}")
         imgs.append(img)
@@ -105,27 +101,48 @@ def run_group(
     dict
         The summary written to ``summary.json``.
     """
+    from numbers import Integral, Real
+
+    from ._validation import N_JOBS, Interval, check_params
+
+    t_start = time.perf_counter()
+    check_params(
+        {"chance": chance, "n_permutations": n_permutations, "cluster_threshold": cluster_threshold,
+         "n_jobs": n_jobs},
+        {"chance": [Interval(Real, None, None)], "n_permutations": [Interval(Integral, 1, None)],
+         "cluster_threshold": [Interval(Real, 0, 1, closed="neither"), None], "n_jobs": N_JOBS},
+    )  # fmt: skip
+    imgs = load_maps([str(m) for m in maps])
+    data = np.stack([np.asarray(i.dataobj, dtype=np.float64) for i in imgs])
+    finite = data[np.isfinite(data)]
+    if finite.size and finite.min() >= 0 and finite.max() <= 1 and not 0 < chance < 1:
+        raise InputError(
+            f"chance {chance:g} is outside (0, 1), the range of the maps' scores (accuracy, "
+            "balanced accuracy or ROC AUC): give the chance level of the subjects' scoring, "
+            "e.g. 0.5 for two balanced classes"
+        )
+    names = GROUP_OUTPUTS + ((TFCE_OUTPUT,) if tfce else ())
+    with output_folder(out_dir, names, force=force) as out:
+        return _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_threshold,
+                           random_state, t_start, tfce, tfce_dh, names)  # fmt: skip
+
+
+def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_threshold, random_state,
+                t_start, tfce, tfce_dh, names) -> dict:  # fmt: skip
+    """The group level, written into the locked folder ``out`` (see :func:`run_group`)."""
     from nilearn.image import new_img_like
 
     from . import report
     from .sign_flips import sign_flip_test
     from .study import software_versions
 
-    t_start = time.perf_counter()
-    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) \
-            or n_permutations < 1:
-        raise InputError(f"the group test needs at least 1 permutation, got {n_permutations!r}")
-    names = GROUP_OUTPUTS + ((TFCE_OUTPUT,) if tfce else ())
-    out = check_outputs(out_dir, names, force=force)
-    imgs = load_maps([str(m) for m in maps])
-    data = np.stack([np.asarray(i.dataobj, dtype=np.float64) for i in imgs])
     if mask is None:
         mask_data = np.all(data != 0, axis=0) & np.all(np.isfinite(data), axis=0)
         if not mask_data.any():
             raise InputError("no voxel is nonzero in every map: give --mask")
         mask_img = nib.Nifti1Image(mask_data.astype(np.uint8), imgs[0].affine)
     else:
-        mask_img = nib.load(str(mask))
+        mask_img = read_img(Path(mask) if isinstance(mask, str) else mask, "group mask")
         if mask_img.shape[:3] != imgs[0].shape:
             raise InputError("the group mask is not on the maps' grid")
     mask_data = np.asarray(mask_img.dataobj) > 0

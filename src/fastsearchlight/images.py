@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from nilearn.image import check_niimg_3d, check_niimg_4d, new_img_like
 
+from .io import InputError
+
 AFFINE_TOL = 1e-4
+
+
+def read_img(source, what: str):
+    """An image file read whole into memory, or an :class:`InputError` naming the file.
+
+    Every image given by the user goes through here: a missing file, a file that is not
+    NIfTI, or a truncated or corrupted one (caught on reading, not later in the middle of
+    the analysis) is one error that names the file. Images in memory (and anything that
+    is not a path) are returned as they are.
+    """
+    if not isinstance(source, (str, Path)):
+        return source
+    import zlib
+
+    import nibabel as nib
+
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, ValueError, TypeError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(
+            f"could not read {what} {path} ({reason}): is it a complete NIfTI file?"
+        ) from None
+    return img.__class__(data, img.affine, img.header)
 
 
 def load_func(imgs):
     """A 4D Niimg-like input as a 4D image, or a ValueError/TypeError saying why not."""
     try:
-        img = check_niimg_4d(imgs)
+        img = check_niimg_4d(read_img(imgs, "functional images"))
     except TypeError as exc:  # nilearn's DimensionError is a TypeError
         raise TypeError(f"The functional images must be 4D (x, y, z, volumes): {exc}") from None
     except (ValueError, FileNotFoundError, OSError) as exc:
@@ -29,7 +61,7 @@ def load_mask(mask, name: str, func_img):
         it selects no voxel.
     """
     try:
-        img = check_niimg_3d(mask)
+        img = check_niimg_3d(read_img(mask, name))
     except TypeError as exc:
         raise TypeError(f"{name} must be a 3D image: {exc}") from None
     except (ValueError, FileNotFoundError, OSError) as exc:

@@ -92,6 +92,90 @@ def check_outputs(out_dir, names, *, force: bool = False) -> Path:
     return out
 
 
+LOCK_NAME = ".fastsearchlight.lock"
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where the system says it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _take_lock(folder: Path) -> Path:
+    """Create ``folder``'s lock file holding this process's id; take over a stale one."""
+    lock = folder / LOCK_NAME
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip())
+            except (OSError, ValueError):
+                pid = None
+            if pid is not None and _pid_alive(pid):
+                raise InputError(
+                    f"{folder} is being written by another fastsearchlight run (process {pid}): "
+                    "wait for it to finish or choose another output folder"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return lock
+    raise InputError(f"could not lock the output folder {folder}: remove {lock} if no run uses it")
+
+
+@contextlib.contextmanager
+def output_folder(out_dir, names, *, force: bool = False):
+    """The output folder of one analysis, locked while the analysis writes into it.
+
+    Creates ``out_dir`` (see :func:`check_outputs`) and a lock file in it holding this
+    process's id, so that two analyses never write into one folder at once (the lock of a
+    process that no longer runs is taken over). On leaving, the lock is removed and, when
+    the analysis failed, the folders it created are removed again if they hold nothing.
+    """
+    out = Path(out_dir)
+    created = []
+    parent = out.absolute()
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    ok = False
+    lock = None
+    try:
+        out = check_outputs(out, names, force=force)
+        lock = _take_lock(out)
+        yield out
+        ok = True
+    finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
+        if not ok:
+            for folder in created:  # deepest first
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (a checkpoint to resume from), or gone
+                    break
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, force: bool = True):
     """Yield a temporary path beside ``path``; move it to ``path`` only on success.
@@ -103,6 +187,7 @@ def atomic_path(path, *, force: bool = True):
         raise FileExistsError(f"{path} exists; use --force to overwrite")
     suffix = "".join(path.suffixes) or ".tmp"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would survive the move
     os.close(fd)
     tmp = Path(tmp)
     try:

@@ -188,15 +188,11 @@ def run_prevalence(
     dict
         The summary written to ``summary.json``.
     """
-    import shutil
-    import tempfile
     import time
-    from pathlib import Path
 
     import nibabel as nib
 
-    from . import report
-    from .io import InputError, check_outputs, save_img, save_json
+    from .io import InputError, output_folder
     from .study import load_permutation_record, software_versions
 
     t0 = time.perf_counter()
@@ -206,7 +202,6 @@ def run_prevalence(
         raise InputError(f"alpha must lie in (0, 1), got {alpha!r}")
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) or n_permutations < 2:
         raise InputError(f"prevalence inference needs at least 2 permutations, got {n_permutations!r}")
-    out = check_outputs(out_dir, PREVALENCE_OUTPUTS, force=force)
     records = [load_permutation_record(f) for f in folders]
     ref = records[0]
     for folder, rec in zip(folders, records):
@@ -270,6 +265,21 @@ def run_prevalence(
         "software": software_versions(),
         "outputs": list(PREVALENCE_OUTPUTS),
     }
+    with output_folder(out_dir, PREVALENCE_OUTPUTS, force=force) as out:
+        _write_prevalence(out, result, img, summary, alpha, t0)
+    return summary
+
+
+def _write_prevalence(out, result, img, summary, alpha, t0) -> None:
+    """Maps, figures, report and summary, staged then moved into ``out`` together."""
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from . import report
+    from .io import save_img, save_json
+
     staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
     try:
         neglog = lambda p: img(-np.log10(p))  # noqa: E731
@@ -295,4 +305,3 @@ def run_prevalence(
             (staging / name).replace(out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return summary

@@ -100,6 +100,9 @@ def _load_3d(img, name: str):
     """A Niimg-like input as a 3D image, or a TypeError/ValueError naming the argument."""
     from nilearn.image import check_niimg_3d
 
+    from .images import read_img
+
+    img = read_img(img, name)
     try:
         return check_niimg_3d(img)
     except TypeError as exc:  # nilearn's DimensionError is a TypeError

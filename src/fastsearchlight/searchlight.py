@@ -8,7 +8,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from numbers import Integral, Real
+
 from . import engine
+from ._validation import N_JOBS, VERBOSE, Interval, check_params
 from .cv import make_cv_plan
 from .estimators import batched_equivalent, is_classification, resolve_estimator
 from .images import load_func, load_mask, masked_data, scores_to_img
@@ -40,6 +43,22 @@ def _fold_mean(fold_scores: np.ndarray) -> np.ndarray:
     (each row contiguous, as nilearn's mean of one sphere's fold scores), so that the same
     fold scores always give the same map score."""
     return np.ascontiguousarray(fold_scores, dtype=np.float64).mean(axis=-1)
+
+
+def _check_radius_fits(radius: float, func) -> None:
+    """A radius no larger than the image's diagonal (beyond it, every sphere would hold the
+    whole mask, and the sphere stencil would not fit in memory)."""
+    import nibabel as nib
+
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in func.shape[:3]])).reshape(3, -1).T
+    xyz = nib.affines.apply_affine(func.affine, corners)
+    extent = float(np.max(np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)))
+    voxel = float(np.min(np.linalg.norm(func.affine[:3, :3], axis=0)))
+    if radius > extent + voxel:
+        raise ValueError(
+            f"radius {radius:g} mm exceeds the image's extent ({extent:.1f} mm across): every "
+            f"sphere would hold the whole mask; give a radius of at most {extent + voxel:.1f} mm."
+        )
 
 
 class SearchLight(TransformerMixin, BaseEstimator):
@@ -166,6 +185,18 @@ class SearchLight(TransformerMixin, BaseEstimator):
         Seconds spent preparing and computing.
     """
 
+    _parameter_constraints: dict = {
+        "radius": [Interval(Real, 0, None, closed="neither")],
+        "n_jobs": N_JOBS,
+        "verbose": VERBOSE,
+        "memory_mb": [Interval(Real, 0, None, closed="neither")],
+        "n_permutations": [Interval(Integral, 0, None), None],
+        "cluster_alpha": [Interval(Real, 0, 1, closed="neither")],
+        "permutation_batch": [Interval(Integral, 1, None)],
+        "keep_checkpoint": [bool],
+        "keep_null": [bool],
+    }
+
     def __init__(
         self,
         mask_img=None,
@@ -219,11 +250,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
         """Check inputs and read the data once (``shared``: in a memory-mapped file for
         worker processes)."""
         t0 = time.perf_counter()
-        if not isinstance(self.radius, (int, float, np.number)) or isinstance(self.radius, bool):
-            raise TypeError(f"radius must be a number of millimetres, got {self.radius!r}.")
-        if not np.isfinite(self.radius) or self.radius <= 0:
-            raise ValueError(f"radius must be a positive number of millimetres, got {self.radius!r}.")
         func = load_func(imgs)
+        _check_radius_fits(self.radius, func)
         n_volumes = func.shape[3]
         y = _check_targets(y, n_volumes)
         if groups is not None:
@@ -260,6 +288,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        check_params(self.get_params(deep=False), self._parameter_constraints)
         engine.check_backend(self.backend)
         self._check_permutation_params()
         if self.backend == "dask":

@@ -16,7 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .io import InputError, check_outputs, read_labels, save_img, save_json, select_conditions
+from .images import read_img
+from .io import InputError, output_folder, read_labels, save_img, save_json, select_conditions
 
 #: files every analysis writes
 OUTPUT_NAMES = (
@@ -70,6 +71,17 @@ class StudyConfig:
     seed: int = 0
     backend: str = "loky"
     scheduler: str | None = None
+
+
+def check_config(config: StudyConfig) -> None:
+    """Check the study's parameters (the estimator's constraints), before anything runs."""
+    from ._validation import check_params
+    from .searchlight import SearchLight
+
+    values = asdict(config)
+    values["n_permutations"] = config.n_permutations
+    constraints = {k: v for k, v in SearchLight._parameter_constraints.items() if k in values}
+    check_params(values, constraints)
 
 
 def parse_cv(spec: str):
@@ -187,12 +199,12 @@ def f_test_map(func_img, mask_img, y, groups):
     return masker.inverse_transform(logp)
 
 
-def _load_mask(path, func_img, name):
+def _load_mask(img, func_img, name, path):
     from nilearn.image import check_niimg_3d
 
     try:
-        img = check_niimg_3d(str(path) if isinstance(path, Path) else path)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        img = check_niimg_3d(img)
+    except (ValueError, TypeError) as exc:
         raise InputError(f"could not read {name} {path}: {exc}") from None
     if img.shape[:3] != func_img.shape[:3] or not np.allclose(img.affine, func_img.affine, atol=1e-4):
         raise InputError(
@@ -243,15 +255,10 @@ def run_study(
     dict
         The summary written to ``summary.json``.
     """
-    from nilearn.image import index_img, mean_img, resample_to_img
-    from tqdm.auto import tqdm
-
-    from . import report
-    from .searchlight import SearchLight
-
     config = config or StudyConfig()
     from .engine import check_backend, import_distributed
 
+    check_config(config)
     check_backend(config.backend)
     if config.backend == "dask":
         import_distributed()  # a missing optional dependency is said before any work
@@ -260,26 +267,57 @@ def run_study(
     names = OUTPUT_NAMES + (PERMUTATION_OUTPUTS if config.n_permutations else ())
     if config.n_permutations and config.tfce:
         names += (TFCE_OUTPUT,)
-    out = check_outputs(out_dir, names, force=force)
+    with output_folder(out_dir, names, force=force) as out:
+        summary = _study_into(out, func, labels, mask, process_mask, config, quiet, name,
+                              resample_mask, names, t_start, timings)  # fmt: skip
+        # the checkpoint is kept until the outputs are in place
+        for path in _checkpoint_files(out):
+            path.unlink(missing_ok=True)
+    return summary
+
+
+def _checkpoint_files(out: Path) -> tuple[Path, Path]:
+    """The permutation checkpoint in ``out`` and its record."""
+    path = out / CHECKPOINT_NAME
+    return path, path.with_suffix(".json")
+
+
+def _check_checkpoint(out: Path) -> None:
+    """A checkpoint left by an interrupted run must be readable to resume from."""
+    import json
+
+    path, record = _checkpoint_files(out)
+    if not path.exists() or not record.exists():
+        return  # none (an incomplete pair is not resumed from)
+    for bad, read in ((record, lambda: json.loads(record.read_text())), (path, lambda: np.load(path, mmap_mode="r"))):
+        try:
+            read()
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(
+                f"the permutation checkpoint {bad} is unreadable ({' '.join(str(exc).split())}): "
+                f"delete {path.name} and {record.name} from {out} to start the permutations afresh"
+            ) from None
+
+
+def _study_into(out, func, labels, mask, process_mask, config, quiet, name, resample_mask, names,
+                t_start, timings) -> dict:  # fmt: skip
+    """The study, written into the locked folder ``out`` (see :func:`run_study`)."""
+    from nilearn.image import index_img, mean_img, resample_to_img
+    from tqdm.auto import tqdm
+
+    from . import report
+    from .searchlight import SearchLight
+
     steps = tqdm(total=5, disable=quiet, desc="study", unit="step", leave=False)
 
     # ------------------------------------------------------------------ inputs
     t0 = time.perf_counter()
     steps.set_postfix_str("reading")
-    if isinstance(func, (str, Path)):
-        if not Path(func).is_file():
-            raise InputError(f"functional images not found: {func}")
-        try:
-            func_img = nib.load(str(func))
-        except Exception as exc:
-            raise InputError(f"could not read functional images {func}: {exc}") from None
-    else:
-        func_img = func
+    func_img = read_img(func, "functional images")
     if len(func_img.shape) != 4:
         raise InputError(f"functional images must be 4D, got shape {func_img.shape}")
-    for path, what in ((mask, "mask"), (process_mask, "process mask")):
-        if isinstance(path, (str, Path)) and not Path(path).is_file():
-            raise InputError(f"{what} not found: {path}")
+    mask_src = read_img(mask, "mask")
+    process_src = read_img(process_mask, "process mask") if process_mask is not None else None
     table = read_labels(labels, label_column=config.label_column, group_column=config.group_column)
     n_volumes = func_img.shape[3]
     if len(table) != n_volumes:
@@ -299,11 +337,11 @@ def run_study(
             str(p) if isinstance(p, Path) else p, func_sel, interpolation="nearest",
             force_resample=True, copy_header=True,
         )  # fmt: skip
-        mask_img = load(mask)
-        process_img = load(process_mask) if process_mask is not None else None
+        mask_img = load(mask_src)
+        process_img = load(process_src) if process_mask is not None else None
     else:
-        mask_img = _load_mask(mask, func_sel, "mask")
-        process_img = _load_mask(process_mask, func_sel, "process mask") if process_mask is not None else None
+        mask_img = _load_mask(mask_src, func_sel, "mask", mask)
+        process_img = _load_mask(process_src, func_sel, "process mask", process_mask) if process_mask is not None else None
     cv = parse_cv(config.cv)
     timings["read"] = time.perf_counter() - t0
     steps.update()
@@ -319,9 +357,10 @@ def run_study(
         tfce=config.tfce, tfce_dh=config.tfce_dh,
         cluster_alpha=config.cluster_alpha,
         checkpoint=out / CHECKPOINT_NAME if config.n_permutations else None,
-        keep_checkpoint=True,
-        backend=config.backend, scheduler=config.scheduler,
+        keep_checkpoint=True, backend=config.backend, scheduler=config.scheduler,
     )  # fmt: skip
+    if config.n_permutations:
+        _check_checkpoint(out)
     sl.fit(func_sel, y, groups=groups)
     timings["searchlight"] = time.perf_counter() - t0
     steps.update()

@@ -179,3 +179,22 @@ def test_invalid_parameters_raise():
             est.fold_decisions(X, y, 2, plan)
     with pytest.raises(ValueError, match="non-negative"):
         BatchedLDA(priors=[-0.5, 1.5]).fold_decisions(X, y, 2, plan)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("n_features", [1, 2, 5])
+def test_constant_spheres_match_scikit_learn(n_classes, n_features):
+    """Spheres of all-zero or constant voxels (a zeroed block of the brain, constant data):
+    no within-class variance at all, decisions from the priors alone, as scikit-learn."""
+    rng = np.random.default_rng(n_features)
+    y = np.arange(48) % n_classes
+    X = rng.standard_normal((4, 48, n_features))
+    X[0] = 0.0
+    X[1] = 1234.5
+    X[2, :, 0] = 0.0  # one dead voxel beside live ones
+    plan = make_cv_plan(KFold(4, shuffle=True, random_state=0), y)
+    ours = BatchedLDA().fold_decisions(X, y, n_classes, plan)
+    dec, pred = reference(LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), X, y, plan)
+    for a, b, p in zip(ours, dec, pred):
+        assert np.all(np.isfinite(a))
+        assert_decisions_match(a, b, p)

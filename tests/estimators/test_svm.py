@@ -117,3 +117,24 @@ def test_as_slice_only_takes_runs_in_order():
     for index in ([3, 5, 4, 6], [0, 0, 2], [4, 3], [1, 3]):
         assert isinstance(as_slice(np.array(index)), np.ndarray)
     assert isinstance(as_slice(np.array([], dtype=int)), np.ndarray)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_matches_tightly_solved_linearsvc_on_large_values(n_classes):
+    # values ~1e7: the normal equations' identity (the regulariser) is lost to rounding
+    X, y = random_spheres(6, 60, 9, n_classes, seed=1, scale=1e7)
+    plan = make_cv_plan(KFold(4), y)
+    ours = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
+    ref = reference_decisions(LinearSVC(tol=1e-10, max_iter=200000), X, y, plan)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+def test_large_zero_mean_values_do_not_make_a_singular_system():
+    # values ~1e8 around 0: the normal equations are singular in floating point
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    X = 1e8 * (rng.standard_normal((4, 40, 19)) + 0.5 * y[None, :, None])
+    plan = make_cv_plan(KFold(4), y)
+    for decisions in BatchedLinearSVC().fold_decisions(X, y, 2, plan):
+        assert decisions.shape == (4, 10) and np.all(np.isfinite(decisions))

@@ -651,15 +651,15 @@ class BatchedLDA(BatchedClassifier):
             diagonal_view(pooled)[...] += diag_add
 
         keep = None
-        if shrinkage is None or (shrinkage != "auto" and float(shrinkage) == 0.0):
-            # features without within-class variance get a zero weight, as the minimum-norm
-            # least-squares solution gives them
-            pvar = diagonal_view(pooled)
-            null = pvar <= _EPS * pvar.sum(axis=-1, keepdims=True)
-            if null.any():
-                keep = ~null
-                pooled *= keep[..., :, None] & keep[..., None, :]
-                diagonal_view(pooled)[...] += null
+        # features without within-class variance (constant voxels without shrinkage, or
+        # every voxel of a sphere of constant data) get a zero weight, as the minimum-norm
+        # least-squares solution of scikit-learn's "lsqr" solver gives them
+        pvar = diagonal_view(pooled)
+        null = pvar <= _EPS * pvar.sum(axis=-1, keepdims=True)
+        if null.any():
+            keep = ~null
+            pooled *= keep[..., :, None] & keep[..., None, :]
+            diagonal_view(pooled)[...] += null
 
         # class means in the common frame X - ref[0], (F, S, C, p)
         means = (shift[None] + mean_u).transpose(0, 2, 1, 3)

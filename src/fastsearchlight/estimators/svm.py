@@ -38,6 +38,30 @@ def _solve_spd(H: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.solve(H, b[..., None])[..., 0]
 
 
+#: The Newton systems ``(I + 2C X_A^T X_A) w = 2C X_A^T y_A`` are solved from these normal
+#: equations unless rounding at the scale of their largest entry would change the identity
+#: (the regulariser) by more than this fraction: data of large values (~1e7) leave nothing
+#: of the identity in ``H`` (a singular or meaningless solve); those problems are solved
+#: from the singular value decomposition of ``X_A`` instead, which never forms ``X^T X``.
+_NORMAL_EQUATIONS_TOL = 1e-6
+
+
+def _needs_svd(H: np.ndarray) -> np.ndarray:
+    """Which matrices ``H = I + 2C X^T X`` (..., d, d) are too large for their identity."""
+    return np.finfo(np.float64).eps * np.diagonal(H, axis1=-2, axis2=-1).max(axis=-1) > _NORMAL_EQUATIONS_TOL
+
+
+def _ridge_svd(Xa: np.ndarray, Y: np.ndarray, C: float) -> np.ndarray:
+    """``(I + 2C Xa^T Xa)^-1 2C Xa^T Y`` from the SVD of ``Xa`` (N, n, d), ``Y`` (N, n, M).
+
+    With ``Xa = U S V^T``, the solution is ``V diag(2C s / (1 + 2C s^2)) U^T Y``: exact to
+    rounding at any scale of the data.
+    """
+    U, s, Vt = np.linalg.svd(Xa, full_matrices=False)
+    gain = (2.0 * C) * s / (1.0 + (2.0 * C) * s * s)
+    return np.swapaxes(Vt, -1, -2) @ (gain[..., None] * (np.swapaxes(U, -1, -2) @ Y))
+
+
 def _exact_line_search(wd, ss, m, delta, W, C, n_steps=30):
     """Minimise ``phi(t) = 0.5|w + t s|^2 + C sum_i W_i max(0, 1 - m_i - t delta_i)^2``.
 
@@ -115,7 +139,14 @@ def _newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
             H *= 2.0 * C
             H += eye
             rhs = 2.0 * C * np.einsum("nk,nkd->nd", act * Ys, Xs)
-            step = _solve_spd(H, rhs) - wt
+            svd = _needs_svd(H)
+            if svd.any():
+                H[svd] = np.eye(d)  # solved below
+            step = _solve_spd(H, rhs)
+            if svd.any():
+                Xa = Xs[svd] * act[svd][:, :, None]
+                step[svd] = _ridge_svd(Xa, (act * Ys)[svd][:, :, None], C)[..., 0]
+            step -= wt
         delta = (Xs @ step[:, :, None])[:, :, 0]
         delta *= Ys
         t = _exact_line_search(
@@ -368,7 +399,14 @@ class BatchedLinearSVC(BatchedClassifier):
         H += np.eye(d)
         rhs = (2.0 * C) * (YW @ Xb)  # (b, Q, d)
         rhs = rhs[:, training_sets]  # (b, U, M, d)
+        svd = _needs_svd(H)  # (b, U)
+        if svd.any():
+            H[svd] = np.eye(d)  # solved below
         points = np.linalg.solve(H, np.swapaxes(rhs, 2, 3))  # (b, U, d, M)
+        for i, u in zip(*np.nonzero(svd)):
+            rows = np.flatnonzero(kept[u])
+            targets = YW[training_sets[u]][:, rows].T  # (n_u, M)
+            points[i, u] = _ridge_svd(Xb[i, rows], targets, C)
         out = np.empty((b, Q, d))
         out[:, training_sets] = np.swapaxes(points, 2, 3)
         return out.reshape(b * Q, d)
