@@ -14,3 +14,14 @@ def write_result(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text if text.endswith("\n") else text + "\n")
     os.replace(tmp, path)
+
+
+def cpu_model() -> str:
+    """The processor's model name (from /proc/cpuinfo), or "unknown CPU"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"

@@ -29,17 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import cpu_model
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import dask
     import distributed
     import sklearn

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _results import write_result
+from _results import cpu_model, write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     lines = [
         "# Family-wise false-positive rates on null data",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}; load "
         f"average at start {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}; {seconds:.0f} s in all.",
         "",
         f"Null data: {n} data sets, {DESIGN['shape']} grid of {DESIGN['voxel_size']} mm voxels, "

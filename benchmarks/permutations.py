@@ -2,7 +2,8 @@
 
 Runs ``SearchLight(n_permutations=N)`` on the simulated whole brain of
 :func:`fastsearchlight.simulate.simulate_haxby_like` (40 x 64 x 64, ~44,000 spheres,
-216 volumes, 12 runs, radius 5.6 mm, KFold(4), labels permuted within runs), each
+216 volumes, 12 runs, radius 5.6 mm, KFold(4), labels of single volumes permuted within runs,
+as the simulated design is randomised volume by volume), each
 configuration in its own process so that its peak memory is its own, and prints a table.
 
 Usage::
@@ -38,7 +39,8 @@ def measure(estimator: str, n_perm: int, quick: bool, n_jobs: int) -> dict:
     y = ds.labels["labels"].to_numpy()
     groups = ds.labels["chunks"].to_numpy()
     sl = SearchLight(mask_img=ds.mask_img, radius=5.6, cv=KFold(4), estimator=estimator,
-                     n_permutations=n_perm, n_jobs=n_jobs, random_state=0)  # fmt: skip
+                     n_permutations=n_perm, n_jobs=n_jobs, random_state=0,
+                     permute="samples")  # fmt: skip
     t0 = time.perf_counter()
     sl.fit(ds.func_img, y, groups=groups)
     seconds = time.perf_counter() - t0

@@ -237,6 +237,15 @@ def test_permutations_with_tfce_and_block_scheme_write_their_outputs(tmp_path):
     assert test["labels permuted"] == "whole blocks within runs"
     assert "spheres with TFCE FWE p < 0.05" in test
     assert summary["parameters"]["permute"] == "blocks" and summary["parameters"]["tfce"]
+    # the corrected results are drawn, and there is one cluster table
+    html = (out / "report.html").read_text()
+    for name in ("searchlight_fwe.png", "searchlight_clusters.png", "searchlight_tfce.png"):
+        assert (out / name).is_file() and f'src="{name}"' in html
+    assert "Top regions" not in html and html.count("<h2>Clusters (") == 1
+    # the demo's 12 runs of one face and one house block: 2**12 arrangements, 9 drawn, so a
+    # peak beating every permutation shows as "<= 1/(9+1)"
+    assert test["minimum achievable p"] == pytest.approx(0.1)
+    assert "&lt;= 0.1" in html
 
 
 def test_bad_tfce_step_is_one_line(tmp_path, capsys):

@@ -33,7 +33,7 @@ OUTPUT_NAMES = (
 #: files a permutation test adds
 PERMUTATION_OUTPUTS = (
     "p_uncorrected.nii.gz", "p_fwe.nii.gz", "clusters.tsv", "null_distribution.png",
-    "null_scores.npy", "permutation_record.npz",
+    "searchlight_fwe.png", "searchlight_clusters.png", "null_scores.npy", "permutation_record.npz",
 )  # fmt: skip
 #: the null maps (permutations x spheres, float64) and what the group level's prevalence
 #: inference needs beside them (observed scores in float64, process mask, affine)
@@ -41,6 +41,7 @@ NULL_SCORES = "null_scores.npy"
 PERMUTATION_RECORD = "permutation_record.npz"
 #: file a permutation test with TFCE adds
 TFCE_OUTPUT = "p_fwe_tfce.nii.gz"
+TFCE_FIGURE = "searchlight_tfce.png"
 CHECKPOINT_NAME = ".fastsearchlight-permutations.npy"
 
 
@@ -128,6 +129,41 @@ def software_versions() -> dict:
         "nilearn": nilearn.__version__,
         "nibabel": nib.__version__,
     }
+
+
+def _corrected_figures(sl, config, mean, staging: Path, title: str, chance: float) -> dict:
+    """Figures of the map where the permutation test rejects (voxel FWE, clusters, TFCE)."""
+    from . import report
+    from .images import scores_to_img
+
+    def figure(keep, name, what):
+        values = np.where(keep, sl.masked_scores_, 0.0)
+        img = scores_to_img(values, sl.process_mask_, sl.scores_img_)
+        report.plot_searchlight(img, mean, staging / name, title=f"{title}, {what}", chance=chance)
+        return name
+
+    out = {"Scores where the family-wise corrected p < 0.05 (maximum statistic)":
+           figure(sl.p_fwe_ < 0.05, "searchlight_fwe.png", "voxel FWE p < 0.05")}  # fmt: skip
+    significant = [c["cluster"] for c in sl.clusters_ if c["p_fwe_cluster"] < 0.05]
+    out["Scores in clusters with cluster-level FWE p < 0.05"] = figure(
+        np.isin(sl.cluster_labels_, significant), "searchlight_clusters.png", "cluster FWE p < 0.05"
+    )
+    if config.tfce:
+        out["Scores where the TFCE family-wise corrected p < 0.05"] = figure(
+            sl.p_fwe_tfce_ < 0.05, "searchlight_tfce.png", "TFCE FWE p < 0.05"
+        )
+    return out
+
+
+def _display_p(table, columns, smallest: float):
+    """The table with its p-value columns as text: rounded, and "<= 1/(N+1)" where the
+    observed value beat every permutation (the smallest p the test can give)."""
+    shown = table.copy()
+    for col in columns:
+        shown[col] = [
+            f"<= {smallest:.3g}" if p <= smallest * (1 + 1e-9) else f"{p:.3g}" for p in table[col]
+        ]
+    return shown
 
 
 def save_permutation_record(sl, path) -> None:
@@ -266,7 +302,7 @@ def run_study(
     timings = {}
     names = OUTPUT_NAMES + (PERMUTATION_OUTPUTS if config.n_permutations else ())
     if config.n_permutations and config.tfce:
-        names += (TFCE_OUTPUT,)
+        names += (TFCE_OUTPUT, TFCE_FIGURE)
     with output_folder(out_dir, names, force=force) as out:
         summary = _study_into(out, func, labels, mask, process_mask, config, quiet, name,
                               resample_mask, names, t_start, timings)  # fmt: skip
@@ -468,8 +504,15 @@ def _study_into(out, func, labels, mask, process_mask, config, quiet, name, resa
                 xlabel="maximum score over the map, per permutation",
                 title=f"Max-statistic null ({_permutations_phrase(info)})",
             )  # fmt: skip
+            corrected = _corrected_figures(sl, config, mean, staging, title, chance)
+            figures = {**dict(list(figures.items())[:1]), **corrected, **dict(list(figures.items())[1:])}
             figures["Null distribution of the maximum score (family-wise correction)"] = "null_distribution.png"
-            tables[f"Clusters (threshold {sl.cluster_threshold_:.3f}, cluster-level FWE p)"] = clusters
+            # one cluster table: the permutation test's clusters replace the descriptive one
+            tables = {
+                f"Clusters (scores >= {sl.cluster_threshold_:.3f}, the null's "
+                f"{1 - config.cluster_alpha:.3g} quantile; FWE p by cluster size and at the peak)":
+                    _display_p(clusters, ("peak_p_fwe", "p_fwe_cluster"), info["smallest possible p"]),
+            }  # fmt: skip
         timings["figures"] = time.perf_counter() - t0
         steps.update()
         timings["total"] = time.perf_counter() - t_start
