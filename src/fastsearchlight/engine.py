@@ -564,6 +564,55 @@ def _generic_block(estimator, X, rows, y, folds, scoring):
     return out, failures
 
 
+def _no_cv_block(estimator, X, rows, y, groups):
+    """Scores of a list of spheres of an estimator scored on its own training data
+    (``nilearn_searchlight_uses_cv = False``): ``fit(X, y, groups=groups)`` then
+    ``score(X, y, groups=groups)`` on all samples."""
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+
+    out = np.empty((len(rows), 1))
+    failures: dict[tuple[str, str], int] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for r, row in enumerate(rows):
+            X_sphere = X[:, row]
+            for stage in ("fit", "score"):
+                try:
+                    if stage == "fit":
+                        fitted = clone(estimator).fit(X_sphere, y, groups=groups)
+                    else:
+                        out[r, 0] = fitted.score(X_sphere, y, groups=groups)
+                except Exception as exc:  # noqa: BLE001
+                    key = (stage, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+                    failures[key] = failures.get(key, 0) + 1
+                    out[r, 0] = np.nan
+                    break
+    return out, failures
+
+
+def run_without_cv(X, neighbourhoods, estimator, y, groups, *, n_jobs=1, verbose=0,
+                   block_size=64, progress_desc="searchlight (per sphere)"):  # fmt: skip
+    """Scores ``(n_spheres, 1)`` of an estimator that does its own validation
+    (``nilearn_searchlight_uses_cv = False``, as in nilearn): one fit on all samples of
+    each sphere, with ``groups``, scored by its ``score(X, y, groups=groups)``."""
+    adjacency = neighbourhoods.adjacency
+    rows = [neighbourhoods.voxels(s) for s in range(adjacency.shape[0])]
+    starts = list(range(0, len(rows), block_size))
+    out = np.empty((len(rows), 1))
+    failures: dict = {}
+    with _progress(len(rows), verbose, progress_desc) as bar:
+        results = Parallel(n_jobs=effective_n_jobs(n_jobs), return_as="generator")(
+            delayed(_no_cv_block)(estimator, X, rows[s : s + block_size], y, groups) for s in starts
+        )
+        for s, (scores, failed) in zip(starts, results):
+            out[s : s + len(scores)] = scores
+            _merge_failures(failures, failed)
+            bar.update(len(scores))
+    warn_failures(failures, out.size)
+    return out
+
+
 def warn_failures(failures: dict, n_total: int) -> None:
     """One warning per stage for the sphere fits or scores that failed (their scores are NaN),
     as scikit-learn's ``cross_val_score`` warns with ``error_score=np.nan``."""

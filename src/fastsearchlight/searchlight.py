@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import engine
 from .cv import make_cv_plan
 from .estimators import NAMES, batched_equivalent, is_classification, resolve_estimator
+from .functional import batched_plan_ok, check_searchlight_estimator, uses_cv
 from .images import load_func, load_mask, masked_data, nilearn_dtype, scores_to_img
 from .neighbourhoods import build_neighbourhoods
 from .scoring import resolve_scoring
@@ -40,20 +41,6 @@ def _check_targets(y, n_volumes: int, name: str = "y") -> np.ndarray:
 
 #: nilearn's regressor names
 _REGRESSOR_NAMES = ("ridge", "ridge_regressor", "lasso", "lasso_regressor", "svr", "dummy_regressor")
-
-
-def _batched_plan_ok(plan, codes, n_classes: int, metric: str) -> bool:
-    """Whether the batched estimators compute what scikit-learn would on these folds: every
-    training set holds every class, and for ROC AUC there are two classes, both in every
-    test set."""
-    for train in plan.train_indices:
-        if np.unique(codes[train]).size < n_classes:
-            return False
-    if metric == "roc_auc":
-        if n_classes != 2:
-            return False
-        return all(np.unique(codes[test]).size == 2 for test in plan.test_indices)
-    return True
 
 
 class SearchLight(TransformerMixin, BaseEstimator):
@@ -129,7 +116,9 @@ class SearchLight(TransformerMixin, BaseEstimator):
     masked_scores_ : ndarray (n_spheres,)
         Scores of the process-mask voxels, in the mask's order.
     fold_scores_ : ndarray (n_spheres, n_folds)
-        Score of each sphere on each fold (``masked_scores_`` is their mean).
+        Score of each sphere on each fold (``masked_scores_`` is their mean); one column
+        for an estimator with ``nilearn_searchlight_uses_cv = False``, fitted and scored on
+        all samples (as nilearn).
     fold_scores_img_ : Nifti1Image
         4D image of the per-fold scores.
     process_mask_ : ndarray of bool, 3D
@@ -255,6 +244,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
+        check_searchlight_estimator(sk_estimator, scoring=self.scoring, y=y)
+        cross_validated = uses_cv(sk_estimator)
         classification = is_classification(sk_estimator)
         metric = resolve_scoring(self.scoring)
         batched = batched_equivalent(sk_estimator) if classification else None
@@ -270,7 +261,12 @@ class SearchLight(TransformerMixin, BaseEstimator):
         else:
             codes = y
         plan = make_cv_plan(self.cv, codes if classification else y, groups, classifier=classification)
-        if batched is not None and metric is not None and _batched_plan_ok(plan, codes, len(classes), metric):
+        if (
+            cross_validated
+            and batched is not None
+            and metric is not None
+            and batched_plan_ok(plan, codes, len(classes), metric)
+        ):
             self.engine_ = "batched"
         else:
             # scikit-learn per sphere, as nilearn: also where a fold leaves a class out of
@@ -307,6 +303,14 @@ class SearchLight(TransformerMixin, BaseEstimator):
                     progress_desc=desc, backend=self.backend, scheduler=session, cache=cache,
                 )  # fmt: skip
             # scikit-learn sees the user's labels, not class codes (class weights, pos_label)
+            if not cross_validated:  # fitted and scored on all samples, as nilearn
+                return np.stack([
+                    engine.run_without_cv(
+                        X, hoods, sk_estimator, classes[labels] if classification else labels,
+                        groups, n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc,
+                    )
+                    for labels in label_sets
+                ])  # fmt: skip
             return np.stack([
                 engine.run_generic(
                     X, hoods, sk_estimator, classes[labels] if classification else labels,
