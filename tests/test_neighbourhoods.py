@@ -63,8 +63,10 @@ def test_blocks_cover_every_sphere_once():
 
 def test_bad_radius_and_empty_masks():
     mask = np.ones((3, 3, 3), dtype=bool)
-    with pytest.raises(ValueError, match="radius"):
-        build_neighbourhoods(mask, np.eye(4), mask, np.eye(4), 0.0)
+    # radius 0 (as nilearn): each sphere is its centre voxel
+    hoods = build_neighbourhoods(mask, np.eye(4), mask, np.eye(4), 0.0)
+    assert np.all(hoods.sizes == 1)
+    np.testing.assert_array_equal(hoods.adjacency.indices, np.arange(27))
     with pytest.raises(ValueError, match="radius"):
         build_neighbourhoods(mask, np.eye(4), mask, np.eye(4), -2.0)
     with pytest.raises(ValueError, match="mask is empty"):

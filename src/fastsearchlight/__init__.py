@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["SearchLight", "__version__"]
+__all__ = ["SearchLight", "search_light", "__version__"]
 
 
 def __getattr__(name: str):
@@ -12,4 +12,8 @@ def __getattr__(name: str):
         from .searchlight import SearchLight
 
         return SearchLight
+    if name == "search_light":
+        from .functional import search_light
+
+        return search_light
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

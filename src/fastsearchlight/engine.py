@@ -528,21 +528,114 @@ def _group_blocks(blocks, n_tasks):
 
 
 def _generic_block(estimator, X, rows, y, folds, scoring):
-    """Per-fold scores of a list of spheres, one scikit-learn fit per sphere and fold."""
+    """Per-fold scores of a list of spheres, one scikit-learn fit per sphere and fold.
+
+    What ``cross_val_score`` computes with ``error_score=np.nan`` (nilearn's call): a fit or
+    a score that raises gives NaN. Returns the scores and the failures, as a dict
+    ``{(stage, message): count}`` with ``stage`` "fit" or "score".
+    """
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import cross_validate
+    from sklearn.metrics import check_scoring
 
+    scorer = check_scoring(estimator, scoring=scoring)
     out = np.empty((len(rows), len(folds)))
+    failures: dict[tuple[str, str], int] = {}
+
+    def failed(stage, exc):
+        key = (stage, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        failures[key] = failures.get(key, 0) + 1
+        return np.nan
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for r, row in enumerate(rows):
-            res = cross_validate(
-                clone(estimator), X[:, row], y, cv=folds, scoring=scoring, n_jobs=1,
-                error_score="raise",
-            )  # fmt: skip
-            out[r] = res["test_score"]
+            X_sphere = X[:, row]
+            for f, (train, test) in enumerate(folds):
+                try:
+                    fitted = clone(estimator).fit(X_sphere[train], y[train])
+                except Exception as exc:  # noqa: BLE001 - scikit-learn's error_score=nan
+                    out[r, f] = failed("fit", exc)
+                    continue
+                try:
+                    out[r, f] = scorer(fitted, X_sphere[test], y[test])
+                except Exception as exc:  # noqa: BLE001
+                    out[r, f] = failed("score", exc)
+    return out, failures
+
+
+def _no_cv_block(estimator, X, rows, y, groups):
+    """Scores of a list of spheres of an estimator scored on its own training data
+    (``nilearn_searchlight_uses_cv = False``): ``fit(X, y, groups=groups)`` then
+    ``score(X, y, groups=groups)`` on all samples."""
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+
+    out = np.empty((len(rows), 1))
+    failures: dict[tuple[str, str], int] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for r, row in enumerate(rows):
+            X_sphere = X[:, row]
+            for stage in ("fit", "score"):
+                try:
+                    if stage == "fit":
+                        fitted = clone(estimator).fit(X_sphere, y, groups=groups)
+                    else:
+                        out[r, 0] = fitted.score(X_sphere, y, groups=groups)
+                except Exception as exc:  # noqa: BLE001
+                    key = (stage, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+                    failures[key] = failures.get(key, 0) + 1
+                    out[r, 0] = np.nan
+                    break
+    return out, failures
+
+
+def run_without_cv(X, neighbourhoods, estimator, y, groups, *, n_jobs=1, verbose=0,
+                   block_size=64, progress_desc="searchlight (per sphere)"):  # fmt: skip
+    """Scores ``(n_spheres, 1)`` of an estimator that does its own validation
+    (``nilearn_searchlight_uses_cv = False``, as in nilearn): one fit on all samples of
+    each sphere, with ``groups``, scored by its ``score(X, y, groups=groups)``."""
+    adjacency = neighbourhoods.adjacency
+    rows = [neighbourhoods.voxels(s) for s in range(adjacency.shape[0])]
+    starts = list(range(0, len(rows), block_size))
+    out = np.empty((len(rows), 1))
+    failures: dict = {}
+    with _progress(len(rows), verbose, progress_desc) as bar:
+        results = Parallel(n_jobs=effective_n_jobs(n_jobs), return_as="generator")(
+            delayed(_no_cv_block)(estimator, X, rows[s : s + block_size], y, groups) for s in starts
+        )
+        for s, (scores, failed) in zip(starts, results):
+            out[s : s + len(scores)] = scores
+            _merge_failures(failures, failed)
+            bar.update(len(scores))
+    warn_failures(failures, out.size)
     return out
+
+
+def warn_failures(failures: dict, n_total: int) -> None:
+    """One warning per stage for the sphere fits or scores that failed (their scores are NaN),
+    as scikit-learn's ``cross_val_score`` warns with ``error_score=np.nan``."""
+    from sklearn.exceptions import FitFailedWarning
+
+    for stage, category in (("fit", FitFailedWarning), ("score", UserWarning)):
+        found = {msg: n for (s, msg), n in failures.items() if s == stage}
+        if not found:
+            continue
+        count = sum(found.values())
+        common = max(found, key=found.get)
+        what = "fits" if stage == "fit" else "scores"
+        warnings.warn(
+            f"{count} of {n_total} sphere-fold {what} failed and score NaN; the most "
+            f"frequent error ({found[common]} times): {common}",
+            category,
+            stacklevel=3,
+        )
+
+
+def _merge_failures(total: dict, more: dict) -> None:
+    for key, n in more.items():
+        total[key] = total.get(key, 0) + n
 
 
 def run_generic(
@@ -562,8 +655,10 @@ def run_generic(
 ) -> np.ndarray:
     """Per-fold scores of every sphere, one scikit-learn fit per sphere and fold.
 
-    The same computation as nilearn's ``SearchLight`` (``cross_val_score`` on each sphere),
-    with the folds of ``plan``; blocks of spheres run in parallel processes, or as tasks on
+    The same computation as nilearn's ``SearchLight`` (``cross_val_score`` on each sphere,
+    with ``error_score=np.nan``: a fit or score that fails gives NaN, and one warning per
+    call counts them), with the folds of ``plan``, on ``X`` and ``y`` as given (the user's
+    labels, the data's dtype); blocks of spheres run in parallel processes, or as tasks on
     a dask cluster with ``backend="dask"`` (see :func:`run_batched` for ``backend`` and
     ``scheduler``; a custom ``scoring`` callable must then be importable by the workers or
     picklable by value).
@@ -578,6 +673,7 @@ def run_generic(
     rows = [adjacency.indices[adjacency.indptr[s] : adjacency.indptr[s + 1]] for s in range(adjacency.shape[0])]
     starts = list(range(0, len(rows), block_size))
     out = np.empty((len(rows), len(folds)))
+    failures: dict = {}
     with _progress(len(rows), verbose, progress_desc) as bar:
         if backend == "dask":
             with _BorrowedSession(scheduler) as session:
@@ -586,15 +682,18 @@ def run_generic(
                     (estimator, X_future, rows[s : s + block_size], y, folds, scoring) for s in starts
                 ]
                 results = session.map_unordered(_generic_block, argsets, name="fastsearchlight-generic")
-                for i, scores in results:
+                for i, (scores, failed) in results:
                     out[starts[i] : starts[i] + len(scores)] = scores
+                    _merge_failures(failures, failed)
                     bar.update(len(scores))
-            return out
-        results = Parallel(n_jobs=effective_n_jobs(n_jobs), return_as="generator")(
-            delayed(_generic_block)(estimator, X, rows[s : s + block_size], y, folds, scoring)
-            for s in starts
-        )
-        for s, scores in zip(starts, results):
-            out[s : s + len(scores)] = scores
-            bar.update(len(scores))
+        else:
+            results = Parallel(n_jobs=effective_n_jobs(n_jobs), return_as="generator")(
+                delayed(_generic_block)(estimator, X, rows[s : s + block_size], y, folds, scoring)
+                for s in starts
+            )
+            for s, (scores, failed) in zip(starts, results):
+                out[s : s + len(scores)] = scores
+                _merge_failures(failures, failed)
+                bar.update(len(scores))
+    warn_failures(failures, out.size)
     return out

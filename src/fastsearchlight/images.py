@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +88,10 @@ def load_mask(mask, name: str, func_img):
     return data
 
 
-def masked_data(func_img, mask: np.ndarray, *, shared: bool = False) -> np.ndarray:
-    """The functional data at the mask voxels, shape (n_volumes, n_mask_voxels), float64.
+def masked_data(
+    func_img, mask: np.ndarray, *, shared: bool = False, dtype=np.float64, zero_fill: bool = False
+) -> np.ndarray:
+    """The functional data at the mask voxels, shape (n_volumes, n_mask_voxels).
 
     The array is the transpose of a C-contiguous (n_mask_voxels, n_volumes) array (voxel
     by voxel, the layout the engine reads).
@@ -101,20 +104,25 @@ def masked_data(func_img, mask: np.ndarray, *, shared: bool = False) -> np.ndarr
         Store the data in a memory-mapped temporary file (removed when the array is
         garbage collected), which worker processes then map by name instead of receiving
         a copy.
+    dtype : dtype, default=float64
+        Data type of the result (see :func:`nilearn_dtype` for the one nilearn uses).
+    zero_fill : bool, default=False
+        Replace NaN and infinite values by zeros, with a warning (as nilearn does), instead
+        of raising.
 
     Raises
     ------
     ValueError
-        If a masked voxel holds NaN or infinite values.
+        If a masked voxel holds NaN or infinite values and ``zero_fill`` is False.
     """
     data = np.asanyarray(func_img.dataobj)
     n_voxels, n_volumes = int(mask.sum()), data.shape[3]
     from .shared import empty_small_pages, shared_empty
 
     if shared:
-        out = shared_empty((n_voxels, n_volumes))
+        out = shared_empty((n_voxels, n_volumes), dtype)
     else:
-        out = empty_small_pages((n_voxels, n_volumes))
+        out = empty_small_pages((n_voxels, n_volumes), dtype)
     if data.flags.f_contiguous and not data.flags.c_contiguous:
         # a few volumes at a time: each volume is contiguous in a Fortran-ordered image
         # (NIfTI's layout), where a voxel's time series is scattered across the whole
@@ -134,12 +142,33 @@ def masked_data(func_img, mask: np.ndarray, *, shared: bool = False) -> np.ndarr
     else:
         out[...] = data[mask]
         bad = ~np.isfinite(out).all(axis=1)
-    if bad.any():
+    if bad.any() and zero_fill:
+        rows = np.flatnonzero(bad)
+        block = out[rows]
+        block[~np.isfinite(block)] = 0
+        out[rows] = block
+        warnings.warn(
+            f"The functional images hold NaN or infinite values in {rows.size} voxel(s) of the "
+            "mask: they are replaced with zeros.",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif bad.any():
         raise ValueError(
             f"The functional images hold NaN or infinite values in {int(bad.sum())} voxel(s) "
             "of the mask: remove them from the mask or clean the data."
         )
     return out.T  # (volumes, voxels)
+
+
+def nilearn_dtype(func_img, masked: bool = True) -> np.dtype:
+    """The dtype of the masked data nilearn's ``SearchLight`` hands its estimator: the
+    images' own floating-point type (float32 for float32 images), float32 for integer
+    images under a mask, and the images' dtype unchanged without a mask."""
+    dtype = np.asanyarray(func_img.dataobj[..., :1]).dtype
+    if not masked or dtype.kind == "f":
+        return dtype
+    return np.dtype(np.float32)
 
 
 #: volumes read at a time by :func:`masked_data` (the buffer of a 44,000-voxel mask in

@@ -565,8 +565,8 @@ def _check_inputs(
     mask_ijk, seeds_ijk : ndarray of int64 (n, 3)
         Voxel indices of the mask voxels and of the process-mask voxels, in C order.
     """
-    if not np.isfinite(radius) or radius <= 0:
-        raise ValueError(f"radius must be a positive number of millimetres, got {radius!r}.")
+    if not np.isfinite(radius) or radius < 0:
+        raise ValueError(f"radius must be a non-negative number of millimetres, got {radius!r}.")
     mask_ijk = np.argwhere(mask)
     seeds_ijk = np.argwhere(process_mask)
     if len(mask_ijk) == 0:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+import warnings
+from copy import deepcopy
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from nilearn.image import check_niimg_3d
 from sklearn.utils.validation import check_is_fitted
 
 from numbers import Integral, Real
@@ -13,8 +16,9 @@ from numbers import Integral, Real
 from . import engine
 from ._validation import N_JOBS, VERBOSE, Interval, check_params
 from .cv import make_cv_plan
-from .estimators import batched_equivalent, is_classification, resolve_estimator
-from .images import load_func, load_mask, masked_data, scores_to_img
+from .estimators import NAMES, batched_equivalent, is_classification, resolve_estimator
+from .functional import batched_plan_ok, check_searchlight_estimator, uses_cv
+from .images import load_func, load_mask, masked_data, nilearn_dtype, scores_to_img
 from .neighbourhoods import build_neighbourhoods
 from .scoring import resolve_scoring
 from .sphere_sums import supports_sphere_sums
@@ -60,6 +64,9 @@ def _check_radius_fits(radius: float, func) -> None:
             f"sphere would hold the whole mask; give a radius of at most {extent + voxel:.1f} mm."
         )
 
+#: nilearn's regressor names
+_REGRESSOR_NAMES = ("ridge", "ridge_regressor", "lasso", "lasso_regressor", "svr", "dummy_regressor")
+
 
 class SearchLight(TransformerMixin, BaseEstimator):
     """Searchlight decoding, all spheres and folds solved at once.
@@ -91,7 +98,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
     verbose : int, default=0
         Show a progress bar when > 0.
     random_state : int or None, default=0
-        Passed to named estimators that take one.
+        Seeds the permutations. As in nilearn, it is not passed to the estimator: named
+        estimators that take a seed get nilearn's (0), which ``estimator_args`` may change.
     estimator_args : dict or None, default=None
         Extra constructor parameters of a named estimator.
     memory_mb : float, default=512
@@ -149,7 +157,9 @@ class SearchLight(TransformerMixin, BaseEstimator):
     masked_scores_ : ndarray (n_spheres,)
         Scores of the process-mask voxels, in the mask's order.
     fold_scores_ : ndarray (n_spheres, n_folds)
-        Score of each sphere on each fold (``masked_scores_`` is their mean).
+        Score of each sphere on each fold (``masked_scores_`` is their mean); one column
+        for an estimator with ``nilearn_searchlight_uses_cv = False``, fitted and scored on
+        all samples (as nilearn).
     fold_scores_img_ : Nifti1Image
         4D image of the per-fold scores.
     process_mask_ : ndarray of bool, 3D
@@ -186,7 +196,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "radius": [Interval(Real, 0, None, closed="neither")],
+        "radius": [Interval(Real, 0, None, closed="left")],
         "n_jobs": N_JOBS,
         "verbose": VERBOSE,
         "memory_mb": [Interval(Real, 0, None, closed="neither")],
@@ -246,9 +256,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.scheduler = scheduler
 
     # ------------------------------------------------------------------ preparation
-    def _prepare(self, imgs, y, groups, shared=False):
-        """Check inputs and read the data once (``shared``: in a memory-mapped file for
-        worker processes)."""
+    def _prepare(self, imgs, y, groups):
+        """Check inputs; the masks and spheres."""
         t0 = time.perf_counter()
         func = load_func(imgs)
         _check_radius_fits(self.radius, func)
@@ -264,12 +273,11 @@ class SearchLight(TransformerMixin, BaseEstimator):
             process_mask = mask
         else:
             process_mask = load_mask(self.process_mask_img, "process_mask_img", func)
-        X = masked_data(func, mask, shared=shared)
         neighbourhoods = build_neighbourhoods(
             mask, func.affine, process_mask, func.affine, float(self.radius)
         )
         self.timings_ = {"prepare": time.perf_counter() - t0}
-        return func, mask, process_mask, X, y, groups, neighbourhoods
+        return func, mask, process_mask, y, groups, neighbourhoods
 
     def fit(self, imgs, y, groups=None):
         """Run the searchlight.
@@ -293,18 +301,20 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self._check_permutation_params()
         if self.backend == "dask":
             engine.import_distributed()  # fail before reading the data when dask is missing
-        sk_estimator = resolve_estimator(self.estimator, self.estimator_args, self.random_state)
+        # named estimators get nilearn's own parameters (its fixed seeds included)
+        sk_estimator = resolve_estimator(self.estimator, self.estimator_args)
+        if not isinstance(self.estimator, str):
+            warnings.warn(
+                "Use a custom estimator at your own risk of the process not working as intended.",
+                UserWarning,
+                stacklevel=2,
+            )
+        check_searchlight_estimator(sk_estimator, scoring=self.scoring, y=y)
+        cross_validated = uses_cv(sk_estimator)
         classification = is_classification(sk_estimator)
         metric = resolve_scoring(self.scoring)
         batched = batched_equivalent(sk_estimator) if classification else None
-        # worker processes read the data from a memory-mapped file written once, rather
-        # than from a copy joblib writes at every parallel call (threads need neither)
-        shared = (
-            self.backend == "loky"
-            and engine.effective_n_jobs(self.n_jobs) > 1
-            and not (batched is not None and metric is not None and supports_sphere_sums(batched, metric))
-        )
-        func, mask, process_mask, X, y, groups, hoods = self._prepare(imgs, y, groups, shared=shared)
+        func, mask, process_mask, y, groups, hoods = self._prepare(imgs, y, groups)
         t0 = time.perf_counter()
         if classification:
             classes, codes = np.unique(y, return_inverse=True)
@@ -316,16 +326,31 @@ class SearchLight(TransformerMixin, BaseEstimator):
         else:
             codes = y
         plan = make_cv_plan(self.cv, codes if classification else y, groups, classifier=classification)
-        if classification:
-            for f, train in enumerate(plan.train_indices):
-                missing = np.setdiff1d(np.arange(len(classes)), codes[train])
-                if missing.size:
-                    raise ValueError(
-                        f"The training set of fold {f} lacks class(es) "
-                        f"{[classes[m] for m in missing]}: use a stratified splitter, or "
-                        "group labels that mix classes in every run."
-                    )
-        self.engine_ = "batched" if (batched is not None and metric is not None) else "generic"
+        if (
+            cross_validated
+            and batched is not None
+            and metric is not None
+            and batched_plan_ok(plan, codes, len(classes), metric)
+        ):
+            self.engine_ = "batched"
+        else:
+            # scikit-learn per sphere, as nilearn: also where a fold leaves a class out of
+            # training or (ROC AUC) out of testing, which scikit-learn scores (or gives NaN)
+            self.engine_ = "generic"
+        # worker processes read the data from a memory-mapped file written once, rather
+        # than from a copy joblib writes at every parallel call (threads need neither)
+        shared = (
+            self.backend == "loky"
+            and engine.effective_n_jobs(self.n_jobs) > 1
+            and not (self.engine_ == "batched" and supports_sphere_sums(batched, metric))
+        )
+        # the batched engine computes in float64; the generic one hands scikit-learn the
+        # data in the dtype nilearn gives it (the images' float32, usually), so that its
+        # scores are nilearn's to the bit
+        dtype = np.float64 if self.engine_ == "batched" else nilearn_dtype(func, self.mask_img is not None)
+        X = masked_data(func, mask, shared=shared, dtype=dtype, zero_fill=True)
+        self.timings_["prepare"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
         targets = codes if classification else y
         # one dask session for the whole fit: the data are scattered once, and every task
         # (observed labels, every batch of permutations) reuses them
@@ -342,9 +367,19 @@ class SearchLight(TransformerMixin, BaseEstimator):
                     memory_mb=self.memory_mb, n_jobs=self.n_jobs, verbose=self.verbose,
                     progress_desc=desc, backend=self.backend, scheduler=session, cache=cache,
                 )  # fmt: skip
+            # scikit-learn sees the user's labels, not class codes (class weights, pos_label)
+            if not cross_validated:  # fitted and scored on all samples, as nilearn
+                return np.stack([
+                    engine.run_without_cv(
+                        X, hoods, sk_estimator, classes[labels] if classification else labels,
+                        groups, n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc,
+                    )
+                    for labels in label_sets
+                ])  # fmt: skip
             return np.stack([
                 engine.run_generic(
-                    X, hoods, sk_estimator, labels, plan, self.scoring,
+                    X, hoods, sk_estimator, classes[labels] if classification else labels,
+                    plan, self.scoring,
                     n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc,
                     backend=self.backend, scheduler=session,
                 )
@@ -372,7 +407,11 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.scores_ = np.zeros(process_mask.shape)
         self.scores_[process_mask] = self.masked_scores_
         self._reference_img = func.slicer[..., 0]
-        self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, self._reference_img)
+        self._mask = mask
+        if self.mask_img is None:
+            self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, self._reference_img)
+        else:  # as nilearn: the mask image given, with its dtype
+            self.mask_img_ = check_niimg_3d(deepcopy(self.mask_img))
         return self
 
     def _check_permutation_params(self) -> None:
@@ -392,6 +431,48 @@ class SearchLight(TransformerMixin, BaseEstimator):
             and np.isfinite(dh) and dh > 0
         ):  # fmt: skip
             raise ValueError(f"tfce_dh must be 'auto' or a positive number, got {dh!r}.")
+
+    def fit_transform(self, imgs, y, groups=None):
+        """Fit the searchlight, then :meth:`transform` the same images (as nilearn).
+
+        Parameters
+        ----------
+        imgs : Niimg-like, 4D
+        y : array-like (n_volumes,)
+        groups : array-like (n_volumes,) or None
+
+        Returns
+        -------
+        ndarray, 3D
+        """
+        return self.fit(imgs, y, groups=groups).transform(imgs)
+
+    @property
+    def _estimator_type(self) -> str:
+        """"classifier" or "regressor" as the estimator is one (nilearn's rule), else ""."""
+        if isinstance(self.estimator, str):
+            if self.estimator in _REGRESSOR_NAMES:
+                return "regressor"
+            return "classifier" if self.estimator in NAMES else ""
+        try:
+            return getattr(self.estimator.__sklearn_tags__(), "estimator_type", None) or ""
+        except AttributeError:
+            return getattr(self.estimator, "_estimator_type", "") or ""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        kind = self._estimator_type
+        if kind == "classifier":
+            from sklearn.utils import ClassifierTags
+
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags()
+        elif kind == "regressor":
+            from sklearn.utils import RegressorTags
+
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+        return tags
 
     def _permutation_test(self, scores_for, fold_scores, targets, groups, plan, X, hoods,
                           process_mask, affine, classification):  # fmt: skip
@@ -518,12 +599,12 @@ class SearchLight(TransformerMixin, BaseEstimator):
 
         check_is_fitted(self)
         func = load_func(imgs)
-        mask = np.asarray(self.mask_img_.dataobj) != 0
+        mask = self._mask
         if func.shape[:3] != mask.shape:
             raise ValueError(
                 f"The images have shape {func.shape[:3]}, the fitted mask {mask.shape}."
             )
-        X = masked_data(func, mask)
+        X = masked_data(func, mask, dtype=nilearn_dtype(func, self.mask_img is not None), zero_fill=True)
         values = search_light(
             X, None, clone(self.estimator_), self.neighbourhoods_.adjacency.tolil(), None,
             self.scoring, self.cv, engine.effective_n_jobs(self.n_jobs), 0,

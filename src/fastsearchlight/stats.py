@@ -452,8 +452,9 @@ def permutation_inference(
     for lo in range(0, n_perm, chunk):
         block = np.asarray(null[lo : lo + chunk], dtype=np.float64)
         count += (block >= observed[None, :] - SCORE_TOL).sum(axis=0)
-        max_null[lo : lo + chunk] = block.max(axis=1)
-        values, counts = np.unique(np.round(block, 9), return_counts=True)
+        # spheres whose fits failed score NaN (as nilearn): they take no part in the maxima
+        max_null[lo : lo + chunk] = np.max(np.where(np.isnan(block), -np.inf, block), axis=1)
+        values, counts = np.unique(np.round(block[~np.isnan(block)], 9), return_counts=True)
         for v, c in zip(values, counts):
             pooled[float(v)] = pooled.get(float(v), 0) + int(c)
     # random draws count the observed labelling once more (Phipson & Smyth 2010); an
@@ -461,6 +462,8 @@ def permutation_inference(
     extra = 0.0 if exhaustive else 1.0
     p_values = (extra + count) / (extra + n_perm)
     p_fwe = (extra + (max_null[None, :] >= observed[:, None] - SCORE_TOL).sum(axis=1)) / (extra + n_perm)
+    p_values[np.isnan(observed)] = np.nan  # no score, no test
+    p_fwe[np.isnan(observed)] = np.nan
 
     levels = np.array(sorted(pooled))
     freq = np.array([pooled[v] for v in levels], dtype=np.float64)
