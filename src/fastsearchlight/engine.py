@@ -30,6 +30,7 @@ from .cv import CVPlan
 from .estimators.base import BatchedClassifier
 from .neighbourhoods import Neighbourhoods
 from .scoring import batched_scores
+from .shared import exit_with_parent
 from .sphere_sums import run_sphere_sums, supports_sphere_sums
 
 #: default working-memory budget of a block, in megabytes
@@ -504,6 +505,7 @@ class ExactSpheres:
 
 def _batched_task(X, task, estimator, ys, n_classes, plan, metric):
     """Run several blocks in a worker; return their sphere ids and scores."""
+    exit_with_parent()
     ids = np.concatenate([ids for ids, _ in task])
     scores = np.concatenate(
         [_batched_block(X, vox, estimator, ys, n_classes, plan, metric) for _, vox in task], axis=1
@@ -534,6 +536,7 @@ def _generic_block(estimator, X, rows, y, folds, scoring):
     a score that raises gives NaN. Returns the scores and the failures, as a dict
     ``{(stage, message): count}`` with ``stage`` "fit" or "score".
     """
+    exit_with_parent()
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import check_scoring
@@ -568,6 +571,7 @@ def _no_cv_block(estimator, X, rows, y, groups):
     """Scores of a list of spheres of an estimator scored on its own training data
     (``nilearn_searchlight_uses_cv = False``): ``fit(X, y, groups=groups)`` then
     ``score(X, y, groups=groups)`` on all samples."""
+    exit_with_parent()
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
 

@@ -31,7 +31,7 @@ from joblib import Parallel, delayed
 from .cv import CVPlan
 from .neighbourhoods import Neighbourhoods
 from .scoring import batched_scores
-from .shared import SharedFolder
+from .shared import SharedFolder, exit_with_parent
 
 #: metrics that depend on predicted classes only (so that bounded decisions suffice)
 PREDICTION_METRICS = ("accuracy", "balanced_accuracy")
@@ -265,6 +265,7 @@ _LABEL_SETS_PER_PASS = 16
 
 def _task(lo, state, sums, ys, args):
     """:func:`_label_sets_scores` in a worker process; returns ``(lo, scores)``."""
+    exit_with_parent()
     return lo, _label_sets_scores(state, sums, ys, *args, pool=None)
 
 
