@@ -233,3 +233,26 @@ def test_a_custom_estimator_is_warned_about(data):
     with pytest.warns(UserWarning, match="Use a custom estimator at your own risk"):
         SearchLight(mask_img=data["mask"], process_mask_img=data["process"], radius=1.0,
                     estimator=LinearSVC(), cv=KFold(2)).fit(data["func"], data["y"])  # fmt: skip
+
+
+@pytest.mark.parametrize("scoring", ["f1", "precision", "recall"])
+@pytest.mark.parametrize("labels", [(1, 2), (0, 1), (-1, 1)])
+def test_f1_precision_recall_are_batched_and_equal_scikit_learn(scoring, labels):
+    """Binary scorings of the positive class 1, computed from the batched decisions, equal
+    scikit-learn's scorer on the same fits (an exactly solved estimator, per sphere)."""
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.model_selection import KFold, cross_val_score
+
+    from fastsearchlight import SearchLight
+    from fastsearchlight.simulate import simulate_haxby_like
+
+    ds = simulate_haxby_like(shape=(9, 10, 9), n_regions=1, region_radius_mm=5.0, random_state=4)
+    y = np.where(ds.labels["labels"].to_numpy() == "face", labels[0], labels[1])
+    sl = SearchLight(mask_img=ds.mask_img, radius=4.0, estimator="ridge_classifier_fixed",
+                     cv=KFold(4), scoring=scoring).fit(ds.func_img, y)  # fmt: skip
+    assert sl.engine_ == "batched"
+    X = ds.func_img.get_fdata()[np.asarray(ds.mask_img.dataobj) > 0].T
+    for s in range(0, sl.n_elements_, 17):
+        vox = sl.neighbourhoods_.voxels(s)
+        ref = cross_val_score(RidgeClassifier(), X[:, vox], y, cv=KFold(4), scoring=scoring)
+        np.testing.assert_allclose(sl.fold_scores_[s], ref, rtol=1e-12, atol=0)

@@ -10,7 +10,7 @@ from . import engine
 from .cv import make_cv_plan
 from .estimators import batched_equivalent, is_classification
 from .neighbourhoods import Neighbourhoods
-from .scoring import resolve_scoring
+from .scoring import batched_metric, resolve_scoring
 
 
 def _adjacency(A, n_voxels: int):
@@ -81,7 +81,7 @@ def search_light(X, y, estimator, A, groups=None, scoring=None, cv=None, n_jobs=
     classification = is_classification(estimator)
     codes = np.unique(y, return_inverse=True)[1] if classification else y
     plan = make_cv_plan(cv, codes, groups, classifier=classification)
-    metric = resolve_scoring(scoring)
+    metric = batched_metric(scoring, np.unique(y)) if classification else resolve_scoring(scoring)
     batched = batched_equivalent(estimator) if classification else None
     if (
         batched is not None

@@ -1,7 +1,9 @@
 """Scores of many spheres at once, from decision values on a fold's test samples.
 
 Each function reproduces the scikit-learn metric of the same name, applied per sphere:
-``accuracy_score``, ``balanced_accuracy_score`` and ``roc_auc_score`` (binary).
+``accuracy_score``, ``balanced_accuracy_score``, ``roc_auc_score`` (binary), and the
+scorers "f1", "precision" and "recall" (binary, positive class 1, as scikit-learn's
+default ``pos_label=1``; 0 where scikit-learn divides by zero and warns).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 #: scoring names the batched engine computes itself; anything else takes the generic path
-BATCHED_SCORINGS = ("accuracy", "balanced_accuracy", "roc_auc")
+BATCHED_SCORINGS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall")
+#: scorings of the positive class, 1 (scikit-learn's default pos_label)
+BINARY_SCORINGS = ("f1", "precision", "recall")
 
 
 def resolve_scoring(scoring) -> str | None:
@@ -22,6 +26,26 @@ def resolve_scoring(scoring) -> str | None:
     if isinstance(scoring, str) and scoring in BATCHED_SCORINGS:
         return scoring
     return None
+
+
+def batched_metric(scoring, classes) -> str | None:
+    """The batched metric for ``scoring`` with these classes, or None for the generic path.
+
+    The binary scorings need two classes, one of them 1 (scikit-learn's scorers take
+    ``pos_label=1``); they become ``"f1:<code of class 1>"`` etc. Otherwise scikit-learn
+    raises (string labels, three classes), and the generic path gives NaN with a warning,
+    as nilearn.
+    """
+    metric = resolve_scoring(scoring)
+    if metric in BINARY_SCORINGS:
+        positive = [
+            i for i, c in enumerate(classes)
+            if isinstance(c, (int, float, np.integer, np.floating)) and c == 1
+        ]  # fmt: skip
+        if len(classes) != 2 or not positive:
+            return None
+        return f"{metric}:{positive[0]}"
+    return metric
 
 
 def predictions(decisions: np.ndarray, n_classes: int) -> np.ndarray:
@@ -57,6 +81,9 @@ def batched_scores(
             )
         values = proba_like(decisions) if proba_like is not None else decisions
         return roc_auc(values, y_test)
+    name, _, positive = metric.partition(":")
+    if name in BINARY_SCORINGS:
+        return _binary_score(name, predictions(decisions, n_classes) == int(positive), y_test == int(positive))
     if n_classes == 2:
         correct = (decisions > 0) == (y_test == 1)[None, :]
     else:
@@ -68,6 +95,19 @@ def batched_scores(
         recalls = [correct[:, y_test == c].mean(axis=1) for c in present]
         return np.mean(recalls, axis=0)
     raise ValueError(f"Unknown batched metric {metric!r}.")
+
+
+def _binary_score(name: str, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """F1, precision or recall per row, with scikit-learn's arithmetic (0 where it would
+    divide by zero)."""
+    tp = np.count_nonzero(predicted & actual[None, :], axis=1)
+    n_pred = np.count_nonzero(predicted, axis=1)
+    n_true = np.full(tp.shape, np.count_nonzero(actual))
+    numerator, denominator = {
+        "precision": (tp, n_pred), "recall": (tp, n_true), "f1": (2 * tp, n_true + n_pred),
+    }[name]  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / denominator, 0.0)
 
 
 def roc_auc(values: np.ndarray, y_test: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from .estimators import NAMES, batched_equivalent, is_classification, resolve_es
 from .functional import batched_plan_ok, check_searchlight_estimator, uses_cv
 from .images import load_func, load_mask, masked_data, nilearn_dtype, scores_to_img
 from .neighbourhoods import build_neighbourhoods
-from .scoring import resolve_scoring
+from .scoring import batched_metric, resolve_scoring
 from .sphere_sums import supports_sphere_sums
 
 
@@ -326,6 +326,8 @@ class SearchLight(TransformerMixin, BaseEstimator):
         else:
             codes = y
         plan = make_cv_plan(self.cv, codes if classification else y, groups, classifier=classification)
+        if classification:  # f1 and friends batch when one of two classes is 1 (their pos_label)
+            metric = batched_metric(self.scoring, classes)
         if (
             cross_validated
             and batched is not None
