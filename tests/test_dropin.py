@@ -256,3 +256,33 @@ def test_f1_precision_recall_are_batched_and_equal_scikit_learn(scoring, labels)
         vox = sl.neighbourhoods_.voxels(s)
         ref = cross_val_score(RidgeClassifier(), X[:, vox], y, cv=KFold(4), scoring=scoring)
         np.testing.assert_allclose(sl.fold_scores_[s], ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("which", ["mask", "process_mask"])
+def test_masks_on_another_grid_are_placed_as_nilearn_places_them(which):
+    """A 2 mm mask with 3 mm data (the common case): nilearn resamples the mask onto the
+    data and centres spheres at the process mask's voxels by world coordinates, making the
+    map on the process mask's grid."""
+    import nibabel as nib
+    from nilearn.decoding import SearchLight as NilearnSearchLight
+    from nilearn.image import resample_img
+    from sklearn.model_selection import KFold
+
+    from fastsearchlight import SearchLight
+    from fastsearchlight.simulate import simulate_haxby_like
+
+    ds = simulate_haxby_like(shape=(9, 10, 9), voxel_size=(3.0, 3.0, 3.0), n_regions=1,
+                             region_radius_mm=5.0, random_state=1)  # fmt: skip
+    y = ds.labels["labels"].to_numpy()
+    fine = resample_img(ds.mask_img, target_affine=np.diag([2.0, 2.0, 2.0]),
+                        interpolation="nearest", force_resample=True, copy_header=True)  # fmt: skip
+    box = np.zeros(fine.shape, dtype=np.uint8)
+    box[4:8, 5:9, 4:8] = 1
+    roi = nib.Nifti1Image(box * (np.asarray(fine.dataobj) > 0), fine.affine)
+    kw = {"mask_img": roi} if which == "mask" else {"mask_img": ds.mask_img, "process_mask_img": roi}
+    common = dict(radius=4.0, estimator="svc_l1", cv=KFold(3))  # per sphere: bit for bit
+    ours = SearchLight(**kw, **common).fit(ds.func_img, y)
+    ref = NilearnSearchLight(**kw, **common).fit(ds.func_img, y)
+    assert ours.scores_.shape == ref.scores_.shape == roi.shape
+    np.testing.assert_allclose(ours.scores_img_.affine, roi.affine)
+    np.testing.assert_allclose(ours.scores_, ref.scores_, rtol=0, atol=1e-12)

@@ -219,13 +219,6 @@ def test_searchlight_list_3d_images(
     sl.fit(imgs, y)
 
 
-MASK_RESAMPLING = (
-    "masks off the functional grid are refused with an error that says how to resample "
-    "them, rather than resampled silently"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=MASK_RESAMPLING)
 def test_mask_img_dimension_mismatch():
     """Test if SearchLight handles mismatched mask and
     image dimensions gracefully.
@@ -268,7 +261,6 @@ def test_transform_applies_mask_correctly():
     assert transformed_scores.size > 0
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=MASK_RESAMPLING)
 def test_process_mask_shape_mismatch():
     """Test SearchLight with mismatched process mask and image dimensions."""
     frames = 20

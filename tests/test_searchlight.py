@@ -141,20 +141,22 @@ def test_groups_of_wrong_length(small_dataset):
         )
 
 
-def test_mask_of_other_shape_or_affine(small_dataset):
+def test_mask_of_other_shape_or_affine_is_placed_as_nilearn(small_dataset):
+    """Masks off the functional grid are resampled onto it (nearest neighbour) and the map
+    is made on the process mask's grid, as nilearn does (compared with nilearn in
+    test_dropin.py)."""
     mask = small_dataset["mask"]
     other_shape = nib.Nifti1Image(np.ones((3, 3, 3), np.uint8), mask.affine)
-    with pytest.raises(ValueError, match="shape"):
-        SearchLight(mask_img=other_shape).fit(small_dataset["func"], small_dataset["y"])
+    sl = SearchLight(mask_img=other_shape, estimator="gnb").fit(small_dataset["func"], small_dataset["y"])
+    assert sl.scores_.shape == (3, 3, 3) and sl.n_elements_ == 27
     shifted = mask.affine.copy()
-    shifted[0, 3] += 5
+    shifted[0, 3] += 1.0  # centres 1 mm off the voxels of the data
     other_affine = nib.Nifti1Image(np.asarray(mask.dataobj), shifted)
-    with pytest.raises(ValueError, match="affine"):
-        SearchLight(mask_img=other_affine).fit(small_dataset["func"], small_dataset["y"])
-    with pytest.raises(ValueError, match="process_mask_img.*affine"):
-        SearchLight(mask_img=mask, process_mask_img=other_affine).fit(
-            small_dataset["func"], small_dataset["y"]
-        )
+    sl = SearchLight(mask_img=mask, process_mask_img=other_affine, estimator="gnb", radius=4.0).fit(
+        small_dataset["func"], small_dataset["y"]
+    )
+    np.testing.assert_allclose(sl.scores_img_.affine, shifted)
+    np.testing.assert_allclose(sl.mask_img_.affine, mask.affine)
 
 
 def test_3d_image_where_4d_is_needed(small_dataset):

@@ -52,6 +52,51 @@ def load_func(imgs):
     return img
 
 
+def _read_mask_img(mask, name: str):
+    try:
+        return check_niimg_3d(read_img(mask, name))
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a 3D image: {exc}") from None
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise ValueError(f"Could not read {name}: {exc}") from None
+
+
+def on_grid(img, func_img) -> bool:
+    """Whether a 3D image lies on the functional images' grid (shape and affine)."""
+    return img.shape[:3] == func_img.shape[:3] and np.allclose(img.affine, func_img.affine, atol=AFFINE_TOL)
+
+
+def load_mask_on_grid(mask, name: str, func_img) -> np.ndarray:
+    """A 3D mask brought onto the functional images' grid, as nilearn's ``SearchLight`` does:
+    resampled there with nearest-neighbour interpolation when it lies on another grid."""
+    from nilearn.image import resample_img
+
+    img = _read_mask_img(mask, name)
+    if not on_grid(img, func_img):
+        img = resample_img(
+            img, target_affine=func_img.affine, target_shape=func_img.shape[:3],
+            interpolation="nearest", force_resample=True, copy_header=True,
+        )  # fmt: skip
+    return _mask_data(img, name)
+
+
+def load_mask_own_grid(mask, name: str):
+    """A 3D mask on its own grid: its boolean data and its affine (a process mask's voxels
+    are the spheres' centres, placed by their world coordinates)."""
+    img = _read_mask_img(mask, name)
+    return _mask_data(img, name), img.affine
+
+
+def _mask_data(img, name: str) -> np.ndarray:
+    data = np.asanyarray(img.dataobj)
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    data = data != 0
+    if not data.any():
+        raise ValueError(f"{name} is empty: it selects no voxel.")
+    return data
+
+
 def load_mask(mask, name: str, func_img):
     """A 3D mask on the functional images' grid, as a boolean array.
 
@@ -61,12 +106,7 @@ def load_mask(mask, name: str, func_img):
         If the mask is not 3D, its shape or affine differ from the functional images', or
         it selects no voxel.
     """
-    try:
-        img = check_niimg_3d(read_img(mask, name))
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a 3D image: {exc}") from None
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        raise ValueError(f"Could not read {name}: {exc}") from None
+    img = _read_mask_img(mask, name)
     if img.shape[:3] != func_img.shape[:3]:
         raise ValueError(
             f"{name} has shape {img.shape[:3]} but the functional images have shape "
@@ -79,13 +119,7 @@ def load_mask(mask, name: str, func_img):
             "transforms): resample the mask onto the functional grid first "
             "(nilearn.image.resample_to_img(mask, func, interpolation='nearest'))."
         )
-    data = np.asanyarray(img.dataobj)
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    data = data != 0
-    if not data.any():
-        raise ValueError(f"{name} is empty: it selects no voxel.")
-    return data
+    return _mask_data(img, name)
 
 
 def masked_data(

@@ -6,6 +6,7 @@ import time
 import warnings
 from copy import deepcopy
 
+import nibabel as nib
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from nilearn.image import check_niimg_3d
@@ -18,7 +19,9 @@ from ._validation import N_JOBS, VERBOSE, Interval, check_params
 from .cv import make_cv_plan
 from .estimators import NAMES, batched_equivalent, is_classification, resolve_estimator
 from .functional import batched_plan_ok, check_searchlight_estimator, uses_cv
-from .images import load_func, load_mask, masked_data, nilearn_dtype, scores_to_img
+from .images import (
+    load_func, load_mask_on_grid, load_mask_own_grid, masked_data, nilearn_dtype, scores_to_img,
+)  # fmt: skip
 from .neighbourhoods import build_neighbourhoods
 from .scoring import batched_metric, resolve_scoring
 from .sphere_sums import supports_sphere_sums
@@ -265,19 +268,26 @@ class SearchLight(TransformerMixin, BaseEstimator):
         y = _check_targets(y, n_volumes)
         if groups is not None:
             groups = _check_targets(groups, n_volumes, name="groups")
+        # as nilearn: the mask is resampled onto the functional grid (nearest neighbour);
+        # spheres are centred at the process mask's voxels, by world coordinates, on the
+        # process mask's own grid (by default the mask as given), where the maps are made
         if self.mask_img is None:
             mask = np.ones(func.shape[:3], dtype=bool)
         else:
-            mask = load_mask(self.mask_img, "mask_img", func)
-        if self.process_mask_img is None:
-            process_mask = mask
+            mask = load_mask_on_grid(self.mask_img, "mask_img", func)
+        if self.process_mask_img is not None:
+            process_mask, process_affine = load_mask_own_grid(self.process_mask_img, "process_mask_img")
+        elif self.mask_img is not None:
+            process_mask, process_affine = load_mask_own_grid(self.mask_img, "mask_img")
         else:
-            process_mask = load_mask(self.process_mask_img, "process_mask_img", func)
+            process_mask, process_affine = mask, func.affine
+        if process_mask.shape == func.shape[:3] and np.allclose(process_affine, func.affine, atol=1e-4):
+            process_affine = func.affine  # the functional grid (the spheres from a stencil)
         neighbourhoods = build_neighbourhoods(
-            mask, func.affine, process_mask, func.affine, float(self.radius)
+            mask, func.affine, process_mask, process_affine, float(self.radius)
         )
         self.timings_ = {"prepare": time.perf_counter() - t0}
-        return func, mask, process_mask, y, groups, neighbourhoods
+        return func, mask, process_mask, process_affine, y, groups, neighbourhoods
 
     def fit(self, imgs, y, groups=None):
         """Run the searchlight.
@@ -314,7 +324,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         classification = is_classification(sk_estimator)
         metric = resolve_scoring(self.scoring)
         batched = batched_equivalent(sk_estimator) if classification else None
-        func, mask, process_mask, y, groups, hoods = self._prepare(imgs, y, groups)
+        func, mask, process_mask, process_affine, y, groups, hoods = self._prepare(imgs, y, groups)
         t0 = time.perf_counter()
         if classification:
             classes, codes = np.unique(y, return_inverse=True)
@@ -392,7 +402,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
             fold_scores = scores_for(targets[None, :], "searchlight")[0]
             self.timings_["searchlight"] = time.perf_counter() - t0
             self._permutation_test(scores_for, fold_scores, targets, groups, plan,
-                                   X, hoods, process_mask, func.affine, classification)  # fmt: skip
+                                   X, hoods, process_mask, process_affine, classification)  # fmt: skip
         finally:
             if session is not None:
                 session.close()
@@ -408,10 +418,14 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.n_elements_ = int(process_mask.sum())
         self.scores_ = np.zeros(process_mask.shape)
         self.scores_[process_mask] = self.masked_scores_
-        self._reference_img = func.slicer[..., 0]
+        func_reference = func.slicer[..., 0]
+        if process_affine is func.affine:
+            self._reference_img = func_reference
+        else:  # the maps live on the process mask's grid
+            self._reference_img = nib.Nifti1Image(np.zeros(process_mask.shape, np.float32), process_affine)
         self._mask = mask
         if self.mask_img is None:
-            self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, self._reference_img)
+            self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, func_reference)
         else:  # as nilearn: the mask image given, with its dtype
             self.mask_img_ = check_niimg_3d(deepcopy(self.mask_img))
         return self
