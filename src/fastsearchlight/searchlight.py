@@ -24,6 +24,7 @@ from .images import (
 )  # fmt: skip
 from .neighbourhoods import build_neighbourhoods
 from .scoring import batched_metric, resolve_scoring
+from .stats import fold_mean
 from .sphere_sums import supports_sphere_sums
 
 
@@ -43,13 +44,6 @@ def _check_targets(y, n_volumes: int, name: str = "y") -> np.ndarray:
     if y.dtype.kind == "O" and any(v is None for v in y):
         raise ValueError(f"{name} contains missing values (None).")
     return y
-
-
-def _fold_mean(fold_scores: np.ndarray) -> np.ndarray:
-    """Mean over folds (last axis), with the same arithmetic for observed and null maps
-    (each row contiguous, as nilearn's mean of one sphere's fold scores), so that the same
-    fold scores always give the same map score."""
-    return np.ascontiguousarray(fold_scores, dtype=np.float64).mean(axis=-1)
 
 
 def _check_radius_fits(radius: float, func) -> None:
@@ -413,7 +407,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.neighbourhoods_ = hoods
         self.sphere_sizes_ = hoods.sizes
         self.fold_scores_ = fold_scores
-        self.masked_scores_ = _fold_mean(fold_scores)
+        self.masked_scores_ = fold_mean(fold_scores)
         self.process_mask_ = process_mask
         self.n_elements_ = int(process_mask.sum())
         self.scores_ = np.zeros(process_mask.shape)
@@ -493,7 +487,7 @@ class SearchLight(TransformerMixin, BaseEstimator):
     def _permutation_test(self, scores_for, fold_scores, targets, groups, plan, X, hoods,
                           process_mask, affine, classification):  # fmt: skip
         """Null maps from label permutations, then p-values (see :mod:`fastsearchlight.stats`)."""
-        from .stats import NullStore, fingerprint, make_permutations, permutation_inference
+        from .stats import NullStore, fingerprint, make_permutations, null_maps, permutation_inference
 
         n_perm = int(self.n_permutations or 0)
         self.permuted_labels_ = None
@@ -506,7 +500,6 @@ class SearchLight(TransformerMixin, BaseEstimator):
             permute=self.permute,
         )  # fmt: skip
         labels = perms.labels
-        n_perm = perms.n_permutations
         self.permuted_labels_ = self.classes_[labels] if classification else labels
         self.permutation_info_ = perms.describe()
         key = fingerprint(
@@ -515,19 +508,9 @@ class SearchLight(TransformerMixin, BaseEstimator):
             hoods.adjacency.indptr, repr(self.estimator), repr(self.estimator_args),
             self.scoring, float(self.radius), labels,
         )  # fmt: skip
-        store = NullStore(n_perm, hoods.n_spheres, key, path=self.checkpoint)
-        observed = _fold_mean(fold_scores)
-        # a permutation that gives back the observed labels has the observed map: taken as
-        # it is, not recomputed (enumerations always hold it; random draws may)
-        unchanged = np.flatnonzero((labels == targets[None, :]).all(axis=1))
-        if unchanged.size and not store.done[unchanged].all():
-            store.write(unchanged, np.broadcast_to(observed, (unchanged.size, observed.size)))
-        batch = max(1, int(self.permutation_batch))
-        todo = np.flatnonzero(~store.done)
-        for lo in range(0, todo.size, batch):
-            rows = todo[lo : lo + batch]
-            desc = f"permutations {lo + 1}-{lo + rows.size}/{todo.size}"
-            store.write(rows, _fold_mean(scores_for(labels[rows], desc)))
+        store = NullStore(perms.n_permutations, hoods.n_spheres, key, path=self.checkpoint)
+        observed = fold_mean(fold_scores)
+        null_maps(scores_for, observed, targets, perms, store, max(1, int(self.permutation_batch)))
         result = permutation_inference(
             observed, store.scores, process_mask, affine, cluster_alpha=self.cluster_alpha,
             exhaustive=perms.exhaustive, with_tfce=bool(self.tfce), tfce_dh=self.tfce_dh,

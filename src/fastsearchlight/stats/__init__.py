@@ -1,0 +1,42 @@
+"""Permutation statistics for searchlight maps (Stelzer, Chen & Turner 2013, NeuroImage 65).
+
+- :func:`make_permutations`: permuted label vectors, the same for every sphere. Labels are
+  exchanged among whole blocks of a block design (or single samples) within runs; when the
+  design allows few arrangements, all of them are enumerated and the test is exact.
+- :func:`null_maps`: the permutation loop, filling a :class:`NullStore`: the null score
+  maps, one row per permutation, in memory or in a memory-mapped checkpoint file that lets
+  an interrupted run resume where it stopped. They are kept in float64, the observed
+  scores' precision, so that a null score equal to the observed one is counted as such.
+- :func:`permutation_inference`: voxel-wise p-values, family-wise error (FWE) corrected
+  p-values by the maximum statistic over spheres, cluster-level inference with a
+  cluster-forming threshold taken from the pooled null distribution and a cluster-size null
+  made of the largest cluster of each permutation, and :func:`tfce`.
+"""
+
+from ._inference import SCORE_TOL, PermutationResult, clusters_above, permutation_inference
+from ._null_maps import fold_mean, null_maps
+from ._null_store import NULL_DTYPE, NullStore, fingerprint
+from ._permutations import (
+    PERMUTE_SCHEMES,
+    LabelPermutations,
+    exchangeability_blocks,
+    make_permutations,
+)
+from ._tfce import tfce
+
+__all__ = [
+    "NULL_DTYPE",
+    "PERMUTE_SCHEMES",
+    "SCORE_TOL",
+    "LabelPermutations",
+    "NullStore",
+    "PermutationResult",
+    "clusters_above",
+    "exchangeability_blocks",
+    "fingerprint",
+    "fold_mean",
+    "make_permutations",
+    "null_maps",
+    "permutation_inference",
+    "tfce",
+]
