@@ -24,6 +24,7 @@ from .images import (
 )  # fmt: skip
 from .neighbourhoods import build_neighbourhoods
 from .scoring import batched_metric, resolve_scoring
+from .core import DaskSession, Problem, compute_scores, make_executor, voxel_major
 from .stats import fold_mean
 from .sphere_sums import supports_sphere_sums
 
@@ -358,39 +359,28 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.timings_["prepare"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         targets = codes if classification else y
-        # one dask session for the whole fit: the data are scattered once, and every task
-        # (observed labels, every batch of permutations) reuses them
-        session = engine.DaskSession(self.scheduler) if self.backend == "dask" else None
-
-        X_voxels = engine.voxel_major(X) if self.engine_ == "batched" else None
-        cache: dict = {}  # label-independent work shared by the observed labels and permutations
+        # one problem and one executor for the whole fit: the data are read (and on a
+        # cluster scattered) once, and every task (observed labels, every batch of
+        # permutations) reuses them and the label-independent work
+        session = DaskSession(self.scheduler) if self.backend == "dask" else None
+        executor = make_executor(self.backend, self.n_jobs, session)
+        if self.engine_ == "batched":
+            problem = Problem(voxel_major(X), hoods, plan, batched, (metric,), len(classes), self.memory_mb)
+        else:
+            problem = Problem(X, hoods, plan, sk_estimator, (self.scoring,))
 
         def scores_for(label_sets, desc):
             """Per-fold scores, shape (n_label_sets, n_spheres, n_folds)."""
-            if self.engine_ == "batched":
-                return engine.run_batched(
-                    X_voxels, hoods, batched, label_sets, len(classes), plan, metric,
-                    memory_mb=self.memory_mb, n_jobs=self.n_jobs, verbose=self.verbose,
-                    progress_desc=desc, backend=self.backend, scheduler=session, cache=cache,
-                )  # fmt: skip
-            # scikit-learn sees the user's labels, not class codes (class weights, pos_label)
+            if self.engine_ != "batched" and classification:
+                # scikit-learn sees the user's labels, not class codes (class weights, pos_label)
+                label_sets = classes[label_sets]
             if not cross_validated:  # fitted and scored on all samples, as nilearn
                 return np.stack([
-                    engine.run_without_cv(
-                        X, hoods, sk_estimator, classes[labels] if classification else labels,
-                        groups, n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc,
-                    )
+                    engine.run_without_cv(X, hoods, sk_estimator, labels, groups, n_jobs=self.n_jobs,
+                                          verbose=self.verbose, progress_desc=desc)
                     for labels in label_sets
                 ])  # fmt: skip
-            return np.stack([
-                engine.run_generic(
-                    X, hoods, sk_estimator, classes[labels] if classification else labels,
-                    plan, self.scoring,
-                    n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc,
-                    backend=self.backend, scheduler=session,
-                )
-                for labels in label_sets
-            ])  # fmt: skip
+            return compute_scores(problem, label_sets, executor, verbose=self.verbose, desc=desc)[..., 0]
 
         try:
             fold_scores = scores_for(targets[None, :], "searchlight")[0]
