@@ -9,9 +9,7 @@ subjects every sign pattern is used (an exact test), and the outputs say so.
 
 from __future__ import annotations
 
-import shutil
 import warnings
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,8 +17,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ._options import GROUP_CLUSTER_THRESHOLD, GROUP_PERMUTATIONS
 from .images import read_img
-from .io import InputError, output_folder, save_img, save_json, save_table
+from .io import InputError, output_folder, save_img, save_json, save_table, staged_outputs
 
 GROUP_OUTPUTS = (
     "group_mean_scores.nii.gz",
@@ -65,8 +64,8 @@ def run_group(
     *,
     chance: float = 0.5,
     mask=None,
-    n_permutations: int = 5000,
-    cluster_threshold: float | None = 0.001,
+    n_permutations: int = GROUP_PERMUTATIONS,
+    cluster_threshold: float | None = GROUP_CLUSTER_THRESHOLD,
     random_state: int = 0,
     n_jobs: int = 1,
     force: bool = False,
@@ -134,7 +133,7 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
 
     from . import report
     from .sign_flips import sign_flip_test
-    from .study import software_versions
+    from ._versions import software_versions
 
     if mask is None:
         mask_data = np.all(data != 0, axis=0) & np.all(np.isfinite(data), axis=0)
@@ -204,8 +203,7 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
         "software": software_versions(),
         "outputs": list(names),
     }
-    staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
-    try:
+    with staged_outputs(out, names) as staging:
         save_img(mean_img, staging / "group_mean_scores.nii.gz")
         save_img(t_img, staging / "group_t.nii.gz")
         save_img(logp_fwe, staging / "group_logp_fwe.nii.gz")
@@ -226,8 +224,4 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
             tables={"Significant regions (voxel FWE p < 0.05)": clusters}, force=True,
         )  # fmt: skip
         save_json(summary, staging / "summary.json")
-        for name in names:
-            (staging / name).replace(out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return summary

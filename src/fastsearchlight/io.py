@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +176,30 @@ def output_folder(out_dir, names, *, force: bool = False):
                     folder.rmdir()
                 except OSError:  # not empty (a checkpoint to resume from), or gone
                     break
+
+
+@contextlib.contextmanager
+def staged_outputs(out: Path, names: Iterable[str]) -> Iterator[Path]:
+    """Yield a staging folder inside the locked output folder ``out``; on success, move
+    every file of ``names`` from it into ``out``.
+
+    Whatever happens, the staging folder is removed: an interrupted analysis leaves no
+    half-written file under a final name.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The output folder (see :func:`output_folder`).
+    names : iterable of str
+        The files the analysis writes into the staging folder.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
+    try:
+        yield staging
+        for name in names:
+            (staging / name).replace(Path(out) / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager

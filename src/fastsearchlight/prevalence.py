@@ -193,7 +193,8 @@ def run_prevalence(
     import nibabel as nib
 
     from .io import InputError, output_folder
-    from .study import load_permutation_record, software_versions
+    from ._permutation_record import load_permutation_record
+    from ._versions import software_versions
 
     t0 = time.perf_counter()
     if len(folders) < 2:
@@ -272,16 +273,12 @@ def run_prevalence(
 
 def _write_prevalence(out, result, img, summary, alpha, t0) -> None:
     """Maps, figures, report and summary, staged then moved into ``out`` together."""
-    import shutil
-    import tempfile
     import time
-    from pathlib import Path
 
     from . import report
-    from .io import save_img, save_json
+    from .io import save_img, save_json, staged_outputs
 
-    staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
-    try:
+    with staged_outputs(out, PREVALENCE_OUTPUTS) as staging:
         neglog = lambda p: img(-np.log10(p))  # noqa: E731
         save_img(neglog(result.p_global), staging / "p_global.nii.gz")
         save_img(neglog(result.p_global_fwe), staging / "p_global_fwe.nii.gz")
@@ -301,7 +298,3 @@ def _write_prevalence(out, result, img, summary, alpha, t0) -> None:
             force=True,
         )  # fmt: skip
         save_json(summary, staging / "summary.json")
-        for name in PREVALENCE_OUTPUTS:
-            (staging / name).replace(out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
