@@ -203,10 +203,11 @@ def staged_outputs(out: Path, names: Iterable[str]) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_path(path, *, force: bool = True):
+def atomic_path(path, *, force: bool = True, sync: bool = False):
     """Yield a temporary path beside ``path``; move it to ``path`` only on success.
 
     An interruption or error leaves no file under the final name (and no temporary file).
+    With ``sync``, the file's data are flushed to disk before it is moved.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -218,6 +219,9 @@ def atomic_path(path, *, force: bool = True):
     tmp = Path(tmp)
     try:
         yield tmp
+        if sync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
