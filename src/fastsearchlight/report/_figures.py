@@ -131,6 +131,27 @@ def _background(mean_img):
     return None if mean_img is None else _load_3d(mean_img, "mean_img")
 
 
+def _map_figure(img, name: str, mean_img, title: str | None):
+    """A map made ready to draw: the clean map, its data, the background, a black figure
+    sized for the map's cuts, and the keywords every map figure gives nilearn."""
+    _use_headless_backend()
+    from matplotlib.figure import Figure
+
+    clean, data, display_mode, cuts = _clean_map(img, name)
+    bg = _background(mean_img)
+    fig = Figure(figsize=_figsize(clean, display_mode, len(cuts)), facecolor="k")
+    common = dict(
+        cut_coords=cuts,
+        display_mode=display_mode,
+        figure=fig,
+        title=title,
+        black_bg=True,
+        draw_cross=False,
+        resampling_interpolation="nearest",
+    )
+    return clean, data, bg, fig, common
+
+
 # --------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------
@@ -173,24 +194,11 @@ def plot_searchlight(
     pathlib.Path
         ``path``.
     """
-    _use_headless_backend()
-    from matplotlib.figure import Figure
     from nilearn import plotting
 
     path = Path(path)
-    scores, data, display_mode, cuts = _clean_map(scores_img, "scores_img")
-    bg = _background(mean_img)
+    scores, data, bg, fig, common = _map_figure(scores_img, "scores_img", mean_img, title)
     in_map = data[data != 0]
-    fig = Figure(figsize=_figsize(scores, display_mode, len(cuts)), facecolor="k")
-    common = dict(
-        cut_coords=cuts,
-        display_mode=display_mode,
-        figure=fig,
-        title=title,
-        black_bg=True,
-        draw_cross=False,
-        resampling_interpolation="nearest",
-    )
     if in_map.size == 0:
         # Nothing to overlay: show the background alone (or the empty map).
         plotting.plot_img(bg if bg is not None else scores, cmap="gray", colorbar=False, **common)
@@ -247,31 +255,21 @@ def plot_f_scores(
     pathlib.Path
         ``path``.
     """
-    _use_headless_backend()
-    from matplotlib.figure import Figure
     from nilearn import plotting
 
     path = Path(path)
-    f_map, data, display_mode, cuts = _clean_map(f_img, "f_img")
-    bg = _background(mean_img)
+    f_map, data, bg, fig, common = _map_figure(f_img, "f_img", mean_img, title)
     vmax = float(np.abs(data).max())
-    fig = Figure(figsize=_figsize(f_map, display_mode, len(cuts)), facecolor="k")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="empty mask", category=UserWarning)
         plotting.plot_stat_map(
             f_map,
             bg_img=bg,
-            cut_coords=cuts,
-            display_mode=display_mode,
-            figure=fig,
-            title=title,
             colorbar=True,
             cbar_tick_format="%.1f",
-            black_bg=True,
             threshold=_MAP_THRESHOLD,
             vmax=vmax if vmax > 0 else None,
-            draw_cross=False,
-            resampling_interpolation="nearest",
+            **common,
         )
     return _save_display(fig, path)
 
