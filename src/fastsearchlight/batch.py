@@ -212,57 +212,66 @@ def load_batch(path) -> BatchSpec:
     subjects: list[SubjectSpec] = []
     seen: set[str] = set()
     for i, entry in enumerate(entries, 1):
-        where = f"{name} subject {i}"
-        entry = _table(where, entry)
-        if isinstance(entry.get("name"), str) and entry["name"]:
-            where = f"{name} subject {entry['name']!r}"
-        _check_keys(where, entry, SUBJECT_REQUIRED + SUBJECT_OPTIONAL, required=SUBJECT_REQUIRED)
-        subject = entry["name"]
-        if (
-            not isinstance(subject, str) or not subject.strip() or subject != subject.strip()
-            or any(c in subject for c in '/\\:*?"<>|') or subject.startswith(".")
-            or subject == GROUP_FOLDER
-        ):  # fmt: skip
-            raise InputError(
-                f"{where}: name must be a plain folder name (no slashes, not starting with '.', "
-                f"not {GROUP_FOLDER!r}), got {subject!r}"
-            )
-        if subject in seen:
-            raise InputError(f"{name}: subject {subject!r} is listed twice")
-        seen.add(subject)
-        files = {k: _input_path(where, k, entry[k], root) for k in ("func", "labels", "mask")}
-        process_mask = (
-            _input_path(where, "process_mask", entry["process_mask"], root) if "process_mask" in entry else None
-        )
-        overrides = _table(f"{where}: overrides", entry.get("overrides", {}))
-        config = _config(f"{where} overrides", overrides, defaults)
-        subjects.append(SubjectSpec(subject, files["func"], files["labels"], files["mask"], process_mask, config))
-
-    group = None
-    if "group" in data:
-        table = _table(f"{name}: [group]", data["group"])
-        where = f"{name} [group]"
-        _check_keys(where, table, GROUP_KEYS)
-        group = GroupSpec(seed=defaults.seed, n_jobs=defaults.n_jobs)
-        if "chance" in table:
-            if not is_number(table["chance"]) or not 0 < table["chance"] < 1:
-                raise InputError(f"{where}: chance must be a number in (0, 1), got {table['chance']!r}")
-            group.chance = float(table["chance"])
-        if "permutations" in table:
-            if not is_int(table["permutations"]) or table["permutations"] < 1:
-                raise InputError(f"{where}: permutations must be an integer >= 1, got {table['permutations']!r}")
-            group.n_permutations = table["permutations"]
-        if "cluster_threshold" in table:
-            value = table["cluster_threshold"]
-            if value is False:
-                group.cluster_threshold = None
-            elif is_number(value) and 0 < value < 1:
-                group.cluster_threshold = float(value)
-            else:
-                raise InputError(f"{where}: cluster_threshold must be a p between 0 and 1 or false, got {value!r}")
-        if len(subjects) < 2:
-            raise InputError(f"{where}: the group level needs at least two subjects, the file lists {len(subjects)}")
+        subjects.append(_subject(name, i, entry, root, defaults, seen))
+    group = _group_spec(name, data["group"], defaults, len(subjects)) if "group" in data else None
     return BatchSpec(path=path.resolve(), out=out, subjects=subjects, group=group)
+
+
+def _subject(name: str, i: int, entry: Any, root: Path, defaults: StudyConfig, seen: set[str]) -> SubjectSpec:
+    """The ``i``-th ``[[subjects]]`` entry of the study file ``name``, checked (its name
+    added to ``seen``, the names of the entries before it)."""
+    where = f"{name} subject {i}"
+    entry = _table(where, entry)
+    if isinstance(entry.get("name"), str) and entry["name"]:
+        where = f"{name} subject {entry['name']!r}"
+    _check_keys(where, entry, SUBJECT_REQUIRED + SUBJECT_OPTIONAL, required=SUBJECT_REQUIRED)
+    subject = entry["name"]
+    if (
+        not isinstance(subject, str) or not subject.strip() or subject != subject.strip()
+        or any(c in subject for c in '/\\:*?"<>|') or subject.startswith(".")
+        or subject == GROUP_FOLDER
+    ):  # fmt: skip
+        raise InputError(
+            f"{where}: name must be a plain folder name (no slashes, not starting with '.', "
+            f"not {GROUP_FOLDER!r}), got {subject!r}"
+        )
+    if subject in seen:
+        raise InputError(f"{name}: subject {subject!r} is listed twice")
+    seen.add(subject)
+    files = {k: _input_path(where, k, entry[k], root) for k in ("func", "labels", "mask")}
+    process_mask = (
+        _input_path(where, "process_mask", entry["process_mask"], root) if "process_mask" in entry else None
+    )
+    overrides = _table(f"{where}: overrides", entry.get("overrides", {}))
+    config = _config(f"{where} overrides", overrides, defaults)
+    return SubjectSpec(subject, files["func"], files["labels"], files["mask"], process_mask, config)
+
+
+def _group_spec(name: str, value: Any, defaults: StudyConfig, n_subjects: int) -> GroupSpec:
+    """The study file's ``[group]`` table, checked."""
+    table = _table(f"{name}: [group]", value)
+    where = f"{name} [group]"
+    _check_keys(where, table, GROUP_KEYS)
+    group = GroupSpec(seed=defaults.seed, n_jobs=defaults.n_jobs)
+    if "chance" in table:
+        if not is_number(table["chance"]) or not 0 < table["chance"] < 1:
+            raise InputError(f"{where}: chance must be a number in (0, 1), got {table['chance']!r}")
+        group.chance = float(table["chance"])
+    if "permutations" in table:
+        if not is_int(table["permutations"]) or table["permutations"] < 1:
+            raise InputError(f"{where}: permutations must be an integer >= 1, got {table['permutations']!r}")
+        group.n_permutations = table["permutations"]
+    if "cluster_threshold" in table:
+        value = table["cluster_threshold"]
+        if value is False:
+            group.cluster_threshold = None
+        elif is_number(value) and 0 < value < 1:
+            group.cluster_threshold = float(value)
+        else:
+            raise InputError(f"{where}: cluster_threshold must be a p between 0 and 1 or false, got {value!r}")
+    if n_subjects < 2:
+        raise InputError(f"{where}: the group level needs at least two subjects, the file lists {n_subjects}")
+    return group
 
 
 # --------------------------------------------------------------------------- state on disk
