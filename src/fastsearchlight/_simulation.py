@@ -15,6 +15,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 
 #: Ratio between the full width at half maximum and the standard deviation of a Gaussian.
@@ -449,3 +450,13 @@ def metadata(p: SimulationParams, seed: int | None, mask: np.ndarray, regions: R
         "region_centers_mm": np.round(centers_mm, 3).tolist(),
         "region_n_voxels": [int(idx.size) for idx in regions.indices],
     }
+
+
+def labels_table(p: SimulationParams, class_codes: np.ndarray, chunks: np.ndarray) -> pd.DataFrame:
+    """The condition (``labels``) and run (``chunks``) of each volume."""
+    return pd.DataFrame(
+        {
+            "labels": np.asarray(p.conditions, dtype=object)[class_codes],
+            "chunks": chunks.astype(np.int64),
+        }
+    )

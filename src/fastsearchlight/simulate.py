@@ -5,6 +5,11 @@ voxels that carry class information, and Haxby-style labels (one row per volume,
 run as ``chunks``). It is used by the benchmarks, the tests and the ``simulate`` command.
 :func:`write_dataset` stores such a dataset on disk in the layout of the Haxby files.
 
+With the defaults the result has the Haxby grid (40 x 64 x 64 voxels of 3.5 x 3.75 x 3.75 mm,
+same affine) and 216 volumes: 12 runs of 9 "face" and 9 "house" volumes. A linear SVM on a
+5.6 mm sphere (19 voxels) centred in a planted region decodes the two conditions at about 0.85
+accuracy with ``KFold(4)``; away from the regions, accuracy is at chance.
+
 Generative model
 ----------------
 For a volume ``t`` of run ``r`` showing condition ``k``, the intensity at voxel ``v`` is::
@@ -48,6 +53,7 @@ from ._simulation import (
     background,
     check_params,
     images,
+    labels_table,
     metadata,
     plant_regions,
 )
@@ -196,33 +202,17 @@ def make_brain_mask(
 
 
 def simulate_haxby_like(
-    shape: Sequence[int] = (40, 64, 64),
-    voxel_size: Sequence[float] = (3.5, 3.75, 3.75),
-    n_runs: int = 12,
-    n_per_class_per_run: int = 9,
-    conditions: Sequence[str] = ("face", "house"),
-    n_regions: int = 2,
-    region_radius_mm: float = 7.0,
-    effect_size: float = 8.0,
-    noise_sd: float = 20.0,
-    baseline: float = 1000.0,
-    smoothness_fwhm_mm: float = 5.0,
-    random_state: int | np.random.Generator | None = 0,
-    *,
-    mean_shift: float = 0.25,
-    run_offset_sd: float = 15.0,
-    design: Literal["random", "blocked"] = "random",
-    tr: float = 2.5,
-    block_length: int | None = None,
-    temporal_ar1: float = 0.0,
-) -> SimulatedDataset:
+    shape: Sequence[int] = (40, 64, 64), voxel_size: Sequence[float] = (3.5, 3.75, 3.75),
+    n_runs: int = 12, n_per_class_per_run: int = 9, conditions: Sequence[str] = ("face", "house"),
+    n_regions: int = 2, region_radius_mm: float = 7.0, effect_size: float = 8.0,
+    noise_sd: float = 20.0, baseline: float = 1000.0, smoothness_fwhm_mm: float = 5.0,
+    random_state: int | np.random.Generator | None = 0, *, mean_shift: float = 0.25,
+    run_offset_sd: float = 15.0, design: Literal["random", "blocked"] = "random", tr: float = 2.5,
+    block_length: int | None = None, temporal_ar1: float = 0.0,
+) -> SimulatedDataset:  # fmt: skip
     """Simulate a searchlight decoding dataset like Haxby's face-vs-house workload.
 
-    With the defaults the result has the Haxby grid (40 x 64 x 64 voxels of
-    3.5 x 3.75 x 3.75 mm, same affine) and 216 volumes: 12 runs of 9 "face" and 9 "house"
-    volumes. A linear SVM on a 5.6 mm sphere (19 voxels) centred in a planted region
-    decodes the two conditions at about 0.85 accuracy with ``KFold(4)``; away from the
-    regions, accuracy is at chance. See the module docstring for the generative model.
+    The defaults give the Haxby grid and design; the module docstring gives the model.
 
     Parameters
     ----------
@@ -241,37 +231,36 @@ def simulate_haxby_like(
     region_radius_mm : float, default=7.0
         Radius of each informative ball, in mm.
     effect_size : float, default=8.0
-        Standard deviation over the voxels of a region of each condition's pattern, in
-        intensity units (the same units as ``noise_sd``). 0 gives no signal.
+        Standard deviation over the voxels of a region of each condition's pattern, in intensity
+        units (the same units as ``noise_sd``). 0 gives no signal.
     noise_sd : float, default=20.0
         Standard deviation of the (smoothed) noise of each brain voxel in each volume.
     baseline : float, default=1000.0
         Mean baseline intensity; it varies smoothly over space within +/-20 %.
     smoothness_fwhm_mm : float, default=5.0
-        FWHM in mm of the Gaussian kernel smoothing the noise of each volume (0: white
-        noise).
+        FWHM in mm of the Gaussian kernel smoothing the noise of each volume (0: white noise).
     random_state : int, numpy.random.Generator or None, default=0
         Seed of the generator that draws everything. None draws a fresh seed (recorded in
         ``metadata["seed"]``); a Generator is used as is (and advanced).
     mean_shift : float, default=0.25
-        Standard deviation of the condition-dependent mean shift of each region, as a
-        multiple of ``effect_size``.
+        Standard deviation of the condition-dependent mean shift of each region, as a multiple of
+        ``effect_size``.
     run_offset_sd : float, default=15.0
         Standard deviation of the per-run offset added to every brain voxel.
     design : {"random", "blocked"}, default="random"
-        Order of the volumes within a run: a random permutation of all the volumes of the
-        run, or blocks of ``block_length`` consecutive volumes of one condition, the
-        blocks in random order.
+        Order of the volumes within a run: a random permutation of all the volumes of the run, or
+        blocks of ``block_length`` consecutive volumes of one condition, the blocks in random
+        order.
     tr : float, default=2.5
         Repetition time in seconds, stored in the image header.
     block_length : int or None, default=None
-        Volumes per block of the "blocked" design; it must divide ``n_per_class_per_run``.
-        None: ``n_per_class_per_run`` (one block per condition and run).
+        Volumes per block of the "blocked" design; it must divide ``n_per_class_per_run``. None:
+        ``n_per_class_per_run`` (one block per condition and run).
     temporal_ar1 : float, default=0.0
-        Autocorrelation of the noise from one volume to the next within a run, as an AR(1)
-        process of this coefficient (in [0, 1)) with the same variance; 0: independent
-        volumes. The noise of real BOLD series is autocorrelated (about 0.3-0.6 at a TR of
-        2-2.5 s), so in a block design the volumes of a block share slow noise.
+        Autocorrelation of the noise from one volume to the next within a run, as an AR(1) process
+        of this coefficient (in [0, 1)) with the same variance; 0: independent volumes. The noise
+        of real BOLD series is autocorrelated (about 0.3-0.6 at a TR of 2-2.5 s), so in a block
+        design the volumes of a block share slow noise.
 
     Returns
     -------
@@ -280,26 +269,18 @@ def simulate_haxby_like(
     Raises
     ------
     ValueError
-        If an argument is invalid (the message names it), or if the regions do not fit
-        well inside the brain mask.
+        If an argument is invalid (the message names it), or if the regions do not fit well inside
+        the brain mask.
     """
-    p = check_params(
-        shape, voxel_size, n_runs, n_per_class_per_run, conditions, n_regions, region_radius_mm,
-        effect_size, noise_sd, baseline, smoothness_fwhm_mm, mean_shift, run_offset_sd, design,
-        tr, block_length, temporal_ar1,
-    )  # fmt: skip
+    p = check_params(**{k: v for k, v in locals().items() if k != "random_state"})
     rng, seed = _make_rng(random_state)
-    affine = make_affine(p.shape, p.voxel_size)
-    mask = make_brain_mask(p.shape, p.voxel_size)
+    affine, mask = make_affine(p.shape, p.voxel_size), make_brain_mask(p.shape, p.voxel_size)
     bg = background(p, mask, rng)
     regions = plant_regions(p, mask, rng)
     run_offsets, class_codes, chunks = _design(p, rng)
     data = assemble(p, mask, bg, regions, run_offsets, class_codes, chunks, rng)
-    func_img, mask_img, truth_img = images(p, data, mask, regions.truth, affine)
-    labels = pd.DataFrame(
-        {"labels": np.asarray(p.conditions, dtype=object)[class_codes], "chunks": chunks.astype(np.int64)}
-    )
-    return SimulatedDataset(func_img, mask_img, truth_img, labels, metadata(p, seed, mask, regions, affine))
+    imgs = images(p, data, mask, regions.truth, affine)
+    return SimulatedDataset(*imgs, labels_table(p, class_codes, chunks), metadata(p, seed, mask, regions, affine))
 
 
 # --------------------------------------------------------------------------- writing
