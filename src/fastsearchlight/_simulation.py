@@ -214,7 +214,7 @@ class SimulationParams:
 
     @property
     def n_volumes(self) -> int:
-        """Number of volumes of the whole session."""
+        """Number of volumes, all runs together."""
         return self.n_runs * self.n_classes * self.n_per_class_per_run
 
     def record(self) -> dict[str, Any]:

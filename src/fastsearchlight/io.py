@@ -13,6 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "LOCK_NAME",
+    "InputError",
+    "atomic_path",
+    "check_outputs",
+    "output_folder",
+    "read_labels",
+    "save_img",
+    "save_json",
+    "save_table",
+    "select_conditions",
+    "staged_outputs",
+]
+
 
 class InputError(ValueError):
     """Bad input named in one line (a missing file, an unknown column or condition...)."""
