@@ -43,7 +43,6 @@ group level when a subject was computed or the group outputs are incomplete.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -55,26 +54,29 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ._options import (
+    GROUP_CLUSTER_THRESHOLD,
+    GROUP_PERMUTATIONS,
+    STUDY_FILE_KEYS,
+    is_int,
+    is_number,
+    check_file_value,
+)
 from .io import InputError
 from .study import StudyConfig
 
+__all__ = [
+    "BatchResult",
+    "BatchSpec",
+    "GroupSpec",
+    "SubjectSpec",
+    "load_batch",
+    "output_state",
+    "run_batch",
+]
+
 #: keys of ``[defaults]`` (and of a subject's ``overrides``) and the StudyConfig fields they set
-DEFAULT_KEYS: dict[str, str] = {
-    "conditions": "conditions",
-    "label_column": "label_column",
-    "group_column": "group_column",
-    "radius": "radius",
-    "estimator": "estimator",
-    "cv": "cv",
-    "scoring": "scoring",
-    "permutations": "n_permutations",
-    "permute": "permute",
-    "tfce": "tfce",
-    "seed": "seed",
-    "n_jobs": "n_jobs",
-    "memory_mb": "memory_mb",
-    "cluster_alpha": "cluster_alpha",
-}
+DEFAULT_KEYS: dict[str, str] = STUDY_FILE_KEYS
 TOP_KEYS = ("out", "defaults", "subjects", "group")
 SUBJECT_REQUIRED = ("name", "func", "labels", "mask")
 SUBJECT_OPTIONAL = ("process_mask", "overrides")
@@ -106,8 +108,8 @@ class GroupSpec:
     """Parameters of the group level (``chance`` None: the subjects' chance level)."""
 
     chance: float | None = None
-    n_permutations: int = 5000
-    cluster_threshold: float | None = 0.001
+    n_permutations: int = GROUP_PERMUTATIONS
+    cluster_threshold: float | None = GROUP_CLUSTER_THRESHOLD
     seed: int = 0
     n_jobs: int = 1
 
@@ -137,67 +139,6 @@ class BatchResult:
 
 
 # --------------------------------------------------------------------------- reading
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_value(where: str, key: str, value: Any) -> Any:
-    """A ``[defaults]`` value, type-checked, as the StudyConfig field wants it."""
-
-    def bad(expected: str):
-        return InputError(f"{where}: {key} must be {expected}, got {value!r}")
-
-    if key == "conditions":
-        if isinstance(value, str) and value.lower() == "all":
-            return None
-        if not isinstance(value, list) or not all(isinstance(c, (str, int)) for c in value):
-            raise bad('a list of condition names (or "all")')
-        return [str(c) for c in value]
-    if key == "group_column":
-        if value is False or (isinstance(value, str) and value.lower() in ("none", "")):
-            return None
-        if not isinstance(value, str):
-            raise bad('a column name, or false when there are no runs')
-        return value
-    if key == "tfce":
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if key == "permute":
-        if value not in ("blocks", "samples"):
-            raise bad('"blocks" or "samples"')
-        return value
-    if key in ("label_column", "estimator", "cv", "scoring"):
-        if not isinstance(value, str) or not value:
-            raise bad("a non-empty string")
-        return value
-    if key == "radius" or key == "memory_mb":
-        if not _is_number(value) or value <= 0:
-            raise bad("a positive number")
-        return float(value)
-    if key == "cluster_alpha":
-        if not _is_number(value) or not 0 < value < 1:
-            raise bad("a number between 0 and 1")
-        return float(value)
-    if key == "permutations":
-        if not _is_int(value) or value < 0:
-            raise bad("an integer >= 0")
-        return value
-    if key == "n_jobs":
-        if not _is_int(value) or value == 0:
-            raise bad("a nonzero integer (-1: all cores)")
-        return value
-    if key == "seed":
-        if not _is_int(value) or value < 0:
-            raise bad("an integer >= 0")
-        return value
-    raise AssertionError(key)  # pragma: no cover - keys are checked first
-
-
 def _table(where: str, value: Any) -> dict:
     if not isinstance(value, dict):
         raise InputError(f"{where} must be a table, got {value!r}")
@@ -218,7 +159,7 @@ def _check_keys(where: str, table: dict, allowed, required=()) -> None:
 
 def _config(where: str, table: dict, base: StudyConfig) -> StudyConfig:
     _check_keys(where, table, tuple(DEFAULT_KEYS))
-    changes = {DEFAULT_KEYS[k]: _check_value(where, k, v) for k, v in table.items()}
+    changes = {DEFAULT_KEYS[k]: check_file_value(where, k, v) for k, v in table.items()}
     return replace(base, **changes)
 
 
@@ -271,57 +212,66 @@ def load_batch(path) -> BatchSpec:
     subjects: list[SubjectSpec] = []
     seen: set[str] = set()
     for i, entry in enumerate(entries, 1):
-        where = f"{name} subject {i}"
-        entry = _table(where, entry)
-        if isinstance(entry.get("name"), str) and entry["name"]:
-            where = f"{name} subject {entry['name']!r}"
-        _check_keys(where, entry, SUBJECT_REQUIRED + SUBJECT_OPTIONAL, required=SUBJECT_REQUIRED)
-        subject = entry["name"]
-        if (
-            not isinstance(subject, str) or not subject.strip() or subject != subject.strip()
-            or any(c in subject for c in '/\\:*?"<>|') or subject.startswith(".")
-            or subject == GROUP_FOLDER
-        ):  # fmt: skip
-            raise InputError(
-                f"{where}: name must be a plain folder name (no slashes, not starting with '.', "
-                f"not {GROUP_FOLDER!r}), got {subject!r}"
-            )
-        if subject in seen:
-            raise InputError(f"{name}: subject {subject!r} is listed twice")
-        seen.add(subject)
-        files = {k: _input_path(where, k, entry[k], root) for k in ("func", "labels", "mask")}
-        process_mask = (
-            _input_path(where, "process_mask", entry["process_mask"], root) if "process_mask" in entry else None
-        )
-        overrides = _table(f"{where}: overrides", entry.get("overrides", {}))
-        config = _config(f"{where} overrides", overrides, defaults)
-        subjects.append(SubjectSpec(subject, files["func"], files["labels"], files["mask"], process_mask, config))
-
-    group = None
-    if "group" in data:
-        table = _table(f"{name}: [group]", data["group"])
-        where = f"{name} [group]"
-        _check_keys(where, table, GROUP_KEYS)
-        group = GroupSpec(seed=defaults.seed, n_jobs=defaults.n_jobs)
-        if "chance" in table:
-            if not _is_number(table["chance"]) or not 0 < table["chance"] < 1:
-                raise InputError(f"{where}: chance must be a number in (0, 1), got {table['chance']!r}")
-            group.chance = float(table["chance"])
-        if "permutations" in table:
-            if not _is_int(table["permutations"]) or table["permutations"] < 1:
-                raise InputError(f"{where}: permutations must be an integer >= 1, got {table['permutations']!r}")
-            group.n_permutations = table["permutations"]
-        if "cluster_threshold" in table:
-            value = table["cluster_threshold"]
-            if value is False:
-                group.cluster_threshold = None
-            elif _is_number(value) and 0 < value < 1:
-                group.cluster_threshold = float(value)
-            else:
-                raise InputError(f"{where}: cluster_threshold must be a p between 0 and 1 or false, got {value!r}")
-        if len(subjects) < 2:
-            raise InputError(f"{where}: the group level needs at least two subjects, the file lists {len(subjects)}")
+        subjects.append(_subject(name, i, entry, root, defaults, seen))
+    group = _group_spec(name, data["group"], defaults, len(subjects)) if "group" in data else None
     return BatchSpec(path=path.resolve(), out=out, subjects=subjects, group=group)
+
+
+def _subject(name: str, i: int, entry: Any, root: Path, defaults: StudyConfig, seen: set[str]) -> SubjectSpec:
+    """The ``i``-th ``[[subjects]]`` entry of the study file ``name``, checked (its name
+    added to ``seen``, the names of the entries before it)."""
+    where = f"{name} subject {i}"
+    entry = _table(where, entry)
+    if isinstance(entry.get("name"), str) and entry["name"]:
+        where = f"{name} subject {entry['name']!r}"
+    _check_keys(where, entry, SUBJECT_REQUIRED + SUBJECT_OPTIONAL, required=SUBJECT_REQUIRED)
+    subject = entry["name"]
+    if (
+        not isinstance(subject, str) or not subject.strip() or subject != subject.strip()
+        or any(c in subject for c in '/\\:*?"<>|') or subject.startswith(".")
+        or subject == GROUP_FOLDER
+    ):  # fmt: skip
+        raise InputError(
+            f"{where}: name must be a plain folder name (no slashes, not starting with '.', "
+            f"not {GROUP_FOLDER!r}), got {subject!r}"
+        )
+    if subject in seen:
+        raise InputError(f"{name}: subject {subject!r} is listed twice")
+    seen.add(subject)
+    files = {k: _input_path(where, k, entry[k], root) for k in ("func", "labels", "mask")}
+    process_mask = (
+        _input_path(where, "process_mask", entry["process_mask"], root) if "process_mask" in entry else None
+    )
+    overrides = _table(f"{where}: overrides", entry.get("overrides", {}))
+    config = _config(f"{where} overrides", overrides, defaults)
+    return SubjectSpec(subject, files["func"], files["labels"], files["mask"], process_mask, config)
+
+
+def _group_spec(name: str, value: Any, defaults: StudyConfig, n_subjects: int) -> GroupSpec:
+    """The study file's ``[group]`` table, checked."""
+    table = _table(f"{name}: [group]", value)
+    where = f"{name} [group]"
+    _check_keys(where, table, GROUP_KEYS)
+    group = GroupSpec(seed=defaults.seed, n_jobs=defaults.n_jobs)
+    if "chance" in table:
+        if not is_number(table["chance"]) or not 0 < table["chance"] < 1:
+            raise InputError(f"{where}: chance must be a number in (0, 1), got {table['chance']!r}")
+        group.chance = float(table["chance"])
+    if "permutations" in table:
+        if not is_int(table["permutations"]) or table["permutations"] < 1:
+            raise InputError(f"{where}: permutations must be an integer >= 1, got {table['permutations']!r}")
+        group.n_permutations = table["permutations"]
+    if "cluster_threshold" in table:
+        value = table["cluster_threshold"]
+        if value is False:
+            group.cluster_threshold = None
+        elif is_number(value) and 0 < value < 1:
+            group.cluster_threshold = float(value)
+        else:
+            raise InputError(f"{where}: cluster_threshold must be a p between 0 and 1 or false, got {value!r}")
+    if n_subjects < 2:
+        raise InputError(f"{where}: the group level needs at least two subjects, the file lists {n_subjects}")
+    return group
 
 
 # --------------------------------------------------------------------------- state on disk
@@ -473,7 +423,7 @@ def _run_group_step(spec: BatchSpec, result: BatchResult, recomputed: bool, *, f
     if chance is None:
         levels = sorted({(_read_summary(spec.out / s.name) or {}).get("results", {}).get("chance level")
                          for s in subjects}, key=str)  # fmt: skip
-        if len(levels) != 1 or not _is_number(levels[0]):
+        if len(levels) != 1 or not is_number(levels[0]):
             listed = ", ".join(map(str, levels))
             _status(result, echo, GROUP_FOLDER, "failed",
                     f"the subjects' chance levels differ ({listed}): set chance in [group]")  # fmt: skip

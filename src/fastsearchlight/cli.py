@@ -6,77 +6,30 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._options import (
+    GROUP_CLUSTER_THRESHOLD,
+    GROUP_PERMUTATIONS,
+    add_cli_options,
+    add_scheduler_option,
+    config_from_args,
+    tfce_dh,
+)
 from .io import InputError
+
+__all__ = ["build_parser", "main"]
 
 
 def _add_analysis_options(p: argparse.ArgumentParser, *, out_default: str) -> None:
-    p.add_argument("--conditions", nargs="+", default=["face", "house"], metavar="C",
-                   help="conditions to decode (default: face house)")  # fmt: skip
-    p.add_argument("--label-column", default="labels", help="labels table column of conditions")
-    p.add_argument("--group-column", default="chunks",
-                   help="labels table column of runs, fed to cv as groups ('none' for none)")  # fmt: skip
-    p.add_argument("--radius", type=float, default=5.6, help="sphere radius in mm (default 5.6)")
-    p.add_argument("--estimator", default="svc",
-                   help="svc (default), gnb, lda, ridge_classifier, logistic_regression, "
-                        "correlation, or any nilearn estimator name")  # fmt: skip
-    p.add_argument("--cv", default="kfold:4",
-                   help="kfold:N (default kfold:4), stratified:N, groupkfold:N or logo")  # fmt: skip
-    p.add_argument("--scoring", default="accuracy",
-                   help="accuracy (default), balanced_accuracy or roc_auc")  # fmt: skip
-    p.add_argument("--n-jobs", type=int, default=1, help="parallel workers (-1: all cores)")
-    _add_scheduler_option(p)
-    p.add_argument("--memory-mb", type=float, default=512.0, help="working-memory budget in MB")
-    p.add_argument("--permutations", type=int, default=0, metavar="N",
-                   help="label permutations (within runs) for p-values corrected over the "
-                        "map; all distinct ones when the design allows no more than N; an "
-                        "interrupted run resumes from a checkpoint in the output folder")
-    p.add_argument("--permute", choices=("blocks", "samples"), default="blocks",
-                   help="what is exchanged: the labels of whole blocks of consecutive volumes "
-                        "of one condition within a run (default; block designs), or of single "
-                        "samples within a run (randomised event-related designs, trial betas)")
-    p.add_argument("--tfce", action="store_true",
-                   help="with --permutations: also threshold-free cluster enhancement, with "
-                        "family-wise p-values (p_fwe_tfce.nii.gz)")
-    p.add_argument("--tfce-dh", default="auto",
-                   help="TFCE step between thresholds (default auto: 100 steps)")
-    p.add_argument("--cluster-alpha", type=float, default=0.001,
-                   help="cluster-forming threshold as a quantile of the null (default 0.001)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    add_cli_options(p)
     p.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_scheduler_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run the searchlight on the dask.distributed cluster whose scheduler is "
-                        "at ADDRESS (e.g. tcp://node1:8786); needs fastsearchlight[dask]")  # fmt: skip
-
-
-def _tfce_dh(value: str):
-    if value == "auto":
-        return value
-    try:
-        dh = float(value)
-    except ValueError:
-        dh = float("nan")
-    if not dh > 0 or dh == float("inf"):
-        raise InputError(f"--tfce-dh must be 'auto' or a positive number, got {value!r}")
-    return dh
-
-
-def _config(args):
+def _config(args: argparse.Namespace):
     from .study import StudyConfig
 
-    group = None if str(args.group_column).lower() in ("none", "") else args.group_column
-    return StudyConfig(
-        conditions=args.conditions, label_column=args.label_column, group_column=group,
-        radius=args.radius, estimator=args.estimator, cv=args.cv, scoring=args.scoring,
-        n_jobs=args.n_jobs, memory_mb=args.memory_mb, n_permutations=args.permutations,
-        permute=args.permute, tfce=args.tfce, tfce_dh=_tfce_dh(args.tfce_dh),
-        cluster_alpha=args.cluster_alpha, seed=args.seed,
-        backend="dask" if args.scheduler else "loky", scheduler=args.scheduler or None,
-    )  # fmt: skip
+    return config_from_args(args, StudyConfig)
 
 
 def _print_summary(summary: dict, out: str) -> None:
@@ -159,7 +112,7 @@ def cmd_group(args) -> int:
         args.maps, args.out, chance=args.chance, mask=args.mask,
         n_permutations=args.permutations, cluster_threshold=args.cluster_threshold,
         random_state=args.seed, n_jobs=args.n_jobs, force=args.force, quiet=args.quiet,
-        tfce=args.tfce, tfce_dh=_tfce_dh(args.tfce_dh),
+        tfce=args.tfce, tfce_dh=tfce_dh(args.tfce_dh),
     )  # fmt: skip
     r = summary["results"]
     flips = summary["sign flips"]
@@ -222,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--chance", type=float, default=0.5, help="chance level (default 0.5)")
     p.add_argument("--mask", default=None, help="voxels tested (default: nonzero in every map)")
-    p.add_argument("--permutations", type=int, default=5000,
-                   help="sign flips, or second-level permutations with --prevalence (default 5000)")
-    p.add_argument("--cluster-threshold", type=float, default=0.001,
-                   help="cluster-forming p threshold (default 0.001)")  # fmt: skip
+    p.add_argument("--permutations", type=int, default=GROUP_PERMUTATIONS,
+                   help="sign flips, or second-level permutations with --prevalence "
+                        f"(default {GROUP_PERMUTATIONS})")
+    p.add_argument("--cluster-threshold", type=float, default=GROUP_CLUSTER_THRESHOLD,
+                   help=f"cluster-forming p threshold (default {GROUP_CLUSTER_THRESHOLD})")  # fmt: skip
     p.add_argument("--tfce", action="store_true",
                    help="also TFCE of the t map, family-wise corrected (group_logp_tfce_fwe.nii.gz)")
     p.add_argument("--tfce-dh", default="auto", help="TFCE step (default auto: 100 steps)")
@@ -239,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="the study file (TOML): output folder, defaults, [[subjects]], [group]")
     p.add_argument("--force", action="store_true", help="recompute everything, overwriting outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_scheduler_option(p)
+    add_scheduler_option(p)
     p.set_defaults(handler=cmd_batch)
 
     p = sub.add_parser("simulate", help="write a Haxby-like synthetic data set with planted regions")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .io import InputError
 
+__all__ = ["HAXBY_LAYOUT", "StudyFiles", "fetch_haxby", "haxby_slice"]
+
 HAXBY_LAYOUT = """\
 <data-dir>/haxby2001/mask.nii.gz
 <data-dir>/haxby2001/MD5SUMS

@@ -9,9 +9,7 @@ subjects every sign pattern is used (an exact test), and the outputs say so.
 
 from __future__ import annotations
 
-import shutil
 import warnings
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,8 +17,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ._options import GROUP_CLUSTER_THRESHOLD, GROUP_PERMUTATIONS
+from ._versions import software_versions
 from .images import read_img
-from .io import InputError, output_folder, save_img, save_json, save_table
+from .io import InputError, output_folder, save_img, save_json, save_table, staged_outputs
+
+__all__ = ["GROUP_OUTPUTS", "TFCE_OUTPUT", "load_maps", "run_group"]
 
 GROUP_OUTPUTS = (
     "group_mean_scores.nii.gz",
@@ -65,8 +67,8 @@ def run_group(
     *,
     chance: float = 0.5,
     mask=None,
-    n_permutations: int = 5000,
-    cluster_threshold: float | None = 0.001,
+    n_permutations: int = GROUP_PERMUTATIONS,
+    cluster_threshold: float | None = GROUP_CLUSTER_THRESHOLD,
     random_state: int = 0,
     n_jobs: int = 1,
     force: bool = False,
@@ -127,24 +129,27 @@ def run_group(
                            random_state, t_start, tfce, tfce_dh, names)  # fmt: skip
 
 
+def _group_mask(data: np.ndarray, imgs, mask):
+    """The voxels tested: ``mask``, or those nonzero and finite in every map."""
+    if mask is None:
+        mask_data = np.all(data != 0, axis=0) & np.all(np.isfinite(data), axis=0)
+        if not mask_data.any():
+            raise InputError("no voxel is nonzero in every map: give --mask")
+        return nib.Nifti1Image(mask_data.astype(np.uint8), imgs[0].affine)
+    mask_img = read_img(Path(mask) if isinstance(mask, str) else mask, "group mask")
+    if mask_img.shape[:3] != imgs[0].shape:
+        raise InputError("the group mask is not on the maps' grid")
+    return mask_img
+
+
 def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_threshold, random_state,
                 t_start, tfce, tfce_dh, names) -> dict:  # fmt: skip
     """The group level, written into the locked folder ``out`` (see :func:`run_group`)."""
     from nilearn.image import new_img_like
 
-    from . import report
     from .sign_flips import sign_flip_test
-    from .study import software_versions
 
-    if mask is None:
-        mask_data = np.all(data != 0, axis=0) & np.all(np.isfinite(data), axis=0)
-        if not mask_data.any():
-            raise InputError("no voxel is nonzero in every map: give --mask")
-        mask_img = nib.Nifti1Image(mask_data.astype(np.uint8), imgs[0].affine)
-    else:
-        mask_img = read_img(Path(mask) if isinstance(mask, str) else mask, "group mask")
-        if mask_img.shape[:3] != imgs[0].shape:
-            raise InputError("the group mask is not on the maps' grid")
+    mask_img = _group_mask(data, imgs, mask)
     mask_data = np.asarray(mask_img.dataobj) > 0
     centred = data[:, mask_data] - float(chance)
     result = sign_flip_test(
@@ -164,17 +169,18 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
         vol[mask_data] = values
         return new_img_like(imgs[0], vol)
 
-    neglog = lambda p: to_img(-np.log10(p))  # noqa: E731
-    t_img = to_img(result.t)
-    logp_fwe = neglog(result.p_fwe)
-    logp_cluster = neglog(result.p_cluster_fwe) if result.p_cluster_fwe is not None else to_img(0.0)
     mean_data = np.where(mask_data, data.mean(axis=0), 0.0)
-    mean_img = new_img_like(imgs[0], mean_data)
-    logp = np.asarray(logp_fwe.dataobj)
+    maps_out = {
+        "group_mean_scores.nii.gz": new_img_like(imgs[0], mean_data),
+        "group_t.nii.gz": to_img(result.t),
+        "group_logp_fwe.nii.gz": to_img(-np.log10(result.p_fwe)),
+        "group_logp_cluster_fwe.nii.gz":
+            to_img(-np.log10(result.p_cluster_fwe)) if result.p_cluster_fwe is not None else to_img(0.0),
+        **({TFCE_OUTPUT: to_img(-np.log10(result.p_fwe_tfce))} if tfce else {}),
+    }  # fmt: skip
+    logp = np.asarray(maps_out["group_logp_fwe.nii.gz"].dataobj)
     sig = logp > -np.log10(0.05)
-    clusters = report.top_regions(
-        new_img_like(imgs[0], np.where(sig, mean_data, 0.0)), chance=chance, threshold=chance + 1e-12
-    ) if sig.any() else pd.DataFrame(columns=report.TOP_REGION_COLUMNS)  # fmt: skip
+    clusters = _significant_regions(imgs[0], sig, mean_data, chance)
     summary = {
         "name": "group level",
         "parameters": {
@@ -191,31 +197,51 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
         },
         "data": {"maps": [str(m) for m in maps], "grid shape": list(imgs[0].shape),
                  "voxels tested": int(np.asarray(mask_img.dataobj).astype(bool).sum())},
-        "results": {
-            "max mean score": float(mean_data.max()),
-            "voxels with FWE p < 0.05": int(sig.sum()),
-            "min FWE p": float(10 ** -logp.max()) if logp.size else 1.0,
-            "voxels in clusters with cluster FWE p < 0.05":
-                int((np.asarray(logp_cluster.dataobj) > -np.log10(0.05)).sum()),
-            **({"voxels with TFCE FWE p < 0.05": int((result.p_fwe_tfce < 0.05).sum())}
-               if tfce else {}),
-        },  # fmt: skip
+        "results": _group_results(result, mean_data, logp, sig, maps_out, tfce),
         "timings": {},
         "software": software_versions(),
         "outputs": list(names),
+    }  # fmt: skip
+    _write_group(out, names, maps_out, clusters, summary, chance, t_start)
+    return summary
+
+
+def _significant_regions(ref, sig: np.ndarray, mean_data: np.ndarray, chance: float) -> pd.DataFrame:
+    """The regions of voxels with FWE p < 0.05, described by their mean scores."""
+    from nilearn.image import new_img_like
+
+    from . import report
+
+    if not sig.any():
+        return pd.DataFrame(columns=report.TOP_REGION_COLUMNS)
+    img = new_img_like(ref, np.where(sig, mean_data, 0.0))
+    return report.top_regions(img, chance=chance, threshold=chance + 1e-12)
+
+
+def _group_results(result, mean_data, logp, sig, maps_out: dict, tfce: bool) -> dict:
+    """The ``results`` section of the group summary."""
+    logp_cluster = np.asarray(maps_out["group_logp_cluster_fwe.nii.gz"].dataobj)
+    return {
+        "max mean score": float(mean_data.max()),
+        "voxels with FWE p < 0.05": int(sig.sum()),
+        "min FWE p": float(10 ** -logp.max()) if logp.size else 1.0,
+        "voxels in clusters with cluster FWE p < 0.05": int((logp_cluster > -np.log10(0.05)).sum()),
+        **({"voxels with TFCE FWE p < 0.05": int((result.p_fwe_tfce < 0.05).sum())} if tfce else {}),
     }
-    staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
-    try:
-        save_img(mean_img, staging / "group_mean_scores.nii.gz")
-        save_img(t_img, staging / "group_t.nii.gz")
-        save_img(logp_fwe, staging / "group_logp_fwe.nii.gz")
-        save_img(logp_cluster, staging / "group_logp_cluster_fwe.nii.gz")
-        if tfce:
-            save_img(neglog(result.p_fwe_tfce), staging / TFCE_OUTPUT)
+
+
+def _write_group(out: Path, names, maps_out: dict, clusters, summary: dict, chance: float,
+                 t_start: float) -> None:  # fmt: skip
+    """Maps, table, figures, report and summary, staged then moved into ``out`` together."""
+    from . import report
+
+    with staged_outputs(out, names) as staging:
+        for name, img in maps_out.items():
+            save_img(img, staging / name)
         save_table(clusters, staging / "group_clusters.tsv")
-        report.plot_searchlight(mean_img, None, staging / "group_mean_scores.png",
+        report.plot_searchlight(maps_out["group_mean_scores.nii.gz"], None, staging / "group_mean_scores.png",
                                 title="Mean score over subjects", chance=chance)  # fmt: skip
-        report.plot_f_scores(logp_fwe, None, staging / "group_logp_fwe.png",
+        report.plot_f_scores(maps_out["group_logp_fwe.nii.gz"], None, staging / "group_logp_fwe.png",
                              title="-log10 FWE p (sign flipping)")  # fmt: skip
         summary["timings"]["total"] = time.perf_counter() - t_start
         report.write_report(
@@ -226,8 +252,3 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
             tables={"Significant regions (voxel FWE p < 0.05)": clusters}, force=True,
         )  # fmt: skip
         save_json(summary, staging / "summary.json")
-        for name in names:
-            (staging / name).replace(out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return summary

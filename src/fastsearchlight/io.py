@@ -5,11 +5,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+__all__ = [
+    "LOCK_NAME",
+    "InputError",
+    "atomic_path",
+    "check_outputs",
+    "output_folder",
+    "read_labels",
+    "save_img",
+    "save_json",
+    "save_table",
+    "select_conditions",
+    "staged_outputs",
+]
 
 
 class InputError(ValueError):
@@ -177,10 +193,35 @@ def output_folder(out_dir, names, *, force: bool = False):
 
 
 @contextlib.contextmanager
-def atomic_path(path, *, force: bool = True):
+def staged_outputs(out: Path, names: Iterable[str]) -> Iterator[Path]:
+    """Yield a staging folder inside the locked output folder ``out``; on success, move
+    every file of ``names`` from it into ``out``.
+
+    Whatever happens, the staging folder is removed: an interrupted analysis leaves no
+    half-written file under a final name.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The output folder (see :func:`output_folder`).
+    names : iterable of str
+        The files the analysis writes into the staging folder.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
+    try:
+        yield staging
+        for name in names:
+            (staging / name).replace(Path(out) / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, force: bool = True, sync: bool = False):
     """Yield a temporary path beside ``path``; move it to ``path`` only on success.
 
     An interruption or error leaves no file under the final name (and no temporary file).
+    With ``sync``, the file's data are flushed to disk before it is moved.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -192,6 +233,9 @@ def atomic_path(path, *, force: bool = True):
     tmp = Path(tmp)
     try:
         yield tmp
+        if sync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

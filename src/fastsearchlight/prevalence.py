@@ -64,6 +64,39 @@ class PrevalenceResult:
     alpha: float
 
 
+def _permutation_sets(observed, null, includes_observed) -> list[np.ndarray]:
+    """Each subject's permutation set: index 0 is the observed map, then its null rows
+    (without the observed one when they hold it already)."""
+    n_voxels = observed[0].size
+    sets = []
+    for o, z, has in zip(observed, null, includes_observed):
+        if z.ndim != 2 or z.shape[1] != n_voxels or o.shape != (n_voxels,):
+            raise ValueError("every subject's maps must cover the same voxels")
+        rows = np.arange(z.shape[0])
+        if has:
+            same = np.flatnonzero((np.asarray(z) == o[None, :]).all(axis=1))
+            if same.size == 0:
+                raise ValueError("an exhaustive permutation set lacks the observed map")
+            rows = np.delete(rows, same[0])
+        sets.append(rows)
+    return sets
+
+
+def _second_level_picks(sizes: list[int], n_permutations: int, random_state) -> tuple[np.ndarray, bool]:
+    """One row per second-level permutation: the index of each subject's map in its set
+    (0: the observed map); the first row is the observed combination. Every combination
+    when there are no more than ``n_permutations``."""
+    exhaustive = math.prod(sizes) <= n_permutations
+    if exhaustive:
+        # every combination, the observed one (all zeros) first
+        grids = np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")
+        return np.stack([g.ravel() for g in grids], axis=1), True
+    rng = np.random.default_rng(random_state)
+    picks = np.stack([rng.integers(0, s, size=n_permutations) for s in sizes], axis=1)
+    picks[0] = 0
+    return picks, False
+
+
 def prevalence_inference(
     observed: list[np.ndarray],
     null: list[np.ndarray],
@@ -102,30 +135,8 @@ def prevalence_inference(
     includes_observed = includes_observed or [False] * n_subjects
     observed = [np.asarray(o, dtype=np.float64) for o in observed]
     n_voxels = observed[0].size
-    # each subject's permutation set: index 0 is the observed map, then its null rows
-    # (without the observed one when they hold it already)
-    sets = []
-    for o, z, has in zip(observed, null, includes_observed):
-        if z.ndim != 2 or z.shape[1] != n_voxels or o.shape != (n_voxels,):
-            raise ValueError("every subject's maps must cover the same voxels")
-        rows = np.arange(z.shape[0])
-        if has:
-            same = np.flatnonzero((np.asarray(z) == o[None, :]).all(axis=1))
-            if same.size == 0:
-                raise ValueError("an exhaustive permutation set lacks the observed map")
-            rows = np.delete(rows, same[0])
-        sets.append(rows)
-    sizes = [1 + r.size for r in sets]
-    combinations = math.prod(sizes)
-    exhaustive = combinations <= n_permutations
-    if exhaustive:
-        # every combination, the observed one (all zeros) first
-        grids = np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")
-        picks = np.stack([g.ravel() for g in grids], axis=1)
-    else:
-        rng = np.random.default_rng(random_state)
-        picks = np.stack([rng.integers(0, s, size=n_permutations) for s in sizes], axis=1)
-        picks[0] = 0
+    sets = _permutation_sets(observed, null, includes_observed)
+    picks, exhaustive = _second_level_picks([1 + r.size for r in sets], n_permutations, random_state)
     n_second = len(picks)
 
     m_obs = np.min(np.stack(observed), axis=0)
@@ -168,6 +179,41 @@ PREVALENCE_OUTPUTS = (
 )
 
 
+class _Columns:
+    """A subject's null rows, read on demand, restricted to the common voxels."""
+
+    def __init__(self, null, cols):
+        self.null, self.cols, self.shape = null, np.flatnonzero(cols), (null.shape[0], int(cols.sum()))
+        self.ndim = 2
+
+    def __getitem__(self, rows):
+        return np.asarray(self.null[rows])[:, self.cols]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.null)[:, self.cols]
+
+
+def _read_records(folders) -> tuple[list[dict], np.ndarray]:
+    """The subjects' permutation records, checked to share one grid, and their common voxels."""
+    from ._permutation_record import load_permutation_record
+    from .io import InputError
+
+    records = [load_permutation_record(f) for f in folders]
+    ref = records[0]
+    for folder, rec in zip(folders, records):
+        if rec["process_mask"].shape != ref["process_mask"].shape or not np.allclose(
+            rec["affine"], ref["affine"], atol=1e-4
+        ):
+            raise InputError(
+                f"the maps in {folder} are not on the grid of those in {folders[0]}: prevalence "
+                "inference needs the subjects' searchlights in one space"
+            )
+    common = np.logical_and.reduce([rec["process_mask"] for rec in records])
+    if not common.any():
+        raise InputError("the subjects' maps share no voxel")
+    return records, common
+
+
 def run_prevalence(
     folders,
     out_dir,
@@ -193,7 +239,7 @@ def run_prevalence(
     import nibabel as nib
 
     from .io import InputError, output_folder
-    from .study import load_permutation_record, software_versions
+    from ._versions import software_versions
 
     t0 = time.perf_counter()
     if len(folders) < 2:
@@ -202,40 +248,16 @@ def run_prevalence(
         raise InputError(f"alpha must lie in (0, 1), got {alpha!r}")
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) or n_permutations < 2:
         raise InputError(f"prevalence inference needs at least 2 permutations, got {n_permutations!r}")
-    records = [load_permutation_record(f) for f in folders]
-    ref = records[0]
-    for folder, rec in zip(folders, records):
-        if rec["process_mask"].shape != ref["process_mask"].shape or not np.allclose(
-            rec["affine"], ref["affine"], atol=1e-4
-        ):
-            raise InputError(
-                f"the maps in {folder} are not on the grid of those in {folders[0]}: prevalence "
-                "inference needs the subjects' searchlights in one space"
-            )
-    common = np.logical_and.reduce([rec["process_mask"] for rec in records])
-    if not common.any():
-        raise InputError("the subjects' maps share no voxel")
+    records, common = _read_records(folders)
     columns = [common[rec["process_mask"]] for rec in records]
     observed = [rec["observed"][cols] for rec, cols in zip(records, columns)]
-
-    class _Columns:  # null rows read on demand, restricted to the common voxels
-        def __init__(self, null, cols):
-            self.null, self.cols, self.shape = null, np.flatnonzero(cols), (null.shape[0], int(cols.sum()))
-            self.ndim = 2
-
-        def __getitem__(self, rows):
-            return np.asarray(self.null[rows])[:, self.cols]
-
-        def __array__(self, dtype=None, copy=None):
-            return np.asarray(self.null)[:, self.cols]
-
     null = [_Columns(rec["null"], cols) for rec, cols in zip(records, columns)]
     result = prevalence_inference(
         observed, null, includes_observed=[rec["exhaustive"] for rec in records],
         n_permutations=n_permutations, alpha=alpha, random_state=random_state,
     )  # fmt: skip
 
-    affine = ref["affine"]
+    affine = records[0]["affine"]
 
     def img(values):
         vol = np.zeros(common.shape, dtype=np.float32)
@@ -272,16 +294,12 @@ def run_prevalence(
 
 def _write_prevalence(out, result, img, summary, alpha, t0) -> None:
     """Maps, figures, report and summary, staged then moved into ``out`` together."""
-    import shutil
-    import tempfile
     import time
-    from pathlib import Path
 
     from . import report
-    from .io import save_img, save_json
+    from .io import save_img, save_json, staged_outputs
 
-    staging = Path(tempfile.mkdtemp(prefix=".fastsearchlight-", dir=out))
-    try:
+    with staged_outputs(out, PREVALENCE_OUTPUTS) as staging:
         neglog = lambda p: img(-np.log10(p))  # noqa: E731
         save_img(neglog(result.p_global), staging / "p_global.nii.gz")
         save_img(neglog(result.p_global_fwe), staging / "p_global_fwe.nii.gz")
@@ -301,7 +319,3 @@ def _write_prevalence(out, result, img, summary, alpha, t0) -> None:
             force=True,
         )  # fmt: skip
         save_json(summary, staging / "summary.json")
-        for name in PREVALENCE_OUTPUTS:
-            (staging / name).replace(out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
