@@ -9,7 +9,7 @@ import pandas as pd
 from nibabel.affines import apply_affine
 from scipy import ndimage
 
-from ..stats import _clusters
+from ..stats import clusters_above
 from ._maps import _load_3d
 
 __all__ = ["TOP_REGION_COLUMNS", "top_regions"]
@@ -113,7 +113,7 @@ def top_regions(
     if chance is not None:
         selected &= data > chance
     # the selected voxels (1.0) form the clusters, labelled as the permutation test does
-    labels, sizes = _clusters(selected.astype(np.float64), 1.0, _CONNECTIVITY)
+    labels, sizes = clusters_above(selected.astype(np.float64), 1.0, _CONNECTIVITY)
     if sizes.size == 0:
         return frame
     frame = _region_rows(data, labels, sizes, img.affine, min_voxels, n)
