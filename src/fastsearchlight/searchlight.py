@@ -5,68 +5,45 @@ from __future__ import annotations
 import time
 import warnings
 from copy import deepcopy
+from dataclasses import dataclass
+from numbers import Integral, Real
 
 import nibabel as nib
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, clone
 from nilearn.image import check_niimg_3d
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from numbers import Integral, Real
-
 from . import engine
+from ._fit_inputs import check_permutation_params, estimator_type, read_inputs
+from ._searchlight_maps import MapsMixin
 from ._validation import N_JOBS, VERBOSE, Interval, check_params
-from .cv import make_cv_plan
-from .estimators import NAMES, batched_equivalent, is_classification, resolve_estimator
-from .functional import batched_plan_ok, check_searchlight_estimator, uses_cv
-from .images import (
-    load_func, load_mask_on_grid, load_mask_own_grid, masked_data, nilearn_dtype, scores_to_img,
-)  # fmt: skip
-from .neighbourhoods import build_neighbourhoods
-from .scoring import batched_metric, resolve_scoring
 from .core import DaskSession, Problem, compute_scores, make_executor, voxel_major
-from .stats import fold_mean
+from .cv import make_cv_plan
+from .estimators import batched_equivalent, is_classification, resolve_estimator
+from .functional import batched_plan_ok, check_searchlight_estimator, uses_cv
+from .images import load_func, masked_data, nilearn_dtype, scores_to_img
+from .scoring import batched_metric, resolve_scoring
 from .sphere_sums import supports_sphere_sums
+from .stats import fingerprint, fold_mean
 
 
-def _check_targets(y, n_volumes: int, name: str = "y") -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        y = np.squeeze(y)
-        if y.ndim != 1:
-            raise ValueError(f"{name} must be one-dimensional, got shape {np.shape(y)}.")
-    if len(y) != n_volumes:
-        raise ValueError(
-            f"{name} has {len(y)} entries but the functional images have {n_volumes} volumes: "
-            "give exactly one label per volume."
-        )
-    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    if y.dtype.kind == "O" and any(v is None for v in y):
-        raise ValueError(f"{name} contains missing values (None).")
-    return y
+@dataclass
+class _Fit:
+    """What a fit computes with, once its inputs are read."""
+
+    estimator: object  # the scikit-learn estimator
+    batched: object  # its batched equivalent, or None
+    classification: bool
+    classes: np.ndarray | None
+    targets: np.ndarray  # class codes (classification) or values
+    plan: object
+    metric: str | None  # the batched metric, or None
+    cross_validated: bool
+    X: np.ndarray  # the masked data, in the form the path wants
 
 
-def _check_radius_fits(radius: float, func) -> None:
-    """A radius no larger than the image's diagonal (beyond it, every sphere would hold the
-    whole mask, and the sphere stencil would not fit in memory)."""
-    import nibabel as nib
-
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in func.shape[:3]])).reshape(3, -1).T
-    xyz = nib.affines.apply_affine(func.affine, corners)
-    extent = float(np.max(np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)))
-    voxel = float(np.min(np.linalg.norm(func.affine[:3, :3], axis=0)))
-    if radius > extent + voxel:
-        raise ValueError(
-            f"radius {radius:g} mm exceeds the image's extent ({extent:.1f} mm across): every "
-            f"sphere would hold the whole mask; give a radius of at most {extent + voxel:.1f} mm."
-        )
-
-#: nilearn's regressor names
-_REGRESSOR_NAMES = ("ridge", "ridge_regressor", "lasso", "lasso_regressor", "svr", "dummy_regressor")
-
-
-class SearchLight(TransformerMixin, BaseEstimator):
+class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
     """Searchlight decoding, all spheres and folds solved at once.
 
     Takes nilearn's ``SearchLight`` arguments and gives its attributes, so code written for
@@ -254,36 +231,6 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.scheduler = scheduler
 
     # ------------------------------------------------------------------ preparation
-    def _prepare(self, imgs, y, groups):
-        """Check inputs; the masks and spheres."""
-        t0 = time.perf_counter()
-        func = load_func(imgs)
-        _check_radius_fits(self.radius, func)
-        n_volumes = func.shape[3]
-        y = _check_targets(y, n_volumes)
-        if groups is not None:
-            groups = _check_targets(groups, n_volumes, name="groups")
-        # as nilearn: the mask is resampled onto the functional grid (nearest neighbour);
-        # spheres are centred at the process mask's voxels, by world coordinates, on the
-        # process mask's own grid (by default the mask as given), where the maps are made
-        if self.mask_img is None:
-            mask = np.ones(func.shape[:3], dtype=bool)
-        else:
-            mask = load_mask_on_grid(self.mask_img, "mask_img", func)
-        if self.process_mask_img is not None:
-            process_mask, process_affine = load_mask_own_grid(self.process_mask_img, "process_mask_img")
-        elif self.mask_img is not None:
-            process_mask, process_affine = load_mask_own_grid(self.mask_img, "mask_img")
-        else:
-            process_mask, process_affine = mask, func.affine
-        if process_mask.shape == func.shape[:3] and np.allclose(process_affine, func.affine, atol=1e-4):
-            process_affine = func.affine  # the functional grid (the spheres from a stencil)
-        neighbourhoods = build_neighbourhoods(
-            mask, func.affine, process_mask, process_affine, float(self.radius)
-        )
-        self.timings_ = {"prepare": time.perf_counter() - t0}
-        return func, mask, process_mask, process_affine, y, groups, neighbourhoods
-
     def fit(self, imgs, y, groups=None):
         """Run the searchlight.
 
@@ -301,9 +248,40 @@ class SearchLight(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        t0 = time.perf_counter()
+        sk_estimator = self._check_and_resolve(y)
+        inputs = read_inputs(
+            imgs, y, groups, mask_img=self.mask_img, process_mask_img=self.process_mask_img,
+            radius=self.radius,
+        )  # fmt: skip
+        self.timings_ = {"prepare": time.perf_counter() - t0}
+        fit = self._route(sk_estimator, inputs)
+        t0 = time.perf_counter()
+        # one problem and one executor for the whole fit: the data are read (and on a
+        # cluster scattered) once, and every task (observed labels, every batch of
+        # permutations) reuses them and the label-independent work
+        session = DaskSession(self.scheduler) if self.backend == "dask" else None
+        scores_for = self._scores_function(fit, inputs, make_executor(self.backend, self.n_jobs, session))
+        try:
+            fold_scores = scores_for(fit.targets[None, :], "searchlight")[0]
+            self.timings_["searchlight"] = time.perf_counter() - t0
+            self._permutation_test(scores_for, fold_scores, fit.targets, inputs.groups, fit.plan,
+                                   fit.X, inputs.neighbourhoods, inputs.process_mask,
+                                   inputs.process_affine, fit.classification)  # fmt: skip
+        finally:
+            if session is not None:
+                session.close()
+        self.cv_plan_ = fit.plan
+        self.estimator_ = sk_estimator
+        self.batched_estimator_ = fit.batched if self.engine_ == "batched" else None
+        self._set_maps(inputs, fold_scores)
+        return self
+
+    def _check_and_resolve(self, y):
+        """Every parameter checked before any data is read; the scikit-learn estimator."""
         check_params(self.get_params(deep=False), self._parameter_constraints)
         engine.check_backend(self.backend)
-        self._check_permutation_params()
+        check_permutation_params(self.n_permutations, self.permute, self.tfce_dh)
         if self.backend == "dask":
             engine.import_distributed()  # fail before reading the data when dask is missing
         # named estimators get nilearn's own parameters (its fixed seeds included)
@@ -312,90 +290,81 @@ class SearchLight(TransformerMixin, BaseEstimator):
             warnings.warn(
                 "Use a custom estimator at your own risk of the process not working as intended.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         check_searchlight_estimator(sk_estimator, scoring=self.scoring, y=y)
-        cross_validated = uses_cv(sk_estimator)
-        classification = is_classification(sk_estimator)
-        metric = resolve_scoring(self.scoring)
-        batched = batched_equivalent(sk_estimator) if classification else None
-        func, mask, process_mask, process_affine, y, groups, hoods = self._prepare(imgs, y, groups)
+        return sk_estimator
+
+    def _route(self, sk_estimator, inputs) -> _Fit:
+        """Targets, folds and the path (batched or per sphere); the masked data read in the
+        form that path wants."""
         t0 = time.perf_counter()
+        classification = is_classification(sk_estimator)
+        batched = batched_equivalent(sk_estimator) if classification else None
+        y, classes = inputs.y, None
         if classification:
             classes, codes = np.unique(y, return_inverse=True)
             if len(classes) < 2:
-                raise ValueError(
-                    f"y holds a single class ({classes[0]!r}): decoding needs at least two."
-                )
+                raise ValueError(f"y holds a single class ({classes[0]!r}): decoding needs at least two.")
             self.classes_ = classes
-        else:
-            codes = y
-        plan = make_cv_plan(self.cv, codes if classification else y, groups, classifier=classification)
-        if classification:  # f1 and friends batch when one of two classes is 1 (their pos_label)
-            metric = batched_metric(self.scoring, classes)
-        if (
-            cross_validated
-            and batched is not None
-            and metric is not None
-            and batched_plan_ok(plan, codes, len(classes), metric)
+        targets = codes if classification else y
+        plan = make_cv_plan(self.cv, targets, inputs.groups, classifier=classification)
+        # f1 and friends batch when one of two classes is 1 (their pos_label)
+        metric = batched_metric(self.scoring, classes) if classification else resolve_scoring(self.scoring)
+        cross_validated = uses_cv(sk_estimator)
+        if cross_validated and batched is not None and metric is not None and batched_plan_ok(
+            plan, codes, len(classes), metric
         ):
             self.engine_ = "batched"
         else:
             # scikit-learn per sphere, as nilearn: also where a fold leaves a class out of
             # training or (ROC AUC) out of testing, which scikit-learn scores (or gives NaN)
             self.engine_ = "generic"
+        batched_path = self.engine_ == "batched"
         # worker processes read the data from a memory-mapped file written once, rather
         # than from a copy joblib writes at every parallel call (threads need neither)
         shared = (
             self.backend == "loky"
             and engine.effective_n_jobs(self.n_jobs) > 1
-            and not (self.engine_ == "batched" and supports_sphere_sums(batched, metric))
+            and not (batched_path and supports_sphere_sums(batched, metric))
         )
         # the batched engine computes in float64; the generic one hands scikit-learn the
         # data in the dtype nilearn gives it (the images' float32, usually), so that its
         # scores are nilearn's to the bit
-        dtype = np.float64 if self.engine_ == "batched" else nilearn_dtype(func, self.mask_img is not None)
-        X = masked_data(func, mask, shared=shared, dtype=dtype, zero_fill=True)
+        dtype = np.float64 if batched_path else nilearn_dtype(inputs.func, self.mask_img is not None)
+        X = masked_data(inputs.func, inputs.mask, shared=shared, dtype=dtype, zero_fill=True)
         self.timings_["prepare"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        targets = codes if classification else y
-        # one problem and one executor for the whole fit: the data are read (and on a
-        # cluster scattered) once, and every task (observed labels, every batch of
-        # permutations) reuses them and the label-independent work
-        session = DaskSession(self.scheduler) if self.backend == "dask" else None
-        executor = make_executor(self.backend, self.n_jobs, session)
+        return _Fit(sk_estimator, batched, classification, classes, targets, plan, metric, cross_validated, X)
+
+    def _scores_function(self, fit: _Fit, inputs, executor):
+        """``scores_for(label_sets, description)``: per-fold scores, shape (n_label_sets,
+        n_spheres, n_folds), of label vectors in class codes."""
+        hoods = inputs.neighbourhoods
         if self.engine_ == "batched":
-            problem = Problem(voxel_major(X), hoods, plan, batched, (metric,), len(classes), self.memory_mb)
+            problem = Problem(voxel_major(fit.X), hoods, fit.plan, fit.batched, (fit.metric,),
+                              len(fit.classes), self.memory_mb)  # fmt: skip
         else:
-            problem = Problem(X, hoods, plan, sk_estimator, (self.scoring,))
+            problem = Problem(fit.X, hoods, fit.plan, fit.estimator, (self.scoring,))
 
         def scores_for(label_sets, desc):
-            """Per-fold scores, shape (n_label_sets, n_spheres, n_folds)."""
-            if self.engine_ != "batched" and classification:
+            if self.engine_ != "batched" and fit.classification:
                 # scikit-learn sees the user's labels, not class codes (class weights, pos_label)
-                label_sets = classes[label_sets]
-            if not cross_validated:  # fitted and scored on all samples, as nilearn
+                label_sets = fit.classes[label_sets]
+            if not fit.cross_validated:  # fitted and scored on all samples, as nilearn
                 return np.stack([
-                    engine.run_without_cv(X, hoods, sk_estimator, labels, groups, n_jobs=self.n_jobs,
-                                          verbose=self.verbose, progress_desc=desc)
+                    engine.run_without_cv(fit.X, hoods, fit.estimator, labels, inputs.groups,
+                                          n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc)
                     for labels in label_sets
                 ])  # fmt: skip
             return compute_scores(problem, label_sets, executor, verbose=self.verbose, desc=desc)[..., 0]
 
-        try:
-            fold_scores = scores_for(targets[None, :], "searchlight")[0]
-            self.timings_["searchlight"] = time.perf_counter() - t0
-            self._permutation_test(scores_for, fold_scores, targets, groups, plan,
-                                   X, hoods, process_mask, process_affine, classification)  # fmt: skip
-        finally:
-            if session is not None:
-                session.close()
+        return scores_for
 
-        self.cv_plan_ = plan
-        self.estimator_ = sk_estimator
-        self.batched_estimator_ = batched if self.engine_ == "batched" else None
-        self.neighbourhoods_ = hoods
-        self.sphere_sizes_ = hoods.sizes
+    def _set_maps(self, inputs, fold_scores) -> None:
+        """The fitted maps, on the process mask's grid, and the masks."""
+        func, mask, process_mask = inputs.func, inputs.mask, inputs.process_mask
+        self.neighbourhoods_ = inputs.neighbourhoods
+        self.sphere_sizes_ = inputs.neighbourhoods.sizes
         self.fold_scores_ = fold_scores
         self.masked_scores_ = fold_mean(fold_scores)
         self.process_mask_ = process_mask
@@ -403,61 +372,20 @@ class SearchLight(TransformerMixin, BaseEstimator):
         self.scores_ = np.zeros(process_mask.shape)
         self.scores_[process_mask] = self.masked_scores_
         func_reference = func.slicer[..., 0]
-        if process_affine is func.affine:
+        if inputs.process_affine is func.affine:
             self._reference_img = func_reference
         else:  # the maps live on the process mask's grid
-            self._reference_img = nib.Nifti1Image(np.zeros(process_mask.shape, np.float32), process_affine)
+            self._reference_img = nib.Nifti1Image(np.zeros(process_mask.shape, np.float32), inputs.process_affine)
         self._mask = mask
         if self.mask_img is None:
             self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, func_reference)
         else:  # as nilearn: the mask image given, with its dtype
             self.mask_img_ = check_niimg_3d(deepcopy(self.mask_img))
-        return self
-
-    def _check_permutation_params(self) -> None:
-        """The permutation test's parameters, checked before any computation."""
-        from .stats import PERMUTE_SCHEMES
-
-        n_perm = self.n_permutations
-        if n_perm is not None and (
-            isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 0
-        ):
-            raise ValueError(f"n_permutations must be an integer >= 0, got {n_perm!r}.")
-        if self.permute not in PERMUTE_SCHEMES:
-            raise ValueError(f"permute must be one of {PERMUTE_SCHEMES}, got {self.permute!r}.")
-        dh = self.tfce_dh
-        if not (isinstance(dh, str) and dh == "auto") and not (
-            isinstance(dh, (int, float, np.number)) and not isinstance(dh, bool)
-            and np.isfinite(dh) and dh > 0
-        ):  # fmt: skip
-            raise ValueError(f"tfce_dh must be 'auto' or a positive number, got {dh!r}.")
-
-    def fit_transform(self, imgs, y, groups=None):
-        """Fit the searchlight, then :meth:`transform` the same images (as nilearn).
-
-        Parameters
-        ----------
-        imgs : Niimg-like, 4D
-        y : array-like (n_volumes,)
-        groups : array-like (n_volumes,) or None
-
-        Returns
-        -------
-        ndarray, 3D
-        """
-        return self.fit(imgs, y, groups=groups).transform(imgs)
 
     @property
     def _estimator_type(self) -> str:
         """"classifier" or "regressor" as the estimator is one (nilearn's rule), else ""."""
-        if isinstance(self.estimator, str):
-            if self.estimator in _REGRESSOR_NAMES:
-                return "regressor"
-            return "classifier" if self.estimator in NAMES else ""
-        try:
-            return getattr(self.estimator.__sklearn_tags__(), "estimator_type", None) or ""
-        except AttributeError:
-            return getattr(self.estimator, "_estimator_type", "") or ""
+        return estimator_type(self.estimator)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -474,95 +402,62 @@ class SearchLight(TransformerMixin, BaseEstimator):
             tags.regressor_tags = RegressorTags()
         return tags
 
+    def fit_transform(self, imgs, y, groups=None):
+        """Fit the searchlight, then :meth:`transform` the same images (as nilearn).
+
+        Parameters
+        ----------
+        imgs : Niimg-like, 4D
+        y : array-like (n_volumes,)
+        groups : array-like (n_volumes,) or None
+
+        Returns
+        -------
+        ndarray, 3D
+        """
+        return self.fit(imgs, y, groups=groups).transform(imgs)
+
     def _permutation_test(self, scores_for, fold_scores, targets, groups, plan, X, hoods,
                           process_mask, affine, classification):  # fmt: skip
         """Null maps from label permutations, then p-values (see :mod:`fastsearchlight.stats`)."""
-        from .stats import NullStore, fingerprint, make_permutations, null_maps, permutation_inference
+        from .stats import permutation_inference, permutation_null
 
-        n_perm = int(self.n_permutations or 0)
-        self.permuted_labels_ = None
-        self.permutation_info_ = None
-        if n_perm == 0:
+        self.permuted_labels_ = self.permutation_info_ = None
+        if not self.n_permutations:
             return
         t0 = time.perf_counter()
-        perms = make_permutations(
-            targets, groups, n_perm, self.random_state, plan if classification else None,
-            permute=self.permute,
-        )  # fmt: skip
-        labels = perms.labels
-        self.permuted_labels_ = self.classes_[labels] if classification else labels
-        self.permutation_info_ = perms.describe()
-        key = fingerprint(
+        key = (
             X.shape, fingerprint(X), targets, groups if groups is not None else "no groups",
             [np.asarray(t) for t in plan.test_indices], hoods.adjacency.indices,
             hoods.adjacency.indptr, repr(self.estimator), repr(self.estimator_args),
-            self.scoring, float(self.radius), labels,
+            self.scoring, float(self.radius),
         )  # fmt: skip
-        store = NullStore(perms.n_permutations, hoods.n_spheres, key, path=self.checkpoint)
-        observed = fold_mean(fold_scores)
-        null_maps(scores_for, observed, targets, perms, store, max(1, int(self.permutation_batch)))
+        perms, store = permutation_null(
+            scores_for, fold_mean(fold_scores), targets, groups, int(self.n_permutations),
+            self.random_state, plan=plan if classification else None, permute=self.permute,
+            analysis=key, checkpoint=self.checkpoint, batch=max(1, int(self.permutation_batch)),
+        )  # fmt: skip
+        self.permuted_labels_ = self.classes_[perms.labels] if classification else perms.labels
+        self.permutation_info_ = perms.describe()
         result = permutation_inference(
-            observed, store.scores, process_mask, affine, cluster_alpha=self.cluster_alpha,
-            exhaustive=perms.exhaustive, with_tfce=bool(self.tfce), tfce_dh=self.tfce_dh,
+            fold_mean(fold_scores), store.scores, process_mask, affine,
+            cluster_alpha=self.cluster_alpha, exhaustive=perms.exhaustive,
+            with_tfce=bool(self.tfce), tfce_dh=self.tfce_dh,
         )  # fmt: skip
-        self.p_values_ = result.p_values
-        self.p_fwe_ = result.p_fwe
-        self.max_null_ = result.max_null
-        self.max_cluster_null_ = result.max_cluster_null
-        self.cluster_threshold_ = result.cluster_threshold
-        self.cluster_labels_ = result.cluster_labels
-        self.clusters_ = result.clusters
-        self.null_summary_ = result.null_summary
-        self.tfce_ = result.tfce
-        self.p_fwe_tfce_ = result.p_fwe_tfce
-        self.max_tfce_null_ = result.max_tfce_null
+        for name in ("p_values", "p_fwe", "max_null", "max_cluster_null", "cluster_threshold",
+                     "cluster_labels", "clusters", "null_summary", "tfce", "p_fwe_tfce",
+                     "max_tfce_null"):  # fmt: skip
+            setattr(self, name + "_", getattr(result, name))
         self.null_scores_ = np.array(store.scores) if self.keep_null else None
         if self.checkpoint is not None and not self.keep_checkpoint:
             store.remove()
         self.timings_["permutations"] = time.perf_counter() - t0
-
-    def _volume_img(self, values):
-        check_is_fitted(self)
-        return scores_to_img(values, self.process_mask_, self._reference_img)
-
-    @property
-    def p_values_img_(self):
-        """Voxel-wise (uncorrected) permutation p-values as an image (1 outside the map)."""
-        self._check_permuted()
-        return scores_to_img(self.p_values_, self.process_mask_, self._reference_img, fill=1.0)
-
-    @property
-    def p_fwe_img_(self):
-        """Family-wise corrected p-values (maximum statistic) as an image (1 outside the map)."""
-        self._check_permuted()
-        return scores_to_img(self.p_fwe_, self.process_mask_, self._reference_img, fill=1.0)
-
-    @property
-    def p_fwe_tfce_img_(self):
-        """Family-wise corrected TFCE p-values as an image (1 outside the map)."""
-        self._check_permuted()
-        if self.p_fwe_tfce_ is None:
-            raise AttributeError("TFCE was not computed: set tfce=True.")
-        return scores_to_img(self.p_fwe_tfce_, self.process_mask_, self._reference_img, fill=1.0)
-
-    @property
-    def cluster_labels_img_(self):
-        """Clusters above the cluster-forming threshold (0: none), as an image."""
-        self._check_permuted()
-        return scores_to_img(self.cluster_labels_.astype(float), self.process_mask_, self._reference_img)
-
-    def _check_permuted(self):
-        check_is_fitted(self)
-        if getattr(self, "permuted_labels_", None) is None:
-            raise AttributeError("No permutation test was run: set n_permutations > 0.")
 
     def __sklearn_clone__(self):
         """An unfitted copy, as ``sklearn.base.clone`` makes it, sharing the dask ``scheduler``.
 
         A ``Client`` cannot be deep-copied: the copy uses the same one.
         """
-        from sklearn.base import clone
-
         params = self.get_params(deep=False)
         return type(self)(**{
             name: value if name == "scheduler" else clone(value, safe=False)
@@ -602,17 +497,3 @@ class SearchLight(TransformerMixin, BaseEstimator):
         out[self.process_mask_] = values
         return np.abs(out)
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "scores_")
-
-    @property
-    def scores_img_(self):
-        """Mean scores as a 3D image on the functional images' grid."""
-        check_is_fitted(self)
-        return scores_to_img(self.masked_scores_, self.process_mask_, self._reference_img)
-
-    @property
-    def fold_scores_img_(self):
-        """Per-fold scores as a 4D image (last axis: folds)."""
-        check_is_fitted(self)
-        return scores_to_img(self.fold_scores_, self.process_mask_, self._reference_img)

@@ -13,8 +13,13 @@
   made of the largest cluster of each permutation, and :func:`tfce`.
 """
 
-from ._inference import SCORE_TOL, PermutationResult, clusters_above, permutation_inference
-from ._null_maps import fold_mean, null_maps
+from ._inference import (
+    SCORE_TOL,
+    PermutationResult,
+    clusters_above,
+    permutation_inference,
+)
+from ._null_maps import fold_mean, null_maps, permutation_null
 from ._null_store import NULL_DTYPE, NullStore, fingerprint
 from ._permutations import (
     PERMUTE_SCHEMES,
@@ -38,5 +43,6 @@ __all__ = [
     "make_permutations",
     "null_maps",
     "permutation_inference",
+    "permutation_null",
     "tfce",
 ]

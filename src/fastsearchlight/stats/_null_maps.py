@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._null_store import NullStore
-from ._permutations import LabelPermutations
+from ._null_store import NullStore, fingerprint
+from ._permutations import LabelPermutations, make_permutations
 
-__all__ = ["fold_mean", "null_maps"]
+__all__ = ["fold_mean", "null_maps", "permutation_null"]
 
 
 def fold_mean(fold_scores: np.ndarray) -> np.ndarray:
@@ -56,3 +56,30 @@ def null_maps(
         desc = f"permutations {lo + 1}-{lo + rows.size}/{todo.size}"
         store.write(rows, fold_mean(scores_for(labels[rows], desc)))
     return store
+
+
+def permutation_null(
+    scores_for: Callable[[np.ndarray, str], np.ndarray],
+    observed: np.ndarray,
+    targets: np.ndarray,
+    groups: np.ndarray | None,
+    n_permutations: int,
+    random_state,
+    *,
+    plan=None,
+    permute: str = "blocks",
+    analysis: tuple = (),
+    checkpoint=None,
+    batch: int = 32,
+) -> tuple[LabelPermutations, NullStore]:
+    """The permutations of a test and their null maps (see :func:`make_permutations` and
+    :func:`null_maps`).
+
+    ``analysis`` identifies the data and parameters, so that a checkpoint made for another
+    analysis (or other permutations) is refused.
+    """
+    perms = make_permutations(targets, groups, n_permutations, random_state, plan, permute=permute)
+    key = fingerprint(*analysis, perms.labels)
+    store = NullStore(perms.n_permutations, observed.size, key, path=checkpoint)
+    null_maps(scores_for, observed, targets, perms, store, batch)
+    return perms, store
