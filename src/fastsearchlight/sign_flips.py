@@ -61,6 +61,44 @@ def one_sample_t(data: np.ndarray, signs: np.ndarray | None = None) -> np.ndarra
 
 
 @dataclass
+class _TMaps:
+    """t values as volumes of the mask, their supra-threshold clusters and their TFCE."""
+
+    mask: np.ndarray
+    threshold_t: float | None
+    tfce_dh: object
+
+    def volume(self, values: np.ndarray) -> np.ndarray:
+        vol = np.zeros(self.mask.shape)
+        vol[self.mask] = values
+        return vol
+
+    def clusters(self, t_map: np.ndarray):
+        labels, _ = ndimage.label(self.volume(t_map) > self.threshold_t, structure=CLUSTER_STRUCTURE)
+        return labels, np.bincount(labels.ravel())[1:]
+
+    def tfce(self, t_map: np.ndarray) -> np.ndarray:
+        return tfce(self.volume(t_map), CLUSTER_STRUCTURE, dh=self.tfce_dh)[self.mask]
+
+
+def _null_maxima(data, flips, maps: _TMaps, with_tfce: bool, chunk: int):
+    """The maximum t, largest cluster and largest TFCE of every sign-flipped map."""
+    n_flips = len(flips)
+    max_t = np.empty(n_flips)
+    max_size = np.zeros(n_flips)
+    max_tfce = np.zeros(n_flips)
+    for lo in range(0, n_flips, chunk):
+        t_block = one_sample_t(data, flips[lo : lo + chunk])
+        max_t[lo : lo + chunk] = t_block.max(axis=1)
+        for k, t_map in enumerate(t_block):
+            if maps.threshold_t is not None:
+                max_size[lo + k] = maps.clusters(t_map)[1].max(initial=0)
+            if with_tfce:
+                max_tfce[lo + k] = maps.tfce(t_map).max(initial=0.0)
+    return max_t, max_size, max_tfce
+
+
+@dataclass
 class SignFlipResult:
     """Outcome of :func:`sign_flip_test` (arrays over the mask's voxels)."""
 
@@ -121,31 +159,8 @@ def sign_flip_test(
     threshold_t = None
     if cluster_threshold is not None:
         threshold_t = float(stats.t.isf(cluster_threshold, df=n_subjects - 1))
-
-    def volume(values):
-        vol = np.zeros(mask.shape)
-        vol[mask] = values
-        return vol
-
-    def max_cluster(t_map):
-        labels, _ = ndimage.label(volume(t_map) > threshold_t, structure=CLUSTER_STRUCTURE)
-        sizes = np.bincount(labels.ravel())[1:]
-        return labels, sizes
-
-    def tfce_of(t_map):
-        return tfce(volume(t_map), CLUSTER_STRUCTURE, dh=tfce_dh)[mask]
-
-    max_t = np.empty(n_flips)
-    max_size = np.zeros(n_flips)
-    max_tfce = np.zeros(n_flips)
-    for lo in range(0, n_flips, chunk):
-        t_block = one_sample_t(data, flips[lo : lo + chunk])
-        max_t[lo : lo + chunk] = t_block.max(axis=1)
-        for k, t_map in enumerate(t_block):
-            if threshold_t is not None:
-                max_size[lo + k] = max_cluster(t_map)[1].max(initial=0)
-            if with_tfce:
-                max_tfce[lo + k] = tfce_of(t_map).max(initial=0.0)
+    maps = _TMaps(mask, threshold_t, tfce_dh)
+    max_t, max_size, max_tfce = _null_maxima(data, flips, maps, with_tfce, chunk)
     t_obs = one_sample_t(data)[0]
     extra = 0.0 if exhaustive else 1.0
 
@@ -158,12 +173,12 @@ def sign_flip_test(
     p_fwe = p_of(max_t, t_obs)
     p_cluster = None
     if threshold_t is not None:
-        labels, sizes = max_cluster(t_obs)
+        labels, sizes = maps.clusters(t_obs)
         p_size = p_of(max_size, sizes.astype(float)) if sizes.size else np.zeros(0)
         p_cluster = np.concatenate([[1.0], p_size])[labels[mask]]
     tfce_obs = p_tfce = None
     if with_tfce:
-        tfce_obs = tfce_of(t_obs)
+        tfce_obs = maps.tfce(t_obs)
         p_tfce = np.where(tfce_obs > 0, p_of(max_tfce, tfce_obs), 1.0)
     return SignFlipResult(
         t=t_obs, p_fwe=p_fwe, cluster_threshold_t=threshold_t, p_cluster_fwe=p_cluster,

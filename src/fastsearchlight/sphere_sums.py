@@ -194,10 +194,9 @@ def run_sphere_sums(
         Workers: threads sharing the sparse products of a single label vector, or worker
         processes taking whole label vectors when there are several.
     progress : callable or None
-        Called with the number of spheres done (once per label set).
+        Called with the number of spheres done.
     cache : dict or None
-        Where to keep what does not depend on the labels between calls on the same data
-        (batches of permutations).
+        Keeps what does not depend on the labels between calls on the same data.
 
     Returns
     -------
@@ -221,42 +220,58 @@ def run_sphere_sums(
             pool = context.enter_context(ThreadPoolExecutor(n_threads))
             # the pool's threads share the cores: one BLAS thread each, not one per core each
             context.enter_context(threadpool_limits(1, user_api="blas"))
-        key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads, processes, lean)
-        cached = cache.get(key) if cache is not None else None
-        if cached is None:
-            sums = SphereSums(neighbourhoods, n_threads)
-            state = estimator.sphere_sum_state(X, plan, sums, lean=lean, pool=pool)
-            shared = SharedFolder((X, sums, state, neighbourhoods)) if processes else None
-            if cache is not None:  # the objects of the key are kept, so their ids stay theirs
-                cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)
-        else:
-            sums, state, shared = cached[4], cached[5], cached[6]
+        sums, state, shared = _label_independent(
+            X, neighbourhoods, estimator, plan, n_threads, processes, lean, pool, cache
+        )
         # per column of test samples: the per-voxel terms, the sums, and their temporaries
         bytes_per_column = 8 * (3 * X.shape[0] + 2 * sums.n_spheres) * max(1, n_classes - 1)
         max_columns = int(max(1, memory_mb * 2**20 / n_workers // bytes_per_column))
-        args = (estimator, n_classes, plan, metric, exact_block, max_columns)
-        out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
         if not processes:
+            args = (estimator, n_classes, plan, metric, exact_block, max_columns)
+            out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
             for lo in range(0, n_sets, _LABEL_SETS_PER_PASS):
                 rows = slice(lo, lo + _LABEL_SETS_PER_PASS)
                 out[rows] = _label_sets_scores(state, sums, ys[rows], *args, pool=pool)
                 if progress is not None:
                     progress(sums.n_spheres * len(ys[rows]))
             return out
-        # the label-independent arrays are memory-mapped once and read by every worker
-        X_mm, sums_mm, state_mm, hoods_mm = shared.objects
-        exact_mm = exact_block.with_data(X_mm, hoods_mm) if hasattr(exact_block, "with_data") else exact_block
-        args = (estimator, n_classes, plan, metric, exact_mm, max_columns)
-        per_task = max(1, min(_LABEL_SETS_PER_PASS, -(-n_sets // (2 * n_workers))))
-        starts = range(0, n_sets, per_task)
-        results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
-            delayed(_task)(lo, state_mm, sums_mm, ys[lo : lo + per_task], args) for lo in starts
-        )
-        for lo, scores in results:
-            out[lo : lo + len(scores)] = scores
-            if progress is not None:
-                progress(sums.n_spheres * len(scores))
-        return out
+        return _in_processes(shared, sums, ys, estimator, n_classes, plan, metric, exact_block,
+                             max_columns, n_workers, progress)  # fmt: skip
+
+
+def _label_independent(X, neighbourhoods, estimator, plan, n_threads, processes, lean, pool, cache):
+    """The sphere sums and the model's per-voxel state (memory-mapped for worker processes
+    when they take the label vectors), computed once per data and kept in ``cache``."""
+    key = ("sphere-sums", id(X), id(neighbourhoods), id(estimator), id(plan), n_threads, processes, lean)
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        return cached[4], cached[5], cached[6]
+    sums = SphereSums(neighbourhoods, n_threads)
+    state = estimator.sphere_sum_state(X, plan, sums, lean=lean, pool=pool)
+    shared = SharedFolder((X, sums, state, neighbourhoods)) if processes else None
+    if cache is not None:  # the objects of the key are kept, so their ids stay theirs
+        cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)
+    return sums, state, shared
+
+
+def _in_processes(shared, sums, ys, estimator, n_classes, plan, metric, exact_block, max_columns,
+                  n_workers, progress):  # fmt: skip
+    """Whole label vectors in worker processes, which map the label-independent arrays."""
+    n_sets = ys.shape[0]
+    out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
+    X_mm, sums_mm, state_mm, hoods_mm = shared.objects
+    exact_mm = exact_block.with_data(X_mm, hoods_mm) if hasattr(exact_block, "with_data") else exact_block
+    args = (estimator, n_classes, plan, metric, exact_mm, max_columns)
+    per_task = max(1, min(_LABEL_SETS_PER_PASS, -(-n_sets // (2 * n_workers))))
+    starts = range(0, n_sets, per_task)
+    results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
+        delayed(_task)(lo, state_mm, sums_mm, ys[lo : lo + per_task], args) for lo in starts
+    )
+    for lo, scores in results:
+        out[lo : lo + len(scores)] = scores
+        if progress is not None:
+            progress(sums.n_spheres * len(scores))
+    return out
 
 
 #: label vectors whose per-voxel statistics are computed in one pass over the data

@@ -84,18 +84,36 @@ def _pool(observed: np.ndarray, null, chunk: int) -> _PooledNull:
     return _PooledNull(count, max_null, levels, freq)
 
 
-def _cluster_and_tfce_nulls(null, to_volume, threshold, structure, tfce_of, chunk):
+@dataclass
+class _Maps:
+    """Sphere values as volumes on the process mask's grid, and their TFCE."""
+
+    process_mask: np.ndarray
+    structure: np.ndarray
+    baseline: float
+    tfce_dh: object
+
+    def volume(self, values: np.ndarray) -> np.ndarray:
+        vol = np.full(self.process_mask.shape, -np.inf)
+        vol[self.process_mask] = values
+        return vol
+
+    def tfce(self, values: np.ndarray) -> np.ndarray:
+        return tfce(self.volume(values - self.baseline), self.structure, dh=self.tfce_dh)[self.process_mask]
+
+
+def _cluster_and_tfce_nulls(null, maps: _Maps, threshold, with_tfce: bool, chunk: int):
     """Second pass: the largest cluster (and the largest TFCE) of every null map."""
     n_perm = null.shape[0]
     max_cluster = np.zeros(n_perm)
-    max_tfce = np.zeros(n_perm) if tfce_of is not None else None
+    max_tfce = np.zeros(n_perm) if with_tfce else None
     for lo in range(0, n_perm, chunk):
         block = np.asarray(null[lo : lo + chunk], dtype=np.float64)
         for k, row in enumerate(block):
-            _, sizes = clusters_above(to_volume(row), threshold, structure)
+            _, sizes = clusters_above(maps.volume(row), threshold, maps.structure)
             max_cluster[lo + k] = sizes.max() if sizes.size else 0
-            if tfce_of is not None:
-                max_tfce[lo + k] = tfce_of(row).max(initial=0.0)
+            if with_tfce:
+                max_tfce[lo + k] = maps.tfce(row).max(initial=0.0)
     return max_cluster, max_tfce
 
 
@@ -125,6 +143,23 @@ def _cluster_table(observed, labels3d, sizes, process_mask, affine, p_fwe, p_of_
     return clusters, relabel[sphere_labels]
 
 
+def _summary(pooled: _PooledNull, max_cluster, threshold, cluster_alpha, exhaustive, baseline) -> dict:
+    """What the report says of the null distribution."""
+    levels, freq = pooled.levels, pooled.freq
+    return {
+        "n_permutations": int(len(pooled.max_null)),
+        "all arrangements enumerated": bool(exhaustive),
+        "pooled null mean": pooled.mean,
+        "TFCE baseline": baseline,
+        "pooled null sd": float(np.sqrt(((levels - pooled.mean) ** 2 * freq).sum() / freq.sum())),
+        "pooled null 95th percentile": float(levels[np.searchsorted(np.cumsum(freq) / freq.sum(), 0.95)]),
+        "max-statistic 95th percentile": float(np.quantile(pooled.max_null, 0.95)),
+        "cluster-forming threshold": threshold,
+        "cluster-forming alpha": cluster_alpha,
+        "max cluster size 95th percentile": float(np.quantile(max_cluster, 0.95)),
+    }
+
+
 def permutation_inference(
     observed: np.ndarray,
     null: np.ndarray,
@@ -150,29 +185,22 @@ def permutation_inference(
     process_mask : ndarray of bool, 3D
     affine : ndarray (4, 4)
     cluster_alpha : float
-        Cluster-forming threshold: the ``1 - cluster_alpha`` quantile of the null scores
-        pooled over spheres and permutations.
+        Cluster-forming threshold: the ``1 - cluster_alpha`` quantile of the pooled null.
     connectivity : {6, 18, 26}
         Neighbourhood of voxels in a cluster.
     exhaustive : bool
-        The null maps are those of every arrangement the design allows, the observed one
-        among them (:class:`LabelPermutations`): p-values are ``#{null >= observed} / P``.
-    with_tfce : bool
-        Also TFCE (:func:`tfce`) of every map minus ``tfce_baseline``, with family-wise
-        p-values from the maximum TFCE of each null map.
-    tfce_dh : "auto" or float
-        TFCE's step between thresholds.
-    tfce_baseline : float or None
-        The score that TFCE takes as zero: chance. None: the mean of the pooled null
-        scores, an estimate of chance for any score.
+        The null maps are all arrangements the design allows, the observed one among them:
+        p-values are ``#{null >= observed} / P``, not ``(1 + #{null >= observed}) / (1 + P)``.
+    with_tfce, tfce_dh, tfce_baseline
+        Also TFCE (:func:`tfce`, step ``tfce_dh``) of every map minus ``tfce_baseline``
+        (chance; None: the pooled null's mean), with family-wise p-values from the maximum
+        TFCE of each null map.
 
     Returns
     -------
     PermutationResult
-        ``p_values`` uncorrected, ``(1 + #null >= observed) / (1 + P)`` per sphere for
-        random permutations (``#null >= observed / P`` when exhaustive);
-        ``p_fwe`` corrected by the maximum over spheres of each null map; clusters of
-        spheres above the threshold with their size-based FWE p-values.
+        Voxel-wise p-values; ``p_fwe`` from the maximum over spheres of each null map;
+        clusters above the threshold with p-values from each null map's largest cluster.
     """
     n_perm = null.shape[0]
     if n_perm == 0:
@@ -190,43 +218,22 @@ def permutation_inference(
     p_fwe[np.isnan(observed)] = np.nan
     threshold = pooled.threshold(cluster_alpha)
     baseline = pooled.mean if tfce_baseline is None else float(tfce_baseline)
-
-    def to_volume(values):
-        vol = np.full(process_mask.shape, -np.inf)
-        vol[process_mask] = values
-        return vol
-
-    def tfce_of(values):
-        return tfce(to_volume(values - baseline), structure, dh=tfce_dh)[process_mask]
-
-    max_cluster, max_tfce = _cluster_and_tfce_nulls(
-        null, to_volume, threshold, structure, tfce_of if with_tfce else None, chunk
-    )
+    maps = _Maps(process_mask, structure, baseline, tfce_dh)
+    max_cluster, max_tfce = _cluster_and_tfce_nulls(null, maps, threshold, with_tfce, chunk)
     tfce_observed = p_fwe_tfce = None
     if with_tfce:
-        tfce_observed = tfce_of(observed)
+        tfce_observed = maps.tfce(observed)
         # TFCE sums powers of cluster sizes and thresholds: equal maps give equal values,
         # and a relative tolerance absorbs the summation order of the same terms
         beaten = max_tfce[None, :] >= tfce_observed[:, None] * (1 - 1e-12)
         p_fwe_tfce = (extra + beaten.sum(axis=1)) / (extra + n_perm)
-    labels3d, sizes = clusters_above(to_volume(observed), threshold, structure)
+    labels3d, sizes = clusters_above(maps.volume(observed), threshold, structure)
     clusters, sphere_labels = _cluster_table(
         observed, labels3d, sizes, process_mask, affine, p_fwe,
         lambda size: float((extra + (max_cluster >= size).sum()) / (extra + n_perm)),
     )  # fmt: skip
-    levels, freq = pooled.levels, pooled.freq
-    null_summary = {
-        "n_permutations": int(n_perm),
-        "all arrangements enumerated": bool(exhaustive),
-        "pooled null mean": pooled.mean,
-        "TFCE baseline": baseline if with_tfce else None,
-        "pooled null sd": float(np.sqrt(((levels - pooled.mean) ** 2 * freq).sum() / freq.sum())),
-        "pooled null 95th percentile": float(levels[np.searchsorted(np.cumsum(freq) / freq.sum(), 0.95)]),
-        "max-statistic 95th percentile": float(np.quantile(max_null, 0.95)),
-        "cluster-forming threshold": threshold,
-        "cluster-forming alpha": cluster_alpha,
-        "max cluster size 95th percentile": float(np.quantile(max_cluster, 0.95)),
-    }
+    null_summary = _summary(pooled, max_cluster, threshold, cluster_alpha, exhaustive,
+                            baseline if with_tfce else None)  # fmt: skip
     return PermutationResult(
         p_values=p_values, p_fwe=p_fwe, max_null=max_null, cluster_threshold=threshold,
         cluster_labels=sphere_labels, clusters=clusters, max_cluster_null=max_cluster,
