@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 from ..cv import CVPlan
 from .base import BatchedClassifier, class_mean_weights
-from .discriminant import (
+from ._fold_statistics import (
     FoldBlocks,
     block_sums,
     gather,

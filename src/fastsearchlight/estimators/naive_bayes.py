@@ -13,7 +13,7 @@ import numpy as np
 
 from ..cv import CVPlan
 from .base import BatchedClassifier, as_slice, class_mean_weights
-from .discriminant import (
+from ._fold_statistics import (
     FoldBlocks,
     block_sums,
     block_sums_of_squares,

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..cv import CVPlan
 from .base import BatchedClassifier
-from .discriminant import (
+from ._fold_statistics import (
     FoldBlocks,
     Workspace,
     block_grams,
