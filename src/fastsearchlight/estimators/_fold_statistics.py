@@ -208,7 +208,7 @@ def make_fold_blocks(y: np.ndarray, n_classes: int, plan: CVPlan) -> FoldBlocks:
     Parameters
     ----------
     y : ndarray of int of shape (n_samples,)
-        Class codes in ``0 .. n_classes-1``.
+        Class codes in ``0 .. n_classes-1``, for the ``n_classes`` classes.
     n_classes : int
     plan : CVPlan
 
@@ -348,8 +348,8 @@ def gather_centered(X: np.ndarray, blocks: FoldBlocks) -> tuple[np.ndarray, np.n
 
     Parameters
     ----------
-    X : ndarray of shape (n_spheres, n_samples, n_features)
-    blocks : FoldBlocks
+    X, blocks
+        As for :func:`gather`.
 
     Returns
     -------

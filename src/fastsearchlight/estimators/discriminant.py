@@ -24,9 +24,8 @@ from ._fold_statistics import (
     linear_test_decisions,
     make_fold_blocks,
     solve_batched,
-    sphere_slabs,
 )
-from .base import BatchedClassifier
+from .base import BatchedClassifier, fold_decisions_by_slab
 
 # with the fold statistics callers import from this module
 __all__ = ["BatchedLDA", "block_grams", "block_sums", "gather", "make_fold_blocks"]
@@ -109,35 +108,16 @@ class BatchedLDA(BatchedClassifier):
     def fold_decisions(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Fit every sphere on every fold's training set; decide on its test set.
+        """LDA decisions of every sphere on every fold's test set.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_spheres, n_samples, n_features)
-        y : ndarray of int of shape (n_samples,)
-        n_classes : int
-        plan : CVPlan
-
-        Returns
-        -------
-        list of ndarray, one per fold
-            ``decision_function`` values: ``(n_spheres, n_test)`` for two classes, else
-            ``(n_spheres, n_test, n_classes)``.
+        Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`; the
+        values are ``LinearDiscriminantAnalysis.decision_function``'s.
         """
         priors = self._check_params(n_classes)
-        X = np.asarray(X, dtype=np.float64)
-        n_spheres, n_samples, n_features = X.shape
-        blocks = make_fold_blocks(y, n_classes, plan)
-        binary = n_classes == 2
-        outs = [
-            np.empty((n_spheres, len(te)) if binary else (n_spheres, len(te), n_classes))
-            for te in plan.test_indices
-        ]
         ws = Workspace()
-        for sl in sphere_slabs(n_spheres, n_samples, n_features):
-            for f, dec in enumerate(self._slab(X[sl], blocks, priors, ws)):
-                outs[f][sl] = dec
-        return outs
+        return fold_decisions_by_slab(
+            X, y, n_classes, plan, lambda Xs, blocks: self._slab(Xs, blocks, priors, ws)
+        )
 
     def _slab(
         self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None, ws: Workspace

@@ -292,15 +292,9 @@ class BatchedLogisticRegression(BatchedClassifier):
     def fold_decisions(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Fit every sphere on every fold's training set; decide on its test set.
+        """Logistic-regression decisions of every sphere on every fold's test set.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_spheres, n_samples, n_features)
-        y : ndarray of int of shape (n_samples,)
-            Class codes in ``0 .. n_classes-1``.
-        n_classes : int
-        plan : CVPlan
+        Parameters are those of :meth:`BatchedClassifier.fold_decisions`.
 
         Returns
         -------
@@ -313,12 +307,8 @@ class BatchedLogisticRegression(BatchedClassifier):
     def fold_coefficients(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Coefficients and intercepts of every sphere's model on every fold.
-
-        Parameters
-        ----------
-        X, y, n_classes, plan
-            As for :meth:`fold_decisions`.
+        """Coefficients and intercepts of every sphere's model on every fold (for the
+        arguments of :meth:`fold_decisions`).
 
         Returns
         -------

@@ -12,15 +12,13 @@ import threading
 import numpy as np
 
 from ..cv import CVPlan
-from .base import BatchedClassifier, as_slice, class_mean_weights
 from ._fold_statistics import (
     FoldBlocks,
     block_sums,
     block_sums_of_squares,
     gather_centered,
-    make_fold_blocks,
-    sphere_slabs,
 )
+from .base import BatchedClassifier, as_slice, class_mean_weights, fold_decisions_by_slab
 
 
 class BatchedGaussianNB(BatchedClassifier):
@@ -82,14 +80,8 @@ class BatchedGaussianNB(BatchedClassifier):
     def fold_joint_log_likelihoods(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Joint log-likelihoods of every fold's test samples.
-
-        Parameters
-        ----------
-        X : ndarray of shape (n_spheres, n_samples, n_features)
-        y : ndarray of int of shape (n_samples,)
-        n_classes : int
-        plan : CVPlan
+        """Joint log-likelihoods of every fold's test samples, given the arguments of
+        :meth:`BatchedClassifier.fold_decisions`.
 
         Returns
         -------
@@ -100,26 +92,15 @@ class BatchedGaussianNB(BatchedClassifier):
         priors = self._check_priors(n_classes)
         if self.var_smoothing < 0:
             raise ValueError("var_smoothing must be non-negative.")
-        X = np.asarray(X, dtype=np.float64)
-        n_spheres, n_samples, n_features = X.shape
-        blocks = make_fold_blocks(y, n_classes, plan)
-        outs = [np.empty((n_spheres, len(te), n_classes)) for te in plan.test_indices]
-        for sl in sphere_slabs(n_spheres, n_samples, n_features):
-            for f, jll in enumerate(self._slab(X[sl], blocks, priors)):
-                outs[f][sl] = jll
-        return outs
+        return fold_decisions_by_slab(
+            X, y, n_classes, plan, lambda Xs, blocks: self._slab(Xs, blocks, priors),
+            class_axis=True,
+        )  # fmt: skip
 
     def fold_decisions(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Fit every sphere on every fold's training set; decide on its test set.
-
-        Parameters
-        ----------
-        X : ndarray of shape (n_spheres, n_samples, n_features)
-        y : ndarray of int of shape (n_samples,)
-        n_classes : int
-        plan : CVPlan
+        """:meth:`fold_joint_log_likelihoods`, as decisions (one array per fold).
 
         Returns
         -------
