@@ -71,10 +71,8 @@ def exact_coordinates(affine: np.ndarray, shape: tuple[int, ...]) -> bool:
 
     Parameters
     ----------
-    affine : ndarray (4, 4)
-        Affine of the grid.
-    shape : tuple of int
-        Shape of the grid.
+    affine, shape
+        The grid, as for :func:`tie_tolerance`.
 
     Returns
     -------
@@ -96,12 +94,8 @@ def stencil_offsets(
 
     Parameters
     ----------
-    affine : ndarray (4, 4)
-        Affine of the grid.
-    shape : tuple of int
-        Shape of the grid.
-    radius : float
-        Radius in millimetres.
+    affine, shape, radius
+        As for :func:`tie_tolerance`.
 
     Returns
     -------
@@ -195,12 +189,8 @@ def settle_exact_ties(
     ----------
     offsets, is_tie
         From :func:`stencil_offsets`.
-    affine : ndarray (4, 4)
-        Affine of the grid.
-    shape : tuple of int
-        Shape of the grid.
-    radius : float
-        Radius in millimetres.
+    affine, shape, radius
+        The grid and radius they were built for (as for :func:`tie_tolerance`).
 
     Returns
     -------

@@ -228,17 +228,14 @@ def _stencil_rows(
         Flat step of each offset, in C order.
     tie_cols : ndarray of int
         Positions of the near-tie offsets among them.
-    seeds_xyz, mask_xyz : ndarray (n, 3)
-        World coordinates of the seeds and of the mask voxels.
-    radius : float
-        Radius in millimetres.
+    seeds_xyz, mask_xyz, radius
+        World coordinates (n, 3) of the seeds and of the mask voxels; the radius in mm.
 
     Returns
     -------
-    counts : ndarray of int64 (n_seeds,)
-        Number of voxels of each row.
-    indices : ndarray
-        Column indices, row after row, sorted within each row.
+    counts, indices
+        The spheres as a CSR structure: the number of voxels of each row, and the column
+        indices row after row, sorted within each row.
     ambiguous : ndarray of bool (n_seeds,)
         Seeds with a pair only the KD-tree can settle (:func:`._stencil.tie_verdicts`).
     """
@@ -355,10 +352,8 @@ def _add_centres(
 
     Parameters
     ----------
-    counts : ndarray of int64 (n_seeds,)
-        Number of voxels of each row.
-    indices : ndarray
-        Column indices, row after row, sorted within each row.
+    counts, indices
+        The CSR structure, as for :func:`_replace_rows`.
     nearest : ndarray of int64 (n_seeds,)
         Mask voxel nearest to each seed.
     rows : ndarray of int
