@@ -177,7 +177,11 @@ def has_exact_square(x: np.ndarray) -> np.ndarray:
 
 
 def settle_exact_ties(
-    offsets: np.ndarray, is_tie: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], radius: float
+    offsets: np.ndarray,
+    is_tie: np.ndarray,
+    affine: np.ndarray,
+    shape: tuple[int, ...],
+    radius: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decide the near-tie offsets once for all pairs, when coordinates are exact.
 

@@ -82,10 +82,7 @@ def build_neighbourhoods(
 
 
 def _neighbourhoods_by_tree(
-    mask: np.ndarray,
-    affine: np.ndarray,
-    process_mask: np.ndarray,
-    process_affine: np.ndarray,
+    mask: np.ndarray, affine: np.ndarray, process_mask: np.ndarray, process_affine: np.ndarray,
     radius: float,
 ) -> Neighbourhoods:
     """:func:`build_neighbourhoods` on any pair of grids, with scikit-learn's radius search.
@@ -115,10 +112,7 @@ def _neighbourhoods_by_tree(
 
 
 def _neighbourhoods_by_stencil(
-    mask: np.ndarray,
-    affine: np.ndarray,
-    process_mask: np.ndarray,
-    process_affine: np.ndarray,
+    mask: np.ndarray, affine: np.ndarray, process_mask: np.ndarray, process_affine: np.ndarray,
     radius: float,
 ) -> Neighbourhoods:
     """:func:`build_neighbourhoods` when the process mask shares the mask's grid.
@@ -153,7 +147,8 @@ def _neighbourhoods_by_stencil(
     flat_lookup = lookup.reshape(-1)
     seed_flat = (seeds_ijk + half) @ strides
     counts, indices, ambiguous = _stencil_rows(
-        flat_lookup, seed_flat, offsets @ strides, np.flatnonzero(is_tie), seeds_xyz, mask_xyz, radius
+        flat_lookup, seed_flat, offsets @ strides, np.flatnonzero(is_tie),
+        seeds_xyz, mask_xyz, radius,
     )
 
     if ambiguous.mean() > _MAX_AMBIGUOUS_SHARE:
@@ -182,7 +177,9 @@ def _neighbourhoods_by_stencil(
     return _finish(adjacency, seeds_ijk)
 
 
-def _padded_lookup(mask: np.ndarray, half: np.ndarray, n_mask: int) -> tuple[np.ndarray, np.ndarray]:
+def _padded_lookup(
+    mask: np.ndarray, half: np.ndarray, n_mask: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Mask index of each voxel (-1 outside the mask) in a grid padded by the stencil's
     half-widths, so that every seed + offset falls inside it without a bounds check.
 
@@ -261,10 +258,7 @@ def _stencil_rows(
 
 
 def _shares_grid(
-    mask: np.ndarray,
-    affine: np.ndarray,
-    process_mask: np.ndarray,
-    process_affine: np.ndarray,
+    mask: np.ndarray, affine: np.ndarray, process_mask: np.ndarray, process_affine: np.ndarray,
     radius: float,
 ) -> bool:
     """Whether the stencil of :func:`_neighbourhoods_by_stencil` applies.
