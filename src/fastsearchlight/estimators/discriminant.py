@@ -123,7 +123,6 @@ class BatchedLDA(BatchedClassifier):
         self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None, ws: Workspace
     ) -> list[np.ndarray]:
         """Decisions of every fold (test samples in plan order) for a slab of spheres."""
-        n_spheres, _, p = X.shape
         n_classes, n_folds = blocks.n_classes, blocks.n_folds
         U, ref, shift = gather_centered(X, blocks)  # (n, S, p), (C, S, p)
 
@@ -136,7 +135,48 @@ class BatchedLDA(BatchedClassifier):
             prior = counts / counts.sum(axis=1, keepdims=True)
         else:
             prior = np.broadcast_to(priors, (n_folds, n_classes))
+        pooled, keep = self._pooled_covariance(U, ref, blocks, mean_u, prior, ws)
 
+        # class means in the common frame X - ref[0], (F, S, C, p)
+        means = (shift[None] + mean_u).transpose(0, 2, 1, 3)
+        log_prior = np.log(prior)  # (F, C)
+        if n_classes == 2:
+            return _binary_decisions(U, shift, blocks, pooled, keep, means, log_prior)
+        return _multiclass_decisions(U, ref, shift, blocks, pooled, keep, means, log_prior)
+
+    def _pooled_covariance(
+        self,
+        U: np.ndarray,
+        ref: np.ndarray,
+        blocks: FoldBlocks,
+        mean_u: np.ndarray,
+        prior: np.ndarray,
+        ws: Workspace,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The shrunk within-class covariance of every fold, pooled with the priors.
+
+        Parameters
+        ----------
+        U, ref : ndarray
+            Class-centred data and class references (:func:`gather_centered`).
+        blocks : FoldBlocks
+        mean_u : ndarray of shape (n_folds, n_classes, n_spheres, p)
+            Training class means of ``U``.
+        prior : ndarray of shape (n_folds, n_classes)
+        ws : Workspace
+
+        Returns
+        -------
+        pooled : ndarray of shape (n_folds, n_spheres, p, p)
+            With an identity row and column for each feature without within-class
+            variance.
+        keep : ndarray of bool of shape (n_folds, n_spheres, p) or None
+            The features with within-class variance; None when all have.
+        """
+        n_spheres, p = U.shape[1], U.shape[2]
+        n_folds, n_classes = prior.shape
+        counts = blocks.train_counts  # (F, C)
+        inv_n = 1.0 / counts
         shrinkage = self.shrinkage
         if shrinkage == "auto":
             bg = block_grams(U, blocks, ws.get("grams", (blocks.n_blocks, n_spheres, p, p)))
@@ -175,52 +215,7 @@ class BatchedLDA(BatchedClassifier):
         pooled -= np.matmul(am.transpose(0, 2, 3, 1), mean_u.transpose(0, 2, 1, 3))
         if diag_add is not None:
             diagonal_view(pooled)[...] += diag_add
-
-        keep = None
-        # features without within-class variance (constant voxels without shrinkage, or
-        # every voxel of a sphere of constant data) get a zero weight, as the minimum-norm
-        # least-squares solution of scikit-learn's "lsqr" solver gives them
-        pvar = diagonal_view(pooled)
-        null = pvar <= _EPS * pvar.sum(axis=-1, keepdims=True)
-        if null.any():
-            keep = ~null
-            pooled *= keep[..., :, None] & keep[..., None, :]
-            diagonal_view(pooled)[...] += null
-
-        # class means in the common frame X - ref[0], (F, S, C, p)
-        means = (shift[None] + mean_u).transpose(0, 2, 1, 3)
-        log_prior = np.log(prior)  # (F, C)
-        decisions = []
-        if n_classes == 2:
-            rhs = means[:, :, 1] - means[:, :, 0]  # (F, S, p)
-            if keep is not None:
-                rhs *= keep
-            w = solve_batched(pooled, rhs[..., None])  # (F, S, p, 1)
-            mid = 0.5 * (means[:, :, 0] + means[:, :, 1])
-            b = np.matmul(mid[:, :, None, :], w)[..., 0]  # (F, S, 1)
-            b *= -1.0
-            b += (log_prior[:, 1] - log_prior[:, 0])[:, None, None]
-            for f in range(n_folds):
-                d = linear_test_decisions(U, shift, blocks, f, w[f], b[f])
-                decisions.append(d[..., 0])
-            return decisions
-
-        g = ref[0]  # (S, p): origin of the common frame
-        rhs = np.empty(means.shape[:2] + (p, n_classes + 1))
-        rhs[..., :n_classes] = means.transpose(0, 1, 3, 2)
-        rhs[..., n_classes] = g
-        if keep is not None:
-            rhs *= keep[..., None]
-        sol = solve_batched(pooled, rhs)  # (F, S, p, C + 1)
-        v, h = sol[..., :n_classes], sol[..., n_classes]  # cov^-1 (m_c - g), cov^-1 g
-        coef = v + h[..., None]  # (F, S, p, C): scikit-learn's coef_.T
-        # intercept in the common frame: -0.5 (m_c - g).v_c + 0.5 g.h + log prior_c
-        icpt = -0.5 * np.einsum("fscp,fspc->fsc", means, v)
-        icpt += 0.5 * np.einsum("sp,fsp->fs", g, h)[..., None]
-        icpt += log_prior[:, None, :]
-        for f in range(n_folds):
-            decisions.append(linear_test_decisions(U, shift, blocks, f, coef[f], icpt[f]))
-        return decisions
+        return pooled, _isolate_null_features(pooled)
 
     @staticmethod
     def _ledoit_wolf(
@@ -298,3 +293,103 @@ class BatchedLDA(BatchedClassifier):
         """Peak working memory per sphere: the input block and the decisions (the
         temporaries are bounded by the slab size, see :data:`._fold_statistics.SLAB_BYTES`)."""
         return 8 * n_samples * (n_features + 2 * n_classes)
+
+
+def _isolate_null_features(pooled: np.ndarray) -> np.ndarray | None:
+    """Give the features without within-class variance an identity row and column.
+
+    Such features (constant voxels without shrinkage, or every voxel of a sphere of
+    constant data) then get a zero weight, as the minimum-norm least-squares solution of
+    scikit-learn's "lsqr" solver gives them.
+
+    Parameters
+    ----------
+    pooled : ndarray of shape (n_folds, n_spheres, p, p)
+        Pooled covariances, changed in place.
+
+    Returns
+    -------
+    ndarray of bool of shape (n_folds, n_spheres, p) or None
+        The features with within-class variance; None when all have.
+    """
+    pvar = diagonal_view(pooled)
+    null = pvar <= _EPS * pvar.sum(axis=-1, keepdims=True)
+    if not null.any():
+        return None
+    keep = ~null
+    pooled *= keep[..., :, None] & keep[..., None, :]
+    diagonal_view(pooled)[...] += null
+    return keep
+
+
+def _binary_decisions(
+    U: np.ndarray,
+    shift: np.ndarray,
+    blocks: FoldBlocks,
+    pooled: np.ndarray,
+    keep: np.ndarray | None,
+    means: np.ndarray,
+    log_prior: np.ndarray,
+) -> list[np.ndarray]:
+    """Two-class LDA decisions of every fold: ``x @ w + b`` with ``w = cov^-1 (m_1 - m_0)``.
+
+    Parameters
+    ----------
+    U, shift : ndarray
+        Class-centred data and class shifts (:func:`gather_centered`).
+    blocks : FoldBlocks
+    pooled, keep
+        From :meth:`BatchedLDA._pooled_covariance`.
+    means : ndarray of shape (n_folds, n_spheres, n_classes, p)
+        Training class means in the common frame ``X - ref[0]``.
+    log_prior : ndarray of shape (n_folds, n_classes)
+
+    Returns
+    -------
+    list of ndarray of shape (n_spheres, n_test), one per fold
+    """
+    rhs = means[:, :, 1] - means[:, :, 0]  # (F, S, p)
+    if keep is not None:
+        rhs *= keep
+    w = solve_batched(pooled, rhs[..., None])  # (F, S, p, 1)
+    mid = 0.5 * (means[:, :, 0] + means[:, :, 1])
+    b = np.matmul(mid[:, :, None, :], w)[..., 0]  # (F, S, 1)
+    b *= -1.0
+    b += (log_prior[:, 1] - log_prior[:, 0])[:, None, None]
+    return [
+        linear_test_decisions(U, shift, blocks, f, w[f], b[f])[..., 0]
+        for f in range(blocks.n_folds)
+    ]
+
+
+def _multiclass_decisions(
+    U: np.ndarray,
+    ref: np.ndarray,
+    shift: np.ndarray,
+    blocks: FoldBlocks,
+    pooled: np.ndarray,
+    keep: np.ndarray | None,
+    means: np.ndarray,
+    log_prior: np.ndarray,
+) -> list[np.ndarray]:
+    """LDA decisions of every fold for more than two classes, ``(n_spheres, n_test,
+    n_classes)`` per fold; the arguments (and ``ref``, the class references) as for
+    :func:`_binary_decisions`."""
+    n_classes, p = blocks.n_classes, U.shape[2]
+    g = ref[0]  # (S, p): origin of the common frame
+    rhs = np.empty(means.shape[:2] + (p, n_classes + 1))
+    rhs[..., :n_classes] = means.transpose(0, 1, 3, 2)
+    rhs[..., n_classes] = g
+    if keep is not None:
+        rhs *= keep[..., None]
+    sol = solve_batched(pooled, rhs)  # (F, S, p, C + 1)
+    v, h = sol[..., :n_classes], sol[..., n_classes]  # cov^-1 (m_c - g), cov^-1 g
+    coef = v + h[..., None]  # (F, S, p, C): scikit-learn's coef_.T
+    # intercept in the common frame: -0.5 (m_c - g).v_c + 0.5 g.h + log prior_c
+    icpt = -0.5 * np.einsum("fscp,fspc->fsc", means, v)
+    icpt += 0.5 * np.einsum("sp,fsp->fs", g, h)[..., None]
+    icpt += log_prior[:, None, :]
+    return [
+        linear_test_decisions(U, shift, blocks, f, coef[f], icpt[f])
+        for f in range(blocks.n_folds)
+    ]
