@@ -258,12 +258,47 @@ def make_fold_blocks(y: np.ndarray, n_classes: int, plan: CVPlan) -> FoldBlocks:
     train_sorted = train[:, order]
     test_sorted = test[:, order]
 
+    test_pieces, test_unsort = _test_pieces(order, class_bounds, test_sorted, plan)
+    return FoldBlocks(
+        order=order,
+        bounds=np.append(starts, n_samples),
+        block_class=y_sorted[starts],
+        class_bounds=class_bounds,
+        train_mask=train_sorted[:, starts],
+        sample_train=train_sorted,
+        train_counts=train_counts,
+        test_pieces=test_pieces,
+        test_unsort=test_unsort,
+    )
+
+
+def _test_pieces(
+    order: np.ndarray, class_bounds: np.ndarray, test_sorted: np.ndarray, plan: CVPlan
+) -> tuple[list[list[tuple]], list[np.ndarray]]:
+    """Each fold's test samples as runs of block-ordered positions of one class.
+
+    Parameters
+    ----------
+    order : ndarray of int (n_samples,)
+        Sample indices in block order.
+    class_bounds : ndarray of int (n_classes + 1,)
+        Positions of each class in block order.
+    test_sorted : ndarray of bool (n_folds, n_samples)
+        Whether a sample (in block order) is in a fold's test set.
+    plan : CVPlan
+
+    Returns
+    -------
+    test_pieces, test_unsort
+        As in :class:`FoldBlocks`.
+    """
+    n_samples = len(order)
     inv = np.empty(n_samples, dtype=np.intp)
     inv[order] = np.arange(n_samples)
     test_pieces, test_unsort = [], []
-    for f in range(n_folds):
+    for f in range(plan.n_folds):
         pieces, positions = [], []
-        for c in range(n_classes):
+        for c in range(len(class_bounds) - 1):
             lo, hi = int(class_bounds[c]), int(class_bounds[c + 1])
             pos = lo + np.flatnonzero(test_sorted[f, lo:hi])
             if not len(pos):
@@ -281,17 +316,7 @@ def make_fold_blocks(y: np.ndarray, n_classes: int, plan: CVPlan) -> FoldBlocks:
         rank[positions] = np.arange(len(positions))
         test_pieces.append(pieces)
         test_unsort.append(rank[inv[plan.test_indices[f]]])
-    return FoldBlocks(
-        order=order,
-        bounds=np.append(starts, n_samples),
-        block_class=y_sorted[starts],
-        class_bounds=class_bounds,
-        train_mask=train_sorted[:, starts],
-        sample_train=train_sorted,
-        train_counts=train_counts,
-        test_pieces=test_pieces,
-        test_unsort=test_unsort,
-    )
+    return test_pieces, test_unsort
 
 
 def sphere_slabs(
