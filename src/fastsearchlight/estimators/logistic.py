@@ -211,21 +211,7 @@ def _newton(
         theta_norm = np.sqrt(np.sum(theta.reshape(idx.size, n_rows, p) ** 2, axis=2)).max(axis=1)
         slack = 16 * _EPS * (np.abs(f0) + row_norm * theta_norm)
 
-        # Armijo backtracking, all problems at once; each keeps its own step length.
-        t = np.ones(idx.size)
-        pending = np.arange(idx.size)
-        for _ls in range(60):
-            tp = t[pending]
-            th = theta[pending] + tp[:, None] * step[pending]
-            zt = z[pending] + tp.reshape(zshape) * dz[pending]
-            ft = loss.value(zt) + 0.5 * np.sum(th * (th @ R), axis=1)
-            ok = ft <= f0[pending] + 1e-4 * tp * slope[pending] + slack[pending]
-            t[pending[~ok]] *= 0.5
-            pending = pending[~ok]
-            if pending.size == 0:
-                break
-        t[pending] = 0.0  # no decrease found: the problem sits at the rounding floor
-
+        t = _armijo_steps(loss, R, theta, z, step, dz, f0, slope, slack)
         delta = t[:, None] * step
         theta = theta + delta
         z = z + t.reshape(zshape) * dz
@@ -240,6 +226,61 @@ def _newton(
                 break
     theta_out[idx] = theta
     return theta_out, int(idx.size)
+
+
+def _armijo_steps(
+    loss: _BinomialLoss | _MultinomialLoss,
+    R: np.ndarray,
+    theta: np.ndarray,
+    z: np.ndarray,
+    step: np.ndarray,
+    dz: np.ndarray,
+    f0: np.ndarray,
+    slope: np.ndarray,
+    slack: np.ndarray,
+) -> np.ndarray:
+    """Armijo backtracking, all problems at once; each keeps its own step length.
+
+    Parameters
+    ----------
+    loss, R
+        As for :func:`_newton`.
+    theta : ndarray of shape (S, q)
+        Current parameters.
+    z : ndarray
+        Their linear predictors (``loss.linear(A, theta)``).
+    step : ndarray of shape (S, q)
+        Newton steps.
+    dz : ndarray
+        Their linear predictors.
+    f0 : ndarray of shape (S,)
+        Current objective.
+    slope : ndarray of shape (S,)
+        Directional derivative along ``step`` (< 0: descent direction).
+    slack : ndarray of shape (S,)
+        Rounding noise of the objective, added to the decrease allowed.
+
+    Returns
+    -------
+    ndarray of shape (S,)
+        Step lengths, halved from 1 until the objective decreases enough; 0 where no
+        decrease is found in 60 halvings (the problem sits at the rounding floor).
+    """
+    zshape = (-1,) + (1,) * (z.ndim - 1)
+    t = np.ones(len(theta))
+    pending = np.arange(len(theta))
+    for _ls in range(60):
+        tp = t[pending]
+        th = theta[pending] + tp[:, None] * step[pending]
+        zt = z[pending] + tp.reshape(zshape) * dz[pending]
+        ft = loss.value(zt) + 0.5 * np.sum(th * (th @ R), axis=1)
+        ok = ft <= f0[pending] + 1e-4 * tp * slope[pending] + slack[pending]
+        t[pending[~ok]] *= 0.5
+        pending = pending[~ok]
+        if pending.size == 0:
+            break
+    t[pending] = 0.0
+    return t
 
 
 class BatchedLogisticRegression(BatchedClassifier):
