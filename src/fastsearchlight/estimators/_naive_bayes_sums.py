@@ -43,10 +43,9 @@ class GaussianNBSphereSums:
 
         Parameters
         ----------
-        X : ndarray (n_voxels, n_samples)
-            Voxel-major data.
-        plan : CVPlan
-        sums : SphereSums
+        X, plan, sums
+            Voxel-major data ``(n_voxels, n_samples)``, CV plan and sphere sums, as for
+            :meth:`fastsearchlight.sphere_sums.SphereSumModel.sphere_sum_state`.
         lean : bool
             Keep no copy of the data: centre the pieces of ``X`` as they are used (for a
             single label vector; several read their test samples faster from a copy).

@@ -159,11 +159,12 @@ class CorrelationClassifier(ClassifierMixin, BaseEstimator):
         return standardize_patterns(X) @ standardize_patterns(self.means_).T
 
     def decision_function(self, X) -> np.ndarray:
-        """Correlations with the class means.
+        """Correlations of the patterns ``X`` with the class means.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Patterns, one per row, as for :meth:`correlations`.
 
         Returns
         -------
@@ -177,11 +178,8 @@ class CorrelationClassifier(ClassifierMixin, BaseEstimator):
         return corr
 
     def predict(self, X) -> np.ndarray:
-        """Class of the best-correlated mean (the first one in case of a tie).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
+        """Class of the best-correlated mean (the first one in case of a tie) for each
+        pattern (row) of ``X``, array-like of shape (n_samples, n_features).
 
         Returns
         -------
@@ -228,10 +226,8 @@ class BatchedCorrelation(BatchedClassifier):
 
         Parameters
         ----------
-        X : ndarray (n_voxels, n_samples)
-            Voxel-major data.
-        plan : CVPlan
-        sums : SphereSums
+        X, plan, sums
+            As for :meth:`fastsearchlight.sphere_sums.SphereSumModel.sphere_sum_state`.
         lean : bool
             Keep nothing per fold: compute the test patterns' sums when they are used
             (for a single label vector).

@@ -323,13 +323,8 @@ def _isolate_null_features(pooled: np.ndarray) -> np.ndarray | None:
 
 
 def _binary_decisions(
-    U: np.ndarray,
-    shift: np.ndarray,
-    blocks: FoldBlocks,
-    pooled: np.ndarray,
-    keep: np.ndarray | None,
-    means: np.ndarray,
-    log_prior: np.ndarray,
+    U: np.ndarray, shift: np.ndarray, blocks: FoldBlocks, pooled: np.ndarray,
+    keep: np.ndarray | None, means: np.ndarray, log_prior: np.ndarray,
 ) -> list[np.ndarray]:
     """Two-class LDA decisions of every fold: ``x @ w + b`` with ``w = cov^-1 (m_1 - m_0)``.
 
