@@ -33,6 +33,8 @@ from ._fold_statistics import (
 )
 from .base import BatchedClassifier, class_mean_weights, fold_decisions_by_slab
 
+__all__ = ["BatchedCorrelation", "CorrelationClassifier", "standardize_patterns"]
+
 _EPS = np.finfo(np.float64).eps
 
 

@@ -59,6 +59,8 @@ from scipy.special import expit, log_expit
 from ..cv import CVPlan
 from .base import BatchedClassifier
 
+__all__ = ["BatchedLogisticRegression"]
+
 _EPS = np.finfo(np.float64).eps
 
 #: spheres per block of the Newton iterations (keeps a block's arrays in cache)

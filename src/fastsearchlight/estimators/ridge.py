@@ -25,6 +25,8 @@ from ._fold_statistics import (
 )
 from .base import BatchedClassifier, fold_decisions_by_slab
 
+__all__ = ["BatchedRidgeClassifier"]
+
 
 class BatchedRidgeClassifier(BatchedClassifier):
     """Ridge classifier for every sphere and fold at once.

@@ -52,6 +52,8 @@ import numpy as np
 from ..cv import CVPlan
 from .base import BatchedClassifier, as_slice, binary_targets
 
+__all__ = ["BatchedRidgeClassifierCV"]
+
 #: spheres per block (keeps a block's arrays in cache)
 _BLOCK = 256
 

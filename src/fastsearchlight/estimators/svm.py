@@ -32,6 +32,8 @@ import numpy as np
 from ..cv import CVPlan
 from .base import BatchedClassifier, as_slice, binary_targets
 
+__all__ = ["BatchedLinearSVC"]
+
 
 def _solve_spd(H: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve ``H x = b`` for a stack of symmetric positive definite matrices."""

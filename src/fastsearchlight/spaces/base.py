@@ -6,6 +6,7 @@ builders of each space (the volume: :mod:`.volume`) return a :class:`Neighbourho
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,9 @@ class Neighbourhoods:
         a = self.adjacency
         return a.indices[a.indptr[sphere] : a.indptr[sphere + 1]]
 
-    def blocks(self, max_spheres):
+    def blocks(
+        self, max_spheres: int | Callable[[int], int]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(sphere_ids, voxel_ids)`` blocks of spheres of equal size.
 
         ``voxel_ids`` has shape (len(sphere_ids), size): a dense index array, so the data
