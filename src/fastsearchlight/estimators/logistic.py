@@ -382,20 +382,7 @@ class BatchedLogisticRegression(BatchedClassifier):
         p = d + 1 if self.fit_intercept else d
         n_rows = 1 if n_classes == 2 else n_classes
 
-        # per fold: loss and penalty matrix, shared by all spheres
-        problems = []
-        for train in plan.train_indices:
-            pen = np.full(p, 1.0 / (self.C * len(train)))
-            if self.fit_intercept:
-                pen[-1] = 0.0
-            if n_classes == 2:
-                problems.append((_BinomialLoss(y[train] == 1), np.diag(pen)))
-            else:
-                m = n_classes - 1
-                # 0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)
-                R = np.kron(np.eye(m) + np.ones((m, m)), np.diag(pen))
-                problems.append((_MultinomialLoss(y[train], n_classes), R))
-
+        problems = self._fold_problems(y, n_classes, p, plan)
         decisions = [
             np.empty((S, len(test)) if n_classes == 2 else (S, len(test), n_classes))
             for test in plan.test_indices
@@ -443,6 +430,37 @@ class BatchedLogisticRegression(BatchedClassifier):
                 intercept = np.zeros((S, n_rows))
             coefficients.append((coef, intercept))
         return decisions, coefficients
+
+    def _fold_problems(
+        self, y: np.ndarray, n_classes: int, p: int, plan: CVPlan
+    ) -> list[tuple[_BinomialLoss | _MultinomialLoss, np.ndarray]]:
+        """Loss and penalty matrix of every fold, shared by all spheres.
+
+        Parameters
+        ----------
+        y : ndarray of int of shape (n_samples,)
+        n_classes : int
+        p : int
+            Number of parameters per row of coefficients (features and intercept).
+        plan : CVPlan
+
+        Returns
+        -------
+        list of (loss, R), one per fold
+        """
+        problems = []
+        for train in plan.train_indices:
+            pen = np.full(p, 1.0 / (self.C * len(train)))
+            if self.fit_intercept:
+                pen[-1] = 0.0
+            if n_classes == 2:
+                problems.append((_BinomialLoss(y[train] == 1), np.diag(pen)))
+            else:
+                m = n_classes - 1
+                # 0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)
+                R = np.kron(np.eye(m) + np.ones((m, m)), np.diag(pen))
+                problems.append((_MultinomialLoss(y[train], n_classes), R))
+        return problems
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         """Working design matrix of a block of spheres, all samples ``(B, n_samples, p)``.
