@@ -5,7 +5,7 @@ from nilearn.image.resampling import coord_transform
 from nilearn.maskers.nifti_spheres_masker import apply_mask_and_get_affinity
 from scipy import ndimage
 
-import fastsearchlight.neighbourhoods as nbh
+import fastsearchlight.spaces.volume as nbh
 from fastsearchlight.neighbourhoods import build_neighbourhoods
 
 

@@ -19,10 +19,20 @@ Conventions
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
 from ..cv import CVPlan
+from ._fold_statistics import FoldBlocks, make_fold_blocks, sphere_slabs
+
+__all__ = [
+    "BatchedClassifier",
+    "as_slice",
+    "binary_targets",
+    "class_mean_weights",
+    "fold_decisions_by_slab",
+]
 
 
 class BatchedClassifier(ABC):
@@ -133,3 +143,51 @@ def as_slice(index: np.ndarray) -> slice | np.ndarray:
     if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
         return slice(int(index[0]), int(index[0]) + index.size)
     return index
+
+
+def fold_decisions_by_slab(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    plan: CVPlan,
+    slab: Callable[[np.ndarray, FoldBlocks], list[np.ndarray]],
+    *,
+    finish: Callable[[np.ndarray], np.ndarray] | None = None,
+    class_axis: bool | None = None,
+) -> list[np.ndarray]:
+    """Every fold's decisions for all spheres, computed slab of spheres by slab.
+
+    The loop shared by the estimators built on fold statistics
+    (:mod:`._fold_statistics`): the samples are grouped into fold blocks once, the
+    spheres are cut into cache-sized slabs, and ``slab`` decides every fold for one slab.
+
+    Parameters
+    ----------
+    X, y, n_classes, plan
+        As for :meth:`BatchedClassifier.fold_decisions`.
+    slab : callable
+        ``slab(X[spheres], blocks)``: one decision array per fold, test samples in plan
+        order, for the spheres of the slab.
+    finish : callable or None
+        Applied to each of those arrays before it is stored (e.g. to reduce two columns
+        of a two-class problem to one decision).
+    class_axis : bool or None
+        Whether the stored decisions have a last axis of ``n_classes``; by default, for
+        more than two classes only.
+
+    Returns
+    -------
+    list of ndarray, one per fold
+        ``(n_spheres, n_test, n_classes)`` with a class axis, else ``(n_spheres, n_test)``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n_spheres, n_samples, n_features = X.shape
+    blocks = make_fold_blocks(y, n_classes, plan)
+    if class_axis is None:
+        class_axis = n_classes != 2
+    tail = (n_classes,) if class_axis else ()
+    outs = [np.empty((n_spheres, len(te)) + tail) for te in plan.test_indices]
+    for sl in sphere_slabs(n_spheres, n_samples, n_features):
+        for f, dec in enumerate(slab(X[sl], blocks)):
+            outs[f][sl] = dec if finish is None else finish(dec)
+    return outs

@@ -26,14 +26,14 @@ except ImportError:  # pragma: no cover - older scikit-learn
     from sklearn.utils.validation import check_array, check_X_y
 
 from ..cv import CVPlan
-from .base import BatchedClassifier, class_mean_weights
-from .discriminant import (
+from ._fold_statistics import (
     FoldBlocks,
     block_sums,
     gather,
-    make_fold_blocks,
-    sphere_slabs,
 )
+from .base import BatchedClassifier, class_mean_weights, fold_decisions_by_slab
+
+__all__ = ["BatchedCorrelation", "CorrelationClassifier", "standardize_patterns"]
 
 _EPS = np.finfo(np.float64).eps
 
@@ -161,11 +161,12 @@ class CorrelationClassifier(ClassifierMixin, BaseEstimator):
         return standardize_patterns(X) @ standardize_patterns(self.means_).T
 
     def decision_function(self, X) -> np.ndarray:
-        """Correlations with the class means.
+        """Correlations of the patterns ``X`` with the class means.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Patterns, one per row, as for :meth:`correlations`.
 
         Returns
         -------
@@ -179,11 +180,8 @@ class CorrelationClassifier(ClassifierMixin, BaseEstimator):
         return corr
 
     def predict(self, X) -> np.ndarray:
-        """Class of the best-correlated mean (the first one in case of a tie).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
+        """Class of the best-correlated mean (the first one in case of a tie) for each
+        pattern (row) of ``X``, array-like of shape (n_samples, n_features).
 
         Returns
         -------
@@ -210,33 +208,14 @@ class BatchedCorrelation(BatchedClassifier):
     def fold_decisions(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Fit every sphere on every fold's training set; decide on its test set.
+        """Correlations of every fold's test patterns with its training class means.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_spheres, n_samples, n_features)
-        y : ndarray of int of shape (n_samples,)
-        n_classes : int
-        plan : CVPlan
-
-        Returns
-        -------
-        list of ndarray, one per fold
-            ``CorrelationClassifier.decision_function`` values: ``(n_spheres, n_test)``
-            for two classes, else ``(n_spheres, n_test, n_classes)``.
+        Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`; the
+        values are ``CorrelationClassifier.decision_function``'s: ``(n_spheres, n_test)``
+        for two classes, else ``(n_spheres, n_test, n_classes)``.
         """
-        X = np.asarray(X, dtype=np.float64)
-        n_spheres, n_samples, n_features = X.shape
-        blocks = make_fold_blocks(y, n_classes, plan)
-        binary = n_classes == 2
-        outs = [
-            np.empty((n_spheres, len(te)) if binary else (n_spheres, len(te), n_classes))
-            for te in plan.test_indices
-        ]
-        for sl in sphere_slabs(n_spheres, n_samples, n_features):
-            for f, corr in enumerate(self._slab(X[sl], blocks)):
-                outs[f][sl] = corr[..., 1] - corr[..., 0] if binary else corr
-        return outs
+        finish = (lambda corr: corr[..., 1] - corr[..., 0]) if n_classes == 2 else None
+        return fold_decisions_by_slab(X, y, n_classes, plan, self._slab, finish=finish)
 
     # ------------------------------------------------------------------ sphere sums
     def sphere_sum_state(self, X: np.ndarray, plan: CVPlan, sums, lean: bool = False, pool=None) -> dict:
@@ -249,10 +228,8 @@ class BatchedCorrelation(BatchedClassifier):
 
         Parameters
         ----------
-        X : ndarray (n_voxels, n_samples)
-            Voxel-major data.
-        plan : CVPlan
-        sums : SphereSums
+        X, plan, sums
+            As for :meth:`fastsearchlight.sphere_sums.SphereSumModel.sphere_sum_state`.
         lean : bool
             Keep nothing per fold: compute the test patterns' sums when they are used
             (for a single label vector).

@@ -59,6 +59,8 @@ from scipy.special import expit, log_expit
 from ..cv import CVPlan
 from .base import BatchedClassifier
 
+__all__ = ["BatchedLogisticRegression"]
+
 _EPS = np.finfo(np.float64).eps
 
 #: spheres per block of the Newton iterations (keeps a block's arrays in cache)
@@ -211,21 +213,7 @@ def _newton(
         theta_norm = np.sqrt(np.sum(theta.reshape(idx.size, n_rows, p) ** 2, axis=2)).max(axis=1)
         slack = 16 * _EPS * (np.abs(f0) + row_norm * theta_norm)
 
-        # Armijo backtracking, all problems at once; each keeps its own step length.
-        t = np.ones(idx.size)
-        pending = np.arange(idx.size)
-        for _ls in range(60):
-            tp = t[pending]
-            th = theta[pending] + tp[:, None] * step[pending]
-            zt = z[pending] + tp.reshape(zshape) * dz[pending]
-            ft = loss.value(zt) + 0.5 * np.sum(th * (th @ R), axis=1)
-            ok = ft <= f0[pending] + 1e-4 * tp * slope[pending] + slack[pending]
-            t[pending[~ok]] *= 0.5
-            pending = pending[~ok]
-            if pending.size == 0:
-                break
-        t[pending] = 0.0  # no decrease found: the problem sits at the rounding floor
-
+        t = _armijo_steps(loss, R, theta, z, step, dz, f0, slope, slack)
         delta = t[:, None] * step
         theta = theta + delta
         z = z + t.reshape(zshape) * dz
@@ -240,6 +228,61 @@ def _newton(
                 break
     theta_out[idx] = theta
     return theta_out, int(idx.size)
+
+
+def _armijo_steps(
+    loss: _BinomialLoss | _MultinomialLoss,
+    R: np.ndarray,
+    theta: np.ndarray,
+    z: np.ndarray,
+    step: np.ndarray,
+    dz: np.ndarray,
+    f0: np.ndarray,
+    slope: np.ndarray,
+    slack: np.ndarray,
+) -> np.ndarray:
+    """Armijo backtracking, all problems at once; each keeps its own step length.
+
+    Parameters
+    ----------
+    loss, R
+        As for :func:`_newton`.
+    theta : ndarray of shape (S, q)
+        Current parameters.
+    z : ndarray
+        Their linear predictors (``loss.linear(A, theta)``).
+    step : ndarray of shape (S, q)
+        Newton steps.
+    dz : ndarray
+        Their linear predictors.
+    f0 : ndarray of shape (S,)
+        Current objective.
+    slope : ndarray of shape (S,)
+        Directional derivative along ``step`` (< 0: descent direction).
+    slack : ndarray of shape (S,)
+        Rounding noise of the objective, added to the decrease allowed.
+
+    Returns
+    -------
+    ndarray of shape (S,)
+        Step lengths, halved from 1 until the objective decreases enough; 0 where no
+        decrease is found in 60 halvings (the problem sits at the rounding floor).
+    """
+    zshape = (-1,) + (1,) * (z.ndim - 1)
+    t = np.ones(len(theta))
+    pending = np.arange(len(theta))
+    for _ls in range(60):
+        tp = t[pending]
+        th = theta[pending] + tp[:, None] * step[pending]
+        zt = z[pending] + tp.reshape(zshape) * dz[pending]
+        ft = loss.value(zt) + 0.5 * np.sum(th * (th @ R), axis=1)
+        ok = ft <= f0[pending] + 1e-4 * tp * slope[pending] + slack[pending]
+        t[pending[~ok]] *= 0.5
+        pending = pending[~ok]
+        if pending.size == 0:
+            break
+    t[pending] = 0.0
+    return t
 
 
 class BatchedLogisticRegression(BatchedClassifier):
@@ -292,15 +335,9 @@ class BatchedLogisticRegression(BatchedClassifier):
     def fold_decisions(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Fit every sphere on every fold's training set; decide on its test set.
+        """Logistic-regression decisions of every sphere on every fold's test set.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_spheres, n_samples, n_features)
-        y : ndarray of int of shape (n_samples,)
-            Class codes in ``0 .. n_classes-1``.
-        n_classes : int
-        plan : CVPlan
+        Parameters are those of :meth:`BatchedClassifier.fold_decisions`.
 
         Returns
         -------
@@ -313,12 +350,8 @@ class BatchedLogisticRegression(BatchedClassifier):
     def fold_coefficients(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Coefficients and intercepts of every sphere's model on every fold.
-
-        Parameters
-        ----------
-        X, y, n_classes, plan
-            As for :meth:`fold_decisions`.
+        """Coefficients and intercepts of every sphere's model on every fold (for the
+        arguments of :meth:`fold_decisions`).
 
         Returns
         -------
@@ -349,20 +382,7 @@ class BatchedLogisticRegression(BatchedClassifier):
         p = d + 1 if self.fit_intercept else d
         n_rows = 1 if n_classes == 2 else n_classes
 
-        # per fold: loss and penalty matrix, shared by all spheres
-        problems = []
-        for train in plan.train_indices:
-            pen = np.full(p, 1.0 / (self.C * len(train)))
-            if self.fit_intercept:
-                pen[-1] = 0.0
-            if n_classes == 2:
-                problems.append((_BinomialLoss(y[train] == 1), np.diag(pen)))
-            else:
-                m = n_classes - 1
-                # 0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)
-                R = np.kron(np.eye(m) + np.ones((m, m)), np.diag(pen))
-                problems.append((_MultinomialLoss(y[train], n_classes), R))
-
+        problems = self._fold_problems(y, n_classes, p, plan)
         decisions = [
             np.empty((S, len(test)) if n_classes == 2 else (S, len(test), n_classes))
             for test in plan.test_indices
@@ -410,6 +430,37 @@ class BatchedLogisticRegression(BatchedClassifier):
                 intercept = np.zeros((S, n_rows))
             coefficients.append((coef, intercept))
         return decisions, coefficients
+
+    def _fold_problems(
+        self, y: np.ndarray, n_classes: int, p: int, plan: CVPlan
+    ) -> list[tuple[_BinomialLoss | _MultinomialLoss, np.ndarray]]:
+        """Loss and penalty matrix of every fold, shared by all spheres.
+
+        Parameters
+        ----------
+        y : ndarray of int of shape (n_samples,)
+        n_classes : int
+        p : int
+            Number of parameters per row of coefficients (features and intercept).
+        plan : CVPlan
+
+        Returns
+        -------
+        list of (loss, R), one per fold
+        """
+        problems = []
+        for train in plan.train_indices:
+            pen = np.full(p, 1.0 / (self.C * len(train)))
+            if self.fit_intercept:
+                pen[-1] = 0.0
+            if n_classes == 2:
+                problems.append((_BinomialLoss(y[train] == 1), np.diag(pen)))
+            else:
+                m = n_classes - 1
+                # 0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)
+                R = np.kron(np.eye(m) + np.ones((m, m)), np.diag(pen))
+                problems.append((_MultinomialLoss(y[train], n_classes), R))
+        return problems
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         """Working design matrix of a block of spheres, all samples ``(B, n_samples, p)``.

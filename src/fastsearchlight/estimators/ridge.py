@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from .base import BatchedClassifier
-from .discriminant import (
+from ._fold_statistics import (
     FoldBlocks,
     Workspace,
     block_grams,
@@ -22,10 +21,11 @@ from .discriminant import (
     diagonal_view,
     gather_centered,
     linear_test_decisions,
-    make_fold_blocks,
     solve_batched,
-    sphere_slabs,
 )
+from .base import BatchedClassifier, fold_decisions_by_slab
+
+__all__ = ["BatchedRidgeClassifier"]
 
 
 class BatchedRidgeClassifier(BatchedClassifier):
@@ -54,36 +54,18 @@ class BatchedRidgeClassifier(BatchedClassifier):
     def fold_decisions(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Fit every sphere on every fold's training set; decide on its test set.
+        """Ridge decisions of every sphere on every fold's test set.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_spheres, n_samples, n_features)
-        y : ndarray of int of shape (n_samples,)
-        n_classes : int
-        plan : CVPlan
-
-        Returns
-        -------
-        list of ndarray, one per fold
-            ``decision_function`` values: ``(n_spheres, n_test)`` for two classes, else
-            ``(n_spheres, n_test, n_classes)``.
+        Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`; the
+        values are ``RidgeClassifier.decision_function``'s.
         """
         if not np.ndim(self.alpha) == 0 or not self.alpha > 0:
             raise ValueError(f"alpha must be a positive scalar, got {self.alpha!r}.")
-        X = np.asarray(X, dtype=np.float64)
-        n_spheres, n_samples, n_features = X.shape
-        blocks = make_fold_blocks(y, n_classes, plan)
-        binary = n_classes == 2
-        outs = [
-            np.empty((n_spheres, len(te)) if binary else (n_spheres, len(te), n_classes))
-            for te in plan.test_indices
-        ]
         ws = Workspace()
-        for sl in sphere_slabs(n_spheres, n_samples, n_features):
-            for f, dec in enumerate(self._slab(X[sl], blocks, ws)):
-                outs[f][sl] = dec[..., 0] if binary else dec
-        return outs
+        return fold_decisions_by_slab(
+            X, y, n_classes, plan, lambda Xs, blocks: self._slab(Xs, blocks, ws),
+            finish=(lambda dec: dec[..., 0]) if n_classes == 2 else None,
+        )  # fmt: skip
 
     def _slab(self, X: np.ndarray, blocks: FoldBlocks, ws: Workspace) -> list[np.ndarray]:
         """Decisions (n_spheres, n_test, n_targets) of every fold for a slab of spheres."""

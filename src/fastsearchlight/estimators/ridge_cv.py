@@ -52,6 +52,8 @@ import numpy as np
 from ..cv import CVPlan
 from .base import BatchedClassifier, as_slice, binary_targets
 
+__all__ = ["BatchedRidgeClassifierCV"]
+
 #: spheres per block (keeps a block's arrays in cache)
 _BLOCK = 256
 
@@ -104,20 +106,9 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
     def fold_decisions(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Fit every sphere on every fold's training set; decide on its test set.
+        """Decisions with the leave-one-out alpha, for every sphere on every fold.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_spheres, n_samples, n_features)
-        y : ndarray of int of shape (n_samples,)
-            Class codes in ``0 .. n_classes-1``.
-        n_classes : int
-        plan : CVPlan
-
-        Returns
-        -------
-        list of ndarray, one per fold
-            ``(n_spheres, n_test)`` for two classes, else ``(n_spheres, n_test, n_classes)``.
+        Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`.
         """
         return self._run(X, np.asarray(y)[None, :], n_classes, plan)[0][0]
 
@@ -145,12 +136,8 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
     def fold_alphas(
         self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[np.ndarray]:
-        """The alpha chosen by leave-one-out for every sphere on every fold.
-
-        Parameters
-        ----------
-        X, y, n_classes, plan
-            As for :meth:`fold_decisions`.
+        """The alpha chosen by leave-one-out for every sphere on every fold, given the
+        arguments of :meth:`fold_decisions`.
 
         Returns
         -------

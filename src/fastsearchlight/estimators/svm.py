@@ -32,6 +32,8 @@ import numpy as np
 from ..cv import CVPlan
 from .base import BatchedClassifier, as_slice, binary_targets
 
+__all__ = ["BatchedLinearSVC"]
+
 
 def _solve_spd(H: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve ``H x = b`` for a stack of symmetric positive definite matrices."""
@@ -173,6 +175,36 @@ def _gram(X: np.ndarray, rows) -> np.ndarray:
     return np.swapaxes(part, 1, 2) @ part
 
 
+def _padded_training_sets(
+    Y: np.ndarray, W: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each problem's training samples, padded with a zero sample (index ``n``) of weight 0.
+
+    Parameters
+    ----------
+    Y, W : ndarray (n_problems, n_samples)
+        Targets and 0/1 sample weights, as in :meth:`BatchedLinearSVC.fit_weights`.
+    n : int
+        Number of samples.
+
+    Returns
+    -------
+    index : ndarray of int (n_problems, n_train)
+        Training samples of each problem, then ``n``.
+    Yq, Wq : ndarray (n_problems, n_train)
+        Their targets (0 at the padding) and weights (1, 0 at the padding).
+    """
+    Q = Y.shape[0]
+    train = [np.flatnonzero(row) for row in W]
+    n_tr = max(len(t) for t in train)
+    index = np.full((Q, n_tr), n)
+    for q, t in enumerate(train):
+        index[q, : len(t)] = t
+    Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
+    Wq = (index < n).astype(np.float64)
+    return index, Yq, Wq
+
+
 class _GramPlan:
     """How the first Newton step forms each training set's Gram matrix, worked out once per
     fit from the training sets ``kept`` (bool, (U, n)): which rows each set leaves out and
@@ -301,15 +333,7 @@ class BatchedLinearSVC(BatchedClassifier):
         d = X.shape[2] + bool(self.fit_intercept)
         Q = Y.shape[0]
         N = B * Q
-        # each problem's training samples, padded with a zero sample of weight 0
-        train = [np.flatnonzero(row) for row in W]
-        n_tr = max(len(t) for t in train)
-        index = np.full((Q, n_tr), n)
-        for q, t in enumerate(train):
-            index[q, : len(t)] = t
-        Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
-        Wq = (index < n).astype(np.float64)
-        sph, prob = np.divmod(np.arange(N), Q)
+        problems = _padded_training_sets(Y, W, n)
         if training_sets is None:
             training_sets = _group_by_training_set(W)
         kept = W[training_sets[:, 0]] != 0  # (U, n)
@@ -317,39 +341,62 @@ class BatchedLinearSVC(BatchedClassifier):
         YW = np.zeros((Q, n + 1))
         YW[:, :n] = Y * (W != 0)
 
-        def gather(ids):
-            """Training samples of problems ``ids``, from their spheres with the constant
-            feature and a zero sample appended (a small copy, that stays in cache)."""
-            lo, hi = sph[ids[0]], sph[ids[-1]] + 1
-            if ids.size == (hi - lo) * Q and np.array_equal(ids, np.arange(lo * Q, hi * Q)):
-                # every problem of a run of spheres: slices and a take along the samples,
-                # no fancy-index copies
-                Xz = self._augment(X[lo:hi], pad=1)  # zero sample at n
-                Xs = np.take(Xz, index, axis=1).reshape(len(ids), n_tr, d)
-            else:
-                spheres, local = np.unique(sph[ids], return_inverse=True)
-                Xz = self._augment(X[spheres], pad=1)
-                Xs = Xz[local.ravel()[:, None], index[prob[ids]]]
-            return Xz, Xs, Yq[prob[ids]], Wq[prob[ids]]
-
         w = np.zeros((N, d))
         converged = np.zeros(N, dtype=bool)
         per_batch = max(1, self.batch_problems // Q)  # whole spheres
         for lo in range(0, B, per_batch):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
-            Xz, Xs, Ys, Ws = gather(ids)
+            Xz, Xs, Ys, Ws = self._gather_problems(X, ids, problems)
             first = self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
             ws = w[ids]
             converged[ids] = _newton(Xs, Ys, Ws, ws, C, self.first_iter, first)
             w[ids] = ws
         tail = np.flatnonzero(~converged)
         if tail.size:
-            _, Xs, Ys, Ws = gather(tail)
+            _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
             ws = w[tail]
             _newton(Xs, Ys, Ws, ws, C, self.max_iter)
             w[tail] = ws
         return w.reshape(B, Q, d)
+
+    def _gather_problems(
+        self, X: np.ndarray, ids: np.ndarray, problems: tuple[np.ndarray, np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Training samples of problems ``ids``, from their spheres with the constant
+        feature and a zero sample appended (a small copy, that stays in cache).
+
+        Parameters
+        ----------
+        X : ndarray (n_spheres, n_samples, n_features)
+        ids : ndarray of int
+            Problems, numbered ``sphere * n_problems + problem``, in increasing order.
+        problems : (index, Yq, Wq)
+            From :func:`_padded_training_sets`.
+
+        Returns
+        -------
+        Xz : ndarray (n_spheres_of_ids, n_samples + 1, n_features + fit_intercept)
+            The spheres of the problems, augmented.
+        Xs, Ys, Ws : ndarray
+            Training samples ``(len(ids), n_train, d)``, targets and weights
+            ``(len(ids), n_train)`` of each problem.
+        """
+        index, Yq, Wq = problems
+        Q, n_tr = index.shape
+        d = X.shape[2] + bool(self.fit_intercept)
+        sph, prob = np.divmod(ids, Q)
+        lo, hi = sph[0], sph[-1] + 1
+        if ids.size == (hi - lo) * Q and np.array_equal(ids, np.arange(lo * Q, hi * Q)):
+            # every problem of a run of spheres: slices and a take along the samples,
+            # no fancy-index copies
+            Xz = self._augment(X[lo:hi], pad=1)  # zero sample at n
+            Xs = np.take(Xz, index, axis=1).reshape(len(ids), n_tr, d)
+        else:
+            spheres, local = np.unique(sph, return_inverse=True)
+            Xz = self._augment(X[spheres], pad=1)
+            Xs = Xz[local.ravel()[:, None], index[prob]]
+        return Xz, Xs, Yq[prob], Wq[prob]
 
     @staticmethod
     def _first_points(Xb, YW, kept, training_sets, C, plan=None):
