@@ -19,11 +19,12 @@ import numpy as np
 from .core import (
     DASK_INSTALL_HINT, DASK_RETRIES, DEFAULT_MEMORY_MB, DaskSession, ExactSpheres,
     MissingDependencyError, Problem, VoxelMajor, borrowed_session, compute_scores,
-    effective_n_jobs, import_distributed, make_executor, progress_bar, spheres_per_block,
+    effective_n_jobs, import_distributed, make_executor, spheres_per_block,
     voxel_major,
 )  # fmt: skip
 from .core._blocks import batched_block, plan_blocks
-from .core._generic import merge_failures, no_cv_block, warn_failures
+from .core._compute import per_sphere_blocks
+from .core._generic import no_cv_block, warn_failures
 from .cv import CVPlan
 from .estimators.base import BatchedClassifier
 from .neighbourhoods import Neighbourhoods
@@ -151,20 +152,11 @@ def run_without_cv(X, neighbourhoods, estimator, y, groups, *, n_jobs=1, verbose
     (``nilearn_searchlight_uses_cv = False``, as in nilearn): one fit on all samples of
     each sphere, with ``groups``, scored by its ``score(X, y, groups=groups)``."""
     executor = make_executor("loky", n_jobs, None)
-    adjacency = neighbourhoods.adjacency
-    rows = [neighbourhoods.voxels(s) for s in range(adjacency.shape[0])]
-    starts = list(range(0, len(rows), block_size))
-    out = np.empty((len(rows), 1))
-    failures: dict = {}
     data = executor.share(X)
-    argsets = [(estimator, data, rows[s : s + block_size], y, groups) for s in starts]
-    with progress_bar(len(rows), verbose, progress_desc) as bar:
-        for i, (scores, failed) in executor.map_unordered(no_cv_block, argsets, name="fastsearchlight-no-cv"):
-            out[starts[i] : starts[i] + len(scores)] = scores
-            merge_failures(failures, failed)
-            bar.update(len(scores))
-    warn_failures(failures, out.size)
-    return out
+    return per_sphere_blocks(
+        neighbourhoods, executor, no_cv_block, lambda rows: (estimator, data, rows, y, groups), (1,),
+        verbose, progress_desc, block_size,
+    )  # fmt: skip
 
 
 def _blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers):

@@ -175,8 +175,7 @@ def run_sphere_sums(
 
     Parameters
     ----------
-    X : ndarray (n_mask_voxels, n_samples)
-        Voxel-major data.
+    X : ndarray (n_mask_voxels, n_samples), voxel-major
     neighbourhoods : Neighbourhoods
     estimator : SphereSumModel
     ys : ndarray (n_label_sets, n_samples)
@@ -191,8 +190,8 @@ def run_sphere_sums(
         Working-memory budget, in MB: test samples are processed in column chunks so that
         the per-voxel terms and the sphere sums of all threads fit in it.
     n_jobs : int
-        Workers: threads sharing the sparse products of a single label vector, or worker
-        processes taking whole label vectors when there are several.
+        Threads sharing the sparse products of one label vector, or worker processes
+        taking whole label vectors when there are several.
     progress : callable or None
         Called with the number of spheres done.
     cache : dict or None

@@ -15,7 +15,7 @@ from ._blocks import ExactSpheres, batched_task, group_blocks, plan_blocks, voxe
 from ._executors import Executor, InProcess
 from ._generic import generic_block, merge_failures, warn_failures
 
-__all__ = ["DEFAULT_MEMORY_MB", "Problem", "compute_scores", "progress_bar"]
+__all__ = ["DEFAULT_MEMORY_MB", "Problem", "compute_scores", "per_sphere_blocks", "progress_bar"]
 
 #: default working-memory budget of a block, in megabytes
 DEFAULT_MEMORY_MB = 512.0
@@ -147,21 +147,29 @@ def _blocks(problem, X, ys, executor, verbose, desc):
     return out
 
 
-def _generic(problem, y, executor, verbose, desc, block_size: int = 64):
+def _generic(problem, y, executor, verbose, desc):
     """One scikit-learn fit per sphere and fold, in blocks of spheres; failures give NaN and
     one warning (scikit-learn's ``error_score=nan``)."""
-    hoods, plan = problem.neighbourhoods, problem.plan
+    plan, metrics = problem.plan, tuple(problem.metrics)
     folds = list(zip(plan.train_indices, plan.test_indices))
-    adjacency = hoods.adjacency
-    rows = [adjacency.indices[adjacency.indptr[s] : adjacency.indptr[s + 1]] for s in range(adjacency.shape[0])]
-    starts = list(range(0, len(rows), block_size))
     data = executor.share(problem.data, key=("data", id(problem.data)))
-    metrics = tuple(problem.metrics)
-    argsets = [(problem.measure, data, rows[s : s + block_size], y, folds, metrics) for s in starts]
-    out = np.empty((len(rows), len(folds), len(metrics)))
+    return per_sphere_blocks(
+        problem.neighbourhoods, executor, generic_block, lambda rows: (problem.measure, data, rows, y, folds, metrics),
+        (len(folds), len(metrics)), verbose, desc,
+    )  # fmt: skip
+
+
+def per_sphere_blocks(hoods, executor, func, args_of, shape, verbose, desc, block_size: int = 64):
+    """Scores ``(n_spheres, *shape)`` of ``func(*args_of(rows))`` on blocks of spheres
+    (``rows``: each sphere's voxels), run on ``executor``; ``func`` returns the block's
+    scores and its failures, counted in one warning."""
+    rows = [hoods.voxels(s) for s in range(hoods.n_spheres)]
+    starts = list(range(0, len(rows), block_size))
+    argsets = [args_of(rows[s : s + block_size]) for s in starts]
+    out = np.empty((len(rows), *shape))
     failures: dict = {}
     with progress_bar(len(rows), verbose, desc) as bar:
-        for i, (scores, failed) in executor.map_unordered(generic_block, argsets, name="fastsearchlight-generic"):
+        for i, (scores, failed) in executor.map_unordered(func, argsets, name=f"fastsearchlight-{func.__name__}"):
             out[starts[i] : starts[i] + len(scores)] = scores
             merge_failures(failures, failed)
             bar.update(len(scores))
