@@ -68,7 +68,9 @@ def identical(a, b) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shape", type=int, nargs=3, default=[20, 32, 32], metavar=("X", "Y", "Z"))
     parser.add_argument("--permutations", type=int, default=50)
     parser.add_argument("--estimators", nargs="+", default=["gnb", "svc"])

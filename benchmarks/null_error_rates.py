@@ -28,7 +28,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 from _results import cpu_model, write_result
 
 HERE = Path(__file__).resolve().parent
@@ -77,7 +76,9 @@ def interval(k: int, n: int) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", type=int, default=200)
     parser.add_argument("--permutations", type=int, default=100)
     parser.add_argument("--schemes", nargs="+", default=["blocks", "samples"])
@@ -109,7 +110,9 @@ def main(argv=None) -> int:
         f"{args.permutations} permutations per data set. Rejection: anything significant at "
         "FWE p < 0.05. 95% intervals: Clopper-Pearson.",
         "",
-        "| scheme | " + " | ".join(f"{lvl} FWE: data sets rejecting | rate [95% CI]" for lvl in levels) + " |",
+        "| scheme | "
+        + " | ".join(f"{lvl} FWE: data sets rejecting | rate [95% CI]" for lvl in levels)
+        + " |",
         "|---|" + "---|---|" * len(levels),
     ]
     summary = {"design": DESIGN, "datasets": n, "permutations": args.permutations, "rates": {}}

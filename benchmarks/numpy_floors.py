@@ -125,8 +125,10 @@ def main() -> int:
     lines = []
     lines.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
                  f"numpy {np.__version__}.")  # fmt: skip
-    lines.append(f"Workload: {S} spheres (median {p} voxels), {n} samples, {n_folds} folds = "
-                 f"{problems} problems; primitives single-threaded, ideal 2-core time = half.")
+    lines.append(
+        f"Workload: {S} spheres (median {p} voxels), {n} samples, {n_folds} folds = "
+        f"{problems} problems; primitives single-threaded, ideal 2-core time = half."
+    )
     lines.append("")
     lines.append("| primitive | 1 core (s) | ideal on 2 cores (s) |")
     lines.append("|---|---|---|")
@@ -142,10 +144,14 @@ def main() -> int:
     lda = read + (t["grams"] + t["solve"]) / 2
     ridge_cv = read + (t["grams"] + t["eigh"]) / 2
     lines.append("")
-    lines.append(f"Floor for LDA / RidgeClassifier (read + X'X + solve): {lda:.2f} s; with the "
-                 f"gather and two worker processes: {lda + t['gather'] / 2 + start:.2f} s")
-    lines.append(f"Floor for RidgeClassifierCV (read + X'X + eigh): {ridge_cv:.2f} s; with the "
-                 f"gather and two worker processes: {ridge_cv + t['gather'] / 2 + start:.2f} s")
+    lines.append(
+        f"Floor for LDA / RidgeClassifier (read + X'X + solve): {lda:.2f} s; with the "
+        f"gather and two worker processes: {lda + t['gather'] / 2 + start:.2f} s"
+    )
+    lines.append(
+        f"Floor for RidgeClassifierCV (read + X'X + eigh): {ridge_cv:.2f} s; with the "
+        f"gather and two worker processes: {ridge_cv + t['gather'] / 2 + start:.2f} s"
+    )
     text = "\n".join(lines)
     print(text)
     write_result(Path(__file__).resolve().parent / "results" / "numpy_floors.md", text)

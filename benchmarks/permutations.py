@@ -57,7 +57,9 @@ def measure(estimator: str, n_perm: int, quick: bool, n_jobs: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", nargs="+", default=["svc:100", "gnb:1000", "lda:1000"])
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
@@ -78,7 +80,9 @@ def main(argv=None) -> int:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(r)
-        print(f"{est} x {n}: {r['seconds']:.1f} s, peak {r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+        print(
+            f"{est} x {n}: {r['seconds']:.1f} s, peak {r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True
+        )
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores; load average at start "
         f"{', '.join(f'{x:.2f}' for x in info['load_average_at_start'])}; numpy {info['numpy']}.",

@@ -46,7 +46,12 @@ def haxby_25mm():
 
 
 def make_small_dataset(
-    shape=(7, 8, 6), n_per_class=24, n_classes=2, n_runs=4, voxel_size=(3.0, 3.0, 3.5), seed=0,
+    shape=(7, 8, 6),
+    n_per_class=24,
+    n_classes=2,
+    n_runs=4,
+    voxel_size=(3.0, 3.0, 3.5),
+    seed=0,
     scale=1000.0,
 ):
     """A small 4D image with an informative blob, a mask, labels and runs."""

@@ -79,7 +79,9 @@ def test_batch_writes_every_subject_and_the_group(reference):
         assert (reference / "group" / name).is_file(), name
     group = json.loads((reference / "group" / "summary.json").read_text())
     assert group["parameters"]["subjects"] == 2 and group["parameters"]["chance"] == 0.5
-    assert group["data"]["maps"] == [str(reference / s / "searchlight_scores.nii.gz") for s in ("sub-1", "sub-2")]
+    assert group["data"]["maps"] == [
+        str(reference / s / "searchlight_scores.nii.gz") for s in ("sub-1", "sub-2")
+    ]
 
 
 def test_rerun_skips_complete_outputs_and_finishes_incomplete_ones(data, tmp_path, capsys, monkeypatch):
@@ -155,7 +157,9 @@ def test_changed_settings_and_failed_subjects_are_reported(data, reference, tmp_
     assert lines[2] == "group: skipped (2 subject(s) failed)"
 
     # a subject whose data do not fit its settings fails alone
-    path = write_study(tmp_path / "other", data, subject_extra='overrides = { conditions = ["face", "tree"] }')
+    path = write_study(
+        tmp_path / "other", data, subject_extra='overrides = { conditions = ["face", "tree"] }'
+    )
     result = run_batch(path, quiet=True, echo=lambda line: None)
     assert result.subjects == {"sub-1": "failed", "sub-2": "failed"} and not result.ok
     assert "unknown condition(s) tree" in result.messages["sub-1"]

@@ -198,8 +198,13 @@ def test_fit_transform_takes_groups_by_position(data):
 
 @pytest.mark.parametrize(
     "estimator, kind",
-    [("svc", "classifier"), ("gnb", "classifier"), ("ridge", "regressor"),
-     (LinearSVC(), "classifier"), ("lasso", "regressor")],  # fmt: skip
+    [
+        ("svc", "classifier"),
+        ("gnb", "classifier"),
+        ("ridge", "regressor"),
+        (LinearSVC(), "classifier"),
+        ("lasso", "regressor"),
+    ],  # fmt: skip
 )
 def test_estimator_type_follows_the_estimator(estimator, kind):
     from sklearn.base import is_classifier, is_regressor

@@ -64,7 +64,9 @@ def files_of(pid: int) -> list[str]:
     names = []
     for root in ("/dev/shm", "/tmp"):
         if os.path.isdir(root):
-            names += [n for n in os.listdir(root) if f"{pid}" in n.replace("-", " ").replace("_", " ").split()]
+            names += [
+                n for n in os.listdir(root) if f"{pid}" in n.replace("-", " ").replace("_", " ").split()
+            ]
     return names
 
 

@@ -175,9 +175,7 @@ def test_searchlight_large_radius():
 
 
 @pytest.mark.parametrize("frames", [10, 30])
-@pytest.mark.parametrize(
-    "cv", [5, LeaveOneGroupOut(), KFold(n_splits=4), None]
-)
+@pytest.mark.parametrize("cv", [5, LeaveOneGroupOut(), KFold(n_splits=4), None])
 def test_searchlight_group_cross_validation(rng, frames, cv):
     """Check several valid cv scheme."""
     data_img, cond, mask_img = _make_searchlight_test_data(frames)
@@ -226,9 +224,7 @@ def test_mask_img_dimension_mismatch():
     data_img, cond, _ = _make_searchlight_test_data(frames=20)
 
     # Create a mask with smaller dimensions (4x4x4 vs 5x5x5 in data_img)
-    invalid_mask_img = Nifti1Image(
-        np.ones((4, 4, 4), dtype="uint8"), np.eye(4)
-    )
+    invalid_mask_img = Nifti1Image(np.ones((4, 4, 4), dtype="uint8"), np.eye(4))
 
     # Instantiate SearchLight with mismatched mask
     sl = searchlight.SearchLight(invalid_mask_img, radius=1.0)
@@ -268,14 +264,10 @@ def test_process_mask_shape_mismatch():
 
     # Create a process mask with smaller dimensions
     # (4x4x4 vs 5x5x5 in data_img)
-    process_mask_img = Nifti1Image(
-        np.ones((4, 4, 4), dtype="uint8"), np.eye(4)
-    )
+    process_mask_img = Nifti1Image(np.ones((4, 4, 4), dtype="uint8"), np.eye(4))
 
     # Instantiate SearchLight with mismatched process mask
-    sl = searchlight.SearchLight(
-        mask_img=mask_img, process_mask_img=process_mask_img, radius=1.0
-    )
+    sl = searchlight.SearchLight(mask_img=mask_img, process_mask_img=process_mask_img, radius=1.0)
 
     # Fit should complete without error, but scores may be partially populated
     sl.fit(data_img, y=cond)
@@ -351,9 +343,7 @@ class _NoCVNoGroupsEstimator(BaseEstimator):
 def test_check_searchlight_estimator_class_not_instance_raises():
     """Raise error when estimator is a class rather than an instance."""
     with pytest.raises(TypeError, match="must be an \\*instance\\*"):
-        searchlight._check_searchlight_estimator(
-            _ValidEstimator, scoring="accuracy", y=np.ones(5)
-        )
+        searchlight._check_searchlight_estimator(_ValidEstimator, scoring="accuracy", y=np.ones(5))
 
 
 def test_check_searchlight_estimator_not_base_estimator_raises():
@@ -367,64 +357,46 @@ def test_check_searchlight_estimator_not_base_estimator_raises():
             return 0.0
 
     with pytest.raises(TypeError, match="BaseEstimator"):
-        searchlight._check_searchlight_estimator(
-            _NotAnEstimator(), scoring="accuracy", y=np.ones(5)
-        )
+        searchlight._check_searchlight_estimator(_NotAnEstimator(), scoring="accuracy", y=np.ones(5))
 
 
 def test_check_searchlight_estimator_y_none_no_decision_function_raises():
     """Raise error when y=None and estimator has no decision_function."""
     with pytest.raises(TypeError, match="decision_function"):
-        searchlight._check_searchlight_estimator(
-            _ValidEstimator(), scoring="accuracy", y=None
-        )
+        searchlight._check_searchlight_estimator(_ValidEstimator(), scoring="accuracy", y=None)
 
 
 def test_check_searchlight_estimator_y_none_with_decision_function_passes():
     """Pass when y=None and estimator has a decision_function."""
-    searchlight._check_searchlight_estimator(
-        _EstimatorWithDecisionFunction(), scoring="accuracy", y=None
-    )
+    searchlight._check_searchlight_estimator(_EstimatorWithDecisionFunction(), scoring="accuracy", y=None)
 
 
 def test_check_searchlight_estimator_scoring_none_no_score_raises():
     """Raise error when scoring=None and estimator has no score method."""
     with pytest.raises(TypeError, match="scoring=None"):
-        searchlight._check_searchlight_estimator(
-            _NoScoreEstimator(), scoring=None, y=np.ones(5)
-        )
+        searchlight._check_searchlight_estimator(_NoScoreEstimator(), scoring=None, y=np.ones(5))
 
 
 def test_check_searchlight_estimator_no_cv_no_score_raises():
     """Raise error when a no-CV estimator has no score method."""
-    with pytest.raises(
-        TypeError, match="nilearn_searchlight_uses_cv is False"
-    ):
-        searchlight._check_searchlight_estimator(
-            _NoCVNoScoreEstimator(), scoring="accuracy", y=np.ones(5)
-        )
+    with pytest.raises(TypeError, match="nilearn_searchlight_uses_cv is False"):
+        searchlight._check_searchlight_estimator(_NoCVNoScoreEstimator(), scoring="accuracy", y=np.ones(5))
 
 
 def test_check_searchlight_estimator_no_cv_no_groups_in_fit_raises():
     """Raise error when a no-CV estimator's fit has no groups parameter."""
     with pytest.raises(TypeError, match="'groups' parameter in fit"):
-        searchlight._check_searchlight_estimator(
-            _NoCVNoGroupsEstimator(), scoring="accuracy", y=np.ones(5)
-        )
+        searchlight._check_searchlight_estimator(_NoCVNoGroupsEstimator(), scoring="accuracy", y=np.ones(5))
 
 
 def test_check_searchlight_estimator_no_cv_valid_passes():
     """Pass when a valid no-CV estimator is provided."""
-    searchlight._check_searchlight_estimator(
-        _NoCVEstimator(), scoring="accuracy", y=np.ones(5)
-    )
+    searchlight._check_searchlight_estimator(_NoCVEstimator(), scoring="accuracy", y=np.ones(5))
 
 
 def test_check_searchlight_estimator_regular_valid_passes():
     """Pass when a valid regular (CV-based) estimator is provided."""
-    searchlight._check_searchlight_estimator(
-        _ValidEstimator(), scoring="accuracy", y=np.ones(5)
-    )
+    searchlight._check_searchlight_estimator(_ValidEstimator(), scoring="accuracy", y=np.ones(5))
 
 
 # ---------------------------------------------------------------------------
@@ -493,9 +465,7 @@ def test_searchlight_estimator_type_plain_base_estimator():
     """_estimator_type is falsy for a custom estimator without a type mixin."""
     # If this fails, _estimator_type is incorrectly reporting the estimator as
     # a classifier or regressor, which would affect __sklearn_tags__ behavior.
-    assert not searchlight.SearchLight(
-        estimator=_NoCVEstimator()
-    )._estimator_type
+    assert not searchlight.SearchLight(estimator=_NoCVEstimator())._estimator_type
 
 
 # ---------------------------------------------------------------------------

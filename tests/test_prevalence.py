@@ -42,8 +42,8 @@ def test_small_case_by_hand():
 def test_known_prevalence_is_bounded_and_found():
     rng = np.random.default_rng(0)
     n_subjects, n_voxels, n_null = 10, 300, 200
-    everyone = slice(0, 100)      # effect in every subject
-    some = slice(100, 200)        # effect in 3 of 10 subjects
+    everyone = slice(0, 100)  # effect in every subject
+    some = slice(100, 200)  # effect in 3 of 10 subjects
     observed, null = [], []
     for k in range(n_subjects):
         z = 0.5 + 0.04 * rng.standard_normal((n_null, n_voxels))

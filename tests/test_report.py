@@ -269,8 +269,17 @@ def test_write_report(tmp_path, volume):
     assert "a&lt;b&gt;" in text and "first &amp; second" in text
     assert "&lt;i&gt;size&lt;/i&gt;" in text and "<i>" not in text
     # Sections and tables.
-    for heading in ("Parameters", "Data", "Results", "Timings", "Software", "Permutations",
-                    "Notes", "Top regions", "Clusters"):
+    for heading in (
+        "Parameters",
+        "Data",
+        "Results",
+        "Timings",
+        "Software",
+        "Permutations",
+        "Notes",
+        "Top regions",
+        "Clusters",
+    ):
         assert f">{heading}</h2>" in text
     assert text.index(">Results</h2>") < text.index(">Figures</h2>") < text.index(">Software</h2>")
     for column in TOP_REGION_COLUMNS:

@@ -223,7 +223,9 @@ def test_outputs_follow_the_umask(data, tmp_path):
 
 
 def dead_pid():
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     return int(proc.stdout)
 
 

@@ -210,7 +210,9 @@ def test_bad_radius(small_dataset, radius):
 def test_fold_whose_training_set_lacks_a_class(small_dataset):
     order = np.argsort(small_dataset["y"], kind="stable")  # all faces first, then houses
     y = small_dataset["y"][order]
-    func = nib.Nifti1Image(np.asarray(small_dataset["func"].dataobj)[..., order], small_dataset["func"].affine)
+    func = nib.Nifti1Image(
+        np.asarray(small_dataset["func"].dataobj)[..., order], small_dataset["func"].affine
+    )
     # as nilearn (scikit-learn's error_score=nan): the fits fail, the scores are NaN
     from sklearn.exceptions import FitFailedWarning
 

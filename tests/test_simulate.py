@@ -153,9 +153,7 @@ def test_truth_inside_mask(small):
 
 
 def test_regions_do_not_overlap():
-    ds = simulate_haxby_like(
-        shape=(24, 30, 30), n_runs=1, n_per_class_per_run=1, n_regions=3, random_state=1
-    )
+    ds = simulate_haxby_like(shape=(24, 30, 30), n_runs=1, n_per_class_per_run=1, n_regions=3, random_state=1)
     truth = _data(ds.truth_img) > 0
     assert truth.sum() == sum(ds.metadata["region_n_voxels"])
     centers_mm = np.array(ds.metadata["region_centers_mm"])
@@ -191,9 +189,7 @@ def test_intensities_are_realistic(small):
 
 def test_noise_is_spatially_smooth():
     ds = simulate_haxby_like(**{**SMALL, "n_regions": 0}, random_state=0)
-    white = simulate_haxby_like(
-        **{**SMALL, "n_regions": 0}, smoothness_fwhm_mm=0, random_state=0
-    )
+    white = simulate_haxby_like(**{**SMALL, "n_regions": 0}, smoothness_fwhm_mm=0, random_state=0)
 
     def neighbour_correlation(d: SimulatedDataset) -> float:
         data = _data(d.func_img).astype(float)

@@ -47,9 +47,9 @@ def check_radius_fits(radius: float, func) -> None:
             f"sphere would hold the whole mask; give a radius of at most {extent + voxel:.1f} mm."
         )
 
+
 #: nilearn's regressor names
 _REGRESSOR_NAMES = ("ridge", "ridge_regressor", "lasso", "lasso_regressor", "svr", "dummy_regressor")
-
 
 
 @dataclass
@@ -112,7 +112,7 @@ def check_permutation_params(n_permutations, permute, tfce_dh) -> None:
 
 
 def estimator_type(estimator) -> str:
-    """"classifier" or "regressor" as the estimator is one (nilearn's rule), else ""."""
+    """ "classifier" or "regressor" as the estimator is one (nilearn's rule), else ""."""
     if isinstance(estimator, str):
         if estimator in _REGRESSOR_NAMES:
             return "regressor"

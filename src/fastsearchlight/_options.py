@@ -20,7 +20,6 @@ from typing import Any
 
 from .io import InputError
 
-
 #: defaults of the group level (``fastsearchlight group``, a study file's ``[group]``)
 GROUP_PERMUTATIONS = 5000
 GROUP_CLUSTER_THRESHOLD = 0.001
@@ -230,8 +229,7 @@ STUDY_FILE_KEYS: dict[str, str] = {o.key: o.name for o in OPTIONS if o.key is no
 def config_fields() -> list[tuple[str, str, Any]]:
     """``(name, type, field)`` of every option, for :func:`dataclasses.make_dataclass`."""
     return [
-        (o.name, o.type, dataclasses.field(default_factory=lambda o=o: copy.copy(o.default)))
-        for o in OPTIONS
+        (o.name, o.type, dataclasses.field(default_factory=lambda o=o: copy.copy(o.default))) for o in OPTIONS
     ]
 
 

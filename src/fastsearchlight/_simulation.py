@@ -83,9 +83,7 @@ def _check_voxel_size(voxel_size: Any) -> tuple[float, float, float]:
 
 def _check_conditions(conditions: Any) -> tuple[str, ...]:
     if isinstance(conditions, str) or not isinstance(conditions, Sequence):
-        raise ValueError(
-            f"conditions must be a sequence of condition names, got {conditions!r}."
-        )
+        raise ValueError(f"conditions must be a sequence of condition names, got {conditions!r}.")
     names = tuple(conditions)
     if len(names) < 2:
         raise ValueError(f"conditions must name at least 2 conditions, got {names!r}.")
@@ -109,8 +107,7 @@ def _make_rng(random_state: Any) -> tuple[np.random.Generator, int | None]:
         return np.random.default_rng(seed), seed
     if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
         raise ValueError(
-            "random_state must be None, a non-negative integer or a numpy Generator, "
-            f"got {random_state!r}."
+            f"random_state must be None, a non-negative integer or a numpy Generator, got {random_state!r}."
         )
     if random_state < 0:
         raise ValueError(f"random_state must be non-negative, got {random_state!r}.")
@@ -135,9 +132,7 @@ def _place_regions(
         return np.zeros((0, 3), dtype=int)
     vs = np.asarray(voxel_size)
     margin = max(5.0, float(np.linalg.norm(vs)))
-    depth = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=voxel_size)[
-        1:-1, 1:-1, 1:-1
-    ]
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=voxel_size)[1:-1, 1:-1, 1:-1]
     candidates = np.argwhere(depth >= radius_mm + margin)
     centers: list[np.ndarray] = []
     for _ in range(n_regions):
@@ -163,9 +158,9 @@ def _ball_indices(
     """Flat (C-order) indices of the voxels within ``radius_mm`` of ``center``."""
     vs = np.asarray(voxel_size)
     reach = np.floor(radius_mm / vs).astype(int)
-    offsets = np.stack(
-        np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), axis=-1
-    ).reshape(-1, 3)
+    offsets = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), axis=-1).reshape(
+        -1, 3
+    )
     offsets = offsets[np.linalg.norm(offsets * vs, axis=1) <= radius_mm + 1e-9]
     coords = center + offsets
     inside = np.all((coords >= 0) & (coords < np.array(shape)), axis=1)
@@ -179,7 +174,6 @@ def _noise_kernel_norm(sigma_vox: np.ndarray) -> float:
     delta[tuple(half)] = 1.0
     kernel = ndimage.gaussian_filter(delta, sigma_vox, mode="constant")
     return float(np.sqrt(np.sum(kernel**2)))
-
 
 
 # --------------------------------------------------------------------------- parameters
@@ -334,12 +328,8 @@ def plant_regions(p: SimulationParams, mask: np.ndarray, rng: np.random.Generato
         patterns /= np.where(sd > 0, sd, 1.0)
         shifts = p.mean_shift * rng.standard_normal((p.n_classes, 1))
         blocks.append(p.effect_size * (patterns + shifts))
-    truth_idx = (
-        np.concatenate(region_indices) if region_indices else np.zeros(0, dtype=np.intp)
-    )
-    signal = (
-        np.concatenate(blocks, axis=1) if blocks else np.zeros((p.n_classes, 0))
-    ).astype(np.float32)
+    truth_idx = np.concatenate(region_indices) if region_indices else np.zeros(0, dtype=np.intp)
+    signal = (np.concatenate(blocks, axis=1) if blocks else np.zeros((p.n_classes, 0))).astype(np.float32)
     if not np.all(mask.ravel()[truth_idx]):  # guaranteed by _place_regions
         raise RuntimeError("planted regions extend outside the brain mask")
     return Regions(centers, region_indices, truth_idx, truth, signal)

@@ -30,9 +30,7 @@ def parse_cv(spec: str):
             raise InputError(f"cv {spec!r}: logo takes no number")
         return LeaveOneGroupOut()
     if name not in makers:
-        raise InputError(
-            f"unknown cv {spec!r}; use kfold:N, stratified:N, groupkfold:N or logo"
-        )
+        raise InputError(f"unknown cv {spec!r}; use kfold:N, stratified:N, groupkfold:N or logo")
     try:
         k = int(arg) if arg else 5
     except ValueError:
@@ -140,7 +138,9 @@ def read_inputs(func, labels, mask, process_mask, config, resample_mask: bool) -
     table = read_labels(labels, label_column=config.label_column, group_column=config.group_column)
     keep, y, groups = _labels(table, config, func_img.shape[3])
     func_sel = index_img(func_img, np.flatnonzero(keep))
-    func_sel = nib.Nifti1Image(np.asarray(func_sel.dataobj, dtype=np.float32), func_sel.affine, func_sel.header)
+    func_sel = nib.Nifti1Image(
+        np.asarray(func_sel.dataobj, dtype=np.float32), func_sel.affine, func_sel.header
+    )
     func_sel.header.set_data_dtype(np.float32)
     mask_img, process_img = _masks(mask_src, process_src, func_sel, mask, process_mask, resample_mask)
     return StudyInputs(func_img, func_sel, mask_img, process_img, keep, y, groups, parse_cv(config.cv))

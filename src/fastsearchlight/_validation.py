@@ -52,7 +52,9 @@ class Interval:
         lo_closed = self.closed in ("both", "left")
         hi_closed = self.closed in ("both", "right")
         if self.left is not None and self.right is not None:
-            return f"{what} in {'[' if lo_closed else '('}{self.left}, {self.right}{']' if hi_closed else ')'}"
+            return (
+                f"{what} in {'[' if lo_closed else '('}{self.left}, {self.right}{']' if hi_closed else ')'}"
+            )
         if self.left is not None:
             return f"{what} {'>=' if lo_closed else '>'} {self.left}"
         if self.right is not None:

@@ -58,9 +58,9 @@ from ._options import (
     GROUP_CLUSTER_THRESHOLD,
     GROUP_PERMUTATIONS,
     STUDY_FILE_KEYS,
+    check_file_value,
     is_int,
     is_number,
-    check_file_value,
 )
 from .io import InputError
 from .study import StudyConfig
@@ -154,7 +154,9 @@ def _check_keys(where: str, table: dict, allowed, required=()) -> None:
         )
     missing = [k for k in required if k not in table]
     if missing:
-        raise InputError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+        raise InputError(
+            f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+        )
 
 
 def _config(where: str, table: dict, base: StudyConfig) -> StudyConfig:
@@ -204,7 +206,9 @@ def load_batch(path) -> BatchSpec:
     if not isinstance(data["out"], str) or not data["out"]:
         raise InputError(f"{name}: out must be the output folder, got {data['out']!r}")
     out = (root / Path(data["out"]).expanduser()).resolve()
-    defaults = _config(f"{name} [defaults]", _table(f"{name}: [defaults]", data.get("defaults", {})), StudyConfig())
+    defaults = _config(
+        f"{name} [defaults]", _table(f"{name}: [defaults]", data.get("defaults", {})), StudyConfig()
+    )
 
     entries = data["subjects"]
     if not isinstance(entries, list) or not entries:
@@ -268,7 +272,9 @@ def _group_spec(name: str, value: Any, defaults: StudyConfig, n_subjects: int) -
         elif is_number(value) and 0 < value < 1:
             group.cluster_threshold = float(value)
         else:
-            raise InputError(f"{where}: cluster_threshold must be a p between 0 and 1 or false, got {value!r}")
+            raise InputError(
+                f"{where}: cluster_threshold must be a p between 0 and 1 or false, got {value!r}"
+            )
     if n_subjects < 2:
         raise InputError(f"{where}: the group level needs at least two subjects, the file lists {n_subjects}")
     return group
@@ -313,7 +319,11 @@ def _subject_changes(subject: SubjectSpec, summary: dict) -> list[str]:
             key = _TOML_KEYS.get(f.name, f.name)
             changes.append(f"{key} {made[f.name]!r}, not {want!r}")
     data = summary.get("data", {})
-    for key, path in (("functional images", subject.func), ("labels table", subject.labels), ("mask", subject.mask)):
+    for key, path in (
+        ("functional images", subject.func),
+        ("labels table", subject.labels),
+        ("mask", subject.mask),
+    ):
         if key in data and data[key] != str(path):
             changes.append(f"{key} {data[key]}, not {path}")
     return changes

@@ -164,24 +164,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_haxby)
 
     p = sub.add_parser("group", help="second-level test of per-subject score maps against chance")
-    p.add_argument("maps", nargs="+",
-                   help="per-subject score maps (NIfTI, same space); with --prevalence, the "
-                        "subjects' study folders (run with --permutations)")
-    p.add_argument("--prevalence", action="store_true",
-                   help="prevalence inference (Allefeld et al. 2016) from each subject's "
-                        "first-level null maps: is the effect present in most subjects?")
-    p.add_argument("--alpha", type=float, default=0.05,
-                   help="level of the prevalence tests (default 0.05)")
+    p.add_argument(
+        "maps",
+        nargs="+",
+        help="per-subject score maps (NIfTI, same space); with --prevalence, the "
+        "subjects' study folders (run with --permutations)",
+    )
+    p.add_argument(
+        "--prevalence",
+        action="store_true",
+        help="prevalence inference (Allefeld et al. 2016) from each subject's "
+        "first-level null maps: is the effect present in most subjects?",
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="level of the prevalence tests (default 0.05)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--chance", type=float, default=0.5, help="chance level (default 0.5)")
     p.add_argument("--mask", default=None, help="voxels tested (default: nonzero in every map)")
-    p.add_argument("--permutations", type=int, default=GROUP_PERMUTATIONS,
-                   help="sign flips, or second-level permutations with --prevalence "
-                        f"(default {GROUP_PERMUTATIONS})")
+    p.add_argument(
+        "--permutations",
+        type=int,
+        default=GROUP_PERMUTATIONS,
+        help=f"sign flips, or second-level permutations with --prevalence (default {GROUP_PERMUTATIONS})",
+    )
     p.add_argument("--cluster-threshold", type=float, default=GROUP_CLUSTER_THRESHOLD,
                    help=f"cluster-forming p threshold (default {GROUP_CLUSTER_THRESHOLD})")  # fmt: skip
-    p.add_argument("--tfce", action="store_true",
-                   help="also TFCE of the t map, family-wise corrected (group_logp_tfce_fwe.nii.gz)")
+    p.add_argument(
+        "--tfce",
+        action="store_true",
+        help="also TFCE of the t map, family-wise corrected (group_logp_tfce_fwe.nii.gz)",
+    )
     p.add_argument("--tfce-dh", default="auto", help="TFCE step (default auto: 100 steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=1)

@@ -17,9 +17,20 @@ from typing import Any
 import numpy as np
 
 from .core import (
-    DASK_INSTALL_HINT, DASK_RETRIES, DEFAULT_MEMORY_MB, DaskSession, ExactSpheres,
-    MissingDependencyError, Problem, VoxelMajor, borrowed_session, compute_scores,
-    effective_n_jobs, import_distributed, make_executor, spheres_per_block,
+    DASK_INSTALL_HINT,
+    DASK_RETRIES,
+    DEFAULT_MEMORY_MB,
+    DaskSession,
+    ExactSpheres,
+    MissingDependencyError,
+    Problem,
+    VoxelMajor,
+    borrowed_session,
+    compute_scores,
+    effective_n_jobs,
+    import_distributed,
+    make_executor,
+    spheres_per_block,
     voxel_major,
 )  # fmt: skip
 from .core._blocks import batched_block, plan_blocks
@@ -143,7 +154,9 @@ def run_generic(
     ndarray (n_spheres, n_folds)
     """
     problem = Problem(X, neighbourhoods, plan, estimator, (scoring,))
-    return _run(problem, np.asarray(y)[None, :], n_jobs, verbose, progress_desc, backend, scheduler)[0, ..., 0]
+    return _run(problem, np.asarray(y)[None, :], n_jobs, verbose, progress_desc, backend, scheduler)[
+        0, ..., 0
+    ]
 
 
 def run_without_cv(X, neighbourhoods, estimator, y, groups, *, n_jobs=1, verbose=0,

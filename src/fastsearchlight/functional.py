@@ -108,9 +108,7 @@ def check_searchlight_estimator(estimator, *, scoring, y) -> None:
     from sklearn.base import BaseEstimator
 
     if isinstance(estimator, type):
-        raise TypeError(
-            f"The searchlight's estimator must be an *instance*, got class {estimator.__name__}."
-        )
+        raise TypeError(f"The searchlight's estimator must be an *instance*, got class {estimator.__name__}.")
     if not isinstance(estimator, BaseEstimator):
         raise TypeError(
             f"estimator must derive from sklearn.base.BaseEstimator, got {type(estimator).__name__}."

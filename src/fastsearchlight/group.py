@@ -9,8 +9,8 @@ subjects every sign pattern is used (an exact test), and the outputs say so.
 
 from __future__ import annotations
 
-import warnings
 import time
+import warnings
 from pathlib import Path
 
 import nibabel as nib

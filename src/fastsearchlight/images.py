@@ -35,9 +35,7 @@ def read_img(source, what: str):
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, ValueError, TypeError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(
-            f"could not read {what} {path} ({reason}): is it a complete NIfTI file?"
-        ) from None
+        raise InputError(f"could not read {what} {path} ({reason}): is it a complete NIfTI file?") from None
     return img.__class__(data, img.affine, img.header)
 
 

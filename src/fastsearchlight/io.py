@@ -72,9 +72,7 @@ def read_labels(path, *, label_column: str = "labels", group_column: str | None 
     return table
 
 
-def select_conditions(
-    table: pd.DataFrame, conditions, *, label_column: str = "labels"
-) -> np.ndarray:
+def select_conditions(table: pd.DataFrame, conditions, *, label_column: str = "labels") -> np.ndarray:
     """Boolean mask of the volumes whose condition is one of ``conditions`` (None: all)."""
     labels = table[label_column].astype(str).to_numpy()
     if conditions is None or len(conditions) == 0:

@@ -239,7 +239,6 @@ def run_prevalence(
     import nibabel as nib
 
     from .io import InputError, output_folder
-    from ._versions import software_versions
 
     t0 = time.perf_counter()
     if len(folders) < 2:
@@ -264,32 +263,43 @@ def run_prevalence(
         vol[common] = values
         return nib.Nifti1Image(vol, affine)
 
-    n = len(records)
-    summary = {
+    summary = _prevalence_summary(folders, records, common, result, alpha, random_state)
+    with output_folder(out_dir, PREVALENCE_OUTPUTS, force=force) as out:
+        _write_prevalence(out, result, img, summary, alpha, t0)
+    return summary
+
+
+def _prevalence_summary(folders, records, common, result, alpha, random_state) -> dict:
+    """The summary written to ``summary.json``."""
+    from ._versions import software_versions
+
+    return {
         "name": "prevalence inference",
         "parameters": {
-            "subjects": n, "second-level permutations": result.n_second_level,
-            "all combinations enumerated": result.exhaustive, "alpha": alpha,
-            "seed": random_state, "method": "Allefeld, Goergen & Haynes 2016 (minimum "
+            "subjects": len(records),
+            "second-level permutations": result.n_second_level,
+            "all combinations enumerated": result.exhaustive,
+            "alpha": alpha,
+            "seed": random_state,
+            "method": "Allefeld, Goergen & Haynes 2016 (minimum "
             "statistic over subjects, first-level permutations)",
         },
-        "data": {"folders": [str(f) for f in folders], "grid shape": list(common.shape),
-                 "voxels tested": int(common.sum()),
-                 "first-level permutations": [int(rec["null"].shape[0]) for rec in records]},
+        "data": {
+            "folders": [str(f) for f in folders],
+            "grid shape": list(common.shape),
+            "voxels tested": int(common.sum()),
+            "first-level permutations": [int(rec["null"].shape[0]) for rec in records],
+        },
         "results": {
             "largest gamma0 these permutations can reject": round(result.gamma0_max, 4),
             "voxels with global-null FWE p < alpha": int((result.p_global_fwe < alpha).sum()),
-            "voxels where a majority (gamma0 >= 0.5) is established, FWE":
-                int((result.gamma0 >= 0.5).sum()),
+            "voxels where a majority (gamma0 >= 0.5) is established, FWE": int((result.gamma0 >= 0.5).sum()),
             "max gamma0": float(result.gamma0.max()),
         },  # fmt: skip
         "timings": {},
         "software": software_versions(),
         "outputs": list(PREVALENCE_OUTPUTS),
     }
-    with output_folder(out_dir, PREVALENCE_OUTPUTS, force=force) as out:
-        _write_prevalence(out, result, img, summary, alpha, t0)
-    return summary
 
 
 def _write_prevalence(out, result, img, summary, alpha, t0) -> None:

@@ -76,14 +76,15 @@ def batched_scores(
     if metric == "roc_auc":
         if n_classes != 2:
             raise ValueError(
-                "scoring='roc_auc' needs two classes; with more, use 'accuracy' or "
-                "'balanced_accuracy'."
+                "scoring='roc_auc' needs two classes; with more, use 'accuracy' or 'balanced_accuracy'."
             )
         values = proba_like(decisions) if proba_like is not None else decisions
         return roc_auc(values, y_test)
     name, _, positive = metric.partition(":")
     if name in BINARY_SCORINGS:
-        return _binary_score(name, predictions(decisions, n_classes) == int(positive), y_test == int(positive))
+        return _binary_score(
+            name, predictions(decisions, n_classes) == int(positive), y_test == int(positive)
+        )
     if n_classes == 2:
         correct = (decisions > 0) == (y_test == 1)[None, :]
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from numbers import Integral, Real
 
 import nibabel as nib
@@ -312,8 +312,11 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         # f1 and friends batch when one of two classes is 1 (their pos_label)
         metric = batched_metric(self.scoring, classes) if classification else resolve_scoring(self.scoring)
         cross_validated = uses_cv(sk_estimator)
-        if cross_validated and batched is not None and metric is not None and batched_plan_ok(
-            plan, codes, len(classes), metric
+        if (
+            cross_validated
+            and batched is not None
+            and metric is not None
+            and batched_plan_ok(plan, codes, len(classes), metric)
         ):
             self.engine_ = "batched"
         else:
@@ -375,7 +378,9 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         if inputs.process_affine is func.affine:
             self._reference_img = func_reference
         else:  # the maps live on the process mask's grid
-            self._reference_img = nib.Nifti1Image(np.zeros(process_mask.shape, np.float32), inputs.process_affine)
+            self._reference_img = nib.Nifti1Image(
+                np.zeros(process_mask.shape, np.float32), inputs.process_affine
+            )
         self._mask = mask
         if self.mask_img is None:
             self.mask_img_ = scores_to_img(np.ones(int(mask.sum())), mask, func_reference)
@@ -384,7 +389,7 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
 
     @property
     def _estimator_type(self) -> str:
-        """"classifier" or "regressor" as the estimator is one (nilearn's rule), else ""."""
+        """ "classifier" or "regressor" as the estimator is one (nilearn's rule), else ""."""
         return estimator_type(self.estimator)
 
     def __sklearn_tags__(self):
@@ -444,10 +449,8 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
             cluster_alpha=self.cluster_alpha, exhaustive=perms.exhaustive,
             with_tfce=bool(self.tfce), tfce_dh=self.tfce_dh,
         )  # fmt: skip
-        for name in ("p_values", "p_fwe", "max_null", "max_cluster_null", "cluster_threshold",
-                     "cluster_labels", "clusters", "null_summary", "tfce", "p_fwe_tfce",
-                     "max_tfce_null"):  # fmt: skip
-            setattr(self, name + "_", getattr(result, name))
+        for field in fields(result):  # p_values_, p_fwe_, clusters_, tfce_...
+            setattr(self, field.name + "_", getattr(result, field.name))
         self.null_scores_ = np.array(store.scores) if self.keep_null else None
         if self.checkpoint is not None and not self.keep_checkpoint:
             store.remove()
@@ -485,9 +488,7 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         func = load_func(imgs)
         mask = self._mask
         if func.shape[:3] != mask.shape:
-            raise ValueError(
-                f"The images have shape {func.shape[:3]}, the fitted mask {mask.shape}."
-            )
+            raise ValueError(f"The images have shape {func.shape[:3]}, the fitted mask {mask.shape}.")
         X = masked_data(func, mask, dtype=nilearn_dtype(func, self.mask_img is not None), zero_fill=True)
         values = search_light(
             X, None, clone(self.estimator_), self.neighbourhoods_.adjacency.tolil(), None,
@@ -496,4 +497,3 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         out = np.zeros(self.process_mask_.shape)
         out[self.process_mask_] = values
         return np.abs(out)
-

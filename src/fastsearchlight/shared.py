@@ -80,7 +80,7 @@ def remove_stale_folders() -> list[str]:
     removed = []
     for root in _roots():
         for path in glob.glob(os.path.join(root, PREFIX + "*")):
-            pid = os.path.basename(path)[len(PREFIX):].split("-", 1)[0]
+            pid = os.path.basename(path)[len(PREFIX) :].split("-", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
@@ -137,8 +137,7 @@ def _without_scratch(objects):
     """The objects, with the per-thread work arrays that models keep in their state dicts
     (``"scratch"``, not picklable) left out."""
     return tuple(
-        {k: v for k, v in obj.items() if k != "scratch"} if isinstance(obj, dict) else obj
-        for obj in objects
+        {k: v for k, v in obj.items() if k != "scratch"} if isinstance(obj, dict) else obj for obj in objects
     )
 
 

@@ -119,7 +119,6 @@ class SimulatedDataset:
         return len(self.labels)
 
 
-
 # --------------------------------------------------------------------------- geometry
 
 
@@ -257,10 +256,8 @@ def simulate_haxby_like(
         Volumes per block of the "blocked" design; it must divide ``n_per_class_per_run``. None:
         ``n_per_class_per_run`` (one block per condition and run).
     temporal_ar1 : float, default=0.0
-        Autocorrelation of the noise from one volume to the next within a run, as an AR(1) process
-        of this coefficient (in [0, 1)) with the same variance; 0: independent volumes. The noise
-        of real BOLD series is autocorrelated (about 0.3-0.6 at a TR of 2-2.5 s), so in a block
-        design the volumes of a block share slow noise.
+        AR(1) coefficient (in [0, 1)) of the noise from one volume to the next within a run, at
+        the same variance; 0: independent volumes (real BOLD noise: about 0.3-0.6 at a TR of 2 s).
 
     Returns
     -------
@@ -280,7 +277,9 @@ def simulate_haxby_like(
     run_offsets, class_codes, chunks = _design(p, rng)
     data = assemble(p, mask, bg, regions, run_offsets, class_codes, chunks, rng)
     imgs = images(p, data, mask, regions.truth, affine)
-    return SimulatedDataset(*imgs, labels_table(p, class_codes, chunks), metadata(p, seed, mask, regions, affine))
+    return SimulatedDataset(
+        *imgs, labels_table(p, class_codes, chunks), metadata(p, seed, mask, regions, affine)
+    )
 
 
 # --------------------------------------------------------------------------- writing
@@ -290,9 +289,7 @@ def _readme_text(dataset: SimulatedDataset) -> str:
     meta = dataset.metadata
     params = meta.get("parameters", {})
     seed = meta.get("seed")
-    seed_text = (
-        str(seed) if seed is not None else "unknown (a numpy Generator was supplied)"
-    )
+    seed_text = str(seed) if seed is not None else "unknown (a numpy Generator was supplied)"
     lines = [
         "# Simulated searchlight decoding dataset",
         "",
@@ -332,9 +329,7 @@ def _readme_text(dataset: SimulatedDataset) -> str:
         "from fastsearchlight.simulate import simulate_haxby_like",
     ]
     if seed is not None and params:
-        args = ", ".join(
-            f"{k}={tuple(v) if isinstance(v, list) else v!r}" for k, v in params.items()
-        )
+        args = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v!r}" for k, v in params.items())
         lines.append(f"dataset = simulate_haxby_like({args}, random_state={seed})")
     else:
         lines.append("# not reproducible: the seed is unknown")
@@ -395,9 +390,7 @@ def write_dataset(
     if not force:
         for path in paths.values():
             if path.exists() or path.is_symlink():
-                raise FileExistsError(
-                    f"{path} already exists; pass force=True to overwrite it."
-                )
+                raise FileExistsError(f"{path} already exists; pass force=True to overwrite it.")
     out.mkdir(parents=True, exist_ok=True)
 
     # The labels and README last: a directory with labels.txt has its images.

@@ -51,9 +51,7 @@ class SphereSums:
         from scipy import sparse
 
         a = neighbourhoods.adjacency
-        self.adjacency = sparse.csr_matrix(
-            (np.ones(a.nnz), a.indices, a.indptr), shape=a.shape
-        )
+        self.adjacency = sparse.csr_matrix((np.ones(a.nnz), a.indices, a.indptr), shape=a.shape)
         self.adjacency32 = self.adjacency.astype(np.float32)
         self.n_spheres, self.n_voxels = a.shape
         self.sizes = np.diff(a.indptr)
@@ -125,7 +123,11 @@ class SphereSumModel(Protocol):
     :class:`~fastsearchlight.estimators.naive_bayes.BatchedGaussianNB`)."""
 
     def sphere_sum_state(
-        self, X: np.ndarray, plan: CVPlan, sums: SphereSums, lean: bool = False,
+        self,
+        X: np.ndarray,
+        plan: CVPlan,
+        sums: SphereSums,
+        lean: bool = False,
         pool: ThreadPoolExecutor | None = None,
     ) -> Any:
         """Everything that does not depend on the labels, computed once per run (``lean``:
@@ -133,15 +135,25 @@ class SphereSumModel(Protocol):
         the work)."""
 
     def sphere_sum_label_sets(
-        self, state: Any, ys: np.ndarray, n_classes: int, plan: CVPlan,
+        self,
+        state: Any,
+        ys: np.ndarray,
+        n_classes: int,
+        plan: CVPlan,
         pool: ThreadPoolExecutor | None = None,
     ) -> list:
         """Per-voxel statistics of several label vectors at once; None for a label vector
         the model cannot take (the caller then uses the block path)."""
 
     def sphere_sum_decisions(
-        self, state: Any, stats: Any, n_classes: int, plan: CVPlan, sums: SphereSums,
-        pool: ThreadPoolExecutor | None, max_columns: int,
+        self,
+        state: Any,
+        stats: Any,
+        n_classes: int,
+        plan: CVPlan,
+        sums: SphereSums,
+        pool: ThreadPoolExecutor | None,
+        max_columns: int,
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield ``(fold, decisions, uncertain)`` for every fold of one label vector.
 

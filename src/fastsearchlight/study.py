@@ -168,7 +168,10 @@ def _check_checkpoint(out: Path) -> None:
     path, record = _checkpoint_files(out)
     if not path.exists() or not record.exists():
         return  # none (an incomplete pair is not resumed from)
-    for bad, read in ((record, lambda: json.loads(record.read_text())), (path, lambda: np.load(path, mmap_mode="r"))):
+    for bad, read in (
+        (record, lambda: json.loads(record.read_text())),
+        (path, lambda: np.load(path, mmap_mode="r")),
+    ):
         try:
             read()
         except (OSError, ValueError, EOFError) as exc:
@@ -190,9 +193,7 @@ def _display_p(table, columns, smallest: float):
     observed value beat every permutation (the smallest p the test can give)."""
     shown = table.copy()
     for col in columns:
-        shown[col] = [
-            f"<= {smallest:.3g}" if p <= smallest * (1 + 1e-9) else f"{p:.3g}" for p in table[col]
-        ]
+        shown[col] = [f"<= {smallest:.3g}" if p <= smallest * (1 + 1e-9) else f"{p:.3g}" for p in table[col]]
     return shown
 
 

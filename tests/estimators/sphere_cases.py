@@ -21,9 +21,7 @@ CASES = [
 ]  # fmt: skip
 
 
-def make_spheres(
-    seed, n_classes, raw, n_features, n_spheres=30, effect=0.5, constant_pattern=False
-):
+def make_spheres(seed, n_classes, raw, n_features, n_spheres=30, effect=0.5, constant_pattern=False):
     """Random spheres: labels, runs, class effects; every third sphere has a constant
     feature (and, with ``constant_pattern``, one sample is a constant pattern); values
     like raw BOLD (1000 +- 50) or standardised."""

@@ -8,6 +8,7 @@ from sklearn.model_selection import (
     cross_val_score,
 )
 from sklearn.utils.estimator_checks import check_estimator
+from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators.correlation import (
@@ -15,8 +16,6 @@ from fastsearchlight.estimators.correlation import (
     CorrelationClassifier,
     standardize_patterns,
 )
-
-from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 
 def make_spheres_c(*args, **kwargs):

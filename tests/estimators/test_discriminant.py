@@ -15,6 +15,7 @@ from sklearn.model_selection import (
     ShuffleSplit,
     StratifiedKFold,
 )
+from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators.discriminant import (
@@ -24,8 +25,6 @@ from fastsearchlight.estimators.discriminant import (
     gather,
     make_fold_blocks,
 )
-
-from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 
 def reference(est, X, y, plan):
@@ -158,9 +157,7 @@ def test_fold_blocks_statistics():
             for c in range(3):
                 idx = tr[y[tr] == c]
                 np.testing.assert_allclose(sums[f, c], X[:, idx].sum(axis=1), atol=1e-12)
-            np.testing.assert_allclose(
-                grams[f], np.einsum("sni,snj->sij", X[:, tr], X[:, tr]), atol=1e-12
-            )
+            np.testing.assert_allclose(grams[f], np.einsum("sni,snj->sij", X[:, tr], X[:, tr]), atol=1e-12)
             assert blocks.train_counts[f].sum() == len(tr)
 
 

@@ -194,9 +194,7 @@ def test_no_intercept(n_classes):
     rng = np.random.default_rng([13, n_classes])
     X, y, groups = make_data(rng, 15, 72, 6, n_classes, raw=False)
     X = X + 0.5  # an offset the model cannot absorb
-    worst = compare_with_sklearn(
-        X, y, n_classes, make_plan("stratified", y, groups), fit_intercept=False
-    )
+    worst = compare_with_sklearn(X, y, n_classes, make_plan("stratified", y, groups), fit_intercept=False)
     check(worst)
 
 

@@ -6,11 +6,10 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
+from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators.naive_bayes import BatchedGaussianNB, JointLogLikelihoodDifference
-
-from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 
 def reference(est, X, y, plan):
@@ -54,9 +53,7 @@ def test_matches_gaussian_nb(n_classes, raw, splitter, n_features):
         np.testing.assert_allclose(est.proba_like(ours[f]), ref_p, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    "params", [{"var_smoothing": 1e-3}, {"var_smoothing": 0.0}, {"priors": [0.3, 0.7]}]
-)
+@pytest.mark.parametrize("params", [{"var_smoothing": 1e-3}, {"var_smoothing": 0.0}, {"priors": [0.3, 0.7]}])
 def test_parameters_are_honoured(params):
     X, y, groups = make_spheres(3, 2, True, 6, n_spheres=10)
     if params.get("var_smoothing") == 0.0:

@@ -5,11 +5,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import KFold, ShuffleSplit
+from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators.ridge import BatchedRidgeClassifier
-
-from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 
 def reference(est, X, y, plan):

@@ -94,7 +94,10 @@ def batched_block(X, vox, estimator, ys, n_classes, plan, metrics):
                     np.column_stack(
                         [
                             batched_scores(
-                                metric, dec, y[test], n_classes,
+                                metric,
+                                dec,
+                                y[test],
+                                n_classes,
                                 estimator.proba_like if metric == "roc_auc" else None,
                             )  # fmt: skip
                             for dec, test in zip(folds, plan.test_indices)

@@ -169,7 +169,9 @@ def per_sphere_blocks(hoods, executor, func, args_of, shape, verbose, desc, bloc
     out = np.empty((len(rows), *shape))
     failures: dict = {}
     with progress_bar(len(rows), verbose, desc) as bar:
-        for i, (scores, failed) in executor.map_unordered(func, argsets, name=f"fastsearchlight-{func.__name__}"):
+        for i, (scores, failed) in executor.map_unordered(
+            func, argsets, name=f"fastsearchlight-{func.__name__}"
+        ):
             out[starts[i] : starts[i] + len(scores)] = scores
             merge_failures(failures, failed)
             bar.update(len(scores))

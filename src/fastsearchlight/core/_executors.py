@@ -39,7 +39,9 @@ class Executor(Protocol):
     def share(self, obj: Any, key: Any = None) -> Any:
         """``obj`` as the tasks receive it."""
 
-    def map_unordered(self, func: Callable, argsets: Iterable[tuple], *, name: str) -> Iterator[tuple[int, Any]]:
+    def map_unordered(
+        self, func: Callable, argsets: Iterable[tuple], *, name: str
+    ) -> Iterator[tuple[int, Any]]:
         """``(i, func(*argsets[i]))`` for every task, in any order."""
 
 

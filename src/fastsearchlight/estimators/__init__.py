@@ -190,9 +190,7 @@ def batched_equivalent(estimator: BaseEstimator) -> BatchedClassifier | None:
         ):
             from .ridge_cv import BatchedRidgeClassifierCV
 
-            return BatchedRidgeClassifierCV(
-                alphas=tuple(p["alphas"]), fit_intercept=p["fit_intercept"]
-            )
+            return BatchedRidgeClassifierCV(alphas=tuple(p["alphas"]), fit_intercept=p["fit_intercept"])
         return None
     if kind is LogisticRegression:
         penalty = p.get("penalty", "deprecated")

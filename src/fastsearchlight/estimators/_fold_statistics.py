@@ -236,9 +236,9 @@ def make_fold_blocks(y: np.ndarray, n_classes: int, plan: CVPlan) -> FoldBlocks:
     for f in range(n_folds):
         train[f, plan.train_indices[f]] = True
         test[f, plan.test_indices[f]] = True
-    train_counts = np.stack(
-        [np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices]
-    ).astype(np.float64)
+    train_counts = np.stack([np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices]).astype(
+        np.float64
+    )
     if np.any(train_counts == 0):
         raise ValueError("Every class must be present in the training set of every fold.")
 

@@ -142,7 +142,6 @@ class GaussianNBSphereSums:
                         "log_prior": np.log(np.broadcast_to(prior, (n_folds, n_classes)))})  # fmt: skip
         return out
 
-
     def sphere_sum_decisions(self, state, stats, n_classes, plan, sums, pool, max_columns):
         """Decisions of every sphere on every fold, from per-voxel terms summed per sphere.
 
@@ -423,5 +422,3 @@ def _near_boundary(diff: np.ndarray, margin: np.ndarray) -> np.ndarray:
     top2 = -np.partition(-full, 1, axis=1)[:, :2, :]
     gap = (top2[:, 0, :] - top2[:, 1, :]).astype(np.float64)
     return ~(gap > 2.0 * margin[:, None]).all(axis=1)
-
-

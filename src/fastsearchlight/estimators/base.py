@@ -46,9 +46,7 @@ class BatchedClassifier(ABC):
     reference: str = ""
 
     @abstractmethod
-    def fold_decisions(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[np.ndarray]:
+    def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Fit every sphere on every fold's training set; decide on its test set.
 
         Parameters
@@ -124,10 +122,9 @@ def class_mean_weights(ys: np.ndarray, n_classes: int, plan: CVPlan):
     """
     ys = np.atleast_2d(ys)
     n_sets, n_folds = ys.shape[0], plan.n_folds
-    counts = np.stack([
-        np.stack([np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices])
-        for y in ys
-    ]).astype(np.float64)  # (K, F, C)
+    counts = np.stack(
+        [np.stack([np.bincount(y[tr], minlength=n_classes) for tr in plan.train_indices]) for y in ys]
+    ).astype(np.float64)  # (K, F, C)
     valid = np.all(counts > 0, axis=(1, 2))
     weights = np.zeros((plan.n_samples, n_sets, n_folds, n_classes))
     for k in np.flatnonzero(valid):

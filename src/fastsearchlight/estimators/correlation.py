@@ -128,8 +128,7 @@ class CorrelationClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
-                "The number of classes has to be greater than one; got "
-                f"{len(self.classes_)} class"
+                f"The number of classes has to be greater than one; got {len(self.classes_)} class"
             )
         self.means_ = np.stack([X[codes == k].mean(axis=0) for k in range(len(self.classes_))])
         return self
@@ -205,9 +204,7 @@ class BatchedCorrelation(BatchedClassifier):
     def __init__(self) -> None:
         pass
 
-    def fold_decisions(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[np.ndarray]:
+    def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Correlations of every fold's test patterns with its training class means.
 
         Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`; the
@@ -335,9 +332,7 @@ class BatchedCorrelation(BatchedClassifier):
                 unsure |= np.any(~(top2[:, :, 0] - top2[:, :, 1] > room), axis=1)
             yield f, decisions, unsure
 
-    def bytes_per_sphere(
-        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
-    ) -> int:
+    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         """Peak working memory per sphere: the input block, its standardised patterns
         and the decisions (the temporaries are bounded by the slab size)."""
         return 8 * n_samples * (n_features + 2 * n_classes)
@@ -351,9 +346,7 @@ class BatchedCorrelation(BatchedClassifier):
         M = standardize_patterns(means).transpose(0, 2, 3, 1)  # (F, S, p, C)
         Z = standardize_patterns(Xp)
         return [
-            blocks.test_decisions(
-                lambda rows, c, f=f: np.matmul(Z[rows].transpose(1, 0, 2), M[f]), f
-            )
+            blocks.test_decisions(lambda rows, c, f=f: np.matmul(Z[rows].transpose(1, 0, 2), M[f]), f)
             for f in range(blocks.n_folds)
         ]
 

@@ -101,13 +101,11 @@ class BatchedLDA(BatchedClassifier):
         if np.any(priors < 0):
             raise ValueError("priors must be non-negative")
         if abs(priors.sum() - 1.0) > 1e-5:
-            warnings.warn("The priors do not sum to 1. Renormalizing", UserWarning)
+            warnings.warn("The priors do not sum to 1. Renormalizing", UserWarning, stacklevel=2)
             priors = priors / priors.sum()
         return priors
 
-    def fold_decisions(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[np.ndarray]:
+    def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """LDA decisions of every sphere on every fold's test set.
 
         Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`; the
@@ -287,9 +285,7 @@ class BatchedLDA(BatchedClassifier):
             shrink = np.where(beta == 0, 0.0, beta / delta)
         return shrink, mu
 
-    def bytes_per_sphere(
-        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
-    ) -> int:
+    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         """Peak working memory per sphere: the input block and the decisions (the
         temporaries are bounded by the slab size, see :data:`._fold_statistics.SLAB_BYTES`)."""
         return 8 * n_samples * (n_features + 2 * n_classes)
@@ -322,10 +318,7 @@ def _isolate_null_features(pooled: np.ndarray) -> np.ndarray | None:
     return keep
 
 
-def _binary_decisions(
-    U: np.ndarray, shift: np.ndarray, blocks: FoldBlocks, pooled: np.ndarray,
-    keep: np.ndarray | None, means: np.ndarray, log_prior: np.ndarray,
-) -> list[np.ndarray]:
+def _binary_decisions(U, shift, blocks: FoldBlocks, pooled, keep, means, log_prior) -> list[np.ndarray]:
     """Two-class LDA decisions of every fold: ``x @ w + b`` with ``w = cov^-1 (m_1 - m_0)``.
 
     Parameters
@@ -351,21 +344,11 @@ def _binary_decisions(
     b = np.matmul(mid[:, :, None, :], w)[..., 0]  # (F, S, 1)
     b *= -1.0
     b += (log_prior[:, 1] - log_prior[:, 0])[:, None, None]
-    return [
-        linear_test_decisions(U, shift, blocks, f, w[f], b[f])[..., 0]
-        for f in range(blocks.n_folds)
-    ]
+    return [linear_test_decisions(U, shift, blocks, f, w[f], b[f])[..., 0] for f in range(blocks.n_folds)]
 
 
 def _multiclass_decisions(
-    U: np.ndarray,
-    ref: np.ndarray,
-    shift: np.ndarray,
-    blocks: FoldBlocks,
-    pooled: np.ndarray,
-    keep: np.ndarray | None,
-    means: np.ndarray,
-    log_prior: np.ndarray,
+    U, ref, shift, blocks: FoldBlocks, pooled, keep, means, log_prior
 ) -> list[np.ndarray]:
     """LDA decisions of every fold for more than two classes, ``(n_spheres, n_test,
     n_classes)`` per fold; the arguments (and ``ref``, the class references) as for
@@ -384,7 +367,4 @@ def _multiclass_decisions(
     icpt = -0.5 * np.einsum("fscp,fspc->fsc", means, v)
     icpt += 0.5 * np.einsum("sp,fsp->fs", g, h)[..., None]
     icpt += log_prior[:, None, :]
-    return [
-        linear_test_decisions(U, shift, blocks, f, coef[f], icpt[f])
-        for f in range(blocks.n_folds)
-    ]
+    return [linear_test_decisions(U, shift, blocks, f, coef[f], icpt[f]) for f in range(blocks.n_folds)]

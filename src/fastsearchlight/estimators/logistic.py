@@ -321,9 +321,7 @@ class BatchedLogisticRegression(BatchedClassifier):
         self.tol = tol
         self.max_iter = max_iter
 
-    def bytes_per_sphere(
-        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
-    ) -> int:
+    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         p = n_features + 1
         m = 1 if n_classes == 2 else n_classes - 1
         q = m * p
@@ -332,9 +330,7 @@ class BatchedLogisticRegression(BatchedClassifier):
         per = n_samples * n_features + n_samples * p + 2 * n_samples * max(n_classes, 1) + q
         return 8 * per
 
-    def fold_decisions(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[np.ndarray]:
+    def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Logistic-regression decisions of every sphere on every fold's test set.
 
         Parameters are those of :meth:`BatchedClassifier.fold_decisions`.
@@ -372,9 +368,7 @@ class BatchedLogisticRegression(BatchedClassifier):
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 3:
-            raise ValueError(
-                f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}."
-            )
+            raise ValueError(f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}.")
         n_classes = int(n_classes)
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}.")

@@ -100,9 +100,7 @@ class BatchedGaussianNB(GaussianNBSphereSums, BatchedClassifier):
             class_axis=True,
         )  # fmt: skip
 
-    def fold_decisions(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[np.ndarray]:
+    def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """:meth:`fold_joint_log_likelihoods`, as decisions (one array per fold).
 
         Returns
@@ -118,9 +116,7 @@ class BatchedGaussianNB(GaussianNBSphereSums, BatchedClassifier):
             return [JointLogLikelihoodDifference.from_jll(j) for j in jlls]
         return jlls
 
-    def _slab(
-        self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None
-    ) -> list[np.ndarray]:
+    def _slab(self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None) -> list[np.ndarray]:
         """Joint log-likelihoods of every fold's test samples (plan order) for a slab."""
         n_classes, n_folds = blocks.n_classes, blocks.n_folds
         U, _, shift = gather_centered(X, blocks)  # (n, S, p), (C, S, p)
@@ -173,9 +169,7 @@ class BatchedGaussianNB(GaussianNBSphereSums, BatchedClassifier):
             jlls.append(blocks.test_decisions(piece, f))
         return jlls
 
-    def bytes_per_sphere(
-        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
-    ) -> int:
+    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         """Peak working memory per sphere: the input block, the joint log-likelihoods and
         the decisions (the temporaries are bounded by the slab size)."""
         return 8 * n_samples * (n_features + 2 * n_classes + 1)

@@ -51,9 +51,7 @@ class BatchedRidgeClassifier(BatchedClassifier):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
 
-    def fold_decisions(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[np.ndarray]:
+    def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Ridge decisions of every sphere on every fold's test set.
 
         Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`; the
@@ -112,9 +110,7 @@ class BatchedRidgeClassifier(BatchedClassifier):
         b = y_mean[:, None, :] - np.matmul(origin[:, :, None, :], coef)[:, :, 0, :]  # (F, S, K)
         return [linear_test_decisions(U, shift, blocks, f, coef[f], b[f]) for f in range(n_folds)]
 
-    def bytes_per_sphere(
-        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
-    ) -> int:
+    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         """Peak working memory per sphere: the input block and the decisions (the
         temporaries are bounded by the slab size)."""
         return 8 * n_samples * (n_features + 2 * n_classes)

@@ -94,18 +94,14 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
             raise ValueError(f"alphas must be finite and > 0, got {alphas!r}.")
         return alphas
 
-    def bytes_per_sphere(
-        self, n_samples: int, n_features: int, n_folds: int, n_classes: int
-    ) -> int:
+    def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         n_targets = 1 if n_classes == 2 else n_classes
         # the decisions of every fold; the working arrays belong to blocks of spheres
         # (_BLOCK at a time) and are counted as one shifted copy of the data
         per = n_samples * n_targets + n_samples * n_features + n_folds
         return 8 * per
 
-    def fold_decisions(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[np.ndarray]:
+    def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Decisions with the leave-one-out alpha, for every sphere on every fold.
 
         Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`.
@@ -133,9 +129,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         """
         return self._run(X, ys, n_classes, plan)[0]
 
-    def fold_alphas(
-        self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[np.ndarray]:
+    def fold_alphas(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """The alpha chosen by leave-one-out for every sphere on every fold, given the
         arguments of :meth:`fold_decisions`.
 
@@ -153,17 +147,14 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         X = np.asarray(X, dtype=np.float64)
         ys = np.asarray(ys)
         if X.ndim != 3:
-            raise ValueError(
-                f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}."
-            )
+            raise ValueError(f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}.")
         if ys.ndim != 2 or ys.shape[1] != X.shape[1]:
             raise ValueError(f"ys must have shape (n_label_sets, {X.shape[1]}), got {ys.shape}.")
         # targets (n_samples, n_label_sets, n_targets)
         Y = np.stack([binary_targets(y, n_classes).T for y in ys], axis=1)
         S, n_sets, n_targets = X.shape[0], Y.shape[1], Y.shape[2]
         decisions = [
-            [np.empty((S, len(test), n_targets)) for test in plan.test_indices]
-            for _ in range(n_sets)
+            [np.empty((S, len(test), n_targets)) for test in plan.test_indices] for _ in range(n_sets)
         ]
         best = [[np.empty(S, dtype=np.intp) for _ in plan.test_indices] for _ in range(n_sets)]
         n_features = X.shape[2]

@@ -157,9 +157,7 @@ def _newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
         w[todo] = wt + t[:, None] * step
         ms = ms + t[:, None] * delta
         same = np.all((Ws * (ms < 1.0)) == act, axis=1)
-        tiny = np.max(np.abs(t[:, None] * step), axis=1) <= 1e-13 * (
-            1.0 + np.max(np.abs(w[todo]), axis=1)
-        )
+        tiny = np.max(np.abs(t[:, None] * step), axis=1) <= 1e-13 * (1.0 + np.max(np.abs(w[todo]), axis=1))
         done = same | tiny
         converged[todo[done]] = True
         if done.all():
@@ -175,9 +173,7 @@ def _gram(X: np.ndarray, rows) -> np.ndarray:
     return np.swapaxes(part, 1, 2) @ part
 
 
-def _padded_training_sets(
-    Y: np.ndarray, W: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each problem's training samples, padded with a zero sample (index ``n``) of weight 0.
 
     Parameters

@@ -49,7 +49,6 @@ def _use_headless_backend() -> None:
         matplotlib.use("Agg")
 
 
-
 def _plane_world(affine: np.ndarray, shape, voxel_axis: int, index: float, world_axis: int):
     """World coordinate (mm) along ``world_axis`` of plane ``index`` of ``voxel_axis``."""
     centre = (np.asarray(shape[:3], dtype=float) - 1) / 2

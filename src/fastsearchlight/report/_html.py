@@ -87,9 +87,7 @@ def _render_value(value, depth: int = 0) -> str:
         more = len(items) - _MAX_ITEMS
         items = items[:_MAX_ITEMS]
         rendered = [_render_value(item, depth + 1) for item in items]
-        scalar = all(
-            item is None or isinstance(item, (str, numbers.Number, np.generic)) for item in items
-        )
+        scalar = all(item is None or isinstance(item, (str, numbers.Number, np.generic)) for item in items)
         if scalar and all("<br>" not in r for r in rendered):
             text = ", ".join(rendered)
             return text + (f", &hellip; ({more} more)" if more > 0 else "")
@@ -147,9 +145,7 @@ def _figure_src(out_dir: Path, name) -> str:
         raise ValueError(f"Figure {str(name)!r} is not inside the output folder {out_dir}.")
     rel = full.relative_to(root)
     if not full.is_file():
-        warnings.warn(
-            f"Figure file {full} does not exist; the report links to it anyway.", stacklevel=5
-        )
+        warnings.warn(f"Figure file {full} does not exist; the report links to it anyway.", stacklevel=5)
     return html.escape(quote(rel.as_posix(), safe="/"), quote=True)
 
 
@@ -265,10 +261,7 @@ def _figures_body(out_dir: Path, figures: Mapping) -> str:
     for caption, name in figures.items():
         src = _figure_src(out_dir, name)
         cap = html.escape(str(caption))
-        parts.append(
-            f'<figure><img src="{src}" alt="{cap}">'
-            f"<figcaption>{cap}</figcaption></figure>"
-        )
+        parts.append(f'<figure><img src="{src}" alt="{cap}"><figcaption>{cap}</figcaption></figure>')
     return "\n".join(parts)
 
 
@@ -277,16 +270,12 @@ def _table_body(heading, frame) -> str:
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(
-            f"Table {heading!r} must be a pandas DataFrame, got {type(frame).__name__}."
-        )
+        raise TypeError(f"Table {heading!r} must be a pandas DataFrame, got {type(frame).__name__}.")
     body = _frame_html(frame)
     if frame.empty:
         body += '\n<p class="note">No rows.</p>'
     notes = {
-        k: v
-        for k, v in frame.attrs.items()
-        if v is None or isinstance(v, (str, numbers.Number, np.generic))
+        k: v for k, v in frame.attrs.items() if v is None or isinstance(v, (str, numbers.Number, np.generic))
     }
     if notes:
         text = "; ".join(f"{html.escape(str(k))}: {_render_value(v)}" for k, v in notes.items())

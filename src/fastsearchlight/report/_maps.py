@@ -29,4 +29,3 @@ def _finite_data(img) -> np.ndarray:
         data[np.isposinf(data)] = top
         data[~np.isfinite(data)] = 0.0
     return data
-

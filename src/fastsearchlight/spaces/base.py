@@ -48,9 +48,7 @@ class Neighbourhoods:
         a = self.adjacency
         return a.indices[a.indptr[sphere] : a.indptr[sphere + 1]]
 
-    def blocks(
-        self, max_spheres: int | Callable[[int], int]
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def blocks(self, max_spheres: int | Callable[[int], int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(sphere_ids, voxel_ids)`` blocks of spheres of equal size.
 
         ``voxel_ids`` has shape (len(sphere_ids), size): a dense index array, so the data

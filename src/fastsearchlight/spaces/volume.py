@@ -81,16 +81,13 @@ def build_neighbourhoods(
     return _neighbourhoods_by_tree(mask, affine, process_mask, process_affine, radius)
 
 
-def _neighbourhoods_by_tree(
-    mask: np.ndarray, affine: np.ndarray, process_mask: np.ndarray, process_affine: np.ndarray,
-    radius: float,
-) -> Neighbourhoods:
+def _neighbourhoods_by_tree(mask, affine, process_mask, process_affine, radius: float) -> Neighbourhoods:
     """:func:`build_neighbourhoods` on any pair of grids, with scikit-learn's radius search.
 
     Parameters and return value are those of :func:`build_neighbourhoods`.
     """
-    from scipy import sparse
     from nibabel.affines import apply_affine
+    from scipy import sparse
 
     mask_ijk, seeds_ijk = _check_inputs(mask, process_mask, radius)
     mask_xyz = apply_affine(affine, mask_ijk)
@@ -111,10 +108,7 @@ def _neighbourhoods_by_tree(
     return _finish(adjacency, seeds_ijk)
 
 
-def _neighbourhoods_by_stencil(
-    mask: np.ndarray, affine: np.ndarray, process_mask: np.ndarray, process_affine: np.ndarray,
-    radius: float,
-) -> Neighbourhoods:
+def _neighbourhoods_by_stencil(mask, affine, process_mask, process_affine, radius: float) -> Neighbourhoods:
     """:func:`build_neighbourhoods` when the process mask shares the mask's grid.
 
     On a shared grid, whether mask voxel ``j`` lies within ``radius`` of seed ``i`` depends
@@ -130,8 +124,8 @@ def _neighbourhoods_by_stencil(
     Parameters and return value are those of :func:`build_neighbourhoods`, with
     ``process_mask`` of the shape of ``mask`` and ``process_affine`` equal to ``affine``.
     """
-    from scipy import sparse
     from nibabel.affines import apply_affine
+    from scipy import sparse
 
     mask_ijk, seeds_ijk = _check_inputs(mask, process_mask, radius)
     radius = float(radius)
@@ -147,8 +141,13 @@ def _neighbourhoods_by_stencil(
     flat_lookup = lookup.reshape(-1)
     seed_flat = (seeds_ijk + half) @ strides
     counts, indices, ambiguous = _stencil_rows(
-        flat_lookup, seed_flat, offsets @ strides, np.flatnonzero(is_tie),
-        seeds_xyz, mask_xyz, radius,
+        flat_lookup,
+        seed_flat,
+        offsets @ strides,
+        np.flatnonzero(is_tie),
+        seeds_xyz,
+        mask_xyz,
+        radius,
     )
 
     if ambiguous.mean() > _MAX_AMBIGUOUS_SHARE:
@@ -177,9 +176,7 @@ def _neighbourhoods_by_stencil(
     return _finish(adjacency, seeds_ijk)
 
 
-def _padded_lookup(
-    mask: np.ndarray, half: np.ndarray, n_mask: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _padded_lookup(mask: np.ndarray, half: np.ndarray, n_mask: int) -> tuple[np.ndarray, np.ndarray]:
     """Mask index of each voxel (-1 outside the mask) in a grid padded by the stencil's
     half-widths, so that every seed + offset falls inside it without a bounds check.
 
@@ -258,7 +255,10 @@ def _stencil_rows(
 
 
 def _shares_grid(
-    mask: np.ndarray, affine: np.ndarray, process_mask: np.ndarray, process_affine: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    process_mask: np.ndarray,
+    process_affine: np.ndarray,
     radius: float,
 ) -> bool:
     """Whether the stencil of :func:`_neighbourhoods_by_stencil` applies.
@@ -378,9 +378,7 @@ def _add_centres(
     return counts, indices[order]
 
 
-def _check_inputs(
-    mask: np.ndarray, process_mask: np.ndarray, radius: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_inputs(mask: np.ndarray, process_mask: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Validate the radius and the masks; voxel indices of the mask and of the seeds.
 
     Parameters
@@ -406,9 +404,7 @@ def _check_inputs(
     return mask_ijk, seeds_ijk
 
 
-def _nearest_mask_voxel(
-    seeds_xyz: np.ndarray, affine: np.ndarray, lookup: np.ndarray
-) -> np.ndarray:
+def _nearest_mask_voxel(seeds_xyz: np.ndarray, affine: np.ndarray, lookup: np.ndarray) -> np.ndarray:
     """The mask voxel nearest to each seed: its rounded voxel index in the mask's grid.
 
     Parameters

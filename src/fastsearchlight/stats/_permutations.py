@@ -132,8 +132,13 @@ class LabelPermutations:
 
 
 def make_permutations(
-    y: np.ndarray, groups: np.ndarray | None, n_permutations: int, random_state, plan=None,
-    max_tries: int = 100, permute: str = "blocks",
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    n_permutations: int,
+    random_state,
+    plan=None,
+    max_tries: int = 100,
+    permute: str = "blocks",
 ) -> LabelPermutations:
     """Permuted label vectors, the same for every sphere.
 

@@ -1,0 +1,49 @@
+"""The core: one problem, any executor, several metrics from the same decisions."""
+
+import numpy as np
+import pytest
+from sklearn.model_selection import KFold
+
+from fastsearchlight.core import InProcess, LocalProcesses, Problem, compute_scores
+from fastsearchlight.cv import make_cv_plan
+from fastsearchlight.estimators import batched_equivalent, resolve_estimator
+from fastsearchlight.images import masked_data
+from fastsearchlight.neighbourhoods import build_neighbourhoods
+from fastsearchlight.simulate import simulate_haxby_like
+
+
+@pytest.fixture(scope="module")
+def parts():
+    ds = simulate_haxby_like(shape=(9, 10, 9), n_regions=1, region_radius_mm=5.0, random_state=3)
+    mask = np.asarray(ds.mask_img.dataobj) > 0
+    X = masked_data(ds.func_img, mask)
+    hoods = build_neighbourhoods(mask, ds.func_img.affine, mask, ds.func_img.affine, 4.0)
+    codes = np.unique(ds.labels["labels"].to_numpy(), return_inverse=True)[1]
+    plan = make_cv_plan(KFold(4), codes, None, classifier=True)
+    return X, hoods, plan, codes
+
+
+@pytest.mark.parametrize("name", ["svc", "gnb", "lda"])
+def test_several_metrics_in_one_pass_equal_one_at_a_time(parts, name):
+    X, hoods, plan, codes = parts
+    est = batched_equivalent(resolve_estimator(name, None))
+    metrics = ("accuracy", "balanced_accuracy", "roc_auc")
+    labels = np.stack([codes, np.roll(codes, 5)])
+    together = compute_scores(Problem(X, hoods, plan, est, metrics), labels)
+    assert together.shape == (2, hoods.n_spheres, plan.n_folds, 3)
+    for m, metric in enumerate(metrics):
+        alone = compute_scores(Problem(X, hoods, plan, est, (metric,)), labels)[..., 0]
+        np.testing.assert_array_equal(together[..., m], alone)
+
+
+def test_every_executor_gives_the_same_scores(parts):
+    from sklearn.naive_bayes import GaussianNB
+
+    X, hoods, plan, codes = parts
+    svc = batched_equivalent(resolve_estimator("svc", None))
+    batched = Problem(X, hoods, plan, svc, ("accuracy",), memory_mb=1)
+    generic = Problem(X, hoods, plan, GaussianNB(), ("accuracy", "balanced_accuracy"))
+    for problem, labels in ((batched, codes[None]), (generic, codes[None])):
+        here = compute_scores(problem, labels, InProcess())
+        there = compute_scores(problem, labels, LocalProcesses(2))
+        np.testing.assert_array_equal(here, there)
