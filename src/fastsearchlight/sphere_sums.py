@@ -22,11 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from typing import Any, Protocol
 
 import numpy as np
-from joblib import Parallel, delayed
 
 from .cv import CVPlan
 from .neighbourhoods import Neighbourhoods
@@ -223,14 +221,10 @@ def run_sphere_sums(
     processes = n_workers > 1 and n_sets > 1
     n_threads = 1 if processes else n_workers
     lean = n_sets == 1  # no copy of the data for a single label vector
-    with ExitStack() as context:
-        pool = None
-        if n_threads > 1:
-            from threadpoolctl import threadpool_limits
+    from .core._executors import Threads  # here: the core imports this module
 
-            pool = context.enter_context(ThreadPoolExecutor(n_threads))
-            # the pool's threads share the cores: one BLAS thread each, not one per core each
-            context.enter_context(threadpool_limits(1, user_api="blas"))
+    with Threads(n_threads) as threads:
+        pool = threads.pool
         sums, state, shared = _label_independent(
             X, neighbourhoods, estimator, plan, n_threads, processes, lean, pool, cache
         )
@@ -268,17 +262,16 @@ def _label_independent(X, neighbourhoods, estimator, plan, n_threads, processes,
 def _in_processes(shared, sums, ys, estimator, n_classes, plan, metric, exact_block, max_columns,
                   n_workers, progress):  # fmt: skip
     """Whole label vectors in worker processes, which map the label-independent arrays."""
+    from .core._executors import LocalProcesses
+
     n_sets = ys.shape[0]
     out = np.full((n_sets, sums.n_spheres, plan.n_folds), np.nan)
     X_mm, sums_mm, state_mm, hoods_mm = shared.objects
     exact_mm = exact_block.with_data(X_mm, hoods_mm) if hasattr(exact_block, "with_data") else exact_block
     args = (estimator, n_classes, plan, metric, exact_mm, max_columns)
     per_task = max(1, min(_LABEL_SETS_PER_PASS, -(-n_sets // (2 * n_workers))))
-    starts = range(0, n_sets, per_task)
-    results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
-        delayed(_task)(lo, state_mm, sums_mm, ys[lo : lo + per_task], args) for lo in starts
-    )
-    for lo, scores in results:
+    argsets = [(lo, state_mm, sums_mm, ys[lo : lo + per_task], args) for lo in range(0, n_sets, per_task)]
+    for _, (lo, scores) in LocalProcesses(n_workers).map_unordered(_task, argsets):
         out[lo : lo + len(scores)] = scores
         if progress is not None:
             progress(sums.n_spheres * len(scores))

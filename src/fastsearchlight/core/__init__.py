@@ -5,8 +5,9 @@ problem and label vectors into scores.
   sparse sphere-by-voxel matrix: a volume's spheres, later a mesh's), the cross-validation
   plan, the measure (a batched classifier, or a scikit-learn estimator fitted per sphere),
   the metrics, the memory budget and the label-independent cache;
-- executors (:class:`InProcess`, :class:`LocalProcesses`, :class:`DaskExecutor`) behind one
-  interface (``n_workers``, ``n_tasks``, ``share``, ``map_unordered``);
+- executors (:class:`InProcess`, :class:`Threads`, :class:`LocalProcesses`,
+  :class:`DaskExecutor`) behind one interface (``n_workers``, ``n_tasks``, ``share``,
+  ``map_unordered``);
 - :func:`compute_scores`: problem + label sets + executor -> scores of shape
   (label sets, spheres, folds, metrics); the only place where the path is chosen (per-sphere
   fits, sphere sums, or blocks of spheres solved at once).
@@ -25,7 +26,15 @@ from ._dask_session import (
     borrowed_session,
     import_distributed,
 )
-from ._executors import DaskExecutor, Executor, InProcess, LocalProcesses, effective_n_jobs, make_executor
+from ._executors import (
+    DaskExecutor,
+    Executor,
+    InProcess,
+    LocalProcesses,
+    Threads,
+    effective_n_jobs,
+    make_executor,
+)
 
 __all__ = [
     "DASK_INSTALL_HINT",
@@ -39,6 +48,7 @@ __all__ = [
     "LocalProcesses",
     "MissingDependencyError",
     "Problem",
+    "Threads",
     "VoxelMajor",
     "borrowed_session",
     "compute_scores",

@@ -18,7 +18,9 @@ import numpy as np
 
 from ._dask_session import DaskSession
 
-__all__ = ["DaskExecutor", "Executor", "InProcess", "LocalProcesses", "effective_n_jobs", "make_executor"]
+__all__ = [
+    "DaskExecutor", "Executor", "InProcess", "LocalProcesses", "Threads", "effective_n_jobs", "make_executor",
+]  # fmt: skip
 
 
 def effective_n_jobs(n_jobs: int | None) -> int:
@@ -58,6 +60,51 @@ class InProcess:
     def map_unordered(self, func, argsets, *, name: str = "") -> Iterator[tuple[int, Any]]:
         for i, args in enumerate(argsets):
             yield i, func(*args)
+
+
+class Threads:
+    """Tasks in threads of this process, for work that releases the interpreter lock (sparse
+    products, BLAS): a context manager that starts ``n_threads`` threads and holds BLAS to one
+    thread each, so that they share the cores rather than oversubscribe them. ``pool`` is the
+    thread pool (None with one thread), for code that maps over chunks itself."""
+
+    is_dask = False
+    n_tasks = None
+
+    def __init__(self, n_threads: int):
+        self.n_workers = max(1, int(n_threads))
+        self.pool = None
+        self._context = None
+
+    def __enter__(self) -> Threads:
+        if self.n_workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            from contextlib import ExitStack
+
+            from threadpoolctl import threadpool_limits
+
+            self._context = ExitStack()
+            self.pool = self._context.enter_context(ThreadPoolExecutor(self.n_workers))
+            self._context.enter_context(threadpool_limits(1, user_api="blas"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._context is not None:
+            self._context.close()
+        self.pool = self._context = None
+
+    def share(self, obj: Any, key: Any = None) -> Any:
+        return obj
+
+    def map_unordered(self, func, argsets, *, name: str = "") -> Iterator[tuple[int, Any]]:
+        if self.pool is None:
+            yield from InProcess().map_unordered(func, argsets)
+            return
+        from concurrent.futures import as_completed
+
+        futures = {self.pool.submit(func, *args): i for i, args in enumerate(argsets)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 def _indexed(i: int, func: Callable, args: tuple) -> tuple[int, Any]:
