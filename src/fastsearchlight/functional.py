@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 
 from . import engine
+from .core import Problem, choose_measure, compute_scores, make_executor, voxel_major
 from .cv import make_cv_plan
-from .estimators import batched_equivalent, is_classification
+from .estimators import is_classification
 from .neighbourhoods import Neighbourhoods
-from .scoring import batched_metric, resolve_scoring
 
 
 def _adjacency(A, n_voxels: int):
@@ -79,24 +79,18 @@ def search_light(X, y, estimator, A, groups=None, scoring=None, cv=None, n_jobs=
     if not uses_cv(estimator):
         return engine.run_without_cv(X, hoods, estimator, y, groups, n_jobs=n_jobs, verbose=verbose)[:, 0]
     classification = is_classification(estimator)
-    codes = np.unique(y, return_inverse=True)[1] if classification else y
+    classes, codes = np.unique(y, return_inverse=True) if classification else (None, y)
     plan = make_cv_plan(cv, codes, groups, classifier=classification)
-    metric = batched_metric(scoring, np.unique(y)) if classification else resolve_scoring(scoring)
-    batched = batched_equivalent(estimator) if classification else None
-    if (
-        batched is not None
-        and metric is not None
-        and np.all(hoods.sizes > 0)
-        and int(codes.max()) >= 1
-        and batched_plan_ok(plan, codes, int(codes.max()) + 1, metric)
-    ):
-        n_classes = int(codes.max()) + 1
-        scores = engine.run_batched(
-            X, hoods, batched, codes[None, :], n_classes, plan, metric, n_jobs=n_jobs,
-            verbose=verbose,
-        )[0]  # fmt: skip
-    else:
-        scores = engine.run_generic(X, hoods, estimator, y, plan, scoring, n_jobs=n_jobs, verbose=verbose)
+    measure, metrics = estimator, (scoring,)
+    if classification and classes.size >= 2 and np.all(hoods.sizes > 0):
+        measure, metrics = choose_measure(estimator, scoring, classes, codes, plan)
+    batched = measure is not estimator
+    problem = Problem(
+        voxel_major(X) if batched else X, hoods, plan, measure, metrics, len(classes) if classification else 2
+    )
+    labels = codes if batched else y
+    executor = make_executor("loky", n_jobs, None)
+    scores = compute_scores(problem, labels[None, :], executor, verbose=verbose)[0, ..., 0]
     return scores.mean(axis=1)
 
 
@@ -141,20 +135,6 @@ def uses_cv(estimator) -> bool:
             "parameter in fit (the searchlight calls fit(X, y, groups=groups))."
         )
     return False
-
-
-def batched_plan_ok(plan, codes, n_classes: int, metric: str) -> bool:
-    """Whether the batched estimators compute what scikit-learn would on these folds: every
-    training set holds every class, and for ROC AUC there are two classes, both in every
-    test set."""
-    for train in plan.train_indices:
-        if np.unique(codes[train]).size < n_classes:
-            return False
-    if metric == "roc_auc":
-        if n_classes != 2:
-            return False
-        return all(np.unique(codes[test]).size == 2 for test in plan.test_indices)
-    return True
 
 
 def _decision_means(X, estimator, hoods, n_jobs):

@@ -18,12 +18,11 @@ from . import engine
 from ._fit_inputs import check_permutation_params, estimator_type, read_inputs
 from ._searchlight_maps import MapsMixin
 from ._validation import N_JOBS, VERBOSE, Interval, check_params
-from .core import DaskSession, Problem, compute_scores, make_executor, voxel_major
+from .core import DaskSession, Problem, choose_measure, compute_scores, make_executor, voxel_major
 from .cv import make_cv_plan
-from .estimators import batched_equivalent, is_classification, resolve_estimator
-from .functional import batched_plan_ok, check_searchlight_estimator, uses_cv
+from .estimators import is_classification, resolve_estimator
+from .functional import check_searchlight_estimator, uses_cv
 from .images import load_func, masked_data, nilearn_dtype, scores_to_img
-from .scoring import batched_metric, resolve_scoring
 from .sphere_sums import supports_sphere_sums
 from .stats import fingerprint, fold_mean
 
@@ -33,14 +32,14 @@ class _Fit:
     """What a fit computes with, once its inputs are read."""
 
     estimator: object  # the scikit-learn estimator
-    batched: object  # its batched equivalent, or None
+    measure: object  # its batched equivalent, or the estimator itself (per sphere)
+    metrics: tuple
     classification: bool
     classes: np.ndarray | None
     targets: np.ndarray  # class codes (classification) or values
     plan: object
-    metric: str | None  # the batched metric, or None
     cross_validated: bool
-    X: np.ndarray  # the masked data, in the form the path wants
+    X: np.ndarray  # the masked data, in the form the measure wants
 
 
 class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
@@ -273,7 +272,7 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
                 session.close()
         self.cv_plan_ = fit.plan
         self.estimator_ = sk_estimator
-        self.batched_estimator_ = fit.batched if self.engine_ == "batched" else None
+        self.batched_estimator_ = fit.measure if self.engine_ == "batched" else None
         self._set_maps(inputs, fold_scores)
         return self
 
@@ -300,7 +299,6 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         form that path wants."""
         t0 = time.perf_counter()
         classification = is_classification(sk_estimator)
-        batched = batched_equivalent(sk_estimator) if classification else None
         y, classes = inputs.y, None
         if classification:
             classes, codes = np.unique(y, return_inverse=True)
@@ -309,27 +307,20 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
             self.classes_ = classes
         targets = codes if classification else y
         plan = make_cv_plan(self.cv, targets, inputs.groups, classifier=classification)
-        # f1 and friends batch when one of two classes is 1 (their pos_label)
-        metric = batched_metric(self.scoring, classes) if classification else resolve_scoring(self.scoring)
         cross_validated = uses_cv(sk_estimator)
-        if (
-            cross_validated
-            and batched is not None
-            and metric is not None
-            and batched_plan_ok(plan, codes, len(classes), metric)
-        ):
-            self.engine_ = "batched"
-        else:
-            # scikit-learn per sphere, as nilearn: also where a fold leaves a class out of
-            # training or (ROC AUC) out of testing, which scikit-learn scores (or gives NaN)
-            self.engine_ = "generic"
-        batched_path = self.engine_ == "batched"
+        measure, metrics = (
+            choose_measure(sk_estimator, self.scoring, classes, targets, plan)
+            if cross_validated
+            else (sk_estimator, (self.scoring,))
+        )
+        batched_path = measure is not sk_estimator
+        self.engine_ = "batched" if batched_path else "generic"
         # worker processes read the data from a memory-mapped file written once, rather
         # than from a copy joblib writes at every parallel call (threads need neither)
         shared = (
             self.backend == "loky"
             and engine.effective_n_jobs(self.n_jobs) > 1
-            and not (batched_path and supports_sphere_sums(batched, metric))
+            and not (batched_path and supports_sphere_sums(measure, metrics[0]))
         )
         # the batched engine computes in float64; the generic one hands scikit-learn the
         # data in the dtype nilearn gives it (the images' float32, usually), so that its
@@ -337,17 +328,17 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         dtype = np.float64 if batched_path else nilearn_dtype(inputs.func, self.mask_img is not None)
         X = masked_data(inputs.func, inputs.mask, shared=shared, dtype=dtype, zero_fill=True)
         self.timings_["prepare"] += time.perf_counter() - t0
-        return _Fit(sk_estimator, batched, classification, classes, targets, plan, metric, cross_validated, X)
+        return _Fit(
+            sk_estimator, measure, metrics, classification, classes, targets, plan, cross_validated, X
+        )
 
     def _scores_function(self, fit: _Fit, inputs, executor):
         """``scores_for(label_sets, description)``: per-fold scores, shape (n_label_sets,
         n_spheres, n_folds), of label vectors in class codes."""
         hoods = inputs.neighbourhoods
-        if self.engine_ == "batched":
-            problem = Problem(voxel_major(fit.X), hoods, fit.plan, fit.batched, (fit.metric,),
-                              len(fit.classes), self.memory_mb)  # fmt: skip
-        else:
-            problem = Problem(fit.X, hoods, fit.plan, fit.estimator, (self.scoring,))
+        data = voxel_major(fit.X) if self.engine_ == "batched" else fit.X
+        n_classes = len(fit.classes) if fit.classification else 2
+        problem = Problem(data, hoods, fit.plan, fit.measure, fit.metrics, n_classes, self.memory_mb)
 
         def scores_for(label_sets, desc):
             if self.engine_ != "batched" and fit.classification:

@@ -35,6 +35,7 @@ from ._executors import (
     effective_n_jobs,
     make_executor,
 )
+from ._routing import batched_plan_ok, choose_measure
 
 __all__ = [
     "DASK_INSTALL_HINT",
@@ -50,7 +51,9 @@ __all__ = [
     "Problem",
     "Threads",
     "VoxelMajor",
+    "batched_plan_ok",
     "borrowed_session",
+    "choose_measure",
     "compute_scores",
     "effective_n_jobs",
     "import_distributed",
