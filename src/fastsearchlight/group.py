@@ -147,7 +147,7 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
     """The group level, written into the locked folder ``out`` (see :func:`run_group`)."""
     from nilearn.image import new_img_like
 
-    from .sign_flips import sign_flip_test
+    from .stats import sign_flip_test
 
     mask_img = _group_mask(data, imgs, mask)
     mask_data = np.asarray(mask_img.dataobj) > 0

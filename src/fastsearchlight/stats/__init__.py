@@ -11,6 +11,8 @@
   p-values by the maximum statistic over spheres, cluster-level inference with a
   cluster-forming threshold taken from the pooled null distribution and a cluster-size null
   made of the largest cluster of each permutation, and :func:`tfce`.
+- The group level: :func:`sign_flip_test` (one-sample t, sign flips, exact with few
+  subjects) and :func:`prevalence_inference` (Allefeld, Goergen & Haynes 2016).
 """
 
 from ._inference import (
@@ -27,6 +29,8 @@ from ._permutations import (
     exchangeability_blocks,
     make_permutations,
 )
+from ._prevalence import PrevalenceResult, gamma0_bound, prevalence_inference, prevalence_p
+from ._sign_flips import SignFlipResult, one_sample_t, sign_flip_test, sign_patterns
 from ._tfce import tfce
 
 __all__ = [
@@ -36,13 +40,21 @@ __all__ = [
     "LabelPermutations",
     "NullStore",
     "PermutationResult",
+    "PrevalenceResult",
+    "SignFlipResult",
     "clusters_above",
     "exchangeability_blocks",
     "fingerprint",
     "fold_mean",
+    "gamma0_bound",
     "make_permutations",
     "null_maps",
+    "one_sample_t",
     "permutation_inference",
     "permutation_null",
+    "prevalence_inference",
+    "prevalence_p",
+    "sign_flip_test",
+    "sign_patterns",
     "tfce",
 ]
