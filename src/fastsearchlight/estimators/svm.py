@@ -14,6 +14,8 @@ the ridge-regression solution restricted to ``A``::
 
     (I + 2C X_A^T X_A) w = 2C X_A^T y_A
 
+or, the same point, ``w = X_A^T (I / 2C + X_A X_A^T)^-1 y_A`` when there are more features
+than training samples (an n x n system instead of d x d; :mod:`._svm_newton`),
 reached by an exact line search on the piecewise-quadratic objective. The method stops when
 the active set no longer changes: then ``w`` satisfies the optimality conditions exactly (up
 to rounding), a tighter optimum than liblinear's default tolerance.
@@ -30,141 +32,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
+from ._svm_newton import needs_svd, newton, ridge_svd
 from .base import BatchedClassifier, as_slice, binary_targets
 
 __all__ = ["BatchedLinearSVC"]
-
-
-def _solve_spd(H: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve ``H x = b`` for a stack of symmetric positive definite matrices."""
-    return np.linalg.solve(H, b[..., None])[..., 0]
-
-
-#: The Newton systems ``(I + 2C X_A^T X_A) w = 2C X_A^T y_A`` are solved from these normal
-#: equations unless rounding at the scale of their largest entry would change the identity
-#: (the regulariser) by more than this fraction: data of large values (~1e7) leave nothing
-#: of the identity in ``H`` (a singular or meaningless solve); those problems are solved
-#: from the singular value decomposition of ``X_A`` instead, which never forms ``X^T X``.
-_NORMAL_EQUATIONS_TOL = 1e-6
-
-
-def _needs_svd(H: np.ndarray) -> np.ndarray:
-    """Which matrices ``H = I + 2C X^T X`` (..., d, d) are too large for their identity."""
-    return np.finfo(np.float64).eps * np.diagonal(H, axis1=-2, axis2=-1).max(axis=-1) > _NORMAL_EQUATIONS_TOL
-
-
-def _ridge_svd(Xa: np.ndarray, Y: np.ndarray, C: float) -> np.ndarray:
-    """``(I + 2C Xa^T Xa)^-1 2C Xa^T Y`` from the SVD of ``Xa`` (N, n, d), ``Y`` (N, n, M).
-
-    With ``Xa = U S V^T``, the solution is ``V diag(2C s / (1 + 2C s^2)) U^T Y``: exact to
-    rounding at any scale of the data.
-    """
-    U, s, Vt = np.linalg.svd(Xa, full_matrices=False)
-    gain = (2.0 * C) * s / (1.0 + (2.0 * C) * s * s)
-    return np.swapaxes(Vt, -1, -2) @ (gain[..., None] * (np.swapaxes(U, -1, -2) @ Y))
-
-
-def _exact_line_search(wd, ss, m, delta, W, C, n_steps=30):
-    """Minimise ``phi(t) = 0.5|w + t s|^2 + C sum_i W_i max(0, 1 - m_i - t delta_i)^2``.
-
-    ``phi'`` is increasing and piecewise linear, so Newton's method on it, started at
-    ``t = 1`` (the Newton point), ends in a few steps on the exact minimiser. Problems leave
-    the batch as soon as their step length is settled.
-
-    Parameters
-    ----------
-    wd, ss : ndarray (N,)
-        ``w . s`` and ``s . s``.
-    m, delta : ndarray (N, n)
-        Margins ``y_i x_i . w`` and their directional change ``y_i x_i . s``.
-    W : ndarray (N, n)
-        0/1 training weights.
-    """
-    t = np.ones_like(wd)
-    idx = None  # every problem, on the first step (no copies)
-    one_minus_m = 1.0 - m
-    for _ in range(n_steps):
-        if idx is None:
-            tt, dl, om, Wi, wdi, ssi = t, delta, one_minus_m, W, wd, ss
-        else:
-            tt, dl, om, Wi, wdi, ssi = t[idx], delta[idx], one_minus_m[idx], W[idx], wd[idx], ss[idx]
-        act = Wi * ((om - tt[:, None] * dl) > 0.0)
-        ad = act * dl
-        num = wdi - 2.0 * C * np.einsum("nk,nk->n", ad, om)
-        den = ssi + 2.0 * C * np.einsum("nk,nk->n", ad, dl)
-        t_new = -num / den
-        moving = np.abs(t_new - tt) > 1e-13 * np.maximum(1.0, np.abs(tt))
-        if idx is None:
-            t = t_new
-            idx = np.flatnonzero(moving)
-        else:
-            t[idx] = t_new
-            idx = idx[moving]
-        if idx.size == 0:
-            break
-    return t
-
-
-def _newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
-    """Finite Newton iterations on a batch of problems, from ``w`` (updated in place).
-
-    Parameters
-    ----------
-    Xs : ndarray (N, n, d)
-        Training samples of each problem (padding rows have weight 0).
-    Ys, Ws : ndarray (N, n)
-        +-1 targets and 0/1 weights.
-    w : ndarray (N, d)
-        Starting weights; overwritten with the result.
-    C : float
-    max_iter : int
-    first_point : ndarray (N, d) or None
-        With ``w = 0``: the Newton point of the first step (the ridge solution on all
-        training samples, which are all active at ``w = 0``), computed by the caller.
-
-    Returns
-    -------
-    converged : ndarray of bool (N,)
-    """
-    N, n, d = Xs.shape
-    eye = np.eye(d)
-    converged = np.zeros(N, dtype=bool)
-    todo = np.arange(N)
-    ms = np.einsum("nkd,nd->nk", Xs, w) * Ys if w.any() else np.zeros((N, n))
-    for it in range(max_iter):
-        act = Ws * (ms < 1.0)
-        wt = w[todo]
-        if it == 0 and first_point is not None:
-            step = first_point - wt
-        else:
-            H = (np.swapaxes(Xs, 1, 2) * act[:, None, :]) @ Xs
-            H *= 2.0 * C
-            H += eye
-            rhs = 2.0 * C * np.einsum("nk,nkd->nd", act * Ys, Xs)
-            svd = _needs_svd(H)
-            if svd.any():
-                H[svd] = np.eye(d)  # solved below
-            step = _solve_spd(H, rhs)
-            if svd.any():
-                Xa = Xs[svd] * act[svd][:, :, None]
-                step[svd] = _ridge_svd(Xa, (act * Ys)[svd][:, :, None], C)[..., 0]
-            step -= wt
-        delta = (Xs @ step[:, :, None])[:, :, 0]
-        delta *= Ys
-        t = _exact_line_search(
-            np.einsum("nd,nd->n", wt, step), np.einsum("nd,nd->n", step, step), ms, delta, Ws, C
-        )
-        w[todo] = wt + t[:, None] * step
-        ms = ms + t[:, None] * delta
-        same = np.all((Ws * (ms < 1.0)) == act, axis=1)
-        tiny = np.max(np.abs(t[:, None] * step), axis=1) <= 1e-13 * (1.0 + np.max(np.abs(w[todo]), axis=1))
-        done = same | tiny
-        converged[todo[done]] = True
-        if done.all():
-            break
-        keep = ~done
-        todo, Xs, Ys, Ws, ms = todo[keep], Xs[keep], Ys[keep], Ws[keep], ms[keep]
-    return converged
 
 
 def _gram(X: np.ndarray, rows) -> np.ndarray:
@@ -344,15 +215,18 @@ class BatchedLinearSVC(BatchedClassifier):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
             Xz, Xs, Ys, Ws = self._gather_problems(X, ids, problems)
-            first = self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
+            # with more features than training rows, the Newton steps (the first included)
+            # are solved from the rows' Gram matrix, in the Newton iterations
+            dual = problems[0].shape[1] < d
+            first = None if dual else self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
             ws = w[ids]
-            converged[ids] = _newton(Xs, Ys, Ws, ws, C, self.first_iter, first)
+            converged[ids] = newton(Xs, Ys, Ws, ws, C, self.first_iter, first)
             w[ids] = ws
         tail = np.flatnonzero(~converged)
         if tail.size:
             _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
             ws = w[tail]
-            _newton(Xs, Ys, Ws, ws, C, self.max_iter)
+            newton(Xs, Ys, Ws, ws, C, self.max_iter)
             w[tail] = ws
         return w.reshape(B, Q, d)
 
@@ -442,14 +316,14 @@ class BatchedLinearSVC(BatchedClassifier):
         H += np.eye(d)
         rhs = (2.0 * C) * (YW @ Xb)  # (b, Q, d)
         rhs = rhs[:, training_sets]  # (b, U, M, d)
-        svd = _needs_svd(H)  # (b, U)
+        svd = needs_svd(H)  # (b, U)
         if svd.any():
             H[svd] = np.eye(d)  # solved below
         points = np.linalg.solve(H, np.swapaxes(rhs, 2, 3))  # (b, U, d, M)
         for i, u in zip(*np.nonzero(svd)):
             rows = np.flatnonzero(kept[u])
             targets = YW[training_sets[u]][:, rows].T  # (n_u, M)
-            points[i, u] = _ridge_svd(Xb[i, rows], targets, C)
+            points[i, u] = ridge_svd(Xb[i, rows], targets, C)
         out = np.empty((b, Q, d))
         out[:, training_sets] = np.swapaxes(points, 2, 3)
         return out.reshape(b * Q, d)
