@@ -47,3 +47,19 @@ def test_every_executor_gives_the_same_scores(parts):
         here = compute_scores(problem, labels, InProcess())
         there = compute_scores(problem, labels, LocalProcesses(2))
         np.testing.assert_array_equal(here, there)
+
+
+def test_local_processes_pass_memory_maps_by_file_name():
+    """Data written once to a shared memory map reach the workers as that map, not as a copy
+    joblib writes at every call."""
+    from fastsearchlight.shared import shared_empty
+
+    X = shared_empty((100, 50))
+    X[:] = 1.0
+    executor = LocalProcesses(2)
+    [(_, filename)] = list(executor.map_unordered(_filename, [(executor.share(X),)]))
+    assert filename == X.filename
+
+
+def _filename(array):
+    return getattr(array, "filename", None)

@@ -123,8 +123,11 @@ class LocalProcesses:
         self.n_tasks = 4 * self.n_workers
 
     def share(self, obj: Any, key: Any = None) -> Any:
-        # joblib memory-maps plain arrays, not subclasses
-        return obj.view(np.ndarray) if isinstance(obj, np.ndarray) else obj
+        # joblib memory-maps plain arrays (and passes memory maps by file name), not other
+        # subclasses such as the voxel-major view
+        if isinstance(obj, np.ndarray) and not isinstance(obj, np.memmap):
+            return obj.view(np.ndarray)
+        return obj
 
     def map_unordered(self, func, argsets, *, name: str = "") -> Iterator[tuple[int, Any]]:
         from joblib import Parallel, delayed
