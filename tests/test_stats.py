@@ -269,3 +269,14 @@ def test_tfce_pvalues_find_a_planted_region_and_stay_silent_on_null():
     assert np.asarray(sl.p_fwe_tfce_img_.dataobj).shape == sl.process_mask_.shape
     null, _ = fit_null_searchlight(3, n_perm=49, tfce=True)
     assert (null.p_fwe_tfce_ < 0.05).sum() == 0
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [({"permute": "volumes"}, "permute"), ({"tfce_dh": 0}, "tfce_dh"), ({"tfce_dh": "fine"}, "tfce_dh"),
+     ({"tfce": "yes"}, "tfce"), ({"n_permutations": 2.7}, "n_permutations")],
+)  # fmt: skip
+def test_permutation_parameters_are_checked_before_reading_the_data(params, message):
+    # the images do not exist: the parameters are refused first
+    with pytest.raises(ValueError, match=message):
+        SearchLight(**params).fit("no-such-file.nii.gz", [0, 1])

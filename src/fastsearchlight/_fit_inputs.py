@@ -1,5 +1,5 @@
 """What ``SearchLight.fit`` reads and checks before computing: targets, images, masks,
-spheres, and the parameters of the permutation test; the estimator type nilearn reports."""
+spheres; the estimator type nilearn reports."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .estimators import NAMES
 from .images import load_func, load_mask_on_grid, load_mask_own_grid
 from .neighbourhoods import Neighbourhoods, build_neighbourhoods
 
-__all__ = ["Inputs", "check_permutation_params", "check_targets", "estimator_type", "read_inputs"]
+__all__ = ["Inputs", "check_targets", "estimator_type", "read_inputs"]
 
 
 def check_targets(y, n_volumes: int, name: str = "y") -> np.ndarray:
@@ -90,25 +90,6 @@ def read_inputs(imgs, y, groups, *, mask_img, process_mask_img, radius) -> Input
         process_affine = func.affine  # the functional grid (the spheres from a stencil)
     hoods = build_neighbourhoods(mask, func.affine, process_mask, process_affine, float(radius))
     return Inputs(func, y, groups, mask, process_mask, process_affine, hoods)
-
-
-def check_permutation_params(n_permutations, permute, tfce_dh) -> None:
-    """The permutation test's parameters, checked before any computation."""
-    from .stats import PERMUTE_SCHEMES
-
-    n_perm = n_permutations
-    if n_perm is not None and (
-        isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 0
-    ):
-        raise ValueError(f"n_permutations must be an integer >= 0, got {n_perm!r}.")
-    if permute not in PERMUTE_SCHEMES:
-        raise ValueError(f"permute must be one of {PERMUTE_SCHEMES}, got {permute!r}.")
-    dh = tfce_dh
-    if not (isinstance(dh, str) and dh == "auto") and not (
-        isinstance(dh, (int, float, np.number)) and not isinstance(dh, bool)
-        and np.isfinite(dh) and dh > 0
-    ):  # fmt: skip
-        raise ValueError(f"tfce_dh must be 'auto' or a positive number, got {dh!r}.")
 
 
 def estimator_type(estimator) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .shared import pid_alive
+
 __all__ = [
     "LOCK_NAME",
     "InputError",
@@ -123,16 +125,6 @@ def _umask() -> int:
     return mask
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 def _take_lock(folder: Path) -> Path:
     """Create ``folder``'s lock file holding this process's id; take over a stale one."""
     lock = folder / LOCK_NAME
@@ -144,7 +136,7 @@ def _take_lock(folder: Path) -> Path:
                 pid = int(lock.read_text().strip())
             except (OSError, ValueError):
                 pid = None
-            if pid is not None and _pid_alive(pid):
+            if pid is not None and pid_alive(pid):
                 raise InputError(
                     f"{folder} is being written by another fastsearchlight run (process {pid}): "
                     "wait for it to finish or choose another output folder"

@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import engine
-from ._fit_inputs import check_permutation_params, estimator_type, read_inputs
+from ._fit_inputs import estimator_type, read_inputs
 from ._searchlight_maps import MapsMixin
 from ._validation import N_JOBS, VERBOSE, Interval, check_params
 from .core import DaskSession, Problem, choose_measure, compute_scores, make_executor, voxel_major
@@ -177,6 +177,9 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         "n_permutations": [Interval(Integral, 0, None), None],
         "cluster_alpha": [Interval(Real, 0, 1, closed="neither")],
         "permutation_batch": [Interval(Integral, 1, None)],
+        "permute": ["blocks", "samples"],
+        "tfce": [bool],
+        "tfce_dh": ["auto", Interval(Real, 0, None, closed="neither")],
         "keep_checkpoint": [bool],
         "keep_null": [bool],
     }
@@ -280,7 +283,6 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         """Every parameter checked before any data is read; the scikit-learn estimator."""
         check_params(self.get_params(deep=False), self._parameter_constraints)
         engine.check_backend(self.backend)
-        check_permutation_params(self.n_permutations, self.permute, self.tfce_dh)
         if self.backend == "dask":
             engine.import_distributed()  # fail before reading the data when dask is missing
         # named estimators get nilearn's own parameters (its fixed seeds included)
@@ -428,15 +430,16 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
             hoods.adjacency.indptr, repr(self.estimator), repr(self.estimator_args),
             self.scoring, float(self.radius),
         )  # fmt: skip
+        observed = fold_mean(fold_scores)
         perms, store = permutation_null(
-            scores_for, fold_mean(fold_scores), targets, groups, int(self.n_permutations),
+            scores_for, observed, targets, groups, int(self.n_permutations),
             self.random_state, plan=plan if classification else None, permute=self.permute,
             analysis=key, checkpoint=self.checkpoint, batch=max(1, int(self.permutation_batch)),
         )  # fmt: skip
         self.permuted_labels_ = self.classes_[perms.labels] if classification else perms.labels
         self.permutation_info_ = perms.describe()
         result = permutation_inference(
-            fold_mean(fold_scores), store.scores, process_mask, affine,
+            observed, store.scores, process_mask, affine,
             cluster_alpha=self.cluster_alpha, exhaustive=perms.exhaustive,
             with_tfce=bool(self.tfce), tfce_dh=self.tfce_dh,
         )  # fmt: skip
