@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
+from ._svm_kernel import NEEDS_SVD, newton_problems
 from ._svm_newton import needs_svd, newton, ridge_svd
 from .base import BatchedClassifier, as_slice, binary_targets
 
@@ -194,6 +195,8 @@ class BatchedLinearSVC(BatchedClassifier):
         Returns
         -------
         ndarray (n_spheres, n_problems, n_features + fit_intercept)
+            The weights; ``n_iter_`` (n_spheres, n_problems) holds the Newton iterations
+            each problem took.
         """
         C = float(self.C)
         B, n = X.shape[:2]
@@ -210,24 +213,37 @@ class BatchedLinearSVC(BatchedClassifier):
 
         w = np.zeros((N, d))
         converged = np.zeros(N, dtype=bool)
+        iterations = np.zeros(N, dtype=np.int32)
+        # with more features than training rows, the Newton steps (the first included) are
+        # solved from the rows' Gram matrix (numpy); otherwise in compiled iterations
+        dual = problems[0].shape[1] < d
         per_batch = max(1, self.batch_problems // Q)  # whole spheres
         for lo in range(0, B, per_batch):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
             Xz, Xs, Ys, Ws = self._gather_problems(X, ids, problems)
-            # with more features than training rows, the Newton steps (the first included)
-            # are solved from the rows' Gram matrix, in the Newton iterations
-            dual = problems[0].shape[1] < d
-            first = None if dual else self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
-            ws = w[ids]
-            converged[ids] = newton(Xs, Ys, Ws, ws, C, self.first_iter, first)
-            w[ids] = ws
+            if dual:
+                ws = w[ids]
+                its = np.zeros(len(ids), dtype=np.int32)
+                converged[ids] = newton(Xs, Ys, Ws, ws, C, self.first_iter, iterations=its)
+                w[ids] = ws
+                iterations[ids] = its
+                continue
+            first = self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
+            w[ids], status, iterations[ids] = newton_problems(Xs, Ys, Ws, first, C, int(self.max_iter))
+            # values too large for the normal equations: solved below, from the SVD
+            converged[ids] = status != NEEDS_SVD
         tail = np.flatnonzero(~converged)
         if tail.size:
             _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
             ws = w[tail]
-            newton(Xs, Ys, Ws, ws, C, self.max_iter)
+            if not dual:
+                ws[:] = 0.0  # left by the compiled iterations for the SVD: start again
+            its = np.zeros(len(tail), dtype=np.int32)
+            newton(Xs, Ys, Ws, ws, C, self.max_iter, iterations=its)
             w[tail] = ws
+            iterations[tail] += its
+        self.n_iter_ = iterations.reshape(B, Q)
         return w.reshape(B, Q, d)
 
     def _gather_problems(
