@@ -182,26 +182,25 @@ def _changes_worth_updating(n_changed, n_active, d):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _solve_problem(X, Y, W, C, w, first, max_iter):
+def _solve_problem(X, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act):
     """Finite Newton iterations on one problem, from ``w = 0`` with Newton point ``first``.
 
+    ``H``, ``R`` (d, d), ``vectors`` (7, d), ``m``, ``delta``, ``act`` (n,) are work space.
     Returns ``(status, iterations)``; ``w`` holds the result.
     """
     n, d = X.shape
-    H = np.zeros((d, d))
-    R = np.zeros((d, d))
-    b = np.zeros(d)
-    p = np.empty(d)
-    r = np.empty(d)
-    z = np.empty(d)
-    s = np.empty(d)
-    work = np.empty(d)
-    xs = np.empty(d)
-    m = np.zeros(n)
-    delta = np.empty(n)
-    act = np.empty(n, dtype=np.bool_)
+    b, p, r, z, s, work, xs = (
+        vectors[0],
+        vectors[1],
+        vectors[2],
+        vectors[3],
+        vectors[4],
+        vectors[5],
+        vectors[6],
+    )
     for i in range(n):
         act[i] = W[i] > 0.0
+        m[i] = 0.0
     w[:] = 0.0
     p[:] = first
     root = np.sqrt(2.0 * C)
@@ -289,8 +288,16 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     w = np.zeros((N, d))
     status = np.zeros(N, dtype=np.int8)
     iterations = np.zeros(N, dtype=np.int32)
+    H = np.empty((d, d))
+    R = np.empty((d, d))
+    vectors = np.empty((7, d))
+    m = np.empty(n)
+    delta = np.empty(n)
+    act = np.empty(n, dtype=np.bool_)
     for q in range(N):
-        st, it = _solve_problem(Xs[q], Ys[q], Ws[q], C, w[q], first[q], max_iter)
+        st, it = _solve_problem(
+            Xs[q], Ys[q], Ws[q], C, w[q], first[q], max_iter, H, R, vectors, m, delta, act
+        )
         status[q] = st
         iterations[q] = it
     return w, status, iterations

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from ._svm_kernel import NEEDS_SVD, newton_problems
+from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_problems
 from ._svm_newton import needs_svd, newton, ridge_svd
 from .base import BatchedClassifier, as_slice, binary_targets
 
@@ -71,6 +71,55 @@ def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndar
     Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
     Wq = (index < n).astype(np.float64)
     return index, Yq, Wq
+
+
+def _training_grams(Xz: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Gram matrices of every problem's training rows (b * Q, n_train, n_train), taken from
+    each sphere's Gram matrix (computed once for all its folds and classes).
+
+    Parameters
+    ----------
+    Xz : ndarray (b, n + 1, d)
+        The spheres' samples, augmented, the last one a zero pad.
+    index : ndarray of int (Q, n_train)
+        Each problem's training rows (then the pad), as from :func:`_padded_training_sets`.
+    """
+    G = Xz @ np.swapaxes(Xz, 1, 2)
+    b, Q = Xz.shape[0], index.shape[0]
+    sphere = np.repeat(np.arange(b), Q)[:, None, None]
+    rows = np.tile(index, (b, 1))
+    return G[sphere, rows[:, :, None], rows[:, None, :]]
+
+
+def _solve_from_gram(Xs, Ys, Ws, C, max_iter, K):
+    """Problems with more features than training rows, solved on ``n`` features.
+
+    With ``X X^T = L L^T`` (the Cholesky factor of the training rows' Gram matrix), the rows
+    of ``L`` reproduce every inner product of the rows of ``X``, and the minimiser is
+    ``w = X^T L^-T v`` where ``v`` solves the same problem on the rows of ``L`` (the
+    regulariser keeps ``w`` in the span of the rows). Padding rows (weight 0) get a unit
+    diagonal. ``K`` (N, n, n) holds the Gram matrices (overwritten). Problems whose Gram matrix is singular (repeated or constant rows), or whose
+    values are too large for the normal equations, are left unconverged for the caller.
+
+    Returns
+    -------
+    w : ndarray (N, d)
+    converged : ndarray of bool (N,)
+    iterations : ndarray of int (N,)
+    """
+    N, n, d = Xs.shape
+    K[:, np.arange(n), np.arange(n)] += 1.0 - Ws
+    try:
+        L = np.linalg.cholesky(K)
+    except np.linalg.LinAlgError:
+        return np.zeros((N, d)), np.zeros(N, dtype=bool), np.zeros(N, dtype=np.int32)
+    H = (2.0 * C) * (np.swapaxes(L, 1, 2) @ (L * Ws[:, :, None]))
+    H[:, np.arange(n), np.arange(n)] += 1.0
+    first = np.linalg.solve(H, ((2.0 * C) * np.einsum("nk,nkd->nd", Ys * Ws, L))[..., None])[..., 0]
+    v, status, iterations = newton_problems(L, Ys, Ws, first, C, max_iter)
+    u = np.linalg.solve(np.swapaxes(L, 1, 2), v[..., None])
+    w = (np.swapaxes(Xs, 1, 2) @ u)[..., 0]
+    return w, status == CONVERGED, iterations
 
 
 class _GramPlan:
@@ -214,8 +263,8 @@ class BatchedLinearSVC(BatchedClassifier):
         w = np.zeros((N, d))
         converged = np.zeros(N, dtype=bool)
         iterations = np.zeros(N, dtype=np.int32)
-        # with more features than training rows, the Newton steps (the first included) are
-        # solved from the rows' Gram matrix (numpy); otherwise in compiled iterations
+        # with more features than training rows, the problems are solved on the factor of the
+        # rows' Gram matrix (n features instead of d)
         dual = problems[0].shape[1] < d
         per_batch = max(1, self.batch_problems // Q)  # whole spheres
         for lo in range(0, B, per_batch):
@@ -223,11 +272,10 @@ class BatchedLinearSVC(BatchedClassifier):
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
             Xz, Xs, Ys, Ws = self._gather_problems(X, ids, problems)
             if dual:
-                ws = w[ids]
-                its = np.zeros(len(ids), dtype=np.int32)
-                converged[ids] = newton(Xs, Ys, Ws, ws, C, self.first_iter, iterations=its)
-                w[ids] = ws
-                iterations[ids] = its
+                K = _training_grams(Xz, problems[0])
+                w[ids], converged[ids], iterations[ids] = _solve_from_gram(
+                    Xs, Ys, Ws, C, int(self.max_iter), K
+                )
                 continue
             first = self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
             w[ids], status, iterations[ids] = newton_problems(Xs, Ys, Ws, first, C, int(self.max_iter))
@@ -237,8 +285,7 @@ class BatchedLinearSVC(BatchedClassifier):
         if tail.size:
             _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
             ws = w[tail]
-            if not dual:
-                ws[:] = 0.0  # left by the compiled iterations for the SVD: start again
+            ws[:] = 0.0  # left by the compiled iterations (values too large, singular Gram matrices)
             its = np.zeros(len(tail), dtype=np.int32)
             newton(Xs, Ys, Ws, ws, C, self.max_iter, iterations=its)
             w[tail] = ws
