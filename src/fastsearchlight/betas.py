@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,9 @@ def _fit(run: BidsRun, mask_img, events: pd.DataFrame):
     kwargs = {"confounds": run.confounds} if run.confounds is not None else {}
     if run.sample_mask is not None:
         kwargs["sample_masks"] = run.sample_mask
-    return _model(run, mask_img).fit(str(run.bold), events=events, **kwargs)
+    with warnings.catch_warnings():  # nilearn notes that the given mask is used: it is meant to be
+        warnings.filterwarnings("ignore", message=".*mask has been requested", category=RuntimeWarning)
+        return _model(run, mask_img).fit(str(run.bold), events=events, **kwargs)
 
 
 def fit_run_betas(run: BidsRun, mask_img, samples: str, conditions) -> tuple[list, list[str], list[float]]:

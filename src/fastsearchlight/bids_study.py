@@ -1,0 +1,194 @@
+"""The study of one subject and task of a BIDS dataset (``fastsearchlight run --bids``).
+
+Samples are the volumes, labelled by the runs' events (:func:`fastsearchlight.bids.volume_labels`)
+and cleaned run by run, or beta maps of nilearn's ``FirstLevelModel``, one per trial or per
+condition and run (:mod:`fastsearchlight.betas`). Runs are the groups of the
+cross-validation. Everything else is the study of :func:`fastsearchlight.study.run_study`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._assemble import assemble_inputs
+from .betas import BETA_FOLDER, SAMPLES, beta_series
+from .bids import BidsSubject, find_runs, load_run_confounds, read_events, volume_labels
+from .io import InputError
+
+__all__ = ["BidsSpec", "read_bids_inputs", "run_bids_study"]
+
+
+@dataclass
+class BidsSpec:
+    """Which data of a BIDS dataset a study analyses, and as which samples.
+
+    Attributes
+    ----------
+    bids_dir : path-like
+        The raw dataset (events).
+    subject, task : str
+        Labels, with or without ``sub-`` / ``task-``.
+    space : str or None
+        fMRIPrep output space (with ``derivatives``).
+    derivatives : path-like or None
+        fMRIPrep derivatives folder.
+    samples : {"volumes", "trials", "runs"}
+        Volumes labelled by events, or beta maps per trial (least-squares-separate) or per
+        condition and run.
+    shift : float
+        Haemodynamic lag (s) added to the events' times when labelling volumes.
+    """
+
+    bids_dir: Path
+    subject: str
+    task: str
+    space: str | None = None
+    derivatives: Path | None = None
+    samples: str = "volumes"
+    shift: float = 0.0
+
+
+def _mask_maker(subject: BidsSubject, mask):
+    """``ref -> (mask_img, None)``: ``mask``, else fMRIPrep's brain masks (their
+    intersection), else a mask computed from the runs (nilearn's ``compute_multi_epi_mask``)."""
+    from ._study_inputs import _masks
+    from .images import read_img
+
+    def make(ref):
+        if mask is not None:
+            return _masks(read_img(Path(mask), "mask"), None, ref, mask, None, False)
+        if subject.masks:
+            from nilearn.masking import intersect_masks
+
+            img = intersect_masks([str(m) for m in subject.masks], threshold=1, connected=False)
+            return _masks(img, None, ref, subject.masks[0], None, False)
+        from nilearn.masking import compute_multi_epi_mask
+
+        return compute_multi_epi_mask([str(r.bold) for r in subject.runs], target_affine=ref.affine,
+                                      target_shape=ref.shape[:3]), None  # fmt: skip
+
+    return make
+
+
+def _mask_source(subject: BidsSubject, mask) -> object:
+    if mask is not None:
+        return mask
+    if subject.masks:
+        return subject.masks
+    return "computed from the runs (nilearn.masking.compute_multi_epi_mask)"
+
+
+def _volume_samples(subject: BidsSubject, shift: float):
+    """The runs' volumes in one 4D image, each volume's label and run, confounds, sample mask."""
+    from nilearn.image import concat_imgs
+
+    if len({r.t_r for r in subject.runs}) > 1:
+        raise InputError(
+            f"the runs of sub-{subject.subject} have different repetition times: analyse them apart"
+        )
+    func = concat_imgs([str(r.bold) for r in subject.runs], dtype=np.float32, auto_resample=False)
+    labels, runs, confounds, sample_mask = [], [], [], []
+    for run in subject.runs:
+        from nibabel import load
+
+        n = load(run.bold).shape[3]
+        labels.append(volume_labels(read_events(run.events), n, run.t_r, shift))
+        runs.append(np.full(n, run.name, dtype=object))
+        if run.confounds is not None:
+            confounds.append(run.confounds.to_numpy(dtype=np.float64))
+        kept = np.ones(n, dtype=bool)
+        if run.sample_mask is not None:
+            kept[:] = False
+            kept[np.asarray(run.sample_mask)] = True
+        sample_mask.append(kept)
+    confounds = np.vstack(confounds) if confounds else None
+    sample_mask = np.concatenate(sample_mask)
+    return func, np.concatenate(labels), np.concatenate(runs), confounds, sample_mask
+
+
+def read_bids_inputs(subject: BidsSubject, spec: BidsSpec, mask, config, out: Path, quiet: bool = True):
+    """The study's inputs from a BIDS dataset, and what they were read from.
+
+    Returns
+    -------
+    inputs : StudyInputs
+    sources : dict
+    """
+    sources = {
+        "BIDS dataset": str(subject.dataset),
+        "derivatives": str(subject.derivatives) if subject.derivatives else "none (raw images)",
+        "functional images": [r.bold for r in subject.runs],
+        "events": [r.events for r in subject.runs],
+        "mask": _mask_source(subject, mask),
+    }
+    details = {"subject": subject.subject, "task": subject.task, "space": subject.space or "as acquired",
+               "samples": spec.samples}  # fmt: skip
+    masks = _mask_maker(subject, mask)
+    if spec.samples == "volumes":
+        func, labels, runs, confounds, sample_mask = _volume_samples(subject, spec.shift)
+        details["labels"] = (
+            f"each volume by the event containing its time, events moved {spec.shift:g} s later"
+        )
+        details["volumes outside every event (left out)"] = int(sum(v is None for v in labels))
+        details["volumes removed by the confound strategy"] = int((~sample_mask).sum())
+        inputs = assemble_inputs(
+            func, labels, runs, masks, config, confounds=confounds, confounds_name=config.confounds,
+            sample_mask=sample_mask if not sample_mask.all() else None, t_r=subject.t_r, details=details,
+        )  # fmt: skip
+        return inputs, sources
+    from nibabel import load
+
+    ref = load(subject.runs[0].bold).slicer[..., 0]
+    mask_img = masks(ref)[0]
+    func, labels, runs, reused = beta_series(subject, spec.samples, config.conditions, mask_img, out,
+                                             confounds=config.confounds, quiet=quiet)  # fmt: skip
+    details["beta maps"] = (
+        f"{'read back from' if reused else 'fitted into'} {BETA_FOLDER}/ (nilearn FirstLevelModel, "
+        f"{'one per trial, least-squares-separate' if spec.samples == 'trials' else 'one per condition and run'})"
+    )
+    inputs = assemble_inputs(
+        func, labels, runs, lambda _: (mask_img, None), config, clean=False, details=details
+    )
+    return inputs, sources
+
+
+def run_bids_study(spec: BidsSpec, out_dir, *, mask=None, config=None, force: bool = False,
+                   quiet: bool = False, command: str | None = None) -> dict:  # fmt: skip
+    """Run the study of one subject and task of a BIDS dataset into ``out_dir``.
+
+    Parameters
+    ----------
+    spec : BidsSpec
+    out_dir : path-like
+    mask : path-like or None
+        Mask of the voxels used (default: fMRIPrep's brain masks, else computed from the runs).
+    config : StudyConfig or None
+        ``config.confounds`` names one of nilearn's fMRIPrep strategies (needs
+        ``spec.derivatives``).
+    force, quiet, command
+        As :func:`fastsearchlight.study.run_study`.
+
+    Returns
+    -------
+    dict
+        The summary written to ``summary.json``.
+    """
+    from .study import StudyConfig, study_from_reader
+
+    config = config or StudyConfig()
+    if spec.samples not in SAMPLES:
+        raise InputError(f"--samples {spec.samples!r}: use one of {', '.join(SAMPLES)}")
+    subject = find_runs(
+        spec.bids_dir, spec.subject, spec.task, space=spec.space, derivatives=spec.derivatives
+    )
+    load_run_confounds(subject, config.confounds)
+    name = f"sub-{subject.subject}, task-{subject.task}" + (
+        f", space-{subject.space}" if subject.space else ""
+    )
+    return study_from_reader(
+        lambda out: read_bids_inputs(subject, spec, mask, config, out, quiet),
+        out_dir, config=config, force=force, quiet=quiet, name=name, command=command,
+    )  # fmt: skip
