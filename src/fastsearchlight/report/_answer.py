@@ -17,7 +17,7 @@ def headline(summary: dict, scoring: str) -> str:
     if test:
         text += (
             f" {test['spheres with FWE p < 0.05 (max statistic)']} spheres with family-wise corrected "
-            f"p < 0.05 ({test['permutations']} permutations)."
+            f"p < 0.05 ({summary['parameters']['n_permutations']} permutations asked)."
         )
     return text
 
