@@ -170,11 +170,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (
-            "default" in text
-            or action.default in (None, False, argparse.SUPPRESS)
-            or not action.option_strings
-        ):
+        default = action.default
+        if "default" in text or default is None or default is False or default is argparse.SUPPRESS:
+            return text
+        if not action.option_strings:
             return text
         return text + " (default: %(default)s)"
 
