@@ -206,24 +206,8 @@ def _add_bids_options(p: argparse.ArgumentParser) -> None:
                    "4-6 s is common)")  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="fastsearchlight",
-        description="Searchlight decoding of fMRI data, all spheres and folds at once.",
-    )
-    parser.add_argument("--version", action="version", version=f"fastsearchlight {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser(
-        "demo",
-        help="the face-vs-house study on the shipped Haxby slice",
-        **_help("fastsearchlight demo --permutations 100 --out demo"),
-    )
-    _add_analysis_options(p, out_default="fastsearchlight-demo")
-    p.set_defaults(handler=cmd_demo)
-
+def _add_run_parser(sub) -> None:
+    """The ``run`` subcommand: a 4D file and labels table, or a BIDS dataset."""
     p = sub.add_parser("run", help="a searchlight study on your own data: a 4D file and labels, or BIDS",
                        **_help("fastsearchlight run --func bold.nii.gz --labels labels.txt --mask mask.nii.gz "
                                "--conditions face house --out results",
@@ -241,16 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analysis_options(p, out_default="fastsearchlight-out")
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser(
-        "haxby",
-        help="the classic study on the full Haxby 2001 data (nilearn fetcher)",
-        **_help("fastsearchlight haxby --subject 2 --data-dir ~/nilearn_data --out haxby"),
-    )
-    p.add_argument("--subject", type=int, default=2, help="subject 1-6 (default 2)")
-    p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
-    _add_analysis_options(p, out_default="fastsearchlight-haxby")
-    p.set_defaults(handler=cmd_haxby)
 
+def _add_group_parser(sub) -> None:
+    """The ``group`` subcommand: the second level."""
     p = sub.add_parser(
         "group",
         help="second-level test of per-subject score maps against chance",
@@ -293,6 +270,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_group)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fastsearchlight",
+        description="Searchlight decoding of fMRI data, all spheres and folds at once.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastsearchlight {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="the face-vs-house study on the shipped Haxby slice",
+        **_help("fastsearchlight demo --permutations 100 --out demo"),
+    )
+    _add_analysis_options(p, out_default="fastsearchlight-demo")
+    p.set_defaults(handler=cmd_demo)
+
+    _add_run_parser(sub)
+
+    p = sub.add_parser(
+        "haxby",
+        help="the classic study on the full Haxby 2001 data (nilearn fetcher)",
+        **_help("fastsearchlight haxby --subject 2 --data-dir ~/nilearn_data --out haxby"),
+    )
+    p.add_argument("--subject", type=int, default=2, help="subject 1-6 (default 2)")
+    p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
+    _add_analysis_options(p, out_default="fastsearchlight-haxby")
+    p.set_defaults(handler=cmd_haxby)
+
+    _add_group_parser(sub)
 
     p = sub.add_parser(
         "batch",
