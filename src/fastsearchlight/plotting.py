@@ -112,6 +112,7 @@ def plot_score_histogram(
     """
     _use_headless_backend()
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     values = np.asarray(scores, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
@@ -128,6 +129,7 @@ def plot_score_histogram(
         ax.legend(loc="upper right", fontsize="small", frameon=False)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("spheres")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title if title is not None else f"Scores of the {values.size} spheres")
     ax.spines[["top", "right"]].set_visible(False)
     path = Path(path)

@@ -311,10 +311,11 @@ class _Study:
             with self._step("figures", "figures"):
                 chance = summary["results"]["chance level"]
                 title = f"Searchlight {config.scoring} ({' vs '.join(map(str, sl.classes_))})"
-                answer, figures, tables = _write_maps(staging, sl, f_img, mean, title, chance, config)
+                cuts = _study_cuts(sl, config)
+                answer, figures, tables = _write_maps(staging, sl, f_img, mean, title, chance, config, cuts)
                 if config.n_permutations:
                     answer, figures, tables = _write_permutation_outputs(
-                        staging, config, inputs, sl, mean, title, chance, answer, figures
+                        staging, config, inputs, sl, mean, title, chance, answer, figures, cuts
                     )
             self.timings["total"] = time.perf_counter() - self.t_start
             report.write_report(staging, summary, figures=figures, tables=tables, force=True,
@@ -387,7 +388,22 @@ def _permutation_summary(config: StudyConfig, inputs: StudyInputs, sl) -> dict:
     }
 
 
-def _write_maps(staging: Path, sl, f_img, mean, title: str, chance: float, config) -> tuple[dict, dict, dict]:
+def _study_cuts(sl, config) -> tuple:
+    """The cuts of every figure of a study: through the strongest result, i.e.
+    :func:`~fastsearchlight.plotting.map_cuts` of the spheres with family-wise corrected
+    p < 0.05 when the permutation test finds any, else of the whole map."""
+    from . import plotting
+    from .images import scores_to_img
+
+    if config.n_permutations and np.any(sl.p_fwe_ < 0.05):
+        kept = np.where(sl.p_fwe_ < 0.05, sl.masked_scores_, 0.0)
+        return plotting.map_cuts(scores_to_img(kept, sl.process_mask_, sl.scores_img_))
+    return plotting.map_cuts(sl.scores_img_)
+
+
+def _write_maps(
+    staging: Path, sl, f_img, mean, title: str, chance: float, config, cuts
+) -> tuple[dict, dict, dict]:
     """The maps and figures of every study: the report's answer figures, other figures, tables."""
     from . import plotting, report
 
@@ -396,7 +412,6 @@ def _write_maps(staging: Path, sl, f_img, mean, title: str, chance: float, confi
     save_img(mean, staging / "mean_img.nii.gz")
     if config.fold_maps:
         save_img(sl.fold_scores_img_, staging / FOLD_MAPS)
-    cuts = plotting.map_cuts(sl.scores_img_)  # every figure shows the same slices
     plotting.plot_searchlight(sl.scores_img_, mean, staging / "searchlight.png", title=title, chance=chance,
                               cuts=cuts)  # fmt: skip
     plotting.plot_f_scores(f_img, mean, staging / "f_scores.png", title="F-test, -log10 p", cuts=cuts)
@@ -409,7 +424,8 @@ def _write_maps(staging: Path, sl, f_img, mean, title: str, chance: float, confi
 
 
 def _write_permutation_outputs(staging: Path, config: StudyConfig, inputs: StudyInputs, sl, mean,
-                               title: str, chance: float, answer: dict, figures: dict) -> tuple[dict, dict, dict]:  # fmt: skip
+                               title: str, chance: float, answer: dict, figures: dict,
+                               cuts) -> tuple[dict, dict, dict]:  # fmt: skip
     """The permutation test's maps, tables and figures; the report's figures and tables."""
     import pandas as pd
 
@@ -430,7 +446,7 @@ def _write_permutation_outputs(staging: Path, config: StudyConfig, inputs: Study
         xlabel="maximum score over the map, per permutation",
         title=f"Max-statistic null ({_permutations_phrase(info)})",
     )  # fmt: skip
-    corrected = _corrected_figures(sl, config, mean, staging, title, chance)
+    corrected = _corrected_figures(sl, config, mean, staging, title, chance, cuts)
     first, *rest = answer.items()
     answer = {first[0]: first[1], **corrected, **dict(rest)}
     figures = {
@@ -446,12 +462,10 @@ def _write_permutation_outputs(staging: Path, config: StudyConfig, inputs: Study
     return answer, figures, tables
 
 
-def _corrected_figures(sl, config, mean, staging: Path, title: str, chance: float) -> dict:
+def _corrected_figures(sl, config, mean, staging: Path, title: str, chance: float, cuts) -> dict:
     """Figures of the map where the permutation test rejects (voxel FWE, clusters, TFCE)."""
     from . import plotting
     from .images import scores_to_img
-
-    cuts = plotting.map_cuts(sl.scores_img_)
 
     def figure(keep, name, what):
         values = np.where(keep, sl.masked_scores_, 0.0)
