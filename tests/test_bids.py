@@ -282,3 +282,18 @@ def test_events_file_as_labels_table_says_what_to_do(bids_root, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert code == 2 and "BIDS events file" in err and "--bids DIR --subject S --task T" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_process_mask_with_bids(bids_root, tmp_path):
+    from fastsearchlight.bids import find_runs
+    from fastsearchlight.bids_study import BidsSpec, read_bids_inputs
+
+    mask = nib.load(bids_root / "mask.nii.gz")
+    centres = np.zeros(mask.shape, dtype=np.uint8)
+    centres[2:4, 2:4, 2] = 1
+    nib.save(nib.Nifti1Image(centres, mask.affine), tmp_path / "centres.nii.gz")
+    subject = find_runs(bids_root, "01", "objects")
+    inputs, sources = read_bids_inputs(subject, BidsSpec(bids_root, "01", "objects"), bids_root / "mask.nii.gz",
+                                       _config(), tmp_path, process_mask=tmp_path / "centres.nii.gz")  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(inputs.process_img.dataobj), centres)
+    assert sources["process mask"] == tmp_path / "centres.nii.gz"

@@ -127,3 +127,61 @@ def test_help_shows_defaults_and_an_example(command, capsys):
         assert "zscore_sample (default" in out
     if command == "group":  # a default the help text did not say is added
         assert "seed of the sign flips (default: 0)" in " ".join(out.split())
+
+
+def test_study_figures_share_their_cuts(study_files, tmp_path, monkeypatch):
+    """Every map figure of a study (map, corrected maps, F-test) cuts at the same place:
+    through the family-wise significant spheres when there are, else the map."""
+    import nilearn.plotting
+
+    from fastsearchlight import plotting
+
+    calls = []
+    original = nilearn.plotting.plot_img
+    monkeypatch.setattr(
+        nilearn.plotting, "plot_img", lambda img, **kw: calls.append(kw) or original(img, **kw)
+    )
+    summary, _ = _run(study_files, tmp_path / "out", "--permutations", "19", "--estimator", "gnb",
+                      "--conditions", "face", "house")  # fmt: skip
+    assert len(calls) == 4  # map, voxel FWE, cluster FWE, F-test
+    assert all(c["cut_coords"] == calls[0]["cut_coords"] for c in calls)
+    p_fwe = 10 ** -nib.load(tmp_path / "out" / "p_fwe.nii.gz").get_fdata()
+    scores = nib.load(tmp_path / "out" / "searchlight_scores.nii.gz")
+    kept = nib.Nifti1Image(np.where(p_fwe < 0.05, scores.get_fdata(), 0.0), scores.affine)
+    if summary["permutation test"]["spheres with FWE p < 0.05 (max statistic)"]:
+        assert calls[0]["cut_coords"] == plotting.map_cuts(kept)[1]
+    else:
+        assert calls[0]["cut_coords"] == plotting.map_cuts(scores)[1]
+
+
+@pytest.mark.parametrize("with_means", [True, False])
+def test_group_figures_have_a_background(tmp_path, with_means, monkeypatch):
+    import nilearn.plotting
+
+    from fastsearchlight.group import run_group
+
+    rng = np.random.default_rng(0)
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    maps = []
+    for s in range(4):
+        folder = tmp_path / f"sub-{s}"
+        folder.mkdir()
+        nib.save(nib.Nifti1Image((0.55 + 0.05 * rng.standard_normal((6, 7, 5))).astype(np.float32), affine),
+                 folder / "searchlight_scores.nii.gz")  # fmt: skip
+        if with_means:
+            nib.save(nib.Nifti1Image(rng.uniform(100, 200, (6, 7, 5)).astype(np.float32), affine),
+                     folder / "mean_img.nii.gz")  # fmt: skip
+        maps.append(folder / "searchlight_scores.nii.gz")
+    calls = []
+    original = nilearn.plotting.plot_img
+    monkeypatch.setattr(
+        nilearn.plotting, "plot_img", lambda img, **kw: calls.append(kw) or original(img, **kw)
+    )
+    summary = run_group(maps, tmp_path / "group", n_permutations=16, quiet=True)
+    expected = "mean of the subjects' mean images" if with_means else "nilearn's MNI152 template"
+    assert summary["data"]["figure background"] == expected
+    assert len(calls) == 2 and all(c["bg_img"] is not None and c["colorbar"] for c in calls)
+    assert calls[0]["cut_coords"] == calls[1]["cut_coords"] and calls[1]["cmap"] == "viridis"
+    if with_means:
+        mean = np.mean([nib.load(m.parent / "mean_img.nii.gz").get_fdata() for m in maps], axis=0)
+        np.testing.assert_allclose(calls[0]["bg_img"].get_fdata(), mean, rtol=1e-6)

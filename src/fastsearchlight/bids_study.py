@@ -51,24 +51,29 @@ class BidsSpec:
     shift: float = 0.0
 
 
-def _mask_maker(subject: BidsSubject, mask):
-    """``ref -> (mask_img, None)``: ``mask``, else fMRIPrep's brain masks (their
-    intersection), else a mask computed from the runs (nilearn's ``compute_multi_epi_mask``)."""
+def _mask_maker(subject: BidsSubject, mask, process_mask=None):
+    """``ref -> (mask_img, process_img)``: ``mask``, else fMRIPrep's brain masks (their
+    intersection), else a mask computed from the runs (nilearn's ``compute_multi_epi_mask``);
+    the process mask as given (None: the mask)."""
     from ._study_inputs import _masks
     from .images import read_img
 
     def make(ref):
+        process = read_img(Path(process_mask), "process mask") if process_mask is not None else None
         if mask is not None:
-            return _masks(read_img(Path(mask), "mask"), None, ref, mask, None, False)
-        if subject.masks:
+            img, name = read_img(Path(mask), "mask"), mask
+        elif subject.masks:
             from nilearn.masking import intersect_masks
 
             img = intersect_masks([str(m) for m in subject.masks], threshold=1, connected=False)
-            return _masks(img, None, ref, subject.masks[0], None, False)
-        from nilearn.masking import compute_multi_epi_mask
+            name = subject.masks[0]
+        else:
+            from nilearn.masking import compute_multi_epi_mask
 
-        return compute_multi_epi_mask([str(r.bold) for r in subject.runs], target_affine=ref.affine,
-                                      target_shape=ref.shape[:3]), None  # fmt: skip
+            img = compute_multi_epi_mask([str(r.bold) for r in subject.runs], target_affine=ref.affine,
+                                         target_shape=ref.shape[:3])  # fmt: skip
+            name = "the computed mask"
+        return _masks(img, process, ref, name, process_mask, False)
 
     return make
 
@@ -109,7 +114,8 @@ def _volume_samples(subject: BidsSubject, shift: float):
     return func, np.concatenate(labels), np.concatenate(runs), confounds, sample_mask
 
 
-def read_bids_inputs(subject: BidsSubject, spec: BidsSpec, mask, config, out: Path, quiet: bool = True):
+def read_bids_inputs(subject: BidsSubject, spec: BidsSpec, mask, config, out: Path, quiet: bool = True,
+                     process_mask=None):  # fmt: skip
     """The study's inputs from a BIDS dataset, and what they were read from.
 
     Returns
@@ -124,9 +130,11 @@ def read_bids_inputs(subject: BidsSubject, spec: BidsSpec, mask, config, out: Pa
         "events": [r.events for r in subject.runs],
         "mask": _mask_source(subject, mask),
     }
+    if process_mask is not None:
+        sources["process mask"] = process_mask
     details = {"subject": subject.subject, "task": subject.task, "space": subject.space or "as acquired",
                "samples": spec.samples}  # fmt: skip
-    masks = _mask_maker(subject, mask)
+    masks = _mask_maker(subject, mask, process_mask)
     if spec.samples == "volumes":
         func, labels, runs, confounds, sample_mask = _volume_samples(subject, spec.shift)
         details["labels"] = (
@@ -142,7 +150,7 @@ def read_bids_inputs(subject: BidsSubject, spec: BidsSpec, mask, config, out: Pa
     from nibabel import load
 
     ref = load(subject.runs[0].bold).slicer[..., 0]
-    mask_img = masks(ref)[0]
+    mask_img, process_img = masks(ref)
     func, labels, runs, reused = beta_series(subject, spec.samples, config.conditions, mask_img, out,
                                              confounds=config.confounds, quiet=quiet)  # fmt: skip
     details["beta maps"] = (
@@ -155,7 +163,7 @@ def read_bids_inputs(subject: BidsSubject, spec: BidsSpec, mask, config, out: Pa
     return inputs, sources
 
 
-def run_bids_study(spec: BidsSpec, out_dir, *, mask=None, config=None, force: bool = False,
+def run_bids_study(spec: BidsSpec, out_dir, *, mask=None, process_mask=None, config=None, force: bool = False,
                    quiet: bool = False, command: str | None = None) -> dict:  # fmt: skip
     """Run the study of one subject and task of a BIDS dataset into ``out_dir``.
 
@@ -165,6 +173,8 @@ def run_bids_study(spec: BidsSpec, out_dir, *, mask=None, config=None, force: bo
     out_dir : path-like
     mask : path-like or None
         Mask of the voxels used (default: fMRIPrep's brain masks, else computed from the runs).
+    process_mask : path-like or None
+        Mask of the sphere centres (default: the mask).
     config : StudyConfig or None
         ``config.confounds`` names one of nilearn's fMRIPrep strategies (needs
         ``spec.derivatives``).
@@ -189,6 +199,6 @@ def run_bids_study(spec: BidsSpec, out_dir, *, mask=None, config=None, force: bo
         f", space-{subject.space}" if subject.space else ""
     )
     return study_from_reader(
-        lambda out: read_bids_inputs(subject, spec, mask, config, out, quiet),
+        lambda out: read_bids_inputs(subject, spec, mask, config, out, quiet, process_mask),
         out_dir, config=config, force=force, quiet=quiet, name=name, command=command,
     )  # fmt: skip

@@ -90,7 +90,8 @@ def _run_bids(args) -> int:
     spec = BidsSpec(Path(args.bids), args.subject, args.task, space=args.space,
                     derivatives=Path(args.derivatives) if args.derivatives else None,
                     samples=args.samples, shift=args.shift)  # fmt: skip
-    summary = run_bids_study(spec, args.out, mask=Path(args.mask) if args.mask else None, config=_config(args),
+    summary = run_bids_study(spec, args.out, mask=Path(args.mask) if args.mask else None,
+                             process_mask=Path(args.process_mask) if args.process_mask else None, config=_config(args),
                              force=args.force, quiet=args.quiet, command=command_line(args.argv))  # fmt: skip
     _print_summary(summary, args.out)
     return 0
