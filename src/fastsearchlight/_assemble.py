@@ -81,30 +81,50 @@ def assemble_inputs(
 
     keep = labelled_selection(labels, config.conditions)
     mask_img, process_img = masks(func_img)
-    data = np.asarray(func_img.dataobj, dtype=np.float32)
+    volumes = np.arange(func_img.shape[3])
     if sample_mask is not None:  # scrubbed volumes are left out, before the cleaning
         sample_mask = np.asarray(sample_mask, dtype=bool)
-        data, keep, labels = data[..., sample_mask], keep[sample_mask], np.asarray(labels)[sample_mask]
+        volumes, keep, labels = volumes[sample_mask], keep[sample_mask], np.asarray(labels)[sample_mask]
         runs = None if runs is None else np.asarray(runs)[sample_mask]
         confounds = None if confounds is None else confounds[sample_mask]
-    background = _float32_img(data[..., keep].mean(axis=3), func_img.slicer[..., 0])
     cleaning = Cleaning.from_config(config)
     details = dict(details or {})
-    if clean and (cleaning.active or confounds is not None):
-        inside = np.asarray(mask_img.dataobj) != 0
-        series = data[inside].T  # volumes x voxels
-        cleaned = clean_runs(series, runs, cleaning, confounds=confounds, t_r=t_r)
-        data = np.zeros(data.shape[:3] + (int(keep.sum()),), dtype=np.float32)
-        data[inside] = cleaned[keep].T
+    cleaned = clean and (cleaning.active or confounds is not None)
+    inside = np.asarray(mask_img.dataobj) != 0
+    data, series = _read_volumes(func_img, volumes, keep, inside if cleaned else None)
+    background = _float32_img(data.mean(axis=3), func_img.slicer[..., 0])
+    if cleaned:
+        series = clean_runs(series, runs, cleaning, confounds=confounds, t_r=t_r)
+        data[~inside] = 0.0
+        data[inside] = series[keep].T
         details["cleaning"] = cleaning.describe(confounds=confounds_name, t_r=t_r)
     else:
-        data = data[..., keep]
         details["cleaning"] = "none (beta maps)" if not clean else "none"
     func_sel = _float32_img(data, func_img)
     y = np.asarray(labels, dtype=object)[keep].astype(str)
     groups = np.asarray(runs)[keep] if runs is not None else None
     cv = parse_cv(config.cv, has_groups=groups is not None)
     return StudyInputs(func_img, func_sel, mask_img, process_img, keep, y, groups, cv, background, details)
+
+
+def _read_volumes(
+    func_img, volumes: np.ndarray, keep: np.ndarray, inside: np.ndarray | None, chunk: int = 64
+):
+    """The kept volumes (float32, 4D) and, with ``inside``, the time series of those voxels
+    over all ``volumes`` (volumes x voxels), read a chunk of volumes at a time so that the
+    whole 4D image is never in memory at once."""
+    data = np.empty(func_img.shape[:3] + (int(keep.sum()),), dtype=np.float32)
+    series = None if inside is None else np.empty((len(volumes), int(inside.sum())), dtype=np.float32)
+    filled = 0
+    for start in range(0, len(volumes), chunk):
+        idx = volumes[start : start + chunk]
+        block = np.asarray(func_img.dataobj[..., idx[0] : idx[-1] + 1], dtype=np.float32)[..., idx - idx[0]]
+        kept = keep[start : start + chunk]
+        data[..., filled : filled + int(kept.sum())] = block[..., kept]
+        filled += int(kept.sum())
+        if series is not None:
+            series[start : start + len(idx)] = block[inside].T
+    return data, series
 
 
 def header_t_r(img) -> float | None:
