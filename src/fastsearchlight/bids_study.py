@@ -86,21 +86,69 @@ def _mask_source(subject: BidsSubject, mask) -> object:
     return "computed from the runs (nilearn.masking.compute_multi_epi_mask)"
 
 
-def _volume_samples(subject: BidsSubject, shift: float):
-    """The runs' volumes in one 4D image, each volume's label and run, confounds, sample mask."""
-    from nilearn.image import concat_imgs
+class _RunsProxy:
+    """The runs' images as one lazy 4D array (float32): volumes are read from the run files
+    only when sliced along time, so the whole series is never in memory at once."""
 
+    is_proxy = True
+
+    def __init__(self, imgs):
+        self._imgs = imgs
+        self._starts = np.cumsum([0] + [i.shape[3] for i in imgs])
+        self.shape = tuple(imgs[0].shape[:3]) + (int(self._starts[-1]),)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 4
+
+    def __array__(self, dtype=None, copy=None):
+        return np.concatenate([np.asarray(i.dataobj, dtype=dtype or self.dtype) for i in self._imgs], axis=3)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if key and key[0] is Ellipsis:
+            key = (slice(None),) * (5 - len(key)) + key[1:]
+        space, time = key[:3], key[3] if len(key) > 3 else slice(None)
+        single = isinstance(time, (int, np.integer))
+        start, stop, _ = (
+            slice(int(time), int(time) + 1).indices(self.shape[3]) if single else time.indices(self.shape[3])
+        )
+        parts = []
+        for img, first, end in zip(self._imgs, self._starts[:-1], self._starts[1:]):
+            a, b = max(start, first), min(stop, end)
+            if a < b:
+                parts.append(np.asarray(img.dataobj[..., a - first : b - first], dtype=self.dtype))
+        out = np.concatenate(parts, axis=3)[space]
+        return out[..., 0] if single else out
+
+
+def _concatenated_runs(subject: BidsSubject):
+    """The runs as one lazy 4D image (see :class:`_RunsProxy`), checked to share one grid."""
+    import nibabel as nib
+
+    imgs = [nib.load(r.bold) for r in subject.runs]
+    ref = imgs[0]
+    for run, img in zip(subject.runs, imgs):
+        if (
+            len(img.shape) != 4
+            or img.shape[:3] != ref.shape[:3]
+            or not np.allclose(img.affine, ref.affine, atol=1e-4)
+        ):
+            raise InputError(f"{run.bold.name} is not on the grid of {subject.runs[0].bold.name}: "
+                             "give runs in one space (e.g. fMRIPrep's --space)")  # fmt: skip
+    header = ref.header.copy()
+    header.set_data_dtype(np.float32)
+    return nib.Nifti1Image(_RunsProxy(imgs), ref.affine, header)
+
+
+def _volume_samples(subject: BidsSubject, shift: float):
+    """The runs' volumes as one 4D image, each volume's label and run, confounds, sample mask."""
     if len({r.t_r for r in subject.runs}) > 1:
         raise InputError(
             f"the runs of sub-{subject.subject} have different repetition times: analyse them apart"
         )
-    func = concat_imgs([str(r.bold) for r in subject.runs], dtype=np.float32, auto_resample=False)
+    func = _concatenated_runs(subject)
     labels, runs, confounds, sample_mask = [], [], [], []
-    for run in subject.runs:
-        from nibabel import load
-
-        n = load(run.bold).shape[3]
-        labels.append(volume_labels(read_events(run.events), n, run.t_r, shift))
+    for run, n in zip(subject.runs, np.diff(func.dataobj._starts)):
+        labels.append(volume_labels(read_events(run.events), int(n), run.t_r, shift))
         runs.append(np.full(n, run.name, dtype=object))
         if run.confounds is not None:
             confounds.append(run.confounds.to_numpy(dtype=np.float64))
