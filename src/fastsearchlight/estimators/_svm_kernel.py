@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_problems"]
+__all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_problems", "newton_spheres"]
 
 #: status of a problem after :func:`newton_problems`
 CONVERGED, UNCONVERGED, NEEDS_SVD = 0, 1, 2
@@ -100,14 +100,16 @@ def _rank_one(R, x, sign, work):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _build(X, Y, act, C, H, b):
-    """``H = I + 2C X_A^T X_A`` (upper triangle) and ``b = 2C X_A^T y_A``."""
-    n, d = X.shape
+def _build(X, rows, Y, act, C, H, b):
+    """``H = I + 2C X_A^T X_A`` (upper triangle) and ``b = 2C X_A^T y_A``, for the rows
+    ``rows`` of ``X`` (the problem's samples)."""
+    n = rows.shape[0]
+    d = X.shape[1]
     H[:] = 0.0
     b[:] = 0.0
     for i in range(n):
         if act[i]:
-            x = X[i]
+            x = X[rows[i]]
             for r in range(d):
                 a = x[r]
                 for c in range(r, d):
@@ -182,13 +184,15 @@ def _changes_worth_updating(n_changed, n_active, d):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _solve_problem(X, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act):
+def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act):
     """Finite Newton iterations on one problem, from ``w = 0`` with Newton point ``first``.
 
-    ``H``, ``R`` (d, d), ``vectors`` (7, d), ``m``, ``delta``, ``act`` (n,) are work space.
-    Returns ``(status, iterations)``; ``w`` holds the result.
+    The problem's samples are the rows ``rows`` of ``X`` (read in place), with targets
+    ``Y`` and 0/1 weights ``W``. ``H``, ``R`` (d, d), ``vectors`` (7, d), ``m``, ``delta``,
+    ``act`` (n,) are work space. Returns ``(status, iterations)``; ``w`` holds the result.
     """
-    n, d = X.shape
+    n = rows.shape[0]
+    d = X.shape[1]
     b, p, r, z, s, work, xs = (
         vectors[0],
         vectors[1],
@@ -208,9 +212,10 @@ def _solve_problem(X, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act)
         for k in range(d):
             s[k] = p[k] - w[k]
         for i in range(n):
+            x = X[rows[i]]
             acc = 0.0
             for k in range(d):
-                acc += X[i, k] * s[k]
+                acc += x[k] * s[k]
             delta[i] = Y[i] * acc
         t = _line_search(w, s, m, delta, W, C)
         big = 0.0
@@ -231,7 +236,7 @@ def _solve_problem(X, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act)
         if it == 0 or not _changes_worth_updating(n_changed, n_active, d):
             for i in range(n):
                 act[i] = W[i] > 0.0 and m[i] < 1.0
-            _build(X, Y, act, C, H, b)
+            _build(X, rows, Y, act, C, H, b)
             if _too_large(H):
                 return NEEDS_SVD, it + 1
             if not _cholesky(H, R):
@@ -244,11 +249,12 @@ def _solve_problem(X, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act)
                     continue
                 act[i] = now
                 sign = 1.0 if now else -1.0
+                x = X[rows[i]]
                 for k in range(d):
-                    a = X[i, k]
+                    a = x[k]
                     xs[k] = root * a
                     for c in range(k, d):
-                        H[k, c] += sign * 2.0 * C * a * X[i, c]
+                        H[k, c] += sign * 2.0 * C * a * x[c]
                     b[k] += sign * 2.0 * C * Y[i] * a
                 if not refactor and not _rank_one(R, xs, sign, work):
                     refactor = True
@@ -294,10 +300,73 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     m = np.empty(n)
     delta = np.empty(n)
     act = np.empty(n, dtype=np.bool_)
+    rows = np.arange(n)
     for q in range(N):
         st, it = _solve_problem(
-            Xs[q], Ys[q], Ws[q], C, w[q], first[q], max_iter, H, R, vectors, m, delta, act
+            Xs[q], rows, Ys[q], Ws[q], C, w[q], first[q], max_iter, H, R, vectors, m, delta, act
         )
         status[q] = st
         iterations[q] = it
+    return w, status, iterations
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter):
+    """Solve every problem of a batch of whole spheres, the first step included.
+
+    Each training set's first matrix is factored once per sphere and serves every problem
+    that shares it (the classes and label vectors of a fold); the problems read their rows
+    of the sphere in place.
+
+    Parameters
+    ----------
+    Xz : ndarray (b, n_rows, d)
+        The spheres' samples (augmented with the constant feature; padding rows allowed).
+    index : ndarray of int (Q, n)
+        Each problem's rows of its sphere.
+    Yq, Wq : ndarray (Q, n)
+        +-1 targets and 0/1 weights of each problem.
+    set_of : ndarray of int (Q,)
+        Each problem's training set.
+    H0 : ndarray (b, U, d, d)
+        ``I + 2C X_T^T X_T`` of every sphere and training set (upper triangles used).
+    rhs : ndarray (b, Q, d)
+        ``2C X_T^T y`` of every sphere and problem.
+    C : float
+    max_iter : int
+
+    Returns
+    -------
+    w : ndarray (b, Q, d)
+    status, iterations : ndarray (b, Q)
+        As :func:`newton_problems`.
+    """
+    B, _, d = Xz.shape
+    Q, n = index.shape
+    U = H0.shape[1]
+    w = np.zeros((B, Q, d))
+    status = np.zeros((B, Q), dtype=np.int8)
+    iterations = np.zeros((B, Q), dtype=np.int32)
+    H = np.empty((d, d))
+    R = np.empty((d, d))
+    factors = np.empty((U, d, d))
+    ok = np.empty(U, dtype=np.bool_)
+    vectors = np.empty((7, d))
+    first = np.empty(d)
+    m = np.empty(n)
+    delta = np.empty(n)
+    act = np.empty(n, dtype=np.bool_)
+    for sph in range(B):
+        for u in range(U):
+            ok[u] = not _too_large(H0[sph, u]) and _cholesky(H0[sph, u], factors[u])
+        for q in range(Q):
+            if not ok[set_of[q]]:
+                status[sph, q] = NEEDS_SVD
+                continue
+            _solve(factors[set_of[q]], rhs[sph, q], first)
+            st, it = _solve_problem(
+                Xz[sph], index[q], Yq[q], Wq[q], C, w[sph, q], first, max_iter, H, R, vectors, m, delta, act
+            )
+            status[sph, q] = st
+            iterations[sph, q] = it
     return w, status, iterations

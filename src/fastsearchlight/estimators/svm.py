@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_problems
+from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_problems, newton_spheres
 from ._svm_newton import needs_svd, newton, ridge_svd
 from .base import BatchedClassifier, as_slice, binary_targets
 
@@ -266,21 +266,25 @@ class BatchedLinearSVC(BatchedClassifier):
         # with more features than training rows, the problems are solved on the factor of the
         # rows' Gram matrix (n features instead of d)
         dual = problems[0].shape[1] < d
+        index, Yq, Wq = problems
+        set_of = np.empty(Q, dtype=np.int64)
+        for u, members in enumerate(training_sets):
+            set_of[members] = u
         per_batch = max(1, self.batch_problems // Q)  # whole spheres
         for lo in range(0, B, per_batch):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
-            Xz, Xs, Ys, Ws = self._gather_problems(X, ids, problems)
-            if dual:
-                K = _training_grams(Xz, problems[0])
-                w[ids], converged[ids], iterations[ids] = _solve_from_gram(
-                    Xs, Ys, Ws, C, int(self.max_iter), K
-                )
+            if not dual:
+                Xz = self._augment(X[spheres[0] : spheres[-1] + 1], pad=1)  # zero sample at n
+                H0, rhs = self._first_systems(Xz, YW, kept, C, gram_plan)
+                wb, status, its = newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, int(self.max_iter))
+                w[ids], iterations[ids] = wb.reshape(-1, d), its.ravel()
+                # values too large for the normal equations: solved below, from the SVD
+                converged[ids] = status.ravel() != NEEDS_SVD
                 continue
-            first = self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
-            w[ids], status, iterations[ids] = newton_problems(Xs, Ys, Ws, first, C, int(self.max_iter))
-            # values too large for the normal equations: solved below, from the SVD
-            converged[ids] = status != NEEDS_SVD
+            Xz, Xs, Ys, Ws = self._gather_problems(X, ids, problems)
+            K = _training_grams(Xz, index)
+            w[ids], converged[ids], iterations[ids] = _solve_from_gram(Xs, Ys, Ws, C, int(self.max_iter), K)
         tail = np.flatnonzero(~converged)
         if tail.size:
             _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
@@ -356,6 +360,27 @@ class BatchedLinearSVC(BatchedClassifier):
         b, _, d = Xb.shape
         U, M = training_sets.shape
         Q = U * M
+        H, rhs = BatchedLinearSVC._first_systems(Xb, YW, kept, C, plan)
+        rhs = rhs[:, training_sets]  # (b, U, M, d)
+        svd = needs_svd(H)  # (b, U)
+        if svd.any():
+            H[svd] = np.eye(d)  # solved below
+        points = np.linalg.solve(H, np.swapaxes(rhs, 2, 3))  # (b, U, d, M)
+        for i, u in zip(*np.nonzero(svd)):
+            rows = np.flatnonzero(kept[u])
+            targets = YW[training_sets[u]][:, rows].T  # (n_u, M)
+            points[i, u] = ridge_svd(Xb[i, rows], targets, C)
+        out = np.empty((b, Q, d))
+        out[:, training_sets] = np.swapaxes(points, 2, 3)
+        return out.reshape(b * Q, d)
+
+    @staticmethod
+    def _first_systems(Xb, YW, kept, C, plan=None):
+        """The first Newton step's matrices ``I + 2C X_T^T X_T`` (b, U, d, d), one per
+        sphere and training set, and right-hand sides ``2C X_T^T y`` (b, Q, d), one per
+        sphere and problem (parameters as :meth:`_first_points`)."""
+        b, _, d = Xb.shape
+        U = kept.shape[0]
         H = np.empty((b, U, d, d))
         plan = _GramPlan(kept) if plan is None else plan
         if plan.disjoint:
@@ -377,19 +402,7 @@ class BatchedLinearSVC(BatchedClassifier):
                     H[:, u] = _gram(Xb, plan.kept[u])
         H *= 2.0 * C
         H += np.eye(d)
-        rhs = (2.0 * C) * (YW @ Xb)  # (b, Q, d)
-        rhs = rhs[:, training_sets]  # (b, U, M, d)
-        svd = needs_svd(H)  # (b, U)
-        if svd.any():
-            H[svd] = np.eye(d)  # solved below
-        points = np.linalg.solve(H, np.swapaxes(rhs, 2, 3))  # (b, U, d, M)
-        for i, u in zip(*np.nonzero(svd)):
-            rows = np.flatnonzero(kept[u])
-            targets = YW[training_sets[u]][:, rows].T  # (n_u, M)
-            points[i, u] = ridge_svd(Xb[i, rows], targets, C)
-        out = np.empty((b, Q, d))
-        out[:, training_sets] = np.swapaxes(points, 2, 3)
-        return out.reshape(b * Q, d)
+        return H, (2.0 * C) * (YW @ Xb)
 
     def fold_decisions(self, X, y, n_classes, plan: CVPlan):
         return self.many_fold_decisions(X, np.asarray(y)[None, :], n_classes, plan)[0]
