@@ -8,8 +8,9 @@ problem in compiled code, where each iteration costs what changed instead of a n
   the next; a sample entering or leaving the active set ``A`` is a rank-one update or
   downdate of both (``O(d^2)``), and the factor is rebuilt from the rows only when more
   samples change than that is worth;
-- each Newton point is refined once against ``H`` itself (one residual), so the point is
-  exact to rounding whatever rounding the updates of the factor have gathered.
+- a Newton point from an updated factor is refined once against ``H`` itself (one
+  residual), so the point is exact to rounding whatever rounding the updates of the factor
+  have gathered; a factor computed afresh from ``H`` needs no refinement.
 
 Near ``d ~ n / 2`` on raw-scale data (large spheres, nearly separable training sets) the
 method takes tens of short steps in which one or two samples change: there these updates
@@ -123,10 +124,13 @@ def _build(X, rows, Y, act, C, H, b):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _newton_point(H, R, b, p, r, z):
-    """``p = H^-1 b`` from the factor ``R``, refined once against ``H`` (upper triangle)."""
+def _newton_point(H, R, b, p, r, z, refine):
+    """``p = H^-1 b`` from the factor ``R``; with ``refine``, refined once against ``H``
+    (upper triangle), for a factor that rank-one changes have made inexact."""
     d = H.shape[0]
     _solve(R, b, p)
+    if not refine:
+        return
     for i in range(d):
         r[i] = b[i]
     for i in range(d):
@@ -233,6 +237,7 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
             n_active += now
         if n_changed == 0 or step <= 1e-13 * (1.0 + big):
             return CONVERGED, it + 1
+        refine = False
         if it == 0 or not _changes_worth_updating(n_changed, n_active, d):
             for i in range(n):
                 act[i] = W[i] > 0.0 and m[i] < 1.0
@@ -258,11 +263,12 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
                     b[k] += sign * 2.0 * C * Y[i] * a
                 if not refactor and not _rank_one(R, xs, sign, work):
                     refactor = True
+            refine = not refactor
             if _too_large(H):
                 return NEEDS_SVD, it + 1
             if refactor and not _cholesky(H, R):
                 return NEEDS_SVD, it + 1
-        _newton_point(H, R, b, p, r, z)
+        _newton_point(H, R, b, p, r, z, refine)
     return UNCONVERGED, max_iter
 
 
