@@ -1,0 +1,163 @@
+"""Noise precision of many spheres at once, as rsatoolbox's ``prec_from_measurements``.
+
+The residuals are the samples minus their condition's mean (over all samples). For each
+sphere, rsatoolbox estimates a covariance over the sphere's voxels from them and inverts it:
+
+- ``"diag"``: the variances ``sum(e**2) / dof``;
+- ``"full"``: the sample covariance ``E'E / dof``;
+- ``"shrinkage_eye"``: Ledoit & Wolf (2004), towards a multiple of the identity, with
+  ``s = E'E / N``, rescaled by ``N / dof``;
+- ``"shrinkage_diag"``: Schäfer & Strimmer (2005), the off-diagonal entries of ``E'E / dof``
+  shrunk towards zero by a weight ``lambda`` estimated from the data.
+
+``N`` is the number of samples and ``dof`` is the one rsatoolbox uses,
+``(n_conditions - 1) * samples per condition``. Here every quantity is computed for a block
+of equal-size spheres at once: one Gram matrix ``E'E`` per sphere (a batched product), the
+shrinkage weights from per-voxel sums and per-sample sums over the sphere, one batched
+inverse. The shrinkage sums that rsatoolbox accumulates sample by sample (the squares of
+the outer products) reduce to sums over samples of squared sphere sums, so no second
+Gram matrix is needed.
+
+One-voxel spheres, where rsatoolbox's shrinkage weights are 0/0 (NaN), get the variance,
+which every shrinkage gives for a single voxel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["NoiseStatistics", "block_precision", "noise_statistics"]
+
+
+@dataclass(frozen=True)
+class NoiseStatistics:
+    """What the precision of every sphere is computed from.
+
+    Attributes
+    ----------
+    method : str
+        The noise model.
+    residuals : ndarray (n_mask_voxels, n_samples)
+        Voxel-major residuals (None for ``"diag"``, which needs the sums of squares alone).
+    sum_sq : ndarray (n_mask_voxels,)
+        Each voxel's sum of squared residuals.
+    sum_4 : ndarray (n_mask_voxels,)
+        Each voxel's sum of residuals to the fourth power.
+    n_samples, dof : int
+    """
+
+    method: str
+    residuals: np.ndarray | None
+    sum_sq: np.ndarray
+    sum_4: np.ndarray
+    n_samples: int
+    dof: int
+
+
+def noise_statistics(X: np.ndarray, condition_codes: np.ndarray, method: str, dof: int) -> NoiseStatistics:
+    """Residuals around the condition means and their per-voxel sums.
+
+    Parameters
+    ----------
+    X : ndarray (n_mask_voxels, n_samples)
+        Voxel-major data.
+    condition_codes : ndarray of int (n_samples,)
+    method : str
+        The noise model.
+    dof : int
+        rsatoolbox's degrees of freedom.
+
+    Returns
+    -------
+    NoiseStatistics
+    """
+    n_conditions = int(condition_codes.max()) + 1
+    onehot = np.zeros((X.shape[1], n_conditions))
+    onehot[np.arange(X.shape[1]), condition_codes] = 1.0
+    means = (X @ onehot) / onehot.sum(axis=0)
+    residuals = X - means[:, condition_codes]
+    sq = residuals * residuals
+    sum_sq = sq.sum(axis=1)
+    sum_4 = np.einsum("vt,vt->v", sq, sq)
+    keep = None if method == "diag" else np.ascontiguousarray(residuals)
+    return NoiseStatistics(method, keep, sum_sq, sum_4, X.shape[1], dof)
+
+
+def bytes_per_sphere(method: str | None, n_voxels: int, n_samples: int) -> int:
+    """Working memory of one sphere's precision, in bytes."""
+    if method is None:
+        return 0
+    if method == "diag":
+        return 16 * n_voxels
+    return 8 * (2 * n_voxels * n_samples + 6 * n_voxels * n_voxels)
+
+
+def block_precision(stats: NoiseStatistics, vox: np.ndarray) -> np.ndarray:
+    """The precision of each sphere of a block.
+
+    Parameters
+    ----------
+    stats : NoiseStatistics
+    vox : ndarray of int (n_spheres, n_voxels)
+        Mask-voxel indices of each sphere (a block of equal-size spheres).
+
+    Returns
+    -------
+    ndarray (n_spheres, n_voxels) for ``"diag"`` (the diagonal), else
+    (n_spheres, n_voxels, n_voxels).
+    """
+    if stats.method == "diag":
+        return stats.dof / stats.sum_sq[vox]
+    E = stats.residuals[vox]  # (B, n, N)
+    S = E @ E.transpose(0, 2, 1)  # (B, n, n)
+    if stats.method == "full":
+        cov = S / stats.dof
+    elif stats.method == "shrinkage_eye":
+        cov = _shrink_eye(S, E, stats.n_samples, stats.dof)
+    else:
+        cov = _shrink_diag(S, E, stats, vox)
+    return np.linalg.inv(cov)
+
+
+def _shrink_eye(S: np.ndarray, E: np.ndarray, n_samples: int, dof: int) -> np.ndarray:
+    """Ledoit-Wolf shrinkage towards ``m I`` (rsatoolbox's ``_covariance_eye``)."""
+    n = S.shape[-1]
+    s = S / n_samples
+    per_sample = np.einsum("bvt,bvt->bt", E, E)  # sum over the sphere of e**2, per sample
+    frob = np.einsum("bjk,bjk->b", s, s)
+    b2 = (np.einsum("bt,bt->b", per_sample, per_sample) / n_samples - frob) / n_samples
+    m = np.trace(s, axis1=1, axis2=2) / n
+    d2 = frob - n * m * m  # ||s - m I||^2
+    b2 = np.minimum(d2, b2)
+    safe = d2 > 0
+    w = np.where(safe, b2 / np.where(safe, d2, 1.0), 0.0)
+    cov = (1.0 - w)[:, None, None] * s
+    idx = np.arange(n)
+    cov[:, idx, idx] += (w * m)[:, None]
+    return cov * (n_samples / dof)
+
+
+def _shrink_diag(S: np.ndarray, E: np.ndarray, stats: NoiseStatistics, vox: np.ndarray) -> np.ndarray:
+    """Schäfer-Strimmer shrinkage of the correlations towards zero (rsatoolbox's
+    ``_covariance_diag``), from sums over the sphere."""
+    N, dof = stats.n_samples, stats.dof
+    n = S.shape[-1]
+    d = stats.sum_sq[vox]  # the diagonal of S, (B, n)
+    inv_sd = 1.0 / np.sqrt(d)
+    rho = S * inv_sd[:, :, None] * inv_sd[:, None, :]
+    # sum over j != k of s_mean**2, s_mean = dof * rho / (N - 1)
+    off_sq = (np.einsum("bjk,bjk->b", rho, rho) - n) * (dof / (N - 1)) ** 2
+    # sum over j != k of s2_mean = dof**2 * sum_t e_tj**2 e_tk**2 / (d_j d_k) / (N - 1)
+    scaled = np.einsum("bvt,bv->bt", E * E, 1.0 / d)
+    both = np.einsum("bt,bt->b", scaled, scaled) - np.einsum("bv,bv->b", stats.sum_4[vox], 1.0 / (d * d))
+    off_s2 = both * dof * dof / (N - 1)
+    var_hat = N / dof**2 * (off_s2 - off_sq)
+    safe = off_sq > 0
+    lamb = np.where(safe, var_hat / np.where(safe, off_sq, 1.0), 1.0)
+    lamb = np.clip(lamb, 0.0, 1.0)
+    cov = (1.0 - lamb)[:, None, None] * (S / dof)
+    idx = np.arange(n)
+    cov[:, idx, idx] = d / dof
+    return cov
