@@ -116,7 +116,7 @@ def make_design(conditions, runs, n_samples: int, method: str, noise: str | None
         if len(missing):
             r, c = missing[0]
             raise ValueError(
-                f"condition {names[c]!r} has no sample in run {run_names[r]!r}: crossnobis needs "
+                f"condition {names[c].item()!r} has no sample in run {run_names[r].item()!r}: crossnobis needs "
                 f"every condition in every run ({len(missing)} (run, condition) pairs are empty)."
             )
     if noise is not None:
