@@ -45,11 +45,18 @@ def reference_rdm(data, conditions, runs, method, noise):
     return rdm.dissimilarities[0], np.asarray(rdm.pattern_descriptors["cond"])
 
 
-def volume(conditions, shape=(7, 8, 6), seed=0, signal=0.7):
-    """A 4D image with condition patterns everywhere, and a mask with a one-voxel border."""
+def volume(conditions, shape=(7, 8, 6), seed=0, signal=0.7, geometry=None):
+    """A 4D image with condition patterns everywhere, and a mask with a one-voxel border.
+
+    The patterns are independent across conditions, or with ``geometry`` (n_conditions x k)
+    random mixtures of its columns (so that their distances follow its rows' distances).
+    """
     rng = np.random.default_rng(seed)
     names, codes = np.unique(conditions, return_inverse=True)
-    patterns = rng.standard_normal(shape + (len(names),)) * signal
+    if geometry is None:
+        patterns = rng.standard_normal(shape + (len(names),)) * signal
+    else:
+        patterns = rng.standard_normal(shape + (geometry.shape[1],)) @ geometry.T * signal
     data = 800.0 + rng.standard_normal(shape + (len(codes),)) + patterns[..., codes]
     affine = np.diag([3.0, 3.0, 3.5, 1.0])
     affine[:3, 3] = [-9.0, 12.0, 3.0]
