@@ -31,11 +31,11 @@ def design(n_conditions=5, n_runs=4, per_run=2, seed=0, names="ebadcfgh"):
 
 def reference_rdm(data, conditions, runs, method, noise):
     """rsatoolbox's RDM vector of one sphere's data (samples x voxels)."""
+    import warnings
+
     from rsatoolbox.data import Dataset
     from rsatoolbox.data.noise import prec_from_measurements
     from rsatoolbox.rdm import calc_rdm
-
-    import warnings
 
     ds = Dataset(np.asarray(data, dtype=np.float64), obs_descriptors={"cond": conditions, "run": runs})
     prec = None if noise is None else prec_from_measurements(ds, obs_desc="cond", method=noise)
@@ -67,7 +67,7 @@ def volume(conditions, shape=(7, 8, 6), seed=0, signal=0.7, geometry=None):
 
 def sphere_data(sl, img, sphere: int) -> np.ndarray:
     """The data (samples x voxels) of one sphere of a fitted searchlight."""
-    from fastsearchlight.images import masked_data, load_mask_on_grid
+    from fastsearchlight.images import load_mask_on_grid, masked_data
 
     mask = load_mask_on_grid(sl.mask_img, "mask_img", img) if sl.mask_img is not None else None
     X = masked_data(img, mask, dtype=np.float64)

@@ -43,7 +43,9 @@ def test_one_voxel_spheres(random_spheres, noise):
     (any shrinkage of a 1 x 1 covariance), i.e. the "diag" noise model."""
     X, conditions, runs, blocks = random_spheres
     vox = blocks[0]
-    ours = block_rdms(prepare(X, make_design(conditions, runs, X.shape[1], "crossnobis", noise), "crossnobis", noise), vox)
+    ours = block_rdms(
+        prepare(X, make_design(conditions, runs, X.shape[1], "crossnobis", noise), "crossnobis", noise), vox
+    )
     for b in range(len(vox)):
         ref, _ = reference_rdm(X[vox[b]].T, conditions, runs, "crossnobis", "diag")
         assert_close_to_scale(ours[b], ref, 1e-8)
@@ -51,5 +53,8 @@ def test_one_voxel_spheres(random_spheres, noise):
 
 def test_correlation_of_one_voxel_is_nan(random_spheres):
     X, conditions, runs, blocks = random_spheres
-    ours = block_rdms(prepare(X, make_design(conditions, runs, X.shape[1], "correlation", None), "correlation", None), blocks[0])
+    ours = block_rdms(
+        prepare(X, make_design(conditions, runs, X.shape[1], "correlation", None), "correlation", None),
+        blocks[0],
+    )
     assert np.all(np.isnan(ours))

@@ -73,7 +73,11 @@ def _fit(dataset, conditions=None, runs="same", radius=5.0, **params):
         ({"method": "crossnobis"}, {"runs": np.ones(40)}, "at least two runs"),
         ({"method": "euclidean"}, {"conditions": np.zeros(40)}, "at least two"),
         ({"method": "euclidean"}, {"conditions": np.zeros(39)}, "conditions has 39 entries"),
-        ({"method": "mahalanobis", "noise": "full"}, {"radius": 7.0}, "noise='full' needs spheres of at most 35"),
+        (
+            {"method": "mahalanobis", "noise": "full"},
+            {"radius": 7.0},
+            "noise='full' needs spheres of at most 35",
+        ),
     ],
 )
 def test_bad_inputs(dataset, params, change, match):

@@ -16,9 +16,7 @@ def _relabelled_fit(sl, img, mask, conditions, runs, perm):
     return RSASearchLight(mask, radius=sl.radius, method=sl.method, noise=sl.noise).fit(img, new, runs).rdms_
 
 
-@pytest.mark.parametrize(
-    "n_conditions,n_permutations,method", [(4, 1000, "spearman"), (5, 25, "tau-a")]
-)
+@pytest.mark.parametrize("n_conditions,n_permutations,method", [(4, 1000, "spearman"), (5, 25, "tau-a")])
 def test_null_maps_and_p_values_equal_brute_force(n_conditions, n_permutations, method):
     conditions, runs = design(n_conditions=n_conditions, n_runs=3, per_run=2, seed=4)
     img, mask = volume(conditions, shape=(6, 6, 5), seed=4, signal=0.4)

@@ -102,7 +102,9 @@ def make_design(conditions, runs, n_samples: int, method: str, noise: str | None
         raise ValueError(f"conditions hold {len(names)} distinct value(s): an RDM needs at least two.")
     if runs is None:
         if method == "crossnobis":
-            raise ValueError("method='crossnobis' needs runs: give the run of each sample (fit(..., runs=...)).")
+            raise ValueError(
+                "method='crossnobis' needs runs: give the run of each sample (fit(..., runs=...))."
+            )
         run_names, run_codes = None, np.zeros(n_samples, dtype=np.intp)
     else:
         runs = check_targets(runs, n_samples, name="runs")

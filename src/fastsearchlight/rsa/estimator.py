@@ -149,7 +149,9 @@ class RSASearchLight(BaseEstimator):
         self.n_elements_ = int(inputs.process_mask.sum())
         self.sphere_sizes_ = hoods.sizes
         self.neighbourhoods_ = hoods
-        self._reference_img = nib.Nifti1Image(np.zeros(inputs.process_mask.shape, np.float32), inputs.process_affine)
+        self._reference_img = nib.Nifti1Image(
+            np.zeros(inputs.process_mask.shape, np.float32), inputs.process_affine
+        )
         return self
 
     def _check_params(self) -> None:
@@ -196,7 +198,9 @@ class RSASearchLight(BaseEstimator):
                 for k in np.unique(hoods.sizes)
             }
             blocks = list(hoods.blocks(lambda k: per_size[k]))
-            tasks = [[b] for b in blocks] if executor.n_tasks is None else group_blocks(blocks, executor.n_tasks)
+            tasks = (
+                [[b] for b in blocks] if executor.n_tasks is None else group_blocks(blocks, executor.n_tasks)
+            )
             data = executor.share(prepared, key=("rsa", id(prepared)))
             out = np.full((hoods.n_spheres, len(pair_indices(prepared.n_conditions)[0])), np.nan, np.float32)
             with progress_bar(hoods.n_spheres, self.verbose, "rsa searchlight") as bar:
@@ -239,7 +243,12 @@ class RSASearchLight(BaseEstimator):
         return [self.to_img(values) for values in self.model_fit(model_rdms, method)]
 
     def permutation_test(
-        self, model_rdms, method: str = "spearman", n_permutations: int = 1000, random_state=0, keep_null: bool = False
+        self,
+        model_rdms,
+        method: str = "spearman",
+        n_permutations: int = 1000,
+        random_state=0,
+        keep_null: bool = False,
     ) -> ModelTest:
         """Permutation test of each model's fit: condition labels permuted (the same
         relabellings for every sphere, the RDMs reordered, not recomputed), with family-wise
@@ -262,7 +271,11 @@ class RSASearchLight(BaseEstimator):
         """
         check_is_fitted(self, "rdms_")
         _check_comparison(method)
-        if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
+        if (
+            isinstance(n_permutations, bool)
+            or not isinstance(n_permutations, (int, np.integer))
+            or n_permutations < 1
+        ):
             raise ValueError(f"n_permutations must be a positive int, got {n_permutations!r}.")
         models = check_models(model_rdms, self.rdms_.shape[1])
         return permutation_test(self.rdms_, models, method, int(n_permutations), random_state, keep_null)
