@@ -1,4 +1,4 @@
-"""Command line: ``fastsearchlight demo | run | haxby | group | batch | simulate``."""
+"""Command line: ``fastsearchlight demo | run | haxby | group | batch | simulate | rsa``."""
 
 from __future__ import annotations
 
@@ -214,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(handler=cmd_simulate)
+
+    from .rsa._cli import add_rsa_parser
+
+    add_rsa_parser(sub)
     return parser
 
 

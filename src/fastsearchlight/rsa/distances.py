@@ -21,7 +21,7 @@ kernel's cancellation small).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,7 +58,19 @@ class Prepared:
         return self.train.shape[2]
 
 
-def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Prepared:
+def _store(values: np.ndarray, shared: bool) -> np.ndarray:
+    """``values`` as a C-contiguous array, in a memory-mapped file when ``shared`` (worker
+    processes then map it by name instead of receiving a copy)."""
+    if not shared:
+        return np.ascontiguousarray(values)
+    from ..shared import shared_empty
+
+    out = shared_empty(values.shape, values.dtype)
+    out[...] = values
+    return out
+
+
+def prepare(X: np.ndarray, design: Design, method: str, noise: str | None, shared: bool = False) -> Prepared:
     """Per-voxel patterns and noise statistics.
 
     Parameters
@@ -69,6 +81,8 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
     method : str
     noise : str or None
         Noise model (used by "mahalanobis" and "crossnobis"; None: the identity).
+    shared : bool
+        Keep the large arrays in memory-mapped files, for worker processes.
 
     Returns
     -------
@@ -90,7 +104,11 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
     stats = None
     if noise is not None and method in ("mahalanobis", "crossnobis"):
         stats = noise_statistics(X, design.condition_codes, noise, design.noise_dof())
-    return Prepared(method, np.ascontiguousarray(train), np.ascontiguousarray(test), stats)
+        if shared and stats.residuals is not None:
+            stats = replace(stats, residuals=_store(stats.residuals, True))
+    train = _store(train, shared)
+    test = train if method != "crossnobis" else _store(test, shared)
+    return Prepared(method, train, test, stats)
 
 
 def sphere_bytes(prepared: Prepared, n_voxels: int) -> int:
@@ -138,7 +156,11 @@ def block_rdms(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
 
 def rdm_task(prepared: Prepared, task: list) -> tuple[np.ndarray, np.ndarray]:
     """RDMs of several blocks (in a worker): their sphere ids and float32 RDM vectors."""
+    from threadpoolctl import threadpool_limits
+
     exit_with_parent()
     ids = np.concatenate([ids for ids, _ in task])
-    rdms = np.concatenate([block_rdms(prepared, vox) for _, vox in task]).astype(np.float32)
+    # many small products: one BLAS thread (its threads would fight the workers, or other work)
+    with threadpool_limits(1, user_api="blas"):
+        rdms = np.concatenate([block_rdms(prepared, vox) for _, vox in task]).astype(np.float32)
     return ids, rdms

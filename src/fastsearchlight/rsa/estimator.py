@@ -11,7 +11,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import N_JOBS, VERBOSE, Interval, check_params
-from ..core import DEFAULT_MEMORY_MB, DaskSession, make_executor, progress_bar, spheres_per_block
+from ..core import (
+    DEFAULT_MEMORY_MB,
+    DaskSession,
+    effective_n_jobs,
+    make_executor,
+    progress_bar,
+    spheres_per_block,
+)
 from ..core._blocks import group_blocks
 from ._design import METHODS, NOISE, make_design, pair_indices
 from .distances import prepare, rdm_task, sphere_bytes
@@ -137,7 +144,8 @@ class RSASearchLight(BaseEstimator):
         X = masked_data(inputs.func, inputs.mask, dtype=np.float64, zero_fill=True).T  # voxel-major
         hoods = inputs.neighbourhoods
         self._check_noise_inputs(X, design, hoods, inputs.mask)
-        prepared = prepare(X, design, self.method, self.noise)
+        shared = self.backend == "loky" and effective_n_jobs(self.n_jobs) > 1
+        prepared = prepare(X, design, self.method, self.noise, shared=shared)
         self.timings_ = {"prepare": time.perf_counter() - t0}
         t0 = time.perf_counter()
         self.rdms_ = self._compute(prepared, hoods)
