@@ -21,10 +21,12 @@ CASES = [("euclidean", None), ("correlation", None)] + [
 
 
 def design(n_conditions=5, n_runs=4, per_run=2, seed=0, names="ebadcfgh"):
-    """Shuffled condition names and runs, every condition ``per_run`` times in every run."""
+    """Shuffled condition names and runs, every condition ``per_run`` times in every run
+    (or ``per_run[r]`` times in run ``r``)."""
     rng = np.random.default_rng(seed)
-    codes = np.tile(np.repeat(np.arange(n_conditions), per_run), n_runs)
-    runs = np.repeat(np.arange(n_runs), n_conditions * per_run)
+    per_run = [per_run] * n_runs if np.isscalar(per_run) else list(per_run)
+    codes = np.concatenate([np.repeat(np.arange(n_conditions), k) for k in per_run])
+    runs = np.repeat(np.arange(n_runs), [n_conditions * k for k in per_run])
     order = rng.permutation(len(codes))
     return np.array(list(names))[codes[order]], runs[order] + 1
 

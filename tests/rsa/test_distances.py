@@ -10,9 +10,14 @@ from fastsearchlight.rsa.distances import block_rdms, prepare
 pytest.importorskip("rsatoolbox")
 
 
-@pytest.fixture(scope="module")
-def random_spheres():
-    conditions, runs = design(n_conditions=5, n_runs=4, per_run=2, seed=3)
+#: samples of each condition in each run: the same in every run (the crossnobis kernel of all
+#: folds at once), one (the residuals derived from the per-run means), or run by run (fold by fold)
+LAYOUTS = {"two per run": 2, "one per run": 1, "unequal runs": [1, 3, 2, 2]}
+
+
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def random_spheres(request):
+    conditions, runs = design(n_conditions=5, n_runs=4, per_run=LAYOUTS[request.param], seed=3)
     rng = np.random.default_rng(3)
     n_voxels = 40
     codes = np.unique(conditions, return_inverse=True)[1]
@@ -27,6 +32,9 @@ def random_spheres():
 def test_block_rdms_match_rsatoolbox(random_spheres, method, noise):
     X, conditions, runs, blocks = random_spheres
     prepared = prepare(X, make_design(conditions, runs, X.shape[1], method, noise), method, noise)
+    counts = np.unique(np.column_stack([conditions, runs]), axis=0, return_counts=True)[1]
+    assert (prepared.cells is not None) == (method == "crossnobis" and len(set(counts)) == 1)
+    assert prepared.cell_residuals == (prepared.cells is not None and counts.max() == 1)
     for vox in blocks:
         if vox.shape[1] == 1 and (method == "correlation" or noise in ("shrinkage_diag", "shrinkage_eye")):
             continue  # rsatoolbox gives NaN there (0/0); see test_one_voxel_spheres

@@ -21,7 +21,7 @@ kernel's cancellation small).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,31 +46,31 @@ class Prepared:
         The patterns on the right (the same array but for crossnobis: each left-out run's
         means).
     noise : NoiseStatistics or None
+    cells : ndarray (n_mask_voxels, n_runs, n_conditions) or None
+        Crossnobis with the same number of samples of each condition in every run: the
+        per-(run, condition) sums, from which every fold's kernel follows at once (see
+        :func:`_balanced_kernel`); ``train`` and ``test`` are then not used.
+    cell_scale : ndarray (n_conditions, n_conditions) or None
+        The kernel's scale, ``1 / (R (R - 1) k_c k_d)`` (``k``: samples per run).
+    cell_residuals : bool
+        Whether the residuals are the cells minus their mean over runs (one sample per run
+        and condition, e.g. run-wise betas): then they are not stored but derived per block.
     """
 
     method: str
-    train: np.ndarray
-    test: np.ndarray
+    train: np.ndarray | None
+    test: np.ndarray | None
     noise: NoiseStatistics | None
+    cells: np.ndarray | None = None
+    cell_scale: np.ndarray | None = None
+    cell_residuals: bool = False
 
     @property
     def n_conditions(self) -> int:
-        return self.train.shape[2]
+        return (self.train if self.cells is None else self.cells).shape[2]
 
 
-def _store(values: np.ndarray, shared: bool) -> np.ndarray:
-    """``values`` as a C-contiguous array, in a memory-mapped file when ``shared`` (worker
-    processes then map it by name instead of receiving a copy)."""
-    if not shared:
-        return np.ascontiguousarray(values)
-    from ..shared import shared_empty
-
-    out = shared_empty(values.shape, values.dtype)
-    out[...] = values
-    return out
-
-
-def prepare(X: np.ndarray, design: Design, method: str, noise: str | None, shared: bool = False) -> Prepared:
+def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Prepared:
     """Per-voxel patterns and noise statistics.
 
     Parameters
@@ -81,8 +81,6 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None, share
     method : str
     noise : str or None
         Noise model (used by "mahalanobis" and "crossnobis"; None: the identity).
-    shared : bool
-        Keep the large arrays in memory-mapped files, for worker processes.
 
     Returns
     -------
@@ -95,25 +93,28 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None, share
         X = X - X.mean(axis=1, keepdims=True)
     sums = (X @ onehot).reshape(-1, R, C)  # per (run, condition)
     counts = design.counts.astype(np.float64)
+    balanced = method == "crossnobis" and bool(np.all(counts == counts[:1]))
+    one_per_cell = balanced and bool(np.all(counts == 1))
+    stats = None
+    if noise is not None and method in ("mahalanobis", "crossnobis"):
+        stats = noise_statistics(X, design.condition_codes, noise, design.noise_dof(), not one_per_cell)
+    if balanced:
+        k = counts[0]
+        scale = 1.0 / (R * (R - 1) * np.outer(k, k))
+        return Prepared(method, None, None, stats, np.ascontiguousarray(sums), scale, one_per_cell)
     total, n_total = sums.sum(axis=1), counts.sum(axis=0)
     if method == "crossnobis":
         train = (total[:, None, :] - sums) / (n_total[None, :] - counts)[None]
-        test = sums / counts[None]
+        test = np.ascontiguousarray(sums / counts[None])
     else:
         train = test = (total / n_total)[:, None, :]
-    stats = None
-    if noise is not None and method in ("mahalanobis", "crossnobis"):
-        stats = noise_statistics(X, design.condition_codes, noise, design.noise_dof())
-        if shared and stats.residuals is not None:
-            stats = replace(stats, residuals=_store(stats.residuals, True))
-    train = _store(train, shared)
-    test = train if method != "crossnobis" else _store(test, shared)
-    return Prepared(method, train, test, stats)
+    train = np.ascontiguousarray(train)
+    return Prepared(method, train, train if method != "crossnobis" else test, stats)
 
 
 def sphere_bytes(prepared: Prepared, n_voxels: int) -> int:
     """Working memory of one sphere of ``n_voxels`` voxels, in bytes."""
-    F, C = prepared.train.shape[1:]
+    F, C = (prepared.train if prepared.cells is None else prepared.cells).shape[1:]
     noise = prepared.noise
     extra = 0 if noise is None else bytes_per_sphere(noise.method, n_voxels, noise.n_samples)
     return 8 * (4 * n_voxels * F * C + 3 * C * C) + extra + 512
@@ -133,8 +134,7 @@ def block_rdms(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
         Pairs in :func:`~._design.pair_indices` order.
     """
     B, n = vox.shape
-    F, C = prepared.train.shape[1:]
-    rows, cols = pair_indices(C)
+    rows, cols = pair_indices(prepared.n_conditions)
     if prepared.method == "correlation":
         m = prepared.train[vox][:, :, 0, :]  # (B, n, C)
         m = m - m.mean(axis=1, keepdims=True)
@@ -142,25 +142,64 @@ def block_rdms(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
             m = m / np.sqrt(np.einsum("bvc,bvc->bc", m, m))[:, None, :]
         G = m.transpose(0, 2, 1) @ m
         return 1.0 - G[:, rows, cols]
-    A = prepared.train[vox].reshape(B, n, F * C)
-    if prepared.noise is not None:
-        P = block_precision(prepared.noise, vox)
-        A = P[:, :, None] * A if P.ndim == 2 else P @ A
-    right = A if prepared.method != "crossnobis" and prepared.noise is None else None
-    right = prepared.test[vox].reshape(B, n * F, C) if right is None else right.reshape(B, n * F, C)
-    K = A.reshape(B, n * F, C).transpose(0, 2, 1) @ right  # (B, C, C), summed over folds
+    if prepared.cells is not None:
+        K = _balanced_kernel(prepared, vox)
+    else:
+        F, C = prepared.train.shape[1:]
+        A = prepared.train[vox].reshape(B, n, F * C)
+        if prepared.noise is not None:
+            A = _apply(block_precision(prepared.noise, vox), A)
+        right = A if prepared.method != "crossnobis" and prepared.noise is None else prepared.test[vox]
+        K = A.reshape(B, n * F, C).transpose(0, 2, 1) @ right.reshape(B, n * F, C)  # summed over folds
+        K /= F
     diag = np.einsum("bcc->bc", K)
     d = diag[:, rows] + diag[:, cols] - K[:, rows, cols] - K[:, cols, rows]
-    return d / (n * F)
+    return d / n
 
 
-def rdm_task(prepared: Prepared, task: list) -> tuple[np.ndarray, np.ndarray]:
-    """RDMs of several blocks (in a worker): their sphere ids and float32 RDM vectors."""
+def _apply(P: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """``P @ A`` for precisions (B, n, n), or diagonal ones (B, n)."""
+    return P[:, :, None] * A if P.ndim == 2 else P @ A
+
+
+def _balanced_kernel(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
+    """The crossnobis kernel averaged over folds, from the per-(run, condition) sums.
+
+    With ``k_c`` samples of condition ``c`` in every run, fold ``r``'s training mean is
+    ``(T_c - S_rc) / ((R - 1) k_c)`` and its test mean ``S_rc / k_c`` (``T``: the sum over
+    runs), so the mean over folds of ``A_r' P B_r`` is
+    ``(T' P T - sum_r S_r' P S_r) / (R (R - 1) k_c k_d)``: one product for all folds.
+
+    Returns
+    -------
+    ndarray (n_spheres, n_conditions, n_conditions)
+    """
+    B, n = vox.shape
+    R, C = prepared.cells.shape[1:]
+    M = prepared.cells[vox]  # (B, n, R, C)
+    PM = M.reshape(B, n, R * C)
+    if prepared.noise is not None:
+        E = None
+        if prepared.cell_residuals:  # one sample per cell: the residuals are the cells' deviations
+            E = (M - M.mean(axis=2, keepdims=True)).reshape(B, n, R * C)
+        PM = _apply(block_precision(prepared.noise, vox, E), PM)
+    within = M.reshape(B, n * R, C).transpose(0, 2, 1) @ PM.reshape(B, n * R, C)
+    total = M.sum(axis=2).transpose(0, 2, 1) @ PM.reshape(B, n, R, C).sum(axis=2)
+    return (total - within) * prepared.cell_scale
+
+
+def rdm_task(prepared: Prepared, task: list, limit_blas: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """RDMs of several blocks (in a worker): their sphere ids and float32 RDM vectors.
+
+    Many small products: BLAS runs on one thread (its threads would fight the workers);
+    ``limit_blas=False`` when the caller has set that limit for the whole process.
+    """
+    from contextlib import nullcontext
+
     from threadpoolctl import threadpool_limits
 
     exit_with_parent()
     ids = np.concatenate([ids for ids, _ in task])
-    # many small products: one BLAS thread (its threads would fight the workers, or other work)
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(1, user_api="blas") if limit_blas else nullcontext():
         rdms = np.concatenate([block_rdms(prepared, vox) for _, vox in task]).astype(np.float32)
     return ids, rdms

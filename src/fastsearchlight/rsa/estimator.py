@@ -14,6 +14,7 @@ from .._validation import N_JOBS, VERBOSE, Interval, check_params
 from ..core import (
     DEFAULT_MEMORY_MB,
     DaskSession,
+    Threads,
     effective_n_jobs,
     make_executor,
     progress_bar,
@@ -53,7 +54,8 @@ class RSASearchLight(BaseEstimator):
         the residuals around the condition means as ``prec_from_measurements(dataset,
         obs_desc=<conditions>, method=noise)`` does on the sphere's data; None: the identity.
     n_jobs : int, default=1
-        Worker processes (-1: all cores) of the "loky" backend.
+        Threads (-1: all cores) of the "loky" backend (the blocks' array operations release
+        the interpreter lock, so threads share the work without copying the data).
     memory_mb : float, default=512
         Working-memory budget of the blocks of spheres in flight, in MB.
     verbose : int, default=0
@@ -144,8 +146,7 @@ class RSASearchLight(BaseEstimator):
         X = masked_data(inputs.func, inputs.mask, dtype=np.float64, zero_fill=True).T  # voxel-major
         hoods = inputs.neighbourhoods
         self._check_noise_inputs(X, design, hoods, inputs.mask)
-        shared = self.backend == "loky" and effective_n_jobs(self.n_jobs) > 1
-        prepared = prepare(X, design, self.method, self.noise, shared=shared)
+        prepared = prepare(X, design, self.method, self.noise)
         self.timings_ = {"prepare": time.perf_counter() - t0}
         t0 = time.perf_counter()
         self.rdms_ = self._compute(prepared, hoods)
@@ -197,10 +198,21 @@ class RSASearchLight(BaseEstimator):
             )
 
     def _compute(self, prepared, hoods) -> np.ndarray:
-        """The RDMs of every sphere, block by block on the executor."""
-        session = DaskSession(self.scheduler) if self.backend == "dask" else None
-        try:
-            executor = make_executor(self.backend, self.n_jobs, session)
+        """The RDMs of every sphere, block by block: in threads of this process (the blocks'
+        products and gathers release the interpreter lock; BLAS held to one thread), or as
+        tasks on a dask cluster."""
+        from contextlib import ExitStack
+
+        from threadpoolctl import threadpool_limits
+
+        with ExitStack() as stack:
+            if self.backend == "dask":
+                session = DaskSession(self.scheduler)
+                stack.callback(session.close)
+                executor = make_executor("dask", None, session)
+            else:
+                executor = stack.enter_context(Threads(effective_n_jobs(self.n_jobs)))
+                stack.enter_context(threadpool_limits(1, user_api="blas"))
             per_size = {
                 int(k): spheres_per_block(sphere_bytes(prepared, int(k)), self.memory_mb, executor.n_workers)
                 for k in np.unique(hoods.sizes)
@@ -210,16 +222,13 @@ class RSASearchLight(BaseEstimator):
                 [[b] for b in blocks] if executor.n_tasks is None else group_blocks(blocks, executor.n_tasks)
             )
             data = executor.share(prepared, key=("rsa", id(prepared)))
+            limit = executor.is_dask  # threads share the limit set here
             out = np.full((hoods.n_spheres, len(pair_indices(prepared.n_conditions)[0])), np.nan, np.float32)
             with progress_bar(hoods.n_spheres, self.verbose, "rsa searchlight") as bar:
-                for _, (ids, rdms) in executor.map_unordered(
-                    rdm_task, [(data, task) for task in tasks], name="fastsearchlight-rsa"
-                ):
+                argsets = [(data, task, limit) for task in tasks]
+                for _, (ids, rdms) in executor.map_unordered(rdm_task, argsets, name="fastsearchlight-rsa"):
                     out[ids] = rdms
                     bar.update(len(ids))
-        finally:
-            if session is not None:
-                session.close()
         return out
 
     # ------------------------------------------------------------------ models

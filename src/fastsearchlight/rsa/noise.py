@@ -56,7 +56,9 @@ class NoiseStatistics:
     dof: int
 
 
-def noise_statistics(X: np.ndarray, condition_codes: np.ndarray, method: str, dof: int) -> NoiseStatistics:
+def noise_statistics(
+    X: np.ndarray, condition_codes: np.ndarray, method: str, dof: int, keep_residuals: bool = True
+) -> NoiseStatistics:
     """Residuals around the condition means and their per-voxel sums.
 
     Parameters
@@ -68,6 +70,8 @@ def noise_statistics(X: np.ndarray, condition_codes: np.ndarray, method: str, do
         The noise model.
     dof : int
         rsatoolbox's degrees of freedom.
+    keep_residuals : bool
+        Keep the residuals (False when the caller gathers them otherwise).
 
     Returns
     -------
@@ -81,7 +85,7 @@ def noise_statistics(X: np.ndarray, condition_codes: np.ndarray, method: str, do
     sq = residuals * residuals
     sum_sq = sq.sum(axis=1)
     sum_4 = np.einsum("vt,vt->v", sq, sq)
-    keep = None if method == "diag" else np.ascontiguousarray(residuals)
+    keep = np.ascontiguousarray(residuals) if keep_residuals and method != "diag" else None
     return NoiseStatistics(method, keep, sum_sq, sum_4, X.shape[1], dof)
 
 
@@ -94,7 +98,9 @@ def bytes_per_sphere(method: str | None, n_voxels: int, n_samples: int) -> int:
     return 8 * (2 * n_voxels * n_samples + 6 * n_voxels * n_voxels)
 
 
-def block_precision(stats: NoiseStatistics, vox: np.ndarray) -> np.ndarray:
+def block_precision(
+    stats: NoiseStatistics, vox: np.ndarray, residuals: np.ndarray | None = None
+) -> np.ndarray:
     """The precision of each sphere of a block.
 
     Parameters
@@ -102,6 +108,8 @@ def block_precision(stats: NoiseStatistics, vox: np.ndarray) -> np.ndarray:
     stats : NoiseStatistics
     vox : ndarray of int (n_spheres, n_voxels)
         Mask-voxel indices of each sphere (a block of equal-size spheres).
+    residuals : ndarray (n_spheres, n_voxels, n_samples) or None
+        The block's residuals, when the caller has them (else gathered from ``stats``).
 
     Returns
     -------
@@ -110,7 +118,7 @@ def block_precision(stats: NoiseStatistics, vox: np.ndarray) -> np.ndarray:
     """
     if stats.method == "diag":
         return stats.dof / stats.sum_sq[vox]
-    E = stats.residuals[vox]  # (B, n, N)
+    E = stats.residuals[vox] if residuals is None else residuals  # (B, n, N)
     S = E @ E.transpose(0, 2, 1)  # (B, n, n)
     if stats.method == "full":
         cov = S / stats.dof
