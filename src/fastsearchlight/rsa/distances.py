@@ -55,6 +55,8 @@ class Prepared:
     cell_residuals : bool
         Whether the residuals are the cells minus their mean over runs (one sample per run
         and condition, e.g. run-wise betas): then they are not stored but derived per block.
+    cell_totals : ndarray (n_mask_voxels, n_conditions) or None
+        The cells summed over runs.
     """
 
     method: str
@@ -64,6 +66,7 @@ class Prepared:
     cells: np.ndarray | None = None
     cell_scale: np.ndarray | None = None
     cell_residuals: bool = False
+    cell_totals: np.ndarray | None = None
 
     @property
     def n_conditions(self) -> int:
@@ -101,7 +104,8 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
     if balanced:
         k = counts[0]
         scale = 1.0 / (R * (R - 1) * np.outer(k, k))
-        return Prepared(method, None, None, stats, np.ascontiguousarray(sums), scale, one_per_cell)
+        totals = np.ascontiguousarray(sums.sum(axis=1))
+        return Prepared(method, None, None, stats, np.ascontiguousarray(sums), scale, one_per_cell, totals)
     total, n_total = sums.sum(axis=1), counts.sum(axis=0)
     if method == "crossnobis":
         train = (total[:, None, :] - sums) / (n_total[None, :] - counts)[None]
@@ -177,14 +181,16 @@ def _balanced_kernel(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
     B, n = vox.shape
     R, C = prepared.cells.shape[1:]
     M = prepared.cells[vox]  # (B, n, R, C)
-    PM = M.reshape(B, n, R * C)
+    T = prepared.cell_totals[vox]  # (B, n, C)
+    PM, PT = M.reshape(B, n, R * C), T
     if prepared.noise is not None:
         E = None
         if prepared.cell_residuals:  # one sample per cell: the residuals are the cells' deviations
-            E = (M - M.mean(axis=2, keepdims=True)).reshape(B, n, R * C)
-        PM = _apply(block_precision(prepared.noise, vox, E), PM)
+            E = (M - T[:, :, None, :] * (1.0 / R)).reshape(B, n, R * C)
+        P = block_precision(prepared.noise, vox, E)
+        PM, PT = _apply(P, PM), _apply(P, T)
     within = M.reshape(B, n * R, C).transpose(0, 2, 1) @ PM.reshape(B, n * R, C)
-    total = M.sum(axis=2).transpose(0, 2, 1) @ PM.reshape(B, n, R, C).sum(axis=2)
+    total = T.transpose(0, 2, 1) @ PT
     return (total - within) * prepared.cell_scale
 
 

@@ -133,7 +133,7 @@ def _shrink_eye(S: np.ndarray, E: np.ndarray, n_samples: int, dof: int) -> np.nd
     """Ledoit-Wolf shrinkage towards ``m I`` (rsatoolbox's ``_covariance_eye``)."""
     n = S.shape[-1]
     s = S / n_samples
-    per_sample = np.einsum("bvt,bvt->bt", E, E)  # sum over the sphere of e**2, per sample
+    per_sample = (np.ones((E.shape[0], 1, E.shape[1])) @ (E * E))[:, 0, :]  # sum over the sphere of e**2
     frob = np.einsum("bjk,bjk->b", s, s)
     b2 = (np.einsum("bt,bt->b", per_sample, per_sample) / n_samples - frob) / n_samples
     m = np.trace(s, axis1=1, axis2=2) / n
@@ -158,7 +158,7 @@ def _shrink_diag(S: np.ndarray, E: np.ndarray, stats: NoiseStatistics, vox: np.n
     # sum over j != k of s_mean**2, s_mean = dof * rho / (N - 1)
     off_sq = (np.einsum("bjk,bjk->b", rho, rho) - n) * (dof / (N - 1)) ** 2
     # sum over j != k of s2_mean = dof**2 * sum_t e_tj**2 e_tk**2 / (d_j d_k) / (N - 1)
-    scaled = np.einsum("bvt,bv->bt", E * E, 1.0 / d)
+    scaled = ((1.0 / d)[:, None, :] @ (E * E))[:, 0, :]  # (B, N): a batched product, faster than einsum
     both = np.einsum("bt,bt->b", scaled, scaled) - np.einsum("bv,bv->b", stats.sum_4[vox], 1.0 / (d * d))
     off_s2 = both * dof * dof / (N - 1)
     var_hat = N / dof**2 * (off_s2 - off_sq)
