@@ -90,11 +90,14 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
     Prepared
     """
     R, C = design.counts.shape
-    onehot = np.zeros((X.shape[1], R * C))
-    onehot[np.arange(X.shape[1]), design.run_codes * C + design.condition_codes] = 1.0
+    from scipy import sparse
+
+    n_samples = X.shape[1]
+    cell = design.run_codes * C + design.condition_codes
+    onehot = sparse.csr_matrix((np.ones(n_samples), (cell, np.arange(n_samples))), shape=(R * C, n_samples))
     if method != "correlation":  # distances between patterns do not change with a common shift
         X = X - X.mean(axis=1, keepdims=True)
-    sums = (X @ onehot).reshape(-1, R, C)  # per (run, condition)
+    sums = np.asarray(onehot @ X.T).T.reshape(-1, R, C)  # per (run, condition)
     counts = design.counts.astype(np.float64)
     balanced = method == "crossnobis" and bool(np.all(counts == counts[:1]))
     one_per_cell = balanced and bool(np.all(counts == 1))

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from .._fit_inputs import check_targets, read_inputs
 from .._validation import N_JOBS, VERBOSE, Interval, check_params
 from ..core import (
     DEFAULT_MEMORY_MB,
@@ -21,6 +22,7 @@ from ..core import (
     spheres_per_block,
 )
 from ..core._blocks import group_blocks
+from ..images import load_func, masked_data
 from ._design import METHODS, NOISE, make_design, pair_indices
 from .distances import prepare, rdm_task, sphere_bytes
 from .evaluation import COMPARISONS, check_models, compare_rdms
@@ -132,9 +134,6 @@ class RSASearchLight(BaseEstimator):
         -------
         self
         """
-        from .._fit_inputs import check_targets, read_inputs
-        from ..images import load_func, masked_data
-
         t0 = time.perf_counter()
         self._check_params()
         func = load_func(imgs)
