@@ -90,14 +90,10 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
     Prepared
     """
     R, C = design.counts.shape
-    from scipy import sparse
-
-    n_samples = X.shape[1]
     cell = design.run_codes * C + design.condition_codes
-    onehot = sparse.csr_matrix((np.ones(n_samples), (cell, np.arange(n_samples))), shape=(R * C, n_samples))
     if method != "correlation":  # distances between patterns do not change with a common shift
         X = X - X.mean(axis=1, keepdims=True)
-    sums = np.asarray(onehot @ X.T).T.reshape(-1, R, C)  # per (run, condition)
+    sums = _cell_sums(X, cell, R * C).reshape(-1, R, C)  # per (run, condition)
     counts = design.counts.astype(np.float64)
     balanced = method == "crossnobis" and bool(np.all(counts == counts[:1]))
     one_per_cell = balanced and bool(np.all(counts == 1))
@@ -117,6 +113,19 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
         train = test = (total / n_total)[:, None, :]
     train = np.ascontiguousarray(train)
     return Prepared(method, train, train if method != "crossnobis" else test, stats)
+
+
+def _cell_sums(X: np.ndarray, cell: np.ndarray, n_cells: int) -> np.ndarray:
+    """Each voxel's sum over the samples of each cell, (n_voxels, n_cells) (0 for an empty
+    cell): the samples sorted by cell, then summed by contiguous runs."""
+    order = np.argsort(cell, kind="stable")
+    ordered = X[:, order]
+    present, starts = np.unique(cell[order], return_index=True)
+    if len(order) == n_cells == len(present):  # one sample per cell: the sums are the samples
+        return ordered
+    out = np.zeros((X.shape[0], n_cells))
+    out[:, present] = np.add.reduceat(ordered, starts, axis=1)
+    return out
 
 
 def sphere_bytes(prepared: Prepared, n_voxels: int) -> int:
