@@ -30,6 +30,10 @@ from .permutation import ModelTest, permutation_test
 
 __all__ = ["RSASearchLight"]
 
+#: working memory of one block of spheres: blocks this small stay in cache and reuse the
+#: allocator's memory (larger blocks took a third more CPU time on the benchmark's workload)
+_BLOCK_BYTES = 16 * 2**20
+
 
 class RSASearchLight(BaseEstimator):
     """Representational similarity searchlight: the RDM of every sphere, at once.
@@ -213,7 +217,10 @@ class RSASearchLight(BaseEstimator):
                 executor = stack.enter_context(Threads(effective_n_jobs(self.n_jobs)))
                 stack.enter_context(threadpool_limits(1, user_api="blas"))
             per_size = {
-                int(k): spheres_per_block(sphere_bytes(prepared, int(k)), self.memory_mb, executor.n_workers)
+                int(k): min(
+                    spheres_per_block(sphere_bytes(prepared, int(k)), self.memory_mb, executor.n_workers),
+                    max(1, _BLOCK_BYTES // sphere_bytes(prepared, int(k))),
+                )
                 for k in np.unique(hoods.sizes)
             }
             blocks = list(hoods.blocks(lambda k: per_size[k]))
