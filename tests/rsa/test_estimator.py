@@ -109,3 +109,15 @@ def test_constant_voxel_with_noise(dataset):
         RSASearchLight(mask, radius=5.0, noise="shrinkage_diag").fit(flat, conditions, runs)
     sl = RSASearchLight(mask, radius=5.0, noise="shrinkage_eye").fit(flat, conditions, runs)
     assert np.all(np.isfinite(sl.rdms_))
+
+
+def test_dask_backend_gives_the_same_rdms(dataset):
+    distributed = pytest.importorskip("distributed")
+    img, mask, conditions, runs = dataset
+    kw = dict(radius=5.0, method="crossnobis", noise="shrinkage_eye")
+    ref = RSASearchLight(mask, **kw).fit(img, conditions, runs).rdms_
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        got = RSASearchLight(mask, backend="dask", scheduler=client, **kw).fit(img, conditions, runs).rdms_
+    np.testing.assert_array_equal(got, ref)
