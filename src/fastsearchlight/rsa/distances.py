@@ -91,9 +91,9 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
     """
     R, C = design.counts.shape
     cell = design.run_codes * C + design.condition_codes
-    if method != "correlation":  # distances between patterns do not change with a common shift
-        X = X - X.mean(axis=1, keepdims=True)
-    sums = _cell_sums(X, cell, R * C).reshape(-1, R, C)  # per (run, condition)
+    # distances between patterns do not change with a common shift: patterns are centred
+    shift = None if method == "correlation" else X.mean(axis=1)
+    sums = _cell_sums(X, cell, R * C, shift).reshape(-1, R, C)  # per (run, condition)
     counts = design.counts.astype(np.float64)
     balanced = method == "crossnobis" and bool(np.all(counts == counts[:1]))
     one_per_cell = balanced and bool(np.all(counts == 1))
@@ -115,11 +115,14 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
     return Prepared(method, train, train if method != "crossnobis" else test, stats)
 
 
-def _cell_sums(X: np.ndarray, cell: np.ndarray, n_cells: int) -> np.ndarray:
+def _cell_sums(X: np.ndarray, cell: np.ndarray, n_cells: int, shift: np.ndarray | None) -> np.ndarray:
     """Each voxel's sum over the samples of each cell, (n_voxels, n_cells) (0 for an empty
-    cell): the samples sorted by cell, then summed by contiguous runs."""
+    cell), of the samples minus ``shift`` (one value per voxel): the samples sorted by cell,
+    then summed by contiguous runs."""
     order = np.argsort(cell, kind="stable")
     ordered = X[:, order]
+    if shift is not None:
+        ordered -= shift[:, None]
     present, starts = np.unique(cell[order], return_index=True)
     if len(order) == n_cells == len(present):  # one sample per cell: the sums are the samples
         return ordered

@@ -148,8 +148,9 @@ class RSASearchLight(BaseEstimator):
                              process_mask_img=self.process_mask_img, radius=self.radius)  # fmt: skip
         X = masked_data(inputs.func, inputs.mask, dtype=np.float64, zero_fill=True).T  # voxel-major
         hoods = inputs.neighbourhoods
-        self._check_noise_inputs(X, design, hoods, inputs.mask)
+        self._check_noise_inputs(design, hoods)
         prepared = prepare(X, design, self.method, self.noise)
+        self._check_noise_variance(prepared, hoods, inputs.mask)
         self.timings_ = {"prepare": time.perf_counter() - t0}
         t0 = time.perf_counter()
         self.rdms_ = self._compute(prepared, hoods)
@@ -177,22 +178,23 @@ class RSASearchLight(BaseEstimator):
 
             import_distributed()
 
-    def _check_noise_inputs(self, X, design, hoods, mask) -> None:
-        """Refuse what makes a sphere's noise covariance singular, before computing."""
-        if self.noise is None or self.method not in ("mahalanobis", "crossnobis"):
-            return
+    def _check_noise_inputs(self, design, hoods) -> None:
+        """Refuse spheres too large for a full covariance, before computing."""
         rank = design.n_samples - design.n_conditions
-        if self.noise == "full" and int(hoods.sizes.max()) > rank:
+        if self.noise == "full" and self.method in ("mahalanobis", "crossnobis") and hoods.sizes.max() > rank:
             raise ValueError(
                 f"noise='full' needs spheres of at most {rank} voxels (the residuals' rank: samples "
                 f"minus conditions), the largest has {int(hoods.sizes.max())}: use 'shrinkage_diag' "
                 "or a smaller radius."
             )
-        if self.noise == "shrinkage_eye":
+
+    def _check_noise_variance(self, prepared, hoods, mask) -> None:
+        """Refuse voxels without residual variance where the noise model divides by it."""
+        if prepared.noise is None or self.noise == "shrinkage_eye":
             return
-        used = np.unique(hoods.adjacency.indices)
-        flat = X[used]
-        constant = used[np.all(flat == flat[:, :1], axis=1) | _no_residual(flat, design.condition_codes)]
+        used = np.zeros(len(prepared.noise.flat), dtype=bool)
+        used[hoods.adjacency.indices] = True
+        constant = np.flatnonzero(used & prepared.noise.flat)
         if len(constant):
             ijk = tuple(int(v) for v in np.argwhere(mask)[constant[0]])
             raise ValueError(
@@ -314,12 +316,3 @@ class RSASearchLight(BaseEstimator):
 def _check_comparison(method) -> None:
     if method not in COMPARISONS:
         raise ValueError(f"method must be one of {', '.join(map(repr, COMPARISONS))}, got {method!r}.")
-
-
-def _no_residual(flat: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Voxels (rows) whose samples all equal their condition's mean."""
-    out = np.ones(flat.shape[0], dtype=bool)
-    for c in np.unique(codes):
-        part = flat[:, codes == c]
-        out &= np.all(part == part[:, :1], axis=1)
-    return out

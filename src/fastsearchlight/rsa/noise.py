@@ -30,6 +30,9 @@ import numpy as np
 
 __all__ = ["NoiseStatistics", "block_precision", "noise_statistics"]
 
+#: voxels handled at a time by :func:`noise_statistics`
+_CHUNK_VOXELS = 2048
+
 
 @dataclass(frozen=True)
 class NoiseStatistics:
@@ -46,6 +49,8 @@ class NoiseStatistics:
     sum_4 : ndarray (n_mask_voxels,)
         Each voxel's sum of residuals to the fourth power.
     n_samples, dof : int
+    flat : ndarray of bool (n_mask_voxels,)
+        Voxels whose samples all equal their condition's first one (no residual variance).
     """
 
     method: str
@@ -54,6 +59,7 @@ class NoiseStatistics:
     sum_4: np.ndarray
     n_samples: int
     dof: int
+    flat: np.ndarray
 
 
 def noise_statistics(
@@ -77,16 +83,25 @@ def noise_statistics(
     -------
     NoiseStatistics
     """
+    n_voxels, n_samples = X.shape
     n_conditions = int(condition_codes.max()) + 1
-    onehot = np.zeros((X.shape[1], n_conditions))
-    onehot[np.arange(X.shape[1]), condition_codes] = 1.0
-    means = (X @ onehot) / onehot.sum(axis=0)
-    residuals = X - means[:, condition_codes]
-    sq = residuals * residuals
-    sum_sq = sq.sum(axis=1)
-    sum_4 = np.einsum("vt,vt->v", sq, sq)
-    keep = np.ascontiguousarray(residuals) if keep_residuals and method != "diag" else None
-    return NoiseStatistics(method, keep, sum_sq, sum_4, X.shape[1], dof)
+    onehot = np.zeros((n_samples, n_conditions))
+    onehot[np.arange(n_samples), condition_codes] = 1.0
+    first = np.array([np.flatnonzero(condition_codes == c)[0] for c in range(n_conditions)])[condition_codes]
+    sum_sq, sum_4 = np.empty(n_voxels), np.empty(n_voxels)
+    flat = np.empty(n_voxels, dtype=bool)
+    keep = np.empty_like(X) if keep_residuals and method != "diag" else None
+    # a few thousand voxels at a time: small temporaries, reused by the allocator
+    for lo in range(0, n_voxels, _CHUNK_VOXELS):
+        x = X[lo : lo + _CHUNK_VOXELS]
+        residuals = x - ((x @ onehot) / onehot.sum(axis=0))[:, condition_codes]
+        sq = residuals * residuals
+        sum_sq[lo : lo + _CHUNK_VOXELS] = sq.sum(axis=1)
+        sum_4[lo : lo + _CHUNK_VOXELS] = np.einsum("vt,vt->v", sq, sq)
+        flat[lo : lo + _CHUNK_VOXELS] = np.all(x == x[:, first], axis=1)
+        if keep is not None:
+            keep[lo : lo + _CHUNK_VOXELS] = residuals
+    return NoiseStatistics(method, keep, sum_sq, sum_4, n_samples, dof, flat)
 
 
 def bytes_per_sphere(method: str | None, n_voxels: int, n_samples: int) -> int:
