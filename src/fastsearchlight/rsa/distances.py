@@ -12,9 +12,10 @@ the sphere's noise precision (the identity without noise):
 Everything that does not depend on the sphere is computed once per voxel: the condition
 means (or, for crossnobis, every fold's training and test means, from the per-(run,
 condition) sums) and the residuals of the noise model. A block of equal-size spheres then
-gathers its voxels' rows and computes, per sphere, one precision (:mod:`.noise`), ``P A``
-and one kernel ``K = sum over folds of A' P B`` (a single batched product over voxels and
-folds), from which ``d_ij = (K_ii + K_jj - K_ij - K_ji) / (n n_folds)``. Patterns are
+gathers its voxels' rows and computes, per sphere, one noise covariance (:mod:`.noise`), the
+patterns whitened by its Cholesky factor, and one kernel ``K = sum over folds of A' P B``
+(a single batched product over voxels and folds), from which
+``d_ij = (K_ii + K_jj - K_ij - K_ji) / (n n_folds)``. Patterns are
 centred per voxel first (a shift that leaves these distances unchanged and keeps the
 kernel's cancellation small).
 """
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..shared import exit_with_parent
 from ._design import Design, pair_indices
-from .noise import NoiseStatistics, block_precision, bytes_per_sphere, noise_statistics
+from .noise import NoiseStatistics, block_covariance, bytes_per_sphere, noise_statistics, whiten
 
 __all__ = ["Prepared", "block_rdms", "prepare", "rdm_task", "sphere_bytes"]
 
@@ -166,19 +167,19 @@ def block_rdms(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
     else:
         F, C = prepared.train.shape[1:]
         A = prepared.train[vox].reshape(B, n, F * C)
+        right = A if prepared.method != "crossnobis" else prepared.test[vox].reshape(B, n, F * C)
         if prepared.noise is not None:
-            A = _apply(block_precision(prepared.noise, vox), A)
-        right = A if prepared.method != "crossnobis" and prepared.noise is None else prepared.test[vox]
+            cov = block_covariance(prepared.noise, vox)
+            if right is A:
+                A = right = whiten(cov, A)
+            else:
+                both = whiten(cov, np.concatenate([A, right], axis=2))
+                A, right = both[:, :, : F * C], both[:, :, F * C :]
         K = A.reshape(B, n * F, C).transpose(0, 2, 1) @ right.reshape(B, n * F, C)  # summed over folds
         K /= F
     diag = np.einsum("bcc->bc", K)
     d = diag[:, rows] + diag[:, cols] - K[:, rows, cols] - K[:, cols, rows]
     return d / n
-
-
-def _apply(P: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """``P @ A`` for precisions (B, n, n), or diagonal ones (B, n)."""
-    return P[:, :, None] * A if P.ndim == 2 else P @ A
 
 
 def _balanced_kernel(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
@@ -197,15 +198,16 @@ def _balanced_kernel(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
     R, C = prepared.cells.shape[1:]
     M = prepared.cells[vox]  # (B, n, R, C)
     T = prepared.cell_totals[vox]  # (B, n, C)
-    PM, PT = M.reshape(B, n, R * C), T
+    WM, WT = M.reshape(B, n, R * C), T
     if prepared.noise is not None:
         E = None
         if prepared.cell_residuals:  # one sample per cell: the residuals are the cells' deviations
             E = (M - T[:, :, None, :] * (1.0 / R)).reshape(B, n, R * C)
-        P = block_precision(prepared.noise, vox, E)
-        PM, PT = _apply(P, PM), _apply(P, T)
-    within = M.reshape(B, n * R, C).transpose(0, 2, 1) @ PM.reshape(B, n * R, C)
-    total = T.transpose(0, 2, 1) @ PT
+        both = whiten(block_covariance(prepared.noise, vox, E), np.concatenate([WM, T], axis=2))
+        WM, WT = both[:, :, : R * C], both[:, :, R * C :]
+    WM = np.ascontiguousarray(WM).reshape(B, n * R, C)
+    within = WM.transpose(0, 2, 1) @ WM
+    total = WT.transpose(0, 2, 1) @ WT
     return (total - within) * prepared.cell_scale
 
 

@@ -13,8 +13,9 @@ sphere, rsatoolbox estimates a covariance over the sphere's voxels from them and
 ``N`` is the number of samples and ``dof`` is the one rsatoolbox uses,
 ``(n_conditions - 1) * samples per condition``. Here every quantity is computed for a block
 of equal-size spheres at once: one Gram matrix ``E'E`` per sphere (a batched product), the
-shrinkage weights from per-voxel sums and per-sample sums over the sphere, one batched
-inverse. The shrinkage sums that rsatoolbox accumulates sample by sample (the squares of
+shrinkage weights from per-voxel sums and per-sample sums over the sphere; instead of the
+inverse, a batched Cholesky factor ``L`` whitens the patterns (``a' P b`` is the inner product
+of ``L^-1 a`` and ``L^-1 b``), half the work of inverting and multiplying. The shrinkage sums that rsatoolbox accumulates sample by sample (the squares of
 the outer products) reduce to sums over samples of squared sphere sums, so no second
 Gram matrix is needed.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NoiseStatistics", "block_precision", "noise_statistics"]
+__all__ = ["NoiseStatistics", "block_covariance", "noise_statistics", "whiten"]
 
 #: voxels handled at a time by :func:`noise_statistics`
 _CHUNK_VOXELS = 2048
@@ -113,10 +114,10 @@ def bytes_per_sphere(method: str | None, n_voxels: int, n_samples: int) -> int:
     return 8 * (2 * n_voxels * n_samples + 6 * n_voxels * n_voxels)
 
 
-def block_precision(
+def block_covariance(
     stats: NoiseStatistics, vox: np.ndarray, residuals: np.ndarray | None = None
 ) -> np.ndarray:
-    """The precision of each sphere of a block.
+    """The noise covariance of each sphere of a block (whose inverse is rsatoolbox's precision).
 
     Parameters
     ----------
@@ -128,20 +129,49 @@ def block_precision(
 
     Returns
     -------
-    ndarray (n_spheres, n_voxels) for ``"diag"`` (the diagonal), else
+    ndarray (n_spheres, n_voxels) for ``"diag"`` (the variances), else
     (n_spheres, n_voxels, n_voxels).
     """
     if stats.method == "diag":
-        return stats.dof / stats.sum_sq[vox]
+        return stats.sum_sq[vox] / stats.dof
     E = stats.residuals[vox] if residuals is None else residuals  # (B, n, N)
     S = E @ E.transpose(0, 2, 1)  # (B, n, n)
     if stats.method == "full":
-        cov = S / stats.dof
-    elif stats.method == "shrinkage_eye":
-        cov = _shrink_eye(S, E, stats.n_samples, stats.dof)
-    else:
-        cov = _shrink_diag(S, E, stats, vox)
-    return np.linalg.inv(cov)
+        return S / stats.dof
+    if stats.method == "shrinkage_eye":
+        return _shrink_eye(S, E, stats.n_samples, stats.dof)
+    return _shrink_diag(S, E, stats, vox)
+
+
+def whiten(cov: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``L^-1 X`` with ``cov = L L'`` (Cholesky), so that ``a' cov^-1 b`` is the inner product
+    of the whitened ``a`` and ``b``; for variances (a diagonal covariance), ``X / sqrt(var)``.
+
+    Parameters
+    ----------
+    cov : ndarray (B, n, n), or (B, n) for a diagonal covariance
+    X : ndarray (B, n, m)
+
+    Returns
+    -------
+    ndarray (B, n, m)
+    """
+    if cov.ndim == 2:
+        return X / np.sqrt(cov)[:, :, None]
+    return _forward_solve(np.linalg.cholesky(cov), X)
+
+
+def _forward_solve(L: np.ndarray, X: np.ndarray, step: int = 16) -> np.ndarray:
+    """Solve ``L W = X`` for batched lower-triangular ``L`` (B, n, n), by blocks of ``step``
+    rows: each block's right-hand side minus the rows above, times the inverse of its small
+    diagonal block (numpy has no batched triangular solve)."""
+    n = L.shape[1]
+    W = np.empty(X.shape)
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        rhs = X[:, lo:hi] if lo == 0 else X[:, lo:hi] - L[:, lo:hi, :lo] @ W[:, :lo]
+        W[:, lo:hi] = np.linalg.inv(L[:, lo:hi, lo:hi]) @ rhs
+    return W
 
 
 def _shrink_eye(S: np.ndarray, E: np.ndarray, n_samples: int, dof: int) -> np.ndarray:
