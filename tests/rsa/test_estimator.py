@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from rsa_cases import CASES, assert_close_to_scale, design, reference_rdm, sphere_data, volume
+from sklearn.base import clone
 
 from fastsearchlight import RSASearchLight
 
@@ -119,5 +120,7 @@ def test_dask_backend_gives_the_same_rdms(dataset):
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
-        got = RSASearchLight(mask, backend="dask", scheduler=client, **kw).fit(img, conditions, runs).rdms_
+        est = RSASearchLight(mask, backend="dask", scheduler=client, **kw)
+        assert clone(est).scheduler is client and clone(est).get_params()["noise"] == "shrinkage_eye"
+        got = est.fit(img, conditions, runs).rdms_
     np.testing.assert_array_equal(got, ref)

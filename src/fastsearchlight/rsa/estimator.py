@@ -239,6 +239,14 @@ class RSASearchLight(BaseEstimator):
                     bar.update(len(ids))
         return out
 
+    def __sklearn_clone__(self):
+        """An unfitted copy, as ``sklearn.base.clone`` makes it, sharing the dask ``scheduler``
+        (a ``Client`` cannot be deep-copied)."""
+        from sklearn.base import clone
+
+        params = self.get_params(deep=False)
+        return type(self)(**{k: v if k == "scheduler" else clone(v, safe=False) for k, v in params.items()})
+
     # ------------------------------------------------------------------ models
     def model_fit(self, model_rdms, method: str = "spearman") -> np.ndarray:
         """Fit of each model RDM at every sphere, as ``rsatoolbox.rdm.compare``.
