@@ -8,8 +8,6 @@ from sklearn.base import clone
 
 from fastsearchlight import RSASearchLight
 
-pytest.importorskip("rsatoolbox")
-
 
 @pytest.fixture(scope="module")
 def dataset():
@@ -20,6 +18,7 @@ def dataset():
 
 @pytest.mark.parametrize("method,noise", CASES)
 def test_every_sphere_matches_rsatoolbox(dataset, method, noise):
+    pytest.importorskip("rsatoolbox")
     img, mask, conditions, runs = dataset
     sl = RSASearchLight(mask, radius=5.0, method=method, noise=noise).fit(img, conditions, runs)
     assert sl.rdms_.dtype == np.float32 and sl.rdms_.shape == (sl.n_elements_, 10)
@@ -95,6 +94,7 @@ def test_condition_missing_from_a_run(dataset):
     with pytest.raises(ValueError, match="same number of samples"):
         RSASearchLight(mask, radius=5.0, method="mahalanobis", noise="diag").fit(img, conditions, runs)
     # methods without folds take the runs (an empty (run, condition) cell) and ignore them
+    pytest.importorskip("rsatoolbox")
     sl = RSASearchLight(mask, radius=5.0, method="euclidean").fit(img, conditions, runs)
     for sphere in (0, 17, 40):
         ref, _ = reference_rdm(sphere_data(sl, img, sphere), conditions, runs, "euclidean", None)
