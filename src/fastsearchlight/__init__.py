@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["SearchLight", "search_light", "__version__"]
+__all__ = ["RSASearchLight", "SearchLight", "search_light", "__version__"]
 
 
 def __getattr__(name: str):
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from .functional import search_light
 
         return search_light
+    if name == "RSASearchLight":
+        from .rsa import RSASearchLight
+
+        return RSASearchLight
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

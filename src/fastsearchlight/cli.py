@@ -1,4 +1,4 @@
-"""Command line: ``fastsearchlight demo | run | haxby | group | batch | simulate``."""
+"""Command line: ``fastsearchlight demo | run | haxby | group | batch | simulate | rsa``."""
 
 from __future__ import annotations
 
@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(handler=cmd_simulate)
+
+    from .rsa._cli import add_rsa_parser
+
+    add_rsa_parser(sub)
     return parser
 
 

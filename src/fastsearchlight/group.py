@@ -122,7 +122,11 @@ def run_group(
     imgs = load_maps([str(m) for m in maps])
     data = np.stack([np.asarray(i.dataobj, dtype=np.float64) for i in imgs])
     finite = data[np.isfinite(data)]
-    if finite.size and finite.min() >= 0 and finite.max() <= 1 and not 0 < chance < 1:
+    # RSA model-fit maps (correlations, tested against 0) may lie within [0, 1] too
+    model_fits = all(
+        bytes(i.header.get("descrip", b"")).startswith(b"fastsearchlight model fit") for i in imgs
+    )
+    if not model_fits and finite.size and finite.min() >= 0 and finite.max() <= 1 and not 0 < chance < 1:
         raise InputError(
             f"chance {chance:g} is outside (0, 1), the range of the maps' scores (accuracy, "
             "balanced accuracy or ROC AUC): give the chance level of the subjects' scoring, "
