@@ -8,9 +8,10 @@ problem in compiled code, where each iteration costs what changed instead of a n
   the next; a sample entering or leaving the active set ``A`` is a rank-one update or
   downdate of both (``O(d^2)``), and the factor is rebuilt from the rows only when more
   samples change than that is worth;
-- a Newton point from an updated factor is refined once against ``H`` itself (one
-  residual), so the point is exact to rounding whatever rounding the updates of the factor
-  have gathered; a factor computed afresh from ``H`` needs no refinement.
+- Newton points from an updated factor guide the search; the method stops only at a point
+  computed from a fresh factor of ``H`` or refined once against ``H`` itself (one
+  residual), so the result is exact to rounding whatever rounding the updates of the
+  factor have gathered.
 
 Near ``d ~ n / 2`` on raw-scale data (large spheres, nearly separable training sets) the
 method takes tens of short steps in which one or two samples change: there these updates
@@ -211,6 +212,7 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
         m[i] = 0.0
     w[:] = 0.0
     p[:] = first
+    exact = True  # whether p comes from a factor computed afresh (or was refined)
     root = np.sqrt(2.0 * C)
     for it in range(max_iter):
         for k in range(d):
@@ -235,9 +237,12 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
             now = W[i] > 0.0 and m[i] < 1.0
             n_changed += now != act[i]
             n_active += now
-        if n_changed == 0 or step <= 1e-13 * (1.0 + big):
+        if step <= 1e-13 * (1.0 + big) or (n_changed == 0 and exact):
             return CONVERGED, it + 1
-        refine = False
+        if n_changed == 0:  # at a point from an updated factor: refine it, and check again
+            _newton_point(H, R, b, p, r, z, True)
+            exact = True
+            continue
         if it == 0 or not _changes_worth_updating(n_changed, n_active, d):
             for i in range(n):
                 act[i] = W[i] > 0.0 and m[i] < 1.0
@@ -246,6 +251,7 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
                 return NEEDS_SVD, it + 1
             if not _cholesky(H, R):
                 return NEEDS_SVD, it + 1
+            exact = True
         else:
             refactor = False
             for i in range(n):
@@ -263,12 +269,12 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
                     b[k] += sign * 2.0 * C * Y[i] * a
                 if not refactor and not _rank_one(R, xs, sign, work):
                     refactor = True
-            refine = not refactor
+            exact = refactor
             if _too_large(H):
                 return NEEDS_SVD, it + 1
             if refactor and not _cholesky(H, R):
                 return NEEDS_SVD, it + 1
-        _newton_point(H, R, b, p, r, z, refine)
+        _newton_point(H, R, b, p, r, z, False)
     return UNCONVERGED, max_iter
 
 
