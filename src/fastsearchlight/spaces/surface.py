@@ -27,6 +27,7 @@ from .base import Neighbourhoods
 __all__ = [
     "DISTANCES",
     "HEMISPHERES",
+    "MESH_NAMES",
     "MeshSpace",
     "build_surface_neighbourhoods",
     "edge_graph",
@@ -37,6 +38,8 @@ __all__ = [
 
 HEMISPHERES = ("left", "right")
 DISTANCES = ("geodesic", "euclidean")
+#: meshes nilearn loads by name (fsaverage5 ships with it; the others are downloaded)
+MESH_NAMES = ("fsaverage5", "fsaverage3", "fsaverage4", "fsaverage6", "fsaverage7", "fsaverage")
 
 #: seeds solved per call of Dijkstra (each call holds a dense seeds x vertices array)
 _DIJKSTRA_SEEDS = 512
@@ -67,8 +70,8 @@ def load_mesh(mesh):
 
     name, _, kind = mesh.partition(":")
     kind = kind or "pial"
-    if not name.startswith("fsaverage"):
-        raise ValueError(f"unknown mesh {mesh!r}: give a PolyMesh or a name such as 'fsaverage5'.")
+    if name not in MESH_NAMES:
+        raise ValueError(f"unknown mesh {mesh!r}: give a PolyMesh or one of {', '.join(MESH_NAMES)}.")
     meshes = load_fsaverage(name)
     if kind not in meshes or kind == "description":
         raise ValueError(
