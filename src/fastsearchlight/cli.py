@@ -1,4 +1,4 @@
-"""Command line: ``fastsearchlight demo | run | haxby | group | batch | simulate``."""
+"""Command line: ``fastsearchlight demo | run | surface | haxby | group | batch | simulate``."""
 
 from __future__ import annotations
 
@@ -81,6 +81,10 @@ def cmd_haxby(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    if args.surface:
+        from .surface_cli import simulate_surface_command
+
+        return simulate_surface_command(args)
     from .simulate import simulate_haxby_like, write_dataset
 
     shape = tuple(args.shape)
@@ -157,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analysis_options(p, out_default="fastsearchlight-out")
     p.set_defaults(handler=cmd_run)
 
+    from .surface_cli import add_surface_parser
+
+    add_surface_parser(sub, _add_analysis_options)
+
     p = sub.add_parser("haxby", help="the classic study on the full Haxby 2001 data (nilearn fetcher)")
     p.add_argument("--subject", type=int, default=2, help="subject 1-6 (default 2)")
     p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
@@ -210,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a Haxby-like synthetic data set with planted regions")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--shape", type=int, nargs=3, default=[40, 64, 64], metavar=("X", "Y", "Z"))
-    p.add_argument("--regions", type=int, default=2, help="planted informative regions")
+    p.add_argument(
+        "--regions", type=int, default=2, help="planted informative regions (patches with --surface)"
+    )
+    p.add_argument("--surface", action="store_true",
+                   help="surface data on fsaverage5 (GIfTI per hemisphere) with planted patches")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(handler=cmd_simulate)

@@ -1,0 +1,98 @@
+"""The surface study from the command line: ``simulate --surface`` then ``surface``; the
+simulated data; errors."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from nilearn.surface import load_surf_data
+
+from fastsearchlight.cli import main
+from fastsearchlight.simulate_surface import simulate_surface
+from fastsearchlight.surface_study import SURFACE_OUTPUTS, SURFACE_PERMUTATION_OUTPUTS, split_hemispheres
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    assert main(["simulate", "--surface", "--out", str(out), "--seed", "3"]) == 0
+    return out
+
+
+def test_simulated_files_hold_the_data_set(simulated):
+    ds = simulate_surface(random_state=3)
+    for hemi in ("left", "right"):
+        tag = hemi[0].upper()
+        np.testing.assert_array_equal(
+            load_surf_data(str(simulated / f"bold_hemi-{tag}.func.gii")), ds.data[hemi]
+        )
+        truth = load_surf_data(str(simulated / f"truth_hemi-{tag}.shape.gii"))
+        np.testing.assert_array_equal(truth > 0, ds.truth[hemi])
+    assert ds.truth["left"].any() and ds.truth["right"].any()  # one patch in each hemisphere
+    assert (simulated / "labels.txt").read_text().startswith("labels chunks\n")
+    # in a patch the conditions differ in their mean pattern; elsewhere only noise
+    y = ds.labels["labels"].to_numpy() == "face"
+    diff = ds.data["left"][:, y].mean(axis=1) - ds.data["left"][:, ~y].mean(axis=1)
+    assert np.abs(diff[ds.truth["left"]]).mean() > 3 * np.abs(diff[~ds.truth["left"]]).mean()
+
+
+def test_surface_command_writes_maps_figures_and_report(simulated, tmp_path, capsys):
+    ds = simulate_surface(random_state=3)
+    # a mask around the patches (the rest of the cortex left out, as a medial wall would be)
+    masks = []
+    for hemi in ("left", "right"):
+        coords = np.asarray(ds.image().mesh.parts[hemi].coordinates)
+        centre = coords[ds.truth[hemi]].mean(axis=0)
+        keep = (np.linalg.norm(coords - centre, axis=1) < 40).astype(np.float32)
+        path = tmp_path / f"cortex_hemi-{hemi[0].upper()}.shape.gii"
+        nib.save(nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(keep)]), path)
+        masks.append(str(path))
+    out = tmp_path / "out"
+    func = [str(simulated / "bold_hemi-R.func.gii"), str(simulated / "bold_hemi-L.func.gii")]
+    code = main(["surface", "--func", *func, "--labels", str(simulated / "labels.txt"), "--mask", *masks,
+                 "--estimator", "gnb", "--cv", "logo", "--permutations", "19", "--permute", "samples",
+                 "--quiet", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    for name in SURFACE_OUTPUTS + SURFACE_PERMUTATION_OUTPUTS:
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["radius"] == 10.0 and summary["parameters"]["distance"] == "geodesic"
+    scores = load_surf_data(str(out / "searchlight_scores_hemi-L.func.gii"))
+    assert scores.shape == (10242,) and (scores[~ds.truth["left"]] < 0.85).mean() > 0.95
+    assert scores[ds.truth["left"]].mean() > 0.8
+    logp = load_surf_data(str(out / "p_fwe_hemi-L.func.gii"))
+    assert logp[ds.truth["left"]].max() == pytest.approx(np.log10(20))  # the smallest p, 1 / 20
+    assert summary["results"]["discs"] == sum(summary["data"]["mask vertices"].values())
+    assert "discs in" in capsys.readouterr().out
+
+
+def test_surface_command_errors_are_one_line(simulated, tmp_path, capsys):
+    labels = str(simulated / "labels.txt")
+    left = str(simulated / "bold_hemi-L.func.gii")
+    cases = [
+        (["--func", str(simulated / "labels.txt"), "--labels", labels], "hemisphere of"),
+        (["--func", left, str(tmp_path / "missing_hemi-R.func.gii"), "--labels", labels], "does not exist"),
+        (["--func", left, "--labels", labels, "--mesh", "fsaverage_big"], "unknown mesh"),
+        (["--func", left, "--labels", labels, "--radius", "-2"], "radius"),
+    ]
+    (tmp_path / "short.txt").write_text("labels chunks\nface 0\nhouse 0\n")
+    cases.append(
+        (["--func", left, "--labels", str(tmp_path / "short.txt")], "2 rows but the surface data have 216")
+    )
+    for k, (args, message) in enumerate(cases):
+        assert main(["surface", *args, "--quiet", "--out", str(tmp_path / f"o{k}")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+def test_hemispheres_are_read_from_the_names(tmp_path):
+    names = ["sub-1_run-1_hemi-L_bold.func.gii", "sub-1_run-1_hemi-R_bold.func.gii",
+             "sub-1_run-2_hemi-L_bold.func.gii", "rh.run2.func.gii"]  # fmt: skip
+    for n in names:
+        (tmp_path / n).write_bytes(b"")
+    parts = split_hemispheres([tmp_path / n for n in names])
+    assert [p.split("/")[-1] for p in parts["left"]] == [names[0], names[2]]
+    assert [p.split("/")[-1] for p in parts["right"]] == [names[1], names[3]]
+    with pytest.raises(Exception, match="2 left-hemisphere files but 1 right"):
+        split_hemispheres([tmp_path / n for n in names[:3]])
