@@ -96,3 +96,60 @@ def test_hemispheres_are_read_from_the_names(tmp_path):
     assert [p.split("/")[-1] for p in parts["right"]] == [names[1], names[3]]
     with pytest.raises(Exception, match="2 left-hemisphere files but 1 right"):
         split_hemispheres([tmp_path / n for n in names[:3]])
+
+
+def _subject_maps(folder, n_subjects, effect, seed=0):
+    """Score maps on fsaverage5 (chance 0.5 plus noise, plus ``effect`` on a patch), 0 (not
+    tested) beyond 30 mm of vertex 500 of each hemisphere."""
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    mesh = load_mesh("fsaverage5")
+    patch = vertex_discs(mesh.parts["left"], 8.0, "geodesic")[500].indices
+    rng = np.random.default_rng(seed)
+    paths = []
+    for s in range(n_subjects):
+        for hemi in ("left", "right"):
+            values = 0.5 + 0.05 * rng.standard_normal(mesh.parts[hemi].n_vertices)
+            if hemi == "left":
+                values[patch] += effect
+            near = np.zeros(len(values), bool)
+            near[vertex_discs(mesh.parts[hemi], 30.0, "geodesic")[500].indices] = True
+            values[~near] = 0.0
+            path = folder / f"sub-{s}" / f"searchlight_scores_hemi-{hemi[0].upper()}.func.gii"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nib.save(
+                nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(values.astype(np.float32))]), path
+            )
+        paths.append(str(folder / f"sub-{s}" / "searchlight_scores_hemi-L.func.gii"))
+    return paths, patch
+
+
+def test_group_level_on_surface_maps(tmp_path, capsys):
+    from fastsearchlight.stats import one_sample_t
+
+    paths, patch = _subject_maps(tmp_path / "maps", 12, effect=0.1)
+    out = tmp_path / "group"
+    assert (
+        main(["group", *paths, "--chance", "0.5", "--tfce", "--permutations", "99", "--out", str(out)]) == 0
+    )
+    assert "vertices with FWE p < 0.05" in capsys.readouterr().out
+    t_left = load_surf_data(str(out / "group_t_hemi-L.func.gii"))
+    data = np.stack([load_surf_data(p) for p in paths]).astype(np.float64) - 0.5
+    tested = (data != -0.5).all(axis=0)
+    assert 50 < tested.sum() < 1000
+    np.testing.assert_allclose(t_left[tested], one_sample_t(data[:, tested])[0], rtol=1e-5)
+    assert (t_left[~tested] == 0).all()
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    # the patch (8 mm) and a ring of neighbours, which clusters and TFCE may reach
+    near = vertex_discs(load_mesh("fsaverage5").parts["left"], 20.0, "geodesic")[500].indices
+    for stem in ("group_logp_fwe", "group_logp_cluster_fwe", "group_logp_tfce_fwe"):
+        logp = load_surf_data(str(out / f"{stem}_hemi-L.func.gii"))
+        significant = logp > -np.log10(0.05)
+        assert significant[patch].mean() > 0.5 and not np.delete(significant, near).any(), stem
+        assert not (load_surf_data(str(out / f"{stem}_hemi-R.func.gii")) > -np.log10(0.05)).any()
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["sign flips"]["all enumerated"] and summary["sign flips"]["used"] == 99
+    assert summary["data"]["vertices tested"]["left"] == tested.sum()
+    assert main(["group", paths[0].replace("hemi-L", "hemi-Q"), paths[1], "--out", str(tmp_path / "g2")]) == 2
+    assert "needs hemi-L or hemi-R" in capsys.readouterr().err

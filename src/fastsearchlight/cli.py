@@ -112,6 +112,10 @@ def cmd_group(args) -> int:
               f"voxels reject the global null (FWE); outputs in {args.out}")  # fmt: skip
         return 0
 
+    if any(str(m).endswith(".gii") for m in args.maps):
+        from .surface_cli import surface_group_command
+
+        return surface_group_command(args)
     summary = run_group(
         args.maps, args.out, chance=args.chance, mask=args.mask,
         n_permutations=args.permutations, cluster_threshold=args.cluster_threshold,
@@ -188,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--chance", type=float, default=0.5, help="chance level (default 0.5)")
     p.add_argument("--mask", default=None, help="voxels tested (default: nonzero in every map)")
+    p.add_argument("--mesh", default="fsaverage5", help="mesh of GIfTI surface maps (default fsaverage5)")
     p.add_argument(
         "--permutations",
         type=int,

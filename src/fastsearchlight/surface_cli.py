@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_surface_parser", "cmd_surface", "simulate_surface_command"]
+__all__ = ["add_surface_parser", "cmd_surface", "simulate_surface_command", "surface_group_command"]
 
 _EXAMPLE = """example (fMRIPrep outputs on fsaverage5, runs in the labels table's order):
   fastsearchlight surface \\
@@ -67,4 +67,22 @@ def simulate_surface_command(args) -> int:
     paths = write_surface_dataset(ds, args.out, force=args.force)
     print(f"simulated surface data set (fsaverage5, {len(ds.labels)} samples, {args.regions} patches) "
           f"written to {args.out}: {', '.join(p.name for p in paths.values())}")  # fmt: skip
+    return 0
+
+
+def surface_group_command(args) -> int:
+    """``fastsearchlight group`` with GIfTI maps (``..._hemi-L.func.gii`` of each subject)."""
+    from ._options import tfce_dh
+    from .surface_group import run_surface_group
+
+    if args.prevalence or args.mask:
+        raise ValueError("--prevalence and --mask are for volume maps; surface maps are tested where nonzero")
+    summary = run_surface_group(
+        args.maps, args.out, mesh=args.mesh, chance=args.chance, n_permutations=args.permutations,
+        cluster_threshold=args.cluster_threshold, random_state=args.seed, force=args.force,
+        tfce=args.tfce, tfce_dh=tfce_dh(args.tfce_dh),
+    )  # fmt: skip
+    r = summary["results"]
+    print(f"{summary['parameters']['subjects']} subjects: {r['vertices with FWE p < 0.05']} vertices with FWE "
+          f"p < 0.05 (max mean score {r['max mean score']:.3f}); outputs in {args.out}")  # fmt: skip
     return 0
