@@ -15,6 +15,7 @@ from ._options import (
     tfce_dh,
 )
 from .io import InputError
+from .surface_cli import add_surface_parsers
 
 __all__ = ["build_parser", "main"]
 
@@ -165,10 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analysis_options(p, out_default="fastsearchlight-out")
     p.set_defaults(handler=cmd_run)
 
-    from .surface_cli import add_surface_parser
-
-    add_surface_parser(sub, _add_analysis_options)
-
     p = sub.add_parser("haxby", help="the classic study on the full Haxby 2001 data (nilearn fetcher)")
     p.add_argument("--subject", type=int, default=2, help="subject 1-6 (default 2)")
     p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
@@ -192,7 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--chance", type=float, default=0.5, help="chance level (default 0.5)")
     p.add_argument("--mask", default=None, help="voxels tested (default: nonzero in every map)")
-    p.add_argument("--mesh", default="fsaverage5", help="mesh of GIfTI surface maps (default fsaverage5)")
     p.add_argument(
         "--permutations",
         type=int,
@@ -223,15 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a Haxby-like synthetic data set with planted regions")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--shape", type=int, nargs=3, default=[40, 64, 64], metavar=("X", "Y", "Z"))
-    p.add_argument(
-        "--regions", type=int, default=2, help="planted informative regions (patches with --surface)"
-    )
-    p.add_argument("--surface", action="store_true",
-                   help="surface data on fsaverage5 (GIfTI per hemisphere) with planted patches")  # fmt: skip
+    p.add_argument("--regions", type=int, default=2, help="planted informative regions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(handler=cmd_simulate)
-    return parser
+    return add_surface_parsers(parser, sub, _add_analysis_options)
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["add_surface_parser", "cmd_surface", "simulate_surface_command", "surface_group_command"]
+__all__ = ["add_surface_parsers", "cmd_surface", "simulate_surface_command", "surface_group_command"]
 
 _EXAMPLE = """example (fMRIPrep outputs on fsaverage5, runs in the labels table's order):
   fastsearchlight surface \\
@@ -16,8 +16,16 @@ _EXAMPLE = """example (fMRIPrep outputs on fsaverage5, runs in the labels table'
       --labels labels.tsv --mesh fsaverage5 --radius 10 --cv logo --out sub-01-surface"""
 
 
-def add_surface_parser(sub, add_analysis_options) -> None:
-    """Add ``surface`` to the subcommands ``sub``."""
+def add_surface_parsers(parser, sub, add_analysis_options) -> argparse.ArgumentParser:
+    """Add the ``surface`` subcommand to ``sub``, ``--surface`` to ``simulate`` and ``--mesh``
+    to ``group``; return ``parser``."""
+    sub.choices["simulate"].add_argument(
+        "--surface", action="store_true",
+        help="surface data on fsaverage5 (GIfTI per hemisphere) with --regions planted patches",
+    )  # fmt: skip
+    sub.choices["group"].add_argument(
+        "--mesh", default="fsaverage5", help="mesh of GIfTI maps (default fsaverage5)"
+    )
     p = sub.add_parser(
         "surface", help="a searchlight study on the cortical mesh (GIfTI data per hemisphere)",
         epilog=_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -39,6 +47,7 @@ def add_surface_parser(sub, add_analysis_options) -> None:
         if action.dest == "radius":
             action.default, action.help = 10.0, "disc radius in mm (default 10)"
     p.set_defaults(handler=cmd_surface)
+    return parser
 
 
 def cmd_surface(args) -> int:

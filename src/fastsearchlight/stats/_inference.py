@@ -168,6 +168,26 @@ def _summary(pooled: _PooledNull, max_cluster, threshold, cluster_alpha, exhaust
     }
 
 
+def _space(process_mask, affine, connectivity: int, graph):
+    """How spheres connect in clusters and where they are: a grid's structuring element, the
+    process mask and the voxels' positions (mm); or a graph's adjacency, no mask, and the
+    coordinates of its nodes."""
+    if graph is not None:
+        return graph.adjacency, None, lambda sphere: graph.coordinates[sphere]
+    structure = ndimage.generate_binary_structure(3, _STRUCTURE_RANK[connectivity])
+    ijk = np.argwhere(process_mask)
+    return structure, process_mask, lambda sphere: affine[:3, :3] @ ijk[sphere] + affine[:3, 3]
+
+
+def _tfce_p(maps: _Maps, observed: np.ndarray, max_tfce: np.ndarray, extra: float):
+    """TFCE of the observed map and its family-wise p-values from each null map's maximum."""
+    tfce_observed = maps.tfce(observed)
+    # TFCE sums powers of cluster sizes and thresholds: equal maps give equal values,
+    # and a relative tolerance absorbs the summation order of the same terms
+    beaten = max_tfce[None, :] >= tfce_observed[:, None] * (1 - 1e-12)
+    return tfce_observed, (extra + beaten.sum(axis=1)) / (extra + len(max_tfce))
+
+
 def permutation_inference(
     observed: np.ndarray,
     null: np.ndarray,
@@ -205,10 +225,9 @@ def permutation_inference(
         (chance; None: the pooled null's mean), with family-wise p-values from the maximum
         TFCE of each null map.
     graph : object or None
-        Spheres that are not the voxels of a grid (a mesh's vertices): an object with
-        ``adjacency`` (sparse, n_spheres x n_spheres: which spheres are neighbours in a
-        cluster) and ``coordinates`` (n_spheres x 3, mm: cluster peaks). ``process_mask``,
-        ``affine`` and ``connectivity`` are then unused.
+        Spheres off a grid (a mesh's vertices): ``adjacency`` (sparse, spheres x spheres:
+        neighbours in a cluster) and ``coordinates`` (spheres x 3, mm), instead of
+        ``process_mask``, ``affine`` and ``connectivity``.
 
     Returns
     -------
@@ -219,18 +238,7 @@ def permutation_inference(
     n_perm = null.shape[0]
     if n_perm == 0:
         raise ValueError("No permutations: nothing to infer from.")
-    if graph is None:
-        structure = ndimage.generate_binary_structure(3, _STRUCTURE_RANK[connectivity])
-        ijk = np.argwhere(process_mask)
-
-        def position(sphere):
-            return affine[:3, :3] @ ijk[sphere] + affine[:3, 3]
-    else:
-        structure, process_mask = graph.adjacency, None
-
-        def position(sphere):
-            return graph.coordinates[sphere]
-
+    structure, process_mask, position = _space(process_mask, affine, connectivity, graph)
     observed = np.asarray(observed, dtype=np.float64)
     pooled = _pool(observed, null, chunk)
     # random draws count the observed labelling once more (Phipson & Smyth 2010); an
@@ -245,13 +253,7 @@ def permutation_inference(
     baseline = pooled.mean if tfce_baseline is None else float(tfce_baseline)
     maps = _Maps(process_mask, structure, baseline, tfce_dh)
     max_cluster, max_tfce = _cluster_and_tfce_nulls(null, maps, threshold, with_tfce, chunk)
-    tfce_observed = p_fwe_tfce = None
-    if with_tfce:
-        tfce_observed = maps.tfce(observed)
-        # TFCE sums powers of cluster sizes and thresholds: equal maps give equal values,
-        # and a relative tolerance absorbs the summation order of the same terms
-        beaten = max_tfce[None, :] >= tfce_observed[:, None] * (1 - 1e-12)
-        p_fwe_tfce = (extra + beaten.sum(axis=1)) / (extra + n_perm)
+    tfce_observed, p_fwe_tfce = _tfce_p(maps, observed, max_tfce, extra) if with_tfce else (None, None)
     labels3d, sizes = clusters_above(maps.volume(observed), threshold, structure)
     clusters, sphere_labels = _cluster_table(
         observed, maps.of_spheres(labels3d), sizes, position, p_fwe,
