@@ -199,3 +199,23 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
         with pytest.raises(ValueError, match=message) as info:
             sl.fit(imgs, labels)
         assert "\n" not in str(info.value)
+
+
+def test_worker_processes_clone_and_transform_give_the_same_maps():
+    from sklearn.base import clone
+
+    mesh = two_sheets(7)
+    img, y, groups, _ = planted_data(mesh, centre=24, patch_mm=4.0, effect=0.6, n_samples=24, seed=6)
+    one = SurfaceSearchLight(mesh, radius=4.0, estimator="svc", cv=KFold(3), n_jobs=1)
+    two = clone(one).set_params(n_jobs=2)
+    assert two.get_params()["mesh"].n_vertices == mesh.n_vertices and two.n_jobs == 2
+    np.testing.assert_array_equal(one.fit(img, y).masked_scores_, two.fit(img, y).masked_scores_)
+    # transform: nilearn's search_light on the fitted discs, as SearchLight.transform
+    values = one.transform(img)
+    X = np.concatenate([np.asarray(img.data.parts[h]) for h in ("left", "right")]).T
+    expected = search_light(
+        X, None, clone(one.estimator_), one.neighbourhoods_.adjacency.tolil(), None, None, KFold(3), 1, 0
+    )
+    np.testing.assert_array_equal(values, np.abs(expected))
+    with pytest.raises(ValueError, match="do not match the fitted mesh"):
+        one.transform({"left": X.T[:49], "right": X.T[:48]})
