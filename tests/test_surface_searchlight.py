@@ -219,3 +219,21 @@ def test_worker_processes_clone_and_transform_give_the_same_maps():
     np.testing.assert_array_equal(values, np.abs(expected))
     with pytest.raises(ValueError, match="do not match the fitted mesh"):
         one.transform({"left": X.T[:49], "right": X.T[:48]})
+
+
+def test_a_checkpoint_resumes_only_the_same_analysis(tmp_path):
+    mesh = two_sheets(6)
+    img, y, groups, _ = planted_data(mesh, centre=14, patch_mm=3.0, effect=0.5, n_samples=24, seed=7)
+    path = tmp_path / "null.npy"
+    kwargs = dict(
+        radius=3.0, estimator="gnb", cv=KFold(3), n_permutations=30, checkpoint=path, keep_checkpoint=True
+    )
+    first = SurfaceSearchLight(mesh, **kwargs).fit(img, y)
+    store = np.load(path)
+    store[:] = 0.25  # a completed checkpoint is read, not recomputed: its null maps are used
+    np.save(path, store)
+    resumed = SurfaceSearchLight(mesh, **kwargs).fit(img, y)
+    np.testing.assert_array_equal(resumed.max_null_, np.full(30, 0.25))
+    assert not np.array_equal(first.max_null_, resumed.max_null_)
+    with pytest.raises(ValueError, match="checkpoint"):  # another analysis (distance) refuses it
+        SurfaceSearchLight(mesh, distance="euclidean", **kwargs).fit(img, y)

@@ -65,6 +65,7 @@ def test_surface_command_writes_maps_figures_and_report(simulated, tmp_path, cap
     assert logp[ds.truth["left"]].max() == pytest.approx(np.log10(20))  # the smallest p, 1 / 20
     assert summary["results"]["discs"] == sum(summary["data"]["mask vertices"].values())
     assert "discs in" in capsys.readouterr().out
+    assert not list(out.glob(".fastsearchlight-permutations*"))  # the checkpoint, once complete, is gone
 
 
 def test_surface_command_errors_are_one_line(simulated, tmp_path, capsys):

@@ -132,10 +132,15 @@ def run_surface_study(
     with output_folder(out_dir, names, force=force) as out:
         polymesh, data, y, groups, mask_parts = _read(func, labels, mask, config, mesh)
         from ._options import searchlight_params
+        from .study import CHECKPOINT_NAME, _check_checkpoint
 
         params = {**searchlight_params(config), "backend": config.backend}
+        # null maps are kept in --out as they are made: an interrupted run resumes from them
+        checkpoint = out / CHECKPOINT_NAME if config.n_permutations else None
+        if checkpoint is not None:
+            _check_checkpoint(out)
         sl = SurfaceSearchLight(polymesh, mask=mask_parts, distance=distance, cv=parse_cv(config.cv),
-                                verbose=0 if quiet else 1, **params)  # fmt: skip
+                                verbose=0 if quiet else 1, checkpoint=checkpoint, **params)  # fmt: skip
         try:
             sl.fit(data, y, groups=groups)
         except ValueError as exc:
