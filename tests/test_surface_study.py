@@ -154,3 +154,14 @@ def test_group_level_on_surface_maps(tmp_path, capsys):
     assert summary["data"]["vertices tested"]["left"] == tested.sum()
     assert main(["group", paths[0].replace("hemi-L", "hemi-Q"), paths[1], "--out", str(tmp_path / "g2")]) == 2
     assert "needs hemi-L or hemi-R" in capsys.readouterr().err
+
+
+def test_one_hemisphere_and_euclidean_discs_from_the_command_line(simulated, tmp_path):
+    out = tmp_path / "left"
+    args = ["surface", "--func", str(simulated / "bold_hemi-L.func.gii"), "--labels", str(simulated / "labels.txt"),
+            "--estimator", "gnb", "--distance", "euclidean", "--mesh", "fsaverage5:inflated", "--radius", "4",
+            "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(n for n in SURFACE_OUTPUTS if "hemi-R" not in n)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["vertices"] == {"left": 10242} and summary["parameters"]["distance"] == "euclidean"

@@ -129,6 +129,8 @@ def run_surface_study(
     check_config(config)
     names = SURFACE_OUTPUTS + (SURFACE_PERMUTATION_OUTPUTS if config.n_permutations else ())
     names += _TFCE_OUTPUTS if config.n_permutations and config.tfce else ()
+    tags = {f"hemi-{h[0].upper()}" for h in split_hemispheres(func)}  # the maps of the hemispheres given
+    names = tuple(n for n in names if "_hemi-" not in n or any(t in n for t in tags))
     with output_folder(out_dir, names, force=force) as out:
         polymesh, data, y, groups, mask_parts = _read(func, labels, mask, config, mesh)
         from ._options import searchlight_params

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +18,22 @@ _VIEWS = ("lateral", "medial")
 
 def _display_mesh(mesh_name: str | None, mesh):
     """The mesh to draw on (an fsaverage's inflated surface when the data are on an
-    fsaverage) and its sulcal depth as background (None when unknown)."""
+    fsaverage) and its sulcal depth as background (None when unknown), for the hemispheres
+    of ``mesh``."""
     if mesh_name is None:
         return mesh, None
     from nilearn.datasets import load_fsaverage, load_fsaverage_data
+    from nilearn.surface import PolyMesh, SurfaceImage
 
     name = mesh_name.partition(":")[0]
     try:
-        return load_fsaverage(name)["inflated"], load_fsaverage_data(mesh=name, data_type="sulcal")
+        inflated = load_fsaverage(name)["inflated"]
+        sulcal = load_fsaverage_data(mesh=name, data_type="sulcal")
     except Exception:  # a mesh nilearn cannot give offline: draw on the data's own
         return mesh, None
+    hemis = list(mesh.parts)
+    display = PolyMesh(**{h: inflated.parts[h] for h in hemis})
+    return display, SurfaceImage(display, {h: sulcal.data.parts[h] for h in hemis})
 
 
 def plot_surface_map(
@@ -74,11 +81,14 @@ def plot_surface_map(
     for col, hemi in enumerate(hemis):
         for row, view in enumerate(_VIEWS):
             ax = fig.add_subplot(2, len(hemis), row * len(hemis) + col + 1, projection="3d")
-            plot_surf_stat_map(
-                surf_mesh, img, bg_map=background, hemi=hemi, view=view, threshold=threshold,
-                vmin=vmin, vmax=vmax, cmap=cmap, colorbar=col == len(hemis) - 1 and row == 0,
-                bg_on_data=background is not None, axes=ax, figure=fig, title=f"{hemi}, {view}",
-            )  # fmt: skip
+            with warnings.catch_warnings():
+                # drawn on the inflated surface of the data's mesh, on purpose
+                warnings.filterwarnings("ignore", message="Meshes are not identical")
+                plot_surf_stat_map(
+                    surf_mesh, img, bg_map=background, hemi=hemi, view=view, threshold=threshold,
+                    vmin=vmin, vmax=vmax, cmap=cmap, colorbar=col == len(hemis) - 1 and row == 0,
+                    bg_on_data=background is not None, axes=ax, figure=fig, title=f"{hemi}, {view}",
+                )  # fmt: skip
     if title:
         fig.suptitle(title)
     path = Path(path)
