@@ -41,7 +41,9 @@ def check_outputs(out, reference_affine):
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
-    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    # the setting of nilearn's classic example: four folds, volumes not standardised (the
+    # defaults are leave-one-run-out and volumes standardised per run, as nilearn's decoders)
+    assert main(["demo", "--out", str(out), "--quiet", "--cv", "kfold:4", "--standardize", "none"]) == 0
     return out
 
 

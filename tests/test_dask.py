@@ -178,7 +178,7 @@ def test_batch_on_the_cluster_gives_the_serial_maps(cluster, tmp_path, capsys):
     sub = data / "sub-1"
     assert main(["run", "--func", str(sub / "bold.nii.gz"), "--labels", str(sub / "labels.txt"),
                  "--mask", str(sub / "mask.nii.gz"), "--out", str(tmp_path / "run"), "--quiet",
-                 "--radius", "4", "--estimator", "gnb", "--permutations", "12", "--seed", "5",
+                 "--radius", "4", "--estimator", "gnb", "--permutations", "12", "--seed", "5", "--cv", "kfold:4",
                  "--scheduler", local.scheduler_address]) == 0  # fmt: skip
     for f in ("searchlight_scores.nii.gz", "p_fwe.nii.gz"):
         a = nib.load(tmp_path / "serial" / "sub-1" / f).get_fdata()

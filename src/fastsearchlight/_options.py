@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cleaning import STANDARDIZE_CHOICES
 from .io import InputError
 
 #: defaults of the group level (``fastsearchlight group``, a study file's ``[group]``)
@@ -43,6 +44,11 @@ def _conditions(value: Any) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(c, (str, int)) for c in value):
         raise FileValueError('a list of condition names (or "all")')
     return [str(c) for c in value]
+
+
+def _cli_conditions(values: list[str]) -> list[str] | None:
+    """``--conditions``: the names, or None for ``all``."""
+    return None if [v.lower() for v in values] == ["all"] else list(values)
 
 
 def _group_column(value: Any) -> str | None:
@@ -108,6 +114,48 @@ def tfce_dh(value: str) -> float | str:
     return dh
 
 
+def _standardize(value: Any) -> str:
+    if value is False or value is None:
+        return "none"
+    if value not in STANDARDIZE_CHOICES:
+        raise FileValueError(f"one of {', '.join(STANDARDIZE_CHOICES)}")
+    return value
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line estimator parameter's value: a number, true/false/none, or the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def estimator_args(values: list[str] | None) -> dict | None:
+    """``--estimator-param NAME=VALUE`` (repeated) as the estimator's keyword arguments."""
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise InputError(f"--estimator-param {item!r}: write NAME=VALUE, e.g. C=0.1")
+        out[name.strip()] = _parse_value(value)
+    return out
+
+
+def _estimator_params(value: Any) -> dict | None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise FileValueError("a table of estimator parameters, e.g. { C = 0.1 }")
+    return dict(value) or None
+
+
 def _none_word(value: str | None) -> str | None:
     return None if str(value).lower() in ("none", "") else value
 
@@ -167,8 +215,10 @@ class Option:
 
 #: the study's options, in StudyConfig's (and summary.json's) order
 OPTIONS: tuple[Option, ...] = (
-    Option("conditions", "list[str] | None", ["face", "house"], "conditions to decode (default: {default})",
-           "--conditions", {"nargs": "+", "metavar": "C"}, key="conditions", check=_conditions),
+    Option("conditions", "list[str] | None", ["face", "house"],
+           "conditions to decode (default: {default}; 'all': every condition)",
+           "--conditions", {"nargs": "+", "metavar": "C"}, from_cli=_cli_conditions,
+           key="conditions", check=_conditions),
     Option("label_column", "str", "labels", "labels table column of conditions (default {default})",
            "--label-column", key="label_column", check=_text),
     Option("group_column", "str | None", "chunks",
@@ -180,8 +230,9 @@ OPTIONS: tuple[Option, ...] = (
            "{default} (default), gnb, lda, ridge_classifier, logistic_regression, correlation, "
            "or any nilearn estimator name",
            "--estimator", key="estimator", check=_text, searchlight="estimator"),
-    Option("cv", "str", "kfold:4", "kfold:N (default {default}), stratified:N, groupkfold:N or logo",
-           "--cv", key="cv", check=_text),
+    Option("cv", "str", "auto",
+           "{default} (default: logo, leave one run out, when the runs are known, else kfold:4), "
+           "kfold:N, stratified:N, groupkfold:N or logo", "--cv", key="cv", check=_text),
     Option("scoring", "str", "accuracy", "{default} (default), balanced_accuracy or roc_auc",
            "--scoring", key="scoring", check=_text, searchlight="scoring"),
     Option("n_jobs", "int", 1, "parallel workers (default {default}; -1: all cores)", "--n-jobs", {"type": int},
@@ -214,6 +265,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", "int", 0, "seed of the permutations (default {default})", "--seed", {"type": int}, key="seed",
            check=_count, searchlight="random_state"),
     Option("backend", "str", "loky", searchlight="backend"),
+    Option("estimator_args", "dict | None", None,
+           "a parameter of the estimator, NAME=VALUE (e.g. C=0.1); repeat for several",
+           "--estimator-param", {"action": "append", "metavar": "NAME=VALUE"}, from_cli=estimator_args,
+           key="estimator_params", check=_estimator_params, searchlight="estimator_args"),
+    Option("standardize", "str", "zscore_sample",
+           "standardise each voxel's time series within each run: {default} (default, as nilearn's "
+           "decoders), psc or none", "--standardize", {"choices": STANDARDIZE_CHOICES},
+           key="standardize", check=_standardize),
+    Option("detrend", "bool", False, "remove each run's linear trend (default: no, as nilearn's decoders)",
+           "--detrend", {"action": "store_true"}, key="detrend", check=_flag),
+    Option("high_pass", "float | None", None,
+           "high-pass filter each run at HZ (Butterworth; default none, as nilearn's decoders)",
+           "--high-pass", {"type": float, "metavar": "HZ"}, key="high_pass", check=_positive),
+    Option("confounds", "str | None", None,
+           "confounds removed within each run: a table of one row per volume (.tsv/.csv), or "
+           "with --bids --derivatives one of nilearn's fMRIPrep strategies: simple, scrubbing, "
+           "compcor, ica_aroma (default none)", "--confounds", {"metavar": "TABLE|STRATEGY"},
+           from_cli=_none_word),
+    Option("fold_maps", "bool", False, "also write the map of each fold (fold_scores.nii.gz)",
+           "--fold-maps", {"action": "store_true"}, key="fold_maps", check=_flag),
     Option("scheduler", "str | None", None,
            "run the searchlight on the dask.distributed cluster whose scheduler is at ADDRESS "
            "(e.g. tcp://node1:8786); needs fastsearchlight[dask]",

@@ -3,34 +3,37 @@ and the univariate F-test that the searchlight map is compared with."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from .images import read_img
-from .io import InputError, read_labels, select_conditions
+from .io import InputError, read_labels
 
 
-def parse_cv(spec: str):
-    """A splitter from a short spec: ``kfold:4``, ``stratified:5``, ``logo``, ``groupkfold:3``.
+def parse_cv(spec: str, has_groups: bool = False):
+    """A splitter from a short spec: ``auto``, ``kfold:4``, ``stratified:5``, ``logo``,
+    ``groupkfold:3``.
 
     ``kfold`` and ``stratified`` do not shuffle (folds follow acquisition order, as
-    scikit-learn's defaults); ``logo`` leaves one run out.
+    scikit-learn's defaults); ``logo`` leaves one run out; ``auto`` is ``logo`` when the
+    runs are known (``has_groups``), else ``kfold:4``.
     """
     from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, StratifiedKFold
 
     name, _, arg = str(spec).partition(":")
     name = name.strip().lower()
+    if name == "auto" and not arg:
+        return LeaveOneGroupOut() if has_groups else KFold(4)
     makers = {"kfold": KFold, "stratified": StratifiedKFold, "groupkfold": GroupKFold}
     if name in ("logo", "leave-one-run-out", "loro"):
         if arg:
             raise InputError(f"cv {spec!r}: logo takes no number")
         return LeaveOneGroupOut()
     if name not in makers:
-        raise InputError(f"unknown cv {spec!r}; use kfold:N, stratified:N, groupkfold:N or logo")
+        raise InputError(f"unknown cv {spec!r}; use auto, kfold:N, stratified:N, groupkfold:N or logo")
     try:
         k = int(arg) if arg else 5
     except ValueError:
@@ -94,20 +97,25 @@ class StudyInputs:
     y: np.ndarray
     groups: np.ndarray | None
     cv: Any
+    background: Any = None  #: the mean of the analysed volumes before cleaning (figures' background)
+    details: dict = field(default_factory=dict)  #: facts for the summary (cleaning, samples)
 
 
 def _labels(table, config, n_volumes: int):
-    """Which volumes are analysed, their labels and their runs."""
+    """Each volume's label and run (all volumes)."""
     if len(table) != n_volumes:
+        hint = ""
+        if {"onset", "duration"} <= set(table.columns):
+            hint = (
+                ": this looks like a BIDS events file (onset, duration); give the dataset with "
+                "--bids DIR --subject S --task T, or a table of one row per volume"
+            )
         raise InputError(
-            f"labels table has {len(table)} rows but the functional images have {n_volumes} volumes"
+            f"labels table has {len(table)} rows but the functional images have {n_volumes} volumes{hint}"
         )
-    keep = select_conditions(table, config.conditions, label_column=config.label_column)
-    y = table[config.label_column].astype(str).to_numpy()[keep]
-    groups = None
-    if config.group_column is not None:
-        groups = table[config.group_column].to_numpy()[keep]
-    return keep, y, groups
+    labels = table[config.label_column].astype(str).to_numpy().astype(object)
+    runs = table[config.group_column].to_numpy() if config.group_column is not None else None
+    return labels, runs
 
 
 def _masks(mask_src, process_src, func_sel, mask, process_mask, resample_mask: bool):
@@ -128,7 +136,8 @@ def _masks(mask_src, process_src, func_sel, mask, process_mask, resample_mask: b
 
 def read_inputs(func, labels, mask, process_mask, config, resample_mask: bool) -> StudyInputs:
     """Read and check a study's inputs (see :func:`fastsearchlight.study.run_study`)."""
-    from nilearn.image import index_img
+    from ._assemble import assemble_inputs, header_t_r
+    from .cleaning import read_confounds_table
 
     func_img = read_img(func, "functional images")
     if len(func_img.shape) != 4:
@@ -136,11 +145,10 @@ def read_inputs(func, labels, mask, process_mask, config, resample_mask: bool) -
     mask_src = read_img(mask, "mask")
     process_src = read_img(process_mask, "process mask") if process_mask is not None else None
     table = read_labels(labels, label_column=config.label_column, group_column=config.group_column)
-    keep, y, groups = _labels(table, config, func_img.shape[3])
-    func_sel = index_img(func_img, np.flatnonzero(keep))
-    func_sel = nib.Nifti1Image(
-        np.asarray(func_sel.dataobj, dtype=np.float32), func_sel.affine, func_sel.header
-    )
-    func_sel.header.set_data_dtype(np.float32)
-    mask_img, process_img = _masks(mask_src, process_src, func_sel, mask, process_mask, resample_mask)
-    return StudyInputs(func_img, func_sel, mask_img, process_img, keep, y, groups, parse_cv(config.cv))
+    y_all, runs = _labels(table, config, func_img.shape[3])
+    confounds = read_confounds_table(config.confounds) if getattr(config, "confounds", None) else None
+    masks = lambda ref: _masks(mask_src, process_src, ref, mask, process_mask, resample_mask)  # noqa: E731
+    return assemble_inputs(
+        func_img, y_all, runs, masks, config, confounds=confounds,
+        confounds_name=str(config.confounds) if confounds is not None else None, t_r=header_t_r(func_img),
+    )  # fmt: skip

@@ -57,13 +57,43 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from ._provenance import command_line
     from .study import run_study
 
+    if args.bids is not None:
+        return _run_bids(args)
+    missing = [f"--{n}" for n in ("func", "labels", "mask") if getattr(args, n) is None]
+    if missing:
+        raise InputError(f"give {', '.join(missing)} (a 4D file, its labels table and a mask), or a BIDS "
+                         "dataset with --bids DIR --subject S --task T")  # fmt: skip
     summary = run_study(
         Path(args.func), Path(args.labels), Path(args.mask), args.out,
         process_mask=Path(args.process_mask) if args.process_mask else None,
         config=_config(args), force=args.force, quiet=args.quiet, name=Path(args.func).name,
+        command=command_line(args.argv),
     )  # fmt: skip
+    _print_summary(summary, args.out)
+    return 0
+
+
+def _run_bids(args) -> int:
+    from ._provenance import command_line
+    from .bids_study import BidsSpec, run_bids_study
+
+    given = [
+        f"--{n.replace('_', '-')}" for n in ("func", "labels", "process_mask") if getattr(args, n) is not None
+    ]
+    if given:
+        raise InputError(f"--bids reads the images and labels from the dataset: leave out {', '.join(given)}")
+    missing = [f"--{n}" for n in ("subject", "task") if getattr(args, n) is None]
+    if missing:
+        raise InputError(f"--bids needs {' and '.join(missing)} (e.g. --subject 01 --task objects)")
+    spec = BidsSpec(Path(args.bids), args.subject, args.task, space=args.space,
+                    derivatives=Path(args.derivatives) if args.derivatives else None,
+                    samples=args.samples, shift=args.shift)  # fmt: skip
+    summary = run_bids_study(spec, args.out, mask=Path(args.mask) if args.mask else None,
+                             process_mask=Path(args.process_mask) if args.process_mask else None, config=_config(args),
+                             force=args.force, quiet=args.quiet, command=command_line(args.argv))  # fmt: skip
     _print_summary(summary, args.out)
     return 0
 
@@ -121,7 +151,7 @@ def cmd_group(args) -> int:
         args.maps, args.out, chance=args.chance, mask=args.mask,
         n_permutations=args.permutations, cluster_threshold=args.cluster_threshold,
         random_state=args.seed, n_jobs=args.n_jobs, force=args.force, quiet=args.quiet,
-        tfce=args.tfce, tfce_dh=tfce_dh(args.tfce_dh),
+        tfce=args.tfce, tfce_dh=tfce_dh(args.tfce_dh), background=args.background,
     )  # fmt: skip
     r = summary["results"]
     flips = summary["sign flips"]
@@ -144,35 +174,75 @@ def cmd_batch(args) -> int:
     return 0 if result.ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default (unless its text already does) and keeps the
+    examples' layout."""
 
-    parser = argparse.ArgumentParser(
-        prog="fastsearchlight",
-        description="Searchlight decoding of fMRI data, all spheres and folds at once.",
-    )
-    parser.add_argument("--version", action="version", version=f"fastsearchlight {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default is None or default is False or default is argparse.SUPPRESS:
+            return text
+        if not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
 
-    p = sub.add_parser("demo", help="the face-vs-house study on the shipped Haxby slice")
-    _add_analysis_options(p, out_default="fastsearchlight-demo")
-    p.set_defaults(handler=cmd_demo)
 
-    p = sub.add_parser("run", help="a searchlight study on your own data")
-    p.add_argument("--func", required=True, help="4D NIfTI functional images")
-    p.add_argument("--labels", required=True, help="labels table: Haxby layout, .tsv or .csv")
-    p.add_argument("--mask", required=True, help="mask of the voxels used (NIfTI)")
-    p.add_argument("--process-mask", default=None, help="mask of the sphere centres")
+def _help(*examples: str) -> dict:
+    """Keywords of a subcommand's parser: the formatter, and its examples."""
+    lines = "\n".join(f"  {e}" for e in examples)
+    return {
+        "formatter_class": _HelpFormatter,
+        "epilog": f"example{'s' if len(examples) > 1 else ''}:\n{lines}",
+    }
+
+
+def _add_bids_options(p: argparse.ArgumentParser) -> None:
+    from .betas import SAMPLES
+
+    g = p.add_argument_group("BIDS and fMRIPrep input (instead of --func and --labels)")
+    g.add_argument("--bids", metavar="DIR", help="BIDS dataset: every run of --subject and --task, "
+                   "labelled by its events.tsv; runs are the groups")  # fmt: skip
+    g.add_argument("--subject", help="subject label (e.g. 01)")
+    g.add_argument("--task", help="task label")
+    g.add_argument("--derivatives", metavar="DIR", help="fMRIPrep derivatives: their desc-preproc images, "
+                   "brain masks and confounds")  # fmt: skip
+    g.add_argument("--space", help="fMRIPrep output space, e.g. MNI152NLin2009cAsym")
+    g.add_argument("--samples", choices=SAMPLES, default="volumes",
+                   help="volumes labelled by events (default), or beta maps of nilearn's FirstLevelModel: one "
+                   "per trial (least-squares-separate) or per condition and run, kept in OUT/betas/")  # fmt: skip
+    g.add_argument("--shift", type=float, default=0.0, metavar="SECONDS",
+                   help="haemodynamic lag: volumes take the label of the events this much earlier (default 0; "
+                   "4-6 s is common)")  # fmt: skip
+
+
+def _add_run_parser(sub) -> None:
+    """The ``run`` subcommand: a 4D file and labels table, or a BIDS dataset."""
+    p = sub.add_parser("run", help="a searchlight study on your own data: a 4D file and labels, or BIDS",
+                       **_help("fastsearchlight run --func bold.nii.gz --labels labels.txt --mask mask.nii.gz "
+                               "--conditions face house --out results",
+                               "fastsearchlight run --bids ds --subject 01 --task objects --conditions face house "
+                               "--shift 5 --out results",
+                               "fastsearchlight run --bids ds --derivatives ds/derivatives/fmriprep --space "
+                               "MNI152NLin2009cAsym --subject 01 --task objects --samples trials --confounds simple "
+                               "--conditions all --out results"))  # fmt: skip
+    p.add_argument("--func", help="4D NIfTI functional images")
+    p.add_argument("--labels", help="labels table, one row per volume: Haxby layout, .tsv or .csv")
+    p.add_argument("--mask", help="mask of the voxels used (NIfTI); with --bids default fMRIPrep's brain "
+                   "masks, else one computed from the runs")  # fmt: skip
+    p.add_argument("--process-mask", default=None, help="mask of the sphere centres (default: --mask)")
+    _add_bids_options(p)
     _add_analysis_options(p, out_default="fastsearchlight-out")
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("haxby", help="the classic study on the full Haxby 2001 data (nilearn fetcher)")
-    p.add_argument("--subject", type=int, default=2, help="subject 1-6 (default 2)")
-    p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
-    _add_analysis_options(p, out_default="fastsearchlight-haxby")
-    p.set_defaults(handler=cmd_haxby)
 
-    p = sub.add_parser("group", help="second-level test of per-subject score maps against chance")
+def _add_group_parser(sub) -> None:
+    """The ``group`` subcommand: the second level."""
+    p = sub.add_parser(
+        "group",
+        help="second-level test of per-subject score maps against chance",
+        **_help("fastsearchlight group sub-*/searchlight_scores.nii.gz --chance 0.5 --out group"),
+    )
     p.add_argument(
         "maps",
         nargs="+",
@@ -203,24 +273,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="also TFCE of the t map, family-wise corrected (group_logp_tfce_fwe.nii.gz)",
     )
     p.add_argument("--tfce-dh", default="auto", help="TFCE step (default auto: 100 steps)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-jobs", type=int, default=1)
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sign flips")
+    p.add_argument("--n-jobs", type=int, default=1, help="unused (kept for scripts)")
+    p.add_argument("--background", default=None, help="background image of the figures (default: the mean "
+                   "of the subjects' mean_img.nii.gz when beside the maps, else nilearn's MNI152 template)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_group)
 
-    p = sub.add_parser("batch", help="every subject's study and the group level, from a TOML study file")
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fastsearchlight",
+        description="Searchlight decoding of fMRI data, all spheres and folds at once.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastsearchlight {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="the face-vs-house study on the shipped Haxby slice",
+        **_help("fastsearchlight demo --permutations 100 --out demo"),
+    )
+    _add_analysis_options(p, out_default="fastsearchlight-demo")
+    p.set_defaults(handler=cmd_demo)
+
+    _add_run_parser(sub)
+
+    p = sub.add_parser(
+        "haxby",
+        help="the classic study on the full Haxby 2001 data (nilearn fetcher)",
+        **_help("fastsearchlight haxby --subject 2 --data-dir ~/nilearn_data --out haxby"),
+    )
+    p.add_argument("--subject", type=int, default=2, help="subject 1-6 (default 2)")
+    p.add_argument("--data-dir", default=None, help="folder holding (or to receive) haxby2001/")
+    _add_analysis_options(p, out_default="fastsearchlight-haxby")
+    p.set_defaults(handler=cmd_haxby)
+
+    _add_group_parser(sub)
+
+    p = sub.add_parser(
+        "batch",
+        help="every subject's study and the group level, from a TOML study file",
+        **_help("fastsearchlight batch study.toml"),
+    )
     p.add_argument("study", help="the study file (TOML): output folder, defaults, [[subjects]], [group]")
     p.add_argument("--force", action="store_true", help="recompute everything, overwriting outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_scheduler_option(p)
     p.set_defaults(handler=cmd_batch)
 
-    p = sub.add_parser("simulate", help="write a Haxby-like synthetic data set with planted regions")
+    p = sub.add_parser(
+        "simulate",
+        help="write a Haxby-like synthetic data set with planted regions",
+        **_help("fastsearchlight simulate --shape 20 24 20 --out sim"),
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--shape", type=int, nargs=3, default=[40, 64, 64], metavar=("X", "Y", "Z"))
+    p.add_argument("--shape", type=int, nargs=3, default=[40, 64, 64], metavar=("X", "Y", "Z"),
+                   help="grid of the images")  # fmt: skip
     p.add_argument("--regions", type=int, default=2, help="planted informative regions")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(handler=cmd_simulate)
     return add_surface_parsers(parser, sub, _add_analysis_options)
@@ -229,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.handler(args)
     except KeyboardInterrupt:

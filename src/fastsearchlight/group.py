@@ -75,6 +75,7 @@ def run_group(
     quiet: bool = False,
     tfce: bool = False,
     tfce_dh="auto",
+    background=None,
 ) -> dict:
     """Second-level one-sample permutation test of score maps against ``chance``.
 
@@ -97,6 +98,10 @@ def run_group(
     tfce : bool
         Also TFCE of the t maps with family-wise p-values (``group_logp_tfce_fwe.nii.gz``).
     tfce_dh : "auto" or float
+    background : path-like or None
+        Background of the figures; None: the mean of the subjects' ``mean_img.nii.gz``
+        beside their maps (study folders) when all have one on the maps' grid, else
+        nilearn's MNI152 template.
 
     Returns
     -------
@@ -125,8 +130,26 @@ def run_group(
         )
     names = GROUP_OUTPUTS + ((TFCE_OUTPUT,) if tfce else ())
     with output_folder(out_dir, names, force=force) as out:
-        return _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_threshold,
-                           random_state, t_start, tfce, tfce_dh, names)  # fmt: skip
+        summary = _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_threshold,
+                              random_state, t_start, tfce, tfce_dh, names, background)  # fmt: skip
+    return summary
+
+
+def _background(maps, imgs, background):
+    """The figures' background and what it is (see :func:`run_group`)."""
+    if background is not None:
+        return read_img(Path(background), "background"), str(background)
+    means = [Path(m).parent / "mean_img.nii.gz" for m in maps]
+    if all(p.is_file() for p in means):
+        loaded = [nib.load(p) for p in means]
+        if all(
+            i.shape[:3] == imgs[0].shape and np.allclose(i.affine, imgs[0].affine, atol=1e-4) for i in loaded
+        ):
+            data = np.mean([np.asarray(i.dataobj, dtype=np.float32) for i in loaded], axis=0)
+            return nib.Nifti1Image(data, imgs[0].affine), "mean of the subjects' mean images"
+    from nilearn.datasets import load_mni152_template
+
+    return load_mni152_template(resolution=2), "nilearn's MNI152 template"
 
 
 def _group_mask(data: np.ndarray, imgs, mask):
@@ -143,7 +166,7 @@ def _group_mask(data: np.ndarray, imgs, mask):
 
 
 def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_threshold, random_state,
-                t_start, tfce, tfce_dh, names) -> dict:  # fmt: skip
+                t_start, tfce, tfce_dh, names, background=None) -> dict:  # fmt: skip
     """The group level, written into the locked folder ``out`` (see :func:`run_group`)."""
     from nilearn.image import new_img_like
 
@@ -202,7 +225,8 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
         "software": software_versions(),
         "outputs": list(names),
     }  # fmt: skip
-    _write_group(out, names, maps_out, clusters, summary, chance, t_start)
+    bg, summary["data"]["figure background"] = _background(maps, imgs, background)
+    _write_group(out, names, maps_out, clusters, summary, chance, t_start, bg)
     return summary
 
 
@@ -231,24 +255,29 @@ def _group_results(result, mean_data, logp, sig, maps_out: dict, tfce: bool) -> 
 
 
 def _write_group(out: Path, names, maps_out: dict, clusters, summary: dict, chance: float,
-                 t_start: float) -> None:  # fmt: skip
+                 t_start: float, bg=None) -> None:  # fmt: skip
     """Maps, table, figures, report and summary, staged then moved into ``out`` together."""
-    from . import report
+    from . import plotting, report
+    from .report._answer import rounded
 
     with staged_outputs(out, names) as staging:
         for name, img in maps_out.items():
             save_img(img, staging / name)
         save_table(clusters, staging / "group_clusters.tsv")
-        report.plot_searchlight(maps_out["group_mean_scores.nii.gz"], None, staging / "group_mean_scores.png",
-                                title="Mean score over subjects", chance=chance)  # fmt: skip
-        report.plot_f_scores(maps_out["group_logp_fwe.nii.gz"], None, staging / "group_logp_fwe.png",
-                             title="-log10 FWE p (sign flipping)")  # fmt: skip
+        mean_map = maps_out["group_mean_scores.nii.gz"]
+        cuts = plotting.map_cuts(mean_map)  # both figures show the same slices
+        plotting.plot_searchlight(mean_map, bg, staging / "group_mean_scores.png",
+                                  title="Mean score over subjects", chance=chance, cuts=cuts)  # fmt: skip
+        plotting.plot_logp(maps_out["group_logp_fwe.nii.gz"], bg, staging / "group_logp_fwe.png",
+                           title="-log10 FWE p (sign flipping)", cuts=cuts, vmax=None)  # fmt: skip
         summary["timings"]["total"] = time.perf_counter() - t_start
         report.write_report(
-            staging, summary, title="Group-level searchlight report",
-            figures={"Mean score over subjects": "group_mean_scores.png",
-                     "-log10 family-wise corrected p, one-sample test against chance":
-                         "group_logp_fwe.png"},
-            tables={"Significant regions (voxel FWE p < 0.05)": clusters}, force=True,
+            staging, summary, title="Group-level searchlight report", figures={},
+            answer={"Mean score over subjects": "group_mean_scores.png",
+                    "-log10 family-wise corrected p, one-sample test against chance": "group_logp_fwe.png"},
+            headline=f"{summary['parameters']['subjects']} subjects: {summary['results']['voxels with FWE p < 0.05']} "
+            f"voxels with family-wise corrected p < 0.05 (best mean score {summary['results']['max mean score']:.2f}, "
+            f"chance {chance:g}).",
+            tables={"Significant regions (voxel FWE p < 0.05)": rounded(clusters)}, force=True,
         )  # fmt: skip
         save_json(summary, staging / "summary.json")

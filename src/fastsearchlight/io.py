@@ -68,8 +68,14 @@ def read_labels(path, *, label_column: str = "labels", group_column: str | None 
         raise InputError(f"labels file {path} holds no rows")
     for name, column in (("label", label_column), ("group", group_column)):
         if column is not None and column not in table.columns:
+            hint = ""
+            if {"onset", "duration"} <= set(table.columns):
+                hint = (
+                    ": this looks like a BIDS events file; give the dataset with --bids DIR --subject S "
+                    "--task T, or a table of one row per volume"
+                )
             raise InputError(
-                f"{name} column {column!r} not in {path.name} (columns: {', '.join(map(str, table.columns))})"
+                f"{name} column {column!r} not in {path.name} (columns: {', '.join(map(str, table.columns))}){hint}"
             )
     return table
 

@@ -4,6 +4,8 @@ several subjects: the file-level runner of :func:`fastsearchlight.stats.prevalen
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .stats._prevalence import PrevalenceResult, gamma0_bound, prevalence_inference, prevalence_p
@@ -153,7 +155,8 @@ def _write_prevalence(out, result, img, summary, alpha, t0) -> None:
     """Maps, figures, report and summary, staged then moved into ``out`` together."""
     import time
 
-    from . import report
+    from . import plotting, report
+    from .group import _background
     from .io import save_img, save_json, staged_outputs
 
     with staged_outputs(out, PREVALENCE_OUTPUTS) as staging:
@@ -162,10 +165,17 @@ def _write_prevalence(out, result, img, summary, alpha, t0) -> None:
         save_img(neglog(result.p_global_fwe), staging / "p_global_fwe.nii.gz")
         save_img(img(result.gamma0), staging / "prevalence_gamma0.nii.gz")
         save_img(img(result.min_statistic), staging / "min_scores.nii.gz")
-        report.plot_f_scores(img(result.gamma0), None, staging / "prevalence_gamma0.png",
-                             title=f"Prevalence lower bound gamma0 (FWE, alpha {alpha})")  # fmt: skip
-        report.plot_f_scores(neglog(result.p_global_fwe), None, staging / "p_global_fwe.png",
-                             title="Global null, -log10 FWE p (minimum statistic)")  # fmt: skip
+        # on the subjects' mean images (or the MNI152 template), with the same cuts
+        bg, summary["data"]["figure background"] = _background(
+            [Path(f) / "searchlight_scores.nii.gz" for f in summary["data"]["folders"]],
+            [img(result.gamma0)],
+            None,
+        )
+        cuts = plotting.map_cuts(neglog(result.p_global_fwe))
+        plotting.plot_logp(img(result.gamma0), bg, staging / "prevalence_gamma0.png", cuts=cuts,
+                           title=f"Prevalence lower bound gamma0 (FWE, alpha {alpha})")  # fmt: skip
+        plotting.plot_logp(neglog(result.p_global_fwe), bg, staging / "p_global_fwe.png", cuts=cuts,
+                           title="Global null, -log10 FWE p (minimum statistic)")  # fmt: skip
         summary["timings"]["total"] = time.perf_counter() - t0
         report.write_report(
             staging, summary, title="Prevalence inference report",

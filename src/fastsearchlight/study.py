@@ -24,9 +24,12 @@ from ._permutation_record import (
 from ._study_inputs import StudyInputs, chance_level, f_test_map, parse_cv, read_inputs
 from ._versions import software_versions
 from .io import InputError, output_folder, save_img, save_json, save_table, staged_outputs
+from .report._answer import display_p, headline, rounded
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "FOLD_MAPS",
+    "HISTOGRAM",
     "NULL_SCORES",
     "OUTPUT_NAMES",
     "PERMUTATION_OUTPUTS",
@@ -38,10 +41,12 @@ __all__ = [
     "check_config",
     "f_test_map",
     "load_permutation_record",
+    "output_names",
     "parse_cv",
     "run_study",
     "save_permutation_record",
     "software_versions",
+    "study_from_reader",
 ]
 
 #: files every analysis writes
@@ -51,6 +56,7 @@ OUTPUT_NAMES = (
     "mean_img.nii.gz",
     "searchlight.png",
     "f_scores.png",
+    "score_histogram.png",
     "report.html",
     "summary.json",
 )
@@ -64,6 +70,10 @@ PERMUTATION_OUTPUTS = (
 TFCE_OUTPUT = "p_fwe_tfce.nii.gz"
 TFCE_FIGURE = "searchlight_tfce.png"
 CHECKPOINT_NAME = ".fastsearchlight-permutations.npy"
+#: file ``fold_maps`` adds: the map of each fold (4D)
+FOLD_MAPS = "fold_scores.nii.gz"
+#: figure of every study: the histogram of the spheres' scores
+HISTOGRAM = "score_histogram.png"
 #: columns of ``clusters.tsv``
 _CLUSTER_COLUMNS = ["cluster", "size", "peak_score", "peak_x_mm", "peak_y_mm", "peak_z_mm",
                     "peak_p_fwe", "p_fwe_cluster"]  # fmt: skip
@@ -107,6 +117,7 @@ def run_study(
     quiet: bool = False,
     name: str = "",
     resample_mask: bool = False,
+    command: str | None = None,
 ) -> dict:
     """Run the study and write its outputs into ``out_dir``.
 
@@ -129,6 +140,8 @@ def run_study(
     resample_mask : bool
         Resample the masks onto the functional grid (nearest neighbour) instead of
         requiring them to be on it.
+    command : str or None
+        The command line that ran the study, recorded in the summary.
 
     Returns
     -------
@@ -136,6 +149,35 @@ def run_study(
         The summary written to ``summary.json``.
     """
     config = config or StudyConfig()
+
+    def read(out: Path):
+        inputs = read_inputs(func, labels, mask, process_mask, config, resample_mask)
+        sources = {"functional images": func, "labels table": labels, "mask": mask}
+        if process_mask is not None:
+            sources["process mask"] = process_mask
+        return inputs, sources
+
+    return study_from_reader(
+        read, out_dir, config=config, force=force, quiet=quiet, name=name, command=command
+    )
+
+
+def output_names(config: StudyConfig) -> tuple[str, ...]:
+    """The files a study with ``config`` writes."""
+    names = OUTPUT_NAMES + (PERMUTATION_OUTPUTS if config.n_permutations else ())
+    if config.n_permutations and config.tfce:
+        names += (TFCE_OUTPUT, TFCE_FIGURE)
+    return names + ((FOLD_MAPS,) if getattr(config, "fold_maps", False) else ())
+
+
+def study_from_reader(read, out_dir, *, config: StudyConfig, force: bool = False, quiet: bool = False,
+                      name: str = "", command: str | None = None) -> dict:  # fmt: skip
+    """Run a study whose inputs ``read(out)`` gives, into the locked folder ``out_dir``.
+
+    ``read`` returns the :class:`~fastsearchlight._study_inputs.StudyInputs` and a mapping
+    of what they were read from (paths, checksummed in the summary); it runs inside the
+    locked output folder, so it may keep intermediate files there (beta maps).
+    """
     from .engine import check_backend, import_distributed
 
     check_config(config)
@@ -143,12 +185,10 @@ def run_study(
     if config.backend == "dask":
         import_distributed()  # a missing optional dependency is said before any work
     t_start = time.perf_counter()
-    names = OUTPUT_NAMES + (PERMUTATION_OUTPUTS if config.n_permutations else ())
-    if config.n_permutations and config.tfce:
-        names += (TFCE_OUTPUT, TFCE_FIGURE)
+    names = output_names(config)
     with output_folder(out_dir, names, force=force) as out:
         study = _Study(out, config, names, t_start, quiet)
-        summary = study.run(func, labels, mask, process_mask, name, resample_mask)
+        summary = study.run(lambda: read(out), name, command)
         # the checkpoint is kept until the outputs are in place
         for path in _checkpoint_files(out):
             path.unlink(missing_ok=True)
@@ -188,15 +228,6 @@ def _permutations_phrase(info: dict) -> str:
     return f"{info['permutations']} permutations"
 
 
-def _display_p(table, columns, smallest: float):
-    """The table with its p-value columns as text: rounded, and "<= 1/(N+1)" where the
-    observed value beat every permutation (the smallest p the test can give)."""
-    shown = table.copy()
-    for col in columns:
-        shown[col] = [f"<= {smallest:.3g}" if p <= smallest * (1 + 1e-9) else f"{p:.3g}" for p in table[col]]
-    return shown
-
-
 class _Study:
     """One study written into the locked folder ``out``, step by step (see :func:`run_study`)."""
 
@@ -216,20 +247,19 @@ class _Study:
         self.timings[key] = time.perf_counter() - t0
         self.steps.update()
 
-    def run(self, func, labels, mask, process_mask, name: str, resample_mask: bool) -> dict:
+    def run(self, read, name: str, command: str | None) -> dict:
         """Every step: read, searchlight, F-test, summary, outputs."""
         from nilearn.image import mean_img
 
         try:
             with self._step("read", "reading"):
-                inputs = read_inputs(func, labels, mask, process_mask, self.config, resample_mask)
+                inputs, sources = read()
             with self._step("searchlight", "searchlight"):
                 sl = self._searchlight(inputs)
             with self._step("f_test", "F-test"):
                 f_img = f_test_map(inputs.func_sel, inputs.mask_img, inputs.y, inputs.groups)
-                mean = mean_img(inputs.func_sel, copy_header=True)
-            sources = {"functional images": func, "labels table": labels, "mask": mask}
-            summary = self._summary(name, sources, inputs, sl, f_img)
+                mean = inputs.background if inputs.background is not None else mean_img(inputs.func_sel)
+            summary = self._summary(name, command, sources, inputs, sl, f_img)
             self._write(summary, inputs, sl, f_img, mean)
         finally:
             self.steps.close()
@@ -254,11 +284,12 @@ class _Study:
         return sl
 
     # ------------------------------------------------------------------ summary
-    def _summary(self, name: str, sources: dict, inputs: StudyInputs, sl, f_img) -> dict:
+    def _summary(self, name: str, command, sources: dict, inputs: StudyInputs, sl, f_img) -> dict:
         """The study's summary (``summary.json``); its timings fill in as the study goes."""
         config = self.config
         summary = {
             "name": name,
+            "command line": command,
             "parameters": {**asdict(config), "cv_splitter": repr(inputs.cv), "n_folds": sl.cv_plan_.n_folds},
             "data": _data_summary(sources, inputs, sl),
             "results": _results_summary(config, inputs, sl, f_img),
@@ -280,13 +311,15 @@ class _Study:
             with self._step("figures", "figures"):
                 chance = summary["results"]["chance level"]
                 title = f"Searchlight {config.scoring} ({' vs '.join(map(str, sl.classes_))})"
-                figures, tables = _write_maps(staging, sl, f_img, mean, title, chance)
+                cuts = _study_cuts(sl, config)
+                answer, figures, tables = _write_maps(staging, sl, f_img, mean, title, chance, config, cuts)
                 if config.n_permutations:
-                    figures, tables = _write_permutation_outputs(
-                        staging, config, inputs, sl, mean, title, chance, figures
+                    answer, figures, tables = _write_permutation_outputs(
+                        staging, config, inputs, sl, mean, title, chance, answer, figures, cuts
                     )
             self.timings["total"] = time.perf_counter() - self.t_start
-            report.write_report(staging, summary, figures=figures, tables=tables, force=True)
+            report.write_report(staging, summary, figures=figures, tables=tables, force=True,
+                                answer=answer, headline=headline(summary, config.scoring))  # fmt: skip
             save_json(summary, staging / "summary.json")
             if config.n_permutations:
                 # the checkpoint is the null maps' file: it becomes an output, last
@@ -295,13 +328,13 @@ class _Study:
 
 
 def _data_summary(sources: dict, inputs: StudyInputs, sl) -> dict:
-    """The ``data`` section of the summary."""
-    func, labels, mask = sources["functional images"], sources["labels table"], sources["mask"]
+    """The ``data`` section of the summary (with a checksum of each input file)."""
+    from ._provenance import describe_sources
+
+    shown, checksums = describe_sources(sources)
     y, groups, func_img = inputs.y, inputs.groups, inputs.func_img
     return {
-        "functional images": str(func) if isinstance(func, (str, Path)) else "in memory",
-        "labels table": str(labels),
-        "mask": str(mask) if isinstance(mask, (str, Path)) else "in memory",
+        **shown,
         "grid shape": list(func_img.shape[:3]),
         "voxel size (mm)": [round(float(v), 3) for v in func_img.header.get_zooms()[:3]],
         "volumes in the images": func_img.shape[3],
@@ -309,6 +342,8 @@ def _data_summary(sources: dict, inputs: StudyInputs, sl) -> dict:
         "volumes per condition": {str(c): int((y == c).sum()) for c in sl.classes_},
         "runs": int(len(np.unique(groups))) if groups is not None else None,
         "mask voxels": int(np.asarray(sl.mask_img_.dataobj).astype(bool).sum()),
+        **inputs.details,
+        "input checksums": checksums,
     }
 
 
@@ -353,26 +388,48 @@ def _permutation_summary(config: StudyConfig, inputs: StudyInputs, sl) -> dict:
     }
 
 
-def _write_maps(staging: Path, sl, f_img, mean, title: str, chance: float) -> tuple[dict, dict]:
-    """The maps and figures of every study; their figures and tables for the report."""
-    from . import report
+def _study_cuts(sl, config) -> tuple:
+    """The cuts of every figure of a study: through the strongest result, i.e.
+    :func:`~fastsearchlight.plotting.map_cuts` of the spheres with family-wise corrected
+    p < 0.05 when the permutation test finds any, else of the whole map."""
+    from . import plotting
+    from .images import scores_to_img
+
+    if config.n_permutations and np.any(sl.p_fwe_ < 0.05):
+        kept = np.where(sl.p_fwe_ < 0.05, sl.masked_scores_, 0.0)
+        return plotting.map_cuts(scores_to_img(kept, sl.process_mask_, sl.scores_img_))
+    return plotting.map_cuts(sl.scores_img_)
+
+
+def _write_maps(
+    staging: Path, sl, f_img, mean, title: str, chance: float, config, cuts
+) -> tuple[dict, dict, dict]:
+    """The maps and figures of every study: the report's answer figures, other figures, tables."""
+    from . import plotting, report
 
     save_img(sl.scores_img_, staging / "searchlight_scores.nii.gz")
     save_img(f_img, staging / "f_scores.nii.gz")
     save_img(mean, staging / "mean_img.nii.gz")
-    report.plot_searchlight(sl.scores_img_, mean, staging / "searchlight.png", title=title, chance=chance)
-    report.plot_f_scores(f_img, mean, staging / "f_scores.png", title="F-test, -log10 p")
-    figures = {"Searchlight scores over the mean functional image": "searchlight.png",
-               "Univariate F-test (-log10 p), the classic comparison": "f_scores.png"}  # fmt: skip
-    return figures, {"Top regions": report.top_regions(sl.scores_img_, chance=chance)}
+    if config.fold_maps:
+        save_img(sl.fold_scores_img_, staging / FOLD_MAPS)
+    plotting.plot_searchlight(sl.scores_img_, mean, staging / "searchlight.png", title=title, chance=chance,
+                              cuts=cuts)  # fmt: skip
+    plotting.plot_f_scores(f_img, mean, staging / "f_scores.png", title="F-test, -log10 p", cuts=cuts)
+    plotting.plot_score_histogram(sl.masked_scores_, staging / HISTOGRAM, chance=chance,
+                                  xlabel=f"sphere {config.scoring}")  # fmt: skip
+    answer = {"Searchlight scores over the mean functional image": "searchlight.png",
+              "Scores of every sphere, with chance": HISTOGRAM}  # fmt: skip
+    figures = {"Univariate F-test (-log10 p), the classic comparison": "f_scores.png"}
+    return answer, figures, {"Top regions": rounded(report.top_regions(sl.scores_img_, chance=chance))}
 
 
 def _write_permutation_outputs(staging: Path, config: StudyConfig, inputs: StudyInputs, sl, mean,
-                               title: str, chance: float, figures: dict) -> tuple[dict, dict]:  # fmt: skip
+                               title: str, chance: float, answer: dict, figures: dict,
+                               cuts) -> tuple[dict, dict, dict]:  # fmt: skip
     """The permutation test's maps, tables and figures; the report's figures and tables."""
     import pandas as pd
 
-    from . import report
+    from . import plotting
     from .images import scores_to_img
 
     info = sl.permutation_info_
@@ -384,32 +441,38 @@ def _write_permutation_outputs(staging: Path, config: StudyConfig, inputs: Study
         save_img(neglog(sl.p_fwe_tfce_), staging / TFCE_OUTPUT)
     clusters = pd.DataFrame(sl.clusters_, columns=_CLUSTER_COLUMNS)
     save_table(clusters, staging / "clusters.tsv")
-    report.plot_null_distribution(
+    plotting.plot_null_distribution(
         sl.max_null_, float(sl.masked_scores_.max()), staging / "null_distribution.png",
         xlabel="maximum score over the map, per permutation",
         title=f"Max-statistic null ({_permutations_phrase(info)})",
     )  # fmt: skip
-    corrected = _corrected_figures(sl, config, mean, staging, title, chance)
-    figures = {**dict(list(figures.items())[:1]), **corrected, **dict(list(figures.items())[1:])}
-    figures["Null distribution of the maximum score (family-wise correction)"] = "null_distribution.png"
+    corrected = _corrected_figures(sl, config, mean, staging, title, chance, cuts)
+    first, *rest = answer.items()
+    answer = {first[0]: first[1], **corrected, **dict(rest)}
+    figures = {
+        **figures,
+        "Null distribution of the maximum score (family-wise correction)": "null_distribution.png",
+    }
     # one cluster table: the permutation test's clusters replace the descriptive one
     tables = {
         f"Clusters (scores >= {sl.cluster_threshold_:.3f}, the null's "
         f"{1 - config.cluster_alpha:.3g} quantile; FWE p by cluster size and at the peak)":
-            _display_p(clusters, ("peak_p_fwe", "p_fwe_cluster"), info["smallest possible p"]),
+            rounded(display_p(clusters, ("peak_p_fwe", "p_fwe_cluster"), info["smallest possible p"])),
     }  # fmt: skip
-    return figures, tables
+    return answer, figures, tables
 
 
-def _corrected_figures(sl, config, mean, staging: Path, title: str, chance: float) -> dict:
+def _corrected_figures(sl, config, mean, staging: Path, title: str, chance: float, cuts) -> dict:
     """Figures of the map where the permutation test rejects (voxel FWE, clusters, TFCE)."""
-    from . import report
+    from . import plotting
     from .images import scores_to_img
 
     def figure(keep, name, what):
         values = np.where(keep, sl.masked_scores_, 0.0)
         img = scores_to_img(values, sl.process_mask_, sl.scores_img_)
-        report.plot_searchlight(img, mean, staging / name, title=f"{title}, {what}", chance=chance)
+        plotting.plot_searchlight(
+            img, mean, staging / name, title=f"{title}, {what}", chance=chance, cuts=cuts
+        )
         return name
 
     out = {"Scores where the family-wise corrected p < 0.05 (maximum statistic)":

@@ -197,11 +197,11 @@ def test_dual_and_primal_newton_points_agree():
 
 
 def test_the_gram_path_serves_problems_with_more_features_than_samples(monkeypatch):
-    from fastsearchlight.estimators import _svm_newton
+    from fastsearchlight.estimators import svm
 
     calls = []
-    original = _svm_newton._dual_newton_point
-    monkeypatch.setattr(_svm_newton, "_dual_newton_point", lambda *a: calls.append(1) or original(*a))
+    original = svm._solve_from_gram
+    monkeypatch.setattr(svm, "_solve_from_gram", lambda *a: calls.append(1) or original(*a))
     X, y = random_spheres(3, 32, 50, 2, seed=1, scale=0.0)
     plan = make_cv_plan(KFold(4), y, None)
     BatchedLinearSVC().fold_decisions(X, y, 2, plan)
@@ -210,3 +210,16 @@ def test_the_gram_path_serves_problems_with_more_features_than_samples(monkeypat
     X, y = random_spheres(3, 90, 9, 2, seed=1)
     BatchedLinearSVC().fold_decisions(X, y, 2, make_cv_plan(KFold(4), y, None))
     assert not calls  # d = 10 < 68: the primal systems
+
+
+def test_singular_gram_matrices_are_solved_too():
+    """A repeated sample makes the training rows' Gram matrix singular: those problems
+    leave the factor path and still reach the optimum."""
+    X, y = random_spheres(4, 32, 50, 2, seed=2, scale=0.0)
+    X /= 30.0
+    X[1, 5] = X[1, 9]
+    plan = make_cv_plan(KFold(4), y, None)
+    ours = BatchedLinearSVC().fold_decisions(X, y, 2, plan)
+    ref = reference_decisions(LinearSVC(tol=1e-12, max_iter=500000, dual=False), X, y, plan)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())

@@ -79,7 +79,7 @@ def _exact_line_search(wd, ss, m, delta, W, C, n_steps=30):
     return t
 
 
-def newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
+def newton(Xs, Ys, Ws, w, C, max_iter, first_point=None, iterations=None):
     """Finite Newton iterations on a batch of problems, from ``w`` (updated in place).
 
     Parameters
@@ -109,6 +109,8 @@ def newton(Xs, Ys, Ws, w, C, max_iter, first_point=None):
     todo = np.arange(N)
     ms = np.einsum("nkd,nd->nk", Xs, w) * Ys if w.any() else np.zeros((N, n))
     for it in range(max_iter):
+        if iterations is not None:
+            iterations[todo] += 1
         act = Ws * (ms < 1.0)
         wt = w[todo]
         if it == 0 and first_point is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
+from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_problems, newton_spheres
 from ._svm_newton import needs_svd, newton, ridge_svd
 from .base import BatchedClassifier, as_slice, binary_targets
 
@@ -70,6 +71,55 @@ def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndar
     Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
     Wq = (index < n).astype(np.float64)
     return index, Yq, Wq
+
+
+def _training_grams(Xz: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Gram matrices of every problem's training rows (b * Q, n_train, n_train), taken from
+    each sphere's Gram matrix (computed once for all its folds and classes).
+
+    Parameters
+    ----------
+    Xz : ndarray (b, n + 1, d)
+        The spheres' samples, augmented, the last one a zero pad.
+    index : ndarray of int (Q, n_train)
+        Each problem's training rows (then the pad), as from :func:`_padded_training_sets`.
+    """
+    G = Xz @ np.swapaxes(Xz, 1, 2)
+    b, Q = Xz.shape[0], index.shape[0]
+    sphere = np.repeat(np.arange(b), Q)[:, None, None]
+    rows = np.tile(index, (b, 1))
+    return G[sphere, rows[:, :, None], rows[:, None, :]]
+
+
+def _solve_from_gram(Xs, Ys, Ws, C, max_iter, K):
+    """Problems with more features than training rows, solved on ``n`` features.
+
+    With ``X X^T = L L^T`` (the Cholesky factor of the training rows' Gram matrix), the rows
+    of ``L`` reproduce every inner product of the rows of ``X``, and the minimiser is
+    ``w = X^T L^-T v`` where ``v`` solves the same problem on the rows of ``L`` (the
+    regulariser keeps ``w`` in the span of the rows). Padding rows (weight 0) get a unit
+    diagonal. ``K`` (N, n, n) holds the Gram matrices (overwritten). Problems whose Gram matrix is singular (repeated or constant rows), or whose
+    values are too large for the normal equations, are left unconverged for the caller.
+
+    Returns
+    -------
+    w : ndarray (N, d)
+    converged : ndarray of bool (N,)
+    iterations : ndarray of int (N,)
+    """
+    N, n, d = Xs.shape
+    K[:, np.arange(n), np.arange(n)] += 1.0 - Ws
+    try:
+        L = np.linalg.cholesky(K)
+    except np.linalg.LinAlgError:
+        return np.zeros((N, d)), np.zeros(N, dtype=bool), np.zeros(N, dtype=np.int32)
+    H = (2.0 * C) * (np.swapaxes(L, 1, 2) @ (L * Ws[:, :, None]))
+    H[:, np.arange(n), np.arange(n)] += 1.0
+    first = np.linalg.solve(H, ((2.0 * C) * np.einsum("nk,nkd->nd", Ys * Ws, L))[..., None])[..., 0]
+    v, status, iterations = newton_problems(L, Ys, Ws, first, C, max_iter)
+    u = np.linalg.solve(np.swapaxes(L, 1, 2), v[..., None])
+    w = (np.swapaxes(Xs, 1, 2) @ u)[..., 0]
+    return w, status == CONVERGED, iterations
 
 
 class _GramPlan:
@@ -194,6 +244,8 @@ class BatchedLinearSVC(BatchedClassifier):
         Returns
         -------
         ndarray (n_spheres, n_problems, n_features + fit_intercept)
+            The weights; ``n_iter_`` (n_spheres, n_problems) holds the Newton iterations
+            each problem took.
         """
         C = float(self.C)
         B, n = X.shape[:2]
@@ -210,24 +262,39 @@ class BatchedLinearSVC(BatchedClassifier):
 
         w = np.zeros((N, d))
         converged = np.zeros(N, dtype=bool)
+        iterations = np.zeros(N, dtype=np.int32)
+        # with more features than training rows, the problems are solved on the factor of the
+        # rows' Gram matrix (n features instead of d)
+        dual = problems[0].shape[1] < d
+        index, Yq, Wq = problems
+        set_of = np.empty(Q, dtype=np.int64)
+        for u, members in enumerate(training_sets):
+            set_of[members] = u
         per_batch = max(1, self.batch_problems // Q)  # whole spheres
         for lo in range(0, B, per_batch):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
+            if not dual:
+                Xz = self._augment(X[spheres[0] : spheres[-1] + 1], pad=1)  # zero sample at n
+                H0, rhs = self._first_systems(Xz, YW, kept, C, gram_plan)
+                wb, status, its = newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, int(self.max_iter))
+                w[ids], iterations[ids] = wb.reshape(-1, d), its.ravel()
+                # values too large for the normal equations: solved below, from the SVD
+                converged[ids] = status.ravel() != NEEDS_SVD
+                continue
             Xz, Xs, Ys, Ws = self._gather_problems(X, ids, problems)
-            # with more features than training rows, the Newton steps (the first included)
-            # are solved from the rows' Gram matrix, in the Newton iterations
-            dual = problems[0].shape[1] < d
-            first = None if dual else self._first_points(Xz, YW, kept, training_sets, C, gram_plan)
-            ws = w[ids]
-            converged[ids] = newton(Xs, Ys, Ws, ws, C, self.first_iter, first)
-            w[ids] = ws
+            K = _training_grams(Xz, index)
+            w[ids], converged[ids], iterations[ids] = _solve_from_gram(Xs, Ys, Ws, C, int(self.max_iter), K)
         tail = np.flatnonzero(~converged)
         if tail.size:
             _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
             ws = w[tail]
-            newton(Xs, Ys, Ws, ws, C, self.max_iter)
+            ws[:] = 0.0  # left by the compiled iterations (values too large, singular Gram matrices)
+            its = np.zeros(len(tail), dtype=np.int32)
+            newton(Xs, Ys, Ws, ws, C, self.max_iter, iterations=its)
             w[tail] = ws
+            iterations[tail] += its
+        self.n_iter_ = iterations.reshape(B, Q)
         return w.reshape(B, Q, d)
 
     def _gather_problems(
@@ -293,6 +360,27 @@ class BatchedLinearSVC(BatchedClassifier):
         b, _, d = Xb.shape
         U, M = training_sets.shape
         Q = U * M
+        H, rhs = BatchedLinearSVC._first_systems(Xb, YW, kept, C, plan)
+        rhs = rhs[:, training_sets]  # (b, U, M, d)
+        svd = needs_svd(H)  # (b, U)
+        if svd.any():
+            H[svd] = np.eye(d)  # solved below
+        points = np.linalg.solve(H, np.swapaxes(rhs, 2, 3))  # (b, U, d, M)
+        for i, u in zip(*np.nonzero(svd)):
+            rows = np.flatnonzero(kept[u])
+            targets = YW[training_sets[u]][:, rows].T  # (n_u, M)
+            points[i, u] = ridge_svd(Xb[i, rows], targets, C)
+        out = np.empty((b, Q, d))
+        out[:, training_sets] = np.swapaxes(points, 2, 3)
+        return out.reshape(b * Q, d)
+
+    @staticmethod
+    def _first_systems(Xb, YW, kept, C, plan=None):
+        """The first Newton step's matrices ``I + 2C X_T^T X_T`` (b, U, d, d), one per
+        sphere and training set, and right-hand sides ``2C X_T^T y`` (b, Q, d), one per
+        sphere and problem (parameters as :meth:`_first_points`)."""
+        b, _, d = Xb.shape
+        U = kept.shape[0]
         H = np.empty((b, U, d, d))
         plan = _GramPlan(kept) if plan is None else plan
         if plan.disjoint:
@@ -314,19 +402,7 @@ class BatchedLinearSVC(BatchedClassifier):
                     H[:, u] = _gram(Xb, plan.kept[u])
         H *= 2.0 * C
         H += np.eye(d)
-        rhs = (2.0 * C) * (YW @ Xb)  # (b, Q, d)
-        rhs = rhs[:, training_sets]  # (b, U, M, d)
-        svd = needs_svd(H)  # (b, U)
-        if svd.any():
-            H[svd] = np.eye(d)  # solved below
-        points = np.linalg.solve(H, np.swapaxes(rhs, 2, 3))  # (b, U, d, M)
-        for i, u in zip(*np.nonzero(svd)):
-            rows = np.flatnonzero(kept[u])
-            targets = YW[training_sets[u]][:, rows].T  # (n_u, M)
-            points[i, u] = ridge_svd(Xb[i, rows], targets, C)
-        out = np.empty((b, Q, d))
-        out[:, training_sets] = np.swapaxes(points, 2, 3)
-        return out.reshape(b * Q, d)
+        return H, (2.0 * C) * (YW @ Xb)
 
     def fold_decisions(self, X, y, n_classes, plan: CVPlan):
         return self.many_fold_decisions(X, np.asarray(y)[None, :], n_classes, plan)[0]

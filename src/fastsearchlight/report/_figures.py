@@ -19,10 +19,9 @@ from nibabel.affines import apply_affine
 
 from ._maps import _finite_data, _load_3d
 
-__all__ = ["plot_f_scores", "plot_null_distribution", "plot_searchlight"]
+__all__ = ["plot_f_scores", "plot_logp", "plot_null_distribution", "plot_searchlight"]
 
 _DPI = 120
-_MAX_CUTS = 7
 # Below this absolute value a voxel counts as outside the map and is drawn transparent.
 _MAP_THRESHOLD = 1e-6
 
@@ -56,52 +55,18 @@ def _plane_world(affine: np.ndarray, shape, voxel_axis: int, index: float, world
     return float(apply_affine(affine, centre)[world_axis])
 
 
-def _display_cuts(img, data: np.ndarray) -> tuple[str, list[float]]:
-    """Display mode and cut coordinates (mm) that show a map well.
-
-    An image one voxel thick along some axis (a single slice) is shown as that one plane.
-    A volume is shown as up to seven axial cuts spread over the planes that hold map
-    voxels, one of them through the peak.
-    """
-    shape = img.shape[:3]
-    affine = img.affine
-    # World axis (0 x, 1 y, 2 z) closest to each voxel axis.
-    world_of = nib.orientations.io_orientation(affine)[:, 0].astype(int)
-    thin = [axis for axis in range(3) if shape[axis] == 1]
-    if thin:
-        voxel_axis = thin[-1]
-        world_axis = int(world_of[voxel_axis])
-        return "xyz"[world_axis], [_plane_world(affine, shape, voxel_axis, 0, world_axis)]
-
-    voxel_axis = int(np.flatnonzero(world_of == 2)[0])
-    in_map = data != 0
-    if not in_map.any():
-        in_map = np.ones(shape, dtype=bool)
-    others = tuple(axis for axis in range(3) if axis != voxel_axis)
-    planes = np.flatnonzero(in_map.any(axis=others))
-    lo, hi = int(planes.min()), int(planes.max())
-    n_cuts = min(_MAX_CUTS, hi - lo + 1)
-    if hi - lo + 1 > n_cuts + 1:
-        # Leave out the outermost planes, which hold few voxels.
-        picks = np.linspace(lo, hi, n_cuts + 2)[1:-1]
-    else:
-        picks = np.linspace(lo, hi, n_cuts)
-    picks = np.round(picks).astype(int)
-    if data.any():
-        masked = np.where(data != 0, data, -np.inf)
-        peak_plane = int(np.unravel_index(np.argmax(masked), shape)[voxel_axis])
-        picks[np.argmin(np.abs(picks - peak_plane))] = peak_plane
-    picks = np.unique(picks)
-    cuts = sorted(_plane_world(affine, shape, voxel_axis, p, 2) for p in picks)
-    return "z", cuts
-
-
 def _figsize(img, display_mode: str, n_cuts: int) -> tuple[float, float]:
     """Figure size (inches) giving each cut its image's aspect ratio, plus a colorbar."""
     shape = np.asarray(img.shape[:3], dtype=float)
     corners = np.array(np.meshgrid(*[[-0.5, s - 0.5] for s in shape], indexing="ij"))
     world = apply_affine(img.affine, corners.reshape(3, -1).T)
     extent = world.max(axis=0) - world.min(axis=0)
+    if display_mode == "ortho":
+        # three views side by side: sagittal (y by z), coronal (x by z), axial (x by y)
+        x, y, z = np.maximum(extent, 1e-6)
+        ratio = float(np.clip(y / z, 0.4, 3.0) + np.clip(x / z, 0.4, 3.0) + np.clip(x / y, 0.4, 3.0))
+        height = 3.4
+        return float(np.clip(0.85 * height * ratio + 1.3, 6.0, 16.0)), height
     horizontal, vertical = {"x": (1, 2), "y": (0, 2), "z": (0, 1)}[display_mode]
     aspect = extent[horizontal] / max(extent[vertical], 1e-6)
     aspect = float(np.clip(aspect, 0.4, 3.0))
@@ -117,26 +82,31 @@ def _save_display(fig, path: Path) -> Path:
     return path
 
 
-def _clean_map(img, name: str):
-    """A 3D image with finite float32 data, its data (float64), display mode and cuts."""
+def _clean_map(img, name: str, cuts):
+    """A 3D image with finite float32 data, its data (float64), display mode and cuts
+    (``cuts`` None: through the map's strongest result, see :func:`fastsearchlight.plotting.map_cuts`)."""
     img = _load_3d(img, name)
     data = _finite_data(img)
     clean = nib.Nifti1Image(data.astype(np.float32), img.affine)
-    display_mode, cuts = _display_cuts(clean, data)
-    return clean, data, display_mode, cuts
+    if cuts is None:
+        from ..plotting import map_cuts
+
+        cuts = map_cuts(clean)
+    display_mode, coords = cuts
+    return clean, data, display_mode, list(coords)
 
 
 def _background(mean_img):
     return None if mean_img is None else _load_3d(mean_img, "mean_img")
 
 
-def _map_figure(img, name: str, mean_img, title: str | None):
+def _map_figure(img, name: str, mean_img, title: str | None, cuts=None):
     """A map made ready to draw: the clean map, its data, the background, a black figure
     sized for the map's cuts, and the keywords every map figure gives nilearn."""
     _use_headless_backend()
     from matplotlib.figure import Figure
 
-    clean, data, display_mode, cuts = _clean_map(img, name)
+    clean, data, display_mode, cuts = _clean_map(img, name, cuts)
     bg = _background(mean_img)
     fig = Figure(figsize=_figsize(clean, display_mode, len(cuts)), facecolor="k")
     common = dict(
@@ -163,6 +133,7 @@ def plot_searchlight(
     *,
     title: str | None = None,
     chance: float | None = None,
+    cuts: tuple[str, list[float]] | None = None,
 ) -> Path:
     """Plot a searchlight score map over the mean functional image and save it.
 
@@ -170,8 +141,8 @@ def plot_searchlight(
     :func:`nilearn.plotting.plot_img` over ``mean_img`` on a black background, colour map
     "inferno" starting at chance level, with a colorbar. Voxels outside the map (score 0)
     and voxels scoring below chance are transparent, so the background shows through.
-    A single-slice image is shown as that slice; a volume as up to seven axial cuts
-    spread over the map, one of them through the peak.
+    A single-slice image is shown as that slice; a volume in three orthogonal cuts, by
+    default through the map's strongest result.
 
     Parameters
     ----------
@@ -187,6 +158,9 @@ def plot_searchlight(
         Title drawn in the figure.
     chance : float or None, default=None
         Chance level: the bottom of the colour scale. Ignored when no voxel scores above it.
+    cuts : (display_mode, cut_coords) or None, default=None
+        Where to cut, e.g. :func:`fastsearchlight.plotting.map_cuts` of another map to show
+        the same slices; None cuts through this map's strongest result.
 
     Returns
     -------
@@ -196,7 +170,7 @@ def plot_searchlight(
     from nilearn import plotting
 
     path = Path(path)
-    scores, data, bg, fig, common = _map_figure(scores_img, "scores_img", mean_img, title)
+    scores, data, bg, fig, common = _map_figure(scores_img, "scores_img", mean_img, title, cuts)
     in_map = data[data != 0]
     if in_map.size == 0:
         # Nothing to overlay: show the background alone (or the empty map).
@@ -224,30 +198,34 @@ def plot_searchlight(
     return _save_display(fig, path)
 
 
-def plot_f_scores(
-    f_img,
+def plot_logp(
+    logp_img,
     mean_img,
     path: str | os.PathLike,
     *,
     title: str | None = None,
+    cuts: tuple[str, list[float]] | None = None,
+    vmax: float | None = None,
 ) -> Path:
-    """Plot a univariate F-test map over the mean functional image and save it.
+    """Plot a -log10 p map over a background with a sequential colormap, and save it.
 
-    As in nilearn's classic searchlight example: :func:`nilearn.plotting.plot_stat_map`
-    of the F-test -log10(p) map over ``mean_img``, here with a colorbar. Zeros are
-    transparent. Cuts are chosen as in :func:`plot_searchlight`.
+    -log10 p is never negative: the colour scale ("viridis") runs from 0 to ``vmax``
+    (default: the map's maximum), with a colorbar; zeros are transparent.
 
     Parameters
     ----------
-    f_img : Niimg-like
-        3D map of -log10(p) of the F-test (0 outside the mask). +inf (p = 0) is shown as
-        the largest finite value, NaN as 0.
+    logp_img : Niimg-like
+        3D map of -log10 p (0 outside). +inf (p = 0) is shown as the largest finite
+        value, NaN as 0.
     mean_img : Niimg-like or None
         Background image, usually the mean functional image. None draws no background.
     path : str or path-like
         Output file; parent folders are created.
     title : str or None, default=None
-        Title drawn in the figure.
+    cuts : (display_mode, cut_coords) or None, default=None
+        As in :func:`plot_searchlight`.
+    vmax : float or None, default=None
+        Top of the colour scale.
 
     Returns
     -------
@@ -257,20 +235,37 @@ def plot_f_scores(
     from nilearn import plotting
 
     path = Path(path)
-    f_map, data, bg, fig, common = _map_figure(f_img, "f_img", mean_img, title)
-    vmax = float(np.abs(data).max())
+    logp, data, bg, fig, common = _map_figure(logp_img, "logp_img", mean_img, title, cuts)
+    top = float(vmax) if vmax is not None else float(max(data.max(), 0.0))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="empty mask", category=UserWarning)
-        plotting.plot_stat_map(
-            f_map,
-            bg_img=bg,
-            colorbar=True,
-            cbar_tick_format="%.1f",
-            threshold=_MAP_THRESHOLD,
-            vmax=vmax if vmax > 0 else None,
-            **common,
-        )
+        plotting.plot_img(
+            logp, bg_img=bg, threshold=_MAP_THRESHOLD, colorbar=True, cbar_tick_format="%.1f",
+            cmap="viridis", vmin=0.0, vmax=top if top > 0 else 1.0, **common,
+        )  # fmt: skip
     return _save_display(fig, path)
+
+
+def plot_f_scores(
+    f_img,
+    mean_img,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    cuts: tuple[str, list[float]] | None = None,
+) -> Path:
+    """Plot a univariate F-test map (-log10 p) over the mean functional image and save it.
+
+    As in nilearn's classic searchlight example, the F-test's -log10 p over the mean
+    image, here with a sequential colormap from 0 and a colorbar (:func:`plot_logp`).
+    Pass the score map's ``cuts`` to show the same slices as :func:`plot_searchlight`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    return plot_logp(f_img, mean_img, path, title=title, cuts=cuts)
 
 
 def plot_null_distribution(

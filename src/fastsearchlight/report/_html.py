@@ -42,6 +42,10 @@ table.kv td { word-break: break-word; }
 table.nested { margin: 0; font-size: 1em; }
 table.data td { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0 1.6em; }
+.answer { display: flex; flex-wrap: wrap; gap: 0 1.5em; align-items: flex-start; }
+.answer figure { margin: 0.6em 0 1em; flex: 1 1 100%; }
+.answer figure.half { flex: 1 1 calc(50% - 1.5em); min-width: 320px; }
+p.headline { font-size: 1.12em; background: #f4f7fb; border-left: 4px solid #2a5db0; padding: 0.5em 0.8em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ccc; }
 figcaption { font-size: 0.92em; color: #444; margin-top: 0.3em; }
 .note, footer { color: #666; font-size: 0.88em; }
@@ -50,7 +54,7 @@ footer { margin-top: 3em; border-top: 1px solid #ddd; padding-top: 0.5em; }
 
 
 def _format_float(value: float) -> str:
-    return f"{value:.6g}" if math.isfinite(value) else str(value)
+    return f"{value:.4g}" if math.isfinite(value) else str(value)
 
 
 def _render_value(value, depth: int = 0) -> str:
@@ -170,13 +174,16 @@ def write_report(
     filename: str = "report.html",
     force: bool = False,
     title: str = "Searchlight report",
+    answer: Mapping[str, str | os.PathLike] | None = None,
+    headline: str | None = None,
 ) -> Path:
     """Write a self-contained HTML report of a study into its output folder.
 
     The page needs no network: CSS is inline, there is no script, and figures are linked
     by paths relative to ``out_dir`` so the folder can be moved or archived as a whole.
-    Sections, in order: results, figures, tables, parameters, data, any other top-level
-    summary key (in the summary's order), timings, software. A mapping section is a
+    Sections, in order: the answer (``headline`` and the ``answer`` figures), results,
+    tables, figures, parameters, data, any other top-level summary key (in the summary's
+    order), timings, software. A mapping section is a
     two-column table; nested mappings become nested tables, lists comma-separated text.
     Every string from the summary and the tables is HTML-escaped.
 
@@ -201,6 +208,11 @@ def write_report(
         Overwrite an existing page.
     title : str, default="Searchlight report"
         Page title.
+    answer : mapping of str to str or path-like, or None, default=None
+        Caption -> figure shown first, in the "Answer" section (the map, the corrected
+        maps, the histogram of scores); the first full width, the others side by side.
+    headline : str or None, default=None
+        One sentence opening the page: the answer in words.
 
     Returns
     -------
@@ -223,7 +235,12 @@ def write_report(
     if target.exists() and not force:
         raise FileExistsError(f"{target} already exists; pass force=True to overwrite it.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    page = _page(title, _sections(out_dir, summary, figures, tables))
+    sections = _sections(out_dir, summary, figures, tables)
+    if answer or headline:
+        body = f'<p class="headline">{html.escape(headline)}</p>' if headline else ""
+        body += _figures_body(out_dir, answer or {}, layout=True)
+        sections.insert(0, ("s-answer", "Answer", body))
+    page = _page(title, sections)
     _write_page(out_dir, filename, target, page)
     return target
 
@@ -239,10 +256,10 @@ def _sections(out_dir: Path, summary: Mapping, figures, tables) -> list[tuple[st
     for key in ("results",):
         if key in summary:
             add_summary_section(key)
-    if figures:
-        sections.append((_anchor("s", "figures", used), "Figures", _figures_body(out_dir, figures)))
     for heading, frame in (tables or {}).items():
         sections.append((_anchor("t", heading, used), html.escape(str(heading)), _table_body(heading, frame)))
+    if figures:
+        sections.append((_anchor("s", "figures", used), "Figures", _figures_body(out_dir, figures)))
     for key in _MAIN_SECTIONS[1:]:
         if key in summary:
             add_summary_section(key)
@@ -255,14 +272,16 @@ def _sections(out_dir: Path, summary: Mapping, figures, tables) -> list[tuple[st
     return sections
 
 
-def _figures_body(out_dir: Path, figures: Mapping) -> str:
-    """The figures, each with its caption."""
+def _figures_body(out_dir: Path, figures: Mapping, *, layout: bool = False) -> str:
+    """The figures, each with its caption (``layout``: the first full width, the others in pairs)."""
     parts = []
-    for caption, name in figures.items():
+    for i, (caption, name) in enumerate(figures.items()):
         src = _figure_src(out_dir, name)
         cap = html.escape(str(caption))
-        parts.append(f'<figure><img src="{src}" alt="{cap}"><figcaption>{cap}</figcaption></figure>')
-    return "\n".join(parts)
+        css = ' class="half"' if layout and i > 0 else ""
+        parts.append(f'<figure{css}><img src="{src}" alt="{cap}"><figcaption>{cap}</figcaption></figure>')
+    body = "\n".join(parts)
+    return f'<div class="answer">\n{body}\n</div>' if layout else body
 
 
 def _table_body(heading, frame) -> str:

@@ -1,0 +1,281 @@
+"""Speed at every sphere size and data shape, side by side with nilearn, in one command.
+
+Rows (svc, nilearn's ``LinearSVC`` default):
+
+- **W1**: the Haxby-sized whole brain (:func:`fastsearchlight.simulate.simulate_haxby_like`:
+  40 x 64 x 64 grid of 3.5 x 3.75 x 3.75 mm, 216 volumes, 2 classes, 12 runs), KFold(4), at
+  radius 5.6, 8, 10 and 12 mm;
+- **W2, trial betas**: nilearn's MNI152 grey-matter mask at 2 mm
+  (``load_mni152_gm_mask(resolution=2)``, shipped inside nilearn), 8 runs x 40 beta maps,
+  2 classes, radius 6 mm, LeaveOneGroupOut;
+- **W3, run-wise betas**: the same mask, 8 runs x 4 condition betas (32 samples), 4 classes,
+  radius 6 mm, LeaveOneGroupOut.
+
+W2 and W3 are Gaussian noise smoothed in space (sigma 1 voxel) with class-selective patterns
+planted in five 8 mm balls, on the mask's bounding box. Each measurement runs in a fresh
+process, so its peak memory is its own:
+
+- fastsearchlight on every sphere (the first fit of the process: worker start included,
+  numba's compiled code loaded from its cache; the compile time is measured on its own);
+- nilearn's ``SearchLight`` (``n_jobs=2``) on a random subset of spheres, scaled per sphere;
+- agreement: on 100 random spheres, the scores equal to those of a tightly solved
+  ``LinearSVC`` (liblinear's primal solver, tol 1e-10) run by nilearn, and the Newton
+  iterations per problem (one problem = a sphere, a fold and a one-vs-rest class).
+
+Usage::
+
+    python benchmarks/sphere_sizes.py                  # every row (about an hour)
+    python benchmarks/sphere_sizes.py --rows W1-5.6 W3 # some rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _results import cpu_model, write_result
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(tempfile.gettempdir()) / "fastsearchlight-benchmark-data"
+
+#: row -> (data set, radius mm, nilearn subset size)
+ROWS = {
+    "W1-5.6": ("haxby", 5.6, 1500),
+    "W1-8": ("haxby", 8.0, 600),
+    "W1-10": ("haxby", 10.0, 200),
+    "W1-12": ("haxby", 12.0, 100),
+    "W2": ("trial_betas", 6.0, 60),
+    "W3": ("run_betas", 6.0, 100),
+}
+
+
+def _betas(name: str):
+    """The W2 or W3 data: written once as NIfTI (the bounding box of the 2 mm mask)."""
+    import nibabel as nib
+    import pandas as pd
+
+    folder = DATA / name
+    if not (folder / "labels.tsv").exists():
+        from nilearn.datasets import load_mni152_gm_mask
+        from scipy.ndimage import gaussian_filter
+
+        gm = load_mni152_gm_mask(resolution=2)
+        full = np.asarray(gm.dataobj) > 0
+        lo, hi = np.argwhere(full).min(0) - 1, np.argwhere(full).max(0) + 2
+        mask = full[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        affine = gm.affine.copy()
+        affine[:3, 3] += affine[:3, :3] @ lo
+        per_run = {"trial_betas": ["a"] * 20 + ["b"] * 20, "run_betas": ["a", "b", "c", "d"]}[name]
+        rng = np.random.default_rng(0)
+        labels = np.concatenate([rng.permutation(per_run) for _ in range(8)])
+        runs = np.repeat(np.arange(8), len(per_run))
+        data = np.empty(mask.shape + (len(labels),), np.float32)
+        for t in range(len(labels)):
+            noise = gaussian_filter(rng.standard_normal(mask.shape), sigma=1.0)
+            data[..., t] = noise / noise.std()
+        grid = np.stack(np.indices(mask.shape), -1) * 2.0
+        classes = sorted(set(per_run))
+        for centre in np.argwhere(mask)[rng.choice(mask.sum(), 5, replace=False)]:
+            ball = np.linalg.norm(grid - centre * 2.0, axis=-1) <= 8.0
+            for c in classes:
+                pattern = 0.7 * rng.standard_normal(ball.sum()).astype(np.float32)
+                sub = data[ball]
+                sub[:, labels == c] += pattern[:, None]
+                data[ball] = sub
+        folder.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(data, affine), folder / "betas.nii.gz")
+        nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), folder / "mask.nii.gz")
+        pd.DataFrame({"labels": labels, "chunks": runs}).to_csv(folder / "labels.tsv", sep="\t", index=False)
+    table = pd.read_csv(folder / "labels.tsv", sep="\t")
+    img = nib.load(folder / "betas.nii.gz")
+    return img, nib.load(folder / "mask.nii.gz"), table["labels"].to_numpy(), table["chunks"].to_numpy()
+
+
+def dataset(kind: str):
+    """(image, mask, labels, groups, cv) of a row's data set."""
+    from sklearn.model_selection import KFold, LeaveOneGroupOut
+
+    if kind == "haxby":
+        from fastsearchlight.simulate import simulate_haxby_like
+
+        ds = simulate_haxby_like(random_state=0)
+        return ds.func_img, ds.mask_img, ds.labels["labels"].to_numpy(), None, KFold(4)
+    img, mask, y, groups = _betas(kind)
+    return img, mask, y, groups, LeaveOneGroupOut()
+
+
+def subset(mask_img, n: int, seed: int):
+    import nibabel as nib
+
+    mask = np.asarray(mask_img.dataobj) != 0
+    ijk = np.argwhere(mask)
+    pick = ijk[np.sort(np.random.default_rng(seed).choice(len(ijk), size=min(n, len(ijk)), replace=False))]
+    out = np.zeros(mask.shape, np.uint8)
+    out[tuple(pick.T)] = 1
+    return nib.Nifti1Image(out, mask_img.affine)
+
+
+def _peak_mb() -> float:
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(self_kb, children_kb) / 1024.0
+
+
+def measure(tool: str, row: str) -> dict:
+    """One measurement, in its own process (see ``--one``)."""
+    kind, radius, n_subset = ROWS[row]
+    img, mask, y, groups, cv = dataset(kind)
+    img.get_fdata(dtype=np.float32)  # read before timing
+    common = dict(mask_img=mask, radius=radius, cv=cv, n_jobs=2)
+    out = {"tool": tool, "row": row}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # liblinear's convergence warnings
+        if tool == "ours":
+            from fastsearchlight import SearchLight
+
+            sl = SearchLight(estimator="svc", **common)
+            t0 = time.perf_counter()
+            sl.fit(img, y, groups=groups)
+            out["seconds"] = time.perf_counter() - t0
+            out["n_spheres"] = int(sl.n_elements_)
+            out["mean_sphere"] = float(np.mean(sl.sphere_sizes_))
+            out["n_samples"] = len(y)
+            out["n_train"] = int(min(len(tr) for tr, _ in cv.split(np.zeros(len(y)), y, groups)))
+            out["peak_mb"] = _peak_mb()
+        elif tool == "nilearn":
+            from nilearn.decoding import SearchLight
+
+            sl = SearchLight(process_mask_img=subset(mask, n_subset, 0), estimator="svc", **common)
+            t0 = time.perf_counter()
+            sl.fit(img, y, groups=groups)
+            out["seconds"] = time.perf_counter() - t0
+            out["n_spheres"] = int(np.asarray(sl.process_mask_).sum())
+            out["peak_mb"] = _peak_mb()
+        else:  # agreement with the tight optimum, and iterations, on 100 spheres
+            out.update(_agreement(img, y, groups, common, subset(mask, 100, 1)))
+    return out
+
+
+def _agreement(img, y, groups, common, process) -> dict:
+    from nilearn.decoding import SearchLight as NilearnSearchLight
+    from sklearn.svm import LinearSVC
+
+    import fastsearchlight.estimators.svm as svm
+    from fastsearchlight import SearchLight
+
+    iterations = []
+    fit_weights = svm.BatchedLinearSVC.fit_weights
+
+    def recording(self, *args, **kwargs):
+        w = fit_weights(self, *args, **kwargs)
+        iterations.append(self.n_iter_.ravel().copy())
+        return w
+
+    svm.BatchedLinearSVC.fit_weights = recording
+    ours = SearchLight(process_mask_img=process, estimator="svc", **{**common, "n_jobs": 1})
+    ours.fit(img, y, groups=groups)
+    tight = LinearSVC(dual=False, tol=1e-10, max_iter=100000)
+    ref = NilearnSearchLight(process_mask_img=process, estimator=tight, **common).fit(img, y, groups=groups)
+    keep = np.asarray(process.dataobj) > 0
+    same = np.isclose(ours.scores_[keep], ref.scores_[keep], rtol=0, atol=1e-12)
+    it = np.concatenate(iterations)
+    return {
+        "identical": float(same.mean()),
+        "iterations_mean": float(it.mean()),
+        "iterations_p99": float(np.percentile(it, 99)),
+        "iterations_max": int(it.max()),
+    }
+
+
+def compile_seconds() -> tuple[float, float]:
+    """Seconds of a first call to the compiled kernel with an empty cache, and with it filled."""
+    code = (
+        "import time; t0 = time.perf_counter(); import numpy as np; "
+        "from fastsearchlight.estimators._svm_kernel import newton_problems as f; "
+        "X = np.ones((1, 4, 2)); X[0, :, 0] = [0, 1, 2, 3]; Y = np.array([[1.0, -1, 1, -1]]); "
+        "f(X, Y, np.ones((1, 4)), np.zeros((1, 2)), 1.0, 10); print(time.perf_counter() - t0)"
+    )
+    run = lambda env: float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                           capture_output=True, text=True).stdout)  # fmt: skip
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        seconds = run(env), run(env)
+    run(os.environ)  # the measurements load the compiled code from the package's own cache
+    return seconds
+
+
+def _run_one(tool: str, row: str) -> dict:
+    cmd = [sys.executable, __file__, "--one", tool, row]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(results: dict, compile_s: tuple[float, float]) -> str:
+    import nilearn
+    import sklearn
+
+    load = os.getloadavg()
+    lines = [
+        "# Speed at every sphere size and data shape (svc), side by side with nilearn",
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores; load average at the end {load[0]:.2f}, "
+        f"{load[1]:.2f}, {load[2]:.2f}; Python {platform.python_version()}, numpy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, nilearn {nilearn.__version__}.",
+        "",
+        f"Compiled kernels: {compile_s[0]:.1f} s for the first call with an empty cache (compiling), "
+        f"{compile_s[1]:.1f} s in a later process (loading the cache; both include imports).",
+        "",
+        "| row | spheres | voxels/sphere | samples (train) | ours s | ours spheres/s | nilearn s (est.) "
+        "| ratio | identical to tight LinearSVC | Newton iterations mean / p99 / max | peak MB ours / nilearn |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, r in results.items():
+        ours, nl, ag = r["ours"], r["nilearn"], r["agreement"]
+        nl_whole = nl["seconds"] / nl["n_spheres"] * ours["n_spheres"]
+        lines.append(
+            f"| {row} | {ours['n_spheres']} | {ours['mean_sphere']:.0f} | {ours['n_samples']} "
+            f"({ours['n_train']}) | {ours['seconds']:.1f} | {ours['n_spheres'] / ours['seconds']:.0f} | "
+            f"{nl_whole:.0f} (on {nl['n_spheres']}) | {nl_whole / ours['seconds']:.0f}x | "
+            f"{ag['identical']:.1%} | {ag['iterations_mean']:.1f} / {ag['iterations_p99']:.0f} / "
+            f"{ag['iterations_max']} | {ours['peak_mb']:.0f} / {nl['peak_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--one", nargs=2, metavar=("TOOL", "ROW"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(*args.one)))
+        return 0
+    compile_s = compile_seconds()
+    results = {}
+    for row in args.rows:
+        results[row] = {}
+        for tool in ("ours", "nilearn", "agreement"):
+            results[row][tool] = r = _run_one(tool, row)
+            print(f"{row:>7} {tool:>9}: {json.dumps(r)}", file=sys.stderr, flush=True)
+    text = table(results, compile_s)
+    print(text)
+    name = "sphere_sizes" if args.rows == list(ROWS) else "sphere_sizes_partial"
+    write_result(HERE / "results" / f"{name}.md", text)
+    write_result(HERE / "results" / f"{name}.json", json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

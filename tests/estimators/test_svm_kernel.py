@@ -1,0 +1,133 @@
+"""The compiled Newton iterations against the numpy ones and a tightly solved LinearSVC."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.svm import LinearSVC
+
+import fastsearchlight
+from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD, newton_problems
+from fastsearchlight.estimators._svm_newton import newton, ridge_svd
+
+
+def raw_scale_problems(n_problems, n, d, seed, scale=1000.0):
+    """Raw-BOLD-like problems (values ~1000, a constant feature last): nearly separable
+    when d approaches n / 2, where the active set changes by a few samples per step."""
+    rng = np.random.default_rng(seed)
+    X = scale + 60.0 * rng.standard_normal((n_problems, n, d))
+    X[:, :, -1] = 1.0
+    Y = np.where(rng.random((n_problems, n)) < 0.5, -1.0, 1.0)
+    X[:, :, :-1] += 3.0 * Y[:, :, None] * rng.standard_normal((n_problems, 1, d - 1))
+    W = np.ones((n_problems, n))
+    W[:, -3:] = 0.0  # padding rows
+    X[:, -3:] = 0.0
+    return X, Y, W
+
+
+def first_points(X, Y, W, C):
+    d = X.shape[2]
+    XW = X * W[:, :, None]
+    H = np.eye(d) + 2.0 * C * np.swapaxes(XW, 1, 2) @ XW
+    return np.linalg.solve(H, (2.0 * C * np.einsum("nk,nkd->nd", Y * W, X))[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("n, d", [(120, 12), (120, 50), (120, 61), (80, 70), (40, 60)])
+def test_same_optimum_as_numpy_newton(n, d):
+    C = 1.0
+    X, Y, W = raw_scale_problems(12, n, d, seed=d)
+    first = first_points(X, Y, W, C)
+    w, status, iterations = newton_problems(X, Y, W, first, C, 500)
+    assert np.all(status == CONVERGED)
+    ref = np.zeros_like(first)
+    assert newton(X, Y, W, ref, C, 500, first).all()
+    scale = np.abs(ref).max(axis=1, keepdims=True)
+    np.testing.assert_allclose(w, ref, rtol=0, atol=1e-6 * scale.max())
+    # same active set at the optimum, so the same decisions' signs on every sample
+    np.testing.assert_array_equal(
+        np.einsum("nkd,nd->nk", X, w) * Y < 1.0, np.einsum("nkd,nd->nk", X, ref) * Y < 1.0
+    )
+    if d in (50, 61):  # near-separable: many steps, rank-one changes exercised
+        assert iterations.max() > 5
+
+
+def objective(w, X, Y, C):
+    hinge = np.maximum(0.0, 1.0 - Y * (X @ w))
+    return 0.5 * w @ w + C * hinge @ hinge
+
+
+@pytest.mark.parametrize("d", [10, 55])
+def test_optimum_at_least_as_good_as_tight_linearsvc(d):
+    """The gradient vanishes (to rounding), and liblinear's tightly solved primal reaches
+    no lower objective; where it has converged, the weights are the same."""
+    C = 1.0
+    X, Y, W = raw_scale_problems(6, 110, d, seed=3)
+    w, status, _ = newton_problems(X, Y, W, first_points(X, Y, W, C), C, 500)
+    assert np.all(status == CONVERGED)
+    same = 0
+    for q in range(len(X)):
+        rows = W[q] > 0
+        Xq, Yq = X[q, rows], Y[q, rows]
+        slack = np.maximum(0.0, 1.0 - Yq * (Xq @ w[q]))
+        gradient = w[q] - 2.0 * C * Xq.T @ (Yq * slack)
+        # rounding of the margins: products of the size of |X| |w|, times |X|
+        rounding = 2.0 * C * np.abs(Xq).T @ (np.abs(Xq) @ np.abs(w[q]))
+        assert np.all(np.abs(gradient) <= 1e-13 * rounding)
+        # the constant last feature is liblinear's intercept feature (intercept_scaling=1)
+        ref = LinearSVC(C=C, dual=False, tol=1e-12, max_iter=100000).fit(Xq[:, :-1], Yq)
+        w_ref = np.append(ref.coef_[0], ref.intercept_[0])
+        assert objective(w[q], Xq, Yq, C) <= objective(w_ref, Xq, Yq, C) * (1 + 1e-12)
+        same += np.allclose(w[q], w_ref, rtol=0, atol=1e-6 * np.abs(w_ref).max())
+    assert same >= len(X) - 1
+
+
+def test_values_too_large_for_normal_equations_are_flagged():
+    """Data of ~1e8 leave nothing of the identity in ``I + 2C X^T X``: once the active set
+    changes, such problems are handed back (to be solved from the SVD)."""
+    X, Y, W = raw_scale_problems(4, 60, 30, seed=1, scale=1e8)
+    first = ridge_svd(X * W[:, :, None], (Y * W)[:, :, None], 1.0)[..., 0]
+    _, status, _ = newton_problems(X, Y, W, first, 1.0, 50)
+    assert np.all(status == NEEDS_SVD)
+
+
+def test_compiles_and_caches_when_the_package_folder_cannot_be_written(tmp_path):
+    """With the package's folder not writable, numba keeps its cache in the user's cache
+    folder, and the kernel runs."""
+    package = Path(fastsearchlight.__file__).parent
+    copy = tmp_path / "site" / "fastsearchlight"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    # a file where the cache folder would go: no one, root included, can create it
+    (copy / "estimators" / "__pycache__").write_text("")
+    if os.geteuid() != 0:
+        for path in sorted(copy.rglob("*"), reverse=True) + [copy]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+    home = tmp_path / "home"
+    home.mkdir()
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import fastsearchlight.estimators._svm_kernel as k
+        assert k.__file__.startswith(sys.argv[1]), k.__file__
+        X = np.ones((2, 5, 3)); X[:, :, :2] = np.arange(10.0).reshape(5, 2)
+        Y = np.array([[1.0, -1, 1, -1, 1]] * 2); W = np.ones((2, 5))
+        w, status, _ = k.newton_problems(X, Y, W, np.zeros((2, 3)), 1.0, 50)
+        assert (status == 0).all()
+        print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), PYTHONPATH=str(copy.parent))
+    for _ in range(2):  # compile and write the cache, then load it
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(copy)], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "ok"
+    assert list(home.rglob("*.nbi")), "no cache index in the user's cache folder"
+    assert not list(copy.rglob("*.nbi"))
