@@ -165,3 +165,20 @@ def test_one_hemisphere_and_euclidean_discs_from_the_command_line(simulated, tmp
     assert sorted(p.name for p in out.iterdir()) == sorted(n for n in SURFACE_OUTPUTS if "hemi-R" not in n)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"]["vertices"] == {"left": 10242} and summary["parameters"]["distance"] == "euclidean"
+    # as `run`: each vertex standardised within each run (nilearn.signal.clean), then leave one run out
+    from nilearn.signal import clean
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from fastsearchlight import SurfaceSearchLight
+
+    ds = simulate_surface(random_state=3)
+    runs = ds.labels["chunks"].to_numpy()
+    data = clean(ds.data["left"].T.astype(np.float64), runs=runs, standardize="zscore_sample", detrend=False)
+    keep = ds.labels["labels"].isin(["face", "house"]).to_numpy()
+    sl = SurfaceSearchLight("fsaverage5:inflated", radius=4.0, distance="euclidean", estimator="gnb",
+                            cv=LeaveOneGroupOut())  # fmt: skip
+    sl.fit({"left": data.T.astype(np.float32)[:, keep], "right": ds.data["right"][:, keep]}, ds.labels["labels"][keep],
+           groups=runs[keep])  # fmt: skip
+    scores = load_surf_data(str(out / "searchlight_scores_hemi-L.func.gii"))
+    np.testing.assert_array_equal(scores, sl.scores_img_.data.parts["left"].astype(np.float32))
+    assert summary["cleaning"]["standardize"] == "zscore_sample" and summary["parameters"]["cv"] == "auto"

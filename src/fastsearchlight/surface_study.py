@@ -66,6 +66,20 @@ def split_hemispheres(paths) -> dict:
     return {h: out[h] for h in ("left", "right") if h in out}
 
 
+def _clean(data: dict, runs, config) -> dict:
+    """Each vertex's time series cleaned within each run, on every sample (as ``run`` cleans
+    the volumes: standardised by default, as nilearn's decoders; detrending, high-pass and
+    confounds on request), with :func:`nilearn.signal.clean`."""
+    from .cleaning import Cleaning, clean_runs, read_confounds_table
+
+    cleaning = Cleaning.from_config(config)
+    confounds = read_confounds_table(config.confounds) if config.confounds else None
+    if not cleaning.active and confounds is None:
+        return data
+    # the repetition time is not read from GIfTI files: --high-pass asks for it (one line)
+    return {h: clean_runs(d.T, runs, cleaning, confounds=confounds).T for h, d in data.items()}
+
+
 def _read(func, labels, mask, config, mesh: str):
     """The selected samples' data, labels and runs, and the mask."""
     from ._surface_inputs import read_surface_data
@@ -85,9 +99,11 @@ def _read(func, labels, mask, config, mesh: str):
     table = read_labels(labels, label_column=config.label_column, group_column=config.group_column)
     if len(table) != n_samples:
         raise InputError(f"labels table has {len(table)} rows but the surface data have {n_samples} samples")
+    runs = table[config.group_column].to_numpy() if config.group_column is not None else None
+    data = _clean(data, runs, config)
     keep = select_conditions(table, config.conditions, label_column=config.label_column)
     y = table[config.label_column].astype(str).to_numpy()[keep]
-    groups = table[config.group_column].to_numpy()[keep] if config.group_column is not None else None
+    groups = runs[keep] if runs is not None else None
     data = {h: d[:, keep] for h, d in data.items()}
     mask_parts = split_hemispheres(mask) if mask else None
     if mask_parts is not None:
@@ -141,7 +157,7 @@ def run_surface_study(
         checkpoint = out / CHECKPOINT_NAME if config.n_permutations else None
         if checkpoint is not None:
             _check_checkpoint(out)
-        sl = SurfaceSearchLight(polymesh, mask=mask_parts, distance=distance, cv=parse_cv(config.cv),
+        sl = SurfaceSearchLight(polymesh, mask=mask_parts, distance=distance, cv=parse_cv(config.cv, groups is not None),
                                 verbose=0 if quiet else 1, checkpoint=checkpoint, **params)  # fmt: skip
         try:
             sl.fit(data, y, groups=groups)
@@ -175,6 +191,7 @@ def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names) -
     return {
         "name": name,
         "parameters": {**asdict(config), "mesh": mesh, "distance": distance, "n_folds": sl.cv_plan_.n_folds},
+        "cleaning": _cleaning_record(config),
         "data": {"surface data": [str(f) for f in func], "labels table": str(labels),
                  "samples analysed": len(y), "samples per condition": {str(c): int((y == c).sum()) for c in sl.classes_},
                  "runs": int(len(np.unique(groups))) if groups is not None else None,
@@ -184,6 +201,12 @@ def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names) -
         "software": software_versions(),
         "outputs": list(names),
     }  # fmt: skip
+
+
+def _cleaning_record(config) -> dict:
+    from .cleaning import Cleaning
+
+    return Cleaning.from_config(config).describe(confounds=config.confounds, t_r=None)
 
 
 def _save_gifti(img, staging: Path, stem: str) -> None:
