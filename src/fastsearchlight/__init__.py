@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["RSASearchLight", "SearchLight", "search_light", "__version__"]
+__all__ = ["RSASearchLight", "SearchLight", "SurfaceSearchLight", "search_light", "__version__"]
 
 
 def __getattr__(name: str):
@@ -12,6 +12,10 @@ def __getattr__(name: str):
         from .searchlight import SearchLight
 
         return SearchLight
+    if name == "SurfaceSearchLight":
+        from .surface_searchlight import SurfaceSearchLight
+
+        return SurfaceSearchLight
     if name == "search_light":
         from .functional import search_light
 

@@ -1,32 +1,62 @@
-"""The fitted searchlight's maps as images (a mixin of :class:`SearchLight`)."""
+"""The fitted searchlight's maps as images, and how a fit reads its space's inputs
+(mixins of :class:`SearchLight`; another space, such as a mesh, overrides them)."""
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .images import scores_to_img
+from ._fit_inputs import read_inputs
+from .images import masked_data, nilearn_dtype, scores_to_img
 
-__all__ = ["MapsMixin"]
+__all__ = ["MapsMixin", "VolumeInputsMixin"]
+
+
+class VolumeInputsMixin:
+    """What a fit reads from a volume: images, masks, spheres, the masked data, and how
+    clusters connect the spheres (the process mask's grid)."""
+
+    def _read_inputs(self, imgs, y, groups):
+        """The images, targets, masks and spheres of the fit."""
+        return read_inputs(
+            imgs, y, groups, mask_img=self.mask_img, process_mask_img=self.process_mask_img,
+            radius=self.radius,
+        )  # fmt: skip
+
+    def _masked_data(self, inputs, *, shared: bool, batched: bool) -> np.ndarray:
+        """The data of the mask, (n_samples, n_mask_voxels): float64 for the batched engine,
+        the dtype nilearn hands its estimator for the generic one."""
+        dtype = np.float64 if batched else nilearn_dtype(inputs.func, self.mask_img is not None)
+        return masked_data(inputs.func, inputs.mask, shared=shared, dtype=dtype, zero_fill=True)
+
+    def _inference_space(self) -> dict:
+        """Extra arguments of ``permutation_inference``: none on the process mask's grid."""
+        return {}
 
 
 class MapsMixin:
-    """Images of the fitted maps, on the process mask's grid (``_reference_img``)."""
+    """Images of the fitted maps, on the process mask's grid (``_reference_img``); a space
+    with other images (a mesh's) overrides :meth:`_map_img`."""
+
+    def _map_img(self, values, fill: float = 0.0):
+        """``values`` (one per sphere, first axis) as an image, ``fill`` elsewhere."""
+        return scores_to_img(values, self.process_mask_, self._reference_img, fill=fill)
 
     def _volume_img(self, values):
         check_is_fitted(self)
-        return scores_to_img(values, self.process_mask_, self._reference_img)
+        return self._map_img(values)
 
     @property
     def p_values_img_(self):
         """Voxel-wise (uncorrected) permutation p-values as an image (1 outside the map)."""
         self._check_permuted()
-        return scores_to_img(self.p_values_, self.process_mask_, self._reference_img, fill=1.0)
+        return self._map_img(self.p_values_, fill=1.0)
 
     @property
     def p_fwe_img_(self):
         """Family-wise corrected p-values (maximum statistic) as an image (1 outside the map)."""
         self._check_permuted()
-        return scores_to_img(self.p_fwe_, self.process_mask_, self._reference_img, fill=1.0)
+        return self._map_img(self.p_fwe_, fill=1.0)
 
     @property
     def p_fwe_tfce_img_(self):
@@ -34,13 +64,13 @@ class MapsMixin:
         self._check_permuted()
         if self.p_fwe_tfce_ is None:
             raise AttributeError("TFCE was not computed: set tfce=True.")
-        return scores_to_img(self.p_fwe_tfce_, self.process_mask_, self._reference_img, fill=1.0)
+        return self._map_img(self.p_fwe_tfce_, fill=1.0)
 
     @property
     def cluster_labels_img_(self):
         """Clusters above the cluster-forming threshold (0: none), as an image."""
         self._check_permuted()
-        return scores_to_img(self.cluster_labels_.astype(float), self.process_mask_, self._reference_img)
+        return self._map_img(self.cluster_labels_.astype(float))
 
     def _check_permuted(self):
         check_is_fitted(self)
@@ -54,10 +84,10 @@ class MapsMixin:
     def scores_img_(self):
         """Mean scores as a 3D image on the functional images' grid."""
         check_is_fitted(self)
-        return scores_to_img(self.masked_scores_, self.process_mask_, self._reference_img)
+        return self._map_img(self.masked_scores_)
 
     @property
     def fold_scores_img_(self):
         """Per-fold scores as a 4D image (last axis: folds)."""
         check_is_fitted(self)
-        return scores_to_img(self.fold_scores_, self.process_mask_, self._reference_img)
+        return self._map_img(self.fold_scores_)

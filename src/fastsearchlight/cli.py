@@ -1,4 +1,4 @@
-"""Command line: ``fastsearchlight demo | run | haxby | group | batch | simulate | rsa``."""
+"""Command line: ``fastsearchlight demo | run | surface | haxby | group | batch | simulate | rsa``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ._options import (
     tfce_dh,
 )
 from .io import InputError
+from .surface_cli import add_surface_parsers
 
 __all__ = ["build_parser", "main"]
 
@@ -111,6 +112,10 @@ def cmd_haxby(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    if args.surface:
+        from .surface_cli import simulate_surface_command
+
+        return simulate_surface_command(args)
     from .simulate import simulate_haxby_like, write_dataset
 
     shape = tuple(args.shape)
@@ -138,6 +143,10 @@ def cmd_group(args) -> int:
               f"voxels reject the global null (FWE); outputs in {args.out}")  # fmt: skip
         return 0
 
+    if any(str(m).endswith(".gii") for m in args.maps):
+        from .surface_cli import surface_group_command
+
+        return surface_group_command(args)
     summary = run_group(
         args.maps, args.out, chance=args.chance, mask=args.mask,
         n_permutations=args.permutations, cluster_threshold=args.cluster_threshold,
@@ -332,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .rsa._cli import add_rsa_parser
 
     add_rsa_parser(sub)
-    return parser
+    return add_surface_parsers(parser, sub, _add_analysis_options)
 
 
 def main(argv=None) -> int:

@@ -15,8 +15,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from . import engine
-from ._fit_inputs import estimator_type, read_inputs
-from ._searchlight_maps import MapsMixin
+from ._fit_inputs import estimator_type
+from ._searchlight_maps import MapsMixin, VolumeInputsMixin
 from ._validation import N_JOBS, VERBOSE, Interval, check_params
 from .core import DaskSession, Problem, choose_measure, compute_scores, make_executor, voxel_major
 from .cv import make_cv_plan
@@ -42,7 +42,7 @@ class _Fit:
     X: np.ndarray  # the masked data, in the form the measure wants
 
 
-class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
+class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator):
     """Searchlight decoding, all spheres and folds solved at once.
 
     Takes nilearn's ``SearchLight`` arguments and gives its attributes, so code written for
@@ -252,10 +252,7 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         """
         t0 = time.perf_counter()
         sk_estimator = self._check_and_resolve(y)
-        inputs = read_inputs(
-            imgs, y, groups, mask_img=self.mask_img, process_mask_img=self.process_mask_img,
-            radius=self.radius,
-        )  # fmt: skip
+        inputs = self._read_inputs(imgs, y, groups)
         self.timings_ = {"prepare": time.perf_counter() - t0}
         fit = self._route(sk_estimator, inputs)
         t0 = time.perf_counter()
@@ -327,8 +324,7 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         # the batched engine computes in float64; the generic one hands scikit-learn the
         # data in the dtype nilearn gives it (the images' float32, usually), so that its
         # scores are nilearn's to the bit
-        dtype = np.float64 if batched_path else nilearn_dtype(inputs.func, self.mask_img is not None)
-        X = masked_data(inputs.func, inputs.mask, shared=shared, dtype=dtype, zero_fill=True)
+        X = self._masked_data(inputs, shared=shared, batched=batched_path)
         self.timings_["prepare"] += time.perf_counter() - t0
         return _Fit(
             sk_estimator, measure, metrics, classification, classes, targets, plan, cross_validated, X
@@ -441,7 +437,7 @@ class SearchLight(MapsMixin, TransformerMixin, BaseEstimator):
         result = permutation_inference(
             observed, store.scores, process_mask, affine,
             cluster_alpha=self.cluster_alpha, exhaustive=perms.exhaustive,
-            with_tfce=bool(self.tfce), tfce_dh=self.tfce_dh,
+            with_tfce=bool(self.tfce), tfce_dh=self.tfce_dh, **self._inference_space(),
         )  # fmt: skip
         for field in fields(result):  # p_values_, p_fwe_, clusters_, tfce_...
             setattr(self, field.name + "_", getattr(result, field.name))

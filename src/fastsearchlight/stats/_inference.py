@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ._tfce import tfce
+from ._tfce import label_clusters, tfce
 
 __all__ = ["SCORE_TOL", "PermutationResult", "clusters_above", "permutation_inference"]
 
@@ -39,8 +39,11 @@ class PermutationResult:
 
 
 def clusters_above(values_3d: np.ndarray, threshold: float, structure) -> tuple[np.ndarray, np.ndarray]:
-    """Clusters of voxels scoring at least ``threshold``: the label map and each size."""
-    labels, n = ndimage.label(values_3d >= threshold - SCORE_TOL, structure=structure)
+    """Clusters of voxels scoring at least ``threshold``: the label map and each size.
+
+    ``structure`` connects grid voxels, or is a graph's adjacency (``values_3d`` then holds
+    one value per node; see :func:`label_clusters`)."""
+    labels, n = label_clusters(values_3d >= threshold - SCORE_TOL, structure)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     return labels, sizes
 
@@ -86,20 +89,27 @@ def _pool(observed: np.ndarray, null, chunk: int) -> _PooledNull:
 
 @dataclass
 class _Maps:
-    """Sphere values as volumes on the process mask's grid, and their TFCE."""
+    """Sphere values as volumes on the process mask's grid (or as they are, on a graph of
+    the spheres), and their TFCE."""
 
-    process_mask: np.ndarray
-    structure: np.ndarray
+    process_mask: np.ndarray | None
+    structure: object  # a grid's structuring element, or the spheres' sparse adjacency
     baseline: float
     tfce_dh: object
 
     def volume(self, values: np.ndarray) -> np.ndarray:
+        if self.process_mask is None:
+            return np.asarray(values, dtype=np.float64)
         vol = np.full(self.process_mask.shape, -np.inf)
         vol[self.process_mask] = values
         return vol
 
+    def of_spheres(self, layout: np.ndarray) -> np.ndarray:
+        """The spheres' entries of a map laid out by :meth:`volume`."""
+        return layout if self.process_mask is None else layout[self.process_mask]
+
     def tfce(self, values: np.ndarray) -> np.ndarray:
-        return tfce(self.volume(values - self.baseline), self.structure, dh=self.tfce_dh)[self.process_mask]
+        return self.of_spheres(tfce(self.volume(values - self.baseline), self.structure, dh=self.tfce_dh))
 
 
 def _cluster_and_tfce_nulls(null, maps: _Maps, threshold, with_tfce: bool, chunk: int):
@@ -117,16 +127,14 @@ def _cluster_and_tfce_nulls(null, maps: _Maps, threshold, with_tfce: bool, chunk
     return max_cluster, max_tfce
 
 
-def _cluster_table(observed, labels3d, sizes, process_mask, affine, p_fwe, p_of_size):
+def _cluster_table(observed, sphere_labels, sizes, position, p_fwe, p_of_size):
     """The observed map's clusters, largest first and numbered by rank, and the label of
-    each sphere's cluster (0: none)."""
-    ijk = np.argwhere(process_mask)
-    sphere_labels = labels3d[process_mask]
+    each sphere's cluster (0: none). ``position(sphere)``: the sphere's centre in mm."""
     clusters = []
     for cid, size in enumerate(sizes, start=1):
         members = np.flatnonzero(sphere_labels == cid)
         peak = members[np.argmax(observed[members])]
-        xyz = affine[:3, :3] @ ijk[peak] + affine[:3, 3]
+        xyz = position(peak)
         clusters.append({
             "cluster": cid,
             "size": int(size),
@@ -160,11 +168,31 @@ def _summary(pooled: _PooledNull, max_cluster, threshold, cluster_alpha, exhaust
     }
 
 
+def _space(process_mask, affine, connectivity: int, graph):
+    """How spheres connect in clusters and where they are: a grid's structuring element, the
+    process mask and the voxels' positions (mm); or a graph's adjacency, no mask, and the
+    coordinates of its nodes."""
+    if graph is not None:
+        return graph.adjacency, None, lambda sphere: graph.coordinates[sphere]
+    structure = ndimage.generate_binary_structure(3, _STRUCTURE_RANK[connectivity])
+    ijk = np.argwhere(process_mask)
+    return structure, process_mask, lambda sphere: affine[:3, :3] @ ijk[sphere] + affine[:3, 3]
+
+
+def _tfce_p(maps: _Maps, observed: np.ndarray, max_tfce: np.ndarray, extra: float):
+    """TFCE of the observed map and its family-wise p-values from each null map's maximum."""
+    tfce_observed = maps.tfce(observed)
+    # TFCE sums powers of cluster sizes and thresholds: equal maps give equal values,
+    # and a relative tolerance absorbs the summation order of the same terms
+    beaten = max_tfce[None, :] >= tfce_observed[:, None] * (1 - 1e-12)
+    return tfce_observed, (extra + beaten.sum(axis=1)) / (extra + len(max_tfce))
+
+
 def permutation_inference(
     observed: np.ndarray,
     null: np.ndarray,
-    process_mask: np.ndarray,
-    affine: np.ndarray,
+    process_mask: np.ndarray | None,
+    affine: np.ndarray | None,
     *,
     cluster_alpha: float = 0.001,
     connectivity: int = 26,
@@ -173,6 +201,7 @@ def permutation_inference(
     with_tfce: bool = False,
     tfce_dh="auto",
     tfce_baseline: float | None = None,
+    graph=None,
 ) -> PermutationResult:
     """p-values of a searchlight map from its permutation null.
 
@@ -182,8 +211,8 @@ def permutation_inference(
         Observed scores, in the order of the process mask's voxels.
     null : ndarray (n_permutations, n_spheres)
         Null scores (may be a memory map; read in chunks of permutations).
-    process_mask : ndarray of bool, 3D
-    affine : ndarray (4, 4)
+    process_mask : ndarray of bool, 3D, or None with ``graph``
+    affine : ndarray (4, 4), or None with ``graph``
     cluster_alpha : float
         Cluster-forming threshold: the ``1 - cluster_alpha`` quantile of the pooled null.
     connectivity : {6, 18, 26}
@@ -195,6 +224,10 @@ def permutation_inference(
         Also TFCE (:func:`tfce`, step ``tfce_dh``) of every map minus ``tfce_baseline``
         (chance; None: the pooled null's mean), with family-wise p-values from the maximum
         TFCE of each null map.
+    graph : object or None
+        Spheres off a grid (a mesh's vertices): ``adjacency`` (sparse, spheres x spheres:
+        neighbours in a cluster) and ``coordinates`` (spheres x 3, mm), instead of
+        ``process_mask``, ``affine`` and ``connectivity``.
 
     Returns
     -------
@@ -205,7 +238,7 @@ def permutation_inference(
     n_perm = null.shape[0]
     if n_perm == 0:
         raise ValueError("No permutations: nothing to infer from.")
-    structure = ndimage.generate_binary_structure(3, _STRUCTURE_RANK[connectivity])
+    structure, process_mask, position = _space(process_mask, affine, connectivity, graph)
     observed = np.asarray(observed, dtype=np.float64)
     pooled = _pool(observed, null, chunk)
     # random draws count the observed labelling once more (Phipson & Smyth 2010); an
@@ -220,16 +253,10 @@ def permutation_inference(
     baseline = pooled.mean if tfce_baseline is None else float(tfce_baseline)
     maps = _Maps(process_mask, structure, baseline, tfce_dh)
     max_cluster, max_tfce = _cluster_and_tfce_nulls(null, maps, threshold, with_tfce, chunk)
-    tfce_observed = p_fwe_tfce = None
-    if with_tfce:
-        tfce_observed = maps.tfce(observed)
-        # TFCE sums powers of cluster sizes and thresholds: equal maps give equal values,
-        # and a relative tolerance absorbs the summation order of the same terms
-        beaten = max_tfce[None, :] >= tfce_observed[:, None] * (1 - 1e-12)
-        p_fwe_tfce = (extra + beaten.sum(axis=1)) / (extra + n_perm)
+    tfce_observed, p_fwe_tfce = _tfce_p(maps, observed, max_tfce, extra) if with_tfce else (None, None)
     labels3d, sizes = clusters_above(maps.volume(observed), threshold, structure)
     clusters, sphere_labels = _cluster_table(
-        observed, labels3d, sizes, process_mask, affine, p_fwe,
+        observed, maps.of_spheres(labels3d), sizes, position, p_fwe,
         lambda size: float((extra + (max_cluster >= size).sum()) / (extra + n_perm)),
     )  # fmt: skip
     null_summary = _summary(pooled, max_cluster, threshold, cluster_alpha, exhaustive,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, stats
 
-from ._tfce import tfce
+from ._tfce import label_clusters, tfce
 
 __all__ = ["SignFlipResult", "sign_flip_test", "sign_patterns"]
 
@@ -62,23 +62,34 @@ def one_sample_t(data: np.ndarray, signs: np.ndarray | None = None) -> np.ndarra
 
 @dataclass
 class _TMaps:
-    """t values as volumes of the mask, their supra-threshold clusters and their TFCE."""
+    """t values as volumes of the mask (or as they are, on a graph of the tested points),
+    their supra-threshold clusters and their TFCE."""
 
-    mask: np.ndarray
+    mask: np.ndarray | None
     threshold_t: float | None
     tfce_dh: object
+    graph: object = None  # sparse adjacency of the tested points (a mesh), or None: a grid
+
+    @property
+    def structure(self):
+        return CLUSTER_STRUCTURE if self.graph is None else self.graph
 
     def volume(self, values: np.ndarray) -> np.ndarray:
+        if self.graph is not None:
+            return np.asarray(values, dtype=np.float64)
         vol = np.zeros(self.mask.shape)
         vol[self.mask] = values
         return vol
 
+    def of_points(self, layout: np.ndarray) -> np.ndarray:
+        return layout if self.graph is not None else layout[self.mask]
+
     def clusters(self, t_map: np.ndarray):
-        labels, _ = ndimage.label(self.volume(t_map) > self.threshold_t, structure=CLUSTER_STRUCTURE)
+        labels, _ = label_clusters(self.volume(t_map) > self.threshold_t, self.structure)
         return labels, np.bincount(labels.ravel())[1:]
 
     def tfce(self, t_map: np.ndarray) -> np.ndarray:
-        return tfce(self.volume(t_map), CLUSTER_STRUCTURE, dh=self.tfce_dh)[self.mask]
+        return self.of_points(tfce(self.volume(t_map), self.structure, dh=self.tfce_dh))
 
 
 def _null_maxima(data, flips, maps: _TMaps, with_tfce: bool, chunk: int):
@@ -123,6 +134,7 @@ def sign_flip_test(
     with_tfce: bool = False,
     tfce_dh="auto",
     chunk: int = 256,
+    graph=None,
 ) -> SignFlipResult:
     """One-sided one-sample test (mean > 0) of subject maps by sign flipping.
 
@@ -130,7 +142,7 @@ def sign_flip_test(
     ----------
     data : ndarray (n_subjects, n_voxels)
         Each subject's map minus chance, over the voxels of ``mask`` (C order).
-    mask : ndarray of bool, 3D
+    mask : ndarray of bool, 3D, or None with ``graph``
     n_permutations : int
         Sign patterns to draw; all ``2**n_subjects`` when that is no more.
     random_state : int, Generator or None
@@ -141,6 +153,10 @@ def sign_flip_test(
     with_tfce : bool
         Also TFCE of the t maps, with family-wise p-values.
     tfce_dh : "auto" or float
+    graph : scipy.sparse matrix or None
+        Adjacency (n_voxels x n_voxels) of the tested points when they are not a grid's
+        voxels (a mesh's vertices, connected by its edges): clusters and TFCE follow it,
+        and ``mask`` is unused.
 
     Returns
     -------
@@ -152,14 +168,17 @@ def sign_flip_test(
     n_subjects, n_voxels = data.shape
     if n_subjects < 2:
         raise ValueError("the one-sample t-test needs at least two subjects")
-    if int(mask.sum()) != n_voxels:
+    if graph is not None:
+        if graph.shape != (n_voxels, n_voxels):
+            raise ValueError(f"data has {n_voxels} points, the graph's adjacency shape {graph.shape}")
+    elif int(mask.sum()) != n_voxels:
         raise ValueError(f"data has {n_voxels} voxels, the mask {int(mask.sum())}")
     flips, exhaustive = sign_patterns(n_subjects, n_permutations, random_state)
     n_flips = len(flips)
     threshold_t = None
     if cluster_threshold is not None:
         threshold_t = float(stats.t.isf(cluster_threshold, df=n_subjects - 1))
-    maps = _TMaps(mask, threshold_t, tfce_dh)
+    maps = _TMaps(mask, threshold_t, tfce_dh, graph)
     max_t, max_size, max_tfce = _null_maxima(data, flips, maps, with_tfce, chunk)
     t_obs = one_sample_t(data)[0]
     extra = 0.0 if exhaustive else 1.0
@@ -175,7 +194,7 @@ def sign_flip_test(
     if threshold_t is not None:
         labels, sizes = maps.clusters(t_obs)
         p_size = p_of(max_size, sizes.astype(float)) if sizes.size else np.zeros(0)
-        p_cluster = np.concatenate([[1.0], p_size])[labels[mask]]
+        p_cluster = np.concatenate([[1.0], p_size])[maps.of_points(labels)]
     tfce_obs = p_tfce = None
     if with_tfce:
         tfce_obs = maps.tfce(t_obs)

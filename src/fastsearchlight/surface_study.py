@@ -1,0 +1,255 @@
+"""The surface study from files: GIfTI data per hemisphere and run (as fMRIPrep writes
+them), a labels table, the surface searchlight, score maps as GIfTI, figures, report.
+
+:func:`run_surface_study` is what ``fastsearchlight surface`` runs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._study_inputs import chance_level, parse_cv
+from ._versions import software_versions
+from .io import (
+    InputError,
+    output_folder,
+    read_labels,
+    save_json,
+    save_table,
+    select_conditions,
+    staged_outputs,
+)
+
+__all__ = ["SURFACE_OUTPUTS", "SURFACE_PERMUTATION_OUTPUTS", "run_surface_study", "split_hemispheres"]
+
+_HEMI_TAGS = {"L": "left", "R": "right"}
+#: files every surface study writes
+SURFACE_OUTPUTS = ("searchlight_scores_hemi-L.func.gii", "searchlight_scores_hemi-R.func.gii",
+                   "searchlight_surface.png", "report.html", "summary.json")  # fmt: skip
+#: files a permutation test adds (-log10 p maps)
+SURFACE_PERMUTATION_OUTPUTS = ("p_uncorrected_hemi-L.func.gii", "p_uncorrected_hemi-R.func.gii",
+                               "p_fwe_hemi-L.func.gii", "p_fwe_hemi-R.func.gii", "clusters.tsv",
+                               "searchlight_fwe_surface.png")  # fmt: skip
+_TFCE_OUTPUTS = ("p_fwe_tfce_hemi-L.func.gii", "p_fwe_tfce_hemi-R.func.gii")
+_CLUSTER_COLUMNS = ["cluster", "size", "peak_score", "peak_x_mm", "peak_y_mm", "peak_z_mm",
+                    "peak_p_fwe", "p_fwe_cluster"]  # fmt: skip
+
+
+def _hemisphere_of(path: Path) -> str:
+    name = path.name
+    match = re.search(r"hemi-([LR])(?![A-Za-z])", name)
+    if match:
+        return _HEMI_TAGS[match.group(1)]
+    if name.startswith(("lh.", "rh.")):
+        return "left" if name.startswith("lh.") else "right"
+    raise InputError(f"cannot tell the hemisphere of {path}: its name needs hemi-L or hemi-R (or lh./rh.)")
+
+
+def split_hemispheres(paths) -> dict:
+    """GIfTI files by hemisphere (``hemi-L``/``hemi-R`` in fMRIPrep's names, or FreeSurfer's
+    ``lh.``/``rh.``), each in the order given (runs, matching the labels table's rows)."""
+    out: dict = {}
+    for p in map(Path, paths):
+        if not p.exists():
+            raise InputError(f"surface data file {p} does not exist")
+        out.setdefault(_hemisphere_of(p), []).append(str(p))
+    if len(out) == 2 and len(out["left"]) != len(out["right"]):
+        raise InputError(
+            f"{len(out['left'])} left-hemisphere files but {len(out['right'])} right: give both of every run"
+        )
+    return {h: out[h] for h in ("left", "right") if h in out}
+
+
+def _clean(data: dict, runs, config) -> dict:
+    """Each vertex's time series cleaned within each run, on every sample (as ``run`` cleans
+    the volumes: standardised by default, as nilearn's decoders; detrending, high-pass and
+    confounds on request), with :func:`nilearn.signal.clean`."""
+    from .cleaning import Cleaning, clean_runs, read_confounds_table
+
+    cleaning = Cleaning.from_config(config)
+    confounds = read_confounds_table(config.confounds) if config.confounds else None
+    if not cleaning.active and confounds is None:
+        return data
+    # the repetition time is not read from GIfTI files: --high-pass asks for it (one line)
+    return {h: clean_runs(d.T, runs, cleaning, confounds=confounds).T for h, d in data.items()}
+
+
+def _read(func, labels, mask, config, mesh: str):
+    """The selected samples' data, labels and runs, and the mask."""
+    from ._surface_inputs import read_surface_data
+    from .spaces.surface import load_mesh
+
+    files = split_hemispheres(func)
+    try:
+        polymesh = load_mesh(mesh)
+        data = read_surface_data(files)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if set(data) != set(polymesh.parts):  # one hemisphere's files: its part of the mesh
+        from nilearn.surface import PolyMesh
+
+        polymesh = PolyMesh(**{h: polymesh.parts[h] for h in data if h in polymesh.parts})
+    n_samples = next(iter(data.values())).shape[1]
+    table = read_labels(labels, label_column=config.label_column, group_column=config.group_column)
+    if len(table) != n_samples:
+        raise InputError(f"labels table has {len(table)} rows but the surface data have {n_samples} samples")
+    runs = table[config.group_column].to_numpy() if config.group_column is not None else None
+    data = _clean(data, runs, config)
+    keep = select_conditions(table, config.conditions, label_column=config.label_column)
+    y = table[config.label_column].astype(str).to_numpy()[keep]
+    groups = runs[keep] if runs is not None else None
+    data = {h: d[:, keep] for h, d in data.items()}
+    mask_parts = split_hemispheres(mask) if mask else None
+    if mask_parts is not None:
+        mask_parts = {h: v[0] for h, v in mask_parts.items()}
+    return polymesh, data, y, groups, mask_parts
+
+
+def run_surface_study(
+    func, labels, out_dir, *, mesh: str = "fsaverage5", mask=None, distance: str = "geodesic",
+    config=None, force: bool = False, quiet: bool = False, name: str = "",
+) -> dict:  # fmt: skip
+    """Run the surface searchlight study and write its outputs into ``out_dir``.
+
+    Parameters
+    ----------
+    func : list of path-like
+        GIfTI data files, left and right hemisphere of every run (``hemi-L``/``hemi-R`` in
+        the names), one data array per sample; runs in the labels table's order.
+    labels : path-like
+        Labels table, one row per sample of all runs in order.
+    mesh : str
+        The mesh the data are on (a name nilearn loads, e.g. ``fsaverage5``).
+    mask : list of path-like or None
+        One GIfTI mask per hemisphere (nonzero: in), e.g. the cortex without the medial wall.
+    distance : {"geodesic", "euclidean"}
+    config : StudyConfig or None
+        The study options (radius, estimator, cv, permutations...).
+
+    Returns
+    -------
+    dict
+        The summary written to ``summary.json``.
+    """
+    from .study import StudyConfig, check_config
+    from .surface_searchlight import SurfaceSearchLight
+
+    t_start = time.perf_counter()
+    config = config or StudyConfig()
+    check_config(config)
+    names = SURFACE_OUTPUTS + (SURFACE_PERMUTATION_OUTPUTS if config.n_permutations else ())
+    names += _TFCE_OUTPUTS if config.n_permutations and config.tfce else ()
+    tags = {f"hemi-{h[0].upper()}" for h in split_hemispheres(func)}  # the maps of the hemispheres given
+    names = tuple(n for n in names if "_hemi-" not in n or any(t in n for t in tags))
+    with output_folder(out_dir, names, force=force) as out:
+        polymesh, data, y, groups, mask_parts = _read(func, labels, mask, config, mesh)
+        from ._options import searchlight_params
+        from .study import CHECKPOINT_NAME, _check_checkpoint
+
+        params = {**searchlight_params(config), "backend": config.backend}
+        # null maps are kept in --out as they are made: an interrupted run resumes from them
+        checkpoint = out / CHECKPOINT_NAME if config.n_permutations else None
+        if checkpoint is not None:
+            _check_checkpoint(out)
+        sl = SurfaceSearchLight(polymesh, mask=mask_parts, distance=distance, cv=parse_cv(config.cv, groups is not None),
+                                verbose=0 if quiet else 1, checkpoint=checkpoint, **params)  # fmt: skip
+        try:
+            sl.fit(data, y, groups=groups)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        summary = _summary(
+            config, name or "surface searchlight", func, labels, mesh, distance, sl, y, groups, names
+        )
+        summary["timings"] = {**sl.timings_}
+        _write(out, names, sl, summary, mesh, config, t_start)
+        return summary
+
+
+def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names) -> dict:
+    chance = chance_level(config.scoring, len(sl.classes_))
+    masked = sl.masked_scores_
+    peak = int(np.argmax(masked))
+    results = {
+        "discs": int(sl.n_elements_), "mean disc size (vertices)": float(np.mean(sl.sphere_sizes_)),
+        "engine": sl.engine_, "chance level": chance, "max score": float(masked.max()),
+        "mean score": float(masked.mean()), "discs above chance": int((masked > chance).sum()),
+        "peak hemisphere": sl._space.hemispheres[int(sl.neighbourhoods_.seeds_ijk[peak, 0])],
+        "peak vertex": int(sl.neighbourhoods_.seeds_ijk[peak, 1]),
+        "peak position (mm)": [round(float(v), 2) for v in sl._space.coordinates[peak]],
+    }  # fmt: skip
+    if config.n_permutations:
+        results["discs with FWE p < 0.05 (max statistic)"] = int((sl.p_fwe_ < 0.05).sum())
+        results["clusters with cluster FWE p < 0.05"] = sum(c["p_fwe_cluster"] < 0.05 for c in sl.clusters_)
+        if config.tfce:
+            results["discs with TFCE FWE p < 0.05"] = int((sl.p_fwe_tfce_ < 0.05).sum())
+    return {
+        "name": name,
+        "parameters": {**asdict(config), "mesh": mesh, "distance": distance, "n_folds": sl.cv_plan_.n_folds},
+        "cleaning": _cleaning_record(config),
+        "data": {"surface data": [str(f) for f in func], "labels table": str(labels),
+                 "samples analysed": len(y), "samples per condition": {str(c): int((y == c).sum()) for c in sl.classes_},
+                 "runs": int(len(np.unique(groups))) if groups is not None else None,
+                 "vertices": {h: int(n) for h, n in sl._space.n_vertices.items()},
+                 "mask vertices": {h: int(m.sum()) for h, m in sl.mask_.items()}},
+        "results": results,
+        "software": software_versions(),
+        "outputs": list(names),
+    }  # fmt: skip
+
+
+def _cleaning_record(config) -> dict:
+    from .cleaning import Cleaning
+
+    return Cleaning.from_config(config).describe(confounds=config.confounds, t_r=None)
+
+
+def _save_gifti(img, staging: Path, stem: str) -> None:
+    """One GIfTI per hemisphere, ``<stem>_hemi-L.func.gii`` (one data array per column)."""
+    import nibabel as nib
+
+    for hemi, values in img.data.parts.items():
+        values = np.asarray(values, dtype=np.float32)
+        columns = values[None] if values.ndim == 1 else values.T
+        arrays = [
+            nib.gifti.GiftiDataArray(np.ascontiguousarray(c), intent="NIFTI_INTENT_ESTIMATE") for c in columns
+        ]
+        nib.save(nib.gifti.GiftiImage(darrays=arrays), staging / f"{stem}_hemi-{hemi[0].upper()}.func.gii")
+
+
+def _write(out: Path, names, sl, summary: dict, mesh: str, config, t_start: float) -> None:
+    """Maps, figures, report and summary, staged then moved into ``out`` together."""
+    from nilearn.surface import SurfaceImage
+
+    from . import report
+    from .report._surface import plot_surface_map
+
+    chance = summary["results"]["chance level"]
+    with staged_outputs(out, names) as staging:
+        _save_gifti(sl.scores_img_, staging, "searchlight_scores")
+        above = SurfaceImage(sl.mesh_, sl._space.split(sl.masked_scores_ - chance))
+        title = f"Searchlight {config.scoring} minus chance ({' vs '.join(map(str, sl.classes_))})"
+        plot_surface_map(above, staging / "searchlight_surface.png", title=title, mesh_name=mesh)
+        figures = {"Searchlight scores minus chance, lateral and medial": "searchlight_surface.png"}
+        tables = {}
+        if config.n_permutations:
+            for stem, p in (("p_uncorrected", sl.p_values_), ("p_fwe", sl.p_fwe_)) + (
+                (("p_fwe_tfce", sl.p_fwe_tfce_),) if config.tfce else ()
+            ):
+                _save_gifti(SurfaceImage(sl.mesh_, sl._space.split(-np.log10(p))), staging, stem)
+            clusters = pd.DataFrame(sl.clusters_, columns=_CLUSTER_COLUMNS)
+            save_table(clusters, staging / "clusters.tsv")
+            kept = np.where(sl.p_fwe_ < 0.05, sl.masked_scores_ - chance, 0.0)
+            plot_surface_map(SurfaceImage(sl.mesh_, sl._space.split(kept)), staging / "searchlight_fwe_surface.png",
+                             title=f"{title}, FWE p < 0.05", mesh_name=mesh)  # fmt: skip
+            figures["Scores where the family-wise corrected p < 0.05"] = "searchlight_fwe_surface.png"
+            tables["Clusters on the mesh (FWE p by cluster size and at the peak)"] = clusters
+        summary["timings"]["total"] = time.perf_counter() - t_start
+        report.write_report(staging, summary, figures=figures, tables=tables, force=True,
+                            title="Surface searchlight report")  # fmt: skip
+        save_json(summary, staging / "summary.json")
