@@ -189,12 +189,35 @@ def _changes_worth_updating(n_changed, n_active, d):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act):
+def _first_active_set(X, rows, Y, W, m, C, H0, rhs0, H, b, act):
+    """``H`` and ``b`` of the active set after the first step: the first step's ``H0`` and
+    ``rhs0`` (every training sample active) minus the samples that left it."""
+    d = H.shape[0]
+    for r in range(d):
+        for c in range(r, d):
+            H[r, c] = H0[r, c]
+        b[r] = rhs0[r]
+    for i in range(rows.shape[0]):
+        act[i] = W[i] > 0.0 and m[i] < 1.0
+        if W[i] > 0.0 and not act[i]:
+            x = X[rows[i]]
+            for r in range(d):
+                a = 2.0 * C * x[r]
+                for c in range(r, d):
+                    H[r, c] -= a * x[c]
+                b[r] -= a * Y[i]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act, H0, rhs0):
     """Finite Newton iterations on one problem, from ``w = 0`` with Newton point ``first``.
 
     The problem's samples are the rows ``rows`` of ``X`` (read in place), with targets
-    ``Y`` and 0/1 weights ``W``. ``H``, ``R`` (d, d), ``vectors`` (7, d), ``m``, ``delta``,
-    ``act`` (n,) are work space. Returns ``(status, iterations)``; ``w`` holds the result.
+    ``Y`` and 0/1 weights ``W``. ``H0`` and ``rhs0``, when not empty, are the first step's
+    matrix and right-hand side (every sample of weight 1 active): after the first step,
+    the samples that left the active set are taken out of them when they are fewer than
+    those that stay. ``H``, ``R`` (d, d), ``vectors`` (7, d), ``m``, ``delta``, ``act``
+    (n,) are work space. Returns ``(status, iterations)``; ``w`` holds the result.
     """
     n = rows.shape[0]
     d = X.shape[1]
@@ -243,10 +266,13 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
             _newton_point(H, R, b, p, r, z, True)
             exact = True
             continue
-        if it == 0 or not _changes_worth_updating(n_changed, n_active, d):
+        if it == 0 and H0.shape[0] == d and 2 * n_active > n:
+            _first_active_set(X, rows, Y, W, m, C, H0, rhs0, H, b, act)
+        elif it == 0 or not _changes_worth_updating(n_changed, n_active, d):
             for i in range(n):
                 act[i] = W[i] > 0.0 and m[i] < 1.0
             _build(X, rows, Y, act, C, H, b)
+        if it == 0 or not _changes_worth_updating(n_changed, n_active, d):
             if _too_large(H):
                 return NEEDS_SVD, it + 1
             if not _cholesky(H, R):
@@ -313,9 +339,25 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     delta = np.empty(n)
     act = np.empty(n, dtype=np.bool_)
     rows = np.arange(n)
+    none = np.empty((0, 0))
     for q in range(N):
         st, it = _solve_problem(
-            Xs[q], rows, Ys[q], Ws[q], C, w[q], first[q], max_iter, H, R, vectors, m, delta, act
+            Xs[q],
+            rows,
+            Ys[q],
+            Ws[q],
+            C,
+            w[q],
+            first[q],
+            max_iter,
+            H,
+            R,
+            vectors,
+            m,
+            delta,
+            act,
+            none,
+            none[0],
         )
         status[q] = st
         iterations[q] = it
@@ -377,7 +419,22 @@ def newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter):
                 continue
             _solve(factors[set_of[q]], rhs[sph, q], first)
             st, it = _solve_problem(
-                Xz[sph], index[q], Yq[q], Wq[q], C, w[sph, q], first, max_iter, H, R, vectors, m, delta, act
+                Xz[sph],
+                index[q],
+                Yq[q],
+                Wq[q],
+                C,
+                w[sph, q],
+                first,
+                max_iter,
+                H,
+                R,
+                vectors,
+                m,
+                delta,
+                act,
+                H0[sph, set_of[q]],
+                rhs[sph, q],
             )
             status[sph, q] = st
             iterations[sph, q] = it
