@@ -50,6 +50,11 @@ def choose_measure(estimator, scoring, classes, codes, plan) -> tuple[Any, tuple
     if classes is not None:
         batched = batched_equivalent(estimator)
         metric = batched_metric(scoring, classes)  # f1 and friends: when one of two classes is 1
-        if batched is not None and metric is not None and batched_plan_ok(plan, codes, len(classes), metric):
+        if (
+            batched is not None
+            and metric is not None
+            and batched_plan_ok(plan, codes, len(classes), metric)
+            and batched.handles(codes, len(classes), plan)
+        ):
             return batched, (metric,)
     return estimator, (scoring,)

@@ -75,6 +75,11 @@ class BatchedClassifier(ABC):
         """
         return [self.fold_decisions(X, y, n_classes, plan) for y in ys]
 
+    def handles(self, codes: np.ndarray, n_classes: int, plan: CVPlan) -> bool:
+        """Whether this estimator computes what scikit-learn would on these labels and folds
+        (beyond the checks of the routing); estimators with narrower support override it."""
+        return True
+
     def proba_like(self, decisions: np.ndarray) -> np.ndarray:
         """Scores used for ROC AUC, as scikit-learn's scorer would take them.
 
