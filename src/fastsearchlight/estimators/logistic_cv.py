@@ -38,7 +38,7 @@ import warnings
 from numbers import Integral
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, log_expit
 
 from ..cv import CVPlan
 from .base import BatchedClassifier
@@ -71,31 +71,43 @@ def _line_search(
     """Step lengths along the Newton steps, all problems at once (B, Q).
 
     Each problem's objective ``phi(t)`` is convex along its step, with slope
-    ``phi'(0) = slope < 0``. A length is kept when the trapezoidal estimate of the change,
-    ``t (phi'(0) + phi'(t)) / 2`` (exact for a quadratic), is a sufficient decrease
-    (Armijo's ``1e-4 t phi'(0)``): the full Newton step almost always. Otherwise the length
-    is cut to the secant estimate of the minimum along the step (at most half of it) and
-    tested again; 0 after 40 cuts (the problem sits at the rounding floor). The slopes
-    need only the probabilities, which the next iteration uses. Problems marked ``done``
-    take their last, full step without a test. ``work["Z"]`` and ``work["prob"]`` are
-    replaced by the predictors and probabilities at the new points.
+    ``phi'(0) = slope < 0``. The full step is kept where ``phi'(1) <= 0`` (then ``phi``
+    decreases all the way), which needs only the probabilities the next iteration uses.
+    Elsewhere, Armijo backtracking on the objective (halving from 1, with a rounding
+    allowance; 0 after 60 halvings: the problem sits at the rounding floor), computed for
+    those problems only. Problems marked ``done`` take their last, full step. ``work["Z"]``
+    and ``work["prob"]`` are replaced by the predictors and probabilities at the new points.
     """
     Z, theta, lam, omega_t, t01 = work["Z"], work["theta"], work["lam"], work["omega_t"], work["t01"]
+    Zt = Z + dZ
+    prob = expit(Zt)
+    d1 = np.einsum("bnq,bnq,nq->bq", prob - t01[:, None], dZ, omega_t)
+    d1 += lam * np.einsum("bqp,bqp->bq", theta + step, step)
     t = np.where(work["active"], 1.0, 0.0)
-    pending = work["active"] & ~done
-    for _ in range(41):
-        Zt = Z + t[:, None, :] * dZ
-        prob = expit(Zt)
-        if not pending.any():
-            break
-        d = np.einsum("bnq,bnq,nq->bq", prob - t01[:, None], dZ, omega_t)
-        d += lam * np.einsum("bqp,bqp->bq", theta + t[..., None] * step, step)
-        pending &= 0.5 * (slope + d) > 1e-4 * slope
-        with np.errstate(divide="ignore", invalid="ignore"):
-            secant = t * slope / (slope - d)
-        t[pending] = np.minimum(secant, 0.5 * t)[pending]
-        if _ == 39:
-            t[pending] = 0.0
+    bi, qi = np.nonzero(work["active"] & ~done & (d1 > 0))
+    if bi.size:
+        sign = 2.0 * t01 - 1.0
+        z0, dz, w = Z[bi, :, qi], dZ[bi, :, qi], omega_t[:, qi].T  # (P, n)
+        th, st, lm = theta[bi, qi], step[bi, qi], lam[bi, qi]
+
+        def cost(tt):
+            x = th + tt[:, None] * st
+            return -np.sum(w * log_expit(sign * (z0 + tt[:, None] * dz)), axis=1) + 0.5 * lm * np.sum(
+                x * x, axis=1
+            )
+
+        f0 = cost(np.zeros(bi.size))
+        tt, pending = np.ones(bi.size), np.ones(bi.size, dtype=bool)
+        for _ in range(60):
+            ok = cost(tt) <= f0 + 1e-4 * tt * slope[bi, qi] + 16 * _EPS * (np.abs(f0) + 1.0)
+            pending &= ~ok
+            if not pending.any():
+                break
+            tt[pending] *= 0.5
+        tt[pending] = 0.0
+        t[bi, qi] = tt
+        Zt[bi, :, qi] = z0 + tt[:, None] * dz
+        prob[bi, :, qi] = expit(Zt[bi, :, qi])
     work["Z"], work["prob"] = Zt, prob
     return t
 
