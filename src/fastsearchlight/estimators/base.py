@@ -44,6 +44,9 @@ class BatchedClassifier(ABC):
 
     #: name of the scikit-learn estimator this one reproduces (for messages and docs)
     reference: str = ""
+    #: batched metric of the estimator's own ``score`` (what ``scoring=None`` means), when
+    #: it is not accuracy
+    own_scoring: str | None = None
 
     @abstractmethod
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:

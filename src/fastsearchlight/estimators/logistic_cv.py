@@ -234,6 +234,12 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         self.max_iter = max_iter
 
     @property
+    def own_scoring(self) -> str | None:
+        """What ``score`` computes (``scoring=None`` in a searchlight): the inner scoring,
+        as ``LogisticRegressionCV.score`` (None: accuracy)."""
+        return "neg_log_loss" if self.scoring == "neg_log_loss" else None
+
+    @property
     def Cs_(self) -> np.ndarray:
         """The values of ``C``, as scikit-learn's ``Cs_``."""
         if isinstance(self.Cs, Integral):
