@@ -318,8 +318,11 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         for start in range(0, S, block):
             sl = slice(start, start + block)
             A = self._design(X[sl])
+            path = None
             for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
-                theta, best[sl, f], bad = self._outer_fold(A[:, train], y[train])
+                # the previous outer fold's solutions start this one's (similar training
+                # sets; the optimum reached does not depend on the start)
+                theta, best[sl, f], bad, path = self._outer_fold(A[:, train], y[train], path)
                 n_bad += bad
                 decisions[f][sl] = np.matmul(A[:, test], theta[..., None])[..., 0]
                 coefs[f][sl, :d] = theta[:, :d]
@@ -340,7 +343,9 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
             return X
         return np.concatenate([X, np.full(X.shape[:2] + (1,), float(self.intercept_scaling))], axis=2)
 
-    def _outer_fold(self, A: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    def _outer_fold(
+        self, A: np.ndarray, y: np.ndarray, start: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
         """Choose ``C`` by the inner folds and refit, for a block of spheres.
 
         Parameters
@@ -349,6 +354,8 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
             Design of the outer fold's training samples.
         y : ndarray of int (n_train,)
             Their class codes.
+        start : ndarray (B, n_inner * n_Cs, p) or None
+            Starting point of the (inner fold, C) problems (zero if None).
 
         Returns
         -------
@@ -357,6 +364,8 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         best : ndarray of int (B,)
             Position of the chosen ``C``.
         n_unconverged : int
+        path : ndarray (B, n_inner * n_Cs, p)
+            Solutions of the (inner fold, C) problems.
         """
         B, n, p = A.shape
         Cs = self.Cs_
@@ -375,7 +384,7 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         lam = np.broadcast_to(1.0 / np.outer(sizes, Cs).ravel(), (B, K * nC)).copy()
         scale = np.maximum(1.0, np.sqrt(np.mean(A * A, axis=1)))  # (B, p)
         outer = _packed_outer(A)
-        theta = np.zeros((B, K * nC, p))
+        theta = np.zeros((B, K * nC, p)) if start is None or start.shape[1] != K * nC else start
         theta, bad = _newton(A, outer, sign, omega_t, lam, theta, scale, float(self.tol), int(self.max_iter))
 
         Z = np.matmul(A, theta.transpose(0, 2, 1))  # (B, n, K * nC)
@@ -388,7 +397,7 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         best = np.argmax(total, axis=1)  # the first of equal scores, as numpy's argmax
 
         # refit on all the outer training samples, from the mean of the inner solutions
-        start = theta.reshape(B, K, nC, p)[np.arange(B), :, best].mean(axis=1)[:, None, :]
+        refit_start = theta.reshape(B, K, nC, p)[np.arange(B), :, best].mean(axis=1)[:, None, :]
         lam_refit = (1.0 / (Cs[best] * n))[:, None]
         refit, bad_refit = _newton(
             A,
@@ -396,9 +405,9 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
             sign,
             np.full((n, 1), 1.0 / n),
             lam_refit,
-            start,
+            refit_start,
             scale,
             float(self.tol),
             int(self.max_iter),
         )
-        return refit[:, 0], best, bad + bad_refit
+        return refit[:, 0], best, bad + bad_refit, theta
