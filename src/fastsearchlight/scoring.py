@@ -3,7 +3,9 @@
 Each function reproduces the scikit-learn metric of the same name, applied per sphere:
 ``accuracy_score``, ``balanced_accuracy_score``, ``roc_auc_score`` (binary), and the
 scorers "f1", "precision" and "recall" (binary, positive class 1, as scikit-learn's
-default ``pos_label=1``; 0 where scikit-learn divides by zero and warns).
+default ``pos_label=1``; 0 where scikit-learn divides by zero and warns); and
+``neg_log_loss`` of a two-class logistic model, used as an estimator's own score
+(``LogisticRegressionCV.score``), never as a ``scoring`` name.
 """
 
 from __future__ import annotations
