@@ -275,8 +275,16 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
     def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         p = n_features + 1
         # the sphere's data and design, decisions of every fold; the Newton working arrays
-        # live in blocks of _BLOCK_BYTES
-        return 8 * (n_samples * (n_features + p) + 2 * n_samples)
+        # live in blocks of _BLOCK_BYTES (or of one sphere, when it needs more)
+        own = 8 * (n_samples * (n_features + p) + 2 * n_samples)
+        return own + max(0, self._working_bytes(n_samples, p) - _BLOCK_BYTES)
+
+    def _working_bytes(self, n: int, p: int) -> int:
+        """Working memory of one sphere in the Newton iterations: its packed outer
+        products, and per (inner fold, C) problem the predictors and weights of the
+        samples, a Hessian and its factorisation."""
+        Q = len(self.Cs_) * self.n_inner
+        return 8 * (n * (p * (p + 1) // 2 + 4 * p) + Q * (8 * n + 3 * p * p))
 
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Decisions ``X @ coef + intercept`` of every sphere's refitted model on every
@@ -309,8 +317,7 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
             raise ValueError(f"scoring must be 'neg_log_loss' or 'accuracy', got {self.scoring!r}.")
         S, n, d = X.shape
         p = d + 1 if self.fit_intercept else d
-        per_sphere = 8 * n * (p * (p + 1) // 2 + 4 * p + 20 * len(self.Cs_) * (self.n_inner + 1))
-        block = max(1, _BLOCK_BYTES // per_sphere)
+        block = max(1, _BLOCK_BYTES // self._working_bytes(n, p))
         decisions = [np.empty((S, len(te))) for te in plan.test_indices]
         best = np.empty((S, plan.n_folds), dtype=np.intp)
         coefs = [np.zeros((S, d + 1)) for _ in plan.train_indices]
