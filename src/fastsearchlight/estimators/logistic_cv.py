@@ -30,6 +30,8 @@ product with the packed outer products ``a_i a_i^T`` of its samples. A problem s
 every gradient component is below ``tol`` times its feature's scale (after one last Newton
 step, which takes it to rounding level): the exact optimum, where liblinear stops at its
 tolerance (``tol=1e-4`` by default), so decisions agree with a tightly solved liblinear.
+With more parameters than outer training samples, the problems are solved in the row space
+of the training design (an exact reduction, see :meth:`_outer_fold_in_row_space`).
 """
 
 from __future__ import annotations
@@ -329,7 +331,7 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
             for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
                 # the previous outer fold's solutions start this one's (similar training
                 # sets; the optimum reached does not depend on the start)
-                theta, best[sl, f], bad, path = self._outer_fold(A[:, train], y[train], path)
+                theta, best[sl, f], bad, path = self._outer_fold_in_row_space(A[:, train], y[train], path)
                 n_bad += bad
                 decisions[f][sl] = np.matmul(A[:, test], theta[..., None])[..., 0]
                 coefs[f][sl, :d] = theta[:, :d]
@@ -349,6 +351,29 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         if not self.fit_intercept:
             return X
         return np.concatenate([X, np.full(X.shape[:2] + (1,), float(self.intercept_scaling))], axis=2)
+
+    def _outer_fold_in_row_space(
+        self, A: np.ndarray, y: np.ndarray, start: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """:meth:`_outer_fold`, in the row space of the training design when there are more
+        parameters than training samples.
+
+        Every problem's penalty is ``|theta|^2`` (the intercept included), so its optimum
+        is a combination of its training rows: with ``V`` (p, n) an orthonormal basis of
+        the outer training rows, ``theta = V gamma`` and the problem in ``gamma`` has the
+        design ``A V`` (n columns instead of p) and the penalty ``|gamma|^2``: the same
+        problem, exactly, in fewer dimensions. Arguments and results as
+        :meth:`_outer_fold`, in the original coordinates.
+        """
+        B, n, p = A.shape
+        if p <= n:
+            return self._outer_fold(A, y, start)
+        V = np.linalg.qr(A.transpose(0, 2, 1))[0]  # (B, p, n)
+        if start is not None:
+            start = np.matmul(start, V)
+        theta, best, bad, path = self._outer_fold(np.matmul(A, V), y, start)
+        Vt = V.transpose(0, 2, 1)
+        return np.matmul(theta[:, None, :], Vt)[:, 0], best, bad, np.matmul(path, Vt)
 
     def _outer_fold(
         self, A: np.ndarray, y: np.ndarray, start: np.ndarray | None = None
