@@ -51,6 +51,7 @@ ESTIMATORS = {
     "ridge_fixed_alpha": ("ridge_classifier_fixed", "RidgeClassifier()"),
     "logistic_regression": ("logistic_regression", "LogisticRegression()"),
     "correlation": ("correlation", "CorrelationClassifier()"),
+    "logistic_cv": ("logistic", "logistic"),
 }
 
 

@@ -3,7 +3,9 @@
 Each function reproduces the scikit-learn metric of the same name, applied per sphere:
 ``accuracy_score``, ``balanced_accuracy_score``, ``roc_auc_score`` (binary), and the
 scorers "f1", "precision" and "recall" (binary, positive class 1, as scikit-learn's
-default ``pos_label=1``; 0 where scikit-learn divides by zero and warns).
+default ``pos_label=1``; 0 where scikit-learn divides by zero and warns); and
+``neg_log_loss`` of a two-class logistic model, used as an estimator's own score
+(``LogisticRegressionCV.score``), never as a ``scoring`` name.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def batched_scores(
     -------
     ndarray (n_spheres,)
     """
+    if metric == "neg_log_loss":  # an estimator's own score (LogisticRegressionCV's)
+        return neg_log_loss(decisions, y_test)
     if metric == "roc_auc":
         if n_classes != 2:
             raise ValueError(
@@ -109,6 +113,18 @@ def _binary_score(name: str, predicted: np.ndarray, actual: np.ndarray) -> np.nd
     }[name]  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(denominator > 0, numerator / denominator, 0.0)
+
+
+def neg_log_loss(decisions: np.ndarray, y_test: np.ndarray) -> np.ndarray:
+    """Minus the mean log-loss per row, of the probabilities ``expit(decision)`` of class 1
+    (two classes), as scikit-learn's ``neg_log_loss`` scorer computes it for a logistic
+    model: ``1 - p`` and ``p``, clipped to ``[eps, 1 - eps]``."""
+    from scipy.special import expit
+
+    eps = np.finfo(np.float64).eps
+    p1 = expit(np.asarray(decisions, dtype=np.float64))
+    p = np.where((y_test == 1)[None, :], p1, 1.0 - p1)
+    return np.mean(np.log(np.clip(p, eps, 1.0 - eps)), axis=1)
 
 
 def roc_auc(values: np.ndarray, y_test: np.ndarray) -> np.ndarray:

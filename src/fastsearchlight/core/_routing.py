@@ -14,12 +14,12 @@ __all__ = ["batched_plan_ok", "choose_measure"]
 
 def batched_plan_ok(plan, codes, n_classes: int, metric: str) -> bool:
     """Whether the batched estimators compute what scikit-learn would on these folds: every
-    training set holds every class, and for ROC AUC there are two classes, both in every
-    test set."""
+    training set holds every class, and for ROC AUC and the log-loss there are two classes,
+    both in every test set."""
     for train in plan.train_indices:
         if np.unique(codes[train]).size < n_classes:
             return False
-    if metric == "roc_auc":
+    if metric in ("roc_auc", "neg_log_loss"):
         if n_classes != 2:
             return False
         return all(np.unique(codes[test]).size == 2 for test in plan.test_indices)
@@ -49,7 +49,14 @@ def choose_measure(estimator, scoring, classes, codes, plan) -> tuple[Any, tuple
 
     if classes is not None:
         batched = batched_equivalent(estimator)
-        metric = batched_metric(scoring, classes)  # f1 and friends: when one of two classes is 1
-        if batched is not None and metric is not None and batched_plan_ok(plan, codes, len(classes), metric):
+        own = getattr(batched, "own_scoring", None) if scoring is None else None
+        # f1 and friends: when one of two classes is 1
+        metric = own if own is not None else batched_metric(scoring, classes)
+        if (
+            batched is not None
+            and metric is not None
+            and batched_plan_ok(plan, codes, len(classes), metric)
+            and batched.handles(codes, len(classes), plan)
+        ):
             return batched, (metric,)
     return estimator, (scoring,)

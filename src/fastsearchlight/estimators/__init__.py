@@ -144,7 +144,12 @@ def batched_equivalent(estimator: BaseEstimator) -> BatchedClassifier | None:
     back to the generic path.
     """
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-    from sklearn.linear_model import LogisticRegression, RidgeClassifier, RidgeClassifierCV
+    from sklearn.linear_model import (
+        LogisticRegression,
+        LogisticRegressionCV,
+        RidgeClassifier,
+        RidgeClassifierCV,
+    )
     from sklearn.naive_bayes import GaussianNB
     from sklearn.svm import LinearSVC
 
@@ -205,9 +210,49 @@ def batched_equivalent(estimator: BaseEstimator) -> BatchedClassifier | None:
 
             return BatchedLogisticRegression(C=p["C"], fit_intercept=p["fit_intercept"])
         return None
+    if kind is LogisticRegressionCV:
+        return _logistic_cv_equivalent(p)
     if kind is CorrelationClassifier:
         return BatchedCorrelation()
     return None
+
+
+def _logistic_cv_equivalent(p: dict) -> BatchedClassifier | None:
+    """The batched ``LogisticRegressionCV`` for nilearn's ``"logistic"``/``"logistic_l2"``
+    configuration (liblinear, L2, primal, inner stratified folds, refit), or None."""
+    import numpy as np
+
+    penalty, l1_ratios = p.get("penalty", "deprecated"), p.get("l1_ratios")
+    if penalty == "deprecated":
+        l2 = l1_ratios is None or bool(np.all(np.asarray(l1_ratios, dtype=float) == 0))
+    else:
+        l2 = penalty == "l2"
+    cv, scoring, Cs = p["cv"], p["scoring"], p["Cs"]
+    if isinstance(Cs, (int, np.integer)):
+        Cs_ok = Cs >= 1
+    else:
+        Cs_ok = len(np.atleast_1d(Cs)) >= 1 and bool(np.all(np.asarray(Cs, dtype=float) > 0))
+    if not (
+        l2
+        and Cs_ok
+        and p["solver"] == "liblinear"
+        and not p["dual"]
+        and p["class_weight"] is None
+        and p.get("refit", True) is True
+        and (cv is None or (isinstance(cv, (int, np.integer)) and cv >= 2))
+        and scoring in ("neg_log_loss", "accuracy", None, "warn")
+        and p["intercept_scaling"] > 0
+    ):
+        return None
+    from .logistic_cv import BatchedLogisticRegressionCV
+
+    return BatchedLogisticRegressionCV(
+        Cs=Cs if isinstance(Cs, (int, np.integer)) else tuple(np.asarray(Cs, dtype=float)),
+        n_inner=5 if cv is None else int(cv),
+        scoring="neg_log_loss" if scoring == "neg_log_loss" else "accuracy",
+        fit_intercept=p["fit_intercept"],
+        intercept_scaling=float(p["intercept_scaling"]),
+    )
 
 
 def is_classification(estimator: BaseEstimator) -> bool:

@@ -44,6 +44,9 @@ class BatchedClassifier(ABC):
 
     #: name of the scikit-learn estimator this one reproduces (for messages and docs)
     reference: str = ""
+    #: batched metric of the estimator's own ``score`` (what ``scoring=None`` means), when
+    #: it is not accuracy
+    own_scoring: str | None = None
 
     @abstractmethod
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
@@ -74,6 +77,11 @@ class BatchedClassifier(ABC):
         this.
         """
         return [self.fold_decisions(X, y, n_classes, plan) for y in ys]
+
+    def handles(self, codes: np.ndarray, n_classes: int, plan: CVPlan) -> bool:
+        """Whether this estimator computes what scikit-learn would on these labels and folds
+        (beyond the checks of the routing); estimators with narrower support override it."""
+        return True
 
     def proba_like(self, decisions: np.ndarray) -> np.ndarray:
         """Scores used for ROC AUC, as scikit-learn's scorer would take them.
