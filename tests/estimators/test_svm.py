@@ -200,8 +200,8 @@ def test_the_gram_path_serves_problems_with_more_features_than_samples(monkeypat
     from fastsearchlight.estimators import svm
 
     calls = []
-    original = svm._solve_from_gram
-    monkeypatch.setattr(svm, "_solve_from_gram", lambda *a: calls.append(1) or original(*a))
+    original = svm._solve_sets_from_gram
+    monkeypatch.setattr(svm, "_solve_sets_from_gram", lambda *a: calls.append(1) or original(*a))
     X, y = random_spheres(3, 32, 50, 2, seed=1, scale=0.0)
     plan = make_cv_plan(KFold(4), y, None)
     BatchedLinearSVC().fold_decisions(X, y, 2, plan)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_problems, newton_spheres
+from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_spheres
 from ._svm_newton import needs_svd, newton, ridge_svd
 from .base import BatchedClassifier, as_slice, binary_targets
 
@@ -73,53 +73,63 @@ def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndar
     return index, Yq, Wq
 
 
-def _training_grams(Xz: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Gram matrices of every problem's training rows (b * Q, n_train, n_train), taken from
-    each sphere's Gram matrix (computed once for all its folds and classes).
+def _solve_sets_from_gram(Xz, problems, training_sets, C, max_iter):
+    """Problems with more features than training rows, solved on ``n`` features.
+
+    With ``X_T X_T^T = L L^T`` (the Cholesky factor of a training set's Gram matrix, taken
+    from the sphere's), the rows of ``L`` reproduce every inner product of the training
+    rows, and the minimiser is ``w = X_T^T L^-T v`` where ``v`` solves the same problem on
+    the rows of ``L`` (the regulariser keeps ``w`` in the span of the rows). One factor per
+    sphere and training set serves all its problems (classes, label vectors). Padding rows
+    (weight 0) get a unit diagonal. Training sets whose Gram matrix is singular in a batch
+    (repeated or constant rows), and problems with values too large for the normal
+    equations, are left unconverged for the caller.
 
     Parameters
     ----------
     Xz : ndarray (b, n + 1, d)
         The spheres' samples, augmented, the last one a zero pad.
-    index : ndarray of int (Q, n_train)
-        Each problem's training rows (then the pad), as from :func:`_padded_training_sets`.
-    """
-    G = Xz @ np.swapaxes(Xz, 1, 2)
-    b, Q = Xz.shape[0], index.shape[0]
-    sphere = np.repeat(np.arange(b), Q)[:, None, None]
-    rows = np.tile(index, (b, 1))
-    return G[sphere, rows[:, :, None], rows[:, None, :]]
-
-
-def _solve_from_gram(Xs, Ys, Ws, C, max_iter, K):
-    """Problems with more features than training rows, solved on ``n`` features.
-
-    With ``X X^T = L L^T`` (the Cholesky factor of the training rows' Gram matrix), the rows
-    of ``L`` reproduce every inner product of the rows of ``X``, and the minimiser is
-    ``w = X^T L^-T v`` where ``v`` solves the same problem on the rows of ``L`` (the
-    regulariser keeps ``w`` in the span of the rows). Padding rows (weight 0) get a unit
-    diagonal. ``K`` (N, n, n) holds the Gram matrices (overwritten). Problems whose Gram matrix is singular (repeated or constant rows), or whose
-    values are too large for the normal equations, are left unconverged for the caller.
+    problems : (index, Yq, Wq)
+        From :func:`_padded_training_sets`.
+    training_sets : ndarray of int (U, M)
+        The problems of each training set.
 
     Returns
     -------
-    w : ndarray (N, d)
-    converged : ndarray of bool (N,)
-    iterations : ndarray of int (N,)
+    w : ndarray (b, Q, d)
+    converged : ndarray of bool (b, Q)
+    iterations : ndarray of int (b, Q)
     """
-    N, n, d = Xs.shape
-    K[:, np.arange(n), np.arange(n)] += 1.0 - Ws
-    try:
-        L = np.linalg.cholesky(K)
-    except np.linalg.LinAlgError:
-        return np.zeros((N, d)), np.zeros(N, dtype=bool), np.zeros(N, dtype=np.int32)
-    H = (2.0 * C) * (np.swapaxes(L, 1, 2) @ (L * Ws[:, :, None]))
-    H[:, np.arange(n), np.arange(n)] += 1.0
-    first = np.linalg.solve(H, ((2.0 * C) * np.einsum("nk,nkd->nd", Ys * Ws, L))[..., None])[..., 0]
-    v, status, iterations = newton_problems(L, Ys, Ws, first, C, max_iter)
-    u = np.linalg.solve(np.swapaxes(L, 1, 2), v[..., None])
-    w = (np.swapaxes(Xs, 1, 2) @ u)[..., 0]
-    return w, status == CONVERGED, iterations
+    index, Yq, Wq = problems
+    b, _, d = Xz.shape
+    n = index.shape[1]
+    Q = Yq.shape[0]
+    w = np.zeros((b, Q, d))
+    converged = np.zeros((b, Q), dtype=bool)
+    iterations = np.zeros((b, Q), dtype=np.int32)
+    G = Xz @ np.swapaxes(Xz, 1, 2)
+    diag = np.arange(n)
+    for members in training_sets:
+        rows, weights = index[members[0]], Wq[members[0]]
+        K = G[:, rows[:, None], rows[None, :]]
+        K[:, diag, diag] += 1.0 - weights
+        try:
+            L = np.linalg.cholesky(K)  # (b, n, n)
+        except np.linalg.LinAlgError:
+            continue
+        H0 = (2.0 * C) * (np.swapaxes(L, 1, 2) @ (L * weights[None, :, None]))
+        H0[:, diag, diag] += 1.0
+        Yu, Wu = Yq[members], Wq[members]
+        rhs = (2.0 * C) * np.einsum("mk,bkj->bmj", Yu * Wu, L)
+        same_rows = np.tile(diag, (len(members), 1))
+        v, status, its = newton_spheres(
+            L, same_rows, Yu, Wu, np.zeros(len(members), dtype=np.int64), H0[:, None], rhs, C, max_iter
+        )
+        coef = np.linalg.solve(np.swapaxes(L, 1, 2), np.swapaxes(v, 1, 2))  # (b, n, M)
+        w[:, members] = np.swapaxes(np.swapaxes(Xz[:, rows], 1, 2) @ coef, 1, 2)
+        converged[:, members] = status == CONVERGED
+        iterations[:, members] = its
+    return w, converged, iterations
 
 
 class _GramPlan:
@@ -282,9 +292,9 @@ class BatchedLinearSVC(BatchedClassifier):
                 # values too large for the normal equations: solved below, from the SVD
                 converged[ids] = status.ravel() != NEEDS_SVD
                 continue
-            Xz, Xs, Ys, Ws = self._gather_problems(X, ids, problems)
-            K = _training_grams(Xz, index)
-            w[ids], converged[ids], iterations[ids] = _solve_from_gram(Xs, Ys, Ws, C, int(self.max_iter), K)
+            Xz = self._augment(X[spheres[0] : spheres[-1] + 1], pad=1)
+            wb, ok, its = _solve_sets_from_gram(Xz, problems, training_sets, C, int(self.max_iter))
+            w[ids], converged[ids], iterations[ids] = wb.reshape(-1, d), ok.ravel(), its.ravel()
         tail = np.flatnonzero(~converged)
         if tail.size:
             _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
