@@ -100,8 +100,8 @@ def test_first_newton_points_are_the_ridge_solutions(splitter):
     Y = np.where(y == 1, 1.0, -1.0)[None, :].repeat(len(W), axis=0)
     YW = np.zeros((len(W), X.shape[1] + 1))
     YW[:, :-1] = Y * W
-    sets = np.arange(len(W))[:, None]
-    points = est._first_points(Xb, YW, W != 0, sets, C).reshape(len(X), len(W), -1)
+    H, rhs = est._first_systems(Xb, YW, W != 0, C)  # (b, U, d, d), (b, Q, d); one problem per set
+    points = np.linalg.solve(H, rhs[..., None])[..., 0]
     for s in range(len(X)):
         for q, mask in enumerate(W != 0):
             Xt = Xb[s, :-1][mask]

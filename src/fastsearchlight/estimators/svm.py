@@ -33,7 +33,7 @@ import numpy as np
 
 from ..cv import CVPlan
 from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_spheres
-from ._svm_newton import needs_svd, newton, ridge_svd
+from ._svm_newton import newton
 from .base import BatchedClassifier, as_slice, binary_targets
 
 __all__ = ["BatchedLinearSVC"]
@@ -346,8 +346,10 @@ class BatchedLinearSVC(BatchedClassifier):
         return Xz, Xs, Yq[prob], Wq[prob]
 
     @staticmethod
-    def _first_points(Xb, YW, kept, training_sets, C, plan=None):
-        """Newton points from ``w = 0`` of every problem of a batch of whole spheres.
+    def _first_systems(Xb, YW, kept, C, plan=None):
+        """The first Newton step's systems of a batch of whole spheres: matrices
+        ``I + 2C X_T^T X_T`` (b, U, d, d), one per sphere and training set, and right-hand
+        sides ``2C X_T^T y`` (b, Q, d), one per sphere and problem (solved by the kernel).
 
         The matrix of training set ``T`` is ``I + 2C X_T^T X_T``. When the samples left out
         of the training sets are disjoint (k-fold, leave-one-group-out), the Gram matrix of
@@ -362,33 +364,9 @@ class BatchedLinearSVC(BatchedClassifier):
             Each problem's targets times its training weights (0 outside its training set).
         kept : ndarray of bool (U, n)
             The training samples of each training set.
-        training_sets : ndarray of int (U, M)
-            The problems of each training set.
         plan : _GramPlan or None
             Worked out from ``kept`` (once per fit, by the caller), if not given.
         """
-        b, _, d = Xb.shape
-        U, M = training_sets.shape
-        Q = U * M
-        H, rhs = BatchedLinearSVC._first_systems(Xb, YW, kept, C, plan)
-        rhs = rhs[:, training_sets]  # (b, U, M, d)
-        svd = needs_svd(H)  # (b, U)
-        if svd.any():
-            H[svd] = np.eye(d)  # solved below
-        points = np.linalg.solve(H, np.swapaxes(rhs, 2, 3))  # (b, U, d, M)
-        for i, u in zip(*np.nonzero(svd)):
-            rows = np.flatnonzero(kept[u])
-            targets = YW[training_sets[u]][:, rows].T  # (n_u, M)
-            points[i, u] = ridge_svd(Xb[i, rows], targets, C)
-        out = np.empty((b, Q, d))
-        out[:, training_sets] = np.swapaxes(points, 2, 3)
-        return out.reshape(b * Q, d)
-
-    @staticmethod
-    def _first_systems(Xb, YW, kept, C, plan=None):
-        """The first Newton step's matrices ``I + 2C X_T^T X_T`` (b, U, d, d), one per
-        sphere and training set, and right-hand sides ``2C X_T^T y`` (b, Q, d), one per
-        sphere and problem (parameters as :meth:`_first_points`)."""
         b, _, d = Xb.shape
         U = kept.shape[0]
         H = np.empty((b, U, d, d))
