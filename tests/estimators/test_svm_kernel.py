@@ -37,7 +37,7 @@ def first_points(X, Y, W, C):
     return np.linalg.solve(H, (2.0 * C * np.einsum("nk,nkd->nd", Y * W, X))[..., None])[..., 0]
 
 
-@pytest.mark.parametrize("n, d", [(120, 12), (120, 50), (120, 61), (80, 70), (40, 60)])
+@pytest.mark.parametrize("n, d", [(120, 12), (120, 50), (120, 61), (80, 70), (120, 115), (40, 60)])
 def test_same_optimum_as_numpy_newton(n, d):
     C = 1.0
     X, Y, W = raw_scale_problems(12, n, d, seed=d)
@@ -54,6 +54,23 @@ def test_same_optimum_as_numpy_newton(n, d):
     )
     if d in (50, 61):  # near-separable: many steps, rank-one changes exercised
         assert iterations.max() > 5
+
+
+def test_first_step_stops_at_the_newton_point_when_overshooting_would_empty_the_active_set():
+    """With d ~ n on raw-scale data the first Newton point nearly interpolates the targets;
+    the exact line search would go past it to where nearly every margin exceeds 1, and the
+    active set would then grow back a few samples per step. The kernel stops at the
+    Newton point instead, and reaches the same optimum in far fewer steps."""
+    C = 1.0
+    X, Y, W = raw_scale_problems(12, 120, 115, seed=5)
+    first = first_points(X, Y, W, C)
+    w, status, iterations = newton_problems(X, Y, W, first, C, 500)
+    assert np.all(status == CONVERGED)
+    ref = np.zeros_like(first)
+    steps = np.zeros(len(X), dtype=np.int32)
+    assert newton(X, Y, W, ref, C, 500, first, iterations=steps).all()
+    np.testing.assert_allclose(w, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    assert iterations.mean() < 0.6 * steps.mean()
 
 
 def objective(w, X, Y, C):

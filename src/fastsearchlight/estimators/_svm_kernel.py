@@ -13,6 +13,17 @@ problem in compiled code, where each iteration costs what changed instead of a n
   residual), so the result is exact to rounding whatever rounding the updates of the
   factor have gathered.
 
+One step differs from the numpy method: when the exact line search of the first step
+(from ``w = 0``) would go past the Newton point to where fewer than ``d`` samples stay active,
+the step stops at the Newton point. With ``d ~ n`` on raw-scale data, that point nearly
+interpolates the targets, and going past it leaves a handful of active samples that then grow
+back a few per step (45 steps per problem at W1 12 mm, 28 with this rule); the optimum is the
+same, as the method stops only where the optimality conditions hold.
+
+The factorisations and the products of many rows (a new active set's matrix) go to LAPACK and
+BLAS (numba's ``np.linalg.cholesky`` and ``np.dot``): two to three times faster than compiled
+loops from ``d ~ 75``.
+
 Near ``d ~ n / 2`` on raw-scale data (large spheres, nearly separable training sets) the
 method takes tens of short steps in which one or two samples change: there these updates
 replace a full ``d x d`` product and factorisation per step.
@@ -42,23 +53,20 @@ _FASTMATH = {"reassoc", "contract"}
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _cholesky(H, R):
-    """Upper factor ``R`` (``H = R^T R``) from the upper triangle of ``H``; False if ``H`` is
-    not positive definite. Row by row (outer products), so every inner loop reads a row."""
+    """Upper factor ``R`` (``H = R^T R``, row-major) from the upper triangle of ``H``;
+    False if ``H`` is not positive definite.
+
+    LAPACK's ``potrf`` (through numba's ``np.linalg.cholesky``, which reads the lower
+    triangle of its C-ordered argument: here ``H.T``, so the upper triangle of ``H``).
+    """
+    try:
+        L = np.linalg.cholesky(H.T)
+    except Exception:  # not positive definite
+        return False
     d = H.shape[0]
     for r in range(d):
         for c in range(r, d):
-            R[r, c] = H[r, c]
-    for k in range(d):
-        if R[k, k] <= 0.0:
-            return False
-        rkk = np.sqrt(R[k, k])
-        R[k, k] = rkk
-        for c in range(k + 1, d):
-            R[k, c] /= rkk
-        for i in range(k + 1, d):
-            a = R[k, i]
-            for c in range(i, d):
-                R[i, c] -= a * R[k, c]
+            R[r, c] = L[c, r]
     return True
 
 
@@ -102,26 +110,36 @@ def _rank_one(R, x, sign, work):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
+def _gram_of(X, rows, Y, chosen):
+    """``X_S^T X_S`` (full, by BLAS) and ``X_S^T y_S`` of the rows ``rows[chosen]`` of ``X``."""
+    d = X.shape[1]
+    k = 0
+    for i in range(rows.shape[0]):
+        k += chosen[i]
+    if k == 0:
+        return np.zeros((d, d)), np.zeros(d)
+    XS = np.empty((k, d))
+    yS = np.empty(k)
+    j = 0
+    for i in range(rows.shape[0]):
+        if chosen[i]:
+            XS[j] = X[rows[i]]
+            yS[j] = Y[i]
+            j += 1
+    return np.dot(XS.T, XS), np.dot(XS.T, yS)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
 def _build(X, rows, Y, act, C, H, b):
     """``H = I + 2C X_A^T X_A`` (upper triangle) and ``b = 2C X_A^T y_A``, for the rows
     ``rows`` of ``X`` (the problem's samples)."""
-    n = rows.shape[0]
     d = X.shape[1]
-    H[:] = 0.0
-    b[:] = 0.0
-    for i in range(n):
-        if act[i]:
-            x = X[rows[i]]
-            for r in range(d):
-                a = x[r]
-                for c in range(r, d):
-                    H[r, c] += a * x[c]
-                b[r] += Y[i] * a
+    G, g = _gram_of(X, rows, Y, act)
     for r in range(d):
         for c in range(r, d):
-            H[r, c] *= 2.0 * C
+            H[r, c] = 2.0 * C * G[r, c]
         H[r, r] += 1.0
-        b[r] *= 2.0 * C
+        b[r] = 2.0 * C * g[r]
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -193,19 +211,15 @@ def _first_active_set(X, rows, Y, W, m, C, H0, rhs0, H, b, act):
     """``H`` and ``b`` of the active set after the first step: the first step's ``H0`` and
     ``rhs0`` (every training sample active) minus the samples that left it."""
     d = H.shape[0]
-    for r in range(d):
-        for c in range(r, d):
-            H[r, c] = H0[r, c]
-        b[r] = rhs0[r]
+    left = np.empty(rows.shape[0], dtype=np.bool_)
     for i in range(rows.shape[0]):
         act[i] = W[i] > 0.0 and m[i] < 1.0
-        if W[i] > 0.0 and not act[i]:
-            x = X[rows[i]]
-            for r in range(d):
-                a = 2.0 * C * x[r]
-                for c in range(r, d):
-                    H[r, c] -= a * x[c]
-                b[r] -= a * Y[i]
+        left[i] = W[i] > 0.0 and not act[i]
+    G, g = _gram_of(X, rows, Y, left)
+    for r in range(d):
+        for c in range(r, d):
+            H[r, c] = H0[r, c] - 2.0 * C * G[r, c]
+        b[r] = rhs0[r] - 2.0 * C * g[r]
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -247,6 +261,12 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
                 acc += x[k] * s[k]
             delta[i] = Y[i] * acc
         t = _line_search(w, s, m, delta, W, C)
+        if it == 0 and t > 1.0:
+            kept = 0
+            for i in range(n):
+                kept += W[i] > 0.0 and t * delta[i] < 1.0
+            if kept < d:
+                t = 1.0
         big = 0.0
         step = 0.0
         for k in range(d):
