@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold
 
-from fastsearchlight.core import InProcess, LocalProcesses, Problem, compute_scores
+from fastsearchlight.core import InProcess, LocalProcesses, Problem, Threads, compute_scores
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators import batched_equivalent, resolve_estimator
 from fastsearchlight.images import masked_data
@@ -47,6 +47,33 @@ def test_every_executor_gives_the_same_scores(parts):
         here = compute_scores(problem, labels, InProcess())
         there = compute_scores(problem, labels, LocalProcesses(2))
         np.testing.assert_array_equal(here, there)
+        in_threads = compute_scores(problem, labels, Threads(2))  # started per call
+        np.testing.assert_array_equal(here, in_threads)
+
+
+def test_searchlight_runs_compiled_estimators_in_threads_and_others_in_processes(monkeypatch):
+    """svc's fits release the interpreter lock: local parallel runs use threads (the data
+    are not written to a shared file for them); the others use processes."""
+    import fastsearchlight.searchlight as searchlight_module
+    from fastsearchlight import SearchLight
+
+    ds = simulate_haxby_like(shape=(9, 10, 9), n_regions=1, region_radius_mm=5.0, random_state=3)
+    y = ds.labels["labels"].to_numpy()
+    made = []
+    make = searchlight_module.make_executor
+
+    def recording(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(searchlight_module, "make_executor", recording)
+    scores = {}
+    for name in ("svc", "gnb"):
+        for n_jobs in (1, 2):
+            sl = SearchLight(mask_img=ds.mask_img, radius=4.0, estimator=name, cv=KFold(4), n_jobs=n_jobs)
+            scores[name, n_jobs] = sl.fit(ds.func_img, y).scores_
+        np.testing.assert_array_equal(scores[name, 1], scores[name, 2])
+    assert [type(e).__name__ for e in made] == ["InProcess", "Threads", "InProcess", "LocalProcesses"]
 
 
 def test_local_processes_pass_memory_maps_by_file_name():

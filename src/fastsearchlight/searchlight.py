@@ -111,8 +111,9 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
     permutation_batch : int, default=32
         Permutations solved together per block of spheres.
     backend : {"loky", "dask"}, default="loky"
-        Where the spheres are computed: "loky" runs in-process with ``n_jobs=1`` and in
-        joblib processes otherwise; "dask" runs them as tasks on a dask.distributed cluster
+        Where the spheres are computed: "loky" runs in-process with ``n_jobs=1`` and
+        otherwise in threads of this process for the estimators whose fits run in compiled
+        code ("svc"), in joblib processes for the others; "dask" runs them as tasks on a dask.distributed cluster
         (``pip install "fastsearchlight[dask]"``). The data are sent to the workers once
         per fit and reused by every task, permutations included; a task lost with a worker
         is recomputed on another. The scores are identical whatever the backend.
@@ -260,7 +261,8 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         # cluster scattered) once, and every task (observed labels, every batch of
         # permutations) reuses them and the label-independent work
         session = DaskSession(self.scheduler) if self.backend == "dask" else None
-        scores_for = self._scores_function(fit, inputs, make_executor(self.backend, self.n_jobs, session))
+        executor = make_executor(self.backend, self.n_jobs, session, threads=self._in_threads(fit.measure))
+        scores_for = self._scores_function(fit, inputs, executor)
         try:
             fold_scores = scores_for(fit.targets[None, :], "searchlight")[0]
             self.timings_["searchlight"] = time.perf_counter() - t0
@@ -320,6 +322,7 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
             self.backend == "loky"
             and engine.effective_n_jobs(self.n_jobs) > 1
             and not (batched_path and supports_sphere_sums(measure, metrics[0]))
+            and not self._in_threads(measure)
         )
         # the batched engine computes in float64; the generic one hands scikit-learn the
         # data in the dtype nilearn gives it (the images' float32, usually), so that its
@@ -329,6 +332,12 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         return _Fit(
             sk_estimator, measure, metrics, classification, classes, targets, plan, cross_validated, X
         )
+
+    @staticmethod
+    def _in_threads(measure) -> bool:
+        """Whether local parallel runs use threads: batched estimators whose fits release
+        the interpreter lock (see ``BatchedClassifier.releases_gil``)."""
+        return bool(getattr(measure, "releases_gil", False))
 
     def _scores_function(self, fit: _Fit, inputs, executor):
         """``scores_for(label_sets, description)``: per-fold scores, shape (n_label_sets,

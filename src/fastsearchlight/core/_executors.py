@@ -81,6 +81,7 @@ class Threads:
             from concurrent.futures import ThreadPoolExecutor
             from contextlib import ExitStack
 
+            import scipy.linalg  # noqa: F401  (its BLAS, which compiled kernels call, is limited too)
             from threadpoolctl import threadpool_limits
 
             self._context = ExitStack()
@@ -98,6 +99,10 @@ class Threads:
 
     def map_unordered(self, func, argsets, *, name: str = "") -> Iterator[tuple[int, Any]]:
         if self.pool is None:
+            if self.n_workers > 1:  # not started: threads for this call only
+                with self:
+                    yield from self.map_unordered(func, argsets, name=name)
+                return
             yield from InProcess().map_unordered(func, argsets)
             return
         from concurrent.futures import as_completed
@@ -157,10 +162,15 @@ class DaskExecutor:
         return self.session.map_unordered(func, argsets, name=name)
 
 
-def make_executor(backend: str, n_jobs: int | None, session: DaskSession | None) -> Executor:
-    """The executor of a backend: "dask" (with its session), else in-process for one job
-    and local processes for more."""
+def make_executor(
+    backend: str, n_jobs: int | None, session: DaskSession | None, *, threads: bool = False
+) -> Executor:
+    """The executor of a backend: "dask" (with its session), else in-process for one job,
+    and for more, threads (``threads``: work that releases the interpreter lock) or local
+    processes."""
     if backend == "dask":
         return DaskExecutor(session)
     n = effective_n_jobs(n_jobs)
-    return InProcess() if n == 1 else LocalProcesses(n)
+    if n == 1:
+        return InProcess()
+    return Threads(n) if threads else LocalProcesses(n)

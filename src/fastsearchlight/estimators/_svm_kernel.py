@@ -324,7 +324,7 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
     return UNCONVERGED, max_iter
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     """Solve every problem of a batch (see the module's docstring).
 
@@ -384,7 +384,7 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     return w, status, iterations
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter):
     """Solve every problem of a batch of whole spheres, the first step included.
 

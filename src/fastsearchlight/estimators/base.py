@@ -47,6 +47,10 @@ class BatchedClassifier(ABC):
     #: batched metric of the estimator's own ``score`` (what ``scoring=None`` means), when
     #: it is not accuracy
     own_scoring: str | None = None
+    #: whether the fits spend their time in code that releases the interpreter lock
+    #: (compiled kernels, BLAS, large array operations): local parallel runs then use
+    #: threads, which share the data and start at once, instead of worker processes
+    releases_gil: bool = False
 
     @abstractmethod
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:

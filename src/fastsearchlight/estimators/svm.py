@@ -186,6 +186,8 @@ class BatchedLinearSVC(BatchedClassifier):
     """
 
     reference = "sklearn.svm.LinearSVC(penalty='l2', loss='squared_hinge')"
+    #: the Newton iterations run in compiled code without the interpreter lock
+    releases_gil = True
 
     def __init__(
         self,
