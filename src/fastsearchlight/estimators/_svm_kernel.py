@@ -143,26 +143,26 @@ def _build(X, rows, Y, act, C, H, b):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _newton_point(H, R, b, p, r, z, refine):
-    """``p = H^-1 b`` from the factor ``R``; with ``refine``, refined once against ``H``
-    (upper triangle), for a factor that rank-one changes have made inexact."""
-    d = H.shape[0]
+def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
+    """``p = H^-1 b`` from the factor ``R``, refined once against ``H = I + 2C X_A^T X_A``
+    itself, applied from the active rows (``r = b - p - 2C X_A^T X_A p``): exact to
+    rounding whatever rounding the rank-one changes of the factor have gathered."""
+    d = R.shape[0]
     _solve(R, b, p)
-    if not refine:
-        return
-    for i in range(d):
-        r[i] = b[i]
-    for i in range(d):
-        s = r[i]
-        v = p[i]
-        for k in range(i, d):
-            s -= H[i, k] * p[k]
-        r[i] = s
-        for k in range(i + 1, d):
-            r[k] -= H[i, k] * v
+    for k in range(d):
+        r[k] = b[k] - p[k]
+    for i in range(rows.shape[0]):
+        if act[i]:
+            x = X[rows[i]]
+            acc = 0.0
+            for k in range(d):
+                acc += x[k] * p[k]
+            acc *= 2.0 * C
+            for k in range(d):
+                r[k] -= acc * x[k]
     _solve(R, r, z)
-    for i in range(d):
-        p[i] += z[i]
+    for k in range(d):
+        p[k] += z[k]
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -249,6 +249,17 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
         m[i] = 0.0
     w[:] = 0.0
     p[:] = first
+    if H0.shape[0] != d:  # no first matrix given (checked by the caller otherwise): every
+        # active set's H is no larger than the one of every training sample, checked here
+        top = 0.0
+        for k in range(d):
+            acc = 0.0
+            for i in range(n):
+                if W[i] > 0.0:
+                    acc += X[rows[i], k] * X[rows[i], k]
+            top = max(top, 1.0 + 2.0 * C * acc)
+        if _EPS * top > _NORMAL_EQUATIONS_TOL:
+            return NEEDS_SVD, 0
     exact = True  # whether p comes from a factor computed afresh (or was refined)
     root = np.sqrt(2.0 * C)
     for it in range(max_iter):
@@ -283,7 +294,7 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
         if step <= 1e-13 * (1.0 + big) or (n_changed == 0 and exact):
             return CONVERGED, it + 1
         if n_changed == 0:  # at a point from an updated factor: refine it, and check again
-            _newton_point(H, R, b, p, r, z, True)
+            _refined_newton_point(X, rows, act, C, R, b, p, r, z)
             exact = True
             continue
         if it == 0 and H0.shape[0] == d and 2 * n_active > n:
@@ -308,19 +319,17 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
                 sign = 1.0 if now else -1.0
                 x = X[rows[i]]
                 for k in range(d):
-                    a = x[k]
-                    xs[k] = root * a
-                    for c in range(k, d):
-                        H[k, c] += sign * 2.0 * C * a * x[c]
-                    b[k] += sign * 2.0 * C * Y[i] * a
+                    xs[k] = root * x[k]
+                    b[k] += sign * 2.0 * C * Y[i] * x[k]
                 if not refactor and not _rank_one(R, xs, sign, work):
                     refactor = True
             exact = refactor
-            if _too_large(H):
-                return NEEDS_SVD, it + 1
-            if refactor and not _cholesky(H, R):
-                return NEEDS_SVD, it + 1
-        _newton_point(H, R, b, p, r, z, False)
+            # (every active set's H is no larger than the first step's, checked already)
+            if refactor:  # an update lost positive definiteness to rounding: from the rows
+                _build(X, rows, Y, act, C, H, b)
+                if not _cholesky(H, R):
+                    return NEEDS_SVD, it + 1
+        _solve(R, b, p)
     return UNCONVERGED, max_iter
 
 
