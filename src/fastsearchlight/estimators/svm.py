@@ -282,7 +282,9 @@ class BatchedLinearSVC(BatchedClassifier):
         set_of = np.empty(Q, dtype=np.int64)
         for u, members in enumerate(training_sets):
             set_of[members] = u
-        per_batch = max(1, self.batch_problems // Q)  # whole spheres
+        # whole spheres; on n features (n x n systems, small) more spheres per batch, so
+        # that each training set's numpy work covers many spheres at once
+        per_batch = max(1, (16 if dual else 1) * self.batch_problems // Q)
         for lo in range(0, B, per_batch):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
