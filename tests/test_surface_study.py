@@ -10,7 +10,12 @@ from nilearn.surface import load_surf_data
 
 from fastsearchlight.cli import main
 from fastsearchlight.simulate_surface import simulate_surface
-from fastsearchlight.surface_study import SURFACE_OUTPUTS, SURFACE_PERMUTATION_OUTPUTS, split_hemispheres
+from fastsearchlight.surface_study import (
+    SURFACE_FOLD_MAPS,
+    SURFACE_OUTPUTS,
+    SURFACE_PERMUTATION_OUTPUTS,
+    split_hemispheres,
+)
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +165,11 @@ def test_one_hemisphere_and_euclidean_discs_from_the_command_line(simulated, tmp
     out = tmp_path / "left"
     args = ["surface", "--func", str(simulated / "bold_hemi-L.func.gii"), "--labels", str(simulated / "labels.txt"),
             "--estimator", "gnb", "--distance", "euclidean", "--mesh", "fsaverage5:inflated", "--radius", "4",
-            "--quiet", "--out", str(out)]  # fmt: skip
+            "--fold-maps", "--quiet", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(n for n in SURFACE_OUTPUTS if "hemi-R" not in n)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        n for n in SURFACE_OUTPUTS + SURFACE_FOLD_MAPS if "hemi-R" not in n
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"]["vertices"] == {"left": 10242} and summary["parameters"]["distance"] == "euclidean"
     # as `run`: each vertex standardised within each run (nilearn.signal.clean), then leave one run out
@@ -181,4 +188,11 @@ def test_one_hemisphere_and_euclidean_discs_from_the_command_line(simulated, tmp
            groups=runs[keep])  # fmt: skip
     scores = load_surf_data(str(out / "searchlight_scores_hemi-L.func.gii"))
     np.testing.assert_array_equal(scores, sl.scores_img_.data.parts["left"].astype(np.float32))
+    # --fold-maps: one data array per fold (12 runs left out in turn), the fit's fold scores
+    folds = nib.load(out / "fold_scores_hemi-L.func.gii")
+    assert len(folds.darrays) == 12 and sl.fold_scores_.shape == (20484, 12)
+    np.testing.assert_array_equal(
+        np.column_stack([a.data for a in folds.darrays]),
+        sl.fold_scores_img_.data.parts["left"].astype(np.float32),
+    )
     assert summary["cleaning"]["standardize"] == "zscore_sample" and summary["parameters"]["cv"] == "auto"

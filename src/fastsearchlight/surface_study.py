@@ -26,7 +26,9 @@ from .io import (
     staged_outputs,
 )
 
-__all__ = ["SURFACE_OUTPUTS", "SURFACE_PERMUTATION_OUTPUTS", "run_surface_study", "split_hemispheres"]
+__all__ = [
+    "SURFACE_FOLD_MAPS", "SURFACE_OUTPUTS", "SURFACE_PERMUTATION_OUTPUTS", "run_surface_study", "split_hemispheres",
+]  # fmt: skip
 
 _HEMI_TAGS = {"L": "left", "R": "right"}
 #: files every surface study writes
@@ -37,6 +39,9 @@ SURFACE_PERMUTATION_OUTPUTS = ("p_uncorrected_hemi-L.func.gii", "p_uncorrected_h
                                "p_fwe_hemi-L.func.gii", "p_fwe_hemi-R.func.gii", "clusters.tsv",
                                "searchlight_fwe_surface.png")  # fmt: skip
 _TFCE_OUTPUTS = ("p_fwe_tfce_hemi-L.func.gii", "p_fwe_tfce_hemi-R.func.gii")
+#: files ``fold_maps`` adds: the scores of each fold (one data array per fold), as the
+#: volume's ``fold_scores.nii.gz``
+SURFACE_FOLD_MAPS = ("fold_scores_hemi-L.func.gii", "fold_scores_hemi-R.func.gii")
 _CLUSTER_COLUMNS = ["cluster", "size", "peak_score", "peak_x_mm", "peak_y_mm", "peak_z_mm",
                     "peak_p_fwe", "p_fwe_cluster"]  # fmt: skip
 
@@ -145,6 +150,7 @@ def run_surface_study(
     check_config(config)
     names = SURFACE_OUTPUTS + (SURFACE_PERMUTATION_OUTPUTS if config.n_permutations else ())
     names += _TFCE_OUTPUTS if config.n_permutations and config.tfce else ()
+    names += SURFACE_FOLD_MAPS if getattr(config, "fold_maps", False) else ()
     tags = {f"hemi-{h[0].upper()}" for h in split_hemispheres(func)}  # the maps of the hemispheres given
     names = tuple(n for n in names if "_hemi-" not in n or any(t in n for t in tags))
     with output_folder(out_dir, names, force=force) as out:
@@ -232,6 +238,8 @@ def _write(out: Path, names, sl, summary: dict, mesh: str, config, t_start: floa
     chance = summary["results"]["chance level"]
     with staged_outputs(out, names) as staging:
         _save_gifti(sl.scores_img_, staging, "searchlight_scores")
+        if getattr(config, "fold_maps", False):
+            _save_gifti(sl.fold_scores_img_, staging, "fold_scores")
         above = SurfaceImage(sl.mesh_, sl._space.split(sl.masked_scores_ - chance))
         title = f"Searchlight {config.scoring} minus chance ({' vs '.join(map(str, sl.classes_))})"
         plot_surface_map(above, staging / "searchlight_surface.png", title=title, mesh_name=mesh)
