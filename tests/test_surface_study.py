@@ -196,3 +196,48 @@ def test_one_hemisphere_and_euclidean_discs_from_the_command_line(simulated, tmp
         sl.fold_scores_img_.data.parts["left"].astype(np.float32),
     )
     assert summary["cleaning"]["standardize"] == "zscore_sample" and summary["parameters"]["cv"] == "auto"
+
+
+def test_high_pass_on_gifti_takes_the_repetition_time_from_t_r(simulated, tmp_path, capsys):
+    from nilearn.signal import clean
+    from nilearn.surface import PolyMesh
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from fastsearchlight import SurfaceSearchLight
+    from fastsearchlight.spaces.surface import load_mesh
+
+    # 4 runs of 54 samples (the filter needs runs longer than its padding, 18 samples)
+    ds = simulate_surface(random_state=3)
+    runs = ds.labels["chunks"].to_numpy() // 3
+    labels = tmp_path / "labels.txt"
+    labels.write_text("labels chunks\n" + "".join(f"{a} {r}\n" for a, r in zip(ds.labels["labels"], runs)))
+    args = ["surface", "--func", str(simulated / "bold_hemi-L.func.gii"), "--labels", str(labels),
+            "--estimator", "gnb", "--distance", "euclidean", "--radius", "4", "--high-pass", "0.02", "--quiet"]  # fmt: skip
+    # GIfTI files hold no repetition time: without --t-r, one line naming it, and no output
+    assert main([*args, "--out", str(tmp_path / "no_tr")]) == 2
+    err = capsys.readouterr().err
+    assert "--high-pass needs the repetition time" in err and "--t-r" in err and err.count("\n") == 1
+    assert not (tmp_path / "no_tr").exists()
+    assert main([*args, "--t-r", "0", "--out", str(tmp_path / "zero")]) == 2
+    assert "--t-r must be a positive number" in capsys.readouterr().err
+    out = tmp_path / "hp"
+    assert main([*args, "--t-r", "2.5", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cleaning"]["high-pass (Hz)"] == 0.02 and summary["cleaning"]["repetition time (s)"] == 2.5
+    # by hand: nilearn.signal.clean within each run, then the searchlight on the cleaned data
+    raw = ds.data["left"].T.astype(np.float64)
+    filtered = clean(raw, runs=runs, standardize="zscore_sample", detrend=False, high_pass=0.02, t_r=2.5)
+    unfiltered = clean(raw, runs=runs, standardize="zscore_sample", detrend=False)
+    assert np.abs(filtered - unfiltered).max() > 0.5  # the filter changes the data
+    keep = ds.labels["labels"].isin(["face", "house"]).to_numpy()
+    mesh = PolyMesh(left=load_mesh("fsaverage5").parts["left"])
+    scores = {}
+    for name, data in (("filtered", filtered), ("unfiltered", unfiltered)):
+        sl = SurfaceSearchLight(
+            mesh, radius=4.0, distance="euclidean", estimator="gnb", cv=LeaveOneGroupOut()
+        )
+        sl.fit({"left": data.T.astype(np.float32)[:, keep]}, ds.labels["labels"][keep], groups=runs[keep])
+        scores[name] = sl.scores_img_.data.parts["left"].astype(np.float32)
+    written = load_surf_data(str(out / "searchlight_scores_hemi-L.func.gii"))
+    np.testing.assert_array_equal(written, scores["filtered"])
+    assert (written != scores["unfiltered"]).any()

@@ -71,21 +71,21 @@ def split_hemispheres(paths) -> dict:
     return {h: out[h] for h in ("left", "right") if h in out}
 
 
-def _clean(data: dict, runs, config) -> dict:
+def _clean(data: dict, runs, config, t_r: float | None) -> dict:
     """Each vertex's time series cleaned within each run, on every sample (as ``run`` cleans
     the volumes: standardised by default, as nilearn's decoders; detrending, high-pass and
-    confounds on request), with :func:`nilearn.signal.clean`."""
+    confounds on request), with :func:`nilearn.signal.clean`. GIfTI files hold no
+    repetition time: the high-pass filter takes ``t_r`` (``--t-r``)."""
     from .cleaning import Cleaning, clean_runs, read_confounds_table
 
     cleaning = Cleaning.from_config(config)
     confounds = read_confounds_table(config.confounds) if config.confounds else None
     if not cleaning.active and confounds is None:
         return data
-    # the repetition time is not read from GIfTI files: --high-pass asks for it (one line)
-    return {h: clean_runs(d.T, runs, cleaning, confounds=confounds).T for h, d in data.items()}
+    return {h: clean_runs(d.T, runs, cleaning, confounds=confounds, t_r=t_r).T for h, d in data.items()}
 
 
-def _read(func, labels, mask, config, mesh: str):
+def _read(func, labels, mask, config, mesh: str, t_r: float | None = None):
     """The selected samples' data, labels and runs, and the mask."""
     from ._surface_inputs import read_surface_data
     from .spaces.surface import load_mesh
@@ -105,7 +105,7 @@ def _read(func, labels, mask, config, mesh: str):
     if len(table) != n_samples:
         raise InputError(f"labels table has {len(table)} rows but the surface data have {n_samples} samples")
     runs = table[config.group_column].to_numpy() if config.group_column is not None else None
-    data = _clean(data, runs, config)
+    data = _clean(data, runs, config, t_r)
     keep = select_conditions(table, config.conditions, label_column=config.label_column)
     y = table[config.label_column].astype(str).to_numpy()[keep]
     groups = runs[keep] if runs is not None else None
@@ -118,7 +118,7 @@ def _read(func, labels, mask, config, mesh: str):
 
 def run_surface_study(
     func, labels, out_dir, *, mesh: str = "fsaverage5", mask=None, distance: str = "geodesic",
-    config=None, force: bool = False, quiet: bool = False, name: str = "",
+    config=None, force: bool = False, quiet: bool = False, name: str = "", t_r: float | None = None,
 ) -> dict:  # fmt: skip
     """Run the surface searchlight study and write its outputs into ``out_dir``.
 
@@ -136,6 +136,8 @@ def run_surface_study(
     distance : {"geodesic", "euclidean"}
     config : StudyConfig or None
         The study options (radius, estimator, cv, permutations...).
+    t_r : float or None
+        Repetition time in seconds (GIfTI files hold none): needed by ``config.high_pass``.
 
     Returns
     -------
@@ -148,13 +150,19 @@ def run_surface_study(
     t_start = time.perf_counter()
     config = config or StudyConfig()
     check_config(config)
+    if t_r is not None and not (np.isfinite(t_r) and t_r > 0):
+        raise InputError(f"--t-r must be a positive number of seconds, got {t_r}")
+    if config.high_pass is not None and t_r is None:
+        raise InputError(
+            "--high-pass needs the repetition time, which GIfTI files do not hold: give --t-r SECONDS"
+        )
     names = SURFACE_OUTPUTS + (SURFACE_PERMUTATION_OUTPUTS if config.n_permutations else ())
     names += _TFCE_OUTPUTS if config.n_permutations and config.tfce else ()
     names += SURFACE_FOLD_MAPS if getattr(config, "fold_maps", False) else ()
     tags = {f"hemi-{h[0].upper()}" for h in split_hemispheres(func)}  # the maps of the hemispheres given
     names = tuple(n for n in names if "_hemi-" not in n or any(t in n for t in tags))
     with output_folder(out_dir, names, force=force) as out:
-        polymesh, data, y, groups, mask_parts = _read(func, labels, mask, config, mesh)
+        polymesh, data, y, groups, mask_parts = _read(func, labels, mask, config, mesh, t_r)
         from ._options import searchlight_params
         from .study import CHECKPOINT_NAME, _check_checkpoint
 
@@ -170,14 +178,14 @@ def run_surface_study(
         except ValueError as exc:
             raise InputError(str(exc)) from None
         summary = _summary(
-            config, name or "surface searchlight", func, labels, mesh, distance, sl, y, groups, names
+            config, name or "surface searchlight", func, labels, mesh, distance, sl, y, groups, names, t_r
         )
         summary["timings"] = {**sl.timings_}
         _write(out, names, sl, summary, mesh, config, t_start)
         return summary
 
 
-def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names) -> dict:
+def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names, t_r=None) -> dict:
     chance = chance_level(config.scoring, len(sl.classes_))
     masked = sl.masked_scores_
     peak = int(np.argmax(masked))
@@ -197,7 +205,7 @@ def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names) -
     return {
         "name": name,
         "parameters": {**asdict(config), "mesh": mesh, "distance": distance, "n_folds": sl.cv_plan_.n_folds},
-        "cleaning": _cleaning_record(config),
+        "cleaning": _cleaning_record(config, t_r),
         "data": {"surface data": [str(f) for f in func], "labels table": str(labels),
                  "samples analysed": len(y), "samples per condition": {str(c): int((y == c).sum()) for c in sl.classes_},
                  "runs": int(len(np.unique(groups))) if groups is not None else None,
@@ -209,10 +217,10 @@ def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names) -
     }  # fmt: skip
 
 
-def _cleaning_record(config) -> dict:
+def _cleaning_record(config, t_r: float | None = None) -> dict:
     from .cleaning import Cleaning
 
-    return Cleaning.from_config(config).describe(confounds=config.confounds, t_r=None)
+    return Cleaning.from_config(config).describe(confounds=config.confounds, t_r=t_r)
 
 
 def _save_gifti(img, staging: Path, stem: str) -> None:
