@@ -144,11 +144,48 @@ def run_surface_study(
     dict
         The summary written to ``summary.json``.
     """
-    from .study import StudyConfig, check_config
+    from .study import StudyConfig
+
+    config = config or StudyConfig()
+    hemispheres = tuple(split_hemispheres(func))  # the maps of the hemispheres given
+
+    def read():
+        polymesh, data, y, groups, mask_parts = _read(func, labels, mask, config, mesh, t_r)
+        return polymesh, data, y, groups, mask_parts, {"surface data": [str(f) for f in func],
+                                                       "labels table": str(labels)}  # fmt: skip
+
+    return surface_study_from_reader(
+        read, out_dir, hemispheres=hemispheres, mesh=mesh, distance=distance, config=config, force=force,
+        quiet=quiet, name=name, t_r=t_r,
+    )  # fmt: skip
+
+
+def surface_study_from_reader(
+    read, out_dir, *, hemispheres, mesh: str, distance: str = "geodesic", config, force: bool = False,
+    quiet: bool = False, name: str = "", t_r: float | None = None,
+) -> dict:  # fmt: skip
+    """Run a surface study whose inputs ``read()`` gives, into the locked folder ``out_dir``.
+
+    Parameters
+    ----------
+    read : callable
+        ``read() -> (polymesh, data, y, groups, masks, sources)``: the mesh, the cleaned data
+        of the analysed samples per hemisphere (n_vertices, n_samples), their labels and runs,
+        the masks per hemisphere (or None) and what they were read from (for the summary).
+    hemispheres : tuple of str
+        The hemispheres the data hold (their maps are written).
+    mesh, distance, config, force, quiet, name, t_r
+        As :func:`run_surface_study`.
+
+    Returns
+    -------
+    dict
+        The summary written to ``summary.json``.
+    """
+    from .study import check_config
     from .surface_searchlight import SurfaceSearchLight
 
     t_start = time.perf_counter()
-    config = config or StudyConfig()
     check_config(config)
     if t_r is not None and not (np.isfinite(t_r) and t_r > 0):
         raise InputError(f"--t-r must be a positive number of seconds, got {t_r}")
@@ -159,10 +196,10 @@ def run_surface_study(
     names = SURFACE_OUTPUTS + (SURFACE_PERMUTATION_OUTPUTS if config.n_permutations else ())
     names += _TFCE_OUTPUTS if config.n_permutations and config.tfce else ()
     names += SURFACE_FOLD_MAPS if getattr(config, "fold_maps", False) else ()
-    tags = {f"hemi-{h[0].upper()}" for h in split_hemispheres(func)}  # the maps of the hemispheres given
+    tags = {f"hemi-{h[0].upper()}" for h in hemispheres}
     names = tuple(n for n in names if "_hemi-" not in n or any(t in n for t in tags))
     with output_folder(out_dir, names, force=force) as out:
-        polymesh, data, y, groups, mask_parts = _read(func, labels, mask, config, mesh, t_r)
+        polymesh, data, y, groups, mask_parts, sources = read()
         from ._options import searchlight_params
         from .study import CHECKPOINT_NAME, _check_checkpoint
 
@@ -178,14 +215,14 @@ def run_surface_study(
         except ValueError as exc:
             raise InputError(str(exc)) from None
         summary = _summary(
-            config, name or "surface searchlight", func, labels, mesh, distance, sl, y, groups, names, t_r
+            config, name or "surface searchlight", sources, mesh, distance, sl, y, groups, names, t_r
         )
         summary["timings"] = {**sl.timings_}
         _write(out, names, sl, summary, mesh, config, t_start)
         return summary
 
 
-def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names, t_r=None) -> dict:
+def _summary(config, name, sources, mesh, distance, sl, y, groups, names, t_r=None) -> dict:
     chance = chance_level(config.scoring, len(sl.classes_))
     masked = sl.masked_scores_
     peak = int(np.argmax(masked))
@@ -206,7 +243,7 @@ def _summary(config, name, func, labels, mesh, distance, sl, y, groups, names, t
         "name": name,
         "parameters": {**asdict(config), "mesh": mesh, "distance": distance, "n_folds": sl.cv_plan_.n_folds},
         "cleaning": _cleaning_record(config, t_r),
-        "data": {"surface data": [str(f) for f in func], "labels table": str(labels),
+        "data": {**sources,
                  "samples analysed": len(y), "samples per condition": {str(c): int((y == c).sum()) for c in sl.classes_},
                  "runs": int(len(np.unique(groups))) if groups is not None else None,
                  "vertices": {h: int(n) for h, n in sl._space.n_vertices.items()},
