@@ -241,3 +241,71 @@ def test_high_pass_on_gifti_takes_the_repetition_time_from_t_r(simulated, tmp_pa
     written = load_surf_data(str(out / "searchlight_scores_hemi-L.func.gii"))
     np.testing.assert_array_equal(written, scores["filtered"])
     assert (written != scores["unfiltered"]).any()
+
+
+def test_prevalence_inference_on_surface_studies(tmp_path, capsys):
+    """Each surface study with permutations keeps its null maps; ``group --prevalence`` on
+    their folders writes GIfTI maps equal to prevalence_inference on those arrays by hand."""
+    import shutil
+
+    from fastsearchlight.prevalence import prevalence_inference
+
+    # two subjects: the same planted patches, each with noise of its own
+    ds = simulate_surface(random_state=0, noise_sd=0.0)
+    truth, rng, folders = ds.truth["left"], np.random.default_rng(1), []
+    labels = tmp_path / "labels.txt"
+    ds.labels.to_csv(labels, sep=" ", index=False)
+    for s in range(2):
+        data = ds.data["left"] + rng.normal(0.0, 20.0, ds.data["left"].shape)
+        func = tmp_path / f"sub-{s}_hemi-L.func.gii"
+        nib.save(
+            nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(c) for c in data.T.astype(np.float32)]),
+            func,
+        )
+        out = tmp_path / f"sub-{s}"
+        assert main(["surface", "--func", str(func), "--labels", str(labels), "--estimator", "gnb", "--distance",
+                     "euclidean", "--radius", "4", "--permutations", "20", "--quiet", "--out", str(out)]) == 0  # fmt: skip
+        assert not list(out.glob(".fastsearchlight-permutations*"))  # the checkpoint became null_scores.npy
+        folders.append(str(out))
+    capsys.readouterr()
+    out = tmp_path / "prevalence"
+    assert main(["group", "--prevalence", *folders, "--permutations", "2000", "--out", str(out)]) == 0
+    assert "prevalence gamma0" in capsys.readouterr().out
+    observed, null, exhaustive = [], [], []
+    for folder in folders:
+        record = np.load(f"{folder}/permutation_record.npz")
+        scores = load_surf_data(f"{folder}/searchlight_scores_hemi-L.func.gii")
+        np.testing.assert_array_equal(record["observed"].astype(np.float32), scores)
+        assert str(record["mesh"]) == "fsaverage5" and list(record["hemispheres"]) == ["left"]
+        null.append(np.load(f"{folder}/null_scores.npy"))
+        assert null[-1].shape == (20, 10242)
+        observed.append(record["observed"])
+        exhaustive.append(bool(record["exhaustive"]))
+    expected = prevalence_inference(
+        observed, null, includes_observed=exhaustive, n_permutations=2000, alpha=0.05, random_state=0
+    )
+    gamma = load_surf_data(str(out / "prevalence_gamma0_hemi-L.func.gii"))
+    np.testing.assert_array_equal(gamma, expected.gamma0.astype(np.float32))
+    logp = load_surf_data(str(out / "p_global_fwe_hemi-L.func.gii"))
+    np.testing.assert_array_equal(logp, (-np.log10(expected.p_global_fwe)).astype(np.float32))
+    # the patch planted in every subject, and nothing beyond the discs (4 mm) that reach it
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    near = (
+        np.asarray(vertex_discs(load_mesh("fsaverage5").parts["left"], 4.0, "euclidean")[truth].sum(axis=0))[
+            0
+        ]
+        > 0
+    )
+    assert (gamma[truth] > 0).mean() > 0.5 and not (gamma[~near] > 0).any()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["mesh"] == "fsaverage5" and summary["data"]["vertices tested"] == 10242
+    assert not list(out.glob("*hemi-R*")) and (out / "prevalence_gamma0_surface.png").stat().st_size > 0
+    # a study on another mesh: one line, nothing written
+    other = tmp_path / "other"
+    shutil.copytree(folders[0], other)
+    record = dict(np.load(other / "permutation_record.npz"))
+    np.savez(other / "permutation_record.npz", **{**record, "mesh": np.array("fsaverage6")})
+    assert main(["group", "--prevalence", folders[1], str(other), "--out", str(tmp_path / "p2")]) == 2
+    err = capsys.readouterr().err
+    assert "not on the mesh" in err and err.count("\n") == 1 and not (tmp_path / "p2").exists()

@@ -27,7 +27,8 @@ from .io import (
 )
 
 __all__ = [
-    "SURFACE_FOLD_MAPS", "SURFACE_OUTPUTS", "SURFACE_PERMUTATION_OUTPUTS", "run_surface_study", "split_hemispheres",
+    "SURFACE_FOLD_MAPS", "SURFACE_OUTPUTS", "SURFACE_PERMUTATION_OUTPUTS", "run_surface_study",
+    "save_surface_permutation_record", "split_hemispheres", "surface_study_from_reader",
 ]  # fmt: skip
 
 _HEMI_TAGS = {"L": "left", "R": "right"}
@@ -37,7 +38,8 @@ SURFACE_OUTPUTS = ("searchlight_scores_hemi-L.func.gii", "searchlight_scores_hem
 #: files a permutation test adds (-log10 p maps)
 SURFACE_PERMUTATION_OUTPUTS = ("p_uncorrected_hemi-L.func.gii", "p_uncorrected_hemi-R.func.gii",
                                "p_fwe_hemi-L.func.gii", "p_fwe_hemi-R.func.gii", "clusters.tsv",
-                               "searchlight_fwe_surface.png")  # fmt: skip
+                               "searchlight_fwe_surface.png", "null_scores.npy",
+                               "permutation_record.npz")  # fmt: skip
 _TFCE_OUTPUTS = ("p_fwe_tfce_hemi-L.func.gii", "p_fwe_tfce_hemi-R.func.gii")
 #: files ``fold_maps`` adds: the scores of each fold (one data array per fold), as the
 #: volume's ``fold_scores.nii.gz``
@@ -204,12 +206,14 @@ def surface_study_from_reader(
         from .study import CHECKPOINT_NAME, _check_checkpoint
 
         params = {**searchlight_params(config), "backend": config.backend}
-        # null maps are kept in --out as they are made: an interrupted run resumes from them
+        # null maps are kept in --out as they are made: an interrupted run resumes from them;
+        # complete, they become the output null_scores.npy (prevalence inference reads them)
         checkpoint = out / CHECKPOINT_NAME if config.n_permutations else None
         if checkpoint is not None:
             _check_checkpoint(out)
         sl = SurfaceSearchLight(polymesh, mask=mask_parts, distance=distance, cv=parse_cv(config.cv, groups is not None),
-                                verbose=0 if quiet else 1, checkpoint=checkpoint, **params)  # fmt: skip
+                                verbose=0 if quiet else 1, checkpoint=checkpoint, keep_checkpoint=True,
+                                **params)  # fmt: skip
         try:
             sl.fit(data, y, groups=groups)
         except ValueError as exc:
@@ -219,6 +223,8 @@ def surface_study_from_reader(
         )
         summary["timings"] = {**sl.timings_}
         _write(out, names, sl, summary, mesh, config, t_start)
+        # the checkpoint's record is kept until the outputs are in place (as run's)
+        (out / CHECKPOINT_NAME).with_suffix(".json").unlink(missing_ok=True)
         return summary
 
 
@@ -273,6 +279,21 @@ def _save_gifti(img, staging: Path, stem: str) -> None:
         nib.save(nib.gifti.GiftiImage(darrays=arrays), staging / f"{stem}_hemi-{hemi[0].upper()}.func.gii")
 
 
+def save_surface_permutation_record(sl, mesh: str, path: Path) -> None:
+    """What prevalence inference reads back beside a surface study's null maps: as
+    :func:`fastsearchlight._permutation_record.save_permutation_record`, with the mesh's name,
+    hemispheres and vertex counts in place of a grid (the affine: identity)."""
+    from .io import atomic_path
+
+    space, info = sl._space, sl.permutation_info_
+    with atomic_path(path, force=True) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh, observed=sl.masked_scores_, process_mask=sl.process_mask_, affine=np.eye(4),
+            exhaustive=bool(info["all arrangements enumerated"]), permute=str(info["scheme"]), mesh=str(mesh),
+            hemispheres=np.array(space.hemispheres), n_vertices=np.array([space.n_vertices[h] for h in space.hemispheres]),
+        )  # fmt: skip
+
+
 def _write(out: Path, names, sl, summary: dict, mesh: str, config, t_start: float) -> None:
     """Maps, figures, report and summary, staged then moved into ``out`` together."""
     from nilearn.surface import SurfaceImage
@@ -302,7 +323,13 @@ def _write(out: Path, names, sl, summary: dict, mesh: str, config, t_start: floa
                              title=f"{title}, FWE p < 0.05", mesh_name=mesh)  # fmt: skip
             figures["Scores where the family-wise corrected p < 0.05"] = "searchlight_fwe_surface.png"
             tables["Clusters on the mesh (FWE p by cluster size and at the peak)"] = clusters
+            save_surface_permutation_record(sl, mesh, staging / "permutation_record.npz")
         summary["timings"]["total"] = time.perf_counter() - t_start
         report.write_report(staging, summary, figures=figures, tables=tables, force=True,
                             title="Surface searchlight report")  # fmt: skip
         save_json(summary, staging / "summary.json")
+        if config.n_permutations:
+            from .study import CHECKPOINT_NAME
+
+            # the checkpoint is the null maps' file: it becomes an output, last
+            (out / CHECKPOINT_NAME).replace(staging / "null_scores.npy")
