@@ -54,6 +54,21 @@ def test_geodesic_discs_equal_brute_force_dijkstra(radius):
     assert (discs.diagonal()).all()  # every disc holds its centre
 
 
+@pytest.mark.parametrize("radius", [0.0, 10.0])
+def test_geodesic_discs_equal_scipys_dijkstra_on_fsaverage5(radius):
+    # the compiled search stops at the radius; scipy's computes every distance up to it
+    from scipy.sparse.csgraph import dijkstra
+
+    part = load_mesh("fsaverage5").parts["left"]
+    coords, faces = np.asarray(part.coordinates, float), np.asarray(part.faces)
+    graph = edge_graph(coords, faces)
+    discs = vertex_discs(part, radius, "geodesic")
+    seeds = np.random.default_rng(0).choice(len(coords), 600, replace=False)
+    expected = sparse.csr_matrix(dijkstra(graph, directed=False, indices=seeds, limit=radius) <= radius)
+    assert discs.has_sorted_indices and (discs[seeds] != expected).nnz == 0
+    assert discs.nnz > (10 * len(coords) if radius else len(coords) - 1)
+
+
 def test_geodesic_discs_are_larger_than_euclidean_ones_never():
     # a path along the mesh is never shorter than the straight line: every geodesic disc
     # lies within the euclidean disc of the same radius, and the bump makes some smaller

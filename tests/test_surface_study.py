@@ -10,7 +10,12 @@ from nilearn.surface import load_surf_data
 
 from fastsearchlight.cli import main
 from fastsearchlight.simulate_surface import simulate_surface
-from fastsearchlight.surface_study import SURFACE_OUTPUTS, SURFACE_PERMUTATION_OUTPUTS, split_hemispheres
+from fastsearchlight.surface_study import (
+    SURFACE_FOLD_MAPS,
+    SURFACE_OUTPUTS,
+    SURFACE_PERMUTATION_OUTPUTS,
+    split_hemispheres,
+)
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +165,11 @@ def test_one_hemisphere_and_euclidean_discs_from_the_command_line(simulated, tmp
     out = tmp_path / "left"
     args = ["surface", "--func", str(simulated / "bold_hemi-L.func.gii"), "--labels", str(simulated / "labels.txt"),
             "--estimator", "gnb", "--distance", "euclidean", "--mesh", "fsaverage5:inflated", "--radius", "4",
-            "--quiet", "--out", str(out)]  # fmt: skip
+            "--fold-maps", "--quiet", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(n for n in SURFACE_OUTPUTS if "hemi-R" not in n)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        n for n in SURFACE_OUTPUTS + SURFACE_FOLD_MAPS if "hemi-R" not in n
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"]["vertices"] == {"left": 10242} and summary["parameters"]["distance"] == "euclidean"
     # as `run`: each vertex standardised within each run (nilearn.signal.clean), then leave one run out
@@ -181,4 +188,125 @@ def test_one_hemisphere_and_euclidean_discs_from_the_command_line(simulated, tmp
            groups=runs[keep])  # fmt: skip
     scores = load_surf_data(str(out / "searchlight_scores_hemi-L.func.gii"))
     np.testing.assert_array_equal(scores, sl.scores_img_.data.parts["left"].astype(np.float32))
+    # --fold-maps: one data array per fold (12 runs left out in turn), the fit's fold scores
+    folds = nib.load(out / "fold_scores_hemi-L.func.gii")
+    assert len(folds.darrays) == 12 and sl.fold_scores_.shape == (20484, 12)
+    np.testing.assert_array_equal(
+        np.column_stack([a.data for a in folds.darrays]),
+        sl.fold_scores_img_.data.parts["left"].astype(np.float32),
+    )
     assert summary["cleaning"]["standardize"] == "zscore_sample" and summary["parameters"]["cv"] == "auto"
+
+
+def test_high_pass_on_gifti_takes_the_repetition_time_from_t_r(simulated, tmp_path, capsys):
+    from nilearn.signal import clean
+    from nilearn.surface import PolyMesh
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from fastsearchlight import SurfaceSearchLight
+    from fastsearchlight.spaces.surface import load_mesh
+
+    # 2 runs of 108 samples (the filter needs runs longer than its padding, 18 samples; nilearn
+    # filters each vertex and run apart: few runs keep the test short)
+    ds = simulate_surface(random_state=3)
+    runs = ds.labels["chunks"].to_numpy() // 6
+    labels = tmp_path / "labels.txt"
+    labels.write_text("labels chunks\n" + "".join(f"{a} {r}\n" for a, r in zip(ds.labels["labels"], runs)))
+    args = ["surface", "--func", str(simulated / "bold_hemi-L.func.gii"), "--labels", str(labels),
+            "--estimator", "gnb", "--distance", "euclidean", "--radius", "4", "--high-pass", "0.02", "--quiet"]  # fmt: skip
+    # GIfTI files hold no repetition time: without --t-r, one line naming it, and no output
+    assert main([*args, "--out", str(tmp_path / "no_tr")]) == 2
+    err = capsys.readouterr().err
+    assert "--high-pass needs the repetition time" in err and "--t-r" in err and err.count("\n") == 1
+    assert not (tmp_path / "no_tr").exists()
+    assert main([*args, "--t-r", "0", "--out", str(tmp_path / "zero")]) == 2
+    assert "--t-r must be a positive number" in capsys.readouterr().err
+    out = tmp_path / "hp"
+    assert main([*args, "--t-r", "2.5", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cleaning"]["high-pass (Hz)"] == 0.02 and summary["cleaning"]["repetition time (s)"] == 2.5
+    # by hand: nilearn.signal.clean within each run, then the searchlight on the cleaned data
+    raw = ds.data["left"].T.astype(np.float64)
+    filtered = clean(raw, runs=runs, standardize="zscore_sample", detrend=False, high_pass=0.02, t_r=2.5)
+    unfiltered = clean(raw, runs=runs, standardize="zscore_sample", detrend=False)
+    assert np.abs(filtered - unfiltered).max() > 0.5  # the filter changes the data
+    keep = ds.labels["labels"].isin(["face", "house"]).to_numpy()
+    mesh = PolyMesh(left=load_mesh("fsaverage5").parts["left"])
+    scores = {}
+    for name, data in (("filtered", filtered), ("unfiltered", unfiltered)):
+        sl = SurfaceSearchLight(
+            mesh, radius=4.0, distance="euclidean", estimator="gnb", cv=LeaveOneGroupOut()
+        )
+        sl.fit({"left": data.T.astype(np.float32)[:, keep]}, ds.labels["labels"][keep], groups=runs[keep])
+        scores[name] = sl.scores_img_.data.parts["left"].astype(np.float32)
+    written = load_surf_data(str(out / "searchlight_scores_hemi-L.func.gii"))
+    np.testing.assert_array_equal(written, scores["filtered"])
+    assert (written != scores["unfiltered"]).any()
+
+
+def test_prevalence_inference_on_surface_studies(tmp_path, capsys):
+    """Each surface study with permutations keeps its null maps; ``group --prevalence`` on
+    their folders writes GIfTI maps equal to prevalence_inference on those arrays by hand."""
+    import shutil
+
+    from fastsearchlight.prevalence import prevalence_inference
+
+    # two subjects: the same planted patches, each with noise of its own
+    ds = simulate_surface(random_state=0, noise_sd=0.0)
+    truth, rng, folders = ds.truth["left"], np.random.default_rng(1), []
+    labels = tmp_path / "labels.txt"
+    ds.labels.to_csv(labels, sep=" ", index=False)
+    for s in range(2):
+        data = ds.data["left"] + rng.normal(0.0, 20.0, ds.data["left"].shape)
+        func = tmp_path / f"sub-{s}_hemi-L.func.gii"
+        nib.save(
+            nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(c) for c in data.T.astype(np.float32)]),
+            func,
+        )
+        out = tmp_path / f"sub-{s}"
+        assert main(["surface", "--func", str(func), "--labels", str(labels), "--estimator", "gnb", "--distance",
+                     "euclidean", "--radius", "4", "--permutations", "20", "--quiet", "--out", str(out)]) == 0  # fmt: skip
+        assert not list(out.glob(".fastsearchlight-permutations*"))  # the checkpoint became null_scores.npy
+        folders.append(str(out))
+    capsys.readouterr()
+    out = tmp_path / "prevalence"
+    assert main(["group", "--prevalence", *folders, "--permutations", "2000", "--out", str(out)]) == 0
+    assert "prevalence gamma0" in capsys.readouterr().out
+    observed, null, exhaustive = [], [], []
+    for folder in folders:
+        record = np.load(f"{folder}/permutation_record.npz")
+        scores = load_surf_data(f"{folder}/searchlight_scores_hemi-L.func.gii")
+        np.testing.assert_array_equal(record["observed"].astype(np.float32), scores)
+        assert str(record["mesh"]) == "fsaverage5" and list(record["hemispheres"]) == ["left"]
+        null.append(np.load(f"{folder}/null_scores.npy"))
+        assert null[-1].shape == (20, 10242)
+        observed.append(record["observed"])
+        exhaustive.append(bool(record["exhaustive"]))
+    expected = prevalence_inference(
+        observed, null, includes_observed=exhaustive, n_permutations=2000, alpha=0.05, random_state=0
+    )
+    gamma = load_surf_data(str(out / "prevalence_gamma0_hemi-L.func.gii"))
+    np.testing.assert_array_equal(gamma, expected.gamma0.astype(np.float32))
+    logp = load_surf_data(str(out / "p_global_fwe_hemi-L.func.gii"))
+    np.testing.assert_array_equal(logp, (-np.log10(expected.p_global_fwe)).astype(np.float32))
+    # the patch planted in every subject, and nothing beyond the discs (4 mm) that reach it
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    near = (
+        np.asarray(vertex_discs(load_mesh("fsaverage5").parts["left"], 4.0, "euclidean")[truth].sum(axis=0))[
+            0
+        ]
+        > 0
+    )
+    assert (gamma[truth] > 0).mean() > 0.5 and not (gamma[~near] > 0).any()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["mesh"] == "fsaverage5" and summary["data"]["vertices tested"] == 10242
+    assert not list(out.glob("*hemi-R*")) and (out / "prevalence_gamma0_surface.png").stat().st_size > 0
+    # a study on another mesh: one line, nothing written
+    other = tmp_path / "other"
+    shutil.copytree(folders[0], other)
+    record = dict(np.load(other / "permutation_record.npz"))
+    np.savez(other / "permutation_record.npz", **{**record, "mesh": np.array("fsaverage6")})
+    assert main(["group", "--prevalence", folders[1], str(other), "--out", str(tmp_path / "p2")]) == 2
+    err = capsys.readouterr().err
+    assert "not on the mesh" in err and err.count("\n") == 1 and not (tmp_path / "p2").exists()

@@ -91,6 +91,10 @@ def _run_bids(args) -> int:
     spec = BidsSpec(Path(args.bids), args.subject, args.task, space=args.space,
                     derivatives=Path(args.derivatives) if args.derivatives else None,
                     samples=args.samples, shift=args.shift)  # fmt: skip
+    from .bids_surface import cmd_bids_surface, is_surface_space
+
+    if is_surface_space(args.space):  # fMRIPrep's GIfTI outputs: the surface searchlight
+        return cmd_bids_surface(args, spec, _config(args))
     summary = run_bids_study(spec, args.out, mask=Path(args.mask) if args.mask else None,
                              process_mask=Path(args.process_mask) if args.process_mask else None, config=_config(args),
                              force=args.force, quiet=args.quiet, command=command_line(args.argv))  # fmt: skip
@@ -207,7 +211,8 @@ def _add_bids_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", help="task label")
     g.add_argument("--derivatives", metavar="DIR", help="fMRIPrep derivatives: their desc-preproc images, "
                    "brain masks and confounds")  # fmt: skip
-    g.add_argument("--space", help="fMRIPrep output space, e.g. MNI152NLin2009cAsym")
+    g.add_argument("--space", help="fMRIPrep output space, e.g. MNI152NLin2009cAsym, or a surface (fsaverage5: "
+                   "its hemi-L/hemi-R .func.gii, the surface searchlight)")  # fmt: skip
     g.add_argument("--samples", choices=SAMPLES, default="volumes",
                    help="volumes labelled by events (default), or beta maps of nilearn's FirstLevelModel: one "
                    "per trial (least-squares-separate) or per condition and run, kept in OUT/betas/")  # fmt: skip

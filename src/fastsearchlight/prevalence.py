@@ -97,6 +97,10 @@ def run_prevalence(
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) or n_permutations < 2:
         raise InputError(f"prevalence inference needs at least 2 permutations, got {n_permutations!r}")
     records, common = _read_records(folders)
+    if any("mesh" in rec for rec in records):  # surface studies (surface_prevalence.py)
+        from .surface_prevalence import check_same_mesh
+
+        check_same_mesh(folders, records)
     columns = [common[rec["process_mask"]] for rec in records]
     observed = [rec["observed"][cols] for rec, cols in zip(records, columns)]
     null = [_Columns(rec["null"], cols) for rec, cols in zip(records, columns)]
@@ -105,6 +109,11 @@ def run_prevalence(
         n_permutations=n_permutations, alpha=alpha, random_state=random_state,
     )  # fmt: skip
 
+    if "mesh" in records[0]:
+        from .surface_prevalence import write_surface_prevalence
+
+        summary = _prevalence_summary(folders, records, common, result, alpha, random_state)
+        return write_surface_prevalence(out_dir, folders, records, common, result, summary, alpha, force, t0)
     affine = records[0]["affine"]
 
     def img(values):

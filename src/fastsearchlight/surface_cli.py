@@ -42,6 +42,9 @@ def add_surface_parsers(parser, sub, add_analysis_options) -> argparse.ArgumentP
                         "cortex without the medial wall")  # fmt: skip
     p.add_argument("--distance", choices=("geodesic", "euclidean"), default="geodesic",
                    help="disc distance: along the mesh (default) or straight-line")  # fmt: skip
+    p.add_argument("--t-r", type=float, default=None, metavar="SECONDS", dest="t_r",
+                   help="repetition time of the data in seconds, which GIfTI files do not hold; needed "
+                        "by --high-pass")  # fmt: skip
     add_analysis_options(p, out_default="fastsearchlight-surface")
     for action in p._actions:  # a disc's radius on the cortex: 10 mm, not a volume's 5.6
         if action.dest == "radius":
@@ -59,7 +62,7 @@ def cmd_surface(args) -> int:
     summary = run_surface_study(
         [Path(f) for f in args.func], Path(args.labels), args.out, mesh=args.mesh,
         mask=[Path(m) for m in args.mask] if args.mask else None, distance=args.distance,
-        config=config_from_args(args, StudyConfig), force=args.force, quiet=args.quiet,
+        config=config_from_args(args, StudyConfig), force=args.force, quiet=args.quiet, t_r=args.t_r,
     )  # fmt: skip
     r, t = summary["results"], summary["timings"]
     print(f"{r['discs']} discs in {t['searchlight']:.1f} s; best {summary['parameters']['scoring']} "

@@ -4,7 +4,8 @@ Each hemisphere's mesh (vertex coordinates in mm and triangles) gives, for every
 vertex, the vertices within ``radius`` mm of it:
 
 - ``"geodesic"``: along the mesh, by Dijkstra's shortest paths on the graph of triangle
-  edges weighted by their lengths (``scipy.sparse.csgraph.dijkstra`` limited to the radius);
+  edges weighted by their lengths, stopped at the radius (compiled: :mod:`._geodesic`; the
+  discs of ``scipy.sparse.csgraph.dijkstra(limit=radius)``);
 - ``"euclidean"``: straight-line distance between the vertex coordinates, the rule of
   scikit-learn's ``radius_neighbors_graph`` (distances ``<= radius``).
 
@@ -41,8 +42,6 @@ DISTANCES = ("geodesic", "euclidean")
 #: meshes nilearn loads by name (fsaverage5 ships with it; the others are downloaded)
 MESH_NAMES = ("fsaverage5", "fsaverage3", "fsaverage4", "fsaverage6", "fsaverage7", "fsaverage")
 
-#: seeds solved per call of Dijkstra (each call holds a dense seeds x vertices array)
-_DIJKSTRA_SEEDS = 512
 #: discs kept in the per-process cache
 _CACHE_SIZE = 8
 _CACHE: OrderedDict = OrderedDict()
@@ -97,7 +96,10 @@ def edge_graph(coords: np.ndarray, faces: np.ndarray) -> sparse.csr_matrix:
     n = len(coords)
     pairs = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     pairs = np.sort(pairs, axis=1)
-    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    # each edge once, in (first, second) order: unique codes first * n + second
+    codes = np.unique(pairs[:, 0] * np.int64(n) + pairs[:, 1])
+    pairs = np.column_stack([codes // n, codes % n])
     lengths = np.linalg.norm(coords[pairs[:, 0]] - coords[pairs[:, 1]], axis=1)
     # an edge of length 0 (coincident vertices) would vanish from a sparse matrix: keep it
     lengths = np.maximum(lengths, np.finfo(np.float64).tiny)
@@ -107,16 +109,9 @@ def edge_graph(coords: np.ndarray, faces: np.ndarray) -> sparse.csr_matrix:
 
 
 def _geodesic(coords, faces, radius: float) -> sparse.csr_matrix:
-    from scipy.sparse.csgraph import dijkstra
+    from ._geodesic import geodesic_discs
 
-    graph = edge_graph(coords, faces)
-    n = len(coords)
-    blocks = []
-    for lo in range(0, n, _DIJKSTRA_SEEDS):
-        seeds = np.arange(lo, min(n, lo + _DIJKSTRA_SEEDS))
-        dist = dijkstra(graph, directed=False, indices=seeds, limit=radius)
-        blocks.append(sparse.csr_matrix(dist <= radius))
-    return sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, 0), dtype=bool)
+    return geodesic_discs(edge_graph(coords, faces), radius)
 
 
 def _euclidean(coords, radius: float) -> sparse.csr_matrix:

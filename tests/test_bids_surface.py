@@ -1,0 +1,154 @@
+"""fMRIPrep's surface outputs through ``run --bids --space fsaverage5``: the surface study on
+hemi-L/hemi-R GIfTI runs, labelled by events and cleaned with fMRIPrep's confounds.
+
+Runs on small simulated fMRIPrep-like derivatives on fsaverage5 (the mesh ships with nilearn).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from test_bids import N_RUNS, N_VOLUMES, T_R, _labels_by_hand, _motion_confounds, _run_events
+
+from fastsearchlight.cli import main
+
+SPACE = "fsaverage5"
+
+
+def _gifti(values: np.ndarray, path: Path) -> None:
+    """One data array per volume (column), as fMRIPrep writes a surface run."""
+    arrays = [nib.gifti.GiftiDataArray(np.ascontiguousarray(c, dtype=np.float32)) for c in values.T]
+    nib.save(nib.gifti.GiftiImage(darrays=arrays), path)
+
+
+def make_surface_bids(root: Path, seed: int = 0) -> Path:
+    """Raw events and fMRIPrep-like surface derivatives (GIfTI per hemisphere and run, their
+    sidecars with the repetition time, confounds) in ``root``."""
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    rng = np.random.default_rng(seed)
+    mesh = load_mesh(SPACE)
+    raw = root / "sub-01" / "func"
+    deriv = root / "derivatives" / "fmriprep" / "sub-01" / "func"
+    raw.mkdir(parents=True)
+    deriv.mkdir(parents=True)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "sim", "BIDSVersion": "1.8.0"}))
+    patch = vertex_discs(mesh.parts["left"], 8.0, "geodesic")[1000].indices
+    for k in range(N_RUNS):
+        events = _run_events(k)
+        stem = f"sub-01_task-objects_run-{k + 1:02d}"
+        events.to_csv(raw / f"{stem}_events.tsv", sep="\t", index=False)
+        for hemi in ("L", "R"):
+            n = mesh.parts["left" if hemi == "L" else "right"].n_vertices
+            data = 800.0 + 10.0 * rng.standard_normal((n, N_VOLUMES)) + np.linspace(-15, 15, N_VOLUMES)
+            if hemi == "L":
+                for _, ev in events.iterrows():
+                    first, m = int(ev.onset / T_R), int(ev.duration / T_R)
+                    data[patch, first : first + m] += 12.0 if ev.trial_type == "face" else -12.0
+            name = f"{stem}_hemi-{hemi}_space-{SPACE}_bold"
+            _gifti(data, deriv / f"{name}.func.gii")
+            (deriv / f"{name}.json").write_text(json.dumps({"RepetitionTime": T_R}))
+        confounds = _motion_confounds(rng, N_VOLUMES)
+        for name in ("white_matter", "csf"):  # what nilearn's 'scrubbing' strategy reads
+            v = confounds[name].to_numpy()
+            d = np.r_[np.nan, np.diff(v)]
+            confounds[f"{name}_derivative1"], confounds[f"{name}_power2"] = d, v**2
+            confounds[f"{name}_derivative1_power2"] = d**2
+        confounds["framewise_displacement"] = np.r_[np.nan, np.where(np.arange(1, N_VOLUMES) == 20, 2.0, 0.1)]
+        confounds["std_dvars"] = np.r_[np.nan, np.ones(N_VOLUMES - 1)]
+        confounds.to_csv(deriv / f"{stem}_desc-confounds_timeseries.tsv", sep="\t", index=False, na_rep="n/a")
+    return root
+
+
+@pytest.fixture(scope="module")
+def surface_bids(tmp_path_factory):
+    return make_surface_bids(tmp_path_factory.mktemp("bids_surface") / "ds")
+
+
+def test_surface_space_is_the_surface_study_of_the_runs_cleaned_as_nilearn(surface_bids, tmp_path, capsys):
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+    from nilearn.signal import clean
+    from nilearn.surface import load_surf_data
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from fastsearchlight import SurfaceSearchLight
+
+    deriv = surface_bids / "derivatives" / "fmriprep"
+    out = tmp_path / "out"
+    args = ["run", "--bids", str(surface_bids), "--derivatives", str(deriv), "--space", SPACE, "--subject", "01",
+            "--task", "objects", "--confounds", "simple", "--detrend", "--estimator", "gnb", "--fold-maps",
+            "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert "discs in" in capsys.readouterr().out
+    # by hand: each run's hemispheres cleaned with nilearn (its 'simple' fMRIPrep confounds),
+    # the volumes labelled by the events, the searchlight on 10 mm geodesic discs
+    labels, runs = _labels_by_hand(surface_bids)
+    labels, runs = np.array(labels), np.array(runs)
+    data = {"left": [], "right": []}
+    for k in range(N_RUNS):
+        stem = deriv / "sub-01" / "func" / f"sub-01_task-objects_run-{k + 1:02d}"
+        files = {h: f"{stem}_hemi-{h[0].upper()}_space-{SPACE}_bold.func.gii" for h in data}
+        confounds, _ = load_confounds_strategy(files["left"], denoise_strategy="simple")
+        for hemi, path in files.items():
+            series = load_surf_data(path).T.astype(np.float64)
+            cleaned = clean(
+                series, detrend=True, standardize="zscore_sample", confounds=confounds.to_numpy(), t_r=T_R
+            )
+            data[hemi].append(cleaned.astype(np.float32))
+    keep = labels != "rest"
+    data = {h: np.vstack(v)[keep].T for h, v in data.items()}
+    sl = SurfaceSearchLight(SPACE, radius=10.0, estimator="gnb", cv=LeaveOneGroupOut())
+    sl.fit(data, labels[keep], groups=runs[keep])
+    for hemi in ("left", "right"):
+        written = load_surf_data(str(out / f"searchlight_scores_hemi-{hemi[0].upper()}.func.gii"))
+        np.testing.assert_array_equal(written, sl.scores_img_.data.parts[hemi].astype(np.float32))
+    assert (out / "fold_scores_hemi-L.func.gii").is_file()
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    patch = vertex_discs(load_mesh(SPACE).parts["left"], 8.0, "geodesic")[1000].indices
+    left = sl.scores_img_.data.parts["left"]
+    # the planted patch stands out (weakly: 'simple' leaves 12 of a run's 40 degrees of freedom)
+    assert left[patch].mean() > 0.6 and np.delete(left, patch).mean() < 0.53
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["radius"] == 10.0 and summary["parameters"]["mesh"] == SPACE
+    assert summary["cleaning"]["repetition time (s)"] == T_R and summary["cleaning"]["confounds"] == "simple"
+    assert summary["data"]["runs"] == N_RUNS and len(summary["data"]["surface data"]) == 2 * N_RUNS
+    assert summary["name"] == f"sub-01, task-objects, space-{SPACE}"
+
+
+def _copy_without(src: Path, dst: Path, pattern: str) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    for path in dst.rglob(pattern):
+        path.unlink()
+    return dst
+
+
+def test_surface_space_errors_are_one_line(surface_bids, tmp_path, capsys):
+    deriv = surface_bids / "derivatives" / "fmriprep"
+    base = ["run", "--bids", str(surface_bids), "--subject", "01", "--task", "objects", "--quiet"]
+    no_right = _copy_without(surface_bids, tmp_path / "no_right", "*run-02_hemi-R*.func.gii")
+    no_tr = _copy_without(surface_bids, tmp_path / "no_tr", "*.json")
+    cases = [
+        (["--derivatives", str(deriv), "--space", "fsLR"], "no mesh nilearn loads"),
+        (["--space", SPACE], "give their folder with --derivatives"),
+        (["--derivatives", str(deriv), "--space", SPACE, "--mask", "m.nii.gz"], "--mask is a NIfTI mask"),
+        (["--derivatives", str(deriv), "--space", SPACE, "--samples", "trials"], "surface spaces take volumes"),
+        (["--derivatives", str(deriv), "--space", "fsaverage6"], "no *_hemi-L_space-fsaverage6_bold.func.gii"),
+        (["--derivatives", str(deriv), "--space", SPACE, "--confounds", "scrubbing"], "scrubbing"),
+        (["--bids", str(no_right), "--derivatives", str(no_right / "derivatives" / "fmriprep"), "--space", SPACE],
+         "no hemi-R file for the run of sub-01_task-objects_run-02_hemi-L"),
+        (["--bids", str(no_tr), "--derivatives", str(no_tr / "derivatives" / "fmriprep"), "--space", SPACE],
+         "no repetition time for sub-01_task-objects_run-01_hemi-L_space-fsaverage5_bold.func.gii"),
+    ]  # fmt: skip
+    for k, (args, message) in enumerate(cases):
+        out = tmp_path / f"o{k}"
+        assert main([*base, *args, "--out", str(out)]) == 2, message
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not any(out.glob("*.gii")) if out.exists() else True
