@@ -61,7 +61,9 @@ def check_backend(backend: str) -> str:
 def _run(problem: Problem, ys, n_jobs, verbose, desc, backend, scheduler) -> np.ndarray:
     check_backend(backend)
     if backend != "dask":
-        return compute_scores(problem, ys, make_executor(backend, n_jobs, None), verbose=verbose, desc=desc)
+        threads = bool(getattr(problem.measure, "releases_gil", False))
+        executor = make_executor(backend, n_jobs, None, threads=threads)
+        return compute_scores(problem, ys, executor, verbose=verbose, desc=desc)
     with borrowed_session(scheduler) as session:
         return compute_scores(problem, ys, make_executor("dask", None, session), verbose=verbose, desc=desc)
 

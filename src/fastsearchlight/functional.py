@@ -89,7 +89,7 @@ def search_light(X, y, estimator, A, groups=None, scoring=None, cv=None, n_jobs=
         voxel_major(X) if batched else X, hoods, plan, measure, metrics, len(classes) if classification else 2
     )
     labels = codes if batched else y
-    executor = make_executor("loky", n_jobs, None)
+    executor = make_executor("loky", n_jobs, None, threads=bool(getattr(measure, "releases_gil", False)))
     scores = compute_scores(problem, labels[None, :], executor, verbose=verbose)[0, ..., 0]
     return scores.mean(axis=1)
 
