@@ -1,0 +1,328 @@
+"""Compiled RDMs of a block of spheres: noise covariance, Cholesky factor and distances, sphere
+by sphere.
+
+Every distance of rsatoolbox's ``calc_rdm`` but the correlation is a sum over groups ``g``
+(folds, or the terms of the balanced crossnobis kernel) of ``w_g (a_gi - a_gj)' P (b_gi -
+b_gj) / n``, with ``a_g``, ``b_g`` the condition patterns of group ``g`` over the sphere's
+``n`` voxels and ``P`` the sphere's noise precision. Only differences of patterns enter it,
+so each group's ``C`` patterns are replaced by the ``C - 1`` contrasts ``a_gc - a_g0``: with
+``Q = sum_g w_g A_g' P B_g`` over the contrasts (``Q_0. = Q_.0 = 0``),
+``d_ij = (Q_ii + Q_jj - Q_ij - Q_ji) / n``.
+
+Per sphere, in compiled loops over a few small scratch arrays (no per-block temporaries):
+
+1. the residuals of the sphere's voxels (gathered, or derived from the patterns when there is
+   one sample per run and condition), their Gram matrix ``S = E E'`` (lower triangle), and
+   from it the covariance of the noise model (as :mod:`.noise` describes);
+2. its Cholesky factor ``L`` (``P = L^-T L^-1 / const``), in place;
+3. the contrasts, whitened by a forward solve with ``L`` (the inverse is never formed; for
+   variances, a division by the standard deviations);
+4. ``Q`` from the whitened contrasts, and the RDM vector.
+
+Compiled with numba (``cache=True``; the first call after installation compiles and writes
+the cache). ``nogil=True``: blocks run in parallel in threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["DIAG", "FULL", "IDENTITY", "SHRINKAGE_DIAG", "SHRINKAGE_EYE", "block_distances"]
+
+#: noise models: no precision, variances, sample covariance, Ledoit-Wolf, Schäfer-Strimmer
+IDENTITY, DIAG, FULL, SHRINKAGE_EYE, SHRINKAGE_DIAG = 0, 1, 2, 3, 4
+#: sums may be reordered (vectorised): the results stay exact to rounding; no assumptions on
+#: NaN or infinities
+_FASTMATH = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def _gram_lower(E, S):
+    """Lower triangle of ``S = E E'`` (E: n x N), four entries of a row at a time (each load
+    of ``E[j]`` serves four products)."""
+    n, N = E.shape
+    for j in range(n):
+        k0 = 0
+        while k0 + 4 <= j + 1:
+            k = k0
+            s0 = s1 = s2 = s3 = 0.0
+            for t in range(N):
+                e = E[j, t]
+                s0 += e * E[k, t]
+                s1 += e * E[k + 1, t]
+                s2 += e * E[k + 2, t]
+                s3 += e * E[k + 3, t]
+            S[j, k], S[j, k + 1], S[j, k + 2], S[j, k + 3] = s0, s1, s2, s3
+            k0 += 4
+        for k in range(k0, j + 1):
+            s = 0.0
+            for t in range(N):
+                s += E[j, t] * E[k, t]
+            S[j, k] = s
+
+
+@njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def _cholesky_lower(A, inv_diag):
+    """``A = L L'`` in place in the lower triangle of ``A`` (read from it), ``inv_diag`` the
+    inverse of ``L``'s diagonal; False if ``A`` is not positive definite.
+
+    Row by row (each entry a dot product of two rows of ``L``), four entries of a row at a
+    time: each load of the row serves four dot products, then the four finish among
+    themselves."""
+    n = A.shape[0]
+    for i in range(n):
+        j0 = 0
+        while j0 + 4 <= i:
+            j = j0
+            s0, s1, s2, s3 = A[i, j], A[i, j + 1], A[i, j + 2], A[i, j + 3]
+            for k in range(j):
+                a = A[i, k]
+                s0 -= a * A[j, k]
+                s1 -= a * A[j + 1, k]
+                s2 -= a * A[j + 2, k]
+                s3 -= a * A[j + 3, k]
+            s0 *= inv_diag[j]
+            s1 = (s1 - s0 * A[j + 1, j]) * inv_diag[j + 1]
+            s2 = (s2 - s0 * A[j + 2, j] - s1 * A[j + 2, j + 1]) * inv_diag[j + 2]
+            s3 = (s3 - s0 * A[j + 3, j] - s1 * A[j + 3, j + 1] - s2 * A[j + 3, j + 2]) * inv_diag[j + 3]
+            A[i, j], A[i, j + 1], A[i, j + 2], A[i, j + 3] = s0, s1, s2, s3
+            j0 += 4
+        for j in range(j0, i):
+            s = A[i, j]
+            for k in range(j):
+                s -= A[i, k] * A[j, k]
+            A[i, j] = s * inv_diag[j]
+        s = A[i, i]
+        for k in range(i):
+            s -= A[i, k] * A[i, k]
+        if not s > 0.0:
+            return False
+        A[i, i] = np.sqrt(s)
+        inv_diag[i] = 1.0 / A[i, i]
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def _forward_solve(L, inv_diag, W):
+    """``W <- L^-1 W`` in place, L lower triangular (n x n), W (n x m): four rows at a time
+    (each load of a solved row serves four updates), then the four among themselves."""
+    n, m = W.shape
+    i = 0
+    while i < n:
+        h = min(4, n - i)
+        for k in range(i):
+            if h == 4:
+                a0, a1, a2, a3 = L[i, k], L[i + 1, k], L[i + 2, k], L[i + 3, k]
+                for c in range(m):
+                    w = W[k, c]
+                    W[i, c] -= a0 * w
+                    W[i + 1, c] -= a1 * w
+                    W[i + 2, c] -= a2 * w
+                    W[i + 3, c] -= a3 * w
+            else:
+                for r in range(i, i + h):
+                    a = L[r, k]
+                    for c in range(m):
+                        W[r, c] -= a * W[k, c]
+        for r in range(i, i + h):
+            for k in range(i, r):
+                a = L[r, k]
+                for c in range(m):
+                    W[r, c] -= a * W[k, c]
+            inv = inv_diag[r]
+            for c in range(m):
+                W[r, c] *= inv
+        i += h
+
+
+@njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def _shrink_eye(S, E, n_samples, dof):
+    """Ledoit-Wolf shrinkage towards ``m I`` (rsatoolbox's ``_covariance_eye``), in the lower
+    triangle of ``S`` (the Gram matrix of the residuals ``E``)."""
+    n, N = E.shape
+    inv_n = 1.0 / n_samples
+    frob = 0.0
+    trace = 0.0
+    for j in range(n):
+        for k in range(j):
+            frob += 2.0 * (S[j, k] * inv_n) ** 2
+        frob += (S[j, j] * inv_n) ** 2
+        trace += S[j, j] * inv_n
+    per_sample = 0.0  # sum over samples of (sum over the sphere of e**2)**2
+    for t in range(N):
+        s = 0.0
+        for j in range(n):
+            s += E[j, t] * E[j, t]
+        per_sample += s * s
+    b2 = (per_sample * inv_n - frob) * inv_n
+    m = trace / n
+    d2 = frob - n * m * m  # ||s - m I||^2
+    b2 = min(d2, b2)
+    w = b2 / d2 if d2 > 0.0 else 0.0
+    rescale = n_samples / dof
+    for j in range(n):
+        for k in range(j + 1):
+            S[j, k] = (1.0 - w) * S[j, k] * inv_n * rescale
+        S[j, j] += w * m * rescale
+
+
+@njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def _shrink_diag(S, E, d, d4, n_samples, dof):
+    """Schäfer-Strimmer shrinkage of the correlations towards zero (rsatoolbox's
+    ``_covariance_diag``), in the lower triangle of ``S``, from sums over the sphere: ``d``
+    and ``d4`` are its voxels' sums of squared and fourth-power residuals."""
+    n, N = E.shape
+    rho_sq = 0.0  # sum over all j, k of rho_jk**2
+    for j in range(n):
+        for k in range(j):
+            rho_sq += 2.0 * S[j, k] * S[j, k] / (d[j] * d[k])
+        rho_sq += S[j, j] * S[j, j] / (d[j] * d[j])
+    off_sq = (rho_sq - n) * (dof / (n_samples - 1)) ** 2  # sum over j != k of s_mean**2
+    both = 0.0  # sum over j != k of sum_t e_tj**2 e_tk**2 / (d_j d_k)
+    for t in range(N):
+        s = 0.0
+        for j in range(n):
+            s += E[j, t] * E[j, t] / d[j]
+        both += s * s
+    for j in range(n):
+        both -= d4[j] / (d[j] * d[j])
+    off_s2 = both * dof * dof / (n_samples - 1)
+    var_hat = n_samples / dof**2 * (off_s2 - off_sq)
+    lamb = var_hat / off_sq if off_sq > 0.0 else 1.0
+    lamb = min(max(lamb, 0.0), 1.0)
+    for j in range(n):
+        for k in range(j):
+            S[j, k] = (1.0 - lamb) * (S[j, k] / dof)
+        S[j, j] = d[j] / dof
+
+
+@njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def block_distances(
+    vox,
+    left,
+    right,
+    symmetric,
+    weights,
+    noise,
+    residuals,
+    cell_residuals,
+    sum_sq,
+    sum_4,
+    n_samples,
+    dof,
+    rows,
+    cols,
+):
+    """The RDM vectors of a block of equal-size spheres (see the module's docstring).
+
+    Parameters
+    ----------
+    vox : ndarray of int (B, n)
+        Mask-voxel indices of each sphere.
+    left, right : ndarray (n_mask_voxels, G, C)
+        Each voxel's patterns of each group, on either side of the precision.
+    symmetric : bool
+        Whether ``right`` is ``left`` (whitened once).
+    weights : ndarray (G,)
+        Each group's weight.
+    noise : int
+        The noise model: :data:`IDENTITY`, :data:`DIAG`, :data:`FULL`,
+        :data:`SHRINKAGE_EYE` or :data:`SHRINKAGE_DIAG`.
+    residuals : ndarray (n_mask_voxels, n_samples)
+        Voxel-major residuals (any 2D array when not used).
+    cell_residuals : bool
+        Residuals derived from the patterns instead: one sample per run and condition, group
+        0 the totals over runs and group ``1 + r`` run ``r`` (``left[1 + r] - left[0] / R``).
+    sum_sq, sum_4 : ndarray (n_mask_voxels,)
+        Each voxel's sum of squared and fourth-power residuals.
+    n_samples, dof : int
+        As rsatoolbox's noise estimate.
+    rows, cols : ndarray of int (n_pairs,)
+        The conditions of each pair.
+
+    Returns
+    -------
+    rdms : ndarray (B, n_pairs)
+    ok : ndarray of bool (B,)
+        False where the noise covariance is not positive definite (the RDM is then NaN).
+    """
+    B, n = vox.shape
+    G, C = left.shape[1], left.shape[2]
+    m = G * (C - 1)
+    N = residuals.shape[1]
+    if cell_residuals:
+        N = (G - 1) * C
+    out = np.empty((B, len(rows)))
+    ok = np.ones(B, dtype=np.bool_)
+    E = np.empty((n, N))
+    S = np.empty((n, n))
+    W = np.empty((n, m if symmetric else 2 * m))
+    Wt = np.empty((W.shape[1], n))
+    d = np.empty(n)
+    d4 = np.empty(n)
+    inv_diag = np.empty(n)
+    Q = np.zeros((C, C))
+    inv_runs = 1.0 / max(G - 1, 1)
+    for b in range(B):
+        # the contrasts of every group, side by side (left, then right)
+        for j in range(n):
+            v = vox[b, j]
+            for g in range(G):
+                for c in range(1, C):
+                    W[j, g * (C - 1) + c - 1] = left[v, g, c] - left[v, g, 0]
+                    if not symmetric:
+                        W[j, m + g * (C - 1) + c - 1] = right[v, g, c] - right[v, g, 0]
+        if noise == DIAG:
+            for j in range(n):
+                scale = np.sqrt(dof / sum_sq[vox[b, j]])
+                for c in range(W.shape[1]):
+                    W[j, c] *= scale
+        elif noise != IDENTITY:
+            for j in range(n):
+                v = vox[b, j]
+                d[j] = sum_sq[v]
+                d4[j] = sum_4[v]
+                if cell_residuals:
+                    for r in range(G - 1):
+                        for c in range(C):
+                            E[j, r * C + c] = left[v, 1 + r, c] - left[v, 0, c] * inv_runs
+                else:
+                    for t in range(N):
+                        E[j, t] = residuals[v, t]
+            _gram_lower(E, S)
+            if noise == FULL:
+                for j in range(n):
+                    for k in range(j + 1):
+                        S[j, k] /= dof
+            elif noise == SHRINKAGE_EYE:
+                _shrink_eye(S, E, n_samples, dof)
+            else:
+                _shrink_diag(S, E, d, d4, n_samples, dof)
+            if not _cholesky_lower(S, inv_diag):
+                ok[b] = False
+                out[b] = np.nan
+                continue
+            _forward_solve(S, inv_diag, W)
+        # Q (contrast c - 1 at index c; row and column 0 stay 0), from dot products over
+        # the voxels of the whitened contrasts (transposed: contiguous)
+        for j in range(n):
+            for c in range(W.shape[1]):
+                Wt[c, j] = W[j, c]
+        for i in range(1, C):
+            for k in range(1 if not symmetric else i, C):
+                q = 0.0
+                for g in range(G):
+                    lo = g * (C - 1)
+                    ro = lo if symmetric else m + lo
+                    s = 0.0
+                    for j in range(n):
+                        s += Wt[lo + i - 1, j] * Wt[ro + k - 1, j]
+                    q += weights[g] * s
+                Q[i, k] = q
+                if symmetric:
+                    Q[k, i] = q
+        for p in range(len(rows)):
+            i, k = rows[p], cols[p]
+            out[b, p] = (Q[i, i] + Q[k, k] - Q[i, k] - Q[k, i]) / n
+    return out, ok
