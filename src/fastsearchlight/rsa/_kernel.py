@@ -137,10 +137,27 @@ def _forward_solve(L, inv_diag, W):
 
 
 @njit(cache=True, fastmath=_FASTMATH, nogil=True)
-def _shrink_eye(S, E, n_samples, dof):
-    """Ledoit-Wolf shrinkage towards ``m I`` (rsatoolbox's ``_covariance_eye``), in the lower
-    triangle of ``S`` (the Gram matrix of the residuals ``E``)."""
+def _sample_sums(E, scale, acc):
+    """``sum over samples of (sum over voxels j of scale_j e_jt**2)**2``, the per-sample
+    sums accumulated voxel by voxel in ``acc`` (N) (contiguous loops)."""
     n, N = E.shape
+    acc[:] = 0.0
+    for j in range(n):
+        f = scale[j]
+        for t in range(N):
+            acc[t] += f * E[j, t] * E[j, t]
+    total = 0.0
+    for t in range(N):
+        total += acc[t] * acc[t]
+    return total
+
+
+@njit(cache=True, fastmath=_FASTMATH, nogil=True)
+def _shrink_eye(S, E, n_samples, dof, ones, acc):
+    """Ledoit-Wolf shrinkage towards ``m I`` (rsatoolbox's ``_covariance_eye``), in the lower
+    triangle of ``S`` (the Gram matrix of the residuals ``E``); ``ones`` (n) and ``acc`` (N)
+    are scratch."""
+    n = E.shape[0]
     inv_n = 1.0 / n_samples
     frob = 0.0
     trace = 0.0
@@ -149,51 +166,49 @@ def _shrink_eye(S, E, n_samples, dof):
             frob += 2.0 * (S[j, k] * inv_n) ** 2
         frob += (S[j, j] * inv_n) ** 2
         trace += S[j, j] * inv_n
-    per_sample = 0.0  # sum over samples of (sum over the sphere of e**2)**2
-    for t in range(N):
-        s = 0.0
-        for j in range(n):
-            s += E[j, t] * E[j, t]
-        per_sample += s * s
+    ones[:] = 1.0
+    per_sample = _sample_sums(E, ones, acc)  # sum over samples of (sum over the sphere of e**2)**2
     b2 = (per_sample * inv_n - frob) * inv_n
     m = trace / n
     d2 = frob - n * m * m  # ||s - m I||^2
     b2 = min(d2, b2)
     w = b2 / d2 if d2 > 0.0 else 0.0
     rescale = n_samples / dof
+    f = (1.0 - w) * inv_n * rescale
     for j in range(n):
         for k in range(j + 1):
-            S[j, k] = (1.0 - w) * S[j, k] * inv_n * rescale
+            S[j, k] *= f
         S[j, j] += w * m * rescale
 
 
 @njit(cache=True, fastmath=_FASTMATH, nogil=True)
-def _shrink_diag(S, E, d, d4, n_samples, dof):
+def _shrink_diag(S, E, d, d4, n_samples, dof, inv_d, acc):
     """Schäfer-Strimmer shrinkage of the correlations towards zero (rsatoolbox's
     ``_covariance_diag``), in the lower triangle of ``S``, from sums over the sphere: ``d``
-    and ``d4`` are its voxels' sums of squared and fourth-power residuals."""
-    n, N = E.shape
+    and ``d4`` are its voxels' sums of squared and fourth-power residuals; ``inv_d`` (n) and
+    ``acc`` (N) are scratch."""
+    n = E.shape[0]
+    for j in range(n):
+        inv_d[j] = 1.0 / d[j]
     rho_sq = 0.0  # sum over all j, k of rho_jk**2
     for j in range(n):
+        off = 0.0
         for k in range(j):
-            rho_sq += 2.0 * S[j, k] * S[j, k] / (d[j] * d[k])
-        rho_sq += S[j, j] * S[j, j] / (d[j] * d[j])
+            off += S[j, k] * S[j, k] * inv_d[k]
+        rho_sq += (2.0 * off + S[j, j] * S[j, j] * inv_d[j]) * inv_d[j]
     off_sq = (rho_sq - n) * (dof / (n_samples - 1)) ** 2  # sum over j != k of s_mean**2
-    both = 0.0  # sum over j != k of sum_t e_tj**2 e_tk**2 / (d_j d_k)
-    for t in range(N):
-        s = 0.0
-        for j in range(n):
-            s += E[j, t] * E[j, t] / d[j]
-        both += s * s
+    # sum over j != k of sum_t e_tj**2 e_tk**2 / (d_j d_k)
+    both = _sample_sums(E, inv_d, acc)
     for j in range(n):
-        both -= d4[j] / (d[j] * d[j])
+        both -= d4[j] * inv_d[j] * inv_d[j]
     off_s2 = both * dof * dof / (n_samples - 1)
     var_hat = n_samples / dof**2 * (off_s2 - off_sq)
     lamb = var_hat / off_sq if off_sq > 0.0 else 1.0
     lamb = min(max(lamb, 0.0), 1.0)
+    f = (1.0 - lamb) / dof
     for j in range(n):
         for k in range(j):
-            S[j, k] = (1.0 - lamb) * (S[j, k] / dof)
+            S[j, k] *= f
         S[j, j] = d[j] / dof
 
 
@@ -262,6 +277,8 @@ def block_distances(
     d = np.empty(n)
     d4 = np.empty(n)
     inv_diag = np.empty(n)
+    scratch = np.empty(n)
+    acc = np.empty(N)
     Q = np.zeros((C, C))
     inv_runs = 1.0 / max(G - 1, 1)
     for b in range(B):
@@ -296,9 +313,9 @@ def block_distances(
                     for k in range(j + 1):
                         S[j, k] /= dof
             elif noise == SHRINKAGE_EYE:
-                _shrink_eye(S, E, n_samples, dof)
+                _shrink_eye(S, E, n_samples, dof, scratch, acc)
             else:
-                _shrink_diag(S, E, d, d4, n_samples, dof)
+                _shrink_diag(S, E, d, d4, n_samples, dof, scratch, acc)
             if not _cholesky_lower(S, inv_diag):
                 ok[b] = False
                 out[b] = np.nan
