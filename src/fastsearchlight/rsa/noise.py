@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 __all__ = ["NoiseStatistics", "noise_statistics"]
 
@@ -93,14 +94,16 @@ def noise_statistics(
     sum_sq, sum_4 = np.empty(n_voxels), np.empty(n_voxels)
     flat = np.empty(n_voxels, dtype=bool)
     keep = np.empty_like(X) if keep_residuals and method != "diag" else None
-    # a few thousand voxels at a time: small temporaries, reused by the allocator
-    for lo in range(0, n_voxels, _CHUNK_VOXELS):
-        x = X[lo : lo + _CHUNK_VOXELS]
-        residuals = x - ((x @ onehot) / onehot.sum(axis=0))[:, condition_codes]
-        sq = residuals * residuals
-        sum_sq[lo : lo + _CHUNK_VOXELS] = sq.sum(axis=1)
-        sum_4[lo : lo + _CHUNK_VOXELS] = np.einsum("vt,vt->v", sq, sq)
-        flat[lo : lo + _CHUNK_VOXELS] = np.all(x == x[:, first], axis=1)
-        if keep is not None:
-            keep[lo : lo + _CHUNK_VOXELS] = residuals
+    # a few thousand voxels at a time: small temporaries, reused by the allocator; the
+    # products are too small for BLAS threads (which only wait on a busy machine)
+    with threadpool_limits(1, user_api="blas"):
+        for lo in range(0, n_voxels, _CHUNK_VOXELS):
+            x = X[lo : lo + _CHUNK_VOXELS]
+            residuals = x - ((x @ onehot) / onehot.sum(axis=0))[:, condition_codes]
+            sq = residuals * residuals
+            sum_sq[lo : lo + _CHUNK_VOXELS] = sq.sum(axis=1)
+            sum_4[lo : lo + _CHUNK_VOXELS] = np.einsum("vt,vt->v", sq, sq)
+            flat[lo : lo + _CHUNK_VOXELS] = np.all(x == x[:, first], axis=1)
+            if keep is not None:
+                keep[lo : lo + _CHUNK_VOXELS] = residuals
     return NoiseStatistics(method, keep, sum_sq, sum_4, n_samples, dof, flat)
