@@ -39,27 +39,45 @@ _FASTMATH = {"reassoc", "contract"}
 
 @njit(cache=True, fastmath=_FASTMATH, nogil=True)
 def _gram_lower(E, S):
-    """Lower triangle of ``S = E E'`` (E: n x N), four entries of a row at a time (each load
-    of ``E[j]`` serves four products)."""
+    """Lower triangle of ``S = E E'`` (E: n x N; the tiles on the diagonal also write a few
+    entries above it). Tiles of 4 x 4 entries: eight rows of ``E`` read together serve
+    sixteen dot products (vectorised over the samples)."""
     n, N = E.shape
-    for j in range(n):
-        k0 = 0
-        while k0 + 4 <= j + 1:
-            k = k0
-            s0 = s1 = s2 = s3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        for k in range(0, j + 1, 4):
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
             for t in range(N):
-                e = E[j, t]
-                s0 += e * E[k, t]
-                s1 += e * E[k + 1, t]
-                s2 += e * E[k + 2, t]
-                s3 += e * E[k + 3, t]
-            S[j, k], S[j, k + 1], S[j, k + 2], S[j, k + 3] = s0, s1, s2, s3
-            k0 += 4
-        for k in range(k0, j + 1):
+                a0, a1, a2, a3 = E[j, t], E[j + 1, t], E[j + 2, t], E[j + 3, t]
+                b0, b1, b2, b3 = E[k, t], E[k + 1, t], E[k + 2, t], E[k + 3, t]
+                s00 += a0 * b0
+                s01 += a0 * b1
+                s02 += a0 * b2
+                s03 += a0 * b3
+                s10 += a1 * b0
+                s11 += a1 * b1
+                s12 += a1 * b2
+                s13 += a1 * b3
+                s20 += a2 * b0
+                s21 += a2 * b1
+                s22 += a2 * b2
+                s23 += a2 * b3
+                s30 += a3 * b0
+                s31 += a3 * b1
+                s32 += a3 * b2
+                s33 += a3 * b3
+            S[j, k], S[j, k + 1], S[j, k + 2], S[j, k + 3] = s00, s01, s02, s03
+            S[j + 1, k], S[j + 1, k + 1], S[j + 1, k + 2], S[j + 1, k + 3] = s10, s11, s12, s13
+            S[j + 2, k], S[j + 2, k + 1], S[j + 2, k + 2], S[j + 2, k + 3] = s20, s21, s22, s23
+            S[j + 3, k], S[j + 3, k + 1], S[j + 3, k + 2], S[j + 3, k + 3] = s30, s31, s32, s33
+        j += 4
+    for r in range(j, n):
+        for k in range(r + 1):
             s = 0.0
             for t in range(N):
-                s += E[j, t] * E[k, t]
-            S[j, k] = s
+                s += E[r, t] * E[k, t]
+            S[r, k] = s
 
 
 @njit(cache=True, fastmath=_FASTMATH, nogil=True)
