@@ -70,3 +70,18 @@ def test_correlation_of_one_voxel_is_nan(random_spheres):
         blocks[0],
     )
     assert np.all(np.isnan(ours))
+
+
+def test_covariance_not_positive_definite_raises(random_spheres):
+    """A voxel without residuals (its samples equal their condition's mean, exactly: integer
+    values) makes the full covariance singular: an error, not NaN or a wrong RDM."""
+    X, conditions, runs, _ = random_spheres
+    codes = np.unique(conditions, return_inverse=True)[1]
+    X = X.copy()
+    X[0] = 3.0 * codes
+    prepared = prepare(
+        X, make_design(conditions, runs, X.shape[1], "crossnobis", "full"), "crossnobis", "full"
+    )
+    block_rdms(prepared, np.array([[1, 2, 3]]))  # spheres without the voxel are fine
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        block_rdms(prepared, np.array([[1, 2, 3], [0, 2, 3]]))
