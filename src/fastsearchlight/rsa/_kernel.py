@@ -123,31 +123,49 @@ def _cholesky_lower(A, inv_diag):
 
 @njit(cache=True, fastmath=_FASTMATH, nogil=True)
 def _forward_solve(L, inv_diag, W):
-    """``W <- L^-1 W`` in place, L lower triangular (n x n), W (n x m): four rows at a time
-    (each load of a solved row serves four updates), then the four among themselves."""
+    """``W <- L^-1 W`` in place, L lower triangular (n x n), W (n x m), four rows at a time.
+
+    The four rows take the solved rows above them four at a time: each pass over the
+    columns reads four solved rows and updates the four rows once (four products each), so
+    loads and stores, not multiplications, no longer bound the loop. Then the four rows are
+    solved among themselves."""
     n, m = W.shape
     i = 0
     while i < n:
         h = min(4, n - i)
-        for k in range(i):
-            if h == 4:
-                a0, a1, a2, a3 = L[i, k], L[i + 1, k], L[i + 2, k], L[i + 3, k]
+        if h == 4:
+            k = 0
+            while k + 4 <= i:
+                a00, a01, a02, a03 = L[i, k], L[i, k + 1], L[i, k + 2], L[i, k + 3]
+                a10, a11, a12, a13 = L[i + 1, k], L[i + 1, k + 1], L[i + 1, k + 2], L[i + 1, k + 3]
+                a20, a21, a22, a23 = L[i + 2, k], L[i + 2, k + 1], L[i + 2, k + 2], L[i + 2, k + 3]
+                a30, a31, a32, a33 = L[i + 3, k], L[i + 3, k + 1], L[i + 3, k + 2], L[i + 3, k + 3]
                 for c in range(m):
-                    w = W[k, c]
+                    w0, w1, w2, w3 = W[k, c], W[k + 1, c], W[k + 2, c], W[k + 3, c]
+                    W[i, c] -= a00 * w0 + a01 * w1 + a02 * w2 + a03 * w3
+                    W[i + 1, c] -= a10 * w0 + a11 * w1 + a12 * w2 + a13 * w3
+                    W[i + 2, c] -= a20 * w0 + a21 * w1 + a22 * w2 + a23 * w3
+                    W[i + 3, c] -= a30 * w0 + a31 * w1 + a32 * w2 + a33 * w3
+                k += 4
+            for kk in range(k, i):
+                a0, a1, a2, a3 = L[i, kk], L[i + 1, kk], L[i + 2, kk], L[i + 3, kk]
+                for c in range(m):
+                    w = W[kk, c]
                     W[i, c] -= a0 * w
                     W[i + 1, c] -= a1 * w
                     W[i + 2, c] -= a2 * w
                     W[i + 3, c] -= a3 * w
-            else:
+        else:
+            for kk in range(i):
                 for r in range(i, i + h):
-                    a = L[r, k]
+                    a = L[r, kk]
                     for c in range(m):
-                        W[r, c] -= a * W[k, c]
+                        W[r, c] -= a * W[kk, c]
         for r in range(i, i + h):
-            for k in range(i, r):
-                a = L[r, k]
+            for kk in range(i, r):
+                a = L[r, kk]
                 for c in range(m):
-                    W[r, c] -= a * W[k, c]
+                    W[r, c] -= a * W[kk, c]
             inv = inv_diag[r]
             for c in range(m):
                 W[r, c] *= inv
