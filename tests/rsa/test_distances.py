@@ -33,8 +33,12 @@ def test_block_rdms_match_rsatoolbox(random_spheres, method, noise):
     X, conditions, runs, blocks = random_spheres
     prepared = prepare(X, make_design(conditions, runs, X.shape[1], method, noise), method, noise)
     counts = np.unique(np.column_stack([conditions, runs]), axis=0, return_counts=True)[1]
-    assert (prepared.cells is not None) == (method == "crossnobis" and len(set(counts)) == 1)
-    assert prepared.cell_residuals == (prepared.cells is not None and counts.max() == 1)
+    balanced = method == "crossnobis" and len(set(counts)) == 1
+    n_runs = len(set(runs))
+    # groups: all runs' sums and each run's (balanced crossnobis), folds, or the means
+    assert prepared.left.shape[1] == (n_runs + 1 if balanced else n_runs if method == "crossnobis" else 1)
+    assert (prepared.right is None) == (method != "crossnobis" or balanced)
+    assert prepared.cell_residuals == (balanced and counts.max() == 1)
     for vox in blocks:
         if vox.shape[1] == 1 and (method == "correlation" or noise in ("shrinkage_diag", "shrinkage_eye")):
             continue  # rsatoolbox gives NaN there (0/0); see test_one_voxel_spheres
@@ -66,3 +70,18 @@ def test_correlation_of_one_voxel_is_nan(random_spheres):
         blocks[0],
     )
     assert np.all(np.isnan(ours))
+
+
+def test_covariance_not_positive_definite_raises(random_spheres):
+    """A voxel without residuals (its samples equal their condition's mean, exactly: integer
+    values) makes the full covariance singular: an error, not NaN or a wrong RDM."""
+    X, conditions, runs, _ = random_spheres
+    codes = np.unique(conditions, return_inverse=True)[1]
+    X = X.copy()
+    X[0] = 3.0 * codes
+    prepared = prepare(
+        X, make_design(conditions, runs, X.shape[1], "crossnobis", "full"), "crossnobis", "full"
+    )
+    block_rdms(prepared, np.array([[1, 2, 3]]))  # spheres without the voxel are fine
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        block_rdms(prepared, np.array([[1, 2, 3], [0, 2, 3]]))

@@ -11,13 +11,13 @@ the sphere's noise precision (the identity without noise):
 
 Everything that does not depend on the sphere is computed once per voxel: the condition
 means (or, for crossnobis, every fold's training and test means, from the per-(run,
-condition) sums) and the residuals of the noise model. A block of equal-size spheres then
-gathers its voxels' rows and computes, per sphere, one noise covariance (:mod:`.noise`), the
-patterns whitened by its Cholesky factor, and one kernel ``K = sum over folds of A' P B``
-(a single batched product over voxels and folds), from which
-``d_ij = (K_ii + K_jj - K_ij - K_ji) / (n n_folds)``. Patterns are
-centred per voxel first (a shift that leaves these distances unchanged and keeps the
-kernel's cancellation small).
+condition) sums) and the residuals of the noise model. All but the correlation are then sums
+over groups of patterns of ``w_g (a_gi - a_gj)' P (b_gi - b_gj) / n``, computed sphere by
+sphere in compiled code (:mod:`._kernel`: each sphere's noise covariance, its Cholesky
+factor, and the whitened differences of patterns). With the same number of samples of each
+condition in every run, crossnobis needs no folds: ``R + 1`` groups of one side each (see
+:func:`prepare`). Patterns are centred per voxel first (a shift that leaves these distances
+unchanged).
 """
 
 from __future__ import annotations
@@ -27,10 +27,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..shared import exit_with_parent
+from . import _kernel
 from ._design import Design, pair_indices
-from .noise import NoiseStatistics, block_covariance, bytes_per_sphere, noise_statistics, whiten
+from .noise import NoiseStatistics, noise_statistics
 
 __all__ = ["Prepared", "block_rdms", "prepare", "rdm_task", "sphere_bytes"]
+
+#: noise model names and the kernel's codes
+_NOISE_CODES = {
+    None: _kernel.IDENTITY,
+    "diag": _kernel.DIAG,
+    "full": _kernel.FULL,
+    "shrinkage_eye": _kernel.SHRINKAGE_EYE,
+    "shrinkage_diag": _kernel.SHRINKAGE_DIAG,
+}
 
 
 @dataclass(frozen=True)
@@ -40,42 +50,42 @@ class Prepared:
     Attributes
     ----------
     method : str
-    train : ndarray (n_mask_voxels, n_folds, n_conditions)
-        Voxel-major patterns on the left of the kernel: condition means (one fold), or each
-        fold's training means (crossnobis).
-    test : ndarray (n_mask_voxels, n_folds, n_conditions)
-        The patterns on the right (the same array but for crossnobis: each left-out run's
-        means).
+    left : ndarray (n_mask_voxels, n_groups, n_conditions)
+        Voxel-major patterns on the left of the precision, by group: the condition means
+        (one group); each fold's training means (crossnobis); or, crossnobis with ``k_c``
+        samples of condition ``c`` in every run, the sums over all runs and then each run's
+        sums, divided by ``k_c`` (see :func:`prepare`).
+    right : ndarray (n_mask_voxels, n_groups, n_conditions) or None
+        The patterns on the right (each left-out run's means), or None: the same as ``left``.
+    weights : ndarray (n_groups,)
+        Each group's weight in the sum.
     noise : NoiseStatistics or None
-    cells : ndarray (n_mask_voxels, n_runs, n_conditions) or None
-        Crossnobis with the same number of samples of each condition in every run: the
-        per-(run, condition) sums, from which every fold's kernel follows at once (see
-        :func:`_balanced_kernel`); ``train`` and ``test`` are then not used.
-    cell_scale : ndarray (n_conditions, n_conditions) or None
-        The kernel's scale, ``1 / (R (R - 1) k_c k_d)`` (``k``: samples per run).
     cell_residuals : bool
-        Whether the residuals are the cells minus their mean over runs (one sample per run
-        and condition, e.g. run-wise betas): then they are not stored but derived per block.
-    cell_totals : ndarray (n_mask_voxels, n_conditions) or None
-        The cells summed over runs.
+        Whether the residuals are the runs' patterns minus their mean over runs (one sample
+        per run and condition, e.g. run-wise betas): then they are not stored but derived
+        sphere by sphere.
     """
 
     method: str
-    train: np.ndarray | None
-    test: np.ndarray | None
+    left: np.ndarray
+    right: np.ndarray | None
+    weights: np.ndarray
     noise: NoiseStatistics | None
-    cells: np.ndarray | None = None
-    cell_scale: np.ndarray | None = None
     cell_residuals: bool = False
-    cell_totals: np.ndarray | None = None
 
     @property
     def n_conditions(self) -> int:
-        return (self.train if self.cells is None else self.cells).shape[2]
+        return self.left.shape[2]
 
 
 def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Prepared:
     """Per-voxel patterns and noise statistics.
+
+    With ``k_c`` samples of condition ``c`` in every run, fold ``r``'s crossnobis training
+    mean is ``(T_c - S_rc) / ((R - 1) k_c)`` and its test mean ``S_rc / k_c`` (``S``: the
+    per-(run, condition) sums, ``T``: their sum over runs), so the mean over folds of
+    ``A_r' P B_r`` is ``(T~' P T~ - sum_r S~_r' P S~_r) / (R (R - 1))`` with ``T~ = T / k``
+    and ``S~ = S / k``: ``R + 1`` symmetric groups instead of ``R`` folds of two sides.
 
     Parameters
     ----------
@@ -101,19 +111,20 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
     stats = None
     if noise is not None and method in ("mahalanobis", "crossnobis"):
         stats = noise_statistics(X, design.condition_codes, noise, design.noise_dof(), not one_per_cell)
+    total = sums.sum(axis=1)
     if balanced:
-        k = counts[0]
-        scale = 1.0 / (R * (R - 1) * np.outer(k, k))
-        totals = np.ascontiguousarray(sums.sum(axis=1))
-        return Prepared(method, None, None, stats, np.ascontiguousarray(sums), scale, one_per_cell, totals)
-    total, n_total = sums.sum(axis=1), counts.sum(axis=0)
+        groups = np.empty((len(X), R + 1, C))
+        groups[:, 0] = total
+        groups[:, 1:] = sums
+        groups /= counts[0]
+        weights = np.r_[1.0, -np.ones(R)] / (R * (R - 1))
+        return Prepared(method, groups, None, weights, stats, one_per_cell)
+    n_total = counts.sum(axis=0)
     if method == "crossnobis":
-        train = (total[:, None, :] - sums) / (n_total[None, :] - counts)[None]
+        train = np.ascontiguousarray((total[:, None, :] - sums) / (n_total[None, :] - counts)[None])
         test = np.ascontiguousarray(sums / counts[None])
-    else:
-        train = test = (total / n_total)[:, None, :]
-    train = np.ascontiguousarray(train)
-    return Prepared(method, train, train if method != "crossnobis" else test, stats)
+        return Prepared(method, train, test, np.full(R, 1.0 / R), stats)
+    return Prepared(method, (total / n_total)[:, None, :], None, np.ones(1), stats)
 
 
 def _cell_sums(X: np.ndarray, cell: np.ndarray, n_cells: int, shift: np.ndarray | None) -> np.ndarray:
@@ -133,11 +144,10 @@ def _cell_sums(X: np.ndarray, cell: np.ndarray, n_cells: int, shift: np.ndarray 
 
 
 def sphere_bytes(prepared: Prepared, n_voxels: int) -> int:
-    """Working memory of one sphere of ``n_voxels`` voxels, in bytes."""
-    F, C = (prepared.train if prepared.cells is None else prepared.cells).shape[1:]
-    noise = prepared.noise
-    extra = 0 if noise is None else bytes_per_sphere(noise.method, n_voxels, noise.n_samples)
-    return 8 * (4 * n_voxels * F * C + 3 * C * C) + extra + 512
+    """Working memory of one sphere of ``n_voxels`` voxels, in bytes (the correlation's
+    patterns; the compiled distances need their RDM and a few scratch arrays per block)."""
+    G, C = prepared.left.shape[1:]
+    return 8 * (2 * n_voxels * G * C + 3 * C * C) + 512
 
 
 def block_rdms(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
@@ -152,63 +162,45 @@ def block_rdms(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
     -------
     ndarray (n_spheres, n_pairs)
         Pairs in :func:`~._design.pair_indices` order.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A sphere's noise covariance is not positive definite.
     """
-    B, n = vox.shape
     rows, cols = pair_indices(prepared.n_conditions)
     if prepared.method == "correlation":
-        m = prepared.train[vox][:, :, 0, :]  # (B, n, C)
+        m = prepared.left[vox][:, :, 0, :]  # (B, n, C)
         m = m - m.mean(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             m = m / np.sqrt(np.einsum("bvc,bvc->bc", m, m))[:, None, :]
         G = m.transpose(0, 2, 1) @ m
         return 1.0 - G[:, rows, cols]
-    if prepared.cells is not None:
-        K = _balanced_kernel(prepared, vox)
-    else:
-        F, C = prepared.train.shape[1:]
-        A = prepared.train[vox].reshape(B, n, F * C)
-        right = A if prepared.method != "crossnobis" else prepared.test[vox].reshape(B, n, F * C)
-        if prepared.noise is not None:
-            cov = block_covariance(prepared.noise, vox)
-            if right is A:
-                A = right = whiten(cov, A)
-            else:
-                both = whiten(cov, np.concatenate([A, right], axis=2))
-                A, right = both[:, :, : F * C], both[:, :, F * C :]
-        K = A.reshape(B, n * F, C).transpose(0, 2, 1) @ right.reshape(B, n * F, C)  # summed over folds
-        K /= F
-    diag = np.einsum("bcc->bc", K)
-    d = diag[:, rows] + diag[:, cols] - K[:, rows, cols] - K[:, cols, rows]
-    return d / n
-
-
-def _balanced_kernel(prepared: Prepared, vox: np.ndarray) -> np.ndarray:
-    """The crossnobis kernel averaged over folds, from the per-(run, condition) sums.
-
-    With ``k_c`` samples of condition ``c`` in every run, fold ``r``'s training mean is
-    ``(T_c - S_rc) / ((R - 1) k_c)`` and its test mean ``S_rc / k_c`` (``T``: the sum over
-    runs), so the mean over folds of ``A_r' P B_r`` is
-    ``(T' P T - sum_r S_r' P S_r) / (R (R - 1) k_c k_d)``: one product for all folds.
-
-    Returns
-    -------
-    ndarray (n_spheres, n_conditions, n_conditions)
-    """
-    B, n = vox.shape
-    R, C = prepared.cells.shape[1:]
-    M = prepared.cells[vox]  # (B, n, R, C)
-    T = prepared.cell_totals[vox]  # (B, n, C)
-    WM, WT = M.reshape(B, n, R * C), T
-    if prepared.noise is not None:
-        E = None
-        if prepared.cell_residuals:  # one sample per cell: the residuals are the cells' deviations
-            E = (M - T[:, :, None, :] * (1.0 / R)).reshape(B, n, R * C)
-        both = whiten(block_covariance(prepared.noise, vox, E), np.concatenate([WM, T], axis=2))
-        WM, WT = both[:, :, : R * C], both[:, :, R * C :]
-    WM = np.ascontiguousarray(WM).reshape(B, n * R, C)
-    within = WM.transpose(0, 2, 1) @ WM
-    total = WT.transpose(0, 2, 1) @ WT
-    return (total - within) * prepared.cell_scale
+    stats = prepared.noise
+    none = np.empty(0)
+    residuals = stats.residuals if stats is not None and stats.residuals is not None else np.empty((0, 0))
+    symmetric = prepared.right is None
+    rdms, ok = _kernel.block_distances(
+        np.ascontiguousarray(vox, dtype=np.intp),
+        prepared.left,
+        prepared.left if symmetric else prepared.right,
+        symmetric,
+        prepared.weights,
+        _NOISE_CODES[None if stats is None else stats.method],
+        residuals,
+        prepared.cell_residuals,
+        none if stats is None else stats.sum_sq,
+        none if stats is None else stats.sum_4,
+        1 if stats is None else stats.n_samples,
+        1 if stats is None else stats.dof,
+        rows,
+        cols,
+    )
+    if not ok.all():
+        raise np.linalg.LinAlgError(
+            f"the noise covariance of {int((~ok).sum())} sphere(s) is not positive definite."
+        )
+    return rdms
 
 
 def rdm_task(prepared: Prepared, task: list, limit_blas: bool = True) -> tuple[np.ndarray, np.ndarray]:
