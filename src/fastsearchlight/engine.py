@@ -30,6 +30,7 @@ from .core import (
     effective_n_jobs,
     import_distributed,
     make_executor,
+    prefers_threads,
     spheres_per_block,
     voxel_major,
 )  # fmt: skip
@@ -61,7 +62,7 @@ def check_backend(backend: str) -> str:
 def _run(problem: Problem, ys, n_jobs, verbose, desc, backend, scheduler) -> np.ndarray:
     check_backend(backend)
     if backend != "dask":
-        threads = bool(getattr(problem.measure, "releases_gil", False))
+        threads = prefers_threads(problem.measure, problem.neighbourhoods, problem.plan)
         executor = make_executor(backend, n_jobs, None, threads=threads)
         return compute_scores(problem, ys, executor, verbose=verbose, desc=desc)
     with borrowed_session(scheduler) as session:

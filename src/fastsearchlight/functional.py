@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from . import engine
-from .core import Problem, choose_measure, compute_scores, make_executor, voxel_major
+from .core import Problem, choose_measure, compute_scores, make_executor, prefers_threads, voxel_major
 from .cv import make_cv_plan
 from .estimators import is_classification
 from .neighbourhoods import Neighbourhoods
@@ -89,7 +89,7 @@ def search_light(X, y, estimator, A, groups=None, scoring=None, cv=None, n_jobs=
         voxel_major(X) if batched else X, hoods, plan, measure, metrics, len(classes) if classification else 2
     )
     labels = codes if batched else y
-    executor = make_executor("loky", n_jobs, None, threads=bool(getattr(measure, "releases_gil", False)))
+    executor = make_executor("loky", n_jobs, None, threads=batched and prefers_threads(measure, hoods, plan))
     scores = compute_scores(problem, labels[None, :], executor, verbose=verbose)[0, ..., 0]
     return scores.mean(axis=1)
 

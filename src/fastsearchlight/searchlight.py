@@ -18,7 +18,15 @@ from . import engine
 from ._fit_inputs import estimator_type
 from ._searchlight_maps import MapsMixin, VolumeInputsMixin
 from ._validation import N_JOBS, VERBOSE, Interval, check_params
-from .core import DaskSession, Problem, choose_measure, compute_scores, make_executor, voxel_major
+from .core import (
+    DaskSession,
+    Problem,
+    choose_measure,
+    compute_scores,
+    make_executor,
+    prefers_threads,
+    voxel_major,
+)
 from .cv import make_cv_plan
 from .estimators import is_classification, resolve_estimator
 from .functional import check_searchlight_estimator, uses_cv
@@ -261,7 +269,9 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         # cluster scattered) once, and every task (observed labels, every batch of
         # permutations) reuses them and the label-independent work
         session = DaskSession(self.scheduler) if self.backend == "dask" else None
-        executor = make_executor(self.backend, self.n_jobs, session, threads=self._in_threads(fit.measure))
+        executor = make_executor(
+            self.backend, self.n_jobs, session, threads=self._in_threads(fit.measure, inputs, fit.plan)
+        )
         scores_for = self._scores_function(fit, inputs, executor)
         try:
             fold_scores = scores_for(fit.targets[None, :], "searchlight")[0]
@@ -322,7 +332,7 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
             self.backend == "loky"
             and engine.effective_n_jobs(self.n_jobs) > 1
             and not (batched_path and supports_sphere_sums(measure, metrics[0]))
-            and not self._in_threads(measure)
+            and not self._in_threads(measure, inputs, plan)
         )
         # the batched engine computes in float64; the generic one hands scikit-learn the
         # data in the dtype nilearn gives it (the images' float32, usually), so that its
@@ -334,10 +344,10 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         )
 
     @staticmethod
-    def _in_threads(measure) -> bool:
+    def _in_threads(measure, inputs, plan) -> bool:
         """Whether local parallel runs use threads: batched estimators whose fits release
-        the interpreter lock (see ``BatchedClassifier.releases_gil``)."""
-        return bool(getattr(measure, "releases_gil", False))
+        the interpreter lock on these spheres (see ``BatchedClassifier.releases_gil``)."""
+        return prefers_threads(measure, inputs.neighbourhoods, plan)
 
     def _scores_function(self, fit: _Fit, inputs, executor):
         """``scores_for(label_sets, description)``: per-fold scores, shape (n_label_sets,

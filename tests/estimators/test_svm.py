@@ -223,3 +223,15 @@ def test_singular_gram_matrices_are_solved_too():
     ref = reference_decisions(LinearSVC(tol=1e-12, max_iter=500000, dual=False), X, y, plan)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+
+
+def test_threads_only_where_the_compiled_primal_path_runs():
+    """The primal path spends its time in compiled code without the interpreter lock; on
+    more features than training samples the numpy work around the kernel holds it."""
+    from fastsearchlight.estimators.svm import BatchedLinearSVC
+
+    svc = BatchedLinearSVC()
+    assert svc.releases_gil(n_features=18, n_train=162)
+    assert svc.releases_gil(n_features=161, n_train=162)  # with the constant feature: 162
+    assert not svc.releases_gil(n_features=162, n_train=162)
+    assert not svc.releases_gil(n_features=110, n_train=28)

@@ -34,6 +34,7 @@ from ._executors import (
     Threads,
     effective_n_jobs,
     make_executor,
+    prefers_threads,
 )
 from ._routing import batched_plan_ok, choose_measure
 
@@ -58,6 +59,7 @@ __all__ = [
     "effective_n_jobs",
     "import_distributed",
     "make_executor",
+    "prefers_threads",
     "progress_bar",
     "spheres_per_block",
     "voxel_major",

@@ -162,6 +162,15 @@ class DaskExecutor:
         return self.session.map_unordered(func, argsets, name=name)
 
 
+def prefers_threads(measure, neighbourhoods, plan) -> bool:
+    """Whether a batched measure's fits release the interpreter lock on these spheres and
+    folds (``BatchedClassifier.releases_gil``), so that local runs use threads."""
+    ask = getattr(measure, "releases_gil", None)
+    if ask is None or neighbourhoods.n_spheres == 0:
+        return False
+    return bool(ask(int(neighbourhoods.sizes.max()), int(plan.train_masks.sum(axis=1).min())))
+
+
 def make_executor(
     backend: str, n_jobs: int | None, session: DaskSession | None, *, threads: bool = False
 ) -> Executor:

@@ -47,10 +47,13 @@ class BatchedClassifier(ABC):
     #: batched metric of the estimator's own ``score`` (what ``scoring=None`` means), when
     #: it is not accuracy
     own_scoring: str | None = None
-    #: whether the fits spend their time in code that releases the interpreter lock
-    #: (compiled kernels, BLAS, large array operations): local parallel runs then use
-    #: threads, which share the data and start at once, instead of worker processes
-    releases_gil: bool = False
+
+    def releases_gil(self, n_features: int, n_train: int) -> bool:
+        """Whether fits of spheres of up to ``n_features`` voxels on ``n_train`` training
+        samples spend their time in code that releases the interpreter lock (compiled
+        kernels, BLAS): local parallel runs then use threads, which share the data and
+        start at once, instead of worker processes. False unless an estimator says so."""
+        return False
 
     @abstractmethod
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
