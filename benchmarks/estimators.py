@@ -28,6 +28,14 @@ Usage::
 
     python benchmarks/estimators.py                               # every estimator and row
     python benchmarks/estimators.py --rows W3 --estimators lda ridge_classifier
+    python benchmarks/estimators.py --floors   # lower bounds of the dense linear algebra
+
+``--floors`` times, on one core (CPU time, one BLAS thread), the batched numpy routines no
+implementation of these estimators avoids, at each row's size (whole brain, every fold),
+on random data of the same shapes: the gather of every sphere's samples, one cross-product
+or Gram matrix per sphere, and per (sphere, fold) problem one solve (LDA, ridge), one
+eigendecomposition (RidgeClassifierCV, as scikit-learn computes its leave-one-out errors),
+or one Newton iteration of the logistic regression (Hessian and solve).
 """
 
 from __future__ import annotations
@@ -188,6 +196,75 @@ def table(results: list[dict], n_jobs: int, load_start: tuple, load_end: tuple) 
     return "\n".join(lines)
 
 
+def floors() -> str:
+    """Single-core times of the unavoidable primitives at each row's size (see ``--floors``)."""
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    # row -> (spheres, samples, training samples, features, folds, logistic parameters)
+    shapes = {"W1-10": (43976, 216, 162, 75, 4, 76), "W3": (204492, 32, 28, 110, 8, 3 * 29)}
+    lines = [
+        "# Lower bounds of the dense linear algebra (one core, CPU seconds, whole brain)",
+        "",
+        f"Machine: {cpu_model()}, shared; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        "each primitive timed on a batch of spheres and scaled to the whole brain.",
+        "",
+        "| row | gather | X'X or Gram per sphere | solve per problem | eigh per problem | "
+        "one logistic Newton iteration per problem |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    with threadpool_limits(1):
+        for row, shape in shapes.items():
+            S, _, n_train, d, F, q = shape
+            t = _row_floors(*shape, rng)
+            k = min(n_train, d)
+            lines.append(
+                f"| {row} ({S} spheres, {F} folds, {n_train} x {d}) | {t['gather']:.1f} | {t['cross']:.1f} | "
+                f"{t['solve']:.1f} ({k} x {k}) | {t['eigh']:.1f} ({k} x {k}) | {t['newton']:.1f} ({q} parameters) |"
+            )
+    return "\n".join(lines)
+
+
+def _timed(fun, reps: int, *args) -> float:
+    """CPU seconds of one call of ``fun(*args)`` (after one call to warm up)."""
+    fun(*args)
+    c0 = time.process_time()
+    for _ in range(reps):
+        fun(*args)
+    return (time.process_time() - c0) / reps
+
+
+def _row_floors(S: int, n: int, n_train: int, d: int, F: int, q: int, rng) -> dict:
+    """Whole-brain CPU seconds of each primitive of a row, timed on 1000 spheres."""
+    B = 1000
+    scale = S / B
+    data = rng.standard_normal((S // 4, n))
+    vox = rng.integers(0, len(data), (B, d))
+    out = {"gather": _timed(lambda: data[vox].transpose(0, 2, 1).copy(), 3) * scale}
+    X = rng.standard_normal((B, n, d))
+    if d < n_train:  # the cross-products of the features, else the Gram matrix of the samples
+        out["cross"] = _timed(np.matmul, 3, X.transpose(0, 2, 1), X) * scale
+    else:
+        out["cross"] = _timed(np.matmul, 3, X, X.transpose(0, 2, 1)) * scale
+    k = min(n_train, d)
+    A = rng.standard_normal((B, 2 * k, k))
+    M = np.matmul(A.transpose(0, 2, 1), A)
+    out["solve"] = _timed(np.linalg.solve, 3, M, rng.standard_normal((B, k, 1))) * scale * F
+    out["eigh"] = _timed(np.linalg.eigh, 1, M) * scale * F
+    Ad = rng.standard_normal((B, n_train, q))
+    weights = rng.uniform(0.1, 0.25, (B, n_train, 1))
+    H = np.matmul(Ad.transpose(0, 2, 1), Ad) + np.eye(q)
+
+    def newton_step() -> None:
+        np.matmul(Ad.transpose(0, 2, 1), weights * Ad)
+        np.linalg.solve(H, np.ones((B, q, 1)))
+
+    out["newton"] = _timed(newton_step, 1) * scale * F
+    return out
+
+
 def _estimated(ours: dict) -> str:
     n = ours.get("estimated_from")
     return "" if n is None else f" (est. from {n})"
@@ -201,7 +278,13 @@ def main(argv=None) -> int:
     parser.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=list(ESTIMATORS))
     parser.add_argument("--n-jobs", type=int, default=1, help="fastsearchlight's n_jobs (default 1)")
     parser.add_argument("--one", nargs=3, metavar=("TOOL", "ESTIMATOR", "ROW"), help=argparse.SUPPRESS)
+    parser.add_argument("--floors", action="store_true", help="time the lower bounds only")
     args = parser.parse_args(argv)
+    if args.floors:
+        text = floors()
+        print(text)
+        write_result(HERE / "results" / "estimator_floors.md", text)
+        return 0
     if args.one:
         print(json.dumps(measure(*args.one, args.n_jobs)))
         return 0
