@@ -195,3 +195,32 @@ def test_constant_spheres_match_scikit_learn(n_classes, n_features):
     for a, b, p in zip(ours, dec, pred):
         assert np.all(np.isfinite(a))
         assert_decisions_match(a, b, p)
+
+
+@pytest.mark.parametrize("n_features", [8, 23, 24, 25, 60])  # d < n, d ~ n, d > n
+@pytest.mark.parametrize("n_classes, raw", [(2, True), (2, False), (4, True), (4, False)])
+def test_every_shape_against_scikit_learn(n_features, n_classes, raw):
+    """32 samples in 4 runs, leave one run out (24 training samples): with Ledoit-Wolf
+    shrinkage and more features than training samples the pooled covariance is solved in
+    the sample space; binary and multi-class."""
+    X, y, _ = make_spheres(41 + n_features, n_classes, raw, n_features, n_spheres=9)
+    X, y = X[:, :32], y[:32]
+    plan = make_cv_plan(LeaveOneGroupOut(), y, np.arange(32) // 8)
+    assert all(len(tr) == 24 for tr in plan.train_indices)
+    ours = BatchedLDA().fold_decisions(X, y, n_classes, plan)
+    dec, pred = reference(LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), X, y, plan)
+    for a, b, p in zip(ours, dec, pred):
+        assert a.shape == b.shape
+        assert_decisions_match(a, b, p)
+
+
+def test_sample_space_with_unequal_training_sets():
+    """Folds of different training sizes (zero rows pad the smaller ones)."""
+    X, y, _ = make_spheres(43, 3, True, 40, n_spheres=6)
+    X, y = X[:, :30], y[:30]
+    plan = make_cv_plan(KFold(4), y)
+    assert len({len(tr) for tr in plan.train_indices}) == 2
+    ours = BatchedLDA().fold_decisions(X, y, 3, plan)
+    dec, pred = reference(LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), X, y, plan)
+    for a, b, p in zip(ours, dec, pred):
+        assert_decisions_match(a, b, p)

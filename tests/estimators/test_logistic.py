@@ -225,3 +225,17 @@ def test_warns_when_not_converged():
     plan = make_plan("stratified", y, groups)
     with pytest.warns(RuntimeWarning, match="did not converge"):
         BatchedLogisticRegression(max_iter=1).fold_decisions(X, y, 2, plan)
+
+
+@pytest.mark.parametrize("n_features", [8, 23, 24, 60])  # d < n, d ~ n (either side), d > n
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_every_shape(n_features, n_classes, fit_intercept):
+    """32 samples in 4 runs, leave one run out (24 training samples): with more features
+    than training samples the fit runs in the span of the training rows; binary and
+    multinomial."""
+    rng = np.random.default_rng([17, n_features, n_classes])
+    X, y, groups = make_data(rng, 6, 32, n_features, n_classes, raw=False)
+    plan = make_plan("logo", y, groups)
+    assert all(len(tr) == 24 for tr in plan.train_indices)
+    check(compare_with_sklearn(X, y, n_classes, plan, fit_intercept=fit_intercept))

@@ -77,3 +77,20 @@ def test_invalid_alpha_raises(alpha):
     X, y, _ = make_spheres(23, 2, False, 3, n_spheres=1)
     with pytest.raises(ValueError, match="alpha"):
         BatchedRidgeClassifier(alpha=alpha).fold_decisions(X, y, 2, make_cv_plan(KFold(3), y))
+
+
+@pytest.mark.parametrize("n_features", [8, 23, 24, 60])  # d < n, d ~ n (either side), d > n
+@pytest.mark.parametrize("n_classes, raw", [(2, True), (2, False), (4, True), (4, False)])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_every_shape_against_scikit_learn(n_features, n_classes, raw, fit_intercept):
+    """32 samples in 4 runs, leave one run out (24 training samples): the primal path below
+    24 features, the sample-space (kernel) path above; binary and one-vs-rest."""
+    X, y, groups = make_spheres(31 + n_features, n_classes, raw, n_features, n_spheres=6)
+    X, y, groups = X[:, :32], y[:32], groups[:32] * 0 + np.arange(32) // 8
+    plan = make_cv_plan(SPLITTERS["logo"], y, groups)
+    est = RidgeClassifier(fit_intercept=fit_intercept)
+    ours = BatchedRidgeClassifier(fit_intercept=fit_intercept).fold_decisions(X, y, n_classes, plan)
+    dec, pred = reference(est, X, y, plan)
+    for a, b, p in zip(ours, dec, pred):
+        assert a.shape == b.shape
+        assert_decisions_match(a, b, p)

@@ -165,3 +165,19 @@ def test_training_sets_smaller_than_the_complement_of_the_test_sets():
     plan = make_cv_plan(ShuffleSplit(3, train_size=0.5, test_size=0.25, random_state=0), y)
     assert all(len(tr) + len(te) < 48 for tr, te in zip(plan.train_indices, plan.test_indices))
     compare_with_sklearn(X, y, 2, plan)
+
+
+@pytest.mark.parametrize("n_features", [8, 23, 24, 60])  # d < n, d ~ n (either side), d > n
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("raw, fit_intercept", [(True, True), (False, True), (False, False)])
+def test_every_shape(n_features, n_classes, raw, fit_intercept):
+    """32 samples in 4 runs, leave one run out (24 training samples): the covariance path
+    below 24 features, the Gram matrices (centred per fold from one per sphere) from 24 on;
+    binary and one-vs-rest. (Raw BOLD-scale values without an intercept, at 23 features,
+    leave the uncentred covariance so ill-conditioned that its decisions differ from
+    scikit-learn's by about 1e-8, already before this path: not included.)"""
+    rng = np.random.default_rng([29, n_features, n_classes, raw])
+    X, y, groups = make_data(rng, 8, 32, n_features, n_classes, raw=raw)
+    plan = make_plan("logo", y, groups)
+    assert all(len(tr) == 24 for tr in plan.train_indices)
+    compare_with_sklearn(X, y, n_classes, plan, fit_intercept=fit_intercept)

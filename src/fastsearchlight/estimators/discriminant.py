@@ -18,6 +18,7 @@ from ._fold_statistics import (
     Workspace,
     block_grams,
     block_sums,
+    block_sums_of_squares,
     diagonal_view,
     gather,
     gather_centered,
@@ -118,9 +119,19 @@ class BatchedLDA(BatchedClassifier):
         )
 
     def _slab(
-        self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None, ws: Workspace
+        self,
+        X: np.ndarray,
+        blocks: FoldBlocks,
+        priors: np.ndarray | None,
+        ws: Workspace,
+        sample_space: bool = True,
     ) -> list[np.ndarray]:
-        """Decisions of every fold (test samples in plan order) for a slab of spheres."""
+        """Decisions of every fold (test samples in plan order) for a slab of spheres.
+
+        With Ledoit-Wolf shrinkage and more features than training samples (and unless
+        ``sample_space`` is False) the pooled covariances are solved in the sample space
+        (:meth:`_sample_space_solver`), else formed and solved in the feature space.
+        """
         n_classes, n_folds = blocks.n_classes, blocks.n_folds
         U, ref, shift = gather_centered(X, blocks)  # (n, S, p), (C, S, p)
 
@@ -133,14 +144,102 @@ class BatchedLDA(BatchedClassifier):
             prior = counts / counts.sum(axis=1, keepdims=True)
         else:
             prior = np.broadcast_to(priors, (n_folds, n_classes))
-        pooled, keep = self._pooled_covariance(U, ref, blocks, mean_u, prior, ws)
-
         # class means in the common frame X - ref[0], (F, S, C, p)
         means = (shift[None] + mean_u).transpose(0, 2, 1, 3)
         log_prior = np.log(prior)  # (F, C)
+        fallback = None
+        if sample_space and self.shrinkage == "auto" and U.shape[2] > int(counts.sum(axis=1).max()):
+            solve, fallback = self._sample_space_solver(U, ref, blocks, mean_u, prior)
+            keep = None
+        else:
+            pooled, keep = self._pooled_covariance(U, ref, blocks, mean_u, prior, ws)
+            solve = lambda rhs: solve_batched(pooled, rhs)  # noqa: E731
         if n_classes == 2:
-            return _binary_decisions(U, shift, blocks, pooled, keep, means, log_prior)
-        return _multiclass_decisions(U, ref, shift, blocks, pooled, keep, means, log_prior)
+            out = _binary_decisions(U, shift, blocks, solve, keep, means, log_prior)
+        else:
+            out = _multiclass_decisions(U, ref, shift, blocks, solve, keep, means, log_prior)
+        if fallback is not None and fallback.any():
+            redo = self._slab(X[fallback], blocks, priors, ws, sample_space=False)
+            for dec, exact in zip(out, redo):
+                dec[fallback] = exact
+        return out
+
+    def _sample_space_solver(
+        self, U: np.ndarray, ref: np.ndarray, blocks: FoldBlocks, mean_u: np.ndarray, prior: np.ndarray
+    ):
+        """Solves with the Ledoit-Wolf pooled covariance of every fold in the sample space,
+        for spheres with more features than training samples.
+
+        The pooled covariance is ``Z'Z + diag(D)``: ``Z`` holds the training samples centred
+        on their class mean, each scaled by ``sqrt(alpha_c / n_c)`` (``alpha_c`` the prior
+        of its class times one minus its shrinkage), and ``D`` is the shrinkage target of
+        every class weighted by its prior and shrinkage. By the Woodbury identity,
+        ``(Z'Z + D)^-1 r = D^-1 r - D^-1 Z' (I + Z D^-1 Z')^-1 Z D^-1 r``: one system of the
+        size of the training set per fold, instead of one of the number of features. The
+        shrinkage itself is computed in the sample space too (:meth:`_ledoit_wolf` with the
+        class Gram matrices).
+
+        Parameters
+        ----------
+        U, ref : ndarray
+            Class-centred data and class references (:func:`gather_centered`).
+        blocks : FoldBlocks
+        mean_u : ndarray of shape (n_folds, n_classes, n_spheres, p)
+        prior : ndarray of shape (n_folds, n_classes)
+
+        Returns
+        -------
+        solve : callable
+            ``solve(rhs)``, rhs of shape (n_folds, n_spheres, p, k): the solutions
+            ``pooled^-1 rhs``.
+        fallback : ndarray of bool of shape (n_spheres,)
+            Spheres to compute in the feature space instead: those with a feature without
+            within-class variance or a null shrinkage target (whose pooled covariance may be
+            singular; scikit-learn's least-squares solution is then reproduced there).
+        """
+        n_spheres, p = U.shape[1], U.shape[2]
+        n_folds, n_classes = prior.shape
+        counts = blocks.train_counts
+        inv_n = 1.0 / counts
+        n_train = int(counts.sum(axis=1).max())
+        var = blocks.fold_class_sums(block_sums_of_squares(U, blocks)) * inv_n[:, :, None, None]
+        var -= mean_u * mean_u
+        mean_raw = ref[None] + mean_u
+        nfc = counts[:, :, None, None]
+        constant = var <= nfc * _EPS * var + (nfc * mean_raw * _EPS) ** 2
+        scale2 = np.where(constant, 1.0, var)
+        shrink, mu = self._ledoit_wolf(U, blocks, None, mean_u, var, scale2)
+        alpha = prior[:, :, None] * (1.0 - shrink)  # (F, C, S)
+        D = np.einsum("fcs,fcsj->fsj", prior[:, :, None] * shrink * mu, scale2)  # (F, S, p)
+        pdiag = np.einsum("fcs,fcsj->fsj", alpha, var) + D
+        # as _isolate_null_features: a feature without pooled variance; or a target that
+        # leaves the pooled covariance (nearly) singular
+        bad = (pdiag <= _EPS * pdiag.sum(axis=-1, keepdims=True)) | (D <= 1e-8 * pdiag)
+        fallback = bad.any(axis=(0, 2))
+        D = np.where(bad, 1.0, D)
+        d_inv = 1.0 / D
+        # Z of every fold, (F, S, n_train, p): the training samples of each class, in block
+        # order (zero rows where a fold trains on fewer samples: they change nothing)
+        Z = np.zeros((n_folds, n_spheres, n_train, p))
+        for f in range(n_folds):
+            at = 0
+            for c in range(n_classes):
+                sl = blocks.class_slice(c)
+                rows = np.flatnonzero(blocks.sample_train[f, sl]) + sl.start
+                zc = Z[f, :, at : at + len(rows)]
+                np.subtract(U[rows].transpose(1, 0, 2), mean_u[f, c][:, None, :], out=zc)
+                zc *= np.sqrt(alpha[f, c] * inv_n[f, c])[:, None, None]
+                at += len(rows)
+        ZD = Z * d_inv[:, :, None, :]
+        M = np.matmul(ZD, Z.transpose(0, 1, 3, 2))  # (F, S, n_train, n_train)
+        diagonal_view(M)[...] += 1.0
+
+        def solve(rhs: np.ndarray) -> np.ndarray:
+            y1 = rhs * d_inv[..., None]
+            t = np.linalg.solve(M, np.matmul(Z, y1))  # (F, S, n_train, k)
+            return y1 - np.matmul(ZD.transpose(0, 1, 3, 2), t)
+
+        return solve, fallback
 
     def _pooled_covariance(
         self,
@@ -257,10 +356,13 @@ class BatchedLDA(BatchedClassifier):
         #   = w.(G*G).w / n^2 - 2 (w m).G.(w m) / n + (sum_j w_j m_j^2)^2
         wm = w * mean_u
         wmm = np.einsum("fcsj,fcsj->fcs", wm, mean_u)
-        delta_ = np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G * G, w), w)
+        if G is not None:
+            delta_ = np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G * G, w), w)
+            Gwm2 = np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G, wm), wm)
+        else:  # the same sums from the Gram matrices of the training samples of each class
+            delta_, Gwm2 = _class_gram_sums(U, blocks, w, wm)
         delta_ *= inv_n**2
-        Gwm = np.einsum("fcsij,fcsj->fcsi", G, wm)
-        delta_ -= 2.0 * inv_n * np.einsum("fcsi,fcsi->fcs", Gwm, wm)
+        delta_ -= 2.0 * inv_n * Gwm2
         delta_ += wmm * wmm
         delta = (delta_ - p * mu * mu) / p
 
@@ -318,7 +420,7 @@ def _isolate_null_features(pooled: np.ndarray) -> np.ndarray | None:
     return keep
 
 
-def _binary_decisions(U, shift, blocks: FoldBlocks, pooled, keep, means, log_prior) -> list[np.ndarray]:
+def _binary_decisions(U, shift, blocks: FoldBlocks, solve, keep, means, log_prior) -> list[np.ndarray]:
     """Two-class LDA decisions of every fold: ``x @ w + b`` with ``w = cov^-1 (m_1 - m_0)``.
 
     Parameters
@@ -326,7 +428,10 @@ def _binary_decisions(U, shift, blocks: FoldBlocks, pooled, keep, means, log_pri
     U, shift : ndarray
         Class-centred data and class shifts (:func:`gather_centered`).
     blocks : FoldBlocks
-    pooled, keep
+    solve : callable
+        ``solve(rhs)``: the pooled covariance of every fold and sphere solved for ``rhs``
+        of shape (n_folds, n_spheres, p, k).
+    keep : ndarray of bool or None
         From :meth:`BatchedLDA._pooled_covariance`.
     means : ndarray of shape (n_folds, n_spheres, n_classes, p)
         Training class means in the common frame ``X - ref[0]``.
@@ -339,7 +444,7 @@ def _binary_decisions(U, shift, blocks: FoldBlocks, pooled, keep, means, log_pri
     rhs = means[:, :, 1] - means[:, :, 0]  # (F, S, p)
     if keep is not None:
         rhs *= keep
-    w = solve_batched(pooled, rhs[..., None])  # (F, S, p, 1)
+    w = solve(rhs[..., None])  # (F, S, p, 1)
     mid = 0.5 * (means[:, :, 0] + means[:, :, 1])
     b = np.matmul(mid[:, :, None, :], w)[..., 0]  # (F, S, 1)
     b *= -1.0
@@ -348,7 +453,7 @@ def _binary_decisions(U, shift, blocks: FoldBlocks, pooled, keep, means, log_pri
 
 
 def _multiclass_decisions(
-    U, ref, shift, blocks: FoldBlocks, pooled, keep, means, log_prior
+    U, ref, shift, blocks: FoldBlocks, solve, keep, means, log_prior
 ) -> list[np.ndarray]:
     """LDA decisions of every fold for more than two classes, ``(n_spheres, n_test,
     n_classes)`` per fold; the arguments (and ``ref``, the class references) as for
@@ -360,7 +465,7 @@ def _multiclass_decisions(
     rhs[..., n_classes] = g
     if keep is not None:
         rhs *= keep[..., None]
-    sol = solve_batched(pooled, rhs)  # (F, S, p, C + 1)
+    sol = solve(rhs)  # (F, S, p, C + 1)
     v, h = sol[..., :n_classes], sol[..., n_classes]  # cov^-1 (m_c - g), cov^-1 g
     coef = v + h[..., None]  # (F, S, p, C): scikit-learn's coef_.T
     # intercept in the common frame: -0.5 (m_c - g).v_c + 0.5 g.h + log prior_c
@@ -368,3 +473,38 @@ def _multiclass_decisions(
     icpt += 0.5 * np.einsum("sp,fsp->fs", g, h)[..., None]
     icpt += log_prior[:, None, :]
     return [linear_test_decisions(U, shift, blocks, f, coef[f], icpt[f]) for f in range(blocks.n_folds)]
+
+
+def _class_gram_sums(
+    U: np.ndarray, blocks: FoldBlocks, w: np.ndarray, wm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``w.(G*G).w`` and ``(w m).G.(w m)`` of every fold and class without ``G``.
+
+    With ``G = U_fc' U_fc`` the cross-products of the training samples of class ``c`` in
+    fold ``f``: ``w.(G*G).w = ||U_fc diag(w) U_fc'||^2`` (Frobenius) and
+    ``(w m).G.(w m) = ||U_fc (w m)||^2``, sums over pairs of samples instead of features.
+
+    Parameters
+    ----------
+    U : ndarray of shape (n_samples, n_spheres, p)
+        Class-centred data in block order.
+    blocks : FoldBlocks
+    w, wm : ndarray of shape (n_folds, n_classes, n_spheres, p)
+
+    Returns
+    -------
+    two ndarrays of shape (n_folds, n_classes, n_spheres)
+    """
+    n_folds, n_classes, n_spheres, _ = w.shape
+    ww = np.empty((n_folds, n_classes, n_spheres))
+    mm = np.empty((n_folds, n_classes, n_spheres))
+    for c in range(n_classes):
+        sl = blocks.class_slice(c)
+        Uc = U[sl].transpose(1, 0, 2)  # (S, n_c, p)
+        train = blocks.sample_train[:, sl].astype(np.float64)  # (F, n_c)
+        K = np.matmul(Uc[None] * w[:, c, :, None, :], Uc.transpose(0, 2, 1)[None])  # (F, S, n_c, n_c)
+        K *= K
+        ww[:, c] = np.einsum("fsik,fi,fk->fs", K, train, train)
+        q = np.matmul(Uc[None], wm[:, c, :, :, None])[..., 0]  # (F, S, n_c)
+        mm[:, c] = np.einsum("fsi,fi->fs", q * q, train)
+    return ww, mm

@@ -376,32 +376,41 @@ class BatchedLogisticRegression(BatchedClassifier):
         p = d + 1 if self.fit_intercept else d
         n_rows = 1 if n_classes == 2 else n_classes
 
-        problems = self._fold_problems(y, n_classes, p, plan)
         decisions = [
             np.empty((S, len(test)) if n_classes == 2 else (S, len(test), n_classes))
             for test in plan.test_indices
         ]
         rows = [np.empty((S, n_rows, p)) for _ in plan.train_indices]
         n_unconverged = 0
+        m = n_rows if n_classes == 2 else n_classes - 1  # rows of parameters optimised
         for start in range(0, S, _BLOCK):
             block = slice(start, start + _BLOCK)
             design = self._design(X[block])
-            previous = None
+            previous = None  # the previous fold's optimum, (B, m, p)
             for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
-                loss, R = problems[f]
+                A = np.take(design, train, axis=1)
+                basis = None
+                if d > len(train):
+                    # the optimal coefficients are combinations of the training rows (the
+                    # gradients of the loss and of the penalty are): optimise over an
+                    # orthonormal basis V of them, w = V g, |w| = |g|, so the same problem
+                    # in len(train) instead of d coordinates
+                    basis = np.linalg.qr(A[..., :d].transpose(0, 2, 1))[0]  # (B, d, n_train)
+                    A = _in_basis(A, basis, d)
+                loss, R = self._fold_problem(y[train], n_classes, A.shape[2])
                 # folds share most of their training samples: the previous fold's optimum
                 # is a good starting point (the optimum reached does not depend on it)
-                theta, n_bad = _newton(
-                    np.take(design, train, axis=1),
-                    loss,
-                    R,
-                    float(self.tol),
-                    int(self.max_iter),
-                    previous,
-                )
+                start_f = None
+                if previous is not None:
+                    start_f = previous if basis is None else _in_basis(previous, basis, d)
+                    start_f = start_f.reshape(len(A), -1)
+                theta, n_bad = _newton(A, loss, R, float(self.tol), int(self.max_iter), start_f)
                 n_unconverged += n_bad
-                previous = theta
-                Theta = _full_rows(theta, n_classes, p)  # (B, n_rows, p)
+                Theta = theta.reshape(len(A), m, -1)
+                if basis is not None:  # back to the coordinates of the design
+                    Theta = _from_basis(Theta, basis)
+                previous = Theta
+                Theta = _full_rows(Theta.reshape(len(A), -1), n_classes, p)  # (B, n_rows, p)
                 rows[f][block] = Theta
                 dec = np.matmul(np.take(design, test, axis=1), Theta.transpose(0, 2, 1))
                 decisions[f][block] = dec[..., 0] if n_classes == 2 else dec
@@ -425,36 +434,32 @@ class BatchedLogisticRegression(BatchedClassifier):
             coefficients.append((coef, intercept))
         return decisions, coefficients
 
-    def _fold_problems(
-        self, y: np.ndarray, n_classes: int, p: int, plan: CVPlan
-    ) -> list[tuple[_BinomialLoss | _MultinomialLoss, np.ndarray]]:
-        """Loss and penalty matrix of every fold, shared by all spheres.
+    def _fold_problem(
+        self, y_train: np.ndarray, n_classes: int, p: int
+    ) -> tuple[_BinomialLoss | _MultinomialLoss, np.ndarray]:
+        """Loss and penalty matrix of a fold, shared by all spheres.
 
         Parameters
         ----------
-        y : ndarray of int of shape (n_samples,)
+        y_train : ndarray of int of shape (n_train,)
+            Class codes of the fold's training samples.
         n_classes : int
         p : int
-            Number of parameters per row of coefficients (features and intercept).
-        plan : CVPlan
+            Number of parameters per row of coefficients (coordinates of the weights, then
+            the intercept when there is one).
 
         Returns
         -------
-        list of (loss, R), one per fold
+        loss, R
         """
-        problems = []
-        for train in plan.train_indices:
-            pen = np.full(p, 1.0 / (self.C * len(train)))
-            if self.fit_intercept:
-                pen[-1] = 0.0
-            if n_classes == 2:
-                problems.append((_BinomialLoss(y[train] == 1), np.diag(pen)))
-            else:
-                m = n_classes - 1
-                # 0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)
-                R = np.kron(np.eye(m) + np.ones((m, m)), np.diag(pen))
-                problems.append((_MultinomialLoss(y[train], n_classes), R))
-        return problems
+        pen = np.full(p, 1.0 / (self.C * len(y_train)))
+        if self.fit_intercept:
+            pen[-1] = 0.0
+        if n_classes == 2:
+            return _BinomialLoss(y_train == 1), np.diag(pen)
+        m = n_classes - 1
+        # 0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)
+        return _MultinomialLoss(y_train, n_classes), np.kron(np.eye(m) + np.ones((m, m)), np.diag(pen))
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         """Working design matrix of a block of spheres, all samples ``(B, n_samples, p)``.
@@ -469,6 +474,20 @@ class BatchedLogisticRegression(BatchedClassifier):
         np.subtract(X, X.mean(axis=1, keepdims=True), out=design[..., :d])
         design[..., d] = 1.0
         return design
+
+
+def _in_basis(A: np.ndarray, basis: np.ndarray, d: int) -> np.ndarray:
+    """Rows ``(B, k, p)`` whose first ``d`` columns are weights (or features), expressed in
+    an orthonormal basis ``(B, d, r)``: ``(B, k, r + p - d)``, the columns after ``d`` (the
+    intercept's) unchanged."""
+    return np.concatenate([np.matmul(A[..., :d], basis), A[..., d:]], axis=2)
+
+
+def _from_basis(Theta: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`_in_basis`: rows ``(B, k, r + e)`` of coordinates in the basis
+    ``(B, d, r)`` (then ``e`` unchanged columns) as rows ``(B, k, d + e)``."""
+    r = basis.shape[2]
+    return np.concatenate([np.matmul(Theta[..., :r], basis.transpose(0, 2, 1)), Theta[..., r:]], axis=2)
 
 
 def _full_rows(theta: np.ndarray, n_classes: int, p: int) -> np.ndarray:

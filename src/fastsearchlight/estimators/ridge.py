@@ -22,8 +22,9 @@ from ._fold_statistics import (
     gather_centered,
     linear_test_decisions,
     solve_batched,
+    sphere_slabs,
 )
-from .base import BatchedClassifier, fold_decisions_by_slab
+from .base import BatchedClassifier, binary_targets, fold_decisions_by_slab
 
 __all__ = ["BatchedRidgeClassifier"]
 
@@ -59,6 +60,9 @@ class BatchedRidgeClassifier(BatchedClassifier):
         """
         if not np.ndim(self.alpha) == 0 or not self.alpha > 0:
             raise ValueError(f"alpha must be a positive scalar, got {self.alpha!r}.")
+        n_features = np.shape(X)[2]
+        if n_features > max(len(tr) for tr in plan.train_indices):
+            return self._dual_decisions(np.asarray(X, dtype=np.float64), np.asarray(y), n_classes, plan)
         ws = Workspace()
         return fold_decisions_by_slab(
             X, y, n_classes, plan, lambda Xs, blocks: self._slab(Xs, blocks, ws),
@@ -109,6 +113,46 @@ class BatchedRidgeClassifier(BatchedClassifier):
         # decision = (x - origin) . coef + y_mean
         b = y_mean[:, None, :] - np.matmul(origin[:, :, None, :], coef)[:, :, 0, :]  # (F, S, K)
         return [linear_test_decisions(U, shift, blocks, f, coef[f], b[f]) for f in range(n_folds)]
+
+    def _dual_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
+        """Decisions in the sample space, when every fold has more features than training
+        samples (scikit-learn's ``RidgeClassifier`` then solves the kernel system too).
+
+        With ``Xc`` the training samples centred on their mean (not centred without an
+        intercept) and ``Yc`` the targets likewise, the coefficients are
+        ``Xc' (Xc Xc' + alpha I)^-1 Yc`` and a test decision is
+        ``(x - mean) . coef + mean(Y)``. Every inner product comes from one Gram matrix of
+        all samples per sphere (centred on the fold's training mean by rows and columns),
+        so a fold costs one ``n_train x n_train`` solve.
+
+        Parameters and result as :meth:`fold_decisions`.
+        """
+        n_spheres, n_samples, _ = X.shape
+        targets = binary_targets(y, n_classes).T  # (n, K)
+        outs = [np.empty((n_spheres, len(te), targets.shape[1])) for te in plan.test_indices]
+        for sl in sphere_slabs(n_spheres, n_samples, n_samples):
+            Z = X[sl]
+            if self.fit_intercept:  # the origin does not change the centred products
+                Z = Z - Z.mean(axis=1, keepdims=True)
+            gram = np.matmul(Z, Z.transpose(0, 2, 1))  # (S, n, n)
+            for f, (tr, te) in enumerate(zip(plan.train_indices, plan.test_indices)):
+                g_tr = gram[:, tr]  # (S, n_train, n): training rows
+                Y = targets[tr]
+                if self.fit_intercept:
+                    row_mean = g_tr.mean(axis=1, keepdims=True)  # (S, 1, n): <mean, x_j>
+                    g_tr = g_tr - row_mean
+                    centre = g_tr[:, :, tr].mean(axis=2, keepdims=True)  # (S, n_train, 1)
+                    y_mean = Y.mean(axis=0)
+                else:
+                    centre, y_mean = 0.0, np.zeros(Y.shape[1])
+                # <x_i - mean, x_j - mean> for training i and every j
+                k_all = g_tr - centre
+                K = k_all[:, :, tr] + self.alpha * np.eye(len(tr))
+                dual = np.linalg.solve(K, np.broadcast_to(Y - y_mean, (K.shape[0],) + Y.shape))
+                outs[f][sl] = np.matmul(k_all[:, :, te].transpose(0, 2, 1), dual) + y_mean
+        if n_classes == 2:
+            return [dec[..., 0] for dec in outs]
+        return outs
 
     def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         """Peak working memory per sphere: the input block and the decisions (the

@@ -167,7 +167,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
                 Zb = Zb - Zb.mean(axis=1, keepdims=True)
             else:
                 Zb = np.ascontiguousarray(Zb)
-            covariances = None
+            covariances = gram = None
             for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
                 # as scikit-learn: the covariance when there are more samples than
                 # features, else the Gram matrix
@@ -176,10 +176,11 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
                         covariances = _BlockCovariances(Zb, plan, left, self.fit_intercept)
                     decomposition = covariances.fold(f)
                 else:
-                    Z_train = np.take(Zb, train, axis=1)
-                    x_mean = Z_train.mean(axis=1, keepdims=True) if self.fit_intercept else 0.0
-                    Xc = Z_train - x_mean
-                    decomposition = _Gram(Xc, np.take(Zb, test, axis=1) - x_mean, self.fit_intercept)
+                    if gram is None:  # every sample's products, shared by the folds
+                        gram = np.matmul(Zb, Zb.transpose(0, 2, 1))
+                    decomposition = _Gram(
+                        *_centred_gram(gram, train, test, self.fit_intercept), self.fit_intercept
+                    )
                 # label sets in chunks, to bound the (spheres, samples, alphas, sets) arrays
                 per_set = Zb.shape[0] * Zb.shape[1] * alphas.size * n_targets
                 chunk = max(1, _CHUNK_ELEMENTS // per_set)
@@ -339,20 +340,47 @@ class _FoldCovariance:
         return np.take_along_axis(fitted, index, axis=2)[:, :, 0].reshape(S, n_test, M)
 
 
+def _centred_gram(
+    gram: np.ndarray, train: np.ndarray, test: np.ndarray, fit_intercept: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Products of a fold's samples centred on its training mean (not centred without an
+    intercept), from the products ``gram`` (S, n, n) of all samples.
+
+    Returns
+    -------
+    K : ndarray of shape (S, n_train, n_train)
+        ``Xc Xc'`` of the training samples.
+    cross : ndarray of shape (S, n_test, n_train)
+        Products of the test samples (centred on the training mean) with ``Xc``.
+    """
+    rows = gram[:, train]  # (S, n_train, n): <x_i, x_j> for training i
+    if fit_intercept:
+        # <x_i - m, x_j - m> = <x_i, x_j> - <m, x_j> - (<x_i, m> - <m, m>)
+        rows = rows - rows.mean(axis=1, keepdims=True)
+        rows -= rows[:, :, train].mean(axis=2, keepdims=True)
+    return rows[:, :, train], rows[:, :, test].transpose(0, 2, 1)
+
+
 class _Gram:
     """Eigendecomposition of the Gram matrix ``Xc Xc'`` of a fold's training samples
     (``n <= d``).
 
     With ``G = Xc Xc' + alpha I`` the dual coefficients are ``c = G^-1 Yc``, the
     leave-one-out residuals ``c_i / (G^-1_ii - (G^-1 1)_i / n)`` (no ``1/n`` term without
-    intercept) and the coefficients ``Xc' c``.
+    intercept) and the test decisions ``(X_test - mean) Xc' c``.
+
+    Parameters
+    ----------
+    gram : ndarray of shape (S, n_train, n_train)
+        ``Xc Xc'`` (see :func:`_centred_gram`).
+    cross : ndarray of shape (S, n_test, n_train)
+        Products of the centred test samples with ``Xc``.
+    fit_intercept : bool
     """
 
-    def __init__(self, Xc: np.ndarray, Z_test: np.ndarray, fit_intercept: bool):
-        self.Xc = Xc
-        self.Z_test = Z_test  # (S, n_test, d), centred by the training mean
+    def __init__(self, gram: np.ndarray, cross: np.ndarray, fit_intercept: bool):
+        self.cross = cross
         self.fit_intercept = fit_intercept
-        gram = np.matmul(Xc, Xc.transpose(0, 2, 1))  # (S, n, n)
         self.evals, self.Q = np.linalg.eigh(gram)
         self.Q2 = self.Q * self.Q
         self.Qt1 = self.Q.sum(axis=1)  # (S, n) = Q' 1
@@ -381,5 +409,4 @@ class _Gram:
         dual = self.dual.reshape(S, n, -1, n_sets, M // n_sets)
         index = np.broadcast_to(best[:, None, None, :, None], (S, n, 1, n_sets, M // n_sets))
         chosen = np.take_along_axis(dual, index, axis=2)[:, :, 0]  # (S, n, L, T)
-        coef = np.matmul(self.Xc.transpose(0, 2, 1), chosen.reshape(S, n, M))  # (S, d, M)
-        return np.matmul(self.Z_test, coef)
+        return np.matmul(self.cross, chosen.reshape(S, n, M))
