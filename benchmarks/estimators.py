@@ -13,7 +13,9 @@ For each estimator and row, each measurement in a fresh process (its peak memory
 - fastsearchlight on every sphere: the first fit of the process, ``n_jobs`` as given
   (SearchLight's default, 1, unless ``--n-jobs``);
 - nilearn's ``SearchLight`` (``n_jobs=2``) with the equivalent scikit-learn estimator
-  object, on a random subset of spheres, its time scaled per sphere to the whole brain;
+  object, on a random subset of spheres: its fixed cost per call (timed on 2 spheres, after
+  an untimed call in which its workers import scikit-learn) plus its time per sphere on the
+  subset times the number of spheres;
   in the same process, fastsearchlight on the same subset: the fraction of those spheres
   whose scores equal nilearn's (to 1e-12), the agreement.
 
@@ -52,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import cpu_model, write_result
-from sphere_sizes import _peak_mb, dataset, subset
+from sphere_sizes import PeakMemory, dataset, subset
 
 HERE = Path(__file__).resolve().parent
 
@@ -108,7 +110,8 @@ def measure(tool: str, name: str, row: str, n_jobs: int) -> dict:
     """One measurement, in its own process (see ``--one``)."""
     kind, radius, n_subset = ROWS[row]
     img, mask, y, groups, cv = dataset(kind)
-    img.get_fdata(dtype=np.float32)  # read before timing
+    # read before timing, into an image held in memory (as the user's loaded image)
+    img = type(img)(np.asanyarray(img.dataobj), img.affine, img.header)
     common = dict(mask_img=mask, radius=radius, cv=cv)
     out = {"tool": tool, "estimator": name, "row": row}
     with warnings.catch_warnings():
@@ -119,10 +122,11 @@ def measure(tool: str, name: str, row: str, n_jobs: int) -> dict:
             n_ours = OURS_SUBSET.get((name, row))
             process = None if n_ours is None else subset(mask, n_ours, 2)
             sl = SearchLight(estimator=name, n_jobs=n_jobs, process_mask_img=process, **common)
-            t0, c0 = time.perf_counter(), time.process_time()
-            sl.fit(img, y, groups=groups)
-            out["seconds"] = time.perf_counter() - t0
-            out["cpu_seconds"] = time.process_time() - c0  # this process only
+            with PeakMemory() as memory:
+                t0, c0 = time.perf_counter(), time.process_time()
+                sl.fit(img, y, groups=groups)
+                out["seconds"] = time.perf_counter() - t0
+                out["cpu_seconds"] = time.process_time() - c0  # this process only
             out["n_spheres"] = int((np.asarray(mask.dataobj) != 0).sum())
             if n_ours is not None:  # scaled per sphere to the whole brain
                 out["estimated_from"] = int(sl.n_elements_)
@@ -132,19 +136,31 @@ def measure(tool: str, name: str, row: str, n_jobs: int) -> dict:
             out["n_samples"] = len(y)
             out["n_train"] = int(min(len(tr) for tr, _ in cv.split(np.zeros(len(y)), y, groups)))
             out["engine"] = getattr(sl, "engine_", "?")
-            out["peak_mb"] = _peak_mb()
+            out["peak_mb"] = memory.peak_mb
         else:
             from nilearn.decoding import SearchLight as NilearnSearchLight
 
             process = subset(mask, NILEARN_SUBSET.get((name, row), n_subset), 0)
-            nl = NilearnSearchLight(
-                process_mask_img=process, estimator=_nilearn_estimator(ESTIMATORS[name]), n_jobs=2, **common
+            estimator = _nilearn_estimator(ESTIMATORS[name])
+            # an untimed call first (its workers import scikit-learn: a one-off cost that,
+            # scaled per sphere, would inflate nilearn's estimate), then its fixed cost per
+            # call on 2 spheres (not scaled), then the subset
+            two = subset(mask, 2, 0)
+            NilearnSearchLight(process_mask_img=two, estimator=estimator, n_jobs=2, **common).fit(
+                img, y, groups=groups
             )
             t0 = time.perf_counter()
-            nl.fit(img, y, groups=groups)
-            out["seconds"] = time.perf_counter() - t0
+            NilearnSearchLight(process_mask_img=two, estimator=estimator, n_jobs=2, **common).fit(
+                img, y, groups=groups
+            )
+            out["fixed_seconds"] = time.perf_counter() - t0
+            nl = NilearnSearchLight(process_mask_img=process, estimator=estimator, n_jobs=2, **common)
+            with PeakMemory() as memory:
+                t0 = time.perf_counter()
+                nl.fit(img, y, groups=groups)
+                out["seconds"] = time.perf_counter() - t0
             out["n_spheres"] = int(np.asarray(nl.process_mask_).sum())
-            out["peak_mb"] = _peak_mb()
+            out["peak_mb"] = memory.peak_mb
             ours = SearchLight(process_mask_img=process, estimator=name, **common).fit(img, y, groups=groups)
             keep = np.asarray(process.dataobj) > 0
             a, b = ours.scores_[keep], nl.scores_[keep]
@@ -193,7 +209,8 @@ def table(results: list[dict], n_jobs: int, load_start: tuple, load_end: tuple) 
             )
             continue
         ours, nl = r["ours"], r["nilearn"]
-        nl_whole = nl["seconds"] / nl["n_spheres"] * ours["n_spheres"]
+        fixed = nl.get("fixed_seconds", 0.0)
+        nl_whole = fixed + max(nl["seconds"] - fixed, 0.0) / nl["n_spheres"] * ours["n_spheres"]
         lines.append(
             f"| {r['estimator']} | {r['row']} | {ours['n_spheres']} | {ours['mean_sphere']:.0f} | "
             f"{ours['n_samples']} ({ours['n_train']}) | {ours['seconds']:.1f}{_estimated(ours)} | {nl_whole:.0f} "
