@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import cpu_model, write_result
-from sphere_sizes import PeakMemory, dataset, subset
+from sphere_sizes import PeakMemory, dataset, nilearn_whole_brain_seconds, subset, time_nilearn
 
 HERE = Path(__file__).resolve().parent
 
@@ -140,27 +140,13 @@ def measure(tool: str, name: str, row: str, n_jobs: int) -> dict:
         else:
             from nilearn.decoding import SearchLight as NilearnSearchLight
 
-            process = subset(mask, NILEARN_SUBSET.get((name, row), n_subset), 0)
             estimator = _nilearn_estimator(ESTIMATORS[name])
-            # an untimed call first (its workers import scikit-learn: a one-off cost that,
-            # scaled per sphere, would inflate nilearn's estimate), then its fixed cost per
-            # call on 2 spheres (not scaled), then the subset
-            two = subset(mask, 2, 0)
-            NilearnSearchLight(process_mask_img=two, estimator=estimator, n_jobs=2, **common).fit(
-                img, y, groups=groups
-            )
-            t0 = time.perf_counter()
-            NilearnSearchLight(process_mask_img=two, estimator=estimator, n_jobs=2, **common).fit(
-                img, y, groups=groups
-            )
-            out["fixed_seconds"] = time.perf_counter() - t0
-            nl = NilearnSearchLight(process_mask_img=process, estimator=estimator, n_jobs=2, **common)
-            with PeakMemory() as memory:
-                t0 = time.perf_counter()
-                nl.fit(img, y, groups=groups)
-                out["seconds"] = time.perf_counter() - t0
-            out["n_spheres"] = int(np.asarray(nl.process_mask_).sum())
-            out["peak_mb"] = memory.peak_mb
+            nl, timed = time_nilearn(
+                lambda process: NilearnSearchLight(process_mask_img=process, estimator=estimator, n_jobs=2, **common),
+                mask, NILEARN_SUBSET.get((name, row), n_subset), (img, y), {"groups": groups},
+            )  # fmt: skip
+            out.update(timed)
+            process = nl.process_mask_img
             ours = SearchLight(process_mask_img=process, estimator=name, **common).fit(img, y, groups=groups)
             keep = np.asarray(process.dataobj) > 0
             a, b = ours.scores_[keep], nl.scores_[keep]
@@ -209,8 +195,7 @@ def table(results: list[dict], n_jobs: int, load_start: tuple, load_end: tuple) 
             )
             continue
         ours, nl = r["ours"], r["nilearn"]
-        fixed = nl.get("fixed_seconds", 0.0)
-        nl_whole = fixed + max(nl["seconds"] - fixed, 0.0) / nl["n_spheres"] * ours["n_spheres"]
+        nl_whole = nilearn_whole_brain_seconds(nl, ours["n_spheres"])
         lines.append(
             f"| {r['estimator']} | {r['row']} | {ours['n_spheres']} | {ours['mean_sphere']:.0f} | "
             f"{ours['n_samples']} ({ours['n_train']}) | {ours['seconds']:.1f}{_estimated(ours)} | {nl_whole:.0f} "

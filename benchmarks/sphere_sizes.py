@@ -173,6 +173,37 @@ class PeakMemory:
         self.peak_mb = max(self.peak_mb, _tree_pss_mb(os.getpid()))
 
 
+def time_nilearn(make, mask_img, n_subset: int, fit_args: tuple, fit_kwargs: dict) -> tuple:
+    """Time nilearn fairly: an untimed call first (its workers import scikit-learn, a cost
+    paid once per session that, scaled per sphere, would inflate its estimate), then its
+    fixed cost per call on 2 spheres (not scaled), then the subset of ``n_subset`` spheres.
+
+    ``make(process_mask_img)`` returns an unfitted nilearn ``SearchLight``. Returns the fitted
+    subset searchlight and a dict of ``fixed_seconds``, ``seconds``, ``n_spheres`` and
+    ``peak_mb`` (see :func:`nilearn_whole_brain_seconds`).
+    """
+    two = subset(mask_img, 2, 0)
+    make(two).fit(*fit_args, **fit_kwargs)
+    t0 = time.perf_counter()
+    make(two).fit(*fit_args, **fit_kwargs)
+    out = {"fixed_seconds": time.perf_counter() - t0}
+    sl = make(subset(mask_img, n_subset, 0))
+    with PeakMemory() as memory:
+        t0 = time.perf_counter()
+        sl.fit(*fit_args, **fit_kwargs)
+        out["seconds"] = time.perf_counter() - t0
+    out["n_spheres"] = int(np.asarray(sl.process_mask_).sum())
+    out["peak_mb"] = memory.peak_mb
+    return sl, out
+
+
+def nilearn_whole_brain_seconds(nl: dict, n_spheres: int) -> float:
+    """nilearn's whole-brain estimate: its fixed cost per call plus its time per sphere on the
+    subset times ``n_spheres``."""
+    fixed = nl.get("fixed_seconds", 0.0)
+    return fixed + max(nl["seconds"] - fixed, 0.0) / nl["n_spheres"] * n_spheres
+
+
 def measure(tool: str, row: str) -> dict:
     """One measurement, in its own process (see ``--one``)."""
     kind, radius, n_subset = ROWS[row]
@@ -200,22 +231,11 @@ def measure(tool: str, row: str) -> dict:
         elif tool == "nilearn":
             from nilearn.decoding import SearchLight
 
-            # an untimed call first: its workers import scikit-learn once (a cost paid once
-            # per session, which scaled per sphere would inflate nilearn's estimate); then its
-            # fixed cost per call (masking the images, starting the jobs) on 2 spheres, not
-            # scaled; then the subset
-            two = subset(mask, 2, 0)
-            SearchLight(process_mask_img=two, estimator="svc", **common).fit(img, y, groups=groups)
-            t0 = time.perf_counter()
-            SearchLight(process_mask_img=two, estimator="svc", **common).fit(img, y, groups=groups)
-            out["fixed_seconds"] = time.perf_counter() - t0
-            sl = SearchLight(process_mask_img=subset(mask, n_subset, 0), estimator="svc", **common)
-            with PeakMemory() as memory:
-                t0 = time.perf_counter()
-                sl.fit(img, y, groups=groups)
-                out["seconds"] = time.perf_counter() - t0
-            out["n_spheres"] = int(np.asarray(sl.process_mask_).sum())
-            out["peak_mb"] = memory.peak_mb
+            _, timed = time_nilearn(
+                lambda process: SearchLight(process_mask_img=process, estimator="svc", **common),
+                mask, n_subset, (img, y), {"groups": groups},
+            )  # fmt: skip
+            out.update(timed)
         else:  # agreement with the tight optimum, and iterations, on 100 spheres
             out.update(_agreement(img, y, groups, common, subset(mask, 100, 1)))
     return out
@@ -296,8 +316,7 @@ def table(results: dict, compile_s: tuple[float, float]) -> str:
     ]
     for row, r in results.items():
         ours, nl, ag = r["ours"], r["nilearn"], r["agreement"]
-        fixed = nl.get("fixed_seconds", 0.0)
-        nl_whole = fixed + max(nl["seconds"] - fixed, 0.0) / nl["n_spheres"] * ours["n_spheres"]
+        nl_whole = nilearn_whole_brain_seconds(nl, ours["n_spheres"])
         lines.append(
             f"| {row} | {ours['n_spheres']} | {ours['mean_sphere']:.0f} | {ours['n_samples']} "
             f"({ours['n_train']}) | {ours['seconds']:.1f} | {ours['n_spheres'] / ours['seconds']:.0f} | "

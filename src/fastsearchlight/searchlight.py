@@ -270,7 +270,10 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         # permutations) reuses them and the label-independent work
         session = DaskSession(self.scheduler) if self.backend == "dask" else None
         executor = make_executor(
-            self.backend, self.n_jobs, session, threads=self._in_threads(fit.measure, inputs, fit.plan)
+            self.backend,
+            self.n_jobs,
+            session,
+            threads=prefers_threads(fit.measure, inputs.neighbourhoods, fit.plan),
         )
         scores_for = self._scores_function(fit, inputs, executor)
         try:
@@ -332,7 +335,7 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
             self.backend == "loky"
             and engine.effective_n_jobs(self.n_jobs) > 1
             and not (batched_path and supports_sphere_sums(measure, metrics[0]))
-            and not self._in_threads(measure, inputs, plan)
+            and not prefers_threads(measure, inputs.neighbourhoods, plan)
         )
         # the batched engine computes in float64; the generic one hands scikit-learn the
         # data in the dtype nilearn gives it (the images' float32, usually), so that its
@@ -342,12 +345,6 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         return _Fit(
             sk_estimator, measure, metrics, classification, classes, targets, plan, cross_validated, X
         )
-
-    @staticmethod
-    def _in_threads(measure, inputs, plan) -> bool:
-        """Whether local parallel runs use threads: batched estimators whose fits release
-        the interpreter lock on these spheres (see ``BatchedClassifier.releases_gil``)."""
-        return prefers_threads(measure, inputs.neighbourhoods, plan)
 
     def _scores_function(self, fit: _Fit, inputs, executor):
         """``scores_for(label_sets, description)``: per-fold scores, shape (n_label_sets,

@@ -299,13 +299,14 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
             _refined_newton_point(X, rows, act, C, R, b, p, r, z)
             exact = True
             continue
+        rebuild = it == 0 or not _changes_worth_updating(n_changed, n_active, d)
         if it == 0 and H0.shape[0] == d and 2 * n_active > n:
             _first_active_set(X, rows, Y, W, m, C, H0, rhs0, H, b, act)
-        elif it == 0 or not _changes_worth_updating(n_changed, n_active, d):
+        elif rebuild:
             for i in range(n):
                 act[i] = W[i] > 0.0 and m[i] < 1.0
             _build(X, rows, Y, act, C, H, b)
-        if it == 0 or not _changes_worth_updating(n_changed, n_active, d):
+        if rebuild:
             if _too_large(H):
                 return NEEDS_SVD, it + 1
             if not _cholesky(H, R):
