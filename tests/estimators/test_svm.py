@@ -235,3 +235,29 @@ def test_threads_only_where_the_compiled_primal_path_runs():
     assert svc.releases_gil(n_features=161, n_train=162)  # with the constant feature: 162
     assert not svc.releases_gil(n_features=162, n_train=162)
     assert not svc.releases_gil(n_features=110, n_train=28)
+
+
+@pytest.mark.parametrize("n_features", [6, 70])  # the compiled block path, and the Gram path
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_spheres_read_from_voxel_major_data_give_the_block_decisions(n_features, n_classes):
+    # the engine passes the whole voxel-major data and each sphere's voxels, which overlap
+    # between spheres and come in any order; the decisions are those of the gathered block
+    from fastsearchlight.estimators.svm import BatchedLinearSVC
+
+    rng = np.random.default_rng(4)
+    X, y = random_spheres(1, 60, 90, n_classes, seed=9, scale=0.0)
+    Xv = np.ascontiguousarray(X[0].T) / 30.0  # (90 voxels, 60 samples), standardised: there
+    # liblinear's primal solver converges tightly with more features than samples too
+    vox = np.stack([rng.choice(90, n_features, replace=False) for _ in range(7)])
+    plan = make_cv_plan(KFold(3), y)
+    ys = np.stack([y, rng.permutation(y)])
+    svc = BatchedLinearSVC()
+    at = svc.many_fold_decisions_at(Xv, vox, ys, n_classes, plan)
+    block = svc.many_fold_decisions(Xv[vox].transpose(0, 2, 1), ys, n_classes, plan)
+    tight = LinearSVC(tol=1e-12, max_iter=500000, dual=False)
+    ref = reference_decisions(tight, Xv[vox].transpose(0, 2, 1), y, plan)
+    for a_sets, b_sets in zip(at, block):
+        for a, b in zip(a_sets, b_sets):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(at[0], ref):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())

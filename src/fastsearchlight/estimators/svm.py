@@ -21,10 +21,11 @@ the active set no longer changes: then ``w`` satisfies the optimality conditions
 to rounding), a tighter optimum than liblinear's default tolerance.
 
 The first Newton step starts from ``w = 0``, where every training sample is active.
-Problems run in cache-sized batches; those that have converged leave the batch, so later
-iterations only work on the few that have not. (Computing the first Hessians for a whole
-block at once, as the sphere's Gram matrix minus the test fold's part, was measured slower:
-the block's matrices do not stay in cache.)
+With fewer features than training samples, everything runs in compiled code, sphere by
+sphere, straight from the voxel-major data (:func:`._svm_kernel.newton_block`): the
+sphere's samples, each training set's first matrix (from the Gram matrices of the left-out
+parts), the Newton iterations of every problem, and the decisions. With more features than
+training samples, the problems are solved on the factor of the training rows' Gram matrix.
 """
 
 from __future__ import annotations
@@ -186,10 +187,11 @@ class BatchedLinearSVC(BatchedClassifier):
     max_iter : int, default=200
         Maximum number of Newton iterations (the method usually stops in under 10).
     first_iter : int, default=8
-        Newton iterations given to each cache-sized batch of problems; the problems still
-        unconverged after them are finished together.
+        Kept for compatibility; unused (every problem runs to convergence in the compiled
+        iterations).
     batch_problems : int, default=256
-        Problems per cache-sized batch.
+        With more features than training samples, the spheres of one batch times their
+        problems is about 16 times this.
     """
 
     reference = "sklearn.svm.LinearSVC(penalty='l2', loss='squared_hinge')"
