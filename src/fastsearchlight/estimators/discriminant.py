@@ -2,7 +2,9 @@
 
 :class:`BatchedLDA` reproduces scikit-learn's
 ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=...)`` fitted on every sphere and
-every fold, from the fold statistics of :mod:`._fold_statistics`.
+every fold, from the fold statistics of :mod:`._fold_statistics`: in the feature space
+by one compiled kernel per block of spheres (:func:`._lda_kernel.lda_block`), or, with
+Ledoit-Wolf shrinkage and more features than training samples, in the sample space.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import numpy as np
 from ..cv import CVPlan
 from ._fold_statistics import (
     FoldBlocks,
-    Workspace,
     block_grams,
     block_sums,
     block_sums_of_squares,
@@ -24,8 +25,8 @@ from ._fold_statistics import (
     gather_centered,
     linear_test_decisions,
     make_fold_blocks,
-    solve_batched,
 )
+from ._lda_kernel import lda_block, lda_layout
 from .base import BatchedClassifier, fold_decisions_by_slab
 
 # with the fold statistics callers import from this module
@@ -106,6 +107,16 @@ class BatchedLDA(BatchedClassifier):
             priors = priors / priors.sum()
         return priors
 
+    def releases_gil(self, n_features: int, n_train: int) -> bool:
+        """The feature-space fits run in one compiled kernel without the interpreter lock
+        (:func:`._lda_kernel.lda_block`); the sample-space ones (Ledoit-Wolf shrinkage with
+        more features than training samples) in numpy."""
+        return not self._sample_space(n_features, n_train)
+
+    def _sample_space(self, n_features: int, n_train: int) -> bool:
+        """Whether spheres of ``n_features`` voxels are solved in the sample space."""
+        return self.shrinkage == "auto" and n_features > n_train
+
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """LDA decisions of every sphere on every fold's test set.
 
@@ -113,25 +124,64 @@ class BatchedLDA(BatchedClassifier):
         values are ``LinearDiscriminantAnalysis.decision_function``'s.
         """
         priors = self._check_params(n_classes)
-        ws = Workspace()
-        return fold_decisions_by_slab(
-            X, y, n_classes, plan, lambda Xs, blocks: self._slab(Xs, blocks, priors, ws)
-        )
+        X = np.asarray(X, dtype=np.float64)
+        if self._sample_space(X.shape[2], max(len(tr) for tr in plan.train_indices)):
+            return fold_decisions_by_slab(
+                X, y, n_classes, plan, lambda Xs, blocks: self._slab(Xs, blocks, priors, y, plan)
+            )
+        return self._kernel_decisions(*_voxel_major(X), y, n_classes, plan, priors)
+
+    def many_fold_decisions_at(
+        self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`many_fold_decisions` of the spheres ``vox`` (rows of the voxel-major data
+        ``X``); in the feature space, read sphere by sphere by the compiled kernel."""
+        priors = self._check_params(n_classes)
+        if self._sample_space(vox.shape[1], max(len(tr) for tr in plan.train_indices)):
+            return super().many_fold_decisions_at(X, vox, ys, n_classes, plan)
+        return [self._kernel_decisions(X, vox, y, n_classes, plan, priors) for y in np.atleast_2d(ys)]
+
+    def _kernel_decisions(
+        self,
+        Xv: np.ndarray,
+        vox: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        plan: CVPlan,
+        priors: np.ndarray | None,
+    ) -> list[np.ndarray]:
+        """Feature-space decisions of the spheres ``vox`` (rows of the voxel-major data
+        ``Xv``), one compiled call (:func:`._lda_kernel.lda_block`).
+
+        Returns
+        -------
+        list of ndarray, one per fold
+            As :meth:`fold_decisions`.
+        """
+        blocks = make_fold_blocks(np.asarray(y), n_classes, plan)
+        counts = blocks.train_counts
+        if priors is None:
+            prior = counts / counts.sum(axis=1, keepdims=True)
+        else:
+            prior = np.broadcast_to(priors, counts.shape).astype(np.float64)
+        lay = lda_layout(blocks, plan)
+        s = self.shrinkage
+        dec = lda_block(
+            np.ascontiguousarray(Xv, dtype=np.float64), np.ascontiguousarray(vox, dtype=np.int64),
+            lay["order"], lay["bounds"], lay["block_class"], lay["class_bounds"], lay["used"],
+            lay["fc_blocks"], lay["fc_sub"], lay["test_pos"], lay["n_test"], counts,
+            np.ascontiguousarray(prior), np.log(prior), s == "auto",
+            0.0 if s is None or s == "auto" else float(s),
+        )  # fmt: skip
+        folds = [dec[:, f, : lay["n_test"][f]] for f in range(plan.n_folds)]
+        return [d[..., 0] for d in folds] if n_classes == 2 else folds
 
     def _slab(
-        self,
-        X: np.ndarray,
-        blocks: FoldBlocks,
-        priors: np.ndarray | None,
-        ws: Workspace,
-        sample_space: bool = True,
+        self, X: np.ndarray, blocks: FoldBlocks, priors: np.ndarray | None, y: np.ndarray, plan: CVPlan
     ) -> list[np.ndarray]:
-        """Decisions of every fold (test samples in plan order) for a slab of spheres.
-
-        With Ledoit-Wolf shrinkage and more features than training samples (and unless
-        ``sample_space`` is False) the pooled covariances are solved in the sample space
-        (:meth:`_sample_space_solver`), else formed and solved in the feature space.
-        """
+        """Sample-space decisions of every fold (test samples in plan order) for a slab of
+        spheres with more features than training samples (:meth:`_sample_space_solver`);
+        the spheres it cannot solve there are computed in the feature space."""
         n_classes, n_folds = blocks.n_classes, blocks.n_folds
         U, ref, shift = gather_centered(X, blocks)  # (n, S, p), (C, S, p)
 
@@ -147,19 +197,13 @@ class BatchedLDA(BatchedClassifier):
         # class means in the common frame X - ref[0], (F, S, C, p)
         means = (shift[None] + mean_u).transpose(0, 2, 1, 3)
         log_prior = np.log(prior)  # (F, C)
-        fallback = None
-        if sample_space and self.shrinkage == "auto" and U.shape[2] > int(counts.sum(axis=1).max()):
-            solve, fallback = self._sample_space_solver(U, ref, blocks, mean_u, prior)
-            keep = None
-        else:
-            pooled, keep = self._pooled_covariance(U, ref, blocks, mean_u, prior, ws)
-            solve = lambda rhs: solve_batched(pooled, rhs)  # noqa: E731
+        solve, fallback = self._sample_space_solver(U, ref, blocks, mean_u, prior)
         if n_classes == 2:
-            out = _binary_decisions(U, shift, blocks, solve, keep, means, log_prior)
+            out = _binary_decisions(U, shift, blocks, solve, None, means, log_prior)
         else:
-            out = _multiclass_decisions(U, ref, shift, blocks, solve, keep, means, log_prior)
-        if fallback is not None and fallback.any():
-            redo = self._slab(X[fallback], blocks, priors, ws, sample_space=False)
+            out = _multiclass_decisions(U, ref, shift, blocks, solve, None, means, log_prior)
+        if fallback.any():
+            redo = self._kernel_decisions(*_voxel_major(X[fallback]), y, n_classes, plan, priors)
             for dec, exact in zip(out, redo):
                 dec[fallback] = exact
         return out
@@ -208,7 +252,7 @@ class BatchedLDA(BatchedClassifier):
         nfc = counts[:, :, None, None]
         constant = var <= nfc * _EPS * var + (nfc * mean_raw * _EPS) ** 2
         scale2 = np.where(constant, 1.0, var)
-        shrink, mu = self._ledoit_wolf(U, blocks, None, mean_u, var, scale2)
+        shrink, mu = self._ledoit_wolf(U, blocks, mean_u, var, scale2)
         alpha = prior[:, :, None] * (1.0 - shrink)  # (F, C, S)
         D = np.einsum("fcs,fcsj->fsj", prior[:, :, None] * shrink * mu, scale2)  # (F, S, p)
         pdiag = np.einsum("fcs,fcsj->fsj", alpha, var) + D
@@ -241,84 +285,10 @@ class BatchedLDA(BatchedClassifier):
 
         return solve, fallback
 
-    def _pooled_covariance(
-        self,
-        U: np.ndarray,
-        ref: np.ndarray,
-        blocks: FoldBlocks,
-        mean_u: np.ndarray,
-        prior: np.ndarray,
-        ws: Workspace,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The shrunk within-class covariance of every fold, pooled with the priors.
-
-        Parameters
-        ----------
-        U, ref : ndarray
-            Class-centred data and class references (:func:`gather_centered`).
-        blocks : FoldBlocks
-        mean_u : ndarray of shape (n_folds, n_classes, n_spheres, p)
-            Training class means of ``U``.
-        prior : ndarray of shape (n_folds, n_classes)
-        ws : Workspace
-
-        Returns
-        -------
-        pooled : ndarray of shape (n_folds, n_spheres, p, p)
-            With an identity row and column for each feature without within-class
-            variance.
-        keep : ndarray of bool of shape (n_folds, n_spheres, p) or None
-            The features with within-class variance; None when all have.
-        """
-        n_spheres, p = U.shape[1], U.shape[2]
-        n_folds, n_classes = prior.shape
-        counts = blocks.train_counts  # (F, C)
-        inv_n = 1.0 / counts
-        shrinkage = self.shrinkage
-        if shrinkage == "auto":
-            bg = block_grams(U, blocks, ws.get("grams", (blocks.n_blocks, n_spheres, p, p)))
-            G = blocks.fold_class_sums(bg, ws.get("G", (n_folds, n_classes, n_spheres, p, p)))
-            var = diagonal_view(G) * inv_n[:, :, None, None] - mean_u * mean_u
-            # StandardScaler's scale, with its rule for (near-)constant features
-            mean_raw = ref[None] + mean_u
-            nfc = counts[:, :, None, None]
-            constant = var <= nfc * _EPS * var + (nfc * mean_raw * _EPS) ** 2
-            scale2 = np.where(constant, 1.0, var)
-            shrink, mu = self._ledoit_wolf(U, blocks, G, mean_u, var, scale2)
-            alpha = prior[:, :, None] * (1.0 - shrink)  # (F, C, S)
-            # pooled = sum_c alpha_c cov_c + diag(sum_c prior_c shrink_c mu_c scale2_c)
-            pooled = np.einsum("fcs,fcsij->fsij", alpha * inv_n[:, :, None], G)
-            diag_add = np.einsum("fcs,fcsj->fsj", prior[:, :, None] * shrink * mu, scale2)
-        else:
-            s = 0.0 if shrinkage is None else float(shrinkage)
-            # class weights do not depend on the sphere: combine the block cross-products
-            # straight into the pooled matrix
-            bg = block_grams(U, blocks, ws.get("grams", (blocks.n_blocks, n_spheres, p, p)))
-            wb = np.where(
-                blocks.train_mask,
-                (1.0 - s) * (prior * inv_n)[:, blocks.block_class],
-                0.0,
-            )
-            pooled = np.tensordot(wb, bg, axes=(1, 0))  # (F, S, p, p)
-            alpha = np.broadcast_to(((1.0 - s) * prior)[:, :, None], mean_u.shape[:3])
-            diag_add = None
-            if s != 0.0:
-                bdiag = np.ascontiguousarray(diagonal_view(bg))
-                var = blocks.fold_class_sums(bdiag) * inv_n[:, :, None, None] - mean_u * mean_u
-                tr = np.einsum("fc,fcsj->fs", s * prior, var) / p
-                diag_add = np.broadcast_to(tr[:, :, None], tr.shape + (p,))
-        # remove the weighted outer products of the class means (rank n_classes)
-        am = mean_u * alpha[..., None]
-        pooled -= np.matmul(am.transpose(0, 2, 3, 1), mean_u.transpose(0, 2, 1, 3))
-        if diag_add is not None:
-            diagonal_view(pooled)[...] += diag_add
-        return pooled, _isolate_null_features(pooled)
-
     @staticmethod
     def _ledoit_wolf(
         U: np.ndarray,
         blocks: FoldBlocks,
-        G: np.ndarray,
         mean_u: np.ndarray,
         var: np.ndarray,
         scale2: np.ndarray,
@@ -335,8 +305,6 @@ class BatchedLDA(BatchedClassifier):
         U : ndarray of shape (n_spheres, n_samples, p)
             Class-centred data in block order.
         blocks : FoldBlocks
-        G : ndarray of shape (n_folds, n_classes, n_spheres, p, p)
-            Training cross-products of ``U``.
         mean_u, var, scale2 : ndarray of shape (n_folds, n_classes, n_spheres, p)
             Training means of ``U``, variances and squared scales.
 
@@ -351,16 +319,13 @@ class BatchedLDA(BatchedClassifier):
         if p == 1:
             return np.zeros(mu.shape), mu
 
-        # ||R||_F^2 from the cross-products without forming R (Sigma = G / n - m m^T):
+        # ||R||_F^2 without forming R (Sigma = G / n - m m^T, G the class cross-products):
         # sum_jk w_j w_k Sigma_jk^2
-        #   = w.(G*G).w / n^2 - 2 (w m).G.(w m) / n + (sum_j w_j m_j^2)^2
+        #   = w.(G*G).w / n^2 - 2 (w m).G.(w m) / n + (sum_j w_j m_j^2)^2,
+        # those sums from the Gram matrices of the training samples of each class
         wm = w * mean_u
         wmm = np.einsum("fcsj,fcsj->fcs", wm, mean_u)
-        if G is not None:
-            delta_ = np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G * G, w), w)
-            Gwm2 = np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G, wm), wm)
-        else:  # the same sums from the Gram matrices of the training samples of each class
-            delta_, Gwm2 = _class_gram_sums(U, blocks, w, wm)
+        delta_, Gwm2 = _class_gram_sums(U, blocks, w, wm)
         delta_ *= inv_n**2
         delta_ -= 2.0 * inv_n * Gwm2
         delta_ += wmm * wmm
@@ -391,33 +356,6 @@ class BatchedLDA(BatchedClassifier):
         """Peak working memory per sphere: the input block and the decisions (the
         temporaries are bounded by the slab size, see :data:`._fold_statistics.SLAB_BYTES`)."""
         return 8 * n_samples * (n_features + 2 * n_classes)
-
-
-def _isolate_null_features(pooled: np.ndarray) -> np.ndarray | None:
-    """Give the features without within-class variance an identity row and column.
-
-    Such features (constant voxels without shrinkage, or every voxel of a sphere of
-    constant data) then get a zero weight, as the minimum-norm least-squares solution of
-    scikit-learn's "lsqr" solver gives them.
-
-    Parameters
-    ----------
-    pooled : ndarray of shape (n_folds, n_spheres, p, p)
-        Pooled covariances, changed in place.
-
-    Returns
-    -------
-    ndarray of bool of shape (n_folds, n_spheres, p) or None
-        The features with within-class variance; None when all have.
-    """
-    pvar = diagonal_view(pooled)
-    null = pvar <= _EPS * pvar.sum(axis=-1, keepdims=True)
-    if not null.any():
-        return None
-    keep = ~null
-    pooled *= keep[..., :, None] & keep[..., None, :]
-    diagonal_view(pooled)[...] += null
-    return keep
 
 
 def _binary_decisions(U, shift, blocks: FoldBlocks, solve, keep, means, log_prior) -> list[np.ndarray]:
@@ -508,3 +446,11 @@ def _class_gram_sums(
         q = np.matmul(Uc[None], wm[:, c, :, :, None])[..., 0]  # (F, S, n_c)
         mm[:, c] = np.einsum("fsi,fi->fs", q * q, train)
     return ww, mm
+
+
+def _voxel_major(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spheres ``X`` (n_spheres, n_samples, p) as voxel-major data (n_spheres * p,
+    n_samples) and each sphere's rows of it (n_spheres, p)."""
+    n_spheres, n_samples, p = X.shape
+    Xv = np.ascontiguousarray(X.transpose(0, 2, 1)).reshape(n_spheres * p, n_samples)
+    return Xv, np.arange(n_spheres * p, dtype=np.int64).reshape(n_spheres, p)
