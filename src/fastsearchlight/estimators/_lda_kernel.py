@@ -139,17 +139,7 @@ def lda_block(
     icpt = np.empty(K)
     for sph in range(B):
         rows = vox[sph]
-        for i in range(n):
-            src = order[i]
-            for j in range(p):
-                U[i, j] = Xv[rows[j], src]
-        for c in range(C):
-            lo, hi = class_bounds[c], class_bounds[c + 1]
-            for j in range(p):
-                ref[c, j] = U[lo, j]
-            for i in range(lo, hi):
-                for j in range(p):
-                    U[i, j] -= ref[c, j]
+        _gather_centred(Xv, rows, order, class_bounds, U, ref)
         for c in range(C):
             tot_g[c] = 0.0
             tot_s[c] = 0.0
@@ -270,39 +260,10 @@ def lda_block(
                         pooled[r, k] *= keep[r] * keep[k]
                     if keep[r] == 0.0:
                         pooled[r, r] = 1.0
-            if C == 2:
-                for j in range(p):
-                    rhs[j, 0] = (means[1, j] - means[0, j]) * keep[j]
-                _cholesky_solve(pooled, rhs)
-                b0 = 0.0
-                for j in range(p):
-                    coef[j, 0] = rhs[j, 0]
-                    b0 += 0.5 * (means[0, j] + means[1, j]) * rhs[j, 0]
-                icpt[0] = -b0 + (log_prior[f, 1] - log_prior[f, 0])
-            else:
-                for j in range(p):
-                    for c in range(C):
-                        rhs[j, c] = means[c, j] * keep[j]
-                    rhs[j, C] = ref[0, j] * keep[j]
-                _cholesky_solve(pooled, rhs)
-                gh = 0.0
-                for j in range(p):
-                    gh += ref[0, j] * rhs[j, C]
-                for c in range(C):
-                    mv = 0.0
-                    for j in range(p):
-                        coef[j, c] = rhs[j, c] + rhs[j, C]
-                        mv += means[c, j] * rhs[j, c]
-                    icpt[c] = -0.5 * mv + 0.5 * gh + log_prior[f, c]
-            for t in range(n_test[f]):
-                src = order[test_pos[f, t]]
-                for j in range(p):
-                    raw0[j] = Xv[rows[j], src] - ref[0, j]
-                for k in range(K):
-                    acc = icpt[k]
-                    for j in range(p):
-                        acc += raw0[j] * coef[j, k]
-                    out[sph, f, t, k] = acc
+            _rhs(means, ref, keep, rhs)
+            _cholesky_solve(pooled, rhs)
+            _coefficients(rhs, means, ref, log_prior[f], coef, icpt)
+            _test_decisions(Xv, rows, order, test_pos[f], n_test[f], ref, coef, icpt, raw0, out[sph, f])
     return out
 
 
@@ -318,3 +279,258 @@ def _trains(blocks_fc, subtract, b):
             listed = True
             break
     return listed != subtract
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _gather_centred(Xv, rows, order, class_bounds, U, ref):
+    """A sphere's samples ``U`` (n, p) in block order, each relative to the reference
+    (first) sample of its class, stored in ``ref`` (n_classes, p)."""
+    n, p = U.shape
+    for i in range(n):
+        src = order[i]
+        for j in range(p):
+            U[i, j] = Xv[rows[j], src]
+    for c in range(ref.shape[0]):
+        lo, hi = class_bounds[c], class_bounds[c + 1]
+        for j in range(p):
+            ref[c, j] = U[lo, j]
+        for i in range(lo, hi):
+            for j in range(p):
+                U[i, j] -= ref[c, j]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _rhs(means, ref, keep, rhs):
+    """Right-hand sides of a fold: ``m_1 - m_0`` for two classes, else every class mean
+    and the origin ``ref[0]`` of the common frame (zero at the null features)."""
+    C, p = means.shape
+    if C == 2:
+        for j in range(p):
+            rhs[j, 0] = (means[1, j] - means[0, j]) * keep[j]
+        return
+    for j in range(p):
+        for c in range(C):
+            rhs[j, c] = means[c, j] * keep[j]
+        rhs[j, C] = ref[0, j] * keep[j]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _coefficients(sol, means, ref, log_prior, coef, icpt):
+    """Coefficients and intercepts of a fold in the frame ``X - ref[0]`` from the solved
+    right-hand sides ``sol`` (:func:`_rhs`), as ``BatchedLDA``'s decisions."""
+    C, p = means.shape
+    if C == 2:
+        b0 = 0.0
+        for j in range(p):
+            coef[j, 0] = sol[j, 0]
+            b0 += 0.5 * (means[0, j] + means[1, j]) * sol[j, 0]
+        icpt[0] = -b0 + (log_prior[1] - log_prior[0])
+        return
+    gh = 0.0
+    for j in range(p):
+        gh += ref[0, j] * sol[j, C]
+    for c in range(C):
+        mv = 0.0
+        for j in range(p):
+            coef[j, c] = sol[j, c] + sol[j, C]
+            mv += means[c, j] * sol[j, c]
+        icpt[c] = -0.5 * mv + 0.5 * gh + log_prior[c]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _test_decisions(Xv, rows, order, test_pos, n_test, ref, coef, icpt, raw0, out):
+    """``(x - ref[0]) . coef + icpt`` of a fold's test samples into ``out`` (max_test, K)."""
+    p, K = coef.shape
+    for t in range(n_test):
+        src = order[test_pos[t]]
+        for j in range(p):
+            raw0[j] = Xv[rows[j], src] - ref[0, j]
+        for k in range(K):
+            acc = icpt[k]
+            for j in range(p):
+                acc += raw0[j] * coef[j, k]
+            out[t, k] = acc
+
+
+def lda_sample_rows(blocks: FoldBlocks) -> np.ndarray:
+    """Block-order positions of the training samples of every fold and class, shape
+    (n_folds, n_classes, max_count), padded with -1 (for :func:`lda_sample_block`)."""
+    counts = blocks.train_counts.astype(np.int64)
+    fc_rows = np.full(counts.shape + (max(1, int(counts.max())),), -1, dtype=np.int64)
+    for f in range(blocks.n_folds):
+        for c in range(blocks.n_classes):
+            sl = blocks.class_slice(c)
+            rows = np.flatnonzero(blocks.sample_train[f, sl]) + sl.start
+            fc_rows[f, c, : len(rows)] = rows
+    return fc_rows
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def lda_sample_block(
+    Xv, vox, order, class_bounds, fc_rows, test_pos, n_test, counts, prior, log_prior,
+):  # fmt: skip
+    """LDA decisions with Ledoit-Wolf shrinkage in the sample space, for a block of spheres
+    with more features than training samples.
+
+    The pooled covariance of a fold is ``Z'Z + diag(D)``: ``Z`` holds the training samples
+    centred on their class mean, each scaled by ``sqrt(alpha_c / n_c)`` (``alpha_c`` the
+    prior of its class times one minus its shrinkage), and ``D`` is the shrinkage target of
+    every class weighted by its prior and shrinkage. By the Woodbury identity,
+    ``(Z'Z + D)^-1 r = D^-1 r - D^-1 Z' (I + Z D^-1 Z')^-1 Z D^-1 r``: one system of the
+    size of the training set per fold. The shrinkage itself comes from sums over pairs of
+    training samples (``w.(G*G).w = ||U diag(w) U'||^2`` and ``(w m).G.(w m) =
+    ||U (w m)||^2`` with ``G = U'U`` the class cross-products).
+
+    Parameters
+    ----------
+    Xv, vox, order, class_bounds, test_pos, n_test, counts, prior, log_prior
+        As :func:`lda_block`.
+    fc_rows : ndarray of int64 (n_folds, n_classes, max_count)
+        As :func:`lda_sample_rows`.
+
+    Returns
+    -------
+    out : ndarray (B, n_folds, max_test, K)
+        As :func:`lda_block`.
+    fallback : ndarray of bool (B,)
+        Spheres to compute in the feature space instead (:func:`lda_block`): those with a
+        feature without pooled variance or a null shrinkage target in some fold (whose
+        pooled covariance may be singular).
+    """
+    B, p = vox.shape
+    n = Xv.shape[1]
+    F, C = counts.shape
+    K = 1 if C == 2 else C
+    nk = 1 if C == 2 else C + 1
+    out = np.zeros((B, F, test_pos.shape[1], K))
+    fallback = np.zeros(B, dtype=np.bool_)
+    U = np.empty((n, p))
+    raw0 = np.empty(p)
+    ref = np.empty((C, p))
+    m = np.empty((C, p))
+    var = np.empty((C, p))
+    scale2 = np.empty((C, p))
+    alpha = np.empty(C)
+    w = np.empty(p)
+    wm = np.empty(p)
+    uw = np.empty(p)
+    D = np.empty(p)
+    dinv = np.empty(p)
+    pdiag = np.empty(p)
+    means = np.empty((C, p))
+    keep = np.ones(p)
+    rhs = np.empty((p, nk))
+    coef = np.empty((p, K))
+    icpt = np.empty(K)
+    n_max = 0
+    for f in range(F):
+        tot = 0
+        for c in range(C):
+            tot += int(counts[f, c])
+        n_max = max(n_max, tot)
+    Zbuf = np.empty((n_max, p))
+    ZDbuf = np.empty((n_max, p))
+    for sph in range(B):
+        rows = vox[sph]
+        _gather_centred(Xv, rows, order, class_bounds, U, ref)
+        for f in range(F):
+            D[:] = 0.0
+            pdiag[:] = 0.0
+            for c in range(C):
+                nfc = counts[f, c]
+                inv_n = 1.0 / nfc
+                cnt = int(nfc)
+                idx = fc_rows[f, c, :cnt]
+                for j in range(p):
+                    s1 = 0.0
+                    s2 = 0.0
+                    for i in idx:
+                        u = U[i, j]
+                        s1 += u
+                        s2 += u * u
+                    mj = s1 * inv_n
+                    m[c, j] = mj
+                    var[c, j] = s2 * inv_n - mj * mj
+                    means[c, j] = (ref[c, j] - ref[0, j]) + mj
+                vw = 0.0
+                for j in range(p):
+                    mean_raw = ref[c, j] + m[c, j]
+                    bound = nfc * mean_raw * _EPS
+                    v = var[c, j]
+                    scale2[c, j] = 1.0 if v <= nfc * _EPS * v + bound * bound else v
+                    w[j] = 1.0 / scale2[c, j]
+                    vw += v * w[j]
+                mu = vw / p
+                shrink = 0.0
+                if p > 1:
+                    wmm = 0.0
+                    for j in range(p):
+                        wm[j] = w[j] * m[c, j]
+                        wmm += wm[j] * m[c, j]
+                    ww = 0.0
+                    mm = 0.0
+                    fourth = 0.0
+                    for a in range(cnt):
+                        ia = idx[a]
+                        q = 0.0
+                        z2 = wmm
+                        for j in range(p):
+                            u = U[ia, j]
+                            uw[j] = u * w[j]
+                            q += u * wm[j]
+                            z2 += (uw[j] - 2.0 * wm[j]) * u
+                        mm += q * q
+                        fourth += z2 * z2
+                        for b2 in range(cnt):
+                            ib = idx[b2]
+                            k_ab = 0.0
+                            for j in range(p):
+                                k_ab += uw[j] * U[ib, j]
+                            ww += k_ab * k_ab
+                    delta_ = ww * inv_n * inv_n - 2.0 * inv_n * mm + wmm * wmm
+                    delta = (delta_ - p * mu * mu) / p
+                    beta = (fourth * inv_n - delta_) * (inv_n / p)
+                    if beta > delta:
+                        beta = delta
+                    shrink = 0.0 if beta == 0 else beta / delta
+                alpha[c] = prior[f, c] * (1.0 - shrink)
+                extra = prior[f, c] * shrink * mu
+                for j in range(p):
+                    D[j] += extra * scale2[c, j]
+                    pdiag[j] += alpha[c] * var[c, j]
+            ptot = 0.0
+            for j in range(p):
+                pdiag[j] += D[j]
+                ptot += pdiag[j]
+            for j in range(p):
+                if pdiag[j] <= _EPS * ptot or D[j] <= 1e-8 * pdiag[j]:
+                    fallback[sph] = True
+                    D[j] = 1.0
+                dinv[j] = 1.0 / D[j]
+            # Z and Z D^-1 of the fold's training samples
+            nt = 0
+            for c in range(C):
+                cnt = int(counts[f, c])
+                scale = np.sqrt(alpha[c] / counts[f, c])
+                for a in range(cnt):
+                    ia = fc_rows[f, c, a]
+                    for j in range(p):
+                        z = (U[ia, j] - m[c, j]) * scale
+                        Zbuf[nt, j] = z
+                        ZDbuf[nt, j] = z * dinv[j]
+                    nt += 1
+            Z = Zbuf[:nt]
+            ZD = ZDbuf[:nt]
+            M = np.dot(ZD, Z.T)
+            for i in range(nt):
+                M[i, i] += 1.0
+            _rhs(means, ref, keep, rhs)
+            for j in range(p):
+                for k in range(nk):
+                    rhs[j, k] *= dinv[j]
+            t = np.dot(Z, rhs)
+            _cholesky_solve(M, t)
+            rhs -= np.dot(ZD.T, t)
+            _coefficients(rhs, means, ref, log_prior[f], coef, icpt)
+            _test_decisions(Xv, rows, order, test_pos[f], n_test[f], ref, coef, icpt, raw0, out[sph, f])
+    return out, fallback
