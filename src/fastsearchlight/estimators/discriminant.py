@@ -27,8 +27,6 @@ from .base import BatchedClassifier
 # with the fold statistics callers import from this module
 __all__ = ["BatchedLDA", "block_grams", "block_sums", "gather", "make_fold_blocks"]
 
-_EPS = np.finfo(np.float64).eps
-
 
 class BatchedLDA(BatchedClassifier):
     """Linear discriminant analysis for every sphere and fold at once.
