@@ -179,8 +179,8 @@ class BatchedLDA(BatchedClassifier):
         return [d[..., 0] for d in folds] if n_classes == 2 else folds
 
     def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
-        """Peak working memory per sphere: the input block and the decisions (the
-        temporaries are bounded by the slab size, see :data:`._fold_statistics.SLAB_BYTES`)."""
+        """Peak working memory per sphere: the spheres' voxel indices and the decisions (the
+        kernels' temporaries are those of one sphere)."""
         return 8 * n_samples * (n_features + 2 * n_classes)
 
 
