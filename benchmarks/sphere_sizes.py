@@ -274,12 +274,18 @@ def _agreement(img, y, groups, common, process) -> dict:
 
 
 def compile_seconds() -> tuple[float, float]:
-    """Seconds of a first call to the compiled kernel with an empty cache, and with it filled."""
+    """Seconds of first svc fits of a few spheres (every compiled kernel svc uses: fewer and
+    more voxels than training samples) with an empty cache, and with it filled."""
     code = (
         "import time; t0 = time.perf_counter(); import numpy as np; "
-        "from fastsearchlight.estimators._svm_kernel import newton_problems as f; "
-        "X = np.ones((1, 4, 2)); X[0, :, 0] = [0, 1, 2, 3]; Y = np.array([[1.0, -1, 1, -1]]); "
-        "f(X, Y, np.ones((1, 4)), np.zeros((1, 2)), 1.0, 10); print(time.perf_counter() - t0)"
+        "from fastsearchlight.cv import make_cv_plan; "
+        "from fastsearchlight.estimators.svm import BatchedLinearSVC; "
+        "from sklearn.model_selection import KFold; "
+        "rng = np.random.default_rng(0); X = rng.standard_normal((2, 40, 3)); y = np.arange(40) % 2; "
+        "BatchedLinearSVC().fold_decisions(X, y, 2, make_cv_plan(KFold(4), y)); "
+        "X = rng.standard_normal((2, 12, 20)); y = np.arange(12) % 2; "  # more voxels than samples
+        "BatchedLinearSVC().fold_decisions(X, y, 2, make_cv_plan(KFold(4), y)); "
+        "print(time.perf_counter() - t0)"
     )
     run = lambda env: float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
                                            capture_output=True, text=True).stdout)  # fmt: skip
