@@ -249,14 +249,14 @@ def _agreement(img, y, groups, common, process) -> dict:
     from fastsearchlight import SearchLight
 
     iterations = []
-    fit_weights = svm.BatchedLinearSVC.fit_weights
+    many_fold_decisions = svm.BatchedLinearSVC.many_fold_decisions
 
     def recording(self, *args, **kwargs):
-        w = fit_weights(self, *args, **kwargs)
+        out = many_fold_decisions(self, *args, **kwargs)
         iterations.append(self.n_iter_.ravel().copy())
-        return w
+        return out
 
-    svm.BatchedLinearSVC.fit_weights = recording
+    svm.BatchedLinearSVC.many_fold_decisions = recording
     ours = SearchLight(process_mask_img=process, estimator="svc", **{**common, "n_jobs": 1})
     ours.fit(img, y, groups=groups)
     tight = LinearSVC(dual=False, tol=1e-10, max_iter=100000)

@@ -200,8 +200,8 @@ def test_the_gram_path_serves_problems_with_more_features_than_samples(monkeypat
     from fastsearchlight.estimators import svm
 
     calls = []
-    original = svm._solve_sets_from_gram
-    monkeypatch.setattr(svm, "_solve_sets_from_gram", lambda *a: calls.append(1) or original(*a))
+    original = svm.gram_newton_spheres
+    monkeypatch.setattr(svm, "gram_newton_spheres", lambda *a: calls.append(1) or original(*a))
     X, y = random_spheres(3, 32, 50, 2, seed=1, scale=0.0)
     plan = make_cv_plan(KFold(4), y, None)
     BatchedLinearSVC().fold_decisions(X, y, 2, plan)
@@ -214,7 +214,7 @@ def test_the_gram_path_serves_problems_with_more_features_than_samples(monkeypat
 
 def test_singular_gram_matrices_are_solved_too():
     """A repeated sample makes the training rows' Gram matrix singular: those problems
-    leave the factor path and still reach the optimum."""
+    still reach the optimum."""
     X, y = random_spheres(4, 32, 50, 2, seed=2, scale=0.0)
     X /= 30.0
     X[1, 5] = X[1, 9]

@@ -15,8 +15,10 @@ the ridge-regression solution restricted to ``A``::
     (I + 2C X_A^T X_A) w = 2C X_A^T y_A
 
 or, the same point, ``w = X_A^T (I / 2C + X_A X_A^T)^-1 y_A`` when there are more features
-than training samples (an n x n system instead of d x d; :mod:`._svm_newton`),
-reached by an exact line search on the piecewise-quadratic objective. The method stops when
+than training samples (an n x n system instead of d x d): then the whole method runs on each
+sphere's Gram matrix, in the coefficients of the training samples
+(:mod:`._svm_gram_kernel`), and the decisions come from the Gram matrix without forming
+``w``. Each Newton point is reached by an exact line search on the piecewise-quadratic objective. The method stops when
 the active set no longer changes: then ``w`` satisfies the optimality conditions exactly (up
 to rounding), a tighter optimum than liblinear's default tolerance.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
+from ._svm_gram_kernel import gram_newton_spheres
 from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_spheres
 from ._svm_newton import newton
 from .base import BatchedClassifier, as_slice, binary_targets
@@ -71,65 +74,6 @@ def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndar
     Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
     Wq = (index < n).astype(np.float64)
     return index, Yq, Wq
-
-
-def _solve_sets_from_gram(Xz, problems, training_sets, C, max_iter):
-    """Problems with more features than training rows, solved on ``n`` features.
-
-    With ``X_T X_T^T = L L^T`` (the Cholesky factor of a training set's Gram matrix, taken
-    from the sphere's), the rows of ``L`` reproduce every inner product of the training
-    rows, and the minimiser is ``w = X_T^T L^-T v`` where ``v`` solves the same problem on
-    the rows of ``L`` (the regulariser keeps ``w`` in the span of the rows). One factor per
-    sphere and training set serves all its problems (classes, label vectors). Padding rows
-    (weight 0) get a unit diagonal. Training sets whose Gram matrix is singular in a batch
-    (repeated or constant rows), and problems with values too large for the normal
-    equations, are left unconverged for the caller.
-
-    Parameters
-    ----------
-    Xz : ndarray (b, n + 1, d)
-        The spheres' samples, augmented, the last one a zero pad.
-    problems : (index, Yq, Wq)
-        From :func:`_padded_training_sets`.
-    training_sets : ndarray of int (U, M)
-        The problems of each training set.
-
-    Returns
-    -------
-    w : ndarray (b, Q, d)
-    converged : ndarray of bool (b, Q)
-    iterations : ndarray of int (b, Q)
-    """
-    index, Yq, Wq = problems
-    b, _, d = Xz.shape
-    n = index.shape[1]
-    Q = Yq.shape[0]
-    w = np.zeros((b, Q, d))
-    converged = np.zeros((b, Q), dtype=bool)
-    iterations = np.zeros((b, Q), dtype=np.int32)
-    G = Xz @ np.swapaxes(Xz, 1, 2)
-    diag = np.arange(n)
-    for members in training_sets:
-        rows, weights = index[members[0]], Wq[members[0]]
-        K = G[:, rows[:, None], rows[None, :]]
-        K[:, diag, diag] += 1.0 - weights
-        try:
-            L = np.linalg.cholesky(K)  # (b, n, n)
-        except np.linalg.LinAlgError:
-            continue
-        H0 = (2.0 * C) * (np.swapaxes(L, 1, 2) @ (L * weights[None, :, None]))
-        H0[:, diag, diag] += 1.0
-        Yu, Wu = Yq[members], Wq[members]
-        rhs = (2.0 * C) * np.einsum("mk,bkj->bmj", Yu * Wu, L)
-        same_rows = np.tile(diag, (len(members), 1))
-        v, status, its = newton_spheres(
-            L, same_rows, Yu, Wu, np.zeros(len(members), dtype=np.int64), H0[:, None], rhs, C, max_iter
-        )
-        coef = np.linalg.solve(np.swapaxes(L, 1, 2), np.swapaxes(v, 1, 2))  # (b, n, M)
-        w[:, members] = np.swapaxes(np.swapaxes(Xz[:, rows], 1, 2) @ coef, 1, 2)
-        converged[:, members] = status == CONVERGED
-        iterations[:, members] = its
-    return w, converged, iterations
 
 
 class _GramPlan:
@@ -272,6 +216,8 @@ class BatchedLinearSVC(BatchedClassifier):
         problems = _padded_training_sets(Y, W, n)
         if training_sets is None:
             training_sets = _group_by_training_set(W)
+        if problems[0].shape[1] < d:  # more features than training rows: on the Gram matrix
+            return self._fit_gram(X, Y, W, training_sets, decisions=False)
         kept = W[training_sets[:, 0]] != 0  # (U, n)
         gram_plan = _GramPlan(kept)
         YW = np.zeros((Q, n + 1))
@@ -280,41 +226,106 @@ class BatchedLinearSVC(BatchedClassifier):
         w = np.zeros((N, d))
         converged = np.zeros(N, dtype=bool)
         iterations = np.zeros(N, dtype=np.int32)
-        # with more features than training rows, the problems are solved on the factor of the
-        # rows' Gram matrix (n features instead of d)
-        dual = problems[0].shape[1] < d
         index, Yq, Wq = problems
         set_of = np.empty(Q, dtype=np.int64)
         for u, members in enumerate(training_sets):
             set_of[members] = u
-        # whole spheres; on n features (n x n systems, small) more spheres per batch, so
-        # that each training set's numpy work covers many spheres at once
-        per_batch = max(1, (16 if dual else 1) * self.batch_problems // Q)
+        per_batch = max(1, self.batch_problems // Q)  # whole spheres
         for lo in range(0, B, per_batch):
             spheres = np.arange(lo, min(B, lo + per_batch))
             ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
-            if not dual:
-                Xz = self._augment(X[spheres[0] : spheres[-1] + 1], pad=1)  # zero sample at n
-                H0, rhs = self._first_systems(Xz, YW, kept, C, gram_plan)
-                wb, status, its = newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, int(self.max_iter))
-                w[ids], iterations[ids] = wb.reshape(-1, d), its.ravel()
-                # values too large for the normal equations: solved below, from the SVD
-                converged[ids] = status.ravel() != NEEDS_SVD
-                continue
-            Xz = self._augment(X[spheres[0] : spheres[-1] + 1], pad=1)
-            wb, ok, its = _solve_sets_from_gram(Xz, problems, training_sets, C, int(self.max_iter))
-            w[ids], converged[ids], iterations[ids] = wb.reshape(-1, d), ok.ravel(), its.ravel()
+            Xz = self._augment(X[spheres[0] : spheres[-1] + 1], pad=1)  # zero sample at n
+            H0, rhs = self._first_systems(Xz, YW, kept, C, gram_plan)
+            wb, status, its = newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, int(self.max_iter))
+            w[ids], iterations[ids] = wb.reshape(-1, d), its.ravel()
+            # values too large for the normal equations: solved below, from the SVD
+            converged[ids] = status.ravel() != NEEDS_SVD
         tail = np.flatnonzero(~converged)
         if tail.size:
             _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
             ws = w[tail]
-            ws[:] = 0.0  # left by the compiled iterations (values too large, singular Gram matrices)
+            ws[:] = 0.0  # left by the compiled iterations (values too large)
             its = np.zeros(len(tail), dtype=np.int32)
             newton(Xs, Ys, Ws, ws, C, self.max_iter, iterations=its)
             w[tail] = ws
             iterations[tail] += its
         self.n_iter_ = iterations.reshape(B, Q)
         return w.reshape(B, Q, d)
+
+    def _fit_gram(
+        self, X: np.ndarray, Y: np.ndarray, W: np.ndarray, training_sets: np.ndarray, *, decisions: bool
+    ) -> np.ndarray:
+        """Problems with more features than training rows, solved from each sphere's Gram
+        matrix ``G = Xz Xz^T`` (n x n, the constant feature included) by
+        :func:`._svm_gram_kernel.gram_newton_spheres`: no ``d``-dimensional work beyond
+        ``G``, and with ``decisions``, no weights formed at all (the decisions on every
+        sample are ``alpha @ G``). Problems left unconverged by the kernel (values too
+        large for the normal equations, iteration limit) are solved by
+        :func:`._svm_newton.newton`.
+
+        Parameters
+        ----------
+        X, Y, W, training_sets
+            As for :meth:`fit_weights` (``training_sets`` given).
+        decisions : bool
+            Return the decisions on every sample instead of the weights.
+
+        Returns
+        -------
+        ndarray
+            The weights (n_spheres, n_problems, n_features + fit_intercept), or the
+            decisions (n_spheres, n_problems, n_samples); ``n_iter_`` set as by
+            :meth:`fit_weights`.
+        """
+        C = float(self.C)
+        B, n, k = X.shape
+        d = k + bool(self.fit_intercept)
+        Q = Y.shape[0]
+        shift = float(self.intercept_scaling) ** 2 if self.fit_intercept else 0.0
+        kept = W[training_sets[:, 0]] != 0  # (U, n)
+        set_size = kept.sum(axis=1)
+        set_rows = np.zeros((len(kept), int(set_size.max())), dtype=np.int64)
+        for u, keep in enumerate(kept):
+            set_rows[u, : set_size[u]] = np.flatnonzero(keep)
+        members = np.ascontiguousarray(training_sets, dtype=np.int64)
+        Yc = np.ascontiguousarray(Y, dtype=np.float64)
+        out = np.empty((B, Q, n if decisions else d))
+        converged = np.empty((B, Q), dtype=bool)
+        iterations = np.empty((B, Q), dtype=np.int32)
+        per_batch = max(1, 16 * self.batch_problems // Q)  # n x n matrices: many spheres
+        for lo in range(0, B, per_batch):
+            hi = min(B, lo + per_batch)
+            Xb = np.asarray(X[lo:hi], dtype=np.float64)
+            G = Xb @ np.swapaxes(Xb, 1, 2)
+            G += shift
+            alpha, status, its = gram_newton_spheres(
+                G, set_rows, set_size, members, Yc, C, int(self.max_iter)
+            )
+            if decisions:
+                np.matmul(alpha, G, out=out[lo:hi])
+            else:
+                np.matmul(alpha, Xb, out=out[lo:hi, :, :k])
+                if self.fit_intercept:
+                    out[lo:hi, :, k] = float(self.intercept_scaling) * alpha.sum(axis=2)
+            converged[lo:hi] = status == CONVERGED
+            iterations[lo:hi] = its
+        tail = np.flatnonzero(~converged.ravel())
+        if tail.size:
+            problems = _padded_training_sets(Y, W, n)
+            Xz, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
+            ws = np.zeros((len(tail), d))
+            its = np.zeros(len(tail), dtype=np.int32)
+            newton(Xs, Ys, Ws, ws, C, self.max_iter, iterations=its)
+            sph = tail // Q
+            if decisions:
+                local = np.unique(sph, return_inverse=True)[1].ravel()
+                values = np.einsum("qjd,qd->qj", Xz[local, :n], ws)
+            else:
+                values = ws
+            out.reshape(B * Q, -1)[tail] = values
+            iterations.reshape(-1)[tail] += its
+        self.n_iter_ = iterations
+        return out
 
     def _gather_problems(
         self, X: np.ndarray, ids: np.ndarray, problems: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -418,12 +429,16 @@ class BatchedLinearSVC(BatchedClassifier):
         # problems of fold f: (k * F + f) * P + p for every label set k and class p
         sets = ((np.arange(K)[None, :, None] * F + np.arange(F)[:, None, None]) * P
                 + np.arange(P)[None, None, :]).reshape(F, K * P)  # fmt: skip
-        w = self.fit_weights(X, Yq, Wq, training_sets=sets)  # (B, K*F*P, d)
         k = X.shape[2]
-        # every sample, every problem: (B, n, K*F*P)
-        decisions = np.swapaxes(w[:, :, :k] @ np.swapaxes(np.asarray(X, dtype=np.float64), 1, 2), 1, 2)
-        if self.fit_intercept:
-            decisions += (w[:, :, k] * float(self.intercept_scaling))[:, None, :]
+        if int(masks.sum(axis=1).max()) < k + bool(self.fit_intercept):
+            # more features than training rows: the decisions straight from the Gram matrices
+            decisions = np.swapaxes(self._fit_gram(X, Yq, Wq, sets, decisions=True), 1, 2)
+        else:
+            w = self.fit_weights(X, Yq, Wq, training_sets=sets)  # (B, K*F*P, d)
+            # every sample, every problem: (B, n, K*F*P)
+            decisions = np.swapaxes(w[:, :, :k] @ np.swapaxes(np.asarray(X, dtype=np.float64), 1, 2), 1, 2)
+            if self.fit_intercept:
+                decisions += (w[:, :, k] * float(self.intercept_scaling))[:, None, :]
         out = []
         for k in range(K):
             folds = []
