@@ -44,6 +44,16 @@ def assert_optimum(w, b, X, y, n_classes, C=1.0, scaling=1.0):
         assert np.abs(gradient).max() <= 1e-11 * max(1.0, np.abs(v).max() * C * np.abs(Xa).sum(0).max())
 
 
+def solve(G, rows, size, members, Y, C):
+    """The kernel's coefficients and decisions (two calls), status and iterations."""
+    alpha = np.full((len(G), len(Y), G.shape[1]), np.nan)
+    decisions = np.full_like(alpha, np.nan)
+    status, iterations = gram_newton_spheres(G, rows, size, members, Y, C, 200, alpha, False)
+    status2, iterations2 = gram_newton_spheres(G, rows, size, members, Y, C, 200, decisions, True)
+    assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
+    return alpha, decisions, status, iterations
+
+
 def kernel_inputs(X, y, n_classes, train, scaling=1.0):
     """Gram matrices and the arguments of :func:`gram_newton_spheres` for one training set."""
     Y = binary_targets(y, n_classes)
@@ -58,7 +68,7 @@ def test_kernel_matches_tightly_solved_linearsvc_sphere_by_sphere(n_classes, C):
     X, y, groups = run_betas(5, 60, n_classes, seed=n_classes)
     train = groups != 0
     G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
-    alpha, status, iterations = gram_newton_spheres(G, rows, size, members, Y, C, 200)
+    alpha, decisions, status, iterations = solve(G, rows, size, members, Y, C)
     assert np.all(status == CONVERGED)
     assert np.all(alpha[:, :, ~train] == 0.0)
     for s in range(len(X)):
@@ -69,7 +79,7 @@ def test_kernel_matches_tightly_solved_linearsvc_sphere_by_sphere(n_classes, C):
         np.testing.assert_allclose(w, sk.coef_, rtol=0, atol=1e-6 * np.abs(sk.coef_).max())
         np.testing.assert_allclose(b, sk.intercept_, rtol=0, atol=1e-6 * np.abs(sk.coef_).max())
         # decisions on every sample from the Gram matrix alone
-        np.testing.assert_allclose(alpha[s] @ G[s], (X[s] @ w.T + b).T, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(decisions[s], (X[s] @ w.T + b).T, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
@@ -103,7 +113,7 @@ def test_repeated_and_constant_samples_are_solved_by_the_kernel(n_classes):
     G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
     K = G[0][np.ix_(rows[0], rows[0])]
     assert np.linalg.eigvalsh(K)[0] < 1e-10 * np.linalg.eigvalsh(K)[-1]  # singular
-    alpha, status, _ = gram_newton_spheres(G, rows, size, members, Y, 1.0, 200)
+    alpha, _, status, _ = solve(G, rows, size, members, Y, 1.0)
     assert np.all(status == CONVERGED)
     for s in range(len(X)):
         sk = tight_svc(X[s][train], y[train])
@@ -117,7 +127,7 @@ def test_values_too_large_for_the_regulariser_are_left_to_the_caller():
     X, y, groups = run_betas(2, 40, 2, seed=3)
     X *= 1e8
     G, rows, size, members, Y = kernel_inputs(X, y, 2, groups != 0)
-    _, status, _ = gram_newton_spheres(G, rows, size, members, Y, 1.0, 200)
+    _, _, status, _ = solve(G, rows, size, members, Y, 1.0)
     assert np.all(status == NEEDS_SVD)
     # and the estimator solves them (numpy Newton, from the singular value decomposition)
     plan = make_cv_plan(LeaveOneGroupOut(), y, groups)

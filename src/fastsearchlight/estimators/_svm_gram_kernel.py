@@ -243,7 +243,7 @@ def _solve_dual(K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact,
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter):
+def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, decisions):
     """Solve every problem of a batch of spheres from their Gram matrices.
 
     Parameters
@@ -259,23 +259,24 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter):
         +-1 targets of each problem, on every sample.
     C : float
     max_iter : int
+    out : ndarray (b, Q, n)
+        Filled with each problem's coefficients on the samples (0 outside its training
+        set: its weights are ``alpha @ Xz``), or with ``decisions``, its decision values
+        on every sample (``G[j, T] alpha_T`` outside the training set ``T``, ``y_i m_i``
+        from the margins on it).
+    decisions : bool
 
     Returns
     -------
-    alpha : ndarray (b, Q, n)
-        Each problem's coefficients on the samples (0 outside its training set): its
-        weights are ``alpha @ Xz``, its decisions ``alpha @ G``.
     status : ndarray of int8 (b, Q)
         :data:`CONVERGED`, :data:`UNCONVERGED` or :data:`NEEDS_SVD`.
     iterations : ndarray of int32 (b, Q)
     """
     B, n, _ = G.shape
     U, M = members.shape
-    Q = Yq.shape[0]
     k_max = set_rows.shape[1]
-    alpha = np.zeros((B, Q, n))
-    status = np.zeros((B, Q), dtype=np.int8)
-    iterations = np.zeros((B, Q), dtype=np.int32)
+    status = np.zeros((B, Yq.shape[0]), dtype=np.int8)
+    iterations = np.zeros((B, Yq.shape[0]), dtype=np.int32)
     K = np.empty((k_max, k_max))
     Mw = np.empty((k_max, k_max))
     L = np.empty((k_max, k_max))
@@ -286,6 +287,17 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter):
     act = np.empty(k_max, dtype=np.bool_)
     pact = np.empty(k_max, dtype=np.bool_)
     idx = np.empty(k_max, dtype=np.int64)
+    others = np.empty((U, n), dtype=np.int64)  # the samples outside each training set
+    n_others = np.zeros(U, dtype=np.int64)
+    inside = np.empty(n, dtype=np.bool_)
+    for u in range(U):
+        inside[:] = False
+        for r in range(set_size[u]):
+            inside[set_rows[u, r]] = True
+        for j in range(n):
+            if not inside[j]:
+                others[u, n_others[u]] = j
+                n_others[u] += 1
     half = 0.5 / C
     for b in range(B):
         Gb = G[b]
@@ -303,6 +315,8 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter):
             ok = _EPS * (1.0 + 2.0 * C * top) <= _NORMAL_EQUATIONS_TOL and _cholesky_lower(Mw, k, L0, inv0)
             for j in range(M):
                 q = members[u, j]
+                res = out[b, q]
+                res[:] = 0.0
                 if not ok:
                     status[b, q] = NEEDS_SVD
                     continue
@@ -310,12 +324,24 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter):
                 for r in range(k):
                     y[r] = Yq[q, rows[r]]
                 a = vec[0]
+                m = vec[4]
                 st, its = _solve_dual(
-                    K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], vec[4], vec[5],
+                    K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
                     act, pact, idx, Mw, L, inv, vec[6], vec[7],
                 )  # fmt: skip
                 status[b, q] = st
                 iterations[b, q] = its
+                if not decisions:
+                    for r in range(k):
+                        res[rows[r]] = a[r]
+                    continue
                 for r in range(k):
-                    alpha[b, q, rows[r]] = a[r]
-    return alpha, status, iterations
+                    res[rows[r]] = y[r] * m[r]
+                for e in range(n_others[u]):
+                    j = others[u, e]
+                    Gj = Gb[j]
+                    acc = 0.0
+                    for r in range(k):
+                        acc += Gj[rows[r]] * a[r]
+                    res[j] = acc
+    return status, iterations

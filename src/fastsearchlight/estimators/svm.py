@@ -258,8 +258,8 @@ class BatchedLinearSVC(BatchedClassifier):
         """Problems with more features than training rows, solved from each sphere's Gram
         matrix ``G = Xz Xz^T`` (n x n, the constant feature included) by
         :func:`._svm_gram_kernel.gram_newton_spheres`: no ``d``-dimensional work beyond
-        ``G``, and with ``decisions``, no weights formed at all (the decisions on every
-        sample are ``alpha @ G``). Problems left unconverged by the kernel (values too
+        ``G``, and with ``decisions``, no weights formed at all (the kernel writes the
+        decisions on every sample, from ``G``). Problems left unconverged by the kernel (values too
         large for the normal equations, iteration limit) are solved by
         :func:`._svm_newton.newton`.
 
@@ -298,13 +298,16 @@ class BatchedLinearSVC(BatchedClassifier):
             Xb = np.asarray(X[lo:hi], dtype=np.float64)
             G = Xb @ np.swapaxes(Xb, 1, 2)
             G += shift
-            alpha, status, its = gram_newton_spheres(
-                G, set_rows, set_size, members, Yc, C, int(self.max_iter)
-            )
-            if decisions:
-                np.matmul(alpha, G, out=out[lo:hi])
+            if decisions:  # written straight into the output: no weights, no copies
+                status, its = gram_newton_spheres(
+                    G, set_rows, set_size, members, Yc, C, int(self.max_iter), out[lo:hi], True
+                )
             else:
-                np.matmul(alpha, Xb, out=out[lo:hi, :, :k])
+                alpha = np.empty((hi - lo, Q, n))
+                status, its = gram_newton_spheres(
+                    G, set_rows, set_size, members, Yc, C, int(self.max_iter), alpha, False
+                )
+                out[lo:hi, :, :k] = alpha @ Xb
                 if self.fit_intercept:
                     out[lo:hi, :, k] = float(self.intercept_scaling) * alpha.sum(axis=2)
             converged[lo:hi] = status == CONVERGED
