@@ -34,22 +34,30 @@ def tight_svc(X, y, C=1.0):
 
 
 def assert_optimum(w, b, X, y, n_classes, C=1.0, scaling=1.0):
-    """Every one-vs-rest problem's objective gradient vanishes at ``(w, b)`` (to rounding):
-    the exact optimum, a tighter check than liblinear's own (its gradient stops near 1e-8)."""
+    """Every one-vs-rest problem's objective gradient vanishes at ``(w, b)`` to rounding: a
+    tighter check than liblinear's own (its gradient stops near 1e-8 on standardised data).
+    Rounding bound: the margins' own rounding (``eps`` times the sum of ``|x_ij w_j|``) times
+    the gradient's sum over samples, with a factor 64 for the sums' accumulation."""
     Xa = np.hstack([X, np.full((len(X), 1), scaling)])
+    eps = np.finfo(np.float64).eps
     for wq, bq, yq in zip(w, b, binary_targets(y, n_classes)):
         v = np.r_[wq, bq / scaling]
         slack = np.maximum(0.0, 1.0 - yq * (Xa @ v))
         gradient = v - 2.0 * C * Xa.T @ (yq * slack)
-        assert np.abs(gradient).max() <= 1e-11 * max(1.0, np.abs(v).max() * C * np.abs(Xa).sum(0).max())
+        margin_rounding = eps * (1.0 + np.abs(Xa * v).sum(axis=1).max())
+        bound = 64 * (eps * np.abs(v).max() + 2.0 * C * np.abs(Xa).sum(axis=0).max() * margin_rounding)
+        assert np.abs(gradient).max() <= bound
 
 
-def solve(G, rows, size, members, Y, C):
-    """The kernel's coefficients and decisions (two calls), status and iterations."""
+def solve(G, rows, size, members, Y, C, inverse_members=10**9):
+    """The kernel's coefficients and decisions (two calls), status and iterations; by
+    default on the factor path, with ``inverse_members=1`` by the inverse first."""
     alpha = np.full((len(G), len(Y), G.shape[1]), np.nan)
     decisions = np.full_like(alpha, np.nan)
-    status, iterations = gram_newton_spheres(G, rows, size, members, Y, C, 200, alpha, False)
-    status2, iterations2 = gram_newton_spheres(G, rows, size, members, Y, C, 200, decisions, True)
+    status, iterations = gram_newton_spheres(G, rows, size, members, Y, C, 200, alpha, False, inverse_members)
+    status2, iterations2 = gram_newton_spheres(
+        G, rows, size, members, Y, C, 200, decisions, True, inverse_members
+    )
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
     return alpha, decisions, status, iterations
 
@@ -64,11 +72,12 @@ def kernel_inputs(X, y, n_classes, train, scaling=1.0):
 
 @pytest.mark.parametrize("n_classes", [2, 4])
 @pytest.mark.parametrize("C", [1.0, 0.01])
-def test_kernel_matches_tightly_solved_linearsvc_sphere_by_sphere(n_classes, C):
+@pytest.mark.parametrize("inverse_members", [1, 10**9])
+def test_kernel_matches_tightly_solved_linearsvc_sphere_by_sphere(n_classes, C, inverse_members):
     X, y, groups = run_betas(5, 60, n_classes, seed=n_classes)
     train = groups != 0
     G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
-    alpha, decisions, status, iterations = solve(G, rows, size, members, Y, C)
+    alpha, decisions, status, iterations = solve(G, rows, size, members, Y, C, inverse_members)
     assert np.all(status == CONVERGED)
     assert np.all(alpha[:, :, ~train] == 0.0)
     for s in range(len(X)):
@@ -101,7 +110,8 @@ def test_fold_decisions_match_tightly_solved_linearsvc_with_several_label_vector
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
-def test_repeated_and_constant_samples_are_solved_by_the_kernel(n_classes):
+@pytest.mark.parametrize("inverse_members", [1, 10**9])
+def test_repeated_and_constant_samples_are_solved_by_the_kernel(n_classes, inverse_members):
     """A repeated training sample and a constant one (zero after the constant feature)
     make the training rows' Gram matrix singular; ``I / 2C + K_AA`` is not, so the kernel
     itself reaches the optimum."""
@@ -113,7 +123,7 @@ def test_repeated_and_constant_samples_are_solved_by_the_kernel(n_classes):
     G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
     K = G[0][np.ix_(rows[0], rows[0])]
     assert np.linalg.eigvalsh(K)[0] < 1e-10 * np.linalg.eigvalsh(K)[-1]  # singular
-    alpha, _, status, _ = solve(G, rows, size, members, Y, 1.0)
+    alpha, _, status, _ = solve(G, rows, size, members, Y, 1.0, inverse_members)
     assert np.all(status == CONVERGED)
     for s in range(len(X)):
         sk = tight_svc(X[s][train], y[train])
@@ -162,3 +172,24 @@ def test_weights_and_decisions_agree_with_unequal_training_sets():
                 )
             ref = sk.decision_function(X[s][te])
             np.testing.assert_allclose(ours[f][s], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_inverse_and_factor_paths_reach_the_same_optimum_on_raw_scale(n_classes):
+    """Raw-scale values (~1000 +- 30): ``I / 2C + K`` is ill-conditioned, the inverse's
+    Newton points are not exact to rounding, and its problems fall back to the factor
+    path where the refinement is not small; both paths end at the optimum."""
+    X, y, groups = run_betas(4, 60, n_classes, seed=20 + n_classes)
+    X = 1000.0 + 30.0 * X
+    train = groups != 0
+    G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
+    by_inverse = solve(G, rows, size, members, Y, 1.0, 1)
+    by_factor = solve(G, rows, size, members, Y, 1.0)
+    assert np.all(by_inverse[2] == CONVERGED) and np.all(by_factor[2] == CONVERGED)
+    scale = np.abs(by_factor[1]).max()
+    np.testing.assert_allclose(by_inverse[1], by_factor[1], rtol=0, atol=1e-9 * scale)
+    # (liblinear stops short of this optimum on raw-scale values: the optimality
+    # conditions are checked instead)
+    for alpha in (by_inverse[0], by_factor[0]):
+        for s in range(len(X)):
+            assert_optimum(alpha[s] @ X[s], alpha[s].sum(axis=1), X[s][train], y[train], n_classes)

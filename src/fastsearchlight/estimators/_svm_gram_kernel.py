@@ -16,10 +16,18 @@ need only inner products, so a sphere's whole work starts from its ``n x n`` Gra
 no ``d``-dimensional vector is ever formed.
 
 ``I / 2C + K_AA`` is positive definite even when ``K`` is singular (repeated or constant
-samples), so every training set is solved here. Its factor is computed afresh at every step
-(``|A|^3 / 6`` operations, about a microsecond at ``|A| ~ 28``): every point is exact to
-rounding. The first step (every training sample active) uses one factor per sphere and
-training set, shared by its problems (the classes and label vectors of a fold).
+samples), so every training set is solved here. The first step (every training sample
+active) uses one factor per sphere and training set, shared by its problems (the classes and
+label vectors of a fold); later steps update the factor of the active set's matrix, a sample
+joining it appended (``O(|A|^2)``) and a sample leaving it removed (a rank-one update of the
+rows below it), or compute it afresh when many samples change (``|A|^3 / 6``: about a
+microsecond at ``|A| ~ 21``). Every Newton point is solved from a factor: exact to rounding.
+
+Training sets shared by many problems (label vectors of a permutation test) also get the
+inverse ``S`` of ``I / 2C + K`` (every training sample): each Newton point is then one
+product with ``S`` and a small system on the samples outside the active set (a Schur
+complement), refined once against ``K`` at the end; the problems it does not settle to
+rounding go to the factor path.
 
 Problems whose Gram matrix is too large for the regulariser (``eps * 2C max K_ii > 1e-6``,
 as the primal method's test) are left with status :data:`NEEDS_SVD` for the caller.
@@ -242,8 +250,163 @@ def _solve_dual(K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact,
     return UNCONVERGED, max_iter
 
 
+#: internal status of :func:`_solve_by_inverse`: the problem goes to :func:`_solve_dual`
+_REDO = 3
+#: training sets shared by at least this many problems (label vectors: permutations) are
+#: solved by :func:`_solve_by_inverse` first; its inverse per training set costs about
+#: three factorisations
+INVERSE_MEMBERS = 16
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _inverse_from_factor(L, inv, k, S, V):
+    """``S = (L L^T)^-1`` (full, symmetric), from the lower factor ``L``; ``V`` is work
+    space (``V = L^-1``)."""
+    for j in range(k):
+        V[j, j] = inv[j]
+        for i in range(j + 1, k):
+            acc = 0.0
+            for c in range(j, i):
+                acc += L[i, c] * V[c, j]
+            V[i, j] = -acc * inv[i]
+    for r in range(k):
+        for c in range(r + 1):
+            acc = 0.0
+            for i in range(r, k):
+                acc += V[i, r] * V[i, c]
+            S[r, c] = acc
+            S[c, r] = acc
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _schur_point(S, k, b, out, ridx, nr, Mr, Lr, invr, lam, factor):
+    """``out_A = (I / 2C + K_AA)^-1 b_A``, ``out_R = 0``, for ``A`` the training samples
+    but the ``nr`` samples ``R = ridx[:nr]`` (``b`` zero on ``R``), from ``S`` the inverse of
+    ``I / 2C + K`` on every training sample: ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``. The
+    factor of ``S_RR`` is computed when ``factor``, else reused. False if it fails."""
+    for i in range(k):
+        Si = S[i]
+        acc = 0.0
+        for c in range(k):
+            acc += Si[c] * b[c]
+        out[i] = acc
+    if nr == 0:
+        return True
+    if factor:
+        for e in range(nr):
+            for f in range(e + 1):
+                Mr[e, f] = S[ridx[e], ridx[f]]
+        if not _cholesky_lower(Mr, nr, Lr, invr):
+            return False
+    for e in range(nr):
+        lam[e] = out[ridx[e]]
+    _solve_lower(Lr, invr, nr, lam, lam)
+    for i in range(k):
+        Si = S[i]
+        acc = 0.0
+        for e in range(nr):
+            acc += Si[ridx[e]] * lam[e]
+        out[i] -= acc
+    for e in range(nr):
+        out[ridx[e]] = 0.0
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _solve_by_inverse(K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, ridx, b, Mr, Lr, invr, lam):
+    """:func:`_solve_dual`'s iterations, each Newton point from ``S``, the inverse of
+    ``I / 2C + K`` on every training sample (shared by the problems of a training set):
+    one product with ``S`` and a system on the few samples outside the active set, instead
+    of a factor of the active set's matrix. At the end the point is refined once against
+    ``K`` itself (its residual) and the margins are recomputed from ``K``: the result is
+    accepted only if the refinement was small (below ``1e-8`` relative, so that the
+    refined point is exact to rounding) and the active set holds; otherwise the status is
+    :data:`_REDO`."""
+    half = 0.5 / C
+    for i in range(k):
+        a[i] = 0.0
+        m[i] = 0.0
+        act[i] = True
+        idx[i] = i
+    na = k
+    nr = 0
+    _schur_point(S, k, y, p, ridx, 0, Mr, Lr, invr, lam, True)
+    for it in range(max_iter):
+        wd = 0.0
+        ss = 0.0
+        for i in range(k):
+            s[i] = p[i] - a[i]
+            if act[i]:  # on the active set of p: its own equations
+                kp = y[i] - half * p[i]
+            else:
+                kp = 0.0
+                Ki = K[i]
+                for r in range(na):
+                    kp += Ki[idx[r]] * p[idx[r]]
+            u[i] = kp - y[i] * m[i]
+            delta[i] = y[i] * u[i]
+            wd += a[i] * u[i]
+            ss += s[i] * u[i]
+        t = _step_length(wd, ss, m, delta, k, C)
+        n_changed = 0
+        ww = 0.0
+        for i in range(k):
+            a[i] += t * s[i]
+            m[i] += t * delta[i]
+            now = m[i] < 1.0
+            n_changed += now != act[i]
+            act[i] = now
+            ww += a[i] * y[i] * m[i]
+        if n_changed == 0:
+            # refine the Newton point once against K, and check the margins from K
+            for i in range(k):
+                if act[i]:
+                    acc = 0.0
+                    Ki = K[i]
+                    for r in range(na):
+                        acc += Ki[idx[r]] * p[idx[r]]
+                    b[i] = y[i] - half * p[i] - acc
+                else:
+                    b[i] = 0.0
+            if not _schur_point(S, k, b, s, ridx, nr, Mr, Lr, invr, lam, False):
+                return _REDO, it + 1
+            big = 0.0
+            corr = 0.0
+            for i in range(k):
+                a[i] = p[i] + s[i]
+                big = max(big, abs(a[i]))
+                corr = max(corr, abs(s[i]))
+            if corr > 1e-8 * big:
+                return _REDO, it + 1
+            for i in range(k):
+                acc = 0.0
+                Ki = K[i]
+                for r in range(na):
+                    acc += Ki[idx[r]] * a[idx[r]]
+                m[i] = y[i] * acc
+                if (m[i] < 1.0) != act[i]:
+                    return _REDO, it + 1
+            return CONVERGED, it + 1
+        if t * t * ss <= 1e-26 * (1.0 + abs(ww)):
+            return _REDO, it + 1
+        na = 0
+        nr = 0
+        for i in range(k):
+            if act[i]:
+                idx[na] = i
+                na += 1
+                b[i] = y[i]
+            else:
+                ridx[nr] = i
+                nr += 1
+                b[i] = 0.0
+        if not _schur_point(S, k, b, p, ridx, nr, Mr, Lr, invr, lam, True):
+            return _REDO, it + 1
+    return _REDO, max_iter
+
+
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, decisions):
+def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members):
     """Solve every problem of a batch of spheres from their Gram matrices.
 
     Parameters
@@ -287,6 +450,10 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, de
     act = np.empty(k_max, dtype=np.bool_)
     pact = np.empty(k_max, dtype=np.bool_)
     idx = np.empty(k_max, dtype=np.int64)
+    S = np.empty((k_max, k_max))
+    V = np.empty((k_max, k_max))
+    ridx = np.empty(k_max, dtype=np.int64)
+    by_inverse = M >= inverse_members
     others = np.empty((U, n), dtype=np.int64)  # the samples outside each training set
     n_others = np.zeros(U, dtype=np.int64)
     inside = np.empty(n, dtype=np.bool_)
@@ -313,6 +480,8 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, de
                     Mw[r, c] = K[r, c]
                 Mw[r, r] += half
             ok = _EPS * (1.0 + 2.0 * C * top) <= _NORMAL_EQUATIONS_TOL and _cholesky_lower(Mw, k, L0, inv0)
+            if ok and by_inverse:
+                _inverse_from_factor(L0, inv0, k, S, V)
             for j in range(M):
                 q = members[u, j]
                 res = out[b, q]
@@ -325,10 +494,17 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, de
                     y[r] = Yq[q, rows[r]]
                 a = vec[0]
                 m = vec[4]
-                st, its = _solve_dual(
-                    K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
-                    act, pact, idx, Mw, L, inv, vec[6], vec[7],
-                )  # fmt: skip
+                st = _REDO
+                if by_inverse:
+                    st, its = _solve_by_inverse(
+                        K, k, y, C, S, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
+                        act, idx, ridx, vec[6], Mw, L, inv, vec[7],
+                    )  # fmt: skip
+                if st == _REDO:
+                    st, its = _solve_dual(
+                        K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
+                        act, pact, idx, Mw, L, inv, vec[6], vec[7],
+                    )  # fmt: skip
                 status[b, q] = st
                 iterations[b, q] = its
                 if not decisions:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from ._svm_gram_kernel import gram_newton_spheres
+from ._svm_gram_kernel import INVERSE_MEMBERS, gram_newton_spheres
 from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_spheres
 from ._svm_newton import newton
 from .base import BatchedClassifier, as_slice, binary_targets
@@ -300,12 +300,21 @@ class BatchedLinearSVC(BatchedClassifier):
             G += shift
             if decisions:  # written straight into the output: no weights, no copies
                 status, its = gram_newton_spheres(
-                    G, set_rows, set_size, members, Yc, C, int(self.max_iter), out[lo:hi], True
+                    G,
+                    set_rows,
+                    set_size,
+                    members,
+                    Yc,
+                    C,
+                    int(self.max_iter),
+                    out[lo:hi],
+                    True,
+                    INVERSE_MEMBERS,
                 )
             else:
                 alpha = np.empty((hi - lo, Q, n))
                 status, its = gram_newton_spheres(
-                    G, set_rows, set_size, members, Yc, C, int(self.max_iter), alpha, False
+                    G, set_rows, set_size, members, Yc, C, int(self.max_iter), alpha, False, INVERSE_MEMBERS
                 )
                 out[lo:hi, :, :k] = alpha @ Xb
                 if self.fit_intercept:
