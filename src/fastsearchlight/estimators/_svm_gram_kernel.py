@@ -279,17 +279,25 @@ def _inverse_from_factor(L, inv, k, S, V):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _schur_point(S, k, b, out, ridx, nr, Mr, Lr, invr, lam, factor):
-    """``out_A = (I / 2C + K_AA)^-1 b_A``, ``out_R = 0``, for ``A`` the training samples
-    but the ``nr`` samples ``R = ridx[:nr]`` (``b`` zero on ``R``), from ``S`` the inverse of
-    ``I / 2C + K`` on every training sample: ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``. The
-    factor of ``S_RR`` is computed when ``factor``, else reused. False if it fails."""
+def _matvec(S, k, b, out):
+    """``out = S b`` on the leading ``k`` entries."""
     for i in range(k):
         Si = S[i]
         acc = 0.0
         for c in range(k):
             acc += Si[c] * b[c]
         out[i] = acc
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
+    """``out = z - S[:, R] S_RR^-1 z_R`` with ``out_R = 0``, for ``R = ridx[:nr]``. With
+    ``S`` the inverse of ``M = I / 2C + K`` on every training sample and ``z = S b`` (``b``
+    zero on ``R``), this is ``(M_AA)^-1 b_A`` on ``A``, the other samples (block inverse:
+    ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``). The factor of ``S_RR`` is computed when
+    ``factor``, else reused. False if it fails."""
+    for i in range(k):
+        out[i] = z[i]
     if nr == 0:
         return True
     if factor:
@@ -299,7 +307,7 @@ def _schur_point(S, k, b, out, ridx, nr, Mr, Lr, invr, lam, factor):
         if not _cholesky_lower(Mr, nr, Lr, invr):
             return False
     for e in range(nr):
-        lam[e] = out[ridx[e]]
+        lam[e] = z[ridx[e]]
     _solve_lower(Lr, invr, nr, lam, lam)
     for i in range(k):
         Si = S[i]
@@ -313,15 +321,21 @@ def _schur_point(S, k, b, out, ridx, nr, Mr, Lr, invr, lam, factor):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _solve_by_inverse(K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, ridx, b, Mr, Lr, invr, lam):
+def _solve_by_inverse(
+    K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, ridx, b, Mr, Lr, invr, lam, p1
+):
     """:func:`_solve_dual`'s iterations, each Newton point from ``S``, the inverse of
-    ``I / 2C + K`` on every training sample (shared by the problems of a training set):
-    one product with ``S`` and a system on the few samples outside the active set, instead
-    of a factor of the active set's matrix. At the end the point is refined once against
-    ``K`` itself (its residual) and the margins are recomputed from ``K``: the result is
-    accepted only if the refinement was small (below ``1e-8`` relative, so that the
-    refined point is exact to rounding) and the active set holds; otherwise the status is
-    :data:`_REDO`."""
+    ``M = I / 2C + K`` on every training sample (shared by the problems of a training
+    set): with ``p1 = S y`` the first Newton point and ``R`` the samples outside the active
+    set ``A``, the Newton point of ``A`` is ``p1_A - S_AR S_RR^-1 p1_R`` (block inverse),
+    a system on the few samples of ``R`` instead of a factor of ``M_AA``.
+
+    At the end, the residual ``r = y_A - M_AA p_A`` is computed from ``K``: the point is
+    within ``2C |r|`` of the exact one (``M_AA >= I / 2C``), and accepted when that is
+    below ``1e-13`` of it; otherwise it is refined once (``p += M_AA^-1 r``, by the block
+    inverse) and accepted if the correction was below ``1e-8`` of it and the active set
+    holds at the refined point (margins from ``K``). Problems not accepted get
+    :data:`_REDO` (the factor path)."""
     half = 0.5 / C
     for i in range(k):
         a[i] = 0.0
@@ -330,7 +344,9 @@ def _solve_by_inverse(K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, r
         idx[i] = i
     na = k
     nr = 0
-    _schur_point(S, k, y, p, ridx, 0, Mr, Lr, invr, lam, True)
+    _matvec(S, k, y, p1)
+    for i in range(k):
+        p[i] = p1[i]
     for it in range(max_iter):
         wd = 0.0
         ss = 0.0
@@ -358,23 +374,29 @@ def _solve_by_inverse(K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, r
             act[i] = now
             ww += a[i] * y[i] * m[i]
         if n_changed == 0:
-            # refine the Newton point once against K, and check the margins from K
+            # the residual of the Newton point, from K
+            res = 0.0
+            big = 0.0
             for i in range(k):
+                b[i] = 0.0
+                big = max(big, abs(p[i]))
                 if act[i]:
                     acc = 0.0
                     Ki = K[i]
                     for r in range(na):
                         acc += Ki[idx[r]] * p[idx[r]]
                     b[i] = y[i] - half * p[i] - acc
-                else:
-                    b[i] = 0.0
-            if not _schur_point(S, k, b, s, ridx, nr, Mr, Lr, invr, lam, False):
+                    res += b[i] * b[i]
+            if 2.0 * C * np.sqrt(res) <= 1e-13 * big:
+                for i in range(k):
+                    a[i] = p[i]
+                return CONVERGED, it + 1
+            _matvec(S, k, b, u)
+            if not _schur_correction(S, k, u, s, ridx, nr, Mr, Lr, invr, lam, False):
                 return _REDO, it + 1
-            big = 0.0
             corr = 0.0
             for i in range(k):
                 a[i] = p[i] + s[i]
-                big = max(big, abs(a[i]))
                 corr = max(corr, abs(s[i]))
             if corr > 1e-8 * big:
                 return _REDO, it + 1
@@ -395,12 +417,10 @@ def _solve_by_inverse(K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, r
             if act[i]:
                 idx[na] = i
                 na += 1
-                b[i] = y[i]
             else:
                 ridx[nr] = i
                 nr += 1
-                b[i] = 0.0
-        if not _schur_point(S, k, b, p, ridx, nr, Mr, Lr, invr, lam, True):
+        if not _schur_correction(S, k, p1, p, ridx, nr, Mr, Lr, invr, lam, True):
             return _REDO, it + 1
     return _REDO, max_iter
 
@@ -444,7 +464,7 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, de
     Mw = np.empty((k_max, k_max))
     L = np.empty((k_max, k_max))
     L0 = np.empty((k_max, k_max))
-    vec = np.empty((9, k_max))
+    vec = np.empty((10, k_max))
     inv = np.empty(k_max)
     inv0 = np.empty(k_max)
     act = np.empty(k_max, dtype=np.bool_)
@@ -498,7 +518,7 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, de
                 if by_inverse:
                     st, its = _solve_by_inverse(
                         K, k, y, C, S, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
-                        act, idx, ridx, vec[6], Mw, L, inv, vec[7],
+                        act, idx, ridx, vec[6], Mw, L, inv, vec[7], vec[9],
                     )  # fmt: skip
                 if st == _REDO:
                     st, its = _solve_dual(
