@@ -249,14 +249,14 @@ def _agreement(img, y, groups, common, process) -> dict:
     from fastsearchlight import SearchLight
 
     iterations = []
-    many_fold_decisions = svm.BatchedLinearSVC.many_fold_decisions
+    solve = svm.BatchedLinearSVC._solve  # every fit's problems go through it
 
     def recording(self, *args, **kwargs):
-        out = many_fold_decisions(self, *args, **kwargs)
+        w = solve(self, *args, **kwargs)
         iterations.append(self.n_iter_.ravel().copy())
-        return out
+        return w
 
-    svm.BatchedLinearSVC.many_fold_decisions = recording
+    svm.BatchedLinearSVC._solve = recording
     ours = SearchLight(process_mask_img=process, estimator="svc", **{**common, "n_jobs": 1})
     ours.fit(img, y, groups=groups)
     tight = LinearSVC(dual=False, tol=1e-10, max_iter=100000)

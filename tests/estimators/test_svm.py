@@ -88,26 +88,26 @@ def test_result_does_not_depend_on_batching():
         PredefinedSplit(np.arange(60) % 5 - 1),  # disjoint, some samples never tested
     ],
 )
-def test_first_newton_points_are_the_ridge_solutions(splitter):
-    # from w = 0 every training sample is active: the first Newton point solves
-    # (I + 2C X_T'X_T) w = 2C X_T'y_T on each problem's training set T
+def test_first_newton_matrices_are_the_training_sets_ridge_matrices(splitter):
+    # from w = 0 every training sample is active: the first Newton step solves
+    # (I + 2C X_T'X_T) w = 2C X_T'y_T on each problem's training set T; its matrix is formed
+    # from the left-out rows' Gram matrices (disjoint or not) or from the kept rows
+    from fastsearchlight.estimators._svm_kernel import _first_matrices, _sphere_samples
+    from fastsearchlight.estimators.svm import _as_voxel_major, _GramPlan
+
     X, y = random_spheres(5, 60, 4, 2, seed=7, scale=3.0)
     plan = make_cv_plan(splitter, y)
     C = 0.7
-    est = BatchedLinearSVC(C=C)
-    Xb = est._augment(X, pad=1)
-    W = plan.train_masks.astype(float)  # (F, n): one problem per fold
-    Y = np.where(y == 1, 1.0, -1.0)[None, :].repeat(len(W), axis=0)
-    YW = np.zeros((len(W), X.shape[1] + 1))
-    YW[:, :-1] = Y * W
-    H, rhs = est._first_systems(Xb, YW, W != 0, C)  # (b, U, d, d), (b, Q, d); one problem per set
-    points = np.linalg.solve(H, rhs[..., None])[..., 0]
+    kept = plan.train_masks.astype(bool)  # (U, n): one training set per fold
+    Xv, vox = _as_voxel_major(X)
+    n, d = X.shape[1], X.shape[2] + 1
+    Xz, H0 = np.empty((n + 1, d)), np.empty((len(kept), d, d))
     for s in range(len(X)):
-        for q, mask in enumerate(W != 0):
-            Xt = Xb[s, :-1][mask]
-            H = np.eye(Xt.shape[1]) + 2 * C * Xt.T @ Xt
-            expected = np.linalg.solve(H, 2 * C * Xt.T @ Y[q, mask])
-            np.testing.assert_allclose(points[s, q], expected, rtol=1e-10, atol=1e-12)
+        _sphere_samples(Xv, vox[s], True, 1.0, Xz)
+        _first_matrices(Xz, n, *_GramPlan(kept).arrays(), C, H0)
+        for u, mask in enumerate(kept):
+            Xt = np.column_stack([X[s][mask], np.ones(mask.sum())])
+            np.testing.assert_allclose(H0[u], np.eye(d) + 2 * C * Xt.T @ Xt, rtol=1e-12, atol=1e-10)
 
 
 def test_as_slice_only_takes_runs_in_order():
@@ -234,3 +234,29 @@ def test_threads_on_both_compiled_paths():
     assert svc.releases_gil(n_features=18, n_train=162)
     assert svc.releases_gil(n_features=161, n_train=162)  # with the constant feature: 162
     assert svc.releases_gil(n_features=110, n_train=28)  # the Gram path
+
+
+@pytest.mark.parametrize("n_features", [6, 70])  # the compiled block path, and the Gram path
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_spheres_read_from_voxel_major_data_give_the_block_decisions(n_features, n_classes):
+    # the engine passes the whole voxel-major data and each sphere's voxels, which overlap
+    # between spheres and come in any order; the decisions are those of the gathered block
+    from fastsearchlight.estimators.svm import BatchedLinearSVC
+
+    rng = np.random.default_rng(4)
+    X, y = random_spheres(1, 60, 90, n_classes, seed=9, scale=0.0)
+    Xv = np.ascontiguousarray(X[0].T) / 30.0  # (90 voxels, 60 samples), standardised: there
+    # liblinear's primal solver converges tightly with more features than samples too
+    vox = np.stack([rng.choice(90, n_features, replace=False) for _ in range(7)])
+    plan = make_cv_plan(KFold(3), y)
+    ys = np.stack([y, rng.permutation(y)])
+    svc = BatchedLinearSVC()
+    at = svc.many_fold_decisions_at(Xv, vox, ys, n_classes, plan)
+    block = svc.many_fold_decisions(Xv[vox].transpose(0, 2, 1), ys, n_classes, plan)
+    tight = LinearSVC(tol=1e-12, max_iter=500000, dual=False)
+    ref = reference_decisions(tight, Xv[vox].transpose(0, 2, 1), y, plan)
+    for a_sets, b_sets in zip(at, block):
+        for a, b in zip(a_sets, b_sets):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(at[0], ref):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())

@@ -81,12 +81,11 @@ def batched_block(X, vox, estimator, ys, n_classes, plan, metrics):
 
     ``X`` is voxel-major, (n_mask_voxels, n_samples).
     """
-    # one contiguous gather of whole rows, seen as (spheres, samples, voxels); the
-    # estimators copy into the layout they need, so no copy is made here
-    block = X[vox].transpose(0, 2, 1)
+    # the estimator gathers the spheres' samples (by default one contiguous gather of
+    # whole rows, seen as (spheres, samples, voxels))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        decisions = estimator.many_fold_decisions(block, ys, n_classes, plan)
+        decisions = estimator.many_fold_decisions_at(X, vox, ys, n_classes, plan)
     return np.stack(
         [
             np.stack(

@@ -85,6 +85,17 @@ class BatchedClassifier(ABC):
         """
         return [self.fold_decisions(X, y, n_classes, plan) for y in ys]
 
+    def many_fold_decisions_at(
+        self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`many_fold_decisions` of the spheres ``vox`` (n_spheres, n_features), rows of
+        the voxel-major data ``X`` (n_voxels, n_samples).
+
+        By default the spheres' samples are gathered into one block; estimators that read
+        the data sphere by sphere override this.
+        """
+        return self.many_fold_decisions(X[vox].transpose(0, 2, 1), ys, n_classes, plan)
+
     def handles(self, codes: np.ndarray, n_classes: int, plan: CVPlan) -> bool:
         """Whether this estimator computes what scikit-learn would on these labels and folds
         (beyond the checks of the routing); estimators with narrower support override it."""

@@ -15,18 +15,19 @@ the ridge-regression solution restricted to ``A``::
     (I + 2C X_A^T X_A) w = 2C X_A^T y_A
 
 or, the same point, ``w = X_A^T (I / 2C + X_A X_A^T)^-1 y_A`` when there are more features
-than training samples (an n x n system instead of d x d): then the whole method runs on each
-sphere's Gram matrix, in the coefficients of the training samples
-(:mod:`._svm_gram_kernel`), and the decisions come from the Gram matrix without forming
-``w``. Each Newton point is reached by an exact line search on the piecewise-quadratic objective. The method stops when
+than training samples (an n x n system instead of d x d). Each Newton point is reached by an
+exact line search on the piecewise-quadratic objective. The method stops when
 the active set no longer changes: then ``w`` satisfies the optimality conditions exactly (up
 to rounding), a tighter optimum than liblinear's default tolerance.
 
 The first Newton step starts from ``w = 0``, where every training sample is active.
-Problems run in cache-sized batches; those that have converged leave the batch, so later
-iterations only work on the few that have not. (Computing the first Hessians for a whole
-block at once, as the sphere's Gram matrix minus the test fold's part, was measured slower:
-the block's matrices do not stay in cache.)
+With fewer features than training samples, everything runs in compiled code, sphere by
+sphere, straight from the voxel-major data (:func:`._svm_kernel.newton_block`): the
+sphere's samples, each training set's first matrix (from the Gram matrices of the left-out
+parts), the Newton iterations of every problem, and the decisions. With more features than
+training samples, the whole method runs on each sphere's Gram matrix, in the coefficients of
+the training samples (:mod:`._svm_gram_kernel`), and the decisions come from the Gram matrix
+without forming ``w``.
 """
 
 from __future__ import annotations
@@ -35,17 +36,11 @@ import numpy as np
 
 from ..cv import CVPlan
 from ._svm_gram_kernel import INVERSE_MEMBERS, gram_newton_spheres
-from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_spheres
+from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_block
 from ._svm_newton import newton
-from .base import BatchedClassifier, as_slice, binary_targets
+from .base import BatchedClassifier, binary_targets
 
 __all__ = ["BatchedLinearSVC"]
-
-
-def _gram(X: np.ndarray, rows) -> np.ndarray:
-    """``X[:, rows]^T X[:, rows]`` for a stack ``X`` (b, n, d)."""
-    part = X[:, rows]
-    return np.swapaxes(part, 1, 2) @ part
 
 
 def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,20 +73,33 @@ def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndar
 
 class _GramPlan:
     """How the first Newton step forms each training set's Gram matrix, worked out once per
-    fit from the training sets ``kept`` (bool, (U, n)): which rows each set leaves out and
-    keeps (runs of samples as slices, read without a copy), whether the left-out part is the
-    smaller one, and whether the left-out parts are disjoint."""
+    call from the training sets ``kept`` (bool, (U, n)): which rows each set leaves out and
+    keeps, whether the left-out part is the smaller one (then the set's Gram matrix is the
+    sphere's minus that part's), and whether the left-out parts are disjoint (then the
+    sphere's Gram matrix is the sum of theirs and of the rows never left out)."""
 
     def __init__(self, kept: np.ndarray) -> None:
         left = [np.flatnonzero(~keep) for keep in kept]
-        self.smaller = [len(ix) < keep.sum() for ix, keep in zip(left, kept)]
+        self.subtract = np.array([len(ix) < keep.sum() for ix, keep in zip(left, kept)])
         every = np.concatenate(left)
-        self.disjoint = all(self.smaller) and len(np.unique(every)) == len(every)
-        self.left = [as_slice(ix) for ix in left]
-        self.kept = [as_slice(np.flatnonzero(keep)) for keep in kept]
-        rest = np.flatnonzero(kept.all(axis=0))
-        self.rest = as_slice(rest) if rest.size else None
-        self.every = slice(0, kept.shape[1])
+        self.disjoint = bool(self.subtract.all()) and len(np.unique(every)) == len(every)
+        rows = [ix if sub else np.flatnonzero(keep) for ix, sub, keep in zip(left, self.subtract, kept)]
+        self.set_ptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+        self.set_rows = np.concatenate(rows).astype(np.int64)
+        self.rest = np.flatnonzero(kept.all(axis=0)).astype(np.int64)
+
+    def arrays(self) -> tuple:
+        """The arguments ``set_ptr, set_rows, subtract, disjoint, rest`` of
+        :func:`._svm_kernel.newton_block`."""
+        return self.set_ptr, self.set_rows, self.subtract, self.disjoint, self.rest
+
+
+def _as_voxel_major(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A block of spheres' samples (B, n, k) as voxel-major data (B * k, n) and each
+    sphere's rows of it (B, k)."""
+    B, n, k = X.shape
+    Xv = np.ascontiguousarray(np.swapaxes(np.asarray(X, dtype=np.float64), 1, 2)).reshape(B * k, n)
+    return Xv, np.arange(B * k, dtype=np.int64).reshape(B, k)
 
 
 def _group_by_training_set(W: np.ndarray) -> np.ndarray:
@@ -123,10 +131,11 @@ class BatchedLinearSVC(BatchedClassifier):
     max_iter : int, default=200
         Maximum number of Newton iterations (the method usually stops in under 10).
     first_iter : int, default=8
-        Newton iterations given to each cache-sized batch of problems; the problems still
-        unconverged after them are finished together.
+        Kept for compatibility; unused (every problem runs to convergence in the compiled
+        iterations).
     batch_problems : int, default=256
-        Problems per cache-sized batch.
+        With more features than training samples, the spheres of one batch times their
+        problems is about 16 times this.
     """
 
     reference = "sklearn.svm.LinearSVC(penalty='l2', loss='squared_hinge')"
@@ -180,17 +189,6 @@ class BatchedLinearSVC(BatchedClassifier):
     ) -> np.ndarray:
         """Solve every (sphere, problem) pair.
 
-        Problems run in small batches of whole spheres that stay in the processor's cache
-        for the first Newton iterations, which settle nearly all of them; the few that need
-        more iterations are then finished together in one batch.
-
-        The first Newton step, from ``w = 0`` where every training sample is active, solves
-        ``(I + 2C X_T^T X_T) w = 2C X_T^T y`` on the training set ``T``: its matrix depends
-        on the training set only, so problems that share one (the classes and label
-        vectors of a fold) share one factorisation, solved for all their targets at once.
-        Its Gram matrix is the sphere's Gram matrix minus the part of the left-out samples
-        when they are fewer (a quarter of the work for KFold(4)).
-
         Parameters
         ----------
         X : ndarray (n_spheres, n_samples, n_features)
@@ -208,136 +206,164 @@ class BatchedLinearSVC(BatchedClassifier):
             The weights; ``n_iter_`` (n_spheres, n_problems) holds the Newton iterations
             each problem took.
         """
+        Xv, vox = _as_voxel_major(X)
+        return self._solve(Xv, vox, Y, W, training_sets)[0]
+
+    def _solve(
+        self,
+        Xv: np.ndarray,
+        vox: np.ndarray,
+        Y: np.ndarray,
+        W: np.ndarray,
+        training_sets: np.ndarray | None = None,
+        *,
+        weights: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Weights and decisions of every (sphere, problem) pair, from voxel-major data.
+
+        The first Newton step, from ``w = 0`` where every training sample is active, solves
+        ``(I + 2C X_T^T X_T) w = 2C X_T^T y`` on the training set ``T``: its matrix depends
+        on the training set only, so problems that share one (the classes and label
+        vectors of a fold) share one factorisation. Its Gram matrix is the sphere's Gram
+        matrix minus the part of the left-out samples when they are fewer (a quarter of the
+        work for KFold(4)).
+
+        With fewer features than training samples, one compiled call per block does
+        everything sphere by sphere (:func:`._svm_kernel.newton_block`): the sphere's samples
+        gathered from the data, the first systems, the Newton iterations and the decisions.
+        With more, the problems are solved from each sphere's Gram matrix (:meth:`_solve_gram`).
+        Problems whose values are too large for the normal equations are then solved from the
+        SVD (:func:`._svm_newton.newton`).
+
+        Parameters
+        ----------
+        Xv : ndarray (n_voxels, n_samples)
+            Voxel-major data.
+        vox : ndarray of int (n_spheres, n_features)
+            Each sphere's rows of ``Xv``.
+        Y, W, training_sets
+            As :meth:`fit_weights`.
+        weights : bool
+            Whether the weights are wanted (on the Gram path they are not formed otherwise).
+
+        Returns
+        -------
+        w : ndarray (n_spheres, n_problems, n_features + fit_intercept) or None
+        decisions : ndarray (n_spheres, n_problems, n_samples)
+            ``[x, intercept_scaling] . w`` of every problem on every sample.
+        """
         C = float(self.C)
-        B, n = X.shape[:2]
-        d = X.shape[2] + bool(self.fit_intercept)
+        B, k = vox.shape
+        n = Xv.shape[1]
+        d = k + bool(self.fit_intercept)
         Q = Y.shape[0]
-        N = B * Q
         problems = _padded_training_sets(Y, W, n)
         if training_sets is None:
             training_sets = _group_by_training_set(W)
-        if problems[0].shape[1] < d:  # more features than training rows: on the Gram matrix
-            return self._fit_gram(X, Y, W, training_sets, decisions=False)
         kept = W[training_sets[:, 0]] != 0  # (U, n)
-        gram_plan = _GramPlan(kept)
-        YW = np.zeros((Q, n + 1))
-        YW[:, :n] = Y * (W != 0)
-
-        w = np.zeros((N, d))
-        converged = np.zeros(N, dtype=bool)
-        iterations = np.zeros(N, dtype=np.int32)
         index, Yq, Wq = problems
         set_of = np.empty(Q, dtype=np.int64)
         for u, members in enumerate(training_sets):
             set_of[members] = u
-        per_batch = max(1, self.batch_problems // Q)  # whole spheres
-        for lo in range(0, B, per_batch):
-            spheres = np.arange(lo, min(B, lo + per_batch))
-            ids = (spheres[:, None] * Q + np.arange(Q)).ravel()
-            Xz = self._augment(X[spheres[0] : spheres[-1] + 1], pad=1)  # zero sample at n
-            H0, rhs = self._first_systems(Xz, YW, kept, C, gram_plan)
-            wb, status, its = newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, int(self.max_iter))
-            w[ids], iterations[ids] = wb.reshape(-1, d), its.ravel()
+        if index.shape[1] >= d:
+            YW = np.zeros((Q, n + 1))
+            YW[:, :n] = Y * (W != 0)
+            w, status, iterations, decisions = newton_block(
+                Xv, vox, bool(self.fit_intercept), float(self.intercept_scaling), *_GramPlan(kept).arrays(),
+                index, Yq, Wq, set_of, YW, C, int(self.max_iter),
+            )  # fmt: skip
             # values too large for the normal equations: solved below, from the SVD
-            converged[ids] = status.ravel() != NEEDS_SVD
-        tail = np.flatnonzero(~converged)
+            converged = status != NEEDS_SVD
+        else:
+            # more features than training rows: from each sphere's Gram matrix
+            w, decisions, converged, iterations = self._solve_gram(Xv, vox, Y, kept, training_sets, weights)
+        tail = np.flatnonzero(~converged.ravel())
         if tail.size:
-            _, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
-            ws = w[tail]
-            ws[:] = 0.0  # left by the compiled iterations (values too large)
+            spheres, local = np.unique(tail // Q, return_inverse=True)
+            Xt = Xv[vox[spheres]].transpose(0, 2, 1)  # (spheres, n, k)
+            ids = local.ravel() * Q + tail % Q
+            _, Xs, Ys, Ws = self._gather_problems(Xt, ids, problems)
+            ws = np.zeros((len(tail), d))
             its = np.zeros(len(tail), dtype=np.int32)
             newton(Xs, Ys, Ws, ws, C, self.max_iter, iterations=its)
-            w[tail] = ws
-            iterations[tail] += its
+            if w is not None:
+                w.reshape(-1, d)[tail] = ws
+            iterations.reshape(-1)[tail] += its
+            tail_decisions = np.einsum("qnk,qk->qn", Xt[local.ravel()], ws[:, :k])
+            if self.fit_intercept:
+                tail_decisions += (ws[:, k] * float(self.intercept_scaling))[:, None]
+            decisions.reshape(-1, n)[tail] = tail_decisions
         self.n_iter_ = iterations.reshape(B, Q)
-        return w.reshape(B, Q, d)
+        return w, decisions
 
-    def _fit_gram(
-        self, X: np.ndarray, Y: np.ndarray, W: np.ndarray, training_sets: np.ndarray, *, decisions: bool
-    ) -> np.ndarray:
+    def _solve_gram(
+        self,
+        Xv: np.ndarray,
+        vox: np.ndarray,
+        Y: np.ndarray,
+        kept: np.ndarray,
+        training_sets: np.ndarray,
+        weights: bool,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
         """Problems with more features than training rows, solved from each sphere's Gram
         matrix ``G = Xz Xz^T`` (n x n, the constant feature included) by
         :func:`._svm_gram_kernel.gram_newton_spheres`: no ``d``-dimensional work beyond
-        ``G``, and with ``decisions``, no weights formed at all (the kernel writes the
-        decisions on every sample, from ``G``). Problems left unconverged by the kernel (values too
-        large for the normal equations, iteration limit) are solved by
-        :func:`._svm_newton.newton`.
+        ``G``; without ``weights``, no weights formed at all (the kernel writes the
+        decisions on every sample, from ``G``).
 
         Parameters
         ----------
-        X, Y, W, training_sets
-            As for :meth:`fit_weights` (``training_sets`` given).
-        decisions : bool
-            Return the decisions on every sample instead of the weights.
+        Xv, vox, Y, training_sets
+            As :meth:`_solve`.
+        kept : ndarray of bool (n_sets, n_samples)
+            The training samples of each training set.
+        weights : bool
+            Whether to form the weights too.
 
         Returns
         -------
-        ndarray
-            The weights (n_spheres, n_problems, n_features + fit_intercept), or the
-            decisions (n_spheres, n_problems, n_samples); ``n_iter_`` set as by
-            :meth:`fit_weights`.
+        w : ndarray (n_spheres, n_problems, n_features + fit_intercept) or None
+        decisions : ndarray (n_spheres, n_problems, n_samples)
+        converged : ndarray of bool (n_spheres, n_problems)
+            False for the problems left to :func:`._svm_newton.newton` (values too large
+            for the normal equations, iteration limit).
+        iterations : ndarray of int32 (n_spheres, n_problems)
         """
         C = float(self.C)
-        B, n, k = X.shape
+        B, k = vox.shape
+        n = Xv.shape[1]
         d = k + bool(self.fit_intercept)
         Q = Y.shape[0]
         shift = float(self.intercept_scaling) ** 2 if self.fit_intercept else 0.0
-        kept = W[training_sets[:, 0]] != 0  # (U, n)
         set_size = kept.sum(axis=1)
         set_rows = np.zeros((len(kept), int(set_size.max())), dtype=np.int64)
         for u, keep in enumerate(kept):
             set_rows[u, : set_size[u]] = np.flatnonzero(keep)
         members = np.ascontiguousarray(training_sets, dtype=np.int64)
         Yc = np.ascontiguousarray(Y, dtype=np.float64)
-        out = np.empty((B, Q, n if decisions else d))
+        w = np.zeros((B, Q, d)) if weights else None
+        decisions = np.empty((B, Q, n))
         converged = np.empty((B, Q), dtype=bool)
         iterations = np.empty((B, Q), dtype=np.int32)
+        args = (set_rows, set_size, members, Yc, C, int(self.max_iter))
         per_batch = max(1, 16 * self.batch_problems // Q)  # n x n matrices: many spheres
         for lo in range(0, B, per_batch):
             hi = min(B, lo + per_batch)
-            Xb = np.asarray(X[lo:hi], dtype=np.float64)
-            G = Xb @ np.swapaxes(Xb, 1, 2)
+            V = Xv[vox[lo:hi]]  # (b, k, n)
+            G = np.swapaxes(V, 1, 2) @ V
             G += shift
-            if decisions:  # written straight into the output: no weights, no copies
-                status, its = gram_newton_spheres(
-                    G,
-                    set_rows,
-                    set_size,
-                    members,
-                    Yc,
-                    C,
-                    int(self.max_iter),
-                    out[lo:hi],
-                    True,
-                    INVERSE_MEMBERS,
-                )
+            if not weights:  # written straight into the output: no weights, no copies
+                status, its = gram_newton_spheres(G, *args, decisions[lo:hi], True, INVERSE_MEMBERS)
             else:
                 alpha = np.empty((hi - lo, Q, n))
-                status, its = gram_newton_spheres(
-                    G, set_rows, set_size, members, Yc, C, int(self.max_iter), alpha, False, INVERSE_MEMBERS
-                )
-                out[lo:hi, :, :k] = alpha @ Xb
+                status, its = gram_newton_spheres(G, *args, alpha, False, INVERSE_MEMBERS)
+                w[lo:hi, :, :k] = alpha @ np.swapaxes(V, 1, 2)
                 if self.fit_intercept:
-                    out[lo:hi, :, k] = float(self.intercept_scaling) * alpha.sum(axis=2)
+                    w[lo:hi, :, k] = float(self.intercept_scaling) * alpha.sum(axis=2)
+                decisions[lo:hi] = alpha @ G
             converged[lo:hi] = status == CONVERGED
             iterations[lo:hi] = its
-        tail = np.flatnonzero(~converged.ravel())
-        if tail.size:
-            problems = _padded_training_sets(Y, W, n)
-            Xz, Xs, Ys, Ws = self._gather_problems(X, tail, problems)
-            ws = np.zeros((len(tail), d))
-            its = np.zeros(len(tail), dtype=np.int32)
-            newton(Xs, Ys, Ws, ws, C, self.max_iter, iterations=its)
-            sph = tail // Q
-            if decisions:
-                local = np.unique(sph, return_inverse=True)[1].ravel()
-                values = np.einsum("qjd,qd->qj", Xz[local, :n], ws)
-            else:
-                values = ws
-            out.reshape(B * Q, -1)[tail] = values
-            iterations.reshape(-1)[tail] += its
-        self.n_iter_ = iterations
-        return out
+        return w, decisions, converged, iterations
 
     def _gather_problems(
         self, X: np.ndarray, ids: np.ndarray, problems: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -377,58 +403,17 @@ class BatchedLinearSVC(BatchedClassifier):
             Xs = Xz[local.ravel()[:, None], index[prob]]
         return Xz, Xs, Yq[prob], Wq[prob]
 
-    @staticmethod
-    def _first_systems(Xb, YW, kept, C, plan=None):
-        """The first Newton step's systems of a batch of whole spheres: matrices
-        ``I + 2C X_T^T X_T`` (b, U, d, d), one per sphere and training set, and right-hand
-        sides ``2C X_T^T y`` (b, Q, d), one per sphere and problem (solved by the kernel).
-
-        The matrix of training set ``T`` is ``I + 2C X_T^T X_T``. When the samples left out
-        of the training sets are disjoint (k-fold, leave-one-group-out), the Gram matrix of
-        each left-out part is computed once, and the sphere's Gram matrix is their sum
-        (plus the samples never left out): each sample enters one product instead of two.
-
-        Parameters
-        ----------
-        Xb : ndarray (b, n + 1, d)
-            The spheres' samples (the last one a zero pad).
-        YW : ndarray (Q, n + 1)
-            Each problem's targets times its training weights (0 outside its training set).
-        kept : ndarray of bool (U, n)
-            The training samples of each training set.
-        plan : _GramPlan or None
-            Worked out from ``kept`` (once per fit, by the caller), if not given.
-        """
-        b, _, d = Xb.shape
-        U = kept.shape[0]
-        H = np.empty((b, U, d, d))
-        plan = _GramPlan(kept) if plan is None else plan
-        if plan.disjoint:
-            # disjoint left-out parts: H_u = (sum of every part's Gram) - (the part of u)
-            parts = [_gram(Xb, rows) for rows in plan.left]
-            total = parts[0].copy()
-            for part in parts[1:]:
-                total += part
-            if plan.rest is not None:
-                total += _gram(Xb, plan.rest)
-            for u, part in enumerate(parts):
-                np.subtract(total, part, out=H[:, u])
-        else:
-            total = _gram(Xb, plan.every) if any(plan.smaller) else None
-            for u in range(U):
-                if plan.smaller[u]:  # the sphere's Gram matrix minus the left-out part
-                    np.subtract(total, _gram(Xb, plan.left[u]), out=H[:, u])
-                else:
-                    H[:, u] = _gram(Xb, plan.kept[u])
-        H *= 2.0 * C
-        H += np.eye(d)
-        return H, (2.0 * C) * (YW @ Xb)
-
     def fold_decisions(self, X, y, n_classes, plan: CVPlan):
         return self.many_fold_decisions(X, np.asarray(y)[None, :], n_classes, plan)[0]
 
     def many_fold_decisions(self, X, ys, n_classes, plan: CVPlan):
         """All label sets, folds and one-vs-rest classes solved in one batch."""
+        Xv, vox = _as_voxel_major(X)
+        return self.many_fold_decisions_at(Xv, vox, ys, n_classes, plan)
+
+    def many_fold_decisions_at(self, X, vox, ys, n_classes, plan: CVPlan):
+        """:meth:`many_fold_decisions` of the spheres ``vox`` (rows of the voxel-major data
+        ``X``), read from the data sphere by sphere (no block of every sphere's samples)."""
         ys = np.atleast_2d(ys)
         K = ys.shape[0]
         masks = plan.train_masks.astype(np.float64)  # (F, n)
@@ -441,22 +426,14 @@ class BatchedLinearSVC(BatchedClassifier):
         # problems of fold f: (k * F + f) * P + p for every label set k and class p
         sets = ((np.arange(K)[None, :, None] * F + np.arange(F)[:, None, None]) * P
                 + np.arange(P)[None, None, :]).reshape(F, K * P)  # fmt: skip
-        k = X.shape[2]
-        if int(masks.sum(axis=1).max()) < k + bool(self.fit_intercept):
-            # more features than training rows: the decisions straight from the Gram matrices
-            decisions = np.swapaxes(self._fit_gram(X, Yq, Wq, sets, decisions=True), 1, 2)
-        else:
-            w = self.fit_weights(X, Yq, Wq, training_sets=sets)  # (B, K*F*P, d)
-            # every sample, every problem: (B, n, K*F*P)
-            decisions = np.swapaxes(w[:, :, :k] @ np.swapaxes(np.asarray(X, dtype=np.float64), 1, 2), 1, 2)
-            if self.fit_intercept:
-                decisions += (w[:, :, k] * float(self.intercept_scaling))[:, None, :]
+        Xv = np.ascontiguousarray(X, dtype=np.float64)
+        _, decisions = self._solve(Xv, np.ascontiguousarray(vox, dtype=np.int64), Yq, Wq, sets, weights=False)
         out = []
         for k in range(K):
             folds = []
             for f, test in enumerate(plan.test_indices):
                 q0 = (k * F + f) * P
-                dec = decisions[:, test, q0 : q0 + P]
-                folds.append(dec[:, :, 0] if n_classes == 2 else dec)
+                dec = decisions[:, q0 : q0 + P][:, :, test]  # (B, P, n_test)
+                folds.append(dec[:, 0] if n_classes == 2 else np.swapaxes(dec, 1, 2))
             out.append(folds)
         return out
