@@ -143,8 +143,9 @@ class BatchedLinearSVC(BatchedClassifier):
     def releases_gil(self, n_features: int, n_train: int) -> bool:
         """The Newton iterations run in compiled code without the interpreter lock: on
         more features than training samples too, where one compiled call solves a whole
-        batch of spheres from their Gram matrices (W3, n_jobs=2, load 3-4: 41 s in threads,
-        50 s in processes)."""
+        batch of spheres from their Gram matrices (W3, n_jobs=2: 41 s in threads, 50 s in
+        processes at load 3-4; 22-31 s and 22 s at load 2-3; threads share the data and
+        start at once)."""
         return True
 
     def __init__(
