@@ -73,7 +73,8 @@ def test_searchlight_runs_compiled_estimators_in_threads_and_others_in_processes
             sl = SearchLight(mask_img=ds.mask_img, radius=4.0, estimator=name, cv=KFold(4), n_jobs=n_jobs)
             scores[name, n_jobs] = sl.fit(ds.func_img, y).scores_
         np.testing.assert_array_equal(scores[name, 1], scores[name, 2])
-    assert [type(e).__name__ for e in made] == ["InProcess", "Threads", "InProcess", "LocalProcesses"]
+    assert [type(e).__name__ for e in made] == ["Threads", "Threads", "InProcess", "LocalProcesses"]
+    assert [e.n_workers for e in made] == [1, 2, 1, 2]
 
 
 def test_local_processes_pass_memory_maps_by_file_name():

@@ -25,7 +25,7 @@ from sklearn.model_selection import KFold
 from fastsearchlight import SearchLight
 from fastsearchlight.simulate import simulate_haxby_like
 ds = simulate_haxby_like(shape=(16, 20, 18), random_state=0)
-SearchLight(mask_img=ds.mask_img, radius=5.6, cv=KFold(4), estimator="lda", n_jobs=2,
+SearchLight(mask_img=ds.mask_img, radius=5.6, cv=KFold(4), estimator="gnb", n_jobs=2,
             n_permutations=60, permute="samples", random_state=3, checkpoint=sys.argv[1],
             permutation_batch=4).fit(ds.func_img, ds.labels["labels"].to_numpy(),
                                      groups=ds.labels["chunks"].to_numpy())
@@ -34,7 +34,7 @@ SearchLight(mask_img=ds.mask_img, radius=5.6, cv=KFold(4), estimator="lda", n_jo
 
 def fit(**kw):
     ds = simulate_haxby_like(shape=(16, 20, 18), random_state=0)
-    sl = SearchLight(mask_img=ds.mask_img, radius=5.6, cv=KFold(4), estimator="lda", n_jobs=2,
+    sl = SearchLight(mask_img=ds.mask_img, radius=5.6, cv=KFold(4), estimator="gnb", n_jobs=2,
                      n_permutations=60, permute="samples", random_state=3, permutation_batch=4,
                      keep_null=True, **kw)  # fmt: skip
     return sl.fit(ds.func_img, ds.labels["labels"].to_numpy(), groups=ds.labels["chunks"].to_numpy())
@@ -87,7 +87,7 @@ def test_sigkill_during_permutations_leaves_nothing_and_the_rerun_resumes(tmp_pa
     else:
         pytest.fail("no permutation was checkpointed in time")
     workers = children(proc.pid)
-    # the loky workers (and resource trackers): lda runs in processes (svc in threads)
+    # the loky workers (and resource trackers): gnb runs in processes (lda, svc in threads)
     assert len(workers) >= 2
     assert files_of(proc.pid)  # its shared data
     proc.send_signal(signal.SIGKILL)

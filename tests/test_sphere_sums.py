@@ -20,7 +20,11 @@ from sklearn.naive_bayes import GaussianNB
 
 from fastsearchlight import engine
 from fastsearchlight.cv import make_cv_plan
-from fastsearchlight.estimators.correlation import BatchedCorrelation, CorrelationClassifier
+from fastsearchlight.estimators.correlation import (
+    BatchedCorrelation,
+    CorrelationClassifier,
+    _test_pattern_sums,
+)
 from fastsearchlight.estimators.naive_bayes import BatchedGaussianNB
 from fastsearchlight.neighbourhoods import build_neighbourhoods
 from fastsearchlight.sphere_sums import SphereSums, run_sphere_sums, supports_sphere_sums
@@ -192,7 +196,10 @@ def test_correlation_spheres_of_two_voxels_and_flat_patterns_are_exact():
     stats = est.sphere_sum_label_sets(state, y[None], 2, plan)[0]
     for f, _, unsure in est.sphere_sum_decisions(state, stats, 2, plan, sums, None, 10**6):
         assert np.all(unsure[hoods.sizes < 3])
-        assert np.all(unsure[state["folds"][f]["flat_x"]])
+        mean = np.ascontiguousarray(stats["mean"][:, f])
+        flat = _test_pattern_sums(state["folds"][f], mean, sums)["flat_x"]
+        assert flat.any()
+        assert np.all(unsure[flat])
 
 
 def test_single_precision_sums_are_within_their_bound():

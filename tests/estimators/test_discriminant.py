@@ -224,3 +224,47 @@ def test_sample_space_with_unequal_training_sets():
     dec, pred = reference(LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), X, y, plan)
     for a, b, p in zip(ours, dec, pred):
         assert_decisions_match(a, b, p)
+
+
+@pytest.mark.parametrize("n_features", [8, 23])  # d < n, d ~ n (the compiled kernel)
+@pytest.mark.parametrize("n_classes, raw", [(2, True), (3, False)])
+@pytest.mark.parametrize("shrinkage", ["auto", 0.3, None])
+def test_voxel_major_spheres_and_several_label_vectors(n_features, n_classes, raw, shrinkage):
+    """Overlapping spheres read from voxel-major data (as the searchlight passes them), two
+    label vectors, a plan with samples in no training or test set: every fold's decisions
+    as scikit-learn's fitted sphere by sphere."""
+    X, y, _ = make_spheres(50 + n_features, n_classes, raw, n_features, n_spheres=1)
+    rng = np.random.default_rng(n_features)
+    n_samples = X.shape[1]
+    extra = 1000.0 * raw + rng.standard_normal((12, n_samples))
+    Xv = np.concatenate([X[0].T, extra])  # (n_voxels, n_samples)
+    vox = np.stack([rng.permutation(len(Xv))[:n_features] for _ in range(7)])
+    ys = np.stack([y, rng.permutation(y)])
+    plan = make_cv_plan(ShuffleSplit(3, train_size=0.6, test_size=0.3, random_state=1), y)
+    ours = BatchedLDA(shrinkage=shrinkage).many_fold_decisions_at(Xv, vox, ys, n_classes, plan)
+    spheres = Xv[vox].transpose(0, 2, 1)
+    est = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)
+    for labels, folds in zip(ys, ours):
+        dec, pred = reference(est, spheres, labels, plan)
+        for a, b, p in zip(folds, dec, pred):
+            assert a.shape == b.shape
+            assert_decisions_match(a, b, p)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_sample_space_spheres_solved_in_the_feature_space(n_classes):
+    """More features than training samples, but spheres the sample space cannot solve (no
+    within-class variance, a dead voxel): computed by the feature-space kernel, as
+    scikit-learn."""
+    rng = np.random.default_rng(n_classes)
+    y = np.arange(32) % n_classes
+    X = rng.standard_normal((4, 32, 40))
+    X[0] = 0.0
+    X[1] = 1234.5
+    X[2, :, 0] = 0.0
+    plan = make_cv_plan(LeaveOneGroupOut(), y, np.arange(32) // 8)
+    ours = BatchedLDA().fold_decisions(X, y, n_classes, plan)
+    dec, pred = reference(LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), X, y, plan)
+    for a, b, p in zip(ours, dec, pred):
+        assert np.all(np.isfinite(a))
+        assert_decisions_match(a, b, p)

@@ -94,3 +94,29 @@ def test_every_shape_against_scikit_learn(n_features, n_classes, raw, fit_interc
     for a, b, p in zip(ours, dec, pred):
         assert a.shape == b.shape
         assert_decisions_match(a, b, p)
+
+
+@pytest.mark.parametrize("n_features", [8, 23])  # d < n, d ~ n (the compiled primal kernel)
+@pytest.mark.parametrize("n_classes, raw", [(2, True), (3, False)])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_voxel_major_spheres_and_several_label_vectors(n_features, n_classes, raw, fit_intercept):
+    """Overlapping spheres read from voxel-major data (as the searchlight passes them), two
+    label vectors at once, a plan with samples in no training or test set: every fold's
+    decisions as scikit-learn's fitted sphere by sphere."""
+    X, y, _ = make_spheres(40 + n_features, n_classes, raw, n_features, n_spheres=1)
+    rng = np.random.default_rng(n_features)
+    n_samples = X.shape[1]
+    data = X[0].T  # (n_features, n_samples): the voxels
+    extra = 1000.0 * raw + rng.standard_normal((12, n_samples))
+    Xv = np.concatenate([data, extra])  # (n_voxels, n_samples)
+    vox = np.stack([rng.permutation(len(Xv))[:n_features] for _ in range(7)])
+    ys = np.stack([y, rng.permutation(y)])
+    plan = make_cv_plan(ShuffleSplit(3, train_size=0.6, test_size=0.3, random_state=1), y)
+    est = BatchedRidgeClassifier(alpha=0.5, fit_intercept=fit_intercept)
+    ours = est.many_fold_decisions_at(Xv, vox, ys, n_classes, plan)
+    spheres = Xv[vox].transpose(0, 2, 1)  # (7, n_samples, n_features)
+    for labels, folds in zip(ys, ours):
+        dec, pred = reference(RidgeClassifier(alpha=0.5, fit_intercept=fit_intercept), spheres, labels, plan)
+        for a, b, p in zip(folds, dec, pred):
+            assert a.shape == b.shape
+            assert_decisions_match(a, b, p)

@@ -64,9 +64,13 @@ class InProcess:
 
 class Threads:
     """Tasks in threads of this process, for work that releases the interpreter lock (sparse
-    products, BLAS): a context manager that starts ``n_threads`` threads and holds BLAS to one
-    thread each, so that they share the cores rather than oversubscribe them. ``pool`` is the
-    thread pool (None with one thread), for code that maps over chunks itself."""
+    products, BLAS, compiled kernels): a context manager that starts ``n_threads`` threads and
+    holds BLAS to one thread each, so that they share the cores rather than oversubscribe
+    them. With one thread the tasks run in this thread, BLAS held to one thread too (the
+    compiled kernels' small products lose more to BLAS's own threads than they gain: W2's
+    fits took 1.3 s with one BLAS thread and 1.4-7.0 s with two, on a shared 2-core
+    machine). ``pool`` is the thread pool (None with one thread), for code that maps over
+    chunks itself."""
 
     is_dask = False
     n_tasks = None
@@ -77,16 +81,17 @@ class Threads:
         self._context = None
 
     def __enter__(self) -> Threads:
+        from contextlib import ExitStack
+
+        import scipy.linalg  # noqa: F401  (its BLAS, which compiled kernels call, is limited too)
+        from threadpoolctl import threadpool_limits
+
+        self._context = ExitStack()
         if self.n_workers > 1:
             from concurrent.futures import ThreadPoolExecutor
-            from contextlib import ExitStack
 
-            import scipy.linalg  # noqa: F401  (its BLAS, which compiled kernels call, is limited too)
-            from threadpoolctl import threadpool_limits
-
-            self._context = ExitStack()
             self.pool = self._context.enter_context(ThreadPoolExecutor(self.n_workers))
-            self._context.enter_context(threadpool_limits(1, user_api="blas"))
+        self._context.enter_context(threadpool_limits(1, user_api="blas"))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -98,11 +103,11 @@ class Threads:
         return obj
 
     def map_unordered(self, func, argsets, *, name: str = "") -> Iterator[tuple[int, Any]]:
+        if self._context is None:  # not started: threads and limits for this call only
+            with self:
+                yield from self.map_unordered(func, argsets, name=name)
+            return
         if self.pool is None:
-            if self.n_workers > 1:  # not started: threads for this call only
-                with self:
-                    yield from self.map_unordered(func, argsets, name=name)
-                return
             yield from InProcess().map_unordered(func, argsets)
             return
         from concurrent.futures import as_completed
@@ -174,12 +179,12 @@ def prefers_threads(measure, neighbourhoods, plan) -> bool:
 def make_executor(
     backend: str, n_jobs: int | None, session: DaskSession | None, *, threads: bool = False
 ) -> Executor:
-    """The executor of a backend: "dask" (with its session), else in-process for one job,
-    and for more, threads (``threads``: work that releases the interpreter lock) or local
-    processes."""
+    """The executor of a backend: "dask" (with its session), else threads (``threads``: work
+    that releases the interpreter lock; one job runs in this thread, BLAS held to one
+    thread), or in-process for one job and local processes for more."""
     if backend == "dask":
         return DaskExecutor(session)
     n = effective_n_jobs(n_jobs)
-    if n == 1:
-        return InProcess()
-    return Threads(n) if threads else LocalProcesses(n)
+    if threads:
+        return Threads(n)
+    return InProcess() if n == 1 else LocalProcesses(n)

@@ -1,8 +1,8 @@
 """Fold statistics shared by the batched estimators built on class sums.
 
-Linear discriminant analysis, Gaussian naive Bayes, the ridge classifier and the
-correlation classifier all start from per-class training sums of every fold: class
-counts, sums, sums of squares or cross-products. This module computes them.
+Gaussian naive Bayes and the correlation classifier start from per-class training sums of
+every fold: class counts, sums, sums of squares. This module computes them; the compiled
+LDA kernel (:mod:`._lda_kernel`) reads its sample layout from the same blocks.
 
 - *Blocks*: statistics of a fold's training set (per-class counts, sums, cross-products)
   are sums of the same statistics over disjoint blocks of samples. The samples are
@@ -334,25 +334,6 @@ def sphere_slabs(
         yield slice(start, min(start + step, n_spheres))
 
 
-class Workspace:
-    """Buffers reused from one slab of spheres to the next.
-
-    Large temporaries allocated afresh for every slab cost page faults; the estimators
-    take the largest of those that are written in place (cross-products) from here.
-    """
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple) -> np.ndarray:
-        """An uninitialised float64 array of ``shape``, the same memory for a name."""
-        size = int(np.prod(shape))
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < size:
-            buf = self._buffers[name] = np.empty(size)
-        return buf[:size].reshape(shape)
-
-
 def gather(X: np.ndarray, blocks: FoldBlocks) -> np.ndarray:
     """Samples in block order along the first axis.
 
@@ -399,36 +380,6 @@ def gather_centered(X: np.ndarray, blocks: FoldBlocks) -> tuple[np.ndarray, np.n
     return U, ref, ref - ref[0]
 
 
-def linear_test_decisions(
-    U: np.ndarray, shift: np.ndarray, blocks: FoldBlocks, f: int, W: np.ndarray, b: np.ndarray
-) -> np.ndarray:
-    """Linear decisions ``(X - ref[0]) @ W + b`` on the test samples of fold ``f``.
-
-    Parameters
-    ----------
-    U : ndarray of shape (n_samples, n_spheres, p)
-        Class-centred data in block order (see :func:`gather_centered`).
-    shift : ndarray of shape (n_classes, n_spheres, p)
-    blocks : FoldBlocks
-    f : int
-    W : ndarray of shape (n_spheres, p, k)
-    b : ndarray of shape (n_spheres, k)
-
-    Returns
-    -------
-    ndarray of shape (n_spheres, n_test, k), test samples in plan order.
-    """
-    off = np.einsum("csp,spk->csk", shift, W)
-    off += b
-
-    def piece(rows, c):
-        d = np.matmul(U[rows].transpose(1, 0, 2), W)
-        d += off[c][:, None, :]
-        return d
-
-    return blocks.test_decisions(piece, f)
-
-
 def block_sums(U: np.ndarray, blocks: FoldBlocks) -> np.ndarray:
     """Per-block sums over samples, shape (n_blocks, n_spheres, n_features)."""
     out = np.zeros((blocks.n_blocks,) + U.shape[1:])
@@ -459,38 +410,3 @@ def block_grams(U: np.ndarray, blocks: FoldBlocks, out: np.ndarray | None = None
         else:
             out[b] = 0.0
     return out
-
-
-def diagonal_view(A: np.ndarray) -> np.ndarray:
-    """Writable view of the diagonals of a C-contiguous stack of square matrices."""
-    p = A.shape[-1]
-    return A.reshape(A.shape[:-2] + (p * p,))[..., :: p + 1]
-
-
-def solve_batched(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Solve ``A @ x = B`` for a stack of small symmetric positive definite systems.
-
-    Parameters
-    ----------
-    A : ndarray of shape (..., p, p)
-    B : ndarray of shape (..., p, k)
-
-    Returns
-    -------
-    ndarray of shape (..., p, k)
-
-    Notes
-    -----
-    One and two features use the closed forms (much faster than a LAPACK call per
-    system); larger systems use :func:`numpy.linalg.solve`.
-    """
-    p = A.shape[-1]
-    if p == 1:
-        return B / A
-    if p == 2:
-        a, b, d = A[..., 0, 0, None], A[..., 0, 1, None], A[..., 1, 1, None]
-        det = a * d - b * b
-        x0 = (d * B[..., 0, :] - b * B[..., 1, :]) / det
-        x1 = (a * B[..., 1, :] - b * B[..., 0, :]) / det
-        return np.stack([x0, x1], axis=-2)
-    return np.linalg.solve(A, B)

@@ -15,6 +15,7 @@ variance.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -240,8 +241,8 @@ class BatchedCorrelation(BatchedClassifier):
         """
         X = np.asarray(X, dtype=np.float64)
         state = {"X": X, "test_indices": plan.test_indices, "folds": None}
-        if not lean:  # several label vectors: the test patterns' sums, once
-            state["folds"] = [_test_pattern_sums(X, te, sums) for te in plan.test_indices]
+        if not lean:  # several label vectors: the test patterns gathered once
+            state["folds"] = [np.ascontiguousarray(X[:, te]) for te in plan.test_indices]
         return state
 
     def sphere_sum_label_sets(self, state, ys, n_classes, plan, pool=None) -> list:
@@ -299,16 +300,11 @@ class BatchedCorrelation(BatchedClassifier):
         coef_n = 2.0 * err_nm2 / np.maximum(nm2, err_nm2)
         for f in range(plan.n_folds):
             if state["folds"] is None:
-                fold = _test_pattern_sums(state["X"], state["test_indices"][f], sums, pool)
+                x = np.ascontiguousarray(state["X"][:, state["test_indices"][f]])
             else:
-                fold = state["folds"][f]
-            x, sx, root_xx, nx = fold["x"], fold["sum_x"], fold["root_xx"], fold["norm_x"]
-            n_test = x.shape[1]
-            sxm = np.empty((sums.n_spheres, n_classes, n_test))  # sums of x m, (S, C, T)
-            step = max(1, max_columns // n_classes)  # test samples at once (memory budget)
-            for lo in range(0, n_test, step):
-                products = mean[:, f, :, None] * x[:, None, lo : lo + step]
-                sxm[:, :, lo : lo + step] = sums.sum(products, pool)
+                x = state["folds"][f]
+            fold = _test_pattern_sums(x, np.ascontiguousarray(mean[:, f, :]), sums, pool)
+            sx, root_xx, nx, sxm = fold["sum_x"], fold["root_xx"], fold["norm_x"], fold["sum_xm"]
             a = inv_nm[:, f, :]  # (S, C)
             shift = sum_m[:, f, :] * a / p  # (S, C)
             unsure = small | flat_m[:, f] | fold["flat_x"]
@@ -351,17 +347,32 @@ class BatchedCorrelation(BatchedClassifier):
         ]
 
 
-def _test_pattern_sums(X: np.ndarray, test: np.ndarray, sums, pool=None) -> dict:
-    """A fold's test patterns and, per sphere, their sums, the root of their sums of
-    squares and their centred norms; and which spheres may hold a constant pattern."""
+def _test_pattern_sums(x: np.ndarray, mean: np.ndarray, sums, pool=None) -> dict:
+    """A fold's sums over every sphere of its test patterns ``x`` (n_voxels, n_test), of
+    their squares and of their products with the class means ``mean`` (n_voxels,
+    n_classes), in one pass over the spheres' voxels (:func:`_sphere_sums`, on the threads
+    of ``pool``); the root of the sums of squares and the centred norms of the patterns;
+    and which spheres may hold a constant pattern."""
     unit = np.finfo(np.float64).eps / 2.0
     p = sums.sizes.astype(np.float64)[:, None]  # (S, 1)
-    x = np.ascontiguousarray(X[:, test])
-    sx, sxx = sums.sum(x, pool), sums.sum(x * x, pool)  # (S, n_test)
+    a = sums.adjacency
+    n_test, n_classes = x.shape[1], mean.shape[1]
+    sx = np.empty((sums.n_spheres, n_test))
+    sxx = np.empty((sums.n_spheres, n_test))
+    sxm = np.empty((sums.n_spheres, n_classes, n_test))
+    rows = sums._rows if pool is not None else [(0, sums.n_spheres)]
+
+    def part(bounds):
+        _sphere_sums(a.indptr, a.indices, x, mean, bounds[0], bounds[1], sx, sxx, sxm)
+
+    if len(rows) > 1:
+        list(pool.map(part, rows))
+    else:
+        part(rows[0])
     nx2 = sxx - sx * sx / p  # squared norm of the centred pattern
     return {
-        "x": x,
         "sum_x": sx,
+        "sum_xm": sxm,
         # only bounds are made from these: single precision (6e-8 relative) is enough, as
         # the bounds are widened by 1% where they are used
         "root_xx": np.sqrt(sxx).astype(np.float32),
@@ -369,3 +380,31 @@ def _test_pattern_sums(X: np.ndarray, test: np.ndarray, sums, pool=None) -> dict
         # a pattern that may be constant (its norm within rounding of 0)
         "flat_x": np.any(~(nx2 > 4.0 * (6.0 * p + 24.0) * unit * sxx), axis=1),
     }
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _sphere_sums(indptr, indices, x, mean, lo, hi, sx, sxx, sxm):
+    """For the spheres ``lo:hi`` (rows of the adjacency ``indptr``, ``indices``): the sums
+    over their voxels of the test patterns ``x`` (n_voxels, n_test), of their squares and
+    of their products with each class mean ``mean`` (n_voxels, n_classes), into ``sx``,
+    ``sxx`` (n_spheres, n_test) and ``sxm`` (n_spheres, n_classes, n_test)."""
+    n_test = x.shape[1]
+    n_classes = mean.shape[1]
+    for s in range(lo, hi):
+        for t in range(n_test):
+            sx[s, t] = 0.0
+            sxx[s, t] = 0.0
+        for c in range(n_classes):
+            for t in range(n_test):
+                sxm[s, c, t] = 0.0
+        for k in range(indptr[s], indptr[s + 1]):
+            v = indices[k]
+            xv = x[v]
+            for t in range(n_test):
+                u = xv[t]
+                sx[s, t] += u
+                sxx[s, t] += u * u
+            for c in range(n_classes):
+                m = mean[v, c]
+                for t in range(n_test):
+                    sxm[s, c, t] += xv[t] * m

@@ -2,7 +2,9 @@
 
 :class:`BatchedLDA` reproduces scikit-learn's
 ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=...)`` fitted on every sphere and
-every fold, from the fold statistics of :mod:`._fold_statistics`.
+every fold, from the fold statistics of :mod:`._fold_statistics`: in the feature space
+by one compiled kernel per block of spheres (:func:`._lda_kernel.lda_block`), or, with
+Ledoit-Wolf shrinkage and more features than training samples, in the sample space.
 """
 
 from __future__ import annotations
@@ -14,24 +16,16 @@ import numpy as np
 
 from ..cv import CVPlan
 from ._fold_statistics import (
-    FoldBlocks,
-    Workspace,
     block_grams,
     block_sums,
-    block_sums_of_squares,
-    diagonal_view,
     gather,
-    gather_centered,
-    linear_test_decisions,
     make_fold_blocks,
-    solve_batched,
 )
-from .base import BatchedClassifier, fold_decisions_by_slab
+from ._lda_kernel import lda_block, lda_layout, lda_sample_block, lda_sample_rows
+from .base import BatchedClassifier
 
 # with the fold statistics callers import from this module
 __all__ = ["BatchedLDA", "block_grams", "block_sums", "gather", "make_fold_blocks"]
-
-_EPS = np.finfo(np.float64).eps
 
 
 class BatchedLDA(BatchedClassifier):
@@ -106,6 +100,15 @@ class BatchedLDA(BatchedClassifier):
             priors = priors / priors.sum()
         return priors
 
+    def releases_gil(self, n_features: int, n_train: int) -> bool:
+        """The fits run in compiled kernels without the interpreter lock
+        (:mod:`._lda_kernel`)."""
+        return True
+
+    def _sample_space(self, n_features: int, n_train: int) -> bool:
+        """Whether spheres of ``n_features`` voxels are solved in the sample space."""
+        return self.shrinkage == "auto" and n_features > n_train
+
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """LDA decisions of every sphere on every fold's test set.
 
@@ -113,398 +116,77 @@ class BatchedLDA(BatchedClassifier):
         values are ``LinearDiscriminantAnalysis.decision_function``'s.
         """
         priors = self._check_params(n_classes)
-        ws = Workspace()
-        return fold_decisions_by_slab(
-            X, y, n_classes, plan, lambda Xs, blocks: self._slab(Xs, blocks, priors, ws)
-        )
+        Xv, vox = _voxel_major(np.asarray(X, dtype=np.float64))
+        return self._kernel_decisions(Xv, vox, y, n_classes, plan, priors)
 
-    def _slab(
+    def many_fold_decisions_at(
+        self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`many_fold_decisions` of the spheres ``vox`` (rows of the voxel-major data
+        ``X``), read sphere by sphere by the compiled kernels."""
+        priors = self._check_params(n_classes)
+        return [self._kernel_decisions(X, vox, y, n_classes, plan, priors) for y in np.atleast_2d(ys)]
+
+    def _kernel_decisions(
         self,
-        X: np.ndarray,
-        blocks: FoldBlocks,
+        Xv: np.ndarray,
+        vox: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        plan: CVPlan,
         priors: np.ndarray | None,
-        ws: Workspace,
-        sample_space: bool = True,
     ) -> list[np.ndarray]:
-        """Decisions of every fold (test samples in plan order) for a slab of spheres.
+        """Decisions of the spheres ``vox`` (rows of the voxel-major data ``Xv``): one
+        compiled call in the feature space (:func:`._lda_kernel.lda_block`) or, with
+        Ledoit-Wolf shrinkage and more features than training samples, in the sample space
+        (:func:`._lda_kernel.lda_sample_block`; the spheres it cannot solve there in the
+        feature space).
 
-        With Ledoit-Wolf shrinkage and more features than training samples (and unless
-        ``sample_space`` is False) the pooled covariances are solved in the sample space
-        (:meth:`_sample_space_solver`), else formed and solved in the feature space.
+        Returns
+        -------
+        list of ndarray, one per fold
+            As :meth:`fold_decisions`.
         """
-        n_classes, n_folds = blocks.n_classes, blocks.n_folds
-        U, ref, shift = gather_centered(X, blocks)  # (n, S, p), (C, S, p)
-
-        counts = blocks.train_counts  # (F, C)
-        inv_n = 1.0 / counts
-        # training class means relative to the class reference, (F, C, S, p)
-        mean_u = blocks.fold_class_sums(block_sums(U, blocks))
-        mean_u *= inv_n[:, :, None, None]
+        blocks = make_fold_blocks(np.asarray(y), n_classes, plan)
+        counts = blocks.train_counts
         if priors is None:
             prior = counts / counts.sum(axis=1, keepdims=True)
         else:
-            prior = np.broadcast_to(priors, (n_folds, n_classes))
-        # class means in the common frame X - ref[0], (F, S, C, p)
-        means = (shift[None] + mean_u).transpose(0, 2, 1, 3)
-        log_prior = np.log(prior)  # (F, C)
-        fallback = None
-        if sample_space and self.shrinkage == "auto" and U.shape[2] > int(counts.sum(axis=1).max()):
-            solve, fallback = self._sample_space_solver(U, ref, blocks, mean_u, prior)
-            keep = None
+            prior = np.broadcast_to(priors, counts.shape).astype(np.float64)
+        lay = lda_layout(blocks, plan)
+        Xv = np.ascontiguousarray(Xv, dtype=np.float64)
+        vox = np.ascontiguousarray(vox, dtype=np.int64)
+        prior = np.ascontiguousarray(prior)
+        s = self.shrinkage
+
+        def feature_space(spheres: np.ndarray) -> np.ndarray:
+            return lda_block(
+                Xv, spheres, lay["order"], lay["bounds"], lay["block_class"], lay["class_bounds"],
+                lay["used"], lay["fc_blocks"], lay["fc_sub"], lay["test_pos"], lay["n_test"], counts,
+                prior, np.log(prior), s == "auto", 0.0 if s is None or s == "auto" else float(s),
+            )  # fmt: skip
+
+        if self._sample_space(vox.shape[1], int(counts.sum(axis=1).max())):
+            dec, fallback = lda_sample_block(
+                Xv, vox, lay["order"], lay["class_bounds"], lda_sample_rows(blocks), lay["test_pos"],
+                lay["n_test"], counts, prior, np.log(prior),
+            )  # fmt: skip
+            if fallback.any():
+                dec[fallback] = feature_space(vox[fallback])
         else:
-            pooled, keep = self._pooled_covariance(U, ref, blocks, mean_u, prior, ws)
-            solve = lambda rhs: solve_batched(pooled, rhs)  # noqa: E731
-        if n_classes == 2:
-            out = _binary_decisions(U, shift, blocks, solve, keep, means, log_prior)
-        else:
-            out = _multiclass_decisions(U, ref, shift, blocks, solve, keep, means, log_prior)
-        if fallback is not None and fallback.any():
-            redo = self._slab(X[fallback], blocks, priors, ws, sample_space=False)
-            for dec, exact in zip(out, redo):
-                dec[fallback] = exact
-        return out
-
-    def _sample_space_solver(
-        self, U: np.ndarray, ref: np.ndarray, blocks: FoldBlocks, mean_u: np.ndarray, prior: np.ndarray
-    ):
-        """Solves with the Ledoit-Wolf pooled covariance of every fold in the sample space,
-        for spheres with more features than training samples.
-
-        The pooled covariance is ``Z'Z + diag(D)``: ``Z`` holds the training samples centred
-        on their class mean, each scaled by ``sqrt(alpha_c / n_c)`` (``alpha_c`` the prior
-        of its class times one minus its shrinkage), and ``D`` is the shrinkage target of
-        every class weighted by its prior and shrinkage. By the Woodbury identity,
-        ``(Z'Z + D)^-1 r = D^-1 r - D^-1 Z' (I + Z D^-1 Z')^-1 Z D^-1 r``: one system of the
-        size of the training set per fold, instead of one of the number of features. The
-        shrinkage itself is computed in the sample space too (:meth:`_ledoit_wolf` with the
-        class Gram matrices).
-
-        Parameters
-        ----------
-        U, ref : ndarray
-            Class-centred data and class references (:func:`gather_centered`).
-        blocks : FoldBlocks
-        mean_u : ndarray of shape (n_folds, n_classes, n_spheres, p)
-        prior : ndarray of shape (n_folds, n_classes)
-
-        Returns
-        -------
-        solve : callable
-            ``solve(rhs)``, rhs of shape (n_folds, n_spheres, p, k): the solutions
-            ``pooled^-1 rhs``.
-        fallback : ndarray of bool of shape (n_spheres,)
-            Spheres to compute in the feature space instead: those with a feature without
-            within-class variance or a null shrinkage target (whose pooled covariance may be
-            singular; scikit-learn's least-squares solution is then reproduced there).
-        """
-        n_spheres, p = U.shape[1], U.shape[2]
-        n_folds, n_classes = prior.shape
-        counts = blocks.train_counts
-        inv_n = 1.0 / counts
-        n_train = int(counts.sum(axis=1).max())
-        var = blocks.fold_class_sums(block_sums_of_squares(U, blocks)) * inv_n[:, :, None, None]
-        var -= mean_u * mean_u
-        mean_raw = ref[None] + mean_u
-        nfc = counts[:, :, None, None]
-        constant = var <= nfc * _EPS * var + (nfc * mean_raw * _EPS) ** 2
-        scale2 = np.where(constant, 1.0, var)
-        shrink, mu = self._ledoit_wolf(U, blocks, None, mean_u, var, scale2)
-        alpha = prior[:, :, None] * (1.0 - shrink)  # (F, C, S)
-        D = np.einsum("fcs,fcsj->fsj", prior[:, :, None] * shrink * mu, scale2)  # (F, S, p)
-        pdiag = np.einsum("fcs,fcsj->fsj", alpha, var) + D
-        # as _isolate_null_features: a feature without pooled variance; or a target that
-        # leaves the pooled covariance (nearly) singular
-        bad = (pdiag <= _EPS * pdiag.sum(axis=-1, keepdims=True)) | (D <= 1e-8 * pdiag)
-        fallback = bad.any(axis=(0, 2))
-        D = np.where(bad, 1.0, D)
-        d_inv = 1.0 / D
-        # Z of every fold, (F, S, n_train, p): the training samples of each class, in block
-        # order (zero rows where a fold trains on fewer samples: they change nothing)
-        Z = np.zeros((n_folds, n_spheres, n_train, p))
-        for f in range(n_folds):
-            at = 0
-            for c in range(n_classes):
-                sl = blocks.class_slice(c)
-                rows = np.flatnonzero(blocks.sample_train[f, sl]) + sl.start
-                zc = Z[f, :, at : at + len(rows)]
-                np.subtract(U[rows].transpose(1, 0, 2), mean_u[f, c][:, None, :], out=zc)
-                zc *= np.sqrt(alpha[f, c] * inv_n[f, c])[:, None, None]
-                at += len(rows)
-        ZD = Z * d_inv[:, :, None, :]
-        M = np.matmul(ZD, Z.transpose(0, 1, 3, 2))  # (F, S, n_train, n_train)
-        diagonal_view(M)[...] += 1.0
-
-        def solve(rhs: np.ndarray) -> np.ndarray:
-            y1 = rhs * d_inv[..., None]
-            t = np.linalg.solve(M, np.matmul(Z, y1))  # (F, S, n_train, k)
-            return y1 - np.matmul(ZD.transpose(0, 1, 3, 2), t)
-
-        return solve, fallback
-
-    def _pooled_covariance(
-        self,
-        U: np.ndarray,
-        ref: np.ndarray,
-        blocks: FoldBlocks,
-        mean_u: np.ndarray,
-        prior: np.ndarray,
-        ws: Workspace,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The shrunk within-class covariance of every fold, pooled with the priors.
-
-        Parameters
-        ----------
-        U, ref : ndarray
-            Class-centred data and class references (:func:`gather_centered`).
-        blocks : FoldBlocks
-        mean_u : ndarray of shape (n_folds, n_classes, n_spheres, p)
-            Training class means of ``U``.
-        prior : ndarray of shape (n_folds, n_classes)
-        ws : Workspace
-
-        Returns
-        -------
-        pooled : ndarray of shape (n_folds, n_spheres, p, p)
-            With an identity row and column for each feature without within-class
-            variance.
-        keep : ndarray of bool of shape (n_folds, n_spheres, p) or None
-            The features with within-class variance; None when all have.
-        """
-        n_spheres, p = U.shape[1], U.shape[2]
-        n_folds, n_classes = prior.shape
-        counts = blocks.train_counts  # (F, C)
-        inv_n = 1.0 / counts
-        shrinkage = self.shrinkage
-        if shrinkage == "auto":
-            bg = block_grams(U, blocks, ws.get("grams", (blocks.n_blocks, n_spheres, p, p)))
-            G = blocks.fold_class_sums(bg, ws.get("G", (n_folds, n_classes, n_spheres, p, p)))
-            var = diagonal_view(G) * inv_n[:, :, None, None] - mean_u * mean_u
-            # StandardScaler's scale, with its rule for (near-)constant features
-            mean_raw = ref[None] + mean_u
-            nfc = counts[:, :, None, None]
-            constant = var <= nfc * _EPS * var + (nfc * mean_raw * _EPS) ** 2
-            scale2 = np.where(constant, 1.0, var)
-            shrink, mu = self._ledoit_wolf(U, blocks, G, mean_u, var, scale2)
-            alpha = prior[:, :, None] * (1.0 - shrink)  # (F, C, S)
-            # pooled = sum_c alpha_c cov_c + diag(sum_c prior_c shrink_c mu_c scale2_c)
-            pooled = np.einsum("fcs,fcsij->fsij", alpha * inv_n[:, :, None], G)
-            diag_add = np.einsum("fcs,fcsj->fsj", prior[:, :, None] * shrink * mu, scale2)
-        else:
-            s = 0.0 if shrinkage is None else float(shrinkage)
-            # class weights do not depend on the sphere: combine the block cross-products
-            # straight into the pooled matrix
-            bg = block_grams(U, blocks, ws.get("grams", (blocks.n_blocks, n_spheres, p, p)))
-            wb = np.where(
-                blocks.train_mask,
-                (1.0 - s) * (prior * inv_n)[:, blocks.block_class],
-                0.0,
-            )
-            pooled = np.tensordot(wb, bg, axes=(1, 0))  # (F, S, p, p)
-            alpha = np.broadcast_to(((1.0 - s) * prior)[:, :, None], mean_u.shape[:3])
-            diag_add = None
-            if s != 0.0:
-                bdiag = np.ascontiguousarray(diagonal_view(bg))
-                var = blocks.fold_class_sums(bdiag) * inv_n[:, :, None, None] - mean_u * mean_u
-                tr = np.einsum("fc,fcsj->fs", s * prior, var) / p
-                diag_add = np.broadcast_to(tr[:, :, None], tr.shape + (p,))
-        # remove the weighted outer products of the class means (rank n_classes)
-        am = mean_u * alpha[..., None]
-        pooled -= np.matmul(am.transpose(0, 2, 3, 1), mean_u.transpose(0, 2, 1, 3))
-        if diag_add is not None:
-            diagonal_view(pooled)[...] += diag_add
-        return pooled, _isolate_null_features(pooled)
-
-    @staticmethod
-    def _ledoit_wolf(
-        U: np.ndarray,
-        blocks: FoldBlocks,
-        G: np.ndarray,
-        mean_u: np.ndarray,
-        var: np.ndarray,
-        scale2: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Ledoit-Wolf shrinkage of the standardised training data of each fold and class.
-
-        With ``z = (x - mean) / scale`` (``scale2 = scale**2``), ``R`` the covariance of
-        ``z`` and ``mu = trace(R) / p``, the shrinkage is ``min(beta, delta) / delta``
-        (0 if ``beta`` is 0, and 0 for a single feature) with ``delta = ||R - mu I||^2 /
-        p`` and ``beta = (mean_i ||z_i||^4 - ||R||^2) / (p n)``.
-
-        Parameters
-        ----------
-        U : ndarray of shape (n_spheres, n_samples, p)
-            Class-centred data in block order.
-        blocks : FoldBlocks
-        G : ndarray of shape (n_folds, n_classes, n_spheres, p, p)
-            Training cross-products of ``U``.
-        mean_u, var, scale2 : ndarray of shape (n_folds, n_classes, n_spheres, p)
-            Training means of ``U``, variances and squared scales.
-
-        Returns
-        -------
-        shrinkage, mu : ndarray of shape (n_folds, n_classes, n_spheres)
-        """
-        n_folds, n_classes, n_spheres, p = mean_u.shape
-        inv_n = (1.0 / blocks.train_counts)[:, :, None]  # (F, C, 1)
-        w = 1.0 / scale2
-        mu = np.einsum("fcsj,fcsj->fcs", var, w) / p
-        if p == 1:
-            return np.zeros(mu.shape), mu
-
-        # ||R||_F^2 from the cross-products without forming R (Sigma = G / n - m m^T):
-        # sum_jk w_j w_k Sigma_jk^2
-        #   = w.(G*G).w / n^2 - 2 (w m).G.(w m) / n + (sum_j w_j m_j^2)^2
-        wm = w * mean_u
-        wmm = np.einsum("fcsj,fcsj->fcs", wm, mean_u)
-        if G is not None:
-            delta_ = np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G * G, w), w)
-            Gwm2 = np.einsum("fcsi,fcsi->fcs", np.einsum("fcsij,fcsj->fcsi", G, wm), wm)
-        else:  # the same sums from the Gram matrices of the training samples of each class
-            delta_, Gwm2 = _class_gram_sums(U, blocks, w, wm)
-        delta_ *= inv_n**2
-        delta_ -= 2.0 * inv_n * Gwm2
-        delta_ += wmm * wmm
-        delta = (delta_ - p * mu * mu) / p
-
-        # sum over the training samples of ||z_i||^4, with
-        # ||z_i||^2 = sum_j w_j u_ij^2 - 2 sum_j w_j m_j u_ij + sum_j w_j m_j^2
-        W = w.transpose(1, 2, 3, 0)  # (C, S, p, F)
-        WM = (-2.0 * wm).transpose(1, 2, 3, 0)
-        K = wmm.transpose(1, 2, 0)[:, :, None, :]  # (C, S, 1, F)
-        fourth = np.empty((n_folds, n_classes, n_spheres))
-        for c in range(n_classes):
-            sl = blocks.class_slice(c)
-            Uc = U[sl].transpose(1, 0, 2)  # (S, n_c, p)
-            q = np.matmul(Uc * Uc, W[c])
-            q += np.matmul(Uc, WM[c])
-            q += K[c]  # (S, n_c, F): ||z_i||^2 for every sample of the class and fold
-            q *= q
-            # keep the folds in which the sample trains
-            fourth[:, c] = np.einsum("snf,fn->fs", q, blocks.sample_train[:, sl].astype(np.float64))
-        beta = (fourth * inv_n - delta_) * (inv_n / p)
-        beta = np.minimum(beta, delta)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shrink = np.where(beta == 0, 0.0, beta / delta)
-        return shrink, mu
+            dec = feature_space(vox)
+        folds = [dec[:, f, : lay["n_test"][f]] for f in range(plan.n_folds)]
+        return [d[..., 0] for d in folds] if n_classes == 2 else folds
 
     def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
-        """Peak working memory per sphere: the input block and the decisions (the
-        temporaries are bounded by the slab size, see :data:`._fold_statistics.SLAB_BYTES`)."""
+        """Peak working memory per sphere: the spheres' voxel indices and the decisions (the
+        kernels' temporaries are those of one sphere)."""
         return 8 * n_samples * (n_features + 2 * n_classes)
 
 
-def _isolate_null_features(pooled: np.ndarray) -> np.ndarray | None:
-    """Give the features without within-class variance an identity row and column.
-
-    Such features (constant voxels without shrinkage, or every voxel of a sphere of
-    constant data) then get a zero weight, as the minimum-norm least-squares solution of
-    scikit-learn's "lsqr" solver gives them.
-
-    Parameters
-    ----------
-    pooled : ndarray of shape (n_folds, n_spheres, p, p)
-        Pooled covariances, changed in place.
-
-    Returns
-    -------
-    ndarray of bool of shape (n_folds, n_spheres, p) or None
-        The features with within-class variance; None when all have.
-    """
-    pvar = diagonal_view(pooled)
-    null = pvar <= _EPS * pvar.sum(axis=-1, keepdims=True)
-    if not null.any():
-        return None
-    keep = ~null
-    pooled *= keep[..., :, None] & keep[..., None, :]
-    diagonal_view(pooled)[...] += null
-    return keep
-
-
-def _binary_decisions(U, shift, blocks: FoldBlocks, solve, keep, means, log_prior) -> list[np.ndarray]:
-    """Two-class LDA decisions of every fold: ``x @ w + b`` with ``w = cov^-1 (m_1 - m_0)``.
-
-    Parameters
-    ----------
-    U, shift : ndarray
-        Class-centred data and class shifts (:func:`gather_centered`).
-    blocks : FoldBlocks
-    solve : callable
-        ``solve(rhs)``: the pooled covariance of every fold and sphere solved for ``rhs``
-        of shape (n_folds, n_spheres, p, k).
-    keep : ndarray of bool or None
-        From :meth:`BatchedLDA._pooled_covariance`.
-    means : ndarray of shape (n_folds, n_spheres, n_classes, p)
-        Training class means in the common frame ``X - ref[0]``.
-    log_prior : ndarray of shape (n_folds, n_classes)
-
-    Returns
-    -------
-    list of ndarray of shape (n_spheres, n_test), one per fold
-    """
-    rhs = means[:, :, 1] - means[:, :, 0]  # (F, S, p)
-    if keep is not None:
-        rhs *= keep
-    w = solve(rhs[..., None])  # (F, S, p, 1)
-    mid = 0.5 * (means[:, :, 0] + means[:, :, 1])
-    b = np.matmul(mid[:, :, None, :], w)[..., 0]  # (F, S, 1)
-    b *= -1.0
-    b += (log_prior[:, 1] - log_prior[:, 0])[:, None, None]
-    return [linear_test_decisions(U, shift, blocks, f, w[f], b[f])[..., 0] for f in range(blocks.n_folds)]
-
-
-def _multiclass_decisions(
-    U, ref, shift, blocks: FoldBlocks, solve, keep, means, log_prior
-) -> list[np.ndarray]:
-    """LDA decisions of every fold for more than two classes, ``(n_spheres, n_test,
-    n_classes)`` per fold; the arguments (and ``ref``, the class references) as for
-    :func:`_binary_decisions`."""
-    n_classes, p = blocks.n_classes, U.shape[2]
-    g = ref[0]  # (S, p): origin of the common frame
-    rhs = np.empty(means.shape[:2] + (p, n_classes + 1))
-    rhs[..., :n_classes] = means.transpose(0, 1, 3, 2)
-    rhs[..., n_classes] = g
-    if keep is not None:
-        rhs *= keep[..., None]
-    sol = solve(rhs)  # (F, S, p, C + 1)
-    v, h = sol[..., :n_classes], sol[..., n_classes]  # cov^-1 (m_c - g), cov^-1 g
-    coef = v + h[..., None]  # (F, S, p, C): scikit-learn's coef_.T
-    # intercept in the common frame: -0.5 (m_c - g).v_c + 0.5 g.h + log prior_c
-    icpt = -0.5 * np.einsum("fscp,fspc->fsc", means, v)
-    icpt += 0.5 * np.einsum("sp,fsp->fs", g, h)[..., None]
-    icpt += log_prior[:, None, :]
-    return [linear_test_decisions(U, shift, blocks, f, coef[f], icpt[f]) for f in range(blocks.n_folds)]
-
-
-def _class_gram_sums(
-    U: np.ndarray, blocks: FoldBlocks, w: np.ndarray, wm: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``w.(G*G).w`` and ``(w m).G.(w m)`` of every fold and class without ``G``.
-
-    With ``G = U_fc' U_fc`` the cross-products of the training samples of class ``c`` in
-    fold ``f``: ``w.(G*G).w = ||U_fc diag(w) U_fc'||^2`` (Frobenius) and
-    ``(w m).G.(w m) = ||U_fc (w m)||^2``, sums over pairs of samples instead of features.
-
-    Parameters
-    ----------
-    U : ndarray of shape (n_samples, n_spheres, p)
-        Class-centred data in block order.
-    blocks : FoldBlocks
-    w, wm : ndarray of shape (n_folds, n_classes, n_spheres, p)
-
-    Returns
-    -------
-    two ndarrays of shape (n_folds, n_classes, n_spheres)
-    """
-    n_folds, n_classes, n_spheres, _ = w.shape
-    ww = np.empty((n_folds, n_classes, n_spheres))
-    mm = np.empty((n_folds, n_classes, n_spheres))
-    for c in range(n_classes):
-        sl = blocks.class_slice(c)
-        Uc = U[sl].transpose(1, 0, 2)  # (S, n_c, p)
-        train = blocks.sample_train[:, sl].astype(np.float64)  # (F, n_c)
-        K = np.matmul(Uc[None] * w[:, c, :, None, :], Uc.transpose(0, 2, 1)[None])  # (F, S, n_c, n_c)
-        K *= K
-        ww[:, c] = np.einsum("fsik,fi,fk->fs", K, train, train)
-        q = np.matmul(Uc[None], wm[:, c, :, :, None])[..., 0]  # (F, S, n_c)
-        mm[:, c] = np.einsum("fsi,fi->fs", q * q, train)
-    return ww, mm
+def _voxel_major(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spheres ``X`` (n_spheres, n_samples, p) as voxel-major data (n_spheres * p,
+    n_samples) and each sphere's rows of it (n_spheres, p)."""
+    n_spheres, n_samples, p = X.shape
+    Xv = np.ascontiguousarray(X.transpose(0, 2, 1)).reshape(n_spheres * p, n_samples)
+    return Xv, np.arange(n_spheres * p, dtype=np.int64).reshape(n_spheres, p)

@@ -1,11 +1,11 @@
 """Batched ridge classifier.
 
 :class:`BatchedRidgeClassifier` reproduces scikit-learn's ``RidgeClassifier`` fitted on
-every sphere and every fold. The normal equations of each fold are assembled from
-per-class statistics computed once per sphere (see
-:class:`~fastsearchlight.estimators.discriminant.FoldBlocks`): the training scatter
-matrix is the within-class scatter plus the between-class scatter, and with targets that
-are constant within a class ``X.T @ Y`` only needs the class means.
+every sphere and every fold. With fewer features than training samples, one compiled
+kernel (:func:`._ridge_kernel.ridge_block`) goes from each sphere's samples to every fold's
+test decisions: the cross-products of the samples grouped by their role in the folds,
+each fold's centred normal equations from them, a Cholesky solve. With more features, the
+kernel (sample-space) system of each fold is solved.
 """
 
 from __future__ import annotations
@@ -13,18 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from ._fold_statistics import (
-    FoldBlocks,
-    Workspace,
-    block_grams,
-    block_sums,
-    diagonal_view,
-    gather_centered,
-    linear_test_decisions,
-    solve_batched,
-    sphere_slabs,
-)
-from .base import BatchedClassifier, binary_targets, fold_decisions_by_slab
+from ._fold_statistics import sphere_slabs
+from ._ridge_kernel import ridge_block, role_blocks
+from .base import BatchedClassifier, binary_targets
 
 __all__ = ["BatchedRidgeClassifier"]
 
@@ -52,67 +43,86 @@ class BatchedRidgeClassifier(BatchedClassifier):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
 
+    def releases_gil(self, n_features: int, n_train: int) -> bool:
+        """With fewer features than training samples the fits run in one compiled kernel
+        without the interpreter lock (:func:`._ridge_kernel.ridge_block`)."""
+        return n_features <= n_train
+
+    def _check_alpha(self) -> None:
+        if not np.ndim(self.alpha) == 0 or not self.alpha > 0:
+            raise ValueError(f"alpha must be a positive scalar, got {self.alpha!r}.")
+
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Ridge decisions of every sphere on every fold's test set.
 
         Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`; the
         values are ``RidgeClassifier.decision_function``'s.
         """
-        if not np.ndim(self.alpha) == 0 or not self.alpha > 0:
-            raise ValueError(f"alpha must be a positive scalar, got {self.alpha!r}.")
-        n_features = np.shape(X)[2]
+        return self.many_fold_decisions(X, np.asarray(y)[None], n_classes, plan)[0]
+
+    def many_fold_decisions(
+        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`fold_decisions` for several label vectors; the spheres' normal equations
+        are solved once for all of them (see :meth:`many_fold_decisions_at`)."""
+        self._check_alpha()
+        X = np.asarray(X, dtype=np.float64)
+        n_spheres, n_samples, n_features = X.shape
         if n_features > max(len(tr) for tr in plan.train_indices):
-            return self._dual_decisions(np.asarray(X, dtype=np.float64), np.asarray(y), n_classes, plan)
-        ws = Workspace()
-        return fold_decisions_by_slab(
-            X, y, n_classes, plan, lambda Xs, blocks: self._slab(Xs, blocks, ws),
-            finish=(lambda dec: dec[..., 0]) if n_classes == 2 else None,
+            return [self._dual_decisions(X, np.asarray(y), n_classes, plan) for y in np.atleast_2d(ys)]
+        # the spheres' features as rows of voxel-major data
+        Xv = np.ascontiguousarray(X.transpose(0, 2, 1)).reshape(n_spheres * n_features, n_samples)
+        vox = np.arange(n_spheres * n_features, dtype=np.int64).reshape(n_spheres, n_features)
+        return self._primal_decisions(Xv, vox, ys, n_classes, plan)
+
+    def many_fold_decisions_at(
+        self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`many_fold_decisions` of the spheres ``vox`` (rows of the voxel-major data
+        ``X``); with fewer features than training samples, read sphere by sphere by the
+        compiled kernel (no block of every sphere's samples)."""
+        self._check_alpha()
+        if vox.shape[1] > max(len(tr) for tr in plan.train_indices):
+            return super().many_fold_decisions_at(X, vox, ys, n_classes, plan)
+        return self._primal_decisions(X, vox, ys, n_classes, plan)
+
+    def _primal_decisions(
+        self, Xv: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """Decisions of the feature-space normal equations (fewer features than training
+        samples), every label vector's targets solved together.
+
+        Parameters
+        ----------
+        Xv : ndarray (n_voxels, n_samples)
+            Voxel-major data.
+        vox : ndarray of int (n_spheres, n_features)
+            Each sphere's rows of ``Xv``.
+        ys : ndarray of int (n_label_sets, n_samples)
+        n_classes : int
+        plan : CVPlan
+
+        Returns
+        -------
+        list (per label vector) of list (per fold) of ndarray
+            As :meth:`fold_decisions`.
+        """
+        ys = np.atleast_2d(ys)
+        rb = role_blocks(plan)
+        targets = np.concatenate([binary_targets(y, n_classes) for y in ys]).T  # (n, K * P)
+        n_problems = targets.shape[1] // len(ys)
+        dec = ridge_block(
+            np.ascontiguousarray(Xv, dtype=np.float64), np.ascontiguousarray(vox, dtype=np.int64),
+            rb.order, rb.bounds, rb.used, rb.fold_blocks, rb.subtract, rb.n_train, rb.test_pos,
+            rb.n_test, np.ascontiguousarray(targets[rb.order]), float(self.alpha),
+            bool(self.fit_intercept),
         )  # fmt: skip
-
-    def _slab(self, X: np.ndarray, blocks: FoldBlocks, ws: Workspace) -> list[np.ndarray]:
-        """Decisions (n_spheres, n_test, n_targets) of every fold for a slab of spheres."""
-        n_spheres, _, p = X.shape
-        n_classes, n_folds = blocks.n_classes, blocks.n_folds
-        U, ref, shift = gather_centered(X, blocks)  # (n, S, p), (C, S, p)
-
-        counts = blocks.train_counts  # (F, C)
-        n_train = counts.sum(axis=1)  # (F,)
-        mean_u = blocks.fold_class_sums(block_sums(U, blocks))  # (F, C, S, p)
-        mean_u *= (1.0 / counts)[:, :, None, None]
-        # class means in the common frame X - ref[0]
-        means = mean_u + shift[None]
-
-        # targets of each class: +1 on its own column, -1 elsewhere (class 1 only for two
-        # classes), shape (C, K)
-        if n_classes == 2:
-            codes = np.array([[-1.0], [1.0]])
-        else:
-            codes = 2.0 * np.eye(n_classes) - 1.0
-        if self.fit_intercept:
-            origin = np.einsum("fc,fcsj->fsj", counts / n_train[:, None], means)  # (F, S, p)
-            y_mean = (counts / n_train[:, None]) @ codes  # (F, K)
-        else:
-            origin = np.broadcast_to(-ref[0], (n_folds,) + ref[0].shape)  # raw zero
-            y_mean = np.zeros((n_folds, codes.shape[1]))
-        dev = means - origin[:, None]  # (F, C, S, p): class means relative to the origin
-
-        # scatter about the origin = within-class scatter + sum_c n_c dev_c dev_c^T, with
-        # the within-class scatter = sum_c (G_c - n_c mean_u_c mean_u_c^T)
-        bg = block_grams(U, blocks, ws.get("grams", (blocks.n_blocks, n_spheres, p, p)))
-        A = blocks.fold_sums(bg)  # (F, S, p, p)
-        vecs = np.concatenate([dev, mean_u], axis=1)  # (F, 2C, S, p)
-        wts = np.concatenate([counts, -counts], axis=1)  # (F, 2C)
-        left = (vecs * wts[:, :, None, None]).transpose(0, 2, 3, 1)  # (F, S, p, 2C)
-        A += np.matmul(left, vecs.transpose(0, 2, 1, 3))
-        diagonal_view(A)[...] += self.alpha
-
-        # X^T Y about the origin: sum_c n_c dev_c codes_c (centring the targets too
-        # changes nothing, as sum_c n_c dev_c = 0 about the training mean)
-        rhs = np.matmul((dev * counts[:, :, None, None]).transpose(0, 2, 3, 1), codes)
-        coef = solve_batched(A, rhs)  # (F, S, p, K)
-        # decision = (x - origin) . coef + y_mean
-        b = y_mean[:, None, :] - np.matmul(origin[:, :, None, :], coef)[:, :, 0, :]  # (F, S, K)
-        return [linear_test_decisions(U, shift, blocks, f, coef[f], b[f]) for f in range(n_folds)]
+        out = []
+        for k in range(len(ys)):
+            cols = slice(k * n_problems, (k + 1) * n_problems)
+            folds = [dec[:, f, : rb.n_test[f], cols] for f in range(plan.n_folds)]
+            out.append([d[..., 0] for d in folds] if n_classes == 2 else folds)
+        return out
 
     def _dual_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Decisions in the sample space, when every fold has more features than training
