@@ -200,8 +200,8 @@ def test_the_gram_path_serves_problems_with_more_features_than_samples(monkeypat
     from fastsearchlight.estimators import svm
 
     calls = []
-    original = svm._solve_sets_from_gram
-    monkeypatch.setattr(svm, "_solve_sets_from_gram", lambda *a: calls.append(1) or original(*a))
+    original = svm.gram_newton_spheres
+    monkeypatch.setattr(svm, "gram_newton_spheres", lambda *a: calls.append(1) or original(*a))
     X, y = random_spheres(3, 32, 50, 2, seed=1, scale=0.0)
     plan = make_cv_plan(KFold(4), y, None)
     BatchedLinearSVC().fold_decisions(X, y, 2, plan)
@@ -214,7 +214,7 @@ def test_the_gram_path_serves_problems_with_more_features_than_samples(monkeypat
 
 def test_singular_gram_matrices_are_solved_too():
     """A repeated sample makes the training rows' Gram matrix singular: those problems
-    leave the factor path and still reach the optimum."""
+    still reach the optimum."""
     X, y = random_spheres(4, 32, 50, 2, seed=2, scale=0.0)
     X /= 30.0
     X[1, 5] = X[1, 9]
@@ -225,16 +225,15 @@ def test_singular_gram_matrices_are_solved_too():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
 
 
-def test_threads_only_where_the_compiled_primal_path_runs():
-    """The primal path spends its time in compiled code without the interpreter lock; on
-    more features than training samples the numpy work around the kernel holds it."""
+def test_threads_on_both_compiled_paths():
+    """The primal path and the Gram path both spend their time in compiled code without
+    the interpreter lock."""
     from fastsearchlight.estimators.svm import BatchedLinearSVC
 
     svc = BatchedLinearSVC()
     assert svc.releases_gil(n_features=18, n_train=162)
     assert svc.releases_gil(n_features=161, n_train=162)  # with the constant feature: 162
-    assert not svc.releases_gil(n_features=162, n_train=162)
-    assert not svc.releases_gil(n_features=110, n_train=28)
+    assert svc.releases_gil(n_features=110, n_train=28)  # the Gram path
 
 
 @pytest.mark.parametrize("n_features", [6, 70])  # the compiled block path, and the Gram path

@@ -15,8 +15,8 @@ the ridge-regression solution restricted to ``A``::
     (I + 2C X_A^T X_A) w = 2C X_A^T y_A
 
 or, the same point, ``w = X_A^T (I / 2C + X_A X_A^T)^-1 y_A`` when there are more features
-than training samples (an n x n system instead of d x d; :mod:`._svm_newton`),
-reached by an exact line search on the piecewise-quadratic objective. The method stops when
+than training samples (an n x n system instead of d x d). Each Newton point is reached by an
+exact line search on the piecewise-quadratic objective. The method stops when
 the active set no longer changes: then ``w`` satisfies the optimality conditions exactly (up
 to rounding), a tighter optimum than liblinear's default tolerance.
 
@@ -25,7 +25,9 @@ With fewer features than training samples, everything runs in compiled code, sph
 sphere, straight from the voxel-major data (:func:`._svm_kernel.newton_block`): the
 sphere's samples, each training set's first matrix (from the Gram matrices of the left-out
 parts), the Newton iterations of every problem, and the decisions. With more features than
-training samples, the problems are solved on the factor of the training rows' Gram matrix.
+training samples, the whole method runs on each sphere's Gram matrix, in the coefficients of
+the training samples (:mod:`._svm_gram_kernel`), and the decisions come from the Gram matrix
+without forming ``w``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_block, newton_spheres
+from ._svm_gram_kernel import INVERSE_MEMBERS, gram_newton_spheres
+from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_block
 from ._svm_newton import newton
 from .base import BatchedClassifier, binary_targets
 
@@ -66,65 +69,6 @@ def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndar
     Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
     Wq = (index < n).astype(np.float64)
     return index, Yq, Wq
-
-
-def _solve_sets_from_gram(Xz, problems, training_sets, C, max_iter):
-    """Problems with more features than training rows, solved on ``n`` features.
-
-    With ``X_T X_T^T = L L^T`` (the Cholesky factor of a training set's Gram matrix, taken
-    from the sphere's), the rows of ``L`` reproduce every inner product of the training
-    rows, and the minimiser is ``w = X_T^T L^-T v`` where ``v`` solves the same problem on
-    the rows of ``L`` (the regulariser keeps ``w`` in the span of the rows). One factor per
-    sphere and training set serves all its problems (classes, label vectors). Padding rows
-    (weight 0) get a unit diagonal. Training sets whose Gram matrix is singular in a batch
-    (repeated or constant rows), and problems with values too large for the normal
-    equations, are left unconverged for the caller.
-
-    Parameters
-    ----------
-    Xz : ndarray (b, n + 1, d)
-        The spheres' samples, augmented, the last one a zero pad.
-    problems : (index, Yq, Wq)
-        From :func:`_padded_training_sets`.
-    training_sets : ndarray of int (U, M)
-        The problems of each training set.
-
-    Returns
-    -------
-    w : ndarray (b, Q, d)
-    converged : ndarray of bool (b, Q)
-    iterations : ndarray of int (b, Q)
-    """
-    index, Yq, Wq = problems
-    b, _, d = Xz.shape
-    n = index.shape[1]
-    Q = Yq.shape[0]
-    w = np.zeros((b, Q, d))
-    converged = np.zeros((b, Q), dtype=bool)
-    iterations = np.zeros((b, Q), dtype=np.int32)
-    G = Xz @ np.swapaxes(Xz, 1, 2)
-    diag = np.arange(n)
-    for members in training_sets:
-        rows, weights = index[members[0]], Wq[members[0]]
-        K = G[:, rows[:, None], rows[None, :]]
-        K[:, diag, diag] += 1.0 - weights
-        try:
-            L = np.linalg.cholesky(K)  # (b, n, n)
-        except np.linalg.LinAlgError:
-            continue
-        H0 = (2.0 * C) * (np.swapaxes(L, 1, 2) @ (L * weights[None, :, None]))
-        H0[:, diag, diag] += 1.0
-        Yu, Wu = Yq[members], Wq[members]
-        rhs = (2.0 * C) * np.einsum("mk,bkj->bmj", Yu * Wu, L)
-        same_rows = np.tile(diag, (len(members), 1))
-        v, status, its = newton_spheres(
-            L, same_rows, Yu, Wu, np.zeros(len(members), dtype=np.int64), H0[:, None], rhs, C, max_iter
-        )
-        coef = np.linalg.solve(np.swapaxes(L, 1, 2), np.swapaxes(v, 1, 2))  # (b, n, M)
-        w[:, members] = np.swapaxes(np.swapaxes(Xz[:, rows], 1, 2) @ coef, 1, 2)
-        converged[:, members] = status == CONVERGED
-        iterations[:, members] = its
-    return w, converged, iterations
 
 
 class _GramPlan:
@@ -197,11 +141,12 @@ class BatchedLinearSVC(BatchedClassifier):
     reference = "sklearn.svm.LinearSVC(penalty='l2', loss='squared_hinge')"
 
     def releases_gil(self, n_features: int, n_train: int) -> bool:
-        """The Newton iterations run in compiled code without the interpreter lock. With
-        more features than training samples, the per-training-set numpy work around them
-        holds it long enough that processes are faster (W3: 57-70 s in processes, 73-112 s
-        in threads, load 2-3), so only the primal path says yes."""
-        return n_features + bool(self.fit_intercept) <= n_train
+        """The Newton iterations run in compiled code without the interpreter lock: on
+        more features than training samples too, where one compiled call solves a whole
+        batch of spheres from their Gram matrices (W3, n_jobs=2: 41 s in threads, 50 s in
+        processes at load 3-4; 22-31 s and 22 s at load 2-3; threads share the data and
+        start at once)."""
+        return True
 
     def __init__(
         self,
@@ -272,7 +217,9 @@ class BatchedLinearSVC(BatchedClassifier):
         Y: np.ndarray,
         W: np.ndarray,
         training_sets: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        *,
+        weights: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         """Weights and decisions of every (sphere, problem) pair, from voxel-major data.
 
         The first Newton step, from ``w = 0`` where every training sample is active, solves
@@ -285,9 +232,9 @@ class BatchedLinearSVC(BatchedClassifier):
         With fewer features than training samples, one compiled call per block does
         everything sphere by sphere (:func:`._svm_kernel.newton_block`): the sphere's samples
         gathered from the data, the first systems, the Newton iterations and the decisions.
-        With more, the problems are solved on the factor of the training rows' Gram matrix
-        (:func:`_solve_sets_from_gram`). Problems whose values are too large for the normal
-        equations are then solved from the SVD (:func:`._svm_newton.newton`).
+        With more, the problems are solved from each sphere's Gram matrix (:meth:`_solve_gram`).
+        Problems whose values are too large for the normal equations are then solved from the
+        SVD (:func:`._svm_newton.newton`).
 
         Parameters
         ----------
@@ -297,10 +244,12 @@ class BatchedLinearSVC(BatchedClassifier):
             Each sphere's rows of ``Xv``.
         Y, W, training_sets
             As :meth:`fit_weights`.
+        weights : bool
+            Whether the weights are wanted (on the Gram path they are not formed otherwise).
 
         Returns
         -------
-        w : ndarray (n_spheres, n_problems, n_features + fit_intercept)
+        w : ndarray (n_spheres, n_problems, n_features + fit_intercept) or None
         decisions : ndarray (n_spheres, n_problems, n_samples)
             ``[x, intercept_scaling] . w`` of every problem on every sample.
         """
@@ -327,20 +276,8 @@ class BatchedLinearSVC(BatchedClassifier):
             # values too large for the normal equations: solved below, from the SVD
             converged = status != NEEDS_SVD
         else:
-            # more features than training rows: on the factor of the rows' Gram matrix (n
-            # features instead of d), more spheres per batch, so that each training set's
-            # numpy work covers many spheres at once
-            w = np.zeros((B, Q, d))
-            converged = np.zeros((B, Q), dtype=bool)
-            iterations = np.zeros((B, Q), dtype=np.int32)
-            per_batch = max(1, 16 * self.batch_problems // Q)
-            for lo in range(0, B, per_batch):
-                hi = min(B, lo + per_batch)
-                Xz = self._augment(Xv[vox[lo:hi]].transpose(0, 2, 1), pad=1)
-                w[lo:hi], converged[lo:hi], iterations[lo:hi] = _solve_sets_from_gram(
-                    Xz, problems, training_sets, C, int(self.max_iter)
-                )
-            decisions = None
+            # more features than training rows: from each sphere's Gram matrix
+            w, decisions, converged, iterations = self._solve_gram(Xv, vox, Y, kept, training_sets, weights)
         tail = np.flatnonzero(~converged.ravel())
         if tail.size:
             spheres, local = np.unique(tail // Q, return_inverse=True)
@@ -350,19 +287,84 @@ class BatchedLinearSVC(BatchedClassifier):
             ws = np.zeros((len(tail), d))
             its = np.zeros(len(tail), dtype=np.int32)
             newton(Xs, Ys, Ws, ws, C, self.max_iter, iterations=its)
-            w.reshape(-1, d)[tail] = ws
+            if w is not None:
+                w.reshape(-1, d)[tail] = ws
             iterations.reshape(-1)[tail] += its
-            if decisions is not None:
-                tail_decisions = np.einsum("qnk,qk->qn", Xt[local.ravel()], ws[:, :k])
-                if self.fit_intercept:
-                    tail_decisions += (ws[:, k] * float(self.intercept_scaling))[:, None]
-                decisions.reshape(-1, n)[tail] = tail_decisions
-        if decisions is None:
-            decisions = np.einsum("bqk,bkn->bqn", w[:, :, :k], Xv[vox])
+            tail_decisions = np.einsum("qnk,qk->qn", Xt[local.ravel()], ws[:, :k])
             if self.fit_intercept:
-                decisions += (w[:, :, k] * float(self.intercept_scaling))[:, :, None]
+                tail_decisions += (ws[:, k] * float(self.intercept_scaling))[:, None]
+            decisions.reshape(-1, n)[tail] = tail_decisions
         self.n_iter_ = iterations.reshape(B, Q)
         return w, decisions
+
+    def _solve_gram(
+        self,
+        Xv: np.ndarray,
+        vox: np.ndarray,
+        Y: np.ndarray,
+        kept: np.ndarray,
+        training_sets: np.ndarray,
+        weights: bool,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """Problems with more features than training rows, solved from each sphere's Gram
+        matrix ``G = Xz Xz^T`` (n x n, the constant feature included) by
+        :func:`._svm_gram_kernel.gram_newton_spheres`: no ``d``-dimensional work beyond
+        ``G``; without ``weights``, no weights formed at all (the kernel writes the
+        decisions on every sample, from ``G``).
+
+        Parameters
+        ----------
+        Xv, vox, Y, training_sets
+            As :meth:`_solve`.
+        kept : ndarray of bool (n_sets, n_samples)
+            The training samples of each training set.
+        weights : bool
+            Whether to form the weights too.
+
+        Returns
+        -------
+        w : ndarray (n_spheres, n_problems, n_features + fit_intercept) or None
+        decisions : ndarray (n_spheres, n_problems, n_samples)
+        converged : ndarray of bool (n_spheres, n_problems)
+            False for the problems left to :func:`._svm_newton.newton` (values too large
+            for the normal equations, iteration limit).
+        iterations : ndarray of int32 (n_spheres, n_problems)
+        """
+        C = float(self.C)
+        B, k = vox.shape
+        n = Xv.shape[1]
+        d = k + bool(self.fit_intercept)
+        Q = Y.shape[0]
+        shift = float(self.intercept_scaling) ** 2 if self.fit_intercept else 0.0
+        set_size = kept.sum(axis=1)
+        set_rows = np.zeros((len(kept), int(set_size.max())), dtype=np.int64)
+        for u, keep in enumerate(kept):
+            set_rows[u, : set_size[u]] = np.flatnonzero(keep)
+        members = np.ascontiguousarray(training_sets, dtype=np.int64)
+        Yc = np.ascontiguousarray(Y, dtype=np.float64)
+        w = np.zeros((B, Q, d)) if weights else None
+        decisions = np.empty((B, Q, n))
+        converged = np.empty((B, Q), dtype=bool)
+        iterations = np.empty((B, Q), dtype=np.int32)
+        args = (set_rows, set_size, members, Yc, C, int(self.max_iter))
+        per_batch = max(1, 16 * self.batch_problems // Q)  # n x n matrices: many spheres
+        for lo in range(0, B, per_batch):
+            hi = min(B, lo + per_batch)
+            V = Xv[vox[lo:hi]]  # (b, k, n)
+            G = np.swapaxes(V, 1, 2) @ V
+            G += shift
+            if not weights:  # written straight into the output: no weights, no copies
+                status, its = gram_newton_spheres(G, *args, decisions[lo:hi], True, INVERSE_MEMBERS)
+            else:
+                alpha = np.empty((hi - lo, Q, n))
+                status, its = gram_newton_spheres(G, *args, alpha, False, INVERSE_MEMBERS)
+                w[lo:hi, :, :k] = alpha @ np.swapaxes(V, 1, 2)
+                if self.fit_intercept:
+                    w[lo:hi, :, k] = float(self.intercept_scaling) * alpha.sum(axis=2)
+                decisions[lo:hi] = alpha @ G
+            converged[lo:hi] = status == CONVERGED
+            iterations[lo:hi] = its
+        return w, decisions, converged, iterations
 
     def _gather_problems(
         self, X: np.ndarray, ids: np.ndarray, problems: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -426,7 +428,7 @@ class BatchedLinearSVC(BatchedClassifier):
         sets = ((np.arange(K)[None, :, None] * F + np.arange(F)[:, None, None]) * P
                 + np.arange(P)[None, None, :]).reshape(F, K * P)  # fmt: skip
         Xv = np.ascontiguousarray(X, dtype=np.float64)
-        _, decisions = self._solve(Xv, np.ascontiguousarray(vox, dtype=np.int64), Yq, Wq, sets)
+        _, decisions = self._solve(Xv, np.ascontiguousarray(vox, dtype=np.int64), Yq, Wq, sets, weights=False)
         out = []
         for k in range(K):
             folds = []

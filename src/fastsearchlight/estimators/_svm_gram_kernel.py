@@ -1,0 +1,543 @@
+"""Compiled finite Newton iterations on the samples' Gram matrix, for problems with more
+features than training samples (run-wise betas, large spheres).
+
+The same problem and method as :mod:`._svm_kernel` (L2-regularised squared hinge, Newton
+points on the active set, exact line search, stop when the active set no longer changes),
+written in the coefficients ``alpha`` of the training samples instead of the weights:
+``w = X_T^T alpha`` (the regulariser keeps the minimiser in the span of the training rows).
+The Newton point of an active set ``A`` is, by the push-through identity,
+
+    alpha_A = (I / 2C + K_AA)^-1 y_A,    alpha = 0 outside ``A``,
+
+with ``K = X_T X_T^T`` the training rows' Gram matrix (the constant feature included), the
+point ``(I + 2C X_A^T X_A)^-1 2C X_A^T y_A`` of the primal method. Margins, the line
+search's ``w . s`` and ``s . s``, and the decisions on any sample ``j`` (``K[j, T] alpha``)
+need only inner products, so a sphere's whole work starts from its ``n x n`` Gram matrix:
+no ``d``-dimensional vector is ever formed.
+
+``I / 2C + K_AA`` is positive definite even when ``K`` is singular (repeated or constant
+samples), so every training set is solved here. The first step (every training sample
+active) uses one factor per sphere and training set, shared by its problems (the classes and
+label vectors of a fold); later steps update the factor of the active set's matrix, a sample
+joining it appended (``O(|A|^2)``) and a sample leaving it removed (a rank-one update of the
+rows below it), or compute it afresh when many samples change (``|A|^3 / 6``: about a
+microsecond at ``|A| ~ 21``). Every Newton point is solved from a factor: exact to rounding.
+
+Training sets shared by many problems (label vectors of a permutation test) also get the
+inverse ``S`` of ``I / 2C + K`` (every training sample): each Newton point is then one
+product with ``S`` and a small system on the samples outside the active set (a Schur
+complement), refined once against ``K`` at the end; the problems it does not settle to
+rounding go to the factor path.
+
+Problems whose Gram matrix is too large for the regulariser (``eps * 2C max K_ii > 1e-6``,
+as the primal method's test) are left with status :data:`NEEDS_SVD` for the caller.
+
+Compiled with numba (``cache=True``, ``nogil=True``): a whole batch of spheres runs without
+the interpreter lock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._svm_kernel import _FASTMATH, _NORMAL_EQUATIONS_TOL, CONVERGED, NEEDS_SVD, UNCONVERGED
+
+__all__ = ["gram_newton_spheres"]
+
+_EPS = np.finfo(np.float64).eps
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _cholesky_lower(M, k, L, inv):
+    """Lower factor ``L`` (``M = L L^T``) of the leading ``k x k`` block of ``M`` (lower
+    triangle read), row by row, and the reciprocals ``inv`` of its diagonal; False if it
+    is not positive definite. (Multiplying by the reciprocals instead of dividing keeps
+    divisions out of the chain of dependent operations: 1.5 times faster at ``k = 28``.)"""
+    for i in range(k):
+        Li = L[i]
+        for j in range(i):
+            Lj = L[j]
+            acc = M[i, j]
+            for c in range(j):
+                acc -= Li[c] * Lj[c]
+            Li[j] = acc * inv[j]
+        acc = M[i, i]
+        for c in range(i):
+            acc -= Li[c] * Li[c]
+        if acc <= 0.0:
+            return False
+        Li[i] = np.sqrt(acc)
+        inv[i] = 1.0 / Li[i]
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _solve_lower(L, inv, k, b, out):
+    """``out = (L L^T)^-1 b`` on the leading ``k`` entries (``inv``: reciprocals of the
+    diagonal of ``L``)."""
+    for i in range(k):
+        Li = L[i]
+        acc = b[i]
+        for c in range(i):
+            acc -= Li[c] * out[c]
+        out[i] = acc * inv[i]
+    for i in range(k - 1, -1, -1):
+        acc = out[i]
+        for c in range(i + 1, k):
+            acc -= L[c, i] * out[c]
+        out[i] = acc * inv[i]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _step_length(wd, ss, m, delta, k, C):
+    """Exact minimiser along a direction of ``0.5 |w + t s|^2 + C sum max(0, 1 - m - t delta)^2``
+    (as ``_svm_kernel._line_search``), from ``wd = w . s`` and ``ss = s . s``."""
+    t = 1.0
+    if ss == 0.0:
+        return t
+    for _ in range(30):
+        num = wd
+        den = ss
+        for i in range(k):
+            r = 1.0 - m[i]
+            if r - t * delta[i] > 0.0:
+                num -= 2.0 * C * delta[i] * r
+                den += 2.0 * C * delta[i] * delta[i]
+        t_new = -num / den
+        if abs(t_new - t) <= 1e-13 * max(1.0, abs(t)):
+            return t_new
+        t = t_new
+    return t
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _append(K, half, idx, na, j, L, inv, l):
+    """Sample ``j`` appended to the factor ``L`` of ``I / 2C + K_AA`` (``A = idx[:na]``);
+    False if rounding left no positive pivot."""
+    for r in range(na):
+        acc = K[idx[r], j]
+        for c in range(r):
+            acc -= L[r, c] * l[c]
+        l[r] = acc * inv[r]
+    acc = K[j, j] + half
+    for c in range(na):
+        L[na, c] = l[c]
+        acc -= l[c] * l[c]
+    if acc <= 0.0:
+        return False
+    L[na, na] = np.sqrt(acc)
+    inv[na] = 1.0 / L[na, na]
+    idx[na] = j
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _remove(idx, na, r, L, inv, v):
+    """The sample at position ``r`` taken out of the factor ``L`` of ``I / 2C + K_AA``
+    (``A = idx[:na]``): the rows below it move up, and the block below and right of it
+    takes the removed column as a rank-one update (always stable)."""
+    m = na - 1 - r
+    for i in range(m):
+        v[i] = L[r + 1 + i, r]
+    for i in range(r + 1, na):
+        for c in range(r):
+            L[i - 1, c] = L[i, c]
+        for c in range(r, i):
+            L[i - 1, c] = L[i, c + 1]
+        idx[i - 1] = idx[i]
+        inv[i - 1] = inv[i]
+    for c in range(m):
+        rc = r + c
+        lcc = L[rc, rc]
+        nrm = np.sqrt(lcc * lcc + v[c] * v[c])
+        cs = nrm * inv[rc]
+        sn = v[c] * inv[rc]
+        rcs = lcc / nrm
+        L[rc, rc] = nrm
+        inv[rc] = 1.0 / nrm
+        for i in range(c + 1, m):
+            x = (L[r + i, rc] + sn * v[i]) * rcs
+            L[r + i, rc] = x
+            v[i] = cs * v[i] - sn * x
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _solve_dual(K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, M, L, inv, rhs, z):
+    """Finite Newton iterations on one problem: training samples ``0 .. k-1`` of Gram
+    matrix ``K``, targets ``y``; ``L0`` the factor of ``I / 2C + K`` (every sample active).
+    Leaves the coefficients in ``a``; the other arrays are work space (length >= ``k``,
+    ``M`` and ``L`` at least ``k x k``). Returns ``(status, iterations)``.
+
+    ``K p`` is not computed on the active set ``A`` of the Newton point ``p``: there it is
+    ``y - p / 2C`` (its own equations); ``K a`` is ``y * m`` (the margins)."""
+    half = 0.5 / C
+    for i in range(k):
+        a[i] = 0.0
+        m[i] = 0.0
+        act[i] = True
+        pact[i] = True
+        idx[i] = i
+    na = k
+    _solve_lower(L0, inv0, k, y, p)
+    for it in range(max_iter):
+        # direction in the coefficients, and its change of every margin
+        wd = 0.0
+        ss = 0.0
+        for i in range(k):
+            s[i] = p[i] - a[i]
+            if pact[i]:
+                kp = y[i] - half * p[i]
+            else:
+                kp = 0.0
+                for r in range(na):
+                    kp += K[i, idx[r]] * p[idx[r]]
+            u[i] = kp - y[i] * m[i]
+            delta[i] = y[i] * u[i]
+            wd += a[i] * u[i]
+            ss += s[i] * u[i]
+        t = _step_length(wd, ss, m, delta, k, C)
+        n_changed = 0
+        ww = 0.0
+        for i in range(k):
+            a[i] += t * s[i]
+            m[i] += t * delta[i]
+            now = m[i] < 1.0
+            n_changed += now != act[i]
+            act[i] = now
+            ww += a[i] * y[i] * m[i]
+        if n_changed == 0 or t * t * ss <= 1e-26 * (1.0 + abs(ww)):
+            return CONVERGED, it + 1
+        # the Newton point of the new active set: the factor updated (a few changes) or
+        # computed afresh
+        fresh = it == 0 or 4 * n_changed > na
+        if not fresh:
+            r = 0
+            while r < na:  # samples that left
+                if not act[idx[r]]:
+                    pact[idx[r]] = False
+                    _remove(idx, na, r, L, inv, z)
+                    na -= 1
+                else:
+                    r += 1
+            for i in range(k):  # samples that joined
+                if act[i] and not pact[i]:
+                    if not _append(K, half, idx, na, i, L, inv, z):
+                        fresh = True
+                        break
+                    pact[i] = True
+                    na += 1
+        if fresh:
+            na = 0
+            for i in range(k):
+                pact[i] = act[i]
+                if act[i]:
+                    idx[na] = i
+                    na += 1
+            for r in range(na):
+                for c in range(r + 1):
+                    M[r, c] = K[idx[r], idx[c]]
+                M[r, r] += half
+            if not _cholesky_lower(M, na, L, inv):
+                return NEEDS_SVD, it + 1
+        for r in range(na):
+            rhs[r] = y[idx[r]]
+        _solve_lower(L, inv, na, rhs, z)
+        for i in range(k):
+            p[i] = 0.0
+        for r in range(na):
+            p[idx[r]] = z[r]
+    return UNCONVERGED, max_iter
+
+
+#: internal status of :func:`_solve_by_inverse`: the problem goes to :func:`_solve_dual`
+_REDO = 3
+#: training sets shared by at least this many problems (label vectors: permutations) are
+#: solved by :func:`_solve_by_inverse` first; its inverse per training set costs about
+#: three factorisations
+INVERSE_MEMBERS = 16
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _inverse_from_factor(L, inv, k, S, V):
+    """``S = (L L^T)^-1`` (full, symmetric), from the lower factor ``L``; ``V`` is work
+    space (``V = L^-1``)."""
+    for j in range(k):
+        V[j, j] = inv[j]
+        for i in range(j + 1, k):
+            acc = 0.0
+            for c in range(j, i):
+                acc += L[i, c] * V[c, j]
+            V[i, j] = -acc * inv[i]
+    for r in range(k):
+        for c in range(r + 1):
+            acc = 0.0
+            for i in range(r, k):
+                acc += V[i, r] * V[i, c]
+            S[r, c] = acc
+            S[c, r] = acc
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _matvec(S, k, b, out):
+    """``out = S b`` on the leading ``k`` entries."""
+    for i in range(k):
+        Si = S[i]
+        acc = 0.0
+        for c in range(k):
+            acc += Si[c] * b[c]
+        out[i] = acc
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
+    """``out = z - S[:, R] S_RR^-1 z_R`` with ``out_R = 0``, for ``R = ridx[:nr]``. With
+    ``S`` the inverse of ``M = I / 2C + K`` on every training sample and ``z = S b`` (``b``
+    zero on ``R``), this is ``(M_AA)^-1 b_A`` on ``A``, the other samples (block inverse:
+    ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``). The factor of ``S_RR`` is computed when
+    ``factor``, else reused. False if it fails."""
+    for i in range(k):
+        out[i] = z[i]
+    if nr == 0:
+        return True
+    if factor:
+        for e in range(nr):
+            for f in range(e + 1):
+                Mr[e, f] = S[ridx[e], ridx[f]]
+        if not _cholesky_lower(Mr, nr, Lr, invr):
+            return False
+    for e in range(nr):
+        lam[e] = z[ridx[e]]
+    _solve_lower(Lr, invr, nr, lam, lam)
+    for i in range(k):
+        Si = S[i]
+        acc = 0.0
+        for e in range(nr):
+            acc += Si[ridx[e]] * lam[e]
+        out[i] -= acc
+    for e in range(nr):
+        out[ridx[e]] = 0.0
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _solve_by_inverse(
+    K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, ridx, b, Mr, Lr, invr, lam, p1
+):
+    """:func:`_solve_dual`'s iterations, each Newton point from ``S``, the inverse of
+    ``M = I / 2C + K`` on every training sample (shared by the problems of a training
+    set): with ``p1 = S y`` the first Newton point and ``R`` the samples outside the active
+    set ``A``, the Newton point of ``A`` is ``p1_A - S_AR S_RR^-1 p1_R`` (block inverse),
+    a system on the few samples of ``R`` instead of a factor of ``M_AA``.
+
+    At the end, the residual ``r = y_A - M_AA p_A`` is computed from ``K``: the point is
+    within ``2C |r|`` of the exact one (``M_AA >= I / 2C``), and accepted when that is
+    below ``1e-13`` of it; otherwise it is refined once (``p += M_AA^-1 r``, by the block
+    inverse) and accepted if the correction was below ``1e-8`` of it and the active set
+    holds at the refined point (margins from ``K``). Problems not accepted get
+    :data:`_REDO` (the factor path)."""
+    half = 0.5 / C
+    for i in range(k):
+        a[i] = 0.0
+        m[i] = 0.0
+        act[i] = True
+        idx[i] = i
+    na = k
+    nr = 0
+    _matvec(S, k, y, p1)
+    for i in range(k):
+        p[i] = p1[i]
+    for it in range(max_iter):
+        wd = 0.0
+        ss = 0.0
+        for i in range(k):
+            s[i] = p[i] - a[i]
+            if act[i]:  # on the active set of p: its own equations
+                kp = y[i] - half * p[i]
+            else:
+                kp = 0.0
+                Ki = K[i]
+                for r in range(na):
+                    kp += Ki[idx[r]] * p[idx[r]]
+            u[i] = kp - y[i] * m[i]
+            delta[i] = y[i] * u[i]
+            wd += a[i] * u[i]
+            ss += s[i] * u[i]
+        t = _step_length(wd, ss, m, delta, k, C)
+        n_changed = 0
+        ww = 0.0
+        for i in range(k):
+            a[i] += t * s[i]
+            m[i] += t * delta[i]
+            now = m[i] < 1.0
+            n_changed += now != act[i]
+            act[i] = now
+            ww += a[i] * y[i] * m[i]
+        if n_changed == 0:
+            # the residual of the Newton point, from K
+            res = 0.0
+            big = 0.0
+            for i in range(k):
+                b[i] = 0.0
+                big = max(big, abs(p[i]))
+                if act[i]:
+                    acc = 0.0
+                    Ki = K[i]
+                    for r in range(na):
+                        acc += Ki[idx[r]] * p[idx[r]]
+                    b[i] = y[i] - half * p[i] - acc
+                    res += b[i] * b[i]
+            if 2.0 * C * np.sqrt(res) <= 1e-13 * big:
+                for i in range(k):
+                    a[i] = p[i]
+                return CONVERGED, it + 1
+            _matvec(S, k, b, u)
+            if not _schur_correction(S, k, u, s, ridx, nr, Mr, Lr, invr, lam, False):
+                return _REDO, it + 1
+            corr = 0.0
+            for i in range(k):
+                a[i] = p[i] + s[i]
+                corr = max(corr, abs(s[i]))
+            if corr > 1e-8 * big:
+                return _REDO, it + 1
+            for i in range(k):
+                acc = 0.0
+                Ki = K[i]
+                for r in range(na):
+                    acc += Ki[idx[r]] * a[idx[r]]
+                m[i] = y[i] * acc
+                if (m[i] < 1.0) != act[i]:
+                    return _REDO, it + 1
+            return CONVERGED, it + 1
+        if t * t * ss <= 1e-26 * (1.0 + abs(ww)):
+            return _REDO, it + 1
+        na = 0
+        nr = 0
+        for i in range(k):
+            if act[i]:
+                idx[na] = i
+                na += 1
+            else:
+                ridx[nr] = i
+                nr += 1
+        if not _schur_correction(S, k, p1, p, ridx, nr, Mr, Lr, invr, lam, True):
+            return _REDO, it + 1
+    return _REDO, max_iter
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members):
+    """Solve every problem of a batch of spheres from their Gram matrices.
+
+    Parameters
+    ----------
+    G : ndarray (b, n, n)
+        Each sphere's Gram matrix of all samples, ``Xz Xz^T`` with the constant feature.
+    set_rows : ndarray of int (U, n_max)
+        The training samples of each training set (the first ``set_size[u]``).
+    set_size : ndarray of int (U,)
+    members : ndarray of int (U, M)
+        The problems of each training set.
+    Yq : ndarray (Q, n)
+        +-1 targets of each problem, on every sample.
+    C : float
+    max_iter : int
+    out : ndarray (b, Q, n)
+        Filled with each problem's coefficients on the samples (0 outside its training
+        set: its weights are ``alpha @ Xz``), or with ``decisions``, its decision values
+        on every sample (``G[j, T] alpha_T`` outside the training set ``T``, ``y_i m_i``
+        from the margins on it).
+    decisions : bool
+
+    Returns
+    -------
+    status : ndarray of int8 (b, Q)
+        :data:`CONVERGED`, :data:`UNCONVERGED` or :data:`NEEDS_SVD`.
+    iterations : ndarray of int32 (b, Q)
+    """
+    B, n, _ = G.shape
+    U, M = members.shape
+    k_max = set_rows.shape[1]
+    status = np.zeros((B, Yq.shape[0]), dtype=np.int8)
+    iterations = np.zeros((B, Yq.shape[0]), dtype=np.int32)
+    K = np.empty((k_max, k_max))
+    Mw = np.empty((k_max, k_max))
+    L = np.empty((k_max, k_max))
+    L0 = np.empty((k_max, k_max))
+    vec = np.empty((10, k_max))
+    inv = np.empty(k_max)
+    inv0 = np.empty(k_max)
+    act = np.empty(k_max, dtype=np.bool_)
+    pact = np.empty(k_max, dtype=np.bool_)
+    idx = np.empty(k_max, dtype=np.int64)
+    S = np.empty((k_max, k_max))
+    V = np.empty((k_max, k_max))
+    ridx = np.empty(k_max, dtype=np.int64)
+    by_inverse = M >= inverse_members
+    others = np.empty((U, n), dtype=np.int64)  # the samples outside each training set
+    n_others = np.zeros(U, dtype=np.int64)
+    inside = np.empty(n, dtype=np.bool_)
+    for u in range(U):
+        inside[:] = False
+        for r in range(set_size[u]):
+            inside[set_rows[u, r]] = True
+        for j in range(n):
+            if not inside[j]:
+                others[u, n_others[u]] = j
+                n_others[u] += 1
+    half = 0.5 / C
+    for b in range(B):
+        Gb = G[b]
+        for u in range(U):
+            k = set_size[u]
+            rows = set_rows[u]
+            top = 0.0
+            for r in range(k):
+                for c in range(k):
+                    K[r, c] = Gb[rows[r], rows[c]]
+                top = max(top, K[r, r])
+                for c in range(r + 1):
+                    Mw[r, c] = K[r, c]
+                Mw[r, r] += half
+            ok = _EPS * (1.0 + 2.0 * C * top) <= _NORMAL_EQUATIONS_TOL and _cholesky_lower(Mw, k, L0, inv0)
+            if ok and by_inverse:
+                _inverse_from_factor(L0, inv0, k, S, V)
+            for j in range(M):
+                q = members[u, j]
+                res = out[b, q]
+                res[:] = 0.0
+                if not ok:
+                    status[b, q] = NEEDS_SVD
+                    continue
+                y = vec[8]
+                for r in range(k):
+                    y[r] = Yq[q, rows[r]]
+                a = vec[0]
+                m = vec[4]
+                st = _REDO
+                if by_inverse:
+                    st, its = _solve_by_inverse(
+                        K, k, y, C, S, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
+                        act, idx, ridx, vec[6], Mw, L, inv, vec[7], vec[9],
+                    )  # fmt: skip
+                if st == _REDO:
+                    st, its = _solve_dual(
+                        K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
+                        act, pact, idx, Mw, L, inv, vec[6], vec[7],
+                    )  # fmt: skip
+                status[b, q] = st
+                iterations[b, q] = its
+                if not decisions:
+                    for r in range(k):
+                        res[rows[r]] = a[r]
+                    continue
+                for r in range(k):
+                    res[rows[r]] = y[r] * m[r]
+                for e in range(n_others[u]):
+                    j = others[u, e]
+                    Gj = Gb[j]
+                    acc = 0.0
+                    for r in range(k):
+                        acc += Gj[rows[r]] * a[r]
+                    res[j] = acc
+    return status, iterations

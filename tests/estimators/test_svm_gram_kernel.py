@@ -1,0 +1,195 @@
+"""The compiled Newton iterations on the Gram matrix (more features than training samples),
+sphere by sphere against a tightly solved LinearSVC."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.model_selection import LeaveOneGroupOut
+from sklearn.svm import LinearSVC
+
+from fastsearchlight.cv import make_cv_plan
+from fastsearchlight.estimators._svm_gram_kernel import gram_newton_spheres
+from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD
+from fastsearchlight.estimators.base import binary_targets
+from fastsearchlight.estimators.svm import BatchedLinearSVC
+
+
+def run_betas(n_spheres, n_features, n_classes, seed, runs=8):
+    """Run-wise betas: ``runs`` runs of one sample per class (standardised values)."""
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([rng.permutation(np.arange(n_classes)) for _ in range(runs)])
+    groups = np.repeat(np.arange(runs), n_classes)
+    X = rng.standard_normal((n_spheres, len(y), n_features))
+    X += 0.7 * rng.standard_normal((n_spheres, n_classes, n_features))[:, y]
+    return X, y, groups
+
+
+def tight_svc(X, y, C=1.0):
+    """liblinear's primal solver, tightly converged: (coef, intercept) per problem."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = LinearSVC(C=C, dual=False, tol=1e-10, max_iter=1_000_000).fit(X, y)
+    return sk
+
+
+def assert_optimum(w, b, X, y, n_classes, C=1.0, scaling=1.0):
+    """Every one-vs-rest problem's objective gradient vanishes at ``(w, b)`` to rounding: a
+    tighter check than liblinear's own (its gradient stops near 1e-8 on standardised data).
+    Rounding bound: the margins' own rounding (``eps`` times the sum of ``|x_ij w_j|``) times
+    the gradient's sum over samples, with a factor 64 for the sums' accumulation."""
+    Xa = np.hstack([X, np.full((len(X), 1), scaling)])
+    eps = np.finfo(np.float64).eps
+    for wq, bq, yq in zip(w, b, binary_targets(y, n_classes)):
+        v = np.r_[wq, bq / scaling]
+        slack = np.maximum(0.0, 1.0 - yq * (Xa @ v))
+        gradient = v - 2.0 * C * Xa.T @ (yq * slack)
+        margin_rounding = eps * (1.0 + np.abs(Xa * v).sum(axis=1).max())
+        bound = 64 * (eps * np.abs(v).max() + 2.0 * C * np.abs(Xa).sum(axis=0).max() * margin_rounding)
+        assert np.abs(gradient).max() <= bound
+
+
+def solve(G, rows, size, members, Y, C, inverse_members=10**9):
+    """The kernel's coefficients and decisions (two calls), status and iterations; by
+    default on the factor path, with ``inverse_members=1`` by the inverse first."""
+    alpha = np.full((len(G), len(Y), G.shape[1]), np.nan)
+    decisions = np.full_like(alpha, np.nan)
+    status, iterations = gram_newton_spheres(G, rows, size, members, Y, C, 200, alpha, False, inverse_members)
+    status2, iterations2 = gram_newton_spheres(
+        G, rows, size, members, Y, C, 200, decisions, True, inverse_members
+    )
+    assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
+    return alpha, decisions, status, iterations
+
+
+def kernel_inputs(X, y, n_classes, train, scaling=1.0):
+    """Gram matrices and the arguments of :func:`gram_newton_spheres` for one training set."""
+    Y = binary_targets(y, n_classes)
+    G = X @ np.swapaxes(X, 1, 2) + scaling**2
+    rows = np.flatnonzero(train)[None, :]
+    return G, rows, np.array([rows.shape[1]]), np.arange(len(Y))[None, :], Y
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("C", [1.0, 0.01])
+@pytest.mark.parametrize("inverse_members", [1, 10**9])
+def test_kernel_matches_tightly_solved_linearsvc_sphere_by_sphere(n_classes, C, inverse_members):
+    X, y, groups = run_betas(5, 60, n_classes, seed=n_classes)
+    train = groups != 0
+    G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
+    alpha, decisions, status, iterations = solve(G, rows, size, members, Y, C, inverse_members)
+    assert np.all(status == CONVERGED)
+    assert np.all(alpha[:, :, ~train] == 0.0)
+    for s in range(len(X)):
+        sk = tight_svc(X[s][train], y[train], C)
+        w = alpha[s] @ X[s]
+        b = alpha[s].sum(axis=1)  # intercept_scaling 1
+        assert_optimum(w, b, X[s][train], y[train], n_classes, C)
+        np.testing.assert_allclose(w, sk.coef_, rtol=0, atol=1e-6 * np.abs(sk.coef_).max())
+        np.testing.assert_allclose(b, sk.intercept_, rtol=0, atol=1e-6 * np.abs(sk.coef_).max())
+        # decisions on every sample from the Gram matrix alone
+        np.testing.assert_allclose(decisions[s], (X[s] @ w.T + b).T, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_fold_decisions_match_tightly_solved_linearsvc_with_several_label_vectors(n_classes):
+    X, y, groups = run_betas(4, 90, n_classes, seed=10 + n_classes)
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    rng = np.random.default_rng(0)
+    ys = np.stack([y] + [np.concatenate([rng.permutation(r) for r in y.reshape(8, -1)]) for _ in range(3)])
+    svc = BatchedLinearSVC()
+    ours = svc.many_fold_decisions(X, ys, n_classes, plan)
+    assert np.all(svc.n_iter_ > 0)
+    for labels, folds in zip(ys, ours):
+        for f, (tr, te) in enumerate(zip(plan.train_indices, plan.test_indices)):
+            ref = np.stack(
+                [tight_svc(X[s][tr], labels[tr]).decision_function(X[s][te]) for s in range(len(X))]
+            )
+            assert folds[f].shape == ref.shape
+            np.testing.assert_allclose(folds[f], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("inverse_members", [1, 10**9])
+def test_repeated_and_constant_samples_are_solved_by_the_kernel(n_classes, inverse_members):
+    """A repeated training sample and a constant one (zero after the constant feature)
+    make the training rows' Gram matrix singular; ``I / 2C + K_AA`` is not, so the kernel
+    itself reaches the optimum."""
+    X, y, groups = run_betas(3, 50, n_classes, seed=7)
+    train = groups != 0
+    X[:, 5] = X[:, 9]  # repeated
+    X[:, 13] = 0.0  # constant: the Gram row is the intercept's alone
+    X[:, 14] = 0.0
+    G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
+    K = G[0][np.ix_(rows[0], rows[0])]
+    assert np.linalg.eigvalsh(K)[0] < 1e-10 * np.linalg.eigvalsh(K)[-1]  # singular
+    alpha, _, status, _ = solve(G, rows, size, members, Y, 1.0, inverse_members)
+    assert np.all(status == CONVERGED)
+    for s in range(len(X)):
+        sk = tight_svc(X[s][train], y[train])
+        w, b = alpha[s] @ X[s], alpha[s].sum(axis=1)
+        assert_optimum(w, b, X[s][train], y[train], n_classes)
+        np.testing.assert_allclose(w, sk.coef_, rtol=0, atol=1e-6 * np.abs(sk.coef_).max())
+        np.testing.assert_allclose(b, sk.intercept_, rtol=0, atol=1e-6 * np.abs(sk.coef_).max())
+
+
+def test_values_too_large_for_the_regulariser_are_left_to_the_caller():
+    X, y, groups = run_betas(2, 40, 2, seed=3)
+    X *= 1e8
+    G, rows, size, members, Y = kernel_inputs(X, y, 2, groups != 0)
+    _, _, status, _ = solve(G, rows, size, members, Y, 1.0)
+    assert np.all(status == NEEDS_SVD)
+    # and the estimator solves them (numpy Newton, from the singular value decomposition)
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    for decisions in BatchedLinearSVC().fold_decisions(X, y, 2, plan):
+        assert np.all(np.isfinite(decisions))
+
+
+def test_weights_and_decisions_agree_with_unequal_training_sets():
+    """Training sets of different sizes (runs of different lengths): the weights of
+    ``fit_weights`` and the decisions of ``many_fold_decisions`` are one optimum."""
+    rng = np.random.default_rng(4)
+    y = np.tile([0, 1, 2], 11)[:32]
+    groups = np.repeat(np.arange(5), [4, 8, 6, 7, 7])
+    X = rng.standard_normal((3, 32, 70))
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    svc = BatchedLinearSVC(intercept_scaling=2.0)
+    ours = svc.fold_decisions(X, y, 3, plan)
+    for f, (tr, te) in enumerate(zip(plan.train_indices, plan.test_indices)):
+        Yf = binary_targets(y, 3)
+        W = np.zeros_like(Yf)
+        W[:, tr] = 1.0
+        w = svc.fit_weights(X, Yf, W)
+        for s in range(len(X)):
+            assert_optimum(w[s, :, :-1], 2.0 * w[s, :, -1], X[s][tr], y[tr], 3, scaling=2.0)
+        np.testing.assert_allclose(ours[f], np.einsum("bjd,bqd->bjq", X[:, te], w[:, :, :-1]) + 2.0 * w[:, None, :, -1],
+                                   rtol=1e-10, atol=1e-10)  # fmt: skip
+        for s in range(len(X)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sk = LinearSVC(dual=False, tol=1e-10, max_iter=1_000_000, intercept_scaling=2.0).fit(
+                    X[s][tr], y[tr]
+                )
+            ref = sk.decision_function(X[s][te])
+            np.testing.assert_allclose(ours[f][s], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_inverse_and_factor_paths_reach_the_same_optimum_on_raw_scale(n_classes):
+    """Raw-scale values (~1000 +- 30): ``I / 2C + K`` is ill-conditioned, the inverse's
+    Newton points are not exact to rounding, and its problems fall back to the factor
+    path where the refinement is not small; both paths end at the optimum."""
+    X, y, groups = run_betas(4, 60, n_classes, seed=20 + n_classes)
+    X = 1000.0 + 30.0 * X
+    train = groups != 0
+    G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
+    by_inverse = solve(G, rows, size, members, Y, 1.0, 1)
+    by_factor = solve(G, rows, size, members, Y, 1.0)
+    assert np.all(by_inverse[2] == CONVERGED) and np.all(by_factor[2] == CONVERGED)
+    scale = np.abs(by_factor[1]).max()
+    np.testing.assert_allclose(by_inverse[1], by_factor[1], rtol=0, atol=1e-9 * scale)
+    # (liblinear stops short of this optimum on raw-scale values: the optimality
+    # conditions are checked instead)
+    for alpha in (by_inverse[0], by_factor[0]):
+        for s in range(len(X)):
+            assert_optimum(alpha[s] @ X[s], alpha[s].sum(axis=1), X[s][train], y[train], n_classes)
