@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._svm_kernel import _FASTMATH, _NORMAL_EQUATIONS_TOL, CONVERGED, NEEDS_SVD, UNCONVERGED
+from ._svm_kernel import _FASTMATH, _NORMAL_EQUATIONS_TOL, CONVERGED, NEEDS_SVD, UNCONVERGED, _step_length
 
 __all__ = ["gram_newton_spheres"]
 
@@ -87,28 +87,6 @@ def _solve_lower(L, inv, k, b, out):
         for c in range(i + 1, k):
             acc -= L[c, i] * out[c]
         out[i] = acc * inv[i]
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _step_length(wd, ss, m, delta, k, C):
-    """Exact minimiser along a direction of ``0.5 |w + t s|^2 + C sum max(0, 1 - m - t delta)^2``
-    (as ``_svm_kernel._line_search``), from ``wd = w . s`` and ``ss = s . s``."""
-    t = 1.0
-    if ss == 0.0:
-        return t
-    for _ in range(30):
-        num = wd
-        den = ss
-        for i in range(k):
-            r = 1.0 - m[i]
-            if r - t * delta[i] > 0.0:
-                num -= 2.0 * C * delta[i] * r
-                den += 2.0 * C * delta[i] * delta[i]
-        t_new = -num / den
-        if abs(t_new - t) <= 1e-13 * max(1.0, abs(t)):
-            return t_new
-        t = t_new
-    return t
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -196,7 +174,7 @@ def _solve_dual(K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact,
             delta[i] = y[i] * u[i]
             wd += a[i] * u[i]
             ss += s[i] * u[i]
-        t = _step_length(wd, ss, m, delta, k, C)
+        t = _step_length(wd, ss, m, delta, delta[:0], k, C)  # every sample weighs 1
         n_changed = 0
         ww = 0.0
         for i in range(k):
@@ -363,7 +341,7 @@ def _solve_by_inverse(
             delta[i] = y[i] * u[i]
             wd += a[i] * u[i]
             ss += s[i] * u[i]
-        t = _step_length(wd, ss, m, delta, k, C)
+        t = _step_length(wd, ss, m, delta, delta[:0], k, C)  # every sample weighs 1
         n_changed = 0
         ww = 0.0
         for i in range(k):

@@ -174,29 +174,40 @@ def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _line_search(w, s, m, delta, W, C):
-    """Exact minimiser along ``s`` of the objective (as ``_svm_newton._exact_line_search``)."""
-    n = m.shape[0]
-    wd = 0.0
-    ss = 0.0
-    for k in range(w.shape[0]):
-        wd += w[k] * s[k]
-        ss += s[k] * s[k]
+def _step_length(wd, ss, m, delta, W, n, C):
+    """Exact minimiser ``t`` along a direction ``s`` of the objective
+    ``0.5 |w + t s|^2 + C sum_i max(0, 1 - m_i - t delta_i)^2`` (as
+    ``_svm_newton._exact_line_search``), from ``wd = w . s`` and ``ss = s . s``, over the
+    samples ``i < n`` of weight ``W[i] > 0`` (every one when ``W`` is empty). Shared by the
+    primal kernel and the Gram-space one (:mod:`._svm_gram_kernel`)."""
     t = 1.0
     if ss == 0.0:  # no step: already at the Newton point
         return t
+    every = W.shape[0] == 0
     for _ in range(30):
         num = wd
         den = ss
         for i in range(n):
-            if W[i] > 0.0 and (1.0 - m[i]) - t * delta[i] > 0.0:
-                num -= 2.0 * C * delta[i] * (1.0 - m[i])
+            r = 1.0 - m[i]
+            if (every or W[i] > 0.0) and r - t * delta[i] > 0.0:
+                num -= 2.0 * C * delta[i] * r
                 den += 2.0 * C * delta[i] * delta[i]
         t_new = -num / den
         if abs(t_new - t) <= 1e-13 * max(1.0, abs(t)):
             return t_new
         t = t_new
     return t
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _line_search(w, s, m, delta, W, C):
+    """Exact minimiser along ``s`` of the objective (:func:`_step_length`)."""
+    wd = 0.0
+    ss = 0.0
+    for k in range(w.shape[0]):
+        wd += w[k] * s[k]
+        ss += s[k] * s[k]
+    return _step_length(wd, ss, m, delta, W, m.shape[0], C)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
