@@ -141,6 +141,43 @@ def _remove(idx, na, r, L, inv, v):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
+def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta):
+    """One step from the coefficients ``a`` towards the Newton point ``p`` of the active set
+    ``idx[:na]``, by the exact line search: ``a``, the margins ``m`` and the active set
+    ``act`` moved (``s``, ``u``, ``delta`` are work space). On the samples ``on_p`` (the
+    active set of ``p``) ``K p`` is ``y - p / 2C`` (their own equations); elsewhere it is
+    computed from ``K``. Returns ``(t, s . K s, n_changed, a . K a)``."""
+    half = 0.5 / C
+    # direction in the coefficients, and its change of every margin
+    wd = 0.0
+    ss = 0.0
+    for i in range(k):
+        s[i] = p[i] - a[i]
+        if on_p[i]:
+            kp = y[i] - half * p[i]
+        else:
+            kp = 0.0
+            Ki = K[i]
+            for r in range(na):
+                kp += Ki[idx[r]] * p[idx[r]]
+        u[i] = kp - y[i] * m[i]
+        delta[i] = y[i] * u[i]
+        wd += a[i] * u[i]
+        ss += s[i] * u[i]
+    t = _step_length(wd, ss, m, delta, delta[:0], k, C)  # every sample weighs 1
+    n_changed = 0
+    ww = 0.0
+    for i in range(k):
+        a[i] += t * s[i]
+        m[i] += t * delta[i]
+        now = m[i] < 1.0
+        n_changed += now != act[i]
+        act[i] = now
+        ww += a[i] * y[i] * m[i]
+    return t, ss, n_changed, ww
+
+
+@njit(cache=True, fastmath=_FASTMATH)
 def _solve_dual(K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, M, L, inv, rhs, z):
     """Finite Newton iterations on one problem: training samples ``0 .. k-1`` of Gram
     matrix ``K``, targets ``y``; ``L0`` the factor of ``I / 2C + K`` (every sample active).
@@ -159,31 +196,7 @@ def _solve_dual(K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact,
     na = k
     _solve_lower(L0, inv0, k, y, p)
     for it in range(max_iter):
-        # direction in the coefficients, and its change of every margin
-        wd = 0.0
-        ss = 0.0
-        for i in range(k):
-            s[i] = p[i] - a[i]
-            if pact[i]:
-                kp = y[i] - half * p[i]
-            else:
-                kp = 0.0
-                for r in range(na):
-                    kp += K[i, idx[r]] * p[idx[r]]
-            u[i] = kp - y[i] * m[i]
-            delta[i] = y[i] * u[i]
-            wd += a[i] * u[i]
-            ss += s[i] * u[i]
-        t = _step_length(wd, ss, m, delta, delta[:0], k, C)  # every sample weighs 1
-        n_changed = 0
-        ww = 0.0
-        for i in range(k):
-            a[i] += t * s[i]
-            m[i] += t * delta[i]
-            now = m[i] < 1.0
-            n_changed += now != act[i]
-            act[i] = now
-            ww += a[i] * y[i] * m[i]
+        t, ss, n_changed, ww = _newton_step(K, k, y, C, p, pact, idx, na, a, m, act, s, u, delta)
         if n_changed == 0 or t * t * ss <= 1e-26 * (1.0 + abs(ww)):
             return CONVERGED, it + 1
         # the Newton point of the new active set: the factor updated (a few changes) or
@@ -326,31 +339,7 @@ def _solve_by_inverse(
     for i in range(k):
         p[i] = p1[i]
     for it in range(max_iter):
-        wd = 0.0
-        ss = 0.0
-        for i in range(k):
-            s[i] = p[i] - a[i]
-            if act[i]:  # on the active set of p: its own equations
-                kp = y[i] - half * p[i]
-            else:
-                kp = 0.0
-                Ki = K[i]
-                for r in range(na):
-                    kp += Ki[idx[r]] * p[idx[r]]
-            u[i] = kp - y[i] * m[i]
-            delta[i] = y[i] * u[i]
-            wd += a[i] * u[i]
-            ss += s[i] * u[i]
-        t = _step_length(wd, ss, m, delta, delta[:0], k, C)  # every sample weighs 1
-        n_changed = 0
-        ww = 0.0
-        for i in range(k):
-            a[i] += t * s[i]
-            m[i] += t * delta[i]
-            now = m[i] < 1.0
-            n_changed += now != act[i]
-            act[i] = now
-            ww += a[i] * y[i] * m[i]
+        t, ss, n_changed, ww = _newton_step(K, k, y, C, p, act, idx, na, a, m, act, s, u, delta)
         if n_changed == 0:
             # the residual of the Newton point, from K
             res = 0.0

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_block", "newton_problems", "newton_spheres"]
+__all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_block", "newton_problems"]
 
 #: status of a problem after :func:`newton_problems`
 CONVERGED, UNCONVERGED, NEEDS_SVD = 0, 1, 2
@@ -417,7 +417,9 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _solve_sphere(Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter, w, status, iterations, work):
-    """Every problem of one sphere (see :func:`newton_spheres`); results into ``w`` (Q, d),
+    """Every problem of one sphere (see :func:`newton_block`): each training set's first
+    matrix ``H0[u]`` is factored once and serves every problem that shares it (the classes
+    and label vectors of a fold); results into ``w`` (Q, d),
     ``status`` and ``iterations`` (Q,). ``work`` is :func:`_work_space`'s tuple."""
     H, R, factors, ok, vectors, first, m, delta, act = work
     U = H0.shape[0]
@@ -451,51 +453,6 @@ def _work_space(U, n, d):
         np.empty(n),
         np.empty(n, dtype=np.bool_),
     )
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def newton_spheres(Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter):
-    """Solve every problem of a batch of whole spheres, the first step included.
-
-    Each training set's first matrix is factored once per sphere and serves every problem
-    that shares it (the classes and label vectors of a fold); the problems read their rows
-    of the sphere in place.
-
-    Parameters
-    ----------
-    Xz : ndarray (b, n_rows, d)
-        The spheres' samples (augmented with the constant feature; padding rows allowed).
-    index : ndarray of int (Q, n)
-        Each problem's rows of its sphere.
-    Yq, Wq : ndarray (Q, n)
-        +-1 targets and 0/1 weights of each problem.
-    set_of : ndarray of int (Q,)
-        Each problem's training set.
-    H0 : ndarray (b, U, d, d)
-        ``I + 2C X_T^T X_T`` of every sphere and training set (upper triangles used).
-    rhs : ndarray (b, Q, d)
-        ``2C X_T^T y`` of every sphere and problem.
-    C : float
-    max_iter : int
-
-    Returns
-    -------
-    w : ndarray (b, Q, d)
-    status, iterations : ndarray (b, Q)
-        As :func:`newton_problems`.
-    """
-    B, _, d = Xz.shape
-    Q, n = index.shape
-    w = np.zeros((B, Q, d))
-    status = np.zeros((B, Q), dtype=np.int8)
-    iterations = np.zeros((B, Q), dtype=np.int32)
-    work = _work_space(H0.shape[1], n, d)
-    for sph in range(B):
-        _solve_sphere(
-            Xz[sph], index, Yq, Wq, set_of, H0[sph], rhs[sph], C, max_iter, w[sph], status[sph],
-            iterations[sph], work,
-        )  # fmt: skip
-    return w, status, iterations
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -589,8 +546,12 @@ def newton_block(
         Whether to append the constant feature ``scaling``.
     set_ptr, set_rows, subtract, disjoint, rest
         Each training set's rows, as :func:`_first_matrices`.
-    index, Yq, Wq, set_of
-        As :func:`newton_spheres` (padding rows point at row ``n``, a zero sample).
+    index : ndarray of int (Q, n_train)
+        Each problem's rows of its sphere (padding rows point at row ``n``, a zero sample).
+    Yq, Wq : ndarray (Q, n_train)
+        +-1 targets and 0/1 weights of each problem.
+    set_of : ndarray of int (Q,)
+        Each problem's training set.
     YW : ndarray (Q, n + 1)
         Each problem's targets times its training weights (0 at the padding).
     C : float
