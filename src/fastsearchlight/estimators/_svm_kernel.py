@@ -21,8 +21,8 @@ back a few per step (45 steps per problem at W1 12 mm, 28 with this rule); the o
 same, as the method stops only where the optimality conditions hold.
 
 The factorisations and the products of many rows (a new active set's matrix) go to LAPACK and
-BLAS (numba's ``np.linalg.cholesky`` and ``np.dot``): two to three times faster than compiled
-loops from ``d ~ 75``.
+BLAS (``potrf`` and ``syrk``, called in place: :mod:`._lapack`): two to three times faster
+than compiled loops from ``d ~ 75``.
 
 Near ``d ~ n / 2`` on raw-scale data (large spheres, nearly separable training sets) the
 method takes tens of short steps in which one or two samples change: there these updates
@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from ._lapack import cholesky_upper, matmul_into, syrk_upper
 
 __all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_block", "newton_problems"]
 
@@ -54,20 +56,8 @@ _FASTMATH = {"reassoc", "contract"}
 @njit(cache=True, fastmath=_FASTMATH)
 def _cholesky(H, R):
     """Upper factor ``R`` (``H = R^T R``, row-major) from the upper triangle of ``H``;
-    False if ``H`` is not positive definite.
-
-    LAPACK's ``potrf`` (through numba's ``np.linalg.cholesky``, which reads the lower
-    triangle of its C-ordered argument: here ``H.T``, so the upper triangle of ``H``).
-    """
-    try:
-        L = np.linalg.cholesky(H.T)
-    except Exception:  # not positive definite
-        return False
-    d = H.shape[0]
-    for r in range(d):
-        for c in range(r, d):
-            R[r, c] = L[c, r]
-    return True
+    False if ``H`` is not positive definite (LAPACK's ``potrf`` in place, :mod:`._lapack`)."""
+    return cholesky_upper(H, R)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -119,22 +109,25 @@ def _rank_one(R, x, sign, work):
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _gram_of(X, rows, Y, chosen):
-    """``X_S^T X_S`` (full, by BLAS) and ``X_S^T y_S`` of the rows ``rows[chosen]`` of ``X``."""
+    """``X_S^T X_S`` (upper triangle, by BLAS) and ``X_S^T y_S`` of the rows
+    ``rows[chosen]`` of ``X``."""
     d = X.shape[1]
     k = 0
     for i in range(rows.shape[0]):
         k += chosen[i]
-    if k == 0:
-        return np.zeros((d, d)), np.zeros(d)
     XS = np.empty((k, d))
-    yS = np.empty(k)
+    g = np.zeros(d)
     j = 0
     for i in range(rows.shape[0]):
         if chosen[i]:
-            XS[j] = X[rows[i]]
-            yS[j] = Y[i]
+            x = X[rows[i]]
+            for c in range(d):
+                XS[j, c] = x[c]
+                g[c] += Y[i] * x[c]
             j += 1
-    return np.dot(XS.T, XS), np.dot(XS.T, yS)
+    G = np.empty((d, d))
+    syrk_upper(XS, G, 0.0)
+    return G, g
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -472,24 +465,23 @@ def _sphere_samples(Xv, voxels, intercept, scaling, Xz):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _rows_gram(Xz, rows):
-    """``Xz[rows]^T Xz[rows]`` (full, by BLAS); a run of consecutive rows is read in place."""
+def _rows_gram(Xz, rows, G):
+    """``G = Xz[rows]^T Xz[rows]`` (upper triangle, by BLAS); a run of consecutive rows is
+    read in place."""
     k = rows.shape[0]
     d = Xz.shape[1]
-    if k == 0:
-        return np.zeros((d, d))
-    if rows[k - 1] - rows[0] == k - 1:
-        XS = Xz[rows[0] : rows[0] + k]
-    else:
-        XS = np.empty((k, d))
-        for i in range(k):
-            XS[i] = Xz[rows[i]]
-    return np.dot(XS.T, XS)
+    if k > 0 and rows[k - 1] - rows[0] == k - 1:
+        syrk_upper(Xz[rows[0] : rows[0] + k], G, 0.0)
+        return
+    XS = np.empty((k, d))
+    for i in range(k):
+        XS[i] = Xz[rows[i]]
+    syrk_upper(XS, G, 0.0)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0):
-    """``H0[u] = I + 2C X_T^T X_T`` of each training set ``u`` of one sphere.
+    """``H0[u] = I + 2C X_T^T X_T`` (upper triangle) of each training set ``u`` of one sphere.
 
     Training set ``u``'s rows ``set_rows[set_ptr[u]:set_ptr[u + 1]]`` are those it leaves
     out when ``subtract[u]`` (its Gram matrix is then the sphere's minus theirs), else those
@@ -499,28 +491,32 @@ def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0):
     """
     U = subtract.shape[0]
     d = Xz.shape[1]
+    total = np.empty((d, d))
     if disjoint:
-        total = _rows_gram(Xz, rest)
+        _rows_gram(Xz, rest, total)
         for u in range(U):
-            H0[u] = _rows_gram(Xz, set_rows[set_ptr[u] : set_ptr[u + 1]])
-            total += H0[u]
-        for u in range(U):
-            H0[u] = total - H0[u]
+            _rows_gram(Xz, set_rows[set_ptr[u] : set_ptr[u + 1]], H0[u])
+            for r in range(d):
+                for c in range(r, d):
+                    total[r, c] += H0[u, r, c]
     else:
         need = False
         for u in range(U):
             need = need or subtract[u]
-        total = _rows_gram(Xz, np.arange(n)) if need else np.zeros((d, d))
+        if need:
+            _rows_gram(Xz, np.arange(n), total)
         for u in range(U):
-            part = _rows_gram(Xz, set_rows[set_ptr[u] : set_ptr[u + 1]])
-            if subtract[u]:
-                H0[u] = total - part
-            else:
-                H0[u] = part
+            _rows_gram(Xz, set_rows[set_ptr[u] : set_ptr[u + 1]], H0[u])
     for u in range(U):
+        if disjoint or subtract[u]:
+            for r in range(d):
+                for c in range(r, d):
+                    H0[u, r, c] = 2.0 * C * (total[r, c] - H0[u, r, c])
+        else:
+            for r in range(d):
+                for c in range(r, d):
+                    H0[u, r, c] *= 2.0 * C
         for r in range(d):
-            for c in range(d):
-                H0[u, r, c] *= 2.0 * C
             H0[u, r, r] += 1.0
 
 
@@ -576,11 +572,12 @@ def newton_block(
     decisions = np.empty((B, Q, n))
     Xz = np.empty((n + 1, d))
     H0 = np.empty((U, d, d))
+    rhs = np.empty((Q, d))
     work = _work_space(U, index.shape[1], d)
     for sph in range(B):
         _sphere_samples(Xv, vox[sph], intercept, scaling, Xz)
         _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0)
-        rhs = np.dot(YW, Xz)
+        matmul_into(YW, Xz, rhs, False)
         for q in range(Q):
             for c in range(d):
                 rhs[q, c] *= 2.0 * C
@@ -588,5 +585,5 @@ def newton_block(
             Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter, w[sph], status[sph], iterations[sph],
             work,
         )  # fmt: skip
-        decisions[sph] = np.dot(w[sph], Xz[:n].T)
+        matmul_into(w[sph], Xz[:n], decisions[sph], True)
     return w, status, iterations, decisions

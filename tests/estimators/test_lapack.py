@@ -1,0 +1,63 @@
+"""The in-place LAPACK and BLAS calls of the compiled kernels, against numpy."""
+
+import numpy as np
+import pytest
+
+from fastsearchlight.estimators._lapack import cholesky_upper, matmul_into, syrk_upper
+
+
+@pytest.mark.parametrize("d", [1, 5, 41])
+def test_cholesky_upper_matches_numpy(d):
+    rng = np.random.default_rng(d)
+    A = rng.standard_normal((60, d))
+    H = np.eye(d) + A.T @ A
+    R = np.full((d, d), 7.0)
+    assert cholesky_upper(H, R)
+    np.testing.assert_allclose(np.triu(R), np.linalg.cholesky(H).T, rtol=1e-12, atol=1e-12)
+    in_place = H.copy()
+    assert cholesky_upper(in_place, in_place)
+    np.testing.assert_array_equal(np.triu(in_place), np.triu(R))
+    # only the upper triangle is read
+    lower_garbage = np.triu(H) + np.tril(np.full((d, d), np.nan), -1)
+    assert cholesky_upper(lower_garbage, R)
+    np.testing.assert_allclose(np.triu(R), np.linalg.cholesky(H).T, rtol=1e-12, atol=1e-12)
+
+
+def test_cholesky_upper_reports_indefinite_matrices():
+    H = np.array([[1.0, 2.0], [2.0, 1.0]])
+    assert not cholesky_upper(H, np.empty((2, 2)))
+
+
+def test_cholesky_upper_rejects_strided_factor():
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cholesky_upper(np.eye(3), np.empty((3, 6))[:, ::2])
+
+
+@pytest.mark.parametrize("k", [0, 1, 54])
+def test_syrk_upper_matches_numpy(k):
+    rng = np.random.default_rng(k)
+    X = rng.standard_normal((k, 7))
+    G = np.full((7, 7), 3.0)
+    syrk_upper(X, G, 0.0)
+    np.testing.assert_allclose(np.triu(G), np.triu(X.T @ X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((7, 7), 3.0), -1))
+    syrk_upper(X, G, 0.5)
+    np.testing.assert_allclose(np.triu(G), np.triu(1.5 * X.T @ X), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("m, k, n", [(4, 41, 216), (1, 1, 1), (3, 0, 2), (5, 7, 1)])
+def test_matmul_into_matches_numpy(m, k, n):
+    rng = np.random.default_rng(m + k + n)
+    A = rng.standard_normal((m, k))
+    B = rng.standard_normal((k, n))
+    out = np.full((m, n), 9.0)
+    matmul_into(A, B, out, False)
+    np.testing.assert_allclose(out, A @ B, rtol=1e-12, atol=1e-12)
+    out[:] = 9.0
+    matmul_into(A, np.ascontiguousarray(B.T), out, True)
+    np.testing.assert_allclose(out, A @ B, rtol=1e-12, atol=1e-12)
+
+
+def test_matmul_into_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shapes"):
+        matmul_into(np.ones((2, 3)), np.ones((4, 2)), np.empty((2, 2)), False)
