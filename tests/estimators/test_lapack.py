@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastsearchlight.estimators._lapack import cholesky_upper, matmul_into, syrk_upper
+from fastsearchlight.estimators._lapack import cholesky_upper, gram_into, matmul_into, syrk_upper
 
 
 @pytest.mark.parametrize("d", [1, 5, 41])
@@ -61,3 +61,12 @@ def test_matmul_into_matches_numpy(m, k, n):
 def test_matmul_into_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="shapes"):
         matmul_into(np.ones((2, 3)), np.ones((4, 2)), np.empty((2, 2)), False)
+
+
+@pytest.mark.parametrize("k", [0, 1, 30])
+def test_gram_into_is_the_full_cross_product(k):
+    X = np.random.default_rng(k).standard_normal((k, 6))
+    G = np.full((6, 6), np.nan)
+    gram_into(X, G)
+    np.testing.assert_allclose(G, X.T @ X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(G, G.T)

@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import get_cython_function_address
 
-__all__ = ["cholesky_upper", "matmul_into", "syrk_upper"]
+__all__ = ["cholesky_upper", "gram_into", "matmul_into", "syrk_upper"]
 
 
 def _external(module: str, name: str, n_args: int) -> types.ExternalFunction:
@@ -135,3 +135,14 @@ def matmul_into(A, B, out, transpose_b):
            args[3:].ctypes.data, args[4:].ctypes.data, scalars[0:].ctypes.data, B.ctypes.data,
            args[5:].ctypes.data, A.ctypes.data, args[4:].ctypes.data, scalars[1:].ctypes.data,
            out.ctypes.data, args[2:].ctypes.data)  # fmt: skip
+
+
+@njit(cache=True)
+def gram_into(X, G):
+    """``G = X^T X`` (both triangles) for C-contiguous ``X`` ``(k, d)`` and ``G`` ``(d, d)``:
+    the upper triangle by ``syrk`` (half the products of ``gemm``), mirrored."""
+    syrk_upper(X, G, 0.0)
+    d = G.shape[0]
+    for r in range(1, d):
+        for c in range(r):
+            G[r, c] = G[c, r]

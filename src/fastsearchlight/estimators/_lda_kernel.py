@@ -18,6 +18,7 @@ from numba import njit
 
 from ..cv import CVPlan
 from ._fold_statistics import FoldBlocks
+from ._lapack import gram_into
 from ._ridge_kernel import _cholesky_solve
 
 __all__ = ["lda_block", "lda_layout"]
@@ -145,7 +146,7 @@ def lda_block(
             tot_s[c] = 0.0
         for b in used:
             Ub = U[bounds[b] : bounds[b + 1]]
-            grams[b] = np.dot(Ub.T, Ub)
+            gram_into(Ub, grams[b])
             for j in range(p):
                 acc = 0.0
                 for i in range(Ub.shape[0]):

@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from ..cv import CVPlan
+from ._lapack import cholesky_upper, gram_into
 
 __all__ = ["RoleBlocks", "ridge_block", "role_blocks"]
 
@@ -115,24 +116,26 @@ def role_blocks(plan: CVPlan) -> RoleBlocks:
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _cholesky_solve(A, R):
     """``R = A^-1 R`` in place for a symmetric positive definite ``A`` (LAPACK's ``potrf``
-    through numba's ``np.linalg.cholesky``; ``gesv`` when that fails)."""
+    called in place on a copy, :mod:`._lapack`; ``gesv`` when it fails)."""
     p, k = R.shape
-    try:
-        L = np.linalg.cholesky(A)
-    except Exception:  # not positive definite to rounding: LU
+    F = np.empty((p, p))
+    if not cholesky_upper(A, F):  # not positive definite to rounding: LU
         R[:, :] = np.linalg.solve(A, R)
         return
+    # A = F^T F, F upper: forward with F^T, then back with F (rows of F read in order)
     for q in range(k):
-        for i in range(p):
-            s = R[i, q]
-            for j in range(i):
-                s -= L[i, j] * R[j, q]
-            R[i, q] = s / L[i, i]
+        for c in range(p):
+            v = R[c, q] / F[c, c]
+            R[c, q] = v
+            row = F[c]
+            for i in range(c + 1, p):
+                R[i, q] -= row[i] * v
         for i in range(p - 1, -1, -1):
+            row = F[i]
             s = R[i, q]
             for j in range(i + 1, p):
-                s -= L[j, i] * R[j, q]
-            R[i, q] = s / L[i, i]
+                s -= row[j] * R[j, q]
+            R[i, q] = s / F[i, i]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -216,7 +219,7 @@ def ridge_block(
         total_x[:] = 0.0
         for b in used:
             Xb = Xs[bounds[b] : bounds[b + 1]]
-            grams[b] = np.dot(Xb.T, Xb)
+            gram_into(Xb, grams[b])
             xy[b] = np.dot(Xb.T, targets[bounds[b] : bounds[b + 1]])
             for j in range(p):
                 acc = 0.0
