@@ -50,7 +50,8 @@ _TASKS_PER_WORKER = 32
 
 def plan_blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers):
     """Blocks of equal-size spheres, each sized so that ``n_workers`` of them fit the budget,
-    and, with several workers, small enough to share the work evenly.
+    and, with several workers, small enough to share the work evenly and ordered from the
+    largest spheres to the smallest (the costliest blocks do not come last).
 
     ``X`` is voxel-major, (n_mask_voxels, n_samples).
     """
@@ -67,7 +68,10 @@ def plan_blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_work
         )
         for k in np.unique(neighbourhoods.sizes)
     }
-    return list(neighbourhoods.blocks(lambda k: per_block[k]))
+    blocks = list(neighbourhoods.blocks(lambda k: per_block[k]))
+    if n_workers > 1:  # largest spheres first: the blocks left at the end are the cheapest
+        blocks.sort(key=lambda block: -block[1].shape[1])
+    return blocks
 
 
 def group_blocks(blocks, n_tasks):

@@ -57,7 +57,7 @@ def _pop(heap_d, heap_v, size):
     return d0, v0, size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _discs(indptr, indices, weights, radius):
     """CSR arrays (indptr, indices) of the vertices within ``radius`` of each vertex."""
     n = len(indptr) - 1

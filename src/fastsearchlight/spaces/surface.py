@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,10 +109,10 @@ def edge_graph(coords: np.ndarray, faces: np.ndarray) -> sparse.csr_matrix:
     return sparse.csr_matrix((np.concatenate([lengths, lengths]), (rows, cols)), shape=(n, n))
 
 
-def _geodesic(coords, faces, radius: float) -> sparse.csr_matrix:
+def _geodesic(graph, radius: float) -> sparse.csr_matrix:
     from ._geodesic import geodesic_discs
 
-    return geodesic_discs(edge_graph(coords, faces), radius)
+    return geodesic_discs(graph, radius)
 
 
 def _euclidean(coords, radius: float) -> sparse.csr_matrix:
@@ -125,6 +126,25 @@ def _key(coords, faces, radius: float, distance: str) -> tuple:
     if distance == "geodesic":
         digest.update(faces.tobytes())
     return digest.hexdigest(), coords.shape, float(radius), distance
+
+
+def _cached(key) -> sparse.csr_matrix | None:
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    return None
+
+
+def _store(key, discs: sparse.csr_matrix) -> None:
+    _CACHE[key] = discs
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+
+
+def _build_discs(coords, graph, radius: float, distance: str) -> sparse.csr_matrix:
+    discs = _geodesic(graph, radius) if distance == "geodesic" else _euclidean(coords, radius)
+    discs.sort_indices()
+    return discs
 
 
 def vertex_discs(part, radius: float, distance: str = "geodesic") -> sparse.csr_matrix:
@@ -148,14 +168,10 @@ def vertex_discs(part, radius: float, distance: str = "geodesic") -> sparse.csr_
         raise ValueError(f"distance must be 'geodesic' or 'euclidean', got {distance!r}.")
     coords, faces = _mesh_arrays(part)
     key = _key(coords, faces, radius, distance)
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    discs = _geodesic(coords, faces, radius) if distance == "geodesic" else _euclidean(coords, radius)
-    discs.sort_indices()
-    _CACHE[key] = discs
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    discs = _cached(key)
+    if discs is None:
+        discs = _build_discs(coords, edge_graph(coords, faces), radius, distance)
+        _store(key, discs)
     return discs
 
 
@@ -229,20 +245,37 @@ def build_surface_neighbourhoods(
         hemisphere (0 left, 1 right), vertex index and 0.
     MeshSpace
     """
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be 'geodesic' or 'euclidean', got {distance!r}.")
     hemis = tuple(h for h in HEMISPHERES if h in mesh.parts)
+    # each hemisphere's arrays read once (a mesh of files is read at every access), its
+    # edge graph made once (the geodesic discs and the adjacency), and the discs missing
+    # from the cache built for both hemispheres at once (the compiled Dijkstra releases
+    # the interpreter lock)
+    arrays = {h: _mesh_arrays(mesh.parts[h]) for h in hemis}
+    graphs = {h: edge_graph(*arrays[h]) for h in hemis}
+    keys = {h: _key(*arrays[h], radius, distance) for h in hemis}
+    full = {h: _cached(keys[h]) for h in hemis}
+    missing = [h for h in hemis if full[h] is None]
+    if missing:
+        build = lambda h: _build_discs(arrays[h][0], graphs[h], radius, distance)  # noqa: E731
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            for h, discs in zip(missing, pool.map(build, missing)):
+                full[h] = discs
+                _store(keys[h], discs)
     blocks, adjacency, coords, seeds = [], [], [], []
     for k, hemi in enumerate(hemis):
-        part, mask = mesh.parts[hemi], masks[hemi]
+        mask = masks[hemi]
         keep = np.flatnonzero(mask)
-        blocks.append(vertex_discs(part, radius, distance)[keep][:, keep])
-        adjacency.append(mesh_adjacency(part)[keep][:, keep])
-        coords.append(np.asarray(part.coordinates, dtype=np.float64)[keep])
+        blocks.append(full[hemi][keep][:, keep])
+        adjacency.append(graphs[hemi].astype(bool)[keep][:, keep])
+        coords.append(arrays[hemi][0][keep])
         seeds.append(np.column_stack([np.full(len(keep), k), keep, np.zeros(len(keep), dtype=np.int64)]))
     discs = sparse.block_diag(blocks, format="csr").astype(bool)
     discs.sort_indices()
     space = MeshSpace(
         hemispheres=hemis,
-        n_vertices={h: mesh.parts[h].n_vertices for h in hemis},
+        n_vertices={h: len(arrays[h][0]) for h in hemis},
         masks={h: np.asarray(masks[h], dtype=bool) for h in hemis},
         adjacency=sparse.block_diag(adjacency, format="csr").astype(bool),
         coordinates=np.concatenate(coords),
