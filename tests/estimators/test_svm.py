@@ -213,6 +213,45 @@ def test_the_gram_path_serves_problems_with_more_features_than_samples(monkeypat
     assert not calls  # d = 10 < 68: the primal systems
 
 
+def _primal_gradient(w, X, Y, W, C=1.0):
+    """Gradient of 0.5 |w|^2 + C sum_i W_i max(0, 1 - y_i w . [x_i, 1])^2 (each problem)."""
+    Xt = np.concatenate([X, np.ones(X.shape[:-1] + (1,))], axis=-1)  # (n, d)
+    slack = np.maximum(0.0, 1.0 - Y * (w @ Xt.T)) * W  # (Q, n)
+    return w - 2.0 * C * (slack * Y) @ Xt
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_nearly_as_many_features_as_samples_take_the_gram_path_and_the_optimum(monkeypatch, n_classes):
+    # d / n_train above GRAM_SHARE (d ~ n on raw-scale data, nearly separable training
+    # sets, where liblinear itself stops short of the optimum): solved from the Gram
+    # matrices, with the primal kernel's first-step rule; the decisions are the primal
+    # kernel's, and the weights are the optimum (1-strongly convex objective: the distance
+    # to the optimum is at most the gradient's norm)
+    from fastsearchlight.estimators import svm
+
+    X, y = random_spheres(6, 64, 36, n_classes, seed=11)  # d = 37, 48 training samples
+    plan = make_cv_plan(KFold(4), y, None)
+    assert 37 >= svm.GRAM_SHARE * 48
+    calls = []
+    original = svm.gram_newton_spheres
+    monkeypatch.setattr(svm, "gram_newton_spheres", lambda *a: calls.append(a[-1]) or original(*a))
+    gram = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
+    assert calls and set(calls) == {37}  # the Gram kernel, told the features for its rule
+    targets = np.array([np.where(y == c, 1.0, -1.0) for c in ([1] if n_classes == 2 else range(n_classes))])
+    Y = np.repeat(targets, plan.n_folds, axis=0)
+    W = np.tile(plan.train_masks.astype(float), (len(targets), 1))
+    w = BatchedLinearSVC().fit_weights(X, Y, W)
+    for s in range(len(X)):
+        start = np.linalg.norm(_primal_gradient(np.zeros_like(w[s]), X[s], Y, W), axis=1)
+        assert np.all(np.linalg.norm(_primal_gradient(w[s], X[s], Y, W), axis=1) <= 1e-8 * start)
+    monkeypatch.setattr(svm, "GRAM_SHARE", 10.0)  # every problem to the primal kernel
+    calls.clear()
+    primal = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
+    assert not calls
+    for a, b in zip(gram, primal):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-7 * np.abs(b).max())
+
+
 def test_singular_gram_matrices_are_solved_too():
     """A repeated sample makes the training rows' Gram matrix singular: those problems
     still reach the optimum."""

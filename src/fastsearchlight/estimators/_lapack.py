@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import get_cython_function_address
 
-__all__ = ["cholesky_upper", "gram_into", "matmul_into", "syrk_upper"]
+__all__ = ["cholesky_lower_block", "cholesky_upper", "gram_into", "matmul_into", "syrk_upper"]
 
 
 def _external(module: str, name: str, n_args: int) -> types.ExternalFunction:
@@ -37,8 +37,9 @@ _dpotrf = _external("scipy.linalg.cython_lapack", "dpotrf", 5)
 _dsyrk = _external("scipy.linalg.cython_blas", "dsyrk", 10)
 _dgemm = _external("scipy.linalg.cython_blas", "dgemm", 13)
 
-#: the characters 'L' (Fortran's lower triangle: the C-ordered upper one), 'N' and 'T'
-_LOWER, _NO_TRANSPOSE, _TRANSPOSE = ord("L"), ord("N"), ord("T")
+#: the characters 'L' (Fortran's lower triangle: the C-ordered upper one), 'U' (the C-ordered
+#: lower one), 'N' and 'T'
+_LOWER, _UPPER, _NO_TRANSPOSE, _TRANSPOSE = ord("L"), ord("U"), ord("N"), ord("T")
 
 
 @njit(cache=True)
@@ -146,3 +147,23 @@ def gram_into(X, G):
     for r in range(1, d):
         for c in range(r):
             G[r, c] = G[c, r]
+
+
+@njit(cache=True)
+def cholesky_lower_block(L, k):
+    """The lower factor of the leading ``k x k`` block of ``L`` (``M = F F^T``, from the
+    lower triangle of that block), in place; False when it is not positive definite. ``L``
+    is a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``);
+    the block's upper triangle is left unspecified."""
+    if k == 0:
+        return True
+    if L.strides[1] != 8 or L.shape[0] < k or L.shape[1] < k:
+        raise ValueError("cholesky_lower_block needs unit column stride and a k x k block")
+    args = np.empty(4, dtype=np.int32)
+    args[0] = _UPPER
+    args[1] = k
+    args[2] = L.strides[0] // 8 if L.shape[0] > 1 else max(k, 1)
+    args[3] = 0
+    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, L.ctypes.data, args[2:].ctypes.data,
+            args[3:].ctypes.data)  # fmt: skip
+    return args[3] == 0

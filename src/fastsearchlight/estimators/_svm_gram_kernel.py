@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._lapack import cholesky_lower_block
 from ._svm_kernel import _FASTMATH, _NORMAL_EQUATIONS_TOL, CONVERGED, NEEDS_SVD, UNCONVERGED, _step_length
 
 __all__ = ["gram_newton_spheres"]
@@ -51,24 +52,16 @@ _EPS = np.finfo(np.float64).eps
 @njit(cache=True, fastmath=_FASTMATH)
 def _cholesky_lower(M, k, L, inv):
     """Lower factor ``L`` (``M = L L^T``) of the leading ``k x k`` block of ``M`` (lower
-    triangle read), row by row, and the reciprocals ``inv`` of its diagonal; False if it
-    is not positive definite. (Multiplying by the reciprocals instead of dividing keeps
-    divisions out of the chain of dependent operations: 1.5 times faster at ``k = 28``.)"""
-    for i in range(k):
-        Li = L[i]
-        for j in range(i):
-            Lj = L[j]
-            acc = M[i, j]
-            for c in range(j):
-                acc -= Li[c] * Lj[c]
-            Li[j] = acc * inv[j]
-        acc = M[i, i]
-        for c in range(i):
-            acc -= Li[c] * Li[c]
-        if acc <= 0.0:
-            return False
-        Li[i] = np.sqrt(acc)
-        inv[i] = 1.0 / Li[i]
+    triangle read), and the reciprocals ``inv`` of its diagonal; False if it is not
+    positive definite. LAPACK's ``potrf`` in place (:mod:`._lapack`): 1.5-1.7 times faster
+    than compiled loops from ``k = 16`` to ``k = 162``."""
+    for r in range(k):
+        for c in range(r + 1):
+            L[r, c] = M[r, c]
+    if not cholesky_lower_block(L, k):
+        return False
+    for r in range(k):
+        inv[r] = 1.0 / L[r, r]
     return True
 
 
@@ -141,12 +134,14 @@ def _remove(idx, na, r, L, inv, v):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta):
+def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few):
     """One step from the coefficients ``a`` towards the Newton point ``p`` of the active set
     ``idx[:na]``, by the exact line search: ``a``, the margins ``m`` and the active set
     ``act`` moved (``s``, ``u``, ``delta`` are work space). On the samples ``on_p`` (the
     active set of ``p``) ``K p`` is ``y - p / 2C`` (their own equations); elsewhere it is
-    computed from ``K``. Returns ``(t, s . K s, n_changed, a . K a)``."""
+    computed from ``K``. When the search would go past ``p`` to where fewer than ``few``
+    samples stay active, the step stops at ``p`` (the primal kernel's first-step rule;
+    ``few = 0``: never). Returns ``(t, s . K s, n_changed, a . K a)``."""
     half = 0.5 / C
     # direction in the coefficients, and its change of every margin
     wd = 0.0
@@ -165,6 +160,12 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta):
         wd += a[i] * u[i]
         ss += s[i] * u[i]
     t = _step_length(wd, ss, m, delta, delta[:0], k, C)  # every sample weighs 1
+    if t > 1.0 and few > 0:
+        kept = 0
+        for i in range(k):
+            kept += m[i] + t * delta[i] < 1.0
+        if kept < few:
+            t = 1.0
     n_changed = 0
     ww = 0.0
     for i in range(k):
@@ -178,7 +179,9 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _solve_dual(K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, M, L, inv, rhs, z):
+def _solve_dual(
+    K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, M, L, inv, rhs, z, n_features
+):  # fmt: skip
     """Finite Newton iterations on one problem: training samples ``0 .. k-1`` of Gram
     matrix ``K``, targets ``y``; ``L0`` the factor of ``I / 2C + K`` (every sample active).
     Leaves the coefficients in ``a``; the other arrays are work space (length >= ``k``,
@@ -196,7 +199,9 @@ def _solve_dual(K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact,
     na = k
     _solve_lower(L0, inv0, k, y, p)
     for it in range(max_iter):
-        t, ss, n_changed, ww = _newton_step(K, k, y, C, p, pact, idx, na, a, m, act, s, u, delta)
+        # the first step: as the primal kernel's (with fewer features than samples only)
+        few = n_features if it == 0 and n_features <= k else 0
+        t, ss, n_changed, ww = _newton_step(K, k, y, C, p, pact, idx, na, a, m, act, s, u, delta, few)
         if n_changed == 0 or t * t * ss <= 1e-26 * (1.0 + abs(ww)):
             return CONVERGED, it + 1
         # the Newton point of the new active set: the factor updated (a few changes) or
@@ -339,7 +344,7 @@ def _solve_by_inverse(
     for i in range(k):
         p[i] = p1[i]
     for it in range(max_iter):
-        t, ss, n_changed, ww = _newton_step(K, k, y, C, p, act, idx, na, a, m, act, s, u, delta)
+        t, ss, n_changed, ww = _newton_step(K, k, y, C, p, act, idx, na, a, m, act, s, u, delta, 0)
         if n_changed == 0:
             # the residual of the Newton point, from K
             res = 0.0
@@ -393,7 +398,9 @@ def _solve_by_inverse(
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members):
+def gram_newton_spheres(
+    G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, n_features=0
+):  # fmt: skip
     """Solve every problem of a batch of spheres from their Gram matrices.
 
     Parameters
@@ -415,6 +422,12 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, de
         on every sample (``G[j, T] alpha_T`` outside the training set ``T``, ``y_i m_i``
         from the margins on it).
     decisions : bool
+    inverse_members : int
+        Training sets with at least that many problems are solved from the inverse first.
+    n_features : int
+        The samples' features (the constant included): with no more features than training
+        samples, the first step stops at its Newton point rather than go past it to where
+        fewer than ``n_features`` samples stay active, as in :mod:`._svm_kernel` (0: never).
 
     Returns
     -------
@@ -490,7 +503,7 @@ def gram_newton_spheres(G, set_rows, set_size, members, Yq, C, max_iter, out, de
                 if st == _REDO:
                     st, its = _solve_dual(
                         K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
-                        act, pact, idx, Mw, L, inv, vec[6], vec[7],
+                        act, pact, idx, Mw, L, inv, vec[6], vec[7], n_features,
                     )  # fmt: skip
                 status[b, q] = st
                 iterations[b, q] = its
