@@ -1,0 +1,130 @@
+"""Proven-exact searchlight scores of the svc, sphere by sphere (for ``sphere_sizes.py``).
+
+For every sphere of a process mask, the sphere's samples are extracted as nilearn's
+``SearchLight`` extracts them (:func:`nilearn.maskers.nifti_spheres_masker.apply_mask_and_get_affinity`),
+and every fold's ``LinearSVC`` problems (one per one-vs-rest class) are solved twice:
+
+- by :class:`fastsearchlight.estimators.svm.BatchedLinearSVC` (``fit_weights`` on the one
+  sphere: our Newton solver, but not our masking, neighbourhoods or batching of spheres,
+  and it returns the weights, which the searchlight's decision-only path does not form);
+- by a tightly solved ``sklearn.svm.LinearSVC(dual=False, tol=1e-10, max_iter=100000)``.
+
+The gradient of the objective at both solutions, and the certificate of our test predictions,
+are computed in plain numpy (:mod:`fastsearchlight.estimators._certificate`). When every test
+prediction of a sphere is certified, its accuracy (mean over folds, as ``cross_val_score``) is
+provably the exact optimum's: the *exact score*, against which both tools' scores are compared.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from fastsearchlight.estimators._certificate import augment, certify, gradient, liblinear_weights, ovr_targets
+
+
+def _sphere_samples(img, mask_img, process_img, radius: float) -> tuple[np.ndarray, list]:
+    """``(X, rows)``: the masked samples and each process-mask voxel's sphere (columns of
+    ``X``), in the order of the process mask's voxels (``np.where``), as nilearn's
+    ``SearchLight.fit``."""
+    from nilearn.image import coord_transform
+    from nilearn.maskers.nifti_spheres_masker import apply_mask_and_get_affinity
+
+    process = np.asarray(process_img.dataobj) != 0
+    ijk = np.where(process)
+    coords = np.asarray(coord_transform(ijk[0], ijk[1], ijk[2], process_img.affine)).T
+    X, A = apply_mask_and_get_affinity(coords, img, radius, True, mask_img=mask_img)
+    return np.asarray(X, dtype=np.float64), list(A.rows)
+
+
+def certify_spheres(img, y, groups, mask_img, process_img, radius: float, cv, C: float = 1.0) -> dict:
+    """Certificate, gradients and exact scores of every sphere of ``process_img``.
+
+    Parameters
+    ----------
+    img, y, groups, mask_img, radius, cv
+        As nilearn's ``SearchLight(mask_img=mask_img, radius=radius, cv=cv).fit(img, y, groups)``
+        with ``estimator="svc"``.
+    process_img : Niimg
+        The spheres' centres.
+    C : float
+        ``LinearSVC``'s C.
+
+    Returns
+    -------
+    dict of ndarray (n_spheres,), in the order of the process mask's voxels
+        ``certified`` (bool: every test prediction of every fold certified), ``exact_score``
+        (accuracy of the certified predictions, NaN if not certified), ``liblinear_score``
+        (tight ``LinearSVC``'s accuracy), ``grad_ours`` and ``grad_liblinear`` (the largest
+        gradient norm over the sphere's problems).
+    """
+    from sklearn.svm import LinearSVC
+
+    from fastsearchlight.estimators.svm import BatchedLinearSVC
+
+    X, rows = _sphere_samples(img, mask_img, process_img, radius)
+    y = np.asarray(y)
+    classes = np.unique(y)
+    splits = list(cv.split(X, y, groups))
+    ours = BatchedLinearSVC(C=C)
+    out = {
+        k: np.full(len(rows), np.nan)
+        for k in ("exact_score", "liblinear_score", "grad_ours", "grad_liblinear")
+    }
+    out["certified"] = np.zeros(len(rows), dtype=bool)
+    Yall = ovr_targets(y, classes)  # (P, n)
+    P = Yall.shape[0]
+    # every fold's problems of one sphere at once: problem f * P + p
+    Yq = np.tile(Yall, (len(splits), 1))
+    Wq = np.repeat(
+        np.array([np.isin(np.arange(len(y)), tr) for tr, _ in splits], dtype=np.float64), P, axis=0
+    )
+    for i, row in enumerate(rows):
+        Xs = X[:, row]
+        w = ours.fit_weights(Xs[None], Yq, Wq)[0]  # (F * P, k + 1)
+        certified, exact, tight, g_ours, g_lib = True, [], [], 0.0, 0.0
+        for f, (train, test) in enumerate(splits):
+            if not np.array_equal(np.unique(y[train]), classes):
+                raise ValueError("a training fold lacks a class: LinearSVC's problems would differ")
+            cert = certify(w[f * P : (f + 1) * P], Xs[train], y[train], Xs[test], classes, C)
+            certified &= cert.all_certified
+            exact.append(np.mean(cert.predictions == y[test]))
+            g_ours = max(g_ours, float(cert.grad_norms.max()))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # liblinear's convergence warnings
+                svc = LinearSVC(C=C, dual=False, tol=1e-10, max_iter=100000).fit(Xs[train], y[train])
+            tight.append(svc.score(Xs[test], y[test]))
+            wl = liblinear_weights(svc.coef_, svc.intercept_, svc.intercept_scaling)
+            grad, _ = gradient(
+                wl, augment(Xs[train], svc.intercept_scaling), ovr_targets(y[train], classes), C
+            )
+            g_lib = max(g_lib, float(np.linalg.norm(grad, axis=1).max()))
+        out["certified"][i] = certified
+        out["exact_score"][i] = np.mean(exact) if certified else np.nan
+        out["liblinear_score"][i] = np.mean(tight)
+        out["grad_ours"][i], out["grad_liblinear"][i] = g_ours, g_lib
+    return out
+
+
+def summary(cert: dict, our_scores: np.ndarray | None = None) -> dict:
+    """The result fields of :func:`certify_spheres`'s output: ``certified`` (share of spheres
+    whose every test prediction is certified), ``grad_max_ours``, ``grad_max_liblinear``, and,
+    over the certified spheres, ``liblinear_equals_exact`` (share whose tight ``LinearSVC``
+    score equals the exact score) and ``ours_equals_exact`` (the same for ``our_scores``, the
+    searchlight's scores of the same spheres, if given)."""
+    ok = cert["certified"]
+    same = lambda s: (
+        float(np.mean(np.isclose(s[ok], cert["exact_score"][ok], rtol=0, atol=1e-12)))
+        if ok.any()
+        else float("nan")
+    )
+    out = {
+        "certified": float(ok.mean()),
+        "grad_max_ours": float(np.max(cert["grad_ours"])),
+        "grad_max_liblinear": float(np.max(cert["grad_liblinear"])),
+        "liblinear_equals_exact": same(cert["liblinear_score"]),
+    }
+    if our_scores is not None:
+        out["ours_equals_exact"] = same(np.asarray(our_scores, dtype=np.float64))
+    return out
