@@ -120,6 +120,46 @@ def test_surface_space_is_the_surface_study_of_the_runs_cleaned_as_nilearn(surfa
     assert summary["name"] == f"sub-01, task-objects, space-{SPACE}"
 
 
+def test_surface_space_takes_gifti_masks(surface_bids, tmp_path, capsys):
+    # a mask per hemisphere (as the cortex without the medial wall): the discs are those of
+    # the mask vertices, over the mask vertices; a disc wholly inside the mask scores as
+    # without the mask; nothing is written outside it
+    from nilearn.surface import load_surf_data
+
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    deriv = surface_bids / "derivatives" / "fmriprep"
+    mesh = load_mesh(SPACE)
+    discs = {h: vertex_discs(mesh.parts[h], 10.0, "geodesic") for h in ("left", "right")}
+    masks = {h: np.zeros(mesh.parts[h].n_vertices, bool) for h in ("left", "right")}
+    masks["left"][vertex_discs(mesh.parts["left"], 30.0, "geodesic")[1000].indices] = True
+    masks["right"][vertex_discs(mesh.parts["right"], 40.0, "geodesic")[500].indices] = True
+    paths = []
+    for hemi, m in masks.items():
+        path = tmp_path / f"mask_hemi-{hemi[0].upper()}.label.gii"
+        nib.save(nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(m.astype(np.int32))]), path)
+        paths.append(str(path))
+    base = ["run", "--bids", str(surface_bids), "--derivatives", str(deriv), "--space", SPACE, "--subject", "01",
+            "--task", "objects", "--confounds", "simple", "--estimator", "gnb", "--quiet"]  # fmt: skip
+    assert main([*base, "--mask", *paths, "--out", str(tmp_path / "masked")]) == 0
+    assert main([*base, "--out", str(tmp_path / "whole")]) == 0
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "masked" / "summary.json").read_text())
+    assert summary["data"]["mask vertices"] == {h: int(m.sum()) for h, m in masks.items()}
+    assert summary["results"]["discs"] == sum(int(m.sum()) for m in masks.values())
+    for hemi, m in masks.items():
+        name = f"searchlight_scores_hemi-{hemi[0].upper()}.func.gii"
+        masked = load_surf_data(str(tmp_path / "masked" / name))
+        whole = load_surf_data(str(tmp_path / "whole" / name))
+        assert np.all(masked[~m] == 0)
+        inside = np.flatnonzero(m)
+        inside = [v for v in inside if m[discs[hemi][v].indices].all()]
+        assert len(inside) > 20
+        np.testing.assert_array_equal(masked[inside], whole[inside])
+        edge = [v for v in np.flatnonzero(m) if not m[discs[hemi][v].indices].all()]
+        assert len(edge) > 0  # (their discs lose the vertices outside the mask)
+
+
 def _copy_without(src: Path, dst: Path, pattern: str) -> Path:
     import shutil
 
@@ -137,7 +177,7 @@ def test_surface_space_errors_are_one_line(surface_bids, tmp_path, capsys):
     cases = [
         (["--derivatives", str(deriv), "--space", "fsLR"], "no mesh nilearn loads"),
         (["--space", SPACE], "give their folder with --derivatives"),
-        (["--derivatives", str(deriv), "--space", SPACE, "--mask", "m.nii.gz"], "--mask is a NIfTI mask"),
+        (["--derivatives", str(deriv), "--space", SPACE, "--mask", "m.nii.gz"], "one GIfTI mask per hemisphere"),
         (["--derivatives", str(deriv), "--space", SPACE, "--samples", "trials"], "surface spaces take volumes"),
         (["--derivatives", str(deriv), "--space", "fsaverage6"], "no *_hemi-L_space-fsaverage6_bold.func.gii"),
         (["--derivatives", str(deriv), "--space", SPACE, "--confounds", "scrubbing"], "scrubbing"),

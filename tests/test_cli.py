@@ -133,6 +133,7 @@ def test_run_reads_tsv_and_csv_tables(simulated, tmp_path):
         ({"--label-column": "trial"}, "label column 'trial'"),
         ({"--mask": "SMALL"}, "shape"),
         ({"--cv": "bogus:3"}, "unknown cv"),
+        ({"--mask": ["a.nii.gz", "b.nii.gz"]}, "--mask takes one NIfTI mask for volumes"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(simulated, tmp_path, capsys, change, message):

@@ -176,7 +176,9 @@ def _read_runs(subject: BidsSubject, files: list, config, shift: float) -> tuple
     return {h: d[:, keep] for h, d in data.items()}, y, runs[keep]
 
 
-def run_bids_surface_study(spec, out_dir, *, config=None, force: bool = False, quiet: bool = False) -> dict:
+def run_bids_surface_study(
+    spec, out_dir, *, config=None, force: bool = False, quiet: bool = False, mask=None
+) -> dict:
     """The surface study of one subject and task of fMRIPrep's surface outputs.
 
     Parameters
@@ -189,6 +191,9 @@ def run_bids_surface_study(spec, out_dir, *, config=None, force: bool = False, q
         ``config.confounds`` names one of nilearn's fMRIPrep strategies.
     force, quiet
         As :func:`fastsearchlight.surface_study.run_surface_study`.
+    mask : list of path-like or None
+        One GIfTI mask per hemisphere (``hemi-L``/``hemi-R`` in the names; nonzero: in), e.g.
+        the cortex without the medial wall; every vertex when None.
 
     Returns
     -------
@@ -208,7 +213,9 @@ def run_bids_surface_study(spec, out_dir, *, config=None, force: bool = False, q
 
     def read():
         from .spaces.surface import load_mesh
+        from .surface_study import read_mask_parts
 
+        mask_parts = read_mask_parts(mask)
         data, y, groups = _read_runs(subject, files, config, spec.shift)
         sources = {
             "BIDS dataset": str(subject.dataset), "derivatives": str(subject.derivatives),
@@ -216,7 +223,9 @@ def run_bids_surface_study(spec, out_dir, *, config=None, force: bool = False, q
             "events": [str(r.events) for r in subject.runs],
             "labels": f"each volume by the event containing its time, events moved {spec.shift:g} s later",
         }  # fmt: skip
-        return load_mesh(spec.space), data, y, groups, None, sources
+        if mask is not None:
+            sources["mask"] = [str(m) for m in mask]
+        return load_mesh(spec.space), data, y, groups, mask_parts, sources
 
     name = f"sub-{subject.subject}, task-{subject.task}, space-{spec.space}"
     return surface_study_from_reader(
@@ -233,12 +242,17 @@ def cmd_bids_surface(args, spec, config) -> int:
     """
     from dataclasses import replace
 
+    mask = None
     if args.mask is not None:
-        raise InputError(f"--mask is a NIfTI mask of volumes; with --space {spec.space} the surface study "
-                         "uses every vertex (fastsearchlight surface --mask takes GIfTI masks)")  # fmt: skip
+        mask = [Path(m) for m in args.mask]
+        if not all(m.name.endswith(".gii") or m.name.endswith(".gii.gz") for m in mask):
+            raise InputError(f"--mask with --space {spec.space}: one GIfTI mask per hemisphere (hemi-L, hemi-R; "
+                             f"nonzero: in), not {', '.join(m.name for m in mask)}")  # fmt: skip
     if not any(a == "--radius" or a.startswith("--radius=") for a in getattr(args, "argv", [])):
         config = replace(config, radius=10.0)
-    summary = run_bids_surface_study(spec, args.out, config=config, force=args.force, quiet=args.quiet)
+    summary = run_bids_surface_study(
+        spec, args.out, config=config, force=args.force, quiet=args.quiet, mask=mask
+    )
     r, t = summary["results"], summary["timings"]
     print(f"{r['discs']} discs in {t['searchlight']:.1f} s; best {summary['parameters']['scoring']} "
           f"{r['max score']:.3f} at {r['peak hemisphere']} vertex {r['peak vertex']} "

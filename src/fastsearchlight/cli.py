@@ -62,6 +62,7 @@ def cmd_run(args) -> int:
 
     if args.bids is not None:
         return _run_bids(args)
+    _one_volume_mask(args)
     missing = [f"--{n}" for n in ("func", "labels", "mask") if getattr(args, n) is None]
     if missing:
         raise InputError(f"give {', '.join(missing)} (a 4D file, its labels table and a mask), or a BIDS "
@@ -74,6 +75,17 @@ def cmd_run(args) -> int:
     )  # fmt: skip
     _print_summary(summary, args.out)
     return 0
+
+
+def _one_volume_mask(args) -> None:
+    """``args.mask`` as the one NIfTI mask of a volume study (``--mask`` takes two GIfTI files
+    with a surface space only)."""
+    if args.mask is None:
+        return
+    if len(args.mask) != 1:
+        raise InputError(f"--mask takes one NIfTI mask for volumes, got {len(args.mask)} files (two GIfTI "
+                         "masks, hemi-L and hemi-R, go with --bids and a surface --space)")  # fmt: skip
+    args.mask = args.mask[0]
 
 
 def _run_bids(args) -> int:
@@ -95,6 +107,7 @@ def _run_bids(args) -> int:
 
     if is_surface_space(args.space):  # fMRIPrep's GIfTI outputs: the surface searchlight
         return cmd_bids_surface(args, spec, _config(args))
+    _one_volume_mask(args)
     summary = run_bids_study(spec, args.out, mask=Path(args.mask) if args.mask else None,
                              process_mask=Path(args.process_mask) if args.process_mask else None, config=_config(args),
                              force=args.force, quiet=args.quiet, command=command_line(args.argv))  # fmt: skip
@@ -233,8 +246,10 @@ def _add_run_parser(sub) -> None:
                                "--conditions all --out results"))  # fmt: skip
     p.add_argument("--func", help="4D NIfTI functional images")
     p.add_argument("--labels", help="labels table, one row per volume: Haxby layout, .tsv or .csv")
-    p.add_argument("--mask", help="mask of the voxels used (NIfTI); with --bids default fMRIPrep's brain "
-                   "masks, else one computed from the runs")  # fmt: skip
+    p.add_argument("--mask", nargs="+", default=None,
+                   help="mask of the voxels used (NIfTI); with --bids default fMRIPrep's brain masks, else one "
+                   "computed from the runs; with --bids and a surface --space, one GIfTI mask per hemisphere "
+                   "(hemi-L/hemi-R in the names; nonzero: in), e.g. the cortex without the medial wall")  # fmt: skip
     p.add_argument("--process-mask", default=None, help="mask of the sphere centres (default: --mask)")
     _add_bids_options(p)
     _add_analysis_options(p, out_default="fastsearchlight-out")

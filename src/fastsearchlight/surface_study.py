@@ -112,10 +112,19 @@ def _read(func, labels, mask, config, mesh: str, t_r: float | None = None):
     y = table[config.label_column].astype(str).to_numpy()[keep]
     groups = runs[keep] if runs is not None else None
     data = {h: d[:, keep] for h, d in data.items()}
-    mask_parts = split_hemispheres(mask) if mask else None
-    if mask_parts is not None:
-        mask_parts = {h: v[0] for h, v in mask_parts.items()}
-    return polymesh, data, y, groups, mask_parts
+    return polymesh, data, y, groups, read_mask_parts(mask)
+
+
+def read_mask_parts(mask) -> dict | None:
+    """One GIfTI mask file per hemisphere (``hemi-L``/``hemi-R`` or ``lh.``/``rh.`` in the
+    names), by hemisphere; None for no mask. The files are read by the searchlight."""
+    if not mask:
+        return None
+    parts = split_hemispheres(mask)
+    if any(len(v) != 1 for v in parts.values()):
+        raise InputError("--mask: one GIfTI mask per hemisphere, got "
+                         + ", ".join(f"{len(v)} for {h}" for h, v in parts.items()))  # fmt: skip
+    return {h: v[0] for h, v in parts.items()}
 
 
 def run_surface_study(
