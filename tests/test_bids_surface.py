@@ -120,6 +120,57 @@ def test_surface_space_is_the_surface_study_of_the_runs_cleaned_as_nilearn(surfa
     assert summary["name"] == f"sub-01, task-objects, space-{SPACE}"
 
 
+def test_surface_space_scrubs_as_nilearn_censors(surface_bids, tmp_path, capsys):
+    # --confounds scrubbing: the volumes nilearn's strategy censors are left out before the
+    # cleaning (as for volumes), with their labels; the rest cleaned with its confounds
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+    from nilearn.signal import clean
+    from nilearn.surface import load_surf_data
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from fastsearchlight import SurfaceSearchLight
+
+    deriv = surface_bids / "derivatives" / "fmriprep"
+    out = tmp_path / "out"
+    args = ["run", "--bids", str(surface_bids), "--derivatives", str(deriv), "--space", SPACE, "--subject", "01",
+            "--task", "objects", "--confounds", "scrubbing", "--detrend", "--estimator", "gnb", "--quiet",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    labels, runs = _labels_by_hand(surface_bids)
+    labels, runs = np.array(labels, dtype=object), np.array(runs)
+    data, kept_all = {"left": [], "right": []}, []
+    for k in range(N_RUNS):
+        stem = deriv / "sub-01" / "func" / f"sub-01_task-objects_run-{k + 1:02d}"
+        files = {h: f"{stem}_hemi-{h[0].upper()}_space-{SPACE}_bold.func.gii" for h in data}
+        confounds, sample_mask = load_confounds_strategy(files["left"], denoise_strategy="scrubbing")
+        kept = np.zeros(N_VOLUMES, dtype=bool)
+        kept[sample_mask] = True
+        kept_all.append(kept)
+        for hemi, path in files.items():
+            series = load_surf_data(path).T.astype(np.float64)[kept]
+            cleaned = clean(
+                series,
+                detrend=True,
+                standardize="zscore_sample",
+                confounds=confounds.to_numpy()[kept],
+                t_r=T_R,
+            )
+            data[hemi].append(cleaned.astype(np.float32))
+    kept_all = np.concatenate(kept_all)
+    assert 0 < (~kept_all).sum() < kept_all.size  # the planted motion spikes censor volumes
+    labels, runs = labels[kept_all], runs[kept_all]
+    keep = labels != "rest"
+    data = {h: np.vstack(v)[keep].T for h, v in data.items()}
+    sl = SurfaceSearchLight(SPACE, radius=10.0, estimator="gnb", cv=LeaveOneGroupOut())
+    sl.fit(data, labels[keep].astype(str), groups=runs[keep])
+    for hemi in ("left", "right"):
+        written = load_surf_data(str(out / f"searchlight_scores_hemi-{hemi[0].upper()}.func.gii"))
+        np.testing.assert_array_equal(written, sl.scores_img_.data.parts[hemi].astype(np.float32))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["volumes removed by the confound strategy"] == int((~kept_all).sum())
+
+
 def test_surface_space_takes_gifti_masks(surface_bids, tmp_path, capsys):
     # a mask per hemisphere (as the cortex without the medial wall): the discs are those of
     # the mask vertices, over the mask vertices; a disc wholly inside the mask scores as
@@ -180,7 +231,6 @@ def test_surface_space_errors_are_one_line(surface_bids, tmp_path, capsys):
         (["--derivatives", str(deriv), "--space", SPACE, "--mask", "m.nii.gz"], "one GIfTI mask per hemisphere"),
         (["--derivatives", str(deriv), "--space", SPACE, "--samples", "trials"], "surface spaces take volumes"),
         (["--derivatives", str(deriv), "--space", "fsaverage6"], "no *_hemi-L_space-fsaverage6_bold.func.gii"),
-        (["--derivatives", str(deriv), "--space", SPACE, "--confounds", "scrubbing"], "scrubbing"),
         (["--bids", str(no_right), "--derivatives", str(no_right / "derivatives" / "fmriprep"), "--space", SPACE],
          "no hemi-R file for the run of sub-01_task-objects_run-02_hemi-L"),
         (["--bids", str(no_tr), "--derivatives", str(no_tr / "derivatives" / "fmriprep"), "--space", SPACE],

@@ -137,7 +137,8 @@ def find_surface_runs(
 
 
 def _read_runs(subject: BidsSubject, files: list, config, shift: float) -> tuple:
-    """The cleaned data of the labelled volumes, their labels and runs."""
+    """The cleaned data of the labelled volumes, their labels and runs, and how many volumes
+    the confound strategy removed (scrubbing: left out before the cleaning, as for volumes)."""
     from ._assemble import labelled_selection
     from ._surface_inputs import read_surface_data
     from .cleaning import Cleaning, clean_runs
@@ -155,16 +156,23 @@ def _read_runs(subject: BidsSubject, files: list, config, shift: float) -> tuple
             raise InputError(f"the hemi-L and hemi-R files of {run.name} hold different numbers of volumes")
     data = {h: np.concatenate([p[h] for p in parts], axis=1) for h in ("left", "right")}
     lengths = [p["left"].shape[1] for p in parts]
-    labels, runs, confounds = [], [], []
+    labels, runs, confounds, kept = [], [], [], []
     for run, n in zip(subject.runs, lengths):
         labels.append(volume_labels(read_events(run.events), n, run.t_r, shift))
         runs.append(np.full(n, run.name, dtype=object))
-        if run.sample_mask is not None and len(run.sample_mask) < n:
-            raise InputError(f"--confounds {config.confounds} removes volumes of {run.bold.name} (scrubbing): "
-                             "not done on surfaces; use a strategy without scrubbing (e.g. simple)")  # fmt: skip
         if run.confounds is not None:
             confounds.append(run.confounds.to_numpy(dtype=np.float64))
-    labels, runs = np.concatenate(labels), np.concatenate(runs)
+        keep_run = np.ones(n, dtype=bool)
+        if run.sample_mask is not None:  # the volumes the strategy keeps (indices)
+            keep_run[:] = False
+            keep_run[np.asarray(run.sample_mask)] = True
+        kept.append(keep_run)
+    labels, runs, kept = np.concatenate(labels), np.concatenate(runs), np.concatenate(kept)
+    removed = int((~kept).sum())
+    if removed:  # scrubbed volumes left out before the cleaning
+        data = {h: d[:, kept] for h, d in data.items()}
+        labels, runs = np.asarray(labels, dtype=object)[kept], runs[kept]
+        confounds = [np.vstack(confounds)[kept]] if confounds else []
     cleaning = Cleaning.from_config(config)
     if cleaning.active or confounds:
         conf = np.vstack(confounds) if confounds else None
@@ -173,7 +181,7 @@ def _read_runs(subject: BidsSubject, files: list, config, shift: float) -> tuple
         }
     keep = labelled_selection(labels, config.conditions)
     y = np.asarray(labels, dtype=object)[keep].astype(str)
-    return {h: d[:, keep] for h, d in data.items()}, y, runs[keep]
+    return {h: d[:, keep] for h, d in data.items()}, y, runs[keep], removed
 
 
 def run_bids_surface_study(
@@ -216,13 +224,14 @@ def run_bids_surface_study(
         from .surface_study import read_mask_parts
 
         mask_parts = read_mask_parts(mask)
-        data, y, groups = _read_runs(subject, files, config, spec.shift)
+        data, y, groups, removed = _read_runs(subject, files, config, spec.shift)
         sources = {
             "BIDS dataset": str(subject.dataset), "derivatives": str(subject.derivatives),
             "surface data": [str(f[h]) for f in files for h in ("left", "right")],
             "events": [str(r.events) for r in subject.runs],
             "labels": f"each volume by the event containing its time, events moved {spec.shift:g} s later",
         }  # fmt: skip
+        sources["volumes removed by the confound strategy"] = removed
         if mask is not None:
             sources["mask"] = [str(m) for m in mask]
         return load_mesh(spec.space), data, y, groups, mask_parts, sources
