@@ -42,7 +42,15 @@ import numpy as np
 from numba import njit
 
 from ._lapack import cholesky_lower_block
-from ._svm_kernel import _FASTMATH, _NORMAL_EQUATIONS_TOL, CONVERGED, NEEDS_SVD, UNCONVERGED, _step_length
+from ._svm_kernel import (
+    _FASTMATH,
+    _NORMAL_EQUATIONS_TOL,
+    CONVERGED,
+    NEEDS_SVD,
+    UNCONVERGED,
+    _first_step_rule,
+    _step_length,
+)
 
 __all__ = ["gram_newton_spheres"]
 
@@ -184,12 +192,7 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few):
         wd += a[i] * u[i]
         ss += s[i] * u[i]
     t = _step_length(wd, ss, m, delta, delta[:0], k, C)  # every sample weighs 1
-    if t > 1.0 and few > 0:
-        kept = 0
-        for i in range(k):
-            kept += m[i] + t * delta[i] < 1.0
-        if kept < few:
-            t = 1.0
+    t = _first_step_rule(t, m, delta, delta[:0], k, few)
     n_changed = 0
     ww = 0.0
     for i in range(k):

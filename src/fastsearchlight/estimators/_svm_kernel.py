@@ -193,6 +193,21 @@ def _step_length(wd, ss, m, delta, W, n, C):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
+def _first_step_rule(t, m, delta, W, n, few):
+    """The first step's length: ``t``, or the Newton point (``1``) when the exact line search
+    goes past it to where fewer than ``few`` of the samples ``i < n`` of weight ``W[i] > 0``
+    (every one when ``W`` is empty) stay active (``m_i + t delta_i < 1``). Shared by the
+    primal kernel and the Gram-space one (see the module's docstring)."""
+    if t <= 1.0 or few <= 0:
+        return t
+    every = W.shape[0] == 0
+    kept = 0
+    for i in range(n):
+        kept += (every or W[i] > 0.0) and m[i] + t * delta[i] < 1.0
+    return 1.0 if kept < few else t
+
+
+@njit(cache=True, fastmath=_FASTMATH)
 def _line_search(w, s, m, delta, W, C):
     """Exact minimiser along ``s`` of the objective (:func:`_step_length`)."""
     wd = 0.0
@@ -286,12 +301,8 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
                 acc += x[k] * s[k]
             delta[i] = Y[i] * acc
         t = _line_search(w, s, m, delta, W, C)
-        if it == 0 and t > 1.0:
-            kept = 0
-            for i in range(n):
-                kept += W[i] > 0.0 and t * delta[i] < 1.0
-            if kept < d:
-                t = 1.0
+        if it == 0:
+            t = _first_step_rule(t, m, delta, W, n, d)
         big = 0.0
         step = 0.0
         for k in range(d):
