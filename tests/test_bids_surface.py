@@ -211,6 +211,129 @@ def test_surface_space_takes_gifti_masks(surface_bids, tmp_path, capsys):
         assert len(edge) > 0  # (their discs lose the vertices outside the mask)
 
 
+def _surface_first_level(deriv: Path, run: int, events, confounds=None, mask=None):
+    """nilearn's FirstLevelModel of one surface run, by hand (the parameters the volumes use)."""
+    import warnings
+
+    from nilearn.glm.first_level import FirstLevelModel
+    from nilearn.surface import SurfaceImage, load_surf_data
+
+    from fastsearchlight.spaces.surface import load_mesh
+
+    mesh = load_mesh(SPACE)
+    stem = deriv / "sub-01" / "func" / f"sub-01_task-objects_run-{run:02d}"
+    data = {h: load_surf_data(f"{stem}_hemi-{h[0].upper()}_space-{SPACE}_bold.func.gii").astype(np.float64)
+            for h in ("left", "right")}  # fmt: skip
+    mask_img = SurfaceImage(mesh=mesh, data=mask) if mask is not None else None
+    model = FirstLevelModel(t_r=T_R, mask_img=mask_img, hrf_model="glover", drift_model="cosine", high_pass=0.01,
+                            noise_model="ar1", minimize_memory=True)  # fmt: skip
+    with warnings.catch_warnings():  # nilearn notes that the given mask is used
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return model.fit(SurfaceImage(mesh=mesh, data=data), events=events, confounds=confounds)
+
+
+def _written_betas(out: Path, run: str, row: int) -> dict:
+    """One beta map of the table's ``row``-th map of ``run``, per hemisphere, as written."""
+    import pandas as pd
+    from nilearn.surface import load_surf_data
+
+    table = pd.read_csv(out / "betas" / "betas.tsv", sep="\t")
+    entry = table[table.run == run].iloc[row]
+    return {
+        h: load_surf_data(str(out / "betas" / entry[f"{h}_file"]))[:, entry.volume] for h in ("left", "right")
+    }
+
+
+def test_surface_trial_betas_are_nilearns_lss_and_reused(surface_bids, tmp_path, capsys, monkeypatch):
+    # --samples trials on a surface space: one least-squares-separate GLM per trial on the
+    # run's two GIfTI files (fMRIPrep's confounds in the model), the maps kept in OUT/betas,
+    # the searchlight on them with the runs as groups; a rerun reads them back
+    import pandas as pd
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    from fastsearchlight import SurfaceSearchLight, betas
+
+    deriv = surface_bids / "derivatives" / "fmriprep"
+    out = tmp_path / "out"
+    args = ["run", "--bids", str(surface_bids), "--derivatives", str(deriv), "--space", SPACE, "--subject", "01",
+            "--task", "objects", "--samples", "trials", "--confounds", "simple", "--estimator", "gnb", "--quiet",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    table = pd.read_csv(out / "betas" / "betas.tsv", sep="\t", dtype={"run": str})
+    assert len(table) == 4 * N_RUNS and list(table.condition[:4]) == ["face", "house", "face", "house"]
+    # trial 3 of run 2 by hand, with the run's 'simple' confounds
+    events = pd.read_csv(surface_bids / "sub-01" / "func" / "sub-01_task-objects_run-02_events.tsv", sep="\t")
+    events.loc[2, "trial_type"] = "target"
+    left = deriv / "sub-01" / "func" / f"sub-01_task-objects_run-02_hemi-L_space-{SPACE}_bold.func.gii"
+    confounds, _ = load_confounds_strategy(str(left), denoise_strategy="simple")
+    model = _surface_first_level(deriv, 2, events, confounds=confounds)
+    expected = model.compute_contrast("target", output_type="effect_size")
+    got = _written_betas(out, "run-02", 2)
+    for hemi in ("left", "right"):
+        want = np.asarray(expected.data.parts[hemi])
+        np.testing.assert_allclose(got[hemi], want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    # the searchlight ran on the written maps, labelled by condition, grouped by run
+    from nilearn.surface import load_surf_data
+
+    data = {h: np.column_stack([load_surf_data(str(out / "betas" / f)) for f in table[f"{h}_file"].unique()])
+            for h in ("left", "right")}  # fmt: skip
+    sl = SurfaceSearchLight(SPACE, radius=10.0, estimator="gnb", cv=LeaveOneGroupOut())
+    sl.fit(data, table.condition.to_numpy(), groups=table.run.to_numpy())
+    for hemi in ("left", "right"):
+        written = load_surf_data(str(out / f"searchlight_scores_hemi-{hemi[0].upper()}.func.gii"))
+        np.testing.assert_array_equal(written, sl.scores_img_.data.parts[hemi].astype(np.float32))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["samples analysed"] == 4 * N_RUNS and "fitted" in summary["data"]["beta maps"]
+    assert summary["cleaning"] == "none (beta maps)"
+    # a rerun reads the maps back: no model is fitted
+    monkeypatch.setattr(betas, "fit_run_betas", lambda *a, **k: pytest.fail("refitted"))
+    assert main([*args, "--force"]) == 0
+    capsys.readouterr()
+    again = json.loads((out / "summary.json").read_text())
+    assert "read back" in again["data"]["beta maps"]
+    assert again["results"]["max score"] == summary["results"]["max score"]
+
+
+def test_surface_condition_betas_per_run_are_nilearns_within_the_mask(surface_bids, tmp_path, capsys):
+    # --samples runs with GIfTI masks: one GLM per run over the mask's vertices, one map per
+    # condition; nothing modelled outside the mask
+    import pandas as pd
+
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    deriv = surface_bids / "derivatives" / "fmriprep"
+    mesh = load_mesh(SPACE)
+    masks = {h: np.zeros(mesh.parts[h].n_vertices, bool) for h in ("left", "right")}
+    masks["left"][vertex_discs(mesh.parts["left"], 30.0, "geodesic")[1000].indices] = True
+    masks["right"][vertex_discs(mesh.parts["right"], 30.0, "geodesic")[500].indices] = True
+    paths = []
+    for hemi, m in masks.items():
+        path = tmp_path / f"mask_hemi-{hemi[0].upper()}.label.gii"
+        nib.save(nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(m.astype(np.int32))]), path)
+        paths.append(str(path))
+    out = tmp_path / "out"
+    args = ["run", "--bids", str(surface_bids), "--derivatives", str(deriv), "--space", SPACE, "--subject", "01",
+            "--task", "objects", "--samples", "runs", "--estimator", "gnb", "--mask", *paths, "--quiet",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["samples per condition"] == {"face": N_RUNS, "house": N_RUNS}
+    events = pd.read_csv(surface_bids / "sub-01" / "func" / "sub-01_task-objects_run-03_events.tsv", sep="\t")
+    model = _surface_first_level(deriv, 3, events, mask=masks)
+    table = pd.read_csv(out / "betas" / "betas.tsv", sep="\t", dtype={"run": str})
+    for condition in ("face", "house"):
+        row = int(np.flatnonzero(table[table.run == "run-03"].condition.to_numpy() == condition)[0])
+        got = _written_betas(out, "run-03", row)
+        expected = model.compute_contrast(condition, output_type="effect_size")
+        for hemi, m in masks.items():
+            want = np.asarray(expected.data.parts[hemi])
+            np.testing.assert_allclose(got[hemi], want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+            assert np.all(got[hemi][~m] == 0) and np.all(got[hemi][m] != 0)
+
+
 def _copy_without(src: Path, dst: Path, pattern: str) -> Path:
     import shutil
 
@@ -229,7 +352,8 @@ def test_surface_space_errors_are_one_line(surface_bids, tmp_path, capsys):
         (["--derivatives", str(deriv), "--space", "fsLR"], "no mesh nilearn loads"),
         (["--space", SPACE], "give their folder with --derivatives"),
         (["--derivatives", str(deriv), "--space", SPACE, "--mask", "m.nii.gz"], "one GIfTI mask per hemisphere"),
-        (["--derivatives", str(deriv), "--space", SPACE, "--samples", "trials"], "surface spaces take volumes"),
+        (["--derivatives", str(deriv), "--space", SPACE, "--samples", "trials", "--conditions", "cat", "dog"],
+         "no event of the chosen conditions"),
         (["--derivatives", str(deriv), "--space", "fsaverage6"], "no *_hemi-L_space-fsaverage6_bold.func.gii"),
         (["--bids", str(no_right), "--derivatives", str(no_right / "derivatives" / "fmriprep"), "--space", SPACE],
          "no hemi-R file for the run of sub-01_task-objects_run-02_hemi-L"),

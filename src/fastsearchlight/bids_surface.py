@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .betas import BETA_FOLDER, SAMPLES
 from .bids import (
     BidsRun,
     BidsSubject,
@@ -184,6 +185,25 @@ def _read_runs(subject: BidsSubject, files: list, config, shift: float) -> tuple
     return {h: d[:, keep] for h, d in data.items()}, y, runs[keep], removed
 
 
+def _beta_maps(subject: BidsSubject, files: list, samples: str, config, mask_parts, polymesh, out,
+               sources: dict) -> tuple:  # fmt: skip
+    """The runs' beta maps (nilearn's ``FirstLevelModel`` on each run's two GIfTI files, its
+    confounds in the model, as for volumes), their conditions and runs."""
+    from ._surface_inputs import read_surface_mask
+    from .betas import surface_beta_series
+
+    mask = read_surface_mask(mask_parts, polymesh) if mask_parts is not None else None
+    data, labels, runs, reused = surface_beta_series(
+        subject, files, samples, config.conditions, mask, polymesh, out, confounds=config.confounds,
+        quiet=True,
+    )  # fmt: skip
+    sources["beta maps"] = (
+        f"{'read back from' if reused else 'fitted into'} {BETA_FOLDER}/ (nilearn FirstLevelModel, "
+        f"{'one per trial, least-squares-separate' if samples == 'trials' else 'one per condition and run'})"
+    )
+    return data, np.asarray(labels).astype(str), np.asarray(runs)
+
+
 def run_bids_surface_study(
     spec, out_dir, *, config=None, force: bool = False, quiet: bool = False, mask=None
 ) -> dict:
@@ -193,7 +213,8 @@ def run_bids_surface_study(
     ----------
     spec : fastsearchlight.bids_study.BidsSpec
         ``spec.space`` a surface space (``fsaverage5``...), ``spec.derivatives`` fMRIPrep's
-        folder; ``spec.samples`` must be ``"volumes"``.
+        folder; ``spec.samples`` the volumes labelled by events, or beta maps of nilearn's
+        ``FirstLevelModel`` per trial or per condition and run (kept in ``out_dir/betas``).
     out_dir : path-like
     config : StudyConfig or None
         ``config.confounds`` names one of nilearn's fMRIPrep strategies.
@@ -212,29 +233,37 @@ def run_bids_surface_study(
     from .surface_study import surface_study_from_reader
 
     config = config or StudyConfig()
-    if spec.samples != "volumes":
-        raise InputError(f"--samples {spec.samples} (beta maps) is for volumes; surface spaces take volumes")
+    if spec.samples not in SAMPLES:
+        raise InputError(f"--samples {spec.samples!r}: use one of {', '.join(SAMPLES)}")
     subject, files = find_surface_runs(
         spec.bids_dir, spec.subject, spec.task, space=spec.space, derivatives=spec.derivatives
     )
     load_run_confounds(subject, config.confounds)
 
-    def read():
+    def read(out):
         from .spaces.surface import load_mesh
         from .surface_study import read_mask_parts
 
         mask_parts = read_mask_parts(mask)
-        data, y, groups, removed = _read_runs(subject, files, config, spec.shift)
+        polymesh = load_mesh(spec.space)
         sources = {
             "BIDS dataset": str(subject.dataset), "derivatives": str(subject.derivatives),
             "surface data": [str(f[h]) for f in files for h in ("left", "right")],
-            "events": [str(r.events) for r in subject.runs],
-            "labels": f"each volume by the event containing its time, events moved {spec.shift:g} s later",
+            "events": [str(r.events) for r in subject.runs], "samples": spec.samples,
         }  # fmt: skip
-        sources["volumes removed by the confound strategy"] = removed
+        if spec.samples == "volumes":
+            data, y, groups, removed = _read_runs(subject, files, config, spec.shift)
+            sources["labels"] = (
+                f"each volume by the event containing its time, events moved {spec.shift:g} s later"
+            )
+            sources["volumes removed by the confound strategy"] = removed
+        else:
+            data, y, groups = _beta_maps(
+                subject, files, spec.samples, config, mask_parts, polymesh, out, sources
+            )
         if mask is not None:
             sources["mask"] = [str(m) for m in mask]
-        return load_mesh(spec.space), data, y, groups, mask_parts, sources
+        return polymesh, data, y, groups, mask_parts, sources
 
     name = f"sub-{subject.subject}, task-{subject.task}, space-{spec.space}"
     return surface_study_from_reader(

@@ -160,7 +160,7 @@ def run_surface_study(
     config = config or StudyConfig()
     hemispheres = tuple(split_hemispheres(func))  # the maps of the hemispheres given
 
-    def read():
+    def read(_out):
         polymesh, data, y, groups, mask_parts = _read(func, labels, mask, config, mesh, t_r)
         return polymesh, data, y, groups, mask_parts, {"surface data": [str(f) for f in func],
                                                        "labels table": str(labels)}  # fmt: skip
@@ -180,7 +180,8 @@ def surface_study_from_reader(
     Parameters
     ----------
     read : callable
-        ``read() -> (polymesh, data, y, groups, masks, sources)``: the mesh, the cleaned data
+        ``read(out) -> (polymesh, data, y, groups, masks, sources)``, given the locked output
+        folder (where beta maps are kept): the mesh, the cleaned data
         of the analysed samples per hemisphere (n_vertices, n_samples), their labels and runs,
         the masks per hemisphere (or None) and what they were read from (for the summary).
     hemispheres : tuple of str
@@ -210,7 +211,7 @@ def surface_study_from_reader(
     tags = {f"hemi-{h[0].upper()}" for h in hemispheres}
     names = tuple(n for n in names if "_hemi-" not in n or any(t in n for t in tags))
     with output_folder(out_dir, names, force=force) as out:
-        polymesh, data, y, groups, mask_parts, sources = read()
+        polymesh, data, y, groups, mask_parts, sources = read(out)
         from ._options import searchlight_params
         from .study import CHECKPOINT_NAME, _check_checkpoint
 
@@ -257,7 +258,8 @@ def _summary(config, name, sources, mesh, distance, sl, y, groups, names, t_r=No
     return {
         "name": name,
         "parameters": {**asdict(config), "mesh": mesh, "distance": distance, "n_folds": sl.cv_plan_.n_folds},
-        "cleaning": _cleaning_record(config, t_r),
+        # beta maps are not cleaned: the GLM modelled the drifts and confounds (as for volumes)
+        "cleaning": "none (beta maps)" if "beta maps" in sources else _cleaning_record(config, t_r),
         "data": {**sources,
                  "samples analysed": len(y), "samples per condition": {str(c): int((y == c).sum()) for c in sl.classes_},
                  "runs": int(len(np.unique(groups))) if groups is not None else None,
