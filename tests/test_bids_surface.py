@@ -334,6 +334,83 @@ def test_surface_condition_betas_per_run_are_nilearns_within_the_mask(surface_bi
             assert np.all(got[hemi][~m] == 0) and np.all(got[hemi][m] != 0)
 
 
+def _write_mesh(part, path: Path) -> None:
+    """One hemisphere's mesh as a GIfTI surface (coordinates and triangles)."""
+    coords = nib.gifti.GiftiDataArray(
+        np.asarray(part.coordinates, dtype=np.float32), intent="NIFTI_INTENT_POINTSET"
+    )
+    faces = nib.gifti.GiftiDataArray(np.asarray(part.faces, dtype=np.int32), intent="NIFTI_INTENT_TRIANGLE")
+    nib.save(nib.gifti.GiftiImage(darrays=[coords, faces]), path)
+
+
+def _in_space(src: Path, dst: Path, space: str) -> Path:
+    """A copy of the dataset whose surface runs are named as on ``space``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    for path in (dst / "derivatives").rglob(f"*space-{SPACE}*"):
+        path.rename(path.with_name(path.name.replace(f"space-{SPACE}", f"space-{space}")))
+    return dst
+
+
+def test_fsnative_and_fslr_runs_on_their_own_meshes(surface_bids, tmp_path, capsys):
+    # --space fsnative: the subject's pial surfaces from the derivatives' anat folder;
+    # --space fsLR: the surface files given with --mesh. Here both meshes are fsaverage5's
+    # geometry written as GIfTI, so the maps equal those of the fsaverage5 run
+    from nilearn.surface import load_surf_data
+
+    from fastsearchlight.spaces.surface import load_mesh
+
+    mesh = load_mesh(SPACE)
+    base = ["run", "--subject", "01", "--task", "objects", "--estimator", "gnb", "--quiet"]
+    deriv = surface_bids / "derivatives" / "fmriprep"
+    assert main([*base, "--bids", str(surface_bids), "--derivatives", str(deriv), "--space", SPACE,
+                 "--out", str(tmp_path / "fsaverage5")]) == 0  # fmt: skip
+    native = _in_space(surface_bids, tmp_path / "native", "fsnative")
+    anat = native / "derivatives" / "fmriprep" / "sub-01" / "anat"
+    anat.mkdir()
+    for hemi in ("left", "right"):
+        _write_mesh(mesh.parts[hemi], anat / f"sub-01_hemi-{hemi[0].upper()}_pial.surf.gii")
+    assert main([*base, "--bids", str(native), "--derivatives", str(native / "derivatives" / "fmriprep"),
+                 "--space", "fsnative", "--out", str(tmp_path / "fsnative")]) == 0  # fmt: skip
+    fslr = _in_space(surface_bids, tmp_path / "fslr", "fsLR")
+    templates = []
+    for hemi in ("left", "right"):
+        templates.append(tmp_path / f"tpl-fsLR_den-32k_hemi-{hemi[0].upper()}_midthickness.surf.gii")
+        _write_mesh(mesh.parts[hemi], templates[-1])
+    fslr_args = [*base, "--bids", str(fslr), "--derivatives", str(fslr / "derivatives" / "fmriprep"),
+                 "--space", "fsLR"]  # fmt: skip
+    assert main([*fslr_args, "--mesh", *map(str, templates[::-1]), "--out", str(tmp_path / "fslr-out")]) == 0
+    capsys.readouterr()
+    for hemi in ("L", "R"):
+        name = f"searchlight_scores_hemi-{hemi}.func.gii"
+        want = load_surf_data(str(tmp_path / "fsaverage5" / name))
+        for out in ("fsnative", "fslr-out"):
+            np.testing.assert_array_equal(load_surf_data(str(tmp_path / out / name)), want)
+    summary = json.loads((tmp_path / "fsnative" / "summary.json").read_text())
+    assert summary["parameters"]["mesh"] == [str(anat / f"sub-01_hemi-{h}_pial.surf.gii") for h in ("L", "R")]
+    # fsLR without its mesh, a mesh of other vertices, --mesh with volumes: one-line errors
+    small = tmp_path / "small_hemi-L.surf.gii"
+    _write_mesh(type("Part", (), {"coordinates": np.eye(3), "faces": np.array([[0, 1, 2]])})(), small)
+    for args, message in [
+        ([*fslr_args, "--out", str(tmp_path / "e1")], "give the mesh the runs are on with --mesh"),
+        ([*fslr_args, "--mesh", str(small), str(templates[1]), "--out", str(tmp_path / "e2")], "vertices"),
+        ([*base, "--bids", str(surface_bids), "--mesh", str(small), "--out", str(tmp_path / "e3")],
+         "--mesh goes with a surface --space"),
+        ([*base, "--bids", str(fslr), "--derivatives", str(fslr / "derivatives" / "fmriprep"), "--space",
+          "fsnative", "--out", str(tmp_path / "e4")], "no *_hemi-L_space-fsnative_bold.func.gii"),
+    ]:  # fmt: skip
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    import shutil
+
+    shutil.rmtree(anat)
+    assert main([*base, "--bids", str(native), "--derivatives", str(native / "derivatives" / "fmriprep"),
+                 "--space", "fsnative", "--out", str(tmp_path / "e5")]) == 2  # fmt: skip
+    assert "no sub-01*_hemi-L_pial.surf.gii" in capsys.readouterr().err
+
+
 def _copy_without(src: Path, dst: Path, pattern: str) -> Path:
     import shutil
 
@@ -349,7 +426,7 @@ def test_surface_space_errors_are_one_line(surface_bids, tmp_path, capsys):
     no_right = _copy_without(surface_bids, tmp_path / "no_right", "*run-02_hemi-R*.func.gii")
     no_tr = _copy_without(surface_bids, tmp_path / "no_tr", "*.json")
     cases = [
-        (["--derivatives", str(deriv), "--space", "fsLR"], "no mesh nilearn loads"),
+        (["--derivatives", str(deriv), "--space", "fsLR"], "no *_hemi-L_space-fsLR_bold.func.gii"),
         (["--space", SPACE], "give their folder with --derivatives"),
         (["--derivatives", str(deriv), "--space", SPACE, "--mask", "m.nii.gz"], "one GIfTI mask per hemisphere"),
         (["--derivatives", str(deriv), "--space", SPACE, "--samples", "trials", "--conditions", "cat", "dog"],

@@ -146,8 +146,38 @@ def test_mesh_names_and_bad_meshes():
         load_mesh("mni")
     with pytest.raises(ValueError, match="unknown mesh type 'smooth'"):
         load_mesh("fsaverage5:smooth")
-    with pytest.raises(ValueError, match="PolyMesh or a mesh name"):
+    with pytest.raises(ValueError, match="PolyMesh, a mesh name"):
         load_mesh(3)
+
+
+def test_meshes_from_surface_files(tmp_path):
+    # fMRIPrep's hemi-L/hemi-R names or FreeSurfer's lh./rh.: the hemispheres' geometry as read
+    import nibabel as nib
+
+    fs = load_mesh("fsaverage5")
+    paths = {"left": tmp_path / "sub-01_hemi-L_pial.surf.gii", "right": tmp_path / "rh.pial.surf.gii"}
+    for hemi, path in paths.items():
+        part = fs.parts[hemi]
+        coords = nib.gifti.GiftiDataArray(
+            np.asarray(part.coordinates, np.float32), intent="NIFTI_INTENT_POINTSET"
+        )
+        faces = nib.gifti.GiftiDataArray(np.asarray(part.faces, np.int32), intent="NIFTI_INTENT_TRIANGLE")
+        nib.save(nib.gifti.GiftiImage(darrays=[coords, faces]), path)
+    mesh = load_mesh([paths["right"], str(paths["left"])])  # any order
+    assert list(mesh.parts) == ["left", "right"]
+    for hemi in ("left", "right"):
+        np.testing.assert_array_equal(mesh.parts[hemi].coordinates, fs.parts[hemi].coordinates)
+        np.testing.assert_array_equal(mesh.parts[hemi].faces, fs.parts[hemi].faces)
+    assert list(load_mesh([paths["right"]]).parts) == ["right"]
+    with pytest.raises(ValueError, match="cannot tell the hemisphere"):
+        load_mesh([tmp_path / "pial.surf.gii"])
+    with pytest.raises(ValueError, match="two left hemisphere meshes"):
+        load_mesh([paths["left"], paths["left"]])
+    with pytest.raises(ValueError, match="does not exist"):
+        load_mesh([tmp_path / "lh.white"])
+    (tmp_path / "lh.broken.surf.gii").write_text("not a surface")
+    with pytest.raises(ValueError, match="cannot read the left mesh"):
+        load_mesh([tmp_path / "lh.broken.surf.gii"])
     with pytest.raises(ValueError, match="distance must be"):
         vertex_discs(sheet(3), 1.0, "manhattan")
 

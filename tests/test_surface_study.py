@@ -196,6 +196,25 @@ def test_one_hemisphere_and_euclidean_discs_from_the_command_line(simulated, tmp
         sl.fold_scores_img_.data.parts["left"].astype(np.float32),
     )
     assert summary["cleaning"]["standardize"] == "zscore_sample" and summary["parameters"]["cv"] == "auto"
+    # the same mesh given as a surface file (FreeSurfer's lh. naming): the same map
+    from fastsearchlight.spaces.surface import load_mesh
+
+    part = load_mesh("fsaverage5:inflated").parts["left"]
+    lh = tmp_path / "lh.inflated.surf.gii"
+    nib.save(nib.gifti.GiftiImage(darrays=[
+        nib.gifti.GiftiDataArray(np.asarray(part.coordinates, np.float32), intent="NIFTI_INTENT_POINTSET"),
+        nib.gifti.GiftiDataArray(np.asarray(part.faces, np.int32), intent="NIFTI_INTENT_TRIANGLE")]), lh)  # fmt: skip
+    files = [
+        *args[: args.index("--mesh") + 1],
+        str(lh),
+        *args[args.index("--mesh") + 2 : -1],
+        str(tmp_path / "f"),
+    ]
+    assert main(files) == 0
+    np.testing.assert_array_equal(
+        load_surf_data(str(tmp_path / "f" / "searchlight_scores_hemi-L.func.gii")), scores
+    )
+    assert json.loads((tmp_path / "f" / "summary.json").read_text())["parameters"]["mesh"] == [str(lh)]
 
 
 def test_high_pass_on_gifti_takes_the_repetition_time_from_t_r(simulated, tmp_path, capsys):
@@ -302,6 +321,28 @@ def test_prevalence_inference_on_surface_studies(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"]["mesh"] == "fsaverage5" and summary["data"]["vertices tested"] == 10242
     assert not list(out.glob("*hemi-R*")) and (out / "prevalence_gamma0_surface.png").stat().st_size > 0
+    # studies on a mesh of files (as fsLR's): the same files, the same mesh
+    mesh_files = json.dumps([str(tmp_path / "tpl_hemi-L.surf.gii"), str(tmp_path / "tpl_hemi-R.surf.gii")])
+    for h, path in zip(("left", "right"), json.loads(mesh_files)):
+        part = load_mesh("fsaverage5").parts[h]
+        nib.save(nib.gifti.GiftiImage(darrays=[
+            nib.gifti.GiftiDataArray(np.asarray(part.coordinates, np.float32), intent="NIFTI_INTENT_POINTSET"),
+            nib.gifti.GiftiDataArray(np.asarray(part.faces, np.int32), intent="NIFTI_INTENT_TRIANGLE")]), path)  # fmt: skip
+    on_files = []
+    for k, folder in enumerate(folders):
+        on_files.append(tmp_path / f"files-{k}")
+        shutil.copytree(folder, on_files[-1])
+        record = dict(np.load(on_files[-1] / "permutation_record.npz"))
+        np.savez(on_files[-1] / "permutation_record.npz", **{**record, "mesh": np.array(mesh_files)})
+    assert main(["group", "--prevalence", *map(str, on_files), "--permutations", "2000", "--out",
+                 str(tmp_path / "p-files")]) == 0  # fmt: skip
+    capsys.readouterr()
+    np.testing.assert_array_equal(
+        load_surf_data(str(tmp_path / "p-files" / "prevalence_gamma0_hemi-L.func.gii")), gamma
+    )
+    assert json.loads((tmp_path / "p-files" / "summary.json").read_text())["data"]["mesh"] == json.loads(
+        mesh_files
+    )
     # a study on another mesh: one line, nothing written
     other = tmp_path / "other"
     shutil.copytree(folders[0], other)

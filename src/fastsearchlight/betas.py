@@ -243,8 +243,11 @@ def surface_beta_series(subject: BidsSubject, files: list, samples: str, conditi
     if not reused:
 
         def run_img(k: int):
-            data = read_surface_data({h: str(files[k][h]) for h in hemis})
-            return SurfaceImage(mesh=mesh, data={h: data[h].astype(np.float64) for h in hemis})
+            try:
+                data = read_surface_data({h: str(files[k][h]) for h in hemis})
+                return SurfaceImage(mesh=mesh, data={h: data[h].astype(np.float64) for h in hemis})
+            except ValueError as exc:  # unreadable, or not one value per vertex of the mesh
+                raise InputError(f"{files[k]['left'].name}: {exc}") from None
 
         def write_run(maps, stem):
             names = {}

@@ -6,8 +6,9 @@ fMRIPrep writes each run on a FreeSurfer surface as two GIfTI files,
 array per volume. The runs are found in the derivatives with nilearn's BIDS helpers, labelled
 by the raw dataset's events (:func:`fastsearchlight.bids.volume_labels`), cleaned run by run
 (fMRIPrep's confounds with a nilearn strategy, :func:`fastsearchlight.cleaning.clean_runs`)
-and analysed by the surface study (:mod:`fastsearchlight.surface_study`) on the mesh named by
-the space. The repetition time is read from the GIfTI's ``.json`` sidecar, the dataset's
+and analysed by the surface study (:mod:`fastsearchlight.surface_study`) on the space's mesh
+(:func:`surface_mesh`): an fsaverage nilearn loads, the subject's own pial surfaces for
+``fsnative``, or the surface files given (``--mesh``, e.g. fsLR's). The repetition time is read from the GIfTI's ``.json`` sidecar, the dataset's
 ``task-<T>_bold.json`` or the raw run's sidecar.
 """
 
@@ -32,7 +33,7 @@ from .bids import (
 from .io import InputError
 from .spaces.surface import MESH_NAMES
 
-__all__ = ["find_surface_runs", "is_surface_space", "run_bids_surface_study"]
+__all__ = ["find_surface_runs", "is_surface_space", "run_bids_surface_study", "surface_mesh"]
 
 
 def is_surface_space(space: str | None) -> bool:
@@ -82,7 +83,7 @@ def find_surface_runs(
     subject, task : str
         Labels, with or without ``sub-`` / ``task-``.
     space : str
-        A surface space nilearn has a mesh of (``fsaverage5``, ``fsaverage``...).
+        The surface space of the runs (``fsaverage5``, ``fsnative``, ``fsLR``...).
     derivatives : path-like
         fMRIPrep's derivatives folder.
 
@@ -97,10 +98,6 @@ def find_surface_runs(
 
     dataset = Path(bids_dir)
     subject, task = str(subject).removeprefix("sub-"), str(task).removeprefix("task-")
-    if space not in MESH_NAMES:
-        raise InputError(
-            f"surface space {space!r} has no mesh nilearn loads: use one of {', '.join(MESH_NAMES)}"
-        )
     if not dataset.is_dir():
         raise InputError(f"BIDS folder {dataset} not found")
     if derivatives is None:
@@ -135,6 +132,36 @@ def find_surface_runs(
         out.runs.append(BidsRun(name, left, _events_for(left, events), _repetition_time(left, dataset, task)))
         files.append({"left": left, "right": hemis["right"][0]})
     return out, files
+
+
+def surface_mesh(space: str, subject: str, derivatives, mesh=None):
+    """The mesh of the runs on ``space``: the surface files given (``mesh``), the fsaverage
+    nilearn loads by name, or for ``fsnative`` the subject's own pial surfaces that fMRIPrep
+    writes in the derivatives (``anat/sub-<S>_hemi-L_pial.surf.gii`` and ``hemi-R``).
+
+    Returns
+    -------
+    str or list of str
+        A mesh name, or the hemispheres' surface files (:func:`fastsearchlight.spaces.surface.load_mesh`).
+    """
+    if mesh:
+        return [str(m) for m in mesh]
+    if space in MESH_NAMES:
+        return space
+    if space.lower().startswith("fsnative"):
+        found = {h: sorted(Path(derivatives).glob(f"sub-{subject}/**/anat/sub-{subject}*_hemi-{h}_pial.surf.gii"))
+                 for h in ("L", "R")}  # fmt: skip
+        for h, files in found.items():
+            if len(files) != 1:
+                what = "no" if not files else f"{len(files)} (sessions?)"
+                raise InputError(f"--space fsnative: {what} sub-{subject}*_hemi-{h}_pial.surf.gii in an anat folder "
+                                 "of the derivatives: give the subject's surfaces with --mesh hemi-L hemi-R")  # fmt: skip
+        return [str(found["L"][0]), str(found["R"][0])]
+    raise InputError(
+        f"--space {space}: give the mesh the runs are on with --mesh and its two surface files (hemi-L, hemi-R), "
+        f"e.g. TemplateFlow's tpl-fsLR_den-32k_hemi-L_midthickness.surf.gii for fsLR; nilearn loads only "
+        f"{', '.join(MESH_NAMES)} by name"
+    )
 
 
 def _read_runs(subject: BidsSubject, files: list, config, shift: float) -> tuple:
@@ -205,7 +232,7 @@ def _beta_maps(subject: BidsSubject, files: list, samples: str, config, mask_par
 
 
 def run_bids_surface_study(
-    spec, out_dir, *, config=None, force: bool = False, quiet: bool = False, mask=None
+    spec, out_dir, *, config=None, force: bool = False, quiet: bool = False, mask=None, mesh=None
 ) -> dict:
     """The surface study of one subject and task of fMRIPrep's surface outputs.
 
@@ -223,6 +250,9 @@ def run_bids_surface_study(
     mask : list of path-like or None
         One GIfTI mask per hemisphere (``hemi-L``/``hemi-R`` in the names; nonzero: in), e.g.
         the cortex without the medial wall; every vertex when None.
+    mesh : list of path-like or None
+        The surface files of the hemispheres the runs are on (:func:`surface_mesh`: needed
+        for spaces other than fsaverage and fsnative).
 
     Returns
     -------
@@ -239,13 +269,17 @@ def run_bids_surface_study(
         spec.bids_dir, spec.subject, spec.task, space=spec.space, derivatives=spec.derivatives
     )
     load_run_confounds(subject, config.confounds)
+    mesh = surface_mesh(spec.space, subject.subject, subject.derivatives, mesh)
 
     def read(out):
         from .spaces.surface import load_mesh
         from .surface_study import read_mask_parts
 
         mask_parts = read_mask_parts(mask)
-        polymesh = load_mesh(spec.space)
+        try:
+            polymesh = load_mesh(mesh)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         sources = {
             "BIDS dataset": str(subject.dataset), "derivatives": str(subject.derivatives),
             "surface data": [str(f[h]) for f in files for h in ("left", "right")],
@@ -267,7 +301,7 @@ def run_bids_surface_study(
 
     name = f"sub-{subject.subject}, task-{subject.task}, space-{spec.space}"
     return surface_study_from_reader(
-        read, out_dir, hemispheres=("left", "right"), mesh=spec.space, config=config, force=force,
+        read, out_dir, hemispheres=("left", "right"), mesh=mesh, config=config, force=force,
         quiet=quiet, name=name, t_r=subject.t_r,
     )  # fmt: skip
 
@@ -289,7 +323,7 @@ def cmd_bids_surface(args, spec, config) -> int:
     if not any(a == "--radius" or a.startswith("--radius=") for a in getattr(args, "argv", [])):
         config = replace(config, radius=10.0)
     summary = run_bids_surface_study(
-        spec, args.out, config=config, force=args.force, quiet=args.quiet, mask=mask
+        spec, args.out, config=config, force=args.force, quiet=args.quiet, mask=mask, mesh=args.mesh
     )
     r, t = summary["results"], summary["timings"]
     print(f"{r['discs']} discs in {t['searchlight']:.1f} s; best {summary['parameters']['scoring']} "

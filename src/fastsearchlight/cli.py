@@ -107,6 +107,8 @@ def _run_bids(args) -> int:
 
     if is_surface_space(args.space):  # fMRIPrep's GIfTI outputs: the surface searchlight
         return cmd_bids_surface(args, spec, _config(args))
+    if getattr(args, "mesh", None):
+        raise InputError("--mesh goes with a surface --space (fsnative, fsLR...): volumes have no mesh")
     _one_volume_mask(args)
     summary = run_bids_study(spec, args.out, mask=Path(args.mask) if args.mask else None,
                              process_mask=Path(args.process_mask) if args.process_mask else None, config=_config(args),
@@ -224,8 +226,12 @@ def _add_bids_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", help="task label")
     g.add_argument("--derivatives", metavar="DIR", help="fMRIPrep derivatives: their desc-preproc images, "
                    "brain masks and confounds")  # fmt: skip
-    g.add_argument("--space", help="fMRIPrep output space, e.g. MNI152NLin2009cAsym, or a surface (fsaverage5: "
-                   "its hemi-L/hemi-R .func.gii, the surface searchlight)")  # fmt: skip
+    g.add_argument("--space", help="fMRIPrep output space, e.g. MNI152NLin2009cAsym, or a surface (fsaverage5, "
+                   "fsnative, fsLR: its hemi-L/hemi-R .func.gii, the surface searchlight)")  # fmt: skip
+    g.add_argument("--mesh", nargs="+", default=None, metavar="GII",
+                   help="with a surface --space: the surface files of the hemispheres (hemi-L, hemi-R), e.g. "
+                   "TemplateFlow's tpl-fsLR_den-32k_hemi-L_midthickness.surf.gii for fsLR (fsaverage: nilearn's; "
+                   "fsnative: the subject's *_hemi-L_pial.surf.gii in the derivatives' anat folder)")  # fmt: skip
     g.add_argument("--samples", choices=SAMPLES, default="volumes",
                    help="volumes labelled by events (default), or beta maps of nilearn's FirstLevelModel: one "
                    "per trial (least-squares-separate) or per condition and run, kept in OUT/betas/")  # fmt: skip

@@ -24,8 +24,9 @@ def add_surface_parsers(parser, sub, add_analysis_options) -> argparse.ArgumentP
         help="surface data on fsaverage5 (GIfTI per hemisphere) with --regions planted patches",
     )  # fmt: skip
     sub.choices["group"].add_argument(
-        "--mesh", default="fsaverage5", help="mesh of GIfTI maps (default fsaverage5)"
-    )
+        "--mesh", nargs="+", default=["fsaverage5"], metavar="MESH",
+        help="mesh of GIfTI maps (default fsaverage5), or its surface files (hemi-L, hemi-R)",
+    )  # fmt: skip
     p = sub.add_parser(
         "surface", help="a searchlight study on the cortical mesh (GIfTI data per hemisphere)",
         epilog=_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -34,9 +35,11 @@ def add_surface_parsers(parser, sub, add_analysis_options) -> argparse.ArgumentP
                    help="GIfTI data files, hemi-L and hemi-R (or lh./rh.) of every run, one data array per "
                         "sample; runs in the labels table's order")  # fmt: skip
     p.add_argument("--labels", required=True, help="labels table, one row per sample of all runs in order")
-    p.add_argument("--mesh", default="fsaverage5",
+    p.add_argument("--mesh", nargs="+", default=["fsaverage5"], metavar="MESH",
                    help="mesh the data are on: fsaverage5 (default, shipped with nilearn), fsaverage6, "
-                        "fsaverage...; 'fsaverage5:white_matter' for another surface")  # fmt: skip
+                        "fsaverage...; 'fsaverage5:white_matter' for another surface; or the surface files "
+                        "of the hemispheres (e.g. sub-01_hemi-L_pial.surf.gii sub-01_hemi-R_pial.surf.gii, "
+                        "fsnative or fsLR)")  # fmt: skip
     p.add_argument("--mask", nargs="+", default=None, metavar="GII",
                    help="one GIfTI mask per hemisphere (hemi-L/hemi-R in the names; nonzero: in), e.g. the "
                         "cortex without the medial wall")  # fmt: skip
@@ -53,6 +56,15 @@ def add_surface_parsers(parser, sub, add_analysis_options) -> argparse.ArgumentP
     return parser
 
 
+def mesh_argument(values):
+    """``--mesh``: one name nilearn loads (``fsaverage5``), or the surface files of the
+    hemispheres (a list of paths)."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if len(values) == 1 and not Path(values[0]).is_file() and not values[0].endswith(".gii"):
+        return values[0]
+    return [str(v) for v in values]
+
+
 def cmd_surface(args) -> int:
     """``fastsearchlight surface``."""
     from ._options import config_from_args
@@ -60,7 +72,7 @@ def cmd_surface(args) -> int:
     from .surface_study import run_surface_study
 
     summary = run_surface_study(
-        [Path(f) for f in args.func], Path(args.labels), args.out, mesh=args.mesh,
+        [Path(f) for f in args.func], Path(args.labels), args.out, mesh=mesh_argument(args.mesh),
         mask=[Path(m) for m in args.mask] if args.mask else None, distance=args.distance,
         config=config_from_args(args, StudyConfig), force=args.force, quiet=args.quiet, t_r=args.t_r,
     )  # fmt: skip
@@ -90,7 +102,7 @@ def surface_group_command(args) -> int:
     if args.prevalence or args.mask:
         raise ValueError("--prevalence and --mask are for volume maps; surface maps are tested where nonzero")
     summary = run_surface_group(
-        args.maps, args.out, mesh=args.mesh, chance=args.chance, n_permutations=args.permutations,
+        args.maps, args.out, mesh=mesh_argument(args.mesh), chance=args.chance, n_permutations=args.permutations,
         cluster_threshold=args.cluster_threshold, random_state=args.seed, force=args.force,
         tfce=args.tfce, tfce_dh=tfce_dh(args.tfce_dh),
     )  # fmt: skip

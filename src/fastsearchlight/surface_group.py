@@ -68,7 +68,7 @@ def _load(subjects, mesh) -> dict:
 
 
 def run_surface_group(
-    maps, out_dir, *, mesh: str = "fsaverage5", chance: float = 0.5, n_permutations: int = 5000,
+    maps, out_dir, *, mesh="fsaverage5", chance: float = 0.5, n_permutations: int = 5000,
     cluster_threshold: float | None = 0.001, random_state: int = 0, force: bool = False,
     tfce: bool = False, tfce_dh="auto",
 ) -> dict:  # fmt: skip
@@ -79,8 +79,9 @@ def run_surface_group(
     maps : list of path-like
         Each subject's ``..._hemi-L.func.gii`` (its ``hemi-R`` sibling is read with it).
     out_dir : path-like
-    mesh : str
-        The mesh of the maps; clusters and TFCE follow its edges, within each hemisphere.
+    mesh : str or list of path-like
+        The mesh of the maps (a name nilearn loads, or the surface files of the hemispheres);
+        clusters and TFCE follow its edges, within each hemisphere.
     chance, n_permutations, cluster_threshold, random_state, tfce, tfce_dh
         As in :func:`fastsearchlight.group.run_group`; the vertices tested are those nonzero
         and finite in every map.

@@ -24,9 +24,11 @@ _FIGURES = ("prevalence_gamma0_surface.png", "p_global_fwe_surface.png")
 
 
 def _mesh_of(record: dict) -> tuple:
-    # "fsaverage5" and "fsaverage5:inflated" number their vertices alike
+    # "fsaverage5" and "fsaverage5:inflated" number their vertices alike; a mesh of files is
+    # the same mesh only with the same files
+    text = str(record["mesh"])
     return (
-        str(record["mesh"]).partition(":")[0],
+        text if text.startswith("[") else text.partition(":")[0],
         tuple(map(str, record["hemispheres"])),
         tuple(record["n_vertices"]),
     )
@@ -78,10 +80,11 @@ def write_surface_prevalence(
     from . import report
     from .io import output_folder, save_json, staged_outputs
     from .report._surface import plot_surface_map
-    from .spaces.surface import load_mesh
+    from .spaces.surface import load_mesh, mesh_from_record
     from .surface_study import _save_gifti
 
     mesh_name, hemis, counts = _mesh_of(records[0])
+    mesh_name = mesh_from_record(mesh_name)  # a name, or the files of the mesh
     mesh = load_mesh(mesh_name)
     names = tuple(f"{m}_hemi-{h[0].upper()}.func.gii" for m in SURFACE_PREVALENCE_MAPS for h in hemis)
     names += _FIGURES + ("report.html", "summary.json")

@@ -6,7 +6,6 @@ them), a labels table, the surface searchlight, score maps as GIfTI, figures, re
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,7 +30,6 @@ __all__ = [
     "save_surface_permutation_record", "split_hemispheres", "surface_study_from_reader",
 ]  # fmt: skip
 
-_HEMI_TAGS = {"L": "left", "R": "right"}
 #: files every surface study writes
 SURFACE_OUTPUTS = ("searchlight_scores_hemi-L.func.gii", "searchlight_scores_hemi-R.func.gii",
                    "searchlight_surface.png", "report.html", "summary.json")  # fmt: skip
@@ -48,24 +46,20 @@ _CLUSTER_COLUMNS = ["cluster", "size", "peak_score", "peak_x_mm", "peak_y_mm", "
                     "peak_p_fwe", "p_fwe_cluster"]  # fmt: skip
 
 
-def _hemisphere_of(path: Path) -> str:
-    name = path.name
-    match = re.search(r"hemi-([LR])(?![A-Za-z])", name)
-    if match:
-        return _HEMI_TAGS[match.group(1)]
-    if name.startswith(("lh.", "rh.")):
-        return "left" if name.startswith("lh.") else "right"
-    raise InputError(f"cannot tell the hemisphere of {path}: its name needs hemi-L or hemi-R (or lh./rh.)")
-
-
 def split_hemispheres(paths) -> dict:
     """GIfTI files by hemisphere (``hemi-L``/``hemi-R`` in fMRIPrep's names, or FreeSurfer's
     ``lh.``/``rh.``), each in the order given (runs, matching the labels table's rows)."""
     out: dict = {}
+    from .spaces.surface import hemisphere_of_file
+
     for p in map(Path, paths):
         if not p.exists():
             raise InputError(f"surface data file {p} does not exist")
-        out.setdefault(_hemisphere_of(p), []).append(str(p))
+        try:
+            hemi = hemisphere_of_file(p)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        out.setdefault(hemi, []).append(str(p))
     if len(out) == 2 and len(out["left"]) != len(out["right"]):
         raise InputError(
             f"{len(out['left'])} left-hemisphere files but {len(out['right'])} right: give both of every run"
@@ -87,7 +81,7 @@ def _clean(data: dict, runs, config, t_r: float | None) -> dict:
     return {h: clean_runs(d.T, runs, cleaning, confounds=confounds, t_r=t_r).T for h, d in data.items()}
 
 
-def _read(func, labels, mask, config, mesh: str, t_r: float | None = None):
+def _read(func, labels, mask, config, mesh, t_r: float | None = None):
     """The selected samples' data, labels and runs, and the mask."""
     from ._surface_inputs import read_surface_data
     from .spaces.surface import load_mesh
@@ -128,7 +122,7 @@ def read_mask_parts(mask) -> dict | None:
 
 
 def run_surface_study(
-    func, labels, out_dir, *, mesh: str = "fsaverage5", mask=None, distance: str = "geodesic",
+    func, labels, out_dir, *, mesh="fsaverage5", mask=None, distance: str = "geodesic",
     config=None, force: bool = False, quiet: bool = False, name: str = "", t_r: float | None = None,
 ) -> dict:  # fmt: skip
     """Run the surface searchlight study and write its outputs into ``out_dir``.
@@ -140,8 +134,9 @@ def run_surface_study(
         the names), one data array per sample; runs in the labels table's order.
     labels : path-like
         Labels table, one row per sample of all runs in order.
-    mesh : str
-        The mesh the data are on (a name nilearn loads, e.g. ``fsaverage5``).
+    mesh : str or list of path-like
+        The mesh the data are on: a name nilearn loads (e.g. ``fsaverage5``), or the surface
+        files of the hemispheres (``hemi-L``/``hemi-R`` in the names; fsnative, fsLR...).
     mask : list of path-like or None
         One GIfTI mask per hemisphere (nonzero: in), e.g. the cortex without the medial wall.
     distance : {"geodesic", "euclidean"}
@@ -172,7 +167,7 @@ def run_surface_study(
 
 
 def surface_study_from_reader(
-    read, out_dir, *, hemispheres, mesh: str, distance: str = "geodesic", config, force: bool = False,
+    read, out_dir, *, hemispheres, mesh, distance: str = "geodesic", config, force: bool = False,
     quiet: bool = False, name: str = "", t_r: float | None = None,
 ) -> dict:  # fmt: skip
     """Run a surface study whose inputs ``read()`` gives, into the locked folder ``out_dir``.
@@ -239,6 +234,8 @@ def surface_study_from_reader(
 
 
 def _summary(config, name, sources, mesh, distance, sl, y, groups, names, t_r=None) -> dict:
+    from .spaces.surface import mesh_from_record, mesh_record
+
     chance = chance_level(config.scoring, len(sl.classes_))
     masked = sl.masked_scores_
     peak = int(np.argmax(masked))
@@ -257,7 +254,7 @@ def _summary(config, name, sources, mesh, distance, sl, y, groups, names, t_r=No
             results["discs with TFCE FWE p < 0.05"] = int((sl.p_fwe_tfce_ < 0.05).sum())
     return {
         "name": name,
-        "parameters": {**asdict(config), "mesh": mesh, "distance": distance, "n_folds": sl.cv_plan_.n_folds},
+        "parameters": {**asdict(config), "mesh": mesh_from_record(mesh_record(mesh)), "distance": distance, "n_folds": sl.cv_plan_.n_folds},
         # beta maps are not cleaned: the GLM modelled the drifts and confounds (as for volumes)
         "cleaning": "none (beta maps)" if "beta maps" in sources else _cleaning_record(config, t_r),
         "data": {**sources,
@@ -290,22 +287,23 @@ def _save_gifti(img, staging: Path, stem: str) -> None:
         nib.save(nib.gifti.GiftiImage(darrays=arrays), staging / f"{stem}_hemi-{hemi[0].upper()}.func.gii")
 
 
-def save_surface_permutation_record(sl, mesh: str, path: Path) -> None:
+def save_surface_permutation_record(sl, mesh, path: Path) -> None:
     """What prevalence inference reads back beside a surface study's null maps: as
     :func:`fastsearchlight._permutation_record.save_permutation_record`, with the mesh's name,
     hemispheres and vertex counts in place of a grid (the affine: identity)."""
     from .io import atomic_path
+    from .spaces.surface import mesh_record
 
     space, info = sl._space, sl.permutation_info_
     with atomic_path(path, force=True) as tmp, open(tmp, "wb") as fh:
         np.savez(
             fh, observed=sl.masked_scores_, process_mask=sl.process_mask_, affine=np.eye(4),
-            exhaustive=bool(info["all arrangements enumerated"]), permute=str(info["scheme"]), mesh=str(mesh),
+            exhaustive=bool(info["all arrangements enumerated"]), permute=str(info["scheme"]), mesh=mesh_record(mesh),
             hemispheres=np.array(space.hemispheres), n_vertices=np.array([space.n_vertices[h] for h in space.hemispheres]),
         )  # fmt: skip
 
 
-def _write(out: Path, names, sl, summary: dict, mesh: str, config, t_start: float) -> None:
+def _write(out: Path, names, sl, summary: dict, mesh, config, t_start: float) -> None:
     """Maps, figures, report and summary, staged then moved into ``out`` together."""
     from nilearn.surface import SurfaceImage
 

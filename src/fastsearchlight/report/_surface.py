@@ -20,7 +20,7 @@ def _display_mesh(mesh_name: str | None, mesh):
     """The mesh to draw on (an fsaverage's inflated surface when the data are on an
     fsaverage) and its sulcal depth as background (None when unknown), for the hemispheres
     of ``mesh``."""
-    if mesh_name is None:
+    if not isinstance(mesh_name, str):  # none, or the data's own surface files
         return mesh, None
     from nilearn.datasets import load_fsaverage, load_fsaverage_data
     from nilearn.surface import PolyMesh, SurfaceImage
@@ -56,9 +56,10 @@ def plot_surface_map(
     path : path-like
         Output file (PNG); parent folders are created.
     title : str or None
-    mesh_name : str or None
+    mesh_name : str, list or None
         The name of the fsaverage mesh the data are on: they are drawn on its inflated
-        surface over its sulcal depth. None: on ``img``'s own mesh.
+        surface over its sulcal depth. None (or the files of the data's own mesh, as for
+        fsnative): on ``img``'s own mesh.
     threshold, vmin, vmax : float or None
         As in ``plot_surf_stat_map`` (values below ``threshold`` in magnitude not drawn).
     cmap : str

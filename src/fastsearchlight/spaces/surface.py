@@ -33,8 +33,11 @@ __all__ = [
     "MeshSpace",
     "build_surface_neighbourhoods",
     "edge_graph",
+    "hemisphere_of_file",
     "load_mesh",
     "mesh_adjacency",
+    "mesh_from_record",
+    "mesh_record",
     "vertex_discs",
 ]
 
@@ -48,36 +51,101 @@ _CACHE_SIZE = 8
 _CACHE: OrderedDict = OrderedDict()
 
 
+def hemisphere_of_file(path) -> str:
+    """``"left"`` or ``"right"`` from a file name: ``hemi-L``/``hemi-R`` (BIDS, fMRIPrep) or
+    FreeSurfer's ``lh.``/``rh.``; ValueError otherwise."""
+    import re
+    from pathlib import Path
+
+    name = Path(path).name
+    match = re.search(r"hemi-([LR])(?![A-Za-z])", name)
+    if match:
+        return "left" if match.group(1) == "L" else "right"
+    if name.startswith(("lh.", "rh.")):
+        return "left" if name.startswith("lh.") else "right"
+    raise ValueError(f"cannot tell the hemisphere of {path}: its name needs hemi-L or hemi-R (or lh./rh.)")
+
+
+def _mesh_files(files) -> dict:
+    """Surface files (``.surf.gii`` or FreeSurfer geometry) by hemisphere, one each."""
+    from pathlib import Path
+
+    out: dict = {}
+    for f in map(Path, files):
+        hemi = hemisphere_of_file(f)
+        if hemi in out:
+            raise ValueError(f"two {hemi} hemisphere meshes given: {out[hemi].name} and {f.name}")
+        if not f.is_file():
+            raise ValueError(f"mesh file {f} does not exist.")
+        out[hemi] = f
+    if not out:
+        raise ValueError("no mesh file given.")
+    return {h: out[h] for h in HEMISPHERES if h in out}
+
+
 def load_mesh(mesh):
-    """A nilearn ``PolyMesh`` from a ``PolyMesh`` or the name of a mesh nilearn ships.
+    """A nilearn ``PolyMesh`` from a ``PolyMesh``, the name of a mesh nilearn ships, or
+    surface files.
 
     Parameters
     ----------
-    mesh : PolyMesh or str
+    mesh : PolyMesh, str, or sequence of path-like
         ``"fsaverage5"`` (the pial surface) or ``"fsaverage5:<type>"`` with a mesh type of
         :func:`nilearn.datasets.load_fsaverage` (``pial``, ``white_matter``, ``inflated``,
-        ``sphere``, ``flat``); other fsaverage resolutions are downloaded by nilearn.
+        ``sphere``, ``flat``); other fsaverage resolutions are downloaded by nilearn. Or the
+        surface files of one or both hemispheres (GIfTI ``.surf.gii`` such as fMRIPrep's
+        ``sub-01_hemi-L_pial.surf.gii``, or FreeSurfer's ``lh.pial``), told apart by
+        ``hemi-L``/``hemi-R`` or ``lh.``/``rh.`` in their names: an fsnative or fsLR mesh.
     """
-    from nilearn.surface import PolyMesh
+    from nilearn.surface import PolyMesh, load_surf_mesh
 
     if isinstance(mesh, PolyMesh):
         return mesh
+    if isinstance(mesh, (list, tuple)):
+        parts = {}
+        for hemi, path in _mesh_files(mesh).items():
+            try:
+                parts[hemi] = load_surf_mesh(str(path))
+            except Exception as exc:  # nilearn raises many kinds for unreadable files
+                raise ValueError(f"cannot read the {hemi} mesh {path}: {exc}") from None
+        return PolyMesh(**parts)
     if not isinstance(mesh, str):
         raise ValueError(
-            f"mesh must be a nilearn PolyMesh or a mesh name such as 'fsaverage5', got {mesh!r}."
+            f"mesh must be a nilearn PolyMesh, a mesh name such as 'fsaverage5' or surface files, got {mesh!r}."
         )
     from nilearn.datasets import load_fsaverage
 
     name, _, kind = mesh.partition(":")
     kind = kind or "pial"
     if name not in MESH_NAMES:
-        raise ValueError(f"unknown mesh {mesh!r}: give a PolyMesh or one of {', '.join(MESH_NAMES)}.")
+        raise ValueError(
+            f"unknown mesh {mesh!r}: give a PolyMesh, one of {', '.join(MESH_NAMES)}, or the surface files "
+            "of the hemispheres."
+        )
     meshes = load_fsaverage(name)
     if kind not in meshes or kind == "description":
         raise ValueError(
             f"unknown mesh type {kind!r} in {mesh!r}: one of pial, white_matter, inflated, sphere, flat."
         )
     return meshes[kind]
+
+
+def mesh_record(mesh) -> str:
+    """A mesh given by name or by files, as one string (for records; :func:`mesh_from_record`):
+    the name, or the files' absolute paths as a JSON list."""
+    import json
+    from pathlib import Path
+
+    if isinstance(mesh, (list, tuple)):
+        return json.dumps([str(Path(p).absolute()) for p in mesh])
+    return str(mesh)
+
+
+def mesh_from_record(text: str):
+    """The mesh a :func:`mesh_record` string names (a name, or a list of files)."""
+    import json
+
+    return json.loads(text) if text.startswith("[") else text
 
 
 def _mesh_arrays(part) -> tuple[np.ndarray, np.ndarray]:
