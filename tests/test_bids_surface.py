@@ -171,6 +171,23 @@ def test_surface_space_scrubs_as_nilearn_censors(surface_bids, tmp_path, capsys)
     assert summary["data"]["volumes removed by the confound strategy"] == int((~kept_all).sum())
 
 
+def _disc_masks(folder: Path, left_mm: float, right_mm: float) -> tuple[dict, list]:
+    """GIfTI masks of a geodesic disc per hemisphere (around left vertex 1000, right 500):
+    the boolean masks and the files."""
+    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
+
+    mesh = load_mesh(SPACE)
+    masks = {h: np.zeros(mesh.parts[h].n_vertices, bool) for h in ("left", "right")}
+    masks["left"][vertex_discs(mesh.parts["left"], left_mm, "geodesic")[1000].indices] = True
+    masks["right"][vertex_discs(mesh.parts["right"], right_mm, "geodesic")[500].indices] = True
+    paths = []
+    for hemi, m in masks.items():
+        path = folder / f"mask_hemi-{hemi[0].upper()}.label.gii"
+        nib.save(nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(m.astype(np.int32))]), path)
+        paths.append(str(path))
+    return masks, paths
+
+
 def test_surface_space_takes_gifti_masks(surface_bids, tmp_path, capsys):
     # a mask per hemisphere (as the cortex without the medial wall): the discs are those of
     # the mask vertices, over the mask vertices; a disc wholly inside the mask scores as
@@ -182,14 +199,7 @@ def test_surface_space_takes_gifti_masks(surface_bids, tmp_path, capsys):
     deriv = surface_bids / "derivatives" / "fmriprep"
     mesh = load_mesh(SPACE)
     discs = {h: vertex_discs(mesh.parts[h], 10.0, "geodesic") for h in ("left", "right")}
-    masks = {h: np.zeros(mesh.parts[h].n_vertices, bool) for h in ("left", "right")}
-    masks["left"][vertex_discs(mesh.parts["left"], 30.0, "geodesic")[1000].indices] = True
-    masks["right"][vertex_discs(mesh.parts["right"], 40.0, "geodesic")[500].indices] = True
-    paths = []
-    for hemi, m in masks.items():
-        path = tmp_path / f"mask_hemi-{hemi[0].upper()}.label.gii"
-        nib.save(nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(m.astype(np.int32))]), path)
-        paths.append(str(path))
+    masks, paths = _disc_masks(tmp_path, 30.0, 40.0)
     base = ["run", "--bids", str(surface_bids), "--derivatives", str(deriv), "--space", SPACE, "--subject", "01",
             "--task", "objects", "--confounds", "simple", "--estimator", "gnb", "--quiet"]  # fmt: skip
     assert main([*base, "--mask", *paths, "--out", str(tmp_path / "masked")]) == 0
@@ -301,18 +311,8 @@ def test_surface_condition_betas_per_run_are_nilearns_within_the_mask(surface_bi
     # condition; nothing modelled outside the mask
     import pandas as pd
 
-    from fastsearchlight.spaces.surface import load_mesh, vertex_discs
-
     deriv = surface_bids / "derivatives" / "fmriprep"
-    mesh = load_mesh(SPACE)
-    masks = {h: np.zeros(mesh.parts[h].n_vertices, bool) for h in ("left", "right")}
-    masks["left"][vertex_discs(mesh.parts["left"], 30.0, "geodesic")[1000].indices] = True
-    masks["right"][vertex_discs(mesh.parts["right"], 30.0, "geodesic")[500].indices] = True
-    paths = []
-    for hemi, m in masks.items():
-        path = tmp_path / f"mask_hemi-{hemi[0].upper()}.label.gii"
-        nib.save(nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(m.astype(np.int32))]), path)
-        paths.append(str(path))
+    masks, paths = _disc_masks(tmp_path, 30.0, 30.0)
     out = tmp_path / "out"
     args = ["run", "--bids", str(surface_bids), "--derivatives", str(deriv), "--space", SPACE, "--subject", "01",
             "--task", "objects", "--samples", "runs", "--estimator", "gnb", "--mask", *paths, "--quiet",
