@@ -22,8 +22,8 @@ leave-one-out scores differ by a few units of ``eps * cond(A)`` (relative). Wher
 alpha's score is within ``margin * eps * cond`` (relative) of another alpha's, rounding
 could decide between them: such problems are flagged, and the caller solves them again
 on the eigendecomposition path, which then makes the choice (and the decisions) exactly
-as before. ``cond`` is LAPACK's estimate of the 1-norm condition number of ``A`` (or
-``G``), the largest over the alphas.
+as before. ``cond`` is the 1-norm condition number of ``A`` (LAPACK's estimate, ``pocon``)
+or of ``G`` (from its inverse) at the smallest alpha, the largest of the alphas'.
 
 Samples are grouped into role blocks (:func:`._ridge_kernel.role_blocks`): a fold's
 covariance is the sum of its training blocks' cross-products, or the total minus the
@@ -183,6 +183,7 @@ def ridge_cv_block(
     T = Q // n_sets
     F = n_train.shape[0]
     A_n = alphas.shape[0]
+    a_min = np.argmin(alphas)
     nb = bounds.shape[0] - 1
     max_train = train_pos.shape[1]
     max_test = test_pos.shape[1]
@@ -314,11 +315,11 @@ def ridge_cv_block(
                     if not cholesky_upper(H, H):
                         failed = True
                         break
-                    rc = reciprocal_condition_upper(H, norm1)
-                    if not rc > 0.0:
-                        failed = True
-                        break
-                    if 1.0 / rc > kappa:
+                    if a == a_min:  # the largest condition number of the alphas'
+                        rc = reciprocal_condition_upper(H, norm1)
+                        if not rc > 0.0:
+                            failed = True
+                            break
                         kappa = 1.0 / rc
                     Wf[:, :] = Xf
                     triangular_solve_rows(H, Wf, False)  # rows z_i = U^-T x_i
@@ -397,15 +398,20 @@ def ridge_cv_block(
                     if not cholesky_upper(G, G):
                         failed = True
                         break
-                    rc = reciprocal_condition_upper(G, norm1)
-                    if not rc > 0.0:
-                        failed = True
-                        break
-                    if 1.0 / rc > kappa:
-                        kappa = 1.0 / rc
                     if not inverse_upper(G):
                         failed = True
                         break
+                    if a == a_min:  # the largest condition number of the alphas', exactly
+                        norm_inv = 0.0
+                        for k in range(ntr):
+                            acc = 0.0
+                            for i in range(ntr):
+                                acc += abs(G[i, k])
+                            norm_inv = max(norm_inv, acc)
+                        kappa = norm1 * norm_inv
+                        if not np.isfinite(kappa):
+                            failed = True
+                            break
                     for i in range(ntr):
                         d = G[i, i]
                         if fit_intercept:
