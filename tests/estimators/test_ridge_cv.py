@@ -274,7 +274,9 @@ def test_choice_and_margin_rule():
     from fastsearchlight.estimators._ridge_cv_kernel import _choose
 
     eps = np.finfo(float).eps
-    sse = np.array([[4.0, 2.0, 3.0, 1.0], [2.0, 2.0, 3.0 * (1 + 1e-9), 1.0], [5.0, 2.5, 3.0 * (1 + 5e-8), np.nan]])
+    sse = np.array(
+        [[4.0, 2.0, 3.0, 1.0], [2.0, 2.0, 3.0 * (1 + 1e-9), 1.0], [5.0, 2.5, 3.0 * (1 + 5e-8), np.nan]]
+    )
     best, near = np.empty(4, dtype=np.int64), np.empty(4, dtype=bool)
     _choose(sse, 1.0, 1.0, 0.0, best, near)  # no margin: exact ties only
     assert best.tolist() == [1, 0, 0, 0] and near.tolist() == [False, True, False, True]

@@ -22,18 +22,32 @@ leave-one-out, "generalised cross-validation"), fitted on the fold's training sa
 5. The returned model is the ridge fit with that alpha; the decision is
    ``(X - mean(X_train)) B + mean(Y_train)``.
 
-Like scikit-learn (``gcv_mode=None``), the quantities come from an eigendecomposition of
-the ``d x d`` centred covariance ``Xc'Xc`` when the training set has more samples than
-features, and of the ``n x n`` Gram matrix ``Xc Xc'`` otherwise (in dual form: with
-``G = Xc Xc' + alpha I`` and ``c = G^-1 Yc``, ``looe_i = c_i / (G^-1_ii - (G^-1 1)_i / n)``).
-Both give the same errors in exact arithmetic; following scikit-learn's choice keeps the
-rounding behaviour close to its own when the covariance is rank deficient. One batched
-``eigh`` per fold and block of spheres serves every alpha.
+Like scikit-learn (``gcv_mode=None``), the ``d x d`` centred covariance ``Xc'Xc`` is used
+when the training set has more samples than features, and the ``n x n`` Gram matrix
+``Xc Xc'`` otherwise (in dual form: with ``G = Xc Xc' + alpha I`` and ``c = G^-1 Yc``,
+``looe_i = c_i / (G^-1_ii - (G^-1 1)_i / n)``). Both give the same errors in exact
+arithmetic; following scikit-learn's choice keeps the rounding behaviour close to its own
+when the covariance is rank deficient.
 
-Sharing across folds (covariance form): each fold's covariance is the block's total
-cross-products minus those of its test samples (the total itself the sum of the test
-parts when the test sets are disjoint), corrected by the training mean. Every sample of the
-block is projected on the fold's eigenbasis once: the training samples give the
+Two implementations, one for each role:
+
+- **the compiled kernel** (:func:`._ridge_cv_kernel.ridge_cv_block`), which solves every
+  problem first: per sphere, fold and alpha one Cholesky factorisation of
+  ``Xc'Xc + alpha I`` (its triangular solve of the training samples gives the leverages)
+  or of ``G`` (its inverse gives the denominators), read sphere by sphere from the
+  voxel-major data, without the interpreter lock;
+- **the eigendecomposition path** (:meth:`BatchedRidgeClassifierCV._eigh_run`, the classes
+  below), one batched ``eigh`` per fold and block of spheres serving every alpha, which
+  decides the problems the kernel flags as near-ties: two alphas' scores within the
+  kernel's rounding margin (see :mod:`._ridge_cv_kernel`), where Cholesky's rounding and
+  the eigendecomposition's could choose differently. Those problems get exactly the
+  choice and decisions of the eigendecomposition path, which was this estimator's only
+  path before the kernel (same score maps on the benchmark rows, measured by hash).
+
+Sharing across folds (covariance form, both implementations): each fold's covariance is
+the total cross-products minus those of the samples it leaves out (the total itself the
+sum of parts), corrected by the training mean. In the eigendecomposition path every sample
+of the block is projected on the fold's eigenbasis once: the training samples give the
 leave-one-out errors, the test samples the decisions (``Xc_test B`` for the chosen alpha is
 read from the same fitted values), so no per-fold copy of the training samples is made.
 
@@ -73,9 +87,10 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 
     Notes
     -----
-    Work per fold: one ``eigh`` of the centred covariance (or Gram matrix) per sphere, then
-    a few products of size ``n_samples x n_features`` shared by all alphas. Spheres are
-    processed in blocks of a few hundred so that a block's arrays stay in cache.
+    Work per fold and sphere: one Cholesky factorisation per alpha of the centred
+    covariance plus a triangular solve of the training samples (or of the Gram matrix plus
+    its inverse), in a compiled kernel; near-ties between alphas are solved again by
+    eigendecomposition (see the module's docstring).
     """
 
     reference = "sklearn.linear_model.RidgeClassifierCV(cv=None)"
