@@ -75,8 +75,6 @@ ESTIMATORS = {
 #: (estimator, row) -> spheres: pairs too slow for the whole brain here, run on that many
 #: random spheres and scaled per sphere (marked "est.")
 OURS_SUBSET = {
-    ("ridge_classifier", "W1-10"): 10000,
-    ("ridge_classifier", "W3"): 40000,
     ("lda", "W3"): 40000,
     ("logistic", "W1-10"): 100,
     ("logistic_regression", "W1-10"): 5000,

@@ -95,3 +95,37 @@ def test_gram_into_is_the_full_cross_product(k):
     gram_into(X, G)
     np.testing.assert_allclose(G, X.T @ X, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(G, G.T)
+
+
+@pytest.mark.parametrize("k, d", [(0, 3), (1, 1), (54, 7), (162, 41)])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_triangular_solve_rows_matches_numpy(k, d, transpose):
+    from fastsearchlight.estimators._lapack import triangular_solve_rows
+
+    rng = np.random.default_rng([k, d])
+    A = rng.standard_normal((2 * d + 3, d))
+    R = np.empty((d, d))
+    assert cholesky_upper(np.eye(d) + A.T @ A, R)
+    upper = np.triu(R)
+    R = np.triu(R) + np.tril(np.full((d, d), np.nan), -1)  # the lower triangle is not read
+    W = rng.standard_normal((k, d))
+    out = W.copy()
+    triangular_solve_rows(R, out, transpose)
+    expected = W @ np.linalg.inv(upper.T if transpose else upper)
+    np.testing.assert_allclose(out, expected, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("d", [1, 6, 28])
+def test_inverse_and_condition_from_the_factor(d):
+    from fastsearchlight.estimators._lapack import inverse_upper, reciprocal_condition_upper
+
+    rng = np.random.default_rng(d)
+    A = rng.standard_normal((d + 4, d)) * np.logspace(0, 2, d)
+    H = 0.1 * np.eye(d) + A.T @ A
+    R = np.empty((d, d))
+    assert cholesky_upper(H, R)
+    rcond = reciprocal_condition_upper(R, np.abs(H).sum(axis=0).max())
+    exact = 1.0 / np.linalg.cond(H, 1)
+    assert exact / 10 <= rcond <= exact * 10
+    assert inverse_upper(R)
+    np.testing.assert_allclose(R, np.linalg.inv(H), rtol=1e-9, atol=1e-12 * np.abs(np.linalg.inv(H)).max())

@@ -181,3 +181,106 @@ def test_every_shape(n_features, n_classes, raw, fit_intercept):
     plan = make_plan("logo", y, groups)
     assert all(len(tr) == 24 for tr in plan.train_indices)
     compare_with_sklearn(X, y, n_classes, plan, fit_intercept=fit_intercept)
+
+
+# ---------------------------------------------------------------------------
+# The compiled kernel and the eigendecomposition path it leaves the near-ties to
+# ---------------------------------------------------------------------------
+
+
+def _spy_paths(monkeypatch):
+    """Record the kernel's near-tie flags and the spheres given to the eigh path."""
+    import fastsearchlight.estimators.ridge_cv as module
+
+    record = {"near": [], "eigh": []}
+    kernel, eigh = module.ridge_cv_block, module.BatchedRidgeClassifierCV._eigh_run
+
+    def spy_kernel(*args):
+        out = kernel(*args)
+        record["near"].append(out[2].copy())
+        return out
+
+    def spy_eigh(self, X, *args):
+        record["eigh"].append(len(X))
+        return eigh(self, X, *args)
+
+    monkeypatch.setattr(module, "ridge_cv_block", spy_kernel)
+    monkeypatch.setattr(module.BatchedRidgeClassifierCV, "_eigh_run", spy_eigh)
+    return module, record
+
+
+@pytest.mark.parametrize("n_features", [8, 23, 24, 60])  # d < n, d ~ n (either side), d > n
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_kernel_alone_matches_sklearn(n_features, n_classes, fit_intercept, monkeypatch):
+    """Without the near-tie margin every choice is the kernel's (the eigh path is never
+    called), and it is scikit-learn's; 24 training samples per fold."""
+    module, record = _spy_paths(monkeypatch)
+    monkeypatch.setattr(module, "_TIE_MARGIN", 0.0)
+    rng = np.random.default_rng([37, n_features, n_classes, fit_intercept])
+    X, y, groups = make_data(rng, 8, 32, n_features, n_classes, raw=False)
+    plan = make_plan("logo", y, groups)
+    compare_with_sklearn(X, y, n_classes, plan, fit_intercept=fit_intercept)
+    assert record["near"] and not any(near.any() for near in record["near"])
+    assert record["eigh"] == []
+
+
+@pytest.mark.parametrize("n_features", [8, 24, 60])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_eigh_path_alone_matches_sklearn(n_features, n_classes, monkeypatch):
+    """With an infinite margin every problem is left to the eigendecomposition path, which
+    must give scikit-learn's answers on its own (raw BOLD-scale values)."""
+    module, record = _spy_paths(monkeypatch)
+    monkeypatch.setattr(module, "_TIE_MARGIN", np.inf)
+    rng = np.random.default_rng([41, n_features, n_classes])
+    X, y, groups = make_data(rng, 8, 32, n_features, n_classes, raw=True)
+    plan = make_plan("logo", y, groups)
+    compare_with_sklearn(X, y, n_classes, plan)
+    assert all(near.all() for near in record["near"])
+    assert record["eigh"] and all(n == 8 for n in record["eigh"])
+
+
+@pytest.mark.parametrize("n_features", [6, 40])  # covariance and Gram forms
+def test_near_tie_goes_to_the_eigendecomposition(n_features, monkeypatch):
+    """Two alphas 1e-9 apart (relative): their leave-one-out scores differ by about 1e-12
+    (relative), above the rounding of either path but within the kernel's margin, so the
+    kernel flags the problems, the eigendecomposition path decides them (its decisions
+    replace the kernel's exactly), and the choice is scikit-learn's."""
+    module, record = _spy_paths(monkeypatch)
+    alphas = (2.0, 2.0 * (1 + 1e-9), 50.0)
+    rng = np.random.default_rng([43, n_features])
+    X, y, groups = make_data(rng, 10, 32, n_features, 2, raw=False, effect=0.6)
+    plan = make_plan("logo", y, groups)
+    est = BatchedRidgeClassifierCV(alphas=alphas)
+    decisions = est.fold_decisions(X, y, 2, plan)
+    near = record["near"][-1][:, :, 0]  # (spheres, folds)
+    assert near.sum() >= 5
+    chosen = est.fold_alphas(X, y, 2, plan)
+    assert any(np.any(c[near[:, f]] < 3) for f, c in enumerate(chosen))  # ties between the pair
+    compare_with_sklearn(X, y, 2, plan, alphas=alphas)
+    flagged = np.flatnonzero(near.any(axis=1))
+    # the samples as the estimator hands them to the eigh path (voxel-major, gathered)
+    Xv, vox = module._voxel_major(X)
+    eigh_dec, eigh_best = est._eigh_run(Xv[vox[flagged]].transpose(0, 2, 1), y[None], 2, plan)
+    for f in range(plan.n_folds):
+        rows = near[flagged, f]
+        np.testing.assert_array_equal(decisions[f][flagged[rows]], eigh_dec[0][f][rows, :, 0])
+        np.testing.assert_array_equal(chosen[f][flagged[rows]], np.asarray(alphas)[eigh_best[0][f][rows]])
+
+
+def test_choice_and_margin_rule():
+    """The kernel's rule: the first best score; a near-tie when another alpha's score is
+    within margin * eps * sensitivity (relative) of the best, or a score is not finite."""
+    from fastsearchlight.estimators._ridge_cv_kernel import _choose
+
+    eps = np.finfo(float).eps
+    sse = np.array(
+        [[4.0, 2.0, 3.0, 1.0], [2.0, 2.0, 3.0 * (1 + 1e-9), 1.0], [5.0, 2.5, 3.0 * (1 + 5e-8), np.nan]]
+    )
+    best, near = np.empty(4, dtype=np.int64), np.empty(4, dtype=bool)
+    _choose(sse, 1.0, 1.0, 0.0, best, near)  # no margin: exact ties only
+    assert best.tolist() == [1, 0, 0, 0] and near.tolist() == [False, True, False, True]
+    _choose(sse, 1.0, 1e4, 1.01e-8 / (1e4 * eps), best, near)  # tolerance 1.01e-8
+    assert best.tolist() == [1, 0, 0, 0] and near.tolist() == [False, True, True, True]
+    _choose(sse, 1.0, 1e4, 0.99e-9 / (1e4 * eps), best, near)  # 0.99e-9
+    assert near.tolist() == [False, True, False, True]

@@ -22,18 +22,32 @@ leave-one-out, "generalised cross-validation"), fitted on the fold's training sa
 5. The returned model is the ridge fit with that alpha; the decision is
    ``(X - mean(X_train)) B + mean(Y_train)``.
 
-Like scikit-learn (``gcv_mode=None``), the quantities come from an eigendecomposition of
-the ``d x d`` centred covariance ``Xc'Xc`` when the training set has more samples than
-features, and of the ``n x n`` Gram matrix ``Xc Xc'`` otherwise (in dual form: with
-``G = Xc Xc' + alpha I`` and ``c = G^-1 Yc``, ``looe_i = c_i / (G^-1_ii - (G^-1 1)_i / n)``).
-Both give the same errors in exact arithmetic; following scikit-learn's choice keeps the
-rounding behaviour close to its own when the covariance is rank deficient. One batched
-``eigh`` per fold and block of spheres serves every alpha.
+Like scikit-learn (``gcv_mode=None``), the ``d x d`` centred covariance ``Xc'Xc`` is used
+when the training set has more samples than features, and the ``n x n`` Gram matrix
+``Xc Xc'`` otherwise (in dual form: with ``G = Xc Xc' + alpha I`` and ``c = G^-1 Yc``,
+``looe_i = c_i / (G^-1_ii - (G^-1 1)_i / n)``). Both give the same errors in exact
+arithmetic; following scikit-learn's choice keeps the rounding behaviour close to its own
+when the covariance is rank deficient.
 
-Sharing across folds (covariance form): each fold's covariance is the block's total
-cross-products minus those of its test samples (the total itself the sum of the test
-parts when the test sets are disjoint), corrected by the training mean. Every sample of the
-block is projected on the fold's eigenbasis once: the training samples give the
+Two implementations, one for each role:
+
+- **the compiled kernel** (:func:`._ridge_cv_kernel.ridge_cv_block`), which solves every
+  problem first: per sphere, fold and alpha one Cholesky factorisation of
+  ``Xc'Xc + alpha I`` (its triangular solve of the training samples gives the leverages)
+  or of ``G`` (its inverse gives the denominators), read sphere by sphere from the
+  voxel-major data, without the interpreter lock;
+- **the eigendecomposition path** (:meth:`BatchedRidgeClassifierCV._eigh_run`, the classes
+  below), one batched ``eigh`` per fold and block of spheres serving every alpha, which
+  decides the problems the kernel flags as near-ties: two alphas' scores within the
+  kernel's rounding margin (see :mod:`._ridge_cv_kernel`), where Cholesky's rounding and
+  the eigendecomposition's could choose differently. Those problems get exactly the
+  choice and decisions of the eigendecomposition path, which was this estimator's only
+  path before the kernel (same score maps on the benchmark rows, measured by hash).
+
+Sharing across folds (covariance form, both implementations): each fold's covariance is
+the total cross-products minus those of the samples it leaves out (the total itself the
+sum of parts), corrected by the training mean. In the eigendecomposition path every sample
+of the block is projected on the fold's eigenbasis once: the training samples give the
 leave-one-out errors, the test samples the decisions (``Xc_test B`` for the chosen alpha is
 read from the same fitted values), so no per-fold copy of the training samples is made.
 
@@ -50,6 +64,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..cv import CVPlan
+from ._ridge_cv_kernel import ridge_cv_block
+from ._ridge_kernel import role_blocks
 from .base import BatchedClassifier, as_slice, binary_targets
 
 __all__ = ["BatchedRidgeClassifierCV"]
@@ -71,9 +87,10 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 
     Notes
     -----
-    Work per fold: one ``eigh`` of the centred covariance (or Gram matrix) per sphere, then
-    a few products of size ``n_samples x n_features`` shared by all alphas. Spheres are
-    processed in blocks of a few hundred so that a block's arrays stay in cache.
+    Work per fold and sphere: one Cholesky factorisation per alpha of the centred
+    covariance plus a triangular solve of the training samples (or of the Gram matrix plus
+    its inverse), in a compiled kernel; near-ties between alphas are solved again by
+    eigendecomposition (see the module's docstring).
     """
 
     reference = "sklearn.linear_model.RidgeClassifierCV(cv=None)"
@@ -101,20 +118,26 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         per = n_samples * n_targets + n_samples * n_features + n_folds
         return 8 * per
 
+    def releases_gil(self, n_features: int, n_train: int) -> bool:
+        """The fits run in one compiled kernel without the interpreter lock
+        (:func:`._ridge_cv_kernel.ridge_cv_block`); the few near-ties solved again by
+        eigendecomposition spend their time in LAPACK."""
+        return True
+
     def fold_decisions(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """Decisions with the leave-one-out alpha, for every sphere on every fold.
 
         Parameters and result are those of :meth:`BatchedClassifier.fold_decisions`.
         """
-        return self._run(X, np.asarray(y)[None, :], n_classes, plan)[0][0]
+        return self.many_fold_decisions(X, np.asarray(y)[None, :], n_classes, plan)[0]
 
     def many_fold_decisions(
         self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[list[np.ndarray]]:
         """:meth:`fold_decisions` for several label vectors (e.g. permutations) at once.
 
-        The eigendecomposition of every sphere and fold does not depend on the labels, so
-        it is computed once and shared by all label vectors.
+        The factorisations of every sphere, fold and alpha do not depend on the labels, so
+        they are computed once and shared by all label vectors.
 
         Parameters
         ----------
@@ -127,7 +150,14 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         -------
         list (one per label vector) of lists (one per fold) of decision arrays
         """
-        return self._run(X, ys, n_classes, plan)[0]
+        return self._run(*_voxel_major(X), ys, n_classes, plan)[0]
+
+    def many_fold_decisions_at(
+        self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`many_fold_decisions` of the spheres ``vox`` (rows of the voxel-major data
+        ``X``), read sphere by sphere by the compiled kernel."""
+        return self._run(X, vox, ys, n_classes, plan)[0]
 
     def fold_alphas(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """The alpha chosen by leave-one-out for every sphere on every fold, given the
@@ -137,12 +167,69 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         -------
         list of ndarray of shape (n_spheres,), one per fold
         """
-        return self._run(X, np.asarray(y)[None, :], n_classes, plan)[1][0]
+        return self._run(*_voxel_major(X), np.asarray(y)[None, :], n_classes, plan)[1][0]
 
     def _run(
+        self, Xv: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+        """Decisions and chosen alphas, per label vector and fold, of the spheres ``vox``
+        (rows of the voxel-major ``Xv``): the compiled kernel, then the eigendecomposition
+        path for the problems it flags (near-ties between alphas)."""
+        alphas = self._checked_alphas()
+        Xv = np.ascontiguousarray(Xv, dtype=np.float64)
+        vox = np.ascontiguousarray(vox, dtype=np.int64)
+        ys = np.atleast_2d(np.asarray(ys))
+        if Xv.ndim != 2 or vox.ndim != 2:
+            raise ValueError("Xv must be (n_voxels, n_samples) and vox (n_spheres, n_features).")
+        if ys.shape[1] != Xv.shape[1]:
+            raise ValueError(f"ys must have shape (n_label_sets, {Xv.shape[1]}), got {ys.shape}.")
+        n_sets = len(ys)
+        Y = np.stack([binary_targets(y, n_classes).T for y in ys], axis=1)  # (n, L, T)
+        n_targets = Y.shape[2]
+        rb = role_blocks(plan)
+        inv = np.empty(plan.n_samples, dtype=np.int64)
+        inv[rb.order] = np.arange(plan.n_samples)
+        n_train = np.array([len(tr) for tr in plan.train_indices], dtype=np.int64)
+        train_pos = np.zeros((plan.n_folds, max(1, int(n_train.max()))), dtype=np.int64)
+        for f, tr in enumerate(plan.train_indices):
+            train_pos[f, : len(tr)] = np.sort(inv[np.asarray(tr)])
+        # as scikit-learn: the covariance when there are more samples than features
+        gram_fold = n_train <= vox.shape[1]
+        targets = np.ascontiguousarray(Y.reshape(len(Y), -1)[rb.order])
+        dec, best, near = ridge_cv_block(
+            Xv, vox, rb.order, rb.bounds, rb.used, rb.fold_blocks, rb.subtract, train_pos, n_train,
+            rb.test_pos, rb.n_test, gram_fold, targets, n_sets, alphas, bool(self.fit_intercept),
+            float(_TIE_MARGIN),
+        )  # fmt: skip
+        decisions = [
+            [dec[:, f, : rb.n_test[f], k * n_targets : (k + 1) * n_targets] for f in range(plan.n_folds)]
+            for k in range(n_sets)
+        ]
+        chosen = [[best[:, f, k] for f in range(plan.n_folds)] for k in range(n_sets)]
+        # the eigendecomposition path decides the near-ties (label sets with one solved
+        # together; the other sets of those spheres keep the kernel's answers)
+        flagged = near.any(axis=1)  # (S, L)
+        redo_sets = np.flatnonzero(flagged.any(axis=0))
+        redo = np.flatnonzero(flagged.any(axis=1))
+        if redo.size:
+            X_redo = Xv[vox[redo]].transpose(0, 2, 1)
+            dec_redo, best_redo = self._eigh_run(X_redo, ys[redo_sets], n_classes, plan)
+            for j, k in enumerate(redo_sets):
+                for f in range(plan.n_folds):
+                    rows = near[redo, f, k]
+                    decisions[k][f][redo[rows]] = dec_redo[j][f][rows]
+                    chosen[k][f][redo[rows]] = best_redo[j][f][rows]
+        if n_classes == 2:
+            decisions = [[d[..., 0] for d in per_set] for per_set in decisions]
+        return decisions, [[alphas[b] for b in per_set] for per_set in chosen]
+
+    def _eigh_run(
         self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
     ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
-        """Decisions and chosen alphas, per label vector and fold."""
+        """The eigendecomposition path (see the module's docstring): decisions
+        ``(S, n_test, T)`` and chosen alpha indices ``(S,)``, per label vector and fold, of
+        the spheres ``X`` ``(S, n_samples, n_features)``. Used for the problems the
+        compiled kernel flags as near-ties."""
         alphas = self._checked_alphas()
         X = np.asarray(X, dtype=np.float64)
         ys = np.asarray(ys)
@@ -190,9 +277,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
                     for j, label_set in enumerate(range(n_sets)[sets]):
                         decisions[label_set][f][block] = dec[:, :, j]
                         best[label_set][f][block] = chosen[:, j]
-        if n_classes == 2:
-            decisions = [[dec[..., 0] for dec in per_set] for per_set in decisions]
-        return decisions, [[alphas[b] for b in per_set] for per_set in best]
+        return decisions, best
 
     def _fit_decide(
         self, decomposition, Y: np.ndarray, train: np.ndarray, alphas: np.ndarray
@@ -238,6 +323,23 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 
         decisions = decomposition.test_decisions(best, n_sets).reshape(S, -1, n_sets, n_targets)
         return decisions + y_mean, best
+
+
+#: relative margin between two alphas' leave-one-out scores, in units of
+#: ``eps * cond * (1 + amp)`` (see :mod:`._ridge_cv_kernel`), under which the compiled
+#: kernel leaves the choice to the eigendecomposition path; the two paths' scores were
+#: measured at most 0.66 such units apart
+_TIE_MARGIN = 1e4
+
+
+def _voxel_major(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spheres ``X`` ``(S, n, p)`` as rows of voxel-major data, and each sphere's rows."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 3:
+        raise ValueError(f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}.")
+    S, n, p = X.shape
+    Xv = np.ascontiguousarray(X.transpose(0, 2, 1)).reshape(S * p, n)
+    return Xv, np.arange(S * p, dtype=np.int64).reshape(S, p)
 
 
 #: bound on the elements of the (spheres, samples, alphas, label sets) working arrays
