@@ -18,8 +18,7 @@ from numba import njit
 
 from ..cv import CVPlan
 from ._fold_statistics import FoldBlocks
-from ._lapack import gram_into
-from ._ridge_kernel import _cholesky_solve
+from ._ridge_kernel import _cholesky_solve, block_products, fold_products
 
 __all__ = ["lda_block", "lda_layout"]
 
@@ -145,13 +144,7 @@ def lda_block(
             tot_g[c] = 0.0
             tot_s[c] = 0.0
         for b in used:
-            Ub = U[bounds[b] : bounds[b + 1]]
-            gram_into(Ub, grams[b])
-            for j in range(p):
-                acc = 0.0
-                for i in range(Ub.shape[0]):
-                    acc += Ub[i, j]
-                sums[b, j] = acc
+            block_products(U, bounds, b, grams, sums)
             c = block_class[b]
             tot_g[c] += grams[b]
             tot_s[c] += sums[b]
@@ -160,22 +153,7 @@ def lda_block(
             diag_add[:] = 0.0
             trace_add = 0.0
             for c in range(C):
-                if fc_sub[f, c]:
-                    G[:, :] = tot_g[c]
-                    m[:] = tot_s[c]
-                    for b in fc_blocks[f, c]:
-                        if b < 0:
-                            break
-                        G -= grams[b]
-                        m -= sums[b]
-                else:
-                    G[:, :] = 0.0
-                    m[:] = 0.0
-                    for b in fc_blocks[f, c]:
-                        if b < 0:
-                            break
-                        G += grams[b]
-                        m += sums[b]
+                fold_products(tot_g[c], tot_s[c], grams, sums, fc_blocks[f, c], fc_sub[f, c], G, m)
                 nfc = counts[f, c]
                 inv_n = 1.0 / nfc
                 for j in range(p):

@@ -47,12 +47,12 @@ from numba import njit
 
 from ._lapack import (
     cholesky_upper,
-    gram_into,
     inverse_upper,
     matmul_into,
     reciprocal_condition_upper,
     triangular_solve_rows,
 )
+from ._ridge_kernel import block_products, fold_products, gather_sphere
 
 __all__ = ["ridge_cv_block"]
 
@@ -114,6 +114,20 @@ def _solve_columns(U, Rt, fitted, Z):
             for j in range(i + 1, p):
                 acc -= row[j] * t[j]
             t[i] = acc / U[i, i]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _loo_sse(E, den, ntr, T, out):
+    """Each label set's sum of squared leave-one-out errors ``E[q, i] / den[i]`` over its
+    ``T`` target columns and the ``ntr`` training samples, into ``out[s]`` (both forms:
+    residuals over ``1 - h_ii - 1/n``, or dual coefficients over the inverse's diagonal)."""
+    for s in range(out.shape[0]):
+        acc = 0.0
+        for q in range(s * T, (s + 1) * T):
+            for i in range(ntr):
+                e = E[q, i] / den[i]
+                acc += e * e
+        out[s] = acc
 
 
 @njit(cache=True, nogil=True)
@@ -227,32 +241,12 @@ def ridge_cv_block(
     sse = np.empty((A_n, n_sets))
     chosen = np.empty(n_sets, dtype=np.int64)
     for sph in range(B):
-        rows = vox[sph]
-        for i in range(n):
-            src = order[i]
-            for j in range(p):
-                Xs[i, j] = Xv[rows[j], src]
-        if fit_intercept:
-            mu_all[:] = 0.0
-            for i in range(n):
-                for j in range(p):
-                    mu_all[j] += Xs[i, j]
-            for j in range(p):
-                mu_all[j] /= n
-            for i in range(n):
-                for j in range(p):
-                    Xs[i, j] -= mu_all[j]
+        gather_sphere(Xv, vox[sph], order, Xs, fit_intercept, mu_all)
         if any_cov:
             total_g[:, :] = 0.0
             total_x[:] = 0.0
             for b in used:
-                Xb = Xs[bounds[b] : bounds[b + 1]]
-                gram_into(Xb, grams[b])
-                for j in range(p):
-                    acc = 0.0
-                    for i in range(Xb.shape[0]):
-                        acc += Xb[i, j]
-                    sx[b, j] = acc
+                block_products(Xs, bounds, b, grams, sx)
                 total_g += grams[b]
                 total_x += sx[b]
         if any_gram:
@@ -276,22 +270,7 @@ def ridge_cv_block(
             sse[:, :] = 0.0
             if not gram_fold[f]:
                 # the fold's cross-products from the role blocks
-                if subtract[f]:
-                    A[:, :] = total_g
-                    mu[:] = total_x
-                    for b in fold_blocks[f]:
-                        if b < 0:
-                            break
-                        A -= grams[b]
-                        mu -= sx[b]
-                else:
-                    A[:, :] = 0.0
-                    mu[:] = 0.0
-                    for b in fold_blocks[f]:
-                        if b < 0:
-                            break
-                        A += grams[b]
-                        mu += sx[b]
+                fold_products(total_g, total_x, grams, sx, fold_blocks[f], subtract[f], A, mu)
                 if fit_intercept:
                     for j in range(p):
                         mu[j] /= nf
@@ -347,19 +326,15 @@ def ridge_cv_block(
                             amp = (1.0 - h[i]) / h[i]
                     if failed:
                         break
-                    for s in range(n_sets):
-                        acc = 0.0
-                        for q in range(s * T, (s + 1) * T):
-                            for i in range(ntr):
-                                e = (Yt[q, i] - fitf[q, i]) / h[i]
-                                acc += e * e
-                        sse[a, s] = acc
+                    for q in range(Q):  # the residuals, in place of the fitted values
+                        for i in range(ntr):
+                            fitf[q, i] = Yt[q, i] - fitf[q, i]
+                    _loo_sse(fitf, h, ntr, T, sse[a])
                 if failed:
                     near[sph, f, :] = True
                     continue
                 _choose(sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen, near[sph, f])
-                for s in range(n_sets):
-                    best[sph, f, s] = chosen[s]
+                best[sph, f, :] = chosen
                 for t in range(n_test[f]):
                     x = Xs[test_pos[f, t]]
                     for s in range(n_sets):
@@ -450,19 +425,12 @@ def ridge_cv_block(
                             for k in range(ntr):
                                 acc += row[k] * y[k]
                             c[q, i] = acc
-                    for s in range(n_sets):
-                        acc = 0.0
-                        for q in range(s * T, (s + 1) * T):
-                            for i in range(ntr):
-                                e = c[q, i] / diag[i]
-                                acc += e * e
-                        sse[a, s] = acc
+                    _loo_sse(c, diag, ntr, T, sse[a])
                 if failed:
                     near[sph, f, :] = True
                     continue
                 _choose(sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen, near[sph, f])
-                for s in range(n_sets):
-                    best[sph, f, s] = chosen[s]
+                best[sph, f, :] = chosen
                 for t in range(nte):
                     for s in range(n_sets):
                         c = duals[chosen[s]]

@@ -114,6 +114,68 @@ def role_blocks(plan: CVPlan) -> RoleBlocks:
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def gather_sphere(Xv, rows, order, Xs, centre, mu):
+    """The sphere's samples ``Xs[i, j] = Xv[rows[j], order[i]]`` from the voxel-major data
+    (samples in the order of their role in the folds); when ``centre``, shifted by their mean
+    over all samples, kept in ``mu`` (with an intercept, an exact reparametrisation that
+    removes the raw values' common offset). Shared by the ridge kernels."""
+    n, p = Xs.shape
+    for i in range(n):
+        src = order[i]
+        for j in range(p):
+            Xs[i, j] = Xv[rows[j], src]
+    if centre:
+        for j in range(p):
+            mu[j] = 0.0
+        for i in range(n):
+            for j in range(p):
+                mu[j] += Xs[i, j]
+        for j in range(p):
+            mu[j] /= n
+        for i in range(n):
+            for j in range(p):
+                Xs[i, j] -= mu[j]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def block_products(X, bounds, b, grams, sums):
+    """Block ``b``'s rows ``X[bounds[b]:bounds[b + 1]]``: their cross-products into
+    ``grams[b]`` (both triangles, BLAS) and column sums into ``sums[b]``; returns the rows.
+    Shared by the LDA and ridge kernels."""
+    Xb = X[bounds[b] : bounds[b + 1]]
+    gram_into(Xb, grams[b])
+    for j in range(X.shape[1]):
+        acc = 0.0
+        for i in range(Xb.shape[0]):
+            acc += Xb[i, j]
+        sums[b, j] = acc
+    return Xb
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def fold_products(total_g, total_s, grams, sums, blocks, subtract, G, s):
+    """A fold's cross-products ``G`` and sums ``s`` from the role blocks ``blocks`` (ended by
+    -1): the totals minus those blocks when ``subtract``, else the blocks' sum. Shared by the
+    LDA and ridge kernels."""
+    if subtract:
+        G[:] = total_g
+        s[:] = total_s
+        for b in blocks:
+            if b < 0:
+                break
+            G -= grams[b]
+            s -= sums[b]
+    else:
+        G[:] = 0.0
+        s[:] = 0.0
+        for b in blocks:
+            if b < 0:
+                break
+            G += grams[b]
+            s += sums[b]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _cholesky_solve(A, R):
     """``R = A^-1 R`` in place for a symmetric positive definite ``A`` (LAPACK's ``potrf``
     called in place on a copy, :mod:`._lapack`; ``gesv`` when it fails)."""
@@ -198,62 +260,19 @@ def ridge_block(
     mu = np.empty(p)
     ybar = np.empty(Q)
     for sph in range(B):
-        rows = vox[sph]
-        for i in range(n):
-            src = order[i]
-            for j in range(p):
-                Xs[i, j] = Xv[rows[j], src]
-        if fit_intercept:
-            for j in range(p):
-                mu[j] = 0.0
-            for i in range(n):
-                for j in range(p):
-                    mu[j] += Xs[i, j]
-            for j in range(p):
-                mu[j] /= n
-            for i in range(n):
-                for j in range(p):
-                    Xs[i, j] -= mu[j]
+        gather_sphere(Xv, vox[sph], order, Xs, fit_intercept, mu)
         total_g[:, :] = 0.0
         total_xy[:, :] = 0.0
         total_x[:] = 0.0
         for b in used:
-            Xb = Xs[bounds[b] : bounds[b + 1]]
-            gram_into(Xb, grams[b])
+            Xb = block_products(Xs, bounds, b, grams, sx)
             xy[b] = np.dot(Xb.T, targets[bounds[b] : bounds[b + 1]])
-            for j in range(p):
-                acc = 0.0
-                for i in range(Xb.shape[0]):
-                    acc += Xb[i, j]
-                sx[b, j] = acc
             total_g += grams[b]
             total_xy += xy[b]
             total_x += sx[b]
         for f in range(F):
-            if subtract[f]:
-                A[:, :] = total_g
-                R[:, :] = total_xy
-                mu[:] = total_x
-                ybar[:] = total_y
-                for b in fold_blocks[f]:
-                    if b < 0:
-                        break
-                    A -= grams[b]
-                    R -= xy[b]
-                    mu -= sx[b]
-                    ybar -= sy[b]
-            else:
-                A[:, :] = 0.0
-                R[:, :] = 0.0
-                mu[:] = 0.0
-                ybar[:] = 0.0
-                for b in fold_blocks[f]:
-                    if b < 0:
-                        break
-                    A += grams[b]
-                    R += xy[b]
-                    mu += sx[b]
-                    ybar += sy[b]
+            fold_products(total_g, total_x, grams, sx, fold_blocks[f], subtract[f], A, mu)
+            fold_products(total_xy, total_y, xy, sy, fold_blocks[f], subtract[f], R, ybar)
             if fit_intercept:
                 # about the training mean: A - s s' / n, X'Y - s ybar'
                 nf = n_train[f]
