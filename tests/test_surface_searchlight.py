@@ -150,6 +150,31 @@ def test_gifti_files_and_runs_as_input(tmp_path):
     np.testing.assert_array_equal(from_images.masked_scores_, expected)
 
 
+def test_mesh_given_as_surface_files(tmp_path):
+    # the hemispheres' surface files (as an fsnative mesh from fMRIPrep) give the discs and
+    # scores of the same mesh given as a PolyMesh
+    mesh = two_sheets(6)
+    img, y, _, _ = planted_data(mesh, centre=14, patch_mm=3.0, effect=0.7, n_samples=24, seed=5)
+    files = []
+    for hemi in ("left", "right"):
+        part = mesh.parts[hemi]
+        coords = np.asarray(part.coordinates, dtype=np.float32)  # as GIfTI stores them
+        files.append(tmp_path / f"sub-01_hemi-{hemi[0].upper()}_pial.surf.gii")
+        nib.save(nib.gifti.GiftiImage(darrays=[
+            nib.gifti.GiftiDataArray(coords, intent="NIFTI_INTENT_POINTSET"),
+            nib.gifti.GiftiDataArray(np.asarray(part.faces, np.int32), intent="NIFTI_INTENT_TRIANGLE"),
+        ]), files[-1])  # fmt: skip
+    same = PolyMesh(**{h: InMemoryMesh(np.asarray(mesh.parts[h].coordinates, np.float32).astype(np.float64),
+                                       mesh.parts[h].faces) for h in ("left", "right")})  # fmt: skip
+    data = {h: np.asarray(v) for h, v in img.data.parts.items()}
+    kwargs = dict(radius=3.0, estimator="gnb", cv=KFold(3))
+    from_files = SurfaceSearchLight(files[::-1], **kwargs).fit(data, y)
+    expected = SurfaceSearchLight(same, **kwargs).fit(data, y)
+    np.testing.assert_array_equal(from_files.sphere_sizes_, expected.sphere_sizes_)
+    np.testing.assert_array_equal(from_files.scores_, expected.scores_)
+    assert list(from_files.mesh_.parts) == ["left", "right"]
+
+
 def test_nan_values_are_zeroed_with_a_warning():
     mesh = two_sheets(5)
     img, y, _, _ = planted_data(mesh, centre=12, patch_mm=2.0, n_samples=16)

@@ -31,10 +31,12 @@ class SurfaceSearchLight(SearchLight):
 
     Parameters
     ----------
-    mesh : nilearn PolyMesh or str
-        The mesh the data are on: a ``PolyMesh`` (one or both hemispheres), or the name of
+    mesh : nilearn PolyMesh, str or list of path-like
+        The mesh the data are on: a ``PolyMesh`` (one or both hemispheres), the name of
         one nilearn ships (``"fsaverage5"``: the pial surface; ``"fsaverage5:inflated"``
-        and the other mesh types of :func:`nilearn.datasets.load_fsaverage`).
+        and the other mesh types of :func:`nilearn.datasets.load_fsaverage`), or the
+        surface files of the hemispheres (``hemi-L``/``hemi-R`` or ``lh.``/``rh.`` in the
+        names: an fsnative or fsLR mesh; :func:`fastsearchlight.spaces.surface.load_mesh`).
     mask : SurfaceImage, dict or None, default=None
         Vertices whose data enter the discs, and the discs' centres (nonzero: in), e.g. the
         cortex without the medial wall: a ``SurfaceImage`` with one value per vertex or a
