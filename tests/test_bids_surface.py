@@ -283,7 +283,7 @@ def test_surface_trial_betas_are_nilearns_lss_and_reused(surface_bids, tmp_path,
     got = _written_betas(out, "run-02", 2)
     for hemi in ("left", "right"):
         want = np.asarray(expected.data.parts[hemi])
-        np.testing.assert_allclose(got[hemi], want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+        np.testing.assert_allclose(got[hemi], want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
     # the searchlight ran on the written maps, labelled by condition, grouped by run
     from nilearn.surface import load_surf_data
 
@@ -330,7 +330,7 @@ def test_surface_condition_betas_per_run_are_nilearns_within_the_mask(surface_bi
         expected = model.compute_contrast(condition, output_type="effect_size")
         for hemi, m in masks.items():
             want = np.asarray(expected.data.parts[hemi])
-            np.testing.assert_allclose(got[hemi], want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+            np.testing.assert_allclose(got[hemi], want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
             assert np.all(got[hemi][~m] == 0) and np.all(got[hemi][m] != 0)
 
 

@@ -21,7 +21,7 @@ from ._provenance import file_checksum
 from .bids import BidsRun, BidsSubject, read_events
 from .io import InputError, save_img, save_json, save_table
 
-__all__ = ["BETA_FOLDER", "SAMPLES", "beta_series", "fit_run_betas", "surface_beta_series"]
+__all__ = ["BETA_FOLDER", "SAMPLES", "beta_series", "describe_betas", "fit_run_betas", "surface_beta_series"]
 
 #: ``--samples`` choices: volumes, or beta maps of the GLM
 SAMPLES = ("volumes", "trials", "runs")
@@ -160,6 +160,12 @@ def _fit_series(subject: BidsSubject, samples: str, conditions, mask_img, folder
     return table
 
 
+def describe_betas(samples: str, reused: bool) -> str:
+    """How the beta maps were obtained, for the study's summary."""
+    kind = "one per trial, least-squares-separate" if samples == "trials" else "one per condition and run"
+    return f"{'read back from' if reused else 'fitted into'} {BETA_FOLDER}/ (nilearn FirstLevelModel, {kind})"
+
+
 def _check_samples(samples: str) -> None:
     if samples not in SAMPLES[1:]:
         raise InputError(f"samples {samples!r}: beta maps are 'trials' or 'runs'")
@@ -226,10 +232,10 @@ def surface_beta_series(subject: BidsSubject, files: list, samples: str, conditi
     labels, runs : ndarray
     reused : bool
     """
-    import nibabel as nib
     from nilearn.surface import SurfaceImage
 
     from ._surface_inputs import read_surface_data
+    from .surface_study import _save_gifti
 
     _check_samples(samples)
     folder = Path(out) / BETA_FOLDER
@@ -249,15 +255,10 @@ def surface_beta_series(subject: BidsSubject, files: list, samples: str, conditi
             except ValueError as exc:  # unreadable, or not one value per vertex of the mesh
                 raise InputError(f"{files[k]['left'].name}: {exc}") from None
 
-        def write_run(maps, stem):
-            names = {}
-            for h in hemis:
-                columns = [np.asarray(m.data.parts[h], dtype=np.float32) for m in maps]
-                arrays = [nib.gifti.GiftiDataArray(np.ascontiguousarray(c), intent="NIFTI_INTENT_ESTIMATE",
-                                                   datatype="NIFTI_TYPE_FLOAT32") for c in columns]  # fmt: skip
-                names[f"{h}_file"] = f"{stem}_hemi-{h[0].upper()}.func.gii"
-                nib.save(nib.gifti.GiftiImage(darrays=arrays), folder / names[f"{h}_file"])
-            return names
+        def write_run(maps, stem):  # one GIfTI per hemisphere, one data array per map
+            stacked = {h: np.column_stack([np.asarray(m.data.parts[h]) for m in maps]) for h in hemis}
+            _save_gifti(SurfaceImage(mesh=mesh, data=stacked), folder, stem)
+            return {f"{h}_file": f"{stem}_hemi-{h[0].upper()}.func.gii" for h in hemis}
 
         table = _fit_series(subject, samples, conditions, mask_img, folder, record, write_run, run_img, quiet)
     data = read_surface_data({h: [str(folder / f) for f in table[f"{h}_file"].unique()] for h in hemis})

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._assemble import assemble_inputs
-from .betas import BETA_FOLDER, SAMPLES, beta_series
+from .betas import SAMPLES, beta_series, describe_betas
 from .bids import BidsSubject, find_runs, load_run_confounds, read_events, volume_labels
 from .io import InputError
 
@@ -201,10 +201,7 @@ def read_bids_inputs(subject: BidsSubject, spec: BidsSpec, mask, config, out: Pa
     mask_img, process_img = masks(ref)
     func, labels, runs, reused = beta_series(subject, spec.samples, config.conditions, mask_img, out,
                                              confounds=config.confounds, quiet=quiet)  # fmt: skip
-    details["beta maps"] = (
-        f"{'read back from' if reused else 'fitted into'} {BETA_FOLDER}/ (nilearn FirstLevelModel, "
-        f"{'one per trial, least-squares-separate' if spec.samples == 'trials' else 'one per condition and run'})"
-    )
+    details["beta maps"] = describe_betas(spec.samples, reused)
     inputs = assemble_inputs(
         func, labels, runs, lambda _: (mask_img, None), config, clean=False, details=details
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .betas import BETA_FOLDER, SAMPLES
+from .betas import SAMPLES, describe_betas
 from .bids import (
     BidsRun,
     BidsSubject,
@@ -224,10 +224,7 @@ def _beta_maps(subject: BidsSubject, files: list, samples: str, config, mask_par
         subject, files, samples, config.conditions, mask, polymesh, out, confounds=config.confounds,
         quiet=True,
     )  # fmt: skip
-    sources["beta maps"] = (
-        f"{'read back from' if reused else 'fitted into'} {BETA_FOLDER}/ (nilearn FirstLevelModel, "
-        f"{'one per trial, least-squares-separate' if samples == 'trials' else 'one per condition and run'})"
-    )
+    sources["beta maps"] = describe_betas(samples, reused)
     return data, np.asarray(labels).astype(str), np.asarray(runs)
 
 
