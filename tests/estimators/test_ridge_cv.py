@@ -260,7 +260,9 @@ def test_near_tie_goes_to_the_eigendecomposition(n_features, monkeypatch):
     compare_with_sklearn(X, y, 2, plan, alphas=alphas)
     flagged = np.flatnonzero(near.any(axis=1))
     # the samples as the estimator hands them to the eigh path (voxel-major, gathered)
-    Xv, vox = module._voxel_major(X)
+    from fastsearchlight.estimators.base import as_voxel_major
+
+    Xv, vox = as_voxel_major(X)
     eigh_dec, eigh_best = est._eigh_run(Xv[vox[flagged]].transpose(0, 2, 1), y[None], 2, plan)
     for f in range(plan.n_folds):
         rows = near[flagged, f]

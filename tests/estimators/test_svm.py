@@ -93,13 +93,14 @@ def test_first_newton_matrices_are_the_training_sets_ridge_matrices(splitter):
     # (I + 2C X_T'X_T) w = 2C X_T'y_T on each problem's training set T; its matrix is formed
     # from the left-out rows' Gram matrices (disjoint or not) or from the kept rows
     from fastsearchlight.estimators._svm_kernel import _first_matrices, _sphere_samples
-    from fastsearchlight.estimators.svm import _as_voxel_major, _GramPlan
+    from fastsearchlight.estimators.base import as_voxel_major
+    from fastsearchlight.estimators.svm import _GramPlan
 
     X, y = random_spheres(5, 60, 4, 2, seed=7, scale=3.0)
     plan = make_cv_plan(splitter, y)
     C = 0.7
     kept = plan.train_masks.astype(bool)  # (U, n): one training set per fold
-    Xv, vox = _as_voxel_major(X)
+    Xv, vox = as_voxel_major(X)
     n, d = X.shape[1], X.shape[2] + 1
     Xz, H0 = np.empty((n + 1, d)), np.empty((len(kept), d, d))
     for s in range(len(X)):

@@ -29,6 +29,7 @@ from ._fold_statistics import FoldBlocks, make_fold_blocks, sphere_slabs
 __all__ = [
     "BatchedClassifier",
     "as_slice",
+    "as_voxel_major",
     "binary_targets",
     "class_mean_weights",
     "fold_decisions_by_slab",
@@ -214,3 +215,14 @@ def fold_decisions_by_slab(
         for f, dec in enumerate(slab(X[sl], blocks)):
             outs[f][sl] = dec if finish is None else finish(dec)
     return outs
+
+
+def as_voxel_major(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spheres' samples ``X`` ``(S, n, p)`` as voxel-major data ``(S * p, n)`` (float64, the
+    layout the compiled kernels read) and each sphere's rows of it ``(S, p)``."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 3:
+        raise ValueError(f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}.")
+    S, n, p = X.shape
+    Xv = np.ascontiguousarray(X.transpose(0, 2, 1)).reshape(S * p, n)
+    return Xv, np.arange(S * p, dtype=np.int64).reshape(S, p)

@@ -22,7 +22,7 @@ from ._fold_statistics import (
     make_fold_blocks,
 )
 from ._lda_kernel import lda_block, lda_layout, lda_sample_block, lda_sample_rows
-from .base import BatchedClassifier
+from .base import BatchedClassifier, as_voxel_major
 
 # with the fold statistics callers import from this module
 __all__ = ["BatchedLDA", "block_grams", "block_sums", "gather", "make_fold_blocks"]
@@ -116,7 +116,7 @@ class BatchedLDA(BatchedClassifier):
         values are ``LinearDiscriminantAnalysis.decision_function``'s.
         """
         priors = self._check_params(n_classes)
-        Xv, vox = _voxel_major(np.asarray(X, dtype=np.float64))
+        Xv, vox = as_voxel_major(X)
         return self._kernel_decisions(Xv, vox, y, n_classes, plan, priors)
 
     def many_fold_decisions_at(
@@ -182,11 +182,3 @@ class BatchedLDA(BatchedClassifier):
         """Peak working memory per sphere: the spheres' voxel indices and the decisions (the
         kernels' temporaries are those of one sphere)."""
         return 8 * n_samples * (n_features + 2 * n_classes)
-
-
-def _voxel_major(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Spheres ``X`` (n_spheres, n_samples, p) as voxel-major data (n_spheres * p,
-    n_samples) and each sphere's rows of it (n_spheres, p)."""
-    n_spheres, n_samples, p = X.shape
-    Xv = np.ascontiguousarray(X.transpose(0, 2, 1)).reshape(n_spheres * p, n_samples)
-    return Xv, np.arange(n_spheres * p, dtype=np.int64).reshape(n_spheres, p)

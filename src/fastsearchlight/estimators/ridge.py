@@ -15,7 +15,7 @@ import numpy as np
 from ..cv import CVPlan
 from ._fold_statistics import sphere_slabs
 from ._ridge_kernel import ridge_block, role_blocks
-from .base import BatchedClassifier, binary_targets
+from .base import BatchedClassifier, as_voxel_major, binary_targets
 
 __all__ = ["BatchedRidgeClassifier"]
 
@@ -67,13 +67,10 @@ class BatchedRidgeClassifier(BatchedClassifier):
         are solved once for all of them (see :meth:`many_fold_decisions_at`)."""
         self._check_alpha()
         X = np.asarray(X, dtype=np.float64)
-        n_spheres, n_samples, n_features = X.shape
+        n_features = X.shape[2]
         if n_features > max(len(tr) for tr in plan.train_indices):
             return [self._dual_decisions(X, np.asarray(y), n_classes, plan) for y in np.atleast_2d(ys)]
-        # the spheres' features as rows of voxel-major data
-        Xv = np.ascontiguousarray(X.transpose(0, 2, 1)).reshape(n_spheres * n_features, n_samples)
-        vox = np.arange(n_spheres * n_features, dtype=np.int64).reshape(n_spheres, n_features)
-        return self._primal_decisions(Xv, vox, ys, n_classes, plan)
+        return self._primal_decisions(*as_voxel_major(X), ys, n_classes, plan)
 
     def many_fold_decisions_at(
         self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan

@@ -66,7 +66,7 @@ import numpy as np
 from ..cv import CVPlan
 from ._ridge_cv_kernel import ridge_cv_block
 from ._ridge_kernel import role_blocks
-from .base import BatchedClassifier, as_slice, binary_targets
+from .base import BatchedClassifier, as_slice, as_voxel_major, binary_targets
 
 __all__ = ["BatchedRidgeClassifierCV"]
 
@@ -150,7 +150,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         -------
         list (one per label vector) of lists (one per fold) of decision arrays
         """
-        return self._run(*_voxel_major(X), ys, n_classes, plan)[0]
+        return self._run(*as_voxel_major(X), ys, n_classes, plan)[0]
 
     def many_fold_decisions_at(
         self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
@@ -167,7 +167,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         -------
         list of ndarray of shape (n_spheres,), one per fold
         """
-        return self._run(*_voxel_major(X), np.asarray(y)[None, :], n_classes, plan)[1][0]
+        return self._run(*as_voxel_major(X), np.asarray(y)[None, :], n_classes, plan)[1][0]
 
     def _run(
         self, Xv: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
@@ -330,16 +330,6 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 #: kernel leaves the choice to the eigendecomposition path; the two paths' scores were
 #: measured at most 0.66 such units apart
 _TIE_MARGIN = 1e4
-
-
-def _voxel_major(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Spheres ``X`` ``(S, n, p)`` as rows of voxel-major data, and each sphere's rows."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 3:
-        raise ValueError(f"X must have shape (n_spheres, n_samples, n_features), got {X.shape}.")
-    S, n, p = X.shape
-    Xv = np.ascontiguousarray(X.transpose(0, 2, 1)).reshape(S * p, n)
-    return Xv, np.arange(S * p, dtype=np.int64).reshape(S, p)
 
 
 #: bound on the elements of the (spheres, samples, alphas, label sets) working arrays

@@ -38,7 +38,7 @@ from ..cv import CVPlan
 from ._svm_gram_kernel import INVERSE_MEMBERS, gram_newton_spheres
 from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_block
 from ._svm_newton import newton
-from .base import BatchedClassifier, binary_targets
+from .base import BatchedClassifier, as_voxel_major, binary_targets
 
 __all__ = ["BatchedLinearSVC"]
 
@@ -92,14 +92,6 @@ class _GramPlan:
         """The arguments ``set_ptr, set_rows, subtract, disjoint, rest`` of
         :func:`._svm_kernel.newton_block`."""
         return self.set_ptr, self.set_rows, self.subtract, self.disjoint, self.rest
-
-
-def _as_voxel_major(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A block of spheres' samples (B, n, k) as voxel-major data (B * k, n) and each
-    sphere's rows of it (B, k)."""
-    B, n, k = X.shape
-    Xv = np.ascontiguousarray(np.swapaxes(np.asarray(X, dtype=np.float64), 1, 2)).reshape(B * k, n)
-    return Xv, np.arange(B * k, dtype=np.int64).reshape(B, k)
 
 
 def _group_by_training_set(W: np.ndarray) -> np.ndarray:
@@ -219,7 +211,7 @@ class BatchedLinearSVC(BatchedClassifier):
             The weights; ``n_iter_`` (n_spheres, n_problems) holds the Newton iterations
             each problem took.
         """
-        Xv, vox = _as_voxel_major(X)
+        Xv, vox = as_voxel_major(X)
         return self._solve(Xv, vox, Y, W, training_sets)[0]
 
     def _solve(
@@ -423,7 +415,7 @@ class BatchedLinearSVC(BatchedClassifier):
 
     def many_fold_decisions(self, X, ys, n_classes, plan: CVPlan):
         """All label sets, folds and one-vs-rest classes solved in one batch."""
-        Xv, vox = _as_voxel_major(X)
+        Xv, vox = as_voxel_major(X)
         return self.many_fold_decisions_at(Xv, vox, ys, n_classes, plan)
 
     def many_fold_decisions_at(self, X, vox, ys, n_classes, plan: CVPlan):
