@@ -129,3 +129,25 @@ def test_inverse_and_condition_from_the_factor(d):
     assert exact / 10 <= rcond <= exact * 10
     assert inverse_upper(R)
     np.testing.assert_allclose(R, np.linalg.inv(H), rtol=1e-9, atol=1e-12 * np.abs(np.linalg.inv(H)).max())
+
+
+@pytest.mark.parametrize("k", [1, 7, 30])
+def test_block_factors_of_a_leading_block_match_numpy(k):
+    """``cholesky_upper_block`` and ``cholesky_lower_block`` factor the leading ``k x k``
+    block of a longer buffer in place, reading only their own triangle."""
+    from fastsearchlight.estimators._lapack import cholesky_lower_block, cholesky_upper_block
+
+    rng = np.random.default_rng(k)
+    X = rng.standard_normal((k, k + 3))
+    M = X @ X.T + np.eye(k)
+    expected = np.linalg.cholesky(M)  # lower
+    buf = np.full((k + 4, k + 6), np.nan)
+    buf[:k, :k] = np.triu(M) + np.tril(np.full((k, k), np.nan), -1)
+    assert cholesky_upper_block(buf, k)
+    np.testing.assert_allclose(np.triu(buf[:k, :k]), expected.T, rtol=1e-12, atol=1e-12)
+    buf[:k, :k] = np.tril(M) + np.triu(np.full((k, k), np.nan), 1)
+    assert cholesky_lower_block(buf, k)
+    np.testing.assert_allclose(np.tril(buf[:k, :k]), expected, rtol=1e-12, atol=1e-12)
+    bad = -np.eye(k)
+    assert not cholesky_upper_block(bad.copy(), k)
+    assert not cholesky_lower_block(bad.copy(), k)

@@ -193,3 +193,60 @@ def test_inverse_and_factor_paths_reach_the_same_optimum_on_raw_scale(n_classes)
     for alpha in (by_inverse[0], by_factor[0]):
         for s in range(len(X)):
             assert_optimum(alpha[s] @ X[s], alpha[s].sum(axis=1), X[s][train], y[train], n_classes)
+
+
+@pytest.mark.parametrize("k_max", [12, 40])  # the loop and LAPACK factorisations
+def test_upper_factor_updates_stay_the_factor_of_the_active_sets_matrix(k_max):
+    """Appends and removals (first, middle, last position) of samples keep ``U`` the upper
+    factor of ``I / 2C + K_AA`` for the active set ``A = idx[:na]``, and its solves equal
+    numpy's, as a fresh factor's do."""
+    from fastsearchlight.estimators._svm_gram_kernel import (
+        _append,
+        _cholesky_upper,
+        _remove,
+        _solve_upper,
+    )
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((k_max, k_max + 5))
+    K = X @ X.T
+    half = 0.5 / 0.7
+    U = np.full((k_max, k_max), np.nan)
+    inv = np.empty(k_max)
+    idx = np.arange(k_max, dtype=np.int64)
+    work = np.empty(k_max)
+    na = k_max // 2
+    U[:na, :na] = np.triu(K[:na, :na] + half * np.eye(na))
+    assert _cholesky_upper(U, na, inv)
+
+    def check(na):
+        A = idx[:na]
+        F = np.triu(U[:na, :na])
+        M = K[np.ix_(A, A)] + half * np.eye(na)
+        np.testing.assert_allclose(F.T @ F, M, rtol=1e-12, atol=1e-12 * np.abs(M).max())
+        np.testing.assert_allclose(inv[:na], 1.0 / np.diag(F), rtol=1e-14)
+        b = rng.standard_normal(na)
+        out = np.empty(k_max)
+        _solve_upper(U, inv, na, b, out)
+        np.testing.assert_allclose(out[:na], np.linalg.solve(M, b), rtol=1e-10)
+
+    check(na)
+    for pos in (0, na // 2, na - 1):
+        _remove(idx, na, pos, U, inv, work)
+        na -= 1
+        check(na)
+    absent = np.setdiff1d(np.arange(k_max), idx[:na])
+    for j in absent[::-1]:
+        assert _append(K, half, idx, na, j, U, inv, work)
+        na += 1
+        check(na)
+    assert sorted(idx[:na]) == list(range(k_max))
+
+
+def test_upper_factor_reports_indefinite_matrices():
+    from fastsearchlight.estimators._svm_gram_kernel import _cholesky_upper
+
+    for k in (5, 30):
+        U = np.eye(k)
+        U[2, 2] = -1.0
+        assert not _cholesky_upper(U, k, np.empty(k))

@@ -30,6 +30,7 @@ from numba.extending import get_cython_function_address
 
 __all__ = [
     "cholesky_lower_block",
+    "cholesky_upper_block",
     "cholesky_solve_upper",
     "cholesky_upper",
     "gram_into",
@@ -206,6 +207,26 @@ def cholesky_lower_block(L, k):
     args[2] = L.strides[0] // 8 if L.shape[0] > 1 else max(k, 1)
     args[3] = 0
     _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, L.ctypes.data, args[2:].ctypes.data,
+            args[3:].ctypes.data)  # fmt: skip
+    return args[3] == 0
+
+
+@njit(cache=True)
+def cholesky_upper_block(U, k):
+    """The upper factor of the leading ``k x k`` block of ``U`` (``M = F^T F``, from the
+    upper triangle of that block), in place; False when it is not positive definite. ``U``
+    is a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``);
+    the block's lower triangle is left unspecified."""
+    if k == 0:
+        return True
+    if U.strides[1] != 8 or U.shape[0] < k or U.shape[1] < k:
+        raise ValueError("cholesky_upper_block needs unit column stride and a k x k block")
+    args = np.empty(4, dtype=np.int32)
+    args[0] = _LOWER  # in Fortran order the memory holds the lower triangle
+    args[1] = k
+    args[2] = U.strides[0] // 8 if U.shape[0] > 1 else max(k, 1)
+    args[3] = 0
+    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, U.ctypes.data, args[2:].ctypes.data,
             args[3:].ctypes.data)  # fmt: skip
     return args[3] == 0
 

@@ -20,8 +20,12 @@ samples), so every training set is solved here. The first step (every training s
 active) uses one factor per sphere and training set, shared by its problems (the classes and
 label vectors of a fold); later steps update the factor of the active set's matrix, a sample
 joining it appended (``O(|A|^2)``) and a sample leaving it removed (a rank-one update of the
-rows below it), or compute it afresh when many samples change (``|A|^3 / 6``: about a
-microsecond at ``|A| ~ 21``). Every Newton point is solved from a factor: exact to rounding.
+block below and right of it), or compute it afresh when many samples change (``|A|^3 / 6``:
+about a microsecond at ``|A| ~ 21``). Every Newton point is solved from a factor: exact to
+rounding. That factor is kept upper (``U^T U``, C order), so that the appends, removals and
+solves all run along its rows, contiguous loops the compiler vectorises (with a lower factor
+the removals and back substitutions walk down its columns); products with ``K`` run over
+every sample, the Newton point being 0 outside its active set (dense loops, not gathers).
 
 Training sets shared by many problems (label vectors of a permutation test) also get the
 inverse ``S`` of ``I / 2C + K`` (every training sample): each Newton point is then one
@@ -41,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._lapack import cholesky_lower_block
+from ._lapack import cholesky_lower_block, cholesky_upper_block
 from ._svm_kernel import (
     _FASTMATH,
     _NORMAL_EQUATIONS_TOL,
@@ -55,7 +59,8 @@ from ._svm_kernel import (
 __all__ = ["gram_newton_spheres"]
 
 _EPS = np.finfo(np.float64).eps
-#: factors of at least this size go to LAPACK (:func:`_cholesky_lower`), smaller ones to a loop
+#: factors of at least this size go to LAPACK (:func:`_cholesky_lower`, :func:`_cholesky_upper`),
+#: smaller ones to a loop
 _LAPACK_FROM = 24
 
 
@@ -63,7 +68,7 @@ _LAPACK_FROM = 24
 def _cholesky_lower(M, k, L, inv):
     """Lower factor ``L`` (``M = L L^T``) of the leading ``k x k`` block of ``M`` (lower
     triangle read), and the reciprocals ``inv`` of its diagonal; False if it is not
-    positive definite. From ``k = 24`` (the first steps' factors, fresh active sets)
+    positive definite. From ``k = 24`` (the first step's factors, every sample active)
     LAPACK's ``potrf`` in place (:mod:`._lapack`: 1.5-1.7 times faster from ``k = 16`` to
     ``k = 162`` alone); below it (the few samples outside the active set of the inverse
     path) a compiled row-by-row loop, as a LAPACK call costs more than the work there (24
@@ -115,54 +120,122 @@ def _solve_lower(L, inv, k, b, out):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _append(K, half, idx, na, j, L, inv, l):
-    """Sample ``j`` appended to the factor ``L`` of ``I / 2C + K_AA`` (``A = idx[:na]``);
-    False if rounding left no positive pivot."""
+def _cholesky_upper(U, k, inv):
+    """In place: the upper factor ``U`` (``M = U^T U``) of the leading ``k x k`` block of
+    ``U``, whose upper triangle holds ``M``, and the reciprocals ``inv`` of its diagonal;
+    False if it is not positive definite. From ``k = 24`` LAPACK's ``potrf``, below it a
+    compiled loop (as :func:`_cholesky_lower`); the loop updates the rows below a pivot by
+    row slices, which vectorise."""
+    if k >= _LAPACK_FROM:
+        if not cholesky_upper_block(U, k):
+            return False
+        for r in range(k):
+            inv[r] = 1.0 / U[r, r]
+        return True
+    for i in range(k):
+        row = U[i, i:k]
+        if row[0] <= 0.0:
+            return False
+        piv = np.sqrt(row[0])
+        inv[i] = 1.0 / piv
+        row[0] = piv
+        for j in range(1, k - i):
+            row[j] *= inv[i]
+        for c in range(1, k - i):
+            v = row[c]
+            below = U[i + c, i + c : k]
+            src = row[c:]
+            for j in range(k - i - c):
+                below[j] -= v * src[j]
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _solve_upper(U, inv, k, b, out):
+    """``out = (U^T U)^-1 b`` on the leading ``k`` entries (``inv``: reciprocals of the
+    diagonal of ``U``): forward by row slices of ``U`` (axpy), back by their dot products,
+    both contiguous."""
+    for i in range(k):
+        out[i] = b[i]
+    for c in range(k):
+        v = out[c] * inv[c]
+        out[c] = v
+        row = U[c, c + 1 : k]
+        tail = out[c + 1 : k]
+        for j in range(k - c - 1):
+            tail[j] -= v * row[j]
+    for i in range(k - 1, -1, -1):
+        row = U[i, i + 1 : k]
+        tail = out[i + 1 : k]
+        acc = 0.0
+        for j in range(k - i - 1):
+            acc += row[j] * tail[j]
+        out[i] = (out[i] - acc) * inv[i]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _append(K, half, idx, na, j, U, inv, l):
+    """Sample ``j`` appended to the upper factor ``U`` of ``I / 2C + K_AA``
+    (``A = idx[:na]``): a new column ``U^-T K[A, j]`` (forward solve by row slices) and
+    diagonal entry; False if rounding left no positive pivot."""
+    Kj = K[j]
     for r in range(na):
-        acc = K[idx[r], j]
-        for c in range(r):
-            acc -= L[r, c] * l[c]
-        l[r] = acc * inv[r]
+        l[r] = Kj[idx[r]]
+    for c in range(na):
+        v = l[c] * inv[c]
+        l[c] = v
+        row = U[c, c + 1 : na]
+        tail = l[c + 1 : na]
+        for q in range(na - c - 1):
+            tail[q] -= v * row[q]
     acc = K[j, j] + half
     for c in range(na):
-        L[na, c] = l[c]
+        U[c, na] = l[c]
         acc -= l[c] * l[c]
     if acc <= 0.0:
         return False
-    L[na, na] = np.sqrt(acc)
-    inv[na] = 1.0 / L[na, na]
+    U[na, na] = np.sqrt(acc)
+    inv[na] = 1.0 / U[na, na]
     idx[na] = j
     return True
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _remove(idx, na, r, L, inv, v):
-    """The sample at position ``r`` taken out of the factor ``L`` of ``I / 2C + K_AA``
-    (``A = idx[:na]``): the rows below it move up, and the block below and right of it
-    takes the removed column as a rank-one update (always stable)."""
+def _remove(idx, na, r, U, inv, v):
+    """The sample at position ``r`` taken out of the upper factor ``U`` of
+    ``I / 2C + K_AA`` (``A = idx[:na]``): its row and column are deleted (the entries right
+    of and below them move up and left), and the block below and right of it takes the
+    removed row as a rank-one update (always stable), row by row."""
     m = na - 1 - r
+    gone = U[r, r + 1 : na]
     for i in range(m):
-        v[i] = L[r + 1 + i, r]
+        v[i] = gone[i]
+    for i in range(r):
+        row = U[i]
+        for c in range(r, na - 1):
+            row[c] = row[c + 1]
     for i in range(r + 1, na):
-        for c in range(r):
-            L[i - 1, c] = L[i, c]
-        for c in range(r, i):
-            L[i - 1, c] = L[i, c + 1]
+        dst = U[i - 1, i - 1 : na - 1]
+        src = U[i, i:na]
+        for c in range(na - i):
+            dst[c] = src[c]
         idx[i - 1] = idx[i]
         inv[i - 1] = inv[i]
     for c in range(m):
         rc = r + c
-        lcc = L[rc, rc]
+        lcc = U[rc, rc]
         nrm = np.sqrt(lcc * lcc + v[c] * v[c])
         cs = nrm * inv[rc]
         sn = v[c] * inv[rc]
         rcs = lcc / nrm
-        L[rc, rc] = nrm
+        U[rc, rc] = nrm
         inv[rc] = 1.0 / nrm
-        for i in range(c + 1, m):
-            x = (L[r + i, rc] + sn * v[i]) * rcs
-            L[r + i, rc] = x
-            v[i] = cs * v[i] - sn * x
+        row = U[rc, rc + 1 : r + m]
+        rest = v[c + 1 : m]
+        for i in range(m - c - 1):
+            x = (row[i] + sn * rest[i]) * rcs
+            row[i] = x
+            rest[i] = cs * rest[i] - sn * x
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -185,8 +258,8 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few):
         else:
             kp = 0.0
             Ki = K[i]
-            for r in range(na):
-                kp += Ki[idx[r]] * p[idx[r]]
+            for c in range(k):  # p is 0 outside its active set: a dense, vectorised product
+                kp += Ki[c] * p[c]
         u[i] = kp - y[i] * m[i]
         delta[i] = y[i] * u[i]
         wd += a[i] * u[i]
@@ -207,12 +280,13 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few):
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _solve_dual(
-    K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, M, L, inv, rhs, z, n_features
+    K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, U, inv, rhs, z, n_features
 ):  # fmt: skip
     """Finite Newton iterations on one problem: training samples ``0 .. k-1`` of Gram
-    matrix ``K``, targets ``y``; ``L0`` the factor of ``I / 2C + K`` (every sample active).
-    Leaves the coefficients in ``a``; the other arrays are work space (length >= ``k``,
-    ``M`` and ``L`` at least ``k x k``). Returns ``(status, iterations)``.
+    matrix ``K``, targets ``y``; ``L0`` the lower factor of ``I / 2C + K`` (every sample
+    active). Leaves the coefficients in ``a``; the other arrays are work space (length
+    >= ``k``, ``U`` at least ``k x k``: the upper factor of the active set's matrix, whose
+    updates and solves then run along its rows). Returns ``(status, iterations)``.
 
     ``K p`` is not computed on the active set ``A`` of the Newton point ``p``: there it is
     ``y - p / 2C`` (its own equations); ``K a`` is ``y * m`` (the margins)."""
@@ -239,13 +313,13 @@ def _solve_dual(
             while r < na:  # samples that left
                 if not act[idx[r]]:
                     pact[idx[r]] = False
-                    _remove(idx, na, r, L, inv, z)
+                    _remove(idx, na, r, U, inv, z)
                     na -= 1
                 else:
                     r += 1
             for i in range(k):  # samples that joined
                 if act[i] and not pact[i]:
-                    if not _append(K, half, idx, na, i, L, inv, z):
+                    if not _append(K, half, idx, na, i, U, inv, z):
                         fresh = True
                         break
                     pact[i] = True
@@ -258,14 +332,16 @@ def _solve_dual(
                     idx[na] = i
                     na += 1
             for r in range(na):
-                for c in range(r + 1):
-                    M[r, c] = K[idx[r], idx[c]]
-                M[r, r] += half
-            if not _cholesky_lower(M, na, L, inv):
+                Kr = K[idx[r]]
+                Ur = U[r]
+                for c in range(r, na):
+                    Ur[c] = Kr[idx[c]]
+                Ur[r] += half
+            if not _cholesky_upper(U, na, inv):
                 return NEEDS_SVD, it + 1
         for r in range(na):
             rhs[r] = y[idx[r]]
-        _solve_lower(L, inv, na, rhs, z)
+        _solve_upper(U, inv, na, rhs, z)
         for i in range(k):
             p[i] = 0.0
         for r in range(na):
@@ -382,8 +458,8 @@ def _solve_by_inverse(
                 if act[i]:
                     acc = 0.0
                     Ki = K[i]
-                    for r in range(na):
-                        acc += Ki[idx[r]] * p[idx[r]]
+                    for c in range(k):
+                        acc += Ki[c] * p[c]
                     b[i] = y[i] - half * p[i] - acc
                     res += b[i] * b[i]
             if 2.0 * C * np.sqrt(res) <= 1e-13 * big:
@@ -402,8 +478,8 @@ def _solve_by_inverse(
             for i in range(k):
                 acc = 0.0
                 Ki = K[i]
-                for r in range(na):
-                    acc += Ki[idx[r]] * a[idx[r]]
+                for c in range(k):  # a is 0 on R
+                    acc += Ki[c] * a[c]
                 m[i] = y[i] * acc
                 if (m[i] < 1.0) != act[i]:
                     return _REDO, it + 1
@@ -530,7 +606,7 @@ def gram_newton_spheres(
                 if st == _REDO:
                     st, its = _solve_dual(
                         K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
-                        act, pact, idx, Mw, L, inv, vec[6], vec[7], n_features,
+                        act, pact, idx, L, inv, vec[6], vec[7], n_features,
                     )  # fmt: skip
                 status[b, q] = st
                 iterations[b, q] = its
