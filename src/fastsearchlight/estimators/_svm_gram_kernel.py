@@ -408,12 +408,11 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     for e in range(nr):
         lam[e] = z[ridx[e]]
     _solve_lower(Lr, invr, nr, lam, lam)
-    for i in range(k):
-        Si = S[i]
-        acc = 0.0
-        for e in range(nr):
-            acc += Si[ridx[e]] * lam[e]
-        out[i] -= acc
+    for e in range(nr):  # S is symmetric: S[:, R] lam from its rows R (contiguous, vectorised)
+        Se = S[ridx[e]]
+        le = lam[e]
+        for i in range(k):
+            out[i] -= le * Se[i]
     for e in range(nr):
         out[ridx[e]] = 0.0
     return True
