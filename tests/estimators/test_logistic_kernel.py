@@ -58,7 +58,9 @@ def compare_per_sphere(X, y, n_classes, plan, C, fit_intercept):
             scale = np.abs(ref.coef_).max()
             np.testing.assert_allclose(coef, ref.coef_, rtol=RTOL, atol=RTOL * scale)
             if fit_intercept:
-                np.testing.assert_allclose(intercept, ref_intercept, rtol=RTOL, atol=RTOL * np.abs(ref_intercept).max())
+                np.testing.assert_allclose(
+                    intercept, ref_intercept, rtol=RTOL, atol=RTOL * np.abs(ref_intercept).max()
+                )
             else:
                 assert np.all(intercept == 0.0)
             ref_dec = ref.decision_function(X[s][test] - shift)

@@ -30,17 +30,30 @@ row is minus their sum, so the penalty becomes
 ``0.5 * (sum_{k<K} |W_k|^2 + |sum_{k<K} W_k|^2)``. The restricted problem is strictly convex
 and its minimiser is the minimiser of the full problem.
 
-Method: Newton's method with the exact Hessian, batched over the spheres of a block (one
-``(q, q)`` system per sphere: ``q = n_features + 1`` for two classes and
-``(n_classes - 1) * (n_features + 1)`` otherwise), with an Armijo backtracking line search
-so that it converges from the zero start. A problem stops once its largest absolute
-gradient component is ``<= tol``, after one last Newton step (which, being inside the
-region of quadratic convergence, takes it to rounding level). Converged problems are
-dropped from the working set; problems still running after ``max_iter`` iterations raise a
-``RuntimeWarning``. Each fold starts from the previous fold's optimum of the same sphere
-(the training sets overlap; the optimum reached does not depend on the start). Spheres are
-processed in blocks of a few hundred so that each block's arrays stay in cache across the
-passes of an iteration.
+Method: Newton's method with the exact Hessian, one problem at a time in one compiled
+kernel (:func:`._logistic_kernel.logistic_block`) that reads the spheres from the
+voxel-major data sphere by sphere and releases the interpreter lock. Each Newton step
+solves one ``(q, q)`` system by Cholesky (``q = p`` for two classes, the Hessian
+``A' diag(w) A + R`` formed by ``syrk``; ``q = (n_classes - 1) * p`` otherwise, its blocks
+``A' diag(c_kl) A`` by ``syrk`` and ``gemm``), with ``p = n_features + 1`` (``n_features``
+without an intercept), and is followed by an Armijo backtracking line search (step halved
+from 1 until the objective decreases by ``1e-4`` times the predicted decrease, less a slack
+for the objective's rounding noise) so that it converges from any start. A problem stops
+once its largest absolute gradient component is ``<= tol``, after one last Newton step
+(which, being inside the region of quadratic convergence, takes it to rounding level), or
+when a step no longer changes its parameters; problems still running after ``max_iter``
+iterations raise a ``RuntimeWarning``. Every fold starts from zero (starting from the
+previous fold's optimum took more iterations on the benchmark workloads: 12.7 against 10.6
+per problem on the Haxby-sized KFold(4) data, 8.9 against 7.7 on run-wise betas).
+
+More features than training samples: the optimal weights are combinations of the training
+rows (the gradients of the loss and of the penalty are), so the fold is solved in an
+orthonormal basis ``Q`` of them (``w = Q g``, ``|w| = |g|``): the same problem in
+``n_train`` instead of ``n_features`` coordinates. With the Gram matrix of the training rows
+factored as ``X X' = L L'``, ``Q = X' L^-T`` and the design in that basis is ``L`` itself;
+the Gram matrix of all samples is computed once per sphere. A fold whose Gram block is
+singular or badly conditioned (then ``Q`` would not be orthonormal to rounding) is solved
+in the feature space.
 
 Conditioning: with an intercept, every sphere's features are first shifted by their mean
 over all samples. This is an exact reparametrisation (``w`` does not change, the intercept
@@ -81,7 +94,8 @@ class BatchedLogisticRegression(BatchedClassifier):
         the sum-to-zero subspace) is at most ``tol``, after one last Newton step; or when
         Newton steps no longer change its parameters.
     max_iter : int, default=100
-        Maximum number of Newton iterations (usually fewer than 15 are needed).
+        Maximum number of Newton iterations per (sphere, fold) problem (usually fewer than
+        15 are needed).
     """
 
     reference = "sklearn.linear_model.LogisticRegression(penalty='l2', solver='lbfgs')"
