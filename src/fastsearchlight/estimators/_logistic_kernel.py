@@ -312,6 +312,37 @@ def _multinomial_hessian(A, At, P, pen, c, Ac, blk, H):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _origin_step(A, n_classes, pen, Grad, S, Step):
+    """The Newton step ``Step`` ``(K - 1, p)`` of the multinomial problem at the origin,
+    where every class probability is ``1 / K``: the Hessian is then
+    ``(I + 11') kron (A' A / (n K) + diag(pen))``, so the step is
+    ``-(I + 11')^-1 Grad S^-1`` with ``S = A' A / (n K) + diag(pen)`` (``(p, p)``, one
+    Cholesky factor instead of one of size ``(K - 1) p``); False when ``S`` is not positive
+    definite to rounding."""
+    n, p = A.shape
+    m = n_classes - 1
+    syrk_upper(A, S, 0.0)
+    scale = 1.0 / (n * n_classes)
+    for r in range(p):
+        for cc in range(r, p):
+            S[r, cc] *= scale
+        S[r, r] += pen[r]
+    if not cholesky_upper(S, S):
+        return False
+    # (I + 11')^-1 = I - 11' / K
+    for j in range(p):
+        tot = 0.0
+        for k in range(m):
+            tot += Grad[k, j]
+        tot /= n_classes
+        for k in range(m):
+            Step[k, j] = tot - Grad[k, j]
+    for k in range(m):
+        cholesky_solve_upper(S, Step[k], Step[k])
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
     """Minimise the mean softmax cross-entropy plus ``0.5 * (sum_k |W_k|^2 + |sum_k
     W_k|^2)`` (weighted by ``pen``) over the first ``K - 1`` parameter rows (the last is
@@ -355,6 +386,10 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
     Step = step.reshape(m, p)
     Grad = grad.reshape(m, p)
     c = np.empty(n)
+    origin = True
+    for k in range(m):
+        for j in range(p):
+            origin = origin and Theta[k, j] == 0.0
     matmul_into(Theta, At, dU, False)
     f_loss = _softmax_trial(U, dU, 1.0, y, Ut, Pt, zk)
     U, Ut = Ut, U
@@ -382,10 +417,11 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
                 tot += Theta[k, j]
             for k in range(m):
                 Grad[k, j] += pen[j] * (Theta[k, j] + tot)
-        _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
-        if not _newton_step(H, grad, step):
+        if not (it == 0 and origin and _origin_step(A, n_classes, pen, Grad, blk, Step)):
             _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
-            _lu_step(H, grad, step)
+            if not _newton_step(H, grad, step):
+                _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
+                _lu_step(H, grad, step)
         gmax = 0.0
         slope = 0.0
         for j in range(q):
