@@ -99,3 +99,15 @@ def test_duplicate_samples_more_features(n_classes):
     # decisions and the coefficients), and once more (the voxel-major entry point)
     n_folds = sum(dup[0] in tr for tr in plan.train_indices)
     assert int(_logistic_kernel.ITERATIONS[2]) - before == 3 * 3 * n_folds
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_unequal_folds_more_features(n_classes, fit_intercept):
+    """More features than training samples, folds of different sizes (each fold's basis has
+    its own dimension)."""
+    rng = np.random.default_rng([31, n_classes, fit_intercept])
+    X, y, groups = make_data(rng, 3, 42, 50, n_classes, raw=True)
+    plan = make_plan("stratified", y, groups)
+    assert len({len(tr) for tr in plan.train_indices}) > 1
+    compare_per_sphere(X, y, n_classes, plan, 0.1, fit_intercept)

@@ -8,14 +8,22 @@ when asked, its coefficients): one Newton solver per (sphere, fold) problem, bin
 in :mod:`.logistic`. Nothing larger than one sphere's samples, their Gram matrix and one
 problem's Hessian is materialised.
 
-With more features than training samples (``d > n_train``) a fold is solved in an
-``n_train``-dimensional orthonormal basis of its training rows, from the Cholesky factor of
-their Gram matrix: with ``X X' = L L'`` (``L`` lower triangular), ``Q = X' L^-T`` has
-orthonormal columns spanning the rows of ``X`` and ``X Q = L``, so the design in the basis
-is ``L`` itself, and ``w = Q g = X' L^-T g``. The Gram matrix of all the sphere's samples is
-computed once per sphere (one ``syrk``); each fold picks its training block and factors it.
-A fold whose Gram block is not positive definite, or too badly conditioned for the basis to
-be orthonormal to rounding, is solved in the feature space instead.
+With more features than training samples a fold is solved in an orthonormal basis of its
+training rows, from the Cholesky factor of their Gram matrix: with ``X X' = L L'`` (``L``
+lower triangular), ``Q = X' L^-T`` has orthonormal columns spanning the rows of ``X`` and
+``X Q = L``, so the design in the basis is ``L`` itself, and ``w = Q g = X' L^-T g``. With an
+intercept the optimal weights are combinations of the training rows centred on their mean
+(the intercept's optimality condition makes the residuals sum to zero), and the first
+``n_train - 1`` centred rows span those: the basis is theirs, the design is ``L`` then the
+last centred row's coordinates (minus the sum of the others'), and the intercept absorbs
+the mean (``b = b' - mean . w``). So the basis has ``r = n_train - 1`` vectors with an
+intercept, ``n_train`` without, and is used when ``d > r``. The Gram matrix of all the
+sphere's samples is computed once per sphere (one ``syrk``); each fold centres and factors
+its training block. A fold whose block is not positive definite, or too badly conditioned
+for the basis to be orthonormal to rounding, is solved in the feature space instead.
+
+The multinomial Newton step at the origin (where every fold starts) uses the Kronecker
+structure of the Hessian there (:func:`_origin_step`).
 """
 
 from __future__ import annotations
@@ -457,19 +465,35 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _gram_basis(Gall, train, nt, R):
-    """The upper Cholesky factor ``R`` (``G = R' R``) of the training block ``G`` of the
-    Gram matrix ``Gall``; False when it is not positive definite or its smallest squared
-    pivot is below ``_BASIS_RCOND`` times its largest diagonal entry."""
+def _gram_basis(Gall, train, centre, R):
+    """The upper Cholesky factor ``R`` ``(r, r)`` (``G = R' R``) of the Gram matrix ``G`` of
+    the first ``r`` training rows, read from the Gram matrix of all samples ``Gall``; with
+    ``centre``, of the training rows centred on their mean (``r = n_train - 1``: the last
+    centred row is minus the sum of the others). False when ``G`` is not positive definite
+    or its smallest squared pivot is below ``_BASIS_RCOND`` times its largest diagonal
+    entry."""
+    nt = train.shape[0]
+    r = R.shape[0]
+    rm = np.zeros(nt)
+    gm = 0.0
+    if centre:  # (x_a - m) . (x_b - m) = G_ab - rm_a - rm_b + gm
+        for a in range(nt):
+            ia = train[a]
+            acc = 0.0
+            for b in range(nt):
+                acc += Gall[ia, train[b]]
+            rm[a] = acc / nt
+            gm += rm[a]
+        gm /= nt
     gmax = 0.0
-    for a in range(nt):
+    for a in range(r):
         ia = train[a]
-        for b in range(a, nt):
-            R[a, b] = Gall[ia, train[b]]
+        for b in range(a, r):
+            R[a, b] = Gall[ia, train[b]] - rm[a] - rm[b] + gm
         gmax = max(gmax, R[a, a])
     if not cholesky_upper(R, R):
         return False
-    for a in range(nt):
+    for a in range(r):
         if R[a, a] * R[a, a] < _BASIS_RCOND * gmax:
             return False
     return True
@@ -518,8 +542,8 @@ def logistic_block(
         That mean (zeros without an intercept).
     stats : ndarray of int64 (4,)
         Problems that did not converge, Newton iterations, problems solved, and problems
-        with more features than training samples solved in the feature space (their Gram
-        block was not a usable basis).
+        with more features than basis vectors solved in the feature space (their Gram block
+        was not a usable basis).
     """
     B, d = vox.shape
     n = Xv.shape[1]
@@ -536,11 +560,10 @@ def logistic_block(
     any_basis = False
     for f in range(F):
         max_train = max(max_train, n_train[f])
-        any_basis = any_basis or d > n_train[f]
+        any_basis = any_basis or d > n_train[f] - e
     Xf = np.empty((d, n))  # the sphere's features, voxel by voxel
     As = np.empty((n, p))  # its design, sample by sample
     Gall = np.empty((n, n)) if any_basis else np.empty((0, 0))
-    Rb = np.empty((max_train, max_train))
     W = np.zeros((m, p))  # a fold's optimum in the coordinates of the design
     Wfull = np.zeros((K, p))
     v = np.empty(max_train)
@@ -571,16 +594,29 @@ def logistic_block(
             for a in range(nt):
                 yt[a] = y[tr[a]]
                 tt[a] = 1.0 if y[tr[a]] == 1 else 0.0
-            basis = d > nt and _gram_basis(Gall, tr, nt, Rb)
+            # with an intercept, the optimal weights are combinations of the training rows
+            # centred on their mean (the intercept's optimality condition), n_train - 1 of
+            # them span those
+            r = nt - e
+            basis = False
+            Rb = np.empty((0, 0))
+            if d > r:
+                Rb = np.empty((r, r))
+                basis = _gram_basis(Gall, tr, fit_intercept, Rb)
             if basis:
-                # design in the basis: L = R' (lower triangular), then the intercept column
-                pb = nt + e
+                # design in the basis: L = R' (lower triangular; with an intercept, then the
+                # last centred row, minus the sum of the others), then the intercept column
+                pb = r + e
                 A = np.zeros((nt, pb))
-                for a in range(nt):
+                for a in range(r):
                     for b in range(a + 1):
                         A[a, b] = Rb[b, a]
-                    if fit_intercept:
-                        A[a, nt] = 1.0
+                if fit_intercept:
+                    for a in range(r):
+                        for b in range(a + 1):
+                            A[nt - 1, b] -= A[a, b]
+                    for a in range(nt):
+                        A[a, r] = 1.0
             else:
                 pb = p
                 A = np.empty((nt, p))
@@ -599,24 +635,38 @@ def logistic_block(
             stats[0] += 0 if ok else 1
             stats[1] += its
             stats[2] += 1
-            if d > nt and not basis:
+            if d > r and not basis:
                 stats[3] += 1
-            if basis:  # back to the features: W_k = X' L^-T g
+            if basis:  # back to the features: W_k = Xc' L^-T g, b_k = b'_k - mean . W_k
+                xbar = np.zeros(d)
+                if fit_intercept:
+                    for a in range(nt):
+                        row = As[tr[a]]
+                        for j in range(d):
+                            xbar[j] += row[j]
+                    for j in range(d):
+                        xbar[j] /= nt
                 for k in range(m):
-                    for a in range(nt - 1, -1, -1):
+                    for a in range(r - 1, -1, -1):
                         acc = Theta[k, a]
-                        for b in range(a + 1, nt):
+                        for b in range(a + 1, r):
                             acc -= Rb[a, b] * v[b]
                         v[a] = acc / Rb[a, a]
                     for j in range(d):
                         W[k, j] = 0.0
-                    for a in range(nt):
+                    vsum = 0.0
+                    for a in range(r):
                         row = As[tr[a]]
                         va = v[a]
+                        vsum += va
                         for j in range(d):
                             W[k, j] += va * row[j]
                     if fit_intercept:
-                        W[k, d] = Theta[k, nt]
+                        shift = 0.0
+                        for j in range(d):
+                            W[k, j] -= vsum * xbar[j]
+                            shift += xbar[j] * W[k, j]
+                        W[k, d] = Theta[k, r] - shift
             else:
                 W[:, :] = Theta
             if n_classes == 2:

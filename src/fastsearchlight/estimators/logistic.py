@@ -47,13 +47,14 @@ previous fold's optimum took more iterations on the benchmark workloads: 12.7 ag
 per problem on the Haxby-sized KFold(4) data, 8.9 against 7.7 on run-wise betas).
 
 More features than training samples: the optimal weights are combinations of the training
-rows (the gradients of the loss and of the penalty are), so the fold is solved in an
-orthonormal basis ``Q`` of them (``w = Q g``, ``|w| = |g|``): the same problem in
-``n_train`` instead of ``n_features`` coordinates. With the Gram matrix of the training rows
-factored as ``X X' = L L'``, ``Q = X' L^-T`` and the design in that basis is ``L`` itself;
-the Gram matrix of all samples is computed once per sphere. A fold whose Gram block is
-singular or badly conditioned (then ``Q`` would not be orthonormal to rounding) is solved
-in the feature space.
+rows (the gradients of the loss and of the penalty are; with an intercept, of the rows
+centred on their training mean, since the residuals then sum to zero), so the fold is solved
+in an orthonormal basis ``Q`` of them (``w = Q g``, ``|w| = |g|``): the same problem in
+``n_train - 1`` (``n_train`` without an intercept) instead of ``n_features`` coordinates.
+With the Gram matrix of the (centred) training rows factored as ``X X' = L L'``,
+``Q = X' L^-T`` and the design in that basis is ``L`` itself; the Gram matrix of all samples
+is computed once per sphere. A fold whose Gram block is singular or badly conditioned (then
+``Q`` would not be orthonormal to rounding) is solved in the feature space.
 
 Conditioning: with an intercept, every sphere's features are first shifted by their mean
 over all samples. This is an exact reparametrisation (``w`` does not change, the intercept
