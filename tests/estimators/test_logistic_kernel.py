@@ -111,3 +111,17 @@ def test_unequal_folds_more_features(n_classes, fit_intercept):
     plan = make_plan("stratified", y, groups)
     assert len({len(tr) for tr in plan.train_indices}) > 1
     compare_per_sphere(X, y, n_classes, plan, 0.1, fit_intercept)
+
+
+def test_many_label_sets():
+    """Several label vectors (e.g. permutations) at once: each as on its own."""
+    rng = np.random.default_rng(37)
+    X, y, groups = make_data(rng, 4, 40, 12, 3, raw=True)
+    plan = make_plan("logo", y, groups)
+    ys = np.stack([y, rng.permutation(y), rng.permutation(y)])
+    est = BatchedLogisticRegression(C=0.1)
+    many = est.many_fold_decisions(X, ys, 3, plan)
+    for labels, folds in zip(ys, many):
+        for got, want in zip(folds, est.fold_decisions(X, labels, 3, plan)):
+            np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(many[0][0], many[1][0])

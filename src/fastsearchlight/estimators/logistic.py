@@ -152,6 +152,13 @@ class BatchedLogisticRegression(BatchedClassifier):
         (:func:`._logistic_kernel.logistic_block`)."""
         return True
 
+    def many_fold_decisions(
+        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`fold_decisions` for several label vectors, the spheres' samples laid out
+        voxel by voxel once for all of them."""
+        return self.many_fold_decisions_at(*as_voxel_major(X), ys, n_classes, plan)
+
     def many_fold_decisions_at(
         self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
     ) -> list[list[np.ndarray]]:
