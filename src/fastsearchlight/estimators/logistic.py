@@ -37,14 +37,15 @@ solves one ``(q, q)`` system by Cholesky (``q = p`` for two classes, the Hessian
 ``A' diag(w) A + R`` formed by ``syrk``; ``q = (n_classes - 1) * p`` otherwise, its blocks
 ``A' diag(c_kl) A`` by ``syrk`` and ``gemm``), with ``p = n_features + 1`` (``n_features``
 without an intercept), and is followed by an Armijo backtracking line search (step halved
-from 1 until the objective decreases by ``1e-4`` times the predicted decrease, less a slack
-for the objective's rounding noise) so that it converges from any start. A problem stops
+from 1 until the objective decreases by at least ``1e-4`` times the decrease predicted by
+the slope, give or take a slack for the objective's rounding noise) so that it converges
+from any start. A problem stops
 once its largest absolute gradient component is ``<= tol``, after one last Newton step
 (which, being inside the region of quadratic convergence, takes it to rounding level), or
 when a step no longer changes its parameters; problems still running after ``max_iter``
 iterations raise a ``RuntimeWarning``. Every fold starts from zero (starting from the
-previous fold's optimum took more iterations on the benchmark workloads: 12.7 against 10.6
-per problem on the Haxby-sized KFold(4) data, 8.9 against 7.7 on run-wise betas).
+previous fold's optimum took more iterations on the benchmark workloads: 12.9 against 10.7
+per problem on the Haxby-sized KFold(4) data at 10 mm, 8.9 against 7.8 on run-wise betas).
 
 More features than training samples: the optimal weights are combinations of the training
 rows (the gradients of the loss and of the penalty are; with an intercept, of the rows
