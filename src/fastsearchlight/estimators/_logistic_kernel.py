@@ -1,0 +1,690 @@
+"""Compiled L2-regularised logistic regression of every fold, sphere by sphere, from the
+voxel-major data.
+
+:func:`logistic_block` goes from each sphere's samples to every fold's test decisions (and,
+when asked, its coefficients): one Newton solver per (sphere, fold) problem, binary
+(:func:`_newton_binary`) or multinomial on the sum-to-zero subspace
+(:func:`_newton_multinomial`), with the objective, stopping rule and line search described
+in :mod:`.logistic`. Nothing larger than one sphere's samples, their Gram matrix and one
+problem's Hessian is materialised.
+
+With more features than training samples a fold is solved in an orthonormal basis of its
+training rows, from the Cholesky factor of their Gram matrix: with ``X X' = L L'`` (``L``
+lower triangular), ``Q = X' L^-T`` has orthonormal columns spanning the rows of ``X`` and
+``X Q = L``, so the design in the basis is ``L`` itself, and ``w = Q g = X' L^-T g``. With an
+intercept the optimal weights are combinations of the training rows centred on their mean
+(the intercept's optimality condition makes the residuals sum to zero), and the first
+``n_train - 1`` centred rows span those: the basis is theirs, the design is ``L`` then the
+last centred row's coordinates (minus the sum of the others'), and the intercept absorbs
+the mean (``b = b' - mean . w``). So the basis has ``r = n_train - 1`` vectors with an
+intercept, ``n_train`` without, and is used when ``d > r``. The Gram matrix of all the
+sphere's samples is computed once per sphere (one ``syrk``); each fold centres and factors
+its training block. A fold whose block is not positive definite, or too badly conditioned
+for the basis to be orthonormal to rounding, is solved in the feature space instead.
+
+The multinomial Newton step at the origin (where every fold starts) uses the Kronecker
+structure of the Hessian there (:func:`_origin_step`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._lapack import cholesky_solve_upper, cholesky_upper, gram_into, matmul_into, syrk_upper
+
+__all__ = ["ITERATIONS", "logistic_block"]
+
+#: Newton iterations, (sphere, fold) problems solved, and problems with more features than
+#: training samples solved in the feature space, since import (a diagnostic counter, updated
+#: by :class:`.logistic.BatchedLogisticRegression`)
+ITERATIONS = np.zeros(3, dtype=np.int64)
+
+_EPS = np.finfo(np.float64).eps
+#: sums may be reordered (vectorised): the results stay exact to rounding; no assumptions
+#: on NaN or infinities
+_FASTMATH = {"reassoc", "contract"}
+#: a fold's Gram block is used as a basis when its smallest squared pivot is at least this
+#: times its largest diagonal entry (the basis is then orthonormal to about
+#: ``eps / _BASIS_RCOND``); otherwise the fold is solved in the feature space
+_BASIS_RCOND = 1e-6
+#: Armijo's sufficient-decrease constant and the number of halvings of the step
+_ARMIJO = 1e-4
+_HALVINGS = 60
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _binary_trial(z, dz, s, sign, zt, et):
+    """Mean binary log-loss of the predictors ``zt = z + s * dz`` (``sign`` = +-1 per
+    sample), which are written to ``zt`` with ``et = exp(-|zt|)`` (from which the
+    probabilities and weights follow without another exponential)."""
+    n = z.shape[0]
+    acc = 0.0
+    for i in range(n):
+        v = z[i] + s * dz[i]
+        zt[i] = v
+        e = math.exp(-abs(v))
+        et[i] = e
+        # log(1 + exp(-sign v)) without overflow
+        x = -sign[i] * v
+        acc += math.log1p(e) + (x if x > 0.0 else 0.0)
+    return acc / n
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _row_norm(A):
+    """Mean Euclidean norm of the rows of ``A`` (the scale of the predictors' rounding)."""
+    n, q = A.shape
+    acc = 0.0
+    for i in range(n):
+        r = 0.0
+        for j in range(q):
+            r += A[i, j] * A[i, j]
+        acc += math.sqrt(r)
+    return acc / n
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _newton_step(H, grad, step):
+    """``step = -H^-1 grad`` by the Cholesky factor of the symmetric ``H`` (its upper
+    triangle read, and overwritten by the factor); False, with ``H`` spoiled, when ``H`` is
+    not positive definite to rounding (see :func:`_lu_step`)."""
+    if not cholesky_upper(H, H):
+        return False
+    for j in range(grad.shape[0]):
+        step[j] = -grad[j]
+    cholesky_solve_upper(H, step, step)
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _lu_step(H, grad, step):
+    """``step = -H^-1 grad`` by LU, for an ``H`` (upper triangle filled) that is not positive
+    definite to rounding."""
+    q = H.shape[0]
+    for r in range(1, q):
+        for c in range(r):
+            H[r, c] = H[c, r]
+    step[:] = -np.linalg.solve(H, grad)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _binary_hessian(Aw, pen, H):
+    """Upper triangle of ``Aw' Aw + diag(pen)`` into ``H``."""
+    syrk_upper(Aw, H, 0.0)
+    for j in range(H.shape[0]):
+        H[j, j] += pen[j]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _newton_binary(A, t, pen, theta, tol, max_iter):
+    """Minimise ``mean_i log(1 + exp(-s_i a_i . theta)) + 0.5 * sum_j pen_j theta_j^2``.
+
+    Parameters
+    ----------
+    A : ndarray (n, q)
+        Design (C-contiguous).
+    t : ndarray (n,)
+        Labels in {0, 1} (``s_i = 2 t_i - 1``).
+    pen : ndarray (q,)
+        Diagonal of the penalty.
+    theta : ndarray (q,)
+        Starting point, overwritten by the solution.
+    tol : float
+    max_iter : int
+
+    Returns
+    -------
+    iterations : int
+    converged : bool
+        False when still running after ``max_iter`` iterations.
+    """
+    n, q = A.shape
+    sign = 2.0 * t - 1.0
+    z = np.zeros(n)
+    e = np.empty(n)  # exp(-|z|)
+    zt = np.empty(n)
+    et = np.empty(n)
+    dz = np.empty(n)
+    resid = np.empty(n)
+    Aw = np.empty((n, q))
+    H = np.empty((q, q))
+    grad = np.empty(q)
+    step = np.empty(q)
+    for i in range(n):
+        acc = 0.0
+        for j in range(q):
+            acc += A[i, j] * theta[j]
+        dz[i] = acc
+    f_loss = _binary_trial(z, dz, 1.0, sign, zt, et)
+    z, zt = zt, z
+    e, et = et, e
+    row_norm = _row_norm(A)
+    inv_n = 1.0 / n
+    for it in range(max_iter):
+        # residuals, and rows scaled by the square roots of the weights p (1 - p) / n
+        for i in range(n):
+            ei = e[i]
+            r = 1.0 / (1.0 + ei)
+            prob = r if z[i] >= 0.0 else ei * r
+            resid[i] = (prob - t[i]) * inv_n
+            sw = math.sqrt(ei * inv_n) * r
+            for j in range(q):
+                Aw[i, j] = sw * A[i, j]
+        pen_val = 0.0
+        theta_sq = 0.0
+        for j in range(q):
+            grad[j] = pen[j] * theta[j]
+            pen_val += pen[j] * theta[j] * theta[j]
+            theta_sq += theta[j] * theta[j]
+        for i in range(n):
+            r = resid[i]
+            for j in range(q):
+                grad[j] += A[i, j] * r
+        _binary_hessian(Aw, pen, H)
+        if not _newton_step(H, grad, step):
+            _binary_hessian(Aw, pen, H)
+            _lu_step(H, grad, step)
+        gmax = 0.0
+        slope = 0.0
+        for j in range(q):
+            gmax = max(gmax, abs(grad[j]))
+            slope += grad[j] * step[j]
+        done = gmax <= tol
+        for i in range(n):
+            acc = 0.0
+            for j in range(q):
+                acc += A[i, j] * step[j]
+            dz[i] = acc
+        f0 = f_loss + 0.5 * pen_val
+        slack = 16.0 * _EPS * (abs(f0) + row_norm * math.sqrt(theta_sq))
+        # Armijo backtracking from the full step
+        s = 1.0
+        for _ls in range(_HALVINGS):
+            pv = 0.0
+            for j in range(q):
+                v = theta[j] + s * step[j]
+                pv += pen[j] * v * v
+            ft = _binary_trial(z, dz, s, sign, zt, et)
+            if ft + 0.5 * pv <= f0 + _ARMIJO * s * slope + slack:
+                break
+            s *= 0.5
+        else:
+            s = 0.0
+        if s > 0.0:  # the trial's predictors and exponentials become the current ones
+            f_loss = ft
+            z, zt = zt, z
+            e, et = et, e
+        dmax = 0.0
+        tmax = 0.0
+        for j in range(q):
+            delta = s * step[j]
+            theta[j] += delta
+            dmax = max(dmax, abs(delta))
+            tmax = max(tmax, abs(theta[j]))
+        # a step that no longer changes the parameters: nothing left to gain
+        if done or dmax <= 1e-15 * (1.0 + tmax):
+            return it + 1, True
+    return max_iter, False
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _softmax_trial(U, dU, s, y, Ut, Pt, zk):
+    """Mean softmax cross-entropy of the predictors ``Ut = U + s * dU`` of the first ``K - 1``
+    classes (``(K - 1, n)``; the last class's is minus their sum), written to ``Ut`` with
+    the class probabilities ``Pt`` ``(K, n)`` (``zk``: room for ``K`` values)."""
+    m, n = U.shape
+    acc = 0.0
+    for i in range(n):
+        tot = 0.0
+        for k in range(m):
+            v = U[k, i] + s * dU[k, i]
+            Ut[k, i] = v
+            zk[k] = v
+            tot += v
+        zk[m] = -tot
+        top = zk[0]
+        for k in range(1, m + 1):
+            top = max(top, zk[k])
+        se = 0.0
+        for k in range(m + 1):
+            ek = math.exp(zk[k] - top)
+            Pt[k, i] = ek
+            se += ek
+        inv = 1.0 / se
+        for k in range(m + 1):
+            Pt[k, i] *= inv
+        acc += math.log(se) + top - zk[y[i]]
+    return acc / n
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _multinomial_penalty(Theta, Step, s, pen):
+    """``0.5 * (sum_k |W_k|^2 + |sum_k W_k|^2)`` (weighted by ``pen``) of the rows
+    ``Theta + s * Step`` ``(K - 1, p)``."""
+    m, p = Theta.shape
+    acc = 0.0
+    for j in range(p):
+        if pen[j] == 0.0:
+            continue
+        tot = 0.0
+        sq = 0.0
+        for k in range(m):
+            v = Theta[k, j] + s * Step[k, j]
+            tot += v
+            sq += v * v
+        acc += pen[j] * (sq + tot * tot)
+    return 0.5 * acc
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _multinomial_hessian(A, At, P, pen, c, Ac, blk, H):
+    """Upper triangle of the Hessian of the mean softmax cross-entropy on the sum-to-zero
+    subspace plus the penalty's, into ``H`` ``((K-1) p, (K-1) p)``: blocks
+    ``A' diag(c_kl) A`` with ``c_kl = M_kl - M_kK - M_Kl + M_KK``, ``M = diag(P) - P P'``
+    (per sample, over ``n``), and ``pen`` (twice on the diagonal blocks)."""
+    n, p = A.shape
+    m = P.shape[0] - 1
+    inv_n = 1.0 / n
+    for k in range(m):
+        for l in range(k, m):
+            for i in range(n):
+                pk = P[k, i]
+                pl = P[l, i]
+                pK = P[m, i]
+                v = (pk + pl) * pK + pK * (1.0 - pK) - pk * pl
+                if k == l:
+                    v += pk
+                c[i] = v * inv_n
+            if k == l:  # c >= 0: the symmetric product of the scaled rows
+                for i in range(n):
+                    sw = math.sqrt(max(c[i], 0.0))
+                    for j in range(p):
+                        Ac[i, j] = sw * A[i, j]
+                syrk_upper(Ac, blk, 0.0)
+                for r in range(p):
+                    for cc in range(r, p):
+                        H[k * p + r, k * p + cc] = blk[r, cc]
+                    H[k * p + r, k * p + r] += 2.0 * pen[r]
+            else:
+                for i in range(n):
+                    for j in range(p):
+                        Ac[i, j] = c[i] * A[i, j]
+                matmul_into(At, Ac, blk, False)
+                for r in range(p):
+                    for cc in range(p):
+                        H[k * p + r, l * p + cc] = blk[r, cc]
+                    H[k * p + r, l * p + r] += pen[r]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _origin_step(A, n_classes, pen, Grad, S, Step):
+    """The Newton step ``Step`` ``(K - 1, p)`` of the multinomial problem at the origin,
+    where every class probability is ``1 / K``: the Hessian is then
+    ``(I + 11') kron (A' A / (n K) + diag(pen))``, so the step is
+    ``-(I + 11')^-1 Grad S^-1`` with ``S = A' A / (n K) + diag(pen)`` (``(p, p)``, one
+    Cholesky factor instead of one of size ``(K - 1) p``); False when ``S`` is not positive
+    definite to rounding."""
+    n, p = A.shape
+    m = n_classes - 1
+    syrk_upper(A, S, 0.0)
+    scale = 1.0 / (n * n_classes)
+    for r in range(p):
+        for cc in range(r, p):
+            S[r, cc] *= scale
+        S[r, r] += pen[r]
+    if not cholesky_upper(S, S):
+        return False
+    # (I + 11')^-1 = I - 11' / K
+    for j in range(p):
+        tot = 0.0
+        for k in range(m):
+            tot += Grad[k, j]
+        tot /= n_classes
+        for k in range(m):
+            Step[k, j] = tot - Grad[k, j]
+    for k in range(m):
+        cholesky_solve_upper(S, Step[k], Step[k])
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
+    """Minimise the mean softmax cross-entropy plus ``0.5 * (sum_k |W_k|^2 + |sum_k
+    W_k|^2)`` (weighted by ``pen``) over the first ``K - 1`` parameter rows (the last is
+    minus their sum).
+
+    Parameters
+    ----------
+    A : ndarray (n, p)
+        Design (C-contiguous).
+    y : ndarray of int64 (n,)
+        Class codes in ``0 .. K-1``.
+    n_classes : int
+    pen : ndarray (p,)
+        Penalty weight of each column of the design.
+    Theta : ndarray (K - 1, p)
+        Starting point (C-contiguous), overwritten by the solution.
+    tol : float
+    max_iter : int
+
+    Returns
+    -------
+    iterations : int
+    converged : bool
+    """
+    n, p = A.shape
+    m = n_classes - 1
+    q = m * p
+    At = np.ascontiguousarray(A.T)  # (p, n)
+    U = np.zeros((m, n))
+    Ut = np.empty((m, n))
+    dU = np.empty((m, n))
+    P = np.empty((m + 1, n))
+    Pt = np.empty((m + 1, n))
+    zk = np.empty(m + 1)
+    Gu = np.empty((m, n))
+    Ac = np.empty((n, p))
+    blk = np.empty((p, p))
+    H = np.empty((q, q))
+    grad = np.empty(q)
+    step = np.empty(q)
+    Step = step.reshape(m, p)
+    Grad = grad.reshape(m, p)
+    c = np.empty(n)
+    origin = True
+    for k in range(m):
+        for j in range(p):
+            origin = origin and Theta[k, j] == 0.0
+    matmul_into(Theta, At, dU, False)
+    f_loss = _softmax_trial(U, dU, 1.0, y, Ut, Pt, zk)
+    U, Ut = Ut, U
+    P, Pt = Pt, P
+    row_norm = _row_norm(A)
+    inv_n = 1.0 / n
+    for it in range(max_iter):
+        # d u_k moves z_k by +1 and z_K by -1
+        for k in range(m):
+            for i in range(n):
+                yi = y[i]
+                rk = P[k, i] - (1.0 if yi == k else 0.0)
+                rK = P[m, i] - (1.0 if yi == m else 0.0)
+                Gu[k, i] = (rk - rK) * inv_n
+        matmul_into(Gu, A, Grad, False)
+        theta_max = 0.0
+        for k in range(m):
+            sq = 0.0
+            for j in range(p):
+                sq += Theta[k, j] * Theta[k, j]
+            theta_max = max(theta_max, math.sqrt(sq))
+        for j in range(p):
+            tot = 0.0
+            for k in range(m):
+                tot += Theta[k, j]
+            for k in range(m):
+                Grad[k, j] += pen[j] * (Theta[k, j] + tot)
+        if not (it == 0 and origin and _origin_step(A, n_classes, pen, Grad, blk, Step)):
+            _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
+            if not _newton_step(H, grad, step):
+                _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
+                _lu_step(H, grad, step)
+        gmax = 0.0
+        slope = 0.0
+        for j in range(q):
+            gmax = max(gmax, abs(grad[j]))
+            slope += grad[j] * step[j]
+        done = gmax <= tol
+        matmul_into(Step, At, dU, False)
+        f0 = f_loss + _multinomial_penalty(Theta, Step, 0.0, pen)
+        slack = 16.0 * _EPS * (abs(f0) + row_norm * theta_max)
+        s = 1.0
+        for _ls in range(_HALVINGS):
+            ft = _softmax_trial(U, dU, s, y, Ut, Pt, zk)
+            if ft + _multinomial_penalty(Theta, Step, s, pen) <= f0 + _ARMIJO * s * slope + slack:
+                break
+            s *= 0.5
+        else:
+            s = 0.0
+        if s > 0.0:  # the trial's predictors and probabilities become the current ones
+            f_loss = ft
+            U, Ut = Ut, U
+            P, Pt = Pt, P
+        dmax = 0.0
+        tmax = 0.0
+        for k in range(m):
+            for j in range(p):
+                delta = s * Step[k, j]
+                Theta[k, j] += delta
+                dmax = max(dmax, abs(delta))
+                tmax = max(tmax, abs(Theta[k, j]))
+        if done or dmax <= 1e-15 * (1.0 + tmax):
+            return it + 1, True
+    return max_iter, False
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _gram_basis(Gall, train, centre, R):
+    """The upper Cholesky factor ``R`` ``(r, r)`` (``G = R' R``) of the Gram matrix ``G`` of
+    the first ``r`` training rows, read from the Gram matrix of all samples ``Gall``; with
+    ``centre``, of the training rows centred on their mean (``r = n_train - 1``: the last
+    centred row is minus the sum of the others). False when ``G`` is not positive definite
+    or its smallest squared pivot is below ``_BASIS_RCOND`` times its largest diagonal
+    entry."""
+    nt = train.shape[0]
+    r = R.shape[0]
+    rm = np.zeros(nt)
+    gm = 0.0
+    if centre:  # (x_a - m) . (x_b - m) = G_ab - rm_a - rm_b + gm
+        for a in range(nt):
+            ia = train[a]
+            acc = 0.0
+            for b in range(nt):
+                acc += Gall[ia, train[b]]
+            rm[a] = acc / nt
+            gm += rm[a]
+        gm /= nt
+    gmax = 0.0
+    for a in range(r):
+        ia = train[a]
+        for b in range(a, r):
+            R[a, b] = Gall[ia, train[b]] - rm[a] - rm[b] + gm
+        gmax = max(gmax, R[a, a])
+    if not cholesky_upper(R, R):
+        return False
+    for a in range(r):
+        if R[a, a] * R[a, a] < _BASIS_RCOND * gmax:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def logistic_block(
+    Xv, vox, train_idx, n_train, test_idx, n_test, y, n_classes, C, fit_intercept, tol, max_iter,
+    want_coef,
+):  # fmt: skip
+    """Logistic-regression decisions of every fold on its test samples, for a block of
+    spheres.
+
+    Parameters
+    ----------
+    Xv : ndarray (n_voxels, n)
+        Voxel-major data (float64, C-contiguous).
+    vox : ndarray of int64 (B, d)
+        Each sphere's rows of ``Xv``.
+    train_idx : ndarray of int64 (n_folds, max_train)
+        Each fold's training samples (padded).
+    n_train : ndarray of int64 (n_folds,)
+    test_idx : ndarray of int64 (n_folds, max_test)
+        Each fold's test samples in plan order (padded).
+    n_test : ndarray of int64 (n_folds,)
+    y : ndarray of int64 (n,)
+        Class codes.
+    n_classes : int
+    C : float
+    fit_intercept : bool
+    tol : float
+    max_iter : int
+    want_coef : bool
+        Whether to return the coefficients.
+
+    Returns
+    -------
+    dec : ndarray (B, n_folds, max_test, K)
+        Decisions of each fold's test samples (zeros beyond ``n_test``); ``K = 1`` for two
+        classes, else ``n_classes``.
+    coef : ndarray (B, n_folds, K, d + 1)
+        With ``want_coef`` (else of length 0): each fold's parameter rows (the weights, then
+        the intercept, 0 without one), in the coordinates of the features shifted by their
+        mean over all samples when ``fit_intercept``.
+    mu : ndarray (B, d)
+        That mean (zeros without an intercept).
+    stats : ndarray of int64 (4,)
+        Problems that did not converge, Newton iterations, problems solved, and problems
+        with more features than basis vectors solved in the feature space (their Gram block
+        was not a usable basis).
+    """
+    B, d = vox.shape
+    n = Xv.shape[1]
+    F = train_idx.shape[0]
+    K = 1 if n_classes == 2 else n_classes
+    m = 1 if n_classes == 2 else n_classes - 1
+    e = 1 if fit_intercept else 0
+    p = d + e
+    dec = np.zeros((B, F, test_idx.shape[1], K))
+    coef = np.zeros((B if want_coef else 0, F, K, d + 1))
+    mus = np.zeros((B, d))
+    stats = np.zeros(4, dtype=np.int64)
+    max_train = 0
+    any_basis = False
+    for f in range(F):
+        max_train = max(max_train, n_train[f])
+        any_basis = any_basis or d > n_train[f] - e
+    Xf = np.empty((d, n))  # the sphere's features, voxel by voxel
+    As = np.empty((n, p))  # its design, sample by sample
+    Gall = np.empty((n, n)) if any_basis else np.empty((0, 0))
+    W = np.zeros((m, p))  # a fold's optimum in the coordinates of the design
+    Wfull = np.zeros((K, p))
+    v = np.empty(max_train)
+    yt = np.empty(max_train, dtype=np.int64)
+    tt = np.empty(max_train)
+    for sph in range(B):
+        rows = vox[sph]
+        for j in range(d):
+            src = Xv[rows[j]]
+            mu = 0.0
+            if fit_intercept:
+                for i in range(n):
+                    mu += src[i]
+                mu /= n
+            mus[sph, j] = mu
+            for i in range(n):
+                Xf[j, i] = src[i] - mu
+        for i in range(n):
+            for j in range(d):
+                As[i, j] = Xf[j, i]
+            if fit_intercept:
+                As[i, d] = 1.0
+        if any_basis:
+            gram_into(Xf, Gall)
+        for f in range(F):
+            nt = n_train[f]
+            tr = train_idx[f, :nt]
+            for a in range(nt):
+                yt[a] = y[tr[a]]
+                tt[a] = 1.0 if y[tr[a]] == 1 else 0.0
+            # with an intercept, the optimal weights are combinations of the training rows
+            # centred on their mean (the intercept's optimality condition), n_train - 1 of
+            # them span those
+            r = nt - e
+            basis = False
+            Rb = np.empty((0, 0))
+            if d > r:
+                Rb = np.empty((r, r))
+                basis = _gram_basis(Gall, tr, fit_intercept, Rb)
+            if basis:
+                # design in the basis: L = R' (lower triangular; with an intercept, then the
+                # last centred row, minus the sum of the others), then the intercept column
+                pb = r + e
+                A = np.zeros((nt, pb))
+                for a in range(r):
+                    for b in range(a + 1):
+                        A[a, b] = Rb[b, a]
+                if fit_intercept:
+                    for a in range(r):
+                        for b in range(a + 1):
+                            A[nt - 1, b] -= A[a, b]
+                    for a in range(nt):
+                        A[a, r] = 1.0
+            else:
+                pb = p
+                A = np.empty((nt, p))
+                for a in range(nt):
+                    A[a] = As[tr[a]]
+            # every fold starts from the origin (the previous fold's optimum took more
+            # iterations on the benchmark workloads)
+            Theta = np.zeros((m, pb))
+            pen = np.full(pb, 1.0 / (C * nt))
+            if fit_intercept:
+                pen[pb - 1] = 0.0
+            if n_classes == 2:
+                its, ok = _newton_binary(A, tt[:nt], pen, Theta[0], tol, max_iter)
+            else:
+                its, ok = _newton_multinomial(A, yt[:nt], n_classes, pen, Theta, tol, max_iter)
+            stats[0] += 0 if ok else 1
+            stats[1] += its
+            stats[2] += 1
+            if d > r and not basis:
+                stats[3] += 1
+            if basis:  # back to the features: W_k = Xc' L^-T g, b_k = b'_k - mean . W_k
+                xbar = np.zeros(d)
+                if fit_intercept:
+                    for a in range(nt):
+                        row = As[tr[a]]
+                        for j in range(d):
+                            xbar[j] += row[j]
+                    for j in range(d):
+                        xbar[j] /= nt
+                for k in range(m):
+                    for a in range(r - 1, -1, -1):
+                        acc = Theta[k, a]
+                        for b in range(a + 1, r):
+                            acc -= Rb[a, b] * v[b]
+                        v[a] = acc / Rb[a, a]
+                    for j in range(d):
+                        W[k, j] = 0.0
+                    vsum = 0.0
+                    for a in range(r):
+                        row = As[tr[a]]
+                        va = v[a]
+                        vsum += va
+                        for j in range(d):
+                            W[k, j] += va * row[j]
+                    if fit_intercept:
+                        shift = 0.0
+                        for j in range(d):
+                            W[k, j] -= vsum * xbar[j]
+                            shift += xbar[j] * W[k, j]
+                        W[k, d] = Theta[k, r] - shift
+            else:
+                W[:, :] = Theta
+            if n_classes == 2:
+                Wfull[0] = W[0]
+            else:
+                Wfull[n_classes - 1] = 0.0
+                for k in range(m):
+                    Wfull[k] = W[k]
+                    Wfull[n_classes - 1] -= W[k]
+            for a in range(n_test[f]):
+                row = As[test_idx[f, a]]
+                for k in range(K):
+                    acc = 0.0
+                    for j in range(p):
+                        acc += row[j] * Wfull[k, j]
+                    dec[sph, f, a, k] = acc
+            if want_coef:
+                for k in range(K):
+                    for j in range(p):
+                        coef[sph, f, k, j] = Wfull[k, j]
+    return dec, coef, mus, stats
