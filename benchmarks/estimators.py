@@ -59,7 +59,7 @@ from sphere_sizes import PeakMemory, dataset, nilearn_whole_brain_seconds, subse
 HERE = Path(__file__).resolve().parent
 
 #: row -> (data set, radius mm, nilearn subset size)
-ROWS = {"W1-10": ("haxby", 10.0, 200), "W3": ("run_betas", 6.0, 200)}
+ROWS = {"W1-10": ("haxby", 10.0, 600), "W3": ("run_betas", 6.0, 400)}
 
 #: estimator name (given to fastsearchlight) -> the scikit-learn object nilearn is given
 ESTIMATORS = {
@@ -77,8 +77,6 @@ ESTIMATORS = {
 OURS_SUBSET = {
     ("lda", "W3"): 40000,
     ("logistic", "W1-10"): 100,
-    ("logistic_regression", "W1-10"): 5000,
-    ("logistic_regression", "W3"): 5000,
 }
 
 #: (estimator, row) -> nilearn's subset size, where it differs from the row's
