@@ -192,23 +192,31 @@ def gram_into(X, G):
 
 
 @njit(cache=True)
+def _potrf_block(F, k, uplo):
+    """LAPACK's ``potrf`` in place on the leading ``k x k`` block of the C-ordered ``F``
+    (unit column stride, rows possibly longer than ``k``), for the triangle ``uplo`` of its
+    memory read in Fortran order; False when it is not positive definite."""
+    if k == 0:
+        return True
+    if F.strides[1] != 8 or F.shape[0] < k or F.shape[1] < k:
+        raise ValueError("a block Cholesky factor needs unit column stride and a k x k block")
+    args = np.empty(4, dtype=np.int32)
+    args[0] = uplo
+    args[1] = k
+    args[2] = F.strides[0] // 8 if F.shape[0] > 1 else max(k, 1)
+    args[3] = 0
+    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
+            args[3:].ctypes.data)  # fmt: skip
+    return args[3] == 0
+
+
+@njit(cache=True)
 def cholesky_lower_block(L, k):
     """The lower factor of the leading ``k x k`` block of ``L`` (``M = F F^T``, from the
     lower triangle of that block), in place; False when it is not positive definite. ``L``
     is a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``);
     the block's upper triangle is left unspecified."""
-    if k == 0:
-        return True
-    if L.strides[1] != 8 or L.shape[0] < k or L.shape[1] < k:
-        raise ValueError("cholesky_lower_block needs unit column stride and a k x k block")
-    args = np.empty(4, dtype=np.int32)
-    args[0] = _UPPER
-    args[1] = k
-    args[2] = L.strides[0] // 8 if L.shape[0] > 1 else max(k, 1)
-    args[3] = 0
-    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, L.ctypes.data, args[2:].ctypes.data,
-            args[3:].ctypes.data)  # fmt: skip
-    return args[3] == 0
+    return _potrf_block(L, k, _UPPER)  # C order's lower triangle is Fortran order's upper
 
 
 @njit(cache=True)
@@ -217,18 +225,7 @@ def cholesky_upper_block(U, k):
     upper triangle of that block), in place; False when it is not positive definite. ``U``
     is a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``);
     the block's lower triangle is left unspecified."""
-    if k == 0:
-        return True
-    if U.strides[1] != 8 or U.shape[0] < k or U.shape[1] < k:
-        raise ValueError("cholesky_upper_block needs unit column stride and a k x k block")
-    args = np.empty(4, dtype=np.int32)
-    args[0] = _LOWER  # in Fortran order the memory holds the lower triangle
-    args[1] = k
-    args[2] = U.strides[0] // 8 if U.shape[0] > 1 else max(k, 1)
-    args[3] = 0
-    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, U.ctypes.data, args[2:].ctypes.data,
-            args[3:].ctypes.data)  # fmt: skip
-    return args[3] == 0
+    return _potrf_block(U, k, _LOWER)
 
 
 @njit(cache=True)

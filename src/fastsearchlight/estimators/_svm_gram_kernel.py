@@ -151,19 +151,26 @@ def _cholesky_upper(U, k, inv):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _solve_upper(U, inv, k, b, out):
-    """``out = (U^T U)^-1 b`` on the leading ``k`` entries (``inv``: reciprocals of the
-    diagonal of ``U``): forward by row slices of ``U`` (axpy), back by their dot products,
-    both contiguous."""
-    for i in range(k):
-        out[i] = b[i]
+def _forward_upper(U, inv, k, x):
+    """``x = U^-T x`` on the leading ``k`` entries, in place (``inv``: reciprocals of the
+    diagonal of ``U``), by row slices of ``U`` (axpy: contiguous, vectorised)."""
     for c in range(k):
-        v = out[c] * inv[c]
-        out[c] = v
+        v = x[c] * inv[c]
+        x[c] = v
         row = U[c, c + 1 : k]
-        tail = out[c + 1 : k]
+        tail = x[c + 1 : k]
         for j in range(k - c - 1):
             tail[j] -= v * row[j]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _solve_upper(U, inv, k, b, out):
+    """``out = (U^T U)^-1 b`` on the leading ``k`` entries (``inv``: reciprocals of the
+    diagonal of ``U``): forward by row slices of ``U`` (:func:`_forward_upper`), back by
+    their dot products, both contiguous."""
+    for i in range(k):
+        out[i] = b[i]
+    _forward_upper(U, inv, k, out)
     for i in range(k - 1, -1, -1):
         row = U[i, i + 1 : k]
         tail = out[i + 1 : k]
@@ -181,13 +188,7 @@ def _append(K, half, idx, na, j, U, inv, l):
     Kj = K[j]
     for r in range(na):
         l[r] = Kj[idx[r]]
-    for c in range(na):
-        v = l[c] * inv[c]
-        l[c] = v
-        row = U[c, c + 1 : na]
-        tail = l[c + 1 : na]
-        for q in range(na - c - 1):
-            tail[q] -= v * row[q]
+    _forward_upper(U, inv, na, l)
     acc = K[j, j] + half
     for c in range(na):
         U[c, na] = l[c]
