@@ -35,12 +35,7 @@ from numba import njit
 
 from ._lapack import cholesky_solve_upper, cholesky_upper, gram_into, matmul_into, syrk_upper
 
-__all__ = ["ITERATIONS", "logistic_block"]
-
-#: Newton iterations, (sphere, fold) problems solved, and problems with more features than
-#: training samples solved in the feature space, since import (a diagnostic counter, updated
-#: by :class:`.logistic.BatchedLogisticRegression`)
-ITERATIONS = np.zeros(3, dtype=np.int64)
+__all__ = ["logistic_block"]
 
 _EPS = np.finfo(np.float64).eps
 #: sums may be reordered (vectorised): the results stay exact to rounding; no assumptions

@@ -71,7 +71,7 @@ import warnings
 import numpy as np
 
 from ..cv import CVPlan
-from ._logistic_kernel import ITERATIONS, logistic_block
+from ._logistic_kernel import logistic_block
 from .base import BatchedClassifier, as_voxel_major
 
 __all__ = ["BatchedLogisticRegression"]
@@ -98,6 +98,17 @@ class BatchedLogisticRegression(BatchedClassifier):
     max_iter : int, default=100
         Maximum number of Newton iterations per (sphere, fold) problem (usually fewer than
         15 are needed).
+
+    Attributes
+    ----------
+    n_iter_ : int
+        Newton iterations of the last fit (the last label vector), summed over its
+        (sphere, fold) problems.
+    n_problems_ : int
+        Its (sphere, fold) problems.
+    n_feature_space_ : int
+        Its problems with more features than training samples solved in the feature space
+        (their training rows' Gram matrix was not a usable basis: repeated samples).
     """
 
     reference = "sklearn.linear_model.LogisticRegression(penalty='l2', solver='lbfgs')"
@@ -191,7 +202,7 @@ class BatchedLogisticRegression(BatchedClassifier):
             n_classes, float(self.C), bool(self.fit_intercept), float(self.tol), int(self.max_iter),
             bool(want_coef),
         )  # fmt: skip
-        ITERATIONS[:] += stats[1:]
+        self.n_iter_, self.n_problems_, self.n_feature_space_ = (int(v) for v in stats[1:])
         if stats[0]:
             warnings.warn(
                 f"BatchedLogisticRegression: {int(stats[0])} (sphere, fold) problems did not "
