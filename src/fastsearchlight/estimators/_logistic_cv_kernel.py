@@ -72,9 +72,33 @@ def _test_score(D, rows, n_rows, t, theta, neg_log_loss):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _column_scale(D):
+    """``max(1, root mean square)`` of every column of ``D``: the scale of the stopping
+    rule."""
+    n, q = D.shape
+    scale = np.empty(q)
+    for j in range(q):
+        acc = 0.0
+        for a in range(n):
+            acc += D[a, j] * D[a, j]
+        scale[j] = max(1.0, math.sqrt(acc / n))
+    return scale
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _row_basis(A, basis):
+    """With ``basis``, an orthonormal basis ``Q`` ``(p, n)`` of the rows of ``A`` ``(n, p)``
+    and the design in it, ``A Q = R'`` (``A' = Q R``); else an empty ``Q`` and ``A``."""
+    if basis:
+        Q, R = np.linalg.qr(np.ascontiguousarray(A.T))
+        return Q, np.ascontiguousarray(R.T)
+    return np.empty((0, 0)), A
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def logistic_cv_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, inner_tr, inner_ntr, inner_te, inner_nte,
-    Cs, fit_intercept, intercept_scaling, neg_log_loss, tol, max_iter,
+    Cs, fit_intercept, intercept_scaling, refit_scaling, neg_log_loss, tol, max_iter,
 ):  # fmt: skip
     """``LogisticRegressionCV`` decisions of every outer fold on its test samples, for a
     block of spheres.
@@ -102,7 +126,9 @@ def logistic_cv_block(
     Cs : ndarray (n_Cs,)
     fit_intercept : bool
     intercept_scaling : float
-        The constant feature (penalised like the others).
+        The constant feature (penalised like the others) of the inner problems.
+    refit_scaling : float
+        That of the refit (scikit-learn's refit does not pass ``intercept_scaling`` on: 1).
     neg_log_loss : bool
         Inner scoring: minus the log-loss, else accuracy.
     tol : float
@@ -154,19 +180,9 @@ def logistic_cv_block(
                 Aout[a] = As[tr[a]]
                 to[a] = t[tr[a]]
             basis = p > nt
-            if basis:  # A' = Q R: the design in the basis Q is R'
-                Qb, Rq = np.linalg.qr(np.ascontiguousarray(Aout.T))
-                q = nt
-                D = np.ascontiguousarray(Rq.T)
-            else:
-                q = p
-                D = Aout
-            scale = np.empty(q)
-            for j in range(q):
-                acc = 0.0
-                for a in range(nt):
-                    acc += D[a, j] * D[a, j]
-                scale[j] = max(1.0, math.sqrt(acc / nt))
+            Qb, D = _row_basis(Aout, basis)
+            q = D.shape[1]
+            scale = _column_scale(D)
             path = np.zeros((K, nC, q))
             theta = np.zeros(q)
             for k in range(K):
@@ -205,6 +221,14 @@ def logistic_cv_block(
                     theta[j] += path[k, top, j]
             for j in range(q):
                 theta[j] /= K
+            if fit_intercept and refit_scaling != intercept_scaling:
+                # scikit-learn's refit does not pass intercept_scaling on: its constant
+                # feature is 1 there (from zero: the inner optima are in other coordinates)
+                for a in range(nt):
+                    Aout[a, d] = refit_scaling
+                Qb, D = _row_basis(Aout, basis)
+                scale = _column_scale(D)
+                theta[:] = 0.0
             pen = np.full(q, 1.0 / (Cs[top] * nt))
             its, ok = _newton_binary(D, to, pen, scale, theta, tol, max_iter)
             stats[0] += 0 if ok else 1
@@ -222,11 +246,13 @@ def logistic_cv_block(
             for a in range(n_test[f]):
                 row = As[test_idx[f, a]]
                 acc = 0.0
-                for j in range(p):
+                for j in range(d):
                     acc += row[j] * w[j]
+                if fit_intercept:
+                    acc += refit_scaling * w[d]
                 dec[sph, f, a] = acc
             for j in range(d):
                 coef[sph, f, j] = w[j]
             if fit_intercept:
-                coef[sph, f, d] = w[d] * intercept_scaling
+                coef[sph, f, d] = w[d] * refit_scaling
     return dec, best, coef, stats

@@ -16,7 +16,9 @@ What scikit-learn computes, per (sphere, outer fold), on the outer fold's traini
    ``scoring=None``);
 3. the ``C`` whose scores summed over the inner folds is largest (the first on ties);
 4. the same problem on all the outer training samples with that ``C``, whose decisions on
-   the outer test samples are returned.
+   the outer test samples are returned; its constant feature is 1 whatever
+   ``intercept_scaling`` (scikit-learn's refit does not pass ``intercept_scaling`` on, as of
+   1.9).
 
 Only two classes: scikit-learn >= 1.8 raises for liblinear on more (the routing keeps those
 designs on the per-sphere path, which reports the error as scikit-learn does).
@@ -210,7 +212,7 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         dec, best, coef, stats = logistic_cv_block(
             np.ascontiguousarray(Xv, dtype=np.float64), vox, train_idx, n_train, test_idx, n_test, y,
             inner_tr, inner_ntr, inner_te, inner_nte, np.ascontiguousarray(self.Cs_, dtype=np.float64),
-            bool(self.fit_intercept), float(self.intercept_scaling), self.scoring == "neg_log_loss",
+            bool(self.fit_intercept), float(self.intercept_scaling), 1.0, self.scoring == "neg_log_loss",
             float(self.tol), int(self.max_iter),
         )  # fmt: skip
         self.n_iter_, self.n_problems_, self.n_iter_refit_, self.n_refits_ = (int(v) for v in stats[1:])
