@@ -71,7 +71,19 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         Stop when every gradient component of the scaled objective is at most ``tol``
         times its feature's scale (``max(1, root mean square)``), after one last step.
     max_iter : int, default=100
-        Maximum number of Newton iterations (usually fewer than 15 are needed).
+        Maximum number of Newton iterations per problem (usually fewer than 15 are needed).
+
+    Attributes
+    ----------
+    n_iter_ : int
+        Newton iterations of the (inner fold, ``C``) problems of the last fit (the last
+        label vector), summed.
+    n_problems_ : int
+        Its (sphere, outer fold, inner fold, ``C``) problems.
+    n_iter_refit_ : int
+        Newton iterations of its refits, summed.
+    n_refits_ : int
+        Its (sphere, outer fold) refits.
     """
 
     reference = "sklearn.linear_model.LogisticRegressionCV(solver='liblinear', l1_ratios=(0,))"
