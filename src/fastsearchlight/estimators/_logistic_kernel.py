@@ -114,8 +114,11 @@ def _binary_hessian(Aw, pen, H):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _newton_binary(A, t, pen, theta, tol, max_iter):
+def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
     """Minimise ``mean_i log(1 + exp(-s_i a_i . theta)) + 0.5 * sum_j pen_j theta_j^2``.
+
+    A penalised intercept (liblinear's: a constant column of the design) is a coordinate
+    like any other, with its own ``pen_j``; an unpenalised one has ``pen_j = 0``.
 
     Parameters
     ----------
@@ -125,6 +128,9 @@ def _newton_binary(A, t, pen, theta, tol, max_iter):
         Labels in {0, 1} (``s_i = 2 t_i - 1``).
     pen : ndarray (q,)
         Diagonal of the penalty.
+    scale : ndarray (q,)
+        Scale of every coordinate: the problem stops once ``|grad_j| <= tol * scale_j`` for
+        every ``j`` (after one last step), or when a step no longer changes ``theta``.
     theta : ndarray (q,)
         Starting point, overwritten by the solution.
     tol : float
@@ -182,12 +188,11 @@ def _newton_binary(A, t, pen, theta, tol, max_iter):
         if not _newton_step(H, grad, step):
             _binary_hessian(Aw, pen, H)
             _lu_step(H, grad, step)
-        gmax = 0.0
+        done = True
         slope = 0.0
         for j in range(q):
-            gmax = max(gmax, abs(grad[j]))
+            done = done and abs(grad[j]) <= tol * scale[j]
             slope += grad[j] * step[j]
-        done = gmax <= tol
         for i in range(n):
             acc = 0.0
             for j in range(q):
@@ -624,7 +629,7 @@ def logistic_block(
             if fit_intercept:
                 pen[pb - 1] = 0.0
             if n_classes == 2:
-                its, ok = _newton_binary(A, tt[:nt], pen, Theta[0], tol, max_iter)
+                its, ok = _newton_binary(A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter)
             else:
                 its, ok = _newton_multinomial(A, yt[:nt], n_classes, pen, Theta, tol, max_iter)
             stats[0] += 0 if ok else 1

@@ -1,0 +1,258 @@
+"""Compiled ``LogisticRegressionCV(solver="liblinear")`` (L2, two classes) of every outer
+fold, sphere by sphere, from the voxel-major data.
+
+:func:`logistic_cv_block` goes from each sphere's samples to every outer fold's test
+decisions: for each outer fold it solves every (inner fold, ``C``) problem on the inner
+training samples, scores it on the inner test samples, picks the ``C`` of the largest
+summed score (the first on ties) and refits with it on all the outer training samples.
+Every problem is liblinear's objective (the constant feature ``intercept_scaling``
+penalised like every coefficient), divided by ``C * n_train``: the mean log-loss plus
+``0.5 * |theta|^2 / (C n_train)``, solved by the binary Newton solver of
+:mod:`._logistic_kernel` (:func:`._logistic_kernel._newton_binary`) with that penalty on
+every coordinate. A problem stops once every gradient component is at most ``tol`` times
+its coordinate's scale (``max(1, root mean square)`` of its column over the outer
+training samples), after one last Newton step.
+
+Within an inner fold the ``C`` are solved in increasing order, each from the previous
+one's optimum (the optimum does not depend on the start: the problems are strictly
+convex). The refit starts from the mean of the inner optima at the chosen ``C``.
+
+With more parameters than outer training samples an outer fold is solved in an
+orthonormal basis ``Q`` ``(p, n_train)`` of its training rows (``theta = Q g``,
+``|theta| = |g|``; every optimum, inner or refitted, is a combination of those rows since
+every coordinate is penalised): the design becomes ``A Q = R'`` (``A' = Q R``, Householder
+QR, orthonormal to rounding whatever the conditioning), ``n_train`` columns instead of
+``p``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._logistic_kernel import _newton_binary
+
+__all__ = ["logistic_cv_block"]
+
+_EPS = np.finfo(np.float64).eps
+_FASTMATH = {"reassoc", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _expit(z):
+    """``1 / (1 + exp(-z))`` as scipy's ``expit`` computes it."""
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _test_score(D, rows, n_rows, t, theta, neg_log_loss):
+    """Score of ``theta`` on the rows ``rows[:n_rows]`` of the design ``D`` (labels ``t`` in
+    {0, 1}): minus the mean log-loss of the probabilities ``expit(z)`` and ``1 - expit(z)``
+    clipped to ``[eps, 1 - eps]`` (scikit-learn's ``neg_log_loss``), or the accuracy."""
+    q = D.shape[1]
+    acc = 0.0
+    for a in range(n_rows):
+        i = rows[a]
+        z = 0.0
+        for j in range(q):
+            z += D[i, j] * theta[j]
+        if neg_log_loss:
+            p1 = _expit(z)
+            pr = p1 if t[i] > 0.5 else 1.0 - p1
+            pr = min(max(pr, _EPS), 1.0 - _EPS)
+            acc += math.log(pr)
+        elif (z > 0.0) == (t[i] > 0.5):
+            acc += 1.0
+    return acc / n_rows
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _column_scale(D):
+    """``max(1, root mean square)`` of every column of ``D``: the scale of the stopping
+    rule."""
+    n, q = D.shape
+    scale = np.empty(q)
+    for j in range(q):
+        acc = 0.0
+        for a in range(n):
+            acc += D[a, j] * D[a, j]
+        scale[j] = max(1.0, math.sqrt(acc / n))
+    return scale
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _row_basis(A, basis):
+    """With ``basis``, an orthonormal basis ``Q`` ``(p, n)`` of the rows of ``A`` ``(n, p)``
+    and the design in it, ``A Q = R'`` (``A' = Q R``); else an empty ``Q`` and ``A``."""
+    if basis:
+        Q, R = np.linalg.qr(np.ascontiguousarray(A.T))
+        return Q, np.ascontiguousarray(R.T)
+    return np.empty((0, 0)), A
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def logistic_cv_block(
+    Xv, vox, train_idx, n_train, test_idx, n_test, y, inner_tr, inner_ntr, inner_te, inner_nte,
+    Cs, fit_intercept, intercept_scaling, refit_scaling, neg_log_loss, tol, max_iter,
+):  # fmt: skip
+    """``LogisticRegressionCV`` decisions of every outer fold on its test samples, for a
+    block of spheres.
+
+    Parameters
+    ----------
+    Xv : ndarray (n_voxels, n)
+        Voxel-major data (float64, C-contiguous).
+    vox : ndarray of int64 (B, d)
+        Each sphere's rows of ``Xv``.
+    train_idx : ndarray of int64 (n_folds, max_train)
+        Each outer fold's training samples (padded).
+    n_train : ndarray of int64 (n_folds,)
+    test_idx : ndarray of int64 (n_folds, max_test)
+        Each outer fold's test samples in plan order (padded).
+    n_test : ndarray of int64 (n_folds,)
+    y : ndarray of int64 (n,)
+        Class codes in {0, 1}.
+    inner_tr : ndarray of int64 (n_folds, K, max_inner_train)
+        Each inner fold's training samples, as positions in its outer training set.
+    inner_ntr : ndarray of int64 (n_folds, K)
+    inner_te : ndarray of int64 (n_folds, K, max_inner_test)
+        Each inner fold's test samples, likewise.
+    inner_nte : ndarray of int64 (n_folds, K)
+    Cs : ndarray (n_Cs,)
+    fit_intercept : bool
+    intercept_scaling : float
+        The constant feature (penalised like the others) of the inner problems.
+    refit_scaling : float
+        That of the refit (scikit-learn's refit does not pass ``intercept_scaling`` on: 1).
+    neg_log_loss : bool
+        Inner scoring: minus the log-loss, else accuracy.
+    tol : float
+    max_iter : int
+
+    Returns
+    -------
+    dec : ndarray (B, n_folds, max_test)
+        Decisions of each outer fold's test samples (zeros beyond ``n_test``).
+    best : ndarray of int64 (B, n_folds)
+        Position in ``Cs`` of the chosen ``C``.
+    coef : ndarray (B, n_folds, d + 1)
+        The refitted ``coef_`` then ``intercept_`` (0 without an intercept).
+    stats : ndarray of int64 (5,)
+        Problems that did not converge, Newton iterations of the inner problems, inner
+        problems, Newton iterations of the refits, refits.
+    """
+    B, d = vox.shape
+    F = train_idx.shape[0]
+    K = inner_tr.shape[1]
+    nC = Cs.shape[0]
+    e = 1 if fit_intercept else 0
+    p = d + e
+    dec = np.zeros((B, F, test_idx.shape[1]))
+    best = np.zeros((B, F), dtype=np.int64)
+    coef = np.zeros((B, F, d + 1))
+    stats = np.zeros(5, dtype=np.int64)
+    order = np.argsort(Cs, kind="mergesort")  # the C path, increasing
+    t = np.empty(y.shape[0])
+    for i in range(y.shape[0]):
+        t[i] = 1.0 if y[i] == 1 else 0.0
+    As = np.empty((Xv.shape[1], p))  # the sphere's design, sample by sample
+    scores = np.zeros((K, nC))
+    for sph in range(B):
+        rows = vox[sph]
+        for j in range(d):
+            src = Xv[rows[j]]
+            for i in range(Xv.shape[1]):
+                As[i, j] = src[i]
+        if fit_intercept:
+            for i in range(Xv.shape[1]):
+                As[i, d] = intercept_scaling
+        for f in range(F):
+            nt = n_train[f]
+            tr = train_idx[f, :nt]
+            to = np.empty(nt)
+            Aout = np.empty((nt, p))
+            for a in range(nt):
+                Aout[a] = As[tr[a]]
+                to[a] = t[tr[a]]
+            basis = p > nt
+            Qb, D = _row_basis(Aout, basis)
+            q = D.shape[1]
+            scale = _column_scale(D)
+            path = np.zeros((K, nC, q))
+            theta = np.zeros(q)
+            for k in range(K):
+                ntr = inner_ntr[f, k]
+                Dk = np.empty((ntr, q))
+                tk = np.empty(ntr)
+                for a in range(ntr):
+                    Dk[a] = D[inner_tr[f, k, a]]
+                    tk[a] = to[inner_tr[f, k, a]]
+                pen = np.empty(q)
+                theta[:] = 0.0
+                for ci in range(nC):
+                    c = order[ci]
+                    pen[:] = 1.0 / (Cs[c] * ntr)
+                    its, ok = _newton_binary(Dk, tk, pen, scale, theta, tol, max_iter)
+                    stats[0] += 0 if ok else 1
+                    stats[1] += its
+                    stats[2] += 1
+                    path[k, c] = theta
+                    scores[k, c] = _test_score(D, inner_te[f, k], inner_nte[f, k], to, theta, neg_log_loss)
+            # the C of the largest score summed over the inner folds (in their order), the
+            # first on ties
+            top = 0
+            top_score = -np.inf
+            for c in range(nC):
+                tot = 0.0
+                for k in range(K):
+                    tot += scores[k, c]
+                if tot > top_score:
+                    top_score = tot
+                    top = c
+            best[sph, f] = top
+            theta[:] = 0.0
+            for k in range(K):
+                for j in range(q):
+                    theta[j] += path[k, top, j]
+            for j in range(q):
+                theta[j] /= K
+            if fit_intercept and refit_scaling != intercept_scaling:
+                # scikit-learn's refit does not pass intercept_scaling on: its constant
+                # feature is 1 there (from zero: the inner optima are in other coordinates)
+                for a in range(nt):
+                    Aout[a, d] = refit_scaling
+                Qb, D = _row_basis(Aout, basis)
+                scale = _column_scale(D)
+                theta[:] = 0.0
+            pen = np.full(q, 1.0 / (Cs[top] * nt))
+            its, ok = _newton_binary(D, to, pen, scale, theta, tol, max_iter)
+            stats[0] += 0 if ok else 1
+            stats[3] += its
+            stats[4] += 1
+            if basis:
+                w = np.zeros(p)
+                for j in range(p):
+                    acc = 0.0
+                    for a in range(q):
+                        acc += Qb[j, a] * theta[a]
+                    w[j] = acc
+            else:
+                w = theta
+            for a in range(n_test[f]):
+                row = As[test_idx[f, a]]
+                acc = 0.0
+                for j in range(d):
+                    acc += row[j] * w[j]
+                if fit_intercept:
+                    acc += refit_scaling * w[d]
+                dec[sph, f, a] = acc
+            for j in range(d):
+                coef[sph, f, j] = w[j]
+            if fit_intercept:
+                coef[sph, f, d] = w[d] * refit_scaling
+    return dec, best, coef, stats
