@@ -76,7 +76,7 @@ ESTIMATORS = {
 #: random spheres and scaled per sphere (marked "est.")
 OURS_SUBSET = {
     ("lda", "W3"): 40000,
-    ("logistic", "W1-10"): 100,
+    ("logistic", "W1-10"): 1000,
 }
 
 #: (estimator, row) -> nilearn's subset size, where it differs from the row's
