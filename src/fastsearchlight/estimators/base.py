@@ -29,6 +29,7 @@ from ._fold_statistics import FoldBlocks, make_fold_blocks, sphere_slabs
 __all__ = [
     "BatchedClassifier",
     "as_slice",
+    "SphereBySphere",
     "as_voxel_major",
     "binary_targets",
     "class_mean_weights",
@@ -115,6 +116,20 @@ class BatchedClassifier(ABC):
     def bytes_per_sphere(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
         """Estimated peak working memory per sphere, in bytes, to size chunks."""
         return 8 * n_samples * (n_features + 1) * 4
+
+
+class SphereBySphere:
+    """Mixin of the batched classifiers whose compiled kernel reads the voxel-major data
+    sphere by sphere (they implement :meth:`BatchedClassifier.many_fold_decisions_at`):
+    :meth:`many_fold_decisions` lays the spheres' samples out voxel by voxel once, for every
+    label vector, and hands them to it."""
+
+    def many_fold_decisions(
+        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`fold_decisions` for several label vectors, the spheres' samples laid out
+        voxel by voxel once for all of them."""
+        return self.many_fold_decisions_at(*as_voxel_major(X), ys, n_classes, plan)
 
 
 def binary_targets(y: np.ndarray, n_classes: int) -> np.ndarray:

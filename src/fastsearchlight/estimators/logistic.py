@@ -72,12 +72,12 @@ import numpy as np
 
 from ..cv import CVPlan
 from ._logistic_kernel import logistic_block
-from .base import BatchedClassifier, as_voxel_major
+from .base import BatchedClassifier, SphereBySphere, as_voxel_major
 
 __all__ = ["BatchedLogisticRegression"]
 
 
-class BatchedLogisticRegression(BatchedClassifier):
+class BatchedLogisticRegression(SphereBySphere, BatchedClassifier):
     """Batched equivalent of ``sklearn.linear_model.LogisticRegression`` (L2 penalty).
 
     Binary problems use the logistic model, problems with more classes the multinomial
@@ -163,13 +163,6 @@ class BatchedLogisticRegression(BatchedClassifier):
         """The fits run in one compiled kernel without the interpreter lock
         (:func:`._logistic_kernel.logistic_block`)."""
         return True
-
-    def many_fold_decisions(
-        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[list[np.ndarray]]:
-        """:meth:`fold_decisions` for several label vectors, the spheres' samples laid out
-        voxel by voxel once for all of them."""
-        return self.many_fold_decisions_at(*as_voxel_major(X), ys, n_classes, plan)
 
     def many_fold_decisions_at(
         self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan

@@ -47,12 +47,12 @@ import numpy as np
 
 from ..cv import CVPlan
 from ._logistic_cv_kernel import logistic_cv_block
-from .base import BatchedClassifier, as_voxel_major
+from .base import BatchedClassifier, SphereBySphere, as_voxel_major
 
 __all__ = ["BatchedLogisticRegressionCV"]
 
 
-class BatchedLogisticRegressionCV(BatchedClassifier):
+class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
     """Batched equivalent of ``LogisticRegressionCV(solver="liblinear", l1_ratios=(0,))``
     for two classes (see the module docstring for what it computes).
 
@@ -162,13 +162,6 @@ class BatchedLogisticRegressionCV(BatchedClassifier):
         Parameters are those of :meth:`BatchedClassifier.fold_decisions`.
         """
         return self.fit_folds(X, y, n_classes, plan)[0]
-
-    def many_fold_decisions(
-        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
-    ) -> list[list[np.ndarray]]:
-        """:meth:`fold_decisions` for several label vectors, the spheres' samples laid out
-        voxel by voxel once for all of them."""
-        return self.many_fold_decisions_at(*as_voxel_major(X), ys, n_classes, plan)
 
     def many_fold_decisions_at(
         self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
