@@ -280,8 +280,44 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
+def _jump(K, k, y, C, p, on_p, a, m, act):
+    """Move straight to the Newton point ``p`` of the active set ``on_p`` (a warm start's
+    first step): ``a = p``, its margins ``m`` and active set ``act``. Returns how many
+    samples' status differs from ``on_p`` (0: ``p`` is the optimum)."""
+    half = 0.5 / C
+    n_changed = 0
+    for i in range(k):
+        a[i] = p[i]
+        if on_p[i]:
+            kp = y[i] - half * p[i]
+        else:
+            kp = 0.0
+            Ki = K[i]
+            for c in range(k):
+                kp += Ki[c] * p[c]
+        m[i] = y[i] * kp
+        now = m[i] < 1.0
+        n_changed += now != on_p[i]
+        act[i] = now
+    return n_changed
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _factor_active(K, half, idx, na, U, inv):
+    """The upper triangle of ``U`` set to ``I / 2C + K_AA`` (``A = idx[:na]``), to be
+    factored in place."""
+    for r in range(na):
+        Kr = K[idx[r]]
+        Ur = U[r]
+        for c in range(r, na):
+            Ur[c] = Kr[idx[c]]
+        Ur[r] += half
+
+
+@njit(cache=True, fastmath=_FASTMATH)
 def _solve_dual(
-    K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, U, inv, rhs, z, n_features
+    K, k, y, C, L0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, U, inv, rhs, z, n_features,
+    guess,
 ):  # fmt: skip
     """Finite Newton iterations on one problem: training samples ``0 .. k-1`` of Gram
     matrix ``K``, targets ``y``; ``L0`` the lower factor of ``I / 2C + K`` (every sample
@@ -290,25 +326,56 @@ def _solve_dual(
     updates and solves then run along its rows). Returns ``(status, iterations)``.
 
     ``K p`` is not computed on the active set ``A`` of the Newton point ``p``: there it is
-    ``y - p / 2C`` (its own equations); ``K a`` is ``y * m`` (the margins)."""
+    ``y - p / 2C`` (its own equations); ``K a`` is ``y * m`` (the margins).
+
+    ``guess`` (length ``k``, or empty for none) is a warm start: an active set, usually the
+    optimum's of a neighbouring sphere's same problem. Its Newton point is then the first
+    point (the first step a jump to it, :func:`_jump`), and the optimum when its active set
+    is ``guess`` again; otherwise the iterations go on from it."""
     half = 0.5 / C
+    warm = guess.shape[0] > 0
+    na = 0
     for i in range(k):
         a[i] = 0.0
         m[i] = 0.0
-        act[i] = True
-        pact[i] = True
-        idx[i] = i
-    na = k
-    _solve_lower(L0, inv0, k, y, p)
+        act[i] = guess[i] if warm else True
+        pact[i] = act[i]
+        if act[i]:
+            idx[na] = i
+            na += 1
+    if warm:
+        _factor_active(K, half, idx, na, U, inv)
+        if not _cholesky_upper(U, na, inv):  # rounding: a cold start
+            warm = False
+            for i in range(k):
+                act[i] = True
+                pact[i] = True
+                idx[i] = i
+            na = k
+    if warm:
+        for r in range(na):
+            rhs[r] = y[idx[r]]
+        _solve_upper(U, inv, na, rhs, z)
+        for i in range(k):
+            p[i] = 0.0
+        for r in range(na):
+            p[idx[r]] = z[r]
+    else:
+        _solve_lower(L0, inv0, k, y, p)
     for it in range(max_iter):
-        # the first step: as the primal kernel's (with fewer features than samples only)
-        few = n_features if it == 0 and n_features <= k else 0
-        t, ss, n_changed, ww = _newton_step(K, k, y, C, p, pact, idx, na, a, m, act, s, u, delta, few)
-        if n_changed == 0 or t * t * ss <= 1e-26 * (1.0 + abs(ww)):
-            return CONVERGED, it + 1
+        if warm and it == 0:
+            n_changed = _jump(K, k, y, C, p, pact, a, m, act)
+            if n_changed == 0:
+                return CONVERGED, 1
+        else:
+            # the first step: as the primal kernel's (with fewer features than samples only)
+            few = n_features if it == 0 and n_features <= k else 0
+            t, ss, n_changed, ww = _newton_step(K, k, y, C, p, pact, idx, na, a, m, act, s, u, delta, few)
+            if n_changed == 0 or t * t * ss <= 1e-26 * (1.0 + abs(ww)):
+                return CONVERGED, it + 1
         # the Newton point of the new active set: the factor updated (a few changes) or
         # computed afresh
-        fresh = it == 0 or 4 * n_changed > na
+        fresh = (it == 0 and not warm) or 4 * n_changed > na
         if not fresh:
             r = 0
             while r < na:  # samples that left
@@ -332,12 +399,7 @@ def _solve_dual(
                 if act[i]:
                     idx[na] = i
                     na += 1
-            for r in range(na):
-                Kr = K[idx[r]]
-                Ur = U[r]
-                for c in range(r, na):
-                    Ur[c] = Kr[idx[c]]
-                Ur[r] += half
+            _factor_active(K, half, idx, na, U, inv)
             if not _cholesky_upper(U, na, inv):
                 return NEEDS_SVD, it + 1
         for r in range(na):
@@ -421,7 +483,7 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _solve_by_inverse(
-    K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, ridx, b, Mr, Lr, invr, lam, p1
+    K, k, y, C, S, max_iter, a, p, s, u, m, delta, act, idx, ridx, b, Mr, Lr, invr, lam, p1, guess
 ):
     """:func:`_solve_dual`'s iterations, each Newton point from ``S``, the inverse of
     ``M = I / 2C + K`` on every training sample (shared by the problems of a training
@@ -434,20 +496,35 @@ def _solve_by_inverse(
     below ``1e-13`` of it; otherwise it is refined once (``p += M_AA^-1 r``, by the block
     inverse) and accepted if the correction was below ``1e-8`` of it and the active set
     holds at the refined point (margins from ``K``). Problems not accepted get
-    :data:`_REDO` (the factor path)."""
+    :data:`_REDO` (the factor path).
+
+    ``guess``: a warm start, as in :func:`_solve_dual`."""
     half = 0.5 / C
+    warm = guess.shape[0] > 0
+    na = 0
+    nr = 0
     for i in range(k):
         a[i] = 0.0
         m[i] = 0.0
-        act[i] = True
-        idx[i] = i
-    na = k
-    nr = 0
+        act[i] = guess[i] if warm else True
+        if act[i]:
+            idx[na] = i
+            na += 1
+        else:
+            ridx[nr] = i
+            nr += 1
     _matvec(S, k, y, p1)
-    for i in range(k):
-        p[i] = p1[i]
+    if not _schur_correction(S, k, p1, p, ridx, nr, Mr, Lr, invr, lam, True):
+        return _REDO, 1
+    t = 1.0
+    ss = 0.0
+    ww = 0.0
     for it in range(max_iter):
-        t, ss, n_changed, ww = _newton_step(K, k, y, C, p, act, idx, na, a, m, act, s, u, delta, 0)
+        jump = warm and it == 0
+        if jump:
+            n_changed = _jump(K, k, y, C, p, act, a, m, act)
+        else:
+            t, ss, n_changed, ww = _newton_step(K, k, y, C, p, act, idx, na, a, m, act, s, u, delta, 0)
         if n_changed == 0:
             # the residual of the Newton point, from K
             res = 0.0
@@ -484,7 +561,7 @@ def _solve_by_inverse(
                 if (m[i] < 1.0) != act[i]:
                     return _REDO, it + 1
             return CONVERGED, it + 1
-        if t * t * ss <= 1e-26 * (1.0 + abs(ww)):
+        if not jump and t * t * ss <= 1e-26 * (1.0 + abs(ww)):
             return _REDO, it + 1
         na = 0
         nr = 0
@@ -502,7 +579,8 @@ def _solve_by_inverse(
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def gram_newton_spheres(
-    G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, n_features=0
+    G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, n_features, guess,
+    has_guess, follows,
 ):  # fmt: skip
     """Solve every problem of a batch of spheres from their Gram matrices.
 
@@ -531,6 +609,19 @@ def gram_newton_spheres(
         The samples' features (the constant included): with no more features than training
         samples, the first step stops at its Newton point rather than go past it to where
         fewer than ``n_features`` samples stay active, as in :mod:`._svm_kernel` (0: never).
+    guess : ndarray of bool (Q, n_max)
+        Warm starts, read and written: each problem's active set at the optimum of the last
+        sphere that solved it (its training samples in ``set_rows`` order), where
+        ``has_guess``. Neighbouring spheres share most of their voxels, so the active set
+        of a problem's optimum often carries over. A warm start changes only where the
+        iterations start: the optimum is unique, and reached as from a cold one.
+    has_guess : ndarray of bool (Q,)
+        Read and written (the caller keeps it between batches of neighbouring spheres);
+        empty: cold starts throughout.
+    follows : ndarray of bool (b,)
+        Whether each sphere is a neighbour of the one before it (shares at least half its
+        voxels), so that warm starts from it pay: from a distant sphere they take more
+        steps than cold ones.
 
     Returns
     -------
@@ -569,6 +660,7 @@ def gram_newton_spheres(
                 others[u, n_others[u]] = j
                 n_others[u] += 1
     half = 0.5 / C
+    warm_starts = has_guess.shape[0] > 0
     for b in range(B):
         Gb = G[b]
         for u in range(U):
@@ -598,18 +690,24 @@ def gram_newton_spheres(
                 a = vec[0]
                 m = vec[4]
                 st = _REDO
+                start = guess[q, :k] if warm_starts and follows[b] and has_guess[q] else guess[q, :0]
                 if by_inverse:
                     st, its = _solve_by_inverse(
                         K, k, y, C, S, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
-                        act, idx, ridx, vec[6], Mw, L, inv, vec[7], vec[9],
+                        act, idx, ridx, vec[6], Mw, L, inv, vec[7], vec[9], start,
                     )  # fmt: skip
                 if st == _REDO:
                     st, its = _solve_dual(
                         K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
-                        act, pact, idx, L, inv, vec[6], vec[7], n_features,
+                        act, pact, idx, L, inv, vec[6], vec[7], n_features, start,
                     )  # fmt: skip
                 status[b, q] = st
                 iterations[b, q] = its
+                if warm_starts:
+                    has_guess[q] = st == CONVERGED
+                if warm_starts and st == CONVERGED:
+                    for r in range(k):
+                        guess[q, r] = act[r]
                 if not decisions:
                     for r in range(k):
                         res[rows[r]] = a[r]
@@ -624,3 +722,33 @@ def gram_newton_spheres(
                         acc += Gj[rows[r]] * a[r]
                     res[j] = acc
     return status, iterations
+
+
+@njit(cache=True)
+def follows_previous(vox, previous):
+    """Whether each sphere (row of ``vox``, voxel indices in increasing order) shares at
+    least half its voxels with the one before it (``previous`` before the first; empty:
+    none)."""
+    B, k = vox.shape
+    out = np.zeros(B, dtype=np.bool_)
+    for b in range(B):
+        if b > 0:
+            prev = vox[b - 1]
+        elif previous.shape[0] > 0:
+            prev = previous
+        else:
+            continue
+        i = 0
+        j = 0
+        shared = 0
+        while i < k and j < prev.shape[0]:
+            if vox[b, i] == prev[j]:
+                shared += 1
+                i += 1
+                j += 1
+            elif vox[b, i] < prev[j]:
+                i += 1
+            else:
+                j += 1
+        out[b] = 2 * shared >= k
+    return out

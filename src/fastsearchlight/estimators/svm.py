@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from ._svm_gram_kernel import INVERSE_MEMBERS, gram_newton_spheres
+from ._svm_gram_kernel import INVERSE_MEMBERS, follows_previous, gram_newton_spheres
 from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_block
 from ._svm_newton import newton
 from .base import BatchedClassifier, as_voxel_major, binary_targets
@@ -110,6 +110,7 @@ def _group_by_training_set(W: np.ndarray) -> np.ndarray:
 
 #: problems with at least this share of features per training sample (the constant one
 #: included) are solved in the training samples' coefficients, from each sphere's Gram
+WARM = True
 #: matrix (:mod:`._svm_gram_kernel`), the others in the weights (:mod:`._svm_kernel`). Near
 #: ``d ~ n`` on raw-scale data the training sets are nearly separable: both methods take the
 #: same tens of steps, but a step costs ``O(|A|^2)`` for an active set ``A`` that stays
@@ -353,6 +354,11 @@ class BatchedLinearSVC(BatchedClassifier):
         converged = np.empty((B, Q), dtype=bool)
         iterations = np.empty((B, Q), dtype=np.int32)
         args = (set_rows, set_size, members, Yc, C, int(self.max_iter))
+        # warm starts from the previous sphere, carried across batches
+        guess = np.zeros((Q, set_rows.shape[1]), dtype=bool)
+        has_guess = np.zeros(Q, dtype=bool)
+        start = (guess, has_guess if WARM else has_guess[:0])
+        ordered = np.sort(vox, axis=1)
         per_batch = max(1, 16 * self.batch_problems // Q)  # n x n matrices: many spheres
         for lo in range(0, B, per_batch):
             hi = min(B, lo + per_batch)
@@ -360,10 +366,12 @@ class BatchedLinearSVC(BatchedClassifier):
             G = np.swapaxes(V, 1, 2) @ V
             G += shift
             if not weights:  # written straight into the output: no weights, no copies
-                status, its = gram_newton_spheres(G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, d)
+                follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
+                status, its = gram_newton_spheres(G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, d, *start, follows)
             else:
                 alpha = np.empty((hi - lo, Q, n))
-                status, its = gram_newton_spheres(G, *args, alpha, False, INVERSE_MEMBERS, d)
+                follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
+                status, its = gram_newton_spheres(G, *args, alpha, False, INVERSE_MEMBERS, d, *start, follows)
                 w[lo:hi, :, :k] = alpha @ np.swapaxes(V, 1, 2)
                 if self.fit_intercept:
                     w[lo:hi, :, k] = float(self.intercept_scaling) * alpha.sum(axis=2)
