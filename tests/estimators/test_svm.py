@@ -235,7 +235,7 @@ def test_nearly_as_many_features_as_samples_take_the_gram_path_and_the_optimum(m
     assert 37 >= svm.GRAM_SHARE * 48
     calls = []
     original = svm.gram_newton_spheres
-    monkeypatch.setattr(svm, "gram_newton_spheres", lambda *a: calls.append(a[-1]) or original(*a))
+    monkeypatch.setattr(svm, "gram_newton_spheres", lambda *a: calls.append(a[10]) or original(*a))
     gram = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
     assert calls and set(calls) == {37}  # the Gram kernel, told the features for its rule
     targets = np.array([np.where(y == c, 1.0, -1.0) for c in ([1] if n_classes == 2 else range(n_classes))])
@@ -284,6 +284,8 @@ def test_threads_on_both_compiled_paths():
 def test_spheres_read_from_voxel_major_data_give_the_block_decisions(n_features, n_classes):
     # the engine passes the whole voxel-major data and each sphere's voxels, which overlap
     # between spheres and come in any order; the decisions are those of the gathered block
+    # (to rounding: on the Gram path, spheres that share at least half their voxels with
+    # the one before are warm-started from it, and the block's disjoint spheres are not)
     from fastsearchlight.estimators.svm import BatchedLinearSVC
 
     rng = np.random.default_rng(4)
@@ -300,6 +302,41 @@ def test_spheres_read_from_voxel_major_data_give_the_block_decisions(n_features,
     ref = reference_decisions(tight, Xv[vox].transpose(0, 2, 1), y, plan)
     for a_sets, b_sets in zip(at, block):
         for a, b in zip(a_sets, b_sets):
-            np.testing.assert_array_equal(a, b)
+            if n_features < 60:  # the primal kernel: the same operations, to the bit
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
     for a, b in zip(at[0], ref):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("n_permutations", [0, 20])
+def test_overlapping_spheres_warm_start_the_gram_path_and_match_linearsvc(n_permutations):
+    """Spheres sliding along a row of voxels share most of them (as neighbours in a brain):
+    the Gram path warm-starts each from the one before (fewer steps: many problems stop at
+    their first point), and every sphere still gets the tight LinearSVC's decisions. With
+    20 permuted label vectors, the training sets go to the inverse path."""
+    rng = np.random.default_rng(3)
+    n_classes, runs = 4, 8
+    y = np.concatenate([rng.permutation(n_classes) for _ in range(runs)])
+    groups = np.repeat(np.arange(runs), n_classes)
+    Xv = rng.standard_normal((120, len(y)))
+    Xv += 0.5 * rng.standard_normal((120, n_classes))[:, y]
+    Xv = np.ascontiguousarray(np.cumsum(Xv, axis=0) / 3.0)  # smooth along the row
+    vox = np.arange(90)[:, None] + np.arange(30)[None, :]  # 90 spheres of 30 voxels, step 1
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    ys = np.stack([y] + [np.concatenate([rng.permutation(r) for r in y.reshape(runs, -1)])
+                         for _ in range(n_permutations)])  # fmt: skip
+    svc = BatchedLinearSVC()
+    ours = svc.many_fold_decisions_at(Xv, vox, ys, n_classes, plan)
+    assert np.mean(svc.n_iter_[1:] == 1) > 0.1  # warm starts that were the optimum
+    assert np.all(svc.n_iter_[0] > 1)  # the first sphere: cold
+    for labels, folds in list(zip(ys, ours))[:2]:
+        for f, (tr, te) in enumerate(zip(plan.train_indices, plan.test_indices)):
+            for s in range(0, len(vox), 7):
+                X = Xv[vox[s]].T
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    sk = LinearSVC(dual=False, tol=1e-10, max_iter=1_000_000).fit(X[tr], labels[tr])
+                ref = sk.decision_function(X[te])
+                np.testing.assert_allclose(folds[f][s], ref, rtol=0, atol=1e-6 * np.abs(ref).max())

@@ -49,15 +49,36 @@ def assert_optimum(w, b, X, y, n_classes, C=1.0, scaling=1.0):
         assert np.abs(gradient).max() <= bound
 
 
-def solve(G, rows, size, members, Y, C, inverse_members=10**9):
+def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False):
     """The kernel's coefficients and decisions (two calls), status and iterations; by
-    default on the factor path, with ``inverse_members=1`` by the inverse first."""
+    default on the factor path, with ``inverse_members=1`` by the inverse first; with
+    ``warm``, each sphere warm-started from the one before it."""
     alpha = np.full((len(G), len(Y), G.shape[1]), np.nan)
     decisions = np.full_like(alpha, np.nan)
-    status, iterations = gram_newton_spheres(G, rows, size, members, Y, C, 200, alpha, False, inverse_members)
-    status2, iterations2 = gram_newton_spheres(
-        G, rows, size, members, Y, C, 200, decisions, True, inverse_members
-    )
+    runs = []
+    for out, want_decisions in ((alpha, False), (decisions, True)):
+        guess = np.zeros((len(Y), rows.shape[1]), dtype=bool)
+        has_guess = np.zeros(len(Y) if warm else 0, dtype=bool)
+        follows = np.ones(len(G), dtype=bool)
+        runs.append(
+            gram_newton_spheres(
+                G,
+                rows,
+                size,
+                members,
+                Y,
+                C,
+                200,
+                out,
+                want_decisions,
+                inverse_members,
+                0,
+                guess,
+                has_guess,
+                follows,
+            )  # fmt: skip
+        )
+    (status, iterations), (status2, iterations2) = runs
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
     return alpha, decisions, status, iterations
 
@@ -73,11 +94,14 @@ def kernel_inputs(X, y, n_classes, train, scaling=1.0):
 @pytest.mark.parametrize("n_classes", [2, 4])
 @pytest.mark.parametrize("C", [1.0, 0.01])
 @pytest.mark.parametrize("inverse_members", [1, 10**9])
-def test_kernel_matches_tightly_solved_linearsvc_sphere_by_sphere(n_classes, C, inverse_members):
+@pytest.mark.parametrize("warm", [False, True])
+def test_kernel_matches_tightly_solved_linearsvc_sphere_by_sphere(n_classes, C, inverse_members, warm):
+    """Cold, and warm-started from the sphere before (unrelated random spheres here: poor
+    guesses, which must still end at each sphere's own optimum)."""
     X, y, groups = run_betas(5, 60, n_classes, seed=n_classes)
     train = groups != 0
     G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
-    alpha, decisions, status, iterations = solve(G, rows, size, members, Y, C, inverse_members)
+    alpha, decisions, status, iterations = solve(G, rows, size, members, Y, C, inverse_members, warm)
     assert np.all(status == CONVERGED)
     assert np.all(alpha[:, :, ~train] == 0.0)
     for s in range(len(X)):
@@ -123,7 +147,7 @@ def test_repeated_and_constant_samples_are_solved_by_the_kernel(n_classes, inver
     G, rows, size, members, Y = kernel_inputs(X, y, n_classes, train)
     K = G[0][np.ix_(rows[0], rows[0])]
     assert np.linalg.eigvalsh(K)[0] < 1e-10 * np.linalg.eigvalsh(K)[-1]  # singular
-    alpha, _, status, _ = solve(G, rows, size, members, Y, 1.0, inverse_members)
+    alpha, _, status, _ = solve(G, rows, size, members, Y, 1.0, inverse_members, warm=True)
     assert np.all(status == CONVERGED)
     for s in range(len(X)):
         sk = tight_svc(X[s][train], y[train])
@@ -250,3 +274,34 @@ def test_upper_factor_reports_indefinite_matrices():
         U = np.eye(k)
         U[2, 2] = -1.0
         assert not _cholesky_upper(U, k, np.empty(k))
+
+
+@pytest.mark.parametrize("inverse_members", [1, 10**9])
+def test_warm_starts_from_neighbouring_spheres_reach_the_same_optimum_in_fewer_steps(inverse_members):
+    """Spheres that differ a little (as neighbours do): each warm-started from the one
+    before it ends at the cold start's optimum, and many problems stop at their first
+    point (the neighbour's active set was the optimum's)."""
+    X, y, groups = run_betas(1, 60, 4, seed=21)
+    rng = np.random.default_rng(5)
+    X = X[0] + 0.02 * np.cumsum(rng.standard_normal((12,) + X.shape[1:]), axis=0)
+    train = groups != 0
+    G, rows, size, members, Y = kernel_inputs(X, y, 4, train)
+    cold = solve(G, rows, size, members, Y, 1.0, inverse_members)
+    warm = solve(G, rows, size, members, Y, 1.0, inverse_members, warm=True)
+    assert np.all(cold[2] == CONVERGED) and np.all(warm[2] == CONVERGED)
+    scale = np.abs(cold[1]).max()
+    np.testing.assert_allclose(warm[0], cold[0], rtol=0, atol=1e-10 * np.abs(cold[0]).max())
+    np.testing.assert_allclose(warm[1], cold[1], rtol=0, atol=1e-10 * scale)
+    assert np.array_equal(warm[2], cold[2])
+    # the first sphere has no neighbour before it: as cold
+    assert np.array_equal(warm[3][0], cold[3][0])
+    assert warm[3][1:].sum() < cold[3][1:].sum()
+    assert np.mean(warm[3][1:] == 1) > 0.3 and np.all(cold[3] > 1)
+
+
+def test_follows_previous_counts_shared_voxels():
+    from fastsearchlight.estimators._svm_gram_kernel import follows_previous
+
+    vox = np.array([[0, 1, 2, 3], [2, 3, 4, 5], [3, 4, 5, 9], [10, 11, 12, 13], [11, 14, 15, 16]])
+    assert follows_previous(vox, vox[0, :0]).tolist() == [False, True, True, False, False]
+    assert follows_previous(vox[1:], vox[0]).tolist() == [True, True, False, False]

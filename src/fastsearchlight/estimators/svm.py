@@ -27,7 +27,9 @@ sphere's samples, each training set's first matrix (from the Gram matrices of th
 parts), the Newton iterations of every problem, and the decisions. With more features than
 training samples, the whole method runs on each sphere's Gram matrix, in the coefficients of
 the training samples (:mod:`._svm_gram_kernel`), and the decisions come from the Gram matrix
-without forming ``w``.
+without forming ``w``; there each problem starts from the active set of its optimum on the
+sphere before, when the two spheres share at least half their voxels (a warm start: fewer
+steps, the same optimum).
 """
 
 from __future__ import annotations
@@ -110,7 +112,6 @@ def _group_by_training_set(W: np.ndarray) -> np.ndarray:
 
 #: problems with at least this share of features per training sample (the constant one
 #: included) are solved in the training samples' coefficients, from each sphere's Gram
-WARM = True
 #: matrix (:mod:`._svm_gram_kernel`), the others in the weights (:mod:`._svm_kernel`). Near
 #: ``d ~ n`` on raw-scale data the training sets are nearly separable: both methods take the
 #: same tens of steps, but a step costs ``O(|A|^2)`` for an active set ``A`` that stays
@@ -354,10 +355,9 @@ class BatchedLinearSVC(BatchedClassifier):
         converged = np.empty((B, Q), dtype=bool)
         iterations = np.empty((B, Q), dtype=np.int32)
         args = (set_rows, set_size, members, Yc, C, int(self.max_iter))
-        # warm starts from the previous sphere, carried across batches
-        guess = np.zeros((Q, set_rows.shape[1]), dtype=bool)
-        has_guess = np.zeros(Q, dtype=bool)
-        start = (guess, has_guess if WARM else has_guess[:0])
+        # warm starts: each problem's active set at the previous sphere's optimum, used
+        # where that sphere shares at least half the voxels (kept across batches)
+        warm = (np.zeros((Q, set_rows.shape[1]), dtype=bool), np.zeros(Q, dtype=bool))
         ordered = np.sort(vox, axis=1)
         per_batch = max(1, 16 * self.batch_problems // Q)  # n x n matrices: many spheres
         for lo in range(0, B, per_batch):
@@ -365,13 +365,14 @@ class BatchedLinearSVC(BatchedClassifier):
             V = Xv[vox[lo:hi]]  # (b, k, n)
             G = np.swapaxes(V, 1, 2) @ V
             G += shift
+            follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
             if not weights:  # written straight into the output: no weights, no copies
-                follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
-                status, its = gram_newton_spheres(G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, d, *start, follows)
+                status, its = gram_newton_spheres(
+                    G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, d, *warm, follows
+                )  # fmt: skip
             else:
                 alpha = np.empty((hi - lo, Q, n))
-                follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
-                status, its = gram_newton_spheres(G, *args, alpha, False, INVERSE_MEMBERS, d, *start, follows)
+                status, its = gram_newton_spheres(G, *args, alpha, False, INVERSE_MEMBERS, d, *warm, follows)
                 w[lo:hi, :, :k] = alpha @ np.swapaxes(V, 1, 2)
                 if self.fit_intercept:
                     w[lo:hi, :, k] = float(self.intercept_scaling) * alpha.sum(axis=2)
