@@ -264,6 +264,8 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few, know
     ss = 0.0
     for i in range(k):
         s[i] = p[i] - a[i]
+        # (K p)_i, as in _jump: written out in both, as a shared function made these loops
+        # 1.7 times slower (its test of `known` no longer hoisted out of the loop)
         if on_p[i]:
             kp = y[i] - half * p[i]
         elif has_known:
