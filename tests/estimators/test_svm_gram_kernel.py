@@ -60,24 +60,8 @@ def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False):
         guess = np.zeros((len(Y), rows.shape[1]), dtype=bool)
         has_guess = np.zeros(len(Y) if warm else 0, dtype=bool)
         follows = np.ones(len(G), dtype=bool)
-        runs.append(
-            gram_newton_spheres(
-                G,
-                rows,
-                size,
-                members,
-                Y,
-                C,
-                200,
-                out,
-                want_decisions,
-                inverse_members,
-                0,
-                guess,
-                has_guess,
-                follows,
-            )  # fmt: skip
-        )
+        args = (G, rows, size, members, Y, C, 200, out, want_decisions, inverse_members, 0)
+        runs.append(gram_newton_spheres(*args, guess, has_guess, follows))
     (status, iterations), (status2, iterations2) = runs
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
     return alpha, decisions, status, iterations
