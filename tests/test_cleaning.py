@@ -40,6 +40,23 @@ def test_clean_runs_is_nilearn_clean_per_run(series, standardize, detrend, high_
     ])  # fmt: skip
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
     assert not np.allclose(got, data, atol=1e-3)  # something was done
+    # and nilearn's own run handling (its filter one voxel at a time) gives the same values
+    whole = clean(data, runs=runs, detrend=detrend, standardize=standardize, high_pass=high_pass, t_r=2.0,
+                  confounds=confounds)  # fmt: skip
+    np.testing.assert_array_equal(got, whole.astype(np.float32))
+
+
+def test_runs_out_of_order_keep_each_volume_in_its_place(series):
+    from nilearn.signal import clean
+
+    from fastsearchlight.cleaning import Cleaning, clean_runs
+
+    data, runs, _ = series
+    runs = np.array([2, 0, 1])[runs]  # the first volumes belong to the last run
+    got = clean_runs(data, runs, Cleaning("zscore_sample", True, 0.02), t_r=2.0)
+    for r in range(3):
+        by_hand = clean(data[runs == r], detrend=True, standardize="zscore_sample", high_pass=0.02, t_r=2.0)
+        np.testing.assert_array_equal(got[runs == r], by_hand.astype(np.float32))
 
 
 def test_no_cleaning_leaves_the_data(series):

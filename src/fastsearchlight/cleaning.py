@@ -102,16 +102,24 @@ def clean_runs(
             f"the confounds have {len(confounds)} rows but the functional images have "
             f"{len(data)} volumes: give one row per volume"
         )
-    cleaned = clean(
-        np.asarray(data, dtype=np.float64),
-        runs=None if runs is None else np.asarray(runs),
-        detrend=cleaning.detrend,
-        standardize=cleaning.standardize,
-        confounds=confounds,
-        high_pass=cleaning.high_pass,
-        t_r=t_r,
-    )
-    return np.asarray(cleaned, dtype=np.float32)
+    data = np.asarray(data, dtype=np.float64)
+    runs = np.zeros(len(data), dtype=int) if runs is None else np.asarray(runs)
+    cleaned = np.empty(data.shape, dtype=np.float32)
+    # run by run, as clean(runs=...) does, but with the filter applied to every voxel at
+    # once: clean's own loop over runs drops butterworth's arguments, and butterworth then
+    # filters one voxel at a time (the same values, 200 times slower on 20,000 voxels)
+    for run in np.unique(runs):
+        rows = runs == run
+        cleaned[rows] = clean(
+            data[rows],
+            detrend=cleaning.detrend,
+            standardize=cleaning.standardize,
+            confounds=None if confounds is None else confounds[rows],
+            high_pass=cleaning.high_pass,
+            t_r=t_r,
+            butterworth__copy=True,
+        )
+    return cleaned
 
 
 def read_confounds_table(path) -> np.ndarray:
