@@ -490,6 +490,9 @@ def test_search_light_equals_nilearns(rng, estimator, cv, scoring):
     from nilearn.decoding.searchlight import search_light as nilearn_search_light
 
     X, cond, A = _nilearn_inputs()
+    # every third sphere (the informative voxel's among them): 18 cases of scikit-learn fits
+    # per sphere and fold in nilearn
+    A = A[2::3]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = validate_estimator(estimator, "classifier")
