@@ -121,3 +121,12 @@ def test_high_pass_needs_a_repetition_time(series):
     data, runs, _ = series
     with pytest.raises(InputError, match="repetition time"):
         clean_runs(data, runs, Cleaning(high_pass=0.01), t_r=None)
+
+
+def test_one_run_label_per_volume(series):
+    from fastsearchlight.cleaning import Cleaning, clean_runs
+    from fastsearchlight.io import InputError
+
+    data, runs, _ = series
+    with pytest.raises(InputError, match="89 run labels for 90 volumes"):
+        clean_runs(data, runs[1:], Cleaning())
