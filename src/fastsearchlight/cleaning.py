@@ -105,9 +105,7 @@ def clean_runs(
     data = np.asarray(data, dtype=np.float64)
     runs = np.zeros(len(data), dtype=int) if runs is None else np.asarray(runs)
     if len(runs) != len(data):
-        raise InputError(
-            f"{len(runs)} run labels for {len(data)} volumes: give one run label per volume"
-        )
+        raise InputError(f"{len(runs)} run labels for {len(data)} volumes: give one run label per volume")
     cleaned = np.empty(data.shape, dtype=np.float32)
     # run by run, as clean(runs=...) does, but with the filter applied to every voxel at
     # once: clean's own loop over runs drops butterworth's arguments, and butterworth then
