@@ -714,6 +714,8 @@ def gram_newton_spheres(
                 res[:] = 0.0
                 if not ok:
                     status[b, q] = NEEDS_SVD
+                    if warm_starts:  # no optimum here: the next sphere's guess is not this one's
+                        has_guess[q] = False
                     continue
                 y = vec[8]
                 for r in range(k):
