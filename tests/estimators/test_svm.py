@@ -12,7 +12,7 @@ from sklearn.model_selection import (
 from sklearn.svm import LinearSVC
 
 from fastsearchlight.cv import make_cv_plan
-from fastsearchlight.estimators.svm import BatchedLinearSVC
+from fastsearchlight.estimators.svm import BatchedLinearSVC, _padded_training_sets
 
 
 def random_spheres(n_spheres, n_samples, n_features, n_classes, seed, scale=1000.0):
@@ -340,3 +340,24 @@ def test_overlapping_spheres_warm_start_the_gram_path_and_match_linearsvc(n_perm
                     sk = LinearSVC(dual=False, tol=1e-10, max_iter=1_000_000).fit(X[tr], labels[tr])
                 ref = sk.decision_function(X[te])
                 np.testing.assert_allclose(folds[f][s], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+def test_padded_training_sets_lists_each_problems_samples_in_order_then_the_padding():
+    """Each row: the problem's training samples in increasing order, their targets and
+    weight 1, then the zero sample ``n`` with target and weight 0 (rows of any length)."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        Q, n = rng.integers(1, 12), rng.integers(1, 40)
+        W = (rng.random((Q, n)) < rng.random()).astype(float)
+        W[rng.integers(Q), rng.integers(n)] = 1.0
+        Y = rng.choice([-1.0, 1.0], (Q, n))
+        index, Yq, Wq = _padded_training_sets(Y, W, n)
+        assert index.shape == (Q, int((W != 0).sum(axis=1).max()))
+        for q in range(Q):
+            train = np.flatnonzero(W[q])
+            np.testing.assert_array_equal(index[q, : train.size], train)
+            np.testing.assert_array_equal(index[q, train.size :], n)
+            np.testing.assert_array_equal(
+                Yq[q], np.where(index[q] < n, Y[q, np.minimum(index[q], n - 1)], 0.0)
+            )
+            np.testing.assert_array_equal(Wq[q], index[q] < n)

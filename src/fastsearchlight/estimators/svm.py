@@ -63,11 +63,12 @@ def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndar
         Their targets (0 at the padding) and weights (1, 0 at the padding).
     """
     Q = Y.shape[0]
-    train = [np.flatnonzero(row) for row in W]
-    n_tr = max(len(t) for t in train)
-    index = np.full((Q, n_tr), n)
-    for q, t in enumerate(train):
-        index[q, : len(t)] = t
+    inside = W != 0
+    n_tr = int(inside.sum(axis=1).max())
+    # each row's training samples first, in increasing order (a stable sort of the
+    # outsiders' flags), then the padding
+    index = np.argsort(~inside, axis=1, kind="stable")[:, :n_tr]
+    index[~np.take_along_axis(inside, index, axis=1)] = n
     Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
     Wq = (index < n).astype(np.float64)
     return index, Yq, Wq
@@ -265,15 +266,16 @@ class BatchedLinearSVC(BatchedClassifier):
         n = Xv.shape[1]
         d = k + bool(self.fit_intercept)
         Q = Y.shape[0]
-        problems = _padded_training_sets(Y, W, n)
         if training_sets is None:
             training_sets = _group_by_training_set(W)
         kept = W[training_sets[:, 0]] != 0  # (U, n)
-        index, Yq, Wq = problems
-        set_of = np.empty(Q, dtype=np.int64)
-        for u, members in enumerate(training_sets):
-            set_of[members] = u
-        if d < GRAM_SHARE * index.shape[1]:
+        problems = None  # each problem's training samples, padded: where they are needed
+        if d < GRAM_SHARE * int(kept.sum(axis=1).max()):
+            problems = _padded_training_sets(Y, W, n)
+            index, Yq, Wq = problems
+            set_of = np.empty(Q, dtype=np.int64)
+            for u, members in enumerate(training_sets):
+                set_of[members] = u
             YW = np.zeros((Q, n + 1))
             YW[:, :n] = Y * (W != 0)
             w, status, iterations, decisions = newton_block(
@@ -288,6 +290,8 @@ class BatchedLinearSVC(BatchedClassifier):
             w, decisions, converged, iterations = self._solve_gram(Xv, vox, Y, kept, training_sets, weights)
         tail = np.flatnonzero(~converged.ravel())
         if tail.size:
+            if problems is None:
+                problems = _padded_training_sets(Y, W, n)
             spheres, local = np.unique(tail // Q, return_inverse=True)
             Xt = Xv[vox[spheres]].transpose(0, 2, 1)  # (spheres, n, k)
             ids = local.ravel() * Q + tail % Q
