@@ -101,6 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick and args.workload != "W1":
+        parser.error("--quick runs W1 on a small grid; W3 has no small version")
     if args.one:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.quick, args.n_jobs, args.workload)))
         return 0
