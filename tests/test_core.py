@@ -91,3 +91,39 @@ def test_local_processes_pass_memory_maps_by_file_name():
 
 def _filename(array):
     return getattr(array, "filename", None)
+
+
+@pytest.mark.parametrize("name", ["svc", "lda"])
+def test_blocks_fit_the_memory_budget_with_every_label_vector_solved_together(parts, monkeypatch, name):
+    """A batch of permutations is solved block by block with all its label vectors at once:
+    the blocks shrink so that the budget holds for all of them, and the scores do not change."""
+    import fastsearchlight.core._blocks as blocks_module
+
+    X, hoods, plan, codes = parts
+    est = batched_equivalent(resolve_estimator(name, None))
+    rng = np.random.default_rng(0)
+    labels = np.stack([codes] + [rng.permutation(codes) for _ in range(19)])
+    seen = []
+    real = blocks_module.batched_block
+
+    def spy(X_, vox, estimator, ys, *args):
+        seen.append((vox.shape, ys.shape[0]))
+        return real(X_, vox, estimator, ys, *args)
+
+    monkeypatch.setattr(blocks_module, "batched_block", spy)
+    memory_mb = 0.5
+    scores = {}
+    for n_sets in (1, 20):
+        seen.clear()
+        scores[n_sets] = compute_scores(
+            Problem(X, hoods, plan, est, ("accuracy",), memory_mb=memory_mb), labels[:n_sets]
+        )
+        for (n_spheres, k), n_label_sets in seen:
+            assert n_label_sets == n_sets
+            args = (X.shape[0], k, plan.n_folds, 2)
+            per_sphere = est.bytes_per_sphere(*args) + (n_sets - 1) * est.bytes_per_label_set(*args)
+            assert n_spheres == 1 or n_spheres * per_sphere <= memory_mb * 2**20
+        if n_sets == 1:
+            largest_alone = max(shape[0] for shape, _ in seen)
+    assert max(shape[0] for shape, _ in seen) < largest_alone
+    np.testing.assert_array_equal(scores[20][:1], scores[1])

@@ -96,9 +96,10 @@ def test_same_scores_null_maps_and_pvalues_as_in_process(cluster, monkeypatch, e
     on_cluster = fit(ds, y, groups, estimator=estimator, backend="dask", scheduler=client)
     assert_same_results(serial, on_cluster)
     # the data went to the workers once for the whole fit (observed labels + 3 permutation
-    # batches), with the sphere blocks
+    # batches of 4); the sphere blocks once per number of label vectors solved together (the
+    # blocks are sized for the memory budget with all of them: 1, then 4)
     assert sum(isinstance(d, np.ndarray) for d in scattered) == 1
-    assert len(scattered) == 2
+    assert len(scattered) == 3
     if estimator == "gnb":
         assert_same_results(serial, fit(ds, y, groups, estimator=estimator, n_jobs=2))
 

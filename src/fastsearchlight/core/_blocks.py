@@ -48,24 +48,25 @@ def spheres_per_block(bytes_per_sphere: int, memory_mb: float, n_workers: int = 
 _TASKS_PER_WORKER = 32
 
 
-def plan_blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers):
-    """Blocks of equal-size spheres, each sized so that ``n_workers`` of them fit the budget,
-    and, with several workers, small enough to share the work evenly and ordered from the
-    largest spheres to the smallest (the costliest blocks do not come last).
+def plan_blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_workers, n_label_sets=1):
+    """Blocks of equal-size spheres, each sized so that ``n_workers`` of them fit the budget
+    with ``n_label_sets`` label vectors (a batch of permutations) solved together, and, with
+    several workers, small enough to share the work evenly and ordered from the largest
+    spheres to the smallest (the costliest blocks do not come last).
 
     ``X`` is voxel-major, (n_mask_voxels, n_samples).
     """
     n_samples = X.shape[1]
     even = max(32, -(-neighbourhoods.n_spheres // (_TASKS_PER_WORKER * n_workers))) if n_workers > 1 else 4096
+
+    def sphere_bytes(k: int) -> int:
+        """One sphere's working memory with every label vector of the batch."""
+        args = (n_samples, k, plan.n_folds, n_classes)
+        more = (n_label_sets - 1) * estimator.bytes_per_label_set(*args) if n_label_sets > 1 else 0
+        return estimator.bytes_per_sphere(*args) + more
+
     per_block = {
-        int(k): min(
-            even,
-            spheres_per_block(
-                estimator.bytes_per_sphere(n_samples, int(k), plan.n_folds, n_classes),
-                memory_mb,
-                n_workers,
-            ),
-        )
+        int(k): min(even, spheres_per_block(sphere_bytes(int(k)), memory_mb, n_workers))
         for k in np.unique(neighbourhoods.sizes)
     }
     blocks = list(neighbourhoods.blocks(lambda k: per_block[k]))

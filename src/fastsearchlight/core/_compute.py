@@ -127,12 +127,15 @@ def _sphere_sums(problem, X, ys, n_workers, verbose, desc):
 
 def _blocks(problem, X, ys, executor, verbose, desc):
     """Blocks of equal-size spheres on ``executor``; the blocks (and their grouping into
-    tasks) are planned once per problem and executor."""
+    tasks) are planned once per problem, executor and number of label vectors solved together
+    (the memory budget holds for all of them)."""
     hoods, est, plan = problem.neighbourhoods, problem.measure, problem.plan
-    key = ("blocks", executor.is_dask, executor.n_workers, executor.n_tasks)
+    key = ("blocks", executor.is_dask, executor.n_workers, executor.n_tasks, ys.shape[0])
     tasks = problem.cache.get(key)
     if tasks is None:
-        blocks = plan_blocks(X, hoods, est, problem.n_classes, plan, problem.memory_mb, executor.n_workers)
+        blocks = plan_blocks(
+            X, hoods, est, problem.n_classes, plan, problem.memory_mb, executor.n_workers, ys.shape[0]
+        )
         tasks = [[b] for b in blocks] if executor.n_tasks is None else group_blocks(blocks, executor.n_tasks)
         problem.cache[key] = tasks
     data = executor.share(X, key=("data", id(X)))

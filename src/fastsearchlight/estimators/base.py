@@ -117,6 +117,13 @@ class BatchedClassifier(ABC):
         """Estimated peak working memory per sphere, in bytes, to size chunks."""
         return 8 * n_samples * (n_features + 1) * 4
 
+    def bytes_per_label_set(self, n_samples: int, n_features: int, n_folds: int, n_classes: int) -> int:
+        """Working memory per sphere of each label vector beyond the first, in bytes: what
+        :meth:`bytes_per_sphere` holds once however many label vectors (permutations) are
+        solved together, such as the samples or their cross-products, is not counted again.
+        By default the decisions of every sample for every class, and their scores."""
+        return 8 * n_samples * 2 * max(2, n_classes)
+
 
 class SphereBySphere:
     """Mixin of the batched classifiers whose compiled kernel reads the voxel-major data

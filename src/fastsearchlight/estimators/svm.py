@@ -183,9 +183,22 @@ class BatchedLinearSVC(BatchedClassifier):
         return out
 
     def bytes_per_sphere(self, n_samples, n_features, n_folds, n_classes):
+        """Peak working memory per sphere. With fewer features than :data:`GRAM_SHARE`
+        times the training samples, each problem's ``d x d`` systems and samples (an upper
+        bound, from the batched numpy method); otherwise the Gram-space path's: the sphere's
+        samples and Gram matrix, and each problem's decisions on every sample and weights."""
         d = n_features + 1
         n_problems = n_folds * (1 if n_classes == 2 else n_classes)
+        n_train = n_samples - n_samples // n_folds if n_folds > 1 else n_samples
+        if d >= GRAM_SHARE * n_train:
+            return 8 * (n_samples * d + n_samples * n_samples + n_problems * (2 * n_samples + d + 4))
         return 8 * (2 * n_samples * d + n_problems * (n_samples * (d + 6) + 3 * d * d))
+
+    def bytes_per_label_set(self, n_samples, n_features, n_folds, n_classes):
+        """Each further label vector adds its problems' decisions on every sample, their
+        weights and targets; the first matrices are shared by the label vectors of a fold."""
+        n_problems = n_folds * (1 if n_classes == 2 else n_classes)
+        return 8 * n_problems * (2 * n_samples + n_features + 4)
 
     def fit_weights(
         self,
