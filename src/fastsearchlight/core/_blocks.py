@@ -62,8 +62,7 @@ def plan_blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_work
     def sphere_bytes(k: int) -> int:
         """One sphere's working memory with every label vector of the batch."""
         args = (n_samples, k, plan.n_folds, n_classes)
-        more = (n_label_sets - 1) * estimator.bytes_per_label_set(*args) if n_label_sets > 1 else 0
-        return estimator.bytes_per_sphere(*args) + more
+        return estimator.bytes_per_sphere(*args) + (n_label_sets - 1) * estimator.bytes_per_label_set(*args)
 
     per_block = {
         int(k): min(even, spheres_per_block(sphere_bytes(int(k)), memory_mb, n_workers))

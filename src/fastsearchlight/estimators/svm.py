@@ -123,6 +123,17 @@ def _group_by_training_set(W: np.ndarray) -> np.ndarray:
 GRAM_SHARE = 0.55
 
 
+def _on_gram_path(n_params: int, n_train: int) -> bool:
+    """Whether problems with ``n_params`` parameters (the constant feature included) and
+    ``n_train`` training samples are solved from the Gram matrix (:data:`GRAM_SHARE`)."""
+    return n_params >= GRAM_SHARE * n_train
+
+
+def _n_problems(n_folds: int, n_classes: int) -> int:
+    """One-vs-rest problems per sphere and label vector."""
+    return n_folds * (1 if n_classes == 2 else n_classes)
+
+
 class BatchedLinearSVC(BatchedClassifier):
     """Batched equivalent of ``sklearn.svm.LinearSVC(penalty="l2", loss="squared_hinge")``.
 
@@ -188,17 +199,16 @@ class BatchedLinearSVC(BatchedClassifier):
         bound, from the batched numpy method); otherwise the Gram-space path's: the sphere's
         samples and Gram matrix, and each problem's decisions on every sample and weights."""
         d = n_features + 1
-        n_problems = n_folds * (1 if n_classes == 2 else n_classes)
+        n_problems = _n_problems(n_folds, n_classes)
         n_train = n_samples - n_samples // n_folds if n_folds > 1 else n_samples
-        if d >= GRAM_SHARE * n_train:
+        if _on_gram_path(d, n_train):
             return 8 * (n_samples * d + n_samples * n_samples + n_problems * (2 * n_samples + d + 4))
         return 8 * (2 * n_samples * d + n_problems * (n_samples * (d + 6) + 3 * d * d))
 
     def bytes_per_label_set(self, n_samples, n_features, n_folds, n_classes):
         """Each further label vector adds its problems' decisions on every sample, their
         weights and targets; the first matrices are shared by the label vectors of a fold."""
-        n_problems = n_folds * (1 if n_classes == 2 else n_classes)
-        return 8 * n_problems * (2 * n_samples + n_features + 4)
+        return 8 * _n_problems(n_folds, n_classes) * (2 * n_samples + n_features + 4)
 
     def fit_weights(
         self,
@@ -283,7 +293,7 @@ class BatchedLinearSVC(BatchedClassifier):
             training_sets = _group_by_training_set(W)
         kept = W[training_sets[:, 0]] != 0  # (U, n)
         problems = None  # each problem's training samples, padded: where they are needed
-        if d < GRAM_SHARE * int(kept.sum(axis=1).max()):
+        if not _on_gram_path(d, int(kept.sum(axis=1).max())):
             problems = _padded_training_sets(Y, W, n)
             index, Yq, Wq = problems
             set_of = np.empty(Q, dtype=np.int64)
