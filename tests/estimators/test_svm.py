@@ -342,6 +342,32 @@ def test_overlapping_spheres_warm_start_the_gram_path_and_match_linearsvc(n_perm
                 np.testing.assert_allclose(folds[f][s], ref, rtol=0, atol=1e-6 * np.abs(ref).max())
 
 
+def test_gram_path_results_do_not_depend_on_the_spheres_per_compiled_call(monkeypatch):
+    """The Gram path solves its spheres in calls of a bounded size; the warm starts carry
+    from call to call, so one sphere per call gives the same decisions and the same Newton
+    iterations as every sphere in one call."""
+    from fastsearchlight.estimators import svm
+
+    rng = np.random.default_rng(4)
+    n_classes, runs = 4, 8
+    y = np.concatenate([rng.permutation(n_classes) for _ in range(runs)])
+    groups = np.repeat(np.arange(runs), n_classes)
+    Xv = rng.standard_normal((80, len(y))) + 0.5 * rng.standard_normal((80, n_classes))[:, y]
+    Xv = np.ascontiguousarray(np.cumsum(Xv, axis=0) / 3.0)
+    vox = np.arange(50)[:, None] + np.arange(30)[None, :]  # 50 overlapping spheres
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    svc = BatchedLinearSVC()
+    monkeypatch.setattr(svm, "_GRAM_BATCH_BYTES", 1 << 40)
+    whole = svc.many_fold_decisions_at(Xv, vox, y[None], n_classes, plan)
+    whole_iter = svc.n_iter_.copy()
+    monkeypatch.setattr(svm, "_GRAM_BATCH_BYTES", 1)  # one sphere per call
+    single = svc.many_fold_decisions_at(Xv, vox, y[None], n_classes, plan)
+    assert np.mean(whole_iter == 1) > 0.1  # warm starts that were the optimum
+    np.testing.assert_array_equal(svc.n_iter_, whole_iter)
+    for a, b in zip(single[0], whole[0]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_padded_training_sets_lists_each_problems_samples_in_order_then_the_padding():
     """Each row: the problem's training samples in increasing order, their targets and
     weight 1, then the zero sample ``n`` with target and weight 0 (rows of any length)."""
