@@ -127,3 +127,35 @@ def test_blocks_fit_the_memory_budget_with_every_label_vector_solved_together(pa
             largest_alone = max(shape[0] for shape, _ in seen)
     assert max(shape[0] for shape, _ in seen) < largest_alone
     np.testing.assert_array_equal(scores[20][:1], scores[1])
+
+
+@pytest.mark.parametrize("name", ["svc", "gnb"])
+def test_reduced_block_by_block_equals_reduced_at_the_end(parts, monkeypatch, name):
+    """``reduce`` (a permutation batch's fold means) is applied to each block's scores as
+    they arrive, so no array of every sphere's per-fold scores is made; the result is the
+    same, to the bit, as reducing the full array (svc: blocks; gnb: sphere sums)."""
+    import fastsearchlight.core._compute as compute_module
+    from fastsearchlight.stats import fold_mean
+
+    X, hoods, plan, codes = parts
+    est = batched_equivalent(resolve_estimator(name, None))
+    rng = np.random.default_rng(1)
+    labels = np.stack([codes] + [rng.permutation(codes) for _ in range(5)])
+    problem = Problem(X, hoods, plan, est, ("accuracy", "balanced_accuracy"), memory_mb=0.5)
+    full = compute_scores(problem, labels)
+    first_metric_means = lambda s: fold_mean(s[..., 0])  # noqa: E731
+    if name == "svc":  # many blocks, each reduced alone
+        sizes = []
+        real = compute_module.batched_task
+
+        def spy(*args):
+            out = real(*args)
+            sizes.append(len(out[0]))
+            return out
+
+        monkeypatch.setattr(compute_module, "batched_task", spy)
+    maps = compute_scores(problem, labels, reduce=first_metric_means)
+    assert maps.shape == (len(labels), hoods.n_spheres)
+    np.testing.assert_array_equal(maps, fold_mean(full[..., 0]))
+    if name == "svc":
+        assert len(sizes) > 1 and max(sizes) < hoods.n_spheres

@@ -347,24 +347,30 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         )
 
     def _scores_function(self, fit: _Fit, inputs, executor):
-        """``scores_for(label_sets, description)``: per-fold scores, shape (n_label_sets,
-        n_spheres, n_folds), of label vectors in class codes."""
+        """``scores_for(label_sets, description, maps=False)``: per-fold scores, shape
+        (n_label_sets, n_spheres, n_folds), of label vectors in class codes; with ``maps``,
+        their maps (the fold means, (n_label_sets, n_spheres)), reduced block by block so
+        that a batch of permutations never holds every sphere's per-fold scores."""
         hoods = inputs.neighbourhoods
         data = voxel_major(fit.X) if self.engine_ == "batched" else fit.X
         n_classes = len(fit.classes) if fit.classification else 2
         problem = Problem(data, hoods, fit.plan, fit.measure, fit.metrics, n_classes, self.memory_mb)
 
-        def scores_for(label_sets, desc):
+        def scores_for(label_sets, desc, maps=False):
             if self.engine_ != "batched" and fit.classification:
                 # scikit-learn sees the user's labels, not class codes (class weights, pos_label)
                 label_sets = fit.classes[label_sets]
             if not fit.cross_validated:  # fitted and scored on all samples, as nilearn
-                return np.stack([
+                scores = np.stack([
                     engine.run_without_cv(fit.X, hoods, fit.estimator, labels, inputs.groups,
                                           n_jobs=self.n_jobs, verbose=self.verbose, progress_desc=desc)
                     for labels in label_sets
                 ])  # fmt: skip
-            return compute_scores(problem, label_sets, executor, verbose=self.verbose, desc=desc)[..., 0]
+                return fold_mean(scores) if maps else scores
+            first_metric = (lambda s: fold_mean(s[..., 0])) if maps else (lambda s: s[..., 0])
+            return compute_scores(
+                problem, label_sets, executor, verbose=self.verbose, desc=desc, reduce=first_metric
+            )
 
         return scores_for
 
@@ -444,7 +450,7 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         )  # fmt: skip
         observed = fold_mean(fold_scores)
         perms, store = permutation_null(
-            scores_for, observed, targets, groups, int(self.n_permutations),
+            lambda label_sets, desc: scores_for(label_sets, desc, maps=True), observed, targets, groups, int(self.n_permutations),
             self.random_state, plan=plan if classification else None, permute=self.permute,
             analysis=key, checkpoint=self.checkpoint, batch=max(1, int(self.permutation_batch)),
         )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,7 @@ def compute_scores(
     *,
     verbose: int = 0,
     desc: str = "searchlight",
+    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per-fold scores of every sphere for every label vector and metric.
 
@@ -95,20 +97,28 @@ def compute_scores(
         Label vectors scored on the same spheres (the observed labels, permutations).
     executor : Executor or None
         Where the tasks run (None: in this process).
+    reduce : callable or None
+        Applied to the scores of each block of spheres as they arrive, shape
+        (n_label_sets, spheres, n_folds, n_metrics) -> (n_label_sets, spheres, ...), so that
+        only its result is held for every sphere (a permutation test keeps the fold means
+        of its batch of label vectors, not their per-fold scores). It must treat each
+        sphere on its own.
 
     Returns
     -------
-    ndarray (n_label_sets, n_spheres, n_folds, n_metrics)
+    ndarray (n_label_sets, n_spheres, n_folds, n_metrics), or ``reduce``'s shape
     """
     executor = executor or InProcess()
     ys = np.atleast_2d(label_sets)
-    if not problem.batched:
-        return np.stack([_generic(problem, y, executor, verbose, desc) for y in ys])
-    X = voxel_major(problem.data)
-    metrics = tuple(problem.metrics)
-    if not executor.is_dask and all(supports_sphere_sums(problem.measure, m) for m in metrics):
-        return _sphere_sums(problem, X, ys, executor.n_workers, verbose, desc)
-    return _blocks(problem, X, ys, executor, verbose, desc)
+    if problem.batched:
+        X = voxel_major(problem.data)
+        metrics = tuple(problem.metrics)
+        if executor.is_dask or not all(supports_sphere_sums(problem.measure, m) for m in metrics):
+            return _blocks(problem, X, ys, executor, verbose, desc, reduce)
+        scores = _sphere_sums(problem, X, ys, executor.n_workers, verbose, desc)
+    else:
+        scores = np.stack([_generic(problem, y, executor, verbose, desc) for y in ys])
+    return scores if reduce is None else reduce(scores)
 
 
 def _sphere_sums(problem, X, ys, n_workers, verbose, desc):
@@ -125,10 +135,10 @@ def _sphere_sums(problem, X, ys, n_workers, verbose, desc):
     return np.stack(out, axis=-1)
 
 
-def _blocks(problem, X, ys, executor, verbose, desc):
+def _blocks(problem, X, ys, executor, verbose, desc, reduce=None):
     """Blocks of equal-size spheres on ``executor``; the blocks (and their grouping into
     tasks) are planned once per problem, executor and number of label vectors solved together
-    (the memory budget holds for all of them)."""
+    (the memory budget holds for all of them). ``reduce``: as :func:`compute_scores`."""
     hoods, est, plan = problem.neighbourhoods, problem.measure, problem.plan
     key = ("blocks", executor.is_dask, executor.n_workers, executor.n_tasks, ys.shape[0])
     tasks = problem.cache.get(key)
@@ -142,10 +152,12 @@ def _blocks(problem, X, ys, executor, verbose, desc):
     shared_tasks = executor.share(tasks, key=("tasks", id(tasks))) if executor.is_dask else tasks
     metrics = tuple(problem.metrics)
     argsets = [(data, task, est, ys, problem.n_classes, plan, metrics) for task in shared_tasks]
-    out = np.full((ys.shape[0], hoods.n_spheres, plan.n_folds, len(metrics)), np.nan)
+    reduce = reduce or (lambda scores: scores)
+    shape = reduce(np.empty((ys.shape[0], 0, plan.n_folds, len(metrics)))).shape
+    out = np.full((shape[0], hoods.n_spheres, *shape[2:]), np.nan)
     with progress_bar(hoods.n_spheres, verbose, desc) as bar:
         for _, (ids, scores) in executor.map_unordered(batched_task, argsets, name="fastsearchlight-batched"):
-            out[:, ids] = scores
+            out[:, ids] = reduce(scores)
             bar.update(len(ids))
     return out
 

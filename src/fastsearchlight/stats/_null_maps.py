@@ -20,7 +20,7 @@ def fold_mean(fold_scores: np.ndarray) -> np.ndarray:
 
 
 def null_maps(
-    scores_for: Callable[[np.ndarray, str], np.ndarray],
+    maps_for: Callable[[np.ndarray, str], np.ndarray],
     observed: np.ndarray,
     targets: np.ndarray,
     permutations: LabelPermutations,
@@ -31,9 +31,10 @@ def null_maps(
 
     Parameters
     ----------
-    scores_for : callable
-        ``scores_for(label_sets, description)`` gives per-fold scores, shape
-        (n_label_sets, n_spheres, n_folds), of label vectors (the searchlight itself).
+    maps_for : callable
+        ``maps_for(label_sets, description)`` gives the maps of label vectors, shape
+        (n_label_sets, n_spheres): the searchlight's fold means (:func:`fold_mean`, as the
+        observed map).
     observed : ndarray (n_spheres,)
         The observed map (fold means).
     targets : ndarray (n_samples,)
@@ -54,12 +55,12 @@ def null_maps(
     for lo in range(0, todo.size, batch):
         rows = todo[lo : lo + batch]
         desc = f"permutations {lo + 1}-{lo + rows.size}/{todo.size}"
-        store.write(rows, fold_mean(scores_for(labels[rows], desc)))
+        store.write(rows, maps_for(labels[rows], desc))
     return store
 
 
 def permutation_null(
-    scores_for: Callable[[np.ndarray, str], np.ndarray],
+    maps_for: Callable[[np.ndarray, str], np.ndarray],
     observed: np.ndarray,
     targets: np.ndarray,
     groups: np.ndarray | None,
@@ -81,5 +82,5 @@ def permutation_null(
     perms = make_permutations(targets, groups, n_permutations, random_state, plan, permute=permute)
     key = fingerprint(*analysis, perms.labels)
     store = NullStore(perms.n_permutations, observed.size, key, path=checkpoint)
-    null_maps(scores_for, observed, targets, perms, store, batch)
+    null_maps(maps_for, observed, targets, perms, store, batch)
     return perms, store
