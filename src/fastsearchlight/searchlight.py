@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from copy import deepcopy
@@ -449,8 +450,9 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
             self.scoring, float(self.radius),
         )  # fmt: skip
         observed = fold_mean(fold_scores)
+        maps_for = functools.partial(scores_for, maps=True)  # each batch's maps, block by block
         perms, store = permutation_null(
-            lambda label_sets, desc: scores_for(label_sets, desc, maps=True), observed, targets, groups, int(self.n_permutations),
+            maps_for, observed, targets, groups, int(self.n_permutations),
             self.random_state, plan=plan if classification else None, permute=self.permute,
             analysis=key, checkpoint=self.checkpoint, batch=max(1, int(self.permutation_batch)),
         )  # fmt: skip
