@@ -114,7 +114,9 @@ def test_values_too_large_for_normal_equations_are_flagged():
 
 def test_compiles_and_caches_when_the_package_folder_cannot_be_written(tmp_path):
     """With the package's folder not writable, numba keeps its cache in the user's cache
-    folder, and the kernel runs."""
+    folder, and the kernel runs. Every kernel of the package is cached the same way
+    (``cache=True``, numba's cache locators), so the smallest one is compiled here: the SVM
+    kernel's compile alone took 20 s of the suite."""
     package = Path(fastsearchlight.__file__).parent
     copy = tmp_path / "site" / "fastsearchlight"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -129,12 +131,11 @@ def test_compiles_and_caches_when_the_package_folder_cannot_be_written(tmp_path)
         """
         import sys
         import numpy as np
-        import fastsearchlight.estimators._svm_kernel as k
+        import fastsearchlight.estimators._svm_gram_kernel as k
         assert k.__file__.startswith(sys.argv[1]), k.__file__
-        X = np.ones((2, 5, 3)); X[:, :, :2] = np.arange(10.0).reshape(5, 2)
-        Y = np.array([[1.0, -1, 1, -1, 1]] * 2); W = np.ones((2, 5))
-        w, status, _ = k.newton_problems(X, Y, W, np.zeros((2, 3)), 1.0, 50)
-        assert (status == 0).all()
+        vox = np.array([[0, 1, 2, 3], [1, 2, 3, 4], [7, 8, 9, 10]])
+        follows = k.follows_previous(vox, vox[:0, 0])
+        assert follows.tolist() == [False, True, False], follows
         print("ok")
         """
     )
@@ -148,3 +149,26 @@ def test_compiles_and_caches_when_the_package_folder_cannot_be_written(tmp_path)
         assert out.stdout.strip() == "ok"
     assert list(home.rglob("*.nbi")), "no cache index in the user's cache folder"
     assert not list(copy.rglob("*.nbi"))
+
+
+def test_the_block_kernel_is_compiled_for_one_layout_whatever_the_training_sets():
+    """Each problem's training samples reach the compiled kernel in C order, with or without
+    samples left out, so a process compiles (and the cache holds) the kernel once, not once
+    per memory layout."""
+    from sklearn.model_selection import KFold
+
+    from fastsearchlight import SearchLight
+    from fastsearchlight.estimators._svm_kernel import newton_block
+    from fastsearchlight.estimators.svm import _padded_training_sets
+    from fastsearchlight.simulate import simulate_haxby_like
+
+    rng = np.random.default_rng(0)
+    Y = np.where(rng.random((4, 30)) < 0.5, -1.0, 1.0)
+    for W in (np.ones((4, 30)), (rng.random((4, 30)) < 0.7).astype(float)):
+        index, Yq, Wq = _padded_training_sets(Y, W, 30)
+        assert index.flags.c_contiguous and Yq.flags.c_contiguous and Wq.flags.c_contiguous
+    ds = simulate_haxby_like(shape=(9, 10, 9), n_regions=1, region_radius_mm=5.0, random_state=3)
+    SearchLight(mask_img=ds.mask_img, radius=4.0, estimator="svc", cv=KFold(3)).fit(
+        ds.func_img, ds.labels["labels"].to_numpy()
+    )
+    assert len(newton_block.signatures) == 1, newton_block.signatures

@@ -67,7 +67,9 @@ def _padded_training_sets(Y: np.ndarray, W: np.ndarray, n: int) -> tuple[np.ndar
     n_tr = int(inside.sum(axis=1).max())
     # each row's training samples first, in increasing order (a stable sort of the
     # outsiders' flags), then the padding
-    index = np.argsort(~inside, axis=1, kind="stable")[:, :n_tr]
+    # C order: the compiled kernel is then compiled for one layout (a slice of the argsort
+    # would be a second, a whole compile more)
+    index = np.ascontiguousarray(np.argsort(~inside, axis=1, kind="stable")[:, :n_tr])
     index[~np.take_along_axis(inside, index, axis=1)] = n
     Yq = np.append(Y, np.zeros((Q, 1)), axis=1)[np.arange(Q)[:, None], index]  # (Q, n_tr)
     Wq = (index < n).astype(np.float64)

@@ -124,7 +124,8 @@ def prepare(X: np.ndarray, design: Design, method: str, noise: str | None) -> Pr
         train = np.ascontiguousarray((total[:, None, :] - sums) / (n_total[None, :] - counts)[None])
         test = np.ascontiguousarray(sums / counts[None])
         return Prepared(method, train, test, np.full(R, 1.0 / R), stats)
-    return Prepared(method, (total / n_total)[:, None, :], None, np.ones(1), stats)
+    # C order, as the other cases (the kernel is compiled for one layout)
+    return Prepared(method, np.ascontiguousarray((total / n_total)[:, None, :]), None, np.ones(1), stats)
 
 
 def _cell_sums(X: np.ndarray, cell: np.ndarray, n_cells: int, shift: np.ndarray | None) -> np.ndarray:
