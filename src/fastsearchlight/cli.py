@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ._options import (
@@ -364,10 +365,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(handler=cmd_simulate)
 
+    p = sub.add_parser(
+        "precompile",
+        help="compile the kernels ahead of their first use, several processes at once",
+        **_help("fastsearchlight precompile --jobs 2"),
+    )
+    p.add_argument("--jobs", type=int, default=2, help="processes compiling at once")
+    p.add_argument("--groups", nargs="+", default=None, help="kernel groups (default: all)")
+    p.set_defaults(handler=cmd_precompile)
+
     from .rsa._cli import add_rsa_parser
 
     add_rsa_parser(sub)
     return add_surface_parsers(parser, sub, _add_analysis_options)
+
+
+def cmd_precompile(args) -> int:
+    from .precompile import precompile
+
+    start = time.perf_counter()
+    seconds = precompile(args.groups, n_jobs=args.jobs)
+    for name, s in seconds.items():
+        print(f"{name}: {s:.1f} s")
+    print(f"compiled or loaded in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 def main(argv=None) -> int:
