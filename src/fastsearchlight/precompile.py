@@ -114,27 +114,32 @@ def precompile(groups: Sequence[str] | None = None, n_jobs: int = 2) -> dict[str
         raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}.")
     import subprocess
     import sys
+    import tempfile
 
     waiting, running, seconds = list(names), {}, {}
     while waiting or running:
         while waiting and len(running) < n_jobs:  # longest first
             name = waiting.pop(0)
-            running[name] = subprocess.Popen(
-                [sys.executable, "-m", __name__, name],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+            # outputs to files, not pipes: a pipe not read until the end could fill and stall it
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, name], stdout=out, stderr=err, text=True
             )
-        for name, process in list(running.items()):
+            running[name] = process, out, err
+        for name, (process, out, err) in list(running.items()):
             if process.poll() is None:
                 continue
-            out, err = process.communicate()
             del running[name]
+            out.seek(0)
+            err.seek(0)
+            printed, errors = out.read(), err.read()
+            out.close()
+            err.close()
             if process.returncode != 0:
-                for other in running.values():
+                for other, _, _ in running.values():
                     other.kill()
-                raise RuntimeError(f"compiling the kernels of {name!r} failed:\n{err.strip()}")
-            seconds[name] = float(out.split()[-1])
+                raise RuntimeError(f"compiling the kernels of {name!r} failed:\n{errors.strip()}")
+            seconds[name] = float(printed.split()[-1])
         time.sleep(0.05)
     return {name: seconds[name] for name in names}
 
