@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 __all__ = ["GROUPS", "precompile"]
 
@@ -29,9 +30,9 @@ def _dataset():
     from .simulate import simulate_haxby_like
 
     ds = simulate_haxby_like(shape=(9, 10, 9), n_regions=1, region_radius_mm=5.0, random_state=3)
-    mask = np.asarray(ds.mask_img.dataobj) > 0
-    process = np.zeros(mask.shape, np.uint8)
-    process[tuple(np.argwhere(mask)[len(np.argwhere(mask)) // 2 :][:12].T)] = 1
+    inside = np.argwhere(np.asarray(ds.mask_img.dataobj) > 0)
+    process = np.zeros(ds.mask_img.shape, np.uint8)
+    process[tuple(inside[len(inside) // 2 :][:12].T)] = 1
     process = nib.Nifti1Image(process, ds.mask_img.affine)
     return ds.func_img, ds.mask_img, process, ds.labels["labels"].to_numpy(), ds.labels["chunks"].to_numpy()
 
@@ -82,11 +83,13 @@ def _statistics() -> None:
 #: groups of kernels, each compiled in one process: name -> the calls that compile them,
 #: longest first (with an empty cache, on a 2-core machine: about a minute each, the
 #: statistics about 20 s)
-GROUPS: dict[str, Callable[[], None]] = {
-    "ridge_lda": lambda: [_fits(name) for name in ("ridge_classifier", "ridge_classifier_fixed", "lda")],
-    "logistic": lambda: [_fits("logistic_regression"), _fits("logistic", radii=(4.0,))],
-    "svc": lambda: _fits("svc", n_permutations=2),
-    "correlation_statistics": lambda: [_fits("correlation", n_permutations=2), _statistics()],
+GROUPS: dict[str, tuple[Callable[[], None], ...]] = {
+    "ridge_lda": tuple(
+        partial(_fits, name) for name in ("ridge_classifier", "ridge_classifier_fixed", "lda")
+    ),
+    "logistic": (partial(_fits, "logistic_regression"), partial(_fits, "logistic", radii=(4.0,))),
+    "svc": (partial(_fits, "svc", n_permutations=2),),
+    "correlation_statistics": (partial(_fits, "correlation", n_permutations=2), _statistics),
 }
 
 
@@ -148,5 +151,6 @@ if __name__ == "__main__":  # one group, in its own process (see precompile)
     import sys
 
     start = time.perf_counter()
-    GROUPS[sys.argv[1]]()
+    for call in GROUPS[sys.argv[1]]:
+        call()
     print(time.perf_counter() - start)
