@@ -245,9 +245,10 @@ def test_null_maps_are_the_maps_of_the_permuted_labels_and_pvalues_exact(estimat
     assert (null == observed).any()
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 1.5])
 @pytest.mark.parametrize("dh", ["auto", 0.05, 0.002])
 @pytest.mark.parametrize("connectivity", [1, 3])
-def test_tfce_equals_nilearn(dh, connectivity):
+def test_tfce_equals_nilearn(dh, connectivity, smoothing):
     import warnings
 
     from nilearn.mass_univariate._utils import calculate_tfce
@@ -256,7 +257,8 @@ def test_tfce_equals_nilearn(dh, connectivity):
     from fastsearchlight.stats import tfce
 
     rng = np.random.default_rng(connectivity)
-    values = ndimage.gaussian_filter(rng.standard_normal((14, 12, 10)), 1.5) * 3
+    # smooth maps grow few clusters; rough ones many, merging at every threshold
+    values = ndimage.gaussian_filter(rng.standard_normal((14, 12, 10)), smoothing) * 3
     structure = ndimage.generate_binary_structure(3, connectivity)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nilearn warns when it clips the number of steps
@@ -264,6 +266,27 @@ def test_tfce_equals_nilearn(dh, connectivity):
     ours = tfce(values, structure, dh=dh)
     assert expected.max() > 0
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("connectivity", [1, 3])
+def test_tfce_graph_of_a_mask_equals_tfce_of_the_map_it_lays_out(connectivity):
+    from scipy import ndimage
+
+    from fastsearchlight.stats import TfceGraph, tfce
+
+    rng = np.random.default_rng(4)
+    mask = rng.random((9, 8, 7)) < 0.8
+    values = ndimage.gaussian_filter(rng.standard_normal(mask.shape), 1.0) * 4
+    values[0, 0, :3] = [np.nan, np.inf, -np.inf]  # no cluster for non-finite values
+    structure = ndimage.generate_binary_structure(3, connectivity)
+    graph = TfceGraph.of_mask(mask, structure)
+    expected = tfce(np.where(mask, values, 0.0), structure, dh=0.05)[mask]
+    assert (expected > 0).sum() > 50
+    for _ in range(2):  # the graph serves every map
+        np.testing.assert_array_equal(graph(values[mask], dh=0.05), expected)
+    np.testing.assert_array_equal(graph(-np.abs(values[mask])), 0.0)
+    with pytest.raises(ValueError, match="elements"):
+        graph(values.ravel())
 
 
 def test_tfce_pvalues_find_a_planted_region_and_stay_silent_on_null():

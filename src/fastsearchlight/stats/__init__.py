@@ -10,7 +10,8 @@
 - :func:`permutation_inference`: voxel-wise p-values, family-wise error (FWE) corrected
   p-values by the maximum statistic over spheres, cluster-level inference with a
   cluster-forming threshold taken from the pooled null distribution and a cluster-size null
-  made of the largest cluster of each permutation, and :func:`tfce`.
+  made of the largest cluster of each permutation, and :func:`tfce` (:class:`TfceGraph`: the
+  same over one graph for many maps).
 - The group level: :func:`sign_flip_test` (one-sample t, sign flips, exact with few
   subjects) and :func:`prevalence_inference` (Allefeld, Goergen & Haynes 2016).
 """
@@ -31,7 +32,7 @@ from ._permutations import (
 )
 from ._prevalence import PrevalenceResult, gamma0_bound, prevalence_inference, prevalence_p
 from ._sign_flips import SignFlipResult, one_sample_t, sign_flip_test, sign_patterns
-from ._tfce import tfce
+from ._tfce import TfceGraph, tfce
 
 __all__ = [
     "NULL_DTYPE",
@@ -42,6 +43,7 @@ __all__ = [
     "PermutationResult",
     "PrevalenceResult",
     "SignFlipResult",
+    "TfceGraph",
     "clusters_above",
     "exchangeability_blocks",
     "fingerprint",

@@ -4,11 +4,12 @@ statistic, cluster-level by the largest null cluster, and TFCE."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
 
-from ._tfce import label_clusters, tfce
+from ._tfce import TfceGraph, label_clusters
 
 __all__ = ["SCORE_TOL", "PermutationResult", "clusters_above", "permutation_inference"]
 
@@ -108,8 +109,14 @@ class _Maps:
         """The spheres' entries of a map laid out by :meth:`volume`."""
         return layout if self.process_mask is None else layout[self.process_mask]
 
+    @cached_property
+    def _tfce_graph(self) -> TfceGraph:
+        return TfceGraph.of_mask(self.process_mask, self.structure)
+
     def tfce(self, values: np.ndarray) -> np.ndarray:
-        return self.of_spheres(tfce(self.volume(values - self.baseline), self.structure, dh=self.tfce_dh))
+        """TFCE of the spheres' values minus the baseline, over the spheres' graph (found
+        once for every map)."""
+        return self._tfce_graph(np.asarray(values, dtype=np.float64) - self.baseline, dh=self.tfce_dh)
 
 
 def _cluster_and_tfce_nulls(null, maps: _Maps, threshold, with_tfce: bool, chunk: int):

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage, stats
 
-from ._tfce import label_clusters, tfce
+from ._tfce import TfceGraph, label_clusters
 
 __all__ = ["SignFlipResult", "sign_flip_test", "sign_patterns"]
 
@@ -88,8 +89,13 @@ class _TMaps:
         labels, _ = label_clusters(self.volume(t_map) > self.threshold_t, self.structure)
         return labels, np.bincount(labels.ravel())[1:]
 
+    @cached_property
+    def _tfce_graph(self) -> TfceGraph:
+        return TfceGraph.of_mask(self.mask if self.graph is None else None, self.structure)
+
     def tfce(self, t_map: np.ndarray) -> np.ndarray:
-        return self.of_points(tfce(self.volume(t_map), self.structure, dh=self.tfce_dh))
+        """TFCE of a t map over the tested points' graph (found once for every map)."""
+        return self._tfce_graph(t_map, dh=self.tfce_dh)
 
 
 def _null_maxima(data, flips, maps: _TMaps, with_tfce: bool, chunk: int):

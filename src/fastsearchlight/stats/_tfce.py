@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 from scipy import ndimage
 
-__all__ = ["label_clusters", "tfce"]
+__all__ = ["TfceGraph", "label_clusters", "tfce"]
 
 
 def label_clusters(above: np.ndarray, structure) -> tuple[np.ndarray, int]:
@@ -72,26 +72,72 @@ def tfce(
     -------
     ndarray, of the shape of ``values``
         TFCE values (0 on background).
+
+    See Also
+    --------
+    TfceGraph : the same for many maps of one space, its connections found once.
     """
     values = np.where(np.isfinite(values), values, 0.0)
-    top = float(values.max()) if values.size else 0.0
-    out = np.zeros(values.shape)
-    if top <= 0:
-        return out
-    if isinstance(dh, str):
-        if dh != "auto":
-            raise ValueError(f"dh must be 'auto' or a positive number, got {dh!r}.")
-        steps = 100
-    else:
-        if not dh > 0:
-            raise ValueError(f"dh must be 'auto' or a positive number, got {dh!r}.")
-        steps = round(top / dh)
-    steps = min(max(steps, 10), 1000)
     nodes = np.flatnonzero(values > 0)  # the elements of some cluster at any threshold
-    indptr, indices = _neighbours_among(nodes, values.shape, structure)
-    heights = np.linspace(0.0, top, steps + 1)[1:]
-    out.reshape(-1)[nodes] = _tfce_sweep(values.reshape(-1)[nodes], indptr, indices, heights, E, H)
+    out = np.zeros(values.shape)
+    if nodes.size:
+        graph = TfceGraph(*_neighbours_among(nodes, values.shape, structure))
+        out.reshape(-1)[nodes] = graph(values.reshape(-1)[nodes], E=E, H=H, dh=dh)
     return out
+
+
+class TfceGraph:
+    """TFCE of many maps over the same elements, their connections found once.
+
+    Parameters
+    ----------
+    indptr, indices : ndarray of int64
+        The elements' connections as a CSR adjacency (symmetric, no self-loops): element
+        ``i``'s neighbours are ``indices[indptr[i]:indptr[i + 1]]``.
+
+    See Also
+    --------
+    TfceGraph.of_mask : the graph of a mask's voxels, or of a mesh's vertices.
+    """
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray) -> None:
+        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(indices, dtype=np.int64)
+
+    @classmethod
+    def of_mask(cls, mask: np.ndarray | None, structure) -> TfceGraph:
+        """The graph of the True voxels of ``mask`` (in C order) connected by the
+        structuring element ``structure``; with ``mask`` None, ``structure`` is the
+        adjacency of the elements themselves (a mesh's vertices)."""
+        if mask is None:
+            n = structure.shape[0]
+            return cls(*_neighbours_among(np.arange(n), (n,), structure))
+        return cls(*_neighbours_among(np.flatnonzero(mask), mask.shape, structure))
+
+    @property
+    def n_elements(self) -> int:
+        return self.indptr.shape[0] - 1
+
+    def __call__(self, values: np.ndarray, *, E: float = 0.5, H: float = 2.0, dh="auto") -> np.ndarray:
+        """TFCE of one value per element, as :func:`tfce` of the map they lay out."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (self.n_elements,):
+            raise ValueError(f"values has shape {values.shape}, the graph has {self.n_elements} elements.")
+        values = np.where(np.isfinite(values), values, 0.0)
+        top = float(values.max()) if values.size else 0.0
+        if top <= 0:
+            return np.zeros(values.shape)
+        if isinstance(dh, str):
+            if dh != "auto":
+                raise ValueError(f"dh must be 'auto' or a positive number, got {dh!r}.")
+            steps = 100
+        else:
+            if not dh > 0:
+                raise ValueError(f"dh must be 'auto' or a positive number, got {dh!r}.")
+            steps = round(top / dh)
+        steps = min(max(steps, 10), 1000)
+        heights = np.linspace(0.0, top, steps + 1)[1:]
+        return _tfce_sweep(values, self.indptr, self.indices, heights, E, H)
 
 
 def _neighbours_among(nodes: np.ndarray, shape: tuple, structure) -> tuple[np.ndarray, np.ndarray]:
@@ -135,37 +181,83 @@ def _root(parent, i):
 
 @njit(cache=True)
 def _tfce_sweep(values, indptr, indices, heights, E, H):
-    """TFCE of positive ``values`` on a graph (CSR ``indptr``, ``indices``) at thresholds
-    ``heights`` (increasing): each element's ``sum_h extent(h)**E * h**H`` over the
-    thresholds it reaches, ``extent(h)`` the size of its cluster of elements ``>= h``. The
-    elements join a union-find forest from the highest down; at each threshold every
-    element reached adds its cluster's term."""
+    """TFCE on a graph (CSR ``indptr``, ``indices``) at thresholds ``heights``
+    (increasing, positive): each element's ``sum_h extent(h)**E * h**H`` over the
+    thresholds it reaches, ``extent(h)`` the size of its cluster of elements ``>= h``.
+
+    The positive elements join a union-find forest from the highest down. Each change of
+    a cluster (an element joins it, clusters merge) starts a node of the clusters' tree,
+    whose size holds until its cluster changes again; the node then adds
+    ``size**E * sum(h**H)`` over the thresholds it lasted, and points to the node that
+    follows it. An element's TFCE is the sum over the nodes from the one it joined to the
+    last, taken from the last down: no pass over the elements at each threshold.
+    """
     n = values.shape[0]
-    order = np.argsort(-values, kind="mergesort")
+    out = np.zeros(n)
+    positive = np.flatnonzero(values > 0)
+    m = positive.shape[0]
+    order = positive[np.argsort(-values[positive], kind="mergesort")]
+    weight = heights**H
     parent = np.arange(n)
     size = np.zeros(n, dtype=np.int64)
     joined = np.zeros(n, dtype=np.bool_)
-    out = np.zeros(n)
+    node_of = np.empty(n, dtype=np.int64)  # the current tree node of a cluster's root
+    leaf = np.empty(n, dtype=np.int64)  # the tree node an element joined
+    up = np.full(m, -1, dtype=np.int64)  # the node that follows (-1: the last)
+    start = np.empty(m, dtype=np.int64)  # the highest threshold a node lasted
+    total = np.zeros(m)  # a node's own term, then the sum from it up
+    n_nodes = 0
     reached = 0
     for t in range(heights.shape[0] - 1, -1, -1):
         h = heights[t]
-        while reached < n and values[order[reached]] >= h:
+        while reached < m and values[order[reached]] >= h:
             v = order[reached]
+            node = n_nodes
+            n_nodes += 1
             joined[v] = True
             size[v] = 1
+            leaf[v] = node
+            start[node] = t
+            a = v  # the root of v's cluster
             for e in range(indptr[v], indptr[v + 1]):
                 u = indices[e]
-                if joined[u]:
-                    a = _root(parent, v)
-                    b = _root(parent, u)
-                    if a != b:
-                        if size[a] < size[b]:
-                            a, b = b, a
-                        parent[b] = a
-                        size[a] += size[b]
+                if not joined[u]:
+                    continue
+                b = _root(parent, u)
+                if a == b:
+                    continue
+                # the neighbour's cluster ends here: its node took thresholds t+1..start
+                old = node_of[b]
+                total[old] = _term(size[b], weight, t + 1, start[old], E)
+                up[old] = node
+                if size[a] < size[b]:
+                    a, b = b, a
+                parent[b] = a
+                size[a] += size[b]
+            node_of[a] = node
             reached += 1
-        weight = h**H
-        for i in range(reached):
-            v = order[i]
-            out[v] += size[_root(parent, v)] ** E * weight
+    # the clusters still open took every threshold from their start down to the first
+    for r in range(reached):
+        v = order[r]
+        if parent[v] == v:
+            node = node_of[v]
+            total[node] = _term(size[v], weight, 0, start[node], E)
+    for i in range(n_nodes - 1, -1, -1):
+        if up[i] >= 0:
+            total[i] += total[up[i]]
+    for r in range(reached):
+        v = order[r]
+        out[v] = total[leaf[v]]
     return out
+
+
+@njit(cache=True)
+def _term(extent, weight, lo, hi, E):
+    """``extent**E * sum(weight[lo:hi + 1])``: a cluster tree node's term (0 if it lasted
+    no threshold)."""
+    if hi < lo:
+        return 0.0
+    acc = 0.0
+    for k in range(lo, hi + 1):
+        acc += weight[k]
+    return extent**E * acc
