@@ -101,3 +101,30 @@ def test_sign_patterns_are_seeded_and_t_handles_constant_voxels():
     assert np.all(t == 0)
     with pytest.raises(ValueError, match="at least one permutation"):
         sign_patterns(4, 0, 0)
+
+
+def test_threads_and_chunks_do_not_change_the_test():
+    data, mask, _ = blob_data(9, seed=3, effect=0.03)
+    kwargs = dict(n_permutations=100, random_state=0, cluster_threshold=0.05, with_tfce=True)
+    one = sign_flip_test(data, mask, n_jobs=1, chunk=32, **kwargs)
+    assert (one.p_cluster_fwe < 1).any() and (one.tfce > 0).any()
+    for n_jobs, chunk in [(2, 32), (2, 7), (1, 1000)]:
+        other = sign_flip_test(data, mask, n_jobs=n_jobs, chunk=chunk, **kwargs)
+        for name in ("t", "p_fwe", "p_cluster_fwe", "tfce", "p_fwe_tfce"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(one, name), err_msg=name)
+        # BLAS may round a product of another number of patterns differently
+        np.testing.assert_allclose(other.max_t_null, one.max_t_null, rtol=1e-13)
+
+
+def test_t_is_zero_where_every_subject_agrees():
+    from scipy import stats
+
+    data = np.array([[0.0, 1.0, 2.0, 0.5], [0.0, 1.0, 3.0, -0.5], [0.0, 1.0, 4.0, 0.25]])
+    t = one_sample_t(data, np.array([[1.0, 1.0, 1.0], [1.0, -1.0, 1.0]]))
+    assert t.shape == (2, 4)
+    # no spread: no evidence (not inf or nan), under every pattern for zeros
+    np.testing.assert_array_equal(t[:, 0], 0.0)
+    assert t[0, 1] == 0.0
+    np.testing.assert_allclose(t[0, 2:], stats.ttest_1samp(data[:, 2:], 0.0).statistic, rtol=1e-12)
+    flipped = data * np.array([1.0, -1.0, 1.0])[:, None]
+    np.testing.assert_allclose(t[1, 1:], stats.ttest_1samp(flipped[:, 1:], 0.0).statistic, rtol=1e-12)

@@ -301,7 +301,8 @@ def _add_group_parser(sub) -> None:
     )
     p.add_argument("--tfce-dh", default="auto", help="TFCE step (default auto: 100 steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sign flips")
-    p.add_argument("--n-jobs", type=int, default=1, help="unused (kept for scripts)")
+    p.add_argument("--n-jobs", type=int, default=1,
+                   help="threads for the null maps' clusters and TFCE (-1: every core)")  # fmt: skip
     p.add_argument("--background", default=None, help="background image of the figures (default: the mean "
                    "of the subjects' mean_img.nii.gz when beside the maps, else nilearn's MNI152 template)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")

@@ -94,7 +94,8 @@ def run_group(
     cluster_threshold : float or None
         Cluster-forming threshold in p (uncorrected); None: no cluster inference.
     n_jobs : int
-        Unused (the sign flips are one matrix product per chunk); kept for the command line.
+        Threads that find the null maps' clusters and TFCE (-1: every core); the results do
+        not depend on it.
     tfce : bool
         Also TFCE of the t maps with family-wise p-values (``group_logp_tfce_fwe.nii.gz``).
     tfce_dh : "auto" or float
@@ -135,7 +136,7 @@ def run_group(
     names = GROUP_OUTPUTS + ((TFCE_OUTPUT,) if tfce else ())
     with output_folder(out_dir, names, force=force) as out:
         summary = _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_threshold,
-                              random_state, t_start, tfce, tfce_dh, names, background)  # fmt: skip
+                              random_state, t_start, tfce, tfce_dh, names, background, n_jobs)  # fmt: skip
     return summary
 
 
@@ -170,7 +171,7 @@ def _group_mask(data: np.ndarray, imgs, mask):
 
 
 def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_threshold, random_state,
-                t_start, tfce, tfce_dh, names, background=None) -> dict:  # fmt: skip
+                t_start, tfce, tfce_dh, names, background=None, n_jobs=1) -> dict:  # fmt: skip
     """The group level, written into the locked folder ``out`` (see :func:`run_group`)."""
     from nilearn.image import new_img_like
 
@@ -181,7 +182,7 @@ def _group_into(out, maps, imgs, data, chance, mask, n_permutations, cluster_thr
     centred = data[:, mask_data] - float(chance)
     result = sign_flip_test(
         centred, mask_data, n_permutations=int(n_permutations), random_state=random_state,
-        cluster_threshold=cluster_threshold, with_tfce=tfce, tfce_dh=tfce_dh,
+        cluster_threshold=cluster_threshold, with_tfce=tfce, tfce_dh=tfce_dh, n_jobs=n_jobs,
     )  # fmt: skip
     if result.exhaustive and result.n_permutations < n_permutations:
         warnings.warn(

@@ -12,10 +12,12 @@ test is exact (the smallest p-value is then ``2**-n``).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from functools import cached_property
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import numpy as np
+from joblib import effective_n_jobs
 from scipy import ndimage, stats
 
 from ._tfce import TfceGraph, label_clusters
@@ -52,13 +54,22 @@ def one_sample_t(data: np.ndarray, signs: np.ndarray | None = None) -> np.ndarra
     n = data.shape[0]
     if signs is None:
         signs = np.ones((1, n))
-    mean = (signs @ data) / n
+    t = signs @ data
+    t /= n  # the means
     ss = (data**2).sum(axis=0)
-    var = np.maximum(ss[None, :] - n * mean**2, 0.0) / (n - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = mean / np.sqrt(var / n)
-    # a voxel equal in every subject: no spread, no evidence
-    return np.where(var > 0, t, 0.0)
+    # the standard error, in place (a map of temporaries per pattern would be the peak memory
+    # of a 2 mm test)
+    se = np.square(t)
+    se *= -n
+    se += ss
+    np.maximum(se, 0.0, out=se)
+    se /= (n - 1) * n
+    np.sqrt(se, out=se)
+    flat = se == 0.0  # a voxel equal in every subject: no spread, no evidence
+    se[flat] = 1.0
+    t /= se
+    t[flat] = 0.0
+    return t
 
 
 @dataclass
@@ -70,6 +81,12 @@ class _TMaps:
     threshold_t: float | None
     tfce_dh: object
     graph: object = None  # sparse adjacency of the tested points (a mesh), or None: a grid
+    with_tfce: bool = False
+    tfce_graph: TfceGraph | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.with_tfce:  # found once, for every map (and every thread)
+            self.tfce_graph = TfceGraph.of_mask(self.mask if self.graph is None else None, self.structure)
 
     @property
     def structure(self):
@@ -89,29 +106,31 @@ class _TMaps:
         labels, _ = label_clusters(self.volume(t_map) > self.threshold_t, self.structure)
         return labels, np.bincount(labels.ravel())[1:]
 
-    @cached_property
-    def _tfce_graph(self) -> TfceGraph:
-        return TfceGraph.of_mask(self.mask if self.graph is None else None, self.structure)
-
     def tfce(self, t_map: np.ndarray) -> np.ndarray:
         """TFCE of a t map over the tested points' graph (found once for every map)."""
-        return self._tfce_graph(t_map, dh=self.tfce_dh)
+        return self.tfce_graph(t_map, dh=self.tfce_dh)
 
 
-def _null_maxima(data, flips, maps: _TMaps, with_tfce: bool, chunk: int):
-    """The maximum t, largest cluster and largest TFCE of every sign-flipped map."""
+def _null_maxima(data, flips, maps: _TMaps, with_tfce: bool, chunk: int, n_jobs: int = 1):
+    """The maximum t, largest cluster and largest TFCE of every sign-flipped map; each map's
+    clusters and TFCE in one of ``n_jobs`` threads (TFCE's sweep runs without the
+    interpreter lock)."""
     n_flips = len(flips)
     max_t = np.empty(n_flips)
     max_size = np.zeros(n_flips)
     max_tfce = np.zeros(n_flips)
-    for lo in range(0, n_flips, chunk):
-        t_block = one_sample_t(data, flips[lo : lo + chunk])
-        max_t[lo : lo + chunk] = t_block.max(axis=1)
-        for k, t_map in enumerate(t_block):
-            if maps.threshold_t is not None:
-                max_size[lo + k] = maps.clusters(t_map)[1].max(initial=0)
-            if with_tfce:
-                max_tfce[lo + k] = maps.tfce(t_map).max(initial=0.0)
+
+    def of_map(t_map: np.ndarray) -> tuple[float, float]:
+        size = maps.clusters(t_map)[1].max(initial=0) if maps.threshold_t is not None else 0.0
+        return size, (maps.tfce(t_map).max(initial=0.0) if with_tfce else 0.0)
+
+    with ThreadPoolExecutor(n_jobs) if n_jobs > 1 else nullcontext() as pool:
+        for lo in range(0, n_flips, chunk):
+            t_block = one_sample_t(data, flips[lo : lo + chunk])
+            max_t[lo : lo + chunk] = t_block.max(axis=1)
+            found = list(pool.map(of_map, t_block) if pool is not None else map(of_map, t_block))
+            max_size[lo : lo + len(found)] = [f[0] for f in found]
+            max_tfce[lo : lo + len(found)] = [f[1] for f in found]
     return max_t, max_size, max_tfce
 
 
@@ -139,8 +158,9 @@ def sign_flip_test(
     cluster_threshold: float | None = 0.001,
     with_tfce: bool = False,
     tfce_dh="auto",
-    chunk: int = 256,
+    chunk: int = 32,
     graph=None,
+    n_jobs: int = 1,
 ) -> SignFlipResult:
     """One-sided one-sample test (mean > 0) of subject maps by sign flipping.
 
@@ -159,10 +179,15 @@ def sign_flip_test(
     with_tfce : bool
         Also TFCE of the t maps, with family-wise p-values.
     tfce_dh : "auto" or float
+    chunk : int
+        Sign patterns whose t maps are computed (and held) at once: about
+        ``2 * chunk * n_voxels`` floats (105 MB for 32 patterns of a 2 mm brain).
     graph : scipy.sparse matrix or None
         Adjacency (n_voxels x n_voxels) of the tested points when they are not a grid's
         voxels (a mesh's vertices, connected by its edges): clusters and TFCE follow it,
         and ``mask`` is unused.
+    n_jobs : int
+        Threads that find the null maps' clusters and TFCE (-1: every core).
 
     Returns
     -------
@@ -180,12 +205,13 @@ def sign_flip_test(
     elif int(mask.sum()) != n_voxels:
         raise ValueError(f"data has {n_voxels} voxels, the mask {int(mask.sum())}")
     flips, exhaustive = sign_patterns(n_subjects, n_permutations, random_state)
+    n_jobs = effective_n_jobs(n_jobs)
     n_flips = len(flips)
     threshold_t = None
     if cluster_threshold is not None:
         threshold_t = float(stats.t.isf(cluster_threshold, df=n_subjects - 1))
-    maps = _TMaps(mask, threshold_t, tfce_dh, graph)
-    max_t, max_size, max_tfce = _null_maxima(data, flips, maps, with_tfce, chunk)
+    maps = _TMaps(mask, threshold_t, tfce_dh, graph, with_tfce)
+    max_t, max_size, max_tfce = _null_maxima(data, flips, maps, with_tfce, chunk, n_jobs)
     t_obs = one_sample_t(data)[0]
     extra = 0.0 if exhaustive else 1.0
 

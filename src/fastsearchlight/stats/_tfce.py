@@ -171,7 +171,7 @@ def _neighbours_among(nodes: np.ndarray, shape: tuple, structure) -> tuple[np.nd
     return graph.indptr.astype(np.int64), graph.indices.astype(np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _root(parent, i):
     while parent[i] != i:
         parent[i] = parent[parent[i]]  # path halving
@@ -179,7 +179,7 @@ def _root(parent, i):
     return i
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tfce_sweep(values, indptr, indices, heights, E, H):
     """TFCE on a graph (CSR ``indptr``, ``indices``) at thresholds ``heights``
     (increasing, positive): each element's ``sum_h extent(h)**E * h**H`` over the
@@ -251,7 +251,7 @@ def _tfce_sweep(values, indptr, indices, heights, E, H):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _term(extent, weight, lo, hi, E):
     """``extent**E * sum(weight[lo:hi + 1])``: a cluster tree node's term (0 if it lasted
     no threshold)."""
