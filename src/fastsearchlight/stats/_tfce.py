@@ -2,10 +2,13 @@
 the clusters it adds up: of a voxel grid (connected by a structuring element) or of any
 graph (a mesh's vertices connected by its edges).
 
-TFCE's clusters at every threshold come from one sweep (:func:`_tfce_sweep`, compiled):
-the map's elements join a union-find forest from the highest value down, so the clusters
-of each threshold are those of the one above with the new elements merged in, instead of
-labelling the whole map afresh at each of its (about 100) thresholds.
+TFCE's clusters at every threshold come from one sweep (:func:`_tfce_sweep`, compiled,
+without the interpreter lock): the map's elements join a union-find forest from the highest
+value down, so the clusters of each threshold are those of the one above with the new
+elements merged in, instead of labelling the whole map afresh at each of its (about 100)
+thresholds; a cluster's term is added once for each change of the cluster (a node of the
+clusters' tree), not once per element and threshold. :class:`TfceGraph` holds the
+elements' connections, found once for the many maps of a permutation test.
 """
 
 from __future__ import annotations
