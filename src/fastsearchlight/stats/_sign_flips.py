@@ -17,9 +17,9 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
-from joblib import effective_n_jobs
 from scipy import ndimage, stats
 
+from ..core import effective_n_jobs
 from ._tfce import TfceGraph, label_clusters
 
 __all__ = ["SignFlipResult", "sign_flip_test", "sign_patterns"]
