@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from fastsearchlight.estimators._lapack import (
-    cholesky_solve_upper,
     cholesky_upper,
     gram_into,
     matmul_into,
@@ -27,25 +26,6 @@ def test_cholesky_upper_matches_numpy(d):
     lower_garbage = np.triu(H) + np.tril(np.full((d, d), np.nan), -1)
     assert cholesky_upper(lower_garbage, R)
     np.testing.assert_allclose(np.triu(R), np.linalg.cholesky(H).T, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("d", [1, 5, 76])
-def test_cholesky_solve_upper_matches_numpy(d):
-    rng = np.random.default_rng(d)
-    A = rng.standard_normal((90, d))
-    H = np.eye(d) + A.T @ A
-    R = np.empty((d, d))
-    assert cholesky_upper(H, R)
-    R += np.tril(np.full((d, d), np.nan), -1)  # the lower triangle is not read
-    b = rng.standard_normal(d)
-    out = np.full(d, 5.0)
-    cholesky_solve_upper(R, b, out)
-    np.testing.assert_allclose(out, np.linalg.solve(H, b), rtol=1e-10, atol=1e-12)
-    in_place = b.copy()
-    cholesky_solve_upper(R, in_place, in_place)
-    np.testing.assert_array_equal(in_place, out)
-    with pytest.raises(ValueError, match="C-contiguous"):
-        cholesky_solve_upper(R, b, np.empty(2 * d)[::2])
 
 
 def test_cholesky_upper_reports_indefinite_matrices():

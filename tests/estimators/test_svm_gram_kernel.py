@@ -208,12 +208,8 @@ def test_upper_factor_updates_stay_the_factor_of_the_active_sets_matrix(k_max):
     """Appends and removals (first, middle, last position) of samples keep ``U`` the upper
     factor of ``I / 2C + K_AA`` for the active set ``A = idx[:na]``, and its solves equal
     numpy's, as a fresh factor's do."""
-    from fastsearchlight.estimators._svm_gram_kernel import (
-        _append,
-        _cholesky_upper,
-        _remove,
-        _solve_upper,
-    )
+    from fastsearchlight.estimators._svm_gram_kernel import _append, _cholesky_upper, _remove
+    from fastsearchlight.estimators._triangular import solve_upper
 
     rng = np.random.default_rng(3)
     X = rng.standard_normal((k_max, k_max + 5))
@@ -235,7 +231,7 @@ def test_upper_factor_updates_stay_the_factor_of_the_active_sets_matrix(k_max):
         np.testing.assert_allclose(inv[:na], 1.0 / np.diag(F), rtol=1e-14)
         b = rng.standard_normal(na)
         out = np.empty(k_max)
-        _solve_upper(U, inv, na, b, out)
+        solve_upper(U, inv, na, b, out)
         np.testing.assert_allclose(out[:na], np.linalg.solve(M, b), rtol=1e-10)
 
     check(na)

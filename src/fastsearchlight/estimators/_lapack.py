@@ -6,11 +6,10 @@ each call copies its operands and allocates its result, and ``np.dot`` forms bot
 of a symmetric product. For the small matrices of one sphere (``d`` from 20 to 125) that
 overhead is a third of the work: measured with one BLAS thread, ``potrf`` called in place
 takes 3.0 us against 4.1 us at ``d = 41`` (27.5 against 37.6 at ``d = 124``), and ``syrk``
-on 54 rows 3.6 against 4.8 us (19.9 against 31.9). The solves with a factor (``potrs``) take
-1.0 us against 1.15 us for compiled loops at ``d = 41``, 2.4 against 3.3 at ``d = 76`` and
-5.4 against 7.9 at ``d = 124``. ``RidgeClassifierCV``'s kernel also takes the triangular solve
-of many rows (``trsm``), the inverse from a factor (``potri``) and the condition estimate
-(``pocon``).
+on 54 rows 3.6 against 4.8 us (19.9 against 31.9). The solves of one right-hand side with
+a factor are compiled loops (:mod:`._triangular`), faster than LAPACK's ``potrs``.
+``RidgeClassifierCV``'s kernel also takes the triangular solve of many rows (``trsm``), the
+inverse from a factor (``potri``) and the condition estimate (``pocon``).
 
 The routines are scipy's (``scipy.linalg.cython_lapack`` and ``cython_blas``), registered
 under a symbol name with LLVM when this module is imported, so the compiled functions that
@@ -31,7 +30,6 @@ from numba.extending import get_cython_function_address
 __all__ = [
     "cholesky_lower_block",
     "cholesky_upper_block",
-    "cholesky_solve_upper",
     "cholesky_upper",
     "gram_into",
     "inverse_upper",
@@ -50,7 +48,6 @@ def _external(module: str, name: str, n_args: int) -> types.ExternalFunction:
 
 
 _dpotrf = _external("scipy.linalg.cython_lapack", "dpotrf", 5)
-_dpotrs = _external("scipy.linalg.cython_lapack", "dpotrs", 8)
 _dsyrk = _external("scipy.linalg.cython_blas", "dsyrk", 10)
 _dgemm = _external("scipy.linalg.cython_blas", "dgemm", 13)
 _dtrsm = _external("scipy.linalg.cython_blas", "dtrsm", 11)
@@ -92,28 +89,6 @@ def cholesky_upper(H, R):
     _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, R.ctypes.data, args[1:].ctypes.data,
             args[2:].ctypes.data)  # fmt: skip
     return args[2] == 0
-
-
-@njit(cache=True)
-def cholesky_solve_upper(R, b, out):
-    """``out = (R^T R)^-1 b`` from the upper factor ``R`` of :func:`cholesky_upper`
-    (C-contiguous ``(d, d)``; its lower triangle is not read), by LAPACK's ``potrs``:
-    ``out`` (``(d,)``, contiguous) may be ``b``."""
-    d = R.shape[0]
-    if not _c_contiguous(R) or out.strides[0] != 8:
-        raise ValueError("cholesky_solve_upper needs a C-contiguous factor and result")
-    if out.ctypes.data != b.ctypes.data:
-        for i in range(d):
-            out[i] = b[i]
-    if d == 0:
-        return
-    args = np.empty(4, dtype=np.int32)
-    args[0] = _LOWER
-    args[1] = d
-    args[2] = 1
-    args[3] = 0
-    _dpotrs(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data, R.ctypes.data,
-            args[1:].ctypes.data, out.ctypes.data, args[1:].ctypes.data, args[3:].ctypes.data)  # fmt: skip
 
 
 @njit(cache=True)

@@ -33,7 +33,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ._lapack import cholesky_solve_upper, cholesky_upper, gram_into, matmul_into, syrk_upper
+from ._lapack import cholesky_upper, gram_into, matmul_into, syrk_upper
+from ._triangular import cholesky_solve_upper
 
 __all__ = ["logistic_block"]
 

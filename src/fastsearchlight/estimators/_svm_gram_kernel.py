@@ -63,6 +63,7 @@ from ._svm_kernel import (
     _first_step_rule,
     _step_length,
 )
+from ._triangular import forward_upper, solve_upper
 
 __all__ = ["gram_newton_spheres"]
 
@@ -159,36 +160,6 @@ def _cholesky_upper(U, k, inv):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _forward_upper(U, inv, k, x):
-    """``x = U^-T x`` on the leading ``k`` entries, in place (``inv``: reciprocals of the
-    diagonal of ``U``), by row slices of ``U`` (axpy: contiguous, vectorised)."""
-    for c in range(k):
-        v = x[c] * inv[c]
-        x[c] = v
-        row = U[c, c + 1 : k]
-        tail = x[c + 1 : k]
-        for j in range(k - c - 1):
-            tail[j] -= v * row[j]
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _solve_upper(U, inv, k, b, out):
-    """``out = (U^T U)^-1 b`` on the leading ``k`` entries (``inv``: reciprocals of the
-    diagonal of ``U``): forward by row slices of ``U`` (:func:`_forward_upper`), back by
-    their dot products, both contiguous."""
-    for i in range(k):
-        out[i] = b[i]
-    _forward_upper(U, inv, k, out)
-    for i in range(k - 1, -1, -1):
-        row = U[i, i + 1 : k]
-        tail = out[i + 1 : k]
-        acc = 0.0
-        for j in range(k - i - 1):
-            acc += row[j] * tail[j]
-        out[i] = (out[i] - acc) * inv[i]
-
-
-@njit(cache=True, fastmath=_FASTMATH)
 def _append(K, half, idx, na, j, U, inv, l):
     """Sample ``j`` appended to the upper factor ``U`` of ``I / 2C + K_AA``
     (``A = idx[:na]``): a new column ``U^-T K[A, j]`` (forward solve by row slices) and
@@ -196,7 +167,7 @@ def _append(K, half, idx, na, j, U, inv, l):
     Kj = K[j]
     for r in range(na):
         l[r] = Kj[idx[r]]
-    _forward_upper(U, inv, na, l)
+    forward_upper(U, inv, na, l)
     acc = K[j, j] + half
     for c in range(na):
         U[c, na] = l[c]
@@ -373,7 +344,7 @@ def _solve_dual(
     if warm:
         for r in range(na):
             rhs[r] = y[idx[r]]
-        _solve_upper(U, inv, na, rhs, z)
+        solve_upper(U, inv, na, rhs, z)
         for i in range(k):
             p[i] = 0.0
         for r in range(na):
@@ -424,7 +395,7 @@ def _solve_dual(
                 return NEEDS_SVD, it + 1
         for r in range(na):
             rhs[r] = y[idx[r]]
-        _solve_upper(U, inv, na, rhs, z)
+        solve_upper(U, inv, na, rhs, z)
         for i in range(k):
             p[i] = 0.0
         for r in range(na):

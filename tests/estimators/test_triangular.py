@@ -1,0 +1,50 @@
+"""The compiled solves with an upper Cholesky factor, against numpy."""
+
+import numpy as np
+import pytest
+
+from fastsearchlight.estimators._lapack import cholesky_upper
+from fastsearchlight.estimators._triangular import cholesky_solve_upper, forward_upper, solve_upper
+
+
+def _factor(d, seed):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((max(90, 2 * d), d))
+    H = np.eye(d) + A.T @ A
+    R = np.empty((d, d))
+    assert cholesky_upper(H, R)
+    return H, R, rng
+
+
+@pytest.mark.parametrize("d", [1, 5, 19, 76, 111])
+def test_cholesky_solve_upper_matches_numpy(d):
+    H, R, rng = _factor(d, d)
+    R += np.tril(np.full((d, d), np.nan), -1)  # the lower triangle is not read
+    b = rng.standard_normal(d)
+    out = np.full(d, 5.0)
+    cholesky_solve_upper(R, b, out)
+    np.testing.assert_allclose(out, np.linalg.solve(H, b), rtol=1e-10, atol=1e-12)
+    in_place = b.copy()
+    cholesky_solve_upper(R, in_place, in_place)
+    np.testing.assert_array_equal(in_place, out)
+
+
+@pytest.mark.parametrize("k", [0, 1, 7, 40])
+def test_solve_upper_uses_the_leading_block_only(k):
+    """Within a larger work matrix, only the leading ``k x k`` block's upper triangle and the
+    first ``k`` entries are read and written."""
+    d = 45
+    H, R, rng = _factor(k, k + 100) if k else (np.zeros((0, 0)), np.zeros((0, 0)), np.random.default_rng(0))
+    U = np.full((d, d), np.nan)
+    U[:k, :k] = np.triu(R)
+    inv = np.full(d, np.nan)
+    inv[:k] = 1.0 / np.diag(R)
+    b = np.concatenate([rng.standard_normal(k), np.full(d - k, np.nan)])
+    out = np.full(d, -3.0)
+    solve_upper(U, inv, k, b, out)
+    np.testing.assert_allclose(out[:k], np.linalg.solve(H, b[:k]) if k else out[:0], rtol=1e-10)
+    np.testing.assert_array_equal(out[k:], -3.0)
+    z = b.copy()
+    forward_upper(U, inv, k, z)
+    np.testing.assert_allclose(z[:k], np.linalg.solve(np.triu(R).T, b[:k]) if k else z[:0], rtol=1e-10)
+    assert np.isnan(z[k:]).all()
