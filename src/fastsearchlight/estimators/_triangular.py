@@ -12,7 +12,8 @@ against 0.76 us at ``d = 19``, 1.7 against 2.6 at ``d = 40``, 3.7 against 6.6 at
 LAPACK's (``potrf``, :mod:`._lapack`): a compiled left-looking loop over rows took 26
 against 18 us at ``d = 76`` and 79 against 56 us at ``d = 111``.
 
-Compiled with numba (``cache=True``); no interpreter lock needed by the callers' loops.
+Compiled with numba (``cache=True``), for the kernels' compiled loops, which call them without
+the interpreter lock.
 """
 
 from __future__ import annotations
