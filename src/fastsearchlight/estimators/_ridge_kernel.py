@@ -20,6 +20,7 @@ from numba import njit
 
 from ..cv import CVPlan
 from ._lapack import cholesky_upper, gram_into
+from ._triangular import solve_upper
 
 __all__ = ["RoleBlocks", "ridge_block", "role_blocks"]
 
@@ -178,26 +179,23 @@ def fold_products(total_g, total_s, grams, sums, blocks, subtract, G, s):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _cholesky_solve(A, R):
     """``R = A^-1 R`` in place for a symmetric positive definite ``A`` (LAPACK's ``potrf``
-    called in place on a copy, :mod:`._lapack`; ``gesv`` when it fails)."""
+    called in place on a copy, :mod:`._lapack`; ``gesv`` when it fails), column by column of
+    ``R`` by the compiled solves of :mod:`._triangular`."""
     p, k = R.shape
     F = np.empty((p, p))
     if not cholesky_upper(A, F):  # not positive definite to rounding: LU
         R[:, :] = np.linalg.solve(A, R)
         return
-    # A = F^T F, F upper: forward with F^T, then back with F (rows of F read in order)
+    inv = np.empty(p)
+    for i in range(p):
+        inv[i] = 1.0 / F[i, i]
+    col = np.empty(p)  # (a column of R, contiguous)
     for q in range(k):
-        for c in range(p):
-            v = R[c, q] / F[c, c]
-            R[c, q] = v
-            row = F[c]
-            for i in range(c + 1, p):
-                R[i, q] -= row[i] * v
-        for i in range(p - 1, -1, -1):
-            row = F[i]
-            s = R[i, q]
-            for j in range(i + 1, p):
-                s -= row[j] * R[j, q]
-            R[i, q] = s / F[i, i]
+        for i in range(p):
+            col[i] = R[i, q]
+        solve_upper(F, inv, p, col, col)
+        for i in range(p):
+            R[i, q] = col[i]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
