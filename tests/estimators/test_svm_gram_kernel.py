@@ -9,7 +9,12 @@ from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.svm import LinearSVC
 
 from fastsearchlight.cv import make_cv_plan
-from fastsearchlight.estimators._svm_gram_kernel import gram_newton_spheres
+from fastsearchlight.estimators._svm_gram_kernel import (
+    _REDO,
+    MAX_JUMPS,
+    _solve_by_inverse,
+    gram_newton_spheres,
+)
 from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD
 from fastsearchlight.estimators.base import binary_targets
 from fastsearchlight.estimators.svm import BatchedLinearSVC
@@ -201,6 +206,59 @@ def test_inverse_and_factor_paths_reach_the_same_optimum_on_raw_scale(n_classes)
     for alpha in (by_inverse[0], by_factor[0]):
         for s in range(len(X)):
             assert_optimum(alpha[s] @ X[s], alpha[s].sum(axis=1), X[s][train], y[train], n_classes)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_active_set_jumps_reach_the_factor_paths_optimum_on_permuted_labels(n_classes):
+    """A permutation test's problems (many label vectors per training set) by the inverse
+    path's active-set jumps and by the factor path's damped iterations: the same optimum,
+    every problem converged."""
+    X, y, groups = run_betas(6, 80, n_classes, seed=30 + n_classes)
+    rng = np.random.default_rng(1)
+    ys = np.stack([y] + [np.concatenate([rng.permutation(r) for r in y.reshape(8, -1)]) for _ in range(24)])
+    train = groups != 0
+    Y = np.concatenate([binary_targets(labels, n_classes) for labels in ys])
+    G = X @ np.swapaxes(X, 1, 2) + 1.0
+    rows = np.flatnonzero(train)[None, :]
+    size, members = np.array([rows.shape[1]]), np.arange(len(Y))[None, :]
+    by_jumps = solve(G, rows, size, members, Y, 1.0, 16)
+    by_factor = solve(G, rows, size, members, Y, 1.0)
+    assert np.all(by_jumps[2] == CONVERGED) and np.all(by_factor[2] == CONVERGED)
+    scale = np.abs(by_factor[1]).max()
+    np.testing.assert_allclose(by_jumps[1], by_factor[1], rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(by_jumps[0], by_factor[0], rtol=0, atol=1e-10 * np.abs(by_factor[0]).max())
+
+
+def test_active_set_jumps_give_up_after_their_cap():
+    """A problem whose first active set is not the optimum's: with one jump allowed it is
+    left to the factor path (``_REDO``); with the default cap it converges, to the factor
+    path's optimum."""
+    X, y, groups = run_betas(1, 60, 4, seed=40)
+    train = groups != 0
+    G, rows, size, members, Y = kernel_inputs(X, y, 4, train)
+    k = rows.shape[1]
+    K = np.ascontiguousarray(G[0][np.ix_(rows[0], rows[0])])
+    S = np.linalg.inv(K + 0.5 * np.eye(k))
+    reference = solve(G, rows, size, members, Y, 1.0)
+    outcomes = []
+    for q in range(len(Y)):
+        yq = np.ascontiguousarray(Y[q, rows[0]])
+        for cap in (1, MAX_JUMPS):
+            work = [np.zeros(k) for _ in range(8)]
+            act, ridx, nxt = np.zeros(k, bool), np.zeros(k, np.int64), np.zeros(k, np.int64)
+            Mr, Lr = np.zeros((k, k)), np.zeros((k, k))
+            a, p, s, u, m, b, lam, p1 = work
+            status, sets = _solve_by_inverse(
+                K, k, yq, 1.0, S, cap, a, p, s, u, m, act, ridx, nxt, b, Mr, Lr, np.zeros(k), lam, p1,
+                np.zeros(0, bool),
+            )  # fmt: skip
+            outcomes.append((q, cap, status, sets))
+            if status == CONVERGED:
+                np.testing.assert_allclose(a, reference[0][0, q, rows[0]], rtol=0, atol=1e-10 * np.abs(a).max())
+    assert all(status == CONVERGED for _, cap, status, _ in outcomes if cap == MAX_JUMPS)
+    redone = [(q, sets) for q, cap, status, sets in outcomes if cap == 1 and status == _REDO]
+    assert redone, "every first active set was the optimum's: the cap was not exercised"
+    assert all(sets == 2 for _, sets in redone)  # p1, then the first set's point
 
 
 @pytest.mark.parametrize("k_max", [12, 40])  # the loop and LAPACK factorisations
