@@ -32,6 +32,7 @@ __all__ = [
     "cholesky_upper_block",
     "cholesky_upper",
     "gram_into",
+    "inverse_lower_block",
     "inverse_upper",
     "matmul_into",
     "reciprocal_condition_upper",
@@ -182,6 +183,29 @@ def _potrf_block(F, k, uplo):
     args[3] = 0
     _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
             args[3:].ctypes.data)  # fmt: skip
+    return args[3] == 0
+
+
+@njit(cache=True)
+def inverse_lower_block(S, k):
+    """The inverse ``M^-1`` from the lower factor ``F`` of ``M = F F^T`` in the leading
+    ``k x k`` block of ``S`` (as :func:`cholesky_lower_block` leaves it), in place: both
+    triangles of the block (LAPACK's ``potri``, then mirrored). False when a diagonal entry of
+    ``F`` is zero. ``S``: as :func:`cholesky_lower_block`'s ``L``."""
+    if k == 0:
+        return True
+    if S.strides[1] != 8 or S.shape[0] < k or S.shape[1] < k:
+        raise ValueError("a block inverse needs unit column stride and a k x k block")
+    args = np.empty(4, dtype=np.int32)
+    args[0] = _UPPER  # C order's lower triangle is Fortran order's upper
+    args[1] = k
+    args[2] = S.strides[0] // 8 if S.shape[0] > 1 else max(k, 1)
+    args[3] = 0
+    _dpotri(args[0:].ctypes.data, args[1:].ctypes.data, S.ctypes.data, args[2:].ctypes.data,
+            args[3:].ctypes.data)  # fmt: skip
+    for r in range(1, k):
+        for c in range(r):
+            S[c, r] = S[r, c]
     return args[3] == 0
 
 
