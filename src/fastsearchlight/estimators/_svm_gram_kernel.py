@@ -665,6 +665,8 @@ def gram_newton_spheres(
                 n_others[u] += 1
     half = 0.5 / C
     warm_starts = has_guess.shape[0] > 0
+    # work vectors named once, not sliced per problem (each view costs reference counting)
+    a, w1, w2, w3, m, w5, w6, w7, y, w9 = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7], vec[8], vec[9]
     for b in range(B):
         Gb = G[b]
         for u in range(U):
@@ -687,29 +689,26 @@ def gram_newton_spheres(
                 inverse = inverse_lower_block(S, k)
             for j in range(M):
                 q = members[u, j]
-                res = out[b, q]
-                res[:] = 0.0
+                for i in range(n):
+                    out[b, q, i] = 0.0
                 if not ok:
                     status[b, q] = NEEDS_SVD
                     if warm_starts:  # no optimum here: the next sphere's guess is not this one's
                         has_guess[q] = False
                     continue
-                y = vec[8]
                 for r in range(k):
                     y[r] = Yq[q, rows[r]]
-                a = vec[0]
-                m = vec[4]
                 st = _REDO
                 start = guess[q, :k] if warm_starts and follows[b] and has_guess[q] else guess[q, :0]
                 if inverse:
                     st, its = _solve_by_inverse(
-                        K, k, y, C, S, MAX_JUMPS, a, vec[1], vec[2], vec[3], m, act, ridx, idx,
-                        vec[6], Mw, L, inv, vec[7], vec[9], start,
+                        K, k, y, C, S, MAX_JUMPS, a, w1, w2, w3, m, act, ridx, idx, w6, Mw, L, inv,
+                        w7, w9, start,
                     )  # fmt: skip
                 if st == _REDO:
                     st, its = _solve_dual(
-                        K, k, y, C, L0, inv0, max_iter, a, vec[1], vec[2], vec[3], m, vec[5],
-                        act, pact, idx, L, inv, vec[6], vec[7], n_features, start,
+                        K, k, y, C, L0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx, L,
+                        inv, w6, w7, n_features, start,
                     )  # fmt: skip
                 status[b, q] = st
                 iterations[b, q] = its
@@ -720,17 +719,16 @@ def gram_newton_spheres(
                         guess[q, r] = act[r]
                 if not decisions:
                     for r in range(k):
-                        res[rows[r]] = a[r]
+                        out[b, q, rows[r]] = a[r]
                     continue
                 for r in range(k):
-                    res[rows[r]] = y[r] * m[r]
+                    out[b, q, rows[r]] = y[r] * m[r]
                 for e in range(n_others[u]):
                     j = others[u, e]
-                    Gj = Gb[j]
                     acc = 0.0
                     for r in range(k):
-                        acc += Gj[rows[r]] * a[r]
-                    res[j] = acc
+                        acc += Gb[j, rows[r]] * a[r]
+                    out[b, q, j] = acc
     return status, iterations
 
 
