@@ -131,3 +131,26 @@ def test_block_factors_of_a_leading_block_match_numpy(k):
     bad = -np.eye(k)
     assert not cholesky_upper_block(bad.copy(), k)
     assert not cholesky_lower_block(bad.copy(), k)
+
+
+@pytest.mark.parametrize("k", [1, 7, 30])
+def test_block_inverse_from_a_lower_factor_matches_numpy(k):
+    """``inverse_lower_block`` turns the lower factor in the leading ``k x k`` block of a
+    longer buffer into the full inverse of that block, reading only the factor's triangle
+    and writing nothing outside the block."""
+    from fastsearchlight.estimators._lapack import cholesky_lower_block, inverse_lower_block
+
+    rng = np.random.default_rng(k + 100)
+    X = rng.standard_normal((k, k + 3))
+    M = X @ X.T + np.eye(k)
+    buf = np.full((k + 4, k + 6), 7.0)
+    buf[:k, :k] = np.tril(M) + np.triu(np.full((k, k), np.nan), 1)
+    assert cholesky_lower_block(buf, k)
+    buf[:k, :k] = np.tril(buf[:k, :k]) + np.triu(np.full((k, k), np.nan), 1)
+    assert inverse_lower_block(buf, k)
+    np.testing.assert_allclose(buf[:k, :k], np.linalg.inv(M), rtol=1e-10, atol=1e-12)
+    outside = np.ones(buf.shape, bool)
+    outside[:k, :k] = False
+    assert np.all(buf[outside] == 7.0)
+    with pytest.raises(ValueError, match="unit column stride"):
+        inverse_lower_block(np.zeros((k + 2, 2 * k + 2))[:, ::2], k + 1)

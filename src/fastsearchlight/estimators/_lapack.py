@@ -174,16 +174,38 @@ def _potrf_block(F, k, uplo):
     memory read in Fortran order; False when it is not positive definite."""
     if k == 0:
         return True
+    args = _block_args(F, k, uplo)
+    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
+            args[3:].ctypes.data)  # fmt: skip
+    return args[3] == 0
+
+
+@njit(cache=True)
+def _potri_block(F, k, uplo):
+    """LAPACK's ``potri`` in place on the leading ``k x k`` block of ``F`` (as
+    :func:`_potrf_block`): the inverse from the factor in that triangle, the other triangle
+    untouched; False when a diagonal entry of the factor is zero."""
+    if k == 0:
+        return True
+    args = _block_args(F, k, uplo)
+    _dpotri(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
+            args[3:].ctypes.data)  # fmt: skip
+    return args[3] == 0
+
+
+@njit(cache=True)
+def _block_args(F, k, uplo):
+    """The integer arguments of ``potrf`` and ``potri`` on the leading ``k x k`` block of the
+    C-ordered ``F`` (unit column stride, rows possibly longer than ``k``): the triangle, the
+    order, the leading dimension, and the status."""
     if F.strides[1] != 8 or F.shape[0] < k or F.shape[1] < k:
-        raise ValueError("a block Cholesky factor needs unit column stride and a k x k block")
+        raise ValueError("a block factor or inverse needs unit column stride and a k x k block")
     args = np.empty(4, dtype=np.int32)
     args[0] = uplo
     args[1] = k
     args[2] = F.strides[0] // 8 if F.shape[0] > 1 else max(k, 1)
     args[3] = 0
-    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
-            args[3:].ctypes.data)  # fmt: skip
-    return args[3] == 0
+    return args
 
 
 @njit(cache=True)
@@ -192,21 +214,11 @@ def inverse_lower_block(S, k):
     ``k x k`` block of ``S`` (as :func:`cholesky_lower_block` leaves it), in place: both
     triangles of the block (LAPACK's ``potri``, then mirrored). False when a diagonal entry of
     ``F`` is zero. ``S``: as :func:`cholesky_lower_block`'s ``L``."""
-    if k == 0:
-        return True
-    if S.strides[1] != 8 or S.shape[0] < k or S.shape[1] < k:
-        raise ValueError("a block inverse needs unit column stride and a k x k block")
-    args = np.empty(4, dtype=np.int32)
-    args[0] = _UPPER  # C order's lower triangle is Fortran order's upper
-    args[1] = k
-    args[2] = S.strides[0] // 8 if S.shape[0] > 1 else max(k, 1)
-    args[3] = 0
-    _dpotri(args[0:].ctypes.data, args[1:].ctypes.data, S.ctypes.data, args[2:].ctypes.data,
-            args[3:].ctypes.data)  # fmt: skip
+    ok = _potri_block(S, k, _UPPER)  # C order's lower triangle is Fortran order's upper
     for r in range(1, k):
         for c in range(r):
             S[c, r] = S[r, c]
-    return args[3] == 0
+    return ok
 
 
 @njit(cache=True)
@@ -264,16 +276,11 @@ def inverse_upper(R):
     d = R.shape[0]
     if not _c_contiguous(R):
         raise ValueError("inverse_upper needs a C-contiguous factor")
-    args = np.empty(3, dtype=np.int32)
-    args[0] = _LOWER
-    args[1] = d
-    args[2] = 0
-    _dpotri(args[0:].ctypes.data, args[1:].ctypes.data, R.ctypes.data, args[1:].ctypes.data,
-            args[2:].ctypes.data)  # fmt: skip
+    ok = _potri_block(R, d, _LOWER)
     for r in range(1, d):
         for c in range(r):
             R[r, c] = R[c, r]
-    return args[2] == 0
+    return ok
 
 
 @njit(cache=True)

@@ -433,6 +433,18 @@ def _matvec(S, k, b, out):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
+def _margins(K, k, y, v, m):
+    """``m = y * (K v)`` on the leading ``k`` entries (``v`` is 0 outside its active set: a
+    dense, vectorised product)."""
+    for i in range(k):
+        Ki = K[i]
+        acc = 0.0
+        for c in range(k):
+            acc += Ki[c] * v[c]
+        m[i] = y[i] * acc
+
+
+@njit(cache=True, fastmath=_FASTMATH)
 def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     """``out = z - S[:, R] S_RR^-1 z_R`` with ``out_R = 0``, for ``R = ridx[:nr]``. With
     ``S`` the inverse of ``M = I / 2C + K`` on every training sample and ``z = S b`` (``b``
@@ -545,16 +557,12 @@ def _solve_by_inverse(K, k, y, C, S, max_jumps, a, p, s, u, m, act, ridx, nxt, b
             act[ridx[e]] = False
     if not found:
         return _REDO, points
-    # the residual of the Newton point on A, and K p, from K
+    # the residual of the Newton point on A, and its margins, from K
+    _margins(K, k, y, p, m)
     res = 0.0
     big = 0.0
     for i in range(k):
-        acc = 0.0
-        Ki = K[i]
-        for c in range(k):  # p is 0 on R
-            acc += Ki[c] * p[c]
-        m[i] = y[i] * acc
-        b[i] = y[i] - half * p[i] - acc if act[i] else 0.0
+        b[i] = y[i] - half * p[i] - y[i] * m[i] if act[i] else 0.0  # y_i m_i = (K p)_i
         res += b[i] * b[i]
         big = max(big, abs(p[i]))
     if 2.0 * C * np.sqrt(res) <= 1e-13 * big:
@@ -570,12 +578,7 @@ def _solve_by_inverse(K, k, y, C, S, max_jumps, a, p, s, u, m, act, ridx, nxt, b
             corr = max(corr, abs(s[i]))
         if corr > 1e-8 * big:
             return _REDO, points
-        for i in range(k):
-            acc = 0.0
-            Ki = K[i]
-            for c in range(k):  # a is 0 on R
-                acc += Ki[c] * a[c]
-            m[i] = y[i] * acc
+        _margins(K, k, y, a, m)
     for i in range(k):
         if (m[i] < 1.0) != act[i]:
             return _REDO, points
