@@ -254,7 +254,9 @@ def test_active_set_jumps_give_up_after_their_cap():
             )  # fmt: skip
             outcomes.append((q, cap, status, sets))
             if status == CONVERGED:
-                np.testing.assert_allclose(a, reference[0][0, q, rows[0]], rtol=0, atol=1e-10 * np.abs(a).max())
+                np.testing.assert_allclose(
+                    a, reference[0][0, q, rows[0]], rtol=0, atol=1e-10 * np.abs(a).max()
+                )
     assert all(status == CONVERGED for _, cap, status, _ in outcomes if cap == MAX_JUMPS)
     redone = [(q, sets) for q, cap, status, sets in outcomes if cap == 1 and status == _REDO]
     assert redone, "every first active set was the optimum's: the cap was not exercised"

@@ -224,28 +224,24 @@ def _remove(idx, na, r, U, inv, v):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few, known):
+def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few):
     """One step from the coefficients ``a`` towards the Newton point ``p`` of the active set
     ``idx[:na]``, by the exact line search: ``a``, the margins ``m`` and the active set
     ``act`` moved (``s``, ``u``, ``delta`` are work space). On the samples ``on_p`` (the
     active set of ``p``) ``K p`` is ``y - p / 2C`` (their own equations); elsewhere it is
     computed from ``K``. When the search would go past ``p`` to where fewer than ``few``
     samples stay active, the step stops at ``p`` (the primal kernel's first-step rule;
-    ``few = 0``: never). ``known`` (length ``k``, or empty): ``K p`` outside ``on_p``,
-    when the caller has it. Returns ``(t, s . K s, n_changed, a . K a)``."""
+    ``few = 0``: never). Returns ``(t, s . K s, n_changed, a . K a)``."""
     half = 0.5 / C
-    has_known = known.shape[0] > 0
     # direction in the coefficients, and its change of every margin
     wd = 0.0
     ss = 0.0
     for i in range(k):
         s[i] = p[i] - a[i]
-        # (K p)_i, as in _jump: written out in both, as a shared function made these loops
-        # 1.7 times slower (its test of `known` no longer hoisted out of the loop)
+        # (K p)_i, as in _jump (written out in both: a shared function once made these loops
+        # 1.7 times slower)
         if on_p[i]:
             kp = y[i] - half * p[i]
-        elif has_known:
-            kp = known[i]
         else:
             kp = 0.0
             Ki = K[i]
@@ -270,20 +266,16 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta, few, know
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _jump(K, k, y, C, p, on_p, a, m, act, known):
+def _jump(K, k, y, C, p, on_p, a, m, act):
     """Move straight to the Newton point ``p`` of the active set ``on_p`` (a warm start's
     first step): ``a = p``, its margins ``m`` and active set ``act``. Returns how many
-    samples' status differs from ``on_p`` (0: ``p`` is the optimum). ``known``: as
-    :func:`_newton_step`'s."""
+    samples' status differs from ``on_p`` (0: ``p`` is the optimum)."""
     half = 0.5 / C
-    has_known = known.shape[0] > 0
     n_changed = 0
     for i in range(k):
         a[i] = p[i]
         if on_p[i]:
             kp = y[i] - half * p[i]
-        elif has_known:
-            kp = known[i]
         else:
             kp = 0.0
             Ki = K[i]
@@ -358,15 +350,13 @@ def _solve_dual(
         _solve_lower(L0, inv0, k, y, p)
     for it in range(max_iter):
         if warm and it == 0:
-            n_changed = _jump(K, k, y, C, p, pact, a, m, act, y[:0])
+            n_changed = _jump(K, k, y, C, p, pact, a, m, act)
             if n_changed == 0:
                 return CONVERGED, 1
         else:
             # the first step: as the primal kernel's (with fewer features than samples only)
             few = n_features if it == 0 and n_features <= k else 0
-            t, ss, n_changed, ww = _newton_step(
-                K, k, y, C, p, pact, idx, na, a, m, act, s, u, delta, few, y[:0]
-            )
+            t, ss, n_changed, ww = _newton_step(K, k, y, C, p, pact, idx, na, a, m, act, s, u, delta, few)
             if n_changed == 0 or t * t * ss <= 1e-26 * (1.0 + abs(ww)):
                 return CONVERGED, it + 1
         # the Newton point of the new active set: the factor updated (a few changes) or
@@ -475,16 +465,9 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _known_off(y, ridx, nr, lam, out):
-    """``K p`` on the samples ``R = ridx[:nr]`` outside the active set, after
-    :func:`_schur_correction` left ``lam`` (``p = S (y - lam on R)`` with ``p_R = 0``, so
-    ``(K p)_R = (M p)_R = y_R - lam``): no product with ``K``."""
-    for e in range(nr):
-        out[ridx[e]] = y[ridx[e]] - lam[e]
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _solve_by_inverse(K, k, y, C, S, max_jumps, a, p, s, u, m, act, ridx, nxt, b, Mr, Lr, invr, lam, p1, guess):
+def _solve_by_inverse(
+    K, k, y, C, S, max_jumps, a, p, s, u, m, act, ridx, nxt, b, Mr, Lr, invr, lam, p1, guess
+):
     """The problem's optimum from ``S``, the inverse of ``M = I / 2C + K`` on every
     training sample (shared by the problems of a training set), by active-set jumps: each
     step moves straight to the Newton point of the current active set ``A`` (no line
@@ -669,7 +652,8 @@ def gram_newton_spheres(
     half = 0.5 / C
     warm_starts = has_guess.shape[0] > 0
     # work vectors named once, not sliced per problem (each view costs reference counting)
-    a, w1, w2, w3, m, w5, w6, w7, y, w9 = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7], vec[8], vec[9]
+    a, w1, w2, w3, m = vec[0], vec[1], vec[2], vec[3], vec[4]
+    w5, w6, w7, y, w9 = vec[5], vec[6], vec[7], vec[8], vec[9]
     for b in range(B):
         Gb = G[b]
         for u in range(U):
