@@ -168,44 +168,29 @@ def gram_into(X, G):
 
 
 @njit(cache=True)
-def _potrf_block(F, k, uplo):
-    """LAPACK's ``potrf`` in place on the leading ``k x k`` block of the C-ordered ``F``
-    (unit column stride, rows possibly longer than ``k``), for the triangle ``uplo`` of its
-    memory read in Fortran order; False when it is not positive definite."""
+def _on_block(F, k, uplo, inverse):
+    """LAPACK's ``potrf`` (``inverse`` False) or ``potri`` (True) in place on the leading
+    ``k x k`` block of the C-ordered ``F`` (unit column stride, rows possibly longer than
+    ``k``), on the triangle ``uplo`` of its memory read in Fortran order: the factor, or the
+    inverse from the factor in that triangle (the other triangle untouched). False when the
+    block is not positive definite (``potrf``) or a diagonal entry of the factor is zero
+    (``potri``)."""
     if k == 0:
         return True
-    args = _block_args(F, k, uplo)
-    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
-            args[3:].ctypes.data)  # fmt: skip
-    return args[3] == 0
-
-
-@njit(cache=True)
-def _potri_block(F, k, uplo):
-    """LAPACK's ``potri`` in place on the leading ``k x k`` block of ``F`` (as
-    :func:`_potrf_block`): the inverse from the factor in that triangle, the other triangle
-    untouched; False when a diagonal entry of the factor is zero."""
-    if k == 0:
-        return True
-    args = _block_args(F, k, uplo)
-    _dpotri(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
-            args[3:].ctypes.data)  # fmt: skip
-    return args[3] == 0
-
-
-@njit(cache=True)
-def _block_args(F, k, uplo):
-    """The integer arguments of ``potrf`` and ``potri`` on the leading ``k x k`` block of the
-    C-ordered ``F`` (unit column stride, rows possibly longer than ``k``): the triangle, the
-    order, the leading dimension, and the status."""
     if F.strides[1] != 8 or F.shape[0] < k or F.shape[1] < k:
         raise ValueError("a block factor or inverse needs unit column stride and a k x k block")
     args = np.empty(4, dtype=np.int32)
     args[0] = uplo
     args[1] = k
-    args[2] = F.strides[0] // 8 if F.shape[0] > 1 else max(k, 1)
+    args[2] = F.strides[0] // 8 if F.shape[0] > 1 else max(k, 1)  # leading dimension
     args[3] = 0
-    return args
+    uplo_, n_, a, lda, info = (args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data,
+                               args[2:].ctypes.data, args[3:].ctypes.data)  # fmt: skip
+    if inverse:
+        _dpotri(uplo_, n_, a, lda, info)
+    else:
+        _dpotrf(uplo_, n_, a, lda, info)
+    return args[3] == 0
 
 
 @njit(cache=True)
@@ -214,7 +199,7 @@ def inverse_lower_block(S, k):
     ``k x k`` block of ``S`` (as :func:`cholesky_lower_block` leaves it), in place: both
     triangles of the block (LAPACK's ``potri``, then mirrored). False when a diagonal entry of
     ``F`` is zero. ``S``: as :func:`cholesky_lower_block`'s ``L``."""
-    ok = _potri_block(S, k, _UPPER)  # C order's lower triangle is Fortran order's upper
+    ok = _on_block(S, k, _UPPER, True)  # C order's lower triangle is Fortran order's upper
     for r in range(1, k):
         for c in range(r):
             S[c, r] = S[r, c]
@@ -227,7 +212,7 @@ def cholesky_lower_block(L, k):
     lower triangle of that block), in place; False when it is not positive definite. ``L``
     is a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``);
     the block's upper triangle is left unspecified."""
-    return _potrf_block(L, k, _UPPER)  # C order's lower triangle is Fortran order's upper
+    return _on_block(L, k, _UPPER, False)  # C order's lower triangle is Fortran order's upper
 
 
 @njit(cache=True)
@@ -236,7 +221,7 @@ def cholesky_upper_block(U, k):
     upper triangle of that block), in place; False when it is not positive definite. ``U``
     is a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``);
     the block's lower triangle is left unspecified."""
-    return _potrf_block(U, k, _LOWER)
+    return _on_block(U, k, _LOWER, False)
 
 
 @njit(cache=True)
@@ -276,7 +261,7 @@ def inverse_upper(R):
     d = R.shape[0]
     if not _c_contiguous(R):
         raise ValueError("inverse_upper needs a C-contiguous factor")
-    ok = _potri_block(R, d, _LOWER)
+    ok = _on_block(R, d, _LOWER, True)
     for r in range(1, d):
         for c in range(r):
             R[r, c] = R[c, r]
