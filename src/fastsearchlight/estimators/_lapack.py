@@ -9,7 +9,9 @@ takes 3.0 us against 4.1 us at ``d = 41`` (27.5 against 37.6 at ``d = 124``), an
 on 54 rows 3.6 against 4.8 us (19.9 against 31.9). The solves of one right-hand side with
 a factor are compiled loops (:mod:`._triangular`), faster than LAPACK's ``potrs``.
 ``RidgeClassifierCV``'s kernel also takes the triangular solve of many rows (``trsm``), the
-inverse from a factor (``potri``) and the condition estimate (``pocon``).
+inverse from a factor (``potri``) and the condition estimate (``pocon``); the Gram-space svc
+kernel the inverse of a leading block from its factor (``potri``: 1.8 times the speed of
+compiled loops at ``k = 28``, 6 times at ``k = 162``).
 
 The routines are scipy's (``scipy.linalg.cython_lapack`` and ``cython_blas``), registered
 under a symbol name with LLVM when this module is imported, so the compiled functions that
