@@ -35,9 +35,9 @@ refined once against ``K`` at the end. A step there costs the same however many 
 change, so these problems take full steps, no line search: each goes straight to its active
 set's Newton point and takes the set of margins below 1 there as the next (the primal-dual
 active-set method), which needs fewer steps than the damped iterations (W1 12 mm's
-permutation problems 29.1 -> 13.7, W3's 3.6 -> 2.7). Full steps may cycle; after
-:data:`MAX_JUMPS` sets, and for any problem the inverse does not settle to rounding, the
-factor path solves the problem from the start.
+permutation problems: 29.1 damped steps -> 13.7 sets; W3's: 3.6 -> 2.7). Full steps may
+cycle; after :data:`MAX_JUMPS` sets, and for any problem the inverse does not settle to
+rounding, the factor path solves the problem from the start.
 
 Warm starts: a sphere's problem can start from the active set of the same problem's
 optimum on a neighbouring sphere (the caller's choice). Its Newton point is the first point;
