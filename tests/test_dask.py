@@ -239,6 +239,43 @@ def _total(values, extra):
     return float(np.sum(values)) + extra
 
 
+def test_a_scatter_cut_by_a_dying_worker_is_sent_again(cluster, monkeypatch):
+    """A worker that dies while receiving a broadcast closes its connection in the middle
+    of the transfer: the session scatters again (to the workers that remain), and gives up
+    with the error after a few attempts."""
+    from distributed.comm.core import CommClosedError
+
+    from fastsearchlight.engine import DaskSession
+
+    _, client = cluster
+    session = DaskSession(client)
+    real_scatter = client.scatter
+    calls = []
+
+    def scatter_cut_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise CommClosedError("in <TCP (closed) ConnectionPool.scatter>: Stream is closed")
+        return real_scatter(*args, **kwargs)
+
+    monkeypatch.setattr(client, "scatter", scatter_cut_once)
+    values = np.arange(5.0)
+    future = session.scatter(values)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(future.result(), values)
+
+    def scatter_always_cut(*args, **kwargs):
+        calls.append(args)
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(client, "scatter", scatter_always_cut)
+    calls.clear()
+    with pytest.raises(ConnectionResetError):
+        session.scatter(np.ones(3))
+    assert len(calls) == 3
+    session.close()
+
+
 def test_data_lost_from_the_cluster_are_scattered_again(cluster):
     """The scheduler may drop the extra copies of broadcast data; when the last copy dies
     with its worker, the tasks that need it are cancelled: the session scatters the data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -20,6 +21,11 @@ DASK_RETRIES = 3
 
 #: times a cancelled task (its scattered data lost with a worker) is scattered and sent again
 _RESUBMISSIONS = 3
+
+#: attempts at a broadcast scatter, which fails when a worker dies while receiving it, and
+#: the pause in seconds between them
+_SCATTER_ATTEMPTS = 3
+_SCATTER_PAUSE = 0.5
 
 
 class MissingDependencyError(ImportError):
@@ -127,11 +133,27 @@ class DaskSession:
         cached = self._scattered.get(key)
         if cached is not None:
             return cached[1]
-        futures = self.client.scatter(obj, broadcast=True, hash=False)
+        futures = self._broadcast(obj)
         self._scattered[key] = (obj, futures)
         for position, future in enumerate(futures if isinstance(futures, list) else [futures]):
             self._origin[future.key] = (key, position if isinstance(futures, list) else None)
         return futures
+
+    def _broadcast(self, obj: Any):
+        """``obj`` scattered to every worker; again, to the workers that remain, when a worker
+        dies while receiving it (its connection closes in the middle of the transfer: dask's
+        ``CommClosedError``, or the ``OSError`` of a reset connection)."""
+        from distributed.comm.core import CommClosedError
+
+        attempts_left = _SCATTER_ATTEMPTS
+        while True:
+            try:
+                return self.client.scatter(obj, broadcast=True, hash=False)
+            except (CommClosedError, OSError):
+                attempts_left -= 1
+                if attempts_left == 0:
+                    raise
+                time.sleep(_SCATTER_PAUSE)  # for the scheduler to see the worker gone
 
     def _rescattered(self, args: tuple) -> tuple:
         """``args`` with every scattered future whose data the cluster has lost replaced by
