@@ -43,8 +43,10 @@ Warm starts: a sphere's problem can start from the active set of the same proble
 optimum on a neighbouring sphere (the caller's choice). Its Newton point is the first point;
 when the active set there is the same, it is the optimum (one factorisation or Schur system
 and no line search), else the iterations go on from it, as from any point. Either way they
-end at the problem's unique optimum; from a neighbour they take fewer steps (W1 at 12 mm:
-26 -> 18 per problem, W3's permutation problems 3.7 -> 3.2).
+end at the problem's unique optimum; from a neighbour the damped steps are fewer (W1 at
+12 mm: 26 -> 18 per problem, W3's permutation problems 3.7 -> 3.2), the inverse path's
+full steps not (W3's permutation problems, a numpy model: 3.80 sets from the neighbour's,
+3.82 from ``S y``'s), but the kernel keeps them for smoothly varying data.
 
 Problems whose Gram matrix is too large for the regulariser (``eps * 2C max K_ii > 1e-6``,
 as the primal method's test) are left with status :data:`NEEDS_SVD` for the caller.
