@@ -406,8 +406,9 @@ _REDO = 3
 #: label vectors of a permutation test) are solved by :func:`_solve_by_inverse` first; its
 #: inverse per training set (LAPACK's ``potri``) costs about two factorisations. Captured
 #: calls, CPU per problem: W3's plain fits (4 classes, k = 28) 10.0-10.5 -> 5.7-7.3 us by
-#: the inverse; one problem per set 4.6-4.7 against 5.0-5.1 us (k = 28), and W1 12 mm's
-#: (k = 162) 794-1,040 against 1,040-1,086 us: the factor path for single problems.
+#: the inverse; one problem per set (W3 restricted to one class, k = 28) 18.4-18.8 by the
+#: factor path against 20.0-20.4 us, and W1 12 mm's (k = 162) 794-1,040 against
+#: 1,040-1,086 us: the factor path for single problems.
 INVERSE_MEMBERS = 2
 #: active sets tried by :func:`_solve_by_inverse` before a problem goes to the factor path
 MAX_JUMPS = 12
