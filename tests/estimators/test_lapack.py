@@ -63,6 +63,28 @@ def test_matmul_into_matches_numpy(m, k, n):
     np.testing.assert_allclose(out, A @ B, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_matmul_into_works_on_leading_blocks(transpose_b):
+    """Leading blocks of larger C-ordered buffers (rows longer than the block, as the
+    Gram-space kernel's per-training-set matrices) multiply as the blocks themselves, and
+    the buffer outside the result's block is left as it was."""
+    rng = np.random.default_rng(7)
+    A_buf, B_buf = rng.standard_normal((9, 12)), rng.standard_normal((8, 10))
+    out_buf = np.full((9, 11), 9.0)
+    A = A_buf[:9, :5]
+    B = B_buf[:6, :5] if transpose_b else B_buf[:5, :6]
+    matmul_into(A, B, out_buf[:, :6], transpose_b)
+    expected = A @ (B.T if transpose_b else B)
+    np.testing.assert_allclose(out_buf[:, :6], expected, rtol=1e-12, atol=1e-12)
+    assert np.all(out_buf[:, 6:] == 9.0)
+
+
+def test_matmul_into_rejects_columns_that_are_not_contiguous():
+    A = np.ones((4, 6))[:, ::2]
+    with pytest.raises(ValueError, match="contiguous rows"):
+        matmul_into(A, np.ones((3, 2)), np.empty((4, 2)), False)
+
+
 def test_matmul_into_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="shapes"):
         matmul_into(np.ones((2, 3)), np.ones((4, 2)), np.empty((2, 2)), False)

@@ -12,6 +12,8 @@ from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators._svm_gram_kernel import (
     _REDO,
     MAX_JUMPS,
+    _lockstep_space,
+    _set_by_inverse,
     _solve_by_inverse,
     gram_newton_spheres,
 )
@@ -261,6 +263,51 @@ def test_active_set_jumps_give_up_after_their_cap():
     redone = [(q, sets) for q, cap, status, sets in outcomes if cap == 1 and status == _REDO]
     assert redone, "every first active set was the optimum's: the cap was not exercised"
     assert all(sets == 2 for _, sets in redone)  # p1, then the first set's point
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0])  # standardised and raw-scale samples
+def test_problems_of_a_training_set_in_lockstep_match_them_one_by_one(scale):
+    """:func:`_set_by_inverse` (matrix products over the problems) ends each problem where
+    :func:`_solve_by_inverse` does alone: same status, Newton points, active set, and
+    coefficients and margins to rounding; warm starts included. (Every problem here is
+    refined once: its residual is above 1e-13 of it, at the rounding level of K p.)"""
+    X, y, _ = run_betas(1, 160, 4, seed=11)
+    X = scale * (X + 3.0)  # an offset: K's entries large against its smallest eigenvalue
+    rng = np.random.default_rng(5)
+    ys = np.vstack([y] + [rng.permutation(y) for _ in range(7)])
+    Y = np.vstack([binary_targets(yk, 4) for yk in ys])  # 32 problems
+    rows = np.arange(28)  # 28 training samples, 160 features
+    K = np.ascontiguousarray(X[0][rows] @ X[0][rows].T + 1.0)
+    k, M = len(rows), len(Y)
+    S = np.linalg.inv(K + 0.5 * np.eye(k))
+    S = np.ascontiguousarray((S + S.T) / 2)
+    starts = np.zeros((M, k), bool)
+    warm = np.zeros(M, bool)
+    warm[::3] = True
+    starts[warm] = Y[warm][:, rows] * (S @ Y[warm][:, rows].T).T > 0.5  # some guesses
+    arrays = _lockstep_space(M, k)
+    jumped = np.zeros((M, 3), np.int64)
+    work = (np.zeros((8, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64),
+            np.zeros(k, np.int64), np.zeros(0, bool))  # fmt: skip
+    _set_by_inverse(K, k, 1.0, S, np.arange(M), Y, rows, starts, warm, arrays, jumped, work)
+    A, Mg, Act = arrays[5], arrays[6], arrays[7]
+    statuses = []
+    for q in range(M):
+        vec = [np.zeros(k) for _ in range(8)]
+        a, p, s, u, m, b, lam, p1 = vec
+        act, ridx, nxt = np.zeros(k, bool), np.zeros(k, np.int64), np.zeros(k, np.int64)
+        status, points = _solve_by_inverse(
+            K, k, np.ascontiguousarray(Y[q, rows]), 1.0, S, MAX_JUMPS, a, p, s, u, m, act, ridx,
+            nxt, b, np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), lam, p1,
+            starts[q] if warm[q] else np.zeros(0, bool),
+        )  # fmt: skip
+        statuses.append(status)
+        assert jumped[q, 0] == status and jumped[q, 1] == points
+        if status == CONVERGED:
+            np.testing.assert_array_equal(Act[q], act)
+            np.testing.assert_allclose(A[q], a, rtol=0, atol=1e-12 * np.abs(a).max())
+            np.testing.assert_allclose(Mg[q], m, rtol=0, atol=1e-12 * np.abs(m).max())
+    assert CONVERGED in statuses
 
 
 @pytest.mark.parametrize("k_max", [12, 40])  # the loop and LAPACK factorisations

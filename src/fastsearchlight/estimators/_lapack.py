@@ -122,10 +122,28 @@ def syrk_upper(X, G, beta):
 
 
 @njit(cache=True)
+def _row_stride(M):
+    """The distance between the rows of the 2-d array ``M`` in elements, if its columns are
+    contiguous (unit stride) and its rows ordered (-1 otherwise): a C-ordered matrix or a
+    leading block of one."""
+    rows, cols = M.shape
+    if rows == 0 or cols == 0:
+        return max(cols, 1)
+    if cols > 1 and M.strides[1] != 8:
+        return -1
+    if rows == 1:
+        return cols
+    if M.strides[0] < 8 * cols:
+        return -1
+    return M.strides[0] // 8
+
+
+@njit(cache=True)
 def matmul_into(A, B, out, transpose_b):
     """``out = A B`` (``B^T`` when ``transpose_b``) by BLAS's ``gemm``, written into ``out``
     without a temporary. ``A`` ``(m, k)``, ``B`` ``(k, n)`` (``(n, k)`` when transposed) and
-    ``out`` ``(m, n)`` are C-contiguous."""
+    ``out`` ``(m, n)`` have contiguous rows (C-ordered matrices, or leading blocks of
+    them)."""
     m, k = A.shape
     n = out.shape[1]
     if (
@@ -134,28 +152,31 @@ def matmul_into(A, B, out, transpose_b):
         or (B.shape[1] != (k if transpose_b else n))
     ):
         raise ValueError("matmul_into: shapes do not match")
-    if not (_c_contiguous(A) and _c_contiguous(B) and _c_contiguous(out)):
-        raise ValueError("matmul_into needs C-contiguous arrays")
+    lda, ldb, ldo = _row_stride(A), _row_stride(B), _row_stride(out)
+    if lda < 0 or ldb < 0 or ldo < 0:
+        raise ValueError("matmul_into needs matrices with contiguous rows")
     if m == 0 or n == 0:
         return
     if k == 0:
         out[:, :] = 0.0
         return
     # in Fortran order the memory holds out^T = B^T A^T (or B A^T)
-    args = np.empty(6, dtype=np.int32)
+    args = np.empty(8, dtype=np.int32)
     args[0] = _TRANSPOSE if transpose_b else _NO_TRANSPOSE
     args[1] = _NO_TRANSPOSE
     args[2] = n
     args[3] = m
     args[4] = k
-    args[5] = B.shape[1]  # leading dimension of B's memory
+    args[5] = ldb
+    args[6] = lda
+    args[7] = ldo
     scalars = np.empty(2)
     scalars[0] = 1.0
     scalars[1] = 0.0
     _dgemm(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
            args[3:].ctypes.data, args[4:].ctypes.data, scalars[0:].ctypes.data, B.ctypes.data,
-           args[5:].ctypes.data, A.ctypes.data, args[4:].ctypes.data, scalars[1:].ctypes.data,
-           out.ctypes.data, args[2:].ctypes.data)  # fmt: skip
+           args[5:].ctypes.data, A.ctypes.data, args[6:].ctypes.data, scalars[1:].ctypes.data,
+           out.ctypes.data, args[7:].ctypes.data)  # fmt: skip
 
 
 @njit(cache=True)

@@ -37,7 +37,10 @@ set's Newton point and takes the set of margins below 1 there as the next (the p
 active-set method), which needs fewer steps than the damped iterations (W1 12 mm's
 permutation problems: 29.1 damped steps -> 13.7 sets; W3's: 3.6 -> 2.7). Full steps may
 cycle; after :data:`MAX_JUMPS` sets, and for any problem the inverse does not settle to
-rounding, the factor path solves the problem from the start.
+rounding, the factor path solves the problem from the start. The problems of such a training
+set run in lockstep (:func:`_set_by_inverse`): their products with ``S`` and ``K`` (first
+points, final margins, refinements) are matrix products over all of them, the jumps and
+Schur systems problem by problem (W3's permutation calls: -7 to -10%).
 
 Warm starts: a sphere's problem can start from the active set of the same problem's
 optimum on a neighbouring sphere (the caller's choice). Its Newton point is the first point;
@@ -60,7 +63,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._lapack import cholesky_lower_block, cholesky_upper_block, inverse_lower_block
+from ._lapack import cholesky_lower_block, cholesky_upper_block, inverse_lower_block, matmul_into
 from ._svm_kernel import (
     _FASTMATH,
     _NORMAL_EQUATIONS_TOL,
@@ -101,32 +104,29 @@ def _cholesky_lower(M, k, L, inv):
             inv[r] = 1.0 / L[r, r]
         return True
     for i in range(k):
-        Li = L[i]
         for j in range(i):
-            Lj = L[j]
             acc = M[i, j]
             for c in range(j):
-                acc -= Li[c] * Lj[c]
-            Li[j] = acc * inv[j]
+                acc -= L[i, c] * L[j, c]
+            L[i, j] = acc * inv[j]
         acc = M[i, i]
         for c in range(i):
-            acc -= Li[c] * Li[c]
+            acc -= L[i, c] * L[i, c]
         if acc <= 0.0:
             return False
-        Li[i] = np.sqrt(acc)
-        inv[i] = 1.0 / Li[i]
+        L[i, i] = np.sqrt(acc)
+        inv[i] = 1.0 / L[i, i]
     return True
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _solve_lower(L, inv, k, b, out):
     """``out = (L L^T)^-1 b`` on the leading ``k`` entries (``inv``: reciprocals of the
     diagonal of ``L``)."""
     for i in range(k):
-        Li = L[i]
         acc = b[i]
         for c in range(i):
-            acc -= Li[c] * out[c]
+            acc -= L[i, c] * out[c]
         out[i] = acc * inv[i]
     for i in range(k - 1, -1, -1):
         acc = out[i]
@@ -402,6 +402,8 @@ def _solve_dual(
 
 #: internal status of :func:`_solve_by_inverse`: the problem goes to :func:`_solve_dual`
 _REDO = 3
+#: internal status of :func:`_set_by_inverse`: the point is to be refined once
+_REFINE = 4
 #: training sets shared by at least this many problems (the classes of a multi-class fit,
 #: label vectors of a permutation test) are solved by :func:`_solve_by_inverse` first; its
 #: inverse per training set (LAPACK's ``potri``) costs about two factorisations. Captured
@@ -418,10 +420,9 @@ MAX_JUMPS = 12
 def _matvec(S, k, b, out):
     """``out = S b`` on the leading ``k`` entries."""
     for i in range(k):
-        Si = S[i]
         acc = 0.0
         for c in range(k):
-            acc += Si[c] * b[c]
+            acc += S[i, c] * b[c]
         out[i] = acc
 
 
@@ -430,14 +431,13 @@ def _margins(K, k, y, v, m):
     """``m = y * (K v)`` on the leading ``k`` entries (``v`` is 0 outside its active set: a
     dense, vectorised product)."""
     for i in range(k):
-        Ki = K[i]
         acc = 0.0
         for c in range(k):
-            acc += Ki[c] * v[c]
+            acc += K[i, c] * v[c]
         m[i] = y[i] * acc
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     """``out = z - S[:, R] S_RR^-1 z_R`` with ``out_R = 0``, for ``R = ridx[:nr]``. With
     ``S`` the inverse of ``M = I / 2C + K`` on every training sample and ``z = S b`` (``b``
@@ -458,49 +458,29 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
         lam[e] = z[ridx[e]]
     _solve_lower(Lr, invr, nr, lam, lam)
     for e in range(nr):  # S is symmetric: S[:, R] lam from its rows R (contiguous, vectorised)
-        Se = S[ridx[e]]
+        re = ridx[e]
         le = lam[e]
         for i in range(k):
-            out[i] -= le * Se[i]
+            out[i] -= le * S[re, i]
     for e in range(nr):
         out[ridx[e]] = 0.0
     return True
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def _solve_by_inverse(
-    K, k, y, C, S, max_jumps, a, p, s, u, m, act, ridx, nxt, b, Mr, Lr, invr, lam, p1, guess
-):
-    """The problem's optimum from ``S``, the inverse of ``M = I / 2C + K`` on every
-    training sample (shared by the problems of a training set), by active-set jumps: each
-    step moves straight to the Newton point of the current active set ``A`` (no line
-    search) and takes the samples whose margins are below 1 there as the next set, until
-    the set repeats (the primal-dual active-set method: a semismooth Newton method on the
-    optimality conditions). With ``p1 = S y`` the Newton point of every sample and ``R`` the
-    samples outside ``A``, the Newton point of ``A`` is ``p1_A - S_AR S_RR^-1 p1_R``
-    (block inverse): a system on the few samples of ``R`` instead of a factor of
-    ``M_AA``. Its margins need no product with ``K``: ``1 - y_i p_i / 2C`` on ``A`` (its
-    own equations) and ``1 - y_i lam_i`` on ``R`` (``lam = S_RR^-1 p1_R``).
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _jumps(S, k, y, p1, max_jumps, p, act, ridx, nxt, Mr, Lr, invr, lam, guess):
+    """The active-set jumps of :func:`_solve_by_inverse` from ``p1 = S y``, the Newton point
+    of every sample: each goes straight to the Newton point ``p`` of the current active set
+    ``A`` (``p1_A - S_AR S_RR^-1 p1_R``, ``R`` the samples outside it) and takes the
+    samples whose margins are below 1 there as the next set, until the set repeats. The
+    margins need no product with ``K``: ``1 - y_i p_i / 2C`` on ``A`` and ``1 - y_i lam_i``
+    on ``R`` (``lam = S_RR^-1 p1_R``).
 
-    The first set is ``guess`` (a warm start, as in :func:`_solve_dual`; length ``k``, or
-    empty), else the active set at ``p1`` (``y_i p1_i > 0``: at ``p1`` every margin is
-    ``1 - y_i p1_i / 2C``), so a cold start's first step costs nothing more than ``p1``.
-
-    Jumps may cycle where the damped iterations of :func:`_solve_dual` cannot; after
-    ``max_jumps`` sets the problem gets :data:`_REDO` (the factor path, from the start).
-
-    At the end, the residual ``r = y_A - M_AA p_A`` and every margin are computed from
-    ``K``: the point is within ``2C |r|`` of the exact one (``M_AA >= I / 2C``), and
-    accepted when that is below ``1e-13`` of it; otherwise it is refined once
-    (``p += M_AA^-1 r``, by the block inverse) and accepted if the correction was below
-    ``1e-8`` of it. Either way the margins from ``K`` at the accepted point must give the
-    set ``A`` back; problems not accepted get :data:`_REDO`.
-
-    Leaves the coefficients in ``a`` and their margins in ``m``; returns
-    ``(status, Newton points computed)``, a cold start's ``p1`` counted as the first (the
-    factor path's first step goes to it too)."""
-    half = 0.5 / C
-    _matvec(S, k, y, p1)
+    The first set is ``guess`` (length ``k``), else (empty) the active set at ``p1``
+    (``y_i p1_i > 0``). Leaves the last point in ``p``, its set in ``act`` and the samples
+    outside it in ``ridx``. Returns ``(status, Newton points computed, samples outside)``:
+    :data:`CONVERGED` when the set repeated, :data:`_REDO` after ``max_jumps`` sets or a
+    failed factor."""
     warm = guess.shape[0] > 0
     nr = 0
     for i in range(k):
@@ -512,11 +492,10 @@ def _solve_by_inverse(
     # its first set's when that set is every sample
     first = 0 if warm or nr == 0 else 1
     points = 0
-    found = False
     for jump in range(max_jumps):
         points = first + jump + 1
         if not _schur_correction(S, k, p1, p, ridx, nr, Mr, Lr, invr, lam, True):
-            return _REDO, points
+            return _REDO, points, nr
         # the next set: margins below 1 at p, from the block inverse's identities
         n_next = 0
         e = 0
@@ -532,8 +511,7 @@ def _solve_by_inverse(
                 nxt[n_next] = i
                 n_next += 1
         if not changed:
-            found = True
-            break
+            return CONVERGED, points, nr
         nr = n_next
         for e in range(nr):
             ridx[e] = nxt[e]
@@ -541,34 +519,183 @@ def _solve_by_inverse(
             act[i] = True
         for e in range(nr):
             act[ridx[e]] = False
-    if not found:
-        return _REDO, points
-    # the residual of the Newton point on A, and its margins, from K
-    _margins(K, k, y, p, m)
+    return _REDO, points, nr
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _residual(k, y, C, p, m, act, b):
+    """The residual ``b = y_A - M_AA p_A`` (0 outside the active set ``act``) of the Newton
+    point ``p``, from its margins ``m`` (``y_i m_i = (K p)_i``), and ``|p|_inf``. Returns
+    ``(accepted, |p|_inf)``: the point is within ``2C |b|`` of the exact one
+    (``M_AA >= I / 2C``), accepted as it is when that is below ``1e-13`` of it."""
+    half = 0.5 / C
     res = 0.0
     big = 0.0
     for i in range(k):
-        b[i] = y[i] - half * p[i] - y[i] * m[i] if act[i] else 0.0  # y_i m_i = (K p)_i
+        b[i] = y[i] - half * p[i] - y[i] * m[i] if act[i] else 0.0
         res += b[i] * b[i]
         big = max(big, abs(p[i]))
-    if 2.0 * C * np.sqrt(res) <= 1e-13 * big:
-        for i in range(k):
-            a[i] = p[i]
-    else:  # refined once: p + M_AA^-1 r, by the block inverse (S_RR's factor reused)
-        _matvec(S, k, b, u)
-        if not _schur_correction(S, k, u, s, ridx, nr, Mr, Lr, invr, lam, False):
-            return _REDO, points
-        corr = 0.0
-        for i in range(k):
-            a[i] = p[i] + s[i]
-            corr = max(corr, abs(s[i]))
-        if corr > 1e-8 * big:
-            return _REDO, points
-        _margins(K, k, y, a, m)
+    return 2.0 * C * np.sqrt(res) <= 1e-13 * big, big
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam):
+    """``a = p + M_AA^-1 r`` from ``u = S r`` (block inverse, with the factor of ``S_RR`` in
+    ``Lr``/``invr``); False when the correction exceeds ``1e-8`` of ``|p|_inf`` (or the
+    correction fails): the point is then left to the factor path."""
+    if not _schur_correction(S, k, u, s, ridx, nr, Mr, Lr, invr, lam, False):
+        return False
+    corr = 0.0
+    for i in range(k):
+        a[i] = p[i] + s[i]
+        corr = max(corr, abs(s[i]))
+    return corr <= 1e-8 * big
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _same_set(k, m, act):
+    """Whether the margins ``m`` give the active set ``act`` back (``m_i < 1`` on it)."""
     for i in range(k):
         if (m[i] < 1.0) != act[i]:
+            return False
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _solve_by_inverse(
+    K, k, y, C, S, max_jumps, a, p, s, u, m, act, ridx, nxt, b, Mr, Lr, invr, lam, p1, guess
+):
+    """The problem's optimum from ``S``, the inverse of ``M = I / 2C + K`` on every
+    training sample (shared by the problems of a training set), by active-set jumps
+    (:func:`_jumps`: the primal-dual active-set method, a semismooth Newton method on the
+    optimality conditions, with no line search) from ``p1 = S y``.
+
+    At the end, the residual ``r = y_A - M_AA p_A`` and every margin are computed from
+    ``K``: the point is accepted as it is when it is within ``1e-13`` of the exact one
+    (:func:`_residual`), else refined once (``p += M_AA^-1 r``, by the block inverse) and
+    accepted if the correction was below ``1e-8`` of it (:func:`_refined`). Either way the
+    margins from ``K`` at the accepted point must give the set ``A`` back.
+    :func:`_set_by_inverse` takes the same steps for every problem of a training set at
+    once, its products with ``S`` and ``K`` as matrix products.
+
+    Jumps may cycle where the damped iterations of :func:`_solve_dual` cannot; after
+    ``max_jumps`` sets, or when the final check fails, the problem gets :data:`_REDO` (the
+    factor path, from the start).
+
+    Leaves the coefficients in ``a`` and their margins in ``m``; returns
+    ``(status, Newton points computed)``, a cold start's ``p1`` counted as the first (the
+    factor path's first step goes to it too)."""
+    _matvec(S, k, y, p1)
+    status, points, nr = _jumps(S, k, y, p1, max_jumps, p, act, ridx, nxt, Mr, Lr, invr, lam, guess)
+    if status != CONVERGED:
+        return status, points
+    _margins(K, k, y, p, m)
+    accepted, big = _residual(k, y, C, p, m, act, b)
+    if accepted:
+        for i in range(k):
+            a[i] = p[i]
+    else:  # refined once, S_RR's factor from the last jump reused
+        _matvec(S, k, b, u)
+        if not _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam):
             return _REDO, points
-    return CONVERGED, points
+        _margins(K, k, y, a, m)
+    return (CONVERGED if _same_set(k, m, act) else _REDO), points
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, arrays, jumped, work):
+    """Every problem of a training set (``members``) by :func:`_solve_by_inverse`'s steps,
+    in lockstep: the first points ``S y``, the products ``K p`` of the jumps' last points,
+    the refinements' ``S r`` and the refined points' ``K a`` are matrix products over all
+    the problems (BLAS), the jumps and Schur systems problem by problem.
+
+    ``starts`` (M, k_max) holds each problem's warm start where ``warm``. ``arrays`` is
+    :func:`_lockstep_space`'s tuple; on return, for each problem ``j``, ``jumped[j]`` holds
+    its status (:data:`CONVERGED` or :data:`_REDO`), Newton points and samples outside its
+    active set, and, when converged, ``A[j]`` its coefficients, ``Mg[j]`` their margins and
+    ``Act[j]`` its active set. ``work``: vectors ``(8, k_max)``, ``Mr``, ``Lr``
+    ``(k_max, k_max)``, ``invr``, ``ridx``, ``nxt`` (k_max,)."""
+    Y, P1, P, KP, R, A, Mg, Act, Ridx, F, Finv = arrays
+    vec, Mr, Lr, invr, ridx, nxt, none = work
+    y, p1, p, b, u, s, lam, a = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7]
+    M = members.shape[0]
+    for j in range(M):
+        for r in range(k):
+            Y[j, r] = Yq[members[j], rows[r]]
+    matmul_into(Y[:, :k], S[:k, :k], P1[:, :k], False)  # rows S y (S symmetric)
+    for j in range(M):  # (rows copied to work vectors: views cost reference counts)
+        for r in range(k):
+            y[r] = Y[j, r]
+            p1[r] = P1[j, r]
+        st, points, nr = _jumps(
+            S, k, y, p1, MAX_JUMPS, p, Act[j], ridx, nxt, Mr, Lr, invr, lam, starts[j, :k] if warm[j] else none
+        )  # fmt: skip
+        jumped[j, 0] = st
+        jumped[j, 1] = points
+        jumped[j, 2] = nr
+        for r in range(k):
+            P[j, r] = p[r]
+        for e in range(nr):  # the last Schur factor, kept for a refinement
+            Ridx[j, e] = ridx[e]
+            Finv[j, e] = invr[e]
+            for f in range(e + 1):
+                F[j, e * (e + 1) // 2 + f] = Lr[e, f]
+    matmul_into(P[:, :k], K[:k, :k], KP[:, :k], False)  # rows K p (K symmetric)
+    refine = False
+    for j in range(M):
+        if jumped[j, 0] != CONVERGED:
+            continue
+        for r in range(k):
+            y[r] = Y[j, r]
+            p[r] = P[j, r]
+            Mg[j, r] = y[r] * KP[j, r]
+        accepted, big = _residual(k, y, C, p, Mg[j], Act[j], b)
+        for r in range(k):
+            R[j, r] = 0.0 if accepted else b[r]
+            A[j, r] = p[r]
+        if not accepted:
+            jumped[j, 0] = _REFINE
+            refine = True
+    if not refine:
+        return
+    matmul_into(R[:, :k], S[:k, :k], KP[:, :k], False)  # rows S r, into KP
+    for j in range(M):
+        if jumped[j, 0] != _REFINE:
+            continue
+        nr = jumped[j, 2]
+        big = 0.0
+        for r in range(k):
+            p[r] = P[j, r]
+            u[r] = KP[j, r]
+            big = max(big, abs(p[r]))
+        for e in range(nr):
+            ridx[e] = Ridx[j, e]
+            invr[e] = Finv[j, e]
+            for f in range(e + 1):
+                Lr[e, f] = F[j, e * (e + 1) // 2 + f]
+        if _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam):
+            for r in range(k):
+                A[j, r] = a[r]
+        else:
+            jumped[j, 0] = _REDO
+    matmul_into(A[:, :k], K[:k, :k], KP[:, :k], False)  # rows K a of the refined points
+    for j in range(M):
+        if jumped[j, 0] == _REFINE:
+            jumped[j, 0] = CONVERGED
+            for r in range(k):
+                Mg[j, r] = Y[j, r] * KP[j, r]
+    return
+
+
+@njit(cache=True)
+def _lockstep_space(M, k_max):
+    """Work arrays of :func:`_set_by_inverse` for ``M`` problems per training set."""
+    return (
+        np.empty((M, k_max)), np.empty((M, k_max)), np.empty((M, k_max)), np.empty((M, k_max)),
+        np.zeros((M, k_max)), np.empty((M, k_max)), np.empty((M, k_max)),
+        np.empty((M, k_max), dtype=np.bool_), np.empty((M, k_max), dtype=np.int64),
+        np.empty((M, k_max * (k_max + 1) // 2)), np.empty((M, k_max)),
+    )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -632,15 +759,24 @@ def gram_newton_spheres(
     Mw = np.empty((k_max, k_max))
     L = np.empty((k_max, k_max))
     L0 = np.empty((k_max, k_max))
-    vec = np.empty((10, k_max))
+    vec = np.empty((9, k_max))
     inv = np.empty(k_max)
     inv0 = np.empty(k_max)
     act = np.empty(k_max, dtype=np.bool_)
     pact = np.empty(k_max, dtype=np.bool_)
     idx = np.empty(k_max, dtype=np.int64)
     S = np.empty((k_max, k_max))
-    ridx = np.empty(k_max, dtype=np.int64)
     by_inverse = M >= inverse_members
+    # the inverse path's problems of a training set, in lockstep (_set_by_inverse)
+    lockstep = _lockstep_space(M, k_max)
+    jumped = np.empty((M, 3), dtype=np.int64)  # status, points, samples outside
+    starts = np.empty((M, k_max), dtype=np.bool_)
+    warm = np.zeros(M, dtype=np.bool_)
+    lockstep_work = (
+        np.empty((8, k_max)), np.empty((k_max, k_max)), np.empty((k_max, k_max)), np.empty(k_max),
+        np.empty(k_max, dtype=np.int64), np.empty(k_max, dtype=np.int64), np.empty(0, dtype=np.bool_),
+    )  # fmt: skip
+    A, Mg, Act = lockstep[5], lockstep[6], lockstep[7]
     others = np.empty((U, n), dtype=np.int64)  # the samples outside each training set
     n_others = np.zeros(U, dtype=np.int64)
     inside = np.empty(n, dtype=np.bool_)
@@ -656,7 +792,7 @@ def gram_newton_spheres(
     warm_starts = has_guess.shape[0] > 0
     # work vectors named once, not sliced per problem (each view costs reference counting)
     a, w1, w2, w3, m = vec[0], vec[1], vec[2], vec[3], vec[4]
-    w5, w6, w7, y, w9 = vec[5], vec[6], vec[7], vec[8], vec[9]
+    w5, w6, w7, y = vec[5], vec[6], vec[7], vec[8]
     for b in range(B):
         Gb = G[b]
         for u in range(U):
@@ -677,6 +813,16 @@ def gram_newton_spheres(
                     for c in range(r + 1):
                         S[r, c] = L0[r, c]
                 inverse = inverse_lower_block(S, k)
+            if inverse:  # _solve_by_inverse's steps for every problem of the set at once
+                for j in range(M):
+                    q = members[u, j]
+                    warm[j] = warm_starts and follows[b] and has_guess[q]
+                    if warm[j]:
+                        for r in range(k):
+                            starts[j, r] = guess[q, r]
+                _set_by_inverse(
+                    K, k, C, S, members[u], Yq, rows, starts, warm, lockstep, jumped, lockstep_work
+                )
             for j in range(M):
                 q = members[u, j]
                 for i in range(n):
@@ -690,11 +836,13 @@ def gram_newton_spheres(
                     y[r] = Yq[q, rows[r]]
                 st = _REDO
                 start = guess[q, :k] if warm_starts and follows[b] and has_guess[q] else guess[q, :0]
-                if inverse:
-                    st, its = _solve_by_inverse(
-                        K, k, y, C, S, MAX_JUMPS, a, w1, w2, w3, m, act, ridx, idx, w6, Mw, L, inv,
-                        w7, w9, start,
-                    )  # fmt: skip
+                if inverse and jumped[j, 0] == CONVERGED:
+                    st = CONVERGED
+                    its = jumped[j, 1]
+                    for r in range(k):
+                        a[r] = A[j, r]
+                        m[r] = Mg[j, r]
+                        act[r] = Act[j, r]
                 if st == _REDO:
                     st, its = _solve_dual(
                         K, k, y, C, L0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx, L,
@@ -714,11 +862,11 @@ def gram_newton_spheres(
                 for r in range(k):
                     out[b, q, rows[r]] = y[r] * m[r]
                 for e in range(n_others[u]):
-                    j = others[u, e]
+                    o = others[u, e]
                     acc = 0.0
                     for r in range(k):
-                        acc += Gb[j, rows[r]] * a[r]
-                    out[b, q, j] = acc
+                        acc += Gb[o, rows[r]] * a[r]
+                    out[b, q, o] = acc
     return status, iterations
 
 
