@@ -614,7 +614,8 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, arrays, jumped,
     its status (:data:`CONVERGED` or :data:`_REDO`), Newton points and samples outside its
     active set, and, when converged, ``A[j]`` its coefficients, ``Mg[j]`` their margins and
     ``Act[j]`` its active set. ``work``: vectors ``(8, k_max)``, ``Mr``, ``Lr``
-    ``(k_max, k_max)``, ``invr``, ``ridx``, ``nxt`` (k_max,)."""
+    ``(k_max, k_max)``, ``invr``, ``ridx``, ``nxt`` (k_max,), and an empty bool array (no
+    warm start)."""
     Y, P1, P, KP, R, A, Mg, Act, Ridx, F, Finv = arrays
     vec, Mr, Lr, invr, ridx, nxt, none = work
     y, p1, p, b, u, s, lam, a = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7]
@@ -623,7 +624,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, arrays, jumped,
         for r in range(k):
             Y[j, r] = Yq[members[j], rows[r]]
     matmul_into(Y[:, :k], S[:k, :k], P1[:, :k], False)  # rows S y (S symmetric)
-    for j in range(M):  # (rows copied to work vectors: views cost reference counts)
+    for j in range(M):  # (rows copied to work vectors: each view costs reference counts)
         for r in range(k):
             y[r] = Y[j, r]
             p1[r] = P1[j, r]
