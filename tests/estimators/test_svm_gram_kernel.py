@@ -14,7 +14,6 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     MAX_JUMPS,
     _lockstep_space,
     _set_by_inverse,
-    _solve_by_inverse,
     gram_newton_spheres,
 )
 from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD
@@ -231,6 +230,22 @@ def test_active_set_jumps_reach_the_factor_paths_optimum_on_permuted_labels(n_cl
     np.testing.assert_allclose(by_jumps[0], by_factor[0], rtol=0, atol=1e-10 * np.abs(by_factor[0]).max())
 
 
+def by_inverse(K, S, Y, rows, max_jumps=MAX_JUMPS, members=None, starts=None, warm=None):
+    """:func:`_set_by_inverse` on the problems ``members`` (rows of ``Y``; all by default) of
+    one training set: ``(jumped, coefficients, margins, active sets)``, one row per problem."""
+    k = len(rows)
+    members = np.arange(len(Y)) if members is None else np.asarray(members)
+    M = len(members)
+    starts = np.zeros((M, k), bool) if starts is None else starts
+    warm = np.zeros(M, bool) if warm is None else warm
+    arrays = _lockstep_space(M, k)
+    jumped = np.zeros((M, 3), np.int64)
+    work = (np.zeros((8, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64),
+            np.zeros(k, np.int64), np.zeros(0, bool))  # fmt: skip
+    _set_by_inverse(K, k, 1.0, S, members, Y, rows, starts, warm, max_jumps, arrays, jumped, work)
+    return jumped, arrays[5].copy(), arrays[6].copy(), arrays[7].copy()
+
+
 def test_active_set_jumps_give_up_after_their_cap():
     """A problem whose first active set is not the optimum's: with one jump allowed it is
     left to the factor path (``_REDO``); with the default cap it converges, to the factor
@@ -243,21 +258,14 @@ def test_active_set_jumps_give_up_after_their_cap():
     S = np.linalg.inv(K + 0.5 * np.eye(k))
     reference = solve(G, rows, size, members, Y, 1.0)
     outcomes = []
-    for q in range(len(Y)):
-        yq = np.ascontiguousarray(Y[q, rows[0]])
-        for cap in (1, MAX_JUMPS):
-            work = [np.zeros(k) for _ in range(8)]
-            act, ridx, nxt = np.zeros(k, bool), np.zeros(k, np.int64), np.zeros(k, np.int64)
-            Mr, Lr = np.zeros((k, k)), np.zeros((k, k))
-            a, p, s, u, m, b, lam, p1 = work
-            status, sets = _solve_by_inverse(
-                K, k, yq, 1.0, S, cap, a, p, s, u, m, act, ridx, nxt, b, Mr, Lr, np.zeros(k), lam, p1,
-                np.zeros(0, bool),
-            )  # fmt: skip
+    for cap in (1, MAX_JUMPS):
+        jumped, A, _, _ = by_inverse(K, S, Y, rows[0], cap)
+        for q in range(len(Y)):
+            status, sets = jumped[q, 0], jumped[q, 1]
             outcomes.append((q, cap, status, sets))
             if status == CONVERGED:
                 np.testing.assert_allclose(
-                    a, reference[0][0, q, rows[0]], rtol=0, atol=1e-10 * np.abs(a).max()
+                    A[q], reference[0][0, q, rows[0]], rtol=0, atol=1e-10 * np.abs(A[q]).max()
                 )
     assert all(status == CONVERGED for _, cap, status, _ in outcomes if cap == MAX_JUMPS)
     redone = [(q, sets) for q, cap, status, sets in outcomes if cap == 1 and status == _REDO]
@@ -267,10 +275,10 @@ def test_active_set_jumps_give_up_after_their_cap():
 
 @pytest.mark.parametrize("scale", [1.0, 300.0])  # standardised and raw-scale samples
 def test_problems_of_a_training_set_in_lockstep_match_them_one_by_one(scale):
-    """:func:`_set_by_inverse` (matrix products over the problems) ends each problem where
-    :func:`_solve_by_inverse` does alone: same status, Newton points, active set, and
-    coefficients and margins to rounding; warm starts included. (Every problem here is
-    refined once: its residual is above 1e-13 of it, at the rounding level of K p.)"""
+    """:func:`_set_by_inverse` on 32 problems at once (matrix products over them) ends each
+    problem where it does alone: same status, Newton points, active set, and coefficients
+    and margins to rounding; warm starts included. (Every problem here is refined once: its
+    residual is above 1e-13 of it, at the rounding level of K p.)"""
     X, y, _ = run_betas(1, 160, 4, seed=11)
     X = scale * (X + 3.0)  # an offset: K's entries large against its smallest eigenvalue
     rng = np.random.default_rng(5)
@@ -285,29 +293,15 @@ def test_problems_of_a_training_set_in_lockstep_match_them_one_by_one(scale):
     warm = np.zeros(M, bool)
     warm[::3] = True
     starts[warm] = Y[warm][:, rows] * (S @ Y[warm][:, rows].T).T > 0.5  # some guesses
-    arrays = _lockstep_space(M, k)
-    jumped = np.zeros((M, 3), np.int64)
-    work = (np.zeros((8, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64),
-            np.zeros(k, np.int64), np.zeros(0, bool))  # fmt: skip
-    _set_by_inverse(K, k, 1.0, S, np.arange(M), Y, rows, starts, warm, arrays, jumped, work)
-    A, Mg, Act = arrays[5], arrays[6], arrays[7]
-    statuses = []
+    jumped, A, Mg, Act = by_inverse(K, S, Y, rows, starts=starts, warm=warm)
     for q in range(M):
-        vec = [np.zeros(k) for _ in range(8)]
-        a, p, s, u, m, b, lam, p1 = vec
-        act, ridx, nxt = np.zeros(k, bool), np.zeros(k, np.int64), np.zeros(k, np.int64)
-        status, points = _solve_by_inverse(
-            K, k, np.ascontiguousarray(Y[q, rows]), 1.0, S, MAX_JUMPS, a, p, s, u, m, act, ridx,
-            nxt, b, np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), lam, p1,
-            starts[q] if warm[q] else np.zeros(0, bool),
-        )  # fmt: skip
-        statuses.append(status)
-        assert jumped[q, 0] == status and jumped[q, 1] == points
-        if status == CONVERGED:
-            np.testing.assert_array_equal(Act[q], act)
-            np.testing.assert_allclose(A[q], a, rtol=0, atol=1e-12 * np.abs(a).max())
-            np.testing.assert_allclose(Mg[q], m, rtol=0, atol=1e-12 * np.abs(m).max())
-    assert CONVERGED in statuses
+        one = by_inverse(K, S, Y, rows, members=[q], starts=starts[q : q + 1], warm=warm[q : q + 1])
+        np.testing.assert_array_equal(jumped[q], one[0][0])
+        if jumped[q, 0] == CONVERGED:
+            np.testing.assert_array_equal(Act[q], one[3][0])
+            np.testing.assert_allclose(A[q], one[1][0], rtol=0, atol=1e-12 * np.abs(A[q]).max())
+            np.testing.assert_allclose(Mg[q], one[2][0], rtol=0, atol=1e-12 * np.abs(Mg[q]).max())
+    assert np.any(jumped[:, 0] == CONVERGED)
 
 
 @pytest.mark.parametrize("k_max", [12, 40])  # the loop and LAPACK factorisations

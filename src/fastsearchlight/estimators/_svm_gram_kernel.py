@@ -400,41 +400,20 @@ def _solve_dual(
     return UNCONVERGED, max_iter
 
 
-#: internal status of :func:`_solve_by_inverse`: the problem goes to :func:`_solve_dual`
+#: internal status of :func:`_set_by_inverse`: the problem goes to :func:`_solve_dual`
 _REDO = 3
 #: internal status of :func:`_set_by_inverse`: the point is to be refined once
 _REFINE = 4
 #: training sets shared by at least this many problems (the classes of a multi-class fit,
-#: label vectors of a permutation test) are solved by :func:`_solve_by_inverse` first; its
+#: label vectors of a permutation test) are solved by :func:`_set_by_inverse` first; its
 #: inverse per training set (LAPACK's ``potri``) costs about two factorisations. Captured
 #: calls, CPU per problem: W3's plain fits (4 classes, k = 28) 10.0-10.5 -> 5.7-7.3 us by
 #: the inverse; one problem per set (W3 restricted to one class, k = 28) 18.4-18.8 by the
 #: factor path against 20.0-20.4 us, and W1 12 mm's (k = 162) 794-1,040 against
 #: 1,040-1,086 us: the factor path for single problems.
 INVERSE_MEMBERS = 2
-#: active sets tried by :func:`_solve_by_inverse` before a problem goes to the factor path
+#: active sets tried by :func:`_set_by_inverse` before a problem goes to the factor path
 MAX_JUMPS = 12
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _matvec(S, k, b, out):
-    """``out = S b`` on the leading ``k`` entries."""
-    for i in range(k):
-        acc = 0.0
-        for c in range(k):
-            acc += S[i, c] * b[c]
-        out[i] = acc
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _margins(K, k, y, v, m):
-    """``m = y * (K v)`` on the leading ``k`` entries (``v`` is 0 outside its active set: a
-    dense, vectorised product)."""
-    for i in range(k):
-        acc = 0.0
-        for c in range(k):
-            acc += K[i, c] * v[c]
-        m[i] = y[i] * acc
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
@@ -469,7 +448,7 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _jumps(S, k, y, p1, max_jumps, p, act, ridx, nxt, Mr, Lr, invr, lam, guess):
-    """The active-set jumps of :func:`_solve_by_inverse` from ``p1 = S y``, the Newton point
+    """The active-set jumps of :func:`_set_by_inverse` from ``p1 = S y``, the Newton point
     of every sample: each goes straight to the Newton point ``p`` of the current active set
     ``A`` (``p1_A - S_AR S_RR^-1 p1_R``, ``R`` the samples outside it) and takes the
     samples whose margins are below 1 there as the next set, until the set repeats. The
@@ -562,58 +541,31 @@ def _same_set(k, m, act):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _solve_by_inverse(
-    K, k, y, C, S, max_jumps, a, p, s, u, m, act, ridx, nxt, b, Mr, Lr, invr, lam, p1, guess
-):
-    """The problem's optimum from ``S``, the inverse of ``M = I / 2C + K`` on every
-    training sample (shared by the problems of a training set), by active-set jumps
-    (:func:`_jumps`: the primal-dual active-set method, a semismooth Newton method on the
-    optimality conditions, with no line search) from ``p1 = S y``.
+def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arrays, jumped, work):
+    """Every problem of a training set (``members``) from ``S``, the inverse of
+    ``M = I / 2C + K`` on every training sample, by active-set jumps (:func:`_jumps`: the
+    primal-dual active-set method, a semismooth Newton method on the optimality conditions,
+    with no line search) from ``p1 = S y``.
 
     At the end, the residual ``r = y_A - M_AA p_A`` and every margin are computed from
     ``K``: the point is accepted as it is when it is within ``1e-13`` of the exact one
-    (:func:`_residual`), else refined once (``p += M_AA^-1 r``, by the block inverse) and
-    accepted if the correction was below ``1e-8`` of it (:func:`_refined`). Either way the
-    margins from ``K`` at the accepted point must give the set ``A`` back.
-    :func:`_set_by_inverse` takes the same steps for every problem of a training set at
-    once, its products with ``S`` and ``K`` as matrix products.
+    (:func:`_residual`), else refined once (``p += M_AA^-1 r``, by the block inverse, with
+    the last jump's factor of ``S_RR``) and accepted if the correction was below ``1e-8`` of
+    it (:func:`_refined`). Either way the margins from ``K`` at the accepted point must give
+    the set ``A`` back. Jumps may cycle where the damped iterations of :func:`_solve_dual`
+    cannot; after ``max_jumps`` sets, or when the final check fails, the problem gets
+    :data:`_REDO` (the factor path, from the start).
 
-    Jumps may cycle where the damped iterations of :func:`_solve_dual` cannot; after
-    ``max_jumps`` sets, or when the final check fails, the problem gets :data:`_REDO` (the
-    factor path, from the start).
-
-    Leaves the coefficients in ``a`` and their margins in ``m``; returns
-    ``(status, Newton points computed)``, a cold start's ``p1`` counted as the first (the
-    factor path's first step goes to it too)."""
-    _matvec(S, k, y, p1)
-    status, points, nr = _jumps(S, k, y, p1, max_jumps, p, act, ridx, nxt, Mr, Lr, invr, lam, guess)
-    if status != CONVERGED:
-        return status, points
-    _margins(K, k, y, p, m)
-    accepted, big = _residual(k, y, C, p, m, act, b)
-    if accepted:
-        for i in range(k):
-            a[i] = p[i]
-    else:  # refined once, S_RR's factor from the last jump reused
-        _matvec(S, k, b, u)
-        if not _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam):
-            return _REDO, points
-        _margins(K, k, y, a, m)
-    return (CONVERGED if _same_set(k, m, act) else _REDO), points
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, arrays, jumped, work):
-    """Every problem of a training set (``members``) by :func:`_solve_by_inverse`'s steps,
-    in lockstep: the first points ``S y``, the products ``K p`` of the jumps' last points,
-    the refinements' ``S r`` and the refined points' ``K a`` are matrix products over all
-    the problems (BLAS), the jumps and Schur systems problem by problem.
+    The problems run in lockstep: their first points ``S y``, the products ``K p`` of the
+    jumps' last points, the refinements' ``S r`` and the refined points' ``K a`` are matrix
+    products over all of them (BLAS), the jumps and Schur systems problem by problem.
 
     ``starts`` (M, k_max) holds each problem's warm start where ``warm``. ``arrays`` is
     :func:`_lockstep_space`'s tuple; on return, for each problem ``j``, ``jumped[j]`` holds
-    its status (:data:`CONVERGED` or :data:`_REDO`), Newton points and samples outside its
-    active set, and, when converged, ``A[j]`` its coefficients, ``Mg[j]`` their margins and
-    ``Act[j]`` its active set. ``work``: vectors ``(8, k_max)``, ``Mr``, ``Lr``
+    its status (:data:`CONVERGED` or :data:`_REDO`), Newton points computed (a cold start's
+    ``p1`` counted as the first, as the factor path's first step goes to it too) and samples
+    outside its active set, and, when converged, ``A[j]`` its coefficients, ``Mg[j]`` their
+    margins and ``Act[j]`` its active set. ``work``: vectors ``(8, k_max)``, ``Mr``, ``Lr``
     ``(k_max, k_max)``, ``invr``, ``ridx``, ``nxt`` (k_max,), and an empty bool array (no
     warm start)."""
     Y, P1, P, KP, R, A, Mg, Act, Ridx, F, Finv = arrays
@@ -629,7 +581,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, arrays, jumped,
             y[r] = Y[j, r]
             p1[r] = P1[j, r]
         st, points, nr = _jumps(
-            S, k, y, p1, MAX_JUMPS, p, Act[j], ridx, nxt, Mr, Lr, invr, lam, starts[j, :k] if warm[j] else none
+            S, k, y, p1, max_jumps, p, Act[j], ridx, nxt, Mr, Lr, invr, lam, starts[j, :k] if warm[j] else none
         )  # fmt: skip
         jumped[j, 0] = st
         jumped[j, 1] = points
@@ -814,7 +766,7 @@ def gram_newton_spheres(
                     for c in range(r + 1):
                         S[r, c] = L0[r, c]
                 inverse = inverse_lower_block(S, k)
-            if inverse:  # _solve_by_inverse's steps for every problem of the set at once
+            if inverse:  # every problem of the set at once
                 for j in range(M):
                     q = members[u, j]
                     warm[j] = warm_starts and follows[b] and has_guess[q]
@@ -822,7 +774,7 @@ def gram_newton_spheres(
                         for r in range(k):
                             starts[j, r] = guess[q, r]
                 _set_by_inverse(
-                    K, k, C, S, members[u], Yq, rows, starts, warm, lockstep, jumped, lockstep_work
+                    K, k, C, S, members[u], Yq, rows, starts, warm, MAX_JUMPS, lockstep, jumped, lockstep_work
                 )
             for j in range(M):
                 q = members[u, j]
