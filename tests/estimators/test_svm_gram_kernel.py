@@ -232,7 +232,8 @@ def test_active_set_jumps_reach_the_factor_paths_optimum_on_permuted_labels(n_cl
 
 def by_inverse(K, S, Y, rows, max_jumps=MAX_JUMPS, members=None, starts=None, warm=None):
     """:func:`_set_by_inverse` on the problems ``members`` (rows of ``Y``; all by default) of
-    one training set: ``(jumped, coefficients, margins, active sets)``, one row per problem."""
+    one training set: ``(jumped, coefficients, margins, active sets, points)``, one row per
+    problem; ``points``: where the jumps ended, before any refinement."""
     k = len(rows)
     members = np.arange(len(Y)) if members is None else np.asarray(members)
     M = len(members)
@@ -243,7 +244,7 @@ def by_inverse(K, S, Y, rows, max_jumps=MAX_JUMPS, members=None, starts=None, wa
     work = (np.zeros((8, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64),
             np.zeros(k, np.int64), np.zeros(0, bool))  # fmt: skip
     _set_by_inverse(K, k, 1.0, S, members, Y, rows, starts, warm, max_jumps, arrays, jumped, work)
-    return jumped, arrays[5].copy(), arrays[6].copy(), arrays[7].copy()
+    return jumped, arrays[5].copy(), arrays[6].copy(), arrays[7].copy(), arrays[2].copy()
 
 
 def test_active_set_jumps_give_up_after_their_cap():
@@ -259,7 +260,7 @@ def test_active_set_jumps_give_up_after_their_cap():
     reference = solve(G, rows, size, members, Y, 1.0)
     outcomes = []
     for cap in (1, MAX_JUMPS):
-        jumped, A, _, _ = by_inverse(K, S, Y, rows[0], cap)
+        jumped, A, _, _, _ = by_inverse(K, S, Y, rows[0], cap)
         for q in range(len(Y)):
             status, sets = jumped[q, 0], jumped[q, 1]
             outcomes.append((q, cap, status, sets))
@@ -293,7 +294,7 @@ def test_problems_of_a_training_set_in_lockstep_match_them_one_by_one(scale):
     warm = np.zeros(M, bool)
     warm[::3] = True
     starts[warm] = Y[warm][:, rows] * (S @ Y[warm][:, rows].T).T > 0.5  # some guesses
-    jumped, A, Mg, Act = by_inverse(K, S, Y, rows, starts=starts, warm=warm)
+    jumped, A, Mg, Act, _ = by_inverse(K, S, Y, rows, starts=starts, warm=warm)
     for q in range(M):
         one = by_inverse(K, S, Y, rows, members=[q], starts=starts[q : q + 1], warm=warm[q : q + 1])
         np.testing.assert_array_equal(jumped[q], one[0][0])
@@ -386,3 +387,37 @@ def test_follows_previous_counts_shared_voxels():
     vox = np.array([[0, 1, 2, 3], [2, 3, 4, 5], [3, 4, 5, 9], [10, 11, 12, 13], [11, 14, 15, 16]])
     assert follows_previous(vox, vox[0, :0]).tolist() == [False, True, True, False, False]
     assert follows_previous(vox[1:], vox[0]).tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("scale, refined", [(1.0, True), (0.1, False)])
+def test_a_point_whose_margins_do_not_give_its_set_back_goes_to_the_factor_path(scale, refined):
+    """The inverse path's jumps decide the active sets from the block inverse's identities;
+    the point they end at is accepted only when its margins computed from ``K`` give its set
+    back. Here ``K``'s entries between each problem's optimal active set ``A`` and the other
+    samples ``R`` are set to 0: the residual on ``A`` and the jumps (which read ``S`` only)
+    are unchanged, but every margin on ``R`` drops to 0, below 1, so the point must not be
+    accepted (``_REDO``). At scale 1 the points are refined before that check, at 0.1
+    accepted at once (their residuals below 1e-13 of them)."""
+    X, y, _ = run_betas(1, 160, 4, seed=11)
+    X *= scale
+    rng = np.random.default_rng(5)
+    Y = np.vstack([binary_targets(yk, 4) for yk in [y] + [rng.permutation(y) for _ in range(7)]])
+    rows = np.arange(28)
+    K = np.ascontiguousarray(X[0][rows] @ X[0][rows].T + 1.0)
+    S = np.linalg.inv(K + 0.5 * np.eye(len(rows)))
+    S = np.ascontiguousarray((S + S.T) / 2)
+    jumped, _, _, Act, _ = by_inverse(K, S, Y, rows)
+    checked = 0
+    for q in np.flatnonzero(jumped[:, 0] == CONVERGED):
+        A, R = np.flatnonzero(Act[q]), np.flatnonzero(~Act[q])
+        if not len(R):
+            continue
+        cut = K.copy()
+        cut[np.ix_(A, R)] = 0.0
+        cut[np.ix_(R, A)] = 0.0
+        again, coefficients, _, _, points = by_inverse(K, S, Y, rows, members=[q])
+        assert again[0, 0] == CONVERGED
+        assert (not np.array_equal(coefficients[0], points[0])) == refined
+        assert by_inverse(cut, S, Y, rows, members=[q])[0][0, 0] == _REDO
+        checked += 1
+    assert checked >= 16

@@ -609,6 +609,8 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
         if not accepted:
             jumped[j, 0] = _REFINE
             refine = True
+        elif not _same_set(k, Mg[j], Act[j]):
+            jumped[j, 0] = _REDO
     if not refine:
         return
     matmul_into(R[:, :k], S[:k, :k], KP[:, :k], False)  # rows S r, into KP
@@ -634,9 +636,9 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
     matmul_into(A[:, :k], K[:k, :k], KP[:, :k], False)  # rows K a of the refined points
     for j in range(M):
         if jumped[j, 0] == _REFINE:
-            jumped[j, 0] = CONVERGED
             for r in range(k):
                 Mg[j, r] = Y[j, r] * KP[j, r]
+            jumped[j, 0] = CONVERGED if _same_set(k, Mg[j], Act[j]) else _REDO
     return
 
 
