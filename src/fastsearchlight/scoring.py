@@ -16,6 +16,14 @@ import numpy as np
 BATCHED_SCORINGS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall")
 #: scorings of the positive class, 1 (scikit-learn's default pos_label)
 BINARY_SCORINGS = ("f1", "precision", "recall")
+#: batched metrics computed from the predictions alone (not the decisions' values)
+PREDICTION_SCORINGS = ("accuracy", "balanced_accuracy", *BINARY_SCORINGS)
+
+
+def uses_predictions_only(metrics) -> bool:
+    """Whether every batched metric (as :func:`batched_metric` names them) needs only the
+    predicted classes."""
+    return all(metric.partition(":")[0] in PREDICTION_SCORINGS for metric in metrics)
 
 
 def resolve_scoring(scoring) -> str | None:
@@ -55,6 +63,33 @@ def predictions(decisions: np.ndarray, n_classes: int) -> np.ndarray:
     if n_classes == 2:
         return (decisions > 0).astype(np.intp)
     return np.argmax(decisions, axis=-1)
+
+
+def certain_predictions(decisions: np.ndarray, bounds: np.ndarray, n_classes: int) -> np.ndarray:
+    """Whether decisions known to within ``bounds`` give the predictions the exact ones
+    would.
+
+    Parameters
+    ----------
+    decisions : ndarray (..., n_test) or (..., n_test, n_classes)
+        As :func:`batched_scores` takes them (any leading dimensions).
+    bounds : ndarray (...) or (..., n_classes)
+        A bound on the error of every decision (of each class's).
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of bool (...)
+        True where every test sample's prediction is proven: with two classes, each
+        decision is farther from 0 than its bound; with more, the largest of the lower ends
+        ``d_c - b_c`` exceeds the second largest of the upper ends ``d_c + b_c`` (then one
+        class's interval lies above every other's, and it is the largest decision's).
+    """
+    if n_classes == 2:
+        return np.all(np.abs(decisions) > bounds[..., None], axis=-1)
+    low = (decisions - bounds[..., None, :]).max(axis=-1)
+    high = np.partition(decisions + bounds[..., None, :], -2, axis=-1)[..., -2]
+    return np.all(low > high, axis=-1)
 
 
 def batched_scores(

@@ -67,7 +67,7 @@ def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False):
         has_guess = np.zeros(len(Y) if warm else 0, dtype=bool)
         follows = np.ones(len(G), dtype=bool)
         args = (G, rows, size, members, Y, C, 200, out, want_decisions, inverse_members, 0)
-        runs.append(gram_newton_spheres(*args, guess, has_guess, follows))
+        runs.append(gram_newton_spheres(*args, guess, has_guess, follows, np.zeros((0, len(Y)))))
     (status, iterations), (status2, iterations2) = runs
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
     return alpha, decisions, status, iterations
@@ -230,10 +230,12 @@ def test_active_set_jumps_reach_the_factor_paths_optimum_on_permuted_labels(n_cl
     np.testing.assert_allclose(by_jumps[0], by_factor[0], rtol=0, atol=1e-10 * np.abs(by_factor[0]).max())
 
 
-def by_inverse(K, S, Y, rows, max_jumps=MAX_JUMPS, members=None, starts=None, warm=None):
+def by_inverse(K, S, Y, rows, max_jumps=MAX_JUMPS, members=None, starts=None, warm=None, tolerant=False):
     """:func:`_set_by_inverse` on the problems ``members`` (rows of ``Y``; all by default) of
-    one training set: ``(jumped, coefficients, margins, active sets, points)``, one row per
-    problem; ``points``: where the jumps ended, before any refinement."""
+    one training set: ``(jumped, coefficients, margins, active sets, points, radii)``, one row
+    per problem; ``points``: where the jumps ended, before any refinement; ``radii``: with
+    ``tolerant``, the bound on an unrefined point's distance to the exact one (0 if
+    refined)."""
     k = len(rows)
     members = np.arange(len(Y)) if members is None else np.asarray(members)
     M = len(members)
@@ -241,10 +243,10 @@ def by_inverse(K, S, Y, rows, max_jumps=MAX_JUMPS, members=None, starts=None, wa
     warm = np.zeros(M, bool) if warm is None else warm
     arrays = _lockstep_space(M, k)
     jumped = np.zeros((M, 3), np.int64)
-    work = (np.zeros((8, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64),
+    work = (np.zeros((9, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64),
             np.zeros(k, np.int64), np.zeros(0, bool))  # fmt: skip
-    _set_by_inverse(K, k, 1.0, S, members, Y, rows, starts, warm, max_jumps, arrays, jumped, work)
-    return jumped, arrays[5].copy(), arrays[6].copy(), arrays[7].copy(), arrays[2].copy()
+    _set_by_inverse(K, k, 1.0, S, members, Y, rows, starts, warm, max_jumps, arrays, jumped, work, tolerant)
+    return jumped, arrays[5].copy(), arrays[6].copy(), arrays[7].copy(), arrays[2].copy(), arrays[11].copy()
 
 
 def test_active_set_jumps_give_up_after_their_cap():
@@ -260,7 +262,7 @@ def test_active_set_jumps_give_up_after_their_cap():
     reference = solve(G, rows, size, members, Y, 1.0)
     outcomes = []
     for cap in (1, MAX_JUMPS):
-        jumped, A, _, _, _ = by_inverse(K, S, Y, rows[0], cap)
+        jumped, A = by_inverse(K, S, Y, rows[0], cap)[:2]
         for q in range(len(Y)):
             status, sets = jumped[q, 0], jumped[q, 1]
             outcomes.append((q, cap, status, sets))
@@ -294,7 +296,7 @@ def test_problems_of_a_training_set_in_lockstep_match_them_one_by_one(scale):
     warm = np.zeros(M, bool)
     warm[::3] = True
     starts[warm] = Y[warm][:, rows] * (S @ Y[warm][:, rows].T).T > 0.5  # some guesses
-    jumped, A, Mg, Act, _ = by_inverse(K, S, Y, rows, starts=starts, warm=warm)
+    jumped, A, Mg, Act = by_inverse(K, S, Y, rows, starts=starts, warm=warm)[:4]
     for q in range(M):
         one = by_inverse(K, S, Y, rows, members=[q], starts=starts[q : q + 1], warm=warm[q : q + 1])
         np.testing.assert_array_equal(jumped[q], one[0][0])
@@ -406,7 +408,7 @@ def test_a_point_whose_margins_do_not_give_its_set_back_goes_to_the_factor_path(
     K = np.ascontiguousarray(X[0][rows] @ X[0][rows].T + 1.0)
     S = np.linalg.inv(K + 0.5 * np.eye(len(rows)))
     S = np.ascontiguousarray((S + S.T) / 2)
-    jumped, _, _, Act, _ = by_inverse(K, S, Y, rows)
+    jumped, _, _, Act = by_inverse(K, S, Y, rows)[:4]
     checked = 0
     for q in np.flatnonzero(jumped[:, 0] == CONVERGED):
         A, R = np.flatnonzero(Act[q]), np.flatnonzero(~Act[q])
@@ -415,9 +417,92 @@ def test_a_point_whose_margins_do_not_give_its_set_back_goes_to_the_factor_path(
         cut = K.copy()
         cut[np.ix_(A, R)] = 0.0
         cut[np.ix_(R, A)] = 0.0
-        again, coefficients, _, _, points = by_inverse(K, S, Y, rows, members=[q])
+        again, coefficients, _, _, points, _ = by_inverse(K, S, Y, rows, members=[q])
         assert again[0, 0] == CONVERGED
         assert (not np.array_equal(coefficients[0], points[0])) == refined
         assert by_inverse(cut, S, Y, rows, members=[q])[0][0, 0] == _REDO
         checked += 1
     assert checked >= 16
+
+
+def newton_point_extended(K, y, act, C=1.0):
+    """The Newton point of the active set ``act`` (``(I / 2C + K_AA)^-1 y_A``, 0 elsewhere),
+    refined with residuals in extended precision (``np.longdouble``): a reference far below
+    double rounding."""
+    A = np.flatnonzero(act)
+    M = K[np.ix_(A, A)] + np.eye(len(A)) / (2 * C)
+    Ml = M.astype(np.longdouble)
+    p = np.linalg.solve(M, y[A]).astype(np.longdouble)
+    for _ in range(4):
+        r = y[A].astype(np.longdouble) - Ml @ p
+        p += np.linalg.solve(M, r.astype(np.float64))
+    out = np.zeros(len(K), dtype=np.longdouble)
+    out[A] = p
+    return out
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0])  # standardised and raw-scale samples
+def test_tolerant_inverse_path_bounds_its_unrefined_points(scale):
+    """With ``tolerant``, a point accepted without its refinement has its active set proven
+    optimal (the exact path's) and lies within its radius ``Rad`` of the exact Newton point
+    of that set (checked against an extended-precision solve); the other points are those
+    of the exact path. On standardised samples most points are accepted so."""
+    X, y, _ = run_betas(1, 160, 4, seed=11)
+    X = scale * (X + 3.0)
+    rng = np.random.default_rng(5)
+    Y = np.vstack([binary_targets(yk, 4) for yk in [y] + [rng.permutation(y) for _ in range(7)]])
+    rows = np.arange(28)
+    K = np.ascontiguousarray(X[0][rows] @ X[0][rows].T + 1.0)
+    S = np.linalg.inv(K + 0.5 * np.eye(len(rows)))
+    S = np.ascontiguousarray((S + S.T) / 2)
+    exact = by_inverse(K, S, Y, rows)
+    tolerant = by_inverse(K, S, Y, rows, tolerant=True)
+    M = len(Y)
+    radius = tolerant[5]
+    assert not exact[5].any()
+    np.testing.assert_array_equal(exact[0][:, 0], tolerant[0][:, 0])
+    bounded = 0
+    for q in range(M):
+        if exact[0][q, 0] != CONVERGED:
+            continue
+        np.testing.assert_array_equal(tolerant[3][q], exact[3][q])
+        if radius[q] > 0:
+            bounded += 1
+            reference = newton_point_extended(K, Y[q][rows], exact[3][q])
+            assert np.sqrt(np.sum((tolerant[1][q] - reference) ** 2)) <= radius[q]
+            np.testing.assert_array_equal(tolerant[1][q], tolerant[4][q])  # not refined
+        else:
+            np.testing.assert_array_equal(tolerant[1][q], exact[1][q])
+    if scale == 1.0:
+        assert bounded >= M // 2
+
+
+def test_decisions_for_predictions_give_the_exact_predictions_and_fall_back_when_unproven(monkeypatch):
+    """:meth:`BatchedLinearSVC.many_fold_decisions_for_predictions_at` (unrefined points
+    with bounds, on the Gram path) predicts what the exact decisions predict, on run-wise
+    betas with permuted label vectors; where the bounds do not prove a sphere's predictions
+    (forced here), the sphere is solved again to rounding."""
+    import fastsearchlight.estimators.svm as svm_module
+    from fastsearchlight.estimators.base import as_voxel_major
+    from fastsearchlight.scoring import predictions
+
+    X, y, groups = run_betas(30, 110, 4, seed=3)
+    rng = np.random.default_rng(2)
+    ys = np.vstack([y] + [np.concatenate([rng.permutation(r) for r in y.reshape(8, -1)]) for _ in range(7)])
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    est = BatchedLinearSVC()
+    Xv, vox = as_voxel_major(X)
+    exact = est.many_fold_decisions_at(Xv, vox, ys, 4, plan)
+    loose = est.many_fold_decisions_for_predictions_at(Xv, vox, ys, 4, plan)
+    differ = False
+    for folds_exact, folds_loose in zip(exact, loose):
+        for a, b in zip(folds_exact, folds_loose):
+            np.testing.assert_array_equal(predictions(a, 4), predictions(b, 4))
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-9 * np.abs(a).max())
+            differ |= not np.array_equal(a, b)
+    assert differ, "every point was refined: the bounded path was not exercised"
+    monkeypatch.setattr(svm_module, "certain_predictions", lambda d, b, n: np.zeros(b.shape[:-1], bool))
+    forced = est.many_fold_decisions_for_predictions_at(Xv, vox, ys, 4, plan)
+    for folds_exact, folds_forced in zip(exact, forced):
+        for a, b in zip(folds_exact, folds_forced):
+            np.testing.assert_array_equal(b, a)

@@ -10,7 +10,7 @@ import numpy as np
 from ..cv import CVPlan
 from ..estimators.base import BatchedClassifier
 from ..neighbourhoods import Neighbourhoods
-from ..scoring import batched_scores
+from ..scoring import batched_scores, uses_predictions_only
 from ..shared import exit_with_parent
 
 __all__ = [
@@ -100,7 +100,10 @@ def batched_block(X, vox, estimator, ys, n_classes, plan, metrics):
     # whole rows, seen as (spheres, samples, voxels))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        decisions = estimator.many_fold_decisions_at(X, vox, ys, n_classes, plan)
+        if uses_predictions_only(metrics):
+            decisions = estimator.many_fold_decisions_for_predictions_at(X, vox, ys, n_classes, plan)
+        else:
+            decisions = estimator.many_fold_decisions_at(X, vox, ys, n_classes, plan)
     return np.stack(
         [
             np.stack(

@@ -518,6 +518,44 @@ def _residual(k, y, C, p, m, act, b):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
+def _certified_radius(k, y, C, p, kp, m, act, b, knorm):
+    """A bound on ``|p - p*|_2``, ``p*`` the exact Newton point of the active set ``act``,
+    when the margins prove that set to be the optimum's; -1 when they do not.
+
+    ``b`` is the computed residual ``y_A - M_AA p_A`` (0 outside ``A``), ``kp`` the computed
+    ``K p``, ``m`` the margins ``y_i kp_i`` and ``knorm`` the 2-norms of ``K``'s rows. With
+    ``M_AA >= I / 2C``, ``|p - p*|_2 <= 2C |r|_2`` for the exact residual ``r``, and ``|r|``
+    is at most the computed one plus its rounding (``gamma_k |K_i|_2 |p|_2`` from the
+    product, ``gamma_k = k eps / (1 - k eps)``, and three roundings of the subtractions);
+    the result is widened by 1%. ``A`` is the optimum's set when ``p*``'s margins give it
+    back (as :func:`_same_set` checks for ``p``): ``y_i p*_i > 0`` on it (margins
+    ``1 - y_i p*_i / 2C`` below 1), certain where ``y_i p_i`` exceeds the radius, and margins
+    at least 1 outside it, certain where ``m_i`` exceeds 1 by
+    ``|K_i|_2 (radius + gamma_k |p|_2)``."""
+    gamma = k * _EPS / (1.0 - k * _EPS)
+    half = 0.5 / C
+    pn = 0.0
+    for i in range(k):
+        pn += p[i] * p[i]
+    pn = np.sqrt(pn)
+    res = 0.0
+    err = 0.0
+    for i in range(k):
+        if act[i]:
+            res += b[i] * b[i]
+            e = gamma * knorm[i] * pn + 3.0 * _EPS * (1.0 + half * abs(p[i]) + abs(kp[i]))
+            err += e * e
+    radius = 1.01 * 2.0 * C * (np.sqrt(res) + np.sqrt(err))
+    for i in range(k):
+        if act[i]:
+            if y[i] * p[i] <= radius:
+                return -1.0
+        elif m[i] - knorm[i] * (radius + gamma * pn) < 1.0:
+            return -1.0
+    return radius
+
+
+@njit(cache=True, fastmath=_FASTMATH)
 def _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam):
     """``a = p + M_AA^-1 r`` from ``u = S r`` (block inverse, with the factor of ``S_RR`` in
     ``Lr``/``invr``); False when the correction exceeds ``1e-8`` of ``|p|_inf`` (or the
@@ -541,7 +579,7 @@ def _same_set(k, m, act):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arrays, jumped, work):
+def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arrays, jumped, work, tolerant):
     """Every problem of a training set (``members``) from ``S``, the inverse of
     ``M = I / 2C + K`` on every training sample, by active-set jumps (:func:`_jumps`: the
     primal-dual active-set method, a semismooth Newton method on the optimality conditions,
@@ -565,12 +603,25 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
     its status (:data:`CONVERGED` or :data:`_REDO`), Newton points computed (a cold start's
     ``p1`` counted as the first, as the factor path's first step goes to it too) and samples
     outside its active set, and, when converged, ``A[j]`` its coefficients, ``Mg[j]`` their
-    margins and ``Act[j]`` its active set. ``work``: vectors ``(8, k_max)``, ``Mr``, ``Lr``
+    margins and ``Act[j]`` its active set. ``work``: vectors ``(9, k_max)``, ``Mr``, ``Lr``
     ``(k_max, k_max)``, ``invr``, ``ridx``, ``nxt`` (k_max,), and an empty bool array (no
-    warm start)."""
-    Y, P1, P, KP, R, A, Mg, Act, Ridx, F, Finv = arrays
+    warm start).
+
+    With ``tolerant``, a point whose residual is above ``1e-13`` of it is accepted without
+    its refinement when its margins prove its active set to be the optimum's
+    (:func:`_certified_radius`): ``Rad[j]`` then holds a bound on its distance to the exact
+    Newton point (2-norm), else 0. For callers that use only the signs or the largest of
+    the decisions (predictions), which the bound lets them check."""
+    Y, P1, P, KP, R, A, Mg, Act, Ridx, F, Finv, Rad = arrays
     vec, Mr, Lr, invr, ridx, nxt, none = work
     y, p1, p, b, u, s, lam, a = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7]
+    knorm = vec[8]
+    if tolerant:
+        for r in range(k):
+            acc = 0.0
+            for c in range(k):
+                acc += K[r, c] * K[r, c]
+            knorm[r] = np.sqrt(acc)
     M = members.shape[0]
     for j in range(M):
         for r in range(k):
@@ -603,6 +654,12 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
             p[r] = P[j, r]
             Mg[j, r] = y[r] * KP[j, r]
         accepted, big = _residual(k, y, C, p, Mg[j], Act[j], b)
+        Rad[j] = 0.0
+        if tolerant and not accepted:
+            radius = _certified_radius(k, y, C, p, KP[j], Mg[j], Act[j], b, knorm)
+            if radius >= 0.0:
+                accepted = True
+                Rad[j] = radius
         for r in range(k):
             R[j, r] = 0.0 if accepted else b[r]
             A[j, r] = p[r]
@@ -649,14 +706,14 @@ def _lockstep_space(M, k_max):
         np.empty((M, k_max)), np.empty((M, k_max)), np.empty((M, k_max)), np.empty((M, k_max)),
         np.zeros((M, k_max)), np.empty((M, k_max)), np.empty((M, k_max)),
         np.empty((M, k_max), dtype=np.bool_), np.empty((M, k_max), dtype=np.int64),
-        np.empty((M, k_max * (k_max + 1) // 2)), np.empty((M, k_max)),
+        np.empty((M, k_max * (k_max + 1) // 2)), np.empty((M, k_max)), np.zeros(M),
     )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def gram_newton_spheres(
     G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, n_features, guess,
-    has_guess, follows,
+    has_guess, follows, bounds,
 ):  # fmt: skip
     """Solve every problem of a batch of spheres from their Gram matrices.
 
@@ -698,6 +755,13 @@ def gram_newton_spheres(
         Whether each sphere is a neighbour of the one before it (shares at least half its
         voxels), so that warm starts from it pay: from a distant sphere they take more
         steps than cold ones.
+    bounds : ndarray (b, Q)
+        Written, when not empty (with ``decisions``): a bound on the error of each problem's
+        decisions on the samples outside its training set, against the exact optimum's. 0
+        for the problems solved to rounding; the others' points were accepted without their
+        refinement (:func:`_set_by_inverse` with ``tolerant``), their bound
+        ``max_o |G[o, T]|_2 (radius + gamma_k |alpha|_2)`` (the point's radius, and the
+        rounding of the decisions' sums). Empty: every problem solved to rounding.
 
     Returns
     -------
@@ -728,7 +792,7 @@ def gram_newton_spheres(
     starts = np.empty((M, k_max), dtype=np.bool_)
     warm = np.zeros(M, dtype=np.bool_)
     lockstep_work = (
-        np.empty((8, k_max)), np.empty((k_max, k_max)), np.empty((k_max, k_max)), np.empty(k_max),
+        np.empty((9, k_max)), np.empty((k_max, k_max)), np.empty((k_max, k_max)), np.empty(k_max),
         np.empty(k_max, dtype=np.int64), np.empty(k_max, dtype=np.int64), np.empty(0, dtype=np.bool_),
     )  # fmt: skip
     A, Mg, Act = lockstep[5], lockstep[6], lockstep[7]
@@ -745,6 +809,9 @@ def gram_newton_spheres(
                 n_others[u] += 1
     half = 0.5 / C
     warm_starts = has_guess.shape[0] > 0
+    tolerant = bounds.shape[0] > 0
+    rad = lockstep[11]
+    gamma = k_max * _EPS / (1.0 - k_max * _EPS)
     # work vectors named once, not sliced per problem (each view costs reference counting)
     a, w1, w2, w3, m = vec[0], vec[1], vec[2], vec[3], vec[4]
     w5, w6, w7, y = vec[5], vec[6], vec[7], vec[8]
@@ -776,12 +843,23 @@ def gram_newton_spheres(
                         for r in range(k):
                             starts[j, r] = guess[q, r]
                 _set_by_inverse(
-                    K, k, C, S, members[u], Yq, rows, starts, warm, MAX_JUMPS, lockstep, jumped, lockstep_work
-                )
+                    K, k, C, S, members[u], Yq, rows, starts, warm, MAX_JUMPS, lockstep, jumped, lockstep_work,
+                    tolerant,
+                )  # fmt: skip
+            gmax = 0.0  # the largest 2-norm of G[o, T] over the samples o outside T
+            if tolerant:
+                for e in range(n_others[u]):
+                    o = others[u, e]
+                    acc = 0.0
+                    for r in range(k):
+                        acc += Gb[o, rows[r]] * Gb[o, rows[r]]
+                    gmax = max(gmax, np.sqrt(acc))
             for j in range(M):
                 q = members[u, j]
                 for i in range(n):
                     out[b, q, i] = 0.0
+                if tolerant:
+                    bounds[b, q] = 0.0
                 if not ok:
                     status[b, q] = NEEDS_SVD
                     if warm_starts:  # no optimum here: the next sphere's guess is not this one's
@@ -794,10 +872,14 @@ def gram_newton_spheres(
                 if inverse and jumped[j, 0] == CONVERGED:
                     st = CONVERGED
                     its = jumped[j, 1]
+                    an = 0.0
                     for r in range(k):
                         a[r] = A[j, r]
                         m[r] = Mg[j, r]
                         act[r] = Act[j, r]
+                        an += a[r] * a[r]
+                    if tolerant and rad[j] > 0.0:
+                        bounds[b, q] = gmax * (rad[j] + gamma * np.sqrt(an))
                 if st == _REDO:
                     st, its = _solve_dual(
                         K, k, y, C, L0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx, L,

@@ -98,6 +98,15 @@ class BatchedClassifier(ABC):
         """
         return self.many_fold_decisions(X[vox].transpose(0, 2, 1), ys, n_classes, plan)
 
+    def many_fold_decisions_for_predictions_at(
+        self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`many_fold_decisions_at`, for scores that use only the predictions (signs,
+        or the largest class): an estimator may return decisions that are not exact to
+        rounding, as long as their predictions are proven to be the exact ones'. By default
+        the exact decisions."""
+        return self.many_fold_decisions_at(X, vox, ys, n_classes, plan)
+
     def handles(self, codes: np.ndarray, n_classes: int, plan: CVPlan) -> bool:
         """Whether this estimator computes what scikit-learn would on these labels and folds
         (beyond the checks of the routing); estimators with narrower support override it."""
