@@ -65,33 +65,6 @@ def predictions(decisions: np.ndarray, n_classes: int) -> np.ndarray:
     return np.argmax(decisions, axis=-1)
 
 
-def certain_predictions(decisions: np.ndarray, bounds: np.ndarray, n_classes: int) -> np.ndarray:
-    """Whether decisions known to within ``bounds`` give the predictions the exact ones
-    would.
-
-    Parameters
-    ----------
-    decisions : ndarray (..., n_test) or (..., n_test, n_classes)
-        As :func:`batched_scores` takes them (any leading dimensions).
-    bounds : ndarray (...) or (..., n_classes)
-        A bound on the error of every decision (of each class's).
-    n_classes : int
-
-    Returns
-    -------
-    ndarray of bool (...)
-        True where every test sample's prediction is proven: with two classes, each
-        decision is farther from 0 than its bound; with more, the largest of the lower ends
-        ``d_c - b_c`` exceeds the second largest of the upper ends ``d_c + b_c`` (then one
-        class's interval lies above every other's, and it is the largest decision's).
-    """
-    if n_classes == 2:
-        return np.all(np.abs(decisions) > bounds[..., None], axis=-1)
-    low = (decisions - bounds[..., None, :]).max(axis=-1)
-    high = np.partition(decisions + bounds[..., None, :], -2, axis=-1)[..., -2]
-    return np.all(low > high, axis=-1)
-
-
 def batched_scores(
     metric: str, decisions: np.ndarray, y_test: np.ndarray, n_classes: int, proba_like=None
 ) -> np.ndarray:

@@ -12,6 +12,7 @@ from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators._svm_gram_kernel import (
     _REDO,
     MAX_JUMPS,
+    _check_predictions,
     _lockstep_space,
     _set_by_inverse,
     gram_newton_spheres,
@@ -67,7 +68,8 @@ def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False):
         has_guess = np.zeros(len(Y) if warm else 0, dtype=bool)
         follows = np.ones(len(G), dtype=bool)
         args = (G, rows, size, members, Y, C, 200, out, want_decisions, inverse_members, 0)
-        runs.append(gram_newton_spheres(*args, guess, has_guess, follows, np.zeros((0, len(Y)))))
+        exact = (np.zeros((0, len(Y))), 1, np.zeros(0, bool))  # no bounds: solved to rounding
+        runs.append(gram_newton_spheres(*args, guess, has_guess, follows, *exact))
     (status, iterations), (status2, iterations2) = runs
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
     return alpha, decisions, status, iterations
@@ -276,22 +278,29 @@ def test_active_set_jumps_give_up_after_their_cap():
     assert all(sets == 2 for _, sets in redone)  # p1, then the first set's point
 
 
+def permuted_training_set(scale=1.0, offset=0.0):
+    """One training set of run-wise betas (28 samples, 160 features) and 8 label vectors
+    (the true one and 7 permutations: 32 one-vs-rest problems), the samples ``scale * (x +
+    offset)``: ``(K, S, Y, rows)``, with ``S`` the inverse of ``I / 2 + K`` (C = 1)."""
+    X, y, _ = run_betas(1, 160, 4, seed=11)
+    X = scale * (X + offset)
+    rng = np.random.default_rng(5)
+    Y = np.vstack([binary_targets(yk, 4) for yk in [y] + [rng.permutation(y) for _ in range(7)]])
+    rows = np.arange(28)
+    K = np.ascontiguousarray(X[0][rows] @ X[0][rows].T + 1.0)
+    S = np.linalg.inv(K + 0.5 * np.eye(len(rows)))
+    return K, np.ascontiguousarray((S + S.T) / 2), Y, rows
+
+
 @pytest.mark.parametrize("scale", [1.0, 300.0])  # standardised and raw-scale samples
 def test_problems_of_a_training_set_in_lockstep_match_them_one_by_one(scale):
     """:func:`_set_by_inverse` on 32 problems at once (matrix products over them) ends each
     problem where it does alone: same status, Newton points, active set, and coefficients
     and margins to rounding; warm starts included. (Every problem here is refined once: its
     residual is above 1e-13 of it, at the rounding level of K p.)"""
-    X, y, _ = run_betas(1, 160, 4, seed=11)
-    X = scale * (X + 3.0)  # an offset: K's entries large against its smallest eigenvalue
-    rng = np.random.default_rng(5)
-    ys = np.vstack([y] + [rng.permutation(y) for _ in range(7)])
-    Y = np.vstack([binary_targets(yk, 4) for yk in ys])  # 32 problems
-    rows = np.arange(28)  # 28 training samples, 160 features
-    K = np.ascontiguousarray(X[0][rows] @ X[0][rows].T + 1.0)
+    # an offset: K's entries large against its smallest eigenvalue
+    K, S, Y, rows = permuted_training_set(scale, offset=3.0)
     k, M = len(rows), len(Y)
-    S = np.linalg.inv(K + 0.5 * np.eye(k))
-    S = np.ascontiguousarray((S + S.T) / 2)
     starts = np.zeros((M, k), bool)
     warm = np.zeros(M, bool)
     warm[::3] = True
@@ -400,14 +409,7 @@ def test_a_point_whose_margins_do_not_give_its_set_back_goes_to_the_factor_path(
     are unchanged, but every margin on ``R`` drops to 0, below 1, so the point must not be
     accepted (``_REDO``). At scale 1 the points are refined before that check, at 0.1
     accepted at once (their residuals below 1e-13 of them)."""
-    X, y, _ = run_betas(1, 160, 4, seed=11)
-    X *= scale
-    rng = np.random.default_rng(5)
-    Y = np.vstack([binary_targets(yk, 4) for yk in [y] + [rng.permutation(y) for _ in range(7)]])
-    rows = np.arange(28)
-    K = np.ascontiguousarray(X[0][rows] @ X[0][rows].T + 1.0)
-    S = np.linalg.inv(K + 0.5 * np.eye(len(rows)))
-    S = np.ascontiguousarray((S + S.T) / 2)
+    K, S, Y, rows = permuted_training_set(scale)
     jumped, _, _, Act = by_inverse(K, S, Y, rows)[:4]
     checked = 0
     for q in np.flatnonzero(jumped[:, 0] == CONVERGED):
@@ -447,14 +449,7 @@ def test_tolerant_inverse_path_bounds_its_unrefined_points(scale):
     optimal (the exact path's) and lies within its radius ``Rad`` of the exact Newton point
     of that set (checked against an extended-precision solve); the other points are those
     of the exact path. On standardised samples most points are accepted so."""
-    X, y, _ = run_betas(1, 160, 4, seed=11)
-    X = scale * (X + 3.0)
-    rng = np.random.default_rng(5)
-    Y = np.vstack([binary_targets(yk, 4) for yk in [y] + [rng.permutation(y) for _ in range(7)]])
-    rows = np.arange(28)
-    K = np.ascontiguousarray(X[0][rows] @ X[0][rows].T + 1.0)
-    S = np.linalg.inv(K + 0.5 * np.eye(len(rows)))
-    S = np.ascontiguousarray((S + S.T) / 2)
+    K, S, Y, rows = permuted_training_set(scale, offset=3.0)
     exact = by_inverse(K, S, Y, rows)
     tolerant = by_inverse(K, S, Y, rows, tolerant=True)
     M = len(Y)
@@ -501,8 +496,73 @@ def test_decisions_for_predictions_give_the_exact_predictions_and_fall_back_when
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-9 * np.abs(a).max())
             differ |= not np.array_equal(a, b)
     assert differ, "every point was refined: the bounded path was not exercised"
-    monkeypatch.setattr(svm_module, "certain_predictions", lambda d, b, n: np.zeros(b.shape[:-1], bool))
+    kernel = svm_module.gram_newton_spheres
+
+    def nothing_proven(*args):
+        out = kernel(*args)
+        args[-1][:] = True  # unsettled: every sphere
+        return out
+
+    monkeypatch.setattr(svm_module, "gram_newton_spheres", nothing_proven)
     forced = est.many_fold_decisions_for_predictions_at(Xv, vox, ys, 4, plan)
     for folds_exact, folds_forced in zip(exact, forced):
         for a, b in zip(folds_exact, folds_forced):
             np.testing.assert_array_equal(b, a)
+
+
+def check_predictions(decisions, bounds, classes, status=None):
+    """:func:`_check_predictions` on one sphere: ``decisions`` (label vectors x classes,
+    samples), ``bounds`` (label vectors x classes), every sample checked."""
+    G, P, n = decisions.shape
+    status = np.full(G * P, CONVERGED, np.int8) if status is None else status
+    unsettled = np.zeros(1, bool)
+    members = np.arange(G * P)
+    _check_predictions(decisions.reshape(G * P, n), bounds.reshape(-1), status, members, classes,
+                       np.arange(n), unsettled, 0)  # fmt: skip
+    return bool(unsettled[0])
+
+
+def test_two_class_predictions_are_proven_when_every_decision_clears_its_bound():
+    for decision, bound, unsettled in [
+        ([0.5, -0.3], 0.1, False), ([0.5, -0.05], 0.1, True), ([1e-12, -1.0], 1e-12, True),
+        ([0.0, 1.0], 0.0, False),  # no bound: solved to rounding, nothing to prove
+    ]:  # fmt: skip
+        got = check_predictions(np.array([[decision]]), np.array([[bound]]), 1)
+        assert got == unsettled, (decision, bound)
+
+
+def test_multi_class_predictions_are_proven_when_one_class_stays_largest():
+    cases = [
+        ([1.0, 0.5, 0.2], [0.1, 0.1, 0.1], False),  # 0.9 > 0.6
+        ([1.0, 0.85, 0.2], [0.1, 0.1, 0.1], True),  # 0.9 < 0.95: the second may be largest
+        ([1.0, 0.85, 0.2], [0.0, 0.1, 0.0], False),  # 1.0 > 0.95
+        ([1.0, 1.0, 0.0], [0.0, 0.0, 1e-9], True),  # a tie: argmax picks by position
+        ([0.2, 0.3, 0.9], [0.0, 0.7, 0.0], True),  # the middle class's interval reaches 1.0
+    ]
+    for decision, bound, unsettled in cases:
+        got = check_predictions(np.array(decision)[None, :, None], np.array([bound]), 3)
+        assert got == unsettled, (decision, bound)
+
+
+def test_prediction_checks_agree_with_the_interval_definition():
+    """Random decisions and bounds, 6 label vectors x 4 classes x 3 samples per sphere: a
+    sphere is settled when, for every label vector and sample, the largest decision's lower
+    end exceeds every other class's upper end; a problem not solved in the kernel unsettles
+    its bounded label vector."""
+    rng = np.random.default_rng(0)
+    outcomes = []
+    for _ in range(300):
+        decisions = rng.standard_normal((6, 4, 3))
+        bounds = rng.uniform(0, 0.05, (6, 4))
+        top = decisions.argmax(axis=1)  # (6, 3)
+        proven = True
+        for g, t in np.ndindex(6, 3):
+            c = top[g, t]
+            low = decisions[g, c, t] - bounds[g, c]
+            proven &= all(low > decisions[g, o, t] + bounds[g, o] for o in range(4) if o != c)
+        assert check_predictions(decisions, bounds, 4) == (not proven)
+        outcomes.append(proven)
+        status = np.full(24, CONVERGED, np.int8)
+        status[5] = NEEDS_SVD
+        assert check_predictions(decisions, bounds, 4, status)
+    assert any(outcomes) and not all(outcomes)

@@ -713,7 +713,7 @@ def _lockstep_space(M, k_max):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def gram_newton_spheres(
     G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, n_features, guess,
-    has_guess, follows, bounds,
+    has_guess, follows, bounds, classes, unsettled,
 ):  # fmt: skip
     """Solve every problem of a batch of spheres from their Gram matrices.
 
@@ -762,6 +762,15 @@ def gram_newton_spheres(
         refinement (:func:`_set_by_inverse` with ``tolerant``), their bound
         ``max_o |G[o, T]|_2 (radius + gamma_k |alpha|_2)`` (the point's radius, and the
         rounding of the decisions' sums). Empty: every problem solved to rounding.
+    classes : int
+        With ``bounds``: the problems of a training set's ``members`` come in groups of
+        ``classes`` (one label vector's one-vs-rest problems; 1 for two classes).
+    unsettled : ndarray of bool (b,)
+        Written with ``bounds``: True for the spheres where the bounds do not prove every
+        prediction on the samples outside a training set (with one problem per label
+        vector, a decision within its bound of 0; with more, the largest lower end
+        ``d_c - b_c`` not above the second largest upper end ``d_c + b_c``), or where a
+        bounded label vector has a problem left unsolved here (its decisions not yet known).
 
     Returns
     -------
@@ -904,7 +913,52 @@ def gram_newton_spheres(
                     for r in range(k):
                         acc += Gb[o, rows[r]] * a[r]
                     out[b, q, o] = acc
+            if tolerant and decisions:
+                _check_predictions(
+                    out[b], bounds[b], status[b], members[u], classes, others[u, : n_others[u]], unsettled, b
+                )
     return status, iterations
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _check_predictions(out, bound, status, members, classes, others, unsettled, b):
+    """Flags sphere ``b`` in ``unsettled`` when the bounds of one of its label vectors
+    (groups of ``classes`` problems in ``members``) do not prove its predictions on the
+    samples ``others`` (see :func:`gram_newton_spheres`)."""
+    for g in range(members.shape[0] // classes):
+        bounded = False
+        solved = True
+        for c in range(classes):
+            q = members[g * classes + c]
+            bounded = bounded or bound[q] > 0.0
+            solved = solved and status[q] == CONVERGED
+        if not bounded:
+            continue
+        if not solved:
+            unsettled[b] = True
+            return
+        for o in others:
+            if classes == 1:
+                q = members[g]
+                if abs(out[q, o]) <= bound[q]:
+                    unsettled[b] = True
+                    return
+                continue
+            low = -np.inf
+            high1 = -np.inf
+            high2 = -np.inf
+            for c in range(classes):
+                q = members[g * classes + c]
+                low = max(low, out[q, o] - bound[q])
+                high = out[q, o] + bound[q]
+                if high > high1:
+                    high2 = high1
+                    high1 = high
+                elif high > high2:
+                    high2 = high
+            if not low > high2:
+                unsettled[b] = True
+                return
 
 
 @njit(cache=True)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..cv import CVPlan
-from ..scoring import certain_predictions
 from ._svm_gram_kernel import INVERSE_MEMBERS, follows_previous, gram_newton_spheres
 from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_block
 from ._svm_newton import newton
@@ -259,6 +258,7 @@ class BatchedLinearSVC(BatchedClassifier):
         *,
         weights: bool = True,
         tolerant: bool = False,
+        classes: int = 1,
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         """Weights and decisions of every (sphere, problem) pair, from voxel-major data.
 
@@ -291,16 +291,20 @@ class BatchedLinearSVC(BatchedClassifier):
             Without ``weights``: on the Gram path, points whose active set is proven
             optimal may be accepted without their refinement, with a bound on their
             decisions' error (for callers that need only the predictions).
+        classes : int
+            With ``tolerant``: the problems of each training set come in groups of
+            ``classes``, one label vector's one-vs-rest problems (1 for two classes),
+            whose predictions the bounds are checked for.
 
         Returns
         -------
         w : ndarray (n_spheres, n_problems, n_features + fit_intercept) or None
         decisions : ndarray (n_spheres, n_problems, n_samples)
             ``[x, intercept_scaling] . w`` of every problem on every sample.
-        bounds : ndarray (n_spheres, n_problems) or None
-            With ``tolerant`` on the Gram path: a bound on the error of each problem's
-            decisions on the samples outside its training set, against the exact
-            optimum's (0 where solved to rounding); else None.
+        unsettled : ndarray of bool (n_spheres,) or None
+            With ``tolerant`` on the Gram path: the spheres whose predictions on the
+            samples outside a training set the decisions' bounds do not prove (to be
+            solved again to rounding); else None.
         """
         C = float(self.C)
         B, k = vox.shape
@@ -325,12 +329,12 @@ class BatchedLinearSVC(BatchedClassifier):
             )  # fmt: skip
             # values too large for the normal equations: solved below, from the SVD
             converged = status != NEEDS_SVD
-            bounds = None
+            unsettled = None
         else:
             # more features than training rows, or nearly as many: from each sphere's Gram
             # matrix
-            w, decisions, converged, iterations, bounds = self._solve_gram(
-                Xv, vox, Y, kept, training_sets, weights, tolerant and not weights
+            w, decisions, converged, iterations, unsettled = self._solve_gram(
+                Xv, vox, Y, kept, training_sets, weights, tolerant and not weights, classes
             )
         tail = np.flatnonzero(~converged.ravel())
         if tail.size:
@@ -350,10 +354,8 @@ class BatchedLinearSVC(BatchedClassifier):
             if self.fit_intercept:
                 tail_decisions += (ws[:, k] * float(self.intercept_scaling))[:, None]
             decisions.reshape(-1, n)[tail] = tail_decisions
-            if bounds is not None:
-                bounds.reshape(-1)[tail] = 0.0
         self.n_iter_ = iterations.reshape(B, Q)
-        return w, decisions, bounds
+        return w, decisions, unsettled
 
     def _solve_gram(
         self,
@@ -364,6 +366,7 @@ class BatchedLinearSVC(BatchedClassifier):
         training_sets: np.ndarray,
         weights: bool,
         tolerant: bool = False,
+        classes: int = 1,
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Problems with more features than training rows, solved from each sphere's Gram
         matrix ``G = Xz Xz^T`` (n x n, the constant feature included) by
@@ -379,10 +382,10 @@ class BatchedLinearSVC(BatchedClassifier):
             The training samples of each training set.
         weights : bool
             Whether to form the weights too.
-        tolerant : bool
+        tolerant, classes
             Without ``weights``: accept points proven to have the optimum's active set
-            without their refinement, and return the bounds on their decisions' error
-            (see :meth:`_solve`).
+            without their refinement, and flag the spheres whose predictions their bounds
+            do not prove (see :meth:`_solve`).
 
         Returns
         -------
@@ -392,7 +395,7 @@ class BatchedLinearSVC(BatchedClassifier):
             False for the problems left to :func:`._svm_newton.newton` (values too large
             for the normal equations, iteration limit).
         iterations : ndarray of int32 (n_spheres, n_problems)
-        bounds : ndarray (n_spheres, n_problems) or None
+        unsettled : ndarray of bool (n_spheres,) or None
             With ``tolerant``.
         """
         C = float(self.C)
@@ -411,8 +414,9 @@ class BatchedLinearSVC(BatchedClassifier):
         decisions = np.empty((B, Q, n))
         converged = np.empty((B, Q), dtype=bool)
         iterations = np.empty((B, Q), dtype=np.int32)
-        bounds = np.zeros((B, Q)) if tolerant and not weights else None
-        exact = np.zeros((0, Q))  # no bounds: every problem solved to rounding
+        tolerant = tolerant and not weights
+        bounds = np.zeros((B if tolerant else 0, Q))  # empty: every problem solved to rounding
+        unsettled = np.zeros(B if tolerant else 0, dtype=bool)
         args = (set_rows, set_size, members, Yc, C, int(self.max_iter))
         # warm starts: each problem's active set at the previous sphere's optimum, used
         # where that sphere shares at least half the voxels (kept across batches)
@@ -431,12 +435,12 @@ class BatchedLinearSVC(BatchedClassifier):
             if not weights:  # written straight into the output: no weights, no copies
                 status, its = gram_newton_spheres(
                     G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, d, *warm, follows,
-                    exact if bounds is None else bounds[lo:hi],
+                    bounds[lo:hi], int(classes), unsettled[lo:hi],
                 )  # fmt: skip
             else:
                 alpha = np.empty((hi - lo, Q, n))
                 status, its = gram_newton_spheres(
-                    G, *args, alpha, False, INVERSE_MEMBERS, d, *warm, follows, exact
+                    G, *args, alpha, False, INVERSE_MEMBERS, d, *warm, follows, bounds, 1, unsettled
                 )  # fmt: skip
                 w[lo:hi, :, :k] = alpha @ np.swapaxes(V, 1, 2)
                 if self.fit_intercept:
@@ -444,7 +448,7 @@ class BatchedLinearSVC(BatchedClassifier):
                 decisions[lo:hi] = alpha @ G
             converged[lo:hi] = status == CONVERGED
             iterations[lo:hi] = its
-        return w, decisions, converged, iterations, bounds
+        return w, decisions, converged, iterations, (unsettled if tolerant else None)
 
     def _gather_problems(
         self, X: np.ndarray, ids: np.ndarray, problems: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -525,25 +529,15 @@ class BatchedLinearSVC(BatchedClassifier):
                 + np.arange(P)[None, None, :]).reshape(F, K * P)  # fmt: skip
         Xv = np.ascontiguousarray(X, dtype=np.float64)
         vox = np.ascontiguousarray(vox, dtype=np.int64)
-        _, decisions, bounds = self._solve(Xv, vox, Yq, Wq, sets, weights=False, tolerant=for_predictions)
-        if bounds is not None:
+        _, decisions, again = self._solve(
+            Xv, vox, Yq, Wq, sets, weights=False, tolerant=for_predictions, classes=P
+        )  # fmt: skip
+        if again is not None and again.any():
             # spheres whose predictions the bounds do not prove: solved again to rounding
-            D = decisions.reshape(len(vox), K, F, P, -1)
-            bound = bounds.reshape(len(vox), K, F, P)
-            again = np.zeros(len(vox), dtype=bool)
-            for f, test in enumerate(plan.test_indices):
-                dec = D[:, :, f][..., test]  # (spheres, K, P, n_test)
-                b = bound[:, :, f]
-                if n_classes == 2:
-                    settled = certain_predictions(dec[:, :, 0], b[:, :, 0], 2)
-                else:
-                    settled = certain_predictions(np.swapaxes(dec, -1, -2), b, n_classes)
-                again |= (~settled & (b > 0).any(axis=-1)).any(axis=1)
-            if again.any():
-                iterations = self.n_iter_
-                decisions[again] = self._solve(Xv, vox[again], Yq, Wq, sets, weights=False)[1]
-                iterations[again] = self.n_iter_
-                self.n_iter_ = iterations
+            iterations = self.n_iter_
+            decisions[again] = self._solve(Xv, vox[again], Yq, Wq, sets, weights=False)[1]
+            iterations[again] = self.n_iter_
+            self.n_iter_ = iterations
         out = []
         for k in range(K):
             folds = []
