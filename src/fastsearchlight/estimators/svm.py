@@ -507,7 +507,8 @@ class BatchedLinearSVC(BatchedClassifier):
         On the Gram path (more features than training samples, or nearly as many) a
         problem's last point is accepted without its refinement when its margins prove its
         active set to be the optimum's; its decisions are then within a computed bound of
-        the exact optimum's (about ``1e-12`` of them), not to rounding. A sphere's
+        the exact optimum's (on W3 about ``6e-10``, for decisions of order 1), not to
+        rounding. A sphere's
         predictions are kept when that bound proves them to be the exact optimum's (each
         sign, or each largest class, apart from the others by more than their bounds);
         the few spheres where it does not are solved again to rounding. W3's permutation
