@@ -102,10 +102,14 @@ def test_first_newton_matrices_are_the_training_sets_ridge_matrices(splitter):
     kept = plan.train_masks.astype(bool)  # (U, n): one training set per fold
     Xv, vox = as_voxel_major(X)
     n, d = X.shape[1], X.shape[2] + 1
-    Xz, H0 = np.empty((n + 1, d)), np.empty((len(kept), d, d))
+    Xz, H0, total = np.empty((n + 1, d)), np.empty((len(kept), d, d)), np.empty((d, d))
+    plan_arrays = _GramPlan(kept).arrays()
     for s in range(len(X)):
         _sphere_samples(Xv, vox[s], True, 1.0, Xz)
-        _first_matrices(Xz, n, *_GramPlan(kept).arrays(), C, H0)
+        _first_matrices(Xz, n, *plan_arrays, C, H0, total)
+        if plan_arrays[3]:  # disjoint left-out parts: every sample's Gram matrix as well
+            Xa = np.column_stack([X[s], np.ones(n)])
+            np.testing.assert_allclose(np.triu(total), np.triu(Xa.T @ Xa), rtol=1e-12, atol=1e-10)
         for u, mask in enumerate(kept):
             Xt = np.column_stack([X[s][mask], np.ones(mask.sum())])
             expected = np.eye(d) + 2 * C * Xt.T @ Xt  # (the upper triangle is formed)
@@ -387,3 +391,87 @@ def test_padded_training_sets_lists_each_problems_samples_in_order_then_the_padd
                 Yq[q], np.where(index[q] < n, Y[q, np.minimum(index[q], n - 1)], 0.0)
             )
             np.testing.assert_array_equal(Wq[q], index[q] < n)
+
+
+def _trial_beta_like(n_spheres, n_classes, n_features, seed):
+    """Noisy samples of 8 runs of 40 (most samples stay active at the optimum, as on trial
+    betas), their labels and runs."""
+    rng = np.random.default_rng(seed)
+    n = 320
+    y = rng.permutation(np.arange(n) % n_classes)
+    X = rng.standard_normal((n_spheres, n, n_features))
+    X += 0.05 * rng.standard_normal((n_spheres, n_classes, n_features))[:, y]
+    return X, y, np.repeat(np.arange(8), n // 8)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_majorised_starts_reach_the_optimum_of_the_training_sets_own_factors(monkeypatch, n_classes):
+    # 8 runs left out one at a time, 101 features against 280 training samples: the problems
+    # start from each sphere's all-sample matrix (_svm_kernel._majorised_start), and end at
+    # the optimum that the training sets' own factors reach, and at liblinear's tight one
+    from fastsearchlight.estimators import svm
+
+    X, y, groups = _trial_beta_like(3, n_classes, 100, seed=n_classes)
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    assert svm._majorise_from(plan.train_masks.astype(bool)) == svm.MAJORISED_START_FEATURES <= 101
+    est = BatchedLinearSVC()
+    majorised = est.fold_decisions(X, y, n_classes, plan)
+    iterations = est.n_iter_.copy()
+    monkeypatch.setattr(svm, "MAJORISED_START_FEATURES", 10**6)
+    own = est.fold_decisions(X, y, n_classes, plan)
+    assert not np.array_equal(est.n_iter_, iterations)  # the two paths ran,
+    assert not np.array_equal(est.n_iter_ + 1, iterations)  # and the starts were not all given up
+    for a, b in zip(majorised, own):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+    ref = reference_decisions(LinearSVC(tol=1e-10, max_iter=200000), X[:1], y, plan)
+    for a, b in zip(majorised, ref):
+        np.testing.assert_allclose(a[:1], b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+def test_k_fold_quarters_are_not_started_from_the_all_sample_matrix():
+    from fastsearchlight.estimators import svm
+
+    kept = make_cv_plan(KFold(4), np.arange(40) % 2).train_masks.astype(bool)
+    assert svm._majorise_from(kept) > 10**9
+    kept = make_cv_plan(LeaveOneGroupOut(), np.arange(40) % 2, np.arange(40) % 8).train_masks.astype(bool)
+    assert svm._majorise_from(kept) == svm.MAJORISED_START_FEATURES
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_majorised_start_descends_and_gives_up_on_nearly_separable_sets(separable):
+    # from P^-1 rhs0, the steps -P^-1 grad with an exact line search never increase the
+    # objective; on noisy sets the start is used (most samples stay active), on nearly
+    # separable ones (60 features, 70 training samples of strong classes) it is given up
+    from fastsearchlight.estimators._svm_kernel import _majorised_start
+
+    C = 1.0
+    if separable:
+        rng = np.random.default_rng(0)
+        n = 80
+        y = np.arange(n) % 2
+        Xs = rng.standard_normal((n, 59)) + 3.0 * rng.standard_normal((2, 59))[y]
+        train = np.arange(n) >= 10
+    else:
+        Xs_all, y, groups = _trial_beta_like(1, 2, 70, seed=4)
+        Xs, n, train = Xs_all[0], 320, groups != 0
+    X = np.column_stack([Xs, np.ones(len(Xs))])
+    Yall = np.where(y == 1, 1.0, -1.0)
+    rows = np.flatnonzero(train)
+    Y, W = Yall[rows], np.ones(len(rows))
+    d = X.shape[1]
+    PR = np.ascontiguousarray(np.linalg.cholesky(np.eye(d) + 2 * C * X.T @ X).T)
+    rhs0 = 2 * C * X[rows].T @ Y
+    w, m, act = np.empty(d), np.empty(len(rows)), np.empty(len(rows), dtype=bool)
+
+    def objective(v):
+        return 0.5 * v @ v + C * np.sum(np.maximum(0.0, 1.0 - Y * (X[rows] @ v)) ** 2)
+
+    start = np.linalg.solve(PR, np.linalg.solve(PR.T, rhs0))
+    steps, usable = _majorised_start(
+        X, rows, Y, W, C, PR, rhs0, n, w, m, act, np.empty(d), np.empty(d), np.empty(len(rows))
+    )
+    assert steps >= 1
+    assert usable is (not separable)
+    assert objective(w) < objective(start)
+    np.testing.assert_allclose(m, Y * (X[rows] @ w), rtol=1e-10, atol=1e-10)
+    assert np.array_equal(act, m < 1.0)
