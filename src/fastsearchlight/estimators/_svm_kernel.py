@@ -122,6 +122,32 @@ def _rank_one(R, x, sign, work):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
+def _margins(X, rows, Y, v, out):
+    """``out[i] = Y[i] * X[rows[i]] . v``."""
+    d = X.shape[1]
+    for i in range(rows.shape[0]):
+        x = X[rows[i]]
+        acc = 0.0
+        for k in range(d):
+            acc += x[k] * v[k]
+        out[i] = Y[i] * acc
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _move_margins(m, t, delta, W, act):
+    """``m += t * delta``; returns how many samples (of weight ``W > 0``) then change their
+    side of the margin against ``act``, and how many are active (``m < 1``)."""
+    n_changed = 0
+    n_active = 0
+    for i in range(m.shape[0]):
+        m[i] += t * delta[i]
+        now = W[i] > 0.0 and m[i] < 1.0
+        n_changed += now != act[i]
+        n_active += now
+    return n_changed, n_active
+
+
+@njit(cache=True, fastmath=_FASTMATH)
 def _gram_of(X, rows, Y, chosen):
     """``X_S^T X_S`` (upper triangle, by BLAS) and ``X_S^T y_S`` of the rows
     ``rows[chosen]`` of ``X``."""
@@ -341,12 +367,7 @@ def _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, a
     for it in range(start, max_iter):
         for k in range(d):
             s[k] = p[k] - w[k]
-        for i in range(n):
-            x = X[rows[i]]
-            acc = 0.0
-            for k in range(d):
-                acc += x[k] * s[k]
-            delta[i] = Y[i] * acc
+        _margins(X, rows, Y, s, delta)
         t = _line_search(w, s, m, delta, W, C)
         if it == 0:
             t = _first_step_rule(t, m, delta, W, n, d)
@@ -356,13 +377,7 @@ def _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, a
             w[k] += t * s[k]
             big = max(big, abs(w[k]))
             step = max(step, abs(t * s[k]))
-        n_changed = 0
-        n_active = 0
-        for i in range(n):
-            m[i] += t * delta[i]
-            now = W[i] > 0.0 and m[i] < 1.0
-            n_changed += now != act[i]
-            n_active += now
+        n_changed, n_active = _move_margins(m, t, delta, W, act)
         if step <= 1e-13 * (1.0 + big) or (n_changed == 0 and exact):
             return CONVERGED, it + 1
         if n_changed == 0:  # at a point from an updated factor: refine it, and check again
@@ -489,12 +504,8 @@ def _majorised_start(X, rows, Y, W, C, PR, rhs0, n_all, w, m, act, g, s, delta):
     n = rows.shape[0]
     d = X.shape[1]
     _solve(PR, rhs0, w)
+    _margins(X, rows, Y, w, m)
     for i in range(n):
-        x = X[rows[i]]
-        acc = 0.0
-        for k in range(d):
-            acc += x[k] * w[k]
-        m[i] = Y[i] * acc
         act[i] = W[i] > 0.0 and m[i] < 1.0
     for step in range(_MAJORISED_MAX_STEPS):
         for k in range(d):
@@ -508,23 +519,13 @@ def _majorised_start(X, rows, Y, W, C, PR, rhs0, n_all, w, m, act, g, s, delta):
         _solve(PR, g, s)
         for k in range(d):
             s[k] = -s[k]
-        for i in range(n):
-            x = X[rows[i]]
-            acc = 0.0
-            for k in range(d):
-                acc += x[k] * s[k]
-            delta[i] = Y[i] * acc
+        _margins(X, rows, Y, s, delta)
         t = _line_search(w, s, m, delta, W, C)
         for k in range(d):
             w[k] += t * s[k]
-        n_changed = 0
-        n_active = 0
+        n_changed, n_active = _move_margins(m, t, delta, W, act)
         for i in range(n):
-            m[i] += t * delta[i]
-            now = W[i] > 0.0 and m[i] < 1.0
-            n_changed += now != act[i]
-            n_active += now
-            act[i] = now
+            act[i] = W[i] > 0.0 and m[i] < 1.0
         if step == 0 and n_active < _MAJORISED_MIN_ACTIVE * n_all:
             return step + 1, False
         if n_changed == 0:
