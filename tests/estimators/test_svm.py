@@ -409,15 +409,20 @@ def test_majorised_starts_reach_the_optimum_of_the_training_sets_own_factors(mon
     # 8 runs left out one at a time, 101 features against 280 training samples: the problems
     # start from each sphere's all-sample matrix (_svm_kernel._majorised_start), and end at
     # the optimum that the training sets' own factors reach, and at liblinear's tight one
+    # (with 3 classes the starts are forced: they serve one problem per training set)
     from fastsearchlight.estimators import svm
 
     X, y, groups = _trial_beta_like(3, n_classes, 100, seed=n_classes)
     plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
-    assert svm._majorise_from(plan.train_masks.astype(bool)) == svm.MAJORISED_START_FEATURES <= 101
+    kept = plan.train_masks.astype(bool)
+    assert svm._majorise_from(kept, 1) == svm.MAJORISED_START_FEATURES <= 101
+    if n_classes > 2:
+        assert svm._majorise_from(kept, n_classes) > 10**9
+        monkeypatch.setattr(svm, "_majorise_from", lambda kept, members: svm.MAJORISED_START_FEATURES)
     est = BatchedLinearSVC()
     majorised = est.fold_decisions(X, y, n_classes, plan)
     iterations = est.n_iter_.copy()
-    monkeypatch.setattr(svm, "MAJORISED_START_FEATURES", 10**6)
+    monkeypatch.setattr(svm, "_majorise_from", lambda kept, members: 10**6)
     own = est.fold_decisions(X, y, n_classes, plan)
     assert not np.array_equal(est.n_iter_, iterations)  # the two paths ran,
     assert not np.array_equal(est.n_iter_ + 1, iterations)  # and the starts were not all given up
@@ -428,13 +433,14 @@ def test_majorised_starts_reach_the_optimum_of_the_training_sets_own_factors(mon
         np.testing.assert_allclose(a[:1], b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
 
-def test_k_fold_quarters_are_not_started_from_the_all_sample_matrix():
+def test_k_fold_quarters_and_shared_training_sets_are_not_started_from_the_all_sample_matrix():
     from fastsearchlight.estimators import svm
 
     kept = make_cv_plan(KFold(4), np.arange(40) % 2).train_masks.astype(bool)
-    assert svm._majorise_from(kept) > 10**9
+    assert svm._majorise_from(kept, 1) > 10**9
     kept = make_cv_plan(LeaveOneGroupOut(), np.arange(40) % 2, np.arange(40) % 8).train_masks.astype(bool)
-    assert svm._majorise_from(kept) == svm.MAJORISED_START_FEATURES
+    assert svm._majorise_from(kept, 1) == svm.MAJORISED_START_FEATURES
+    assert svm._majorise_from(kept, 2) > 10**9  # a factorisation shared by two problems
 
 
 @pytest.mark.parametrize("separable", [False, True])

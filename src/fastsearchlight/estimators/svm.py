@@ -132,14 +132,19 @@ MAJORISED_START_FEATURES = 96
 #: and only when every training set holds at least this share of the samples (8 runs left
 #: out one at a time: 0.875; KFold(4): 0.75): the all-sample matrix holds the left-out
 #: samples too, and with a quarter of them out it is too far from a training set's matrix
-#: for its steps to pay (W1 at 10 mm: 5% slower)
+#: for its steps to pay (W1 at 10 mm: 5% slower); and only when each training set serves
+#: one problem: the factorisation saved is the training set's, which several problems (the
+#: classes, permuted label vectors) share otherwise (W2 with 8 permutations: +2%, noise)
 MAJORISED_START_SHARE = 0.8
 
 
-def _majorise_from(kept: np.ndarray) -> int:
-    """The primal kernel's ``majorise_from`` for training sets ``kept`` (n_sets, n_samples)."""
+def _majorise_from(kept: np.ndarray, problems_per_set: int) -> int:
+    """The primal kernel's ``majorise_from`` for training sets ``kept`` (n_sets, n_samples)
+    of ``problems_per_set`` problems each."""
     share = kept.sum(axis=1).min() / kept.shape[1]
-    return MAJORISED_START_FEATURES if share >= MAJORISED_START_SHARE else np.iinfo(np.int64).max
+    if share >= MAJORISED_START_SHARE and problems_per_set == 1:
+        return MAJORISED_START_FEATURES
+    return np.iinfo(np.int64).max
 
 
 #: bytes of the Gram matrices, samples and outputs of the spheres of one call of the
@@ -342,7 +347,7 @@ class BatchedLinearSVC(BatchedClassifier):
             YW[:, :n] = Y * (W != 0)
             w, status, iterations, decisions = newton_block(
                 Xv, vox, bool(self.fit_intercept), float(self.intercept_scaling), *_GramPlan(kept).arrays(),
-                index, Yq, Wq, set_of, YW, C, int(self.max_iter), _majorise_from(kept),
+                index, Yq, Wq, set_of, YW, C, int(self.max_iter), _majorise_from(kept, training_sets.shape[1]),
             )  # fmt: skip
             # values too large for the normal equations: solved below, from the SVD
             converged = status != NEEDS_SVD
