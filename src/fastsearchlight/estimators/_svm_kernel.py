@@ -305,8 +305,8 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
     those that stay. ``H``, ``R`` (d, d), ``vectors`` (7, d), ``m``, ``delta``, ``act``
     (n,) are work space. Returns ``(status, iterations)``; ``w`` holds the result.
 
-    With ``warm``, ``w`` and its margins ``m`` come in (:func:`_majorised_start`; ``H0``
-    given): the iterations start at the Newton point of ``w``'s active set, its matrix
+    With ``warm``, ``w``, its margins ``m`` and active set ``act`` come in
+    (:func:`_majorised_start`; ``H0`` given): the iterations start at the Newton point of ``w``'s active set, its matrix
     formed afresh (from ``H0`` minus the samples outside it when they are fewer than those
     in it) and factored, and the first iteration counted is that point's; ``first`` is
     not read.
@@ -317,7 +317,6 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
     if warm:
         n_active = 0
         for i in range(n):
-            act[i] = W[i] > 0.0 and m[i] < 1.0
             n_active += act[i]
         if 2 * n_active > n:
             _first_active_set(X, rows, Y, W, m, C, H0, rhs0, H, b, act)
