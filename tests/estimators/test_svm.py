@@ -407,7 +407,7 @@ def _trial_beta_like(n_spheres, n_classes, n_features, seed):
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_majorised_starts_reach_the_optimum_of_the_training_sets_own_factors(monkeypatch, n_classes):
     # 8 runs left out one at a time, 101 features against 280 training samples: the problems
-    # start from each sphere's all-sample matrix (_svm_kernel._majorised_start), and end at
+    # start from each sphere's all-sample matrix (_svm_kernel._majorised_starts), and end at
     # the optimum that the training sets' own factors reach, and at liblinear's tight one
     # (with 3 classes the starts are forced: they serve one problem per training set)
     from fastsearchlight.estimators import svm
@@ -444,40 +444,51 @@ def test_k_fold_quarters_and_shared_training_sets_are_not_started_from_the_all_s
 
 
 @pytest.mark.parametrize("separable", [False, True])
-def test_majorised_start_descends_and_gives_up_on_nearly_separable_sets(separable):
-    # from P^-1 rhs0, the steps -P^-1 grad with an exact line search never increase the
-    # objective; on noisy sets the start is used (most samples stay active), on nearly
-    # separable ones (60 features, 70 training samples of strong classes) it is given up
-    from fastsearchlight.estimators._svm_kernel import _majorised_start
+def test_majorised_starts_descend_and_give_up_on_nearly_separable_sets(separable):
+    # from P^-1 rhs, the steps -P^-1 grad with an exact line search never increase a
+    # problem's objective; on noisy sets the starts are used (most samples stay active), on
+    # nearly separable ones (60 features, 70 training samples of strong classes) given up.
+    # Several problems run in lockstep, one with a shorter, padded training set.
+    from fastsearchlight.estimators._svm_kernel import _majorised_starts, _majorised_work
 
     C = 1.0
+    rng = np.random.default_rng(0)
     if separable:
-        rng = np.random.default_rng(0)
         n = 80
         y = np.arange(n) % 2
         Xs = rng.standard_normal((n, 59)) + 3.0 * rng.standard_normal((2, 59))[y]
-        train = np.arange(n) >= 10
+        groups = np.arange(n) // 10
     else:
         Xs_all, y, groups = _trial_beta_like(1, 2, 70, seed=4)
-        Xs, n, train = Xs_all[0], 320, groups != 0
-    X = np.column_stack([Xs, np.ones(len(Xs))])
+        Xs, n = Xs_all[0], 320
+    X = np.column_stack([Xs, np.ones(n)])
+    Xz = np.vstack([X, np.zeros(X.shape[1])])  # the padding sample, row n
     Yall = np.where(y == 1, 1.0, -1.0)
-    rows = np.flatnonzero(train)
-    Y, W = Yall[rows], np.ones(len(rows))
-    d = X.shape[1]
+    trains = [np.flatnonzero(groups != g) for g in range(3)]
+    trains.append(np.flatnonzero(groups != 3)[: -n // 40])  # shorter
+    Q, nt, d = len(trains), max(map(len, trains)), X.shape[1]
+    index = np.full((Q, nt), n)
+    Yq, Wq = np.zeros((Q, nt)), np.zeros((Q, nt))
+    for q, rows in enumerate(trains):
+        index[q, : len(rows)], Yq[q, : len(rows)], Wq[q, : len(rows)] = rows, Yall[rows], 1.0
     PR = np.ascontiguousarray(np.linalg.cholesky(np.eye(d) + 2 * C * X.T @ X).T)
-    rhs0 = 2 * C * X[rows].T @ Y
-    w, m, act = np.empty(d), np.empty(len(rows)), np.empty(len(rows), dtype=bool)
+    rhs = 2 * C * np.stack([X[rows].T @ Yall[rows] for rows in trains])
+    w, M, Act = np.empty((Q, d)), np.empty((Q, nt)), np.empty((Q, nt), dtype=bool)
+    steps, usable = np.empty(Q, dtype=np.int64), np.empty(Q, dtype=bool)
+    work = _majorised_work(Q, nt, n + 1, d)
+    _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n, w, M, Act, steps, usable, work)
 
-    def objective(v):
-        return 0.5 * v @ v + C * np.sum(np.maximum(0.0, 1.0 - Y * (X[rows] @ v)) ** 2)
+    for q, rows in enumerate(trains):
+        Y = Yall[rows]
 
-    start = np.linalg.solve(PR, np.linalg.solve(PR.T, rhs0))
-    steps, usable = _majorised_start(
-        X, rows, Y, W, C, PR, rhs0, n, w, m, act, np.empty(d), np.empty(d), np.empty(len(rows))
-    )
-    assert steps >= 1
-    assert usable is (not separable)
-    assert objective(w) < objective(start)
-    np.testing.assert_allclose(m, Y * (X[rows] @ w), rtol=1e-10, atol=1e-10)
-    assert np.array_equal(act, m < 1.0)
+        def objective(v, rows=rows, Y=Y):
+            return 0.5 * v @ v + C * np.sum(np.maximum(0.0, 1.0 - Y * (X[rows] @ v)) ** 2)
+
+        start = np.linalg.solve(PR, np.linalg.solve(PR.T, rhs[q]))
+        assert steps[q] >= 1
+        assert bool(usable[q]) is (not separable)
+        assert objective(w[q]) < objective(start)
+        k = len(rows)
+        np.testing.assert_allclose(M[q, :k], Y * (X[rows] @ w[q]), rtol=1e-10, atol=1e-10)
+        assert np.array_equal(Act[q, :k], M[q, :k] < 1.0)
+        assert not Act[q, k:].any()  # the padding never enters the active set

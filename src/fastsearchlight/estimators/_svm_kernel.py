@@ -29,7 +29,7 @@ slices that start at the diagonal, so that they vectorise (see :func:`_rank_one`
 
 With many training sets that each leave out a small disjoint part (leave-one-run-out) and
 large spheres, the problems start instead from the sphere's matrix over every sample, factored
-once per sphere (:func:`_majorised_start`): it bounds the curvature of every training set's
+once per sphere (:func:`_majorised_starts`): it bounds the curvature of every training set's
 objective, so its steps descend without a factorisation of the training set's own; the
 iterations above then start from the active set they reach, with one factorisation. On noisy
 trial betas (W2), where most samples stay active, this saves about one factorisation per
@@ -63,7 +63,7 @@ _EPS = np.finfo(np.float64).eps
 #: sums may be reordered (vectorised): the results stay exact to rounding; no assumptions
 #: on NaN or infinities
 _FASTMATH = {"reassoc", "contract"}
-#: :func:`_majorised_start`: the share of the sphere's samples that must stay active after
+#: :func:`_majorised_starts`: the share of the sphere's samples that must stay active after
 #: its first step (5th-95th percentiles: 78-86% on W2's trial betas, 48-60% on W1's raw
 #: volumes at 10 mm), and its most steps (captured kernel calls of 1,500 W2 spheres, against
 #: each training set's own factor: 1 step -9.5%, 2 steps -12%, 3 steps -12%, unlimited +12%)
@@ -306,7 +306,7 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
     (n,) are work space. Returns ``(status, iterations)``; ``w`` holds the result.
 
     With ``warm``, ``w``, its margins ``m`` and active set ``act`` come in
-    (:func:`_majorised_start`; ``H0`` given): the iterations start at the Newton point of ``w``'s active set, its matrix
+    (:func:`_majorised_starts`; ``H0`` given): the iterations start at the Newton point of ``w``'s active set, its matrix
     formed afresh (from ``H0`` minus the samples outside it when they are fewer than those
     in it) and factored, and the first iteration counted is that point's; ``first`` is
     not read.
@@ -481,55 +481,103 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _majorised_start(X, rows, Y, W, C, PR, rhs0, n_all, w, m, act, g, s, delta):
-    """A start for one problem from the factor ``PR`` of ``P = I + 2C X^T X`` over every
-    sample of the sphere, shared by all its problems: returns ``(steps, usable)``, with
-    ``w``, its margins ``m`` and active set ``act`` set.
+def _gather_margins(Mall, index, Yq, out):
+    """``out[q, i] = Yq[q, i] * Mall[q, index[q, i]]``: each problem's margins of its own
+    rows from the margins of every sample of the sphere."""
+    for q in range(index.shape[0]):
+        src, rows, y, o = Mall[q], index[q], Yq[q], out[q]
+        for i in range(rows.shape[0]):
+            o[i] = y[i] * src[rows[i]]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, usable, mwork):
+    """Starts for every problem of one sphere from the factor ``PR`` of
+    ``P = I + 2C X^T X`` over every sample of the sphere, in lockstep: each step's margins
+    and gradients of all the problems are two matrix products (BLAS's ``gemm``) with the
+    sphere's samples ``Xz`` instead of two passes over each problem's rows. Sets ``w``
+    (Q, d), the margins ``M`` and active sets ``Act`` (Q, n_train) of each problem, its
+    ``steps`` taken and whether its start is ``usable``.
 
     The squared hinge's curvature is at most that of the problem's training samples, all
     active, which ``P`` bounds (it holds them and the left-out ones). So the steps
     ``-P^-1 grad`` with an exact line search (:func:`_line_search`) descend monotonically
-    (majorise-minimise) from ``P^-1 rhs0``, where ``rhs0 = 2C X_T^T y_T``, without any
+    (majorise-minimise) from ``P^-1 rhs``, where ``rhs = 2C X_T^T y_T``, without any
     factorisation of the problem's own. Where most samples stay active, as on noisy trial
     betas, ``P`` is close to the optimum's matrix and a few steps find its active set; the
     caller then solves that set exactly (:func:`_solve_problem`, ``warm``), which proves the
-    optimum or goes on from there. The steps stop once a step changes no sample's side of
-    the margin, or after :data:`_MAJORISED_MAX_STEPS`. Where fewer than
+    optimum or goes on from there. A problem's steps stop once a step changes no sample's
+    side of the margin, or after :data:`_MAJORISED_MAX_STEPS`. Where fewer than
     :data:`_MAJORISED_MIN_ACTIVE` of the sphere's ``n_all`` samples stay active after the
     first step (nearly separable training sets, where the steps crawl), the start is not
     ``usable``: the caller solves from ``w = 0`` with the training set's own factor.
-    ``g``, ``s`` (d,), ``delta`` (n,) are work space.
+    ``mwork`` is :func:`_majorised_work`'s tuple.
     """
-    n = rows.shape[0]
-    d = X.shape[1]
-    _solve(PR, rhs0, w)
-    _margins(X, rows, Y, w, m)
-    for i in range(n):
-        act[i] = W[i] > 0.0 and m[i] < 1.0
+    Q, n = index.shape
+    d = Xz.shape[1]
+    Mall, Call, G, S, D, running = mwork
+    twoC = 2.0 * C
+    for q in range(Q):
+        _solve(PR, rhs[q], w[q])
+        steps[q] = 0
+        usable[q] = True
+        running[q] = True
+    matmul_into(w, Xz, Mall, True)
+    _gather_margins(Mall, index, Yq, M)
+    for q in range(Q):
+        for i in range(n):
+            Act[q, i] = Wq[q, i] > 0.0 and M[q, i] < 1.0
     for step in range(_MAJORISED_MAX_STEPS):
-        for k in range(d):
-            g[k] = w[k]
-        for i in range(n):
-            if act[i]:
-                c = 2.0 * C * Y[i] * (1.0 - m[i])
-                x = X[rows[i]]
+        # gradients w - 2C sum_{i active} y_i (1 - m_i) x_i, as (the active weights) Xz
+        Call[:, :] = 0.0
+        for q in range(Q):
+            if running[q]:
+                rows, y, mq, aq, cq = index[q], Yq[q], M[q], Act[q], Call[q]
+                for i in range(n):
+                    if aq[i]:
+                        cq[rows[i]] += y[i] * (1.0 - mq[i])
+        matmul_into(Call, Xz, G, False)
+        for q in range(Q):
+            if running[q]:
+                g = G[q]
                 for k in range(d):
-                    g[k] -= c * x[k]
-        _solve(PR, g, s)
-        for k in range(d):
-            s[k] = -s[k]
-        _margins(X, rows, Y, s, delta)
-        t = _line_search(w, s, m, delta, W, C)
-        for k in range(d):
-            w[k] += t * s[k]
-        n_changed, n_active = _move_margins(m, t, delta, W, act)
-        for i in range(n):
-            act[i] = W[i] > 0.0 and m[i] < 1.0
-        if step == 0 and n_active < _MAJORISED_MIN_ACTIVE * n_all:
-            return step + 1, False
-        if n_changed == 0:
-            return step + 1, True
-    return _MAJORISED_MAX_STEPS, True
+                    g[k] = w[q, k] - twoC * g[k]
+                _solve(PR, g, S[q])
+                for k in range(d):
+                    S[q, k] = -S[q, k]
+        matmul_into(S, Xz, Mall, True)
+        _gather_margins(Mall, index, Yq, D)
+        for q in range(Q):
+            if not running[q]:
+                continue
+            t = _line_search(w[q], S[q], M[q], D[q], Wq[q], C)
+            for k in range(d):
+                w[q, k] += t * S[q, k]
+            n_changed, n_active = _move_margins(M[q], t, D[q], Wq[q], Act[q])
+            for i in range(n):
+                Act[q, i] = Wq[q, i] > 0.0 and M[q, i] < 1.0
+            steps[q] = step + 1
+            if step == 0 and n_active < _MAJORISED_MIN_ACTIVE * n_all:
+                usable[q] = False
+                running[q] = False
+            elif n_changed == 0:
+                running[q] = False
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _majorised_work(Q, n_train, n_rows, d):
+    """Work arrays of :func:`_majorised_starts` for ``Q`` problems of ``n_train`` rows of a
+    sphere of ``n_rows`` samples (its padding row included) and ``d`` features: every
+    sample's margins and gradient weights (Q, n_rows), gradients and steps (Q, d), each
+    problem's margin changes (Q, n_train), and which problems still step."""
+    return (
+        np.empty((Q, n_rows)),
+        np.empty((Q, n_rows)),
+        np.empty((Q, d)),
+        np.empty((Q, d)),
+        np.empty((Q, n_train)),
+        np.empty(Q, dtype=np.bool_),
+    )
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -539,34 +587,33 @@ def _solve_sphere(
     """Every problem of one sphere (see :func:`newton_block`): results into ``w`` (Q, d),
     ``status`` and ``iterations`` (Q,). ``work`` is :func:`_work_space`'s tuple.
 
-    With ``majorise``, each problem starts from :func:`_majorised_start` with the factor
+    With ``majorise``, the problems start from :func:`_majorised_starts` with the factor
     ``PR`` of the sphere's all-sample matrix; a training set's first matrix ``H0[u]`` is
     then factored only if one of its problems cannot use that start. Otherwise each
     ``H0[u]`` is factored once and serves every problem that shares it (the classes and
     label vectors of a fold). ``iterations`` counts the majorised steps too. ``tries`` (2,)
     counts the majorised starts tried and those given up."""
-    H, R, factors, ok, factored, vectors, first, m, delta, act = work
+    H, R, factors, ok, factored, vectors, first, m, delta, act, M, Act, steps, usable, mwork = work
     U = H0.shape[0]
     n_all = Xz.shape[0] - 1
     for u in range(U):
         factored[u] = False
+    if majorise:
+        _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, usable, mwork)
     for q in range(index.shape[0]):
         u = set_of[q]
-        steps = 0
+        taken = 0
         if majorise:
-            steps, usable = _majorised_start(
-                Xz, index[q], Yq[q], Wq[q], C, PR, rhs[q], n_all, w[q], m, act, vectors[2],
-                vectors[3], delta,
-            )  # fmt: skip
+            taken = steps[q]
             tries[0] += 1
-            tries[1] += not usable
-            if usable:
+            tries[1] += not usable[q]
+            if usable[q]:
                 st, it = _solve_problem(
-                    Xz, index[q], Yq[q], Wq[q], C, w[q], first, max_iter, H, R, vectors, m, delta,
-                    act, H0[u], rhs[q], True,
+                    Xz, index[q], Yq[q], Wq[q], C, w[q], first, max_iter, H, R, vectors, M[q], delta,
+                    Act[q], H0[u], rhs[q], True,
                 )  # fmt: skip
                 status[q] = st
-                iterations[q] = steps + it - 1
+                iterations[q] = taken + it - 1
                 continue
         if not factored[u]:
             ok[u] = not _too_large(H0[u]) and _cholesky(H0[u], factors[u])
@@ -580,13 +627,15 @@ def _solve_sphere(
             H0[u], rhs[q],
         )  # fmt: skip
         status[q] = st
-        iterations[q] = steps + it
+        iterations[q] = taken + it
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _work_space(U, n, d):
-    """Work arrays of :func:`_solve_sphere` for ``U`` training sets of ``n`` rows, ``d``
-    features."""
+def _work_space(U, Q, n, n_rows, d, majorise):
+    """Work arrays of :func:`_solve_sphere` for ``U`` training sets and ``Q`` problems of
+    ``n`` rows, of spheres of ``n_rows`` samples (the padding row included) and ``d``
+    features; those of the majorised starts only with ``majorise``."""
+    Qm = Q if majorise else 0
     return (
         np.empty((d, d)),
         np.empty((d, d)),
@@ -598,6 +647,11 @@ def _work_space(U, n, d):
         np.empty(n),
         np.empty(n),
         np.empty(n, dtype=np.bool_),
+        np.empty((Qm, n)),
+        np.empty((Qm, n), dtype=np.bool_),
+        np.empty(Qm, dtype=np.int64),
+        np.empty(Qm, dtype=np.bool_),
+        _majorised_work(Qm, n, n_rows, d),
     )
 
 
@@ -690,7 +744,7 @@ def newton_block(
 
     With disjoint left-out parts and at least ``majorise_from`` features (the constant one
     included), the problems start from the sphere's all-sample matrix, factored once per
-    sphere (:func:`_majorised_start`), instead of each training set's own factor; the
+    sphere (:func:`_majorised_starts`), instead of each training set's own factor; the
     block stops trying once most of its first :data:`_MAJORISED_TRIAL` or more starts were
     given up (nearly separable training sets).
 
@@ -737,10 +791,10 @@ def newton_block(
     Xz = np.empty((n + 1, d))
     H0 = np.empty((U, d, d))
     rhs = np.empty((Q, d))
-    work = _work_space(U, index.shape[1], d)
     total = np.empty((d, d))
     PR = np.empty((d, d))
     majorise = disjoint and d >= majorise_from
+    work = _work_space(U, Q, index.shape[1], n + 1, d, majorise)
     tries = np.zeros(2, dtype=np.int64)
     for sph in range(B):
         if majorise and tries[0] >= _MAJORISED_TRIAL and 2 * tries[1] > tries[0]:

@@ -126,7 +126,7 @@ GRAM_SHARE = 0.55
 
 #: fewest features (the constant one included) at which the primal kernel starts the problems
 #: of disjoint training sets (k-fold, leave-one-group-out) from each sphere's all-sample
-#: matrix, factored once per sphere (``_svm_kernel._majorised_start``), instead of factoring
+#: matrix, factored once per sphere (``_svm_kernel._majorised_starts``), instead of factoring
 #: every training set's own: below it a factorisation costs less than the steps it saves
 MAJORISED_START_FEATURES = 96
 #: and only when every training set holds at least this share of the samples (8 runs left
