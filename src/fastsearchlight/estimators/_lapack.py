@@ -82,9 +82,10 @@ def cholesky_upper(H, R):
     if not _c_contiguous(R):
         raise ValueError("cholesky_upper needs a C-contiguous factor")
     if R.ctypes.data != H.ctypes.data:
-        for r in range(d):
-            for c in range(r, d):
-                R[r, c] = H[r, c]
+        for r in range(d):  # (row slices from the diagonal: contiguous, vectorised)
+            dst, src = R[r, r:], H[r, r:]
+            for c in range(dst.shape[0]):
+                dst[c] = src[c]
     args = np.empty(3, dtype=np.int32)
     args[0] = _LOWER
     args[1] = d
@@ -95,9 +96,9 @@ def cholesky_upper(H, R):
 
 
 @njit(cache=True)
-def syrk_upper(X, G, beta):
-    """``G = X^T X + beta G`` on the upper triangle of ``G`` (C-contiguous ``(d, d)``), for
-    the rows of ``X`` (C-contiguous ``(k, d)``); the lower triangle is left as it was."""
+def syrk_upper(X, G, beta, alpha=1.0):
+    """``G = alpha X^T X + beta G`` on the upper triangle of ``G`` (C-contiguous ``(d, d)``),
+    for the rows of ``X`` (C-contiguous ``(k, d)``); the lower triangle is left as it was."""
     k, d = X.shape
     if not _c_contiguous(G):
         raise ValueError("syrk_upper needs a C-contiguous result")
@@ -114,7 +115,7 @@ def syrk_upper(X, G, beta):
     args[2] = d
     args[3] = k
     scalars = np.empty(2)
-    scalars[0] = 1.0
+    scalars[0] = alpha
     scalars[1] = beta
     _dsyrk(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
            args[3:].ctypes.data, scalars[0:].ctypes.data, X.ctypes.data, args[2:].ctypes.data,

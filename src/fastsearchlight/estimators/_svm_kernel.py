@@ -50,7 +50,7 @@ import numpy as np
 from numba import njit
 
 from ._lapack import cholesky_upper, matmul_into, syrk_upper
-from ._triangular import cholesky_solve_upper
+from ._triangular import cholesky_solve_upper, cholesky_solve_upper_rows
 
 __all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_block", "newton_problems"]
 
@@ -148,15 +148,15 @@ def _move_margins(m, t, delta, W, act):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _gram_of(X, rows, Y, chosen):
-    """``X_S^T X_S`` (upper triangle, by BLAS) and ``X_S^T y_S`` of the rows
-    ``rows[chosen]`` of ``X``."""
+def _add_gram(X, rows, Y, chosen, alpha, H, g):
+    """``H += alpha X_S^T X_S`` (upper triangle, in place by BLAS's ``syrk``) and
+    ``g = X_S^T y_S``, for the rows ``rows[chosen]`` of ``X``."""
     d = X.shape[1]
     k = 0
     for i in range(rows.shape[0]):
         k += chosen[i]
     XS = np.empty((k, d))
-    g = np.zeros(d)
+    g[:] = 0.0
     j = 0
     for i in range(rows.shape[0]):
         if chosen[i]:
@@ -165,9 +165,7 @@ def _gram_of(X, rows, Y, chosen):
                 XS[j, c] = x[c]
                 g[c] += Y[i] * x[c]
             j += 1
-    G = np.empty((d, d))
-    syrk_upper(XS, G, 0.0)
-    return G, g
+    syrk_upper(XS, H, 1.0, alpha)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -175,13 +173,14 @@ def _build(X, rows, Y, act, C, H, b):
     """``H = I + 2C X_A^T X_A`` (upper triangle) and ``b = 2C X_A^T y_A``, for the rows
     ``rows`` of ``X`` (the problem's samples)."""
     d = X.shape[1]
-    G, g = _gram_of(X, rows, Y, act)
     for r in range(d):  # (row slices from the diagonal: vectorised, see _rank_one)
-        h, gr = H[r, r:], G[r, r:]
+        h = H[r, r:]
         for c in range(h.shape[0]):
-            h[c] = 2.0 * C * gr[c]
-        H[r, r] += 1.0
-        b[r] = 2.0 * C * g[r]
+            h[c] = 0.0
+        H[r, r] = 1.0
+    _add_gram(X, rows, Y, act, 2.0 * C, H, b)
+    for r in range(d):
+        b[r] *= 2.0 * C
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -285,12 +284,13 @@ def _first_active_set(X, rows, Y, W, m, C, H0, rhs0, H, b, act):
     for i in range(rows.shape[0]):
         act[i] = W[i] > 0.0 and m[i] < 1.0
         left[i] = W[i] > 0.0 and not act[i]
-    G, g = _gram_of(X, rows, Y, left)
     for r in range(d):  # (row slices from the diagonal: vectorised, see _rank_one)
-        h, h0, gr = H[r, r:], H0[r, r:], G[r, r:]
+        h, h0 = H[r, r:], H0[r, r:]
         for c in range(h.shape[0]):
-            h[c] = h0[c] - 2.0 * C * gr[c]
-        b[r] = rhs0[r] - 2.0 * C * g[r]
+            h[c] = h0[c]
+    _add_gram(X, rows, Y, left, -2.0 * C, H, b)
+    for r in range(d):
+        b[r] = rhs0[r] - 2.0 * C * b[r]
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -302,7 +302,8 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
     ``Y`` and 0/1 weights ``W``. ``H0`` and ``rhs0``, when not empty, are the first step's
     matrix and right-hand side (every sample of weight 1 active): after the first step,
     the samples that left the active set are taken out of them when they are fewer than
-    those that stay. ``H``, ``R`` (d, d), ``vectors`` (7, d), ``m``, ``delta``, ``act``
+    those that stay. ``H``, ``R`` (d, d: each matrix ``H`` built is factored into ``R`` and
+    not read again, so they may be one array), ``vectors`` (7, d), ``m``, ``delta``, ``act``
     (n,) are work space. Returns ``(status, iterations)``; ``w`` holds the result.
 
     With ``warm``, ``w``, its margins ``m`` and active set ``act`` come in
@@ -449,7 +450,7 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     status = np.zeros(N, dtype=np.int8)
     iterations = np.zeros(N, dtype=np.int32)
     H = np.empty((d, d))
-    R = np.empty((d, d))
+    R = H  # each matrix is factored in place
     vectors = np.empty((7, d))
     m = np.empty(n)
     delta = np.empty(n)
@@ -518,10 +519,12 @@ def _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, us
     Mall, Call, G, S, D, running = mwork
     twoC = 2.0 * C
     for q in range(Q):
-        _solve(PR, rhs[q], w[q])
+        for k in range(d):
+            w[q, k] = rhs[q, k]
         steps[q] = 0
         usable[q] = True
         running[q] = True
+    cholesky_solve_upper_rows(PR, w, running)
     matmul_into(w, Xz, Mall, True)
     _gather_margins(Mall, index, Yq, M)
     for q in range(Q):
@@ -539,12 +542,9 @@ def _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, us
         matmul_into(Call, Xz, G, False)
         for q in range(Q):
             if running[q]:
-                g = G[q]
                 for k in range(d):
-                    g[k] = w[q, k] - twoC * g[k]
-                _solve(PR, g, S[q])
-                for k in range(d):
-                    S[q, k] = -S[q, k]
+                    S[q, k] = twoC * G[q, k] - w[q, k]  # minus the gradient
+        cholesky_solve_upper_rows(PR, S, running)
         matmul_into(S, Xz, Mall, True)
         _gather_margins(Mall, index, Yq, D)
         for q in range(Q):
@@ -636,9 +636,10 @@ def _work_space(U, Q, n, n_rows, d, majorise):
     ``n`` rows, of spheres of ``n_rows`` samples (the padding row included) and ``d``
     features; those of the majorised starts only with ``majorise``."""
     Qm = Q if majorise else 0
+    H = np.empty((d, d))  # each matrix is factored in place: H and R are one array
     return (
-        np.empty((d, d)),
-        np.empty((d, d)),
+        H,
+        H,
         np.empty((U, d, d)),
         np.empty(U, dtype=np.bool_),
         np.empty(U, dtype=np.bool_),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["cholesky_solve_upper", "forward_upper", "solve_upper"]
+__all__ = ["cholesky_solve_upper", "cholesky_solve_upper_rows", "forward_upper", "solve_upper"]
 
 #: sums may be reordered (vectorised): the results stay exact to rounding; no assumptions
 #: on NaN or infinities
@@ -69,3 +69,37 @@ def cholesky_solve_upper(R, b, out):
     for i in range(d):
         inv[i] = 1.0 / R[i, i]
     solve_upper(R, inv, d, b, out)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def cholesky_solve_upper_rows(R, B, running):
+    """``B[q] = (R^T R)^-1 B[q]`` in place for every row ``q`` of ``B`` ``(Q, d)`` with
+    ``running[q]``, for the upper factor ``R`` of :func:`._lapack.cholesky_upper`: the
+    solves of :func:`solve_upper` taken row of ``R`` by row of ``R`` for all the right-hand
+    sides at once, so that each row of ``R`` is read from memory once rather than once per
+    right-hand side."""
+    d = R.shape[0]
+    Q = B.shape[0]
+    inv = np.empty(d)
+    for i in range(d):
+        inv[i] = 1.0 / R[i, i]
+    for c in range(d):  # forward: R^T z = b
+        row = R[c, c + 1 :]
+        for q in range(Q):
+            if running[q]:
+                x = B[q]
+                v = x[c] * inv[c]
+                x[c] = v
+                tail = x[c + 1 :]
+                for j in range(d - c - 1):
+                    tail[j] -= v * row[j]
+    for i in range(d - 1, -1, -1):  # back: R x = z
+        row = R[i, i + 1 :]
+        for q in range(Q):
+            if running[q]:
+                x = B[q]
+                tail = x[i + 1 :]
+                acc = 0.0
+                for j in range(d - i - 1):
+                    acc += row[j] * tail[j]
+                x[i] = (x[i] - acc) * inv[i]
