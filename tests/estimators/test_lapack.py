@@ -48,6 +48,9 @@ def test_syrk_upper_matches_numpy(k):
     np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((7, 7), 3.0), -1))
     syrk_upper(X, G, 0.5)
     np.testing.assert_allclose(np.triu(G), np.triu(1.5 * X.T @ X), rtol=1e-12, atol=1e-12)
+    syrk_upper(X, G, 1.0, -2.0)  # alpha: G - 2 X^T X
+    np.testing.assert_allclose(np.triu(G), np.triu(-0.5 * X.T @ X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((7, 7), 3.0), -1))
 
 
 @pytest.mark.parametrize("m, k, n", [(4, 41, 216), (1, 1, 1), (3, 0, 2), (5, 7, 1)])

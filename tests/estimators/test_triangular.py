@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from fastsearchlight.estimators._lapack import cholesky_upper
-from fastsearchlight.estimators._triangular import cholesky_solve_upper, forward_upper, solve_upper
+from fastsearchlight.estimators._triangular import (
+    cholesky_solve_upper,
+    cholesky_solve_upper_rows,
+    forward_upper,
+    solve_upper,
+)
 
 
 def _factor(d, seed):
@@ -48,3 +53,23 @@ def test_solve_upper_uses_the_leading_block_only(k):
     forward_upper(U, inv, k, z)
     np.testing.assert_allclose(z[:k], np.linalg.solve(np.triu(R).T, b[:k]) if k else z[:0], rtol=1e-10)
     assert np.isnan(z[k:]).all()
+
+
+@pytest.mark.parametrize("d", [1, 19, 111])
+def test_cholesky_solve_upper_rows_solves_the_running_rows_only(d):
+    """Every running row of ``B`` is solved as :func:`cholesky_solve_upper` solves it (same
+    order of operations: bit for bit); the other rows are left as they were."""
+    H, R, rng = _factor(d, d + 7)
+    R += np.tril(np.full((d, d), np.nan), -1)  # the lower triangle is not read
+    B = rng.standard_normal((5, d))
+    running = np.array([True, False, True, True, False])
+    out = B.copy()
+    cholesky_solve_upper_rows(R, out, running)
+    for q in range(5):
+        if running[q]:
+            one = np.empty(d)
+            cholesky_solve_upper(R, B[q], one)
+            np.testing.assert_array_equal(out[q], one)
+            np.testing.assert_allclose(out[q], np.linalg.solve(H, B[q]), rtol=1e-10, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(out[q], B[q])
