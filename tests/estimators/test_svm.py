@@ -229,9 +229,9 @@ def _primal_gradient(w, X, Y, W, C=1.0):
 def test_nearly_as_many_features_as_samples_take_the_gram_path_and_the_optimum(monkeypatch, n_classes):
     # d / n_train above GRAM_SHARE (d ~ n on raw-scale data, nearly separable training
     # sets, where liblinear itself stops short of the optimum): solved from the Gram
-    # matrices, with the primal kernel's first-step rule; the decisions are the primal
-    # kernel's, and the weights are the optimum (1-strongly convex objective: the distance
-    # to the optimum is at most the gradient's norm)
+    # matrices; the decisions are the primal kernel's, and the weights are the optimum
+    # (1-strongly convex objective: the distance to the optimum is at most the gradient's
+    # norm)
     from fastsearchlight.estimators import svm
 
     X, y = random_spheres(6, 64, 36, n_classes, seed=11)  # d = 37, 48 training samples
@@ -239,9 +239,9 @@ def test_nearly_as_many_features_as_samples_take_the_gram_path_and_the_optimum(m
     assert 37 >= svm.GRAM_SHARE * 48
     calls = []
     original = svm.gram_newton_spheres
-    monkeypatch.setattr(svm, "gram_newton_spheres", lambda *a: calls.append(a[10]) or original(*a))
+    monkeypatch.setattr(svm, "gram_newton_spheres", lambda *a: calls.append(1) or original(*a))
     gram = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
-    assert calls and set(calls) == {37}  # the Gram kernel, told the features for its rule
+    assert calls  # the Gram kernel
     targets = np.array([np.where(y == c, 1.0, -1.0) for c in ([1] if n_classes == 2 else range(n_classes))])
     Y = np.repeat(targets, plan.n_folds, axis=0)
     W = np.tile(plan.train_masks.astype(float), (len(targets), 1))

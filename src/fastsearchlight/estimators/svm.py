@@ -456,13 +456,13 @@ class BatchedLinearSVC(BatchedClassifier):
             follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
             if not weights:  # written straight into the output: no weights, no copies
                 status, its = gram_newton_spheres(
-                    G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, d, *warm, follows,
+                    G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, *warm, follows,
                     bounds[lo:hi], int(classes), unsettled[lo:hi],
                 )  # fmt: skip
             else:
                 alpha = np.empty((hi - lo, Q, n))
                 status, its = gram_newton_spheres(
-                    G, *args, alpha, False, INVERSE_MEMBERS, d, *warm, follows, bounds, 1, unsettled
+                    G, *args, alpha, False, INVERSE_MEMBERS, *warm, follows, bounds, 1, unsettled
                 )  # fmt: skip
                 w[lo:hi, :, :k] = alpha @ np.swapaxes(V, 1, 2)
                 if self.fit_intercept:
