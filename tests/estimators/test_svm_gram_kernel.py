@@ -257,7 +257,11 @@ def nearly_separable_sets(n_sets=12, n=60, d=52, seed=0):
     rng = np.random.default_rng(seed)
     for _ in range(n_sets):
         labels = rng.integers(0, 2, n)
-        X = 1000.0 + 30.0 * rng.standard_normal((n, d)) + 3.0 * (2 * labels - 1)[:, None] * rng.standard_normal(d)
+        X = (
+            1000.0
+            + 30.0 * rng.standard_normal((n, d))
+            + 3.0 * (2 * labels - 1)[:, None] * rng.standard_normal(d)
+        )
         yield X, labels, X @ X.T + 1.0
 
 
@@ -279,7 +283,9 @@ def test_jumps_then_damped_steps_reach_the_optimum_in_fewer_newton_points():
             active = a != 0.0  # (0 outside the active set; y_i a_i > 0 on it)
             exact = K.astype(np.longdouble) @ newton_point_extended(K, y, active)
             assert np.array_equal(y * exact < 1.0, active)
-            np.testing.assert_allclose(K @ a, exact.astype(np.float64), rtol=0, atol=1e-10 * np.abs(exact).max())
+            np.testing.assert_allclose(
+                K @ a, exact.astype(np.float64), rtol=0, atol=1e-10 * np.abs(exact).max()
+            )
     assert points[FULL_JUMPS] < 0.8 * points[0]
     assert points[1] == points[0]  # the first jump is the damped method's first step
 
