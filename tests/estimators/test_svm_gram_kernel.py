@@ -318,7 +318,7 @@ def by_inverse(K, S, Y, rows, max_jumps=MAX_JUMPS, members=None, starts=None, wa
     arrays = _lockstep_space(M, k)
     jumped = np.zeros((M, 3), np.int64)
     work = (np.zeros((9, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64),
-            np.zeros(k, np.int64), np.zeros(0, bool))  # fmt: skip
+            np.zeros(k, np.int64))  # fmt: skip
     _set_by_inverse(K, k, 1.0, S, members, Y, rows, starts, warm, max_jumps, arrays, jumped, work, tolerant)
     return jumped, arrays[5].copy(), arrays[6].copy(), arrays[7].copy(), arrays[2].copy(), arrays[11].copy()
 

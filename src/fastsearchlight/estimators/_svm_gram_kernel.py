@@ -485,7 +485,7 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _jumps(S, k, y, p1, max_jumps, p, act, ridx, nxt, Mr, Lr, invr, lam, guess):
+def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, nxt, Mr, Lr, invr, lam, starts, warm):
     """The active-set jumps of :func:`_set_by_inverse` from ``p1 = S y``, the Newton point
     of every sample: each goes straight to the Newton point ``p`` of the current active set
     ``A`` (``p1_A - S_AR S_RR^-1 p1_R``, ``R`` the samples outside it) and takes the
@@ -493,16 +493,16 @@ def _jumps(S, k, y, p1, max_jumps, p, act, ridx, nxt, Mr, Lr, invr, lam, guess):
     margins need no product with ``K``: ``1 - y_i p_i / 2C`` on ``A`` and ``1 - y_i lam_i``
     on ``R`` (``lam = S_RR^-1 p1_R``).
 
-    The first set is ``guess`` (length ``k``), else (empty) the active set at ``p1``
-    (``y_i p1_i > 0``). Leaves the last point in ``p``, its set in ``act`` and the samples
-    outside it in ``ridx``. Returns ``(status, Newton points computed, samples outside)``:
+    The first set is ``starts[j]`` when ``warm``, else the active set at ``p1``
+    (``y_i p1_i > 0``). Leaves the last point in ``p``, its set in ``Act[j]`` and the
+    samples outside it in ``ridx``. (Rows are indexed, not sliced: a row view costs
+    reference counts.) Returns ``(status, Newton points computed, samples outside)``:
     :data:`CONVERGED` when the set repeated, :data:`_REDO` after ``max_jumps`` sets or a
     failed factor."""
-    warm = guess.shape[0] > 0
     nr = 0
     for i in range(k):
-        act[i] = guess[i] if warm else y[i] * p1[i] > 0.0
-        if not act[i]:
+        Act[j, i] = starts[j, i] if warm else y[i] * p1[i] > 0.0
+        if not Act[j, i]:
             ridx[nr] = i
             nr += 1
     # Newton points computed: a cold start's first is p1's (every sample), which is also
@@ -518,12 +518,12 @@ def _jumps(S, k, y, p1, max_jumps, p, act, ridx, nxt, Mr, Lr, invr, lam, guess):
         e = 0
         changed = False
         for i in range(k):
-            if act[i]:
+            if Act[j, i]:
                 now = y[i] * p[i] > 0.0
             else:
                 now = y[i] * lam[e] > 0.0
                 e += 1
-            changed = changed or now != act[i]
+            changed = changed or now != Act[j, i]
             if not now:
                 nxt[n_next] = i
                 n_next += 1
@@ -533,35 +533,36 @@ def _jumps(S, k, y, p1, max_jumps, p, act, ridx, nxt, Mr, Lr, invr, lam, guess):
         for e in range(nr):
             ridx[e] = nxt[e]
         for i in range(k):
-            act[i] = True
+            Act[j, i] = True
         for e in range(nr):
-            act[ridx[e]] = False
+            Act[j, ridx[e]] = False
     return _REDO, points, nr
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def _residual(k, y, C, p, m, act, b):
-    """The residual ``b = y_A - M_AA p_A`` (0 outside the active set ``act``) of the Newton
-    point ``p``, from its margins ``m`` (``y_i m_i = (K p)_i``), and ``|p|_inf``. Returns
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _residual(k, y, C, p, Mg, Act, j, b):
+    """The residual ``b = y_A - M_AA p_A`` (0 outside the active set ``Act[j]``) of the
+    Newton point ``p``, from its margins ``Mg[j]`` (``y_i m_i = (K p)_i``), and ``|p|_inf``. Returns
     ``(accepted, |p|_inf)``: the point is within ``2C |b|`` of the exact one
     (``M_AA >= I / 2C``), accepted as it is when that is below ``1e-13`` of it."""
     half = 0.5 / C
     res = 0.0
     big = 0.0
     for i in range(k):
-        b[i] = y[i] - half * p[i] - y[i] * m[i] if act[i] else 0.0
+        b[i] = y[i] - half * p[i] - y[i] * Mg[j, i] if Act[j, i] else 0.0
         res += b[i] * b[i]
         big = max(big, abs(p[i]))
     return 2.0 * C * np.sqrt(res) <= 1e-13 * big, big
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _certified_radius(k, y, C, p, kp, m, act, b, knorm):
-    """A bound on ``|p - p*|_2``, ``p*`` the exact Newton point of the active set ``act``,
-    when the margins prove that set to be the optimum's; -1 when they do not.
+def _certified_radius(k, y, C, p, KP, Mg, Act, j, b, knorm):
+    """A bound on ``|p - p*|_2``, ``p*`` the exact Newton point of the active set
+    ``A = Act[j]``, when the margins prove that set to be the optimum's; -1 when they do not.
 
-    ``b`` is the computed residual ``y_A - M_AA p_A`` (0 outside ``A``), ``kp`` the computed
-    ``K p``, ``m`` the margins ``y_i kp_i`` and ``knorm`` the 2-norms of ``K``'s rows. With
+    ``b`` is the computed residual ``y_A - M_AA p_A`` (0 outside ``A``), ``KP[j]`` the
+    computed ``K p``, ``Mg[j]`` the margins ``y_i (K p)_i`` and ``knorm`` the 2-norms of
+    ``K``'s rows. With
     ``M_AA >= I / 2C``, ``|p - p*|_2 <= 2C |r|_2`` for the exact residual ``r``, and ``|r|``
     is at most the computed one plus its rounding (``gamma_k |K_i|_2 |p|_2`` from the
     product, ``gamma_k = k eps / (1 - k eps)``, and three roundings of the subtractions);
@@ -579,16 +580,16 @@ def _certified_radius(k, y, C, p, kp, m, act, b, knorm):
     res = 0.0
     err = 0.0
     for i in range(k):
-        if act[i]:
+        if Act[j, i]:
             res += b[i] * b[i]
-            e = gamma * knorm[i] * pn + 3.0 * _EPS * (1.0 + half * abs(p[i]) + abs(kp[i]))
+            e = gamma * knorm[i] * pn + 3.0 * _EPS * (1.0 + half * abs(p[i]) + abs(KP[j, i]))
             err += e * e
     radius = 1.01 * 2.0 * C * (np.sqrt(res) + np.sqrt(err))
     for i in range(k):
-        if act[i]:
+        if Act[j, i]:
             if y[i] * p[i] <= radius:
                 return -1.0
-        elif m[i] - knorm[i] * (radius + gamma * pn) < 1.0:
+        elif Mg[j, i] - knorm[i] * (radius + gamma * pn) < 1.0:
             return -1.0
     return radius
 
@@ -607,11 +608,12 @@ def _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam):
     return corr <= 1e-8 * big
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def _same_set(k, m, act):
-    """Whether the margins ``m`` give the active set ``act`` back (``m_i < 1`` on it)."""
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _same_set(k, Mg, Act, j):
+    """Whether the margins ``Mg[j]`` give the active set ``Act[j]`` back (``m_i < 1`` on
+    it)."""
     for i in range(k):
-        if (m[i] < 1.0) != act[i]:
+        if (Mg[j, i] < 1.0) != Act[j, i]:
             return False
     return True
 
@@ -642,8 +644,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
     ``p1`` counted as the first, as the factor path's first step goes to it too) and samples
     outside its active set, and, when converged, ``A[j]`` its coefficients, ``Mg[j]`` their
     margins and ``Act[j]`` its active set. ``work``: vectors ``(9, k_max)``, ``Mr``, ``Lr``
-    ``(k_max, k_max)``, ``invr``, ``ridx``, ``nxt`` (k_max,), and an empty bool array (no
-    warm start).
+    ``(k_max, k_max)``, ``invr``, ``ridx``, ``nxt`` (k_max,).
 
     With ``tolerant``, a point whose residual is above ``1e-13`` of it is accepted without
     its refinement when its margins prove its active set to be the optimum's
@@ -651,7 +652,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
     Newton point (2-norm), else 0. For callers that use only the signs or the largest of
     the decisions (predictions), which the bound lets them check."""
     Y, P1, P, KP, R, A, Mg, Act, Ridx, F, Finv, Rad = arrays
-    vec, Mr, Lr, invr, ridx, nxt, none = work
+    vec, Mr, Lr, invr, ridx, nxt = work
     y, p1, p, b, u, s, lam, a = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7]
     knorm = vec[8]
     if tolerant:
@@ -670,8 +671,8 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
             y[r] = Y[j, r]
             p1[r] = P1[j, r]
         st, points, nr = _jumps(
-            S, k, y, p1, max_jumps, p, Act[j], ridx, nxt, Mr, Lr, invr, lam, starts[j, :k] if warm[j] else none
-        )  # fmt: skip
+            S, k, y, p1, max_jumps, p, Act, j, ridx, nxt, Mr, Lr, invr, lam, starts, warm[j]
+        )
         jumped[j, 0] = st
         jumped[j, 1] = points
         jumped[j, 2] = nr
@@ -691,10 +692,10 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
             y[r] = Y[j, r]
             p[r] = P[j, r]
             Mg[j, r] = y[r] * KP[j, r]
-        accepted, big = _residual(k, y, C, p, Mg[j], Act[j], b)
+        accepted, big = _residual(k, y, C, p, Mg, Act, j, b)
         Rad[j] = 0.0
         if tolerant and not accepted:
-            radius = _certified_radius(k, y, C, p, KP[j], Mg[j], Act[j], b, knorm)
+            radius = _certified_radius(k, y, C, p, KP, Mg, Act, j, b, knorm)
             if radius >= 0.0:
                 accepted = True
                 Rad[j] = radius
@@ -704,7 +705,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
         if not accepted:
             jumped[j, 0] = _REFINE
             refine = True
-        elif not _same_set(k, Mg[j], Act[j]):
+        elif not _same_set(k, Mg, Act, j):
             jumped[j, 0] = _REDO
     if not refine:
         return
@@ -733,7 +734,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
         if jumped[j, 0] == _REFINE:
             for r in range(k):
                 Mg[j, r] = Y[j, r] * KP[j, r]
-            jumped[j, 0] = CONVERGED if _same_set(k, Mg[j], Act[j]) else _REDO
+            jumped[j, 0] = CONVERGED if _same_set(k, Mg, Act, j) else _REDO
     return
 
 
@@ -836,7 +837,7 @@ def gram_newton_spheres(
     warm = np.zeros(M, dtype=np.bool_)
     lockstep_work = (
         np.empty((9, k_max)), np.empty((k_max, k_max)), np.empty((k_max, k_max)), np.empty(k_max),
-        np.empty(k_max, dtype=np.int64), np.empty(k_max, dtype=np.int64), np.empty(0, dtype=np.bool_),
+        np.empty(k_max, dtype=np.int64), np.empty(k_max, dtype=np.int64),
     )  # fmt: skip
     A, Mg, Act = lockstep[5], lockstep[6], lockstep[7]
     others = np.empty((U, n), dtype=np.int64)  # the samples outside each training set
