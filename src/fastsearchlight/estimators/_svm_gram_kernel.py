@@ -450,8 +450,8 @@ MAX_JUMPS = 12
 #: steps to its active set's Newton point, with no test of descent: the primal-dual
 #: active-set method), before the damped steps, which descend. Captured calls of 800
 #: neighbouring W1 12 mm spheres (3,056 problems, warm starts): 18.9 -> 9.4 Newton points
-#: per problem and 0.59 of the kernel's CPU time (8 jumps; 12 and 16: 0.60, 0.61; jumps
-#: alone, no full damped steps: 0.61). In a numpy model of 160 cold problems, the jumps
+#: per problem and 0.59 of the kernel's CPU time (8 jumps; 12 and 16: 0.60, 0.61; 12 jumps
+#: and no full damped steps: 0.61). In a numpy model of 160 cold problems, the jumps
 #: alone converged in a median 8 sets; 2% did not within 60 (they wander, not cycle)
 FULL_JUMPS = 8
 #: a factor is computed afresh instead of updated when more than this share of its samples
