@@ -124,6 +124,17 @@ def _cholesky_lower(M, k, L, inv):
     return True
 
 
+@njit(cache=True, fastmath=_FASTMATH)
+def _factor_every_sample(K, k, half, L0, inv0):
+    """``L0`` (lower, in place) the factor of ``I / 2C + K`` on every training sample
+    (``half = 1 / 2C``), ``inv0`` the reciprocals of its diagonal; False if it fails."""
+    for r in range(k):
+        for c in range(r + 1):
+            L0[r, c] = K[r, c]
+        L0[r, r] += half
+    return _cholesky_lower(L0, k, L0, inv0)
+
+
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _solve_lower(L, inv, k, b, out):
     """``out = (L L^T)^-1 b`` on the leading ``k`` entries (``inv``: reciprocals of the
@@ -376,13 +387,8 @@ def _solve_dual(
         for r in range(na):
             p[idx[r]] = z[r]
     else:
-        if not have_L0:
-            for r in range(k):
-                for c in range(r + 1):
-                    L0[r, c] = K[r, c]
-                L0[r, r] += half
-            if not _cholesky_lower(L0, k, L0, inv0):
-                return NEEDS_SVD, 0
+        if not have_L0 and not _factor_every_sample(K, k, half, L0, inv0):
+            return NEEDS_SVD, 0
         _solve_lower(L0, inv0, k, y, p)
     for it in range(max_iter):
         if (warm and it == 0) or it < jumps:
@@ -825,7 +831,6 @@ def gram_newton_spheres(
     status = np.zeros((B, Yq.shape[0]), dtype=np.int8)
     iterations = np.zeros((B, Yq.shape[0]), dtype=np.int32)
     K = np.empty((k_max, k_max))
-    Mw = np.empty((k_max, k_max))
     L = np.empty((k_max, k_max))
     L0 = np.empty((k_max, k_max))
     vec = np.empty((9, k_max))
@@ -883,11 +888,7 @@ def gram_newton_spheres(
                 have_L0 = have_L0 or not (warm_starts and follows[b] and has_guess[q])
             ok = _EPS * (1.0 + 2.0 * C * top) <= _NORMAL_EQUATIONS_TOL
             if ok and have_L0:
-                for r in range(k):
-                    for c in range(r + 1):
-                        Mw[r, c] = K[r, c]
-                    Mw[r, r] += half
-                ok = _cholesky_lower(Mw, k, L0, inv0)
+                ok = _factor_every_sample(K, k, half, L0, inv0)
             inverse = ok and by_inverse
             if inverse:  # S from L0 by LAPACK (potri: 1.8 times the loops' speed at k = 28, 6 at 162)
                 for r in range(k):
