@@ -5,6 +5,7 @@ import pytest
 
 from fastsearchlight.estimators._lapack import cholesky_upper
 from fastsearchlight.estimators._triangular import (
+    back_upper,
     cholesky_solve_upper,
     cholesky_solve_upper_rows,
     forward_upper,
@@ -34,10 +35,10 @@ def test_cholesky_solve_upper_matches_numpy(d):
     np.testing.assert_array_equal(in_place, out)
 
 
-@pytest.mark.parametrize("k", [0, 1, 7, 40])
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 4, 5, 7, 8, 9, 40, 41, 42, 43])
 def test_solve_upper_uses_the_leading_block_only(k):
     """Within a larger work matrix, only the leading ``k x k`` block's upper triangle and the
-    first ``k`` entries are read and written."""
+    first ``k`` entries are read and written (every remainder of the four-row blocks)."""
     d = 45
     H, R, rng = _factor(k, k + 100) if k else (np.zeros((0, 0)), np.zeros((0, 0)), np.random.default_rng(0))
     U = np.full((d, d), np.nan)
@@ -53,6 +54,11 @@ def test_solve_upper_uses_the_leading_block_only(k):
     forward_upper(U, inv, k, z)
     np.testing.assert_allclose(z[:k], np.linalg.solve(np.triu(R).T, b[:k]) if k else z[:0], rtol=1e-10)
     assert np.isnan(z[k:]).all()
+    x = z.copy()
+    back_upper(U, inv, k, x)
+    np.testing.assert_allclose(x[:k], np.linalg.solve(np.triu(R), z[:k]) if k else x[:0], rtol=1e-10)
+    np.testing.assert_array_equal(x[:k], out[:k])  # solve_upper is the two in turn
+    assert np.isnan(x[k:]).all()
 
 
 @pytest.mark.parametrize("d", [1, 19, 111])
