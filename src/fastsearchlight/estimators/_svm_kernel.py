@@ -123,14 +123,32 @@ def _rank_one(R, x, sign, work):
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _margins(X, rows, Y, v, out):
-    """``out[i] = Y[i] * X[rows[i]] . v``."""
+    """``out[i] = Y[i] * X[rows[i]] . v``, four rows at a time (each load of ``v`` serves
+    four products)."""
     d = X.shape[1]
-    for i in range(rows.shape[0]):
-        x = X[rows[i]]
+    n = rows.shape[0]
+    i = 0
+    while i + 4 <= n:
+        r0, r1, r2, r3 = rows[i], rows[i + 1], rows[i + 2], rows[i + 3]
+        a0 = a1 = a2 = a3 = 0.0
+        for k in range(d):
+            vk = v[k]
+            a0 += X[r0, k] * vk
+            a1 += X[r1, k] * vk
+            a2 += X[r2, k] * vk
+            a3 += X[r3, k] * vk
+        out[i] = Y[i] * a0
+        out[i + 1] = Y[i + 1] * a1
+        out[i + 2] = Y[i + 2] * a2
+        out[i + 3] = Y[i + 3] * a3
+        i += 4
+    while i < n:
+        r = rows[i]
         acc = 0.0
         for k in range(d):
-            acc += x[k] * v[k]
+            acc += X[r, k] * v[k]
         out[i] = Y[i] * acc
+        i += 1
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -192,15 +210,44 @@ def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
     _solve(R, b, p)
     for k in range(d):
         r[k] = b[k] - p[k]
-    for i in range(rows.shape[0]):
-        if act[i]:
-            x = X[rows[i]]
-            acc = 0.0
+    n = rows.shape[0]
+    i = 0
+    while i < n:  # the active rows four at a time: each load of p and of r serves four
+        r0 = r1 = r2 = r3 = -1
+        while i < n and r3 < 0:
+            if act[i]:
+                if r0 < 0:
+                    r0 = rows[i]
+                elif r1 < 0:
+                    r1 = rows[i]
+                elif r2 < 0:
+                    r2 = rows[i]
+                else:
+                    r3 = rows[i]
+            i += 1
+        if r3 >= 0:
+            a0 = a1 = a2 = a3 = 0.0
             for k in range(d):
-                acc += x[k] * p[k]
-            acc *= 2.0 * C
+                pk = p[k]
+                a0 += X[r0, k] * pk
+                a1 += X[r1, k] * pk
+                a2 += X[r2, k] * pk
+                a3 += X[r3, k] * pk
+            a0 *= 2.0 * C
+            a1 *= 2.0 * C
+            a2 *= 2.0 * C
+            a3 *= 2.0 * C
             for k in range(d):
-                r[k] -= acc * x[k]
+                r[k] -= a0 * X[r0, k] + a1 * X[r1, k] + a2 * X[r2, k] + a3 * X[r3, k]
+        else:  # the last one to three
+            for row in (r0, r1, r2):
+                if row >= 0:
+                    acc = 0.0
+                    for k in range(d):
+                        acc += X[row, k] * p[k]
+                    acc *= 2.0 * C
+                    for k in range(d):
+                        r[k] -= acc * X[row, k]
     _solve(R, r, z)
     for k in range(d):
         p[k] += z[k]
