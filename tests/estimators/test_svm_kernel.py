@@ -12,7 +12,7 @@ import pytest
 from sklearn.svm import LinearSVC
 
 import fastsearchlight
-from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD, newton_problems
+from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD, _rank_one, _rank_two, newton_problems
 from fastsearchlight.estimators._svm_newton import newton, ridge_svd
 
 
@@ -172,3 +172,30 @@ def test_the_block_kernel_is_compiled_for_one_layout_whatever_the_training_sets(
         ds.func_img, ds.labels["labels"].to_numpy()
     )
     assert len(newton_block.signatures) == 1, newton_block.signatures
+
+
+@pytest.mark.parametrize("signs", [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)])
+def test_two_changes_of_the_factor_in_one_pass_equal_two_rank_one_changes(signs):
+    """Each row takes the first change, then the second: the same operations as two calls
+    of ``_rank_one``, bit for bit; the factor is that of the changed matrix."""
+    rng = np.random.default_rng(3)
+    d = 23
+    A = rng.standard_normal((60, d))
+    H = np.eye(d) + A.T @ A
+    x, x2 = A[4] * 0.7, A[9] * 0.5  # downdates keep H positive definite
+    R = np.linalg.cholesky(H).T.copy()
+    one = R.copy()
+    work = np.empty(d)
+    assert _rank_one(one, x.copy(), signs[0], work) and _rank_one(one, x2.copy(), signs[1], work)
+    two = R.copy()
+    assert _rank_two(two, x, signs[0], np.empty(d), x2, signs[1], np.empty(d))
+    np.testing.assert_array_equal(np.triu(two), np.triu(one))
+    changed = H + signs[0] * np.outer(x, x) + signs[1] * np.outer(x2, x2)
+    np.testing.assert_allclose(np.triu(two).T @ np.triu(two), changed, rtol=0, atol=1e-10 * np.abs(H).max())
+
+
+def test_two_changes_fail_when_the_second_leaves_no_positive_pivot():
+    R = np.eye(3)
+    x = np.array([0.0, 0.0, 0.5])
+    assert not _rank_two(R.copy(), x, 1.0, np.empty(3), np.array([0.0, 2.0, 0.0]), -1.0, np.empty(3))
+    assert _rank_two(R.copy(), x, 1.0, np.empty(3), np.array([0.0, 0.5, 0.0]), -1.0, np.empty(3))

@@ -121,6 +121,47 @@ def _rank_one(R, x, sign, work):
     return True
 
 
+@njit(cache=True, fastmath=_FASTMATH, error_model="numpy")
+def _rank_two(R, x, sign, work, x2, sign2, work2):
+    """:func:`_rank_one` with ``x`` then with ``x2``, in one pass over the rows of ``R``:
+    each row takes the first change, then the second (the same operations in the same order
+    as two calls, so the same result bit for bit), and is loaded and stored once instead of
+    twice. False if either fails."""
+    d = R.shape[0]
+    for k in range(d):
+        work[k] = x[k]
+        work2[k] = x2[k]
+    for k in range(d):
+        rkk = R[k, k]
+        r2 = rkk * rkk + sign * work[k] * work[k]
+        if r2 <= 1e-12 * rkk * rkk:
+            return False
+        r = np.sqrt(r2)
+        c = r / rkk
+        s = work[k] / rkk
+        inv_c = 1.0 / c
+        scaled = sign * s * inv_c
+        q2 = r * r + sign2 * work2[k] * work2[k]
+        if q2 <= 1e-12 * r * r:
+            return False
+        q = np.sqrt(q2)
+        c2 = q / r
+        s2 = work2[k] / r
+        inv_c2 = 1.0 / c2
+        scaled2 = sign2 * s2 * inv_c2
+        R[k, k] = q
+        row = R[k, k + 1 :]  # (slices looped from 0: see _rank_one)
+        rest = work[k + 1 :]
+        rest2 = work2[k + 1 :]
+        for i in range(row.shape[0]):
+            v = row[i] * inv_c + scaled * rest[i]
+            rest[i] = c * rest[i] - s * v
+            v2 = v * inv_c2 + scaled2 * rest2[i]
+            rest2[i] = c2 * rest2[i] - s2 * v2
+            row[i] = v2
+    return True
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _margins(X, rows, Y, v, out):
     """``out[i] = Y[i] * X[rows[i]] . v``, four rows at a time (each load of ``v`` serves
@@ -350,7 +391,7 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
     matrix and right-hand side (every sample of weight 1 active): after the first step,
     the samples that left the active set are taken out of them when they are fewer than
     those that stay. ``H``, ``R`` (d, d: each matrix ``H`` built is factored into ``R`` and
-    not read again, so they may be one array), ``vectors`` (7, d), ``m``, ``delta``, ``act``
+    not read again, so they may be one array), ``vectors`` (9, d), ``m``, ``delta``, ``act``
     (n,) are work space. Returns ``(status, iterations)``; ``w`` holds the result.
 
     With ``warm``, ``w``, its margins ``m`` and active set ``act`` come in
@@ -400,7 +441,7 @@ def _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, a
     afresh); ``start`` is 0 from ``w = 0`` (the first step's rules apply), else 1."""
     n = rows.shape[0]
     d = X.shape[1]
-    b, p, r, z, s, work, xs = (
+    b, p, r, z, s, work, xs, work2, xs2 = (
         vectors[0],
         vectors[1],
         vectors[2],
@@ -408,6 +449,8 @@ def _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, a
         vectors[4],
         vectors[5],
         vectors[6],
+        vectors[7],
+        vectors[8],
     )
     exact = True  # whether p comes from a factor computed afresh (or was refined)
     root = np.sqrt(2.0 * C)
@@ -446,6 +489,8 @@ def _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, a
             exact = True
         else:
             refactor = False
+            pending = False  # a change in xs (sign first) not yet applied: changes go in pairs
+            first = 1.0
             for i in range(n):
                 now = W[i] > 0.0 and m[i] < 1.0
                 if now == act[i]:
@@ -453,11 +498,19 @@ def _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, a
                 act[i] = now
                 sign = 1.0 if now else -1.0
                 x = X[rows[i]]
+                into = xs2 if pending else xs
                 for k in range(d):
-                    xs[k] = root * x[k]
+                    into[k] = root * x[k]
                     b[k] += sign * 2.0 * C * Y[i] * x[k]
-                if not refactor and not _rank_one(R, xs, sign, work):
+                if not pending:
+                    first = sign
+                    pending = True
+                    continue
+                pending = False
+                if not refactor and not _rank_two(R, xs, first, work, xs2, sign, work2):
                     refactor = True
+            if pending and not refactor and not _rank_one(R, xs, first, work):
+                refactor = True
             exact = refactor
             # (every active set's H is no larger than the first step's, checked already)
             if refactor:  # an update lost positive definiteness to rounding: from the rows
@@ -498,7 +551,7 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     iterations = np.zeros(N, dtype=np.int32)
     H = np.empty((d, d))
     R = H  # each matrix is factored in place
-    vectors = np.empty((7, d))
+    vectors = np.empty((9, d))
     m = np.empty(n)
     delta = np.empty(n)
     act = np.empty(n, dtype=np.bool_)
@@ -690,7 +743,7 @@ def _work_space(U, Q, n, n_rows, d, majorise):
         np.empty((U, d, d)),
         np.empty(U, dtype=np.bool_),
         np.empty(U, dtype=np.bool_),
-        np.empty((7, d)),
+        np.empty((9, d)),
         np.empty(d),
         np.empty(n),
         np.empty(n),
