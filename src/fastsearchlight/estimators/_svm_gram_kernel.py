@@ -76,6 +76,7 @@ from ._svm_kernel import (
     CONVERGED,
     NEEDS_SVD,
     UNCONVERGED,
+    _next_four,
     _step_length,
 )
 from ._triangular import forward_upper, solve_upper
@@ -249,18 +250,7 @@ def _products_off(K, k, p, on_p, out):
     loops rather than gathers."""
     i = 0
     while i < k:
-        r0 = r1 = r2 = r3 = -1
-        while i < k and r3 < 0:
-            if not on_p[i]:
-                if r0 < 0:
-                    r0 = i
-                elif r1 < 0:
-                    r1 = i
-                elif r2 < 0:
-                    r2 = i
-                else:
-                    r3 = i
-            i += 1
+        r0, r1, r2, r3, i = _next_four(on_p, False, i, k)
         if r3 >= 0:
             a0 = a1 = a2 = a3 = 0.0
             for c in range(k):

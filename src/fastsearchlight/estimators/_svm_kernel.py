@@ -88,6 +88,21 @@ def _solve(R, b, out):
     cholesky_solve_upper(R, b, out)
 
 
+@njit(cache=True, fastmath=_FASTMATH, error_model="numpy", inline="always")
+def _rotation(rkk, wk, sign):
+    """The coefficients with which :func:`_rank_one` changes a row of the factor, from its
+    diagonal entry ``rkk`` and the change's entry ``wk``: ``(r, c, s, 1 / c, sign s / c)``,
+    ``r`` the new diagonal entry, or all 0 when no positive pivot is left."""
+    r2 = rkk * rkk + sign * wk * wk
+    if r2 <= 1e-12 * rkk * rkk:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    r = np.sqrt(r2)
+    c = r / rkk
+    s = wk / rkk
+    inv_c = 1.0 / c
+    return r, c, s, inv_c, sign * s * inv_c
+
+
 @njit(cache=True, fastmath=_FASTMATH, error_model="numpy")
 def _rank_one(R, x, sign, work):
     """``R^T R + sign * x x^T`` into ``R`` (update or downdate); False if it fails.
@@ -99,15 +114,9 @@ def _rank_one(R, x, sign, work):
     for k in range(d):
         work[k] = x[k]
     for k in range(d):
-        rkk = R[k, k]
-        r2 = rkk * rkk + sign * work[k] * work[k]
-        if r2 <= 1e-12 * rkk * rkk:
+        r, c, s, inv_c, scaled = _rotation(R[k, k], work[k], sign)
+        if r == 0.0:
             return False
-        r = np.sqrt(r2)
-        c = r / rkk
-        s = work[k] / rkk
-        inv_c = 1.0 / c
-        scaled = sign * s * inv_c
         R[k, k] = r
         # slices from k + 1, looped from 0: numba then knows no index is negative, and the
         # loop vectorises (indexing from k + 1 keeps the wraparound check of negative
@@ -132,23 +141,12 @@ def _rank_two(R, x, sign, work, x2, sign2, work2):
         work[k] = x[k]
         work2[k] = x2[k]
     for k in range(d):
-        rkk = R[k, k]
-        r2 = rkk * rkk + sign * work[k] * work[k]
-        if r2 <= 1e-12 * rkk * rkk:
+        r, c, s, inv_c, scaled = _rotation(R[k, k], work[k], sign)
+        if r == 0.0:
             return False
-        r = np.sqrt(r2)
-        c = r / rkk
-        s = work[k] / rkk
-        inv_c = 1.0 / c
-        scaled = sign * s * inv_c
-        q2 = r * r + sign2 * work2[k] * work2[k]
-        if q2 <= 1e-12 * r * r:
+        q, c2, s2, inv_c2, scaled2 = _rotation(r, work2[k], sign2)
+        if q == 0.0:
             return False
-        q = np.sqrt(q2)
-        c2 = q / r
-        s2 = work2[k] / r
-        inv_c2 = 1.0 / c2
-        scaled2 = sign2 * s2 * inv_c2
         R[k, k] = q
         row = R[k, k + 1 :]  # (slices looped from 0: see _rank_one)
         rest = work[k + 1 :]
@@ -242,6 +240,26 @@ def _build(X, rows, Y, act, C, H, b):
         b[r] *= 2.0 * C
 
 
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _next_four(selected, want, i, n):
+    """The next four positions ``j`` from ``i`` (below ``n``) where ``selected[j] == want``,
+    -1 for those missing at the end, and the position after the last one read: the loops
+    that take rows four at a time (each load of the vector they multiply serves four)."""
+    j0 = j1 = j2 = j3 = -1
+    while i < n and j3 < 0:
+        if selected[i] == want:
+            if j0 < 0:
+                j0 = i
+            elif j1 < 0:
+                j1 = i
+            elif j2 < 0:
+                j2 = i
+            else:
+                j3 = i
+        i += 1
+    return j0, j1, j2, j3, i
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
     """``p = H^-1 b`` from the factor ``R``, refined once against ``H = I + 2C X_A^T X_A``
@@ -254,19 +272,9 @@ def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
     n = rows.shape[0]
     i = 0
     while i < n:  # the active rows four at a time: each load of p and of r serves four
-        r0 = r1 = r2 = r3 = -1
-        while i < n and r3 < 0:
-            if act[i]:
-                if r0 < 0:
-                    r0 = rows[i]
-                elif r1 < 0:
-                    r1 = rows[i]
-                elif r2 < 0:
-                    r2 = rows[i]
-                else:
-                    r3 = rows[i]
-            i += 1
-        if r3 >= 0:
+        j0, j1, j2, j3, i = _next_four(act, True, i, n)
+        if j3 >= 0:
+            r0, r1, r2, r3 = rows[j0], rows[j1], rows[j2], rows[j3]
             a0 = a1 = a2 = a3 = 0.0
             for k in range(d):
                 pk = p[k]
@@ -281,8 +289,9 @@ def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
             for k in range(d):
                 r[k] -= a0 * X[r0, k] + a1 * X[r1, k] + a2 * X[r2, k] + a3 * X[r3, k]
         else:  # the last one to three
-            for row in (r0, r1, r2):
-                if row >= 0:
+            for j in (j0, j1, j2):
+                if j >= 0:
+                    row = rows[j]
                     acc = 0.0
                     for k in range(d):
                         acc += X[row, k] * p[k]
