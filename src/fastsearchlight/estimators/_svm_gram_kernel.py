@@ -76,6 +76,7 @@ from ._svm_kernel import (
     CONVERGED,
     NEEDS_SVD,
     UNCONVERGED,
+    _four_dots,
     _next_four,
     _step_length,
 )
@@ -252,13 +253,7 @@ def _products_off(K, k, p, on_p, out):
     while i < k:
         r0, r1, r2, r3, i = _next_four(on_p, False, i, k)
         if r3 >= 0:
-            a0 = a1 = a2 = a3 = 0.0
-            for c in range(k):
-                pc = p[c]
-                a0 += K[r0, c] * pc
-                a1 += K[r1, c] * pc
-                a2 += K[r2, c] * pc
-                a3 += K[r3, c] * pc
+            a0, a1, a2, a3 = _four_dots(K, r0, r1, r2, r3, p, k)
             out[r0] = a0
             out[r1] = a1
             out[r2] = a2

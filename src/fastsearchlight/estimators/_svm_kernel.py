@@ -160,6 +160,20 @@ def _rank_two(R, x, sign, work, x2, sign2, work2):
     return True
 
 
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _four_dots(M, r0, r1, r2, r3, v, d):
+    """The dot products of rows ``r0 .. r3`` of ``M`` with ``v`` (their first ``d``
+    entries), in one loop: each load of ``v`` serves four products."""
+    a0 = a1 = a2 = a3 = 0.0
+    for k in range(d):
+        vk = v[k]
+        a0 += M[r0, k] * vk
+        a1 += M[r1, k] * vk
+        a2 += M[r2, k] * vk
+        a3 += M[r3, k] * vk
+    return a0, a1, a2, a3
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _margins(X, rows, Y, v, out):
     """``out[i] = Y[i] * X[rows[i]] . v``, four rows at a time (each load of ``v`` serves
@@ -168,14 +182,7 @@ def _margins(X, rows, Y, v, out):
     n = rows.shape[0]
     i = 0
     while i + 4 <= n:
-        r0, r1, r2, r3 = rows[i], rows[i + 1], rows[i + 2], rows[i + 3]
-        a0 = a1 = a2 = a3 = 0.0
-        for k in range(d):
-            vk = v[k]
-            a0 += X[r0, k] * vk
-            a1 += X[r1, k] * vk
-            a2 += X[r2, k] * vk
-            a3 += X[r3, k] * vk
+        a0, a1, a2, a3 = _four_dots(X, rows[i], rows[i + 1], rows[i + 2], rows[i + 3], v, d)
         out[i] = Y[i] * a0
         out[i + 1] = Y[i + 1] * a1
         out[i + 2] = Y[i + 2] * a2
@@ -275,13 +282,7 @@ def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
         j0, j1, j2, j3, i = _next_four(act, True, i, n)
         if j3 >= 0:
             r0, r1, r2, r3 = rows[j0], rows[j1], rows[j2], rows[j3]
-            a0 = a1 = a2 = a3 = 0.0
-            for k in range(d):
-                pk = p[k]
-                a0 += X[r0, k] * pk
-                a1 += X[r1, k] * pk
-                a2 += X[r2, k] * pk
-                a3 += X[r3, k] * pk
+            a0, a1, a2, a3 = _four_dots(X, r0, r1, r2, r3, p, d)
             a0 *= 2.0 * C
             a1 *= 2.0 * C
             a2 *= 2.0 * C
