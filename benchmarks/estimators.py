@@ -11,7 +11,11 @@ Rows (the data sets of :mod:`sphere_sizes`):
 For each estimator and row, each measurement in a fresh process (its peak memory its own):
 
 - fastsearchlight on every sphere: the first fit of the process, ``n_jobs`` as given
-  (SearchLight's default, 1, unless ``--n-jobs``);
+  (SearchLight's default, 1, unless ``--n-jobs``), its compiled kernels loaded from numba's
+  cache: before the measurements, the kernels of the estimators asked for are compiled with
+  an empty cache (timed, reported on its own line) and then into the package's cache
+  (:func:`fastsearchlight.precompile.precompile`), so that a first run after installing does
+  not count the compilation in the fits;
 - nilearn's ``SearchLight`` (``n_jobs=2``) with the equivalent scikit-learn estimator
   object, on a random subset of spheres: its fixed cost per call (timed on 2 spheres, after
   an untimed call in which its workers import scikit-learn) plus its time per sphere on the
@@ -83,6 +87,38 @@ OURS_SUBSET = {
 NILEARN_SUBSET = {("logistic", "W1-10"): 60}
 
 #: (estimator, row) pairs that are not measured, and why
+#: estimator -> its group of compiled kernels (:data:`fastsearchlight.precompile.GROUPS`)
+KERNEL_GROUPS = {
+    "lda": "ridge_lda",
+    "ridge_classifier": "ridge_lda",
+    "ridge_classifier_fixed": "ridge_lda",
+    "logistic_regression": "logistic",
+    "logistic": "logistic",
+    "correlation": "correlation_statistics",
+}
+
+
+def compile_seconds(estimators) -> tuple[float, float, list[str]]:
+    """Seconds to compile the kernel groups of ``estimators`` with an empty cache, and to load
+    them from the filled package cache afterwards (each group in its own process, one after
+    the other; imports included), and the groups."""
+    groups = sorted({KERNEL_GROUPS[e] for e in estimators if e in KERNEL_GROUPS})
+    if not groups:
+        return 0.0, 0.0, groups
+    code = (
+        "import json, sys; from fastsearchlight.precompile import precompile; "
+        "print(json.dumps(sum(precompile(json.loads(sys.argv[1]), n_jobs=1).values())))"
+    )
+    run = lambda env: float(subprocess.run([sys.executable, "-c", code, json.dumps(groups)], env=env,
+                                           check=True, capture_output=True, text=True).stdout)  # fmt: skip
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        compiling = run({**os.environ, "NUMBA_CACHE_DIR": cache})
+    run(os.environ)  # the measurements load the compiled code from the package's own cache
+    return compiling, run(os.environ), groups
+
+
 SKIPPED = {
     ("logistic", "W3"): "liblinear's LogisticRegressionCV takes two classes only (W3 has 4): "
     "NaN maps in nilearn and here",
@@ -162,7 +198,7 @@ def _run_one(tool: str, name: str, row: str, n_jobs: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def table(results: list[dict], n_jobs: int, load_start: tuple, load_end: tuple) -> str:
+def table(results: list[dict], n_jobs: int, load_start: tuple, load_end: tuple, compiled=None) -> str:
     import nilearn
     import sklearn
 
@@ -180,6 +216,15 @@ def table(results: list[dict], n_jobs: int, load_start: tuple, load_end: tuple) 
         "n_jobs=2 on a random subset of spheres, scaled per sphere. Identical: spheres of that "
         "subset whose scores equal nilearn's (to 1e-12); max diff: the largest score difference.",
         "",
+    ]
+    if compiled is not None and compiled[2]:
+        lines += [
+            f"Compiled kernels ({', '.join(compiled[2])}): {compiled[0]:.1f} s with an empty cache, "
+            f"{compiled[1]:.1f} s loading the cache (each group's fits in and beside a process, "
+            "imports included); the fits below load it.",
+            "",
+        ]
+    lines += [
         "| estimator | row | spheres | voxels/sphere | samples (train) | ours s | nilearn s (est.) "
         "| ratio | identical | max diff | peak MB ours / nilearn | path |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -293,6 +338,7 @@ def main(argv=None) -> int:
     if args.one:
         print(json.dumps(measure(*args.one, args.n_jobs)))
         return 0
+    compiled = compile_seconds(args.estimators)
     load_start = os.getloadavg()
     results = []
     for row in args.rows:
@@ -307,7 +353,7 @@ def main(argv=None) -> int:
                         f"{name:>22} {row:>5} {tool:>7}: {json.dumps(r[tool])}", file=sys.stderr, flush=True
                     )
             results.append(r)
-    text = table(results, args.n_jobs, load_start, os.getloadavg())
+    text = table(results, args.n_jobs, load_start, os.getloadavg(), compiled)
     print(text)
     full = args.rows == list(ROWS) and args.estimators == list(ESTIMATORS)
     name = "estimators" if full else "estimators_partial"
