@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit
 
 from ._lapack import cholesky_upper, gram_into, matmul_into, syrk_upper
+from ._rows import four_axpy, four_dots
 from ._triangular import cholesky_solve_upper
 
 __all__ = ["logistic_block"]
@@ -181,10 +182,14 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
             grad[j] = pen[j] * theta[j]
             pen_val += pen[j] * theta[j] * theta[j]
             theta_sq += theta[j] * theta[j]
-        for i in range(n):
-            r = resid[i]
+        i = 0
+        while i + 4 <= n:  # four rows at a time (each load and store of grad serves four)
+            four_axpy(A, i, i + 1, i + 2, i + 3, resid[i], resid[i + 1], resid[i + 2], resid[i + 3], grad, q)
+            i += 4
+        for rest in range(i, n):
+            r = resid[rest]
             for j in range(q):
-                grad[j] += A[i, j] * r
+                grad[j] += A[rest, j] * r
         _binary_hessian(Aw, pen, H)
         if not _newton_step(H, grad, step):
             _binary_hessian(Aw, pen, H)
@@ -194,11 +199,15 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
         for j in range(q):
             done = done and abs(grad[j]) <= tol * scale[j]
             slope += grad[j] * step[j]
-        for i in range(n):
+        i = 0
+        while i + 4 <= n:  # four rows at a time (each load of step serves four)
+            dz[i], dz[i + 1], dz[i + 2], dz[i + 3] = four_dots(A, i, i + 1, i + 2, i + 3, step, q)
+            i += 4
+        for rest in range(i, n):
             acc = 0.0
             for j in range(q):
-                acc += A[i, j] * step[j]
-            dz[i] = acc
+                acc += A[rest, j] * step[j]
+            dz[rest] = acc
         f0 = f_loss + 0.5 * pen_val
         slack = 16.0 * _EPS * (abs(f0) + row_norm * math.sqrt(theta_sq))
         # Armijo backtracking from the full step

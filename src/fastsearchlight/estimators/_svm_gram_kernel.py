@@ -70,14 +70,13 @@ import numpy as np
 from numba import njit
 
 from ._lapack import cholesky_lower_block, cholesky_upper_block, inverse_lower_block, matmul_into
+from ._rows import four_dots, next_four
 from ._svm_kernel import (
     _FASTMATH,
     _NORMAL_EQUATIONS_TOL,
     CONVERGED,
     NEEDS_SVD,
     UNCONVERGED,
-    _four_dots,
-    _next_four,
     _step_length,
 )
 from ._triangular import forward_upper, solve_upper
@@ -251,9 +250,9 @@ def _products_off(K, k, p, on_p, out):
     loops rather than gathers."""
     i = 0
     while i < k:
-        r0, r1, r2, r3, i = _next_four(on_p, False, i, k)
+        r0, r1, r2, r3, i = next_four(on_p, False, i, k)
         if r3 >= 0:
-            a0, a1, a2, a3 = _four_dots(K, r0, r1, r2, r3, p, k)
+            a0, a1, a2, a3 = four_dots(K, r0, r1, r2, r3, p, k)
             out[r0] = a0
             out[r1] = a1
             out[r2] = a2

@@ -50,6 +50,7 @@ import numpy as np
 from numba import njit
 
 from ._lapack import cholesky_upper, matmul_into, syrk_upper
+from ._rows import four_dots, next_four
 from ._triangular import cholesky_solve_upper, cholesky_solve_upper_rows
 
 __all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_block", "newton_problems"]
@@ -160,20 +161,6 @@ def _rank_two(R, x, sign, work, x2, sign2, work2):
     return True
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _four_dots(M, r0, r1, r2, r3, v, d):
-    """The dot products of rows ``r0 .. r3`` of ``M`` with ``v`` (their first ``d``
-    entries), in one loop: each load of ``v`` serves four products."""
-    a0 = a1 = a2 = a3 = 0.0
-    for k in range(d):
-        vk = v[k]
-        a0 += M[r0, k] * vk
-        a1 += M[r1, k] * vk
-        a2 += M[r2, k] * vk
-        a3 += M[r3, k] * vk
-    return a0, a1, a2, a3
-
-
 @njit(cache=True, fastmath=_FASTMATH)
 def _margins(X, rows, Y, v, out):
     """``out[i] = Y[i] * X[rows[i]] . v``, four rows at a time (each load of ``v`` serves
@@ -182,7 +169,7 @@ def _margins(X, rows, Y, v, out):
     n = rows.shape[0]
     i = 0
     while i + 4 <= n:
-        a0, a1, a2, a3 = _four_dots(X, rows[i], rows[i + 1], rows[i + 2], rows[i + 3], v, d)
+        a0, a1, a2, a3 = four_dots(X, rows[i], rows[i + 1], rows[i + 2], rows[i + 3], v, d)
         out[i] = Y[i] * a0
         out[i + 1] = Y[i + 1] * a1
         out[i + 2] = Y[i + 2] * a2
@@ -247,26 +234,6 @@ def _build(X, rows, Y, act, C, H, b):
         b[r] *= 2.0 * C
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _next_four(selected, want, i, n):
-    """The next four positions ``j`` from ``i`` (below ``n``) where ``selected[j] == want``,
-    -1 for those missing at the end, and the position after the last one read: the loops
-    that take rows four at a time (each load of the vector they multiply serves four)."""
-    j0 = j1 = j2 = j3 = -1
-    while i < n and j3 < 0:
-        if selected[i] == want:
-            if j0 < 0:
-                j0 = i
-            elif j1 < 0:
-                j1 = i
-            elif j2 < 0:
-                j2 = i
-            else:
-                j3 = i
-        i += 1
-    return j0, j1, j2, j3, i
-
-
 @njit(cache=True, fastmath=_FASTMATH)
 def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
     """``p = H^-1 b`` from the factor ``R``, refined once against ``H = I + 2C X_A^T X_A``
@@ -279,10 +246,10 @@ def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
     n = rows.shape[0]
     i = 0
     while i < n:  # the active rows four at a time: each load of p and of r serves four
-        j0, j1, j2, j3, i = _next_four(act, True, i, n)
+        j0, j1, j2, j3, i = next_four(act, True, i, n)
         if j3 >= 0:
             r0, r1, r2, r3 = rows[j0], rows[j1], rows[j2], rows[j3]
-            a0, a1, a2, a3 = _four_dots(X, r0, r1, r2, r3, p, d)
+            a0, a1, a2, a3 = four_dots(X, r0, r1, r2, r3, p, d)
             a0 *= 2.0 * C
             a1 *= 2.0 * C
             a2 *= 2.0 * C
