@@ -1,0 +1,37 @@
+"""The compiled loops over a matrix's rows four at a time, against numpy."""
+
+import numpy as np
+import pytest
+
+from fastsearchlight.estimators._rows import four_axpy, four_dots, next_four
+
+
+@pytest.mark.parametrize("d", [0, 1, 5, 76])
+def test_four_dots_are_the_rows_dot_products_over_the_first_d_entries(d):
+    rng = np.random.default_rng(d)
+    M = rng.standard_normal((9, 80))
+    v = rng.standard_normal(80)
+    rows = (7, 2, 2, 0)
+    got = four_dots(M, *rows, v, d)
+    np.testing.assert_allclose(got, M[list(rows), :d] @ v[:d], rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("d", [0, 3, 76])
+def test_four_axpy_adds_the_four_scaled_rows_to_the_first_d_entries(d):
+    rng = np.random.default_rng(10 + d)
+    M = rng.standard_normal((6, 80))
+    c = rng.standard_normal(4)
+    out = rng.standard_normal(80)
+    want = out.copy()
+    want[:d] += c @ M[[5, 1, 3, 1], :d]
+    four_axpy(M, 5, 1, 3, 1, *c, out, d)
+    np.testing.assert_allclose(out, want, rtol=1e-13, atol=1e-13)
+
+
+def test_next_four_finds_the_selected_positions_in_order_then_the_missing_ones():
+    selected = np.array([False, True, True, False, True, False, True, True, False, True])
+    assert next_four(selected, True, 0, 10) == (1, 2, 4, 6, 7)
+    assert next_four(selected, True, 7, 10) == (7, 9, -1, -1, 10)
+    assert next_four(selected, False, 0, 10) == (0, 3, 5, 8, 9)
+    assert next_four(selected, True, 0, 3) == (1, 2, -1, -1, 3)  # n bounds the search
+    assert next_four(selected, True, 10, 10) == (-1, -1, -1, -1, 10)
