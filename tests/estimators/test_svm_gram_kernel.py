@@ -16,8 +16,10 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _check_predictions,
     _cholesky_lower,
     _lockstep_space,
+    _schur_factor,
     _set_by_inverse,
     _solve_dual,
+    _solve_ldl,
     gram_newton_spheres,
 )
 from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD
@@ -251,6 +253,35 @@ def solve_dual(K, y, jumps, guess=None, have_L0=True, C=1.0):
     return status, points, a
 
 
+@pytest.mark.parametrize("k", [1, 2, 5, 7, 23, 24, 40])
+def test_schur_factor_is_the_ldl_factor_and_solves(k):
+    """``_schur_factor``: ``M = L D L^T`` with ``L`` unit lower triangular, by the loop below
+    ``_LAPACK_FROM`` (24) and from LAPACK's Cholesky factor above; ``_solve_ldl`` solves
+    with it (in place too). Only the lower triangle of ``M`` is read (the upper one is NaN
+    here), and a matrix that is not positive definite is refused."""
+    rng = np.random.default_rng(k)
+    B = rng.standard_normal((k, k + 3))
+    M = B @ B.T + 0.1 * np.eye(k)
+    Mlow = np.tril(M) + np.triu(np.full((k, k), np.nan), 1)
+    L, dinv = np.full((k + 2, k + 2), np.nan), np.full(k + 2, np.nan)
+    L[:k, :k] = 0.0  # the factor's upper triangle is not written
+    assert _schur_factor(Mlow, k, L, dinv)
+    Lk = np.tril(L[:k, :k])
+    np.testing.assert_array_equal(np.diag(Lk), 1.0)
+    np.testing.assert_allclose(Lk @ np.diag(1.0 / dinv[:k]) @ Lk.T, M, rtol=0, atol=1e-12 * np.abs(M).max())
+    b = rng.standard_normal(k)
+    out = np.zeros(k)
+    _solve_ldl(L, dinv, k, b, out)
+    np.testing.assert_allclose(out, np.linalg.solve(M, b), rtol=1e-9, atol=0)
+    inplace = b.copy()
+    _solve_ldl(L, dinv, k, inplace, inplace)
+    np.testing.assert_array_equal(inplace, out)
+    if k > 1:
+        indefinite = M.copy()
+        indefinite[k - 1, k - 1] = -1.0
+        assert not _schur_factor(indefinite, k, np.zeros((k, k)), np.zeros(k))
+
+
 def nearly_separable_sets(n_sets=12, n=60, d=52, seed=0):
     """Raw-scale samples (~1000 +- 30) with nearly as many features as samples, as W1 at
     12 mm: ``(X, labels, K)`` per training set, the constant feature in ``K``."""
@@ -317,8 +348,7 @@ def by_inverse(K, S, Y, rows, max_jumps=MAX_JUMPS, members=None, starts=None, wa
     warm = np.zeros(M, bool) if warm is None else warm
     arrays = _lockstep_space(M, k)
     jumped = np.zeros((M, 3), np.int64)
-    work = (np.zeros((9, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64),
-            np.zeros(k, np.int64))  # fmt: skip
+    work = (np.zeros((9, k)), np.zeros((k, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k, np.int64))
     _set_by_inverse(K, k, 1.0, S, members, Y, rows, starts, warm, max_jumps, arrays, jumped, work, tolerant)
     return jumped, arrays[5].copy(), arrays[6].copy(), arrays[7].copy(), arrays[2].copy(), arrays[11].copy()
 

@@ -153,6 +153,64 @@ def _solve_lower(L, inv, k, b, out):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
+def _schur_factor(M, k, L, dinv):
+    """``M = L D L^T`` for the leading ``k x k`` block of ``M`` (lower triangle read): ``L``
+    unit lower triangular (its diagonal set to 1), ``dinv`` the reciprocals of ``D``;
+    False if it is not positive definite. The inverse path's Schur systems ``S_RR``
+    (:func:`_schur_correction`). Below :data:`_LAPACK_FROM` a compiled row-by-row loop:
+    these systems are small (W3's permutation problems: about 7 samples outside the active
+    set), and a row's pivot then costs one division, where Cholesky's costs a square root
+    and a division in sequence (the loop is bound by that chain). From it, LAPACK's
+    Cholesky factor ``C``, rescaled (``L = C diag(C)^-1``, ``D = diag(C)^2``)."""
+    if k >= _LAPACK_FROM:
+        if not _cholesky_lower(M, k, L, dinv):
+            return False
+        for r in range(k):
+            for c in range(r):
+                L[r, c] *= dinv[c]
+            L[r, r] = 1.0
+        for r in range(k):
+            dinv[r] *= dinv[r]
+        return True
+    for i in range(k):
+        # L[i, c] holds (L D)[i, c] until its pivot's reciprocal scales it
+        for j in range(i):
+            acc = M[i, j]
+            for c in range(j):
+                acc -= L[i, c] * L[j, c]
+            L[i, j] = acc
+        acc = M[i, i]
+        for c in range(i):
+            w = L[i, c]
+            lc = w * dinv[c]
+            acc -= w * lc
+            L[i, c] = lc
+        if acc <= 0.0:
+            return False
+        L[i, i] = 1.0
+        dinv[i] = 1.0 / acc
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _solve_ldl(L, dinv, k, b, out):
+    """``out = (L D L^T)^-1 b`` on the leading ``k`` entries (:func:`_schur_factor`'s
+    factor; ``out`` may be ``b``)."""
+    for i in range(k):
+        acc = b[i]
+        for c in range(i):
+            acc -= L[i, c] * out[c]
+        out[i] = acc
+    for i in range(k):
+        out[i] *= dinv[i]
+    for i in range(k - 1, -1, -1):
+        acc = out[i]
+        for c in range(i + 1, k):
+            acc -= L[c, i] * out[c]
+        out[i] = acc
+
+
+@njit(cache=True, fastmath=_FASTMATH)
 def _cholesky_upper(U, k, inv):
     """In place: the upper factor ``U`` (``M = U^T U``) of the leading ``k x k`` block of
     ``U``, whose upper triangle holds ``M``, and the reciprocals ``inv`` of its diagonal;
@@ -484,8 +542,8 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     """``out = z - S[:, R] S_RR^-1 z_R`` with ``out_R = 0``, for ``R = ridx[:nr]``. With
     ``S`` the inverse of ``M = I / 2C + K`` on every training sample and ``z = S b`` (``b``
     zero on ``R``), this is ``(M_AA)^-1 b_A`` on ``A``, the other samples (block inverse:
-    ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``). The factor of ``S_RR`` is computed when
-    ``factor``, else reused. False if it fails."""
+    ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``). The factor of ``S_RR`` (:func:`_schur_factor`)
+    is computed when ``factor``, else reused. False if it fails."""
     for i in range(k):
         out[i] = z[i]
     if nr == 0:
@@ -494,11 +552,11 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
         for e in range(nr):
             for f in range(e + 1):
                 Mr[e, f] = S[ridx[e], ridx[f]]
-        if not _cholesky_lower(Mr, nr, Lr, invr):
+        if not _schur_factor(Mr, nr, Lr, invr):
             return False
     for e in range(nr):
         lam[e] = z[ridx[e]]
-    _solve_lower(Lr, invr, nr, lam, lam)
+    _solve_ldl(Lr, invr, nr, lam, lam)
     for e in range(nr):  # S is symmetric: S[:, R] lam from its rows R (contiguous, vectorised)
         re = ridx[e]
         le = lam[e]
@@ -510,7 +568,7 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, nxt, Mr, Lr, invr, lam, starts, warm):
+def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, Mr, Lr, invr, lam, starts, warm):
     """The active-set jumps of :func:`_set_by_inverse` from ``p1 = S y``, the Newton point
     of every sample: each goes straight to the Newton point ``p`` of the current active set
     ``A`` (``p1_A - S_AR S_RR^-1 p1_R``, ``R`` the samples outside it) and takes the
@@ -538,85 +596,103 @@ def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, nxt, Mr, Lr, invr, lam, star
         points = first + jump + 1
         if not _schur_correction(S, k, p1, p, ridx, nr, Mr, Lr, invr, lam, True):
             return _REDO, points, nr
-        # the next set: margins below 1 at p, from the block inverse's identities
+        # the next set: margins below 1 at p, from the block inverse's identities, written
+        # over the current one in the same pass (the loop reads lam, not ridx, and Act[j, i]
+        # only before writing it)
         n_next = 0
         e = 0
         changed = False
         for i in range(k):
-            if Act[j, i]:
+            was = Act[j, i]
+            if was:
                 now = y[i] * p[i] > 0.0
             else:
                 now = y[i] * lam[e] > 0.0
                 e += 1
-            changed = changed or now != Act[j, i]
+            changed = changed or now != was
+            Act[j, i] = now
             if not now:
-                nxt[n_next] = i
+                ridx[n_next] = i
                 n_next += 1
+        nr = n_next
         if not changed:
             return CONVERGED, points, nr
-        nr = n_next
-        for e in range(nr):
-            ridx[e] = nxt[e]
-        for i in range(k):
-            Act[j, i] = True
-        for e in range(nr):
-            Act[j, ridx[e]] = False
     return _REDO, points, nr
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _residual(k, y, C, p, Mg, Act, j, b):
+def _residual(k, C, Y, P, KP, Mg, Act, A, j, y, p, b, knorm, tolerant):
     """The residual ``b = y_A - M_AA p_A`` (0 outside the active set ``Act[j]``) of the
-    Newton point ``p``, from its margins ``Mg[j]`` (``y_i m_i = (K p)_i``), and
-    ``|p|_inf``. Returns ``(accepted, |p|_inf)``: the point is within ``2C |b|`` of the
-    exact one (``M_AA >= I / 2C``), accepted as it is when that is below ``1e-13`` of it."""
+    Newton point ``p = P[j]`` of the targets ``y = Y[j]`` (both copied to the work vectors
+    ``y`` and ``p``, and ``p`` to ``A[j]``), from its product ``KP[j] = K p``, with its
+    margins ``Mg[j] = y_i (K p)_i``, in one pass.
+
+    Returns ``(accepted, |p|_inf, |b|_2, err, |p|_2)``: the point is within ``2C |b|`` of
+    the exact one (``M_AA >= I / 2C``), accepted as it is when that is below ``1e-13`` of
+    it. With ``tolerant``, ``err`` bounds the rounding of the computed residual (for
+    :func:`_certified`, whose radius is ``1.01 * 2C (|b|_2 + err)``): on each active sample
+    ``gamma_k |K_i|_2 |p|_2`` from the product (``gamma_k = k eps / (1 - k eps)``) and three
+    roundings of the subtractions, ``3 eps (1 + |p_i| / 2C + |(K p)_i|)``; their 2-norm,
+    summed by expanding its square (terms of one sign, so no cancellation); else 0."""
+    gamma = k * _EPS / (1.0 - k * _EPS)
     half = 0.5 / C
     res = 0.0
     big = 0.0
+    pn2 = 0.0
+    s_aa = 0.0
+    s_at = 0.0
+    s_tt = 0.0
     for i in range(k):
-        b[i] = y[i] - half * p[i] - y[i] * Mg[j, i] if Act[j, i] else 0.0
-        res += b[i] * b[i]
-        big = max(big, abs(p[i]))
-    return 2.0 * C * np.sqrt(res) <= 1e-13 * big, big
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _certified_radius(k, y, C, p, KP, Mg, Act, j, b, knorm):
-    """A bound on ``|p - p*|_2``, ``p*`` the exact Newton point of the active set
-    ``A = Act[j]``, when the margins prove that set to be the optimum's; -1 when they do not.
-
-    ``b`` is the computed residual ``y_A - M_AA p_A`` (0 outside ``A``), ``KP[j]`` the
-    computed ``K p``, ``Mg[j]`` the margins ``y_i (K p)_i`` and ``knorm`` the 2-norms of
-    ``K``'s rows. With ``M_AA >= I / 2C``, ``|p - p*|_2 <= 2C |r|_2`` for the exact
-    residual ``r``, and ``|r|``
-    is at most the computed one plus its rounding (``gamma_k |K_i|_2 |p|_2`` from the
-    product, ``gamma_k = k eps / (1 - k eps)``, and three roundings of the subtractions);
-    the result is widened by 1%. ``A`` is the optimum's set when ``p*``'s margins give it
-    back (as :func:`_same_set` checks for ``p``): ``y_i p*_i > 0`` on it (margins
-    ``1 - y_i p*_i / 2C`` below 1), certain where ``y_i p_i`` exceeds the radius, and margins
-    at least 1 outside it, certain where ``m_i`` exceeds 1 by
-    ``|K_i|_2 (radius + gamma_k |p|_2)``."""
-    gamma = k * _EPS / (1.0 - k * _EPS)
-    half = 0.5 / C
-    pn = 0.0
-    for i in range(k):
-        pn += p[i] * p[i]
-    pn = np.sqrt(pn)
-    res = 0.0
-    err = 0.0
-    for i in range(k):
+        yi = Y[j, i]
+        pi = P[j, i]
+        kp = KP[j, i]
+        y[i] = yi
+        p[i] = pi
+        A[j, i] = pi
+        mi = yi * kp
+        Mg[j, i] = mi
+        pn2 += pi * pi
+        big = max(big, abs(pi))
         if Act[j, i]:
-            res += b[i] * b[i]
-            e = gamma * knorm[i] * pn + 3.0 * _EPS * (1.0 + half * abs(p[i]) + abs(KP[j, i]))
-            err += e * e
-    radius = 1.01 * 2.0 * C * (np.sqrt(res) + np.sqrt(err))
+            bi = yi - half * pi - yi * mi
+            b[i] = bi
+            res += bi * bi
+            if tolerant:
+                ai = gamma * knorm[i]
+                ti = 3.0 * _EPS * (1.0 + half * abs(pi) + abs(kp))
+                s_aa += ai * ai
+                s_at += ai * ti
+                s_tt += ti * ti
+        else:
+            b[i] = 0.0
+    res = np.sqrt(res)
+    pn = np.sqrt(pn2)
+    err = np.sqrt(pn2 * s_aa + 2.0 * pn * s_at + s_tt)
+    return 2.0 * C * res <= 1e-13 * big, big, res, err, pn
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _certified(k, y, p, Mg, Act, j, knorm, radius, slack):
+    """Whether the margins prove the active set ``A = Act[j]`` of the Newton point ``p``
+    to be the optimum's, given ``radius``, a bound on ``|p - p*|_2`` for ``p*`` the exact
+    Newton point of ``A`` (see :func:`_residual`), and ``slack = gamma_k |p|_2``, the
+    rounding of the margins ``Mg[j]`` (``|K_i|_2`` times it, ``knorm[i]`` the 2-norms of
+    ``K``'s rows). ``A`` is the optimum's set when ``p*``'s margins give it back (as
+    :func:`_same_set` checks for ``p``): ``y_i p*_i > 0`` on it (margins ``1 - y_i p*_i / 2C``
+    below 1), certain where ``y_i p_i`` exceeds the radius, and margins at least 1 outside
+    it, certain where ``m_i`` exceeds 1 by ``|K_i|_2 (radius + slack)``.
+
+    Returns -1 when they do not prove it, else 0 when ``p``'s own margins give ``A`` back
+    too (:func:`_same_set`, which the proof implies outside ``A``), 1 when they do not."""
+    same = True
     for i in range(k):
         if Act[j, i]:
             if y[i] * p[i] <= radius:
-                return -1.0
-        elif Mg[j, i] - knorm[i] * (radius + gamma * pn) < 1.0:
-            return -1.0
-    return radius
+                return -1
+            same = same and Mg[j, i] < 1.0
+        elif Mg[j, i] - knorm[i] * (radius + slack) < 1.0:
+            return -1
+    return 0 if same else 1
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -669,15 +745,15 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
     ``p1`` counted as the first, as the factor path's first step goes to it too) and samples
     outside its active set, and, when converged, ``A[j]`` its coefficients, ``Mg[j]`` their
     margins and ``Act[j]`` its active set. ``work``: vectors ``(9, k_max)``, ``Mr``, ``Lr``
-    ``(k_max, k_max)``, ``invr``, ``ridx``, ``nxt`` (k_max,).
+    ``(k_max, k_max)``, ``invr``, ``ridx`` (k_max,).
 
     With ``tolerant``, a point whose residual is above ``1e-13`` of it is accepted without
     its refinement when its margins prove its active set to be the optimum's
-    (:func:`_certified_radius`): ``Rad[j]`` then holds a bound on its distance to the exact
+    (:func:`_certified`): ``Rad[j]`` then holds a bound on its distance to the exact
     Newton point (2-norm), else 0. For callers that use only the signs or the largest of
     the decisions (predictions), which the bound lets them check."""
     Y, P1, P, KP, R, A, Mg, Act, Ridx, F, Finv, Rad = arrays
-    vec, Mr, Lr, invr, ridx, nxt = work
+    vec, Mr, Lr, invr, ridx = work
     y, p1, p, b, u, s, lam, a = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7]
     knorm = vec[8]
     if tolerant:
@@ -695,9 +771,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
         for r in range(k):
             y[r] = Y[j, r]
             p1[r] = P1[j, r]
-        st, points, nr = _jumps(
-            S, k, y, p1, max_jumps, p, Act, j, ridx, nxt, Mr, Lr, invr, lam, starts, warm[j]
-        )
+        st, points, nr = _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, Mr, Lr, invr, lam, starts, warm[j])
         jumped[j, 0] = st
         jumped[j, 1] = points
         jumped[j, 2] = nr
@@ -709,29 +783,29 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
             for f in range(e + 1):
                 F[j, e * (e + 1) // 2 + f] = Lr[e, f]
     matmul_into(P[:, :k], K[:k, :k], KP[:, :k], False)  # rows K p (K symmetric)
+    gamma = k * _EPS / (1.0 - k * _EPS)
     refine = False
     for j in range(M):
         if jumped[j, 0] != CONVERGED:
             continue
-        for r in range(k):
-            y[r] = Y[j, r]
-            p[r] = P[j, r]
-            Mg[j, r] = y[r] * KP[j, r]
-        accepted, big = _residual(k, y, C, p, Mg, Act, j, b)
+        accepted, big, res, err, pn = _residual(k, C, Y, P, KP, Mg, Act, A, j, y, p, b, knorm, tolerant)
         Rad[j] = 0.0
-        if tolerant and not accepted:
-            radius = _certified_radius(k, y, C, p, KP, Mg, Act, j, b, knorm)
-            if radius >= 0.0:
-                accepted = True
+        if accepted:
+            if not _same_set(k, Mg, Act, j):
+                jumped[j, 0] = _REDO
+            continue
+        if tolerant:
+            radius = 1.01 * 2.0 * C * (res + err)
+            proof = _certified(k, y, p, Mg, Act, j, knorm, radius, gamma * pn)
+            if proof >= 0:
                 Rad[j] = radius
-        for r in range(k):
-            R[j, r] = 0.0 if accepted else b[r]
-            A[j, r] = p[r]
-        if not accepted:
-            jumped[j, 0] = _REFINE
-            refine = True
-        elif not _same_set(k, Mg, Act, j):
-            jumped[j, 0] = _REDO
+                if proof == 1:
+                    jumped[j, 0] = _REDO
+                continue
+        for r in range(k):  # (rows of the other problems are not read)
+            R[j, r] = b[r]
+        jumped[j, 0] = _REFINE
+        refine = True
     if not refine:
         return
     matmul_into(R[:, :k], S[:k, :k], KP[:, :k], False)  # rows S r, into KP
@@ -861,7 +935,7 @@ def gram_newton_spheres(
     warm = np.zeros(M, dtype=np.bool_)
     lockstep_work = (
         np.empty((9, k_max)), np.empty((k_max, k_max)), np.empty((k_max, k_max)), np.empty(k_max),
-        np.empty(k_max, dtype=np.int64), np.empty(k_max, dtype=np.int64),
+        np.empty(k_max, dtype=np.int64),
     )  # fmt: skip
     A, Mg, Act = lockstep[5], lockstep[6], lockstep[7]
     others = np.empty((U, n), dtype=np.int64)  # the samples outside each training set
