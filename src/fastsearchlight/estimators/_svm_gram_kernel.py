@@ -1003,11 +1003,11 @@ def gram_newton_spheres(
                     gmax = max(gmax, np.sqrt(acc))
             for j in range(M):
                 q = members[u, j]
-                for i in range(n):
-                    out[b, q, i] = 0.0
                 if tolerant:
                     bounds[b, q] = 0.0
                 if not ok:
+                    for i in range(n):
+                        out[b, q, i] = 0.0
                     status[b, q] = NEEDS_SVD
                     if warm_starts:  # no optimum here: the next sphere's guess is not this one's
                         has_guess[q] = False
@@ -1040,10 +1040,12 @@ def gram_newton_spheres(
                     for r in range(k):
                         guess[q, r] = act[r]
                 if not decisions:
+                    for i in range(n):
+                        out[b, q, i] = 0.0
                     for r in range(k):
                         out[b, q, rows[r]] = a[r]
                     continue
-                for r in range(k):
+                for r in range(k):  # (with the samples outside below: every sample written)
                     out[b, q, rows[r]] = y[r] * m[r]
                 for e in range(n_others[u]):
                     o = others[u, e]
