@@ -584,10 +584,10 @@ def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, Mr, Lr, invr, lam, starts, w
     failed factor."""
     nr = 0
     for i in range(k):
-        Act[j, i] = starts[j, i] if warm else y[i] * p1[i] > 0.0
-        if not Act[j, i]:
-            ridx[nr] = i
-            nr += 1
+        now = starts[j, i] if warm else y[i] * p1[i] > 0.0
+        Act[j, i] = now
+        ridx[nr] = i
+        nr += 0 if now else 1
     # Newton points computed: a cold start's first is p1's (every sample), which is also
     # its first set's when that set is every sample
     first = 0 if warm or nr == 0 else 1
@@ -602,18 +602,15 @@ def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, Mr, Lr, invr, lam, starts, w
         n_next = 0
         e = 0
         changed = False
-        for i in range(k):
+        for i in range(k):  # (without branches: which samples change is unpredictable)
             was = Act[j, i]
-            if was:
-                now = y[i] * p[i] > 0.0
-            else:
-                now = y[i] * lam[e] > 0.0
-                e += 1
-            changed = changed or now != was
+            v = p[i] if was else lam[e]  # (lam has k_max entries: lam[nr] is read, not used)
+            now = y[i] * v > 0.0
+            e += 0 if was else 1
+            changed = changed | (now != was)
             Act[j, i] = now
-            if not now:
-                ridx[n_next] = i
-                n_next += 1
+            ridx[n_next] = i
+            n_next += 0 if now else 1
         nr = n_next
         if not changed:
             return CONVERGED, points, nr
@@ -653,18 +650,17 @@ def _residual(k, C, Y, P, KP, Mg, Act, A, j, y, p, b, knorm, tolerant):
         Mg[j, i] = mi
         pn2 += pi * pi
         big = max(big, abs(pi))
-        if Act[j, i]:
-            bi = yi - half * pi - yi * mi
-            b[i] = bi
-            res += bi * bi
-            if tolerant:
-                ai = gamma * knorm[i]
-                ti = 3.0 * _EPS * (1.0 + half * abs(pi) + abs(kp))
-                s_aa += ai * ai
-                s_at += ai * ti
-                s_tt += ti * ti
-        else:
-            b[i] = 0.0
+        # (without branches: which samples are active is unpredictable)
+        on = 1.0 if Act[j, i] else 0.0
+        bi = on * (yi - half * pi - yi * mi)
+        b[i] = bi
+        res += bi * bi
+        if tolerant:
+            ai = on * gamma * knorm[i]
+            ti = on * 3.0 * _EPS * (1.0 + half * abs(pi) + abs(kp))
+            s_aa += ai * ai
+            s_at += ai * ti
+            s_tt += ti * ti
     res = np.sqrt(res)
     pn = np.sqrt(pn2)
     err = np.sqrt(pn2 * s_aa + 2.0 * pn * s_at + s_tt)
@@ -684,14 +680,16 @@ def _certified(k, y, p, Mg, Act, j, knorm, radius, slack):
 
     Returns -1 when they do not prove it, else 0 when ``p``'s own margins give ``A`` back
     too (:func:`_same_set`, which the proof implies outside ``A``), 1 when they do not."""
+    proven = True
     same = True
-    for i in range(k):
-        if Act[j, i]:
-            if y[i] * p[i] <= radius:
-                return -1
-            same = same and Mg[j, i] < 1.0
-        elif Mg[j, i] - knorm[i] * (radius + slack) < 1.0:
-            return -1
+    for i in range(k):  # (without branches: which samples are active is unpredictable)
+        act = Act[j, i]
+        inside = y[i] * p[i] > radius
+        outside = Mg[j, i] - knorm[i] * (radius + slack) >= 1.0
+        proven = proven & (inside if act else outside)
+        same = same & (Mg[j, i] < 1.0 if act else True)
+    if not proven:
+        return -1
     return 0 if same else 1
 
 
