@@ -1013,7 +1013,6 @@ def gram_newton_spheres(
                 for r in range(k):
                     y[r] = Yq[q, rows[r]]
                 st = _REDO
-                start = guess[q, :k] if warm_starts and follows[b] and has_guess[q] else guess[q, :0]
                 if inverse and jumped[j, 0] == CONVERGED:
                     st = CONVERGED
                     its = jumped[j, 1]
@@ -1025,7 +1024,8 @@ def gram_newton_spheres(
                         an += a[r] * a[r]
                     if tolerant and rad[j] > 0.0:
                         bounds[b, q] = gmax * (rad[j] + gamma * np.sqrt(an))
-                if st == _REDO:
+                if st == _REDO:  # (the start's view made here only: a view costs reference counts)
+                    start = guess[q, :k] if warm_starts and follows[b] and has_guess[q] else guess[q, :0]
                     st, its = _solve_dual(
                         K, k, y, C, L0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx, L,
                         inv, w6, w7, start, 0 if inverse else FULL_JUMPS, have_L0,
@@ -1089,11 +1089,8 @@ def _check_predictions(out, bound, status, members, classes, others, unsettled, 
                 q = members[g * classes + c]
                 low = max(low, out[q, o] - bound[q])
                 high = out[q, o] + bound[q]
-                if high > high1:
-                    high2 = high1
-                    high1 = high
-                elif high > high2:
-                    high2 = high
+                high2 = max(high2, min(high, high1))  # (the two largest, without branches)
+                high1 = max(high1, high)
             if not low > high2:
                 unsettled[b] = True
                 return
