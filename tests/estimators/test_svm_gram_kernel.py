@@ -13,9 +13,11 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _REDO,
     FULL_JUMPS,
     MAX_JUMPS,
+    _certified,
     _check_predictions,
     _cholesky_lower,
     _lockstep_space,
+    _residual,
     _schur_factor,
     _set_by_inverse,
     _solve_dual,
@@ -668,3 +670,52 @@ def test_prediction_checks_agree_with_the_interval_definition():
         status[5] = NEEDS_SVD
         assert check_predictions(decisions, bounds, 4, status)
     assert any(outcomes) and not all(outcomes)
+
+
+def test_residual_and_certificate_against_their_formulas():
+    """``_residual`` (one pass) gives the residual on the active set, its 2-norm, ``|p|``
+    and the rounding bound ``|(gamma_k |K_i| |p| + 3 eps (1 + |p_i| / 2C + |(K p)_i|))_A|_2``
+    written out; ``_certified`` proves the set exactly where the margins clear the radius
+    (active: ``y_i p_i > radius``; inactive: ``m_i - |K_i| (radius + slack) >= 1``), and tells
+    whether ``p``'s own margins give the set back."""
+    rng = np.random.default_rng(5)
+    k, C, j = 20, 0.7, 1
+    K = rng.standard_normal((k, k + 4))
+    K = K @ K.T
+    knorm = np.linalg.norm(K, axis=1)
+    Y = np.where(rng.random((3, k)) < 0.5, -1.0, 1.0)
+    P = rng.standard_normal((3, k))
+    KP = P @ K
+    act = rng.random((3, k)) < 0.7
+    Mg, A = np.zeros((3, k)), np.zeros((3, k))
+    y, p, b = np.zeros(k), np.zeros(k), np.zeros(k)
+    for tolerant in (False, True):
+        accepted, big, res, err, pn = _residual(k, C, Y, P, KP, Mg, act, A, j, y, p, b, knorm, tolerant)
+        expected_b = np.where(act[j], Y[j] - P[j] / (2 * C) - Y[j] * Y[j] * KP[j], 0.0)
+        np.testing.assert_allclose(b, expected_b, rtol=1e-14, atol=1e-14)
+        np.testing.assert_array_equal(Mg[j], Y[j] * KP[j])
+        np.testing.assert_array_equal(A[j], P[j])
+        assert big == np.abs(P[j]).max() and not accepted
+        np.testing.assert_allclose([res, pn], [np.linalg.norm(expected_b), np.linalg.norm(P[j])], rtol=1e-14)
+        gamma = k * np.finfo(float).eps / (1 - k * np.finfo(float).eps)
+        terms = gamma * knorm * pn + 3 * np.finfo(float).eps * (1 + np.abs(P[j]) / (2 * C) + np.abs(KP[j]))
+        np.testing.assert_allclose(err, np.linalg.norm(terms[act[j]]) if tolerant else 0.0, rtol=1e-12)
+    # a set the margins prove, and p's margins give back
+    yp = np.abs(rng.standard_normal(k)) + 0.5
+    active = np.arange(k) < 12
+    y = np.ones(k)
+    p = np.where(active, yp, 0.0)
+    Mg = np.zeros((2, k))
+    Mg[j] = np.where(active, 0.5, 2.0 + 0.1 * knorm)
+    Act = np.zeros((2, k), bool)
+    Act[j] = active
+    slack = 1e-3
+    assert _certified(k, y, p, Mg, Act, j, knorm, 0.1, slack) == 0
+    # an active sample at the radius
+    assert _certified(k, y, p, Mg, Act, j, knorm, yp[:12].min(), slack) == -1
+    outside = Mg.copy()
+    outside[j, 15] = 1.0 + knorm[15] * (0.1 + slack / 2)  # clears the radius, not its rounding too
+    assert _certified(k, y, p, outside, Act, j, knorm, 0.1, slack) == -1
+    other = Mg.copy()
+    other[j, 3] = 1.5  # proven, but p's own margin on an active sample is not below 1
+    assert _certified(k, y, p, other, Act, j, knorm, 0.1, slack) == 1
