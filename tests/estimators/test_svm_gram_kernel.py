@@ -19,6 +19,7 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _lockstep_space,
     _residual,
     _schur_factor,
+    _schur_factor_forward,
     _set_by_inverse,
     _solve_dual,
     _solve_ldl,
@@ -256,32 +257,52 @@ def solve_dual(K, y, jumps, guess=None, have_L0=True, C=1.0):
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 7, 23, 24, 40])
-def test_schur_factor_is_the_ldl_factor_and_solves(k):
-    """``_schur_factor``: ``M = L D L^T`` with ``L`` unit lower triangular, by the loop below
-    ``_LAPACK_FROM`` (24) and from LAPACK's Cholesky factor above; ``_solve_ldl`` solves
-    with it (in place too). Only the lower triangle of ``M`` is read (the upper one is NaN
-    here), and a matrix that is not positive definite is refused."""
+def test_schur_factors_are_the_ldl_factor_and_solve(k):
+    """``M = L D L^T`` with ``L`` unit lower triangular, by ``_schur_factor`` (LAPACK's
+    Cholesky factor rescaled; only the lower triangle of ``M`` read, the upper one NaN
+    here) and by ``_schur_factor_forward`` (a loop on ``S_RR`` read in place through the
+    indices ``R``, with ``L^-1 z_R``); ``_solve_ldl`` solves with either (in place too). A
+    matrix that is not positive definite is refused by both."""
     rng = np.random.default_rng(k)
     B = rng.standard_normal((k, k + 3))
     M = B @ B.T + 0.1 * np.eye(k)
     Mlow = np.tril(M) + np.triu(np.full((k, k), np.nan), 1)
-    L, dinv = np.full((k + 2, k + 2), np.nan), np.full(k + 2, np.nan)
-    L[:k, :k] = 0.0  # the factor's upper triangle is not written
-    assert _schur_factor(Mlow, k, L, dinv)
-    Lk = np.tril(L[:k, :k])
-    np.testing.assert_array_equal(np.diag(Lk), 1.0)
-    np.testing.assert_allclose(Lk @ np.diag(1.0 / dinv[:k]) @ Lk.T, M, rtol=0, atol=1e-12 * np.abs(M).max())
+    # M as the block S_RR of a larger S, at scattered indices R
+    n = k + 5
+    R = np.sort(rng.choice(n, k, replace=False))
+    S = np.full((n, n), np.nan)
+    S[np.ix_(R, R)] = M
+    z = np.full(n, np.nan)
+    z[R] = rng.standard_normal(k)
     b = rng.standard_normal(k)
-    out = np.zeros(k)
-    _solve_ldl(L, dinv, k, b, out)
-    np.testing.assert_allclose(out, np.linalg.solve(M, b), rtol=1e-9, atol=0)
-    inplace = b.copy()
-    _solve_ldl(L, dinv, k, inplace, inplace)
-    np.testing.assert_array_equal(inplace, out)
+    exact = np.linalg.solve(M, b)
+    for by_lapack in (True, False):
+        L, dinv = np.full((k + 2, k + 2), np.nan), np.full(k + 2, np.nan)
+        L[:k, :k] = 0.0  # the factor's upper triangle is not written
+        if by_lapack:
+            assert _schur_factor(Mlow, k, L, dinv)
+        else:
+            f = np.full(k + 2, np.nan)
+            assert _schur_factor_forward(S, R, k, L, dinv, z, f)
+        Lk = np.tril(L[:k, :k])
+        np.testing.assert_array_equal(np.diag(Lk), 1.0)
+        np.testing.assert_allclose(
+            Lk @ np.diag(1.0 / dinv[:k]) @ Lk.T, M, rtol=0, atol=1e-12 * np.abs(M).max()
+        )
+        if not by_lapack:
+            np.testing.assert_allclose(Lk @ f[:k], z[R], rtol=0, atol=1e-12 * np.abs(z[R]).max())
+        out = np.zeros(k)
+        _solve_ldl(L, dinv, k, b, out)
+        np.testing.assert_allclose(out, exact, rtol=1e-9, atol=0)
+        inplace = b.copy()
+        _solve_ldl(L, dinv, k, inplace, inplace)
+        np.testing.assert_array_equal(inplace, out)
     if k > 1:
         indefinite = M.copy()
         indefinite[k - 1, k - 1] = -1.0
         assert not _schur_factor(indefinite, k, np.zeros((k, k)), np.zeros(k))
+        S[R[-1], R[-1]] = -1.0
+        assert not _schur_factor_forward(S, R, k, np.zeros((k, k)), np.zeros(k), z, np.zeros(k))
 
 
 def nearly_separable_sets(n_sets=12, n=60, d=52, seed=0):

@@ -156,39 +156,50 @@ def _solve_lower(L, inv, k, b, out):
 def _schur_factor(M, k, L, dinv):
     """``M = L D L^T`` for the leading ``k x k`` block of ``M`` (lower triangle read): ``L``
     unit lower triangular (its diagonal set to 1), ``dinv`` the reciprocals of ``D``;
-    False if it is not positive definite. The inverse path's Schur systems ``S_RR``
-    (:func:`_schur_correction`). Below :data:`_LAPACK_FROM` a compiled row-by-row loop:
-    these systems are small (W3's permutation problems: about 7 samples outside the active
-    set), and a row's pivot then costs one division, where Cholesky's costs a square root
-    and a division in sequence (the loop is bound by that chain). From it, LAPACK's
-    Cholesky factor ``C``, rescaled (``L = C diag(C)^-1``, ``D = diag(C)^2``)."""
-    if k >= _LAPACK_FROM:
-        if not _cholesky_lower(M, k, L, dinv):
-            return False
-        for r in range(k):
-            for c in range(r):
-                L[r, c] *= dinv[c]
-            L[r, r] = 1.0
-        for r in range(k):
-            dinv[r] *= dinv[r]
-        return True
+    False if it is not positive definite. The inverse path's Schur systems ``S_RR`` of at
+    least :data:`_LAPACK_FROM` samples (:func:`_schur_correction`): LAPACK's Cholesky factor
+    ``C`` (:func:`_cholesky_lower`), rescaled (``L = C diag(C)^-1``, ``D = diag(C)^2``)."""
+    if not _cholesky_lower(M, k, L, dinv):
+        return False
+    for r in range(k):
+        for c in range(r):
+            L[r, c] *= dinv[c]
+        L[r, r] = 1.0
+    for r in range(k):
+        dinv[r] *= dinv[r]
+    return True
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _schur_factor_forward(S, ridx, k, L, dinv, z, f):
+    """``S_RR = L D L^T`` (``R = ridx[:k]``, read from ``S`` in place) as
+    :func:`_schur_factor`, by a compiled row-by-row loop, and the forward substitution
+    ``f = L^-1 z_R`` row by row in the same pass; False if ``S_RR`` is not positive
+    definite. The inverse path's small Schur systems (W3's permutation problems: about 7
+    samples outside the active set): a row's pivot costs one division, where Cholesky's
+    costs a square root and a division in sequence (such small factors are bound by that
+    chain)."""
     for i in range(k):
         # L[i, c] holds (L D)[i, c] until its pivot's reciprocal scales it
+        ri = ridx[i]
         for j in range(i):
-            acc = M[i, j]
+            acc = S[ri, ridx[j]]
             for c in range(j):
                 acc -= L[i, c] * L[j, c]
             L[i, j] = acc
-        acc = M[i, i]
+        acc = S[ri, ri]
+        fz = z[ri]
         for c in range(i):
             w = L[i, c]
             lc = w * dinv[c]
             acc -= w * lc
+            fz -= lc * f[c]
             L[i, c] = lc
         if acc <= 0.0:
             return False
         L[i, i] = 1.0
         dinv[i] = 1.0 / acc
+        f[i] = fz
     return True
 
 
@@ -542,21 +553,33 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     """``out = z - S[:, R] S_RR^-1 z_R`` with ``out_R = 0``, for ``R = ridx[:nr]``. With
     ``S`` the inverse of ``M = I / 2C + K`` on every training sample and ``z = S b`` (``b``
     zero on ``R``), this is ``(M_AA)^-1 b_A`` on ``A``, the other samples (block inverse:
-    ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``). The factor of ``S_RR`` (:func:`_schur_factor`)
-    is computed when ``factor``, else reused. False if it fails."""
+    ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``). The factor of ``S_RR`` is computed when
+    ``factor`` (:func:`_schur_factor_forward` below :data:`_LAPACK_FROM` samples, with the
+    forward substitution, else :func:`_schur_factor`), else reused. False if it fails."""
     for i in range(k):
         out[i] = z[i]
     if nr == 0:
         return True
-    if factor:
-        for e in range(nr):
-            for f in range(e + 1):
-                Mr[e, f] = S[ridx[e], ridx[f]]
-        if not _schur_factor(Mr, nr, Lr, invr):
+    if factor and nr < _LAPACK_FROM:
+        if not _schur_factor_forward(S, ridx, nr, Lr, invr, z, lam):
             return False
-    for e in range(nr):
-        lam[e] = z[ridx[e]]
-    _solve_ldl(Lr, invr, nr, lam, lam)
+        for e in range(nr):
+            lam[e] *= invr[e]
+        for e in range(nr - 1, -1, -1):
+            acc = lam[e]
+            for c in range(e + 1, nr):
+                acc -= Lr[c, e] * lam[c]
+            lam[e] = acc
+    else:
+        if factor:
+            for e in range(nr):
+                for f in range(e + 1):
+                    Mr[e, f] = S[ridx[e], ridx[f]]
+            if not _schur_factor(Mr, nr, Lr, invr):
+                return False
+        for e in range(nr):
+            lam[e] = z[ridx[e]]
+        _solve_ldl(Lr, invr, nr, lam, lam)
     for e in range(nr):  # S is symmetric: S[:, R] lam from its rows R (contiguous, vectorised)
         re = ridx[e]
         le = lam[e]
