@@ -565,11 +565,10 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
             return False
         for e in range(nr):
             lam[e] *= invr[e]
-        for e in range(nr - 1, -1, -1):
-            acc = lam[e]
-            for c in range(e + 1, nr):
-                acc -= Lr[c, e] * lam[c]
-            lam[e] = acc
+        for e in range(nr - 1, 0, -1):  # back substitution along the rows of L
+            le = lam[e]
+            for c in range(e):
+                lam[c] -= Lr[e, c] * le
     else:
         if factor:
             for e in range(nr):
