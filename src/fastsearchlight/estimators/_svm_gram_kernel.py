@@ -556,9 +556,9 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     ``(M_AA)^-1 = S_AA - S_AR S_RR^-1 S_RA``). The factor of ``S_RR`` is computed when
     ``factor`` (:func:`_schur_factor_forward` below :data:`_LAPACK_FROM` samples, with the
     forward substitution, else :func:`_schur_factor`), else reused. False if it fails."""
-    for i in range(k):
-        out[i] = z[i]
     if nr == 0:
+        for i in range(k):
+            out[i] = z[i]
         return True
     if factor and nr < _LAPACK_FROM:
         if not _schur_factor_forward(S, ridx, nr, Lr, invr, z, lam):
@@ -579,7 +579,13 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
         for e in range(nr):
             lam[e] = z[ridx[e]]
         _solve_ldl(Lr, invr, nr, lam, lam)
-    for e in range(nr):  # S is symmetric: S[:, R] lam from its rows R (contiguous, vectorised)
+    # S is symmetric: S[:, R] lam from its rows R (contiguous, vectorised), the first with
+    # the copy of z
+    r0 = ridx[0]
+    l0 = lam[0]
+    for i in range(k):
+        out[i] = z[i] - l0 * S[r0, i]
+    for e in range(1, nr):
         re = ridx[e]
         le = lam[e]
         for i in range(k):
