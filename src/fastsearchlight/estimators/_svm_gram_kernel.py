@@ -722,11 +722,12 @@ def _certified(k, y, p, Mg, Act, j, knorm, radius, slack):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam):
+def _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam, factor):
     """``a = p + M_AA^-1 r`` from ``u = S r`` (block inverse, with the factor of ``S_RR`` in
-    ``Lr``/``invr``); False when the correction exceeds ``1e-8`` of ``|p|_inf`` (or the
-    correction fails): the point is then left to the factor path."""
-    if not _schur_correction(S, k, u, s, ridx, nr, Mr, Lr, invr, lam, False):
+    ``Lr``/``invr``, or factored here when ``factor``); False when the correction exceeds
+    ``1e-8`` of ``|p|_inf`` (or the correction fails): the point is then left to the factor
+    path."""
+    if not _schur_correction(S, k, u, s, ridx, nr, Mr, Lr, invr, lam, factor):
         return False
     corr = 0.0
     for i in range(k):
@@ -755,8 +756,8 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
     At the end, the residual ``r = y_A - M_AA p_A`` and every margin are computed from
     ``K``: the point is accepted as it is when it is within ``1e-13`` of the exact one
     (:func:`_residual`), else refined once (``p += M_AA^-1 r``, by the block inverse, with
-    the last jump's factor of ``S_RR``) and accepted if the correction was below ``1e-8`` of
-    it (:func:`_refined`). Either way the margins from ``K`` at the accepted point must give
+    the last jump's factor of ``S_RR``, or a small one factored again) and accepted if the
+    correction was below ``1e-8`` of it (:func:`_refined`). Either way the margins from ``K`` at the accepted point must give
     the set ``A`` back. Jumps may cycle where the damped iterations of :func:`_solve_dual`
     cannot; after ``max_jumps`` sets, or when the final check fails, the problem gets
     :data:`_REDO` (the factor path, from the start).
@@ -803,11 +804,13 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
         jumped[j, 2] = nr
         for r in range(k):
             P[j, r] = p[r]
-        for e in range(nr):  # the last Schur factor, kept for a refinement
+        for e in range(nr):  # the samples outside the last set, for a refinement
             Ridx[j, e] = ridx[e]
-            Finv[j, e] = invr[e]
-            for f in range(e + 1):
-                F[j, e * (e + 1) // 2 + f] = Lr[e, f]
+        if nr >= _LAPACK_FROM:  # and its Schur factor (smaller ones are factored again)
+            for e in range(nr):
+                Finv[j, e] = invr[e]
+                for f in range(e + 1):
+                    F[j, e * (e + 1) // 2 + f] = Lr[e, f]
     matmul_into(P[:, :k], K[:k, :k], KP[:, :k], False)  # rows K p (K symmetric)
     gamma = k * _EPS / (1.0 - k * _EPS)
     refine = False
@@ -828,7 +831,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
                 if proof == 1:
                     jumped[j, 0] = _REDO
                 continue
-        for r in range(k):  # (rows of the other problems are not read)
+        for r in range(k):  # (the other problems' rows of S r, from stale R rows, are not used)
             R[j, r] = b[r]
         jumped[j, 0] = _REFINE
         refine = True
@@ -846,10 +849,13 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
             big = max(big, abs(p[r]))
         for e in range(nr):
             ridx[e] = Ridx[j, e]
-            invr[e] = Finv[j, e]
-            for f in range(e + 1):
-                Lr[e, f] = F[j, e * (e + 1) // 2 + f]
-        if _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam):
+        kept = nr >= _LAPACK_FROM
+        if kept:
+            for e in range(nr):
+                invr[e] = Finv[j, e]
+                for f in range(e + 1):
+                    Lr[e, f] = F[j, e * (e + 1) // 2 + f]
+        if _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam, not kept):
             for r in range(k):
                 A[j, r] = a[r]
         else:
