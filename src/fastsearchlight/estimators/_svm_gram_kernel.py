@@ -757,10 +757,10 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
     ``K``: the point is accepted as it is when it is within ``1e-13`` of the exact one
     (:func:`_residual`), else refined once (``p += M_AA^-1 r``, by the block inverse, with
     the last jump's factor of ``S_RR``, or a small one factored again) and accepted if the
-    correction was below ``1e-8`` of it (:func:`_refined`). Either way the margins from ``K`` at the accepted point must give
-    the set ``A`` back. Jumps may cycle where the damped iterations of :func:`_solve_dual`
-    cannot; after ``max_jumps`` sets, or when the final check fails, the problem gets
-    :data:`_REDO` (the factor path, from the start).
+    correction was below ``1e-8`` of it (:func:`_refined`). Either way the margins from
+    ``K`` at the accepted point must give the set ``A`` back. Jumps may cycle where the
+    damped iterations of :func:`_solve_dual` cannot; after ``max_jumps`` sets, or when the
+    final check fails, the problem gets :data:`_REDO` (the factor path, from the start).
 
     The problems run in lockstep: their first points ``S y``, the products ``K p`` of the
     jumps' last points, the refinements' ``S r`` and the refined points' ``K a`` are matrix
