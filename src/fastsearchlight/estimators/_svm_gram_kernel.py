@@ -95,11 +95,13 @@ def _cholesky_lower(M, k, L, inv):
     triangle read), and the reciprocals ``inv`` of its diagonal; False if it is not
     positive definite. From ``k = 24`` (the first step's factors, every sample active)
     LAPACK's ``potrf`` in place (:mod:`._lapack`: 1.5-1.7 times faster from ``k = 16`` to
-    ``k = 162`` alone); below it (the few samples outside the active set of the inverse
-    path) a compiled row-by-row loop, as a LAPACK call costs more than the work there (24
-    against 90 ns at ``k = 4``, 107 against 163 at ``k = 8``; with the threshold at 12, W3's
-    permutation problems took 12% longer, at 24 as long as with the loop alone, while plain
-    W3 fits gain 7%)."""
+    ``k = 162`` alone); below it a compiled row-by-row loop, as a LAPACK call costs more
+    than the work there (24 against 90 ns at ``k = 4``, 107 against 163 at ``k = 8``). The
+    threshold was set when this loop also factored the inverse path's small Schur systems
+    (with it at 12, W3's permutation problems took 12% longer, at 24 as long as with the
+    loop alone, while plain W3 fits gain 7%); those now have their own ``L D L^T`` loop
+    (:func:`_schur_factor_forward`), and from 24 samples go here through
+    :func:`_schur_factor`."""
     if k >= _LAPACK_FROM:
         for r in range(k):
             for c in range(r + 1):
@@ -204,6 +206,19 @@ def _schur_factor_forward(S, ridx, k, L, dinv, z, f):
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _ldl_back(L, dinv, k, x):
+    """In place, ``x = L^-T D^-1 x`` on the leading ``k`` entries: the second half of a
+    solve with an ``L D L^T`` factor, the back substitution along the rows of ``L``
+    (contiguous) rather than its columns."""
+    for i in range(k):
+        x[i] *= dinv[i]
+    for i in range(k - 1, 0, -1):
+        xi = x[i]
+        for c in range(i):
+            x[c] -= L[i, c] * xi
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _solve_ldl(L, dinv, k, b, out):
     """``out = (L D L^T)^-1 b`` on the leading ``k`` entries (:func:`_schur_factor`'s
     factor; ``out`` may be ``b``)."""
@@ -212,13 +227,7 @@ def _solve_ldl(L, dinv, k, b, out):
         for c in range(i):
             acc -= L[i, c] * out[c]
         out[i] = acc
-    for i in range(k):
-        out[i] *= dinv[i]
-    for i in range(k - 1, -1, -1):
-        acc = out[i]
-        for c in range(i + 1, k):
-            acc -= L[c, i] * out[c]
-        out[i] = acc
+    _ldl_back(L, dinv, k, out)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -563,12 +572,7 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     if factor and nr < _LAPACK_FROM:
         if not _schur_factor_forward(S, ridx, nr, Lr, invr, z, lam):
             return False
-        for e in range(nr):
-            lam[e] *= invr[e]
-        for e in range(nr - 1, 0, -1):  # back substitution along the rows of L
-            le = lam[e]
-            for c in range(e):
-                lam[c] -= Lr[e, c] * le
+        _ldl_back(Lr, invr, nr, lam)
     else:
         if factor:
             for e in range(nr):
