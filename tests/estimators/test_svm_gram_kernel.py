@@ -11,6 +11,8 @@ from sklearn.svm import LinearSVC
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators._svm_gram_kernel import (
     _REDO,
+    _START_MEMORY,
+    EXPLORE_EVERY,
     FULL_JUMPS,
     MAX_JUMPS,
     _certified,
@@ -77,7 +79,7 @@ def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False):
         follows = np.ones(len(G), dtype=bool)
         args = (G, rows, size, members, Y, C, 200, out, want_decisions, inverse_members)
         exact = (np.zeros((0, len(Y))), 1, np.zeros(0, bool))  # no bounds: solved to rounding
-        runs.append(gram_newton_spheres(*args, guess, has_guess, follows, *exact))
+        runs.append(gram_newton_spheres(*args, guess, has_guess, np.zeros(5), follows, *exact))
     (status, iterations), (status2, iterations2) = runs
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
     return alpha, decisions, status, iterations
@@ -515,6 +517,55 @@ def test_warm_starts_from_neighbouring_spheres_reach_the_same_optimum_in_fewer_s
     assert np.array_equal(warm[3][0], cold[3][0])
     assert warm[3][1:].sum() < cold[3][1:].sum()
     assert np.mean(warm[3][1:] == 1) > 0.3 and np.all(cold[3] > 1)
+
+
+@pytest.mark.parametrize("warm_first", [True, False])
+def test_inverse_path_starts_from_the_start_that_took_fewer_jumps(warm_first):
+    """The inverse path starts its problems from their neighbour's active set when those
+    starts have taken fewer jumps on average than ``S y``'s set, else from ``S y``'s, and
+    every ``EXPLORE_EVERY``-th problem the other way. Given its optimum's own set a warm
+    problem stops at its first point; a cold one takes its cold steps. The jumps taken
+    (a cold start's ``S y`` not counted) are added to the decayed sums."""
+    X, y, groups = run_betas(1, 60, 4, seed=21)
+    train = groups != 0
+    G, rows, size, members, Y = kernel_inputs(X, y, 4, train)
+    Y = np.vstack([Y] * 4)  # 16 problems on one training set
+    members = np.arange(len(Y))[None, :]
+
+    def run(guess, has_guess, start_jumps):
+        out = np.full((1, len(Y), G.shape[1]), np.nan)
+        args = (G, rows, size, members, Y, 1.0, 200, out, False, 1, guess, has_guess, start_jumps)
+        status, its = gram_newton_spheres(
+            *args, np.ones(1, bool), np.zeros((0, len(Y))), 1, np.zeros(0, bool)
+        )
+        return out[0], status[0], its[0]
+
+    no_guess = np.zeros((len(Y), rows.shape[1]), bool)
+    alpha, status, cold_its = run(no_guess, np.zeros(0, bool), np.zeros(5))
+    assert np.all(status == CONVERGED) and np.all(cold_its > 1)
+    optimum_sets = alpha[:, rows[0]] != 0.0
+    assert optimum_sets.any(axis=1).all() and not optimum_sets.all()
+    # averages: 3 jumps against 1, or 1 against 3
+    start_jumps = (
+        np.array([10.0, 10.0, 30.0, 10.0, 0.0]) if warm_first else np.array([30.0, 10.0, 10.0, 10.0, 0.0])
+    )
+    before = start_jumps.copy()
+    warm_alpha, status, its = run(optimum_sets.copy(), np.ones(len(Y), bool), start_jumps)
+    assert np.all(status == CONVERGED)
+    explored = np.arange(len(Y)) % EXPLORE_EVERY == EXPLORE_EVERY - 1
+    took_warm = explored != warm_first
+    np.testing.assert_array_equal(its[took_warm], 1)
+    np.testing.assert_array_equal(its[~took_warm], cold_its[~took_warm])
+    np.testing.assert_allclose(warm_alpha, alpha, rtol=0, atol=1e-12 * np.abs(alpha).max())
+    decayed = _START_MEMORY * before[:4]
+    expected = decayed + [
+        took_warm.sum(),
+        took_warm.sum(),
+        (cold_its[~took_warm] - 1).sum(),
+        (~took_warm).sum(),
+    ]
+    np.testing.assert_allclose(start_jumps[:4], expected, rtol=1e-12)
+    assert start_jumps[4] == len(Y)
 
 
 def test_follows_previous_counts_shared_voxels():

@@ -441,8 +441,9 @@ class BatchedLinearSVC(BatchedClassifier):
         unsettled = np.zeros(B if tolerant else 0, dtype=bool)
         args = (set_rows, set_size, members, Yc, C, int(self.max_iter))
         # warm starts: each problem's active set at the previous sphere's optimum, used
-        # where that sphere shares at least half the voxels (kept across batches)
-        warm = (np.zeros((Q, set_rows.shape[1]), dtype=bool), np.zeros(Q, dtype=bool))
+        # where that sphere shares at least half the voxels, and the inverse path's jumps
+        # from them and from cold starts (kept across batches)
+        warm = (np.zeros((Q, set_rows.shape[1]), dtype=bool), np.zeros(Q, dtype=bool), np.zeros(5))
         ordered = np.sort(vox, axis=1)
         # spheres per compiled call: their Gram matrices and samples are formed just before
         # the call reads them, so a batch that stays in the cache saves a pass through memory
