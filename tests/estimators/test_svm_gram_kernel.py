@@ -529,7 +529,7 @@ def test_inverse_path_starts_from_the_start_that_took_fewer_jumps(warm_first):
     X, y, groups = run_betas(1, 60, 4, seed=21)
     train = groups != 0
     G, rows, size, members, Y = kernel_inputs(X, y, 4, train)
-    Y = np.vstack([Y] * 4)  # 16 problems on one training set
+    Y = np.vstack([Y] * 8)  # 32 problems on one training set
     members = np.arange(len(Y))[None, :]
 
     def run(guess, has_guess, start_jumps):
@@ -553,6 +553,7 @@ def test_inverse_path_starts_from_the_start_that_took_fewer_jumps(warm_first):
     warm_alpha, status, its = run(optimum_sets.copy(), np.ones(len(Y), bool), start_jumps)
     assert np.all(status == CONVERGED)
     explored = np.arange(len(Y)) % EXPLORE_EVERY == EXPLORE_EVERY - 1
+    assert explored.any()
     took_warm = explored != warm_first
     np.testing.assert_array_equal(its[took_warm], 1)
     np.testing.assert_array_equal(its[~took_warm], cold_its[~took_warm])
