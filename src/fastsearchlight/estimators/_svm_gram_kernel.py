@@ -50,9 +50,9 @@ end at the problem's unique optimum; from a neighbour the damped steps are fewer
 12 mm: 26 -> 18 per problem, W3's permutation problems 3.7 -> 3.2). The inverse path's
 jumps may be fewer from ``S y``'s own set (its first point, computed for every problem
 anyway): W3's permutation problems take 2.42 jumps from it against 2.94 from the
-neighbour's, where smooth data with neighbours that share nearly every voxel take fewer
-from the neighbour's. So the inverse path starts from whichever has taken fewer jumps on
-the spheres before (:data:`EXPLORE_EVERY`).
+neighbour's, while smooth data whose neighbouring spheres share nearly every voxel take
+fewer from the neighbour's. So the inverse path starts from whichever has taken fewer jumps
+on the spheres before (:data:`EXPLORE_EVERY`).
 
 A problem alone on its training set (binary fits) first takes up to :data:`FULL_JUMPS` full
 steps on the factor path too (jumps as above, each Newton point from a factor), then damped
