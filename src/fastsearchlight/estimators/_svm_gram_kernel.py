@@ -645,22 +645,23 @@ def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, Mr, Lr, invr, lam, starts, w
         points = first + jump + 1
         if not _schur_correction(S, k, p1, p, ridx, nr, Mr, Lr, invr, lam, True):
             return _REDO, points, nr
-        # the next set: margins below 1 at p, from the block inverse's identities, written
-        # over the current one in the same pass (the loop reads lam, not ridx, and Act[j, i]
-        # only before writing it)
-        n_next = 0
-        e = 0
+        # the next set: margins below 1 at p, from the block inverse's identities: with
+        # lam written into p outside the set, the signs of y_i p_i on every sample, a
+        # dense pass (no branch nor load that depends on which samples are active: a
+        # mispredicted branch per changing sample cost 18% of W3's permutation calls)
+        for e in range(nr):
+            p[ridx[e]] = lam[e]
         changed = False
-        for i in range(k):  # (without branches: which samples change is unpredictable)
-            was = Act[j, i]
-            v = p[i] if was else lam[e]  # (lam has k_max entries: lam[nr] is read, not used)
-            now = y[i] * v > 0.0
-            e += 0 if was else 1
-            changed = changed | (now != was)
+        for i in range(k):
+            now = y[i] * p[i] > 0.0
+            changed = changed | (now != Act[j, i])
             Act[j, i] = now
-            ridx[n_next] = i
-            n_next += 0 if now else 1
-        nr = n_next
+        nr = 0
+        for i in range(k):
+            ridx[nr] = i
+            nr += 0 if Act[j, i] else 1
+        for e in range(nr):  # p back to the Newton point, 0 outside the set
+            p[ridx[e]] = 0.0
         if not changed:
             return CONVERGED, points, nr
     return _REDO, points, nr
