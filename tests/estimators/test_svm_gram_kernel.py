@@ -10,6 +10,7 @@ from sklearn.svm import LinearSVC
 
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators._svm_gram_kernel import (
+    _GAUSS_JORDAN_BELOW,
     _REDO,
     _START_MEMORY,
     EXPLORE_EVERY,
@@ -18,6 +19,7 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _certified,
     _check_predictions,
     _cholesky_lower,
+    _inverse_every_sample,
     _lockstep_space,
     _residual,
     _schur_factor,
@@ -305,6 +307,33 @@ def test_schur_factors_are_the_ldl_factor_and_solve(k):
         assert not _schur_factor(indefinite, k, np.zeros((k, k)), np.zeros(k))
         S[R[-1], R[-1]] = -1.0
         assert not _schur_factor_forward(S, R, k, np.zeros((k, k)), np.zeros(k), z, np.zeros(k))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+@pytest.mark.parametrize("k", [1, 2, 7, 28, _GAUSS_JORDAN_BELOW - 1])
+def test_gauss_jordan_inverse_of_every_sample(k, scale):
+    """``_inverse_every_sample`` leaves the inverse of ``I / 2C + K`` (both triangles) in
+    the leading block of a larger work array, as LAPACK's inverse from the factor does,
+    also on raw-scale samples (``cond`` about 1e9 at ``scale = 1000``); a matrix that is
+    not positive definite is refused."""
+    rng = np.random.default_rng(k)
+    X = scale * (1.0 + 0.03 * rng.standard_normal((k, 110)))
+    K = X @ X.T + 1.0
+    C = 1.0
+    M = np.eye(k) / (2 * C) + K
+    S = np.full((k + 3, k + 3), np.nan)
+    assert _inverse_every_sample(K, k, 0.5 / C, S, np.full(k + 3, np.nan))
+    exact = np.linalg.inv(M)
+    assert np.isnan(S[k:]).all() and np.isnan(S[:, k:]).all()
+    np.testing.assert_allclose(S[:k, :k], S[:k, :k].T, rtol=0, atol=1e-12 * np.abs(exact).max())
+    # within the rounding of any inverse: |S - M^-1| <= k eps cond(M) |M^-1|
+    bound = 10 * k * np.finfo(float).eps * np.linalg.cond(M) * np.abs(exact).max()
+    np.testing.assert_allclose(S[:k, :k], exact, rtol=0, atol=bound)
+    np.testing.assert_allclose(S[:k, :k] @ M, np.eye(k), rtol=0, atol=bound * np.abs(M).max())
+    if k > 1:
+        indefinite = K.copy()
+        indefinite[k - 1, k - 1] = -np.abs(K).max()
+        assert not _inverse_every_sample(indefinite, k, 0.5 / C, np.zeros((k, k)), np.zeros(k))
 
 
 def nearly_separable_sets(n_sets=12, n=60, d=52, seed=0):

@@ -87,6 +87,12 @@ from ._triangular import forward_upper, solve_upper
 __all__ = ["gram_newton_spheres"]
 
 _EPS = np.finfo(np.float64).eps
+#: the inverse path's inverse of every sample's matrix: by Gauss-Jordan elimination below
+#: this many training samples (:func:`_inverse_every_sample`, in compiled loops: 0.44 of
+#: LAPACK's time at ``k = 20``, 0.49 at 28, 0.80 at 56, 1.15 at 80, 1.98 at 162), from the
+#: Cholesky factor by LAPACK from it. (W1 12 mm's permutation calls, ``k = 162`` on raw
+#: volumes, took 2.0 times as long and 18% more Newton points with Gauss-Jordan's inverse.)
+_GAUSS_JORDAN_BELOW = 64
 #: factors of at least this size go to LAPACK (:func:`_cholesky_lower`, :func:`_cholesky_upper`),
 #: smaller ones to a loop
 _LAPACK_FROM = 24
@@ -139,6 +145,38 @@ def _factor_every_sample(K, k, half, L0, inv0):
             L0[r, c] = K[r, c]
         L0[r, r] += half
     return _cholesky_lower(L0, k, L0, inv0)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _inverse_every_sample(K, k, half, S, row):
+    """``S`` the inverse of ``I / 2C + K`` on every training sample (``half = 1 / 2C``), by
+    Gauss-Jordan elimination in place, without pivoting (the matrix is positive definite:
+    its pivots are those of its ``L D L^T`` factor); ``row`` (length ``k``) work space.
+    False if a pivot is not positive (the matrix is not positive definite to rounding).
+    Each pivot updates whole rows of ``S`` (contiguous, vectorised): at ``k = 28`` about
+    twice as fast as LAPACK's factor and inverse (``potrf``, ``potri``), whose unblocked
+    routines at this size call BLAS column by column."""
+    for r in range(k):
+        for c in range(k):
+            S[r, c] = K[r, c]
+        S[r, r] += half
+    for q in range(k):
+        pivot = S[q, q]
+        if not pivot > 0.0:
+            return False
+        d = 1.0 / pivot
+        for c in range(k):
+            row[c] = S[q, c] * d
+        row[q] = d
+        for r in range(k):
+            f = S[r, q]
+            g = 0.0 if r == q else f  # (the pivot's row is replaced below)
+            for c in range(k):
+                S[r, c] -= g * row[c]
+            S[r, q] = -g * d
+        for c in range(k):
+            S[q, c] = row[c]
+    return True
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
@@ -986,6 +1024,7 @@ def gram_newton_spheres(
     pact = np.empty(k_max, dtype=np.bool_)
     idx = np.empty(k_max, dtype=np.int64)
     S = np.empty((k_max, k_max))
+    gj_row = np.empty(k_max)
     by_inverse = M >= inverse_members
     # the inverse path's problems of a training set, in lockstep (_set_by_inverse)
     lockstep = _lockstep_space(M, k_max)
@@ -1027,21 +1066,29 @@ def gram_newton_spheres(
                 for c in range(k):
                     K[r, c] = Gb[rows[r], rows[c]]
                 top = max(top, K[r, r])
-            # the factor of every sample's matrix: for the inverse and cold starts (a warm
-            # start's problem factors it only if it falls back to a cold start)
-            have_L0 = by_inverse
-            for j in range(M):
-                q = members[u, j]
-                have_L0 = have_L0 or not (warm_starts and follows[b] and has_guess[q])
             ok = _EPS * (1.0 + 2.0 * C * top) <= _NORMAL_EQUATIONS_TOL
-            if ok and have_L0:
-                ok = _factor_every_sample(K, k, half, L0, inv0)
-            inverse = ok and by_inverse
-            if inverse:  # S from L0 by LAPACK (potri: 1.8 times the loops' speed at k = 28, 6 at 162)
-                for r in range(k):
-                    for c in range(r + 1):
-                        S[r, c] = L0[r, c]
-                inverse = inverse_lower_block(S, k)
+            # the inverse of every sample's matrix, for the inverse path: below
+            # _GAUSS_JORDAN_BELOW samples straight from the matrix
+            inverse = ok and by_inverse and k < _GAUSS_JORDAN_BELOW
+            inverse = inverse and _inverse_every_sample(K, k, half, S, gj_row)
+            # the factor of every sample's matrix: for cold starts on the factor path (a
+            # warm start's problem factors it only if it falls back to a cold start; the
+            # problems that the inverse path leaves to it, when one needs it), and for
+            # the inverse from LAPACK from _GAUSS_JORDAN_BELOW samples
+            have_L0 = False
+            if ok and not inverse:
+                need = by_inverse
+                for j in range(M):
+                    q = members[u, j]
+                    need = need or not (warm_starts and follows[b] and has_guess[q])
+                if need:
+                    ok = _factor_every_sample(K, k, half, L0, inv0)
+                    have_L0 = True
+                if ok and by_inverse:  # S from L0 by LAPACK (potri)
+                    for r in range(k):
+                        for c in range(r + 1):
+                            S[r, c] = L0[r, c]
+                    inverse = inverse_lower_block(S, k)
             if inverse:  # every problem of the set at once
                 # from the neighbour's set where it has taken fewer jumps than S y's (or
                 # nothing is known yet), every EXPLORE_EVERY-th problem the other way
@@ -1102,6 +1149,8 @@ def gram_newton_spheres(
                         bounds[b, q] = gmax * (rad[j] + gamma * np.sqrt(an))
                 if st == _REDO:  # (the start's view made here only: a view costs reference counts)
                     start = guess[q, :k] if warm_starts and follows[b] and has_guess[q] else guess[q, :0]
+                    if start.shape[0] == 0 and not have_L0:
+                        have_L0 = _factor_every_sample(K, k, half, L0, inv0)
                     st, its = _solve_dual(
                         K, k, y, C, L0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx, L,
                         inv, w6, w7, start, 0 if inverse else FULL_JUMPS, have_L0,
