@@ -28,7 +28,9 @@ the removals and back substitutions walk down its columns); products with ``K`` 
 every sample, the Newton point being 0 outside its active set (dense loops, not gathers).
 
 Training sets shared by several problems (the classes of a multi-class fit, label vectors of
-a permutation test) also get the inverse ``S`` of ``I / 2C + K`` (every training sample): each Newton point is then one
+a permutation test) also get the inverse ``S`` of ``I / 2C + K`` (every training sample; by
+Gauss-Jordan elimination below :data:`_GAUSS_JORDAN_BELOW` samples, else from the factor by
+LAPACK): each Newton point is then one
 product with ``S`` and a small system on the samples outside the active set (a Schur
 complement), whose multipliers also give ``K p`` there (no product with ``K`` in the steps),
 refined once against ``K`` at the end. A step there costs the same however many samples
