@@ -126,3 +126,58 @@ def test_many_label_sets():
         for got, want in zip(folds, est.fold_decisions(X, labels, 3, plan)):
             np.testing.assert_array_equal(got, want)
     assert not np.array_equal(many[0][0], many[1][0])
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_warm_starts_from_the_sphere_before_reach_the_same_optimum_in_fewer_iterations(n_classes):
+    """Sliding spheres (each shares all but one voxel with the one before) with more
+    features than training samples: each fold solved in the basis starts from its optimal
+    predictors on the sphere before. The decisions match scikit-learn's tightly solved
+    Newton sphere by sphere, equal the cold starts' to rounding of the stopping rule, and
+    take fewer Newton iterations."""
+    from fastsearchlight.estimators._logistic_kernel import logistic_block
+
+    rng = np.random.default_rng([41, n_classes])
+    n, d, n_spheres = 32, 30, 12
+    y = np.arange(n) % n_classes
+    rng.shuffle(y)
+    groups = np.arange(n) // 8  # 4 runs: 24 training samples, fewer than d
+    n_vox = d + n_spheres - 1
+    # smooth along the voxels, raw BOLD scale, a class effect
+    noise = rng.normal(size=(n_vox + 4, n))
+    smooth = sum(noise[i : i + n_vox] for i in range(5)) / np.sqrt(5)
+    effect = 0.5 * rng.normal(size=(n_vox, n_classes))[:, y]
+    Xv = np.ascontiguousarray(1000 + 30 * (smooth + effect))
+    vox = np.array([np.arange(s, s + d) for s in range(n_spheres)], dtype=np.int64)
+    plan = make_plan("logo", y, groups)
+    C = 0.1
+    est = BatchedLogisticRegression(C=C)
+    warm = est.many_fold_decisions_at(Xv, vox, y[None], n_classes, plan)[0]
+    warm_iterations = est.n_iter_
+    for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
+        for s in range(n_spheres):
+            X = Xv[vox[s]].T
+            shift = X[train].mean(axis=0)
+            ref = LogisticRegression(C=C, tol=1e-12, max_iter=10000, solver="newton-cholesky")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref.fit(X[train] - shift, y[train])
+            ref_dec = ref.decision_function(X[test] - shift)
+            np.testing.assert_allclose(warm[f][s], ref_dec, rtol=RTOL, atol=RTOL * np.abs(ref_dec).max())
+    # the same call without warm starts
+    train_idx = np.array(plan.train_indices, dtype=np.int64)
+    test_idx = np.array(plan.test_indices, dtype=np.int64)
+    n_train = np.full(plan.n_folds, train_idx.shape[1], dtype=np.int64)
+    n_test = np.full(plan.n_folds, test_idx.shape[1], dtype=np.int64)
+    runs = {}
+    for warm_start in (False, True):
+        runs[warm_start] = logistic_block(
+            Xv, vox, train_idx, n_train, test_idx, n_test, y.astype(np.int64), n_classes, C, True,
+            est.tol, est.max_iter, False, warm_start,
+        )  # fmt: skip
+    cold_dec, cold_stats = runs[False][0], runs[False][3]
+    warm_dec, warm_stats = runs[True][0], runs[True][3]
+    assert warm_stats[1] == warm_iterations
+    assert cold_stats[3] == warm_stats[3] == 0  # every fold in the basis
+    np.testing.assert_allclose(warm_dec, cold_dec, rtol=0, atol=1e-8 * np.abs(cold_dec).max())
+    assert warm_stats[1] < 0.9 * cold_stats[1]

@@ -22,8 +22,12 @@ sphere's samples is computed once per sphere (one ``syrk``); each fold centres a
 its training block. A fold whose block is not positive definite, or too badly conditioned
 for the basis to be orthonormal to rounding, is solved in the feature space instead.
 
-The multinomial Newton step at the origin (where every fold starts) uses the Kronecker
-structure of the Hessian there (:func:`_origin_step`).
+Every fold starts from the origin, except in the basis, where it starts from its optimal
+predictors on the sphere before when that sphere shares at least half the voxels (warm
+starts: any predictors on the training samples are exactly a point there; W3, 3,000
+neighbouring spheres, 6.8 Newton iterations per problem against 7.8). The multinomial
+Newton step at the origin uses the Kronecker structure of the Hessian there
+(:func:`_origin_step`).
 """
 
 from __future__ import annotations
@@ -512,7 +516,7 @@ def _gram_basis(Gall, train, centre, R):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def logistic_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, n_classes, C, fit_intercept, tol, max_iter,
-    want_coef,
+    want_coef, warm_start,
 ):  # fmt: skip
     """Logistic-regression decisions of every fold on its test samples, for a block of
     spheres.
@@ -538,6 +542,12 @@ def logistic_block(
     max_iter : int
     want_coef : bool
         Whether to return the coefficients.
+    warm_start : bool
+        Whether a fold solved in the basis of its training rows starts from its optimal
+        predictors on the sphere before, when that sphere shares at least half the voxels
+        (the spheres in ``vox`` come in scan order, so most follow a neighbour). Any
+        predictors on the training samples are exactly a point in the basis; the Newton
+        iterations go on from there to the same optimum.
 
     Returns
     -------
@@ -579,8 +589,23 @@ def logistic_block(
     v = np.empty(max_train)
     yt = np.empty(max_train, dtype=np.int64)
     tt = np.empty(max_train)
+    # warm starts: each fold's optimal predictors on its training samples, on the sphere
+    # before (where it was solved in the basis), and that sphere's voxels marked
+    Zprev = np.zeros((F, m, max_train))
+    have_prev = np.zeros(F, dtype=np.bool_)
+    marked = np.zeros(Xv.shape[0] if warm_start else 0, dtype=np.bool_)
     for sph in range(B):
         rows = vox[sph]
+        follows = False
+        if warm_start and sph > 0:
+            for j in range(d):
+                marked[vox[sph - 1, j]] = True
+            shared = 0
+            for j in range(d):
+                shared += 1 if marked[rows[j]] else 0
+            for j in range(d):
+                marked[vox[sph - 1, j]] = False
+            follows = 2 * shared >= d
         for j in range(d):
             src = Xv[rows[j]]
             mu = 0.0
@@ -633,8 +658,27 @@ def logistic_block(
                 for a in range(nt):
                     A[a] = As[tr[a]]
             # every fold starts from the origin (the previous fold's optimum took more
-            # iterations on the benchmark workloads)
+            # iterations on the benchmark workloads), or in the basis from the sphere
+            # before's optimal predictors (W3: 6.8 Newton iterations per problem against
+            # 7.8; in the features, from that sphere's weights or one weighted
+            # least-squares step to its predictors, W1 10 mm took more: 14.9 and 13.1
+            # against 11.3)
             Theta = np.zeros((m, pb))
+            if basis and follows and have_prev[f]:
+                # the predictors z exactly: with an intercept it is their mean (the last
+                # row's coordinates are minus the sum of the others'), and L theta the rest
+                for k in range(m):
+                    zm = 0.0
+                    if fit_intercept:
+                        for a in range(nt):
+                            zm += Zprev[f, k, a]
+                        zm /= nt
+                        Theta[k, r] = zm
+                    for a in range(r):
+                        acc = Zprev[f, k, a] - zm
+                        for b in range(a):
+                            acc -= A[a, b] * Theta[k, b]
+                        Theta[k, a] = acc / A[a, a]
             pen = np.full(pb, 1.0 / (C * nt))
             if fit_intercept:
                 pen[pb - 1] = 0.0
@@ -642,6 +686,15 @@ def logistic_block(
                 its, ok = _newton_binary(A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter)
             else:
                 its, ok = _newton_multinomial(A, yt[:nt], n_classes, pen, Theta, tol, max_iter)
+            if warm_start:  # this fold's optimal predictors, for the next sphere
+                have_prev[f] = basis and ok
+                if basis:
+                    for k in range(m):
+                        for a in range(nt):
+                            acc = 0.0
+                            for j in range(pb):
+                                acc += A[a, j] * Theta[k, j]
+                            Zprev[f, k, a] = acc
             stats[0] += 0 if ok else 1
             stats[1] += its
             stats[2] += 1

@@ -194,7 +194,7 @@ class BatchedLogisticRegression(SphereBySphere, BatchedClassifier):
         dec, coef, mu, stats = logistic_block(
             np.ascontiguousarray(Xv, dtype=np.float64), vox, train_idx, n_train, test_idx, n_test, y,
             n_classes, float(self.C), bool(self.fit_intercept), float(self.tol), int(self.max_iter),
-            bool(want_coef),
+            bool(want_coef), True,
         )  # fmt: skip
         self.n_iter_, self.n_problems_, self.n_feature_space_ = (int(v) for v in stats[1:])
         if stats[0]:
