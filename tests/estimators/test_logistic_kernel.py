@@ -171,9 +171,11 @@ def test_warm_starts_from_the_sphere_before_reach_the_same_optimum_in_fewer_iter
     n_test = np.full(plan.n_folds, test_idx.shape[1], dtype=np.int64)
     runs = {}
     for warm_start in (False, True):
+        follows = np.ones(n_spheres, dtype=bool) if warm_start else np.zeros(0, dtype=bool)
+        follows[:1] = False
         runs[warm_start] = logistic_block(
             Xv, vox, train_idx, n_train, test_idx, n_test, y.astype(np.int64), n_classes, C, True,
-            est.tol, est.max_iter, False, warm_start,
+            est.tol, est.max_iter, False, follows,
         )  # fmt: skip
     cold_dec, cold_stats = runs[False][0], runs[False][3]
     warm_dec, warm_stats = runs[True][0], runs[True][3]

@@ -516,7 +516,7 @@ def _gram_basis(Gall, train, centre, R):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def logistic_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, n_classes, C, fit_intercept, tol, max_iter,
-    want_coef, warm_start,
+    want_coef, follows,
 ):  # fmt: skip
     """Logistic-regression decisions of every fold on its test samples, for a block of
     spheres.
@@ -542,12 +542,13 @@ def logistic_block(
     max_iter : int
     want_coef : bool
         Whether to return the coefficients.
-    warm_start : bool
-        Whether a fold solved in the basis of its training rows starts from its optimal
-        predictors on the sphere before, when that sphere shares at least half the voxels
-        (the spheres in ``vox`` come in scan order, so most follow a neighbour). Any
+    follows : ndarray of bool (B,)
+        Whether each sphere shares at least half its voxels with the one before it
+        (:func:`._svm_gram_kernel.follows_previous`); a fold solved in the basis of its
+        training rows then starts from its optimal predictors on that sphere. Any
         predictors on the training samples are exactly a point in the basis; the Newton
-        iterations go on from there to the same optimum.
+        iterations go on from there to the same optimum. Empty: every fold starts from the
+        origin.
 
     Returns
     -------
@@ -590,22 +591,12 @@ def logistic_block(
     yt = np.empty(max_train, dtype=np.int64)
     tt = np.empty(max_train)
     # warm starts: each fold's optimal predictors on its training samples, on the sphere
-    # before (where it was solved in the basis), and that sphere's voxels marked
+    # before (where it was solved in the basis)
+    warm_start = follows.shape[0] > 0
     Zprev = np.zeros((F, m, max_train))
     have_prev = np.zeros(F, dtype=np.bool_)
-    marked = np.zeros(Xv.shape[0] if warm_start else 0, dtype=np.bool_)
     for sph in range(B):
         rows = vox[sph]
-        follows = False
-        if warm_start and sph > 0:
-            for j in range(d):
-                marked[vox[sph - 1, j]] = True
-            shared = 0
-            for j in range(d):
-                shared += 1 if marked[rows[j]] else 0
-            for j in range(d):
-                marked[vox[sph - 1, j]] = False
-            follows = 2 * shared >= d
         for j in range(d):
             src = Xv[rows[j]]
             mu = 0.0
@@ -664,7 +655,7 @@ def logistic_block(
             # least-squares step to its predictors, W1 10 mm took more: 14.9 and 13.1
             # against 11.3)
             Theta = np.zeros((m, pb))
-            if basis and follows and have_prev[f]:
+            if basis and warm_start and follows[sph] and have_prev[f]:
                 # the predictors z exactly: with an intercept it is their mean (the last
                 # row's coordinates are minus the sum of the others'), and L theta the rest
                 for k in range(m):

@@ -73,6 +73,7 @@ import numpy as np
 
 from ..cv import CVPlan
 from ._logistic_kernel import logistic_block
+from ._svm_gram_kernel import follows_previous
 from .base import BatchedClassifier, SphereBySphere, as_voxel_major
 
 __all__ = ["BatchedLogisticRegression"]
@@ -191,10 +192,16 @@ class BatchedLogisticRegression(SphereBySphere, BatchedClassifier):
             train_idx[f, : len(tr)] = tr
             test_idx[f, : len(te)] = te
         vox = np.ascontiguousarray(vox, dtype=np.int64)
+        # warm starts where a fold is solved in the basis of its training rows (more
+        # features than training samples, besides the intercept)
+        if vox.shape[1] > n_train.min() - int(bool(self.fit_intercept)):
+            follows = follows_previous(np.sort(vox, axis=1), np.zeros(0, dtype=np.int64))
+        else:
+            follows = np.zeros(0, dtype=bool)
         dec, coef, mu, stats = logistic_block(
             np.ascontiguousarray(Xv, dtype=np.float64), vox, train_idx, n_train, test_idx, n_test, y,
             n_classes, float(self.C), bool(self.fit_intercept), float(self.tol), int(self.max_iter),
-            bool(want_coef), True,
+            bool(want_coef), follows,
         )  # fmt: skip
         self.n_iter_, self.n_problems_, self.n_feature_space_ = (int(v) for v in stats[1:])
         if stats[0]:
