@@ -83,6 +83,21 @@ def test_each_sphere_matches_newton_cholesky(n_features, n_classes, fit_intercep
         compare_per_sphere(X, y, n_classes, plan, C, fit_intercept)
 
 
+@pytest.mark.parametrize("n_features", [8, 60])  # 30 training samples: d < n, d > n
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_chord_steps_reuse_a_factor_and_reach_the_optimum(n_features, n_classes):
+    """In the region of fast convergence the steps reuse an earlier Hessian's factor (chord
+    steps): fewer Hessians are factored than iterations taken, and every sphere still
+    matches scikit-learn's tightly solved Newton (the gradient's rounding level, after a
+    last Newton step, is tested with the objective in test_logistic.py)."""
+    rng = np.random.default_rng([43, n_features, n_classes])
+    X, y, groups = make_data(rng, 3, 40, n_features, n_classes, raw=True)
+    plan = make_plan("logo", y, groups)
+    est = compare_per_sphere(X, y, n_classes, plan, 1.0, True)
+    assert est.n_problems_ == 3 * plan.n_folds
+    assert est.n_problems_ <= est.n_hessians_ < est.n_iter_
+
+
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_duplicate_samples_more_features(n_classes):
     """More features than training samples, two identical samples: the Gram block of the

@@ -204,7 +204,7 @@ def logistic_cv_block(
                 for ci in range(nC):
                     c = order[ci]
                     pen[:] = 1.0 / (Cs[c] * ntr)
-                    its, ok = _newton_binary(Dk, tk, pen, scale, theta, tol, max_iter)
+                    its, ok, _ = _newton_binary(Dk, tk, pen, scale, theta, tol, max_iter)
                     stats[0] += 0 if ok else 1
                     stats[1] += its
                     stats[2] += 1
@@ -238,7 +238,7 @@ def logistic_cv_block(
                 theta[:] = 0.0
             pen = np.full(q, 1.0 / (Cs[top] * nt))
             # the refit gives the decisions: solved to the rounding floor whatever ``tol``
-            its, ok = _newton_binary(D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter)
+            its, ok, _ = _newton_binary(D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter)
             stats[0] += 0 if ok else 1
             stats[3] += its
             stats[4] += 1

@@ -27,7 +27,8 @@ predictors on the sphere before when that sphere shares at least half the voxels
 starts: any predictors on the training samples are exactly a point there; W3, 3,000
 neighbouring spheres, 6.8 Newton iterations per problem against 7.8). The multinomial
 Newton step at the origin uses the Kronecker structure of the Hessian there
-(:func:`_origin_step`).
+(:func:`_origin_step`). In the region of fast convergence, steps reuse an earlier Hessian's
+factor (chord steps, :data:`_CHORD_GAIN`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ _BASIS_RCOND = 1e-6
 #: Armijo's sufficient-decrease constant and the number of halvings of the step
 _ARMIJO = 1e-4
 _HALVINGS = 60
+#: a step reuses the Cholesky factor of an earlier iteration's Hessian (a chord step, with
+#: no new Hessian) when the last step was a full one and shrank the largest gradient
+#: component to at most this share of the one before; the last step, from a gradient below
+#: ``tol``, is a Newton step. Neighbouring spheres, one thread, alternated with Newton steps
+#: only (same scores): W3 (3,000 spheres) 0.79 of the time with 0.3 (0.82 with 0.1), W1 10 mm
+#: (2,500 spheres) 0.86 (0.91 with 0.1), with more iterations but fewer Hessians
+_CHORD_GAIN = 0.3
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -170,16 +178,16 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
     e, et = et, e
     row_norm = _row_norm(A)
     inv_n = 1.0 / n
+    have = False  # H holds the Cholesky factor of an earlier iteration's Hessian
+    hessians = 0
+    s = 0.0
+    gprev = 0.0
     for it in range(max_iter):
-        # residuals, and rows scaled by the square roots of the weights p (1 - p) / n
-        for i in range(n):
+        for i in range(n):  # residuals
             ei = e[i]
             r = 1.0 / (1.0 + ei)
             prob = r if z[i] >= 0.0 else ei * r
             resid[i] = (prob - t[i]) * inv_n
-            sw = math.sqrt(ei * inv_n) * r
-            for j in range(q):
-                Aw[i, j] = sw * A[i, j]
         pen_val = 0.0
         theta_sq = 0.0
         for j in range(q):
@@ -194,14 +202,33 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
             r = resid[rest]
             for j in range(q):
                 grad[j] += A[rest, j] * r
-        _binary_hessian(Aw, pen, H)
-        if not _newton_step(H, grad, step):
-            _binary_hessian(Aw, pen, H)
-            _lu_step(H, grad, step)
+        gnorm = 0.0
         done = True
+        for j in range(q):
+            gnorm = max(gnorm, abs(grad[j]))
+            done = done and abs(grad[j]) <= tol * scale[j]
+        if have and s == 1.0 and gnorm <= _CHORD_GAIN * gprev and not done:
+            # the last full step shrank the gradient enough: the step from the factor of
+            # an earlier Hessian (a chord step) instead of a new one; the last step is a
+            # Newton step (to rounding level)
+            for j in range(q):
+                step[j] = -grad[j]
+            cholesky_solve_upper(H, step, step)
+        else:
+            for i in range(n):  # rows scaled by the square roots of the weights p (1 - p) / n
+                ei = e[i]
+                sw = math.sqrt(ei * inv_n) * (1.0 / (1.0 + ei))
+                for j in range(q):
+                    Aw[i, j] = sw * A[i, j]
+            _binary_hessian(Aw, pen, H)
+            hessians += 1
+            have = _newton_step(H, grad, step)
+            if not have:
+                _binary_hessian(Aw, pen, H)
+                _lu_step(H, grad, step)
+        gprev = gnorm
         slope = 0.0
         for j in range(q):
-            done = done and abs(grad[j]) <= tol * scale[j]
             slope += grad[j] * step[j]
         i = 0
         while i + 4 <= n:  # four rows at a time (each load of step serves four)
@@ -240,8 +267,8 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
             tmax = max(tmax, abs(theta[j]))
         # a step that no longer changes the parameters: nothing left to gain
         if done or dmax <= 1e-15 * (1.0 + tmax):
-            return it + 1, True
-    return max_iter, False
+            return it + 1, True, hessians
+    return max_iter, False, hessians
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -418,6 +445,10 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
     P, Pt = Pt, P
     row_norm = _row_norm(A)
     inv_n = 1.0 / n
+    have = False  # H holds the Cholesky factor of an earlier iteration's Hessian
+    hessians = 0
+    s = 0.0
+    gprev = 0.0
     for it in range(max_iter):
         # d u_k moves z_k by +1 and z_K by -1
         for k in range(m):
@@ -439,17 +470,29 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
                 tot += Theta[k, j]
             for k in range(m):
                 Grad[k, j] += pen[j] * (Theta[k, j] + tot)
-        if not (it == 0 and origin and _origin_step(A, n_classes, pen, Grad, blk, Step)):
-            _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
-            if not _newton_step(H, grad, step):
-                _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
-                _lu_step(H, grad, step)
         gmax = 0.0
-        slope = 0.0
         for j in range(q):
             gmax = max(gmax, abs(grad[j]))
-            slope += grad[j] * step[j]
         done = gmax <= tol
+        # a chord step (see _newton_binary)
+        if have and s == 1.0 and gmax <= _CHORD_GAIN * gprev and not done:
+            for j in range(q):
+                step[j] = -grad[j]
+            cholesky_solve_upper(H, step, step)
+        elif it == 0 and origin and _origin_step(A, n_classes, pen, Grad, blk, Step):
+            have = False
+            hessians += 1
+        else:
+            _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
+            hessians += 1
+            have = _newton_step(H, grad, step)
+            if not have:
+                _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
+                _lu_step(H, grad, step)
+        gprev = gmax
+        slope = 0.0
+        for j in range(q):
+            slope += grad[j] * step[j]
         matmul_into(Step, At, dU, False)
         f0 = f_loss + _multinomial_penalty(Theta, Step, 0.0, pen)
         slack = 16.0 * _EPS * (abs(f0) + row_norm * theta_max)
@@ -474,8 +517,8 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
                 dmax = max(dmax, abs(delta))
                 tmax = max(tmax, abs(Theta[k, j]))
         if done or dmax <= 1e-15 * (1.0 + tmax):
-            return it + 1, True
-    return max_iter, False
+            return it + 1, True, hessians
+    return max_iter, False, hessians
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -561,10 +604,10 @@ def logistic_block(
         mean over all samples when ``fit_intercept``.
     mu : ndarray (B, d)
         That mean (zeros without an intercept).
-    stats : ndarray of int64 (4,)
-        Problems that did not converge, Newton iterations, problems solved, and problems
-        with more features than basis vectors solved in the feature space (their Gram block
-        was not a usable basis).
+    stats : ndarray of int64 (5,)
+        Problems that did not converge, Newton iterations, problems solved, problems with
+        more features than basis vectors solved in the feature space (their Gram block was
+        not a usable basis), and Hessians factored (the other iterations were chord steps).
     """
     B, d = vox.shape
     n = Xv.shape[1]
@@ -576,7 +619,7 @@ def logistic_block(
     dec = np.zeros((B, F, test_idx.shape[1], K))
     coef = np.zeros((B if want_coef else 0, F, K, d + 1))
     mus = np.zeros((B, d))
-    stats = np.zeros(4, dtype=np.int64)
+    stats = np.zeros(5, dtype=np.int64)
     max_train = 0
     any_basis = False
     for f in range(F):
@@ -674,9 +717,9 @@ def logistic_block(
             if fit_intercept:
                 pen[pb - 1] = 0.0
             if n_classes == 2:
-                its, ok = _newton_binary(A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter)
+                its, ok, hess = _newton_binary(A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter)
             else:
-                its, ok = _newton_multinomial(A, yt[:nt], n_classes, pen, Theta, tol, max_iter)
+                its, ok, hess = _newton_multinomial(A, yt[:nt], n_classes, pen, Theta, tol, max_iter)
             if warm_start:  # this fold's optimal predictors, for the next sphere
                 have_prev[f] = basis and ok
                 if basis:
@@ -689,6 +732,7 @@ def logistic_block(
             stats[0] += 0 if ok else 1
             stats[1] += its
             stats[2] += 1
+            stats[4] += hess
             if d > r and not basis:
                 stats[3] += 1
             if basis:  # back to the features: W_k = Xc' L^-T g, b_k = b'_k - mean . W_k
