@@ -17,11 +17,20 @@ def write_result(path: Path, text: str) -> None:
 
 
 def cpu_model() -> str:
-    """The processor's model name (from /proc/cpuinfo), or "unknown CPU"."""
+    """The processor's model name (from /proc/cpuinfo) and its micro-architecture as the
+    compiler of the kernels sees it (LLVM's host CPU name, e.g. "znver5": cloud machines
+    often report only "AMD EPYC", whatever their generation), or "unknown CPU"."""
+    name = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+                break
     except OSError:
         pass
-    return "unknown CPU"
+    try:
+        from llvmlite import binding
+
+        return f"{name} ({binding.get_host_cpu_name()})"
+    except Exception:  # no llvmlite: the model name alone
+        return name
