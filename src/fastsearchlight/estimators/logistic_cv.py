@@ -26,8 +26,8 @@ designs on the per-sphere path, which reports the error as scikit-learn does).
 Every problem is strictly convex, so its minimiser is unique. Each is solved in one
 compiled kernel (:func:`._logistic_cv_kernel.logistic_cv_block`), sphere by sphere from the
 voxel-major data, with the interpreter lock released: Newton's method (exact Hessian by
-``syrk``, Cholesky, Armijo backtracking; the binary solver of :mod:`._logistic_kernel`, the
-penalty on every coordinate) on the objective divided by ``C * n_train`` (mean log-loss plus
+``syrk``, Cholesky, Armijo backtracking, and chord steps reusing an earlier factor near the
+optimum; the binary solver of :mod:`._logistic_kernel`, the penalty on every coordinate) on the objective divided by ``C * n_train`` (mean log-loss plus
 ``|w|^2 / (2 C n_train)``). A problem stops once every gradient component is below ``tol``
 times its feature's scale (after one last Newton step, which takes it to rounding level):
 the exact optimum, where liblinear stops at its tolerance (``tol=1e-4`` by default), so
@@ -71,17 +71,17 @@ class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
         Stop when every gradient component of the scaled objective is at most ``tol``
         times its feature's scale (``max(1, root mean square)``), after one last step.
     max_iter : int, default=100
-        Maximum number of Newton iterations per problem (usually fewer than 15 are needed).
+        Maximum number of iterations per problem, Newton and chord steps.
 
     Attributes
     ----------
     n_iter_ : int
-        Newton iterations of the (inner fold, ``C``) problems of the last fit (the last
-        label vector), summed.
+        Iterations (Newton and chord steps) of the (inner fold, ``C``) problems of the last
+        fit (the last label vector), summed.
     n_problems_ : int
         Its (sphere, outer fold, inner fold, ``C``) problems.
     n_iter_refit_ : int
-        Newton iterations of its refits, summed.
+        Iterations of its refits, summed.
     n_refits_ : int
         Its (sphere, outer fold) refits.
     """
@@ -224,7 +224,7 @@ class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
         if stats[0]:
             warnings.warn(
                 f"BatchedLogisticRegressionCV: {int(stats[0])} problems did not converge in "
-                f"max_iter={self.max_iter} Newton iterations.",
+                f"max_iter={self.max_iter} iterations.",
                 RuntimeWarning,
                 stacklevel=3,
             )
