@@ -194,14 +194,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
             grad[j] = pen[j] * theta[j]
             pen_val += pen[j] * theta[j] * theta[j]
             theta_sq += theta[j] * theta[j]
-        i = 0
-        while i + 4 <= n:  # four rows at a time (each load and store of grad serves four)
-            four_axpy(A, i, i + 1, i + 2, i + 3, resid[i], resid[i + 1], resid[i + 2], resid[i + 3], grad, q)
-            i += 4
-        for rest in range(i, n):
-            r = resid[rest]
-            for j in range(q):
-                grad[j] += A[rest, j] * r
+        _add_combination(A, resid, grad)
         gnorm = 0.0
         done = True
         for j in range(q):
@@ -230,15 +223,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
         slope = 0.0
         for j in range(q):
             slope += grad[j] * step[j]
-        i = 0
-        while i + 4 <= n:  # four rows at a time (each load of step serves four)
-            dz[i], dz[i + 1], dz[i + 2], dz[i + 3] = four_dots(A, i, i + 1, i + 2, i + 3, step, q)
-            i += 4
-        for rest in range(i, n):
-            acc = 0.0
-            for j in range(q):
-                acc += A[rest, j] * step[j]
-            dz[rest] = acc
+        _dots(A, step, dz)
         f0 = f_loss + 0.5 * pen_val
         slack = 16.0 * _EPS * (abs(f0) + row_norm * math.sqrt(theta_sq))
         # Armijo backtracking from the full step
@@ -271,45 +256,52 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
     return max_iter, False, hessians
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _rows_times(G, A, out):
-    """``out = G A`` for a few rows ``G`` (m, n) and ``A`` (n, p), in compiled loops four
-    rows of ``A`` at a time (cheaper than a BLAS call at these sizes)."""
-    m, n = G.shape
-    p = A.shape[1]
-    for k in range(m):
-        o = out[k]
-        g = G[k]
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _add_combination(A, c, out):
+    """``out += A' c`` (``A`` (n, p)): the rows of ``A`` four at a time, so that each load
+    and store of ``out`` serves four (compiled loops: cheaper than a BLAS call at the sizes
+    of one problem)."""
+    n, p = A.shape
+    i = 0
+    while i + 4 <= n:
+        four_axpy(A, i, i + 1, i + 2, i + 3, c[i], c[i + 1], c[i + 2], c[i + 3], out, p)
+        i += 4
+    for r in range(i, n):
+        cr = c[r]
         for j in range(p):
-            o[j] = 0.0
-        i = 0
-        while i + 4 <= n:
-            four_axpy(A, i, i + 1, i + 2, i + 3, g[i], g[i + 1], g[i + 2], g[i + 3], o, p)
-            i += 4
-        for r in range(i, n):
-            c = g[r]
-            for j in range(p):
-                o[j] += c * A[r, j]
+            out[j] += A[r, j] * cr
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _times_rows(S, A, out):
-    """``out = S A'`` for a few rows ``S`` (m, p) and ``A`` (n, p): every row of ``A``
-    dotted with every row of ``S``, four rows of ``A`` at a time."""
-    m, p = S.shape
-    n = A.shape[0]
-    for k in range(m):
-        v = S[k]
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _dots(A, v, out):
+    """``out = A v`` (``A`` (n, p)): the rows of ``A`` four at a time, so that each load of
+    ``v`` serves four."""
+    n, p = A.shape
+    i = 0
+    while i + 4 <= n:
+        out[i], out[i + 1], out[i + 2], out[i + 3] = four_dots(A, i, i + 1, i + 2, i + 3, v, p)
+        i += 4
+    for r in range(i, n):
+        acc = 0.0
+        for j in range(p):
+            acc += A[r, j] * v[j]
+        out[r] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _rows_times(G, A, out):
+    """``out = G A`` for a few rows ``G`` (m, n) and ``A`` (n, p)."""
+    for k in range(G.shape[0]):
         o = out[k]
-        i = 0
-        while i + 4 <= n:
-            o[i], o[i + 1], o[i + 2], o[i + 3] = four_dots(A, i, i + 1, i + 2, i + 3, v, p)
-            i += 4
-        for r in range(i, n):
-            acc = 0.0
-            for j in range(p):
-                acc += A[r, j] * v[j]
-            o[r] = acc
+        o[:] = 0.0
+        _add_combination(A, G[k], o)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _times_rows(S, A, out):
+    """``out = S A'`` for a few rows ``S`` (m, p) and ``A`` (n, p)."""
+    for k in range(S.shape[0]):
+        _dots(A, S[k], out[k])
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
