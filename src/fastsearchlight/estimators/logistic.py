@@ -42,15 +42,16 @@ the slope, give or take a slack for the objective's rounding noise) so that it c
 from any start. Once a full step has shrunk the largest gradient component to at most 0.3 of
 the one before (the region of fast convergence), the next steps reuse that Hessian's factor
 (chord steps: a gradient and two triangular solves, no new Hessian) for as long as each full
-step keeps shrinking it so. A problem stops
-once its largest absolute gradient component is ``<= tol``, after one last Newton step with
-a new Hessian (which, being inside the region of quadratic convergence, takes it to
-rounding level), or
-when a step no longer changes its parameters; problems still running after ``max_iter``
-iterations raise a ``RuntimeWarning``. Every fold starts from zero (starting from the
-previous fold's optimum took more iterations on the benchmark workloads: 12.9 against 10.7
-per problem on the Haxby-sized KFold(4) data at 10 mm, 8.9 against 7.8 on run-wise betas;
-from the same fold's optimum on the neighbouring sphere, 14.5 against 11.2 at 10 mm).
+step keeps shrinking it so. A problem stops once its largest absolute gradient component is
+``<= tol``, after one last Newton step with a new Hessian (which, being inside the region of
+quadratic convergence, takes it to rounding level), or when a step no longer changes its
+parameters; problems still running after ``max_iter`` iterations raise a
+``RuntimeWarning``. Every fold starts from zero, except in the basis of its training rows
+(below), where it starts from its optimal predictors on the sphere before when that sphere
+shares at least half the voxels. Other starts took more iterations on the benchmark
+workloads: the previous fold's optimum 12.9 against 10.7 per problem on the Haxby-sized
+KFold(4) data at 10 mm, 8.9 against 7.8 on run-wise betas; the same fold's optimum on the
+neighbouring sphere, in the features, 14.5 against 11.2 at 10 mm.
 
 More features than training samples: the optimal weights are combinations of the training
 rows (the gradients of the loss and of the penalty are; with an intercept, of the rows

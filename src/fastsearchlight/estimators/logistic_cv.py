@@ -27,8 +27,8 @@ Every problem is strictly convex, so its minimiser is unique. Each is solved in 
 compiled kernel (:func:`._logistic_cv_kernel.logistic_cv_block`), sphere by sphere from the
 voxel-major data, with the interpreter lock released: Newton's method (exact Hessian by
 ``syrk``, Cholesky, Armijo backtracking, and chord steps reusing an earlier factor near the
-optimum; the binary solver of :mod:`._logistic_kernel`, the penalty on every coordinate) on the objective divided by ``C * n_train`` (mean log-loss plus
-``|w|^2 / (2 C n_train)``). A problem stops once every gradient component is below ``tol``
+optimum; the binary solver of :mod:`._logistic_kernel`, the penalty on every coordinate) on
+the objective divided by ``C * n_train`` (mean log-loss plus ``|w|^2 / (2 C n_train)``). A problem stops once every gradient component is below ``tol``
 times its feature's scale (after one last Newton step, which takes it to rounding level):
 the exact optimum, where liblinear stops at its tolerance (``tol=1e-4`` by default), so
 decisions agree with a tightly solved liblinear. Within an inner fold the ``C`` are solved
