@@ -13,6 +13,7 @@ row, with or without permutations::
 
     python benchmarks/profile_kernels.py --row W3 --spheres 3000 --permutations 16
     python benchmarks/profile_kernels.py --row W1-12 --spheres 300
+    python benchmarks/profile_kernels.py --row W1-10 --spheres 5000 --estimator lda
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _prepare(row: str) -> tuple:
     return img, mask, y, groups, cv, radius
 
 
-def _fit(data: tuple, n_spheres: int, n_permutations: int) -> None:
+def _fit(data: tuple, n_spheres: int, n_permutations: int, estimator: str = "svc") -> None:
     """One fit (n_jobs=1) of ``n_spheres`` neighbouring spheres (consecutive in the mask)."""
     import nibabel as nib
     import numpy as np
@@ -104,7 +105,7 @@ def _fit(data: tuple, n_spheres: int, n_permutations: int) -> None:
     block[tuple(ijk[start : start + n_spheres].T)] = 1
     options = {"permute": "blocks"} if groups is not None and n_permutations else {}
     SearchLight(
-        estimator="svc", mask_img=mask, process_mask_img=nib.Nifti1Image(block, mask.affine),
+        estimator=estimator, mask_img=mask, process_mask_img=nib.Nifti1Image(block, mask.affine),
         radius=radius, cv=cv, n_permutations=n_permutations, n_jobs=1, random_state=0, **options,
     ).fit(img, y, groups=groups)  # fmt: skip
 
@@ -117,24 +118,25 @@ def main(argv=None) -> int:
     parser.add_argument("--spheres", type=int, default=2000)
     parser.add_argument("--permutations", type=int, default=0)
     parser.add_argument("--top", type=int, default=25, help="functions to print")
+    parser.add_argument("--estimator", default="svc", help="the searchlight's estimator (default svc)")
     args = parser.parse_args(argv)
     # compile here, not from the cache: only code compiled in this process can be named
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastsearchlight-profile-")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     data = _prepare(args.row)
     print("compiling (a small fit)...", flush=True)
-    _fit(data, 20, min(args.permutations, 2))
+    _fit(data, 20, min(args.permutations, 2), args.estimator)
     n = write_perf_map(compiled_dispatchers())
     print(f"{n} compiled functions named in /tmp/perf-{os.getpid()}.map", flush=True)
     record = Path(tempfile.mkdtemp(prefix="fastsearchlight-perf-")) / "perf.data"
     perf = subprocess.Popen(["perf", "record", "-F", "2000", "-o", str(record), "-p", str(os.getpid())])
     time.sleep(1.0)  # perf attaches
     t0 = time.perf_counter()
-    _fit(data, args.spheres, args.permutations)
+    _fit(data, args.spheres, args.permutations, args.estimator)
     seconds = time.perf_counter() - t0
     perf.send_signal(signal.SIGINT)
     perf.wait()
-    print(f"profiled fit: {seconds:.1f} s ({args.row}, {args.spheres} spheres, "
+    print(f"profiled fit: {seconds:.1f} s ({args.estimator}, {args.row}, {args.spheres} spheres, "
           f"{args.permutations} permutations, n_jobs=1)")  # fmt: skip
     report = subprocess.run(
         ["perf", "report", "-i", str(record), "--no-children", "--sort", "sym", "--stdio"],
