@@ -7,6 +7,7 @@ from fastsearchlight.estimators._lapack import (
     cholesky_upper,
     gram_into,
     matmul_into,
+    syrk_rows_upper,
     syrk_upper,
 )
 
@@ -51,6 +52,26 @@ def test_syrk_upper_matches_numpy(k):
     syrk_upper(X, G, 1.0, -2.0)  # alpha: G - 2 X^T X
     np.testing.assert_allclose(np.triu(G), np.triu(-0.5 * X.T @ X), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((7, 7), 3.0), -1))
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 0), (0, 1), (5, 59), (0, 64)])
+def test_syrk_rows_upper_matches_numpy_on_column_blocks(lo, hi):
+    rng = np.random.default_rng(hi)
+    X = rng.standard_normal((9, 64))  # voxel-major: the block is columns lo:hi
+    A = X[:, lo:hi]
+    G = np.full((9, 9), 3.0)
+    syrk_rows_upper(A, G, 0.0)
+    np.testing.assert_allclose(np.triu(G), np.triu(A @ A.T), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((9, 9), 3.0), -1))
+    syrk_rows_upper(A, G, 0.5)
+    np.testing.assert_allclose(np.triu(G), np.triu(1.5 * A @ A.T), rtol=1e-12, atol=1e-12)
+
+
+def test_syrk_rows_upper_rejects_strided_entries():
+    with pytest.raises(ValueError, match="contiguous"):
+        syrk_rows_upper(np.ones((4, 10))[:, ::2], np.empty((4, 4)), 0.0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        syrk_rows_upper(np.ones((4, 10)), np.empty((4, 8))[:, ::2], 0.0)
 
 
 @pytest.mark.parametrize("m, k, n", [(4, 41, 216), (1, 1, 1), (3, 0, 2), (5, 7, 1)])

@@ -8,6 +8,7 @@ from sklearn.model_selection import KFold, ShuffleSplit
 from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 from fastsearchlight.cv import make_cv_plan
+from fastsearchlight.estimators._ridge_kernel import gather_rows, order_runs
 from fastsearchlight.estimators.ridge import BatchedRidgeClassifier
 
 
@@ -120,3 +121,25 @@ def test_voxel_major_spheres_and_several_label_vectors(n_features, n_classes, ra
         for a, b, p in zip(folds, dec, pred):
             assert a.shape == b.shape
             assert_decisions_match(a, b, p)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [np.arange(10), np.array([3, 4, 5, 0, 1, 2, 9, 6, 7, 8]), np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])],
+)
+@pytest.mark.parametrize("centre", [True, False])
+def test_gather_rows_reads_each_sphere_in_block_order(order, centre):
+    runs = order_runs(order)
+    assert runs[:, 2].sum() == len(order)
+    if np.array_equal(order, np.arange(10)):
+        assert len(runs) == 1
+    rng = np.random.default_rng(0)
+    Xv = 1e4 + rng.standard_normal((6, 10))
+    rows = np.array([4, 0, 5])
+    Xt, mu = np.full((3, 10), np.nan), np.full(3, np.nan)
+    gather_rows(Xv, rows, runs, Xt, centre, mu)
+    expected = Xv[rows][:, order]
+    if centre:
+        np.testing.assert_allclose(mu, expected.mean(axis=1), rtol=1e-14)
+        expected = expected - expected.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(Xt, expected, rtol=1e-12, atol=1e-10)

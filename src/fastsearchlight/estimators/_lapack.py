@@ -38,6 +38,7 @@ __all__ = [
     "inverse_upper",
     "matmul_into",
     "reciprocal_condition_upper",
+    "syrk_rows_upper",
     "syrk_upper",
     "triangular_solve_rows",
 ]
@@ -119,6 +120,37 @@ def syrk_upper(X, G, beta, alpha=1.0):
     scalars[1] = beta
     _dsyrk(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
            args[3:].ctypes.data, scalars[0:].ctypes.data, X.ctypes.data, args[2:].ctypes.data,
+           scalars[1:].ctypes.data, G.ctypes.data, args[2:].ctypes.data)  # fmt: skip
+
+
+@njit(cache=True)
+def syrk_rows_upper(A, G, beta):
+    """``G = A A^T + beta G`` on the upper triangle of ``G`` (C-contiguous ``(d, d)``), for
+    ``A`` ``(d, k)`` with contiguous rows (a C-ordered matrix or a block of its columns: the
+    products of the rows of a voxel-major block); the lower triangle is left as it was."""
+    d, k = A.shape
+    if not _c_contiguous(G) or G.shape[0] != d or G.shape[1] != d:
+        raise ValueError("syrk_rows_upper needs a C-contiguous (d, d) result")
+    lda = _row_stride(A)
+    if lda < 0:
+        raise ValueError("syrk_rows_upper needs rows with contiguous entries")
+    if k == 0 or d == 0:
+        for r in range(d):
+            for c in range(r, d):
+                G[r, c] = 0.0 if beta == 0.0 else beta * G[r, c]
+        return
+    # in Fortran order the memory of A is A^T (k, d), with leading dimension lda
+    args = np.empty(5, dtype=np.int32)
+    args[0] = _LOWER
+    args[1] = _TRANSPOSE
+    args[2] = d
+    args[3] = k
+    args[4] = lda
+    scalars = np.empty(2)
+    scalars[0] = 1.0
+    scalars[1] = beta
+    _dsyrk(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
+           args[3:].ctypes.data, scalars[0:].ctypes.data, A.ctypes.data, args[4:].ctypes.data,
            scalars[1:].ctypes.data, G.ctypes.data, args[2:].ctypes.data)  # fmt: skip
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from ..cv import CVPlan
-from ._lapack import cholesky_upper, gram_into
+from ._lapack import cholesky_upper, gram_into, syrk_rows_upper
 from ._triangular import solve_upper
 
 __all__ = ["RoleBlocks", "ridge_block", "role_blocks"]
@@ -50,6 +50,11 @@ class RoleBlocks:
         Per fold, the block-order positions of its test samples in plan order, padded
         with 0.
     n_test : ndarray of int64 (n_folds,)
+    runs : ndarray of int64 (n_runs, 3)
+        ``order`` as runs of consecutive samples: ``(first sample, first position,
+        length)`` (:func:`order_runs`).
+    test_span : ndarray of int64 (n_folds, 2)
+        Per fold, the first and one past the last block-order position of its test samples.
     """
 
     def __init__(self, order, bounds, used, fold_blocks, subtract, n_train, test_pos, n_test) -> None:
@@ -61,6 +66,32 @@ class RoleBlocks:
         self.n_train = n_train
         self.test_pos = test_pos
         self.n_test = n_test
+        self.runs = order_runs(order)
+        self.test_span = np.zeros((len(n_test), 2), dtype=np.int64)
+        for f, k in enumerate(n_test):
+            if k:
+                self.test_span[f] = test_pos[f, :k].min(), test_pos[f, :k].max() + 1
+
+
+def order_runs(order: np.ndarray) -> np.ndarray:
+    """A sample order as runs of consecutive samples, ``(first sample, first position,
+    length)`` per run (one run when the order is the identity), so that gathering a voxel's
+    samples in that order copies contiguous pieces.
+
+    Parameters
+    ----------
+    order : ndarray of int (n,)
+
+    Returns
+    -------
+    ndarray of int64 (n_runs, 3)
+    """
+    order = np.asarray(order, dtype=np.int64)
+    if not len(order):
+        return np.zeros((0, 3), dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, np.diff(order) != 1])
+    lengths = np.diff(np.r_[starts, len(order)])
+    return np.column_stack([order[starts], starts, lengths]).astype(np.int64)
 
 
 def role_blocks(plan: CVPlan) -> RoleBlocks:
@@ -154,26 +185,38 @@ def block_products(X, bounds, b, grams, sums):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def fold_sum(total, parts, blocks, subtract, out):
+    """A fold's vector ``out`` from the role blocks' ``parts`` (see :func:`fold_products`)."""
+    if subtract:
+        out[:] = total
+    else:
+        out[:] = 0.0
+    for b in blocks:
+        if b < 0:
+            break
+        if subtract:
+            out -= parts[b]
+        else:
+            out += parts[b]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def fold_products(total_g, total_s, grams, sums, blocks, subtract, G, s):
     """A fold's cross-products ``G`` and sums ``s`` from the role blocks ``blocks`` (ended by
     -1): the totals minus those blocks when ``subtract``, else the blocks' sum. Shared by the
     LDA and ridge kernels."""
     if subtract:
         G[:] = total_g
-        s[:] = total_s
-        for b in blocks:
-            if b < 0:
-                break
-            G -= grams[b]
-            s -= sums[b]
     else:
         G[:] = 0.0
-        s[:] = 0.0
-        for b in blocks:
-            if b < 0:
-                break
+    for b in blocks:
+        if b < 0:
+            break
+        if subtract:
+            G -= grams[b]
+        else:
             G += grams[b]
-            s += sums[b]
+    fold_sum(total_s, sums, blocks, subtract, s)
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -199,16 +242,60 @@ def _cholesky_solve(A, R):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def gather_rows(Xv, rows, runs, Xt, centre, mu):
+    """The sphere's samples voxel-major, ``Xt[j, i] = Xv[rows[j], order[i]]`` (samples in
+    the order of their role in the folds, given as the runs of :func:`order_runs`: each
+    voxel's row is copied in contiguous pieces); when ``centre``, each row shifted by its
+    mean over all samples, kept in ``mu`` (with an intercept, an exact reparametrisation
+    that removes the raw values' common offset)."""
+    p, n = Xt.shape
+    for j in range(p):
+        v = rows[j]
+        m = 0.0
+        if centre:
+            acc = 0.0
+            for i in range(n):
+                acc += Xv[v, i]
+            m = acc / n
+            mu[j] = m
+        for k in range(runs.shape[0]):
+            src, dst, length = runs[k, 0], runs[k, 1], runs[k, 2]
+            # (1-d slices: numba's loops over offset 2-d indices did not vectorise)
+            into = Xt[j, dst : dst + length]
+            fro = Xv[v, src : src + length]
+            for i in range(length):
+                into[i] = fro[i] - m
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def block_products_rows(Xt, bounds, b, grams, sums):
+    """Block ``b``'s samples ``Xt[:, bounds[b]:bounds[b + 1]]`` (voxel-major): the upper
+    triangle of their cross-products into ``grams[b]`` (BLAS's ``syrk``) and their sums into
+    ``sums[b]``; returns the block."""
+    lo, hi = bounds[b], bounds[b + 1]
+    Xb = Xt[:, lo:hi]
+    syrk_rows_upper(Xb, grams[b], 0.0)
+    for j in range(Xt.shape[0]):
+        row = Xt[j, lo:hi]
+        acc = 0.0
+        for i in range(hi - lo):
+            acc += row[i]
+        sums[b, j] = acc
+    return Xb
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def ridge_block(
-    Xv, vox, order, bounds, used, fold_blocks, subtract, n_train, test_pos, n_test, targets, alpha,
-    fit_intercept,
+    Xv, vox, runs, bounds, used, fold_blocks, subtract, n_train, test_pos, n_test, test_span,
+    targets, alpha, fit_intercept,
 ):  # fmt: skip
     """Ridge decisions of every fold on its test samples, for a block of spheres.
 
-    Sphere by sphere: its samples gathered from the data in block order (centred on
-    their mean with an intercept), the cross-products and target products of each used
-    role block, and per fold the training normal equations (centred on the training mean
-    with an intercept), their Cholesky solution and the test decisions.
+    Sphere by sphere: its samples gathered voxel-major from the data in block order
+    (centred on their mean with an intercept), the cross-products and target products of
+    each used role block, and per fold the training normal equations (centred on the
+    training mean with an intercept; their upper triangle), their Cholesky solution and
+    the test decisions.
 
     Parameters
     ----------
@@ -216,7 +303,7 @@ def ridge_block(
         Voxel-major data (float64, C-contiguous).
     vox : ndarray of int64 (B, p)
         Each sphere's rows of ``Xv``.
-    order, bounds, used, fold_blocks, subtract, n_train, test_pos, n_test
+    runs, bounds, used, fold_blocks, subtract, n_train, test_pos, n_test, test_span
         As :class:`RoleBlocks`.
     targets : ndarray (n, Q)
         Targets of every problem, samples in block order.
@@ -235,67 +322,120 @@ def ridge_block(
     F = fold_blocks.shape[0]
     nb = bounds.shape[0] - 1
     out = np.zeros((B, F, test_pos.shape[1], Q))
-    Xs = np.empty((n, p))
+    Xt = np.empty((p, n))
+    Yt = np.ascontiguousarray(targets.T)  # (Q, n)
     grams = np.zeros((nb, p, p))
-    xy = np.zeros((nb, p, Q))
+    xy = np.zeros((nb, Q, p))  # each block's products X'Y, transposed
     sx = np.zeros((nb, p))
     sy = np.zeros((nb, Q))
-    total_g = np.empty((p, p))
-    total_xy = np.empty((p, Q))
+    total_g = np.zeros((p, p))
+    total_xy = np.empty((Q, p))
     total_x = np.empty(p)
-    total_y = np.empty(Q)
+    total_y = np.zeros(Q)
     for b in used:
         for q in range(Q):
             acc = 0.0
             for i in range(bounds[b], bounds[b + 1]):
-                acc += targets[i, q]
+                acc += Yt[q, i]
             sy[b, q] = acc
-    total_y[:] = 0.0
-    for b in used:
-        total_y += sy[b]
-    A = np.empty((p, p))
-    R = np.empty((p, Q))
+            total_y[q] += acc
+    A = np.zeros((p, p))
+    Rt = np.empty((Q, p))
     mu = np.empty(p)
     ybar = np.empty(Q)
+    inv = np.empty(p)
+    dspan = np.empty(n)
     for sph in range(B):
-        gather_sphere(Xv, vox[sph], order, Xs, fit_intercept, mu)
-        total_g[:, :] = 0.0
+        gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu)
         total_xy[:, :] = 0.0
         total_x[:] = 0.0
-        for b in used:
-            Xb = block_products(Xs, bounds, b, grams, sx)
-            xy[b] = np.dot(Xb.T, targets[bounds[b] : bounds[b + 1]])
-            total_g += grams[b]
+        for k in range(used.shape[0]):
+            b = used[k]
+            lo, hi = bounds[b], bounds[b + 1]
+            block_products_rows(Xt, bounds, b, grams, sx)
+            if k == 0:
+                total_g[:, :] = grams[b]
+            else:
+                total_g += grams[b]
+            for q in range(Q):
+                yq = Yt[q, lo:hi]
+                for r in range(p):
+                    xr = Xt[r, lo:hi]
+                    acc = 0.0
+                    for i in range(hi - lo):
+                        acc += xr[i] * yq[i]
+                    xy[b, q, r] = acc
             total_xy += xy[b]
             total_x += sx[b]
         for f in range(F):
-            fold_products(total_g, total_x, grams, sx, fold_blocks[f], subtract[f], A, mu)
-            fold_products(total_xy, total_y, xy, sy, fold_blocks[f], subtract[f], R, ybar)
+            blocks, sub = fold_blocks[f], subtract[f]
+            fold_products(total_xy, total_y, xy, sy, blocks, sub, Rt, ybar)
+            fold_sum(total_x, sx, blocks, sub, mu)
+            nf = n_train[f]
             if fit_intercept:
                 # about the training mean: A - s s' / n, X'Y - s ybar'
-                nf = n_train[f]
                 for j in range(p):
                     mu[j] /= nf
                 for q in range(Q):
                     ybar[q] /= nf
-                for r in range(p):
-                    for c in range(p):
-                        A[r, c] -= nf * mu[r] * mu[c]
-                    for q in range(Q):
-                        R[r, q] -= nf * mu[r] * ybar[q]
-            for j in range(p):
-                A[j, j] += alpha
-            _cholesky_solve(A, R)
-            for t in range(n_test[f]):
-                x = Xs[test_pos[f, t]]
+                    for j in range(p):
+                        Rt[q, j] -= nf * mu[j] * ybar[q]
+            _fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, alpha, A)
+            if cholesky_upper(A, A):
+                for i in range(p):
+                    inv[i] = 1.0 / A[i, i]
                 for q in range(Q):
-                    acc = 0.0
-                    if fit_intercept:
-                        for j in range(p):
-                            acc += (x[j] - mu[j]) * R[j, q]
-                        acc += ybar[q]
-                    else:
-                        for j in range(p):
-                            acc += x[j] * R[j, q]
-                    out[sph, f, t, q] = acc
+                    solve_upper(A, inv, p, Rt[q], Rt[q])
+            else:  # not positive definite to rounding (LAPACK stopped): LU
+                _fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, alpha, A)
+                for r in range(p):
+                    for c in range(r):
+                        A[r, c] = A[c, r]
+                Rt[:, :] = np.linalg.solve(A, Rt.T).T
+            # decisions of the samples spanning the fold's test positions, voxel by voxel
+            lo, hi = test_span[f, 0], test_span[f, 1]
+            for q in range(Q):
+                base = ybar[q] if fit_intercept else 0.0
+                if fit_intercept:
+                    for j in range(p):
+                        base -= mu[j] * Rt[q, j]
+                for i in range(hi - lo):
+                    dspan[i] = base
+                for j in range(p):
+                    r = Rt[q, j]
+                    xj = Xt[j, lo:hi]
+                    for i in range(hi - lo):
+                        dspan[i] += xj[i] * r
+                for t in range(n_test[f]):
+                    out[sph, f, t, q] = dspan[test_pos[f, t] - lo]
     return out
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _fold_matrix(total_g, grams, blocks, subtract, nf, mu, alpha, A):
+    """A fold's normal equations ``A = G - nf mu mu' + alpha I`` in one pass, row by row,
+    with ``G`` the fold's cross-products from the role blocks (see :func:`fold_products`)
+    and ``mu`` its training mean (``nf = 0`` without an intercept). Only the upper
+    triangles of the products need hold them (BLAS's ``syrk``): so does ``A``'s. Whole rows
+    are written (full rows vectorise; rows cut at the diagonal took three times longer)."""
+    p = A.shape[0]
+    for r in range(p):
+        if subtract:
+            for c in range(p):
+                A[r, c] = total_g[r, c]
+        else:
+            for c in range(p):
+                A[r, c] = 0.0
+        for b in blocks:
+            if b < 0:
+                break
+            if subtract:
+                for c in range(p):
+                    A[r, c] -= grams[b, r, c]
+            else:
+                for c in range(p):
+                    A[r, c] += grams[b, r, c]
+        nm = nf * mu[r]
+        for c in range(p):
+            A[r, c] -= nm * mu[c]
+        A[r, r] += alpha

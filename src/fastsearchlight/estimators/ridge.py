@@ -110,8 +110,8 @@ class BatchedRidgeClassifier(BatchedClassifier):
         n_problems = targets.shape[1] // len(ys)
         dec = ridge_block(
             np.ascontiguousarray(Xv, dtype=np.float64), np.ascontiguousarray(vox, dtype=np.int64),
-            rb.order, rb.bounds, rb.used, rb.fold_blocks, rb.subtract, rb.n_train, rb.test_pos,
-            rb.n_test, np.ascontiguousarray(targets[rb.order]), float(self.alpha),
+            rb.runs, rb.bounds, rb.used, rb.fold_blocks, rb.subtract, rb.n_train, rb.test_pos,
+            rb.n_test, rb.test_span, np.ascontiguousarray(targets[rb.order]), float(self.alpha),
             bool(self.fit_intercept),
         )  # fmt: skip
         out = []
