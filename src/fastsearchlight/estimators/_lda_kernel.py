@@ -18,7 +18,7 @@ from numba import njit
 
 from ..cv import CVPlan
 from ._fold_statistics import FoldBlocks
-from ._ridge_kernel import _cholesky_solve, block_products, fold_products
+from ._ridge_kernel import _cholesky_solve, accumulate, block_products, fold_products
 
 __all__ = ["lda_block", "lda_layout"]
 
@@ -137,17 +137,20 @@ def lda_block(
     rhs = np.empty((p, nk))
     coef = np.empty((p, K))
     icpt = np.empty(K)
+    first = np.empty(C, dtype=np.bool_)
+    tot_g[:, :, :] = 0.0  # (classes without training blocks)
+    tot_s[:, :] = 0.0
     for sph in range(B):
         rows = vox[sph]
         _gather_centred(Xv, rows, order, class_bounds, U, ref)
         for c in range(C):
-            tot_g[c] = 0.0
-            tot_s[c] = 0.0
-        for b in used:
-            block_products(U, bounds, b, grams, sums)
+            first[c] = True
+        for b in used:  # (the upper triangles only: all that is read of them)
+            block_products(U, bounds, b, grams, sums, False)
             c = block_class[b]
-            tot_g[c] += grams[b]
-            tot_s[c] += sums[b]
+            accumulate(tot_g[c], grams[b], first[c])
+            accumulate(tot_s[c], sums[b], first[c])
+            first[c] = False
         for f in range(F):
             pooled[:, :] = 0.0
             diag_add[:] = 0.0
@@ -178,17 +181,19 @@ def lda_block(
                         for j in range(p):
                             wm[j] = w[j] * m[j]
                             wmm += wm[j] * m[j]
+                        # sum_rk w_r G_rk^2 w_k and wm' G wm from the upper triangle
                         gg = 0.0
                         gm = 0.0
                         for r in range(p):
+                            g, wk, wmk = G[r, r + 1 :], w[r + 1 :], wm[r + 1 :]
                             a1 = 0.0
                             a2 = 0.0
-                            for k in range(p):
-                                g = G[r, k]
-                                a1 += g * g * w[k]
-                                a2 += g * wm[k]
-                            gg += a1 * w[r]
-                            gm += a2 * wm[r]
+                            for k in range(p - r - 1):
+                                a1 += g[k] * g[k] * wk[k]
+                                a2 += g[k] * wmk[k]
+                            grr = G[r, r]
+                            gg += (2.0 * a1 + grr * grr * w[r]) * w[r]
+                            gm += (2.0 * a2 + grr * wm[r]) * wm[r]
                         delta_ = gg * inv_n * inv_n - 2.0 * inv_n * gm + wmm * wmm
                         delta = (delta_ - p * mu * mu) / p
                         fourth = 0.0
@@ -242,7 +247,7 @@ def lda_block(
             _rhs(means, ref, keep, rhs)
             _cholesky_solve(pooled, rhs)
             _coefficients(rhs, means, ref, log_prior[f], coef, icpt)
-            _test_decisions(Xv, rows, order, test_pos[f], n_test[f], ref, coef, icpt, raw0, out[sph, f])
+            _test_decisions(U, class_bounds, test_pos[f], n_test[f], ref, coef, icpt, raw0, out[sph, f])
     return out
 
 
@@ -265,17 +270,23 @@ def _gather_centred(Xv, rows, order, class_bounds, U, ref):
     """A sphere's samples ``U`` (n, p) in block order, each relative to the reference
     (first) sample of its class, stored in ``ref`` (n_classes, p)."""
     n, p = U.shape
-    for i in range(n):
-        src = order[i]
-        for j in range(p):
-            U[i, j] = Xv[rows[j], src]
+    for j0 in range(0, p, 8):  # eight voxels' rows read together, each sample's run written
+        width = min(8, p - j0)
+        for i in range(n):
+            src = order[i]
+            u = U[i, j0 : j0 + width]
+            for k in range(width):
+                u[k] = Xv[rows[j0 + k], src]
     for c in range(ref.shape[0]):
         lo, hi = class_bounds[c], class_bounds[c + 1]
+        r = ref[c]
+        u0 = U[lo]
         for j in range(p):
-            ref[c, j] = U[lo, j]
+            r[j] = u0[j]
         for i in range(lo, hi):
+            u = U[i]
             for j in range(p):
-                U[i, j] -= ref[c, j]
+                u[j] -= r[j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -317,13 +328,19 @@ def _coefficients(sol, means, ref, log_prior, coef, icpt):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _test_decisions(Xv, rows, order, test_pos, n_test, ref, coef, icpt, raw0, out):
-    """``(x - ref[0]) . coef + icpt`` of a fold's test samples into ``out`` (max_test, K)."""
+def _test_decisions(U, class_bounds, test_pos, n_test, ref, coef, icpt, raw0, out):
+    """``(x - ref[0]) . coef + icpt`` of a fold's test samples into ``out`` (max_test, K),
+    from the sphere's class-centred samples ``U`` (``x - ref[0] = U[i] + ref[c] - ref[0]``
+    for a sample of class ``c``)."""
     p, K = coef.shape
     for t in range(n_test):
-        src = order[test_pos[t]]
+        i = test_pos[t]
+        c = 0
+        while i >= class_bounds[c + 1]:
+            c += 1
+        u = U[i]
         for j in range(p):
-            raw0[j] = Xv[rows[j], src] - ref[0, j]
+            raw0[j] = u[j] + (ref[c, j] - ref[0, j])
         for k in range(K):
             acc = icpt[k]
             for j in range(p):
@@ -511,5 +528,5 @@ def lda_sample_block(
             _cholesky_solve(M, t)
             rhs -= np.dot(ZD.T, t)
             _coefficients(rhs, means, ref, log_prior[f], coef, icpt)
-            _test_decisions(Xv, rows, order, test_pos[f], n_test[f], ref, coef, icpt, raw0, out[sph, f])
+            _test_decisions(U, class_bounds, test_pos[f], n_test[f], ref, coef, icpt, raw0, out[sph, f])
     return out, fallback
