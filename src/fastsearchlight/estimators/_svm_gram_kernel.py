@@ -336,9 +336,9 @@ def _remove(idx, na, r, U, inv, v):
     for i in range(m):
         v[i] = gone[i]
     for i in range(r):
-        row = U[i]
-        for c in range(r, na - 1):
-            row[c] = row[c + 1]
+        row = U[i, r:na]
+        for c in range(na - 1 - r):  # (a slice from 0: numba's loops from a variable start
+            row[c] = row[c + 1]  # did not vectorise)
     for i in range(r + 1, na):
         dst = U[i - 1, i - 1 : na - 1]
         src = U[i, i:na]
@@ -461,10 +461,11 @@ def _factor_active(K, half, idx, na, U, inv):
     factored in place."""
     for r in range(na):
         Kr = K[idx[r]]
-        Ur = U[r]
-        for c in range(r, na):
-            Ur[c] = Kr[idx[c]]
-        Ur[r] += half
+        Ur = U[r, r:na]
+        cols = idx[r:na]
+        for c in range(na - r):  # (from 0: loops from a variable start were slower)
+            Ur[c] = Kr[cols[c]]
+        Ur[0] += half
 
 
 @njit(cache=True, fastmath=_FASTMATH)
