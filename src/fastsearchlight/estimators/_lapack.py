@@ -97,30 +97,42 @@ def cholesky_upper(H, R):
 
 
 @njit(cache=True)
+def _syrk(A, lda, transpose, d, k, G, alpha, beta):
+    """BLAS's ``syrk`` on the upper triangle of the C-contiguous ``(d, d)`` ``G``: ``G = alpha
+    S + beta G`` with ``S`` the ``d x d`` product of the ``k`` rows (columns when
+    ``transpose``) held in ``A``'s memory, read in Fortran order with leading dimension
+    ``lda``. With ``k = 0`` the triangle is only scaled (``beta = 0`` sets it, whatever it
+    held, as BLAS does)."""
+    if k == 0 or d == 0:
+        for r in range(d):
+            for c in range(r, d):
+                G[r, c] = 0.0 if beta == 0.0 else beta * G[r, c]
+        return
+    args = np.empty(5, dtype=np.int32)
+    args[0] = _LOWER
+    args[1] = _TRANSPOSE if transpose else _NO_TRANSPOSE
+    args[2] = d
+    args[3] = k
+    args[4] = lda
+    scalars = np.empty(2)
+    scalars[0] = alpha
+    scalars[1] = beta
+    _dsyrk(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
+           args[3:].ctypes.data, scalars[0:].ctypes.data, A.ctypes.data, args[4:].ctypes.data,
+           scalars[1:].ctypes.data, G.ctypes.data, args[2:].ctypes.data)  # fmt: skip
+
+
+@njit(cache=True)
 def syrk_upper(X, G, beta, alpha=1.0):
     """``G = alpha X^T X + beta G`` on the upper triangle of ``G`` (C-contiguous ``(d, d)``),
     for the rows of ``X`` (C-contiguous ``(k, d)``); the lower triangle is left as it was."""
     k, d = X.shape
     if not _c_contiguous(G):
         raise ValueError("syrk_upper needs a C-contiguous result")
-    if k == 0:  # (beta = 0 sets the triangle, whatever it held, as BLAS does)
-        for r in range(d):
-            for c in range(r, d):
-                G[r, c] = 0.0 if beta == 0.0 else beta * G[r, c]
-        return
-    if not _c_contiguous(X):
+    if k > 0 and not _c_contiguous(X):
         raise ValueError("syrk_upper needs C-contiguous rows")
-    args = np.empty(4, dtype=np.int32)
-    args[0] = _LOWER
-    args[1] = _NO_TRANSPOSE
-    args[2] = d
-    args[3] = k
-    scalars = np.empty(2)
-    scalars[0] = alpha
-    scalars[1] = beta
-    _dsyrk(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
-           args[3:].ctypes.data, scalars[0:].ctypes.data, X.ctypes.data, args[2:].ctypes.data,
-           scalars[1:].ctypes.data, G.ctypes.data, args[2:].ctypes.data)  # fmt: skip
+    # in Fortran order the memory of X is X^T (d, k)
+    _syrk(X, max(d, 1), False, d, k, G, alpha, beta)
 
 
 @njit(cache=True)
@@ -134,24 +146,8 @@ def syrk_rows_upper(A, G, beta):
     lda = _row_stride(A)
     if lda < 0:
         raise ValueError("syrk_rows_upper needs rows with contiguous entries")
-    if k == 0 or d == 0:
-        for r in range(d):
-            for c in range(r, d):
-                G[r, c] = 0.0 if beta == 0.0 else beta * G[r, c]
-        return
     # in Fortran order the memory of A is A^T (k, d), with leading dimension lda
-    args = np.empty(5, dtype=np.int32)
-    args[0] = _LOWER
-    args[1] = _TRANSPOSE
-    args[2] = d
-    args[3] = k
-    args[4] = lda
-    scalars = np.empty(2)
-    scalars[0] = 1.0
-    scalars[1] = beta
-    _dsyrk(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
-           args[3:].ctypes.data, scalars[0:].ctypes.data, A.ctypes.data, args[4:].ctypes.data,
-           scalars[1:].ctypes.data, G.ctypes.data, args[2:].ctypes.data)  # fmt: skip
+    _syrk(A, max(lda, 1), True, d, k, G, 1.0, beta)
 
 
 @njit(cache=True)

@@ -253,9 +253,8 @@ def fold_products(total_g, total_s, grams, sums, blocks, subtract, G, s):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _cholesky_solve(A, R):
     """``R = A^-1 R`` in place for a symmetric positive definite ``A`` given by its upper
-    triangle (LAPACK's ``potrf``
-    called in place on a copy, :mod:`._lapack`; ``gesv`` when it fails), column by column of
-    ``R`` by the compiled solves of :mod:`._triangular`."""
+    triangle (LAPACK's ``potrf`` called in place on a copy, :mod:`._lapack`; ``gesv`` when it
+    fails), column by column of ``R`` by the compiled solves of :mod:`._triangular`."""
     p, k = R.shape
     F = np.empty((p, p))
     if not cholesky_upper(A, F):  # not positive definite to rounding: LU on the symmetric
@@ -384,8 +383,6 @@ def ridge_block(
     dspan = np.empty(n)
     for sph in range(B):
         gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu)
-        total_xy[:, :] = 0.0
-        total_x[:] = 0.0
         for k in range(used.shape[0]):
             b = used[k]
             lo, hi = bounds[b], bounds[b + 1]
@@ -399,8 +396,8 @@ def ridge_block(
                     for i in range(hi - lo):
                         acc += xr[i] * yq[i]
                     xy[b, q, r] = acc
-            total_xy += xy[b]
-            total_x += sx[b]
+            accumulate(total_xy, xy[b], k == 0)
+            accumulate(total_x, sx[b], k == 0)
         for f in range(F):
             blocks, sub = fold_blocks[f], subtract[f]
             fold_products(total_xy, total_y, xy, sy, blocks, sub, Rt, ybar)
