@@ -143,3 +143,48 @@ def test_gather_rows_reads_each_sphere_in_block_order(order, centre):
         np.testing.assert_allclose(mu, expected.mean(axis=1), rtol=1e-14)
         expected = expected - expected.mean(axis=1, keepdims=True)
     np.testing.assert_allclose(Xt, expected, rtol=1e-12, atol=1e-10)
+
+
+def test_kernel_falls_back_to_lu_when_the_normal_equations_are_not_positive_definite():
+    """A negative alpha (possible only by calling the kernel directly) makes every fold's
+    matrix indefinite: Cholesky stops and the LU fallback must solve the full symmetric
+    system rebuilt from the upper triangles."""
+    from fastsearchlight.estimators._ridge_kernel import ridge_block, role_blocks
+
+    rng = np.random.default_rng(3)
+    n, p, alpha = 40, 5, -30.0
+    X = 100.0 + rng.standard_normal((n, p))
+    y = np.repeat([0, 1], n // 2)
+    plan = make_cv_plan(KFold(4), y)
+    rb = role_blocks(plan)
+    targets = np.where(y == 1, 1.0, -1.0)[:, None]
+    dec = ridge_block(
+        np.ascontiguousarray(X.T), np.arange(p, dtype=np.int64)[None], rb.runs, rb.bounds, rb.used,
+        rb.fold_blocks, rb.subtract, rb.n_train, rb.test_pos, rb.n_test, rb.test_span,
+        np.ascontiguousarray(targets[rb.order]), alpha, True,
+    )  # fmt: skip
+    for f, (tr, te) in enumerate(zip(plan.train_indices, plan.test_indices)):
+        mu, ybar = X[tr].mean(axis=0), targets[tr].mean(axis=0)
+        Xc = X[tr] - mu
+        A = Xc.T @ Xc + alpha * np.eye(p)
+        assert np.linalg.eigvalsh(A).min() < 0  # the fallback is what is tested
+        coef = np.linalg.solve(A, Xc.T @ (targets[tr] - ybar))
+        expected = (X[te] - mu) @ coef + ybar
+        np.testing.assert_allclose(dec[0, f, : len(te)], expected, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("definite", [True, False])
+def test_cholesky_solve_reads_only_the_upper_triangle(definite):
+    """The LDA kernel hands over matrices whose lower triangle is not kept: both the
+    Cholesky path and the LU fallback (indefinite matrices) must solve the symmetric matrix
+    of the upper triangle."""
+    from fastsearchlight.estimators._ridge_kernel import _cholesky_solve
+
+    rng = np.random.default_rng(4)
+    B = rng.standard_normal((6, 6))
+    S = B @ B.T + np.eye(6) if definite else B + B.T
+    R = rng.standard_normal((6, 2))
+    A = np.triu(S) + np.tril(np.full((6, 6), 1e3), -1)
+    out = R.copy()
+    _cholesky_solve(A, out)
+    np.testing.assert_allclose(out, np.linalg.solve(S, R), rtol=1e-10, atol=1e-10)
