@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastsearchlight.estimators._rows import four_axpy, four_dots, next_four
+from fastsearchlight.estimators._rows import four_axpy, four_dots, gather_samples, next_four
 
 
 @pytest.mark.parametrize("d", [0, 1, 5, 76])
@@ -35,3 +35,16 @@ def test_next_four_finds_the_selected_positions_in_order_then_the_missing_ones()
     assert next_four(selected, False, 0, 10) == (0, 3, 5, 8, 9)
     assert next_four(selected, True, 0, 3) == (1, 2, -1, -1, 3)  # n bounds the search
     assert next_four(selected, True, 10, 10) == (-1, -1, -1, -1, 10)
+
+
+@pytest.mark.parametrize("p", [1, 7, 8, 19])
+@pytest.mark.parametrize("ordered", [True, False])
+def test_gather_samples_reads_each_voxel_at_each_sample(p, ordered):
+    rng = np.random.default_rng(p)
+    Xv = rng.standard_normal((30, 11))
+    rows = rng.choice(30, p, replace=False)
+    order = rng.permutation(11) if ordered else np.zeros(0, dtype=np.int64)
+    out = np.full((11, p + 2), np.nan)[:, :p]  # rows with contiguous entries, strided
+    gather_samples(Xv, rows, order, out)
+    expected = Xv[rows][:, order if ordered else np.arange(11)].T
+    np.testing.assert_array_equal(out, expected)

@@ -19,6 +19,7 @@ from numba import njit
 from ..cv import CVPlan
 from ._fold_statistics import FoldBlocks
 from ._ridge_kernel import _cholesky_solve, accumulate, block_products, fold_products
+from ._rows import gather_samples
 
 __all__ = ["lda_block", "lda_layout"]
 
@@ -269,14 +270,8 @@ def _trains(blocks_fc, subtract, b):
 def _gather_centred(Xv, rows, order, class_bounds, U, ref):
     """A sphere's samples ``U`` (n, p) in block order, each relative to the reference
     (first) sample of its class, stored in ``ref`` (n_classes, p)."""
-    n, p = U.shape
-    for j0 in range(0, p, 8):  # eight voxels' rows read together, each sample's run written
-        width = min(8, p - j0)
-        for i in range(n):
-            src = order[i]
-            u = U[i, j0 : j0 + width]
-            for k in range(width):
-                u[k] = Xv[rows[j0 + k], src]
+    p = U.shape[1]
+    gather_samples(Xv, rows, order, U)
     for c in range(ref.shape[0]):
         lo, hi = class_bounds[c], class_bounds[c + 1]
         r = ref[c]

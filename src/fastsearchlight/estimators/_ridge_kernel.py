@@ -20,6 +20,7 @@ from numba import njit
 
 from ..cv import CVPlan
 from ._lapack import cholesky_upper, gram_into, syrk_rows_upper, syrk_upper
+from ._rows import gather_samples
 from ._triangular import solve_upper
 
 __all__ = ["RoleBlocks", "ridge_block", "role_blocks"]
@@ -152,13 +153,7 @@ def gather_sphere(Xv, rows, order, Xs, centre, mu):
     over all samples, kept in ``mu`` (with an intercept, an exact reparametrisation that
     removes the raw values' common offset). Shared by the ridge kernels."""
     n, p = Xs.shape
-    for j0 in range(0, p, 8):  # eight voxels' rows read together (as the LDA kernel's gather)
-        width = min(8, p - j0)
-        for i in range(n):
-            src = order[i]
-            row = Xs[i, j0 : j0 + width]
-            for k in range(width):
-                row[k] = Xv[rows[j0 + k], src]
+    gather_samples(Xv, rows, order, Xs)
     if centre:
         for j in range(p):
             mu[j] = 0.0
@@ -310,17 +305,15 @@ def gather_rows(Xv, rows, runs, Xt, centre, mu):
 def block_products_rows(Xt, bounds, b, grams, sums):
     """Block ``b``'s samples ``Xt[:, bounds[b]:bounds[b + 1]]`` (voxel-major): the upper
     triangle of their cross-products into ``grams[b]`` (BLAS's ``syrk``) and their sums into
-    ``sums[b]``; returns the block."""
+    ``sums[b]``."""
     lo, hi = bounds[b], bounds[b + 1]
-    Xb = Xt[:, lo:hi]
-    syrk_rows_upper(Xb, grams[b], 0.0)
+    syrk_rows_upper(Xt[:, lo:hi], grams[b], 0.0)
     for j in range(Xt.shape[0]):
         row = Xt[j, lo:hi]
         acc = 0.0
         for i in range(hi - lo):
             acc += row[i]
         sums[b, j] = acc
-    return Xb
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)

@@ -6,13 +6,17 @@ at a time, each load of the vector they share serves four products: the svc kern
 margins, refinement and ``K p`` (:mod:`._svm_kernel`, :mod:`._svm_gram_kernel`) and the
 logistic regression's gradient and predictor changes (:mod:`._logistic_kernel`). Inlined
 into their callers (numba, ``inline="always"``).
+
+:func:`gather_samples` reads a sphere's samples from the voxel-major data the other way
+round: eight voxels' rows at a time, each sample's eight entries written together (the svc,
+LDA and ridge kernels).
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-__all__ = ["four_axpy", "four_dots", "next_four"]
+__all__ = ["four_axpy", "four_dots", "gather_samples", "next_four"]
 
 #: sums may be reordered (vectorised): the results stay exact to rounding
 _FASTMATH = {"reassoc", "contract"}
@@ -58,3 +62,21 @@ def four_axpy(M, r0, r1, r2, r3, c0, c1, c2, c3, out, d):
     the rows), in one loop: each load and store of ``out`` serves four products."""
     for k in range(d):
         out[k] += c0 * M[r0, k] + c1 * M[r1, k] + c2 * M[r2, k] + c3 * M[r3, k]
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def gather_samples(Xv, rows, order, out):
+    """A sphere's samples ``out[i, j] = Xv[rows[j], order[i]]`` (``out`` (n, p), rows with
+    contiguous entries; an empty ``order`` for the data's own order) from the voxel-major
+    data ``Xv``: eight voxels' rows read together, each sample's eight entries written
+    together (0.55 of the time of a voxel at a time at 123 voxels and 320 samples, 0.69 of a
+    sample at a time at 76 and 216; blocks of 16 were slower)."""
+    n, p = out.shape
+    identity = order.shape[0] == 0
+    for j0 in range(0, p, 8):
+        width = min(8, p - j0)
+        for i in range(n):
+            src = i if identity else order[i]
+            row = out[i, j0 : j0 + width]
+            for k in range(width):
+                row[k] = Xv[rows[j0 + k], src]
