@@ -144,6 +144,7 @@ def test_each_sphere_matches_sklearn_both_scorings(scoring, n_features, intercep
     assert est.scoring == scoring and est.intercept_scaling == intercept_scaling
     ours, best, coefs = est.fit_folds(X, y, 2, plan)
     assert est.n_problems_ == 4 * plan.n_folds * 5 * 10 and est.n_refits_ == 4 * plan.n_folds
+    assert est.n_problems_ + est.n_refits_ <= est.n_hessians_ <= est.n_iter_ + est.n_iter_refit_
     at = est.many_fold_decisions_at(*as_voxel_major(X), y[None], 2, plan)[0]
     ref, ref_best = fit_reference(X, y, plan, **params)
     np.testing.assert_array_equal(best, ref_best)
@@ -303,3 +304,39 @@ def test_routing_metric_is_the_estimators_own_score():
     y_test = np.arange(10) % 2
     expected = [-log_loss(y_test, expit(row)) for row in decisions]
     np.testing.assert_allclose(batched_scores("neg_log_loss", decisions, y_test, 2), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ratio", [0.9, 0.5, 1 / 7.7])
+def test_path_start_follows_the_tangent_of_the_regularisation_path(ratio):
+    """Each ``C`` of an inner fold starts from the tangent of the regularisation path at the
+    optimum of the ``C`` before: for a smaller penalty it lands much closer to the new
+    optimum than that optimum is (a first-order prediction, whose error shrinks with the
+    step squared), and it never starts from a higher objective."""
+    from fastsearchlight.estimators._logistic_cv_kernel import _objective, _path_start
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary
+
+    rng = np.random.default_rng(5)
+    n, q = 80, 9
+    D = rng.normal(size=(n, q))
+    D[:, -1] = 1.0  # liblinear's penalised constant feature
+    t = (D @ rng.normal(size=q) + rng.normal(scale=2.0, size=n) > 0).astype(float)
+
+    def optimum(lam):
+        theta, H = np.zeros(q), np.empty((q, q))
+        _, ok, _, factored = _newton_binary(D, t, np.full(q, lam), np.ones(q), theta, 1e-13, 100, H)
+        assert ok and factored
+        return theta, H
+
+    lam_prev = 0.02
+    before, R = optimum(lam_prev)
+    lam = ratio * lam_prev
+    after, _ = optimum(lam)
+    start = before.copy()
+    _path_start(D, t, start, R, lam_prev, lam, np.empty((2, q)))
+    assert _objective(D, t, start, lam) <= _objective(D, t, before, lam)
+    gap = np.linalg.norm(before - after)
+    assert gap > 1e-3
+    # first order: the error shrinks with the square of the step in log lambda (measured:
+    # 0.007, 0.06 and 0.3 of the gap for these steps of 0.11, 0.69 and 2.04)
+    assert np.linalg.norm(start - after) < np.log(1 / ratio) ** 2 * gap
+    assert np.linalg.norm(start - after) < 0.5 * gap

@@ -128,7 +128,7 @@ def _binary_hessian(Aw, pen, H):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
+def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H):
     """Minimise ``mean_i log(1 + exp(-s_i a_i . theta)) + 0.5 * sum_j pen_j theta_j^2``.
 
     A penalised intercept (liblinear's: a constant column of the design) is a coordinate
@@ -149,12 +149,20 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
         Starting point, overwritten by the solution.
     tol : float
     max_iter : int
+    H : ndarray (q, q)
+        Work space for the Hessians (C-contiguous); on return it holds the Cholesky factor
+        (upper, ``H = R' R``) of the last Hessian factored when ``factored``.
 
     Returns
     -------
     iterations : int
     converged : bool
         False when still running after ``max_iter`` iterations.
+    hessians : int
+        Hessians factored (the other iterations were chord steps).
+    factored : bool
+        Whether ``H`` holds the factor of the last Hessian computed (False when that one was
+        not positive definite to rounding and was solved by LU).
     """
     n, q = A.shape
     sign = 2.0 * t - 1.0
@@ -165,7 +173,6 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
     dz = np.empty(n)
     resid = np.empty(n)
     Aw = np.empty((n, q))
-    H = np.empty((q, q))
     grad = np.empty(q)
     step = np.empty(q)
     for i in range(n):
@@ -252,8 +259,8 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter):
             tmax = max(tmax, abs(theta[j]))
         # a step that no longer changes the parameters: nothing left to gain
         if done or dmax <= 1e-15 * (1.0 + tmax):
-            return it + 1, True, hessians
-    return max_iter, False, hessians
+            return it + 1, True, hessians, have
+    return max_iter, False, hessians, have
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
@@ -750,7 +757,9 @@ def logistic_block(
             if fit_intercept:
                 pen[pb - 1] = 0.0
             if n_classes == 2:
-                its, ok, hess = _newton_binary(A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter)
+                its, ok, hess, _ = _newton_binary(
+                    A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, np.empty((pb, pb))
+                )
             else:
                 its, ok, hess = _newton_multinomial(A, yt[:nt], n_classes, pen, Theta, tol, max_iter)
             if warm_start:  # this fold's optimal predictors, for the next sphere

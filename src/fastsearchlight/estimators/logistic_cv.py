@@ -84,6 +84,9 @@ class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
         Iterations of its refits, summed.
     n_refits_ : int
         Its (sphere, outer fold) refits.
+    n_hessians_ : int
+        Hessians factored in its problems and refits (the other iterations were chord
+        steps).
     """
 
     reference = "sklearn.linear_model.LogisticRegressionCV(solver='liblinear', l1_ratios=(0,))"
@@ -220,7 +223,9 @@ class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
             bool(self.fit_intercept), float(self.intercept_scaling), 1.0, self.scoring == "neg_log_loss",
             float(self.tol), int(self.max_iter),
         )  # fmt: skip
-        self.n_iter_, self.n_problems_, self.n_iter_refit_, self.n_refits_ = (int(v) for v in stats[1:])
+        self.n_iter_, self.n_problems_, self.n_iter_refit_, self.n_refits_, self.n_hessians_ = (
+            int(v) for v in stats[1:]
+        )
         if stats[0]:
             warnings.warn(
                 f"BatchedLogisticRegressionCV: {int(stats[0])} problems did not converge in "
