@@ -286,3 +286,32 @@ def test_choice_and_margin_rule():
     assert best.tolist() == [1, 0, 0, 0] and near.tolist() == [False, True, True, True]
     _choose(sse, 1.0, 1e4, 0.99e-9 / (1e4 * eps), best, near)  # 0.99e-9
     assert near.tolist() == [False, True, False, True]
+
+
+def test_shifted_norm_and_column_solves_match_numpy():
+    """The kernel's pieces against numpy: ``A + alpha I`` and its 1-norm (which sets the
+    near-tie margin through the condition number), and the column solves that give the
+    fitted values ``Z t`` and the coefficients ``A^-1 r`` from the factor ``U``."""
+    from fastsearchlight.estimators._lapack import cholesky_upper
+    from fastsearchlight.estimators._ridge_cv_kernel import _norm1_shifted, _solve_columns
+
+    rng = np.random.default_rng(3)
+    p, n_train, Q = 13, 40, 3
+    X = rng.normal(size=(n_train, p)) * rng.uniform(0.1, 10.0, size=p)
+    A = X.T @ X
+    A[0, 1] = A[1, 0] = -3.0 * abs(A[0, 1])  # negative entries count by their magnitude
+    H = np.empty((p, p))
+    norm = _norm1_shifted(A, 0.7, H)
+    np.testing.assert_array_equal(H, A + 0.7 * np.eye(p))
+    assert norm == pytest.approx(np.linalg.norm(A + 0.7 * np.eye(p), 1), rel=1e-15)
+    assert cholesky_upper(H, H)
+    U = np.triu(H)
+    np.testing.assert_allclose(U.T @ U, A + 0.7 * np.eye(p), rtol=1e-12)
+    Z = np.linalg.solve(U.T, X.T).T  # rows z_i = U^-T x_i
+    R = rng.normal(size=(Q, p))
+    coef, fitted = R.copy(), np.empty((Q, n_train))
+    _solve_columns(H, coef, fitted, Z)
+    for q in range(Q):
+        t = np.linalg.solve(U.T, R[q])
+        np.testing.assert_allclose(fitted[q], Z @ t, rtol=1e-10, atol=1e-12 * np.abs(Z @ t).max())
+        np.testing.assert_allclose(coef[q], np.linalg.solve(A + 0.7 * np.eye(p), R[q]), rtol=1e-10)

@@ -65,19 +65,22 @@ _EPS = np.finfo(np.float64).eps
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _norm1_shifted(A, alpha, H):
-    """``H = A + alpha I`` (C-contiguous copies) and the 1-norm of ``H``."""
+    """``H = A + alpha I`` (C-contiguous copies) and the 1-norm of ``H``: row by row, each
+    column's sum taken over the rows in order (contiguous loops, which numba vectorises;
+    column by column they are strided)."""
     p = A.shape[0]
+    sums = np.zeros(p)
+    for r in range(p):
+        hr, ar = H[r], A[r]
+        for c in range(p):
+            hr[c] = ar[c]
+        hr[r] += alpha
+        for c in range(p):
+            sums[c] += abs(hr[c])
     norm = 0.0
     for c in range(p):
-        for r in range(p):
-            H[r, c] = A[r, c]
-        H[c, c] += alpha
-    for c in range(p):
-        acc = 0.0
-        for r in range(p):
-            acc += abs(H[r, c])
-        if acc > norm:
-            norm = acc
+        if sums[c] > norm:
+            norm = sums[c]
     return norm
 
 
@@ -99,9 +102,9 @@ def _solve_columns(U, Rt, fitted, Z):
         for c in range(p):  # U^T t = r, U^T lower: rows of U read in order
             v = t[c] / U[c, c]
             t[c] = v
-            row = U[c]
-            for i in range(c + 1, p):
-                t[i] -= row[i] * v
+            row, rest = U[c, c + 1 :], t[c + 1 :]  # (slices looped from 0: vectorised)
+            for i in range(row.shape[0]):
+                rest[i] -= row[i] * v
         for i in range(ntr):
             acc = 0.0
             z = Z[i]
@@ -109,11 +112,11 @@ def _solve_columns(U, Rt, fitted, Z):
                 acc += z[j] * t[j]
             fitted[q, i] = acc
         for i in range(p - 1, -1, -1):  # U b = t
-            row = U[i]
-            acc = t[i]
-            for j in range(i + 1, p):
-                acc -= row[j] * t[j]
-            t[i] = acc / U[i, i]
+            row, rest = U[i, i + 1 :], t[i + 1 :]
+            acc = 0.0
+            for j in range(row.shape[0]):
+                acc += row[j] * rest[j]
+            t[i] = (t[i] - acc) / U[i, i]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -247,8 +250,11 @@ def ridge_cv_block(
             total_x[:] = 0.0
             for b in used:
                 block_products(Xs, bounds, b, grams, sx)
-                total_g += grams[b]
-                total_x += sx[b]
+                tg, gb = total_g.ravel(), grams[b].ravel()  # (flat loops: vectorised)
+                for k in range(tg.shape[0]):
+                    tg[k] += gb[k]
+                for j in range(p):
+                    total_x[j] += sx[b, j]
         if any_gram:
             matmul_into(Xs, Xs, P, True)
         for f in range(F):
@@ -308,7 +314,9 @@ def ridge_cv_block(
                             failed = True
                             break
                         kappa = 1.0 / rc
-                    Wf[:, :] = Xf
+                    wf, xf = W.ravel()[: ntr * p], Xtr.ravel()[: ntr * p]
+                    for k in range(wf.shape[0]):
+                        wf[k] = xf[k]
                     triangular_solve_rows(H, Wf, False)  # rows z_i = U^-T x_i
                     for i in range(ntr):
                         acc = 0.0
