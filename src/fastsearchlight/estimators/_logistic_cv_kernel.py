@@ -108,10 +108,11 @@ def _path_start(D, t, theta, R, lam_prev, lam, work):
     Hessian there; ``R`` is the Cholesky factor (upper) of the last Hessian of ``lam_prev``'s
     Newton iterations, at or near its optimum. The predicted point replaces ``theta`` when
     it has the lower objective at ``lam``. Captured kernel calls of 400 neighbouring W1 10 mm
-    spheres (10 ``C`` from 1e-4 to 1e4, one thread, alternated with starts from the
-    optimum itself): 8.36 -> 5.75 Newton iterations per inner problem, 0.69-0.72 of the CPU
-    time, the same ``C`` chosen at all 1,600 outer folds and the same decisions (a numpy
-    replica with the Hessian at the optimum: 4.2 -> 2.5 Hessians per problem)."""
+    spheres (10 ``C`` from 1e-4 to 1e4, one thread, seven alternations with starts from the
+    optimum itself): 8.36 -> 5.75 Newton iterations per inner problem, 0.66-0.73 of the CPU
+    time (median 0.69), the same ``C`` chosen at all 1,600 outer folds and the same
+    decisions (a numpy replica with the Hessian at the optimum: 4.2 -> 2.5 Hessians per
+    problem)."""
     q = theta.shape[0]
     v = work[0]
     cand = work[1]
