@@ -52,7 +52,7 @@ from ._lapack import (
     reciprocal_condition_upper,
     triangular_solve_rows,
 )
-from ._ridge_kernel import block_products, fold_products, gather_sphere
+from ._ridge_kernel import accumulate, block_products, fold_products, gather_sphere
 
 __all__ = ["ridge_cv_block"]
 
@@ -250,11 +250,8 @@ def ridge_cv_block(
             total_x[:] = 0.0
             for b in used:
                 block_products(Xs, bounds, b, grams, sx)
-                tg, gb = total_g.ravel(), grams[b].ravel()  # (flat loops: vectorised)
-                for k in range(tg.shape[0]):
-                    tg[k] += gb[k]
-                for j in range(p):
-                    total_x[j] += sx[b, j]
+                accumulate(total_g, grams[b], False)
+                accumulate(total_x, sx[b], False)
         if any_gram:
             matmul_into(Xs, Xs, P, True)
         for f in range(F):
@@ -314,9 +311,7 @@ def ridge_cv_block(
                             failed = True
                             break
                         kappa = 1.0 / rc
-                    wf, xf = W.ravel()[: ntr * p], Xtr.ravel()[: ntr * p]
-                    for k in range(wf.shape[0]):
-                        wf[k] = xf[k]
+                    accumulate(W.ravel()[: ntr * p], Xtr.ravel()[: ntr * p], True)  # Wf = Xf
                     triangular_solve_rows(H, Wf, False)  # rows z_i = U^-T x_i
                     for i in range(ntr):
                         acc = 0.0
