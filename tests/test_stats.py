@@ -310,3 +310,23 @@ def test_permutation_parameters_are_checked_before_reading_the_data(params, mess
     # the images do not exist: the parameters are refused first
     with pytest.raises(ValueError, match=message):
         SearchLight(**params).fit("no-such-file.nii.gz", [0, 1])
+
+
+def test_fingerprint_hashes_arrays_in_place_and_tells_their_values_apart():
+    """The data's fingerprint (checkpoints) hashes C- and Fortran-ordered arrays (the
+    searchlight's transposed voxel-major data) where they lie, and still tells any change of
+    value, shape or dtype apart; other layouts are copied."""
+    from fastsearchlight.stats._null_store import fingerprint
+
+    rng = np.random.default_rng(0)
+    voxel_major = rng.standard_normal((40, 12))
+    X = voxel_major.T  # (samples, voxels), Fortran-ordered
+    assert fingerprint(X) == fingerprint(voxel_major.copy().T)
+    changed = voxel_major.copy()
+    changed[7, 3] = np.nextafter(changed[7, 3], np.inf)
+    assert fingerprint(changed.T) != fingerprint(X)
+    assert fingerprint(voxel_major) != fingerprint(voxel_major.reshape(12, 40))
+    assert fingerprint(voxel_major) != fingerprint(voxel_major.astype(np.float32))
+    strided = voxel_major[:, ::2]
+    assert fingerprint(strided) == fingerprint(np.ascontiguousarray(strided))
+    assert fingerprint(np.zeros((0, 3))) != fingerprint(np.zeros((3, 0)))

@@ -443,7 +443,9 @@ class SearchLight(VolumeInputsMixin, MapsMixin, TransformerMixin, BaseEstimator)
         if not self.n_permutations:
             return
         t0 = time.perf_counter()
-        key = (
+        # what a checkpoint is checked against (without one, nothing: hashing the data takes
+        # about a second on a whole brain)
+        key = () if self.checkpoint is None else (
             X.shape, fingerprint(X), targets, groups if groups is not None else "no groups",
             [np.asarray(t) for t in plan.test_indices], hoods.adjacency.indices,
             hoods.adjacency.indptr, repr(self.estimator), repr(self.estimator_args),

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._work_arrays import reused_work_arrays
 from ..cv import CVPlan
 from ..estimators.base import BatchedClassifier
 from ..neighbourhoods import Neighbourhoods
@@ -155,7 +156,8 @@ def _blocks(problem, X, ys, executor, verbose, desc, reduce=None):
     reduce = reduce or (lambda scores: scores)
     shape = reduce(np.empty((ys.shape[0], 0, plan.n_folds, len(metrics)))).shape
     out = np.full((shape[0], hoods.n_spheres, *shape[2:]), np.nan)
-    with progress_bar(hoods.n_spheres, verbose, desc) as bar:
+    # blocks computed in this process (its threads) reuse their large work arrays
+    with progress_bar(hoods.n_spheres, verbose, desc) as bar, reused_work_arrays():
         for _, (ids, scores) in executor.map_unordered(batched_task, argsets, name="fastsearchlight-batched"):
             out[:, ids] = reduce(scores)
             bar.update(len(ids))

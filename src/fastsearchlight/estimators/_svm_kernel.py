@@ -808,7 +808,7 @@ def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, t
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def newton_block(
     Xv, vox, intercept, scaling, set_ptr, set_rows, subtract, disjoint, rest, index, Yq, Wq, set_of,
-    YW, C, max_iter, majorise_from,
+    YW, C, max_iter, majorise_from, w, decisions,
 ):  # fmt: skip
     """Every problem of a block of spheres, from the voxel-major data to the decisions.
 
@@ -845,6 +845,12 @@ def newton_block(
     max_iter : int
     majorise_from : int
         Fewest features for the majorised starts.
+    w : ndarray (B, Q, d)
+        Written: each problem's weights.
+    decisions : ndarray (B, Q, n)
+        Written: ``[x, scaling] . w`` of every problem on every sample. The caller
+        provides both (work arrays that its next blocks reuse: see
+        :mod:`fastsearchlight._work_arrays`).
 
     Returns
     -------
@@ -852,17 +858,14 @@ def newton_block(
     status, iterations : ndarray (B, Q)
         As :func:`newton_problems` (the majorised steps counted).
     decisions : ndarray (B, Q, n)
-        ``[x, scaling] . w`` of every problem on every sample.
     """
     B, k = vox.shape
     n = Xv.shape[1]
     d = k + (1 if intercept else 0)
     Q = index.shape[0]
     U = subtract.shape[0]
-    w = np.zeros((B, Q, d))
     status = np.zeros((B, Q), dtype=np.int8)
     iterations = np.zeros((B, Q), dtype=np.int32)
-    decisions = np.empty((B, Q, n))
     Xz = np.empty((n + 1, d))
     H0 = np.empty((U, d, d))
     rhs = np.empty((Q, d))
@@ -874,6 +877,7 @@ def newton_block(
     for sph in range(B):
         if majorise and tries[0] >= _MAJORISED_TRIAL and 2 * tries[1] > tries[0]:
             majorise = False  # given up on most problems so far: the block's are alike
+        w[sph] = 0.0
         _sphere_samples(Xv, vox[sph], intercept, scaling, Xz)
         _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, total)
         matmul_into(YW, Xz, rhs, False)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._work_arrays import work_array
 from ..cv import CVPlan
 from ._svm_gram_kernel import INVERSE_MEMBERS, follows_previous, gram_newton_spheres
 from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_block
@@ -281,6 +282,7 @@ class BatchedLinearSVC(BatchedClassifier):
         weights: bool = True,
         tolerant: bool = False,
         classes: int = 1,
+        decisions: np.ndarray | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         """Weights and decisions of every (sphere, problem) pair, from voxel-major data.
 
@@ -317,10 +319,15 @@ class BatchedLinearSVC(BatchedClassifier):
             With ``tolerant``: the problems of each training set come in groups of
             ``classes``, one label vector's one-vs-rest problems (1 for two classes),
             whose predictions the bounds are checked for.
+        decisions : ndarray (n_spheres, n_problems, n_samples) or None
+            Where to write the decisions (a work array the caller reuses); None: a new
+            array.
 
         Returns
         -------
         w : ndarray (n_spheres, n_problems, n_features + fit_intercept) or None
+            Without ``weights``, the primal path's weights are those of a work array,
+            overwritten by the calling thread's next call.
         decisions : ndarray (n_spheres, n_problems, n_samples)
             ``[x, intercept_scaling] . w`` of every problem on every sample.
         unsettled : ndarray of bool (n_spheres,) or None
@@ -333,6 +340,8 @@ class BatchedLinearSVC(BatchedClassifier):
         n = Xv.shape[1]
         d = k + bool(self.fit_intercept)
         Q = Y.shape[0]
+        if decisions is None:
+            decisions = np.empty((B, Q, n))
         if training_sets is None:
             training_sets = _group_by_training_set(W)
         kept = W[training_sets[:, 0]] != 0  # (U, n)
@@ -345,9 +354,11 @@ class BatchedLinearSVC(BatchedClassifier):
                 set_of[members] = u
             YW = np.zeros((Q, n + 1))
             YW[:, :n] = Y * (W != 0)
+            w = np.empty((B, Q, d)) if weights else work_array("svc weights", (B, Q, d))
             w, status, iterations, decisions = newton_block(
                 Xv, vox, bool(self.fit_intercept), float(self.intercept_scaling), *_GramPlan(kept).arrays(),
                 index, Yq, Wq, set_of, YW, C, int(self.max_iter), _majorise_from(kept, training_sets.shape[1]),
+                w, decisions,
             )  # fmt: skip
             # values too large for the normal equations: solved below, from the SVD
             converged = status != NEEDS_SVD
@@ -356,7 +367,7 @@ class BatchedLinearSVC(BatchedClassifier):
             # more features than training rows, or nearly as many: from each sphere's Gram
             # matrix
             w, decisions, converged, iterations, unsettled = self._solve_gram(
-                Xv, vox, Y, kept, training_sets, weights, tolerant and not weights, classes
+                Xv, vox, Y, kept, training_sets, weights, decisions, tolerant and not weights, classes
             )
         tail = np.flatnonzero(~converged.ravel())
         if tail.size:
@@ -387,6 +398,7 @@ class BatchedLinearSVC(BatchedClassifier):
         kept: np.ndarray,
         training_sets: np.ndarray,
         weights: bool,
+        decisions: np.ndarray,
         tolerant: bool = False,
         classes: int = 1,
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -404,6 +416,8 @@ class BatchedLinearSVC(BatchedClassifier):
             The training samples of each training set.
         weights : bool
             Whether to form the weights too.
+        decisions : ndarray (n_spheres, n_problems, n_samples)
+            Written with the decisions.
         tolerant, classes
             Without ``weights``: accept points proven to have the optimum's active set
             without their refinement, and flag the spheres whose predictions their bounds
@@ -433,7 +447,6 @@ class BatchedLinearSVC(BatchedClassifier):
         members = np.ascontiguousarray(training_sets, dtype=np.int64)
         Yc = np.ascontiguousarray(Y, dtype=np.float64)
         w = np.zeros((B, Q, d)) if weights else None
-        decisions = np.empty((B, Q, n))
         converged = np.empty((B, Q), dtype=bool)
         iterations = np.empty((B, Q), dtype=np.int32)
         tolerant = tolerant and not weights
@@ -553,8 +566,11 @@ class BatchedLinearSVC(BatchedClassifier):
                 + np.arange(P)[None, None, :]).reshape(F, K * P)  # fmt: skip
         Xv = np.ascontiguousarray(X, dtype=np.float64)
         vox = np.ascontiguousarray(vox, dtype=np.int64)
+        # every problem's decisions on every sample, of which the test samples' are copied
+        # out below: a work array that this thread's next blocks reuse
+        decisions = work_array("svc decisions", (len(vox), Yq.shape[0], Xv.shape[1]))
         _, decisions, again = self._solve(
-            Xv, vox, Yq, Wq, sets, weights=False, tolerant=for_predictions, classes=P
+            Xv, vox, Yq, Wq, sets, weights=False, tolerant=for_predictions, classes=P, decisions=decisions
         )  # fmt: skip
         if again is not None and again.any():
             # spheres whose predictions the bounds do not prove: solved again to rounding
@@ -567,7 +583,7 @@ class BatchedLinearSVC(BatchedClassifier):
             folds = []
             for f, test in enumerate(plan.test_indices):
                 q0 = (k * F + f) * P
-                dec = decisions[:, q0 : q0 + P][:, :, test]  # (B, P, n_test)
+                dec = decisions[:, q0 : q0 + P][:, :, test]  # (B, P, n_test), a copy
                 folds.append(dec[:, 0] if n_classes == 2 else np.swapaxes(dec, 1, 2))
             out.append(folds)
         return out

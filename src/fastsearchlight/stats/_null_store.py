@@ -98,13 +98,24 @@ class NullStore:
 
 
 def fingerprint(*parts) -> str:
-    """A hash of arrays and values that identifies an analysis."""
+    """A hash of arrays and values that identifies an analysis.
+
+    An array's memory is hashed where it lies, in C or Fortran order (a transposed view of
+    the voxel-major data, as the searchlight holds it), without a copy; the same values in
+    the other order hash differently.
+    """
     h = hashlib.sha256()
     for part in parts:
         if isinstance(part, np.ndarray):
             h.update(str(part.dtype).encode())
             h.update(str(part.shape).encode())
-            h.update(np.ascontiguousarray(part).tobytes())
+            if part.size and part.flags.c_contiguous:
+                h.update(memoryview(part).cast("B"))
+            elif part.size and part.flags.f_contiguous:
+                h.update(b"F")
+                h.update(memoryview(part.T).cast("B"))
+            else:
+                h.update(np.ascontiguousarray(part).tobytes())
         else:
             h.update(repr(part).encode())
     return h.hexdigest()
