@@ -36,7 +36,6 @@ class SharedFolder:
     def __init__(self, objects) -> None:
         import joblib
 
-        objects = _without_scratch(objects)
         folder = _make_folder(_nbytes(objects))
         self._finalizer = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
         path = os.path.join(folder, "shared.pkl")
@@ -132,14 +131,6 @@ def exit_with_parent(interval: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="fastsearchlight-parent-watch", daemon=True).start()
-
-
-def _without_scratch(objects):
-    """The objects, with the per-thread work arrays that models keep in their state dicts
-    (``"scratch"``, not picklable) left out."""
-    return tuple(
-        {k: v for k, v in obj.items() if k != "scratch"} if isinstance(obj, dict) else obj for obj in objects
-    )
 
 
 def _temp_root(nbytes: int = 0) -> str | None:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ._work_arrays import reused_work_arrays
 from .cv import CVPlan
 from .neighbourhoods import Neighbourhoods
 from .scoring import batched_scores
@@ -285,7 +286,8 @@ _LABEL_SETS_PER_PASS = 16
 def _task(lo, state, sums, ys, args):
     """:func:`_label_sets_scores` in a worker process; returns ``(lo, scores)``."""
     exit_with_parent()
-    return lo, _label_sets_scores(state, sums, ys, *args, pool=None)
+    with reused_work_arrays():
+        return lo, _label_sets_scores(state, sums, ys, *args, pool=None)
 
 
 def _label_sets_scores(state, sums, ys, estimator, n_classes, plan, metric, exact_block,

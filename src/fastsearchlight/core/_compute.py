@@ -111,14 +111,16 @@ def compute_scores(
     """
     executor = executor or InProcess()
     ys = np.atleast_2d(label_sets)
-    if problem.batched:
-        X = voxel_major(problem.data)
-        metrics = tuple(problem.metrics)
-        if executor.is_dask or not all(supports_sphere_sums(problem.measure, m) for m in metrics):
-            return _blocks(problem, X, ys, executor, verbose, desc, reduce)
-        scores = _sphere_sums(problem, X, ys, executor.n_workers, verbose, desc)
-    else:
-        scores = np.stack([_generic(problem, y, executor, verbose, desc) for y in ys])
+    # what runs in this process (its threads) reuses its large work arrays from block to block
+    with reused_work_arrays():
+        if problem.batched:
+            X = voxel_major(problem.data)
+            metrics = tuple(problem.metrics)
+            if executor.is_dask or not all(supports_sphere_sums(problem.measure, m) for m in metrics):
+                return _blocks(problem, X, ys, executor, verbose, desc, reduce)
+            scores = _sphere_sums(problem, X, ys, executor.n_workers, verbose, desc)
+        else:
+            scores = np.stack([_generic(problem, y, executor, verbose, desc) for y in ys])
     return scores if reduce is None else reduce(scores)
 
 
@@ -156,8 +158,7 @@ def _blocks(problem, X, ys, executor, verbose, desc, reduce=None):
     reduce = reduce or (lambda scores: scores)
     shape = reduce(np.empty((ys.shape[0], 0, plan.n_folds, len(metrics)))).shape
     out = np.full((shape[0], hoods.n_spheres, *shape[2:]), np.nan)
-    # blocks computed in this process (its threads) reuse their large work arrays
-    with progress_bar(hoods.n_spheres, verbose, desc) as bar, reused_work_arrays():
+    with progress_bar(hoods.n_spheres, verbose, desc) as bar:
         for _, (ids, scores) in executor.map_unordered(batched_task, argsets, name="fastsearchlight-batched"):
             out[:, ids] = reduce(scores)
             bar.update(len(ids))

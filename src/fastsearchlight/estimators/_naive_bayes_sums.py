@@ -12,10 +12,9 @@ single precision).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
+from .._work_arrays import work_array
 from ..cv import CVPlan
 from .base import as_slice, class_mean_weights
 
@@ -274,13 +273,15 @@ def _fold_decisions(
     unsure = terms["degenerate"].copy()
     for lo in range(0, n_test, step):
         hi = min(n_test, lo + step)
-        single = _scratch(state, (n_vox, n_diff, hi - lo), "single", np.float32)
+        single = work_array("naive Bayes single", (n_vox, n_diff, hi - lo), np.float32)
 
         def voxel_chunk(v0, f=f, lo=lo, hi=hi, a=a, b=b, g=g, single=single):
             """Terms of some voxels, computed in cache, then stored in single."""
             v = slice(v0, v0 + _VOXEL_CHUNK)
             xs = _test_window(state, f, v, lo, hi)
-            single[v] = _terms(a[v], b[v], g[v], xs, _scratch(state, xs.shape[:1] + single.shape[1:]))
+            single[v] = _terms(
+                a[v], b[v], g[v], xs, work_array("naive Bayes terms", xs.shape[:1] + single.shape[1:])
+            )
 
         _map(inner, voxel_chunk, range(0, n_vox, _VOXEL_CHUNK))
         part = sums.sum(single, inner)
@@ -367,18 +368,6 @@ def _test_window(state: dict, fold: int, voxels, lo: int, hi: int | None) -> np.
     else:
         window = X[voxels][:, columns[lo:hi]]
     return (window - state["centre"][voxels])[:, None, :]
-
-
-def _scratch(state: dict, shape: tuple, name: str = "terms", dtype=np.float64) -> np.ndarray:
-    """A work array of ``shape``, reused by the calling thread across calls (fresh large
-    arrays cost page faults on first touch)."""
-    local = state.setdefault("scratch", threading.local())
-    size = int(np.prod(shape))
-    buf = getattr(local, name, None)
-    if buf is None or buf.size < size:
-        buf = np.empty(size, dtype=dtype)
-        setattr(local, name, buf)
-    return buf[:size].reshape(shape)
 
 
 #: voxels whose per-voxel terms are computed at once (the work arrays stay in cache)
