@@ -9,10 +9,12 @@ every 4 KB it writes, and the kernel zeroes each page first. In a virtual machin
 write memory the process already holds: a quarter of the CPU time of 100 svc permutations
 of that volume went to page faults.
 
-Within :func:`reused_work_arrays` (entered around the blocks of one computation),
+Within :func:`reused_work_arrays` (entered by :func:`~fastsearchlight.core.compute_scores`
+around one computation, and by the sphere sums' tasks in worker processes),
 :func:`work_array` gives each thread one array per name, grown as needed and reused by the
-thread's later blocks; on leaving, every thread's arrays are released. Outside it (worker
-processes, other callers) it returns a fresh array, as ``np.empty``.
+thread's later blocks; on leaving, every thread's arrays are released. Outside it (other
+callers, the blocks' tasks in worker processes) it returns a fresh array, as ``np.empty``.
+Users: svc's decisions and weights of a block, naive Bayes's per-voxel terms.
 """
 
 from __future__ import annotations
