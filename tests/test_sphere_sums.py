@@ -230,3 +230,49 @@ def test_one_label_vector_on_threads(memory_mb, split, model):
     want = _block_path(X, hoods, est, y[None], 3, plan, "accuracy")
     got = engine.run_batched(X, hoods, est, y[None], 3, plan, "accuracy", n_jobs=2, memory_mb=memory_mb)
     np.testing.assert_array_equal(got, want)
+
+
+def _arrays_in(obj, found, depth=0):
+    """Every ndarray reachable from ``obj`` (containers, sparse matrices, dataclasses)."""
+    if isinstance(obj, np.ndarray):
+        found.append(obj)
+    elif depth < 8 and isinstance(obj, dict):
+        for value in obj.values():
+            _arrays_in(value, found, depth + 1)
+    elif depth < 8 and isinstance(obj, (list, tuple)):
+        for value in obj:
+            _arrays_in(value, found, depth + 1)
+    elif depth < 8 and hasattr(obj, "__dict__") and not isinstance(obj, type):
+        for value in vars(obj).values():
+            _arrays_in(value, found, depth + 1)
+
+
+@pytest.mark.parametrize("model", [BatchedGaussianNB, BatchedCorrelation])
+def test_worker_processes_receive_the_data_by_file_name(model, monkeypatch):
+    """Several label vectors go to worker processes, which must map the data and the
+    per-voxel state rather than receive a copy with every task: joblib passes memory maps
+    by file name, but an ndarray subclass (such as the voxel-major view) by value."""
+    from fastsearchlight.core._executors import LocalProcesses
+
+    X, y, groups, hoods = _volume(17, n_classes=3)
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    rng = np.random.default_rng(2)
+    ys = np.stack([rng.permutation(y) for _ in range(5)])
+    sent = []
+    original = LocalProcesses.map_unordered
+
+    def spy(self, func, argsets, **kwargs):
+        sent.extend(argsets)
+        return original(self, func, argsets, **kwargs)
+
+    monkeypatch.setattr(LocalProcesses, "map_unordered", spy)
+    est = model()
+    got = engine.run_batched(X, hoods, est, ys, 3, plan, "accuracy", n_jobs=2)
+    np.testing.assert_array_equal(got, _block_path(X, hoods, est, ys, 3, plan, "accuracy"))
+    assert sent
+    arrays = []
+    _arrays_in(sent, arrays)
+    subclasses = {type(a).__name__ for a in arrays if type(a) not in (np.ndarray, np.memmap)}
+    assert not subclasses, f"sent by value with every task: {subclasses}"
+    data = [a for a in arrays if a.shape == X.T.shape]
+    assert data and all(isinstance(a, np.memmap) and a.filename for a in data)
