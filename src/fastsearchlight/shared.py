@@ -31,11 +31,20 @@ if TYPE_CHECKING:
 class SharedFolder:
     """Objects (arrays, sparse matrices, dicts of them) written once to a temporary folder
     and memory-mapped back, so that worker processes map them by file name instead of
-    receiving a copy per task; the folder is removed with this object."""
+    receiving a copy per task; the folder is removed with this object.
+
+    An array given as an ndarray subclass (such as the voxel-major view) is stored as a
+    plain array: joblib passes memory maps to workers by file name, but pickles a subclass
+    by value, a copy per task."""
 
     def __init__(self, objects) -> None:
         import joblib
+        import numpy as np
 
+        objects = tuple(
+            obj.view(np.ndarray) if isinstance(obj, np.ndarray) and type(obj) is not np.ndarray else obj
+            for obj in objects
+        )
         folder = _make_folder(_nbytes(objects))
         self._finalizer = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
         path = os.path.join(folder, "shared.pkl")

@@ -254,9 +254,7 @@ def _label_independent(X, neighbourhoods, estimator, plan, n_threads, processes,
         return cached[4], cached[5], cached[6]
     sums = SphereSums(neighbourhoods, n_threads)
     state = estimator.sphere_sum_state(X, plan, sums, lean=lean, pool=pool)
-    # the data as a plain array: joblib passes memory maps to workers by file name, but an
-    # ndarray subclass (the voxel-major view) by value, a copy per task
-    shared = SharedFolder((X.view(np.ndarray), sums, state, neighbourhoods)) if processes else None
+    shared = SharedFolder((X, sums, state, neighbourhoods)) if processes else None
     if cache is not None:  # the objects of the key are kept, so their ids stay theirs
         cache[key] = (X, neighbourhoods, estimator, plan, sums, state, shared)
     return sums, state, shared
