@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from fastsearchlight.estimators._rows import four_axpy, four_dots, gather_samples, next_four
+from fastsearchlight.estimators._rows import (
+    four_axpy,
+    four_dots,
+    gather_samples,
+    next_four,
+    row_products,
+)
 
 
 @pytest.mark.parametrize("d", [0, 1, 5, 76])
@@ -48,3 +54,16 @@ def test_gather_samples_reads_each_voxel_at_each_sample(p, ordered):
     gather_samples(Xv, rows, order, out)
     expected = Xv[rows][:, order if ordered else np.arange(11)].T
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "d"), [(8, 321, 124), (4, 217, 20), (7, 10, 3), (3, 5, 9), (1, 1, 1), (5, 6, 0), (0, 4, 3)]
+)
+def test_row_products_are_a_times_b_transposed_on_the_leading_blocks(m, n, d):
+    rng = np.random.default_rng(m * 1000 + n + d)
+    A = rng.standard_normal((m + 2, d + 3))
+    B = rng.standard_normal((n + 1, d + 3))
+    out = np.full((m + 1, n + 2), np.nan)
+    row_products(A, B, out, m, n, d)
+    np.testing.assert_allclose(out[:m, :n], A[:m, :d] @ B[:n, :d].T, rtol=1e-13, atol=1e-13)
+    assert np.isnan(out[m:]).all() and np.isnan(out[:, n:]).all()  # nothing written outside

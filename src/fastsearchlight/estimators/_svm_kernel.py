@@ -23,7 +23,9 @@ same, as the method stops only where the optimality conditions hold.
 The factorisations and the products of many rows (a new active set's matrix) go to LAPACK and
 BLAS (``potrf`` and ``syrk``, called in place: :mod:`._lapack`): two to three times faster
 than compiled loops from ``d ~ 75``. The solves with the factor are compiled loops along its
-rows (:mod:`._triangular`), which there run twice as fast as LAPACK's ``potrs``. The other
+rows (:mod:`._triangular`), which there run twice as fast as LAPACK's ``potrs``; so do the
+products of a sphere's problems with its samples (margins, decisions) by blocks of dot
+products (:func:`._rows.row_products`) against BLAS's ``gemm``. The other
 loops (rank-one changes of the factor, the upper triangles of the matrices) run over row
 slices that start at the diagonal, so that they vectorise (see :func:`_rank_one`).
 
@@ -50,7 +52,7 @@ import numpy as np
 from numba import njit
 
 from ._lapack import cholesky_upper, matmul_into, syrk_upper
-from ._rows import four_dots, gather_samples, next_four
+from ._rows import four_dots, gather_samples, next_four, row_products
 from ._triangular import cholesky_solve_upper, cholesky_solve_upper_rows
 
 __all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_block", "newton_problems"]
@@ -572,8 +574,9 @@ def _gather_margins(Mall, index, Yq, out):
 def _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, usable, mwork):
     """Starts for every problem of one sphere from the factor ``PR`` of
     ``P = I + 2C X^T X`` over every sample of the sphere, in lockstep: each step's margins
-    and gradients of all the problems are two matrix products (BLAS's ``gemm``) with the
-    sphere's samples ``Xz`` instead of two passes over each problem's rows. Sets ``w``
+    and gradients of all the problems are two matrix products with the sphere's samples
+    ``Xz`` (the margins by :func:`._rows.row_products`, the gradients by BLAS's ``gemm``)
+    instead of two passes over each problem's rows. Sets ``w``
     (Q, d), the margins ``M`` and active sets ``Act`` (Q, n_train) of each problem, its
     ``steps`` taken and whether its start is ``usable``.
 
@@ -602,7 +605,7 @@ def _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, us
         usable[q] = True
         running[q] = True
     cholesky_solve_upper_rows(PR, w, running)
-    matmul_into(w, Xz, Mall, True)
+    row_products(w, Xz, Mall, Q, Xz.shape[0], d)
     _gather_margins(Mall, index, Yq, M)
     for q in range(Q):
         for i in range(n):
@@ -622,7 +625,7 @@ def _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, us
                 for k in range(d):
                     S[q, k] = twoC * G[q, k] - w[q, k]  # minus the gradient
         cholesky_solve_upper_rows(PR, S, running)
-        matmul_into(S, Xz, Mall, True)
+        row_products(S, Xz, Mall, Q, Xz.shape[0], d)
         _gather_margins(Mall, index, Yq, D)
         for q in range(Q):
             if not running[q]:
@@ -896,5 +899,5 @@ def newton_block(
             Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter, w[sph], status[sph], iterations[sph],
             work, PR, usable, tries,
         )  # fmt: skip
-        matmul_into(w[sph], Xz[:n], decisions[sph], True)
+        row_products(w[sph], Xz, decisions[sph], Q, n, d)
     return w, status, iterations, decisions
