@@ -28,6 +28,7 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _solve_dual,
     _solve_ldl,
     gram_newton_spheres,
+    sample_grams,
 )
 from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD
 from fastsearchlight.estimators.base import binary_targets
@@ -821,3 +822,16 @@ def test_residual_and_certificate_against_their_formulas():
     other = Mg.copy()
     other[j, 3] = 1.5  # proven, but p's own margin on an active sample is not below 1
     assert _certified(k, y, p, other, Act, j, knorm, 0.1, slack) == 1
+
+
+@pytest.mark.parametrize(("n", "k"), [(216, 141), (32, 110), (7, 3), (1, 9), (5, 8)])
+def test_sample_grams_are_each_spheres_gram_matrix_plus_the_shift(n, k):
+    rng = np.random.default_rng(n + k)
+    Xv = 1000.0 + 26.0 * rng.standard_normal((400, n))  # raw-scale values
+    vox = np.stack([np.sort(rng.choice(400, k, replace=False)) for _ in range(3)])
+    G = np.full((3, n, n), np.nan)
+    sample_grams(Xv, vox, 1.0, G)
+    V = Xv[vox]
+    want = np.swapaxes(V, 1, 2) @ V + 1.0
+    np.testing.assert_allclose(G, want, rtol=1e-14)
+    np.testing.assert_array_equal(G, np.swapaxes(G, 1, 2))  # both triangles, the same values

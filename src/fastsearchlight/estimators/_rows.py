@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from numba import njit
 
-__all__ = ["four_axpy", "four_dots", "gather_samples", "next_four", "row_products"]
+__all__ = ["four_axpy", "four_dots", "gather_samples", "next_four", "row_gram", "row_products"]
 
 #: sums may be reordered (vectorised): the results stay exact to rounding
 _FASTMATH = {"reassoc", "contract"}
@@ -88,50 +88,64 @@ def gather_samples(Xv, rows, order, out):
                 row[k] = Xv[rows[j0 + k], src]
 
 
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _sixteen_dots(A, i0, B, j0, d):
+    """The dot products of rows ``i0 .. i0 + 3`` of ``A`` with rows ``j0 .. j0 + 3`` of ``B``
+    over their first ``d`` entries, in one loop (``s[a][b]`` for rows ``i0 + a`` and
+    ``j0 + b``): the eight loads of each step serve sixteen multiply-adds, and the sixteen
+    sums stay in registers."""
+    a0, a1, a2, a3 = A[i0], A[i0 + 1], A[i0 + 2], A[i0 + 3]
+    b0, b1, b2, b3 = B[j0], B[j0 + 1], B[j0 + 2], B[j0 + 3]
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
+    for k in range(d):
+        x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
+        y0, y1, y2, y3 = b0[k], b1[k], b2[k], b3[k]
+        s00 += x0 * y0
+        s01 += x0 * y1
+        s02 += x0 * y2
+        s03 += x0 * y3
+        s10 += x1 * y0
+        s11 += x1 * y1
+        s12 += x1 * y2
+        s13 += x1 * y3
+        s20 += x2 * y0
+        s21 += x2 * y1
+        s22 += x2 * y2
+        s23 += x2 * y3
+        s30 += x3 * y0
+        s31 += x3 * y1
+        s32 += x3 * y2
+        s33 += x3 * y3
+    return (
+        (s00, s01, s02, s03),
+        (s10, s11, s12, s13),
+        (s20, s21, s22, s23),
+        (s30, s31, s32, s33),
+    )
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def row_products(A, B, out, m, n, d):
     """``out[i, j] = A[i, :d] . B[j, :d]`` for ``i < m``, ``j < n``: ``out = A B^T`` on
     leading blocks of C-contiguous 2-d arrays.
 
-    Four rows of ``A`` against four rows of ``B`` at a time: sixteen sums over their
-    contiguous entries in one loop, so that the eight loads of each step serve sixteen
-    multiply-adds (the rows left over, four or one at a time). For a few rows of ``A``
-    against a few hundred of ``B`` (the svc kernel's problems against a sphere's samples:
-    ``8 x 124`` by ``321 x 124``, ``4 x 20`` by ``217 x 20``) this takes 0.3-0.6 of the time of
-    BLAS's ``gemm``, whose packing copies and tiles suit large matrices.
+    Four rows of ``A`` against four rows of ``B`` at a time (:func:`_sixteen_dots`; the
+    rows left over four or one at a time). For a few rows of ``A`` against a few hundred of
+    ``B`` (the svc kernel's problems against a sphere's samples: ``8 x 124`` by
+    ``321 x 124``, ``4 x 20`` by ``217 x 20``) this takes 0.3-0.6 of the time of BLAS's
+    ``gemm``, whose packing copies and tiles suit large matrices.
     """
     i0 = 0
     while i0 + 4 <= m:
-        a0, a1, a2, a3 = A[i0], A[i0 + 1], A[i0 + 2], A[i0 + 3]
         o0, o1, o2, o3 = out[i0], out[i0 + 1], out[i0 + 2], out[i0 + 3]
         j0 = 0
         while j0 + 4 <= n:
-            b0, b1, b2, b3 = B[j0], B[j0 + 1], B[j0 + 2], B[j0 + 3]
-            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
-            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
-            for k in range(d):
-                x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
-                y0, y1, y2, y3 = b0[k], b1[k], b2[k], b3[k]
-                s00 += x0 * y0
-                s01 += x0 * y1
-                s02 += x0 * y2
-                s03 += x0 * y3
-                s10 += x1 * y0
-                s11 += x1 * y1
-                s12 += x1 * y2
-                s13 += x1 * y3
-                s20 += x2 * y0
-                s21 += x2 * y1
-                s22 += x2 * y2
-                s23 += x2 * y3
-                s30 += x3 * y0
-                s31 += x3 * y1
-                s32 += x3 * y2
-                s33 += x3 * y3
-            o0[j0], o0[j0 + 1], o0[j0 + 2], o0[j0 + 3] = s00, s01, s02, s03
-            o1[j0], o1[j0 + 1], o1[j0 + 2], o1[j0 + 3] = s10, s11, s12, s13
-            o2[j0], o2[j0 + 1], o2[j0 + 2], o2[j0 + 3] = s20, s21, s22, s23
-            o3[j0], o3[j0 + 1], o3[j0 + 2], o3[j0 + 3] = s30, s31, s32, s33
+            s = _sixteen_dots(A, i0, B, j0, d)
+            o0[j0], o0[j0 + 1], o0[j0 + 2], o0[j0 + 3] = s[0]
+            o1[j0], o1[j0 + 1], o1[j0 + 2], o1[j0 + 3] = s[1]
+            o2[j0], o2[j0 + 1], o2[j0 + 2], o2[j0 + 3] = s[2]
+            o3[j0], o3[j0 + 1], o3[j0 + 2], o3[j0 + 3] = s[3]
             j0 += 4
         for j in range(j0, n):
             o0[j], o1[j], o2[j], o3[j] = four_dots(A, i0, i0 + 1, i0 + 2, i0 + 3, B[j], d)
@@ -148,3 +162,25 @@ def row_products(A, B, out, m, n, d):
             for k in range(d):
                 t += a[k] * b[k]
             o[j] = t
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def row_gram(A, G, n, d, shift):
+    """``G[i, j] = A[i, :d] . A[j, :d] + shift`` for ``i, j < n`` (both triangles): the Gram
+    matrix of the rows of a leading block of the C-contiguous ``A``, plus a constant.
+
+    The blocks of four rows by four on or above the diagonal (:func:`_sixteen_dots`), each
+    written to both triangles: half of :func:`row_products`' work. ``A`` needs at least
+    ``n`` rounded up to a multiple of four rows (the last block reads the rows past ``n``
+    and discards their products).
+    """
+    for i0 in range(0, n, 4):
+        for j0 in range(i0, n, 4):
+            s = _sixteen_dots(A, i0, A, j0, d)
+            for a in range(min(4, n - i0)):
+                i = i0 + a
+                for b in range(min(4, n - j0)):
+                    j = j0 + b
+                    v = s[a][b] + shift
+                    G[i, j] = v
+                    G[j, i] = v

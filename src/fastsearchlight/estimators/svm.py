@@ -38,7 +38,7 @@ import numpy as np
 
 from .._work_arrays import work_array
 from ..cv import CVPlan
-from ._svm_gram_kernel import INVERSE_MEMBERS, follows_previous, gram_newton_spheres
+from ._svm_gram_kernel import INVERSE_MEMBERS, follows_previous, gram_newton_spheres, sample_grams
 from ._svm_kernel import CONVERGED, NEEDS_SVD, newton_block
 from ._svm_newton import newton
 from .base import BatchedClassifier, as_voxel_major, binary_targets
@@ -464,9 +464,8 @@ class BatchedLinearSVC(BatchedClassifier):
         per_batch = max(1, min(16 * self.batch_problems // Q, _GRAM_BATCH_BYTES // (8 * n * (n + k + Q))))
         for lo in range(0, B, per_batch):
             hi = min(B, lo + per_batch)
-            V = Xv[vox[lo:hi]]  # (b, k, n)
-            G = np.swapaxes(V, 1, 2) @ V
-            G += shift
+            G = np.empty((hi - lo, n, n))
+            sample_grams(Xv, vox[lo:hi], shift, G)
             follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
             if not weights:  # written straight into the output: no weights, no copies
                 status, its = gram_newton_spheres(
@@ -478,7 +477,7 @@ class BatchedLinearSVC(BatchedClassifier):
                 status, its = gram_newton_spheres(
                     G, *args, alpha, False, INVERSE_MEMBERS, *warm, follows, bounds, 1, unsettled
                 )  # fmt: skip
-                w[lo:hi, :, :k] = alpha @ np.swapaxes(V, 1, 2)
+                w[lo:hi, :, :k] = alpha @ np.swapaxes(Xv[vox[lo:hi]], 1, 2)
                 if self.fit_intercept:
                     w[lo:hi, :, k] = float(self.intercept_scaling) * alpha.sum(axis=2)
                 decisions[lo:hi] = alpha @ G
