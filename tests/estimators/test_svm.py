@@ -476,7 +476,8 @@ def test_majorised_starts_descend_and_give_up_on_nearly_separable_sets(separable
     w, M, Act = np.empty((Q, d)), np.empty((Q, nt)), np.empty((Q, nt), dtype=bool)
     steps, usable = np.empty(Q, dtype=np.int64), np.empty(Q, dtype=bool)
     work = _majorised_work(Q, nt, n + 1, d)
-    _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n, w, M, Act, steps, usable, work)
+    XT = np.ascontiguousarray(Xz.T)
+    _majorised_starts(Xz, XT, index, Yq, Wq, C, PR, rhs, n, w, M, Act, steps, usable, work)
 
     for q, rows in enumerate(trains):
         Y = Yall[rows]

@@ -24,10 +24,11 @@ The factorisations and the products of many rows (a new active set's matrix) go 
 BLAS (``potrf`` and ``syrk``, called in place: :mod:`._lapack`): two to three times faster
 than compiled loops from ``d ~ 75``. The solves with the factor are compiled loops along its
 rows (:mod:`._triangular`), which there run twice as fast as LAPACK's ``potrs``; so do the
-products of a sphere's problems with its samples (margins, decisions) by blocks of dot
-products (:func:`._rows.row_products`) against BLAS's ``gemm``. The other
-loops (rank-one changes of the factor, the upper triangles of the matrices) run over row
-slices that start at the diagonal, so that they vectorise (see :func:`_rank_one`).
+products of a sphere's problems with its samples (margins, gradients, right-hand sides,
+decisions) by blocks of dot products (:func:`._rows.row_products`) against BLAS's
+``gemm``. The other loops (rank-one changes of the factor, the upper triangles of the
+matrices) run over row slices that start at the diagonal, so that they vectorise (see
+:func:`_rank_one`).
 
 With many training sets that each leave out a small disjoint part (leave-one-run-out) and
 large spheres, the problems start instead from the sphere's matrix over every sample, factored
@@ -51,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._lapack import cholesky_upper, matmul_into, syrk_upper
+from ._lapack import cholesky_upper, syrk_upper
 from ._rows import four_dots, gather_samples, next_four, row_products
 from ._triangular import cholesky_solve_upper, cholesky_solve_upper_rows
 
@@ -571,12 +572,12 @@ def _gather_margins(Mall, index, Yq, out):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, usable, mwork):
+def _majorised_starts(Xz, XT, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, usable, mwork):
     """Starts for every problem of one sphere from the factor ``PR`` of
     ``P = I + 2C X^T X`` over every sample of the sphere, in lockstep: each step's margins
     and gradients of all the problems are two matrix products with the sphere's samples
-    ``Xz`` (the margins by :func:`._rows.row_products`, the gradients by BLAS's ``gemm``)
-    instead of two passes over each problem's rows. Sets ``w``
+    ``Xz`` and their transpose ``XT`` (:func:`._rows.row_products`) instead of two passes
+    over each problem's rows. Sets ``w``
     (Q, d), the margins ``M`` and active sets ``Act`` (Q, n_train) of each problem, its
     ``steps`` taken and whether its start is ``usable``.
 
@@ -619,7 +620,7 @@ def _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, us
                 for i in range(n):
                     if aq[i]:
                         cq[rows[i]] += y[i] * (1.0 - mq[i])
-        matmul_into(Call, Xz, G, False)
+        row_products(Call, XT, G, Q, d, Xz.shape[0])
         for q in range(Q):
             if running[q]:
                 for k in range(d):
@@ -662,7 +663,7 @@ def _majorised_work(Q, n_train, n_rows, d):
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _solve_sphere(
-    Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter, w, status, iterations, work, PR, majorise, tries,
+    Xz, XT, index, Yq, Wq, set_of, H0, rhs, C, max_iter, w, status, iterations, work, PR, majorise, tries,
 ):  # fmt: skip
     """Every problem of one sphere (see :func:`newton_block`): results into ``w`` (Q, d),
     ``status`` and ``iterations`` (Q,). ``work`` is :func:`_work_space`'s tuple.
@@ -679,7 +680,7 @@ def _solve_sphere(
     for u in range(U):
         factored[u] = False
     if majorise:
-        _majorised_starts(Xz, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, usable, mwork)
+        _majorised_starts(Xz, XT, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, usable, mwork)
     for q in range(index.shape[0]):
         u = set_of[q]
         taken = 0
@@ -747,6 +748,24 @@ def _sphere_samples(Xv, voxels, intercept, scaling, Xz):
         for i in range(n):
             Xz[i, k] = scaling
     Xz[n, :] = 0.0
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _sphere_features(Xv, voxels, intercept, scaling, XT):
+    """The sphere's samples the other way round, ``XT[j] = [Xv[voxels[j]], 0]`` (its voxels'
+    rows, each with the padding sample's 0) and ``XT[k] = [scaling, ..., scaling, 0]`` (the
+    constant feature): the rows along which the products ``v^T Xz`` of the sphere's
+    problems run as dot products (:func:`._rows.row_products`)."""
+    n = Xv.shape[1]
+    k = voxels.shape[0]
+    for j in range(k):
+        src, dst = Xv[voxels[j]], XT[j]
+        for i in range(n):
+            dst[i] = src[i]
+        dst[n] = 0.0
+    if intercept:
+        XT[k, :n] = scaling
+        XT[k, n] = 0.0
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -870,6 +889,7 @@ def newton_block(
     status = np.zeros((B, Q), dtype=np.int8)
     iterations = np.zeros((B, Q), dtype=np.int32)
     Xz = np.empty((n + 1, d))
+    XT = np.empty((d, n + 1))
     H0 = np.empty((U, d, d))
     rhs = np.empty((Q, d))
     total = np.empty((d, d))
@@ -882,8 +902,9 @@ def newton_block(
             majorise = False  # given up on most problems so far: the block's are alike
         w[sph] = 0.0
         _sphere_samples(Xv, vox[sph], intercept, scaling, Xz)
+        _sphere_features(Xv, vox[sph], intercept, scaling, XT)
         _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, total)
-        matmul_into(YW, Xz, rhs, False)
+        row_products(YW, XT, rhs, Q, d, n + 1)
         for q in range(Q):
             for c in range(d):
                 rhs[q, c] *= 2.0 * C
@@ -896,7 +917,7 @@ def newton_block(
                 total[r, r] += 1.0
             usable = not _too_large(total) and _cholesky(total, PR)
         _solve_sphere(
-            Xz, index, Yq, Wq, set_of, H0, rhs, C, max_iter, w[sph], status[sph], iterations[sph],
+            Xz, XT, index, Yq, Wq, set_of, H0, rhs, C, max_iter, w[sph], status[sph], iterations[sph],
             work, PR, usable, tries,
         )  # fmt: skip
         row_products(w[sph], Xz, decisions[sph], Q, n, d)
