@@ -1262,8 +1262,9 @@ def sample_grams(Xv, vox, shift, G):
 
     The sphere's samples are gathered as rows (:func:`._rows.gather_samples`), their
     entries padded with zeros to a multiple of eight, then their Gram matrix formed by
-    blocks of dot products along those rows (:func:`._rows.row_gram`): 0.5-0.75 of the
-    time of numpy's batched product ``V^T V``, which forms both triangles by ``gemm``.
+    blocks of dot products along those rows (:func:`._rows.row_gram`): 0.53-0.62 of the
+    time of numpy's batched product ``V^T V`` (which forms both triangles by ``gemm``) at
+    216 samples and 100-155 voxels.
     """
     n = Xv.shape[1]
     k = vox.shape[1]

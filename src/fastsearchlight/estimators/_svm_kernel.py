@@ -577,9 +577,8 @@ def _majorised_starts(Xz, XT, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps
     ``P = I + 2C X^T X`` over every sample of the sphere, in lockstep: each step's margins
     and gradients of all the problems are two matrix products with the sphere's samples
     ``Xz`` and their transpose ``XT`` (:func:`._rows.row_products`) instead of two passes
-    over each problem's rows. Sets ``w``
-    (Q, d), the margins ``M`` and active sets ``Act`` (Q, n_train) of each problem, its
-    ``steps`` taken and whether its start is ``usable``.
+    over each problem's rows. Sets ``w`` (Q, d), the margins ``M`` and active sets ``Act``
+    (Q, n_train) of each problem, its ``steps`` taken and whether its start is ``usable``.
 
     The squared hinge's curvature is at most that of the problem's training samples, all
     active, which ``P`` bounds (it holds them and the left-out ones). So the steps
