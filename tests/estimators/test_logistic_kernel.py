@@ -198,3 +198,24 @@ def test_warm_starts_from_the_sphere_before_reach_the_same_optimum_in_fewer_iter
     assert cold_stats[3] == warm_stats[3] == 0  # every fold in the basis
     np.testing.assert_allclose(warm_dec, cold_dec, rtol=0, atol=1e-8 * np.abs(cold_dec).max())
     assert warm_stats[1] < 0.9 * cold_stats[1]
+
+
+@pytest.mark.parametrize(("n", "q"), [(162, 77), (37, 9), (20, 12), (5, 3)])
+def test_binary_hessian_from_the_design_columns(n, q):
+    """The binary Hessian ``A' diag(sw^2) A + diag(pen)`` from the design's columns, four
+    rows by four (any ``q``, not only multiples of four), matches numpy's product; the
+    columns' arrays may be larger than the design (one pair serves a path of designs)."""
+    from fastsearchlight.estimators._logistic_kernel import _binary_hessian, _columns, _columns_space
+
+    rng = np.random.default_rng(q)
+    A = rng.normal(loc=1000.0, size=(n, q))
+    sw = rng.uniform(0.0, 0.5, size=n)
+    pen = rng.uniform(0.0, 1.0, size=q)
+    AT, AwT = _columns_space(n + 7, q)
+    AT[:] = np.nan  # every entry the Hessian reads is written by _columns
+    AwT[:] = np.nan
+    _columns(A, AT, AwT)
+    H = np.full((q, q), np.nan)
+    _binary_hessian(AT, sw, pen, AwT, H)
+    expected = (A * sw[:, None] ** 2).T @ A + np.diag(pen)
+    np.testing.assert_allclose(H, expected, rtol=1e-13, atol=1e-13 * np.abs(expected).max())
