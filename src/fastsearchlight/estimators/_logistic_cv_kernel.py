@@ -263,7 +263,9 @@ def logistic_cv_block(
                     if factored and lam < lam_prev:
                         _path_start(Dk, tk, theta, R, lam_prev, lam, work)
                     pen[:] = lam
-                    its, ok, hess, factored = _newton_binary(Dk, tk, pen, scale, theta, tol, max_iter, R, AT, AwT)
+                    its, ok, hess, factored = _newton_binary(
+                        Dk, tk, pen, scale, theta, tol, max_iter, R, AT, AwT
+                    )
                     stats[5] += hess
                     lam_prev = lam
                     stats[0] += 0 if ok else 1
