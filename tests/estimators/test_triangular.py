@@ -79,3 +79,64 @@ def test_cholesky_solve_upper_rows_solves_the_running_rows_only(d):
             np.testing.assert_allclose(out[q], np.linalg.solve(H, B[q]), rtol=1e-10, atol=1e-12)
         else:
             np.testing.assert_array_equal(out[q], B[q])
+
+
+def _raw_scale_matrix(d, seed):
+    """``I + 2 X^T X`` of raw-scale samples (offset 1000: badly conditioned, as the svc
+    and logistic kernels' matrices are)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(loc=1000.0, scale=100.0, size=(d + 5, d))
+    return np.eye(d) + 2.0 * X.T @ X
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 7, 8, 9, 13, 24, 25, 77, 111, 141])
+def test_blocked_cholesky_matches_lapack_within_a_larger_matrix(d):
+    """The compiled Cholesky factorisations, upper (input and factor in the upper triangle)
+    and lower, on the leading block of a larger work matrix: the same factor as LAPACK's
+    ``potrf`` to rounding (backward error ``|F^T F - M|`` at rounding level), nothing
+    outside the block touched, and the lower variant leaves the upper triangle alone."""
+    from fastsearchlight.estimators._triangular import (
+        cholesky_lower_rows,
+        cholesky_upper_into,
+        cholesky_upper_rows,
+    )
+
+    M = _raw_scale_matrix(d, d)
+    ref = np.empty((d, d))
+    assert cholesky_upper(M, ref)
+    ref = np.triu(ref)
+    scale = np.abs(M).max()
+    work = np.full((d + 3, d + 9), np.nan)
+    work[:d, :d] = np.triu(M) + np.tril(np.full((d, d), np.nan), -1)  # lower: not read
+    assert cholesky_upper_rows(work, d)
+    U = np.triu(work[:d, :d])
+    assert np.isnan(work[d:]).all() and np.isnan(work[:, d:]).all()
+    np.testing.assert_allclose(U.T @ U, M, rtol=0, atol=1e-14 * scale)
+    np.testing.assert_allclose(U, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+
+    work = np.full((d + 3, d + 9), np.nan)
+    work[:d, :d] = np.tril(M) + np.triu(np.full((d, d), np.nan), 1)  # upper: not read
+    assert cholesky_lower_rows(work, d)
+    L = np.tril(work[:d, :d])
+    assert np.isnan(work[:d, :d][np.triu_indices(d, 1)]).all()
+    assert np.isnan(work[d:]).all() and np.isnan(work[:, d:]).all()
+    np.testing.assert_allclose(L @ L.T, M, rtol=0, atol=1e-14 * scale)
+
+    R = np.full((d, d), np.nan)
+    assert cholesky_upper_into(M, R)
+    np.testing.assert_array_equal(np.triu(R), U)
+    in_place = M.copy()
+    assert cholesky_upper_into(in_place, in_place)
+    np.testing.assert_array_equal(np.triu(in_place), U)
+
+
+@pytest.mark.parametrize("bad", [0, 3, 6, 10])
+def test_blocked_cholesky_reports_a_matrix_not_positive_definite(bad):
+    from fastsearchlight.estimators._triangular import cholesky_lower_rows, cholesky_upper_into
+
+    M = _raw_scale_matrix(11, 0)
+    M[bad, bad] = -1.0
+    assert not cholesky_upper_into(M, np.empty((11, 11)))
+    assert not cholesky_lower_rows(M.copy(), 11)
+    M[bad, bad] = np.nan
+    assert not cholesky_upper_into(M, np.empty((11, 11)))

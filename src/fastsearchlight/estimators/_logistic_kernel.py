@@ -38,9 +38,9 @@ import math
 import numpy as np
 from numba import njit
 
-from ._lapack import cholesky_upper, gram_into, matmul_into, syrk_upper
+from ._lapack import gram_into, matmul_into, syrk_upper
 from ._rows import four_axpy, four_dots, row_gram
-from ._triangular import cholesky_solve_upper
+from ._triangular import cholesky_solve_upper, cholesky_upper_into
 
 __all__ = ["logistic_block"]
 
@@ -100,7 +100,7 @@ def _newton_step(H, grad, step):
     """``step = -H^-1 grad`` by the Cholesky factor of the symmetric ``H`` (its upper
     triangle read, and overwritten by the factor); False, with ``H`` spoiled, when ``H`` is
     not positive definite to rounding (see :func:`_lu_step`)."""
-    if not cholesky_upper(H, H):
+    if not cholesky_upper_into(H, H):
         return False
     for j in range(grad.shape[0]):
         step[j] = -grad[j]
@@ -452,7 +452,7 @@ def _origin_step(A, n_classes, pen, Grad, S, Step):
         for cc in range(r, p):
             S[r, cc] *= scale
         S[r, r] += pen[r]
-    if not cholesky_upper(S, S):
+    if not cholesky_upper_into(S, S):
         return False
     # (I + 11')^-1 = I - 11' / K
     for j in range(p):
@@ -624,7 +624,7 @@ def _gram_basis(Gall, train, centre, R):
         for b in range(a, r):
             R[a, b] = Gall[ia, train[b]] - rm[a] - rm[b] + gm
         gmax = max(gmax, R[a, a])
-    if not cholesky_upper(R, R):
+    if not cholesky_upper_into(R, R):
         return False
     for a in range(r):
         if R[a, a] * R[a, a] < _BASIS_RCOND * gmax:

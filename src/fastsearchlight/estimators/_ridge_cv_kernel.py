@@ -46,13 +46,13 @@ import numpy as np
 from numba import njit
 
 from ._lapack import (
-    cholesky_upper,
     inverse_upper,
     matmul_into,
     reciprocal_condition_upper,
     triangular_solve_rows,
 )
 from ._ridge_kernel import accumulate, block_products, fold_products, gather_sphere
+from ._triangular import cholesky_upper_into
 
 __all__ = ["ridge_cv_block"]
 
@@ -302,7 +302,7 @@ def ridge_cv_block(
                             Rt[q, j] += v * Xf[i, j]
                 for a in range(A_n):
                     norm1 = _norm1_shifted(A, alphas[a], H)
-                    if not cholesky_upper(H, H):
+                    if not cholesky_upper_into(H, H):
                         failed = True
                         break
                     if a == a_min:  # the largest condition number of the alphas'
@@ -387,7 +387,7 @@ def ridge_cv_block(
                 diag = np.empty(ntr)
                 for a in range(A_n):
                     norm1 = _norm1_shifted(K, alphas[a], G)
-                    if not cholesky_upper(G, G):
+                    if not cholesky_upper_into(G, G):
                         failed = True
                         break
                     if not inverse_upper(G):

@@ -19,9 +19,9 @@ import numpy as np
 from numba import njit
 
 from ..cv import CVPlan
-from ._lapack import cholesky_upper, gram_into, syrk_rows_upper, syrk_upper
+from ._lapack import gram_into, syrk_rows_upper, syrk_upper
 from ._rows import gather_samples
-from ._triangular import solve_upper
+from ._triangular import cholesky_upper_into, solve_upper
 
 __all__ = ["RoleBlocks", "ridge_block", "role_blocks"]
 
@@ -251,11 +251,11 @@ def fold_products(total_g, total_s, grams, sums, blocks, subtract, G, s):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _cholesky_solve(A, R):
     """``R = A^-1 R`` in place for a symmetric positive definite ``A`` given by its upper
-    triangle (LAPACK's ``potrf`` called in place on a copy, :mod:`._lapack`; ``gesv`` when it
+    triangle (the blocked Cholesky of :mod:`._triangular` on a copy; ``gesv`` when it
     fails), column by column of ``R`` by the compiled solves of :mod:`._triangular`."""
     p, k = R.shape
     F = np.empty((p, p))
-    if not cholesky_upper(A, F):  # not positive definite to rounding: LU on the symmetric
+    if not cholesky_upper_into(A, F):  # not positive definite to rounding: LU on the symmetric
         for r in range(p):  # matrix of A's upper triangle
             for c in range(r):
                 F[r, c] = A[c, r]
@@ -408,12 +408,12 @@ def ridge_block(
                     for j in range(p):
                         Rt[q, j] -= nf * mu[j] * ybar[q]
             _fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, alpha, A)
-            if cholesky_upper(A, A):
+            if cholesky_upper_into(A, A):
                 for i in range(p):
                     inv[i] = 1.0 / A[i, i]
                 for q in range(Q):
                     solve_upper(A, inv, p, Rt[q], Rt[q])
-            else:  # not positive definite to rounding (LAPACK stopped): LU
+            else:  # not positive definite to rounding (the factorisation stopped): LU
                 _fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, alpha, A)
                 for r in range(p):
                     for c in range(r):

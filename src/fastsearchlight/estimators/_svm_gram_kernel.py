@@ -74,7 +74,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._lapack import cholesky_lower_block, cholesky_upper_block, inverse_lower_block, matmul_into
+from ._lapack import inverse_lower_block, matmul_into
 from ._rows import four_dots, gather_samples, next_four, row_gram
 from ._svm_kernel import (
     _FASTMATH,
@@ -84,7 +84,7 @@ from ._svm_kernel import (
     UNCONVERGED,
     _step_length,
 )
-from ._triangular import forward_upper, solve_upper
+from ._triangular import cholesky_lower_rows, cholesky_upper_rows, forward_upper, solve_upper
 
 __all__ = ["follows_previous", "gram_newton_spheres", "sample_grams"]
 
@@ -95,7 +95,8 @@ _EPS = np.finfo(np.float64).eps
 #: Cholesky factor by LAPACK from it. (W1 12 mm's permutation calls, ``k = 162`` on raw
 #: volumes, took 2.0 times as long and 18% more Newton points with Gauss-Jordan's inverse.)
 _GAUSS_JORDAN_BELOW = 64
-#: factors of at least this size go to LAPACK (:func:`_cholesky_lower`, :func:`_cholesky_upper`),
+#: factors of at least this size go to the blocked factorisation of :mod:`._triangular`
+#: (:func:`_cholesky_lower`, :func:`_cholesky_upper`; LAPACK's ``potrf`` before stop 51),
 #: smaller ones to a loop
 _LAPACK_FROM = 24
 
@@ -105,9 +106,10 @@ def _cholesky_lower(M, k, L, inv):
     """Lower factor ``L`` (``M = L L^T``) of the leading ``k x k`` block of ``M`` (lower
     triangle read), and the reciprocals ``inv`` of its diagonal; False if it is not
     positive definite. From ``k = 24`` (the first step's factors, every sample active)
-    LAPACK's ``potrf`` in place (:mod:`._lapack`: 1.5-1.7 times faster from ``k = 16`` to
-    ``k = 162`` alone); below it a compiled row-by-row loop, as a LAPACK call costs more
-    than the work there (24 against 90 ns at ``k = 4``, 107 against 163 at ``k = 8``). The
+    the blocked factorisation in place (:func:`._triangular.cholesky_lower_rows`, 0.62-0.76
+    of the time of LAPACK's ``potrf``, itself 1.5-1.7 times faster than this loop from
+    ``k = 16`` to ``k = 162``); below it a compiled row-by-row loop, as a LAPACK call cost
+    more than the work there (24 against 90 ns at ``k = 4``, 107 against 163 at ``k = 8``). The
     threshold was set when this loop also factored the inverse path's small Schur systems
     (with it at 12, W3's permutation problems took 12% longer, at 24 as long as with the
     loop alone, while plain W3 fits gain 7%); those now have their own ``L D L^T`` loop
@@ -117,7 +119,7 @@ def _cholesky_lower(M, k, L, inv):
         for r in range(k):
             for c in range(r + 1):
                 L[r, c] = M[r, c]
-        if not cholesky_lower_block(L, k):
+        if not cholesky_lower_rows(L, k):
             return False
         for r in range(k):
             inv[r] = 1.0 / L[r, r]
@@ -202,7 +204,7 @@ def _schur_factor(M, k, L, dinv):
     """``M = L D L^T`` for the leading ``k x k`` block of ``M`` (lower triangle read): ``L``
     unit lower triangular (its diagonal set to 1), ``dinv`` the reciprocals of ``D``;
     False if it is not positive definite. The inverse path's Schur systems ``S_RR`` of at
-    least :data:`_LAPACK_FROM` samples (:func:`_schur_correction`): LAPACK's Cholesky factor
+    least :data:`_LAPACK_FROM` samples (:func:`_schur_correction`): the Cholesky factor
     ``C`` (:func:`_cholesky_lower`), rescaled (``L = C diag(C)^-1``, ``D = diag(C)^2``)."""
     if not _cholesky_lower(M, k, L, dinv):
         return False
@@ -277,11 +279,13 @@ def _solve_ldl(L, dinv, k, b, out):
 def _cholesky_upper(U, k, inv):
     """In place: the upper factor ``U`` (``M = U^T U``) of the leading ``k x k`` block of
     ``U``, whose upper triangle holds ``M``, and the reciprocals ``inv`` of its diagonal;
-    False if it is not positive definite. From ``k = 24`` LAPACK's ``potrf``, below it a
-    compiled loop (as :func:`_cholesky_lower`); the loop updates the rows below a pivot by
-    row slices, which vectorise."""
+    False if it is not positive definite. From ``k = 24`` the blocked factorisation
+    (:func:`._triangular.cholesky_upper_rows`, which leaves the factor's transpose in the
+    block's lower triangle, unused here), below it a compiled loop (as
+    :func:`_cholesky_lower`); the loop updates the rows below a pivot by row slices, which
+    vectorise."""
     if k >= _LAPACK_FROM:
-        if not cholesky_upper_block(U, k):
+        if not cholesky_upper_rows(U, k):
             return False
         for r in range(k):
             inv[r] = 1.0 / U[r, r]
