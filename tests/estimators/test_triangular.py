@@ -140,3 +140,21 @@ def test_blocked_cholesky_reports_a_matrix_not_positive_definite(bad):
     assert not cholesky_lower_rows(M.copy(), 11)
     M[bad, bad] = np.nan
     assert not cholesky_upper_into(M, np.empty((11, 11)))
+
+
+@pytest.mark.parametrize(("n", "k"), [(1, 1), (3, 2), (5, 4), (7, 5), (9, 8), (162, 75), (130, 77), (13, 23)])
+def test_forward_upper_rows_solves_with_the_factor_left_by_the_factorisation(n, k):
+    """Rows ``z`` of ``Z[:n]`` become ``U^-T z`` from the transpose that the blocked
+    factorisation leaves in the factor's lower triangle; rows past ``n`` are not touched."""
+    from fastsearchlight.estimators._triangular import cholesky_upper_into, forward_upper_rows
+
+    M = _raw_scale_matrix(k, n)
+    U = np.empty((k, k))
+    assert cholesky_upper_into(M, U)
+    rng = np.random.default_rng(k)
+    X = rng.normal(loc=1000.0, scale=100.0, size=(n + 2, k))
+    Z = X.copy()
+    forward_upper_rows(U, Z, n)
+    expected = np.linalg.solve(np.triu(U).T, X[:n].T).T
+    np.testing.assert_allclose(Z[:n], expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_array_equal(Z[n:], X[n:])

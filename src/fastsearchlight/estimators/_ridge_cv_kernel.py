@@ -49,10 +49,9 @@ from ._lapack import (
     inverse_upper,
     matmul_into,
     reciprocal_condition_upper,
-    triangular_solve_rows,
 )
 from ._ridge_kernel import accumulate, block_products, fold_products, gather_sphere
-from ._triangular import cholesky_upper_into
+from ._triangular import cholesky_upper_into, forward_upper_rows
 
 __all__ = ["ridge_cv_block"]
 
@@ -312,7 +311,7 @@ def ridge_cv_block(
                             break
                         kappa = 1.0 / rc
                     accumulate(W.ravel()[: ntr * p], Xtr.ravel()[: ntr * p], True)  # Wf = Xf
-                    triangular_solve_rows(H, Wf, False)  # rows z_i = U^-T x_i
+                    forward_upper_rows(H, Wf, ntr)  # rows z_i = U^-T x_i
                     for i in range(ntr):
                         acc = 0.0
                         for j in range(p):

