@@ -4,39 +4,11 @@ import numpy as np
 import pytest
 
 from fastsearchlight.estimators._lapack import (
-    cholesky_upper,
     gram_into,
     matmul_into,
     syrk_rows_upper,
     syrk_upper,
 )
-
-
-@pytest.mark.parametrize("d", [1, 5, 41])
-def test_cholesky_upper_matches_numpy(d):
-    rng = np.random.default_rng(d)
-    A = rng.standard_normal((60, d))
-    H = np.eye(d) + A.T @ A
-    R = np.full((d, d), 7.0)
-    assert cholesky_upper(H, R)
-    np.testing.assert_allclose(np.triu(R), np.linalg.cholesky(H).T, rtol=1e-12, atol=1e-12)
-    in_place = H.copy()
-    assert cholesky_upper(in_place, in_place)
-    np.testing.assert_array_equal(np.triu(in_place), np.triu(R))
-    # only the upper triangle is read
-    lower_garbage = np.triu(H) + np.tril(np.full((d, d), np.nan), -1)
-    assert cholesky_upper(lower_garbage, R)
-    np.testing.assert_allclose(np.triu(R), np.linalg.cholesky(H).T, rtol=1e-12, atol=1e-12)
-
-
-def test_cholesky_upper_reports_indefinite_matrices():
-    H = np.array([[1.0, 2.0], [2.0, 1.0]])
-    assert not cholesky_upper(H, np.empty((2, 2)))
-
-
-def test_cholesky_upper_rejects_strided_factor():
-    with pytest.raises(ValueError, match="C-contiguous"):
-        cholesky_upper(np.eye(3), np.empty((3, 6))[:, ::2])
 
 
 @pytest.mark.parametrize("k", [0, 1, 54])
@@ -123,33 +95,16 @@ def test_gram_into_is_the_full_cross_product(k):
     np.testing.assert_array_equal(G, G.T)
 
 
-@pytest.mark.parametrize("k, d", [(0, 3), (1, 1), (54, 7), (162, 41)])
-@pytest.mark.parametrize("transpose", [False, True])
-def test_triangular_solve_rows_matches_numpy(k, d, transpose):
-    from fastsearchlight.estimators._lapack import triangular_solve_rows
-
-    rng = np.random.default_rng([k, d])
-    A = rng.standard_normal((2 * d + 3, d))
-    R = np.empty((d, d))
-    assert cholesky_upper(np.eye(d) + A.T @ A, R)
-    upper = np.triu(R)
-    R = np.triu(R) + np.tril(np.full((d, d), np.nan), -1)  # the lower triangle is not read
-    W = rng.standard_normal((k, d))
-    out = W.copy()
-    triangular_solve_rows(R, out, transpose)
-    expected = W @ np.linalg.inv(upper.T if transpose else upper)
-    np.testing.assert_allclose(out, expected, rtol=1e-11, atol=1e-11)
-
-
 @pytest.mark.parametrize("d", [1, 6, 28])
 def test_inverse_and_condition_from_the_factor(d):
     from fastsearchlight.estimators._lapack import inverse_upper, reciprocal_condition_upper
+    from fastsearchlight.estimators._triangular import cholesky_upper_into
 
     rng = np.random.default_rng(d)
     A = rng.standard_normal((d + 4, d)) * np.logspace(0, 2, d)
     H = 0.1 * np.eye(d) + A.T @ A
     R = np.empty((d, d))
-    assert cholesky_upper(H, R)
+    assert cholesky_upper_into(H, R)  # (the kernels' factorisation)
     rcond = reciprocal_condition_upper(R, np.abs(H).sum(axis=0).max())
     exact = 1.0 / np.linalg.cond(H, 1)
     assert exact / 10 <= rcond <= exact * 10
@@ -158,40 +113,19 @@ def test_inverse_and_condition_from_the_factor(d):
 
 
 @pytest.mark.parametrize("k", [1, 7, 30])
-def test_block_factors_of_a_leading_block_match_numpy(k):
-    """``cholesky_upper_block`` and ``cholesky_lower_block`` factor the leading ``k x k``
-    block of a longer buffer in place, reading only their own triangle."""
-    from fastsearchlight.estimators._lapack import cholesky_lower_block, cholesky_upper_block
-
-    rng = np.random.default_rng(k)
-    X = rng.standard_normal((k, k + 3))
-    M = X @ X.T + np.eye(k)
-    expected = np.linalg.cholesky(M)  # lower
-    buf = np.full((k + 4, k + 6), np.nan)
-    buf[:k, :k] = np.triu(M) + np.tril(np.full((k, k), np.nan), -1)
-    assert cholesky_upper_block(buf, k)
-    np.testing.assert_allclose(np.triu(buf[:k, :k]), expected.T, rtol=1e-12, atol=1e-12)
-    buf[:k, :k] = np.tril(M) + np.triu(np.full((k, k), np.nan), 1)
-    assert cholesky_lower_block(buf, k)
-    np.testing.assert_allclose(np.tril(buf[:k, :k]), expected, rtol=1e-12, atol=1e-12)
-    bad = -np.eye(k)
-    assert not cholesky_upper_block(bad.copy(), k)
-    assert not cholesky_lower_block(bad.copy(), k)
-
-
-@pytest.mark.parametrize("k", [1, 7, 30])
 def test_block_inverse_from_a_lower_factor_matches_numpy(k):
     """``inverse_lower_block`` turns the lower factor in the leading ``k x k`` block of a
     longer buffer into the full inverse of that block, reading only the factor's triangle
     and writing nothing outside the block."""
-    from fastsearchlight.estimators._lapack import cholesky_lower_block, inverse_lower_block
+    from fastsearchlight.estimators._lapack import inverse_lower_block
+    from fastsearchlight.estimators._triangular import cholesky_lower_rows
 
     rng = np.random.default_rng(k + 100)
     X = rng.standard_normal((k, k + 3))
     M = X @ X.T + np.eye(k)
     buf = np.full((k + 4, k + 6), 7.0)
     buf[:k, :k] = np.tril(M) + np.triu(np.full((k, k), np.nan), 1)
-    assert cholesky_lower_block(buf, k)
+    assert cholesky_lower_rows(buf, k)  # (the kernels' factorisation)
     buf[:k, :k] = np.tril(buf[:k, :k]) + np.triu(np.full((k, k), np.nan), 1)
     assert inverse_lower_block(buf, k)
     np.testing.assert_allclose(buf[:k, :k], np.linalg.inv(M), rtol=1e-10, atol=1e-12)

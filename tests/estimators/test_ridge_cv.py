@@ -292,8 +292,8 @@ def test_shifted_norm_and_column_solves_match_numpy():
     """The kernel's pieces against numpy: ``A + alpha I`` and its 1-norm (which sets the
     near-tie margin through the condition number), and the column solves that give the
     fitted values ``Z t`` and the coefficients ``A^-1 r`` from the factor ``U``."""
-    from fastsearchlight.estimators._lapack import cholesky_upper
     from fastsearchlight.estimators._ridge_cv_kernel import _norm1_shifted, _solve_columns
+    from fastsearchlight.estimators._triangular import cholesky_upper_into
 
     rng = np.random.default_rng(3)
     p, n_train, Q = 13, 40, 3
@@ -304,7 +304,7 @@ def test_shifted_norm_and_column_solves_match_numpy():
     norm = _norm1_shifted(A, 0.7, H)
     np.testing.assert_array_equal(H, A + 0.7 * np.eye(p))
     assert norm == pytest.approx(np.linalg.norm(A + 0.7 * np.eye(p), 1), rel=1e-15)
-    assert cholesky_upper(H, H)
+    assert cholesky_upper_into(H, H)
     U = np.triu(H)
     np.testing.assert_allclose(U.T @ U, A + 0.7 * np.eye(p), rtol=1e-12)
     Z = np.linalg.solve(U.T, X.T).T  # rows z_i = U^-T x_i

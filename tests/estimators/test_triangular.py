@@ -3,12 +3,15 @@
 import numpy as np
 import pytest
 
-from fastsearchlight.estimators._lapack import cholesky_upper
 from fastsearchlight.estimators._triangular import (
     back_upper,
+    cholesky_lower_rows,
     cholesky_solve_upper,
     cholesky_solve_upper_rows,
+    cholesky_upper_into,
+    cholesky_upper_rows,
     forward_upper,
+    forward_upper_rows,
     solve_upper,
 )
 
@@ -17,8 +20,7 @@ def _factor(d, seed):
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((max(90, 2 * d), d))
     H = np.eye(d) + A.T @ A
-    R = np.empty((d, d))
-    assert cholesky_upper(H, R)
+    R = np.linalg.cholesky(H).T.copy()  # upper, C-contiguous
     return H, R, rng
 
 
@@ -92,19 +94,13 @@ def _raw_scale_matrix(d, seed):
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 7, 8, 9, 13, 24, 25, 77, 111, 141])
 def test_blocked_cholesky_matches_lapack_within_a_larger_matrix(d):
     """The compiled Cholesky factorisations, upper (input and factor in the upper triangle)
-    and lower, on the leading block of a larger work matrix: the same factor as LAPACK's
-    ``potrf`` to rounding (backward error ``|F^T F - M|`` at rounding level), nothing
-    outside the block touched, and the lower variant leaves the upper triangle alone."""
-    from fastsearchlight.estimators._triangular import (
-        cholesky_lower_rows,
-        cholesky_upper_into,
-        cholesky_upper_rows,
-    )
+    and lower, on the leading block of a larger work matrix: the same factor as numpy's
+    (LAPACK's ``potrf``) to rounding (backward error ``|F^T F - M|`` at rounding level),
+    nothing outside the block touched, and the lower variant leaves the upper triangle
+    alone."""
 
     M = _raw_scale_matrix(d, d)
-    ref = np.empty((d, d))
-    assert cholesky_upper(M, ref)
-    ref = np.triu(ref)
+    ref = np.linalg.cholesky(M).T
     scale = np.abs(M).max()
     work = np.full((d + 3, d + 9), np.nan)
     work[:d, :d] = np.triu(M) + np.tril(np.full((d, d), np.nan), -1)  # lower: not read
@@ -132,7 +128,6 @@ def test_blocked_cholesky_matches_lapack_within_a_larger_matrix(d):
 
 @pytest.mark.parametrize("bad", [0, 3, 6, 10])
 def test_blocked_cholesky_reports_a_matrix_not_positive_definite(bad):
-    from fastsearchlight.estimators._triangular import cholesky_lower_rows, cholesky_upper_into
 
     M = _raw_scale_matrix(11, 0)
     M[bad, bad] = -1.0
@@ -146,7 +141,6 @@ def test_blocked_cholesky_reports_a_matrix_not_positive_definite(bad):
 def test_forward_upper_rows_solves_with_the_factor_left_by_the_factorisation(n, k):
     """Rows ``z`` of ``Z[:n]`` become ``U^-T z`` from the transpose that the blocked
     factorisation leaves in the factor's lower triangle; rows past ``n`` are not touched."""
-    from fastsearchlight.estimators._triangular import cholesky_upper_into, forward_upper_rows
 
     M = _raw_scale_matrix(k, n)
     U = np.empty((k, k))

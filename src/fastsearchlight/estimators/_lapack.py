@@ -1,17 +1,17 @@
-"""LAPACK's Cholesky factorisation and solves, and BLAS's symmetric rank-k product, for
-compiled code.
+"""LAPACK's and BLAS's routines for compiled code: the symmetric rank-k product (``syrk``),
+the general product (``gemm``), the inverse from a Cholesky factor (``potri``) and the
+condition estimate (``pocon``).
 
-numba's ``np.linalg.cholesky`` and ``np.dot`` reach the same LAPACK and BLAS (scipy's), but
-each call copies its operands and allocates its result, and ``np.dot`` forms both triangles
-of a symmetric product. For the small matrices of one sphere (``d`` from 20 to 125) that
-overhead is a third of the work: measured with one BLAS thread, ``potrf`` called in place
-takes 3.0 us against 4.1 us at ``d = 41`` (27.5 against 37.6 at ``d = 124``), and ``syrk``
-on 54 rows 3.6 against 4.8 us (19.9 against 31.9). The solves of one right-hand side with
-a factor are compiled loops (:mod:`._triangular`), faster than LAPACK's ``potrs``.
-``RidgeClassifierCV``'s kernel also takes the triangular solve of many rows (``trsm``), the
-inverse from a factor (``potri``) and the condition estimate (``pocon``); the Gram-space svc
-kernel the inverse of a leading block from its factor (``potri``: 1.8 times the speed of
-compiled loops at ``k = 28``, 6 times at ``k = 162``).
+numba's ``np.dot`` reaches the same BLAS (scipy's), but each call copies its operands and
+allocates its result, and forms both triangles of a symmetric product: for the small
+matrices of one sphere (``d`` from 20 to 125) that overhead was a third of the work
+(``syrk`` on 54 rows 3.6 against 4.8 us at ``d = 41``, 19.9 against 31.9 at 124). The
+Cholesky factorisations and the solves with a factor are compiled loops
+(:mod:`._triangular`), faster than LAPACK's ``potrf`` (since stop 51), ``potrs`` and
+``trsm`` at these sizes. ``RidgeClassifierCV``'s kernel takes the inverse from a factor
+(``potri``) and the condition estimate (``pocon``); the Gram-space svc kernel the inverse of
+a leading block from its factor (``potri``: 1.8 times the speed of compiled loops at
+``k = 28``, 6 times at ``k = 162``).
 
 The routines are scipy's (``scipy.linalg.cython_lapack`` and ``cython_blas``), registered
 under a symbol name with LLVM when this module is imported, so the compiled functions that
@@ -30,9 +30,6 @@ from numba import njit, types
 from numba.extending import get_cython_function_address
 
 __all__ = [
-    "cholesky_lower_block",
-    "cholesky_upper_block",
-    "cholesky_upper",
     "gram_into",
     "inverse_lower_block",
     "inverse_upper",
@@ -40,7 +37,6 @@ __all__ = [
     "reciprocal_condition_upper",
     "syrk_rows_upper",
     "syrk_upper",
-    "triangular_solve_rows",
 ]
 
 
@@ -51,10 +47,8 @@ def _external(module: str, name: str, n_args: int) -> types.ExternalFunction:
     return types.ExternalFunction(symbol, types.void(*([types.intp] * n_args)))
 
 
-_dpotrf = _external("scipy.linalg.cython_lapack", "dpotrf", 5)
 _dsyrk = _external("scipy.linalg.cython_blas", "dsyrk", 10)
 _dgemm = _external("scipy.linalg.cython_blas", "dgemm", 13)
-_dtrsm = _external("scipy.linalg.cython_blas", "dtrsm", 11)
 _dpotri = _external("scipy.linalg.cython_lapack", "dpotri", 5)
 _dpocon = _external("scipy.linalg.cython_lapack", "dpocon", 9)
 
@@ -71,29 +65,6 @@ def _c_contiguous(M):
     if rows == 0 or cols == 0:
         return True
     return (cols <= 1 or M.strides[1] == 8) and (rows <= 1 or M.strides[0] == 8 * cols)
-
-
-@njit(cache=True)
-def cholesky_upper(H, R):
-    """The upper factor ``R`` (``H = R^T R``) of the upper triangle of ``H``, in place of
-    ``R``; False when ``H`` is not positive definite. ``H`` and ``R`` are C-contiguous
-    ``(d, d)`` arrays (they may be the same array); ``R``'s lower triangle is left
-    unspecified."""
-    d = H.shape[0]
-    if not _c_contiguous(R):
-        raise ValueError("cholesky_upper needs a C-contiguous factor")
-    if R.ctypes.data != H.ctypes.data:
-        for r in range(d):  # (row slices from the diagonal: contiguous, vectorised)
-            dst, src = R[r, r:], H[r, r:]
-            for c in range(dst.shape[0]):
-                dst[c] = src[c]
-    args = np.empty(3, dtype=np.int32)
-    args[0] = _LOWER
-    args[1] = d
-    args[2] = 0
-    _dpotrf(args[0:].ctypes.data, args[1:].ctypes.data, R.ctypes.data, args[1:].ctypes.data,
-            args[2:].ctypes.data)  # fmt: skip
-    return args[2] == 0
 
 
 @njit(cache=True)
@@ -220,38 +191,33 @@ def gram_into(X, G):
 
 
 @njit(cache=True)
-def _on_block(F, k, uplo, inverse):
-    """LAPACK's ``potrf`` (``inverse`` False) or ``potri`` (True) in place on the leading
-    ``k x k`` block of the C-ordered ``F`` (unit column stride, rows possibly longer than
-    ``k``), on the triangle ``uplo`` of its memory read in Fortran order: the factor, or the
-    inverse from the factor in that triangle (the other triangle untouched). False when the
-    block is not positive definite (``potrf``) or a diagonal entry of the factor is zero
-    (``potri``)."""
+def _inverse_on_block(F, k, uplo):
+    """LAPACK's ``potri`` in place on the leading ``k x k`` block of the C-ordered ``F``
+    (unit column stride, rows possibly longer than ``k``), on the triangle ``uplo`` of its
+    memory read in Fortran order: the inverse from the factor in that triangle (the other
+    triangle untouched). False when a diagonal entry of the factor is zero."""
     if k == 0:
         return True
     if F.strides[1] != 8 or F.shape[0] < k or F.shape[1] < k:
-        raise ValueError("a block factor or inverse needs unit column stride and a k x k block")
+        raise ValueError("a block inverse needs unit column stride and a k x k block")
     args = np.empty(4, dtype=np.int32)
     args[0] = uplo
     args[1] = k
     args[2] = F.strides[0] // 8 if F.shape[0] > 1 else max(k, 1)  # leading dimension
     args[3] = 0
-    uplo_, n_, a, lda, info = (args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data,
-                               args[2:].ctypes.data, args[3:].ctypes.data)  # fmt: skip
-    if inverse:
-        _dpotri(uplo_, n_, a, lda, info)
-    else:
-        _dpotrf(uplo_, n_, a, lda, info)
+    _dpotri(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
+            args[3:].ctypes.data)  # fmt: skip
     return args[3] == 0
 
 
 @njit(cache=True)
 def inverse_lower_block(S, k):
     """The inverse ``M^-1`` from the lower factor ``F`` of ``M = F F^T`` in the leading
-    ``k x k`` block of ``S`` (as :func:`cholesky_lower_block` leaves it), in place: both
-    triangles of the block (LAPACK's ``potri``, then mirrored). False when a diagonal entry of
-    ``F`` is zero. ``S``: as :func:`cholesky_lower_block`'s ``L``."""
-    ok = _on_block(S, k, _UPPER, True)  # C order's lower triangle is Fortran order's upper
+    ``k x k`` block of ``S`` (as :func:`._triangular.cholesky_lower_rows` leaves it), in
+    place: both triangles of the block (LAPACK's ``potri``, then mirrored). False when a
+    diagonal entry of ``F`` is zero. ``S`` is a C-ordered 2-d array with unit column stride
+    (its rows may be longer than ``k``)."""
+    ok = _inverse_on_block(S, k, _UPPER)  # C order's lower triangle is Fortran order's upper
     for r in range(1, k):
         for c in range(r):
             S[c, r] = S[r, c]
@@ -259,61 +225,15 @@ def inverse_lower_block(S, k):
 
 
 @njit(cache=True)
-def cholesky_lower_block(L, k):
-    """The lower factor of the leading ``k x k`` block of ``L`` (``M = F F^T``, from the
-    lower triangle of that block), in place; False when it is not positive definite. ``L``
-    is a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``);
-    the block's upper triangle is left unspecified."""
-    return _on_block(L, k, _UPPER, False)  # C order's lower triangle is Fortran order's upper
-
-
-@njit(cache=True)
-def cholesky_upper_block(U, k):
-    """The upper factor of the leading ``k x k`` block of ``U`` (``M = F^T F``, from the
-    upper triangle of that block), in place; False when it is not positive definite. ``U``
-    is a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``);
-    the block's lower triangle is left unspecified."""
-    return _on_block(U, k, _LOWER, False)
-
-
-@njit(cache=True)
-def triangular_solve_rows(R, W, transpose):
-    """``W = W R^-1`` (``W R^-T`` when ``transpose``) in place by BLAS's ``trsm``, for the
-    upper factor ``R`` of :func:`cholesky_upper` (C-contiguous ``(d, d)``, its lower
-    triangle not read) and C-contiguous rows ``W`` ``(k, d)``: each row ``w`` becomes
-    ``R^-T w`` (``R^-1 w``)."""
-    k, d = W.shape
-    if R.shape[0] != d or R.shape[1] != d:
-        raise ValueError("triangular_solve_rows: shapes do not match")
-    if not (_c_contiguous(R) and _c_contiguous(W)):
-        raise ValueError("triangular_solve_rows needs C-contiguous arrays")
-    if k == 0 or d == 0:
-        return
-    # in Fortran order W's memory is W^T (d, k) and R's is the lower L = R^T: W^T becomes
-    # L^-1 W^T (R^-T W^T), or L^-T W^T (R^-1 W^T)
-    args = np.empty(7, dtype=np.int32)
-    args[0] = ord("L")  # side
-    args[1] = _LOWER
-    args[2] = _TRANSPOSE if transpose else _NO_TRANSPOSE
-    args[3] = ord("N")  # not unit diagonal
-    args[4] = d
-    args[5] = k
-    args[6] = d  # leading dimensions
-    one = np.ones(1)
-    _dtrsm(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data, args[3:].ctypes.data,
-           args[4:].ctypes.data, args[5:].ctypes.data, one.ctypes.data, R.ctypes.data,
-           args[6:].ctypes.data, W.ctypes.data, args[6:].ctypes.data)  # fmt: skip
-
-
-@njit(cache=True)
 def inverse_upper(R):
-    """The inverse ``H^-1`` from the upper factor ``R`` of :func:`cholesky_upper`
+    """The inverse ``H^-1`` from the upper factor ``R`` of
+    :func:`._triangular.cholesky_upper_into`
     (``H = R^T R``), in place of ``R`` (C-contiguous ``(d, d)``), both triangles; False
     when a diagonal entry of ``R`` is zero."""
     d = R.shape[0]
     if not _c_contiguous(R):
         raise ValueError("inverse_upper needs a C-contiguous factor")
-    ok = _on_block(R, d, _LOWER, True)
+    ok = _inverse_on_block(R, d, _LOWER)
     for r in range(1, d):
         for c in range(r):
             R[r, c] = R[c, r]
@@ -323,8 +243,8 @@ def inverse_upper(R):
 @njit(cache=True)
 def reciprocal_condition_upper(R, norm1):
     """LAPACK's estimate (``pocon``) of ``1 / cond_1(H)`` from the upper factor ``R`` of
-    :func:`cholesky_upper` (C-contiguous ``(d, d)``) and the 1-norm ``norm1`` of ``H``
-    (its largest absolute column sum). The estimate is within a small factor of the true
+    :func:`._triangular.cholesky_upper_into` (C-contiguous ``(d, d)``) and the 1-norm
+    ``norm1`` of ``H`` (its largest absolute column sum). The estimate is within a small factor of the true
     value in practice (Higham's 1-norm estimator)."""
     d = R.shape[0]
     if not _c_contiguous(R):

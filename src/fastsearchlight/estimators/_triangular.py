@@ -146,7 +146,7 @@ def back_upper(U, inv, k, x):
 @njit(cache=True, fastmath=_FASTMATH)
 def cholesky_solve_upper(R, b, out):
     """``out = (R^T R)^-1 b`` for the upper factor ``R`` ``(d, d)`` of
-    :func:`._lapack.cholesky_upper` (its lower triangle is not read), by
+    :func:`cholesky_upper_into` (its lower triangle is not read), by
     :func:`solve_upper`; ``out`` may be ``b``."""
     d = R.shape[0]
     inv = np.empty(d)
@@ -158,7 +158,7 @@ def cholesky_solve_upper(R, b, out):
 @njit(cache=True, fastmath=_FASTMATH)
 def cholesky_solve_upper_rows(R, B, running):
     """``B[q] = (R^T R)^-1 B[q]`` in place for every row ``q`` of ``B`` ``(Q, d)`` with
-    ``running[q]``, for the upper factor ``R`` of :func:`._lapack.cholesky_upper`, by
+    ``running[q]``, for the upper factor ``R`` of :func:`cholesky_upper_into`, by
     :func:`forward_upper` and :func:`back_upper`."""
     d = R.shape[0]
     inv = np.empty(d)
