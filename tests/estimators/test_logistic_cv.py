@@ -325,7 +325,9 @@ def test_path_start_follows_the_tangent_of_the_regularisation_path(ratio):
         theta, H = np.zeros(q), np.empty((q, q))
         AT, AwT = _columns_space(n, q)
         _columns(D, AT, AwT)
-        _, ok, _, factored = _newton_binary(D, t, np.full(q, lam), np.ones(q), theta, 1e-13, 100, H, AT, AwT)
+        _, ok, _, factored = _newton_binary(
+            D, t, np.full(q, lam), np.ones(q), theta, 1e-13, 100, H, AT, AwT, False
+        )
         assert ok and factored
         return theta, H
 

@@ -219,3 +219,107 @@ def test_binary_hessian_from_the_design_columns(n, q):
     _binary_hessian(AT, sw, pen, AwT, H)
     expected = (A * sw[:, None] ** 2).T @ A + np.diag(pen)
     np.testing.assert_allclose(H, expected, rtol=1e-13, atol=1e-13 * np.abs(expected).max())
+
+
+def _line_objective(A, t, pen, theta, step, s):
+    """Mean binary log-loss plus the penalty at ``theta + s * step`` (numpy)."""
+    v = theta + s * step
+    z = (2.0 * t - 1.0) * (A @ v)
+    return np.mean(np.logaddexp(0.0, -z)) + 0.5 * np.sum(pen * v * v)
+
+
+def _full_step_trial(A, t, pen, theta, step):
+    """What :func:`_newton_binary` holds after a full step: the predictors at ``theta``,
+    ``A step``, the trial's predictors and exponentials, and the objective there."""
+    from fastsearchlight.estimators._logistic_kernel import _binary_trial
+
+    z = A @ theta
+    dz = A @ step
+    zt, et = np.empty_like(z), np.empty_like(z)
+    loss = _binary_trial(z, dz, 1.0, 2.0 * t - 1.0, zt, et)
+    return z, dz, zt, et, loss + 0.5 * np.sum(pen * (theta + step) ** 2)
+
+
+def test_extrapolation_is_a_newton_step_along_the_line_and_descends():
+    """After the first Newton step from the origin on raw-scale data (which undershoots),
+    the extrapolation is the 1-D Newton step ``1 - phi'(1) / phi''(1)`` of the objective
+    ``phi(s)`` along the step (derivatives from numpy), its objective is below the full
+    step's, and its predictors are the trial's at that ``s``."""
+    from fastsearchlight.estimators._logistic_kernel import _extrapolate
+
+    rng = np.random.default_rng(7)
+    n, q = 80, 12
+    A = np.hstack([rng.normal(scale=30.0, size=(n, q - 1)), np.ones((n, 1))])
+    t = (A[:, :3].sum(axis=1) + rng.normal(scale=20.0, size=n) > 0).astype(float)
+    pen = np.full(q, 1.0 / n)
+    pen[-1] = 0.0
+    theta = np.zeros(q)
+    # the Newton step from the origin (every weight 1/4)
+    grad = A.T @ (0.5 - t) / n
+    step = -np.linalg.solve(A.T @ A / (4 * n) + np.diag(pen), grad)
+    z, dz, zt, et, f1 = _full_step_trial(A, t, pen, theta, step)
+    zx, ex = np.empty(n), np.empty(n)
+    s, loss = _extrapolate(theta, step, pen, t, 2.0 * t - 1.0, z, dz, zt, et, zx, ex, f1)
+    v = theta + step
+    prob = 1.0 / (1.0 + np.exp(-(A @ v)))
+    d1 = dz @ (prob - t) / n + np.sum(pen * v * step)
+    d2 = (dz * dz) @ (prob * (1.0 - prob)) / n + np.sum(pen * step * step)
+    assert d1 < 0.0  # the full step undershoots
+    np.testing.assert_allclose(s, 1.0 - d1 / d2, rtol=1e-10)
+    assert s > 1.0
+    f_s = _line_objective(A, t, pen, theta, step, s)
+    np.testing.assert_allclose(loss + 0.5 * np.sum(pen * (theta + s * step) ** 2), f_s, rtol=1e-12)
+    assert f_s < f1
+    np.testing.assert_allclose(zx, z + s * dz, rtol=1e-12)
+    np.testing.assert_allclose(ex, np.exp(-np.abs(z + s * dz)), rtol=1e-12)
+
+
+def test_no_extrapolation_past_the_line_minimum():
+    """A full step that overshoots the minimum along its line (slope positive there) is
+    not extrapolated: ``(1.0, 0.0)``, the trial arrays untouched."""
+    from fastsearchlight.estimators._logistic_kernel import _extrapolate
+
+    rng = np.random.default_rng(8)
+    n, q = 60, 6
+    A = rng.normal(size=(n, q))
+    t = (A[:, 0] + rng.normal(size=n) > 0).astype(float)
+    pen = np.full(q, 1.0 / n)
+    theta = np.zeros(q)
+    grad = A.T @ (0.5 - t) / n
+    step = -10.0 * np.linalg.solve(A.T @ A / (4 * n) + np.diag(pen), grad)  # far past
+    z, dz, zt, et, f1 = _full_step_trial(A, t, pen, theta, step)
+    zx, ex = np.full(n, np.nan), np.full(n, np.nan)
+    assert _extrapolate(theta, step, pen, t, 2.0 * t - 1.0, z, dz, zt, et, zx, ex, f1) == (1.0, 0.0)
+    assert np.isnan(zx).all() and np.isnan(ex).all()
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept):
+    """From the origin, Newton's method with and without the extrapolations ends at the
+    same point (the optimum, to the gradient's rounding level), on raw-scale data with
+    fewer features than samples, where the full steps undershoot."""
+    from fastsearchlight.estimators._logistic_kernel import _columns, _columns_space, _newton_binary
+
+    rng = np.random.default_rng(9)
+    n, p = 120, 40
+    A = rng.normal(scale=25.0, size=(n, p))
+    t = (A[:, :5].sum(axis=1) + rng.normal(scale=40.0, size=n) > 0).astype(float)
+    if fit_intercept:
+        A = np.hstack([A - A.mean(axis=0), np.ones((n, 1))])
+    q = A.shape[1]
+    pen = np.full(q, 1.0 / n)
+    if fit_intercept:
+        pen[-1] = 0.0
+    AT, AwT = _columns_space(n, q)
+    _columns(A, AT, AwT)
+    out = {}
+    for extrapolate in (False, True):
+        theta = np.zeros(q)
+        its, ok, hess, _ = _newton_binary(
+            A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), AT, AwT, extrapolate
+        )
+        assert ok
+        prob = 1.0 / (1.0 + np.exp(-(A @ theta)))
+        assert np.abs(A.T @ (prob - t) / n + pen * theta).max() <= 1e-10
+        out[extrapolate] = theta
+    np.testing.assert_allclose(out[True], out[False], rtol=1e-9, atol=1e-9 * np.abs(out[False]).max())

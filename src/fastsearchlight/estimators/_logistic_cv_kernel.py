@@ -264,7 +264,7 @@ def logistic_cv_block(
                         _path_start(Dk, tk, theta, R, lam_prev, lam, work)
                     pen[:] = lam
                     its, ok, hess, factored = _newton_binary(
-                        Dk, tk, pen, scale, theta, tol, max_iter, R, AT, AwT
+                        Dk, tk, pen, scale, theta, tol, max_iter, R, AT, AwT, False
                     )
                     stats[5] += hess
                     lam_prev = lam
@@ -303,7 +303,7 @@ def logistic_cv_block(
             # the refit gives the decisions: solved to the rounding floor whatever ``tol``
             _columns(D, AT, AwT)
             its, ok, hess, _ = _newton_binary(
-                D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), AT, AwT
+                D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), AT, AwT, False
             )
             stats[5] += hess
             stats[0] += 0 if ok else 1

@@ -39,7 +39,10 @@ solves one ``(q, q)`` system by Cholesky (``q = p`` for two classes, the Hessian
 without an intercept), and is followed by an Armijo backtracking line search (step halved
 from 1 until the objective decreases by at least ``1e-4`` times the decrease predicted by
 the slope, give or take a slack for the objective's rounding noise) so that it converges
-from any start. Once a full step has shrunk the largest gradient component to at most 0.3 of
+from any start. Two classes, from the origin: where a full step is taken and the objective
+still falls beyond it, one Newton step along its line follows (an extrapolation, kept only
+if it lowers the objective further), since the first full steps undershoot the optimum's
+large margins. Once a full step has shrunk the largest gradient component to at most 0.3 of
 the one before (the region of fast convergence), the next steps reuse that Hessian's factor
 (chord steps: a gradient and two triangular solves, no new Hessian) for as long as each full
 step keeps shrinking it so. A problem stops once its largest absolute gradient component is
