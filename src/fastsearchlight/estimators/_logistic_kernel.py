@@ -56,11 +56,12 @@ _BASIS_RCOND = 1e-6
 _ARMIJO = 1e-4
 _HALVINGS = 60
 #: a step reuses the Cholesky factor of an earlier iteration's Hessian (a chord step, with
-#: no new Hessian) when the last step was a full one and shrank the largest gradient
-#: component to at most this share of the one before; the last step, from a gradient below
-#: ``tol``, is a Newton step. Neighbouring spheres, one thread, alternated with Newton steps
-#: only (same scores): W3 (3,000 spheres) 0.79 of the time with 0.3 (0.82 with 0.1), W1 10 mm
-#: (2,500 spheres) 0.86 (0.91 with 0.1), with more iterations but fewer Hessians
+#: no new Hessian) when the last step was a full one (or longer: :func:`_extrapolate`) and
+#: shrank the largest gradient component to at most this share of the one before; the last
+#: step, from a gradient below ``tol``, is a Newton step. Neighbouring spheres, one thread,
+#: alternated with Newton steps only (same scores): W3 (3,000 spheres) 0.79 of the time with
+#: 0.3 (0.82 with 0.1), W1 10 mm (2,500 spheres) 0.86 (0.91 with 0.1), with more iterations
+#: but fewer Hessians
 _CHORD_GAIN = 0.3
 
 
