@@ -294,7 +294,8 @@ def test_no_extrapolation_past_the_line_minimum():
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept):
+@pytest.mark.parametrize("C", [1.0, 1000.0])  # 1000: nearly separable, optimum far out
+def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
     """From the origin, Newton's method with and without the extrapolations ends at the
     same point (the optimum, to the gradient's rounding level), on raw-scale data with
     fewer features than samples, where the full steps undershoot."""
@@ -307,7 +308,7 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept):
     if fit_intercept:
         A = np.hstack([A - A.mean(axis=0), np.ones((n, 1))])
     q = A.shape[1]
-    pen = np.full(q, 1.0 / n)
+    pen = np.full(q, 1.0 / (C * n))
     if fit_intercept:
         pen[-1] = 0.0
     AT, AwT = _columns_space(n, q)
