@@ -270,9 +270,9 @@ def _agreement(img, y, groups, common, process, liblinear: bool = True) -> dict:
     solve = svm.BatchedLinearSVC._solve  # every fit's problems go through it
 
     def recording(self, *args, **kwargs):
-        w = solve(self, *args, **kwargs)
-        iterations.append(self.n_iter_.ravel().copy())
-        return w
+        out = solve(self, *args, **kwargs)
+        iterations.append(out[3].ravel().copy())
+        return out
 
     svm.BatchedLinearSVC._solve = recording
     ours = SearchLight(process_mask_img=process, estimator="svc", **{**common, "n_jobs": 1})

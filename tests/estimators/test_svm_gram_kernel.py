@@ -717,6 +717,48 @@ def test_decisions_for_predictions_give_the_exact_predictions_and_fall_back_when
             np.testing.assert_array_equal(b, a)
 
 
+def test_refined_spheres_use_their_own_iterations_when_another_thread_shares_the_estimator(monkeypatch):
+    """The engine's threads share one estimator. A sphere that is solved again must take
+    its iterations from its own call, not from ``n_iter_``, which another thread may have
+    overwritten by then (simulated: after every solve, ``n_iter_`` is replaced by another
+    block's array, of another shape)."""
+    import fastsearchlight.estimators.svm as svm_module
+    from fastsearchlight.estimators.base import as_voxel_major
+
+    X, y, groups = run_betas(6, 110, 4, seed=3)
+    plan = make_cv_plan(LeaveOneGroupOut(), y, groups)
+    est = BatchedLinearSVC()
+    Xv, vox = as_voxel_major(X)
+    exact = est.many_fold_decisions_at(Xv, vox, ys := y[None], 4, plan)
+    kernel = svm_module.gram_newton_spheres
+
+    def first_sphere_unproven(*args):
+        out = kernel(*args)
+        if args[-1].size:  # the tolerant call (the exact one has no flags)
+            args[-1][0] = True
+        return out
+
+    solve = BatchedLinearSVC._solve
+    calls = []
+
+    def other_thread_writes_after(self, *args, **kwargs):
+        out = solve(self, *args, **kwargs)
+        calls.append(self.n_iter_.copy())  # this call's, before the other thread writes
+        self.n_iter_ = np.full((len(vox) + 1, calls[-1].shape[1]), -1)  # another block's
+        return out
+
+    monkeypatch.setattr(svm_module, "gram_newton_spheres", first_sphere_unproven)
+    monkeypatch.setattr(BatchedLinearSVC, "_solve", other_thread_writes_after)
+    refined = est.many_fold_decisions_for_predictions_at(Xv, vox, ys, 4, plan)
+    assert len(calls) == 2 and calls[1].shape[0] == 1  # the first sphere was solved again
+    for a_folds, b_folds in zip(exact, refined):
+        for a, b in zip(a_folds, b_folds):
+            np.testing.assert_array_equal(b[0], a[0])
+    expected = calls[0].copy()
+    expected[0] = calls[1][0]
+    np.testing.assert_array_equal(est.n_iter_, expected)
+
+
 def check_predictions(decisions, bounds, classes, status=None):
     """:func:`_check_predictions` on one sphere: ``decisions`` (label vectors x classes,
     samples), ``bounds`` (label vectors x classes), every sample checked."""

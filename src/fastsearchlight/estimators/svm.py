@@ -283,7 +283,7 @@ class BatchedLinearSVC(BatchedClassifier):
         tolerant: bool = False,
         classes: int = 1,
         decisions: np.ndarray | None = None,
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray]:
         """Weights and decisions of every (sphere, problem) pair, from voxel-major data.
 
         The first Newton step, from ``w = 0`` where every training sample is active, solves
@@ -334,6 +334,9 @@ class BatchedLinearSVC(BatchedClassifier):
             With ``tolerant`` on the Gram path: the spheres whose predictions on the
             samples outside a training set the decisions' bounds do not prove (to be
             solved again to rounding); else None.
+        iterations : ndarray of int (n_spheres, n_problems)
+            The Newton iterations each problem took (also stored as ``n_iter_``; callers
+            that share the estimator between threads use this return value).
         """
         C = float(self.C)
         B, k = vox.shape
@@ -387,8 +390,9 @@ class BatchedLinearSVC(BatchedClassifier):
             if self.fit_intercept:
                 tail_decisions += (ws[:, k] * float(self.intercept_scaling))[:, None]
             decisions.reshape(-1, n)[tail] = tail_decisions
-        self.n_iter_ = iterations.reshape(B, Q)
-        return w, decisions, unsettled
+        iterations = iterations.reshape(B, Q)
+        self.n_iter_ = iterations
+        return w, decisions, unsettled, iterations
 
     def _solve_gram(
         self,
@@ -568,14 +572,16 @@ class BatchedLinearSVC(BatchedClassifier):
         # every problem's decisions on every sample, of which the test samples' are copied
         # out below: a work array that this thread's next blocks reuse
         decisions = work_array("svc decisions", (len(vox), Yq.shape[0], Xv.shape[1]))
-        _, decisions, again = self._solve(
+        _, decisions, again, iterations = self._solve(
             Xv, vox, Yq, Wq, sets, weights=False, tolerant=for_predictions, classes=P, decisions=decisions
         )  # fmt: skip
         if again is not None and again.any():
-            # spheres whose predictions the bounds do not prove: solved again to rounding
-            iterations = self.n_iter_
-            decisions[again] = self._solve(Xv, vox[again], Yq, Wq, sets, weights=False)[1]
-            iterations[again] = self.n_iter_
+            # spheres whose predictions the bounds do not prove: solved again to rounding.
+            # The iterations are this call's own: threads share the estimator, so its
+            # n_iter_ may be another thread's by now
+            _, decisions[again], _, iterations[again] = self._solve(
+                Xv, vox[again], Yq, Wq, sets, weights=False
+            )
             self.n_iter_ = iterations
         out = []
         for k in range(K):
