@@ -163,3 +163,32 @@ def test_reduced_block_by_block_equals_reduced_at_the_end(parts, monkeypatch, na
     np.testing.assert_array_equal(maps, fold_mean(full[..., 0]))
     if name == "svc":
         assert len(sizes) > 1 and max(sizes) < hoods.n_spheres
+
+
+@pytest.mark.parametrize(
+    ("name", "n_classes"),
+    [("svc", 2), ("svc", 3), ("lda", 3), ("ridge_classifier", 3), ("ridge_classifier_fixed", 3),
+     ("logistic_regression", 3), ("logistic", 2)],
+)  # fmt: skip
+@pytest.mark.parametrize("n_samples", [None, 16])  # fewer voxels than training samples, and more
+def test_estimators_shared_by_threads_score_as_in_one_thread(name, n_classes, n_samples):
+    """The engine's threads share one estimator object: every estimator that runs in threads
+    (it releases the interpreter lock) gives, on many small blocks with several label
+    vectors, the scores of the same blocks in one thread, to the bit."""
+    ds = simulate_haxby_like(shape=(9, 10, 9), n_regions=1, region_radius_mm=5.0, random_state=3)
+    mask = np.asarray(ds.mask_img.dataobj) > 0
+    X = masked_data(ds.func_img, mask)[:n_samples]
+    hoods = build_neighbourhoods(mask, ds.func_img.affine, mask, ds.func_img.affine, 4.0)
+    codes = np.arange(len(X)) % n_classes
+    plan = make_cv_plan(KFold(4, shuffle=True, random_state=0), codes, None, classifier=True)
+    rng = np.random.default_rng(0)
+    n_permuted = 1 if name == "logistic" else 3  # (an inner cross-validation per fit: slow)
+    labels = np.stack([codes] + [rng.permutation(codes) for _ in range(n_permuted)])
+    est = batched_equivalent(resolve_estimator(name, None))
+    assert est.releases_gil(n_features=hoods.sizes.max(), n_train=len(plan.train_indices[0])) or (
+        name == "ridge_classifier_fixed" and n_samples is not None  # dual form: in processes
+    )
+    problem = Problem(X, hoods, plan, est, ("accuracy",), n_classes=n_classes, memory_mb=0.05)
+    alone = compute_scores(problem, labels, InProcess())
+    assert np.isfinite(alone).all()
+    np.testing.assert_array_equal(compute_scores(problem, labels, Threads(2)), alone)
