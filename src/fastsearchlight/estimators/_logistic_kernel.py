@@ -858,10 +858,10 @@ def logistic_block(
                 _columns(A, AT, AwT)
                 # extrapolations from the origin only: from the sphere before's optimum
                 # they took more time (binary run-wise betas, 4,000 spheres: 1.11 of it)
-                H = np.empty((pb, pb))
                 its, ok, hess, _ = _newton_binary(
-                    A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, AT, AwT, not warm
-                )
+                    A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, np.empty((pb, pb)), AT, AwT,
+                    not warm,
+                )  # fmt: skip
             else:
                 its, ok, hess = _newton_multinomial(A, yt[:nt], n_classes, pen, Theta, tol, max_iter)
             if warm_start:  # this fold's optimal predictors, for the next sphere
