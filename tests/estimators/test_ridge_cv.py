@@ -315,3 +315,128 @@ def test_shifted_norm_and_column_solves_match_numpy():
         t = np.linalg.solve(U.T, R[q])
         np.testing.assert_allclose(fitted[q], Z @ t, rtol=1e-10, atol=1e-12 * np.abs(Z @ t).max())
         np.testing.assert_allclose(coef[q], np.linalg.solve(A + 0.7 * np.eye(p), R[q]), rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# Predictions alone: folds whose alphas all predict alike skip the leave-one-out choice
+# ---------------------------------------------------------------------------
+
+
+def _predictions(decisions, n_classes):
+    return (decisions > 0).astype(int) if n_classes == 2 else decisions.argmax(axis=-1)
+
+
+def compare_predictions_with_sklearn(X, y, n_classes, plan, alphas=(0.1, 1.0, 10.0)):
+    """Predictions of the predictions-only path against scikit-learn's on every sphere and
+    fold; returns the chosen alphas (NaN where the choice was skipped) and the decisions
+    of the exact path, for the callers' own checks."""
+    from fastsearchlight.estimators.base import as_voxel_major
+
+    est = BatchedRidgeClassifierCV(alphas=alphas)
+    Xv, vox = as_voxel_major(X)
+    decisions, chosen = est._run(Xv, vox, y[None], n_classes, plan, for_predictions=True)
+    # the public method returns the same decisions
+    public = est.many_fold_decisions_for_predictions_at(Xv, vox, y[None], n_classes, plan)
+    exact, exact_chosen = est._run(Xv, vox, y[None], n_classes, plan)
+    for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
+        np.testing.assert_array_equal(public[0][f], decisions[0][f])
+        for s in range(X.shape[0]):
+            ref = RidgeClassifierCV(alphas=alphas).fit(X[s][train], y[train])
+            ours = _predictions(decisions[0][f][s], n_classes)
+            assert np.array_equal(ours, ref.predict(X[s][test])), (f, s)
+            if np.isnan(chosen[0][f][s]):
+                continue
+            # folds solved in full: the exact path's answer, to the bit
+            assert chosen[0][f][s] == exact_chosen[0][f][s] == ref.alpha_
+            np.testing.assert_array_equal(decisions[0][f][s], exact[0][f][s])
+    return np.array([c for c in chosen[0]]), exact
+
+
+@pytest.mark.parametrize("n_features", [8, 23, 24, 60])  # covariance form, then Gram form
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("raw", [True, False])
+def test_predictions_alone_match_sklearn(n_features, n_classes, raw):
+    """d < n, d ~ n (either side) and d > n, binary and one-vs-rest: the predictions are
+    scikit-learn's. In the covariance form (fewer than 24 features, the training set's
+    size) some folds' alphas 0.1, 1 and 10 predict alike, and those skip the choice (all
+    of them at 8 raw-scale features; 2-69% of them elsewhere); the Gram form always
+    chooses."""
+    rng = np.random.default_rng([53, n_features, n_classes, raw])
+    X, y, groups = make_data(rng, 12, 32, n_features, n_classes, raw=raw)
+    plan = make_plan("logo", y, groups)
+    chosen, _ = compare_predictions_with_sklearn(X, y, n_classes, plan)
+    skipped = np.isnan(chosen).mean()
+    if n_features < 24:
+        assert skipped > 0.0
+        if raw and n_features == 8:
+            assert skipped == 1.0
+    else:
+        assert skipped == 0.0
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_predictions_alone_choose_where_alphas_disagree(n_classes):
+    """A wide grid of alphas on standardised data: where the alphas do not all predict
+    alike, the fold is solved in full (its choice is scikit-learn's, its decisions the
+    exact path's); elsewhere the choice is skipped. Both kinds occur."""
+    rng = np.random.default_rng([59, n_classes])
+    alphas = np.logspace(-3, 4, 8)
+    X, y, groups = make_data(rng, 30, 72, 10, n_classes, raw=False, effect=0.3)
+    plan = make_plan("stratified", y, groups)
+    chosen, _ = compare_predictions_with_sklearn(X, y, n_classes, plan, alphas=alphas)
+    assert np.isnan(chosen).any() and (~np.isnan(chosen)).sum() >= 10
+
+
+def test_agreement_rule():
+    """Two classes: every alpha's decision on the same side of 0 by more than its bound.
+    More classes: the same top class for every alpha, ahead of every other by more than
+    both bounds."""
+    from fastsearchlight.estimators._ridge_cv_kernel import _same_prediction
+
+    bounds = np.full((3, 1), 0.1)
+    assert _same_prediction(np.array([[0.5], [0.2], [0.11]]), bounds)
+    assert _same_prediction(np.array([[-0.5], [-0.2], [-0.11]]), bounds)
+    assert not _same_prediction(np.array([[0.5], [0.2], [0.09]]), bounds)  # within the bound
+    assert not _same_prediction(np.array([[0.5], [-0.2], [0.3]]), bounds)  # another side
+    bounds = np.full((2, 3), 0.1)
+    assert _same_prediction(np.array([[1.0, 0.5, 0.0], [0.9, 0.6, 0.1]]), bounds)
+    assert not _same_prediction(np.array([[1.0, 0.5, 0.0], [0.6, 0.9, 0.1]]), bounds)  # top
+    assert not _same_prediction(np.array([[1.0, 0.85, 0.0], [0.9, 0.6, 0.1]]), bounds)  # gap
+
+
+def test_agreeing_decisions_against_numpy():
+    """The coefficients and decisions of every alpha against numpy's solves; the first
+    alpha's decisions are returned when all predict alike; a test sample whose decision
+    is 0 for every alpha (orthogonal to every coefficient vector, no intercept) stops the
+    shortcut, as does one whose prediction changes with alpha. The matrix is unchanged."""
+    from fastsearchlight.estimators._ridge_cv_kernel import _agreeing_decisions
+
+    rng = np.random.default_rng(61)
+    p, n_train, n_test = 9, 30, 6
+    X = rng.normal(size=(n_train, p))
+    M = X.T @ X
+    M0 = M.copy()
+    R = rng.normal(size=(1, p)) * 5
+    F = rng.normal(size=(n_test, p))
+    alphas = np.array([1.0, 0.01, 100.0])
+    ybar = np.zeros(1)
+    coefs = [np.linalg.solve(M + a * np.eye(p), R[0]) for a in alphas]
+    dec = np.stack([F @ c for c in coefs])  # (A, n_test)
+    agree = np.all(np.sign(dec) == np.sign(dec[0]), axis=0)
+    H, C, out = np.empty((p, p)), np.empty((3, 1, p)), np.zeros((n_test, 1))
+    keep = np.flatnonzero(agree)
+    assert keep.size >= 2
+    assert _agreeing_decisions(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
+    np.testing.assert_array_equal(M, M0)
+    for a in range(3):
+        np.testing.assert_allclose(C[a, 0], coefs[a], rtol=1e-10, atol=0)
+    np.testing.assert_allclose(out[: keep.size, 0], dec[0, keep], rtol=1e-10, atol=0)
+    # a sample with decision 0 for every alpha: orthogonal to the three coefficient vectors
+    basis = np.linalg.svd(np.stack(coefs))[2]
+    zero = basis[-1] * 3.0
+    assert np.abs(np.stack(coefs) @ zero).max() < 1e-12
+    assert not _agreeing_decisions(M, R, np.vstack([F[keep], zero]), ybar, alphas, 1, 1e4, H, C, out)
+    # a sample whose prediction changes with alpha, if there is one
+    if not agree.all():
+        assert not _agreeing_decisions(M, R, F, ybar, alphas, 1, 1e4, H, C, out)
+    np.testing.assert_array_equal(M, M0)

@@ -32,6 +32,18 @@ which then makes the choice (and gives the decisions) exactly as before. ``cond`
 inverse) at the smallest alpha, the largest of the alphas'. A factorisation that fails, or
 a denominator that is not positive, flags the problem too.
 
+**Predictions alone** (scores such as accuracy; ``predictions_only``). In the covariance
+form, most of the work is the leave-one-out leverages: a triangular solve of every
+training sample per alpha. When every alpha gives every test sample the same prediction
+(by more than a rigorous bound on the decisions' rounding, :func:`_agreeing_decisions`),
+the leave-one-out choice cannot change the predictions, so it is skipped: three
+factorisations and solves of the coefficients per fold instead. On W1 at 10 mm (75-84
+features, 162 training samples, raw-scale data) 97% of the folds take this way, and
+one-thread fits of 3,000 spheres took 1.05 s against 3.16 s. Not in the Gram form, whose
+leave-one-out errors cost only an inverse per alpha beside the factorisation: there (W3's
+28 training samples, 4 classes, where the alphas often do change a prediction) the
+shortcut took 0.55 s against 0.50 s.
+
 Samples are grouped into role blocks (:func:`._ridge_kernel.role_blocks`): a fold's
 covariance is the sum of its training blocks' cross-products, or the total minus the
 others', corrected by its training mean; the Gram form centres one Gram matrix of all
@@ -51,7 +63,7 @@ from ._lapack import (
     reciprocal_condition_upper,
 )
 from ._ridge_kernel import accumulate, block_products, fold_products, gather_sphere
-from ._triangular import cholesky_upper_into, forward_upper_rows
+from ._triangular import cholesky_solve_upper_rows, cholesky_upper_into, forward_upper_rows
 
 __all__ = ["ridge_cv_block"]
 
@@ -157,10 +169,163 @@ def _choose(sse, scale, sensitivity, margin, best_out, near_out):
         near_out[s] = near
 
 
+@njit(cache=True, nogil=True)
+def _same_prediction(vals, errs):
+    """Whether every alpha (row of ``vals``, ``(A, T)`` decisions of one test sample and
+    label set, ``errs`` their rounding bounds) predicts the same class, each by more than
+    its bound: two classes (``T == 1``), the sign (positive: the second class); else the
+    largest column, ahead of every other by more than both bounds."""
+    n_alphas, T = vals.shape
+    first = -1
+    for a in range(n_alphas):
+        if T == 1:
+            if vals[a, 0] > errs[a, 0]:
+                top = 1
+            elif vals[a, 0] < -errs[a, 0]:
+                top = 0
+            else:
+                return False
+        else:
+            top = 0
+            for k in range(1, T):
+                if vals[a, k] > vals[a, top]:
+                    top = k
+            low = vals[a, top] - errs[a, top]
+            for k in range(T):
+                if k != top and not low > vals[a, k] + errs[a, k]:
+                    return False
+        if a == 0:
+            first = top
+        elif top != first:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _alphas_agree(dec, sizes, cond, ybar, margin, T):
+    """Whether every test sample's predictions (``dec`` ``(A, n_test, Q)``, label sets of
+    ``T`` columns) are the same for every alpha, each by more than the bound
+    ``margin * eps * (cond[a] * sizes[a, t, q] + |ybar[q]|)`` on its rounding."""
+    n_alphas, n_test, Q = dec.shape
+    vals = np.empty((n_alphas, T))
+    errs = np.empty((n_alphas, T))
+    tol = margin * _EPS
+    for t in range(n_test):
+        for s in range(Q // T):
+            for a in range(n_alphas):
+                for k in range(T):
+                    q = s * T + k
+                    vals[a, k] = dec[a, t, q]
+                    errs[a, k] = tol * (cond[a] * sizes[a, t, q] + abs(ybar[q]))
+            if not _same_prediction(vals, errs):
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
+    """The test decisions of every alpha's ridge fit, kept if all alphas predict alike.
+
+    For every alpha, the coefficients ``C[a] = (M + alpha I)^-1 R`` (row by row of ``R``,
+    ``(Q, m)``) and the decisions ``F C[a]' + ybar`` of the test rows ``F``
+    ``(n_test, m)``. If, for every test sample and each label set (``T`` columns of
+    ``Q``), every alpha predicts the same class by more than a bound on the decisions'
+    rounding, the first alpha's decisions go into ``out`` ``(>= n_test, Q)`` and the
+    function returns True: whichever alpha leave-one-out would choose, the predictions
+    are these. Else False: the caller chooses the alpha.
+
+    The bound on a decision's rounding is ``margin * eps * (cond |f| |c| + |ybar|)``: the
+    coefficients' error is about ``eps * cond |c|`` (``cond`` the 2-norm condition number
+    of ``M + alpha I``), and ``margin`` (the near-tie margin, 1e4) covers the constants.
+    ``cond`` is bounded above, not estimated: first by ``(|M|_1 + alpha) / alpha`` (the
+    smallest eigenvalue of ``M + alpha I`` is at least ``alpha``, ``M`` being
+    positive semi-definite); where that is not enough, by ``(|M|_1 + alpha)`` times the
+    trace of the inverse at the smallest alpha (which bounds the inverse's norm at every
+    alpha), from one more inversion. A factorisation that fails returns False.
+
+    ``M`` is the centred covariance ``Xc'Xc`` (``F`` the centred test samples, ``R`` the rows
+    of ``Xc'Yc``); its diagonal is shifted in place for each alpha and restored. ``H`` ``(m, m)`` and
+    ``C`` ``(A, Q, m)`` are work arrays.
+    """
+    n_alphas = alphas.shape[0]
+    Q, m = R.shape
+    n_test = F.shape[0]
+    a_min = np.argmin(alphas)
+    diag = np.empty(m)
+    sums = np.zeros(m)
+    for r in range(m):
+        row = M[r]
+        diag[r] = row[r]
+        for c in range(m):
+            sums[c] += abs(row[c])
+    norm_m = 0.0
+    for c in range(m):
+        norm_m = max(norm_m, sums[c])
+    running = np.ones(Q, dtype=np.bool_)
+    ok = True
+    for i in range(n_alphas):  # the smallest alpha last: its factor stays in H
+        a = (a_min + 1 + i) % n_alphas
+        for r in range(m):
+            M[r, r] = diag[r] + alphas[a]
+        ok = cholesky_upper_into(M, H)
+        if not ok:
+            break
+        Ca = C[a]
+        Ca[:, :] = R
+        cholesky_solve_upper_rows(H, Ca, running)
+    for r in range(m):
+        M[r, r] = diag[r]
+    if not ok:
+        return False
+    dec = np.empty((n_alphas, n_test, Q))
+    sizes = np.empty((n_alphas, n_test, Q))  # |f| |c|
+    norms = np.empty((n_alphas, Q))
+    for a in range(n_alphas):
+        for q in range(Q):
+            acc = 0.0
+            cq = C[a, q]
+            for j in range(m):
+                acc += cq[j] * cq[j]
+            norms[a, q] = np.sqrt(acc)
+    for t in range(n_test):
+        x = F[t]
+        acc = 0.0
+        for j in range(m):
+            acc += x[j] * x[j]
+        xn = np.sqrt(acc)
+        for a in range(n_alphas):
+            for q in range(Q):
+                cq = C[a, q]
+                acc = 0.0
+                for j in range(m):
+                    acc += x[j] * cq[j]
+                dec[a, t, q] = acc + ybar[q]
+                sizes[a, t, q] = xn * norms[a, q]
+    cond = np.empty(n_alphas)
+    for a in range(n_alphas):
+        cond[a] = (norm_m + alphas[a]) / alphas[a]
+    if not _alphas_agree(dec, sizes, cond, ybar, margin, T):
+        if not inverse_upper(H):
+            return False
+        trace = 0.0
+        for r in range(m):
+            trace += H[r, r]
+        if not trace > 0.0:
+            return False
+        for a in range(n_alphas):
+            cond[a] = min(cond[a], (norm_m + alphas[a]) * trace)
+        if not _alphas_agree(dec, sizes, cond, ybar, margin, T):
+            return False
+    for t in range(n_test):
+        for q in range(Q):
+            out[t, q] = dec[0, t, q]
+    return True
+
+
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def ridge_cv_block(
     Xv, vox, order, bounds, used, fold_blocks, subtract, train_pos, n_train, test_pos, n_test,
-    gram_fold, targets, n_sets, alphas, fit_intercept, margin,
+    gram_fold, targets, n_sets, alphas, fit_intercept, margin, predictions_only,
 ):  # fmt: skip
     """Leave-one-out choice of alpha and test decisions of every fold, for a block of
     spheres.
@@ -188,6 +353,11 @@ def ridge_cv_block(
     margin : float
         Relative rounding margin, in units of ``eps * cond``, under which two alphas'
         scores are a near-tie.
+    predictions_only : bool
+        Whether only the decisions' predictions are needed: a covariance-form fold whose
+        alphas all predict alike (:func:`_agreeing_decisions`) then skips the leave-one-out
+        errors, its decisions those of the first alpha and its chosen alpha -1 (not
+        computed).
 
     Returns
     -------
@@ -195,7 +365,7 @@ def ridge_cv_block(
         Decisions of each fold's test samples (plan order) with the chosen alpha of each
         label set; zeros beyond ``n_test``.
     best : ndarray of int64 (B, n_folds, L)
-        Index of the chosen alpha.
+        Index of the chosen alpha; -1 where ``predictions_only`` skipped the choice.
     near : ndarray of bool (B, n_folds, L)
         Problems (and label sets) with a near-tie, or a failed factorisation: to be solved
         again on the eigendecomposition path.
@@ -236,6 +406,7 @@ def ridge_cv_block(
     h = np.empty(max_train)
     Rt = np.empty((Q, p))
     Bt = np.empty((A_n, Q, p))
+    Fte = np.empty((max_test, p))
     fit = np.empty((Q, max_train))
     # Gram form
     P = np.empty((n, n)) if any_gram else np.empty((0, 0))
@@ -281,24 +452,34 @@ def ridge_cv_block(
                             A[r, c] -= nf * mu[r] * mu[c]
                 else:
                     mu[:] = 0.0
-                for i in range(ntr):
-                    src = tpos[i]
-                    for j in range(p):
-                        Xtr[i, j] = Xs[src, j] - mu[j]
                 Yt = np.empty((Q, ntr))  # centred training targets, transposed
                 for q in range(Q):
                     for i in range(ntr):
                         Yt[q, i] = targets[tpos[i], q] - ybar[q]
-                Xf = Xtr[:ntr]
-                Wf = W[:ntr]
-                fitf = fit[:, :ntr]
                 for q in range(Q):  # (Xc'Yc)', column by column (see _solve_columns)
+                    rq = Rt[q]
                     for j in range(p):
-                        Rt[q, j] = 0.0
+                        rq[j] = 0.0
                     for i in range(ntr):
                         v = Yt[q, i]
+                        x = Xs[tpos[i]]
                         for j in range(p):
-                            Rt[q, j] += v * Xf[i, j]
+                            rq[j] += v * (x[j] - mu[j])
+                if predictions_only:
+                    nte = n_test[f]
+                    for t in range(nte):
+                        x = Xs[test_pos[f, t]]
+                        for j in range(p):
+                            Fte[t, j] = x[j] - mu[j]
+                    if _agreeing_decisions(A, Rt, Fte[:nte], ybar, alphas, T, margin, H, Bt, dec[sph, f]):
+                        best[sph, f, :] = -1
+                        continue
+                for i in range(ntr):  # the centred training samples
+                    src = tpos[i]
+                    for j in range(p):
+                        Xtr[i, j] = Xs[src, j] - mu[j]
+                Wf = W[:ntr]
+                fitf = fit[:, :ntr]
                 for a in range(A_n):
                     norm1 = _norm1_shifted(A, alphas[a], H)
                     if not cholesky_upper_into(H, H):

@@ -90,7 +90,9 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
     Work per fold and sphere: one Cholesky factorisation per alpha of the centred
     covariance plus a triangular solve of the training samples (or of the Gram matrix plus
     its inverse), in a compiled kernel; near-ties between alphas are solved again by
-    eigendecomposition (see the module's docstring).
+    eigendecomposition (see the module's docstring). For scores of the predictions alone
+    (accuracy), a covariance-form fold whose alphas all predict alike skips the triangular
+    solve (:meth:`many_fold_decisions_for_predictions_at`).
     """
 
     reference = "sklearn.linear_model.RidgeClassifierCV(cv=None)"
@@ -159,6 +161,21 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         ``X``), read sphere by sphere by the compiled kernel."""
         return self._run(X, vox, ys, n_classes, plan)[0]
 
+    def many_fold_decisions_for_predictions_at(
+        self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`many_fold_decisions_at` for scores of the predictions alone.
+
+        A fold where every alpha gives every test sample the same prediction, by more than
+        a bound on the decisions' rounding, needs no leave-one-out choice: whichever alpha
+        it would choose, the predictions are the same. In the covariance form (more
+        training samples than features) such folds return the first alpha's decisions and
+        skip the leave-one-out errors (a triangular solve of every training sample per
+        alpha, most of the work); the others are solved as :meth:`many_fold_decisions_at`
+        does (see :mod:`._ridge_cv_kernel`).
+        """
+        return self._run(X, vox, ys, n_classes, plan, for_predictions=True)[0]
+
     def fold_alphas(self, X: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan) -> list[np.ndarray]:
         """The alpha chosen by leave-one-out for every sphere on every fold, given the
         arguments of :meth:`fold_decisions`.
@@ -170,11 +187,20 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         return self._run(*as_voxel_major(X), np.asarray(y)[None, :], n_classes, plan)[1][0]
 
     def _run(
-        self, Xv: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+        self,
+        Xv: np.ndarray,
+        vox: np.ndarray,
+        ys: np.ndarray,
+        n_classes: int,
+        plan: CVPlan,
+        for_predictions: bool = False,
     ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
         """Decisions and chosen alphas, per label vector and fold, of the spheres ``vox``
         (rows of the voxel-major ``Xv``): the compiled kernel, then the eigendecomposition
-        path for the problems it flags (near-ties between alphas)."""
+        path for the problems it flags (near-ties between alphas).
+
+        With ``for_predictions``, folds whose alphas all predict alike skip the choice
+        (see :meth:`many_fold_decisions_for_predictions_at`): their chosen alpha is NaN."""
         alphas = self._checked_alphas()
         Xv = np.ascontiguousarray(Xv, dtype=np.float64)
         vox = np.ascontiguousarray(vox, dtype=np.int64)
@@ -199,7 +225,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         dec, best, near = ridge_cv_block(
             Xv, vox, rb.order, rb.bounds, rb.used, rb.fold_blocks, rb.subtract, train_pos, n_train,
             rb.test_pos, rb.n_test, gram_fold, targets, n_sets, alphas, bool(self.fit_intercept),
-            float(_TIE_MARGIN),
+            float(_TIE_MARGIN), bool(for_predictions),
         )  # fmt: skip
         decisions = [
             [dec[:, f, : rb.n_test[f], k * n_targets : (k + 1) * n_targets] for f in range(plan.n_folds)]
@@ -221,7 +247,7 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
                     chosen[k][f][redo[rows]] = best_redo[j][f][rows]
         if n_classes == 2:
             decisions = [[d[..., 0] for d in per_set] for per_set in decisions]
-        return decisions, [[alphas[b] for b in per_set] for per_set in chosen]
+        return decisions, [[np.where(b >= 0, alphas[b], np.nan) for b in per_set] for per_set in chosen]
 
     def _eigh_run(
         self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
