@@ -35,7 +35,8 @@ a denominator that is not positive, flags the problem too.
 **Predictions alone** (scores such as accuracy; ``predictions_only``). In the covariance
 form, most of the work is the leave-one-out leverages: a triangular solve of every
 training sample per alpha. When every alpha gives every test sample the same prediction
-(by more than a rigorous bound on the decisions' rounding, :func:`_agreeing_decisions`),
+(by more than a bound on the decisions' rounding from an upper bound on the condition
+number, :func:`_agreeing_decisions`),
 the leave-one-out choice cannot change the predictions, so it is skipped: three
 factorisations and solves of the coefficients per fold instead. On W1 at 10 mm (75-84
 features, 162 training samples, raw-scale data) 97% of the folds take this way, and
