@@ -405,10 +405,12 @@ def test_agreement_rule():
 
 
 def test_agreeing_decisions_against_numpy():
-    """The coefficients and decisions of every alpha against numpy's solves; the first
-    alpha's decisions are returned when all predict alike; a test sample whose decision
-    is 0 for every alpha (orthogonal to every coefficient vector, no intercept) stops the
-    shortcut, as does one whose prediction changes with alpha. The matrix is unchanged."""
+    """The largest alpha's coefficients and decisions against numpy's solves (to rounding);
+    the other alphas' coefficients, from its factor by a series and refinement, accurate
+    enough to give numpy's predictions; the largest alpha's decisions returned
+    when all alphas predict alike. A test sample whose decision is 0 for every alpha
+    (orthogonal to every coefficient vector, no intercept) stops the shortcut, as does one
+    whose prediction changes with alpha. The matrix is unchanged."""
     from fastsearchlight.estimators._ridge_cv_kernel import _agreeing_decisions
 
     rng = np.random.default_rng(61)
@@ -418,19 +420,20 @@ def test_agreeing_decisions_against_numpy():
     M0 = M.copy()
     R = rng.normal(size=(1, p)) * 5
     F = rng.normal(size=(n_test, p))
-    alphas = np.array([1.0, 0.01, 100.0])
+    alphas = np.array([1.0, 0.01, 3.0])
     ybar = np.zeros(1)
     coefs = [np.linalg.solve(M + a * np.eye(p), R[0]) for a in alphas]
     dec = np.stack([F @ c for c in coefs])  # (A, n_test)
     agree = np.all(np.sign(dec) == np.sign(dec[0]), axis=0)
-    H, C, out = np.empty((p, p)), np.empty((3, 1, p)), np.zeros((n_test, 1))
+    H, C, out = np.empty((2, p, p)), np.empty((3, 1, p)), np.zeros((n_test, 1))
     keep = np.flatnonzero(agree)
     assert keep.size >= 2
     assert _agreeing_decisions(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
     np.testing.assert_array_equal(M, M0)
-    for a in range(3):
-        np.testing.assert_allclose(C[a, 0], coefs[a], rtol=1e-10, atol=0)
-    np.testing.assert_allclose(out[: keep.size, 0], dec[0, keep], rtol=1e-10, atol=0)
+    np.testing.assert_allclose(C[2, 0], coefs[2], rtol=1e-10, atol=0)
+    np.testing.assert_allclose(out[: keep.size, 0], dec[2, keep], rtol=1e-10, atol=0)
+    for a in range(2):  # only as accurate as the proof of the predictions needs
+        assert np.array_equal(F[keep] @ C[a, 0] > 0, dec[a, keep] > 0)
     # a sample with decision 0 for every alpha: orthogonal to the three coefficient vectors
     basis = np.linalg.svd(np.stack(coefs))[2]
     zero = basis[-1] * 3.0
@@ -440,3 +443,55 @@ def test_agreeing_decisions_against_numpy():
     if not agree.all():
         assert not _agreeing_decisions(M, R, F, ybar, alphas, 1, 1e4, H, C, out)
     np.testing.assert_array_equal(M, M0)
+
+
+def test_agreeing_decisions_take_each_way(monkeypatch):
+    """The ways of :func:`_agreeing_decisions`, run as Python (``py_func``) with its callees
+    counted: well separated eigenvalues take one factorisation and no inversion (the other
+    alphas by the series); a singular ``M`` leaves the refinement nowhere to go, so the
+    trace of the inverse is computed and each other alpha takes its own factorisation.
+    (A feature of tiny variance puts an eigenvalue of ``M`` far below the alphas, with a
+    component in ``Xc'Yc``: the series and the refinement then converge at about
+    ``(10 - alpha) / (10 + 4e-3)`` per step.)
+    Every way returns numpy's predictions, and the largest alpha's decisions."""
+    import fastsearchlight.estimators._ridge_cv_kernel as kernel
+
+    calls = {"factor": 0, "trace": 0}
+    factor, trace = kernel.cholesky_upper_into, kernel._inverse_trace
+
+    def counted_factor(*args):
+        calls["factor"] += 1
+        return factor(*args)
+
+    def counted_trace(*args):
+        calls["trace"] += 1
+        return trace(*args)
+
+    monkeypatch.setattr(kernel, "cholesky_upper_into", counted_factor)
+    monkeypatch.setattr(kernel, "_inverse_trace", counted_trace)
+    rng = np.random.default_rng(67)
+    p = 8
+    alphas = np.array([0.1, 1.0, 10.0])
+    for small in (False, True):
+        calls.update(factor=0, trace=0)
+        X = rng.normal(size=(40, p)) * 30.0
+        if small:
+            X[:, -1] = 0.01 * rng.normal(size=40)  # an eigenvalue of M near 4e-3
+        M = X.T @ X
+        y = np.sign(X[:, 1] + 30.0 * (X[:, -1] if small else 0.0) + 0.1 * rng.normal(size=40))
+        R = X.T @ y[:, None]
+        R = np.ascontiguousarray(R.T)
+        F = rng.normal(size=(100, p)) * 30.0
+        ybar = np.array([0.05])
+        coefs = [np.linalg.solve(M + a * np.eye(p), R[0]) for a in alphas]
+        dec = np.stack([F @ c + ybar[0] for c in coefs])
+        margin = np.abs(dec).min(axis=0) / np.abs(dec).max(axis=0)
+        keep = np.flatnonzero(np.all(np.sign(dec) == np.sign(dec[0]), axis=0) & (margin > 0.1))
+        assert keep.size >= 5
+        H, C, out = np.empty((2, p, p)), np.empty((3, 1, p)), np.zeros((keep.size, 1))
+        assert kernel._agreeing_decisions.py_func(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
+        np.testing.assert_allclose(out[:, 0], dec[2, keep], rtol=1e-9, atol=0)
+        if small:
+            assert calls == {"factor": 3, "trace": 1}, calls
+        else:
+            assert calls == {"factor": 1, "trace": 0}, calls

@@ -35,15 +35,16 @@ a denominator that is not positive, flags the problem too.
 **Predictions alone** (scores such as accuracy; ``predictions_only``). In the covariance
 form, most of the work is the leave-one-out leverages: a triangular solve of every
 training sample per alpha. When every alpha gives every test sample the same prediction
-(by more than a bound on the decisions' rounding from an upper bound on the condition
-number, :func:`_agreeing_decisions`),
-the leave-one-out choice cannot change the predictions, so it is skipped: three
-factorisations and solves of the coefficients per fold instead. On W1 at 10 mm (75-84
-features, 162 training samples, raw-scale data) 97% of the folds take this way, and
-one-thread fits of 3,000 spheres took 1.05 s against 3.16 s. Not in the Gram form, whose
+(each proven by a bound on its decision's error, :func:`_agreeing_decisions`), the
+leave-one-out choice cannot change the predictions, so it is skipped. The proof takes one
+factorisation per fold, at the largest alpha; the other alphas' coefficients come from it
+by a series and iterative refinement, with error bounds from their residuals (their own
+factorisation only where refinement converges slowly). On W1 at 10 mm (75-84 features,
+162 training samples, raw-scale data) 97% of the folds take this way, and one-thread fits
+of 3,000 spheres took 0.85-0.89 s against 3.15-3.22 s. Not in the Gram form, whose
 leave-one-out errors cost only an inverse per alpha beside the factorisation: there (W3's
-28 training samples, 4 classes, where the alphas often do change a prediction) the
-shortcut took 0.55 s against 0.50 s.
+28 training samples, 4 classes, where the alphas often do change a prediction) a first
+version, with every alpha factorised, took 0.55 s against 0.50 s.
 
 Samples are grouped into role blocks (:func:`._ridge_kernel.role_blocks`): a fold's
 covariance is the sum of its training blocks' cross-products, or the total minus the
@@ -73,6 +74,10 @@ __all__ = ["ridge_cv_block"]
 _FASTMATH = {"reassoc", "contract"}
 
 _EPS = np.finfo(np.float64).eps
+
+#: refinement steps of the coefficients of an alpha from the smallest alpha's factor before
+#: :func:`_agreeing_decisions` gives up proving the predictions (1-2 on W1 at 10 mm)
+_REFINEMENTS = 4
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -203,55 +208,115 @@ def _same_prediction(vals, errs):
 
 
 @njit(cache=True, nogil=True)
-def _alphas_agree(dec, sizes, cond, ybar, margin, T):
-    """Whether every test sample's predictions (``dec`` ``(A, n_test, Q)``, label sets of
-    ``T`` columns) are the same for every alpha, each by more than the bound
-    ``margin * eps * (cond[a] * sizes[a, t, q] + |ybar[q]|)`` on its rounding."""
-    n_alphas, n_test, Q = dec.shape
-    vals = np.empty((n_alphas, T))
-    errs = np.empty((n_alphas, T))
-    tol = margin * _EPS
+def _proven_alike(dec0, err0, dec, err, T, vals, errs):
+    """Whether every test sample (row of the decisions ``dec0`` and ``dec``, ``(n_test, Q)``,
+    with bounds ``err0`` and ``err`` on their errors) gets the same class from both, each
+    prediction proven by its bounds (:func:`_same_prediction`; label sets of ``T``
+    columns). With ``dec`` the same array as ``dec0``, whether its predictions are proven.
+    ``vals`` and ``errs`` are ``(2, T)`` work arrays."""
+    n_test, Q = dec0.shape
+    if T == 1:  # two classes: the same sign, each decision farther from 0 than its bound
+        for t in range(n_test):
+            for q in range(Q):
+                d0, d = dec0[t, q], dec[t, q]
+                if not (abs(d0) > err0[t, q] and abs(d) > err[t, q] and (d0 > 0.0) == (d > 0.0)):
+                    return False
+        return True
     for t in range(n_test):
         for s in range(Q // T):
-            for a in range(n_alphas):
-                for k in range(T):
-                    q = s * T + k
-                    vals[a, k] = dec[a, t, q]
-                    errs[a, k] = tol * (cond[a] * sizes[a, t, q] + abs(ybar[q]))
+            for k in range(T):
+                q = s * T + k
+                vals[0, k] = dec0[t, q]
+                errs[0, k] = err0[t, q]
+                vals[1, k] = dec[t, q]
+                errs[1, k] = err[t, q]
             if not _same_prediction(vals, errs):
                 return False
     return True
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _decisions_and_bounds(F, fn, C, coef_err, ybar, tol, dec, err):
+    """Decisions ``dec = F C' + ybar`` of the test rows ``F`` (norms ``fn``) and bounds on
+    their errors: ``|f| coef_err[q]`` (the coefficients' error) plus the rounding of the
+    sum, ``tol (|f| |c| + |ybar|)``."""
+    Q, m = C.shape
+    for q in range(Q):
+        cq = C[q]
+        acc = 0.0
+        for j in range(m):
+            acc += cq[j] * cq[j]
+        cn = np.sqrt(acc)
+        for t in range(F.shape[0]):
+            x = F[t]
+            acc = 0.0
+            for j in range(m):
+                acc += x[j] * cq[j]
+            dec[t, q] = acc + ybar[q]
+            err[t, q] = fn[t] * coef_err[q] + tol * (fn[t] * cn + abs(ybar[q]))
+
+
+@njit(cache=True, nogil=True)
+def _inverse_trace(U, work):
+    """The trace of ``A^-1`` from the upper factor ``U`` of ``A`` (``U`` copied into
+    ``work``, inverted there); 0 when the inversion fails."""
+    work[:, :] = U
+    if not inverse_upper(work):
+        return 0.0
+    trace = 0.0
+    for r in range(work.shape[0]):
+        trace += work[r, r]
+    return trace if trace > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _inverse_norm(alpha, alpha0, lam0):
+    """An upper bound on ``|(M + alpha I)^-1|_2`` for positive semi-definite ``M``: ``1 /
+    alpha``, or, given a lower bound ``lam0`` on the smallest eigenvalue of ``M + alpha0 I``
+    (0 if none), ``1 / (lam0 - alpha0 + alpha)`` where that is smaller."""
+    low = lam0 - alpha0 + alpha
+    return 1.0 / low if low > alpha else 1.0 / alpha
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     """The test decisions of every alpha's ridge fit, kept if all alphas predict alike.
 
-    For every alpha, the coefficients ``C[a] = (M + alpha I)^-1 R`` (row by row of ``R``,
-    ``(Q, m)``) and the decisions ``F C[a]' + ybar`` of the test rows ``F``
-    ``(n_test, m)``. If, for every test sample and each label set (``T`` columns of
-    ``Q``), every alpha predicts the same class by more than a bound on the decisions'
-    rounding, the first alpha's decisions go into ``out`` ``(>= n_test, Q)`` and the
-    function returns True: whichever alpha leave-one-out would choose, the predictions
-    are these. Else False: the caller chooses the alpha.
+    ``M`` is the centred covariance ``Xc'Xc`` ``(m, m)``, ``R`` the rows of ``Xc'Yc``
+    ``(Q, m)``, ``F`` the centred test samples ``(n_test, m)``; the coefficients of alpha
+    are ``(M + alpha I)^-1 R`` (row by row) and the decisions ``F C' + ybar``. If every
+    alpha gives every test sample the same class (in each label set of ``T`` columns), each
+    prediction proven by a bound on its decision's error, the largest alpha's decisions go
+    into ``out`` ``(>= n_test, Q)`` and the function returns True: whichever alpha
+    leave-one-out would choose, the predictions are these. Else False: the caller chooses
+    the alpha.
 
-    The bound on a decision's rounding is ``margin * eps * (cond |f| |c| + |ybar|)``: the
-    coefficients' error is about ``eps * cond |c|`` (``cond`` the 2-norm condition number
-    of ``M + alpha I``), and ``margin`` (the near-tie margin, 1e4) covers the constants.
-    ``cond`` is bounded above, not estimated: first by ``(|M|_1 + alpha) / alpha`` (the
-    smallest eigenvalue of ``M + alpha I`` is at least ``alpha``, ``M`` being
-    positive semi-definite); where that is not enough, by ``(|M|_1 + alpha)`` times the
-    trace of the inverse at the smallest alpha (which bounds the inverse's norm at every
-    alpha), from one more inversion. A factorisation that fails returns False.
+    - **The largest alpha** ``a0``: one Cholesky factorisation of ``A0 = M + a0 I``
+      (``M``'s diagonal shifted in place and restored) and solve. Its coefficients' error
+      is about ``eps * cond * |c|``, with ``cond <= (|M|_1 + a0) |A0^-1|_2``.
+    - **Every other alpha** ``a``: no factorisation. Its coefficients are the series
+      ``sum_k (a0 - a)^k A0^-k c0`` (its first two terms shared by the alphas), refined
+      further by ``c <- c + A0^-1 (r - (M + a I) c)`` where needed. Their error is at most
+      ``|r - (M + a I) c| |(M + a I)^-1|_2``, the exact residual's norm being at most the
+      computed one plus a bound on its rounding. On W1 at 10 mm (the smallest eigenvalue of
+      ``M`` about 2,000-4,500 against alphas of 0.1-10) the series alone, or one step more,
+      proves the predictions; after ``_REFINEMENTS`` steps without proof the function
+      returns False.
+    - ``|(M + a I)^-1|_2`` is bounded above, not estimated (:func:`_inverse_norm`): by
+      ``1 / a`` (``M`` is positive semi-definite), or where that does not prove the
+      predictions, from the trace of ``A0^-1``, whose reciprocal is a lower bound on the
+      smallest eigenvalue of ``A0`` (one inversion, into ``H[1]``).
 
-    ``M`` is the centred covariance ``Xc'Xc`` (``F`` the centred test samples, ``R`` the rows
-    of ``Xc'Yc``); its diagonal is shifted in place for each alpha and restored. ``H`` ``(m, m)`` and
-    ``C`` ``(A, Q, m)`` are work arrays.
+    Every bound on rounding is ``margin * eps`` times the size of the computation
+    (``margin``, the near-tie margin 1e4, covers the dimension and the constants).
+    ``H`` ``(2, m, m)`` and ``C`` ``(A, Q, m)`` are work arrays.
     """
     n_alphas = alphas.shape[0]
     Q, m = R.shape
     n_test = F.shape[0]
-    a_min = np.argmin(alphas)
+    tol = margin * _EPS
+    a0 = np.argmax(alphas)
+    alpha0 = alphas[a0]
     diag = np.empty(m)
     sums = np.zeros(m)
     for r in range(m):
@@ -262,65 +327,143 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     norm_m = 0.0
     for c in range(m):
         norm_m = max(norm_m, sums[c])
-    running = np.ones(Q, dtype=np.bool_)
-    ok = True
-    for i in range(n_alphas):  # the smallest alpha last: its factor stays in H
-        a = (a_min + 1 + i) % n_alphas
-        for r in range(m):
-            M[r, r] = diag[r] + alphas[a]
-        ok = cholesky_upper_into(M, H)
-        if not ok:
-            break
-        Ca = C[a]
-        Ca[:, :] = R
-        cholesky_solve_upper_rows(H, Ca, running)
+    for r in range(m):
+        M[r, r] = diag[r] + alpha0
+    U = H[0]
+    ok = cholesky_upper_into(M, U)
     for r in range(m):
         M[r, r] = diag[r]
     if not ok:
         return False
-    dec = np.empty((n_alphas, n_test, Q))
-    sizes = np.empty((n_alphas, n_test, Q))  # |f| |c|
-    norms = np.empty((n_alphas, Q))
-    for a in range(n_alphas):
-        for q in range(Q):
-            acc = 0.0
-            cq = C[a, q]
-            for j in range(m):
-                acc += cq[j] * cq[j]
-            norms[a, q] = np.sqrt(acc)
+    running = np.ones(Q, dtype=np.bool_)
+    C0 = C[a0]
+    C0[:, :] = R
+    cholesky_solve_upper_rows(U, C0, running)
+    fn = np.empty(n_test)
     for t in range(n_test):
         x = F[t]
         acc = 0.0
         for j in range(m):
             acc += x[j] * x[j]
-        xn = np.sqrt(acc)
-        for a in range(n_alphas):
-            for q in range(Q):
-                cq = C[a, q]
-                acc = 0.0
-                for j in range(m):
-                    acc += x[j] * cq[j]
-                dec[a, t, q] = acc + ybar[q]
-                sizes[a, t, q] = xn * norms[a, q]
-    cond = np.empty(n_alphas)
-    for a in range(n_alphas):
-        cond[a] = (norm_m + alphas[a]) / alphas[a]
-    if not _alphas_agree(dec, sizes, cond, ybar, margin, T):
-        if not inverse_upper(H):
-            return False
-        trace = 0.0
-        for r in range(m):
-            trace += H[r, r]
-        if not trace > 0.0:
-            return False
-        for a in range(n_alphas):
-            cond[a] = min(cond[a], (norm_m + alphas[a]) * trace)
-        if not _alphas_agree(dec, sizes, cond, ybar, margin, T):
-            return False
-    for t in range(n_test):
+        fn[t] = np.sqrt(acc)
+    rn = np.empty(Q)
+    cn0 = np.empty(Q)
+    for q in range(Q):
+        acc = 0.0
+        acc0 = 0.0
+        rq, cq = R[q], C0[q]
+        for j in range(m):
+            acc += rq[j] * rq[j]
+            acc0 += cq[j] * cq[j]
+        rn[q] = np.sqrt(acc)
+        cn0[q] = np.sqrt(acc0)
+    coef_err = np.empty(Q)
+    dec0 = np.empty((n_test, Q))
+    err0 = np.empty((n_test, Q))
+    res = np.empty((Q, m))
+    dec = np.empty((n_test, Q))
+    err = np.empty((n_test, Q))
+    vals = np.empty((2, T))
+    errs = np.empty((2, T))
+    # the first terms of every other alpha's series, shared
+    g1 = C0.copy()
+    cholesky_solve_upper_rows(U, g1, running)
+    g2 = g1.copy()
+    cholesky_solve_upper_rows(U, g2, running)
+    started = np.zeros(n_alphas, dtype=np.bool_)
+    proven = np.zeros(n_alphas, dtype=np.bool_)
+    lam0 = 0.0  # a lower bound on the smallest eigenvalue of A0, once computed
+    for level in range(2):
+        if level == 1:
+            trace = _inverse_trace(U, H[1])
+            if not trace > 0.0:
+                return False
+            lam0 = 1.0 / trace
+        inv0 = _inverse_norm(alpha0, alpha0, lam0)
         for q in range(Q):
-            out[t, q] = dec[0, t, q]
-    return True
+            coef_err[q] = tol * (norm_m + alpha0) * inv0 * cn0[q]
+        _decisions_and_bounds(F, fn, C0, coef_err, ybar, tol, dec0, err0)
+        if not _proven_alike(dec0, err0, dec0, err0, T, vals, errs):
+            continue
+        done = True
+        for a in range(n_alphas):
+            if a == a0 or proven[a]:
+                continue
+            alpha = alphas[a]
+            inv = _inverse_norm(alpha, alpha0, lam0)
+            Ca = C[a]
+            if not started[a]:
+                started[a] = True
+                delta = alpha0 - alpha
+                for q in range(Q):
+                    cq, c0q, g1q, g2q = Ca[q], C0[q], g1[q], g2[q]
+                    for j in range(m):
+                        cq[j] = c0q[j] + delta * (g1q[j] + delta * g2q[j])
+            last = np.inf
+            for step in range(_REFINEMENTS + 1):
+                largest = 0.0
+                for q in range(Q):  # the residual r - (M + alpha I) c, and the error bound
+                    cq = Ca[q]
+                    rq = R[q]
+                    sq = res[q]
+                    acc_c = 0.0
+                    acc_r = 0.0
+                    for r in range(m):
+                        row = M[r]
+                        acc = 0.0
+                        for j in range(m):
+                            acc += row[j] * cq[j]
+                        v = rq[r] - acc - alpha * cq[r]
+                        sq[r] = v
+                        acc_r += v * v
+                        acc_c += cq[r] * cq[r]
+                    rounding = tol * ((norm_m + alpha) * np.sqrt(acc_c) + rn[q])
+                    coef_err[q] = (np.sqrt(acc_r) + rounding) * inv
+                    largest = max(largest, np.sqrt(acc_r))
+                _decisions_and_bounds(F, fn, Ca, coef_err, ybar, tol, dec, err)
+                if _proven_alike(dec0, err0, dec, err, T, vals, errs):
+                    proven[a] = True
+                    break
+                if step == _REFINEMENTS or not largest < 0.5 * last:  # too slow: stop
+                    break
+                last = largest
+                cholesky_solve_upper_rows(U, res, running)
+                for q in range(Q):
+                    cq = Ca[q]
+                    sq = res[q]
+                    for j in range(m):
+                        cq[j] += sq[j]
+            if not proven[a] and level == 1:
+                # the alpha's own factorisation (where refinement converges slowly: the
+                # smallest eigenvalue of M not far above the alphas' spread)
+                V = H[1]
+                for r in range(m):
+                    M[r, r] = diag[r] + alpha
+                ok = cholesky_upper_into(M, V)
+                for r in range(m):
+                    M[r, r] = diag[r]
+                if not ok:
+                    return False
+                Ca[:, :] = R
+                cholesky_solve_upper_rows(V, Ca, running)
+                for q in range(Q):
+                    acc = 0.0
+                    cq = Ca[q]
+                    for j in range(m):
+                        acc += cq[j] * cq[j]
+                    coef_err[q] = tol * (norm_m + alpha) * inv * np.sqrt(acc)
+                _decisions_and_bounds(F, fn, Ca, coef_err, ybar, tol, dec, err)
+                if _proven_alike(dec0, err0, dec, err, T, vals, errs):
+                    proven[a] = True
+            if not proven[a]:
+                done = False
+                break
+        if done:
+            for t in range(n_test):
+                for q in range(Q):
+                    out[t, q] = dec0[t, q]
+            return True
+    return False
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -357,7 +500,7 @@ def ridge_cv_block(
     predictions_only : bool
         Whether only the decisions' predictions are needed: a covariance-form fold whose
         alphas all predict alike (:func:`_agreeing_decisions`) then skips the leave-one-out
-        errors, its decisions those of the first alpha and its chosen alpha -1 (not
+        errors, its decisions those of the largest alpha and its chosen alpha -1 (not
         computed).
 
     Returns
@@ -408,6 +551,7 @@ def ridge_cv_block(
     Rt = np.empty((Q, p))
     Bt = np.empty((A_n, Q, p))
     Fte = np.empty((max_test, p))
+    Hs = np.empty((2, p, p)) if predictions_only else np.empty((2, 0, 0))
     fit = np.empty((Q, max_train))
     # Gram form
     P = np.empty((n, n)) if any_gram else np.empty((0, 0))
@@ -472,7 +616,7 @@ def ridge_cv_block(
                         x = Xs[test_pos[f, t]]
                         for j in range(p):
                             Fte[t, j] = x[j] - mu[j]
-                    if _agreeing_decisions(A, Rt, Fte[:nte], ybar, alphas, T, margin, H, Bt, dec[sph, f]):
+                    if _agreeing_decisions(A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f]):
                         best[sph, f, :] = -1
                         continue
                 for i in range(ntr):  # the centred training samples

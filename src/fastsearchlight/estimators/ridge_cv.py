@@ -169,10 +169,11 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         A fold where every alpha gives every test sample the same prediction, by more than
         a bound on the decisions' rounding, needs no leave-one-out choice: whichever alpha
         it would choose, the predictions are the same. In the covariance form (more
-        training samples than features) such folds return the first alpha's decisions and
-        skip the leave-one-out errors (a triangular solve of every training sample per
-        alpha, most of the work); the others are solved as :meth:`many_fold_decisions_at`
-        does (see :mod:`._ridge_cv_kernel`).
+        training samples than features) such folds return the largest alpha's decisions
+        and skip the leave-one-out errors (a triangular solve of every training sample per
+        alpha, most of the work), and the other alphas' factorisations (their solutions
+        refined from the largest alpha's factor); the others are solved as
+        :meth:`many_fold_decisions_at` does (see :mod:`._ridge_cv_kernel`).
         """
         return self._run(X, vox, ys, n_classes, plan, for_predictions=True)[0]
 
