@@ -176,33 +176,38 @@ def _choose(sse, scale, sensitivity, margin, best_out, near_out):
 
 
 @njit(cache=True, nogil=True)
+def _proven_class(vals, errs, a):
+    """The class that row ``a`` of ``vals`` (``(A, T)`` decisions of one test sample and
+    label set, ``errs`` bounds on their errors) predicts, proven by the bounds, or -1: two
+    classes (``T == 1``), the sign (positive: the second class), farther from 0 than its
+    bound; else the largest column, ahead of every other by more than both bounds."""
+    T = vals.shape[1]
+    if T == 1:
+        if vals[a, 0] > errs[a, 0]:
+            return 1
+        if vals[a, 0] < -errs[a, 0]:
+            return 0
+        return -1
+    top = 0
+    for k in range(1, T):
+        if vals[a, k] > vals[a, top]:
+            top = k
+    low = vals[a, top] - errs[a, top]
+    for k in range(T):
+        if k != top and not low > vals[a, k] + errs[a, k]:
+            return -1
+    return top
+
+
+@njit(cache=True, nogil=True)
 def _same_prediction(vals, errs):
-    """Whether every alpha (row of ``vals``, ``(A, T)`` decisions of one test sample and
-    label set, ``errs`` their rounding bounds) predicts the same class, each by more than
-    its bound: two classes (``T == 1``), the sign (positive: the second class); else the
-    largest column, ahead of every other by more than both bounds."""
-    n_alphas, T = vals.shape
-    first = -1
-    for a in range(n_alphas):
-        if T == 1:
-            if vals[a, 0] > errs[a, 0]:
-                top = 1
-            elif vals[a, 0] < -errs[a, 0]:
-                top = 0
-            else:
-                return False
-        else:
-            top = 0
-            for k in range(1, T):
-                if vals[a, k] > vals[a, top]:
-                    top = k
-            low = vals[a, top] - errs[a, top]
-            for k in range(T):
-                if k != top and not low > vals[a, k] + errs[a, k]:
-                    return False
-        if a == 0:
-            first = top
-        elif top != first:
+    """Whether every row of ``vals`` predicts the same class, each proven by its bounds
+    (:func:`_proven_class`)."""
+    first = _proven_class(vals, errs, 0)
+    if first < 0:
+        return False
+    for a in range(1, vals.shape[0]):
+        if _proven_class(vals, errs, a) != first:
             return False
     return True
 
@@ -211,17 +216,21 @@ def _same_prediction(vals, errs):
 def _proven_alike(dec0, err0, dec, err, T, vals, errs):
     """Whether every test sample (row of the decisions ``dec0`` and ``dec``, ``(n_test, Q)``,
     with bounds ``err0`` and ``err`` on their errors) gets the same class from both, each
-    prediction proven by its bounds (:func:`_same_prediction`; label sets of ``T``
-    columns). With ``dec`` the same array as ``dec0``, whether its predictions are proven.
-    ``vals`` and ``errs`` are ``(2, T)`` work arrays."""
+    prediction proven by its bounds (label sets of ``T`` columns): 1 if so; -1 if some
+    sample's two predictions are both proven and differ (no tighter bound can prove them
+    alike); else 0. With ``dec`` the same array as ``dec0``, whether its predictions are
+    proven (1 or 0). ``vals`` and ``errs`` are ``(2, T)`` work arrays."""
     n_test, Q = dec0.shape
-    if T == 1:  # two classes: the same sign, each decision farther from 0 than its bound
+    result = 1
+    if T == 1:  # two classes: the signs, written out
         for t in range(n_test):
             for q in range(Q):
-                d0, d = dec0[t, q], dec[t, q]
-                if not (abs(d0) > err0[t, q] and abs(d) > err[t, q] and (d0 > 0.0) == (d > 0.0)):
-                    return False
-        return True
+                d0, e0, d, e = dec0[t, q], err0[t, q], dec[t, q], err[t, q]
+                if not (abs(d0) > e0 and abs(d) > e):
+                    result = 0
+                elif (d0 > 0.0) != (d > 0.0):
+                    return -1
+        return result
     for t in range(n_test):
         for s in range(Q // T):
             for k in range(T):
@@ -230,9 +239,13 @@ def _proven_alike(dec0, err0, dec, err, T, vals, errs):
                 errs[0, k] = err0[t, q]
                 vals[1, k] = dec[t, q]
                 errs[1, k] = err[t, q]
-            if not _same_prediction(vals, errs):
-                return False
-    return True
+            first = _proven_class(vals, errs, 0)
+            other = _proven_class(vals, errs, 1)
+            if first < 0 or other < 0:
+                result = 0
+            elif first != other:
+                return -1
+    return result
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -298,7 +311,8 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
       ``sum_k (a0 - a)^k A0^-k c0`` (its first two terms shared by the alphas), refined
       further by ``c <- c + A0^-1 (r - (M + a I) c)`` where needed. Their error is at most
       ``|r - (M + a I) c| |(M + a I)^-1|_2``, the exact residual's norm being at most the
-      computed one plus a bound on its rounding. On W1 at 10 mm (the smallest eigenvalue of
+      computed one plus the standard bound on its rounding, ``gamma_{m+2} (|r| + (|M|_1 +
+      a) |c|)``. On W1 at 10 mm (the smallest eigenvalue of
       ``M`` about 2,000-4,500 against alphas of 0.1-10) the series alone, or one step more,
       proves the predictions; after ``_REFINEMENTS`` steps without proof the function
       returns False.
@@ -307,14 +321,18 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
       predictions, from the trace of ``A0^-1``, whose reciprocal is a lower bound on the
       smallest eigenvalue of ``A0`` (one inversion, into ``H[1]``).
 
-    Every bound on rounding is ``margin * eps`` times the size of the computation
-    (``margin``, the near-tie margin 1e4, covers the dimension and the constants).
+    The other bounds on rounding (of a factorisation and solve, of a decision's sum) are
+    first-order, ``margin * eps`` times the size of the computation (``margin``, the
+    near-tie margin 1e4, covers the dimension and the constants).
     ``H`` ``(2, m, m)`` and ``C`` ``(A, Q, m)`` are work arrays.
     """
     n_alphas = alphas.shape[0]
     Q, m = R.shape
     n_test = F.shape[0]
     tol = margin * _EPS
+    # the residual's rounding: at most gamma (|r| + |M + alpha I| |c|) componentwise, with
+    # gamma = (m + 2) u / (1 - (m + 2) u) (sums of m + 2 products, in any order), u = eps / 2
+    gamma = (m + 2) * _EPS
     a0 = np.argmax(alphas)
     alpha0 = alphas[a0]
     diag = np.empty(m)
@@ -383,7 +401,7 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
         for q in range(Q):
             coef_err[q] = tol * (norm_m + alpha0) * inv0 * cn0[q]
         _decisions_and_bounds(F, fn, C0, coef_err, ybar, tol, dec0, err0)
-        if not _proven_alike(dec0, err0, dec0, err0, T, vals, errs):
+        if _proven_alike(dec0, err0, dec0, err0, T, vals, errs) != 1:
             continue
         done = True
         for a in range(n_alphas):
@@ -417,13 +435,16 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
                         sq[r] = v
                         acc_r += v * v
                         acc_c += cq[r] * cq[r]
-                    rounding = tol * ((norm_m + alpha) * np.sqrt(acc_c) + rn[q])
+                    rounding = gamma * ((norm_m + alpha) * np.sqrt(acc_c) + rn[q])
                     coef_err[q] = (np.sqrt(acc_r) + rounding) * inv
                     largest = max(largest, np.sqrt(acc_r))
                 _decisions_and_bounds(F, fn, Ca, coef_err, ybar, tol, dec, err)
-                if _proven_alike(dec0, err0, dec, err, T, vals, errs):
+                alike = _proven_alike(dec0, err0, dec, err, T, vals, errs)
+                if alike == 1:
                     proven[a] = True
                     break
+                if alike < 0:  # a prediction that changes with alpha: choose
+                    return False
                 if step == _REFINEMENTS or not largest < 0.5 * last:  # too slow: stop
                     break
                 last = largest
@@ -453,7 +474,7 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
                         acc += cq[j] * cq[j]
                     coef_err[q] = tol * (norm_m + alpha) * inv * np.sqrt(acc)
                 _decisions_and_bounds(F, fn, Ca, coef_err, ybar, tol, dec, err)
-                if _proven_alike(dec0, err0, dec, err, T, vals, errs):
+                if _proven_alike(dec0, err0, dec, err, T, vals, errs) == 1:
                     proven[a] = True
             if not proven[a]:
                 done = False
