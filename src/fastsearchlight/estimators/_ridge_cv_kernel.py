@@ -319,7 +319,8 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     - ``|(M + a I)^-1|_2`` is bounded above, not estimated (:func:`_inverse_norm`): by
       ``1 / a`` (``M`` is positive semi-definite), or where that does not prove the
       predictions, from the trace of ``A0^-1``, whose reciprocal is a lower bound on the
-      smallest eigenvalue of ``A0`` (one inversion, into ``H[1]``).
+      smallest eigenvalue of ``A0`` (one inversion, into ``H[1]``; the bound halved, which
+      leaves room for the computed inverse's rounding, about ``eps * cond`` relative).
 
     The other bounds on rounding (of a factorisation and solve, of a decision's sum) are
     first-order, ``margin * eps`` times the size of the computation (``margin``, the
@@ -396,7 +397,7 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
             trace = _inverse_trace(U, H[1])
             if not trace > 0.0:
                 return False
-            lam0 = 1.0 / trace
+            lam0 = 0.5 / trace  # halved: room for the computed inverse's rounding
         inv0 = _inverse_norm(alpha0, alpha0, lam0)
         for q in range(Q):
             coef_err[q] = tol * (norm_m + alpha0) * inv0 * cn0[q]
