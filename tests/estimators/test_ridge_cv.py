@@ -390,18 +390,30 @@ def test_predictions_alone_choose_where_alphas_disagree(n_classes):
 def test_agreement_rule():
     """Two classes: every alpha's decision on the same side of 0 by more than its bound.
     More classes: the same top class for every alpha, ahead of every other by more than
-    both bounds."""
-    from fastsearchlight.estimators._ridge_cv_kernel import _same_prediction
+    both bounds. Each alpha is compared with the first, as the kernel does: 1 when proven
+    alike, -1 when both predictions are proven and differ, else 0."""
+    from fastsearchlight.estimators._ridge_cv_kernel import _proven_alike, _proven_class
 
-    bounds = np.full((3, 1), 0.1)
-    assert _same_prediction(np.array([[0.5], [0.2], [0.11]]), bounds)
-    assert _same_prediction(np.array([[-0.5], [-0.2], [-0.11]]), bounds)
-    assert not _same_prediction(np.array([[0.5], [0.2], [0.09]]), bounds)  # within the bound
-    assert not _same_prediction(np.array([[0.5], [-0.2], [0.3]]), bounds)  # another side
-    bounds = np.full((2, 3), 0.1)
-    assert _same_prediction(np.array([[1.0, 0.5, 0.0], [0.9, 0.6, 0.1]]), bounds)
-    assert not _same_prediction(np.array([[1.0, 0.5, 0.0], [0.6, 0.9, 0.1]]), bounds)  # top
-    assert not _same_prediction(np.array([[1.0, 0.85, 0.0], [0.9, 0.6, 0.1]]), bounds)  # gap
+    def alike(rows, bound):
+        """The worst comparison of the first row with each other (one test sample)."""
+        rows = np.asarray(rows, dtype=float)
+        T = rows.shape[1]
+        err = np.full((1, T), bound)
+        vals, errs = np.empty((2, T)), np.empty((2, T))
+        first = rows[:1]
+        return min(_proven_alike(first, err, row[None], err, T, vals, errs) for row in rows[1:])
+
+    assert alike([[0.5], [0.2], [0.11]], 0.1) == 1
+    assert alike([[-0.5], [-0.2], [-0.11]], 0.1) == 1
+    assert alike([[0.5], [0.2], [0.09]], 0.1) == 0  # within the bound
+    assert alike([[0.5], [-0.2], [0.3]], 0.1) == -1  # another side
+    assert alike([[1.0, 0.5, 0.0], [0.9, 0.6, 0.1]], 0.1) == 1
+    assert alike([[1.0, 0.5, 0.0], [0.6, 0.9, 0.1]], 0.1) == -1  # another top
+    assert alike([[1.0, 0.85, 0.0], [0.9, 0.6, 0.1]], 0.1) == 0  # gap within the bounds
+    bounds = np.full((1, 3), 0.1)
+    assert _proven_class(np.array([[1.0, 0.85, 0.0]]), bounds, 0) == -1
+    assert _proven_class(np.array([[0.1, 0.9, 0.0]]), bounds, 0) == 1
+    assert _proven_class(np.array([[-0.5]]), np.full((1, 1), 0.1), 0) == 0
 
 
 def test_agreeing_decisions_against_numpy():
@@ -457,7 +469,7 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
     import fastsearchlight.estimators._ridge_cv_kernel as kernel
 
     calls = {"factor": 0, "trace": 0}
-    factor, trace = kernel.cholesky_upper_into, kernel._inverse_trace
+    factor, trace = kernel._factor_shifted, kernel._inverse_trace
 
     def counted_factor(*args):
         calls["factor"] += 1
@@ -467,7 +479,7 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
         calls["trace"] += 1
         return trace(*args)
 
-    monkeypatch.setattr(kernel, "cholesky_upper_into", counted_factor)
+    monkeypatch.setattr(kernel, "_factor_shifted", counted_factor)
     monkeypatch.setattr(kernel, "_inverse_trace", counted_trace)
     rng = np.random.default_rng(67)
     p = 8

@@ -200,19 +200,6 @@ def _proven_class(vals, errs, a):
 
 
 @njit(cache=True, nogil=True)
-def _same_prediction(vals, errs):
-    """Whether every row of ``vals`` predicts the same class, each proven by its bounds
-    (:func:`_proven_class`)."""
-    first = _proven_class(vals, errs, 0)
-    if first < 0:
-        return False
-    for a in range(1, vals.shape[0]):
-        if _proven_class(vals, errs, a) != first:
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
 def _proven_alike(dec0, err0, dec, err, T, vals, errs):
     """Whether every test sample (row of the decisions ``dec0`` and ``dec``, ``(n_test, Q)``,
     with bounds ``err0`` and ``err`` on their errors) gets the same class from both, each
@@ -256,10 +243,7 @@ def _decisions_and_bounds(F, fn, C, coef_err, ybar, tol, dec, err):
     Q, m = C.shape
     for q in range(Q):
         cq = C[q]
-        acc = 0.0
-        for j in range(m):
-            acc += cq[j] * cq[j]
-        cn = np.sqrt(acc)
+        cn = _norm(cq)
         for t in range(F.shape[0]):
             x = F[t]
             acc = 0.0
@@ -267,6 +251,28 @@ def _decisions_and_bounds(F, fn, C, coef_err, ybar, tol, dec, err):
                 acc += x[j] * cq[j]
             dec[t, q] = acc + ybar[q]
             err[t, q] = fn[t] * coef_err[q] + tol * (fn[t] * cn + abs(ybar[q]))
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _norm(v):
+    """The Euclidean norm of the 1-d array ``v``."""
+    acc = 0.0
+    for j in range(v.shape[0]):
+        acc += v[j] * v[j]
+    return np.sqrt(acc)
+
+
+@njit(cache=True, nogil=True)
+def _factor_shifted(M, diag, alpha, U):
+    """The upper Cholesky factor of ``M + alpha I`` into ``U``: ``M``'s diagonal (``diag``)
+    shifted in place, then restored; False when not positive definite."""
+    m = M.shape[0]
+    for r in range(m):
+        M[r, r] = diag[r] + alpha
+    ok = cholesky_upper_into(M, U)
+    for r in range(m):
+        M[r, r] = diag[r]
+    return ok
 
 
 @njit(cache=True, nogil=True)
@@ -346,13 +352,8 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     norm_m = 0.0
     for c in range(m):
         norm_m = max(norm_m, sums[c])
-    for r in range(m):
-        M[r, r] = diag[r] + alpha0
     U = H[0]
-    ok = cholesky_upper_into(M, U)
-    for r in range(m):
-        M[r, r] = diag[r]
-    if not ok:
+    if not _factor_shifted(M, diag, alpha0, U):
         return False
     running = np.ones(Q, dtype=np.bool_)
     C0 = C[a0]
@@ -360,22 +361,12 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     cholesky_solve_upper_rows(U, C0, running)
     fn = np.empty(n_test)
     for t in range(n_test):
-        x = F[t]
-        acc = 0.0
-        for j in range(m):
-            acc += x[j] * x[j]
-        fn[t] = np.sqrt(acc)
+        fn[t] = _norm(F[t])
     rn = np.empty(Q)
     cn0 = np.empty(Q)
     for q in range(Q):
-        acc = 0.0
-        acc0 = 0.0
-        rq, cq = R[q], C0[q]
-        for j in range(m):
-            acc += rq[j] * rq[j]
-            acc0 += cq[j] * cq[j]
-        rn[q] = np.sqrt(acc)
-        cn0[q] = np.sqrt(acc0)
+        rn[q] = _norm(R[q])
+        cn0[q] = _norm(C0[q])
     coef_err = np.empty(Q)
     dec0 = np.empty((n_test, Q))
     err0 = np.empty((n_test, Q))
@@ -459,21 +450,12 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
                 # the alpha's own factorisation (where refinement converges slowly: the
                 # smallest eigenvalue of M not far above the alphas' spread)
                 V = H[1]
-                for r in range(m):
-                    M[r, r] = diag[r] + alpha
-                ok = cholesky_upper_into(M, V)
-                for r in range(m):
-                    M[r, r] = diag[r]
-                if not ok:
+                if not _factor_shifted(M, diag, alpha, V):
                     return False
                 Ca[:, :] = R
                 cholesky_solve_upper_rows(V, Ca, running)
                 for q in range(Q):
-                    acc = 0.0
-                    cq = Ca[q]
-                    for j in range(m):
-                        acc += cq[j] * cq[j]
-                    coef_err[q] = tol * (norm_m + alpha) * inv * np.sqrt(acc)
+                    coef_err[q] = tol * (norm_m + alpha) * inv * _norm(Ca[q])
                 _decisions_and_bounds(F, fn, Ca, coef_err, ybar, tol, dec, err)
                 if _proven_alike(dec0, err0, dec, err, T, vals, errs) == 1:
                     proven[a] = True
