@@ -64,7 +64,14 @@ from ._lapack import (
     matmul_into,
     reciprocal_condition_upper,
 )
-from ._ridge_kernel import accumulate, block_products, fold_products, gather_sphere
+from ._ridge_kernel import (
+    accumulate,
+    block_products_rows,
+    block_target_products,
+    fold_products,
+    gather_rows,
+    gather_sphere,
+)
 from ._triangular import cholesky_solve_upper_rows, cholesky_upper_into, forward_upper_rows
 
 __all__ = ["ridge_cv_block"]
@@ -472,8 +479,8 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def ridge_cv_block(
-    Xv, vox, order, bounds, used, fold_blocks, subtract, train_pos, n_train, test_pos, n_test,
-    gram_fold, targets, n_sets, alphas, fit_intercept, margin, predictions_only,
+    Xv, vox, order, runs, bounds, used, fold_blocks, subtract, train_pos, n_train, test_pos,
+    n_test, gram_fold, targets, n_sets, alphas, fit_intercept, margin, predictions_only,
 ):  # fmt: skip
     """Leave-one-out choice of alpha and test decisions of every fold, for a block of
     spheres.
@@ -484,7 +491,7 @@ def ridge_cv_block(
         Voxel-major data (float64, C-contiguous).
     vox : ndarray of int64 (B, p)
         Each sphere's rows of ``Xv``.
-    order, bounds, used, fold_blocks, subtract, test_pos, n_test
+    order, runs, bounds, used, fold_blocks, subtract, test_pos, n_test
         As :class:`._ridge_kernel.RoleBlocks`.
     train_pos : ndarray of int64 (n_folds, max_train)
         Per fold, the block-order positions of its training samples, padded with 0.
@@ -539,13 +546,25 @@ def ridge_cv_block(
         else:
             any_cov = True
     lev0 = 0.0
-    Xs = np.empty((n, p))
     mu_all = np.empty(p)
-    # covariance form
+    # covariance form: the samples voxel-major, the role blocks' products
+    Xt = np.empty((p, n)) if any_cov else np.empty((0, 0))
     grams = np.zeros((nb, p, p))
     sx = np.zeros((nb, p))
+    xy = np.zeros((nb, Q, p))  # each block's products X'Y, transposed
+    sy = np.zeros((nb, Q))
     total_g = np.empty((p, p))
     total_x = np.empty(p)
+    total_xy = np.empty((Q, p))
+    total_y = np.zeros(Q)
+    for b in used:
+        for q in range(Q):
+            acc = 0.0
+            for i in range(bounds[b], bounds[b + 1]):
+                acc += targets[i, q]
+            sy[b, q] = acc
+            total_y[q] += acc
+    Ytt = np.ascontiguousarray(targets.T)  # (Q, n)
     A = np.empty((p, p))
     H = np.empty((p, p))
     mu = np.empty(p)
@@ -557,76 +576,72 @@ def ridge_cv_block(
     Fte = np.empty((max_test, p))
     Hs = np.empty((2, p, p)) if predictions_only else np.empty((2, 0, 0))
     fit = np.empty((Q, max_train))
-    # Gram form
+    # Gram form: the samples sample-major
+    Xs = np.empty((n, p)) if any_gram else np.empty((0, 0))
     P = np.empty((n, n)) if any_gram else np.empty((0, 0))
     ybar = np.empty(Q)
     sse = np.empty((A_n, n_sets))
     chosen = np.empty(n_sets, dtype=np.int64)
     for sph in range(B):
-        gather_sphere(Xv, vox[sph], order, Xs, fit_intercept, mu_all)
         if any_cov:
-            total_g[:, :] = 0.0
-            total_x[:] = 0.0
-            for b in used:
-                block_products(Xs, bounds, b, grams, sx)
-                accumulate(total_g, grams[b], False)
-                accumulate(total_x, sx[b], False)
+            gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu_all)
+            for k in range(used.shape[0]):
+                b = used[k]
+                block_products_rows(Xt, bounds, b, grams, sx, True)
+                accumulate(total_g, grams[b], k == 0)
+                block_target_products(Xt, Ytt, bounds, b, xy)
+                accumulate(total_xy, xy[b], k == 0)
+                accumulate(total_x, sx[b], k == 0)
         if any_gram:
+            gather_sphere(Xv, vox[sph], order, Xs, fit_intercept, mu_all)
             matmul_into(Xs, Xs, P, True)
         for f in range(F):
             ntr = n_train[f]
             nf = float(ntr)
             lev0 = 1.0 / nf if fit_intercept else 0.0
             tpos = train_pos[f]
-            # training targets' mean
-            for q in range(Q):
-                acc = 0.0
-                if fit_intercept:
-                    for i in range(ntr):
-                        acc += targets[tpos[i], q]
-                    acc /= nf
-                ybar[q] = acc
             kappa = 1.0
             amp = 0.0
             failed = False
             sse[:, :] = 0.0
             if not gram_fold[f]:
-                # the fold's cross-products from the role blocks
-                fold_products(total_g, total_x, grams, sx, fold_blocks[f], subtract[f], A, mu)
+                # the fold's cross-products, sums and target products from the role blocks
+                blocks, sub = fold_blocks[f], subtract[f]
+                fold_products(total_g, total_x, grams, sx, blocks, sub, A, mu)
+                fold_products(total_xy, total_y, xy, sy, blocks, sub, Rt, ybar)
                 if fit_intercept:
+                    # about the training mean: G - nf mu mu', X'Y - nf mu ybar'
                     for j in range(p):
                         mu[j] /= nf
+                    for q in range(Q):
+                        ybar[q] /= nf
+                        for j in range(p):
+                            Rt[q, j] -= nf * mu[j] * ybar[q]
                     for r in range(p):
                         for c in range(p):
                             A[r, c] -= nf * mu[r] * mu[c]
                 else:
                     mu[:] = 0.0
+                    ybar[:] = 0.0
+                nte = n_test[f]
+                for j in range(p):  # the centred test samples
+                    row = Xt[j]
+                    m = mu[j]
+                    for t in range(nte):
+                        Fte[t, j] = row[test_pos[f, t]] - m
+                if predictions_only:
+                    if _agreeing_decisions(A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f]):
+                        best[sph, f, :] = -1
+                        continue
                 Yt = np.empty((Q, ntr))  # centred training targets, transposed
                 for q in range(Q):
                     for i in range(ntr):
                         Yt[q, i] = targets[tpos[i], q] - ybar[q]
-                for q in range(Q):  # (Xc'Yc)', column by column (see _solve_columns)
-                    rq = Rt[q]
-                    for j in range(p):
-                        rq[j] = 0.0
+                for j in range(p):  # the centred training samples
+                    row = Xt[j]
+                    m = mu[j]
                     for i in range(ntr):
-                        v = Yt[q, i]
-                        x = Xs[tpos[i]]
-                        for j in range(p):
-                            rq[j] += v * (x[j] - mu[j])
-                if predictions_only:
-                    nte = n_test[f]
-                    for t in range(nte):
-                        x = Xs[test_pos[f, t]]
-                        for j in range(p):
-                            Fte[t, j] = x[j] - mu[j]
-                    if _agreeing_decisions(A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f]):
-                        best[sph, f, :] = -1
-                        continue
-                for i in range(ntr):  # the centred training samples
-                    src = tpos[i]
-                    for j in range(p):
-                        Xtr[i, j] = Xs[src, j] - mu[j]
+                        Xtr[i, j] = row[tpos[i]] - m
                 Wf = W[:ntr]
                 fitf = fit[:, :ntr]
                 for a in range(A_n):
@@ -667,18 +682,25 @@ def ridge_cv_block(
                     continue
                 _choose(sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen, near[sph, f])
                 best[sph, f, :] = chosen
-                for t in range(n_test[f]):
-                    x = Xs[test_pos[f, t]]
+                for t in range(nte):
+                    x = Fte[t]
                     for s in range(n_sets):
                         coef = Bt[chosen[s]]
                         for q in range(s * T, (s + 1) * T):
                             acc = 0.0
                             cq = coef[q]
                             for j in range(p):
-                                acc += (x[j] - mu[j]) * cq[j]
+                                acc += x[j] * cq[j]
                             dec[sph, f, t, q] = acc + ybar[q]
             else:
                 nte = n_test[f]
+                for q in range(Q):  # training targets' mean
+                    acc = 0.0
+                    if fit_intercept:
+                        for i in range(ntr):
+                            acc += targets[tpos[i], q]
+                        acc /= nf
+                    ybar[q] = acc
                 # products of the samples centred on the training mean (the training rows)
                 Rw = np.empty((ntr, n))
                 for i in range(ntr):

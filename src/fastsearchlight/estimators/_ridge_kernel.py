@@ -302,18 +302,39 @@ def gather_rows(Xv, rows, runs, Xt, centre, mu):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def block_products_rows(Xt, bounds, b, grams, sums):
+def block_products_rows(Xt, bounds, b, grams, sums, mirror=False):
     """Block ``b``'s samples ``Xt[:, bounds[b]:bounds[b + 1]]`` (voxel-major): the upper
-    triangle of their cross-products into ``grams[b]`` (BLAS's ``syrk``) and their sums into
-    ``sums[b]``."""
+    triangle of their cross-products into ``grams[b]`` (BLAS's ``syrk``; both triangles
+    when ``mirror``) and their sums into ``sums[b]``."""
     lo, hi = bounds[b], bounds[b + 1]
-    syrk_rows_upper(Xt[:, lo:hi], grams[b], 0.0)
+    G = grams[b]
+    syrk_rows_upper(Xt[:, lo:hi], G, 0.0)
+    if mirror:
+        for r in range(1, G.shape[0]):
+            for c in range(r):
+                G[r, c] = G[c, r]
     for j in range(Xt.shape[0]):
         row = Xt[j, lo:hi]
         acc = 0.0
         for i in range(hi - lo):
             acc += row[i]
         sums[b, j] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def block_target_products(Xt, Yt, bounds, b, xy):
+    """Block ``b``'s products of its samples with the targets, ``xy[b, q, r] = sum_i
+    Xt[r, i] Yt[q, i]`` over its positions ``i`` (voxel-major samples ``Xt`` ``(p, n)``,
+    targets ``Yt`` ``(Q, n)``). Shared by the ridge kernels."""
+    lo, hi = bounds[b], bounds[b + 1]
+    for q in range(Yt.shape[0]):
+        yq = Yt[q, lo:hi]
+        for r in range(Xt.shape[0]):
+            xr = Xt[r, lo:hi]
+            acc = 0.0
+            for i in range(hi - lo):
+                acc += xr[i] * yq[i]
+            xy[b, q, r] = acc
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -381,17 +402,9 @@ def ridge_block(
         gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu)
         for k in range(used.shape[0]):
             b = used[k]
-            lo, hi = bounds[b], bounds[b + 1]
             block_products_rows(Xt, bounds, b, grams, sx)
             accumulate(total_g, grams[b], k == 0)
-            for q in range(Q):
-                yq = Yt[q, lo:hi]
-                for r in range(p):
-                    xr = Xt[r, lo:hi]
-                    acc = 0.0
-                    for i in range(hi - lo):
-                        acc += xr[i] * yq[i]
-                    xy[b, q, r] = acc
+            block_target_products(Xt, Yt, bounds, b, xy)
             accumulate(total_xy, xy[b], k == 0)
             accumulate(total_x, sx[b], k == 0)
         for f in range(F):
