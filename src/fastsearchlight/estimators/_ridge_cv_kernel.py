@@ -68,7 +68,9 @@ from ._ridge_kernel import (
     accumulate,
     block_products_rows,
     block_target_products,
+    fold_matrix,
     fold_products,
+    fold_sum,
     gather_rows,
     gather_sphere,
 )
@@ -607,8 +609,8 @@ def ridge_cv_block(
             if not gram_fold[f]:
                 # the fold's cross-products, sums and target products from the role blocks
                 blocks, sub = fold_blocks[f], subtract[f]
-                fold_products(total_g, total_x, grams, sx, blocks, sub, A, mu)
                 fold_products(total_xy, total_y, xy, sy, blocks, sub, Rt, ybar)
+                fold_sum(total_x, sx, blocks, sub, mu)
                 if fit_intercept:
                     # about the training mean: G - nf mu mu', X'Y - nf mu ybar'
                     for j in range(p):
@@ -617,12 +619,10 @@ def ridge_cv_block(
                         ybar[q] /= nf
                         for j in range(p):
                             Rt[q, j] -= nf * mu[j] * ybar[q]
-                    for r in range(p):
-                        for c in range(p):
-                            A[r, c] -= nf * mu[r] * mu[c]
                 else:
                     mu[:] = 0.0
                     ybar[:] = 0.0
+                fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, 0.0, A)
                 nte = n_test[f]
                 for j in range(p):  # the centred test samples
                     row = Xt[j]

@@ -420,14 +420,14 @@ def ridge_block(
                     ybar[q] /= nf
                     for j in range(p):
                         Rt[q, j] -= nf * mu[j] * ybar[q]
-            _fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, alpha, A)
+            fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, alpha, A)
             if cholesky_upper_into(A, A):
                 for i in range(p):
                     inv[i] = 1.0 / A[i, i]
                 for q in range(Q):
                     solve_upper(A, inv, p, Rt[q], Rt[q])
             else:  # not positive definite to rounding (the factorisation stopped): LU
-                _fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, alpha, A)
+                fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, alpha, A)
                 for r in range(p):
                     for c in range(r):
                         A[r, c] = A[c, r]
@@ -452,11 +452,13 @@ def ridge_block(
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _fold_matrix(total_g, grams, blocks, subtract, nf, mu, alpha, A):
+def fold_matrix(total_g, grams, blocks, subtract, nf, mu, alpha, A):
     """A fold's normal equations ``A = G - nf mu mu' + alpha I`` in one pass, row by row,
     with ``G`` the fold's cross-products from the role blocks (see :func:`fold_products`)
     and ``mu`` its training mean (``nf = 0`` without an intercept). Only the upper
-    triangles of the products need hold them (BLAS's ``syrk``): so does ``A``'s. Whole rows
+    triangles of the products need hold them (BLAS's ``syrk``): so does ``A``'s (both
+    triangles, from products that hold both: shared with the ``RidgeClassifierCV`` kernel).
+    Whole rows
     are written (full rows vectorise; rows cut at the diagonal took three times longer)."""
     p = A.shape[0]
     for r in range(p):
