@@ -457,10 +457,57 @@ def test_agreeing_decisions_against_numpy():
     np.testing.assert_array_equal(M, M0)
 
 
+@pytest.mark.parametrize("cond", [1e2, 1e6, 1e11])
+@pytest.mark.parametrize("delta", [1e-9, 0.9, 9.9])
+def test_series_error_bounds_the_error(cond, delta):
+    """:func:`_series_error` bounds the error of the four-term series, computed as the
+    kernel computes it (one Cholesky factor of ``A0 = M + 10 I``, three solves), against the
+    solution of ``(M + (10 - delta) I) c = r`` refined in extended precision (with ``delta``
+    tiny, the rounding alone), given ``1 / alpha`` (as in the kernel) or the exact
+    ``|(M + alpha I)^-1|_2``. On a well-conditioned ``M`` far above the alphas the bound is
+    small against the coefficients (it proves predictions)."""
+    from fastsearchlight.estimators._ridge_cv_kernel import _EPS, _norm, _series_error
+    from fastsearchlight.estimators._triangular import cholesky_solve_upper_rows, cholesky_upper_into
+
+    rng = np.random.default_rng(int(np.log10(cond) * 10 + delta * 7))
+    m = 60
+    basis = np.linalg.qr(rng.normal(size=(m, m)))[0]
+    eig = 2000.0 * np.logspace(0, np.log10(cond), m)
+    M = (basis * eig) @ basis.T
+    M = (M + M.T) / 2
+    r = rng.normal(size=(1, m)) * 1e3
+    a0, alpha = 10.0, 10.0 - delta
+    A0 = M + a0 * np.eye(m)
+    U = np.empty((m, m))
+    assert cholesky_upper_into(A0.copy(), U)
+    running = np.ones(1, dtype=bool)
+    g = [r.copy()]
+    for _ in range(4):
+        g.append(g[-1].copy())
+        cholesky_solve_upper_rows(U, g[-1], running)
+    c0, g1, g2, g3 = (v[0] for v in g[1:])
+    dlt = a0 - alpha
+    c = c0 + dlt * (g1 + dlt * (g2 + dlt * g3))
+    # the solution, refined with residuals in extended precision
+    A = M + alpha * np.eye(m)
+    exact = np.linalg.solve(A, r[0]).astype(np.longdouble)
+    for _ in range(4):
+        res = r[0].astype(np.longdouble) - A.astype(np.longdouble) @ exact
+        exact += np.linalg.solve(A, res.astype(np.float64))
+    error = float(np.sqrt(np.sum((c.astype(np.longdouble) - exact) ** 2)))
+    norms = np.array([_norm(v) for v in (c0, g1, g2, g3)])
+    fro2 = (np.trace(M) + m * a0) / (1.0 - (2 * m + 2) * _EPS)
+    for inv in (1.0 / alpha, 1.0 / (eig.min() + alpha)):  # the kernel's bound, the exact norm
+        bound = _series_error(norms, dlt, inv, fro2, (3 * m + 8) * _EPS)
+        assert error <= bound
+    if cond == 1e2:  # small enough to prove predictions
+        assert bound < 1e-3 * norms[0]
+
+
 def test_agreeing_decisions_take_each_way(monkeypatch):
     """The ways of :func:`_agreeing_decisions`, run as Python (``py_func``) with its callees
     counted: well separated eigenvalues take one factorisation and no inversion (the other
-    alphas by the series); a singular ``M`` leaves the refinement nowhere to go, so the
+    alphas by the series alone, four solves in all); a singular ``M`` leaves the refinement nowhere to go, so the
     trace of the inverse is computed and each other alpha takes its own factorisation.
     (A feature of tiny variance puts an eigenvalue of ``M`` far below the alphas, with a
     component in ``Xc'Yc``: the series and the refinement then converge at about
@@ -468,8 +515,12 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
     Every way returns numpy's predictions, and the largest alpha's decisions."""
     import fastsearchlight.estimators._ridge_cv_kernel as kernel
 
-    calls = {"factor": 0, "trace": 0}
-    factor, trace = kernel._factor_shifted, kernel._inverse_trace
+    calls = {"factor": 0, "trace": 0, "solve": 0}
+    factor, trace, solve = kernel._factor_shifted, kernel._inverse_trace, kernel.cholesky_solve_upper_rows
+
+    def counted_solve(*args):
+        calls["solve"] += 1
+        return solve(*args)
 
     def counted_factor(*args):
         calls["factor"] += 1
@@ -481,11 +532,12 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
 
     monkeypatch.setattr(kernel, "_factor_shifted", counted_factor)
     monkeypatch.setattr(kernel, "_inverse_trace", counted_trace)
+    monkeypatch.setattr(kernel, "cholesky_solve_upper_rows", counted_solve)
     rng = np.random.default_rng(67)
     p = 8
     alphas = np.array([0.1, 1.0, 10.0])
     for small in (False, True):
-        calls.update(factor=0, trace=0)
+        calls.update(factor=0, trace=0, solve=0)
         X = rng.normal(size=(40, p)) * 30.0
         if small:
             X[:, -1] = 0.01 * rng.normal(size=40)  # an eigenvalue of M near 4e-3
@@ -504,6 +556,7 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
         assert kernel._agreeing_decisions.py_func(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
         np.testing.assert_allclose(out[:, 0], dec[2, keep], rtol=1e-9, atol=0)
         if small:
-            assert calls == {"factor": 3, "trace": 1}, calls
-        else:
-            assert calls == {"factor": 1, "trace": 0}, calls
+            assert calls["factor"] == 3 and calls["trace"] == 1, calls
+            assert calls["solve"] > 4 + 2, calls  # refinement steps, and the own factors' solves
+        else:  # the series alone: the largest alpha's solve and the series' three
+            assert calls == {"factor": 1, "trace": 0, "solve": 4}, calls
