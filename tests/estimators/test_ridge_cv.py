@@ -422,14 +422,15 @@ def test_agreeing_decisions_against_numpy():
     enough to give numpy's predictions; the largest alpha's decisions returned
     when all alphas predict alike. A test sample whose decision is 0 for every alpha
     (orthogonal to every coefficient vector, no intercept) stops the shortcut, as does one
-    whose prediction changes with alpha. The matrix is unchanged."""
+    whose prediction changes with alpha. Only the matrix's upper triangle is read, and it is
+    unchanged."""
     from fastsearchlight.estimators._ridge_cv_kernel import _agreeing_decisions
 
     rng = np.random.default_rng(61)
     p, n_train, n_test = 9, 30, 6
     X = rng.normal(size=(n_train, p))
     M = X.T @ X
-    M0 = M.copy()
+    Mu = np.triu(M) + np.tril(np.random.default_rng(1).normal(size=M.shape) * 1e3, -1)  # upper alone read
     R = rng.normal(size=(1, p)) * 5
     F = rng.normal(size=(n_test, p))
     alphas = np.array([1.0, 0.01, 3.0])
@@ -440,8 +441,8 @@ def test_agreeing_decisions_against_numpy():
     H, C, out = np.empty((2, p, p)), np.empty((3, 1, p)), np.zeros((n_test, 1))
     keep = np.flatnonzero(agree)
     assert keep.size >= 2
-    assert _agreeing_decisions(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
-    np.testing.assert_array_equal(M, M0)
+    assert _agreeing_decisions(Mu, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
+    np.testing.assert_array_equal(np.triu(Mu), np.triu(M))
     np.testing.assert_allclose(C[2, 0], coefs[2], rtol=1e-10, atol=0)
     np.testing.assert_allclose(out[: keep.size, 0], dec[2, keep], rtol=1e-10, atol=0)
     for a in range(2):  # only as accurate as the proof of the predictions needs
@@ -450,11 +451,11 @@ def test_agreeing_decisions_against_numpy():
     basis = np.linalg.svd(np.stack(coefs))[2]
     zero = basis[-1] * 3.0
     assert np.abs(np.stack(coefs) @ zero).max() < 1e-12
-    assert not _agreeing_decisions(M, R, np.vstack([F[keep], zero]), ybar, alphas, 1, 1e4, H, C, out)
+    assert not _agreeing_decisions(Mu, R, np.vstack([F[keep], zero]), ybar, alphas, 1, 1e4, H, C, out)
     # a sample whose prediction changes with alpha, if there is one
     if not agree.all():
-        assert not _agreeing_decisions(M, R, F, ybar, alphas, 1, 1e4, H, C, out)
-    np.testing.assert_array_equal(M, M0)
+        assert not _agreeing_decisions(Mu, R, F, ybar, alphas, 1, 1e4, H, C, out)
+    np.testing.assert_array_equal(np.triu(Mu), np.triu(M))
 
 
 @pytest.mark.parametrize("cond", [1e2, 1e6, 1e11])
@@ -506,13 +507,20 @@ def test_series_error_bounds_the_error(cond, delta):
 
 def test_agreeing_decisions_take_each_way(monkeypatch):
     """The ways of :func:`_agreeing_decisions`, run as Python (``py_func``) with its callees
-    counted: well separated eigenvalues take one factorisation and no inversion (the other
-    alphas by the series alone, four solves in all); a singular ``M`` leaves the refinement nowhere to go, so the
-    trace of the inverse is computed and each other alpha takes its own factorisation.
-    (A feature of tiny variance puts an eigenvalue of ``M`` far below the alphas, with a
-    component in ``Xc'Yc``: the series and the refinement then converge at about
-    ``(10 - alpha) / (10 + 4e-3)`` per step.)
-    Every way returns numpy's predictions, and the largest alpha's decisions."""
+    counted:
+
+    - well separated eigenvalues: one factorisation and no inversion, the other alphas by
+      the series alone (four solves in all);
+    - an eigenvalue of ``M`` near 30 (a feature of small variance, with a component in
+      ``Xc'Yc``): the series' remainder is too large, refinement (from whole rows of ``M``)
+      proves the predictions, after the trace of the inverse, still with one factorisation;
+    - a nearly singular ``M`` (an eigenvalue near 4e-3) leaves the refinement nowhere to go
+      (the series and the refinement converge at about ``(10 - alpha) / (10 + 4e-3)`` per
+      step), so the trace of the inverse is computed and each other alpha takes its own
+      factorisation.
+
+    Every way returns numpy's predictions, and the largest alpha's decisions, from the
+    matrix's upper triangle alone."""
     import fastsearchlight.estimators._ridge_cv_kernel as kernel
 
     calls = {"factor": 0, "trace": 0, "solve": 0}
@@ -536,16 +544,18 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
     rng = np.random.default_rng(67)
     p = 8
     alphas = np.array([0.1, 1.0, 10.0])
-    for small in (False, True):
+    for case, scale in (("separated", None), ("singular", 0.01), ("medium", 1.0)):
         calls.update(factor=0, trace=0, solve=0)
         X = rng.normal(size=(40, p)) * 30.0
-        if small:
-            X[:, -1] = 0.01 * rng.normal(size=40)  # an eigenvalue of M near 4e-3
+        if scale is not None:
+            X[:, -1] = scale * rng.normal(size=40)  # an eigenvalue of M near 40 scale^2
         M = X.T @ X
-        y = np.sign(X[:, 1] + 30.0 * (X[:, -1] if small else 0.0) + 0.1 * rng.normal(size=40))
+        y = np.sign(X[:, 1] + (0.0 if scale is None else 30.0 * X[:, -1]) + 0.1 * rng.normal(size=40))
         R = X.T @ y[:, None]
         R = np.ascontiguousarray(R.T)
         F = rng.normal(size=(100, p)) * 30.0
+        if case == "medium":
+            F[:, -1] *= scale / 30.0  # test samples like the training ones
         ybar = np.array([0.05])
         coefs = [np.linalg.solve(M + a * np.eye(p), R[0]) for a in alphas]
         dec = np.stack([F @ c + ybar[0] for c in coefs])
@@ -553,10 +563,13 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
         keep = np.flatnonzero(np.all(np.sign(dec) == np.sign(dec[0]), axis=0) & (margin > 0.1))
         assert keep.size >= 5
         H, C, out = np.empty((2, p, p)), np.empty((3, 1, p)), np.zeros((keep.size, 1))
-        assert kernel._agreeing_decisions.py_func(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
+        upper = np.triu(M) + np.tril(np.random.default_rng(1).normal(size=M.shape) * 1e3, -1)
+        assert kernel._agreeing_decisions.py_func(upper, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
         np.testing.assert_allclose(out[:, 0], dec[2, keep], rtol=1e-9, atol=0)
-        if small:
+        if case == "singular":
             assert calls["factor"] == 3 and calls["trace"] == 1, calls
             assert calls["solve"] > 4 + 2, calls  # refinement steps, and the own factors' solves
+        elif case == "medium":
+            assert calls["factor"] == 1 and calls["solve"] > 4, calls  # refinement proves
         else:  # the series alone: the largest alpha's solve and the series' three
             assert calls == {"factor": 1, "trace": 0, "solve": 4}, calls
