@@ -422,15 +422,14 @@ def test_agreeing_decisions_against_numpy():
     enough to give numpy's predictions; the largest alpha's decisions returned
     when all alphas predict alike. A test sample whose decision is 0 for every alpha
     (orthogonal to every coefficient vector, no intercept) stops the shortcut, as does one
-    whose prediction changes with alpha. Only the matrix's upper triangle is read, and it is
-    unchanged."""
+    whose prediction changes with alpha. The matrix is unchanged."""
     from fastsearchlight.estimators._ridge_cv_kernel import _agreeing_decisions
 
     rng = np.random.default_rng(61)
     p, n_train, n_test = 9, 30, 6
     X = rng.normal(size=(n_train, p))
     M = X.T @ X
-    Mu = np.triu(M) + np.tril(np.random.default_rng(1).normal(size=M.shape) * 1e3, -1)  # upper alone read
+    M0 = M.copy()
     R = rng.normal(size=(1, p)) * 5
     F = rng.normal(size=(n_test, p))
     alphas = np.array([1.0, 0.01, 3.0])
@@ -441,8 +440,8 @@ def test_agreeing_decisions_against_numpy():
     H, C, out = np.empty((2, p, p)), np.empty((3, 1, p)), np.zeros((n_test, 1))
     keep = np.flatnonzero(agree)
     assert keep.size >= 2
-    assert _agreeing_decisions(Mu, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
-    np.testing.assert_array_equal(np.triu(Mu), np.triu(M))
+    assert _agreeing_decisions(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
+    np.testing.assert_array_equal(M, M0)
     np.testing.assert_allclose(C[2, 0], coefs[2], rtol=1e-10, atol=0)
     np.testing.assert_allclose(out[: keep.size, 0], dec[2, keep], rtol=1e-10, atol=0)
     for a in range(2):  # only as accurate as the proof of the predictions needs
@@ -451,11 +450,11 @@ def test_agreeing_decisions_against_numpy():
     basis = np.linalg.svd(np.stack(coefs))[2]
     zero = basis[-1] * 3.0
     assert np.abs(np.stack(coefs) @ zero).max() < 1e-12
-    assert not _agreeing_decisions(Mu, R, np.vstack([F[keep], zero]), ybar, alphas, 1, 1e4, H, C, out)
+    assert not _agreeing_decisions(M, R, np.vstack([F[keep], zero]), ybar, alphas, 1, 1e4, H, C, out)
     # a sample whose prediction changes with alpha, if there is one
     if not agree.all():
-        assert not _agreeing_decisions(Mu, R, F, ybar, alphas, 1, 1e4, H, C, out)
-    np.testing.assert_array_equal(np.triu(Mu), np.triu(M))
+        assert not _agreeing_decisions(M, R, F, ybar, alphas, 1, 1e4, H, C, out)
+    np.testing.assert_array_equal(M, M0)
 
 
 @pytest.mark.parametrize("cond", [1e2, 1e6, 1e11])
@@ -511,16 +510,14 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
 
     - well separated eigenvalues: one factorisation and no inversion, the other alphas by
       the series alone (four solves in all);
-    - an eigenvalue of ``M`` near 30 (a feature of small variance, with a component in
-      ``Xc'Yc``): the series' remainder is too large, refinement (from whole rows of ``M``)
-      proves the predictions, after the trace of the inverse, still with one factorisation;
-    - a nearly singular ``M`` (an eigenvalue near 4e-3) leaves the refinement nowhere to go
-      (the series and the refinement converge at about ``(10 - alpha) / (10 + 4e-3)`` per
-      step), so the trace of the inverse is computed and each other alpha takes its own
-      factorisation.
+    - a nearly singular ``M`` (a feature of tiny variance puts an eigenvalue near 4e-3, with
+      a component in ``Xc'Yc``) leaves the refinement nowhere to go (the series and the
+      refinement converge at about ``(10 - alpha) / (10 + 4e-3)`` per step), so the trace of
+      the inverse is computed and each other alpha takes its own factorisation;
+    - an eigenvalue near 30: the series' remainder is too large, and refinement proves the
+      predictions, after the trace of the inverse, still with one factorisation.
 
-    Every way returns numpy's predictions, and the largest alpha's decisions, from the
-    matrix's upper triangle alone."""
+    Every way returns numpy's predictions, and the largest alpha's decisions."""
     import fastsearchlight.estimators._ridge_cv_kernel as kernel
 
     calls = {"factor": 0, "trace": 0, "solve": 0}
@@ -563,8 +560,7 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
         keep = np.flatnonzero(np.all(np.sign(dec) == np.sign(dec[0]), axis=0) & (margin > 0.1))
         assert keep.size >= 5
         H, C, out = np.empty((2, p, p)), np.empty((3, 1, p)), np.zeros((keep.size, 1))
-        upper = np.triu(M) + np.tril(np.random.default_rng(1).normal(size=M.shape) * 1e3, -1)
-        assert kernel._agreeing_decisions.py_func(upper, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
+        assert kernel._agreeing_decisions.py_func(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
         np.testing.assert_allclose(out[:, 0], dec[2, keep], rtol=1e-9, atol=0)
         if case == "singular":
             assert calls["factor"] == 3 and calls["trace"] == 1, calls

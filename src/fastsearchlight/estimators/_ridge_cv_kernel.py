@@ -329,8 +329,7 @@ def _inverse_norm(alpha, alpha0, lam0):
 def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     """The test decisions of every alpha's ridge fit, kept if all alphas predict alike.
 
-    ``M`` is the centred covariance ``Xc'Xc`` ``(m, m)`` (its upper triangle; the lower one
-    is written from it where refinement needs whole rows), ``R`` the rows of ``Xc'Yc``
+    ``M`` is the centred covariance ``Xc'Xc`` ``(m, m)``, ``R`` the rows of ``Xc'Yc``
     ``(Q, m)``, ``F`` the centred test samples ``(n_test, m)``; the coefficients of alpha
     are ``(M + alpha I)^-1 R`` (row by row) and the decisions ``F C' + ybar``. If every
     alpha gives every test sample the same class (in each label set of ``T`` columns), each
@@ -375,15 +374,11 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     alpha0 = alphas[a0]
     diag = np.empty(m)
     sums = np.zeros(m)
-    for r in range(m):  # |M|_1 from the upper triangle
+    for r in range(m):
         row = M[r]
         diag[r] = row[r]
-        acc = 0.0
-        for c in range(r + 1, m):
-            v = abs(row[c])
-            sums[c] += v
-            acc += v
-        sums[r] += acc + abs(row[r])
+        for c in range(m):
+            sums[c] += abs(row[c])
     norm_m = 0.0
     for c in range(m):
         norm_m = max(norm_m, sums[c])
@@ -432,7 +427,6 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     gamma_solve = (3 * m + 8) * _EPS  # a solve's backward error, the shift's rounding included
     started = np.zeros(n_alphas, dtype=np.bool_)
     proven = np.zeros(n_alphas, dtype=np.bool_)
-    mirrored = False  # M's lower triangle, for the residuals' products
     lam0 = 0.0  # a lower bound on the smallest eigenvalue of A0, once computed
     for level in range(2):
         if level == 1:
@@ -468,11 +462,6 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
                     continue
                 if alike < 0:  # a prediction that changes with alpha: choose
                     return False
-            if not mirrored:
-                mirrored = True
-                for r in range(1, m):
-                    for c in range(r):
-                        M[r, c] = M[c, r]
             last = np.inf
             for step in range(_REFINEMENTS + 1):
                 largest = 0.0
@@ -644,7 +633,7 @@ def ridge_cv_block(
             gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu_all)
             for k in range(used.shape[0]):
                 b = used[k]
-                block_products_rows(Xt, bounds, b, grams, sx)  # (upper triangles)
+                block_products_rows(Xt, bounds, b, grams, sx, True)
                 accumulate(total_g, grams[b], k == 0)
                 block_target_products(Xt, Ytt, bounds, b, xy)
                 accumulate(total_xy, xy[b], k == 0)
@@ -688,9 +677,6 @@ def ridge_cv_block(
                     if _agreeing_decisions(A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f]):
                         best[sph, f, :] = -1
                         continue
-                for r in range(1, p):  # the lower triangle, for the 1-norms
-                    for c in range(r):
-                        A[r, c] = A[c, r]
                 Yt = np.empty((Q, ntr))  # centred training targets, transposed
                 for q in range(Q):
                     for i in range(ntr):

@@ -302,12 +302,17 @@ def gather_rows(Xv, rows, runs, Xt, centre, mu):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def block_products_rows(Xt, bounds, b, grams, sums):
+def block_products_rows(Xt, bounds, b, grams, sums, mirror=False):
     """Block ``b``'s samples ``Xt[:, bounds[b]:bounds[b + 1]]`` (voxel-major): the upper
-    triangle of their cross-products into ``grams[b]`` (BLAS's ``syrk``) and their sums into
-    ``sums[b]``."""
+    triangle of their cross-products into ``grams[b]`` (BLAS's ``syrk``; both triangles
+    when ``mirror``) and their sums into ``sums[b]``."""
     lo, hi = bounds[b], bounds[b + 1]
-    syrk_rows_upper(Xt[:, lo:hi], grams[b], 0.0)
+    G = grams[b]
+    syrk_rows_upper(Xt[:, lo:hi], G, 0.0)
+    if mirror:
+        for r in range(1, G.shape[0]):
+            for c in range(r):
+                G[r, c] = G[c, r]
     for j in range(Xt.shape[0]):
         row = Xt[j, lo:hi]
         acc = 0.0
@@ -451,8 +456,9 @@ def fold_matrix(total_g, grams, blocks, subtract, nf, mu, alpha, A):
     """A fold's normal equations ``A = G - nf mu mu' + alpha I`` in one pass, row by row,
     with ``G`` the fold's cross-products from the role blocks (see :func:`fold_products`)
     and ``mu`` its training mean (``nf = 0`` without an intercept). Only the upper
-    triangles of the products need hold them (BLAS's ``syrk``): so does ``A``'s (shared with
-    the ``RidgeClassifierCV`` kernel). Whole rows
+    triangles of the products need hold them (BLAS's ``syrk``): so does ``A``'s (both
+    triangles, from products that hold both: shared with the ``RidgeClassifierCV`` kernel).
+    Whole rows
     are written (full rows vectorise; rows cut at the diagonal took three times longer)."""
     p = A.shape[0]
     for r in range(p):
