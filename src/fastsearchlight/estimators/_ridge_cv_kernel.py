@@ -70,6 +70,7 @@ from ._ridge_kernel import (
     accumulate,
     block_products_rows,
     block_target_products,
+    block_target_sums,
     fold_matrix,
     fold_products,
     fold_sum,
@@ -605,14 +606,8 @@ def ridge_cv_block(
     total_x = np.empty(p)
     total_xy = np.empty((Q, p))
     total_y = np.zeros(Q)
-    for b in used:
-        for q in range(Q):
-            acc = 0.0
-            for i in range(bounds[b], bounds[b + 1]):
-                acc += targets[i, q]
-            sy[b, q] = acc
-            total_y[q] += acc
     Ytt = np.ascontiguousarray(targets.T)  # (Q, n)
+    block_target_sums(Ytt, bounds, used, sy, total_y)
     A = np.empty((p, p))
     H = np.empty((p, p))
     mu = np.empty(p)

@@ -322,6 +322,19 @@ def block_products_rows(Xt, bounds, b, grams, sums, mirror=False):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def block_target_sums(Yt, bounds, used, sy, total_y):
+    """Each used role block's sums of the targets, ``sy[b, q]`` over its positions, added
+    to ``total_y`` (targets ``Yt`` ``(Q, n)``). Shared by the ridge kernels."""
+    for b in used:
+        for q in range(Yt.shape[0]):
+            acc = 0.0
+            for i in range(bounds[b], bounds[b + 1]):
+                acc += Yt[q, i]
+            sy[b, q] = acc
+            total_y[q] += acc
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def block_target_products(Xt, Yt, bounds, b, xy):
     """Block ``b``'s products of its samples with the targets, ``xy[b, q, r] = sum_i
     Xt[r, i] Yt[q, i]`` over its positions ``i`` (voxel-major samples ``Xt`` ``(p, n)``,
@@ -385,13 +398,7 @@ def ridge_block(
     total_xy = np.empty((Q, p))
     total_x = np.empty(p)
     total_y = np.zeros(Q)
-    for b in used:
-        for q in range(Q):
-            acc = 0.0
-            for i in range(bounds[b], bounds[b + 1]):
-                acc += Yt[q, i]
-            sy[b, q] = acc
-            total_y[q] += acc
+    block_target_sums(Yt, bounds, used, sy, total_y)
     A = np.zeros((p, p))
     Rt = np.empty((Q, p))
     mu = np.empty(p)
