@@ -134,3 +134,62 @@ def test_block_inverse_from_a_lower_factor_matches_numpy(k):
     assert np.all(buf[outside] == 7.0)
     with pytest.raises(ValueError, match="unit column stride"):
         inverse_lower_block(np.zeros((k + 2, 2 * k + 2))[:, ::2], k + 1)
+
+
+_ORDER_OF_FREES = r"""
+import re
+import numpy as np
+import fastsearchlight.estimators._lapack as L
+
+X = np.random.rand(6, 4)
+L.syrk_upper(X, np.zeros((4, 4)), 0.0)
+L.matmul_into(X, X, np.zeros((6, 6)), True)
+L.reciprocal_condition_upper(np.eye(4) * 2.0, 4.0)
+L.inverse_upper(np.eye(4) * 2.0)
+for f in (L._syrk, L.matmul_into, L.reciprocal_condition_upper, L._inverse_on_block):
+    name = f.py_func.__name__
+    lines = f.inspect_llvm(f.signatures[0]).splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("define") and name in l)
+    allocs, freed, events = set(), set(), []
+    for line in lines[start:]:
+        made = re.search(r"(%[\w.]+) = .*@NRT_MemInfo_alloc", line)
+        if made:
+            allocs.add(made.group(1))
+        gone = re.search(r"@NRT_decref\((?:ptr|i8\*) (?:nonnull )?(%[\w.]+)\)", line)
+        if gone and gone.group(1) in allocs:
+            freed.add(gone.group(1))
+        if "@fastsearchlight_d" in line:
+            events.append((name, len(allocs), sorted(freed)))
+        if line.strip() == "}":
+            break
+    print(events)
+"""
+
+
+def test_work_arrays_outlive_the_routines(tmp_path):
+    """The arrays a wrapper allocates and passes to a routine by address (its arguments,
+    scalars and work arrays) are freed only after the routine returns. numba frees an array
+    after its last use, and taking ``.ctypes.data`` is not a use that lasts: ``pocon``'s work
+    arrays were freed before it wrote into them (a use after free that corrupted the heap
+    of rare runs). Checked on the compiled code (LLVM IR, compiled afresh in a process with
+    an empty cache: cached code cannot be inspected): at each routine's call, at least one
+    array was allocated and none of them was freed yet."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", _ORDER_OF_FREES], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    events = [e for line in out.splitlines() for e in ast.literal_eval(line)]
+    assert {name for name, _, _ in events} == {
+        "_syrk",
+        "matmul_into",
+        "reciprocal_condition_upper",
+        "_inverse_on_block",
+    }
+    for name, n_allocated, freed in events:
+        assert n_allocated >= 1, name
+        assert freed == [], (name, freed)

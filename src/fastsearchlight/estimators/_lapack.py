@@ -58,6 +58,15 @@ _LOWER, _UPPER, _NO_TRANSPOSE, _TRANSPOSE = ord("L"), ord("U"), ord("N"), ord("T
 
 
 @njit(cache=True)
+def _keep_alive(*arrays):
+    """Nothing; called after a routine with the arrays this module allocated and passed to it
+    by address. numba frees an array after its last use, and taking ``.ctypes.data`` is not
+    one that lasts: without this call the work arrays (and the scalars) could be freed before
+    the routine reads or writes them (a use after free, which corrupted the heap of rare
+    runs)."""
+
+
+@njit(cache=True)
 def _c_contiguous(M):
     """Whether the 2-d array ``M`` is C-contiguous (a dimension of length 1 may have any
     stride)."""
@@ -91,6 +100,7 @@ def _syrk(A, lda, transpose, d, k, G, alpha, beta):
     _dsyrk(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
            args[3:].ctypes.data, scalars[0:].ctypes.data, A.ctypes.data, args[4:].ctypes.data,
            scalars[1:].ctypes.data, G.ctypes.data, args[2:].ctypes.data)  # fmt: skip
+    _keep_alive(args, scalars)
 
 
 @njit(cache=True)
@@ -177,6 +187,7 @@ def matmul_into(A, B, out, transpose_b):
            args[3:].ctypes.data, args[4:].ctypes.data, scalars[0:].ctypes.data, B.ctypes.data,
            args[5:].ctypes.data, A.ctypes.data, args[6:].ctypes.data, scalars[1:].ctypes.data,
            out.ctypes.data, args[7:].ctypes.data)  # fmt: skip
+    _keep_alive(args, scalars)
 
 
 @njit(cache=True)
@@ -207,6 +218,7 @@ def _inverse_on_block(F, k, uplo):
     args[3] = 0
     _dpotri(args[0:].ctypes.data, args[1:].ctypes.data, F.ctypes.data, args[2:].ctypes.data,
             args[3:].ctypes.data)  # fmt: skip
+    _keep_alive(args)
     return args[3] == 0
 
 
@@ -263,4 +275,5 @@ def reciprocal_condition_upper(R, norm1):
     _dpocon(args[0:].ctypes.data, args[1:].ctypes.data, R.ctypes.data, args[1:].ctypes.data,
             scalars[0:].ctypes.data, scalars[1:].ctypes.data, work.ctypes.data,
             iwork.ctypes.data, args[2:].ctypes.data)  # fmt: skip
+    _keep_alive(args, scalars, work, iwork)
     return scalars[1]
