@@ -33,6 +33,8 @@ __all__ = ["Neighbourhoods", "build_neighbourhoods"]
 _KD_TREE_MIN_SAMPLES = 12
 #: Above this share of seeds with a pair only the KD-tree can settle, the tree does it all.
 _MAX_AMBIGUOUS_SHARE = 0.25
+#: Largest number of (seed, offset) candidates handled at once, to bound memory.
+_CHUNK_CANDIDATES = 1 << 22
 
 
 def _radius_search(radius: float):
@@ -231,25 +233,25 @@ def _stencil_rows(
     ambiguous : ndarray of bool (n_seeds,)
         Seeds with a pair only the KD-tree can settle (:func:`._stencil.tie_verdicts`).
     """
-    from ._stencil_kernel import stencil_counts, stencil_fill, stencil_tie_pairs
-
     n_seeds = len(seed_flat)
-    seed_flat = np.ascontiguousarray(seed_flat, dtype=np.int64)
-    deltas = np.ascontiguousarray(deltas, dtype=np.int64)
-    tie_cols = np.ascontiguousarray(tie_cols, dtype=np.int64)
-    is_tie = np.zeros(len(deltas), dtype=bool)
-    is_tie[tie_cols] = True
-    counts, n_ties = stencil_counts(flat_lookup, seed_flat, deltas, is_tie)
+    counts = np.empty(n_seeds, dtype=np.int64)
+    chunks = []
     ambiguous = np.zeros(n_seeds, dtype=bool)
-    verdicts = np.zeros(0, dtype=np.int8)
-    if n_ties:
-        pair_seed, pair_voxel = stencil_tie_pairs(flat_lookup, seed_flat, deltas, tie_cols, n_ties)
-        verdicts = tie_verdicts(seeds_xyz[pair_seed], mask_xyz[pair_voxel], radius)
-        counts += np.bincount(pair_seed[verdicts == 1], minlength=n_seeds)
-        ambiguous[pair_seed[verdicts == 0]] = True
-    indices = np.empty(int(counts.sum()), dtype=flat_lookup.dtype)
-    stencil_fill(flat_lookup, seed_flat, deltas, is_tie, verdicts, indices)
-    return counts, indices, ambiguous
+    step = max(1, _CHUNK_CANDIDATES // len(deltas))
+    for lo in range(0, n_seeds, step):
+        hi = min(lo + step, n_seeds)
+        cols = flat_lookup[seed_flat[lo:hi, None] + deltas[None, :]]
+        if len(tie_cols):
+            tied = cols[:, tie_cols]
+            rows, k = np.nonzero(tied >= 0)
+            verdict = tie_verdicts(seeds_xyz[lo + rows], mask_xyz[tied[rows, k]], radius)
+            out = verdict != 1
+            cols[rows[out], tie_cols[k[out]]] = -1
+            ambiguous[lo + rows[verdict == 0]] = True
+        kept = cols >= 0
+        counts[lo:hi] = kept.sum(axis=1)
+        chunks.append(cols[kept])
+    return counts, np.concatenate(chunks), ambiguous
 
 
 def _shares_grid(
