@@ -19,7 +19,9 @@ call them are cached on disk like any other (the address is resolved when the ca
 loaded, not stored in it).
 
 Matrices are C-ordered: the upper triangle of a C-ordered matrix is the lower triangle of
-the same memory read in Fortran order, which is what the routines are told.
+the same memory read in Fortran order, which is what the routines are told. The arrays each
+wrapper allocates for a routine (its integer arguments, scalars and work arrays) are kept
+alive until it returns (:func:`_keep_alive`).
 """
 
 from __future__ import annotations
