@@ -43,8 +43,9 @@ the predictions by iterative refinement, with error bounds from their residuals 
 factorisation only where refinement converges slowly). On W1 at 10 mm (75-84 features,
 162 training samples, raw-scale data) 97% of the folds take this way, nearly all by the
 series alone, and one-thread fits of 3,000 spheres take about a quarter of the time of
-the full choice (0.79-0.82 s against 3.35-3.38 s, alternated in one process). Not in the Gram form, whose
-leave-one-out errors cost only an inverse per alpha beside the factorisation: there (W3's
+the full choice (0.79-0.82 s against 3.35-3.38 s, alternated in one process). Not in the
+Gram form, whose leave-one-out errors cost only an inverse per alpha beside the
+factorisation: there (W3's
 28 training samples, 4 classes, where the alphas often do change a prediction) a first
 version, with every alpha factorised, took 0.55 s against 0.50 s.
 

@@ -464,9 +464,9 @@ def fold_matrix(total_g, grams, blocks, subtract, nf, mu, alpha, A):
     with ``G`` the fold's cross-products from the role blocks (see :func:`fold_products`)
     and ``mu`` its training mean (``nf = 0`` without an intercept). Only the upper
     triangles of the products need hold them (BLAS's ``syrk``): so does ``A``'s (both
-    triangles, from products that hold both: shared with the ``RidgeClassifierCV`` kernel).
-    Whole rows
-    are written (full rows vectorise; rows cut at the diagonal took three times longer)."""
+    triangles, from products that hold both: the ``RidgeClassifierCV`` kernel's). Whole
+    rows are written (full rows vectorise; rows cut at the diagonal took three times
+    longer)."""
     p = A.shape[0]
     for r in range(p):
         if subtract:

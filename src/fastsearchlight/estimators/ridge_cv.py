@@ -224,9 +224,9 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         gram_fold = n_train <= vox.shape[1]
         targets = np.ascontiguousarray(Y.reshape(len(Y), -1)[rb.order])
         dec, best, near = ridge_cv_block(
-            Xv, vox, rb.order, rb.runs, rb.bounds, rb.used, rb.fold_blocks, rb.subtract, train_pos, n_train,
-            rb.test_pos, rb.n_test, gram_fold, targets, n_sets, alphas, bool(self.fit_intercept),
-            float(_TIE_MARGIN), bool(for_predictions),
+            Xv, vox, rb.order, rb.runs, rb.bounds, rb.used, rb.fold_blocks, rb.subtract,
+            train_pos, n_train, rb.test_pos, rb.n_test, gram_fold, targets, n_sets, alphas,
+            bool(self.fit_intercept), float(_TIE_MARGIN), bool(for_predictions),
         )  # fmt: skip
         decisions = [
             [dec[:, f, : rb.n_test[f], k * n_targets : (k + 1) * n_targets] for f in range(plan.n_folds)]
