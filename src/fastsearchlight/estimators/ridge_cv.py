@@ -172,8 +172,8 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         training samples than features) such folds return the largest alpha's decisions
         and skip the leave-one-out errors (a triangular solve of every training sample per
         alpha, most of the work), and the other alphas' factorisations (their solutions
-        refined from the largest alpha's factor); the others are solved as
-        :meth:`many_fold_decisions_at` does (see :mod:`._ridge_cv_kernel`).
+        from the largest alpha's factor by a series, refined where needed); the others are
+        solved as :meth:`many_fold_decisions_at` does (see :mod:`._ridge_cv_kernel`).
         """
         return self._run(X, vox, ys, n_classes, plan, for_predictions=True)[0]
 
