@@ -43,11 +43,16 @@ the predictions by iterative refinement, with error bounds from their residuals 
 factorisation only where refinement converges slowly). On W1 at 10 mm (75-84 features,
 162 training samples, raw-scale data) 97% of the folds take this way, nearly all by the
 series alone, and one-thread fits of 3,000 spheres take about a quarter of the time of
-the full choice (0.79-0.82 s against 3.35-3.38 s, alternated in one process). Not in the
-Gram form, whose leave-one-out errors cost only an inverse per alpha beside the
-factorisation: there (W3's
-28 training samples, 4 classes, where the alphas often do change a prediction) a first
-version, with every alpha factorised, took 0.55 s against 0.50 s.
+the full choice (0.79-0.82 s against 3.35-3.38 s, alternated in one process). The Gram
+form's leave-one-out errors cost an inverse per alpha beside its factorisation; the same
+proof runs there on the centred Gram matrix (the dual coefficients ``(K + alpha I)^-1 Yc``
+and the decisions ``cross c + ybar`` have the covariance form's algebra), from
+``_GRAM_PROOF_MIN`` training samples: with W3's 28 it cost more than it saved (one-thread
+fits 1.7 times as long), with 162 samples and 261 voxels (W1 data at 14.5 mm) 83% of the
+folds were proven and fits took 0.50 of the time. A block of spheres that proves fewer than
+a quarter of its first ``_PROOF_TRIALS`` folds (and of every later count) stops trying:
+near ``d ~ n`` the alphas seldom predict alike (W1 data at 12 mm: 9% proven, fits 0.74 of
+the time with the rule).
 
 Samples are grouped into role blocks (:func:`._ridge_kernel.role_blocks`): a fold's
 covariance is the sum of its training blocks' cross-products, or the total minus the
@@ -91,6 +96,14 @@ _EPS = np.finfo(np.float64).eps
 #: refinement steps of the coefficients of an alpha from the largest alpha's factor before
 #: :func:`_agreeing_decisions` gives up proving the predictions (1-2 on W1 at 10 mm)
 _REFINEMENTS = 4
+#: the Gram form tries :func:`_agreeing_decisions` from this many training samples: below
+#: it the leave-one-out errors cost less than the proof (W3, 28 training samples: the
+#: proof took one-thread fits to 1.7 times their time; 162 samples, 261 voxels: 0.53)
+_GRAM_PROOF_MIN = 64
+#: a block of spheres stops trying the proof when fewer than a quarter of its first
+#: ``_PROOF_TRIALS`` folds (and of every later count) were proven: near ``d ~ n`` the alphas
+#: seldom predict alike (W1 data at 10 mm with 81 training samples: 3% of the folds)
+_PROOF_TRIALS = 16
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -559,10 +572,11 @@ def ridge_cv_block(
         Relative rounding margin, in units of ``eps * cond``, under which two alphas'
         scores are a near-tie.
     predictions_only : bool
-        Whether only the decisions' predictions are needed: a covariance-form fold whose
-        alphas all predict alike (:func:`_agreeing_decisions`) then skips the leave-one-out
-        errors, its decisions those of the largest alpha and its chosen alpha -1 (not
-        computed).
+        Whether only the decisions' predictions are needed: a fold whose alphas all predict
+        alike (:func:`_agreeing_decisions`; in the Gram form on the centred Gram matrix,
+        the dual coefficients and the test samples' centred products with the training
+        samples) then skips the leave-one-out errors, its decisions those of the largest
+        alpha and its chosen alpha -1 (not computed).
 
     Returns
     -------
@@ -626,6 +640,8 @@ def ridge_cv_block(
     ybar = np.empty(Q)
     sse = np.empty((A_n, n_sets))
     chosen = np.empty(n_sets, dtype=np.int64)
+    tried = 0  # folds whose predictions the block tried to prove alike, and proved
+    proven = 0
     for sph in range(B):
         if any_cov:
             gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu_all)
@@ -671,8 +687,10 @@ def ridge_cv_block(
                     m = mu[j]
                     for t in range(nte):
                         Fte[t, j] = row[test_pos[f, t]] - m
-                if predictions_only:
+                if predictions_only and (tried < _PROOF_TRIALS or 4 * proven >= tried):
+                    tried += 1
                     if _agreeing_decisions(A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f]):
+                        proven += 1
                         best[sph, f, :] = -1
                         continue
                 Yt = np.empty((Q, ntr))  # centred training targets, transposed
@@ -765,9 +783,10 @@ def ridge_cv_block(
                             Rw[i, j] -= acc
                 K = np.empty((ntr, ntr))
                 G = np.empty((ntr, ntr))
-                for i in range(ntr):
-                    for k in range(ntr):
+                for i in range(ntr):  # exactly symmetric: its upper triangle, mirrored
+                    for k in range(i, ntr):
                         K[i, k] = Rw[i, tpos[k]]
+                        K[k, i] = K[i, k]
                 cross = np.empty((nte, ntr))
                 for t in range(nte):
                     for i in range(ntr):
@@ -776,6 +795,20 @@ def ridge_cv_block(
                 for q in range(Q):
                     for i in range(ntr):
                         Yc[q, i] = targets[tpos[i], q] - ybar[q]
+                if (
+                    predictions_only
+                    and ntr >= _GRAM_PROOF_MIN
+                    and (tried < _PROOF_TRIALS or 4 * proven >= tried)
+                ):
+                    tried += 1
+                    # the dual coefficients (K + alpha I)^-1 Yc and the decisions
+                    # cross c + ybar: the covariance form's algebra, in the samples
+                    Hg = np.empty((2, ntr, ntr))
+                    Cg = np.empty((A_n, Q, ntr))
+                    if _agreeing_decisions(K, Yc, cross, ybar, alphas, T, margin, Hg, Cg, dec[sph, f]):
+                        proven += 1
+                        best[sph, f, :] = -1
+                        continue
                 duals = np.empty((A_n, Q, ntr))
                 diag = np.empty(ntr)
                 for a in range(A_n):

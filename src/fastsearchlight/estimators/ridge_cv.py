@@ -168,12 +168,14 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
 
         A fold where every alpha gives every test sample the same prediction, by more than
         a bound on the decisions' rounding, needs no leave-one-out choice: whichever alpha
-        it would choose, the predictions are the same. In the covariance form (more
-        training samples than features) such folds return the largest alpha's decisions
-        and skip the leave-one-out errors (a triangular solve of every training sample per
-        alpha, most of the work), and the other alphas' factorisations (their solutions
+        it would choose, the predictions are the same. Such folds return the largest
+        alpha's decisions and skip the leave-one-out errors (in the covariance form, more
+        training samples than features, a triangular solve of every training sample per
+        alpha, most of the work; in the Gram form, from 64 training samples, an inverse of
+        the Gram matrix per alpha), and the other alphas' factorisations (their solutions
         from the largest alpha's factor by a series, refined where needed); the others are
-        solved as :meth:`many_fold_decisions_at` does (see :mod:`._ridge_cv_kernel`).
+        solved as :meth:`many_fold_decisions_at` does (see :mod:`._ridge_cv_kernel`). A
+        block of spheres that proves fewer than a quarter of its folds stops trying.
         """
         return self._run(X, vox, ys, n_classes, plan, for_predictions=True)[0]
 
