@@ -359,8 +359,8 @@ def test_predictions_alone_match_sklearn(n_features, n_classes, raw):
     """d < n, d ~ n (either side) and d > n, binary and one-vs-rest: the predictions are
     scikit-learn's. In the covariance form (fewer than 24 features, the training set's
     size) on raw-scale data some folds' alphas 0.1, 1 and 10 predict alike, and those skip
-    the choice (all of them at 8 features, about half at 23); on standardised data few do
-    (2-69%), and a block that proves fewer than a quarter of its first 16 folds stops
+    the choice (all of them at 8 features, about half at 23); on standardised data 2-69% of
+    them do, and a block that proves fewer than a quarter of its first 16 folds stops
     trying. The Gram form with these 24 training samples always chooses (the choice costs
     less than the proof there)."""
     rng = np.random.default_rng([53, n_features, n_classes, raw])

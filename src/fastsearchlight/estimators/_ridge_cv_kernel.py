@@ -49,7 +49,11 @@ proof runs there on the centred Gram matrix (the dual coefficients ``(K + alpha 
 and the decisions ``cross c + ybar`` have the covariance form's algebra), from
 ``_GRAM_PROOF_MIN`` training samples: with W3's 28 it cost more than it saved (one-thread
 fits 1.7 times as long), with 162 samples and 261 voxels (W1 data at 14.5 mm) 83% of the
-folds were proven and fits took 0.50 of the time. A block of spheres that proves fewer than
+folds were proven and fits took 0.50-0.53 of the time. The bound ``1 / alpha`` on
+``|(M + alpha I)^-1|`` assumes the computed ``M`` positive semi-definite; the centred Gram
+matrix has a zero eigenvalue by construction (the centring), which rounding leaves within
+about 5e-10 of 0 on that data (entries up to 4.3e5): at ``alpha = 0.1`` a relative 5e-9
+that the bound does not cover. A block of spheres that proves fewer than
 a quarter of its first ``_PROOF_TRIALS`` folds (and of every later count) stops trying:
 near ``d ~ n`` the alphas seldom predict alike (W1 data at 12 mm: 9% proven, fits 0.74 of
 the time with the rule).
@@ -98,7 +102,7 @@ _EPS = np.finfo(np.float64).eps
 _REFINEMENTS = 4
 #: the Gram form tries :func:`_agreeing_decisions` from this many training samples: below
 #: it the leave-one-out errors cost less than the proof (W3, 28 training samples: the
-#: proof took one-thread fits to 1.7 times their time; 162 samples, 261 voxels: 0.53)
+#: proof took one-thread fits to 1.7 times their time; 162 samples, 261 voxels: 0.50-0.53)
 _GRAM_PROOF_MIN = 64
 #: a block of spheres stops trying the proof when fewer than a quarter of its first
 #: ``_PROOF_TRIALS`` folds (and of every later count) were proven: near ``d ~ n`` the alphas
