@@ -458,7 +458,9 @@ def test_agreeing_decisions_against_numpy():
     H, C, out = np.empty((2, p, p)), np.empty((3, 1, p)), np.zeros((n_test, 1))
     keep = np.flatnonzero(agree)
     assert keep.size >= 2
-    assert _agreeing_decisions(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
+    assert _agreeing_decisions(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out, 0.0)
+    # the slack (a bound on M's rounding): half the smallest alpha or more, no proof
+    assert not _agreeing_decisions(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out.copy(), 0.5 * alphas.min())
     np.testing.assert_array_equal(M, M0)
     np.testing.assert_allclose(C[2, 0], coefs[2], rtol=1e-10, atol=0)
     np.testing.assert_allclose(out[: keep.size, 0], dec[2, keep], rtol=1e-10, atol=0)
@@ -468,10 +470,10 @@ def test_agreeing_decisions_against_numpy():
     basis = np.linalg.svd(np.stack(coefs))[2]
     zero = basis[-1] * 3.0
     assert np.abs(np.stack(coefs) @ zero).max() < 1e-12
-    assert not _agreeing_decisions(M, R, np.vstack([F[keep], zero]), ybar, alphas, 1, 1e4, H, C, out)
+    assert not _agreeing_decisions(M, R, np.vstack([F[keep], zero]), ybar, alphas, 1, 1e4, H, C, out, 0.0)
     # a sample whose prediction changes with alpha, if there is one
     if not agree.all():
-        assert not _agreeing_decisions(M, R, F, ybar, alphas, 1, 1e4, H, C, out)
+        assert not _agreeing_decisions(M, R, F, ybar, alphas, 1, 1e4, H, C, out, 0.0)
     np.testing.assert_array_equal(M, M0)
 
 
@@ -578,7 +580,7 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
         keep = np.flatnonzero(np.all(np.sign(dec) == np.sign(dec[0]), axis=0) & (margin > 0.1))
         assert keep.size >= 5
         H, C, out = np.empty((2, p, p)), np.empty((3, 1, p)), np.zeros((keep.size, 1))
-        assert kernel._agreeing_decisions.py_func(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out)
+        assert kernel._agreeing_decisions.py_func(M, R, F[keep], ybar, alphas, 1, 1e4, H, C, out, 0.0)
         np.testing.assert_allclose(out[:, 0], dec[2, keep], rtol=1e-9, atol=0)
         if case == "singular":
             assert calls["factor"] == 3 and calls["trace"] == 1, calls

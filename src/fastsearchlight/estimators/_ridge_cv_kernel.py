@@ -49,11 +49,11 @@ proof runs there on the centred Gram matrix (the dual coefficients ``(K + alpha 
 and the decisions ``cross c + ybar`` have the covariance form's algebra), from
 ``_GRAM_PROOF_MIN`` training samples: with W3's 28 it cost more than it saved (one-thread
 fits 1.7 times as long), with 162 samples and 261 voxels (W1 data at 14.5 mm) 83% of the
-folds were proven and fits took 0.50-0.53 of the time. The bound ``1 / alpha`` on
-``|(M + alpha I)^-1|`` assumes the computed ``M`` positive semi-definite; the centred Gram
-matrix has a zero eigenvalue by construction (the centring), which rounding leaves within
-about 5e-10 of 0 on that data (entries up to 4.3e5): at ``alpha = 0.1`` a relative 5e-9
-that the bound does not cover. A block of spheres that proves fewer than
+folds were proven and fits took 0.50-0.54 of the time. The bound on ``|(M + alpha
+I)^-1|`` is ``1 / (alpha - slack)``, ``slack`` a bound on the rounding of ``M``'s
+computation, since only its exact value is positive semi-definite: the centred Gram matrix
+has a zero eigenvalue by construction, which rounding left between -5.4e-10 and 3.4e-10 on
+that data (entries up to 4.3e5; the slack there about 1e-5). A block of spheres that proves fewer than
 a quarter of its first ``_PROOF_TRIALS`` folds (and of every later count) stops trying:
 near ``d ~ n`` the alphas seldom predict alike (W1 data at 12 mm: 9% proven, fits 0.74 of
 the time with the rule).
@@ -102,7 +102,7 @@ _EPS = np.finfo(np.float64).eps
 _REFINEMENTS = 4
 #: the Gram form tries :func:`_agreeing_decisions` from this many training samples: below
 #: it the leave-one-out errors cost less than the proof (W3, 28 training samples: the
-#: proof took one-thread fits to 1.7 times their time; 162 samples, 261 voxels: 0.50-0.53)
+#: proof took one-thread fits to 1.7 times their time; 162 samples, 261 voxels: 0.50-0.54)
 _GRAM_PROOF_MIN = 64
 #: a block of spheres stops trying the proof when fewer than a quarter of its first
 #: ``_PROOF_TRIALS`` folds (and of every later count) were proven: near ``d ~ n`` the alphas
@@ -338,16 +338,18 @@ def _series_error(norms, delta, inv, fro2, gamma_solve):
 
 
 @njit(cache=True, nogil=True)
-def _inverse_norm(alpha, alpha0, lam0):
-    """An upper bound on ``|(M + alpha I)^-1|_2`` for positive semi-definite ``M``: ``1 /
-    alpha``, or, given a lower bound ``lam0`` on the smallest eigenvalue of ``M + alpha0 I``
-    (0 if none), ``1 / (lam0 - alpha0 + alpha)`` where that is smaller."""
+def _inverse_norm(alpha, alpha0, lam0, slack):
+    """An upper bound on ``|(M + alpha I)^-1|_2`` for a symmetric ``M`` whose smallest
+    eigenvalue is at least ``-slack`` (``slack < alpha``): ``1 / (alpha - slack)``, or, given
+    a lower bound ``lam0`` on the smallest eigenvalue of ``M + alpha0 I`` (0 if none),
+    ``1 / (lam0 - alpha0 + alpha)`` where that is smaller."""
     low = lam0 - alpha0 + alpha
-    return 1.0 / low if low > alpha else 1.0 / alpha
+    floor = alpha - slack
+    return 1.0 / low if low > floor else 1.0 / floor
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
+def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out, slack):
     """The test decisions of every alpha's ridge fit, kept if all alphas predict alike.
 
     ``M`` is the centred covariance ``Xc'Xc`` ``(m, m)``, ``R`` the rows of ``Xc'Yc``
@@ -374,8 +376,10 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
       predictions of nearly every fold; after ``_REFINEMENTS`` steps without proof the
       function returns False.
     - ``|(M + a I)^-1|_2`` is bounded above, not estimated (:func:`_inverse_norm`): by
-      ``1 / a`` (``M`` is positive semi-definite), or where that does not prove the
-      predictions, from the trace of ``A0^-1``, whose reciprocal is a lower bound on the
+      ``1 / (a - slack)``, ``slack`` a bound on the rounding of ``M``'s computation (its
+      exact value is positive semi-definite, so the computed ``M``'s smallest eigenvalue
+      is at least ``-slack``; the function returns False when ``slack`` is not below half
+      the smallest alpha), or where that does not prove the predictions, from the trace of ``A0^-1``, whose reciprocal is a lower bound on the
       smallest eigenvalue of ``A0`` (one inversion, into ``H[1]``; the bound halved, which
       leaves room for the computed inverse's rounding, about ``eps * cond`` relative).
 
@@ -388,6 +392,8 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
     Q, m = R.shape
     n_test = F.shape[0]
     tol = margin * _EPS
+    if not 2.0 * slack < np.min(alphas):
+        return False
     # the residual's rounding: at most gamma (|r| + |M + alpha I| |c|) componentwise, with
     # gamma = (m + 2) u / (1 - (m + 2) u) (sums of m + 2 products, in any order), u = eps / 2
     gamma = (m + 2) * _EPS
@@ -455,7 +461,7 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
             if not trace > 0.0:
                 return False
             lam0 = 0.5 / trace  # halved: room for the computed inverse's rounding
-        inv0 = _inverse_norm(alpha0, alpha0, lam0)
+        inv0 = _inverse_norm(alpha0, alpha0, lam0, slack)
         for q in range(Q):
             coef_err[q] = tol * (norm_m + alpha0) * inv0 * cn0[q]
         _decisions_and_bounds(F, fn, C0, coef_err, ybar, tol, dec0, err0)
@@ -466,7 +472,7 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out):
             if a == a0 or proven[a]:
                 continue
             alpha = alphas[a]
-            inv = _inverse_norm(alpha, alpha0, lam0)
+            inv = _inverse_norm(alpha, alpha0, lam0, slack)
             Ca = C[a]
             if not started[a]:
                 started[a] = True
@@ -693,7 +699,16 @@ def ridge_cv_block(
                         Fte[t, j] = row[test_pos[f, t]] - m
                 if predictions_only and (tried < _PROOF_TRIALS or 4 * proven >= tried):
                     tried += 1
-                    if _agreeing_decisions(A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f]):
+                    # the rounding of A's computation, |E|_2 <= p max|E_ij|, each entry's
+                    # error (sums of n products, the subtraction of blocks, the mean's
+                    # term) at most (n + 16) eps times the largest diagonal of the sums
+                    s_max = 0.0
+                    for j in range(p):
+                        s_max = max(s_max, total_g[j, j])
+                    slack = p * (n + 16) * _EPS * s_max
+                    if _agreeing_decisions(
+                        A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f], slack
+                    ):
                         proven += 1
                         best[sph, f, :] = -1
                         continue
@@ -809,7 +824,14 @@ def ridge_cv_block(
                     # cross c + ybar: the covariance form's algebra, in the samples
                     Hg = np.empty((2, ntr, ntr))
                     Cg = np.empty((A_n, Q, ntr))
-                    if _agreeing_decisions(K, Yc, cross, ybar, alphas, T, margin, Hg, Cg, dec[sph, f]):
+                    # the rounding of K's computation (the products of p terms, two
+                    # centrings over ntr terms): each entry within (p + 4 ntr + 16) eps of
+                    # the largest diagonal of the samples' products, |E|_2 ntr times that
+                    p_max = 0.0
+                    for j in range(n):
+                        p_max = max(p_max, P[j, j])
+                    slack = ntr * (p + 4 * ntr + 16) * _EPS * p_max
+                    if _agreeing_decisions(K, Yc, cross, ybar, alphas, T, margin, Hg, Cg, dec[sph, f], slack):
                         proven += 1
                         best[sph, f, :] = -1
                         continue
