@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import cpu_model, write_result
+from sphere_sizes import subset
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -84,13 +85,6 @@ def _data(n_runs: int):
     return img, ds.mask_img, ds.labels["labels"].to_numpy(), KFold(4)
 
 
-def _subset(mask_img, n: int, seed: int):
-    sys.path.insert(0, str(HERE))
-    from sphere_sizes import subset
-
-    return subset(mask_img, n, seed)
-
-
 def _cpu(fit) -> tuple[float, object]:
     c0 = time.process_time()
     out = fit()
@@ -117,17 +111,17 @@ def measure(name: str, radius: float, n_runs: int) -> dict:
             est = _sklearn(ESTIMATORS[name])
             return NilearnSearchLight(estimator=est, process_mask_img=process, n_jobs=1, **common).fit(img, y)
 
-        ours(_subset(mask, 20, 3))  # warm-up: the compiled kernels loaded
-        fixed, _ = _cpu(lambda: ours(_subset(mask, FIXED, 3)))  # the fit's fixed cost
-        process = _subset(mask, OURS_SPHERES, 1)
+        ours(subset(mask, 20, 3))  # warm-up: the compiled kernels loaded
+        fixed, _ = _cpu(lambda: ours(subset(mask, FIXED, 3)))  # the fit's fixed cost
+        process = subset(mask, OURS_SPHERES, 1)
         cpu, sl = _cpu(lambda: ours(process))
         out["voxels_per_sphere"] = float(np.mean(sl.sphere_sizes_))
         out["ours_us_per_sphere"] = max(cpu - fixed, 0.0) / sl.n_elements_ * 1e6
-        theirs(_subset(mask, FIXED, 4))  # warm-up
-        fixed, _ = _cpu(lambda: theirs(_subset(mask, FIXED, 3)))
-        probe, _ = _cpu(lambda: theirs(_subset(mask, 10, 5)))
+        theirs(subset(mask, FIXED, 4))  # warm-up
+        fixed, _ = _cpu(lambda: theirs(subset(mask, FIXED, 3)))
+        probe, _ = _cpu(lambda: theirs(subset(mask, 10, 5)))
         n_nl = int(np.clip(NILEARN_SECONDS / max((probe - fixed) / 10, 1e-4), 40, 400))
-        process = _subset(mask, n_nl, 2)
+        process = subset(mask, n_nl, 2)
         cpu, nl = _cpu(lambda: theirs(process))
         cost = max(cpu - fixed, 0.0) / n_nl * 1e6
         out["nilearn_spheres"] = n_nl

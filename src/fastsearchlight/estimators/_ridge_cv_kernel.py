@@ -337,6 +337,13 @@ def _series_error(norms, delta, inv, fro2, gamma_solve):
     return inv * residual + 8 * _EPS * terms
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _keep_trying(tried, proven):
+    """Whether a block of spheres tries the next fold's proof: always for its first
+    ``_PROOF_TRIALS`` folds, then while at least a quarter of those tried were proven."""
+    return tried < _PROOF_TRIALS or 4 * proven >= tried
+
+
 @njit(cache=True, nogil=True)
 def _inverse_norm(alpha, alpha0, lam0, slack):
     """An upper bound on ``|(M + alpha I)^-1|_2`` for a symmetric ``M`` whose smallest
@@ -652,6 +659,8 @@ def ridge_cv_block(
     chosen = np.empty(n_sets, dtype=np.int64)
     tried = 0  # folds whose predictions the block tried to prove alike, and proved
     proven = 0
+    s_max = 0.0  # (per sphere, below)
+    p_max = 0.0
     for sph in range(B):
         if any_cov:
             gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu_all)
@@ -662,9 +671,19 @@ def ridge_cv_block(
                 block_target_products(Xt, Ytt, bounds, b, xy)
                 accumulate(total_xy, xy[b], k == 0)
                 accumulate(total_x, sx[b], k == 0)
+            # the largest diagonal of the sums of products: the scale of the rounding of
+            # every fold's covariance (the proof's slack)
+            s_max = 0.0
+            for j in range(p):
+                s_max = max(s_max, total_g[j, j])
         if any_gram:
             gather_sphere(Xv, vox[sph], order, Xs, fit_intercept, mu_all)
             matmul_into(Xs, Xs, P, True)
+            # the largest diagonal of the samples' products: the scale of the rounding of
+            # every fold's centred Gram matrix (the proof's slack)
+            p_max = 0.0
+            for j in range(n):
+                p_max = max(p_max, P[j, j])
         for f in range(F):
             ntr = n_train[f]
             nf = float(ntr)
@@ -697,14 +716,11 @@ def ridge_cv_block(
                     m = mu[j]
                     for t in range(nte):
                         Fte[t, j] = row[test_pos[f, t]] - m
-                if predictions_only and (tried < _PROOF_TRIALS or 4 * proven >= tried):
+                if predictions_only and _keep_trying(tried, proven):
                     tried += 1
                     # the rounding of A's computation, |E|_2 <= p max|E_ij|, each entry's
                     # error (sums of n products, the subtraction of blocks, the mean's
                     # term) at most (n + 16) eps times the largest diagonal of the sums
-                    s_max = 0.0
-                    for j in range(p):
-                        s_max = max(s_max, total_g[j, j])
                     slack = p * (n + 16) * _EPS * s_max
                     if _agreeing_decisions(
                         A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f], slack
@@ -814,11 +830,7 @@ def ridge_cv_block(
                 for q in range(Q):
                     for i in range(ntr):
                         Yc[q, i] = targets[tpos[i], q] - ybar[q]
-                if (
-                    predictions_only
-                    and ntr >= _GRAM_PROOF_MIN
-                    and (tried < _PROOF_TRIALS or 4 * proven >= tried)
-                ):
+                if predictions_only and ntr >= _GRAM_PROOF_MIN and _keep_trying(tried, proven):
                     tried += 1
                     # the dual coefficients (K + alpha I)^-1 Yc and the decisions
                     # cross c + ybar: the covariance form's algebra, in the samples
@@ -827,9 +839,6 @@ def ridge_cv_block(
                     # the rounding of K's computation (the products of p terms, two
                     # centrings over ntr terms): each entry within (p + 4 ntr + 16) eps of
                     # the largest diagonal of the samples' products, |E|_2 ntr times that
-                    p_max = 0.0
-                    for j in range(n):
-                        p_max = max(p_max, P[j, j])
                     slack = ntr * (p + 4 * ntr + 16) * _EPS * p_max
                     if _agreeing_decisions(K, Yc, cross, ybar, alphas, T, margin, Hg, Cg, dec[sph, f], slack):
                         proven += 1
