@@ -202,17 +202,19 @@ def accumulate(total, part, first):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def fold_sum(total, parts, blocks, subtract, out):
     """A fold's vector ``out`` from the role blocks' ``parts`` (see :func:`fold_products`)."""
-    if subtract:
-        out[:] = total
-    else:
-        out[:] = 0.0
-    for b in blocks:
+    m = out.shape[0]
+    for j in range(m):
+        out[j] = total[j] if subtract else 0.0
+    for k in range(blocks.shape[0]):  # (indexed: an iterator is reference-counted)
+        b = blocks[k]
         if b < 0:
             break
         if subtract:
-            out -= parts[b]
+            for j in range(m):
+                out[j] -= parts[b, j]
         else:
-            out += parts[b]
+            for j in range(m):
+                out[j] += parts[b, j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -325,7 +327,8 @@ def block_products_rows(Xt, bounds, b, grams, sums, mirror=False):
 def block_target_sums(Yt, bounds, used, sy, total_y):
     """Each used role block's sums of the targets, ``sy[b, q]`` over its positions, added
     to ``total_y`` (targets ``Yt`` ``(Q, n)``). Shared by the ridge kernels."""
-    for b in used:
+    for k in range(used.shape[0]):
+        b = used[k]
         for q in range(Yt.shape[0]):
             acc = 0.0
             for i in range(bounds[b], bounds[b + 1]):
@@ -466,25 +469,39 @@ def fold_matrix(total_g, grams, blocks, subtract, nf, mu, alpha, A):
     triangles of the products need hold them (BLAS's ``syrk``): so does ``A``'s (both
     triangles, from products that hold both: the ``RidgeClassifierCV`` kernel's). Whole
     rows are written (full rows vectorise; rows cut at the diagonal took three times
-    longer)."""
+    longer). With one block (k-fold, leave-one-group-out) each row takes one fused loop,
+    and the blocks are indexed rather than iterated (an array's iterator is
+    reference-counted, an atomic operation per row): the ``RidgeClassifierCV`` kernel's
+    reference counts fell from 8.1% to 3.7% of a profile's samples on W1 at 10 mm."""
     p = A.shape[0]
+    n_blocks = 0
+    while n_blocks < blocks.shape[0] and blocks[n_blocks] >= 0:
+        n_blocks += 1
     for r in range(p):
-        if subtract:
-            for c in range(p):
-                A[r, c] = total_g[r, c]
-        else:
-            for c in range(p):
-                A[r, c] = 0.0
-        for b in blocks:
-            if b < 0:
-                break
+        nm = nf * mu[r]
+        if n_blocks == 1:  # one block (k-fold, leave-one-group-out): one fused loop
+            b = blocks[0]
             if subtract:
                 for c in range(p):
-                    A[r, c] -= grams[b, r, c]
+                    A[r, c] = (total_g[r, c] - grams[b, r, c]) - nm * mu[c]
             else:
                 for c in range(p):
-                    A[r, c] += grams[b, r, c]
-        nm = nf * mu[r]
-        for c in range(p):
-            A[r, c] -= nm * mu[c]
+                    A[r, c] = grams[b, r, c] - nm * mu[c]
+        else:
+            if subtract:
+                for c in range(p):
+                    A[r, c] = total_g[r, c]
+            else:
+                for c in range(p):
+                    A[r, c] = 0.0
+            for k in range(n_blocks):
+                b = blocks[k]
+                if subtract:
+                    for c in range(p):
+                        A[r, c] -= grams[b, r, c]
+                else:
+                    for c in range(p):
+                        A[r, c] += grams[b, r, c]
+            for c in range(p):
+                A[r, c] -= nm * mu[c]
         A[r, r] += alpha
