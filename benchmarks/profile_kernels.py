@@ -14,11 +14,20 @@ row, with or without permutations::
     python benchmarks/profile_kernels.py --row W3 --spheres 3000 --permutations 16
     python benchmarks/profile_kernels.py --row W1-12 --spheres 300
     python benchmarks/profile_kernels.py --row W1-10 --spheres 5000 --estimator lda
+
+``--refcounts`` also names the compiled functions that call numba's reference counting
+(``NRT_incref``, ``NRT_decref``: an atomic operation each, for every array view, iterator or
+argument the compiler does not prove unneeded), by share of all samples. ``perf`` cannot
+unwind numba's code, so the sampling records each sample's user stack (``--call-graph
+dwarf``); in a sample inside those two leaf functions, which push nothing, the return
+address is the stack's first word.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import collections
 import os
 import re
 import signal
@@ -77,6 +86,45 @@ def write_perf_map(dispatchers, path: Path | None = None) -> int:
     return len(addresses)
 
 
+def refcount_callers(record: Path, perf_map: Path) -> tuple[int, collections.Counter]:
+    """The callers of ``NRT_incref`` and ``NRT_decref`` in a ``perf record --call-graph
+    dwarf`` profile: the number of samples, and per (operation, calling function) the
+    samples spent in the operation. Each sample's raw record (``perf script -D``) holds its
+    instruction pointer and its user stack; the return address is the stack's first
+    word, named from ``perf_map`` (:func:`write_perf_map`)."""
+    rows = []
+    for line in perf_map.read_text().splitlines():
+        address, size, name = line.split(" ", 2)
+        rows.append((int(address, 16), int(size, 16), name))
+    rows.sort()
+    starts = [r[0] for r in rows]
+
+    def name_of(address: int) -> str | None:
+        i = bisect.bisect_right(starts, address) - 1
+        if i >= 0 and address < rows[i][0] + rows[i][1]:
+            return rows[i][2]
+        return None
+
+    dump = subprocess.run(["perf", "script", "-D", "-i", str(record)], capture_output=True, text=True).stdout
+    counts: collections.Counter = collections.Counter()
+    n_samples = 0
+    raw: list[int] = []
+    for line in dump.splitlines():
+        if "raw event" in line:
+            raw = []
+        elif re.match(r"\.  [0-9a-f]{4}:", line):
+            raw.extend(int(b, 16) for b in line[8:56].split())
+        elif "PERF_RECORD_SAMPLE" in line:
+            n_samples += 1
+            ip = re.search(r"\d+/\d+: (0x[0-9a-f]+)", line)
+            leaf = name_of(int(ip.group(1), 16)) if ip else None
+            if leaf in ("NRT_incref", "NRT_decref") and len(raw) >= 0xF0:
+                # the user stack follows the registers: its size at 0xe0, then its words
+                caller = name_of(int.from_bytes(bytes(raw[0xE8:0xF0]), "little"))
+                counts[(leaf, caller or "?")] += 1
+    return n_samples, counts
+
+
 def _prepare(row: str) -> tuple:
     """A row's data (image read into memory, mask, labels, groups, splitter, radius)."""
     import numpy as np
@@ -119,6 +167,9 @@ def main(argv=None) -> int:
     parser.add_argument("--permutations", type=int, default=0)
     parser.add_argument("--top", type=int, default=25, help="functions to print")
     parser.add_argument("--estimator", default="svc", help="the searchlight's estimator (default svc)")
+    parser.add_argument(
+        "--refcounts", action="store_true", help="also name the callers of numba's reference counting"
+    )
     args = parser.parse_args(argv)
     # compile here, not from the cache: only code compiled in this process can be named
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastsearchlight-profile-")
@@ -129,7 +180,10 @@ def main(argv=None) -> int:
     n = write_perf_map(compiled_dispatchers())
     print(f"{n} compiled functions named in /tmp/perf-{os.getpid()}.map", flush=True)
     record = Path(tempfile.mkdtemp(prefix="fastsearchlight-perf-")) / "perf.data"
-    perf = subprocess.Popen(["perf", "record", "-F", "2000", "-o", str(record), "-p", str(os.getpid())])
+    stacks = ["--call-graph", "dwarf,512"] if args.refcounts else []
+    perf = subprocess.Popen(
+        ["perf", "record", "-F", "2000", *stacks, "-o", str(record), "-p", str(os.getpid())]
+    )
     time.sleep(1.0)  # perf attaches
     t0 = time.perf_counter()
     _fit(data, args.spheres, args.permutations, args.estimator)
@@ -139,11 +193,17 @@ def main(argv=None) -> int:
     print(f"profiled fit: {seconds:.1f} s ({args.estimator}, {args.row}, {args.spheres} spheres, "
           f"{args.permutations} permutations, n_jobs=1)")  # fmt: skip
     report = subprocess.run(
-        ["perf", "report", "-i", str(record), "--no-children", "--sort", "sym", "--stdio"],
+        ["perf", "report", "-i", str(record), "--no-children", "--sort", "sym", "--stdio", "-g", "none"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     lines = [line for line in report.stdout.splitlines() if line.strip() and not line.startswith("#")]
     print("\n".join(lines[: args.top]))
+    if args.refcounts:
+        n_samples, counts = refcount_callers(record, Path(f"/tmp/perf-{os.getpid()}.map"))
+        share = 100.0 * sum(counts.values()) / max(n_samples, 1)
+        print(f"\nreference counting: {share:.2f}% of {n_samples} samples, by caller")
+        for (leaf, caller), count in counts.most_common(args.top):
+            print(f"    {100.0 * count / n_samples:5.2f}%  {leaf:10}  {caller}")
     return 0
 
 
