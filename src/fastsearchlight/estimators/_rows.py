@@ -78,16 +78,33 @@ def gather_samples(Xv, rows, order, out):
     contiguous entries; an empty ``order`` for the data's own order) from the voxel-major
     data ``Xv``: eight voxels' rows read together, each sample's eight entries written
     together (0.55 of the time of a voxel at a time at 123 voxels and 320 samples, 0.69 of a
-    sample at a time at 76 and 216; blocks of 16 were slower)."""
+    sample at a time at 76 and 216; blocks of 16 were slower). The eight rows are taken as
+    views once per block, so that each entry costs a load and a store, not an index
+    computation through ``rows`` (stop 57, one thread, 200 spheres of random rows: 216 x 75
+    in a permuted order 14.2 -> 10.9 us, in the data's order 10.0 -> 8.7 us; 320 x 111
+    permuted 45.7 -> 30.0 us; 32 x 110 3.8 -> 2.1 us)."""
     n, p = out.shape
     identity = order.shape[0] == 0
-    for j0 in range(0, p, 8):
-        width = min(8, p - j0)
+    j0 = 0
+    while j0 + 8 <= p:
+        r0, r1, r2, r3 = Xv[rows[j0]], Xv[rows[j0 + 1]], Xv[rows[j0 + 2]], Xv[rows[j0 + 3]]
+        r4, r5, r6, r7 = Xv[rows[j0 + 4]], Xv[rows[j0 + 5]], Xv[rows[j0 + 6]], Xv[rows[j0 + 7]]
         for i in range(n):
             src = i if identity else order[i]
-            row = out[i, j0 : j0 + width]
-            for k in range(width):
-                row[k] = Xv[rows[j0 + k], src]
+            o = out[i]
+            o[j0] = r0[src]
+            o[j0 + 1] = r1[src]
+            o[j0 + 2] = r2[src]
+            o[j0 + 3] = r3[src]
+            o[j0 + 4] = r4[src]
+            o[j0 + 5] = r5[src]
+            o[j0 + 6] = r6[src]
+            o[j0 + 7] = r7[src]
+        j0 += 8
+    for j in range(j0, p):
+        r = Xv[rows[j]]
+        for i in range(n):
+            out[i, j] = r[i if identity else order[i]]
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
