@@ -146,7 +146,8 @@ def lda_block(
         _gather_centred(Xv, rows, order, class_bounds, U, ref)
         for c in range(C):
             first[c] = True
-        for b in used:  # (the upper triangles only: all that is read of them)
+        for k in range(used.shape[0]):  # (the upper triangles only: all that is read of them)
+            b = used[k]
             block_products(U, bounds, b, grams, sums, False)
             c = block_class[b]
             accumulate(tot_g[c], grams[b], first[c])
@@ -200,7 +201,8 @@ def lda_block(
                         fourth = 0.0
                         # the training samples of the class in this fold: its used
                         # blocks that train the fold
-                        for b in used:
+                        for k in range(used.shape[0]):  # (indexed: iterators are reference-counted)
+                            b = used[k]
                             if block_class[b] != c or not _trains(fc_blocks[f, c], fc_sub[f, c], b):
                                 continue
                             for i in range(bounds[b], bounds[b + 1]):
@@ -257,7 +259,8 @@ def _trains(blocks_fc, subtract, b):
     """Whether block ``b`` (of the class) trains the fold whose block list is
     ``blocks_fc`` (blocks added, or subtracted from the class total)."""
     listed = False
-    for x in blocks_fc:
+    for k in range(blocks_fc.shape[0]):
+        x = blocks_fc[k]
         if x < 0:
             break
         if x == b:
@@ -435,8 +438,8 @@ def lda_sample_block(
                 for j in range(p):
                     s1 = 0.0
                     s2 = 0.0
-                    for i in idx:
-                        u = U[i, j]
+                    for t in range(cnt):  # (indexed: an iterator per feature is reference-counted)
+                        u = U[idx[t], j]
                         s1 += u
                         s2 += u * u
                     mj = s1 * inv_n
