@@ -53,10 +53,10 @@ folds were proven and fits took 0.50-0.54 of the time. The bound on ``|(M + alph
 I)^-1|`` is ``1 / (alpha - slack)``, ``slack`` a bound on the rounding of ``M``'s
 computation, since only its exact value is positive semi-definite: the centred Gram matrix
 has a zero eigenvalue by construction, which rounding left between -5.4e-10 and 3.4e-10 on
-that data (entries up to 4.3e5; the slack there about 1e-5). A block of spheres that proves fewer than
-a quarter of its first ``_PROOF_TRIALS`` folds (and of every later count) stops trying:
-near ``d ~ n`` the alphas seldom predict alike (W1 data at 12 mm: 9% proven, fits 0.74 of
-the time with the rule).
+that data (entries up to 4.3e5; the slack there about 1e-5). A block of spheres that proves
+fewer than a quarter of its first ``_PROOF_TRIALS`` folds (and of every later count) stops
+trying: near ``d ~ n`` the alphas seldom predict alike (W1 data at 12 mm: 9% proven, fits
+0.74 of the time with the rule).
 
 Samples are grouped into role blocks (:func:`._ridge_kernel.role_blocks`): a fold's
 covariance is the sum of its training blocks' cross-products, or the total minus the
@@ -386,9 +386,10 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out, slack):
       ``1 / (a - slack)``, ``slack`` a bound on the rounding of ``M``'s computation (its
       exact value is positive semi-definite, so the computed ``M``'s smallest eigenvalue
       is at least ``-slack``; the function returns False when ``slack`` is not below half
-      the smallest alpha), or where that does not prove the predictions, from the trace of ``A0^-1``, whose reciprocal is a lower bound on the
-      smallest eigenvalue of ``A0`` (one inversion, into ``H[1]``; the bound halved, which
-      leaves room for the computed inverse's rounding, about ``eps * cond`` relative).
+      the smallest alpha), or where that does not prove the predictions, from the trace of
+      ``A0^-1``, whose reciprocal is a lower bound on the smallest eigenvalue of ``A0``
+      (one inversion, into ``H[1]``; the bound halved, which leaves room for the computed
+      inverse's rounding, about ``eps * cond`` relative).
 
     The other bounds on rounding (of a factorisation and solve, of a decision's sum) are
     first-order, ``margin * eps`` times the size of the computation (``margin``, the
