@@ -18,7 +18,7 @@ from numba import njit
 
 from ..cv import CVPlan
 from ._fold_statistics import FoldBlocks
-from ._ridge_kernel import _cholesky_solve, accumulate, block_products, fold_products
+from ._ridge_kernel import _cholesky_solve, accumulate, block_products, fold_sum
 from ._rows import gather_samples
 
 __all__ = ["lda_block", "lda_layout"]
@@ -150,15 +150,15 @@ def lda_block(
             b = used[k]
             block_products(U, bounds, b, grams, sums, False)
             c = block_class[b]
-            accumulate(tot_g[c], grams[b], first[c])
+            _accumulate_upper(tot_g[c], grams[b], first[c])
             accumulate(tot_s[c], sums[b], first[c])
             first[c] = False
         for f in range(F):
-            pooled[:, :] = 0.0
             diag_add[:] = 0.0
             trace_add = 0.0
             for c in range(C):
-                fold_products(tot_g[c], tot_s[c], grams, sums, fc_blocks[f, c], fc_sub[f, c], G, m)
+                _fold_upper(tot_g[c], grams, fc_blocks[f, c], fc_sub[f, c], G)
+                fold_sum(tot_s[c], sums, fc_blocks[f, c], fc_sub[f, c], m)
                 nfc = counts[f, c]
                 inv_n = 1.0 / nfc
                 for j in range(p):
@@ -227,10 +227,15 @@ def lda_block(
                             tv += var[j]
                         trace_add += shrinkage * prior[f, c] * tv
                 an = alpha * inv_n
-                for r in range(p):
-                    am = alpha * m[r]
-                    for k in range(p):
-                        pooled[r, k] += an * G[r, k] - am * m[k]
+                for r in range(p):  # (upper triangles: all the factorisation reads; row
+                    am = alpha * m[r]  # slices from the diagonal vectorise)
+                    pr, gr, mr = pooled[r, r:], G[r, r:], m[r:]
+                    if c == 0:
+                        for k in range(p - r):
+                            pr[k] = an * gr[k] - am * mr[k]
+                    else:
+                        for k in range(p - r):
+                            pr[k] += an * gr[k] - am * mr[k]
             for j in range(p):
                 pooled[j, j] += diag_add[j] + trace_add / p
             # features without pooled variance: an identity row and column (zero weight)
@@ -243,7 +248,7 @@ def lda_block(
                 any_null = any_null or keep[j] == 0.0
             if any_null:
                 for r in range(p):
-                    for k in range(p):
+                    for k in range(r, p):
                         pooled[r, k] *= keep[r] * keep[k]
                     if keep[r] == 0.0:
                         pooled[r, r] = 1.0
@@ -252,6 +257,62 @@ def lda_block(
             _coefficients(rhs, means, ref, log_prior[f], coef, icpt)
             _test_decisions(U, class_bounds, test_pos[f], n_test[f], ref, coef, icpt, raw0, out[sph, f])
     return out
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _accumulate_upper(total, part, first):
+    """``total = part`` when ``first``, else ``total += part``, on the upper triangles of
+    square C-contiguous arrays (row slices from the diagonal)."""
+    for r in range(total.shape[0]):
+        into, fro = total[r, r:], part[r, r:]
+        if first:
+            for k in range(into.shape[0]):
+                into[k] = fro[k]
+        else:
+            for k in range(into.shape[0]):
+                into[k] += fro[k]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _fold_upper(total, grams, blocks, subtract, G):
+    """The upper triangle of a fold's cross-products ``G`` from the role blocks ``blocks``
+    (ended by -1): ``total`` minus those blocks when ``subtract``, else their sum (as
+    :func:`._ridge_kernel.fold_products`, on the upper triangles alone). Row slices from
+    the diagonal, in loops without branches: numba then drops the slices' reference counts
+    (with a branch in the loop it kept them, 8.7% of an LDA profile)."""
+    n_blocks = 0
+    while n_blocks < blocks.shape[0] and blocks[n_blocks] >= 0:
+        n_blocks += 1
+    p = G.shape[0]
+    if n_blocks == 0:
+        for r in range(p):
+            out, tot = G[r, r:], total[r, r:]
+            for k in range(p - r):
+                out[k] = tot[k] if subtract else 0.0
+        return
+    first = grams[blocks[0]]
+    if subtract:
+        for r in range(p):
+            out, tot, fro = G[r, r:], total[r, r:], first[r, r:]
+            for k in range(p - r):
+                out[k] = tot[k] - fro[k]
+    else:
+        for r in range(p):
+            out, fro = G[r, r:], first[r, r:]
+            for k in range(p - r):
+                out[k] = fro[k]
+    for j in range(1, n_blocks):
+        more = grams[blocks[j]]
+        if subtract:
+            for r in range(p):
+                out, fro = G[r, r:], more[r, r:]
+                for k in range(p - r):
+                    out[k] -= fro[k]
+        else:
+            for r in range(p):
+                out, fro = G[r, r:], more[r, r:]
+                for k in range(p - r):
+                    out[k] += fro[k]
 
 
 @njit(cache=True, nogil=True)
