@@ -589,3 +589,25 @@ def test_agreeing_decisions_take_each_way(monkeypatch):
             assert calls["factor"] == 1 and calls["solve"] > 4, calls  # refinement proves
         else:  # the series alone: the largest alpha's solve and the series' three
             assert calls == {"factor": 1, "trace": 0, "solve": 4}, calls
+
+
+@pytest.mark.parametrize("n_features", [6, 40])  # covariance and Gram forms
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_eigh_path_on_some_problems_only(n_features, n_classes):
+    """The eigendecomposition path restricted to some (sphere, fold) problems gives those
+    problems exactly the decisions and choices of the unrestricted path."""
+    rng = np.random.default_rng([47, n_features, n_classes])
+    X, y, groups = make_data(rng, 9, 32, n_features, n_classes, raw=True)
+    plan = make_plan("logo", y, groups)
+    ys = np.stack([y, rng.permutation(y)])
+    est = BatchedRidgeClassifierCV()
+    full_dec, full_best = est._eigh_run(X, ys, n_classes, plan)
+    need = rng.random((len(X), plan.n_folds)) < 0.3
+    need[0] = False  # a sphere with no problem
+    need[1] = True
+    dec, best = est._eigh_run(X, ys, n_classes, plan, need)
+    for k in range(len(ys)):
+        for f in range(plan.n_folds):
+            rows = need[:, f]
+            np.testing.assert_array_equal(dec[k][f][rows], full_dec[k][f][rows])
+            np.testing.assert_array_equal(best[k][f][rows], full_best[k][f][rows])

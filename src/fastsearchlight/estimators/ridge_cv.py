@@ -242,7 +242,8 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         redo = np.flatnonzero(flagged.any(axis=1))
         if redo.size:
             X_redo = Xv[vox[redo]].transpose(0, 2, 1)
-            dec_redo, best_redo = self._eigh_run(X_redo, ys[redo_sets], n_classes, plan)
+            need = near[redo][:, :, redo_sets].any(axis=2)  # (spheres, folds): only those
+            dec_redo, best_redo = self._eigh_run(X_redo, ys[redo_sets], n_classes, plan, need)
             for j, k in enumerate(redo_sets):
                 for f in range(plan.n_folds):
                     rows = near[redo, f, k]
@@ -253,12 +254,16 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
         return decisions, [[np.where(b >= 0, alphas[b], np.nan) for b in per_set] for per_set in chosen]
 
     def _eigh_run(
-        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+        self, X: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan, need: np.ndarray | None = None
     ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
         """The eigendecomposition path (see the module's docstring): decisions
         ``(S, n_test, T)`` and chosen alpha indices ``(S,)``, per label vector and fold, of
         the spheres ``X`` ``(S, n_samples, n_features)``. Used for the problems the
-        compiled kernel flags as near-ties."""
+        compiled kernel flags as near-ties.
+
+        ``need`` ``(S, n_folds)`` of bool, when given, restricts the work to the (sphere,
+        fold) problems it marks; the others' decisions and choices are left undefined (each
+        problem's arithmetic does not depend on which others are solved with it)."""
         alphas = self._checked_alphas()
         X = np.asarray(X, dtype=np.float64)
         ys = np.asarray(ys)
@@ -285,27 +290,31 @@ class BatchedRidgeClassifierCV(BatchedClassifier):
                 Zb = np.ascontiguousarray(Zb)
             covariances = gram = None
             for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
+                sel = slice(None) if need is None else np.flatnonzero(need[block, f])
+                if need is not None and sel.size == 0:
+                    continue
                 # as scikit-learn: the covariance when there are more samples than
                 # features, else the Gram matrix
                 if len(train) > n_features:
                     if covariances is None:
                         covariances = _BlockCovariances(Zb, plan, left, self.fit_intercept)
-                    decomposition = covariances.fold(f)
+                    decomposition = covariances.fold(f, sel)
                 else:
                     if gram is None:  # every sample's products, shared by the folds
                         gram = np.matmul(Zb, Zb.transpose(0, 2, 1))
                     decomposition = _Gram(
-                        *_centred_gram(gram, train, test, self.fit_intercept), self.fit_intercept
+                        *_centred_gram(gram[sel], train, test, self.fit_intercept), self.fit_intercept
                     )
+                at = np.arange(X.shape[0])[block][sel]  # the problems' rows in the outputs
                 # label sets in chunks, to bound the (spheres, samples, alphas, sets) arrays
-                per_set = Zb.shape[0] * Zb.shape[1] * alphas.size * n_targets
+                per_set = len(at) * Zb.shape[1] * alphas.size * n_targets
                 chunk = max(1, _CHUNK_ELEMENTS // per_set)
                 for first in range(0, n_sets, chunk):
                     sets = slice(first, first + chunk)
                     dec, chosen = self._fit_decide(decomposition, Y[:, sets], train, alphas)
                     for j, label_set in enumerate(range(n_sets)[sets]):
-                        decisions[label_set][f][block] = dec[:, :, j]
-                        best[label_set][f][block] = chosen[:, j]
+                        decisions[label_set][f][at] = dec[:, :, j]
+                        best[label_set][f][at] = chosen[:, j]
         return decisions, best
 
     def _fit_decide(
@@ -401,15 +410,15 @@ class _BlockCovariances:
         self.total = total
         self.sum_all = Zb.sum(axis=1)  # (S, d)
 
-    def fold(self, f: int) -> _FoldCovariance:
-        """The decomposition of fold ``f``."""
+    def fold(self, f: int, spheres: slice | np.ndarray = slice(None)) -> _FoldCovariance:
+        """The decomposition of fold ``f``, for the block's ``spheres`` (all by default)."""
         n_train = len(self.plan.train_indices[f])
-        cov = self.total - self.parts[f]
+        cov = self.total[spheres] - self.parts[f][spheres]
         mean = None
         if self.fit_intercept:
-            mean = (self.sum_all - self.part_sums[f]) / n_train  # (S, d)
+            mean = (self.sum_all[spheres] - self.part_sums[f][spheres]) / n_train  # (S, d)
             cov -= n_train * mean[:, :, None] * mean[:, None, :]
-        return _FoldCovariance(self.Zb, cov, mean, self.tests[f], n_train, self.fit_intercept)
+        return _FoldCovariance(self.Zb[spheres], cov, mean, self.tests[f], n_train, self.fit_intercept)
 
 
 class _FoldCovariance:
