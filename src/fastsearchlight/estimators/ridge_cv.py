@@ -488,7 +488,10 @@ def _centred_gram(
         # <x_i - m, x_j - m> = <x_i, x_j> - <m, x_j> - (<x_i, m> - <m, m>)
         rows = rows - rows.mean(axis=1, keepdims=True)
         rows -= rows[:, :, train].mean(axis=2, keepdims=True)
-    return rows[:, :, train], rows[:, :, test].transpose(0, 2, 1)
+    # (contiguous: numpy's indexing leaves the spheres innermost, and matmul would sum the
+    # decisions by its own loop for several spheres but by BLAS for one, so that a problem's
+    # decisions would depend on how many were solved with it)
+    return rows[:, :, train], np.ascontiguousarray(rows[:, :, test].transpose(0, 2, 1))
 
 
 class _Gram:
