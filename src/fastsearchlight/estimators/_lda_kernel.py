@@ -19,7 +19,7 @@ from numba import njit
 from ..cv import CVPlan
 from ._fold_statistics import FoldBlocks
 from ._ridge_kernel import _cholesky_solve, accumulate, block_products, fold_sum
-from ._rows import gather_samples
+from ._rows import gather_samples, row_gram
 
 __all__ = ["lda_block", "lda_layout"]
 
@@ -468,7 +468,6 @@ def lda_sample_block(
     alpha = np.empty(C)
     w = np.empty(p)
     wm = np.empty(p)
-    uw = np.empty(p)
     D = np.empty(p)
     dinv = np.empty(p)
     pdiag = np.empty(p)
@@ -485,6 +484,16 @@ def lda_sample_block(
         n_max = max(n_max, tot)
     Zbuf = np.empty((n_max, p))
     ZDbuf = np.empty((n_max, p))
+    # (row_gram reads whole blocks of four rows: padded, zeros past the used rows)
+    Zsbuf = np.zeros((n_max + 4, p))
+    c_max = 0
+    for f in range(F):
+        for c in range(C):
+            c_max = max(c_max, int(counts[f, c]))
+    Uw = np.zeros((c_max + 4, p))
+    Kbuf = np.empty((c_max, c_max))
+    sw = np.empty(p)
+    sdinv = np.empty(p)
     for sph in range(B):
         rows = vox[sph]
         _gather_centred(Xv, rows, order, class_bounds, U, ref)
@@ -522,26 +531,29 @@ def lda_sample_block(
                     for j in range(p):
                         wm[j] = w[j] * m[c, j]
                         wmm += wm[j] * m[c, j]
-                    ww = 0.0
+                        sw[j] = np.sqrt(w[j])
                     mm = 0.0
                     fourth = 0.0
                     for a in range(cnt):
                         ia = idx[a]
                         q = 0.0
                         z2 = wmm
+                        row = Uw[a]
                         for j in range(p):
                             u = U[ia, j]
-                            uw[j] = u * w[j]
+                            row[j] = u * sw[j]
                             q += u * wm[j]
-                            z2 += (uw[j] - 2.0 * wm[j]) * u
+                            z2 += (u * w[j] - 2.0 * wm[j]) * u
                         mm += q * q
                         fourth += z2 * z2
+                    # w.(G*G).w = |U diag(w) U'|_F^2: the Gram matrix of the rows of
+                    # U diag(sqrt(w)), by symmetric blocks of dot products
+                    row_gram(Uw, Kbuf, cnt, p, 0.0)
+                    ww = 0.0
+                    for a in range(cnt):
+                        ka = Kbuf[a, :cnt]
                         for b2 in range(cnt):
-                            ib = idx[b2]
-                            k_ab = 0.0
-                            for j in range(p):
-                                k_ab += uw[j] * U[ib, j]
-                            ww += k_ab * k_ab
+                            ww += ka[b2] * ka[b2]
                     delta_ = ww * inv_n * inv_n - 2.0 * inv_n * mm + wmm * wmm
                     delta = (delta_ - p * mu * mu) / p
                     beta = (fourth * inv_n - delta_) * (inv_n / p)
@@ -562,6 +574,7 @@ def lda_sample_block(
                     fallback[sph] = True
                     D[j] = 1.0
                 dinv[j] = 1.0 / D[j]
+                sdinv[j] = np.sqrt(dinv[j])
             # Z and Z D^-1 of the fold's training samples
             nt = 0
             for c in range(C):
@@ -576,7 +589,13 @@ def lda_sample_block(
                     nt += 1
             Z = Zbuf[:nt]
             ZD = ZDbuf[:nt]
-            M = np.dot(ZD, Z.T)
+            # Z D^-1 Z' + I, the Gram matrix of the rows of Z D^-1/2 (symmetric blocks)
+            for i in range(nt):
+                zs, z = Zsbuf[i], Zbuf[i]
+                for j in range(p):
+                    zs[j] = z[j] * sdinv[j]
+            M = np.empty((nt, nt))
+            row_gram(Zsbuf, M, nt, p, 0.0)
             for i in range(nt):
                 M[i, i] += 1.0
             _rhs(means, ref, keep, rhs)
