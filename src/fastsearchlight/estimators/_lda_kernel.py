@@ -18,7 +18,14 @@ from numba import njit
 
 from ..cv import CVPlan
 from ._fold_statistics import FoldBlocks
-from ._ridge_kernel import _cholesky_solve, accumulate, block_products, fold_sum
+from ._ridge_kernel import (
+    _cholesky_solve,
+    accumulate,
+    accumulate_upper,
+    block_products,
+    fold_matrix_upper,
+    fold_sum,
+)
 from ._rows import gather_samples, row_gram
 
 __all__ = ["lda_block", "lda_layout"]
@@ -139,6 +146,7 @@ def lda_block(
     coef = np.empty((p, K))
     icpt = np.empty(K)
     first = np.empty(C, dtype=np.bool_)
+    zeros = np.zeros(p)  # (no mean to remove from a class's cross-products)
     tot_g[:, :, :] = 0.0  # (classes without training blocks)
     tot_s[:, :] = 0.0
     for sph in range(B):
@@ -150,14 +158,14 @@ def lda_block(
             b = used[k]
             block_products(U, bounds, b, grams, sums, False)
             c = block_class[b]
-            _accumulate_upper(tot_g[c], grams[b], first[c])
+            accumulate_upper(tot_g[c], grams[b], first[c])
             accumulate(tot_s[c], sums[b], first[c])
             first[c] = False
         for f in range(F):
             diag_add[:] = 0.0
             trace_add = 0.0
             for c in range(C):
-                _fold_upper(tot_g[c], grams, fc_blocks[f, c], fc_sub[f, c], G)
+                fold_matrix_upper(tot_g[c], grams, fc_blocks[f, c], fc_sub[f, c], 0.0, zeros, 0.0, G)
                 fold_sum(tot_s[c], sums, fc_blocks[f, c], fc_sub[f, c], m)
                 nfc = counts[f, c]
                 inv_n = 1.0 / nfc
@@ -257,62 +265,6 @@ def lda_block(
             _coefficients(rhs, means, ref, log_prior[f], coef, icpt)
             _test_decisions(U, class_bounds, test_pos[f], n_test[f], ref, coef, icpt, raw0, out[sph, f])
     return out
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _accumulate_upper(total, part, first):
-    """``total = part`` when ``first``, else ``total += part``, on the upper triangles of
-    square C-contiguous arrays (row slices from the diagonal)."""
-    for r in range(total.shape[0]):
-        into, fro = total[r, r:], part[r, r:]
-        if first:
-            for k in range(into.shape[0]):
-                into[k] = fro[k]
-        else:
-            for k in range(into.shape[0]):
-                into[k] += fro[k]
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _fold_upper(total, grams, blocks, subtract, G):
-    """The upper triangle of a fold's cross-products ``G`` from the role blocks ``blocks``
-    (ended by -1): ``total`` minus those blocks when ``subtract``, else their sum (as
-    :func:`._ridge_kernel.fold_products`, on the upper triangles alone). Row slices from
-    the diagonal, in loops without branches: numba then drops the slices' reference counts
-    (with a branch in the loop it kept them, 8.7% of an LDA profile)."""
-    n_blocks = 0
-    while n_blocks < blocks.shape[0] and blocks[n_blocks] >= 0:
-        n_blocks += 1
-    p = G.shape[0]
-    if n_blocks == 0:
-        for r in range(p):
-            out, tot = G[r, r:], total[r, r:]
-            for k in range(p - r):
-                out[k] = tot[k] if subtract else 0.0
-        return
-    first = grams[blocks[0]]
-    if subtract:
-        for r in range(p):
-            out, tot, fro = G[r, r:], total[r, r:], first[r, r:]
-            for k in range(p - r):
-                out[k] = tot[k] - fro[k]
-    else:
-        for r in range(p):
-            out, fro = G[r, r:], first[r, r:]
-            for k in range(p - r):
-                out[k] = fro[k]
-    for j in range(1, n_blocks):
-        more = grams[blocks[j]]
-        if subtract:
-            for r in range(p):
-                out, fro = G[r, r:], more[r, r:]
-                for k in range(p - r):
-                    out[k] -= fro[k]
-        else:
-            for r in range(p):
-                out, fro = G[r, r:], more[r, r:]
-                for k in range(p - r):
-                    out[k] += fro[k]
 
 
 @njit(cache=True, nogil=True)
