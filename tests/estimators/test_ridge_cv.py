@@ -240,6 +240,17 @@ def test_eigh_path_alone_matches_sklearn(n_features, n_classes, monkeypatch):
     assert record["eigh"] and all(n == 8 for n in record["eigh"])
 
 
+def _tie_case(seed, n_features):
+    """Alphas two of which are 1e-9 apart (relative), the third far off, the data (10
+    spheres, 32 samples in 8 groups, two classes), the leave-one-group-out plan and the
+    estimator."""
+    alphas = (2.0, 2.0 * (1 + 1e-9), 50.0)
+    rng = np.random.default_rng(seed)
+    X, y, groups = make_data(rng, 10, 32, n_features, 2, raw=False, effect=0.6)
+    plan = make_plan("logo", y, groups)
+    return alphas, X, y, plan, BatchedRidgeClassifierCV(alphas=alphas)
+
+
 @pytest.mark.parametrize("n_features", [6, 40])  # covariance and Gram forms
 def test_near_tie_goes_to_the_eigendecomposition(n_features, monkeypatch):
     """Two alphas 1e-9 apart (relative): their leave-one-out scores differ by about 1e-12
@@ -247,11 +258,7 @@ def test_near_tie_goes_to_the_eigendecomposition(n_features, monkeypatch):
     kernel flags the problems, the eigendecomposition path decides them (its decisions
     replace the kernel's exactly), and the choice is scikit-learn's."""
     module, record = _spy_paths(monkeypatch)
-    alphas = (2.0, 2.0 * (1 + 1e-9), 50.0)
-    rng = np.random.default_rng([43, n_features])
-    X, y, groups = make_data(rng, 10, 32, n_features, 2, raw=False, effect=0.6)
-    plan = make_plan("logo", y, groups)
-    est = BatchedRidgeClassifierCV(alphas=alphas)
+    alphas, X, y, plan, est = _tie_case([43, n_features], n_features)
     decisions = est.fold_decisions(X, y, 2, plan)
     near = record["near"][-1][:, :, 0]  # (spheres, folds)
     assert near.sum() >= 5
@@ -632,11 +639,7 @@ def test_near_ties_proven_alike(n_features, monkeypatch):
     from fastsearchlight.estimators.base import as_voxel_major
 
     module, record = _spy_paths(monkeypatch)
-    alphas = (2.0, 2.0 * (1 + 1e-9), 50.0)
-    rng = np.random.default_rng([59, n_features])
-    X, y, groups = make_data(rng, 10, 32, n_features, 2, raw=False, effect=0.6)
-    plan = make_plan("logo", y, groups)
-    est = BatchedRidgeClassifierCV(alphas=alphas)
+    alphas, X, y, plan, est = _tie_case([59, n_features], n_features)
     Xv, vox = as_voxel_major(X)
     decisions, chosen = est._run(Xv, vox, y[None], 2, plan, for_predictions=True)
     near_pred = record["near"][-1][..., 0]  # (spheres, folds)
