@@ -83,10 +83,11 @@ from ._lapack import (
 )
 from ._ridge_kernel import (
     accumulate,
+    accumulate_upper,
     block_products_rows,
     block_target_products,
     block_target_sums,
-    fold_matrix,
+    fold_matrix_upper,
     fold_products,
     fold_sum,
     gather_rows,
@@ -690,10 +691,10 @@ def ridge_cv_block(
     for sph in range(B):
         if any_cov:
             gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu_all)
-            for k in range(used.shape[0]):
+            for k in range(used.shape[0]):  # (upper triangles: each fold's matrix mirrored)
                 b = used[k]
-                block_products_rows(Xt, bounds, b, grams, sx, True)
-                accumulate(total_g, grams[b], k == 0)
+                block_products_rows(Xt, bounds, b, grams, sx)
+                accumulate_upper(total_g, grams[b], k == 0)
                 block_target_products(Xt, Ytt, bounds, b, xy)
                 accumulate(total_xy, xy[b], k == 0)
                 accumulate(total_x, sx[b], k == 0)
@@ -735,13 +736,16 @@ def ridge_cv_block(
                 else:
                     mu[:] = 0.0
                     ybar[:] = 0.0
-                fold_matrix(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, 0.0, A)
+                fold_matrix_upper(total_g, grams, blocks, sub, nf if fit_intercept else 0.0, mu, 0.0, A)
+                for r in range(1, p):  # both triangles (the proof and the 1-norms read rows)
+                    for c in range(r):
+                        A[r, c] = A[c, r]
                 nte = n_test[f]
-                for j in range(p):  # the centred test samples
-                    row = Xt[j]
-                    m = mu[j]
-                    for t in range(nte):
-                        Fte[t, j] = row[test_pos[f, t]] - m
+                for t in range(nte):  # the centred test samples (rows written contiguously)
+                    x = Fte[t]
+                    i = test_pos[f, t]
+                    for j in range(p):
+                        x[j] = Xt[j, i] - mu[j]
                 tried_fold = False
                 if predictions_only and _keep_trying(tried, proven):
                     tried += 1

@@ -462,52 +462,6 @@ def ridge_block(
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def fold_matrix(total_g, grams, blocks, subtract, nf, mu, alpha, A):
-    """A fold's normal equations ``A = G - nf mu mu' + alpha I`` in one pass, row by row,
-    with ``G`` the fold's cross-products from the role blocks (see :func:`fold_products`)
-    and ``mu`` its training mean (``nf = 0`` without an intercept). Only the upper
-    triangles of the products need hold them (BLAS's ``syrk``): so does ``A``'s (both
-    triangles, from products that hold both: the ``RidgeClassifierCV`` kernel's). Whole
-    rows are written (full rows vectorise; rows cut at the diagonal took three times
-    longer). With one block (k-fold, leave-one-group-out) each row takes one fused loop,
-    and the blocks are indexed rather than iterated (an array's iterator is
-    reference-counted, an atomic operation per row): the ``RidgeClassifierCV`` kernel's
-    reference counts fell from 8.1% to 3.7% of a profile's samples on W1 at 10 mm."""
-    p = A.shape[0]
-    n_blocks = 0
-    while n_blocks < blocks.shape[0] and blocks[n_blocks] >= 0:
-        n_blocks += 1
-    for r in range(p):
-        nm = nf * mu[r]
-        if n_blocks == 1:  # one block (k-fold, leave-one-group-out): one fused loop
-            b = blocks[0]
-            if subtract:
-                for c in range(p):
-                    A[r, c] = (total_g[r, c] - grams[b, r, c]) - nm * mu[c]
-            else:
-                for c in range(p):
-                    A[r, c] = grams[b, r, c] - nm * mu[c]
-        else:
-            if subtract:
-                for c in range(p):
-                    A[r, c] = total_g[r, c]
-            else:
-                for c in range(p):
-                    A[r, c] = 0.0
-            for k in range(n_blocks):
-                b = blocks[k]
-                if subtract:
-                    for c in range(p):
-                        A[r, c] -= grams[b, r, c]
-                else:
-                    for c in range(p):
-                        A[r, c] += grams[b, r, c]
-            for c in range(p):
-                A[r, c] -= nm * mu[c]
-        A[r, r] += alpha
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def accumulate_upper(total, part, first):
     """``total = part`` when ``first``, else ``total += part``, on the upper triangles of
     square C-contiguous arrays (row slices from the diagonal; shared by the LDA and ridge
@@ -526,12 +480,17 @@ def accumulate_upper(total, part, first):
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def fold_matrix_upper(total_g, grams, blocks, subtract, nf, mu, alpha, A):
-    """:func:`fold_matrix` on the upper triangles alone (of the products and of ``A``), for
-    callers that read no more (a Cholesky factorisation; LDA's class cross-products, with
-    ``nf = alpha = 0``): row slices from the diagonal, in loops without branches. With a
-    branch inside the row loop numba kept the slices' reference counts (an atomic increment
-    and decrement each): 8.7% of an LDA profile in LDA's first version of this, 12.3% with
-    this function's ``subtract`` test moved into its fused loop."""
+    """A fold's normal equations ``A = G - nf mu mu' + alpha I`` on their upper triangle (all
+    a Cholesky factorisation reads; the ``RidgeClassifierCV`` kernel mirrors it), with ``G``
+    the fold's cross-products from the role blocks (see :func:`fold_products`; only their
+    upper triangles need hold them, BLAS's ``syrk``) and ``mu`` its training mean (``nf =
+    0`` without an intercept; LDA's class cross-products with ``nf = alpha = 0``). With one
+    block (k-fold, leave-one-group-out) each row takes one fused loop. Row slices from the
+    diagonal, in loops without branches: with a branch inside the row loop numba kept the
+    slices' reference counts (an atomic increment and decrement each): 8.7% of an LDA profile
+    in LDA's first version of this, 12.3% with the ``subtract`` test moved into the fused
+    loop. (The blocks are indexed rather than iterated: an array's iterator is
+    reference-counted too.)"""
     p = A.shape[0]
     n_blocks = 0
     while n_blocks < blocks.shape[0] and blocks[n_blocks] >= 0:
