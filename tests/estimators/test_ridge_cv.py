@@ -610,20 +610,20 @@ def test_eigh_path_on_some_problems_only(n_features, n_classes):
     rng = np.random.default_rng([47, n_features, n_classes])
     X, y, groups = make_data(rng, 9, 32, n_features, n_classes, raw=True)
     plan = make_plan("logo", y, groups)
-    ys = np.stack([y, rng.permutation(y)])
     est = BatchedRidgeClassifierCV()
-    full_dec, full_best = est._eigh_run(X, ys, n_classes, plan)
     random_need = rng.random((len(X), plan.n_folds)) < 0.3
     random_need[0] = False  # a sphere with no problem
     random_need[1] = True
     masks = [random_need] + [np.eye(len(X), dtype=bool)[:, [j] * plan.n_folds] for j in range(len(X))]
-    for need in masks:
-        dec, best = est._eigh_run(X, ys, n_classes, plan, need)
-        for k in range(len(ys)):
-            for f in range(plan.n_folds):
-                rows = need[:, f]
-                np.testing.assert_array_equal(dec[k][f][rows], full_dec[k][f][rows])
-                np.testing.assert_array_equal(best[k][f][rows], full_best[k][f][rows])
+    for ys in (y[None], np.stack([y, rng.permutation(y)])):  # one label set, and two
+        full_dec, full_best = est._eigh_run(X, ys, n_classes, plan)
+        for need in masks:
+            dec, best = est._eigh_run(X, ys, n_classes, plan, need)
+            for k in range(len(ys)):
+                for f in range(plan.n_folds):
+                    rows = need[:, f]
+                    np.testing.assert_array_equal(dec[k][f][rows], full_dec[k][f][rows])
+                    np.testing.assert_array_equal(best[k][f][rows], full_best[k][f][rows])
 
 
 @pytest.mark.parametrize("n_features", [12, 60])  # covariance and Gram forms
