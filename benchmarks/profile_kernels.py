@@ -15,6 +15,11 @@ row, with or without permutations::
     python benchmarks/profile_kernels.py --row W1-12 --spheres 300
     python benchmarks/profile_kernels.py --row W1-10 --spheres 5000 --estimator lda
 
+or a point of ``cost_growth.py`` (its simulated W1 data: a radius in mm and a number of
+runs of 18 samples), with ``--growth RADIUS RUNS`` in place of ``--row``::
+
+    python benchmarks/profile_kernels.py --growth 14.5 12 --spheres 300 --estimator lda
+
 ``--refcounts`` also names the compiled functions that call numba's reference counting
 (``NRT_incref``, ``NRT_decref``: an atomic operation each, for every array view, iterator or
 argument the compiler does not prove unneeded), by share of all samples. ``perf`` cannot
@@ -125,11 +130,18 @@ def refcount_callers(record: Path, perf_map: Path) -> tuple[int, collections.Cou
     return n_samples, counts
 
 
-def _prepare(row: str) -> tuple:
-    """A row's data (image read into memory, mask, labels, groups, splitter, radius)."""
+def _prepare(row: str, growth: tuple[float, int] | None = None) -> tuple:
+    """A row's data (image read into memory, mask, labels, groups, splitter, radius), or with
+    ``growth`` (radius, runs) a point of ``cost_growth.py``."""
     import numpy as np
 
     sys.path.insert(0, str(HERE))
+    if growth is not None:
+        from cost_growth import _data
+
+        radius, n_runs = growth
+        img, mask, y, cv = _data(int(n_runs))
+        return img, mask, y, None, cv, float(radius)
     from sphere_sizes import dataset
 
     kind, radius = ROWS[row]
@@ -163,6 +175,10 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--row", choices=list(ROWS), default="W3")
+    parser.add_argument(
+        "--growth", nargs=2, type=float, metavar=("RADIUS", "RUNS"),
+        help="a point of cost_growth.py instead of a row (radius in mm, number of runs)",
+    )  # fmt: skip
     parser.add_argument("--spheres", type=int, default=2000)
     parser.add_argument("--permutations", type=int, default=0)
     parser.add_argument("--top", type=int, default=25, help="functions to print")
@@ -174,7 +190,8 @@ def main(argv=None) -> int:
     # compile here, not from the cache: only code compiled in this process can be named
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastsearchlight-profile-")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    data = _prepare(args.row)
+    data = _prepare(args.row, args.growth)
+    where = args.row if args.growth is None else f"growth {args.growth[0]:g} mm, {int(args.growth[1])} runs"
     print("compiling (a small fit)...", flush=True)
     _fit(data, 20, min(args.permutations, 2), args.estimator)
     n = write_perf_map(compiled_dispatchers())
@@ -190,7 +207,7 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     perf.send_signal(signal.SIGINT)
     perf.wait()
-    print(f"profiled fit: {seconds:.1f} s ({args.estimator}, {args.row}, {args.spheres} spheres, "
+    print(f"profiled fit: {seconds:.1f} s ({args.estimator}, {where}, {args.spheres} spheres, "
           f"{args.permutations} permutations, n_jobs=1)")  # fmt: skip
     report = subprocess.run(
         ["perf", "report", "-i", str(record), "--no-children", "--sort", "sym", "--stdio", "-g", "none"],
