@@ -230,6 +230,21 @@ def _tied_alphas(sse, scale, sensitivity, margin, b, alphas, out):
     return k
 
 
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _tie_proven_alike(
+    sse, scale, sensitivity, margin, b, alphas, tied, tried, M, R, F, ybar, T, H, C, out, slack
+):
+    """Whether a near-tie (label set 0, chosen alpha ``b``) cannot change a prediction: the
+    alphas it leaves in play (:func:`_tied_alphas`, into ``tied``) proven to predict alike
+    by :func:`_agreeing_decisions` on ``M, R, F`` (either form's), whose decisions then go
+    into ``out``. Not tried when every alpha is in play and ``tried`` says the proof of
+    every alpha already failed on this fold."""
+    k = _tied_alphas(sse, scale, sensitivity, margin, b, alphas, tied)
+    if k == 0 or (k == alphas.shape[0] and tried):
+        return False
+    return _agreeing_decisions(M, R, F, ybar, tied[:k], T, margin, H, C, out, slack)
+
+
 @njit(cache=True, nogil=True)
 def _proven_class(vals, errs, a):
     """The class that row ``a`` of ``vals`` (``(A, T)`` decisions of one test sample and
@@ -746,14 +761,14 @@ def ridge_cv_block(
                     i = test_pos[f, t]
                     for j in range(p):
                         x[j] = Xt[j, i] - mu[j]
+                # the rounding of A's computation, |E|_2 <= p max|E_ij|, each entry's error
+                # (sums of n products, the subtraction of blocks, the mean's term) at most
+                # (n + 16) eps times the largest diagonal of the sums (the proofs' slack)
+                slack = p * (n + 16) * _EPS * s_max
                 tried_fold = False
                 if predictions_only and _keep_trying(tried, proven):
                     tried += 1
                     tried_fold = True
-                    # the rounding of A's computation, |E|_2 <= p max|E_ij|, each entry's
-                    # error (sums of n products, the subtraction of blocks, the mean's
-                    # term) at most (n + 16) eps times the largest diagonal of the sums
-                    slack = p * (n + 16) * _EPS * s_max
                     if _agreeing_decisions(
                         A, Rt, Fte[:nte], ybar, alphas, T, margin, Hs, Bt, dec[sph, f], slack
                     ):
@@ -808,20 +823,17 @@ def ridge_cv_block(
                     near[sph, f, :] = True
                     continue
                 _choose(sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen, near[sph, f])
+                # a near-tie whose alphas in play all predict alike: the choice between them
+                # cannot change a prediction
                 if predictions_only and n_sets == 1 and near[sph, f, 0]:
-                    # a near-tie: if the alphas it leaves in play all predict alike, the
-                    # choice between them cannot change a prediction
-                    k_c = _tied_alphas(
-                        sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen[0], alphas, tied
-                    )
-                    if k_c > 0 and (k_c < A_n or not tried_fold):
-                        slack = p * (n + 16) * _EPS * s_max
-                        if _agreeing_decisions(
-                            A, Rt, Fte[:nte], ybar, tied[:k_c], T, margin, Hs, Bt, dec[sph, f], slack
-                        ):
-                            near[sph, f, 0] = False
-                            best[sph, f, :] = -1
-                            continue
+                    proven_tie = _tie_proven_alike(
+                        sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen[0], alphas, tied,
+                        tried_fold, A, Rt, Fte[:nte], ybar, T, Hs, Bt, dec[sph, f], slack,
+                    )  # fmt: skip
+                    if proven_tie:
+                        near[sph, f, 0] = False
+                        best[sph, f, :] = -1
+                        continue
                 best[sph, f, :] = chosen
                 for t in range(nte):
                     x = Fte[t]
@@ -876,6 +888,10 @@ def ridge_cv_block(
                 for q in range(Q):
                     for i in range(ntr):
                         Yc[q, i] = targets[tpos[i], q] - ybar[q]
+                # the rounding of K's computation (the products of p terms, two centrings
+                # over ntr terms): each entry within (p + 4 ntr + 16) eps of the largest
+                # diagonal of the samples' products, |E|_2 ntr times that (the proofs' slack)
+                slack = ntr * (p + 4 * ntr + 16) * _EPS * p_max
                 tried_fold = False
                 if predictions_only and ntr >= _GRAM_PROOF_MIN and _keep_trying(tried, proven):
                     tried += 1
@@ -884,10 +900,6 @@ def ridge_cv_block(
                     # cross c + ybar: the covariance form's algebra, in the samples
                     Hg = np.empty((2, ntr, ntr))
                     Cg = np.empty((A_n, Q, ntr))
-                    # the rounding of K's computation (the products of p terms, two
-                    # centrings over ntr terms): each entry within (p + 4 ntr + 16) eps of
-                    # the largest diagonal of the samples' products, |E|_2 ntr times that
-                    slack = ntr * (p + 4 * ntr + 16) * _EPS * p_max
                     if _agreeing_decisions(K, Yc, cross, ybar, alphas, T, margin, Hg, Cg, dec[sph, f], slack):
                         proven += 1
                         best[sph, f, :] = -1
@@ -942,21 +954,17 @@ def ridge_cv_block(
                     near[sph, f, :] = True
                     continue
                 _choose(sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen, near[sph, f])
+                # a near-tie (as in the covariance form)
                 if predictions_only and n_sets == 1 and near[sph, f, 0]:
-                    # a near-tie (as in the covariance form)
-                    k_c = _tied_alphas(
-                        sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen[0], alphas, tied
-                    )
-                    if k_c > 0 and (k_c < A_n or not tried_fold):
-                        Hg = np.empty((2, ntr, ntr))
-                        Cg = np.empty((A_n, Q, ntr))
-                        slack = ntr * (p + 4 * ntr + 16) * _EPS * p_max
-                        if _agreeing_decisions(
-                            K, Yc, cross, ybar, tied[:k_c], T, margin, Hg, Cg, dec[sph, f], slack
-                        ):
-                            near[sph, f, 0] = False
-                            best[sph, f, :] = -1
-                            continue
+                    proven_tie = _tie_proven_alike(
+                        sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen[0], alphas, tied,
+                        tried_fold, K, Yc, cross, ybar, T, np.empty((2, ntr, ntr)),
+                        np.empty((A_n, Q, ntr)), dec[sph, f], slack,
+                    )  # fmt: skip
+                    if proven_tie:
+                        near[sph, f, 0] = False
+                        best[sph, f, :] = -1
+                        continue
                 best[sph, f, :] = chosen
                 for t in range(nte):
                     for s in range(n_sets):
