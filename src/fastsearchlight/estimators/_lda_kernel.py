@@ -527,7 +527,7 @@ def lda_sample_block(
                     D[j] = 1.0
                 dinv[j] = 1.0 / D[j]
                 sdinv[j] = np.sqrt(dinv[j])
-            # Z and Z D^-1 of the fold's training samples
+            # Z, Z D^-1 and Z D^-1/2 of the fold's training samples
             nt = 0
             for c in range(C):
                 cnt = int(counts[f, c])
@@ -538,14 +538,11 @@ def lda_sample_block(
                         z = (U[ia, j] - m[c, j]) * scale
                         Zbuf[nt, j] = z
                         ZDbuf[nt, j] = z * dinv[j]
+                        Zsbuf[nt, j] = z * sdinv[j]
                     nt += 1
             Z = Zbuf[:nt]
             ZD = ZDbuf[:nt]
             # Z D^-1 Z' + I, the Gram matrix of the rows of Z D^-1/2 (symmetric blocks)
-            for i in range(nt):
-                zs, z = Zsbuf[i], Zbuf[i]
-                for j in range(p):
-                    zs[j] = z[j] * sdinv[j]
             M = np.empty((nt, nt))
             row_gram(Zsbuf, M, nt, p, 0.0)
             for i in range(nt):
