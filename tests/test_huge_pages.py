@@ -1,0 +1,39 @@
+"""The scope without numpy's huge-page advice: off inside, restored after."""
+
+import numpy as np
+import pytest
+
+from fastsearchlight._huge_pages import _switch, without_huge_pages
+
+
+def _state(switch) -> bool:
+    """numpy's current setting, read by setting it and putting it back."""
+    before = switch(True)
+    switch(before)
+    return before
+
+
+@pytest.fixture
+def switch():
+    switch = _switch()
+    if switch is None:
+        pytest.skip("this numpy has no huge-page switch")
+    before = _state(switch)
+    yield switch
+    switch(before)
+
+
+@pytest.mark.parametrize("initial", [True, False])
+def test_off_inside_and_restored_after(switch, initial):
+    switch(initial)
+    with without_huge_pages():
+        assert _state(switch) is False
+        np.ones(2**20)  # an allocation of 8 MB inside the scope
+    assert _state(switch) is initial
+
+
+def test_restored_after_an_error(switch):
+    switch(True)
+    with pytest.raises(RuntimeError), without_huge_pages():
+        raise RuntimeError("inside")
+    assert _state(switch) is True
