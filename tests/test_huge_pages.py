@@ -1,9 +1,10 @@
-"""The scope without numpy's huge-page advice: off inside, restored after."""
+"""Memory without huge pages: an array of ordinary pages, and the scope without numpy's
+huge-page advice (off inside, restored after)."""
 
 import numpy as np
 import pytest
 
-from fastsearchlight._huge_pages import _switch, without_huge_pages
+from fastsearchlight._huge_pages import _switch, empty_small_pages, without_huge_pages
 
 
 def _state(switch) -> bool:
@@ -37,3 +38,11 @@ def test_restored_after_an_error(switch):
     with pytest.raises(RuntimeError), without_huge_pages():
         raise RuntimeError("inside")
     assert _state(switch) is True
+
+
+def test_empty_small_pages_is_a_writable_array():
+    for shape, dtype in [((1000, 300), np.float64), ((7,), np.float32), ((0, 3), np.float64)]:
+        a = empty_small_pages(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.writeable
+        a[...] = 2.0
+        assert np.all(a == 2.0)

@@ -83,13 +83,3 @@ def test_nbytes_counts_arrays_in_nests():
     m = sparse.csr_matrix(np.eye(3))
     expected = 80 + 16 + m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
     assert _nbytes(({"a": np.zeros(10), "b": [np.zeros(2), 3]}, m, "text")) == expected
-
-
-def test_empty_small_pages_is_a_writable_array():
-    from fastsearchlight.shared import empty_small_pages
-
-    for shape, dtype in [((1000, 300), np.float64), ((7,), np.float32), ((0, 3), np.float64)]:
-        a = empty_small_pages(shape, dtype)
-        assert a.shape == shape and a.dtype == dtype and a.flags.writeable
-        a[...] = 2.0
-        assert np.all(a == 2.0)

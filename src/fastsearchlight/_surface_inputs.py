@@ -139,7 +139,8 @@ def surface_masked_data(inputs: SurfaceInputs, *, shared: bool, dtype) -> np.nda
     """The data of the mask vertices, (n_samples, n_seeds): the transpose of a C-contiguous
     array, left hemisphere first; NaN and infinite values replaced with zeros, with a
     warning (as the volume's)."""
-    from .shared import empty_small_pages, shared_empty
+    from ._huge_pages import empty_small_pages
+    from .shared import shared_empty
 
     space = inputs.space
     n_seeds = len(space.coordinates)

@@ -149,7 +149,8 @@ def masked_data(
     """
     data = np.asanyarray(func_img.dataobj)
     n_voxels, n_volumes = int(mask.sum()), data.shape[3]
-    from .shared import empty_small_pages, shared_empty
+    from ._huge_pages import empty_small_pages
+    from .shared import shared_empty
 
     if shared:
         out = shared_empty((n_voxels, n_volumes), dtype)

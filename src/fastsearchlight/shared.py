@@ -181,32 +181,3 @@ def shared_empty(shape: tuple, dtype=float) -> np.memmap:
         raise
     weakref.finalize(array, shutil.rmtree, folder, ignore_errors=True)
     return array
-
-
-def empty_small_pages(shape: tuple, dtype=float) -> np.ndarray:
-    """An uninitialised array in anonymous memory that the kernel backs with ordinary pages.
-
-    numpy asks for transparent huge pages on large arrays; where the kernel then compacts
-    memory to find them on first touch (``defrag=madvise``, a common default), writing a
-    fresh array of tens of MB can take three times as long, in about half of fresh processes
-    (measured here: 0.07 s or 0.22 s for the 76 MB of masked data). Arrays written once
-    and read many times lose nothing to ordinary pages. The mapping is private to the
-    process: a shared one is backed by the kernel's shared memory, whose first touches cost
-    more (masking W2's 523 MB: 0.67-0.78 s against 0.77-1.04 s, three fresh processes each).
-    """
-    import mmap
-
-    import numpy as np
-
-    dtype = np.dtype(dtype)
-    nbytes = max(1, int(np.prod(shape)) * dtype.itemsize)
-    if hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS"):
-        buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    else:  # pragma: no cover - Windows: no such flags there
-        buffer = mmap.mmap(-1, nbytes)
-    if hasattr(mmap, "MADV_NOHUGEPAGE"):
-        try:
-            buffer.madvise(mmap.MADV_NOHUGEPAGE)
-        except OSError:  # pragma: no cover - a kernel without transparent huge pages
-            pass
-    return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
