@@ -40,6 +40,37 @@ def test_restored_after_an_error(switch):
     assert _state(switch) is True
 
 
+def test_overlapping_scopes_of_two_threads_restore_the_first_setting(switch):
+    # thread A opens, thread B opens, A closes (B still inside: still off), B closes: the
+    # setting found by A comes back, not the one B found
+    import threading
+
+    switch(True)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with without_huge_pages():
+            a_in.set()
+            b_in.wait()
+        a_out.set()
+
+    def second():
+        a_in.wait()
+        with without_huge_pages():
+            b_in.set()
+            a_out.wait()
+            seen["after A closed"] = _state(switch)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert seen == {"after A closed": False}
+    assert _state(switch) is True
+
+
 def test_empty_small_pages_is_a_writable_array():
     for shape, dtype in [((1000, 300), np.float64), ((7,), np.float32), ((0, 3), np.float64)]:
         a = empty_small_pages(shape, dtype)

@@ -22,6 +22,7 @@ The kernels' arrays keep numpy's default.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -41,24 +42,38 @@ def _switch():
     return getattr(multiarray, "_set_madvise_hugepage", None)
 
 
+#: scopes open now (in any thread), and numpy's setting before the first of them
+_lock = threading.Lock()
+_open = 0
+_before = True
+
+
 @contextmanager
 def without_huge_pages() -> Iterator[None]:
-    """Within this scope numpy does not advise huge pages for the arrays it allocates; the
-    setting before is restored on leaving. Arrays keep the pages they were given.
+    """Within this scope numpy does not advise huge pages for the arrays it allocates.
+    Arrays keep the pages they were given.
 
-    The switch is numpy's, for the whole process: used around single-threaded steps of a fit
-    (no kernel threads running), it changes only how fast memory is handed out, never a
-    result.
+    The switch is numpy's, for the whole process, so scopes are counted: the first to open
+    (in any thread) turns the advice off, the last to close restores the setting found by
+    the first, whatever the order in which overlapping scopes of several threads close. It
+    changes only how fast memory is handed out, never a result.
     """
+    global _open, _before
     switch = _switch()
     if switch is None:
         yield
         return
-    before = switch(False)
+    with _lock:
+        if _open == 0:
+            _before = switch(False)
+        _open += 1
     try:
         yield
     finally:
-        switch(before)
+        with _lock:
+            _open -= 1
+            if _open == 0:
+                switch(_before)
 
 
 def empty_small_pages(shape: tuple, dtype=float) -> np.ndarray:
