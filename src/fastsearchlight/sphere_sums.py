@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ._huge_pages import without_huge_pages
 from ._work_arrays import reused_work_arrays
 from .cv import CVPlan
 from .neighbourhoods import Neighbourhoods
@@ -286,7 +287,7 @@ _LABEL_SETS_PER_PASS = 16
 def _task(lo, state, sums, ys, args):
     """:func:`_label_sets_scores` in a worker process; returns ``(lo, scores)``."""
     exit_with_parent()
-    with reused_work_arrays():
+    with reused_work_arrays(), without_huge_pages():
         return lo, _label_sets_scores(state, sums, ys, *args, pool=None)
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .._huge_pages import without_huge_pages
 from ..cv import CVPlan
 from ..estimators.base import BatchedClassifier
 from ..neighbourhoods import Neighbourhoods
@@ -69,8 +68,7 @@ def plan_blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_work
         int(k): min(even, spheres_per_block(sphere_bytes(int(k)), memory_mb, n_workers))
         for k in np.unique(neighbourhoods.sizes)
     }
-    with without_huge_pages():  # the blocks' voxel indices, written once
-        blocks = list(neighbourhoods.blocks(lambda k: per_block[k]))
+    blocks = list(neighbourhoods.blocks(lambda k: per_block[k]))
     if n_workers > 1:  # largest spheres first: the blocks left at the end are the cheapest
         blocks.sort(key=lambda block: -block[1].shape[1])
     return blocks

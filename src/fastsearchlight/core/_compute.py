@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._huge_pages import without_huge_pages
 from .._work_arrays import reused_work_arrays
 from ..cv import CVPlan
 from ..estimators.base import BatchedClassifier
@@ -111,8 +112,9 @@ def compute_scores(
     """
     executor = executor or InProcess()
     ys = np.atleast_2d(label_sets)
-    # what runs in this process (its threads) reuses its large work arrays from block to block
-    with reused_work_arrays():
+    # what runs in this process (its threads) reuses its large work arrays from block to
+    # block, and takes its fresh memory without numpy's huge pages (see _huge_pages.py)
+    with reused_work_arrays(), without_huge_pages():
         if problem.batched:
             X = voxel_major(problem.data)
             metrics = tuple(problem.metrics)
