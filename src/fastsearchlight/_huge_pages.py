@@ -1,23 +1,25 @@
-"""Memory without transparent huge pages, for arrays written once per fit.
+"""Memory without transparent huge pages, for a fit's fresh arrays.
 
 numpy asks Linux for transparent huge pages (``madvise(MADV_HUGEPAGE)``) on every array of
 4 MB or more. On a virtual machine whose memory the host backs page by page on first use,
 the first touch of such a 2 MB page can cost milliseconds: the host backs all of it at once.
-The spheres' voxel lists and the blocks' index arrays are tens of MB of such fresh memory,
-each written once in a single pass, so they gain nothing from huge pages and pay for them.
-On the development machine (a 2-core virtual machine, ``madvise`` mode), whole-brain
-``RidgeClassifierCV`` fits of W1 at 10 mm in fresh processes took 4.57-4.74 s with
-:func:`without_huge_pages` around the spheres and the blocks, against 5.12-5.44 s without it
-(building the spheres 0.03 s against 0.2-0.6 s, planning the blocks 0.02 s against 0.36 s).
+A fit writes many such fresh arrays once or a few times: the spheres' voxel lists, the
+blocks' index arrays, the sphere sums' products and per-voxel terms, the blocks' outputs.
+On the development machine (a 2-core virtual machine, ``madvise`` mode), first fits in
+fresh processes with the advice on and off (same scores):
+
+- ``RidgeClassifierCV``, W1 at 10 mm: 5.08-5.20 s against 4.53-4.56 s (the spheres 0.54-0.59
+  against 0.03 s, the blocks' planning 0.36 against 0.02 s);
+- naive Bayes, W1 at 10 mm: 2.50-2.85 s against 0.67-0.69 s; on W3 19.5-20.2 against
+  4.5-4.6 s.
 
 Two ways, for two kinds of array:
 
 - :func:`empty_small_pages`: an array of our own (the masked data) in a private mapping
   advised against huge pages;
 - :func:`without_huge_pages`: a scope for the arrays numpy allocates itself (the results
-  and temporaries of fancy indexing), by numpy's own switch: the spheres and the blocks.
-
-The kernels' arrays keep numpy's default.
+  and temporaries of fancy indexing, of sparse products), by numpy's own switch: around the
+  spheres' construction and :func:`~fastsearchlight.core.compute_scores`.
 """
 
 from __future__ import annotations
