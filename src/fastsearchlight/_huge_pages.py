@@ -19,7 +19,8 @@ Two ways, for two kinds of array:
   advised against huge pages;
 - :func:`without_huge_pages`: a scope for the arrays numpy allocates itself (the results
   and temporaries of fancy indexing, of sparse products), by numpy's own switch: around the
-  spheres' construction and :func:`~fastsearchlight.core.compute_scores`.
+  spheres' construction, :func:`~fastsearchlight.core.compute_scores` and the RSA
+  searchlight's preparation and RDMs.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._fit_inputs import check_targets, read_inputs
+from .._huge_pages import without_huge_pages
 from .._validation import N_JOBS, VERBOSE, Interval, check_params
 from ..core import (
     DEFAULT_MEMORY_MB,
@@ -149,12 +150,13 @@ class RSASearchLight(BaseEstimator):
         X = masked_data(inputs.func, inputs.mask, dtype=np.float64, zero_fill=True).T  # voxel-major
         hoods = inputs.neighbourhoods
         self._check_noise_inputs(design, hoods)
-        prepared = prepare(X, design, self.method, self.noise)
-        self._check_noise_variance(prepared, hoods, inputs.mask)
-        self.timings_ = {"prepare": time.perf_counter() - t0}
-        t0 = time.perf_counter()
-        self.rdms_ = self._compute(prepared, hoods)
-        self.timings_["rdms"] = time.perf_counter() - t0
+        with without_huge_pages():  # the fit's fresh arrays (see _huge_pages.py)
+            prepared = prepare(X, design, self.method, self.noise)
+            self._check_noise_variance(prepared, hoods, inputs.mask)
+            self.timings_ = {"prepare": time.perf_counter() - t0}
+            t0 = time.perf_counter()
+            self.rdms_ = self._compute(prepared, hoods)
+            self.timings_["rdms"] = time.perf_counter() - t0
         rows, cols = pair_indices(design.n_conditions)
         self.conditions_, self.runs_ = design.conditions, design.runs
         self.pairs_ = np.column_stack([rows, cols])
