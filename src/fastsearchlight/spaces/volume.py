@@ -259,9 +259,9 @@ def _stencil_rows(
             ambiguous[lo + rows[verdict == 0]] = True
         kept = cols >= 0
         counts[lo:hi] = kept.sum(axis=1)
-        row = cols[kept]
-        indices[filled : filled + len(row)] = row
-        filled += len(row)
+        found = cols[kept]  # the chunk's rows, one after the other
+        indices[filled : filled + len(found)] = found
+        filled += len(found)
     return counts, indices[:filled], ambiguous
 
 
