@@ -217,6 +217,7 @@ def test_kernel_alone_matches_sklearn(n_features, n_classes, fit_intercept, monk
     called), and it is scikit-learn's; 24 training samples per fold."""
     module, record = _spy_paths(monkeypatch)
     monkeypatch.setattr(module, "_TIE_MARGIN", 0.0)
+    monkeypatch.setattr(module, "_GRAM_TIE_MARGIN", 0.0)
     rng = np.random.default_rng([37, n_features, n_classes, fit_intercept])
     X, y, groups = make_data(rng, 8, 32, n_features, n_classes, raw=False)
     plan = make_plan("logo", y, groups)
@@ -232,6 +233,7 @@ def test_eigh_path_alone_matches_sklearn(n_features, n_classes, monkeypatch):
     must give scikit-learn's answers on its own (raw BOLD-scale values)."""
     module, record = _spy_paths(monkeypatch)
     monkeypatch.setattr(module, "_TIE_MARGIN", np.inf)
+    monkeypatch.setattr(module, "_GRAM_TIE_MARGIN", np.inf)
     rng = np.random.default_rng([41, n_features, n_classes])
     X, y, groups = make_data(rng, 8, 32, n_features, n_classes, raw=True)
     plan = make_plan("logo", y, groups)
@@ -240,25 +242,27 @@ def test_eigh_path_alone_matches_sklearn(n_features, n_classes, monkeypatch):
     assert record["eigh"] and all(n == 8 for n in record["eigh"])
 
 
-def _tie_case(seed, n_features):
-    """Alphas two of which are 1e-9 apart (relative), the third far off, the data (10
+def _tie_case(seed, n_features, spacing=1e-9):
+    """Alphas two of which are ``spacing`` apart (relative), the third far off, the data (10
     spheres, 32 samples in 8 groups, two classes), the leave-one-group-out plan and the
     estimator."""
-    alphas = (2.0, 2.0 * (1 + 1e-9), 50.0)
+    alphas = (2.0, 2.0 * (1 + spacing), 50.0)
     rng = np.random.default_rng(seed)
     X, y, groups = make_data(rng, 10, 32, n_features, 2, raw=False, effect=0.6)
     plan = make_plan("logo", y, groups)
     return alphas, X, y, plan, BatchedRidgeClassifierCV(alphas=alphas)
 
 
-@pytest.mark.parametrize("n_features", [6, 40])  # covariance and Gram forms
-def test_near_tie_goes_to_the_eigendecomposition(n_features, monkeypatch):
-    """Two alphas 1e-9 apart (relative): their leave-one-out scores differ by about 1e-12
-    (relative), above the rounding of either path but within the kernel's margin, so the
+# covariance and Gram forms; the Gram form's margin is in units of its shifted matrix's
+# condition number, about 1e-12 (relative) here, so its pair of alphas is closer
+@pytest.mark.parametrize(("n_features", "spacing"), [(6, 1e-9), (40, 1e-10)])
+def test_near_tie_goes_to_the_eigendecomposition(n_features, spacing, monkeypatch):
+    """Two alphas 1e-9 (1e-10) apart (relative): their leave-one-out scores differ by about
+    1e-12 (1e-13), above the rounding of either path but within the kernel's margin, so the
     kernel flags the problems, the eigendecomposition path decides them (its decisions
     replace the kernel's exactly), and the choice is scikit-learn's."""
     module, record = _spy_paths(monkeypatch)
-    alphas, X, y, plan, est = _tie_case([43, n_features], n_features)
+    alphas, X, y, plan, est = _tie_case([43, n_features], n_features, spacing)
     decisions = est.fold_decisions(X, y, 2, plan)
     near = record["near"][-1][:, :, 0]  # (spheres, folds)
     assert near.sum() >= 5
@@ -659,3 +663,44 @@ def test_near_ties_proven_alike(n_features, monkeypatch):
                 # the largest tied alpha's decisions: 1e-9 (relative) from the other's
                 dec_ref = ref.decision_function(X[s][test])
                 assert np.all(np.abs(ours - dec_ref) <= 1e-6 * (1 + np.abs(dec_ref))), (f, s)
+
+
+def test_intercept_shift_keeps_the_gram_form_solution():
+    """``K + s 11'`` (``s = trace(K) / n^2``) for the centred Gram matrix ``K``: ``1``
+    becomes an eigenvector of eigenvalue ``trace(K) / n``, and the dual coefficients
+    ``G^-1 Yc`` and denominators ``G^-1_ii - (G^-1 1)_i / n`` are those of ``K + alpha I``
+    (standardised values, well conditioned: both computed to about 1e-13); without an
+    intercept ``K`` is returned as it is."""
+    from fastsearchlight.estimators._ridge_cv_kernel import _intercept_shifted
+
+    rng = np.random.default_rng(71)
+    n, d, alpha = 20, 45, 0.7
+    X = rng.standard_normal((n, d))
+    Xc = X - X.mean(axis=0)
+    K = Xc @ Xc.T
+    Yc = rng.standard_normal(n)
+    Yc -= Yc.mean()
+    Ks = _intercept_shifted(K, True)
+    np.testing.assert_allclose(Ks - K, np.trace(K) / n**2, rtol=1e-14)
+    np.testing.assert_allclose(Ks @ np.ones(n), np.trace(K) / n * np.ones(n), rtol=1e-12)
+    assert _intercept_shifted(K, False) is K
+    G, Gs = np.linalg.inv(K + alpha * np.eye(n)), np.linalg.inv(Ks + alpha * np.eye(n))
+    np.testing.assert_allclose(Gs @ Yc, G @ Yc, rtol=1e-11, atol=0)
+    den = np.diag(G) - G.sum(axis=1) / n
+    np.testing.assert_allclose(np.diag(Gs) - Gs.sum(axis=1) / n, den, rtol=1e-11, atol=0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_gram_form_on_raw_values_decides_without_the_eigh_path(n_classes, monkeypatch):
+    """More features than training samples on raw BOLD-scale values (the default alphas,
+    far below the Gram matrix's nonzero eigenvalues): the alphas' scores differ by far more
+    than any path's rounding, so the kernel decides nearly every fold (at most 2 of the 24
+    flagged; with ``K + alpha I``, whose inverse has the eigenvalue ``1 / alpha`` along
+    ``1``, as the condition number, all 24 were), and the choices are scikit-learn's."""
+    module, record = _spy_paths(monkeypatch)
+    rng = np.random.default_rng([73, n_classes])
+    X, y, groups = make_data(rng, 6, 32, 60, n_classes, raw=True)
+    plan = make_plan("logo", y, groups)
+    compare_with_sklearn(X, y, n_classes, plan)
+    near = record["near"][0]
+    assert near.size == 24 and near.sum() <= 2

@@ -29,7 +29,21 @@ default, :data:`.ridge_cv._TIE_MARGIN`), rounding could decide between them: the
 (and label set) is flagged, and the caller solves it again on the eigendecomposition path,
 which then makes the choice (and gives the decisions) exactly as before. ``cond`` is the
 1-norm condition number of ``A`` (LAPACK's estimate, ``pocon``) or of ``G`` (from its
-inverse) at the smallest alpha, the largest of the alphas'. A factorisation that fails, or
+inverse) at the smallest alpha, the largest of the alphas'.
+
+In the Gram form with an intercept, ``G`` is ``K + s 11' + alpha I`` with ``s = trace(K) /
+n^2`` (as scikit-learn adds ``11'``): the centred ``K`` has the null direction ``1``,
+which gives ``(K + alpha I)^-1`` an eigenvalue ``1 / alpha`` that the denominators'
+subtraction ``(G^-1 1)_i / n`` then cancels. The shift changes neither the dual
+coefficients nor the denominators in exact arithmetic (``Yc`` and that correction are
+orthogonal to ``1``), and takes ``cond`` from ``lambda_max / alpha`` to about ``lambda_max
+/ lambda_min`` of ``K``'s other eigenvalues. With the old ``G`` on raw-scale spheres of
+171-261 voxels and 162 training samples, the unit exceeded the scores' differences, so
+every fold was flagged; the kernel's scores are now within 1e-13 of 40-digit arithmetic,
+while scikit-learn's and the eigendecomposition path's are within about 1e-6 (their
+rounding, not the kernel's, sets the unit). The Gram form's margin (``gram_margin`` =
+1e2, :data:`.ridge_cv._GRAM_TIE_MARGIN`) is calibrated on those: their scores were at most
+0.23 of its units from the kernel's. A factorisation that fails, or
 a denominator that is not positive, flags the problem too. With predictions alone (below)
 and one label set, a near-tie is not flagged when the alphas it leaves in play (those
 within the margin of the best: scikit-learn's choice is one of them) are proven to predict
@@ -138,6 +152,26 @@ def _norm1_shifted(A, alpha, H):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _intercept_shifted(K, fit_intercept):
+    """``K + s 11'`` with ``s = trace(K) / m^2`` for the ``m x m`` centred Gram matrix ``K``
+    of a fold with an intercept (``K 1 = 0``: the direction ``1`` gets the eigenvalue
+    ``trace(K) / m``, the mean of ``K``'s), ``K`` itself without one."""
+    if not fit_intercept:
+        return K
+    m = K.shape[0]
+    trace = 0.0
+    for i in range(m):
+        trace += K[i, i]
+    s = trace / (m * m)
+    out = np.empty((m, m))
+    for i in range(m):
+        ki, oi = K[i], out[i]
+        for j in range(m):
+            oi[j] = ki[j] + s
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _solve_columns(U, Rt, fitted, Z):
     """For every target column ``r`` (a row of ``Rt``, ``Xc'Yc``'s columns): ``t = U^-T r``,
     the fitted values ``Z t`` (rows ``z_i = U^-T x_i`` of ``Z``) into ``fitted``'s row, and
@@ -232,14 +266,15 @@ def _tied_alphas(sse, scale, sensitivity, margin, b, alphas, out):
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _tie_proven_alike(
-    sse, scale, sensitivity, margin, b, alphas, tied, tried, M, R, F, ybar, T, H, C, out, slack
+    sse, scale, sensitivity, tie_margin, b, alphas, tied, tried, M, R, F, ybar, T, margin, H, C, out, slack
 ):
     """Whether a near-tie (label set 0, chosen alpha ``b``) cannot change a prediction: the
-    alphas it leaves in play (:func:`_tied_alphas`, into ``tied``) proven to predict alike
-    by :func:`_agreeing_decisions` on ``M, R, F`` (either form's), whose decisions then go
-    into ``out``. Not tried when every alpha is in play and ``tried`` says the proof of
-    every alpha already failed on this fold."""
-    k = _tied_alphas(sse, scale, sensitivity, margin, b, alphas, tied)
+    alphas it leaves in play (:func:`_tied_alphas` with ``tie_margin``, into ``tied``) proven
+    to predict alike by :func:`_agreeing_decisions` on ``M, R, F`` (either form's; its
+    rounding margin ``margin``), whose decisions then go into ``out``. Not tried when every
+    alpha is in play and ``tried`` says the proof of every alpha already failed on this
+    fold."""
+    k = _tied_alphas(sse, scale, sensitivity, tie_margin, b, alphas, tied)
     if k == 0 or (k == alphas.shape[0] and tried):
         return False
     return _agreeing_decisions(M, R, F, ybar, tied[:k], T, margin, H, C, out, slack)
@@ -601,7 +636,7 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out, slack):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def ridge_cv_block(
     Xv, vox, order, runs, bounds, used, fold_blocks, subtract, train_pos, n_train, test_pos,
-    n_test, gram_fold, targets, n_sets, alphas, fit_intercept, margin, predictions_only,
+    n_test, gram_fold, targets, n_sets, alphas, fit_intercept, margin, gram_margin, predictions_only,
 ):  # fmt: skip
     """Leave-one-out choice of alpha and test decisions of every fold, for a block of
     spheres.
@@ -627,8 +662,11 @@ def ridge_cv_block(
     alphas : ndarray (A,)
     fit_intercept : bool
     margin : float
-        Relative rounding margin, in units of ``eps * cond``, under which two alphas'
-        scores are a near-tie.
+        Relative rounding margin, in units of ``eps * cond * (1 + amp)``, under which two
+        alphas' scores are a near-tie in the covariance form; the bound of the proofs'
+        rounding, in units of ``eps``.
+    gram_margin : float
+        The same in the Gram form, whose ``cond`` is that of ``K + s 11' + alpha I``.
     predictions_only : bool
         Whether only the decisions' predictions are needed: a fold whose alphas all predict
         alike (:func:`_agreeing_decisions`; in the Gram form on the centred Gram matrix,
@@ -828,7 +866,7 @@ def ridge_cv_block(
                 if predictions_only and n_sets == 1 and near[sph, f, 0]:
                     proven_tie = _tie_proven_alike(
                         sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen[0], alphas, tied,
-                        tried_fold, A, Rt, Fte[:nte], ybar, T, Hs, Bt, dec[sph, f], slack,
+                        tried_fold, A, Rt, Fte[:nte], ybar, T, margin, Hs, Bt, dec[sph, f], slack,
                     )  # fmt: skip
                     if proven_tie:
                         near[sph, f, 0] = False
@@ -906,8 +944,14 @@ def ridge_cv_block(
                         continue
                 duals = np.empty((A_n, Q, ntr))
                 diag = np.empty(ntr)
+                # with an intercept, K's null direction 1 gets the eigenvalue trace(K) / n
+                # (K + s 11'): the same duals and denominators in exact arithmetic (Yc and
+                # the denominators' correction are orthogonal to it), without the 1 / alpha
+                # that direction gives the inverse of K + alpha I, which the denominators'
+                # subtraction then cancels (scikit-learn's Gram form adds 11' likewise)
+                Ks = _intercept_shifted(K, fit_intercept)
                 for a in range(A_n):
-                    norm1 = _norm1_shifted(K, alphas[a], G)
+                    norm1 = _norm1_shifted(Ks, alphas[a], G)
                     if not cholesky_upper_into(G, G):
                         failed = True
                         break
@@ -927,11 +971,13 @@ def ridge_cv_block(
                             break
                     for i in range(ntr):
                         d = G[i, i]
+                        size = abs(d)
                         if fit_intercept:
                             acc = 0.0
                             for k in range(ntr):
                                 acc += G[i, k]
                             d -= acc / nf
+                            size += abs(acc) / nf
                         diag[i] = d
                         den = alphas[a] * d  # = 1 - h_ii - 1/n
                         if not den > 0.0:
@@ -953,12 +999,12 @@ def ridge_cv_block(
                 if failed:
                     near[sph, f, :] = True
                     continue
-                _choose(sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen, near[sph, f])
+                _choose(sse, 1.0 / (nf * T), kappa * (1.0 + amp), gram_margin, chosen, near[sph, f])
                 # a near-tie (as in the covariance form)
                 if predictions_only and n_sets == 1 and near[sph, f, 0]:
                     proven_tie = _tie_proven_alike(
-                        sse, 1.0 / (nf * T), kappa * (1.0 + amp), margin, chosen[0], alphas, tied,
-                        tried_fold, K, Yc, cross, ybar, T, np.empty((2, ntr, ntr)),
+                        sse, 1.0 / (nf * T), kappa * (1.0 + amp), gram_margin, chosen[0], alphas, tied,
+                        tried_fold, K, Yc, cross, ybar, T, margin, np.empty((2, ntr, ntr)),
                         np.empty((A_n, Q, ntr)), dec[sph, f], slack,
                     )  # fmt: skip
                     if proven_tie:
