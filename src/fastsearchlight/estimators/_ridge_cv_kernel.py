@@ -39,11 +39,14 @@ coefficients nor the denominators in exact arithmetic (``Yc`` and that correctio
 orthogonal to ``1``), and takes ``cond`` from ``lambda_max / alpha`` to about ``lambda_max
 / lambda_min`` of ``K``'s other eigenvalues. With the old ``G`` on raw-scale spheres of
 171-261 voxels and 162 training samples, the unit exceeded the scores' differences, so
-every fold was flagged; the kernel's scores are now within 1e-13 of 40-digit arithmetic,
-while scikit-learn's and the eigendecomposition path's are within about 1e-6 (their
-rounding, not the kernel's, sets the unit). The Gram form's margin (``gram_margin`` =
-1e2, :data:`.ridge_cv._GRAM_TIE_MARGIN`) is calibrated on those: their scores were at most
-0.23 of its units from the kernel's. A factorisation that fails, or
+every fold was flagged. The kernel's scores are now within 8e-13 (relative) of 40-digit
+arithmetic on problems with an intercept, while scikit-learn's and the eigendecomposition
+path's differ from them by up to about 1e-6 on raw values: their rounding, not the
+kernel's, sets the unit, still ``eps * cond * (1 + amp)`` with the shifted ``G``'s
+``cond``. The Gram form's margin (``gram_margin`` = 1e2,
+:data:`.ridge_cv._GRAM_TIE_MARGIN`) is calibrated on those: their scores were at most 0.23
+of its units from the kernel's (``benchmarks/ridge_cv_rounding.py``). A factorisation that
+fails, or
 a denominator that is not positive, flags the problem too. With predictions alone (below)
 and one label set, a near-tie is not flagged when the alphas it leaves in play (those
 within the margin of the best: scikit-learn's choice is one of them) are proven to predict

@@ -371,10 +371,10 @@ _TIE_MARGIN = 1e4
 #: the same in the Gram form (more features than training samples), whose ``cond`` is that
 #: of ``K + s 11' + alpha I`` (no ``1 / alpha`` from the centred Gram matrix's null
 #: direction): scikit-learn's scores and the eigendecomposition path's were measured at
-#: most 0.23 such units from the kernel's (2,400 simulated problems, 20-162 training
+#: most 0.23 such units from the kernel's (4,400 simulated problems, 20-162 training
 #: samples, d from n to n + 150, raw and standardised, with and without an intercept;
-#: 0.0013 on 2,032 folds of simulated searchlight spheres, 81-261 voxels; the kernel's
-#: scores themselves within 1e-13 of 40-digit arithmetic): ``benchmarks/ridge_cv_rounding.py``
+#: 0.0013 on 2,780 folds of simulated searchlight spheres, 81-261 voxels), the kernel's
+#: own at most 0.00024 from 40-digit arithmetic (``benchmarks/ridge_cv_rounding.py``)
 _GRAM_TIE_MARGIN = 1e2
 
 
