@@ -18,9 +18,8 @@ eigendecomposition path's are from the kernel's:
 - with ``--exact`` (needs ``mpmath``), the kernel's own scores against 40-digit arithmetic
   on simulated problems of at most 40 training samples.
 
-The kernel's arithmetic is reproduced by the same compiled functions it calls
-(``_intercept_shifted``, ``_norm1_shifted``, ``cholesky_upper_into``, ``inverse_upper``,
-``_loo_sse``).
+The kernel's scores are computed by the compiled functions it calls itself
+(``_intercept_shifted``, ``_gram_alpha``, ``_loo_sse``).
 
 Usage::
 
@@ -37,9 +36,7 @@ import warnings
 import numpy as np
 from numba import njit
 
-from fastsearchlight.estimators._lapack import inverse_upper
-from fastsearchlight.estimators._ridge_cv_kernel import _intercept_shifted, _loo_sse, _norm1_shifted
-from fastsearchlight.estimators._triangular import cholesky_upper_into
+from fastsearchlight.estimators._ridge_cv_kernel import _gram_alpha, _intercept_shifted, _loo_sse
 from fastsearchlight.estimators.ridge_cv import _Gram
 
 EPS = np.finfo(np.float64).eps
@@ -48,48 +45,26 @@ DEFAULT_ALPHAS = np.array([0.1, 1.0, 10.0])
 
 @njit(cache=True)
 def kernel_scores(K, Yct, alphas, fit_intercept):
-    """The Gram form's sums of squared leave-one-out errors per alpha (as the kernel
-    computes them), ``cond(G)`` at the smallest alpha and ``amp``; ``cond`` is -1 when a
-    factorisation fails."""
-    ntr = K.shape[0]
-    nf = float(ntr)
-    G = np.empty((ntr, ntr))
-    diag = np.empty(ntr)
-    sse = np.zeros((alphas.shape[0], 1))
-    c = np.empty((Yct.shape[0], ntr))
+    """The Gram form's sums of squared leave-one-out errors per alpha, ``cond(G)`` at the
+    smallest alpha and ``amp``, by the kernel's own function (``_gram_alpha``); ``cond``
+    is -1 when a factorisation fails."""
+    n = K.shape[0]
     Ks = _intercept_shifted(K, fit_intercept)
-    amp = 0.0
-    kappa = -1.0
+    G = np.empty((n, n))
+    V = np.zeros(((n + 3) // 4 * 4, n))
+    work, col, diag = np.empty(n), np.empty(n), np.empty(n)
+    c = np.empty((Yct.shape[0], n))
+    sse = np.zeros((alphas.shape[0], 1))
+    kappa, amp = -1.0, 0.0
     a_min = np.argmin(alphas)
     for a in range(alphas.shape[0]):
-        norm1 = _norm1_shifted(Ks, alphas[a], G)
-        if not cholesky_upper_into(G, G) or not inverse_upper(G):
+        ok, cond, amp_a = _gram_alpha(Ks, alphas[a], Yct, fit_intercept, a == a_min, G, V, work, col, diag, c)
+        if not ok:
             return sse, -1.0, 0.0
         if a == a_min:
-            norm_inv = 0.0
-            for k in range(ntr):
-                acc = 0.0
-                for i in range(ntr):
-                    acc += abs(G[i, k])
-                norm_inv = max(norm_inv, acc)
-            kappa = norm1 * norm_inv
-        for i in range(ntr):
-            d = G[i, i]
-            if fit_intercept:
-                acc = 0.0
-                for k in range(ntr):
-                    acc += G[i, k]
-                d -= acc / nf
-            diag[i] = d
-            den = alphas[a] * d
-            amp = max(amp, (1.0 - den) / den)
-        for q in range(Yct.shape[0]):
-            for i in range(ntr):
-                acc = 0.0
-                for k in range(ntr):
-                    acc += G[i, k] * Yct[q, k]
-                c[q, i] = acc
-        _loo_sse(c, diag, ntr, Yct.shape[0], sse[a])
+            kappa = cond
+        amp = max(amp, amp_a)
+        _loo_sse(c, diag, n, Yct.shape[0], sse[a])
     return sse, kappa, amp
 
 

@@ -96,8 +96,8 @@ def test_gram_into_is_the_full_cross_product(k):
 
 
 @pytest.mark.parametrize("d", [1, 6, 28])
-def test_inverse_and_condition_from_the_factor(d):
-    from fastsearchlight.estimators._lapack import inverse_upper, reciprocal_condition_upper
+def test_condition_from_the_factor(d):
+    from fastsearchlight.estimators._lapack import reciprocal_condition_upper
     from fastsearchlight.estimators._triangular import cholesky_upper_into
 
     rng = np.random.default_rng(d)
@@ -108,8 +108,6 @@ def test_inverse_and_condition_from_the_factor(d):
     rcond = reciprocal_condition_upper(R, np.abs(H).sum(axis=0).max())
     exact = 1.0 / np.linalg.cond(H, 1)
     assert exact / 10 <= rcond <= exact * 10
-    assert inverse_upper(R)
-    np.testing.assert_allclose(R, np.linalg.inv(H), rtol=1e-9, atol=1e-12 * np.abs(np.linalg.inv(H)).max())
 
 
 @pytest.mark.parametrize("k", [1, 7, 30])
@@ -145,7 +143,7 @@ X = np.random.rand(6, 4)
 L.syrk_upper(X, np.zeros((4, 4)), 0.0)
 L.matmul_into(X, X, np.zeros((6, 6)), True)
 L.reciprocal_condition_upper(np.eye(4) * 2.0, 4.0)
-L.inverse_upper(np.eye(4) * 2.0)
+L.inverse_lower_block(np.eye(4) * 2.0, 4)
 for f in (L._syrk, L.matmul_into, L.reciprocal_condition_upper, L._inverse_on_block):
     name = f.py_func.__name__
     lines = f.inspect_llvm(f.signatures[0]).splitlines()

@@ -12,6 +12,7 @@ from fastsearchlight.estimators._triangular import (
     cholesky_upper_rows,
     forward_upper,
     forward_upper_rows,
+    inverse_rows_upper,
     solve_upper,
 )
 
@@ -152,3 +153,18 @@ def test_forward_upper_rows_solves_with_the_factor_left_by_the_factorisation(n, 
     expected = np.linalg.solve(np.triu(U).T, X[:n].T).T
     np.testing.assert_allclose(Z[:n], expected, rtol=0, atol=1e-12 * np.abs(expected).max())
     np.testing.assert_array_equal(Z[n:], X[n:])
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 7, 8, 9, 19, 76, 111])
+def test_inverse_rows_upper_matches_numpy(d):
+    """``V = U^-1`` in the upper triangle (its lower triangle zeroed, whatever was there),
+    the lower triangle of ``U`` not read: ``V V^T`` is the inverse of ``U^T U``, on every
+    remainder of the four-row blocks."""
+    H, R, _ = _factor(d, d + 7)
+    U = R + np.tril(np.full((d, d), np.nan), -1)
+    V = np.full((d + 3, d), np.nan)
+    inverse_rows_upper(U, 1.0 / np.diag(R), V)
+    np.testing.assert_allclose(V[:d], np.linalg.inv(R), rtol=1e-10, atol=1e-13)
+    assert np.all(np.tril(V[:d], -1) == 0.0)
+    assert np.isnan(V[d:]).all()
+    np.testing.assert_allclose(V[:d] @ V[:d].T, np.linalg.inv(H), rtol=1e-9, atol=1e-13)

@@ -34,7 +34,6 @@ from numba.extending import get_cython_function_address
 __all__ = [
     "gram_into",
     "inverse_lower_block",
-    "inverse_upper",
     "matmul_into",
     "reciprocal_condition_upper",
     "syrk_rows_upper",
@@ -235,22 +234,6 @@ def inverse_lower_block(S, k):
     for r in range(1, k):
         for c in range(r):
             S[c, r] = S[r, c]
-    return ok
-
-
-@njit(cache=True)
-def inverse_upper(R):
-    """The inverse ``H^-1`` from the upper factor ``R`` of
-    :func:`._triangular.cholesky_upper_into`
-    (``H = R^T R``), in place of ``R`` (C-contiguous ``(d, d)``), both triangles; False
-    when a diagonal entry of ``R`` is zero."""
-    d = R.shape[0]
-    if not _c_contiguous(R):
-        raise ValueError("inverse_upper needs a C-contiguous factor")
-    ok = _inverse_on_block(R, d, _LOWER)
-    for r in range(1, d):
-        for c in range(r):
-            R[r, c] = R[c, r]
     return ok
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "cholesky_upper_rows",
     "forward_upper",
     "forward_upper_rows",
+    "inverse_rows_upper",
     "solve_upper",
 ]
 
@@ -56,14 +57,9 @@ __all__ = [
 _FASTMATH = {"reassoc", "contract"}
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def forward_upper(U, inv, k, x):
-    """``x = U^-T x`` on the leading ``k`` entries, in place (``inv``: reciprocals of the
-    diagonal of ``U``), four rows of ``U`` at a time: the four entries of ``x`` they give
-    are solved within their 4 x 4 diagonal block, then the rest of ``x`` is updated by the
-    four row slices at once (contiguous, vectorised; each load and store of ``x`` serves
-    four products instead of one)."""
-    c = 0
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _forward_upper_from(U, inv, c, k, x):
+    """:func:`forward_upper` from entry ``c`` (the entries of ``x`` before it zero)."""
     while c + 4 <= k:
         v0 = x[c] * inv[c]
         v1 = (x[c + 1] - v0 * U[c, c + 1]) * inv[c + 1]
@@ -89,6 +85,32 @@ def forward_upper(U, inv, k, x):
         for j in range(k - c - 1):
             tail[j] -= v * row[j]
         c += 1
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def forward_upper(U, inv, k, x):
+    """``x = U^-T x`` on the leading ``k`` entries, in place (``inv``: reciprocals of the
+    diagonal of ``U``), four rows of ``U`` at a time: the four entries of ``x`` they give
+    are solved within their 4 x 4 diagonal block, then the rest of ``x`` is updated by the
+    four row slices at once (contiguous, vectorised; each load and store of ``x`` serves
+    four products instead of one)."""
+    _forward_upper_from(U, inv, 0, k, x)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def inverse_rows_upper(U, inv, V):
+    """The inverse ``U^-1`` of the upper factor ``U`` ``(k, k)`` into the upper triangle of
+    ``V`` (C-contiguous, at least ``k x k``; the rest of its leading ``k`` rows is zeroed):
+    row ``i`` is ``U^-T e_i``, whose entries before ``i`` are zero, by the forward solve
+    from ``i`` (``inv``: reciprocals of the diagonal of ``U``). So ``(U^T U)^-1 = V V^T``
+    and its diagonal is the rows' squared norms. About ``k^3 / 6`` multiply-adds."""
+    k = U.shape[0]
+    for i in range(k):
+        x = V[i]
+        for j in range(x.shape[0]):
+            x[j] = 0.0
+        x[i] = 1.0
+        _forward_upper_from(U, inv, i, k, x)
 
 
 @njit(cache=True, fastmath=_FASTMATH)

@@ -374,7 +374,7 @@ _TIE_MARGIN = 1e4
 #: most 0.23 such units from the kernel's (4,400 simulated problems, 20-162 training
 #: samples, d from n to n + 150, raw and standardised, with and without an intercept;
 #: 0.0013 on 2,780 folds of simulated searchlight spheres, 81-261 voxels), the kernel's
-#: own at most 0.00024 from 40-digit arithmetic (``benchmarks/ridge_cv_rounding.py``)
+#: own at most 0.0005 of them from 40-digit arithmetic (``benchmarks/ridge_cv_rounding.py``)
 _GRAM_TIE_MARGIN = 1e2
 
 
