@@ -704,3 +704,36 @@ def test_gram_form_on_raw_values_decides_without_the_eigh_path(n_classes, monkey
     compare_with_sklearn(X, y, n_classes, plan)
     near = record["near"][0]
     assert near.size == 24 and near.sum() <= 2
+
+
+def test_gram_form_proofs_on_simulated_spheres():
+    """Predictions alone in the Gram form on raw, spatially smooth simulated volumes (the
+    package's Haxby-like data, 216 samples, ``KFold(4)``: 162 training samples; 20 spheres
+    of 261 voxels at 14.5 mm): the proof that every alpha predicts alike runs on ``K + s
+    11'``, whose inverse has no ``1 / alpha`` along ``1``, and proves at least 90% of the
+    folds (on ``K`` itself it proved 61 of these 80), with scikit-learn's predictions."""
+    from sklearn.model_selection import KFold
+
+    from fastsearchlight.cv import make_cv_plan
+    from fastsearchlight.simulate import simulate_haxby_like
+    from fastsearchlight.spaces.volume import build_neighbourhoods
+
+    ds = simulate_haxby_like(n_runs=12, random_state=0)
+    inside = np.asarray(ds.mask_img.dataobj) != 0
+    Xv = np.ascontiguousarray(np.asarray(ds.func_img.dataobj)[inside], dtype=np.float64)
+    spheres = build_neighbourhoods(
+        inside, ds.mask_img.affine, inside, ds.mask_img.affine, 14.5
+    ).adjacency.tocsr()
+    sizes = np.diff(spheres.indptr)
+    rows = np.flatnonzero(sizes == sizes.max())[:20]
+    vox = np.stack([spheres.indices[spheres.indptr[s] : spheres.indptr[s + 1]] for s in rows])
+    y = np.unique(ds.labels["labels"].to_numpy(), return_inverse=True)[1]
+    plan = make_cv_plan(KFold(4), y, None)
+    decisions, chosen = BatchedRidgeClassifierCV()._run(Xv, vox, y[None], 2, plan, for_predictions=True)
+    proven = sum(int(np.isnan(c).sum()) for c in chosen[0])
+    assert vox.shape == (20, 261) and proven >= 72
+    for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
+        for s in range(len(vox)):
+            X = Xv[vox[s]].T
+            ref = RidgeClassifierCV().fit(X[train], y[train]).predict(X[test])
+            assert np.array_equal((decisions[0][f][s] > 0).astype(int), ref), (f, s)
