@@ -108,6 +108,8 @@ def test_blocked_cholesky_matches_lapack_within_a_larger_matrix(d):
     assert cholesky_upper_rows(work, d)
     U = np.triu(work[:d, :d])
     assert np.isnan(work[d:]).all() and np.isnan(work[:, d:]).all()
+    below_blocks = np.tril(np.ones((d, d), bool), -1) & (np.arange(d)[:, None] // 4 != np.arange(d) // 4)
+    assert np.isnan(work[:d, :d][below_blocks]).all()  # only the diagonal blocks' lower parts spoiled
     np.testing.assert_allclose(U.T @ U, M, rtol=0, atol=1e-14 * scale)
     np.testing.assert_allclose(U, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
 
@@ -140,8 +142,9 @@ def test_blocked_cholesky_reports_a_matrix_not_positive_definite(bad):
 
 @pytest.mark.parametrize(("n", "k"), [(1, 1), (3, 2), (5, 4), (7, 5), (9, 8), (162, 75), (130, 77), (13, 23)])
 def test_forward_upper_rows_solves_with_the_factor_left_by_the_factorisation(n, k):
-    """Rows ``z`` of ``Z[:n]`` become ``U^-T z`` from the transpose that the blocked
-    factorisation leaves in the factor's lower triangle; rows past ``n`` are not touched."""
+    """Rows ``z`` of ``Z[:n]`` become ``U^-T z`` for the factor of the blocked factorisation
+    (whose lower triangle the solve fills with the transpose); rows past ``n`` are not
+    touched."""
 
     M = _raw_scale_matrix(k, n)
     U = np.empty((k, k))

@@ -1,0 +1,148 @@
+"""Register tiles of outer products in explicit vector instructions, for the compiled kernels.
+
+The kernels' matrix products are small (a sphere's Gram matrix, a Hessian, a Cholesky
+factorisation of a few dozen to a few hundred rows), too small for BLAS's packing copies and
+tiles. numba's loops reach them as dot products, which LLVM vectorises along the sum, with a
+horizontal sum per entry at the end; an outer-product tile (a few rows of one matrix times a
+few contiguous columns of another, the sums held in vector registers across the whole loop)
+is what reaches a core's multiply-add rate, but LLVM does not pack numba's scalar loops into
+that form. :func:`outer_tile` writes it in LLVM's vector instructions directly: a 4 x 16
+tile of sums in eight vectors of eight ``float64``, each step of the loop one vector load of
+each of two 8-column halves of a ``B`` row, four broadcasts of ``A`` entries and eight
+multiply-adds (one Emerald Rapids core, one thread, 80 steps: 41-46 G multiply-adds per
+second, against 6 for the same tile written as 32 scalar sums in numba, and 23 in
+four-entry vectors). On processors without 512-bit vectors LLVM splits each vector in two.
+
+The tile reads and writes through the arrays' data pointers and flat element offsets: the
+caller guarantees every address it names is inside its arrays (the kernel checks nothing).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["TILE_COLUMNS", "TILE_ROWS", "outer_tile"]
+
+#: rows and columns of one tile
+TILE_ROWS = 4
+TILE_COLUMNS = 16
+_LANES = 8
+_VECTORS = TILE_COLUMNS // _LANES
+
+
+def _splat(builder, value, vector_type):
+    """A vector of ``vector_type`` with every lane ``value``."""
+    lanes = vector_type.count
+    first = builder.insert_element(
+        ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0)
+    )
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined), zeros)
+
+
+@intrinsic
+def outer_tile(typingctx, A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate):
+    """``C[ic + r*ldc + c] = (C[...] if accumulate else 0) + alpha * S[r, c]`` for ``r < nrows``
+    (at most 4) and ``c < ncols`` (at most 16), with the sums
+    ``S[r, c] = sum_{l < length} A[ia + l*lda + r] * B[ib + l*ldb + c]``.
+
+    ``A``, ``B`` and ``C`` are ``float64`` arrays addressed by element offsets from their
+    first entry (a C-ordered 2-d array with unit column stride and ``ld`` elements between
+    rows has entry ``[i, j]`` at ``i*ld + j``) (``C`` may be ``A`` or ``B`` when the entries written are not read). Entries of
+    ``A`` in rows ``r >= nrows`` and of ``B`` in columns ``c >= ncols`` are not read; nothing
+    else is checked. In compiled code only."""
+    for name, arr in (("A", A), ("B", B), ("C", C)):
+        if not (isinstance(arr, types.Array) and arr.dtype == types.float64):
+            raise TypeError(f"outer_tile: {name} must be a float64 array, got {arr}")
+    sig = types.void(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
+
+    def codegen(context, builder, signature, args):
+        (a_arr, ia_, lda_, b_arr, ib_, ldb_, length_, c_arr, ic_, ldc_, nrows_, ncols_, alpha_, acc_) = args
+        ty = signature.args
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        dbl = ir.DoubleType()
+        vec = ir.VectorType(dbl, _LANES)
+        mask_type = ir.VectorType(ir.IntType(1), _LANES)
+
+        def as_i64(value, numba_type):
+            return context.cast(builder, value, numba_type, types.int64)
+
+        ia_, lda_, ib_, ldb_ = (
+            as_i64(ia_, ty[1]),
+            as_i64(lda_, ty[2]),
+            as_i64(ib_, ty[4]),
+            as_i64(ldb_, ty[5]),
+        )
+        length_, ic_, ldc_ = as_i64(length_, ty[6]), as_i64(ic_, ty[8]), as_i64(ldc_, ty[9])
+        nrows_, ncols_ = as_i64(nrows_, ty[10]), as_i64(ncols_, ty[11])
+        alpha_ = context.cast(builder, alpha_, ty[12], types.float64)
+        acc_ = context.cast(builder, acc_, ty[13], types.boolean)
+        a_data = context.make_array(ty[0])(context, builder, value=a_arr).data
+        b_data = context.make_array(ty[3])(context, builder, value=b_arr).data
+        c_data = context.make_array(ty[7])(context, builder, value=c_arr).data
+
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v8f64"
+        )
+        load_masked = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
+            "llvm.masked.load.v8f64.p0",
+        )
+        store_masked = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
+            "llvm.masked.store.v8f64.p0",
+        )
+        zero = ir.Constant(vec, [0.0] * _LANES)
+        all_lanes = _splat(builder, ncols_, ir.VectorType(i64, _LANES))
+        masks = [
+            builder.icmp_signed(
+                "<",
+                ir.Constant(ir.VectorType(i64, _LANES), [v * _LANES + k for k in range(_LANES)]),
+                all_lanes,
+            )
+            for v in range(_VECTORS)
+        ]
+        # a row past nrows reads the last row's entries (in the array) and is not stored
+        last_row = builder.sub(nrows_, ir.Constant(i64, 1))
+        a_rows = [
+            builder.select(
+                builder.icmp_signed("<", ir.Constant(i64, r), nrows_), ir.Constant(i64, r), last_row
+            )
+            for r in range(TILE_ROWS)
+        ]
+        sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(_VECTORS)] for _ in range(TILE_ROWS)]
+        with cgutils.for_range(builder, length_) as loop:
+            step = loop.index
+            a_row = builder.gep(a_data, [builder.add(ia_, builder.mul(step, lda_))])
+            b_row = builder.gep(b_data, [builder.add(ib_, builder.mul(step, ldb_))])
+            halves = []
+            for v in range(_VECTORS):
+                pointer = builder.bitcast(
+                    builder.gep(b_row, [ir.Constant(i64, v * _LANES)]), vec.as_pointer()
+                )
+                halves.append(builder.call(load_masked, [pointer, ir.Constant(i32, 8), masks[v], zero]))
+            for r in range(TILE_ROWS):
+                a = _splat(builder, builder.load(builder.gep(a_row, [a_rows[r]])), vec)
+                for v in range(_VECTORS):
+                    builder.store(builder.call(fma, [a, halves[v], builder.load(sums[r][v])]), sums[r][v])
+        scale = _splat(builder, alpha_, vec)
+        for r in range(TILE_ROWS):
+            with cgutils.if_likely(builder, builder.icmp_signed("<", ir.Constant(i64, r), nrows_)):
+                c_row = builder.gep(c_data, [builder.add(ic_, builder.mul(ir.Constant(i64, r), ldc_))])
+                for v in range(_VECTORS):
+                    pointer = builder.bitcast(
+                        builder.gep(c_row, [ir.Constant(i64, v * _LANES)]), vec.as_pointer()
+                    )
+                    old = builder.call(load_masked, [pointer, ir.Constant(i32, 8), masks[v], zero])
+                    base = builder.select(acc_, old, zero)
+                    new = builder.call(fma, [scale, builder.load(sums[r][v]), base])
+                    builder.call(store_masked, [new, pointer, ir.Constant(i32, 8), masks[v]])
+        return context.get_dummy_value()
+
+    return sig, codegen

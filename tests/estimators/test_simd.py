@@ -1,0 +1,63 @@
+"""The outer-product tiles in explicit vector instructions: the sums of numpy's products, at
+every offset, stride, tile edge and mode, and nothing written outside the tile."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastsearchlight.estimators._simd import TILE_COLUMNS, TILE_ROWS, outer_tile
+
+
+@njit(cache=False)
+def _tile(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate):
+    outer_tile(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
+
+
+def _expected(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate):
+    S = np.zeros((TILE_ROWS, TILE_COLUMNS))
+    for step in range(length):
+        a = A[ia + step * lda : ia + step * lda + nrows]
+        b = B[ib + step * ldb : ib + step * ldb + ncols]
+        S[:nrows, :ncols] += np.outer(a, b)
+    out = C.copy()
+    for r in range(nrows):
+        for c in range(ncols):
+            base = C[ic + r * ldc + c] if accumulate else 0.0
+            out[ic + r * ldc + c] = base + alpha * S[r, c]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_outer_tile_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(0, 50))
+    lda, ldb, ldc = int(rng.integers(4, 30)), int(rng.integers(16, 40)), int(rng.integers(16, 30))
+    nrows, ncols = int(rng.integers(1, TILE_ROWS + 1)), int(rng.integers(1, TILE_COLUMNS + 1))
+    ia, ib, ic = int(rng.integers(0, lda - 3)), int(rng.integers(0, ldb - 15)), int(rng.integers(0, 4))
+    # the arrays end where the tile's last entries do: a read past them would be outside
+    A = rng.normal(size=max(length - 1, 0) * lda + ia + nrows)
+    B = rng.normal(size=max(length - 1, 0) * ldb + ib + ncols)
+    C = rng.normal(size=(nrows - 1) * ldc + ic + ncols)
+    alpha, accumulate = float(rng.normal()), bool(rng.integers(0, 2))
+    expected = _expected(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
+    _tile(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
+    np.testing.assert_allclose(C, expected, rtol=1e-13, atol=1e-13 * max(1, length))
+
+
+def test_outer_tile_on_rows_of_a_2d_array_writes_the_tile_only():
+    """A 2-d array is addressed from its first entry by its row length: the tile's entries
+    change, every other entry (NaN) stays."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 40))
+    C = np.full((6, 20), np.nan)
+    C[1:4, 2:13] = 0.0
+    _tile(X, 5, 40, X, 7, 40, 30, C, 1 * 20 + 2, 20, 3, 11, 1.0, True)
+    np.testing.assert_allclose(C[1:4, 2:13], X[:, 5:8].T @ X[:, 7:18], rtol=1e-13)
+    outside = np.ones(C.shape, bool)
+    outside[1:4, 2:13] = False
+    assert np.isnan(C[outside]).all()
+
+
+def test_outer_tile_rejects_other_dtypes():
+    with pytest.raises(Exception, match="float64"):
+        _tile(np.ones(8, np.float32), 0, 4, np.ones(32), 0, 16, 1, np.ones(64), 0, 16, 4, 16, 1.0, False)
