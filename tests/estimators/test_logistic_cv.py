@@ -313,7 +313,7 @@ def test_path_start_follows_the_tangent_of_the_regularisation_path(ratio):
     optimum than that optimum is (a first-order prediction, whose error shrinks with the
     step squared), and it never starts from a higher objective."""
     from fastsearchlight.estimators._logistic_cv_kernel import _objective, _path_start
-    from fastsearchlight.estimators._logistic_kernel import _columns, _columns_space, _newton_binary
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary
 
     rng = np.random.default_rng(5)
     n, q = 80, 9
@@ -323,10 +323,8 @@ def test_path_start_follows_the_tangent_of_the_regularisation_path(ratio):
 
     def optimum(lam):
         theta, H = np.zeros(q), np.empty((q, q))
-        AT, AwT = _columns_space(n, q)
-        _columns(D, AT, AwT)
         _, ok, _, factored = _newton_binary(
-            D, t, np.full(q, lam), np.ones(q), theta, 1e-13, 100, H, AT, AwT, False
+            D, t, np.full(q, lam), np.ones(q), theta, 1e-13, 100, H, np.empty((n, q)), False
         )
         assert ok and factored
         return theta, H

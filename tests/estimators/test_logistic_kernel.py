@@ -201,24 +201,25 @@ def test_warm_starts_from_the_sphere_before_reach_the_same_optimum_in_fewer_iter
 
 
 @pytest.mark.parametrize(("n", "q"), [(162, 77), (37, 9), (20, 12), (5, 3)])
-def test_binary_hessian_from_the_design_columns(n, q):
-    """The binary Hessian ``A' diag(sw^2) A + diag(pen)`` from the design's columns, four
-    rows by four (any ``q``, not only multiples of four), matches numpy's product; the
-    columns' arrays may be larger than the design (one pair serves a path of designs)."""
-    from fastsearchlight.estimators._logistic_kernel import _binary_hessian, _columns, _columns_space
+def test_binary_hessian_from_the_design_rows(n, q):
+    """The binary Hessian ``A' diag(sw^2) A + diag(pen)`` from the design's rows, in tiles
+    of eight rows by sixteen (any ``q``), matches numpy's product in its upper triangle; the
+    work array may be larger than the design (one serves a path of designs), and the lower
+    triangle below the 8 x 8 diagonal blocks is not touched."""
+    from fastsearchlight.estimators._logistic_kernel import _binary_hessian
 
     rng = np.random.default_rng(q)
     A = rng.normal(loc=1000.0, size=(n, q))
     sw = rng.uniform(0.0, 0.5, size=n)
     pen = rng.uniform(0.0, 1.0, size=q)
-    AT, AwT = _columns_space(n + 7, q)
-    AT[:] = np.nan  # every entry the Hessian reads is written by _columns
-    AwT[:] = np.nan
-    _columns(A, AT, AwT)
+    As = np.full((n + 7, q + 3), np.nan)  # every entry the Hessian reads is written first
     H = np.full((q, q), np.nan)
-    _binary_hessian(AT, sw, pen, AwT, H)
+    _binary_hessian(A, sw, pen, As, H)
     expected = (A * sw[:, None] ** 2).T @ A + np.diag(pen)
-    np.testing.assert_allclose(H, expected, rtol=1e-13, atol=1e-13 * np.abs(expected).max())
+    upper = np.triu_indices(q)
+    np.testing.assert_allclose(H[upper], expected[upper], rtol=1e-13, atol=1e-13 * np.abs(expected).max())
+    below_blocks = np.tril(np.ones((q, q), bool), -1) & (np.arange(q)[:, None] // 8 != np.arange(q) // 8)
+    assert np.isnan(H[below_blocks]).all()
 
 
 def _line_objective(A, t, pen, theta, step, s):
@@ -299,7 +300,7 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
     """From the origin, Newton's method with and without the extrapolations ends at the
     same point (the optimum, to the gradient's rounding level), on raw-scale data with
     fewer features than samples, where the full steps undershoot."""
-    from fastsearchlight.estimators._logistic_kernel import _columns, _columns_space, _newton_binary
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary
 
     rng = np.random.default_rng(9)
     n, p = 120, 40
@@ -311,13 +312,11 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
     pen = np.full(q, 1.0 / (C * n))
     if fit_intercept:
         pen[-1] = 0.0
-    AT, AwT = _columns_space(n, q)
-    _columns(A, AT, AwT)
     out = {}
     for extrapolate in (False, True):
         theta = np.zeros(q)
         its, ok, hess, _ = _newton_binary(
-            A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), AT, AwT, extrapolate
+            A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), np.empty((n, q)), extrapolate
         )
         assert ok
         prob = 1.0 / (1.0 + np.exp(-(A @ theta)))

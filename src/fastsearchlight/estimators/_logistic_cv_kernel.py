@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._logistic_kernel import _columns, _columns_space, _newton_binary
+from ._logistic_kernel import _newton_binary
 from ._triangular import cholesky_solve_upper
 
 __all__ = ["logistic_cv_block"]
@@ -244,7 +244,7 @@ def logistic_cv_block(
             theta = np.zeros(q)
             R = np.empty((q, q))  # the last Hessian's factor of the C before
             work = np.empty((2, q))
-            AT, AwT = _columns_space(nt, q)  # each design's columns, for the Hessians
+            rows_work = np.empty((nt, q))  # work space for the Hessians
             for k in range(K):
                 ntr = inner_ntr[f, k]
                 Dk = np.empty((ntr, q))
@@ -252,7 +252,6 @@ def logistic_cv_block(
                 for a in range(ntr):
                     Dk[a] = D[inner_tr[f, k, a]]
                     tk[a] = to[inner_tr[f, k, a]]
-                _columns(Dk, AT, AwT)
                 pen = np.empty(q)
                 theta[:] = 0.0
                 factored = False
@@ -264,7 +263,7 @@ def logistic_cv_block(
                         _path_start(Dk, tk, theta, R, lam_prev, lam, work)
                     pen[:] = lam
                     its, ok, hess, factored = _newton_binary(
-                        Dk, tk, pen, scale, theta, tol, max_iter, R, AT, AwT, False
+                        Dk, tk, pen, scale, theta, tol, max_iter, R, rows_work, False
                     )
                     stats[5] += hess
                     lam_prev = lam
@@ -301,9 +300,8 @@ def logistic_cv_block(
                 theta[:] = 0.0
             pen = np.full(q, 1.0 / (Cs[top] * nt))
             # the refit gives the decisions: solved to the rounding floor whatever ``tol``
-            _columns(D, AT, AwT)
             its, ok, hess, _ = _newton_binary(
-                D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), AT, AwT, False
+                D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), rows_work, False
             )
             stats[5] += hess
             stats[0] += 0 if ok else 1
