@@ -61,3 +61,24 @@ def test_outer_tile_on_rows_of_a_2d_array_writes_the_tile_only():
 def test_outer_tile_rejects_other_dtypes():
     with pytest.raises(Exception, match="float64"):
         _tile(np.ones(8, np.float32), 0, 4, np.ones(32), 0, 16, 1, np.ones(64), 0, 16, 4, 16, 1.0, False)
+
+
+@pytest.mark.parametrize(
+    ("n", "q"), [(0, 5), (1, 1), (5, 3), (80, 9), (40, 20), (33, 17), (162, 77), (141, 216)]
+)
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_column_gram_upper_matches_numpy(n, q, shift):
+    """The upper triangle of ``X' X + shift`` for the leading ``n x q`` block of a larger
+    array; below the tiles along the diagonal nothing is written."""
+    from fastsearchlight.estimators._simd import column_gram_upper
+
+    rng = np.random.default_rng(q)
+    X = rng.normal(loc=100.0, size=(n + 3, q + 5))
+    G = np.full((q + 2, q + 4), np.nan)
+    column_gram_upper(X, n, q, G, shift)
+    expected = X[:n, :q].T @ X[:n, :q] + shift
+    upper = np.triu_indices(q)
+    np.testing.assert_allclose(G[:q, :q][upper], expected[upper], rtol=1e-13, atol=1e-13 * n * 1e4)
+    below_tiles = np.arange(q)[:, None] >= 16 * (np.arange(q) // 16 + 1)
+    assert np.isnan(G[:q, :q][below_tiles]).all()
+    assert np.isnan(G[q:]).all() and np.isnan(G[:, q:]).all()

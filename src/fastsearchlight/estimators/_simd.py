@@ -28,13 +28,8 @@ __all__ = ["TILE_COLUMNS", "TILE_ROWS", "column_gram_upper", "outer_tile"]
 
 #: sums may be reordered (vectorised): the results stay exact to rounding
 _FASTMATH = {"reassoc", "contract"}
-#: :func:`column_gram_upper`'s tiles have eight rows, and each pass over them reads this many
-#: rows of ``X`` (which stay in the L1 cache for the pass). At 162 x 77 (a logistic Hessian),
-#: one thread: 17-18 us with these, 20-21 us with four-row tiles, 22-24 us with four-row
-#: tiles and passes over every row at once; 28-36 us with the dot products of
-#: :func:`._rows.row_gram` (the same runs)
+#: rows of :func:`column_gram_upper`'s tiles
 _GRAM_ROWS = 8
-_PANEL = 32
 
 #: rows and columns of one tile
 TILE_ROWS = 4
@@ -172,24 +167,27 @@ outer_tile8 = _outer_tile(8)
 @njit(cache=True, fastmath=_FASTMATH)
 def column_gram_upper(X, n, q, G, shift):
     """``G[i, j] = X[:n, i] . X[:n, j] + shift`` for ``i <= j < q``: the Gram matrix of the
-    leading block's columns, in its upper triangle (the lower entries of its 4 x 4 diagonal
-    blocks are written too, with the same values; the rest of the lower triangle is not
-    touched), by :func:`outer_tile` over the rows of ``X``. ``X`` and ``G`` are C-ordered 2-d
-    arrays with unit column stride."""
+    leading block's columns, in its upper triangle, by :func:`outer_tile8` over the rows of
+    ``X``. The tiles (eight rows by sixteen columns, on a grid from the first entry) also
+    write the entries below the diagonal that they hold (rows ``i < 16 * (j // 16 + 1)``),
+    with the values the upper triangle has; the rest of the lower triangle is not touched.
+    ``X`` and ``G`` are C-ordered 2-d arrays with unit column stride.
+
+    Columns of tiles in the outer loop, so that a column's strip of ``X`` (``n`` rows by
+    sixteen) stays in the L1 cache while the row tiles above it stream. One thread: 162 x 77
+    (a logistic Hessian) 15-17 us, 141 x 216 (a sphere's sample Gram at 12 mm) 100-112 us;
+    rows outer 17-18 and 130 us, four-row tiles 20-21 us, the dot products of
+    :func:`._rows.row_gram` 28-36 and 218 us; passes over blocks of 16-64 rows of ``X`` at a
+    time were slower in both orders."""
     ldx = X.strides[0] // 8
     ldg = G.strides[0] // 8
-    for l0 in range(0, max(n, 1), _PANEL):
-        length = min(_PANEL, n - l0)
-        for r0 in range(0, q, _GRAM_ROWS):
+    for c0 in range(0, q, TILE_COLUMNS):
+        ncols = min(TILE_COLUMNS, q - c0)
+        for r0 in range(0, min(c0 + TILE_COLUMNS, q), _GRAM_ROWS):
             nrows = min(_GRAM_ROWS, q - r0)
-            for c0 in range(r0, q, TILE_COLUMNS):
-                ncols = min(TILE_COLUMNS, q - c0)
-                outer_tile8(
-                    X, l0 * ldx + r0, ldx, X, l0 * ldx + c0, ldx, length, G, r0 * ldg + c0, ldg, nrows, ncols,
-                    1.0, l0 > 0,
-                )  # fmt: skip
+            outer_tile8(X, r0, ldx, X, c0, ldx, n, G, r0 * ldg + c0, ldg, nrows, ncols, 1.0, False)
     if shift != 0.0:
         for i in range(q):
             row = G[i]
-            for j in range(i - i % _GRAM_ROWS, q):
+            for j in range(i, q):
                 row[j] += shift
