@@ -40,7 +40,7 @@ from numba import njit
 
 from ._lapack import gram_into, matmul_into, syrk_upper
 from ._rows import four_axpy, four_dots
-from ._simd import column_gram_upper
+from ._simd import column_gram_upper, column_products_upper
 from ._triangular import cholesky_solve_upper, cholesky_upper_into
 
 __all__ = ["logistic_block"]
@@ -433,11 +433,13 @@ def _multinomial_penalty(Theta, Step, s, pen):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _multinomial_hessian(A, At, P, pen, c, Ac, blk, H):
+def _multinomial_hessian(A, P, pen, c, Ac, blk, H):
     """Upper triangle of the Hessian of the mean softmax cross-entropy on the sum-to-zero
     subspace plus the penalty's, into ``H`` ``((K-1) p, (K-1) p)``: blocks
     ``A' diag(c_kl) A`` with ``c_kl = M_kl - M_kK - M_Kl + M_KK``, ``M = diag(P) - P P'``
-    (per sample, over ``n``), and ``pen`` (twice on the diagonal blocks)."""
+    (per sample, over ``n``), and ``pen`` (twice on the diagonal blocks). Each block is
+    symmetric: formed in outer-product tiles (:func:`._simd.column_products_upper`) and
+    mirrored where the Hessian's upper triangle holds all of it."""
     n, p = A.shape
     m = P.shape[0] - 1
     inv_n = 1.0 / n
@@ -451,24 +453,20 @@ def _multinomial_hessian(A, At, P, pen, c, Ac, blk, H):
                 if k == l:
                     v += pk
                 c[i] = v * inv_n
-            if k == l:  # c >= 0: the symmetric product of the scaled rows
-                for i in range(n):
-                    sw = math.sqrt(max(c[i], 0.0))
-                    for j in range(p):
-                        Ac[i, j] = sw * A[i, j]
-                syrk_upper(Ac, blk, 0.0)
+            for i in range(n):  # the block A' diag(c) A (symmetric) in outer-product tiles
+                ci, src, dst = c[i], A[i], Ac[i]
+                for j in range(p):
+                    dst[j] = ci * src[j]
+            column_products_upper(Ac, A, n, p, blk, 0.0)
+            if k == l:
                 for r in range(p):
                     for cc in range(r, p):
                         H[k * p + r, k * p + cc] = blk[r, cc]
                     H[k * p + r, k * p + r] += 2.0 * pen[r]
             else:
-                for i in range(n):
-                    for j in range(p):
-                        Ac[i, j] = c[i] * A[i, j]
-                matmul_into(At, Ac, blk, False)
                 for r in range(p):
                     for cc in range(p):
-                        H[k * p + r, l * p + cc] = blk[r, cc]
+                        H[k * p + r, l * p + cc] = blk[r, cc] if cc >= r else blk[cc, r]
                     H[k * p + r, l * p + r] += pen[r]
 
 
@@ -595,11 +593,11 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
             have = False
             hessians += 1
         else:
-            _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
+            _multinomial_hessian(A, P, pen, c, Ac, blk, H)
             hessians += 1
             have = _newton_step(H, grad, step)
             if not have:
-                _multinomial_hessian(A, At, P, pen, c, Ac, blk, H)
+                _multinomial_hessian(A, P, pen, c, Ac, blk, H)
                 _lu_step(H, grad, step)
         gprev = gmax
         slope = 0.0

@@ -24,7 +24,14 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["TILE_COLUMNS", "TILE_ROWS", "column_gram_upper", "outer_tile"]
+__all__ = [
+    "TILE_COLUMNS",
+    "TILE_ROWS",
+    "column_gram_upper",
+    "column_products_upper",
+    "outer_tile",
+    "outer_tile8",
+]
 
 #: sums may be reordered (vectorised): the results stay exact to rounding
 _FASTMATH = {"reassoc", "contract"}
@@ -165,13 +172,14 @@ outer_tile8 = _outer_tile(8)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def column_gram_upper(X, n, q, G, shift):
-    """``G[i, j] = X[:n, i] . X[:n, j] + shift`` for ``i <= j < q``: the Gram matrix of the
-    leading block's columns, in its upper triangle, by :func:`outer_tile8` over the rows of
-    ``X``. The tiles (eight rows by sixteen columns, on a grid from the first entry) also
+def column_products_upper(Y, X, n, q, G, shift):
+    """``G[i, j] = Y[:n, i] . X[:n, j] + shift`` for ``i <= j < q``, in the upper triangle of
+    ``G`` (a symmetric product such as ``X' diag(w) X`` with ``Y = diag(w) X``, or the Gram
+    matrix of ``X``'s columns with ``Y = X``: :func:`column_gram_upper`), by
+    :func:`outer_tile8` over the rows of ``Y`` and ``X``. The tiles (eight rows by sixteen columns, on a grid from the first entry) also
     write the entries below the diagonal that they hold (rows ``i < 16 * (j // 16 + 1)``),
     with the values the upper triangle has; the rest of the lower triangle is not touched.
-    ``X`` and ``G`` are C-ordered 2-d arrays with unit column stride.
+    ``Y``, ``X`` and ``G`` are C-ordered 2-d arrays with unit column stride.
 
     Columns of tiles in the outer loop, so that a column's strip of ``X`` (``n`` rows by
     sixteen) stays in the L1 cache while the row tiles above it stream. One thread: 162 x 77
@@ -179,15 +187,24 @@ def column_gram_upper(X, n, q, G, shift):
     rows outer 17-18 and 130 us, four-row tiles 20-21 us, the dot products of
     :func:`._rows.row_gram` 28-36 and 218 us; passes over blocks of 16-64 rows of ``X`` at a
     time were slower in both orders."""
+    ldy = Y.strides[0] // 8
     ldx = X.strides[0] // 8
     ldg = G.strides[0] // 8
     for c0 in range(0, q, TILE_COLUMNS):
         ncols = min(TILE_COLUMNS, q - c0)
         for r0 in range(0, min(c0 + TILE_COLUMNS, q), _GRAM_ROWS):
             nrows = min(_GRAM_ROWS, q - r0)
-            outer_tile8(X, r0, ldx, X, c0, ldx, n, G, r0 * ldg + c0, ldg, nrows, ncols, 1.0, False)
+            outer_tile8(Y, r0, ldy, X, c0, ldx, n, G, r0 * ldg + c0, ldg, nrows, ncols, 1.0, False)
     if shift != 0.0:
         for i in range(q):
             row = G[i]
             for j in range(i, q):
                 row[j] += shift
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def column_gram_upper(X, n, q, G, shift):
+    """``G[i, j] = X[:n, i] . X[:n, j] + shift`` for ``i <= j < q``: the Gram matrix of the
+    leading block's columns, in the upper triangle of ``G`` (see
+    :func:`column_products_upper`)."""
+    column_products_upper(X, X, n, q, G, shift)
