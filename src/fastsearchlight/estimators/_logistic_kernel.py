@@ -40,7 +40,7 @@ from numba import njit
 
 from ._lapack import gram_into, matmul_into, syrk_upper
 from ._rows import four_axpy, four_dots
-from ._simd import column_gram_upper, column_products_upper
+from ._simd import TILE_COLUMNS, column_gram_upper, column_products_upper
 from ._triangular import cholesky_solve_upper, cholesky_upper_into
 
 __all__ = ["logistic_block"]
@@ -433,7 +433,7 @@ def _multinomial_penalty(Theta, Step, s, pen):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _multinomial_hessian(A, P, pen, c, Ac, blk, H):
+def _multinomial_hessian(A, P, pen, c, Ac, H):
     """Upper triangle of the Hessian of the mean softmax cross-entropy on the sum-to-zero
     subspace plus the penalty's, into ``H`` ``((K-1) p, (K-1) p)``: blocks
     ``A' diag(c_kl) A`` with ``c_kl = M_kl - M_kK - M_Kl + M_KK``, ``M = diag(P) - P P'``
@@ -457,17 +457,17 @@ def _multinomial_hessian(A, P, pen, c, Ac, blk, H):
                 ci, src, dst = c[i], A[i], Ac[i]
                 for j in range(p):
                     dst[j] = ci * src[j]
-            column_products_upper(Ac, A, n, p, blk, 0.0)
+            block = H[k * p : (k + 1) * p, l * p : (l + 1) * p]
+            column_products_upper(Ac, A, n, p, block, 0.0)
             if k == l:
                 for r in range(p):
-                    for cc in range(r, p):
-                        H[k * p + r, k * p + cc] = blk[r, cc]
-                    H[k * p + r, k * p + r] += 2.0 * pen[r]
-            else:
+                    block[r, r] += 2.0 * pen[r]
+            else:  # all of the block is in the upper triangle: the rest of its lower part
+                for r in range(TILE_COLUMNS, p):
+                    for cc in range(r - r % TILE_COLUMNS):
+                        block[r, cc] = block[cc, r]
                 for r in range(p):
-                    for cc in range(p):
-                        H[k * p + r, l * p + cc] = blk[r, cc] if cc >= r else blk[cc, r]
-                    H[k * p + r, l * p + r] += pen[r]
+                    block[r, r] += pen[r]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -593,11 +593,11 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
             have = False
             hessians += 1
         else:
-            _multinomial_hessian(A, P, pen, c, Ac, blk, H)
+            _multinomial_hessian(A, P, pen, c, Ac, H)
             hessians += 1
             have = _newton_step(H, grad, step)
             if not have:
-                _multinomial_hessian(A, P, pen, c, Ac, blk, H)
+                _multinomial_hessian(A, P, pen, c, Ac, H)
                 _lu_step(H, grad, step)
         gprev = gmax
         slope = 0.0
