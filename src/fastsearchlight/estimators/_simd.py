@@ -6,15 +6,22 @@ tiles. numba's loops reach them as dot products, which LLVM vectorises along the
 horizontal sum per entry at the end; an outer-product tile (a few rows of one matrix times a
 few contiguous columns of another, the sums held in vector registers across the whole loop)
 is what reaches a core's multiply-add rate, but LLVM does not pack numba's scalar loops into
-that form. :func:`outer_tile` writes it in LLVM's vector instructions directly: a 4 x 16
-tile of sums in eight vectors of eight ``float64``, each step of the loop one vector load of
-each of two 8-column halves of a ``B`` row, four broadcasts of ``A`` entries and eight
-multiply-adds (one Emerald Rapids core, one thread, 80 steps: 41-46 G multiply-adds per
-second, against 6 for the same tile written as 32 scalar sums in numba, and 23 in
-four-entry vectors). On processors without 512-bit vectors LLVM splits each vector in two.
+that form (the same 4 x 8 tile written as 32 scalar sums ran at 6 G multiply-adds per
+second). :func:`outer_tile` and :func:`outer_tile8` write it in LLVM's vector instructions
+directly: a tile of 4 (or 8) rows by 16 columns, its sums in vectors of eight ``float64``;
+each step of the loop loads the two 8-column halves of a ``B`` row, broadcasts the tile's
+``A`` entries of that step and multiplies-adds. One Emerald Rapids core (two 512-bit
+multiply-add units), one thread, 80 steps in the L1 cache: 41-46 G multiply-adds per second
+for the 4 x 16 tile, 23 with four-entry vectors. On processors without 512-bit vectors LLVM
+splits each vector in two.
 
-The tile reads and writes through the arrays' data pointers and flat element offsets: the
-caller guarantees every address it names is inside its arrays (the kernel checks nothing).
+Built on them: :func:`column_products_upper` and :func:`column_gram_upper` (symmetric
+products ``Y' X`` of a matrix's columns: the logistic Hessians, the svc Gram path's sample
+Gram matrices) and the upper Cholesky factorisation of :mod:`._triangular`.
+
+The tiles read and write through the arrays' data pointers and element offsets: the caller
+guarantees every address it names is inside its arrays (the tiles check nothing). Columns
+past a tile's last one are masked (neither read nor written).
 """
 
 from __future__ import annotations
@@ -35,12 +42,12 @@ __all__ = [
 
 #: sums may be reordered (vectorised): the results stay exact to rounding
 _FASTMATH = {"reassoc", "contract"}
-#: rows of :func:`column_gram_upper`'s tiles
-_GRAM_ROWS = 8
 
-#: rows and columns of one tile
+#: rows of :func:`outer_tile`'s tiles (:func:`outer_tile8`: eight), and columns of both
 TILE_ROWS = 4
 TILE_COLUMNS = 16
+#: rows of :func:`column_products_upper`'s tiles
+_GRAM_ROWS = 8
 _LANES = 8
 _VECTORS = TILE_COLUMNS // _LANES
 
@@ -60,12 +67,13 @@ def _outer_tile(rows):
 
     def intrinsic_(typingctx, A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate):
         """``C[ic + r*ldc + c] = (C[...] if accumulate else 0) + alpha * S[r, c]`` for ``r < nrows``
-        (at most 4) and ``c < ncols`` (at most 16), with the sums
+        (at most the tile's rows) and ``c < ncols`` (at most 16), with the sums
         ``S[r, c] = sum_{l < length} A[ia + l*lda + r] * B[ib + l*ldb + c]``.
 
         ``A``, ``B`` and ``C`` are ``float64`` arrays addressed by element offsets from their
         first entry (a C-ordered 2-d array with unit column stride and ``ld`` elements between
-        rows has entry ``[i, j]`` at ``i*ld + j``) (``C`` may be ``A`` or ``B`` when the entries written are not read). Entries of
+        rows has entry ``[i, j]`` at ``i*ld + j``); ``C`` may be ``A`` or ``B`` when the entries
+        written are not read. Entries of
         ``A`` in rows ``r >= nrows`` and of ``B`` in columns ``c >= ncols`` are not read; nothing
         else is checked. In compiled code only."""
         for name, arr in (("A", A), ("B", B), ("C", C)):
@@ -166,9 +174,10 @@ def _outer_tile(rows):
     return intrinsic(intrinsic_)
 
 
-#: the tile of four rows (see above) and of eight
+#: tiles of four rows (:func:`outer_tile`) and of eight (:func:`outer_tile8`: the same
+#: arguments, ``nrows`` at most 8)
 outer_tile = _outer_tile(TILE_ROWS)
-outer_tile8 = _outer_tile(8)
+outer_tile8 = _outer_tile(_GRAM_ROWS)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -176,9 +185,10 @@ def column_products_upper(Y, X, n, q, G, shift):
     """``G[i, j] = Y[:n, i] . X[:n, j] + shift`` for ``i <= j < q``, in the upper triangle of
     ``G`` (a symmetric product such as ``X' diag(w) X`` with ``Y = diag(w) X``, or the Gram
     matrix of ``X``'s columns with ``Y = X``: :func:`column_gram_upper`), by
-    :func:`outer_tile8` over the rows of ``Y`` and ``X``. The tiles (eight rows by sixteen columns, on a grid from the first entry) also
-    write the entries below the diagonal that they hold (rows ``i < 16 * (j // 16 + 1)``),
-    with the values the upper triangle has; the rest of the lower triangle is not touched.
+    :func:`outer_tile8` over the rows of ``Y`` and ``X``. The tiles (eight rows by sixteen
+    columns, on a grid from the first entry) also write the entries below the diagonal that
+    they hold (rows ``i < 16 * (j // 16 + 1)``: for a symmetric product, the values of the
+    upper triangle, without ``shift``); the rest of the lower triangle is not touched.
     ``Y``, ``X`` and ``G`` are C-ordered 2-d arrays with unit column stride.
 
     Columns of tiles in the outer loop, so that a column's strip of ``X`` (``n`` rows by
