@@ -69,7 +69,7 @@ def test_outer_tile_rejects_other_dtypes():
 @pytest.mark.parametrize("shift", [0.0, 0.5])
 def test_column_gram_upper_matches_numpy(n, q, shift):
     """The upper triangle of ``X' X + shift`` for the leading ``n x q`` block of a larger
-    array; below the tiles along the diagonal nothing is written."""
+    array; nothing is written below the diagonal or outside the block."""
     from fastsearchlight.estimators._simd import column_gram_upper
 
     rng = np.random.default_rng(q)
@@ -79,6 +79,34 @@ def test_column_gram_upper_matches_numpy(n, q, shift):
     expected = X[:n, :q].T @ X[:n, :q] + shift
     upper = np.triu_indices(q)
     np.testing.assert_allclose(G[:q, :q][upper], expected[upper], rtol=1e-13, atol=1e-13 * n * 1e4)
-    below_tiles = np.arange(q)[:, None] >= 16 * (np.arange(q) // 16 + 1)
-    assert np.isnan(G[:q, :q][below_tiles]).all()
+    assert np.isnan(G[:q, :q][np.tril_indices(q, -1)]).all()
     assert np.isnan(G[q:]).all() and np.isnan(G[:, q:]).all()
+
+
+@pytest.mark.parametrize("k", [0, 1, 54])
+def test_column_gram_upper_scales_and_accumulates(k):
+    """``alpha`` scales the products and ``accumulate`` adds them to the upper triangle;
+    the strict lower triangle is never touched."""
+    from fastsearchlight.estimators._simd import column_gram_upper
+
+    rng = np.random.default_rng(k)
+    X = rng.standard_normal((k, 23))
+    G = np.full((23, 23), 3.0)
+    column_gram_upper(X, k, 23, G, 0.0)
+    np.testing.assert_allclose(np.triu(G), np.triu(X.T @ X), rtol=1e-12, atol=1e-12)
+    column_gram_upper(X, k, 23, G, 0.0, -2.0, True)  # G - 2 X' X
+    np.testing.assert_allclose(np.triu(G), np.triu(-(X.T @ X)), rtol=1e-12, atol=1e-12)
+    column_gram_upper(X, k, 23, G, 0.25, 1.0, True)
+    np.testing.assert_allclose(np.triu(G), np.triu(np.full((23, 23), 0.25)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((23, 23), 3.0), -1))
+
+
+@pytest.mark.parametrize("k", [0, 1, 30])
+def test_column_gram_is_the_full_cross_product(k):
+    from fastsearchlight.estimators._simd import column_gram
+
+    X = np.random.default_rng(k).standard_normal((k, 19))
+    G = np.full((19, 19), np.nan)
+    column_gram(X, G)
+    np.testing.assert_allclose(G, X.T @ X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(G, G.T)

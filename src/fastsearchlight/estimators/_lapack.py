@@ -6,6 +6,9 @@ numba's ``np.dot`` reaches the same BLAS (scipy's), but each call copies its ope
 allocates its result, and forms both triangles of a symmetric product: for the small
 matrices of one sphere (``d`` from 20 to 125) that overhead was a third of the work
 (``syrk`` on 54 rows 3.6 against 4.8 us at ``d = 41``, 19.9 against 31.9 at 124). The
+products of a matrix's columns with themselves (``X' X`` from its rows) are compiled
+outer-product tiles since stop 63 (:mod:`._simd`), faster than ``syrk`` at these sizes; the
+products of rows (``syrk_rows_upper``: a voxel-major block's) stay here. The
 Cholesky factorisations and the solves with a factor are compiled loops
 (:mod:`._triangular`), faster than LAPACK's ``potrf`` (since stop 51), ``potrs`` and
 ``trsm`` at these sizes. ``RidgeClassifierCV``'s kernel takes the inverse from a factor
@@ -32,12 +35,10 @@ from numba import njit, types
 from numba.extending import get_cython_function_address
 
 __all__ = [
-    "gram_into",
     "inverse_lower_block",
     "matmul_into",
     "reciprocal_condition_upper",
     "syrk_rows_upper",
-    "syrk_upper",
 ]
 
 
@@ -102,19 +103,6 @@ def _syrk(A, lda, transpose, d, k, G, alpha, beta):
            args[3:].ctypes.data, scalars[0:].ctypes.data, A.ctypes.data, args[4:].ctypes.data,
            scalars[1:].ctypes.data, G.ctypes.data, args[2:].ctypes.data)  # fmt: skip
     _keep_alive(args, scalars)
-
-
-@njit(cache=True)
-def syrk_upper(X, G, beta, alpha=1.0):
-    """``G = alpha X^T X + beta G`` on the upper triangle of ``G`` (C-contiguous ``(d, d)``),
-    for the rows of ``X`` (C-contiguous ``(k, d)``); the lower triangle is left as it was."""
-    k, d = X.shape
-    if not _c_contiguous(G):
-        raise ValueError("syrk_upper needs a C-contiguous result")
-    if k > 0 and not _c_contiguous(X):
-        raise ValueError("syrk_upper needs C-contiguous rows")
-    # in Fortran order the memory of X is X^T (d, k)
-    _syrk(X, max(d, 1), False, d, k, G, alpha, beta)
 
 
 @njit(cache=True)
@@ -189,17 +177,6 @@ def matmul_into(A, B, out, transpose_b):
            args[5:].ctypes.data, A.ctypes.data, args[6:].ctypes.data, scalars[1:].ctypes.data,
            out.ctypes.data, args[7:].ctypes.data)  # fmt: skip
     _keep_alive(args, scalars)
-
-
-@njit(cache=True)
-def gram_into(X, G):
-    """``G = X^T X`` (both triangles) for C-contiguous ``X`` ``(k, d)`` and ``G`` ``(d, d)``:
-    the upper triangle by ``syrk`` (half the products of ``gemm``), mirrored."""
-    syrk_upper(X, G, 0.0)
-    d = G.shape[0]
-    for r in range(1, d):
-        for c in range(r):
-            G[r, c] = G[c, r]
 
 
 @njit(cache=True)

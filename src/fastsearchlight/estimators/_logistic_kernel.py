@@ -38,9 +38,9 @@ import math
 import numpy as np
 from numba import njit
 
-from ._lapack import gram_into, matmul_into, syrk_upper
+from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
-from ._simd import TILE_COLUMNS, column_gram_upper, column_products_upper
+from ._simd import column_gram, column_gram_upper, column_products_upper
 from ._triangular import cholesky_solve_upper, cholesky_upper_into
 
 __all__ = ["logistic_block"]
@@ -168,8 +168,8 @@ def _lu_step(H, grad, step):
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _binary_hessian(A, sw, pen, As, H):
-    """``A' diag(sw^2) A + diag(pen)`` into the upper triangle of ``H`` (and the lower
-    entries of its 8 x 8 diagonal blocks), from the design ``A`` (n, q): the rows
+    """``A' diag(sw^2) A + diag(pen)`` into the upper triangle of ``H``, from the design
+    ``A`` (n, q): the rows
     ``sw_i a_i`` into ``As`` (work space, at least (n, q)), then the Gram matrix of their
     columns in outer-product tiles (:func:`._simd.column_gram_upper`). Measured at 162 x 77
     (one thread): 17-18 us, against 28-36 us for the dot products along the samples of the
@@ -463,8 +463,8 @@ def _multinomial_hessian(A, P, pen, c, Ac, H):
                 for r in range(p):
                     block[r, r] += 2.0 * pen[r]
             else:  # all of the block is in the upper triangle: the rest of its lower part
-                for r in range(TILE_COLUMNS, p):
-                    for cc in range(r - r % TILE_COLUMNS):
+                for r in range(1, p):
+                    for cc in range(r):
                         block[r, cc] = block[cc, r]
                 for r in range(p):
                     block[r, r] += pen[r]
@@ -480,7 +480,7 @@ def _origin_step(A, n_classes, pen, Grad, S, Step):
     definite to rounding."""
     n, p = A.shape
     m = n_classes - 1
-    syrk_upper(A, S, 0.0)
+    column_gram_upper(A, n, p, S, 0.0)
     scale = 1.0 / (n * n_classes)
     for r in range(p):
         for cc in range(r, p):
@@ -766,7 +766,7 @@ def logistic_block(
             if fit_intercept:
                 As[i, d] = 1.0
         if any_basis:
-            gram_into(Xf, Gall)
+            column_gram(Xf, Gall)
         for f in range(F):
             nt = n_train[f]
             tr = train_idx[f, :nt]

@@ -19,8 +19,9 @@ import numpy as np
 from numba import njit
 
 from ..cv import CVPlan
-from ._lapack import gram_into, syrk_rows_upper, syrk_upper
+from ._lapack import syrk_rows_upper
 from ._rows import gather_samples
+from ._simd import column_gram, column_gram_upper
 from ._triangular import cholesky_upper_into, solve_upper
 
 __all__ = ["RoleBlocks", "ridge_block", "role_blocks"]
@@ -170,13 +171,13 @@ def gather_sphere(Xv, rows, order, Xs, centre, mu):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def block_products(X, bounds, b, grams, sums, mirror=True):
     """Block ``b``'s rows ``X[bounds[b]:bounds[b + 1]]``: their cross-products into
-    ``grams[b]`` (BLAS; both triangles, or the upper one only when not ``mirror``) and column
+    ``grams[b]`` (outer-product tiles, :mod:`._simd`; both triangles, or the upper one only when not ``mirror``) and column
     sums into ``sums[b]``; returns the rows. Shared by the LDA and ridge kernels."""
     Xb = X[bounds[b] : bounds[b + 1]]
     if mirror:
-        gram_into(Xb, grams[b])
+        column_gram(Xb, grams[b])
     else:
-        syrk_upper(Xb, grams[b], 0.0)
+        column_gram_upper(Xb, Xb.shape[0], Xb.shape[1], grams[b], 0.0)
     for j in range(X.shape[1]):
         acc = 0.0
         for i in range(Xb.shape[0]):

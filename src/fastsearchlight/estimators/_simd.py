@@ -26,6 +26,7 @@ past a tile's last one are masked (neither read nor written).
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -34,6 +35,7 @@ from numba.extending import intrinsic
 __all__ = [
     "TILE_COLUMNS",
     "TILE_ROWS",
+    "column_gram",
     "column_gram_upper",
     "column_products_upper",
     "outer_tile",
@@ -181,40 +183,60 @@ outer_tile8 = _outer_tile(_GRAM_ROWS)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def column_products_upper(Y, X, n, q, G, shift):
-    """``G[i, j] = Y[:n, i] . X[:n, j] + shift`` for ``i <= j < q``, in the upper triangle of
-    ``G`` (a symmetric product such as ``X' diag(w) X`` with ``Y = diag(w) X``, or the Gram
-    matrix of ``X``'s columns with ``Y = X``: :func:`column_gram_upper`), by
-    :func:`outer_tile8` over the rows of ``Y`` and ``X``. The tiles (eight rows by sixteen
-    columns, on a grid from the first entry) also write the entries below the diagonal that
-    they hold (rows ``i < 16 * (j // 16 + 1)``: for a symmetric product, the values of the
-    upper triangle, without ``shift``); the rest of the lower triangle is not touched.
-    ``Y``, ``X`` and ``G`` are C-ordered 2-d arrays with unit column stride.
+def column_products_upper(Y, X, n, q, G, shift, alpha=1.0, accumulate=False):
+    """``G[i, j] = (G[i, j] if accumulate else 0) + alpha * Y[:n, i] . X[:n, j] + shift`` for
+    ``i <= j < q``: the upper triangle of a symmetric product such as ``X' diag(w) X`` (with
+    ``Y = diag(w) X``) or of the Gram matrix of ``X``'s columns (``Y = X``:
+    :func:`column_gram_upper`); the strict lower triangle is not touched. By
+    :func:`outer_tile8` over the rows of ``Y`` and ``X`` (tiles of eight rows by sixteen
+    columns; those across the diagonal through a small buffer). ``Y``, ``X`` and ``G`` are
+    C-ordered 2-d arrays with unit column stride.
 
     Columns of tiles in the outer loop, so that a column's strip of ``X`` (``n`` rows by
     sixteen) stays in the L1 cache while the row tiles above it stream. One thread: 162 x 77
-    (a logistic Hessian) 15-17 us, 141 x 216 (a sphere's sample Gram at 12 mm) 100-112 us;
-    rows outer 17-18 and 130 us, four-row tiles 20-21 us, the dot products of
+    (a logistic Hessian) 17 us, 141 x 216 (a sphere's sample Gram at 12 mm) 112 us; with
+    rows outer 17-18 and 130 us, four-row tiles 20-21 us at 162 x 77; the dot products of
     :func:`._rows.row_gram` 28-36 and 218 us; passes over blocks of 16-64 rows of ``X`` at a
     time were slower in both orders."""
     ldy = Y.strides[0] // 8
     ldx = X.strides[0] // 8
     ldg = G.strides[0] // 8
+    T = np.empty((_GRAM_ROWS, TILE_COLUMNS))
     for c0 in range(0, q, TILE_COLUMNS):
         ncols = min(TILE_COLUMNS, q - c0)
         for r0 in range(0, min(c0 + TILE_COLUMNS, q), _GRAM_ROWS):
             nrows = min(_GRAM_ROWS, q - r0)
-            outer_tile8(Y, r0, ldy, X, c0, ldx, n, G, r0 * ldg + c0, ldg, nrows, ncols, 1.0, False)
-    if shift != 0.0:
-        for i in range(q):
-            row = G[i]
-            for j in range(i, q):
-                row[j] += shift
+            if r0 + nrows - 1 <= c0:  # every entry on or above the diagonal
+                outer_tile8(Y, r0, ldy, X, c0, ldx, n, G, r0 * ldg + c0, ldg, nrows, ncols, alpha, accumulate)
+                if shift != 0.0:
+                    for a in range(nrows):
+                        row = G[r0 + a]
+                        for c in range(c0, c0 + ncols):
+                            row[c] += shift
+                continue
+            outer_tile8(Y, r0, ldy, X, c0, ldx, n, T, 0, TILE_COLUMNS, nrows, ncols, 1.0, False)
+            for a in range(nrows):
+                row, t = G[r0 + a], T[a]
+                for c in range(max(c0, r0 + a), c0 + ncols):
+                    base = row[c] if accumulate else 0.0
+                    row[c] = base + alpha * t[c - c0] + shift
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def column_gram_upper(X, n, q, G, shift):
-    """``G[i, j] = X[:n, i] . X[:n, j] + shift`` for ``i <= j < q``: the Gram matrix of the
-    leading block's columns, in the upper triangle of ``G`` (see
-    :func:`column_products_upper`)."""
-    column_products_upper(X, X, n, q, G, shift)
+def column_gram_upper(X, n, q, G, shift, alpha=1.0, accumulate=False):
+    """``G[i, j] = (G[i, j] if accumulate else 0) + alpha * X[:n, i] . X[:n, j] + shift``
+    for ``i <= j < q``: the Gram matrix of the leading block's columns, in the upper
+    triangle of ``G`` (see :func:`column_products_upper`)."""
+    column_products_upper(X, X, n, q, G, shift, alpha, accumulate)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def column_gram(X, G):
+    """``G = X' X`` (both triangles) for the rows of ``X`` ``(k, d)`` and ``G`` ``(d, d)``:
+    the upper triangle by :func:`column_gram_upper`, mirrored."""
+    k, d = X.shape
+    column_gram_upper(X, k, d, G, 0.0)
+    for r in range(1, d):
+        row = G[r]
+        for c in range(r):
+            row[c] = G[c, r]

@@ -53,8 +53,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._lapack import syrk_upper
 from ._rows import four_dots, gather_samples, next_four, row_products
+from ._simd import column_gram_upper
 from ._triangular import cholesky_solve_upper, cholesky_solve_upper_rows, cholesky_upper_into
 
 __all__ = ["CONVERGED", "NEEDS_SVD", "UNCONVERGED", "newton_block", "newton_problems"]
@@ -204,7 +204,7 @@ def _move_margins(m, t, delta, W, act):
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _add_gram(X, rows, Y, chosen, alpha, H, g):
-    """``H += alpha X_S^T X_S`` (upper triangle, in place by BLAS's ``syrk``) and
+    """``H += alpha X_S^T X_S`` (upper triangle, in place, in outer-product tiles) and
     ``g = X_S^T y_S``, for the rows ``rows[chosen]`` of ``X``."""
     d = X.shape[1]
     k = 0
@@ -220,7 +220,7 @@ def _add_gram(X, rows, Y, chosen, alpha, H, g):
                 XS[j, c] = x[c]
                 g[c] += Y[i] * x[c]
             j += 1
-    syrk_upper(XS, H, 1.0, alpha)
+    column_gram_upper(XS, k, d, H, 0.0, alpha, True)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -770,17 +770,17 @@ def _sphere_features(Xv, voxels, intercept, scaling, XT):
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _rows_gram(Xz, rows, G):
-    """``G = Xz[rows]^T Xz[rows]`` (upper triangle, by BLAS); a run of consecutive rows is
-    read in place."""
+    """``G = Xz[rows]^T Xz[rows]`` (upper triangle, in outer-product tiles:
+    :func:`._simd.column_gram_upper`); a run of consecutive rows is read in place."""
     k = rows.shape[0]
     d = Xz.shape[1]
     if k > 0 and rows[k - 1] - rows[0] == k - 1:
-        syrk_upper(Xz[rows[0] : rows[0] + k], G, 0.0)
+        column_gram_upper(Xz[rows[0] : rows[0] + k], k, d, G, 0.0)
         return
     XS = np.empty((k, d))
     for i in range(k):
         XS[i] = Xz[rows[i]]
-    syrk_upper(XS, G, 0.0)
+    column_gram_upper(XS, k, d, G, 0.0)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
