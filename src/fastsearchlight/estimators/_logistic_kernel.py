@@ -42,6 +42,7 @@ from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
 from ._triangular import cholesky_solve_upper, cholesky_upper_into
+from ._vector_math import exp_nonpositive, log1p_unit
 
 __all__ = ["logistic_block"]
 
@@ -73,14 +74,14 @@ def _binary_trial(z, dz, s, sign, zt, et):
     probabilities and weights follow without another exponential)."""
     n = z.shape[0]
     acc = 0.0
-    for i in range(n):
+    for i in range(n):  # vectorised (:mod:`._vector_math`)
         v = z[i] + s * dz[i]
         zt[i] = v
-        e = math.exp(-abs(v))
+        e = exp_nonpositive(-abs(v))
         et[i] = e
         # log(1 + exp(-sign v)) without overflow
         x = -sign[i] * v
-        acc += math.log1p(e) + (x if x > 0.0 else 0.0)
+        acc += log1p_unit(e) + (x if x > 0.0 else 0.0)
     return acc / n
 
 
