@@ -12,8 +12,8 @@ rows of each at a time, sixteen dot products in one loop, so that each load serv
 multiply-adds and the sixteen sums stay in registers (the svc kernel's products of a
 sphere's problems with its samples, which BLAS's ``gemm`` computes at less than half the
 speed at these shapes: packing copies and tiles sized for large matrices), and
-:func:`row_gram` to the Gram matrix of a matrix's rows (each sphere's samples on the svc
-Gram path).
+:func:`row_gram` to the Gram matrix of a matrix's rows (LDA's and ``RidgeClassifierCV``'s;
+the products ``X' X`` of a matrix's columns are outer-product tiles, :mod:`._simd`).
 
 :func:`gather_samples` reads a sphere's samples from the voxel-major data the other way
 round: eight voxels' rows at a time, each sample's eight entries written together (the svc,

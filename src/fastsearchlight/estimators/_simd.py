@@ -26,6 +26,7 @@ past a tile's last one are masked (neither read nor written).
 
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -52,6 +53,9 @@ TILE_COLUMNS = 16
 _GRAM_ROWS = 8
 _LANES = 8
 _VECTORS = TILE_COLUMNS // _LANES
+#: the pointer part of the masked load's and store's names: LLVM 17 and later have opaque
+#: pointers only (``p0``); before, a pointer to ``<8 x double>`` (``p0v8f64``)
+_POINTER_SUFFIX = "p0" if llvm.llvm_version_info[0] >= 17 else "p0v8f64"
 
 
 def _splat(builder, value, vector_type):
@@ -117,12 +121,12 @@ def _outer_tile(rows):
             load_masked = cgutils.get_or_insert_function(
                 builder.module,
                 ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
-                "llvm.masked.load.v8f64.p0",
+                f"llvm.masked.load.v8f64.{_POINTER_SUFFIX}",
             )
             store_masked = cgutils.get_or_insert_function(
                 builder.module,
                 ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
-                "llvm.masked.store.v8f64.p0",
+                f"llvm.masked.store.v8f64.{_POINTER_SUFFIX}",
             )
             zero = ir.Constant(vec, [0.0] * _LANES)
             all_lanes = _splat(builder, ncols_, ir.VectorType(i64, _LANES))

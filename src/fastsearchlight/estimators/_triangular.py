@@ -15,16 +15,21 @@ They replace LAPACK's ``potrs``, which reaches the solves through ``trsm`` with 
 right-hand side and packs the triangle first (stop 31's machine, one row at a time: 0.66
 against 0.76 us at ``d = 19``, 6.2 against 13.6 at ``d = 111``).
 
-The factorisation (:func:`cholesky_upper_rows`, :func:`cholesky_lower_rows`) is a
-left-looking Cholesky by blocks of four columns whose products are dot products along the
-rows of the lower factor ``L = U^T`` (:func:`._rows._sixteen_dots`: four rows by four, the
-sixteen sums in registers), each block's four columns then solved row by row from its 4 x 4
-diagonal factor. The upper variant keeps ``L`` in the lower triangle it does not otherwise
-use. Against LAPACK's ``potrf`` (scipy's OpenBLAS, whose blocked factorisation spends its
-time in ``syrk``/``gemm`` calls sized for larger matrices), one thread, best of 5 runs:
-6.96 against 9.87 us at ``d = 77``, 15.1 against 21.6 at ``d = 111``, 26.4 against 40.1 at
-``d = 141``, 36.5 against 52.6 at ``d = 162`` (0.62-0.76 of the time from ``d = 20``).
-(A compiled left-looking loop one row at a time took 26 against 18 us at ``d = 76``.)
+The upper factorisation (:func:`cholesky_upper_rows`, :func:`cholesky_upper_into`) goes by
+blocks of four rows of ``U``: the block's rows minus their products with the rows already
+factored, in outer-product tiles of four rows by sixteen columns in explicit vector
+instructions (:func:`._simd.outer_tile`; the rows above read as contiguous row segments),
+then its 4 x 4 diagonal factor and the block's rows solved from it along the columns (since
+stop 63). One thread, in one process alternated with the left-looking blocks of dot products
+it replaced (:func:`._rows._sixteen_dots`, each entry's sum reduced across a vector at the
+end; still the lower variant's, :func:`cholesky_lower_rows`): 4.96 against 14.95 us at
+``k = 76``, 6.14 against 19.32 at 84, 12.46 against 49.62 at 111, 23.69 against 86.65 at
+141, 36.0 against 133.5 at 162 (the leading block of a ``(k, k + 3)`` array). Blocks of
+eight rows (tiles of eight rows by sixteen, then two 4 x 4 factors; rows 216 long) were no
+faster up to ``k = 111`` and 0.91-0.96 of the time at 141-162 (7.55 against 7.39 us at 84,
+25.1 against 26.1 at 141, 36.7 against 40.4 at 162): not kept. Before, the dot-product blocks had replaced LAPACK's ``potrf``
+(scipy's OpenBLAS, whose blocked factorisation spends its time in ``syrk``/``gemm`` calls
+sized for larger matrices): 6.96 against 9.87 us at ``d = 77`` on stop 43's machine.
 
 Compiled with numba (``cache=True``), for the kernels' compiled loops, which call them without
 the interpreter lock.
