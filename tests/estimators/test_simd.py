@@ -110,3 +110,24 @@ def test_column_gram_is_the_full_cross_product(k):
     column_gram(X, G)
     np.testing.assert_allclose(G, X.T @ X, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(G, G.T)
+
+
+@pytest.mark.parametrize(("n", "q"), [(5, 3), (33, 17), (28, 28), (162, 77)])
+def test_column_products_upper_not_strict_writes_only_inside_the_diagonal_tiles(n, q):
+    """Without ``strict`` the tiles across the diagonal write their lower entries too, with
+    the symmetric product's values; nothing below them is touched."""
+    from fastsearchlight.estimators._simd import column_products_upper
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, q))
+    w = rng.uniform(0.0, 1.0, size=n)
+    G = np.full((q, q), np.nan)
+    column_products_upper(X * w[:, None], X, n, q, G, 0.5, 1.0, False, False)
+    expected = (X * w[:, None]).T @ X + 0.5
+    upper = np.triu_indices(q)
+    np.testing.assert_allclose(G[upper], expected[upper], rtol=1e-12, atol=1e-12)
+    rows, cols = np.indices((q, q))
+    written = (rows > cols) & (rows < 16 * (cols // 16 + 1))
+    np.testing.assert_allclose(G[written], expected[written], rtol=1e-12, atol=1e-12)
+    below_tiles = rows >= 16 * (cols // 16 + 1)
+    assert np.isnan(G[below_tiles]).all()

@@ -1293,8 +1293,8 @@ def sample_grams(Xv, vox, shift, G):
             for i in range(n):
                 dst[i] = src[i]
         Gb = G[b]
-        column_gram_upper(V, k, n, Gb, shift)
-        for r in range(1, n):  # the lower triangle (what the tiles wrote there lacks the shift)
+        column_gram_upper(V, k, n, Gb, shift, 1.0, False, False)
+        for r in range(1, n):  # the lower triangle
             row = Gb[r]
             for c in range(r):
                 row[c] = Gb[c, r]
