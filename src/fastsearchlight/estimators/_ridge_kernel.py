@@ -171,8 +171,9 @@ def gather_sphere(Xv, rows, order, Xs, centre, mu):
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def block_products(X, bounds, b, grams, sums, mirror=True):
     """Block ``b``'s rows ``X[bounds[b]:bounds[b + 1]]``: their cross-products into
-    ``grams[b]`` (outer-product tiles, :mod:`._simd`; both triangles, or the upper one only when not ``mirror``) and column
-    sums into ``sums[b]``; returns the rows. Shared by the LDA and ridge kernels."""
+    ``grams[b]`` (outer-product tiles, :mod:`._simd`; both triangles, or the upper one only
+    when not ``mirror``) and column sums into ``sums[b]``; returns the rows. Shared by the
+    LDA and ridge kernels."""
     Xb = X[bounds[b] : bounds[b + 1]]
     if mirror:
         column_gram(Xb, grams[b])
