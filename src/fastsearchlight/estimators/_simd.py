@@ -246,7 +246,7 @@ def column_gram(X, G):
     the upper triangle by :func:`column_gram_upper`, mirrored."""
     k, d = X.shape
     column_gram_upper(X, k, d, G, 0.0, 1.0, False, False)
-    for r in range(1, d):
+    for r in range(TILE_COLUMNS, d):  # below the entries the tiles wrote
         row = G[r]
-        for c in range(r):
+        for c in range(r - r % TILE_COLUMNS):
             row[c] = G[c, r]

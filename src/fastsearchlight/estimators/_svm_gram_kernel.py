@@ -77,7 +77,7 @@ from numba import njit
 from ._borrow import borrowed
 from ._lapack import inverse_lower_block, matmul_into
 from ._rows import four_dots, next_four
-from ._simd import column_gram_upper
+from ._simd import TILE_COLUMNS, column_gram_upper
 from ._svm_kernel import (
     _FASTMATH,
     _NORMAL_EQUATIONS_TOL,
@@ -1294,7 +1294,7 @@ def sample_grams(Xv, vox, shift, G):
                 dst[i] = src[i]
         Gb = G[b]
         column_gram_upper(V, k, n, Gb, shift, 1.0, False, False)
-        for r in range(1, n):  # the lower triangle
+        for r in range(TILE_COLUMNS, n):  # the lower triangle below the tiles' entries
             row = Gb[r]
-            for c in range(r):
+            for c in range(r - r % TILE_COLUMNS):
                 row[c] = Gb[c, r]

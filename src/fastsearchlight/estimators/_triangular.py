@@ -27,9 +27,10 @@ end; still the lower variant's, :func:`cholesky_lower_rows`): 4.96 against 14.95
 141, 36.0 against 133.5 at 162 (the leading block of a ``(k, k + 3)`` array). Blocks of
 eight rows (tiles of eight rows by sixteen, then two 4 x 4 factors; rows 216 long) were no
 faster up to ``k = 111`` and 0.91-0.96 of the time at 141-162 (7.55 against 7.39 us at 84,
-25.1 against 26.1 at 141, 36.7 against 40.4 at 162): not kept. Before, the dot-product blocks had replaced LAPACK's ``potrf``
-(scipy's OpenBLAS, whose blocked factorisation spends its time in ``syrk``/``gemm`` calls
-sized for larger matrices): 6.96 against 9.87 us at ``d = 77`` on stop 43's machine.
+25.1 against 26.1 at 141, 36.7 against 40.4 at 162): not kept. Before, the dot-product
+blocks had replaced LAPACK's ``potrf`` (scipy's OpenBLAS, whose blocked factorisation spends
+its time in ``syrk``/``gemm`` calls sized for larger matrices): 6.96 against 9.87 us at
+``d = 77`` on stop 43's machine.
 
 Compiled with numba (``cache=True``), for the kernels' compiled loops, which call them without
 the interpreter lock.
