@@ -323,3 +323,37 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
         assert np.abs(A.T @ (prob - t) / n + pen * theta).max() <= 1e-10
         out[extrapolate] = theta
     np.testing.assert_allclose(out[True], out[False], rtol=1e-9, atol=1e-9 * np.abs(out[False]).max())
+
+
+@pytest.mark.parametrize("n_classes", [3, 4, 7])
+def test_softmax_trial_and_penalty_along_a_step_match_numpy(n_classes):
+    """The multinomial line search's loss (class by class, vectorised), probabilities and
+    penalty coefficients against numpy, with predictors far apart (large margins) and a last
+    class that is minus the sum of the others."""
+    from scipy.special import logsumexp, softmax
+
+    from fastsearchlight.estimators._logistic_kernel import _multinomial_penalty, _softmax_trial
+
+    rng = np.random.default_rng(n_classes)
+    m, n, p = n_classes - 1, 37, 11
+    U = rng.normal(size=(m, n)) * 30.0
+    dU = rng.normal(size=(m, n))
+    y = rng.integers(0, n_classes, n)
+    y[:n_classes] = np.arange(n_classes)
+    Ut, Pt = np.empty((m, n)), np.empty((n_classes, n))
+    loss = _softmax_trial(U, dU, 0.375, y, Ut, Pt, np.empty((2, n)))
+    Z = U + 0.375 * dU
+    Zall = np.vstack([Z, -Z.sum(0)])
+    np.testing.assert_allclose(Ut, Z, rtol=1e-15)
+    np.testing.assert_allclose(Pt, softmax(Zall, axis=0), rtol=1e-13, atol=1e-300)
+    want = np.mean(logsumexp(Zall, axis=0) - Zall[y, np.arange(n)])
+    assert abs(loss - want) <= 1e-13 * abs(want)
+
+    Theta, Step = rng.normal(size=(m, p)), rng.normal(size=(m, p))
+    pen = rng.uniform(0.0, 2.0, p)
+    pen[-1] = 0.0
+    c0, c1, c2 = _multinomial_penalty(Theta, Step, pen)
+    for s in (0.0, 0.5, 1.0, 3.0):
+        W = Theta + s * Step
+        want = 0.5 * np.sum(pen * (np.sum(W * W, axis=0) + W.sum(0) ** 2))
+        assert abs(c0 + s * (c1 + s * c2) - want) <= 1e-13 * want
