@@ -41,7 +41,7 @@ from numba import njit
 from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
-from ._triangular import cholesky_solve_upper, cholesky_upper_into
+from ._triangular import cholesky_solve_upper, cholesky_upper_into, forward_upper
 from ._vector_math import divide, exp_nonpositive, log1p_unit, log_normal
 
 __all__ = ["logistic_block"]
@@ -65,6 +65,9 @@ _HALVINGS = 60
 #: 0.3 (0.82 with 0.1), W1 10 mm (2,500 spheres) 0.86 (0.91 with 0.1), with more iterations
 #: but fewer Hessians
 _CHORD_GAIN = 0.3
+#: the largest gradient component below which a multinomial problem that may stop on the
+#: proof of its test predictions tries it at each iteration (:func:`_predictions_proven`)
+_PROOF_GRADIENT = 1e-3
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -532,7 +535,173 @@ def _origin_step(A, n_classes, pen, Grad, S, Step):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
+def _decision_bound(A, y, r, Theta, P, f_obj, lam, centre, xmax, alpha, work):
+    """Bounds ``(radius, spread)`` on how far the current point of a multinomial problem is
+    from its optimum: ``|G - G*|_F <= radius`` for the weights, ``|u_k - u_l| <= spread`` for
+    the changes ``u`` of the intercepts (``(inf, inf)`` when no bound is found). The first
+    ``r`` design columns are the features (in :func:`_newton_multinomial`'s use, a fold's
+    basis coordinates), all penalised by ``lam``, then the intercept when ``centre``.
+
+    Let ``g_k`` be the basis weights of the ``K`` classes (``g_K = -sum g_k``), ``b_k`` the
+    intercepts, ``f_obj`` the objective at the current point, ``P`` its probabilities
+    ``(K, n)``:
+
+    - *Weights.* With the intercept minimised out, the objective is ``lam``-strongly convex
+      in the weights (its penalty is ``lam/2`` times the squared norm of all ``K`` rows), so
+      ``|G - G*|_F^2 <= 2 gap / lam`` for any dual-feasible ``alpha`` (probabilities per
+      sample whose sums over the samples equal the class counts, when there is an
+      intercept), with the dual ``sum_i H(alpha_i) / n - |R|_F^2 / (2 lam n^2)``,
+      ``R = sum_i (alpha_i - e_{y_i}) x_i'`` and ``H`` the entropy. ``alpha`` is ``P`` with
+      the intercept's condition restored by moving each class's shortfall between it and the
+      last class within one sample; what rounding leaves of it is added to the gap (times
+      the largest intercept), and so is a margin of ``1e-13`` of the objectives' size.
+    - *Intercepts.* Every training predictor's weight part moves by at most
+      ``delta = |G - G*|_F max_i |x_i|`` to the optimum. Sort the intercepts' changes ``u``
+      and split the classes into the top ones ``T`` and the rest: if the gap between the
+      parts exceeded ``2 delta + x``, every sample's log-odds of ``T`` would rise by more
+      than ``x``, its probability of ``T`` by at least ``m_i (1 - m_i) (1 - exp(-x))``, while
+      the intercept's condition at the optimum fixes the sum of those probabilities at the
+      class counts of ``T``: the current sum's shortfall ``-e_T`` bounds the rise, so ``x <=
+      -log(1 + e_T / kappa_T)`` (no room when ``e_T >= 0``), ``kappa_T = sum_i m_i (1 -
+      m_i)``. Over every split, ``|u_k - u_l| <= (K - 1) (2 delta + x_max)``. Without an
+      intercept the spread is 0.
+
+    So a difference of two classes' decisions of a sample with features ``c`` moves by at
+    most ``2 radius |c| + spread`` (:func:`_predictions_proven`).
+
+    ``alpha`` ``(K, n)`` and ``work`` (``K + n + r``) are work space. Classes beyond 12 are
+    not tried (the splits number ``2^K``)."""
+    n = A.shape[0]
+    K = P.shape[0]
+    m = K - 1
+    if K > 12 or not lam > 0.0:
+        return np.inf, np.inf
+    ek = work[:K]  # the classes' sums of P - Y (the intercept's condition)
+    mi = work[K : K + n]
+    row = work[K + n : K + n + r]
+    for k in range(K):
+        ek[k] = 0.0
+        for i in range(n):
+            alpha[k, i] = P[k, i]
+            ek[k] += P[k, i]
+    for i in range(n):
+        ek[y[i]] -= 1.0
+    rho = 0.0
+    bmax = 0.0
+    if centre:
+        for k in range(m):
+            short = 0.0  # (the shortfall summed again from alpha, as it stands)
+            for i in range(n):
+                short -= alpha[k, i]
+            for i in range(n):
+                short += 1.0 if y[i] == k else 0.0
+            best = -1
+            room = 0.0
+            for i in range(n):
+                v = min(alpha[k, i], alpha[m, i])
+                if v > room:
+                    room = v
+                    best = i
+            if best < 0 or not room > 2.0 * abs(short):
+                return np.inf, np.inf
+            alpha[k, best] += short
+            alpha[m, best] -= short
+        for k in range(K):
+            tot = 0.0
+            for i in range(n):
+                tot += alpha[k, i]
+            for i in range(n):
+                tot -= 1.0 if y[i] == k else 0.0
+            rho += abs(tot)
+        bsum = 0.0
+        for k in range(m):
+            bmax = max(bmax, abs(Theta[k, r]))
+            bsum += Theta[k, r]
+        bmax = max(bmax, abs(bsum))
+    # the dual: the entropy (terms below 1e-300 left out: a smaller dual, a larger gap),
+    # then alpha - Y in place and |R|^2, R's rows by axpys along the design's rows
+    ent = 0.0
+    for k in range(K):
+        for i in range(n):
+            a = alpha[k, i]
+            ent -= a * log_normal(a) if a >= 1e-300 else 0.0
+    for i in range(n):
+        alpha[y[i], i] -= 1.0
+    rsq = 0.0
+    for k in range(K):
+        for j in range(r):
+            row[j] = 0.0
+        for i in range(n):
+            c = alpha[k, i]
+            for j in range(r):
+                row[j] += c * A[i, j]
+        for j in range(r):
+            rsq += row[j] * row[j]
+    dual = ent / n - rsq / (2.0 * lam * n * n)
+    gap = f_obj - dual + bmax * rho / n + 1e-13 * (1.0 + abs(f_obj) + abs(dual))
+    if not gap >= 0.0:  # (rounding beyond the margin: no proof)
+        return np.inf, np.inf
+    radius = math.sqrt(2.0 * gap / lam)
+    delta = radius * xmax
+    xres = 0.0
+    if centre:
+        for mask in range(1, (1 << K) - 1):
+            e = 0.0
+            for i in range(n):
+                mi[i] = 0.0
+            for k in range(K):
+                if (mask >> k) & 1:
+                    e += ek[k]
+                    for i in range(n):
+                        mi[i] += P[k, i]
+            if e < 0.0:
+                kappa = 0.0
+                for i in range(n):
+                    kappa += mi[i] * (1.0 - mi[i])
+                if not -e < kappa:
+                    return np.inf, np.inf
+                xres = max(xres, -math.log1p(e / kappa))
+    return radius, m * (2.0 * delta + xres) if centre else 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _predictions_proven(A, y, r, Theta, P, f_obj, lam, centre, Ct, xmax, alpha, dec, work):
+    """Whether the current point's predictions of the test samples (their largest classes;
+    features ``Ct`` ``(n_test, r)``) are proven to be the optimum's: each largest class ahead
+    of every other by more than :func:`_decision_bound`'s ``2 radius |c_t| + spread``.
+    ``dec`` ``(K,)`` is work space, the rest as there."""
+    K = P.shape[0]
+    m = K - 1
+    radius, spread = _decision_bound(A, y, r, Theta, P, f_obj, lam, centre, xmax, alpha, work)
+    if not spread < np.inf:
+        return False
+    for t in range(Ct.shape[0]):
+        cn = 0.0
+        for j in range(r):
+            cn += Ct[t, j] * Ct[t, j]
+        last = 0.0
+        for k in range(m):
+            acc = Theta[k, r] if centre else 0.0
+            for j in range(r):
+                acc += Ct[t, j] * Theta[k, j]
+            dec[k] = acc
+            last -= acc
+        dec[m] = last
+        top = 0
+        for k in range(1, K):
+            if dec[k] > dec[top]:
+                top = k
+        lead = np.inf
+        for k in range(K):
+            if k != top:
+                lead = min(lead, dec[top] - dec[k])
+        if not lead > 2.0 * radius * math.sqrt(cn) + spread:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter, Ct, xmax, centre):
     """Minimise the mean softmax cross-entropy plus ``0.5 * (sum_k |W_k|^2 + |sum_k
     W_k|^2)`` (weighted by ``pen``) over the first ``K - 1`` parameter rows (the last is
     minus their sum).
@@ -550,15 +719,33 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
         Starting point (C-contiguous), overwritten by the solution.
     tol : float
     max_iter : int
+    Ct : ndarray (n_test, r)
+        To stop once the test predictions are proven to be the optimum's
+        (:func:`_predictions_proven`; a problem in the basis of its training rows, whose
+        first ``r`` design columns are the basis coordinates): the test samples' basis
+        coordinates. With no rows, every problem is solved to ``tol`` and one last Newton
+        step.
+    xmax : float
+        With ``Ct``: the largest norm of a training row's basis coordinates.
+    centre : bool
+        With ``Ct``: whether the design's last column is the intercept.
 
     Returns
     -------
     iterations : int
     converged : bool
+    hessians : int
+    proven : bool
+        Whether the problem stopped on the proof (its decisions not exact to rounding).
     """
     n, p = A.shape
     m = n_classes - 1
     q = m * p
+    r = p - 1 if centre else p
+    prove = Ct.shape[0] > 0
+    alpha = np.empty((m + 1, n) if prove else (0, 0))
+    dec = np.empty(m + 1)
+    pwork = np.empty(m + 1 + n + r if prove else 0)
     At = np.ascontiguousarray(A.T)  # (p, n)
     U = np.zeros((m, n))
     Ut = np.empty((m, n))
@@ -614,6 +801,12 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
         for j in range(q):
             gmax = max(gmax, abs(grad[j]))
         done = gmax <= tol
+        if prove and gmax <= _PROOF_GRADIENT:
+            c0, _, _ = _multinomial_penalty(Theta, Theta, pen)
+            if _predictions_proven(
+                A, y, r, Theta, P, f_loss + c0, pen[0], centre, Ct, xmax, alpha, dec, pwork
+            ):
+                return it, True, hessians, True
         # a chord step (see _newton_binary)
         if have and s == 1.0 and gmax <= _CHORD_GAIN * gprev and not done:
             for j in range(q):
@@ -658,8 +851,8 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter):
                 dmax = max(dmax, abs(delta))
                 tmax = max(tmax, abs(Theta[k, j]))
         if done or dmax <= 1e-15 * (1.0 + tmax):
-            return it + 1, True, hessians
-    return max_iter, False, hessians
+            return it + 1, True, hessians, False
+    return max_iter, False, hessians, False
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -698,9 +891,44 @@ def _gram_basis(Gall, train, centre, R):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _basis_coordinates(Gall, train, test, centre, R):
+    """The coordinates ``(n_test, r)`` of the test samples in the basis of :func:`_gram_basis`
+    (its factor ``R``): with ``L = R'``, ``Q' x = L^-1 X_r x`` for the first ``r`` training
+    rows ``X_r``, from the Gram matrix of all samples; with ``centre``, of the samples
+    centred on the training rows' mean."""
+    nt = train.shape[0]
+    r = R.shape[0]
+    inv = np.empty(r)
+    for a in range(r):
+        inv[a] = 1.0 / R[a, a]
+    rm = np.zeros(nt)
+    gm = 0.0
+    if centre:
+        for a in range(nt):
+            acc = 0.0
+            for b in range(nt):
+                acc += Gall[train[a], train[b]]
+            rm[a] = acc / nt
+            gm += rm[a]
+        gm /= nt
+    C = np.empty((test.shape[0], r))
+    for t in range(test.shape[0]):
+        it = test[t]
+        rt = 0.0
+        if centre:
+            for b in range(nt):
+                rt += Gall[it, train[b]]
+            rt /= nt
+        for a in range(r):
+            C[t, a] = Gall[train[a], it] - rm[a] - rt + gm
+        forward_upper(R, inv, r, C[t])
+    return C
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def logistic_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, n_classes, C, fit_intercept, tol, max_iter,
-    want_coef, follows,
+    want_coef, follows, prove=False,
 ):  # fmt: skip
     """Logistic-regression decisions of every fold on its test samples, for a block of
     spheres.
@@ -733,6 +961,10 @@ def logistic_block(
         predictors on the training samples are exactly a point in the basis; the Newton
         iterations go on from there to the same optimum. Empty: every fold starts from the
         origin.
+    prove : bool
+        Whether a multinomial fold solved in the basis of its training rows may stop once its
+        test predictions are proven to be the optimum's (:func:`_predictions_proven`): for
+        scores that use only the predictions. Its decisions are then not exact to rounding.
 
     Returns
     -------
@@ -745,10 +977,11 @@ def logistic_block(
         mean over all samples when ``fit_intercept``.
     mu : ndarray (B, d)
         That mean (zeros without an intercept).
-    stats : ndarray of int64 (5,)
+    stats : ndarray of int64 (6,)
         Problems that did not converge, Newton iterations, problems solved, problems with
         more features than basis vectors solved in the feature space (their Gram block was
-        not a usable basis), and Hessians factored (the other iterations were chord steps).
+        not a usable basis), Hessians factored (the other iterations were chord steps), and
+        problems stopped on the proof of their test predictions.
     """
     B, d = vox.shape
     n = Xv.shape[1]
@@ -760,7 +993,7 @@ def logistic_block(
     dec = np.zeros((B, F, test_idx.shape[1], K))
     coef = np.zeros((B if want_coef else 0, F, K, d + 1))
     mus = np.zeros((B, d))
-    stats = np.zeros(5, dtype=np.int64)
+    stats = np.zeros(6, dtype=np.int64)
     max_train = 0
     any_basis = False
     for f in range(F):
@@ -866,7 +1099,19 @@ def logistic_block(
                     not warm,
                 )  # fmt: skip
             else:
-                its, ok, hess = _newton_multinomial(A, yt[:nt], n_classes, pen, Theta, tol, max_iter)
+                Ct = np.empty((0, max(r, 0)))
+                xmax = 0.0
+                if prove and basis:  # the test samples' basis coordinates, for the proofs
+                    Ct = _basis_coordinates(Gall, tr, test_idx[f, : n_test[f]], fit_intercept, Rb)
+                    for a in range(nt):
+                        acc = 0.0
+                        for j in range(r):
+                            acc += A[a, j] * A[a, j]
+                        xmax = max(xmax, math.sqrt(acc))
+                its, ok, hess, proven = _newton_multinomial(
+                    A, yt[:nt], n_classes, pen, Theta, tol, max_iter, Ct, xmax, fit_intercept
+                )
+                stats[5] += 1 if proven else 0
             if warm_start:  # this fold's optimal predictors, for the next sphere
                 have_prev[f] = basis and ok
                 if basis:

@@ -121,6 +121,9 @@ class BatchedLogisticRegression(SphereBySphere, BatchedClassifier):
         (their training rows' Gram matrix was not a usable basis: repeated samples).
     n_hessians_ : int
         Its Hessians formed and factored; the other iterations were chord steps.
+    n_proven_ : int
+        Its problems stopped once their test predictions were proven to be the optimum's
+        (:meth:`many_fold_decisions_for_predictions_at` only).
     """
 
     reference = "sklearn.linear_model.LogisticRegression(penalty='l2', solver='lbfgs')"
@@ -183,11 +186,34 @@ class BatchedLogisticRegression(SphereBySphere, BatchedClassifier):
         ``X``), read sphere by sphere by the compiled kernel."""
         return [self._fit_all(X, vox, y, n_classes, plan, False)[0] for y in np.atleast_2d(ys)]
 
+    def many_fold_decisions_for_predictions_at(
+        self, X: np.ndarray, vox: np.ndarray, ys: np.ndarray, n_classes: int, plan: CVPlan
+    ) -> list[list[np.ndarray]]:
+        """:meth:`many_fold_decisions_at` for scores that use only the predictions.
+
+        A multinomial fold solved in the basis of its training rows (more features than
+        training samples) stops once its test predictions are proven to be the exact
+        optimum's, by a bound on its test decisions from the duality gap (the weights) and
+        the intercept's optimality condition (the intercepts); see
+        ``_logistic_kernel._predictions_proven``. Its decisions are then within that bound
+        of the optimum's, not exact to rounding. Other folds are solved as by
+        :meth:`many_fold_decisions_at`."""
+        return [self._fit_all(X, vox, y, n_classes, plan, False, True)[0] for y in np.atleast_2d(ys)]
+
     def _fit_all(
-        self, Xv: np.ndarray, vox: np.ndarray, y: np.ndarray, n_classes: int, plan: CVPlan, want_coef: bool
+        self,
+        Xv: np.ndarray,
+        vox: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        plan: CVPlan,
+        want_coef: bool,
+        prove: bool = False,
     ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]] | None]:
         """Fit the spheres ``vox`` (rows of the voxel-major data ``Xv``) on every fold: the
-        decision values of every fold and, with ``want_coef``, its (coef, intercept)."""
+        decision values of every fold and, with ``want_coef``, its (coef, intercept). With
+        ``prove``, multinomial folds in the basis of their training rows may stop once their
+        test predictions are proven."""
         if not self.C > 0:
             raise ValueError(f"C must be > 0, got {self.C!r}.")
         n_classes = int(n_classes)
@@ -211,9 +237,11 @@ class BatchedLogisticRegression(SphereBySphere, BatchedClassifier):
         dec, coef, mu, stats = logistic_block(
             np.ascontiguousarray(Xv, dtype=np.float64), vox, train_idx, n_train, test_idx, n_test, y,
             n_classes, float(self.C), bool(self.fit_intercept), float(self.tol), int(self.max_iter),
-            bool(want_coef), follows,
+            bool(want_coef), follows, bool(prove),
         )  # fmt: skip
-        self.n_iter_, self.n_problems_, self.n_feature_space_, self.n_hessians_ = (int(v) for v in stats[1:])
+        self.n_iter_, self.n_problems_, self.n_feature_space_, self.n_hessians_, self.n_proven_ = (
+            int(v) for v in stats[1:]
+        )
         if stats[0]:
             warnings.warn(
                 f"BatchedLogisticRegression: {int(stats[0])} (sphere, fold) problems did not "
