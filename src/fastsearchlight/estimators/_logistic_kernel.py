@@ -29,6 +29,12 @@ neighbouring spheres, 6.8 Newton iterations per problem against 7.8). The multin
 Newton step at the origin uses the Kronecker structure of the Hessian there
 (:func:`_origin_step`). In the region of fast convergence, steps reuse an earlier Hessian's
 factor (chord steps, :data:`_CHORD_GAIN`).
+
+For scores that use only the predictions (``prove``), a multinomial fold in the basis stops
+once its test predictions are proven to be the optimum's (:func:`_predictions_proven`, from
+the bound of :func:`_decision_bound` on the distance to the optimum): W3, 1,259 neighbouring
+spheres of 123 voxels, 5.1 iterations and 3.0 Hessians per problem against 11.7 and 4.1, every
+problem proven, the same predictions.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ _CHORD_GAIN = 0.3
 #: the largest gradient component below which a multinomial problem that may stop on the
 #: proof of its test predictions tries it at each iteration (:func:`_predictions_proven`)
 _PROOF_GRADIENT = 1e-3
+_SQRT2 = math.sqrt(2.0)
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -555,19 +562,21 @@ def _decision_bound(A, y, r, Theta, P, f_obj, lam, centre, xmax, alpha, work):
       the intercept's condition restored by moving each class's shortfall between it and the
       last class within one sample; what rounding leaves of it is added to the gap (times
       the largest intercept), and so is a margin of ``1e-13`` of the objectives' size.
-    - *Intercepts.* Every training predictor's weight part moves by at most
-      ``delta = |G - G*|_F max_i |x_i|`` to the optimum. Sort the intercepts' changes ``u``
-      and split the classes into the top ones ``T`` and the rest: if the gap between the
-      parts exceeded ``2 delta + x``, every sample's log-odds of ``T`` would rise by more
+    - *Intercepts.* Two classes' weights move apart by at most ``sqrt(2) |G - G*|_F`` (the
+      norm of all the rows' changes is at most ``|G - G*|_F``), so the difference of two
+      classes' predictors of training sample ``i`` by at most ``sqrt(2) delta_i``, with
+      ``delta_i <= delta = |G - G*|_F max_i |x_i|``. Sort the intercepts' changes ``u`` and
+      split the classes into the top ones ``T`` and the rest: if the gap between the parts
+      exceeded ``sqrt(2) delta + x``, every sample's log-odds of ``T`` would rise by more
       than ``x``, its probability of ``T`` by at least ``m_i (1 - m_i) (1 - exp(-x))``, while
       the intercept's condition at the optimum fixes the sum of those probabilities at the
       class counts of ``T``: the current sum's shortfall ``-e_T`` bounds the rise, so ``x <=
       -log(1 + e_T / kappa_T)`` (no room when ``e_T >= 0``), ``kappa_T = sum_i m_i (1 -
-      m_i)``. Over every split, ``|u_k - u_l| <= (K - 1) (2 delta + x_max)``. Without an
-      intercept the spread is 0.
+      m_i)``. Over every split, ``|u_k - u_l| <= (K - 1) (sqrt(2) delta + x_max)``.
+      Without an intercept the spread is 0.
 
     So a difference of two classes' decisions of a sample with features ``c`` moves by at
-    most ``2 radius |c| + spread`` (:func:`_predictions_proven`).
+    most ``sqrt(2) radius |c| + spread`` (:func:`_predictions_proven`).
 
     ``alpha`` ``(K, n)`` and ``work`` (``K + n + r``) are work space. Classes beyond 12 are
     not tried (the splits number ``2^K``)."""
@@ -661,14 +670,15 @@ def _decision_bound(A, y, r, Theta, P, f_obj, lam, centre, xmax, alpha, work):
                 if not -e < kappa:
                     return np.inf, np.inf
                 xres = max(xres, -math.log1p(e / kappa))
-    return radius, m * (2.0 * delta + xres) if centre else 0.0
+    return radius, m * (_SQRT2 * delta + xres) if centre else 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _predictions_proven(A, y, r, Theta, P, f_obj, lam, centre, Ct, xmax, alpha, dec, work):
     """Whether the current point's predictions of the test samples (their largest classes;
     features ``Ct`` ``(n_test, r)``) are proven to be the optimum's: each largest class ahead
-    of every other by more than :func:`_decision_bound`'s ``2 radius |c_t| + spread``.
+    of every other by more than :func:`_decision_bound`'s ``sqrt(2) radius |c_t| +
+    spread``.
     ``dec`` ``(K,)`` is work space, the rest as there."""
     K = P.shape[0]
     m = K - 1
@@ -695,7 +705,7 @@ def _predictions_proven(A, y, r, Theta, P, f_obj, lam, centre, Ct, xmax, alpha, 
         for k in range(K):
             if k != top:
                 lead = min(lead, dec[top] - dec[k])
-        if not lead > 2.0 * radius * math.sqrt(cn) + spread:
+        if not lead > _SQRT2 * radius * math.sqrt(cn) + spread:
             return False
     return True
 
