@@ -866,18 +866,16 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter, Ct, xmax, ce
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _gram_basis(Gall, train, centre, R):
-    """The upper Cholesky factor ``R`` ``(r, r)`` (``G = R' R``) of the Gram matrix ``G`` of
-    the first ``r`` training rows, read from the Gram matrix of all samples ``Gall``; with
-    ``centre``, of the training rows centred on their mean (``r = n_train - 1``: the last
-    centred row is minus the sum of the others). False when ``G`` is not positive definite
-    or its smallest squared pivot is below ``_BASIS_RCOND`` times its largest diagonal
-    entry."""
+def _training_means(Gall, train, centre, rm):
+    """For centring the training rows on their mean within the Gram matrix of all samples
+    ``Gall``: ``rm[a]`` (``n_train``) the mean of training row ``a``'s products with the
+    training rows, and the returned mean of those means, so that ``(x_a - m) . (x_b - m) =
+    G_ab - rm_a - rm_b + gm``; zeros without ``centre``."""
     nt = train.shape[0]
-    r = R.shape[0]
-    rm = np.zeros(nt)
     gm = 0.0
-    if centre:  # (x_a - m) . (x_b - m) = G_ab - rm_a - rm_b + gm
+    for a in range(nt):
+        rm[a] = 0.0
+    if centre:
         for a in range(nt):
             ia = train[a]
             acc = 0.0
@@ -886,6 +884,18 @@ def _gram_basis(Gall, train, centre, R):
             rm[a] = acc / nt
             gm += rm[a]
         gm /= nt
+    return gm
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _gram_basis(Gall, train, rm, gm, R):
+    """The upper Cholesky factor ``R`` ``(r, r)`` (``G = R' R``) of the Gram matrix ``G`` of
+    the first ``r`` training rows, read from the Gram matrix of all samples ``Gall``,
+    centred by :func:`_training_means`' ``rm`` and ``gm`` (with an intercept, on the
+    training rows' mean: ``r = n_train - 1``, the last centred row is minus the sum of the
+    others; without, zeros). False when ``G`` is not positive definite or its smallest
+    squared pivot is below ``_BASIS_RCOND`` times its largest diagonal entry."""
+    r = R.shape[0]
     gmax = 0.0
     for a in range(r):
         ia = train[a]
@@ -901,26 +911,16 @@ def _gram_basis(Gall, train, centre, R):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _basis_coordinates(Gall, train, test, centre, R):
+def _basis_coordinates(Gall, train, test, rm, gm, centre, R):
     """The coordinates ``(n_test, r)`` of the test samples in the basis of :func:`_gram_basis`
-    (its factor ``R``): with ``L = R'``, ``Q' x = L^-1 X_r x`` for the first ``r`` training
-    rows ``X_r``, from the Gram matrix of all samples; with ``centre``, of the samples
-    centred on the training rows' mean."""
+    (its factor ``R``; ``rm`` and ``gm`` from :func:`_training_means`): with ``L = R'``,
+    ``Q' x = L^-1 X_r x`` for the first ``r`` training rows ``X_r``, from the Gram matrix of
+    all samples; with ``centre``, of the samples centred on the training rows' mean."""
     nt = train.shape[0]
     r = R.shape[0]
     inv = np.empty(r)
     for a in range(r):
         inv[a] = 1.0 / R[a, a]
-    rm = np.zeros(nt)
-    gm = 0.0
-    if centre:
-        for a in range(nt):
-            acc = 0.0
-            for b in range(nt):
-                acc += Gall[train[a], train[b]]
-            rm[a] = acc / nt
-            gm += rm[a]
-        gm /= nt
     C = np.empty((test.shape[0], r))
     for t in range(test.shape[0]):
         it = test[t]
@@ -1015,6 +1015,8 @@ def logistic_block(
     W = np.zeros((m, p))  # a fold's optimum in the coordinates of the design
     Wfull = np.zeros((K, p))
     v = np.empty(max_train)
+    rm = np.empty(max_train)  # a fold's centring means (:func:`_training_means`)
+    gm = 0.0
     yt = np.empty(max_train, dtype=np.int64)
     tt = np.empty(max_train)
     # warm starts: each fold's optimal predictors on its training samples, on the sphere
@@ -1055,7 +1057,8 @@ def logistic_block(
             Rb = np.empty((0, 0))
             if d > r:
                 Rb = np.empty((r, r))
-                basis = _gram_basis(Gall, tr, fit_intercept, Rb)
+                gm = _training_means(Gall, tr, fit_intercept, rm)
+                basis = _gram_basis(Gall, tr, rm, gm, Rb)
             if basis:
                 # design in the basis: L = R' (lower triangular; with an intercept, then the
                 # last centred row, minus the sum of the others), then the intercept column
@@ -1112,7 +1115,7 @@ def logistic_block(
                 Ct = np.empty((0, max(r, 0)))
                 xmax = 0.0
                 if prove and basis:  # the test samples' basis coordinates, for the proofs
-                    Ct = _basis_coordinates(Gall, tr, test_idx[f, : n_test[f]], fit_intercept, Rb)
+                    Ct = _basis_coordinates(Gall, tr, test_idx[f, : n_test[f]], rm, gm, fit_intercept, Rb)
                     for a in range(nt):
                         acc = 0.0
                         for j in range(r):
