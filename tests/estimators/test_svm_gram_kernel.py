@@ -18,7 +18,7 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     MAX_JUMPS,
     _certified,
     _check_predictions,
-    _cholesky_lower,
+    _factor_every_sample,
     _inverse_every_sample,
     _lockstep_space,
     _residual,
@@ -245,18 +245,18 @@ def test_active_set_jumps_reach_the_factor_paths_optimum_on_permuted_labels(n_cl
     np.testing.assert_allclose(by_jumps[0], by_factor[0], rtol=0, atol=1e-10 * np.abs(by_factor[0]).max())
 
 
-def solve_dual(K, y, jumps, guess=None, have_L0=True, C=1.0):
+def solve_dual(K, y, jumps, guess=None, have_U0=True, C=1.0):
     """One problem by :func:`_solve_dual` (the factor path): status, Newton points and
-    coefficients. Without ``have_L0`` the all-sample factor is NaN, so using it shows."""
+    coefficients. Without ``have_U0`` the all-sample factor is NaN, so using it shows."""
     k = len(y)
-    L0, inv0 = np.full((k, k), np.nan), np.full(k, np.nan)
-    if have_L0:
-        assert _cholesky_lower(K + np.eye(k) / (2 * C), k, L0, inv0)
+    U0, inv0 = np.full((k, k), np.nan), np.full(k, np.nan)
+    if have_U0:
+        assert _factor_every_sample(K, k, 0.5 / C, U0, inv0)
     a, p, s, u, m, delta, rhs, z, inv = (np.zeros(k) for _ in range(9))
     act, pact, idx, U = np.zeros(k, bool), np.zeros(k, bool), np.zeros(k, np.int64), np.zeros((k, k))
     guess = np.zeros(0, bool) if guess is None else guess
     status, points = _solve_dual(
-        K, k, y, C, L0, inv0, 500, a, p, s, u, m, delta, act, pact, idx, U, inv, rhs, z, guess, jumps, have_L0
+        K, k, y, C, U0, inv0, 500, a, p, s, u, m, delta, act, pact, idx, U, inv, rhs, z, guess, jumps, have_U0
     )  # fmt: skip
     return status, points, a
 
@@ -382,10 +382,10 @@ def test_the_all_sample_factor_is_computed_only_when_a_cold_start_needs_it():
     for X, labels, K in nearly_separable_sets(n_sets=4, seed=1):
         y = binary_targets(labels, 2)[0]
         given = solve_dual(K, y, FULL_JUMPS)
-        lazy = solve_dual(K, y, FULL_JUMPS, have_L0=False)
+        lazy = solve_dual(K, y, FULL_JUMPS, have_U0=False)
         assert given[:2] == lazy[:2] and np.array_equal(given[2], lazy[2])
         optimum_set = y * (K @ given[2]) < 1.0
-        status, its, a = solve_dual(K, y, FULL_JUMPS, guess=optimum_set, have_L0=False)
+        status, its, a = solve_dual(K, y, FULL_JUMPS, guess=optimum_set, have_U0=False)
         assert status == CONVERGED and its == 1
         np.testing.assert_allclose(K @ a, K @ given[2], rtol=0, atol=1e-9 * np.abs(K @ given[2]).max())
 
