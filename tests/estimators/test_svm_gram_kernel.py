@@ -27,6 +27,8 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _set_by_inverse,
     _solve_dual,
     _solve_ldl,
+    _training_block,
+    _training_runs,
     gram_newton_spheres,
     sample_grams,
 )
@@ -877,3 +879,29 @@ def test_sample_grams_are_each_spheres_gram_matrix_plus_the_shift(n, k):
     want = np.swapaxes(V, 1, 2) @ V + 1.0
     np.testing.assert_allclose(G, want, rtol=1e-14)
     np.testing.assert_array_equal(G, np.swapaxes(G, 1, 2))  # both triangles, the same values
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        np.arange(54, 216),  # KFold's first fold: one run
+        np.r_[0:54, 108:216],  # a middle fold: two runs
+        np.r_[3:9, 20:21, 40:200],  # three runs, one of a single sample
+        np.random.default_rng(5).permutation(216)[:150],  # shuffled: gathered entry by entry
+    ],
+)
+def test_training_block_is_the_gram_block_of_the_training_samples(rows):
+    """A training set's block of the sphere's Gram matrix, copied run by run (or gathered),
+    equals numpy's indexing, and its largest diagonal entry is returned."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(216, 30))
+    G = X @ X.T
+    k = len(rows)
+    start, length = np.zeros(216, np.int64), np.zeros(216, np.int64)
+    n_runs = _training_runs(rows, k, start, length)
+    assert length[:n_runs].sum() == k and np.array_equal(np.concatenate(
+        [np.arange(a, a + b) for a, b in zip(start[:n_runs], length[:n_runs])]), rows)  # fmt: skip
+    K = np.full((220, 220), np.nan)
+    top = _training_block(G, rows, k, K, start, length, n_runs)
+    np.testing.assert_array_equal(K[:k, :k], G[np.ix_(rows, rows)])
+    assert top == G[rows, rows].max()

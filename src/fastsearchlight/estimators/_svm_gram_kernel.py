@@ -946,6 +946,52 @@ def _lockstep_space(M, k_max):
     )  # fmt: skip
 
 
+@njit(cache=True, fastmath=_FASTMATH)
+def _training_runs(rows, k, start, length):
+    """The runs of consecutive samples in ``rows[:k]``: their first samples into ``start``
+    and lengths into ``length``; returns how many."""
+    n = 0
+    for r in range(k):
+        if n > 0 and rows[r] == start[n - 1] + length[n - 1]:
+            length[n - 1] += 1
+        else:
+            start[n] = rows[r]
+            length[n] = 1
+            n += 1
+    return n
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _training_block(Gb, rows, k, K, start, length, n_runs):
+    """``K`` the block of the Gram matrix ``Gb`` on the samples ``rows[:k]``, whose runs of
+    consecutive samples are ``start``, ``length`` (:func:`_training_runs`); returns its
+    largest diagonal entry. A fold's training samples are a few runs (``KFold``,
+    ``LeaveOneGroupOut`` in plan order): each row is copied run by run, by slices, which
+    vectorise (a ``162 x 162`` block of a ``216 x 216`` matrix in two runs: 6.4 us against
+    21.3 for the gather by index, one thread); many short runs (shuffled folds) are gathered
+    entry by entry."""
+    top = 0.0
+    if 8 * n_runs <= k:
+        for r in range(k):
+            src = Gb[rows[r]]
+            dst = K[r]
+            pos = 0
+            for j in range(n_runs):
+                n = length[j]
+                d = dst[pos : pos + n]
+                g = src[start[j] : start[j] + n]
+                for c in range(n):
+                    d[c] = g[c]
+                pos += n
+            top = max(top, K[r, r])
+        return top
+    for r in range(k):
+        for c in range(k):
+            K[r, c] = Gb[rows[r], rows[c]]
+        top = max(top, K[r, r])
+    return top
+
+
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def gram_newton_spheres(
     G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, guess,
@@ -1045,6 +1091,11 @@ def gram_newton_spheres(
     A, Mg, Act = lockstep[5], lockstep[6], lockstep[7]
     others = np.empty((U, n), dtype=np.int64)  # the samples outside each training set
     n_others = np.zeros(U, dtype=np.int64)
+    run_start = np.empty((U, k_max), dtype=np.int64)  # each training set's runs of samples
+    run_length = np.empty((U, k_max), dtype=np.int64)
+    n_runs = np.zeros(U, dtype=np.int64)
+    for u in range(U):
+        n_runs[u] = _training_runs(set_rows[u], set_size[u], run_start[u], run_length[u])
     inside = np.empty(n, dtype=np.bool_)
     for u in range(U):
         inside[:] = False
@@ -1067,11 +1118,7 @@ def gram_newton_spheres(
         for u in range(U):
             k = set_size[u]
             rows = set_rows[u]
-            top = 0.0
-            for r in range(k):
-                for c in range(k):
-                    K[r, c] = Gb[rows[r], rows[c]]
-                top = max(top, K[r, r])
+            top = _training_block(Gb, rows, k, K, run_start[u], run_length[u], n_runs[u])
             ok = _EPS * (1.0 + 2.0 * C * top) <= _NORMAL_EQUATIONS_TOL
             # the inverse of every sample's matrix, for the inverse path: below
             # _GAUSS_JORDAN_BELOW samples straight from the matrix
