@@ -20,6 +20,7 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _check_predictions,
     _factor_every_sample,
     _inverse_every_sample,
+    _inverse_from_factor,
     _lockstep_space,
     _residual,
     _schur_factor,
@@ -905,3 +906,23 @@ def test_training_block_is_the_gram_block_of_the_training_samples(rows):
     top = _training_block(G, rows, k, K, start, length, n_runs)
     np.testing.assert_array_equal(K[:k, :k], G[np.ix_(rows, rows)])
     assert top == G[rows, rows].max()
+
+
+@pytest.mark.parametrize("k", [5, 30, 64, 162])
+def test_every_sample_factor_and_its_inverse(k):
+    """The factor of ``I / 2C + K`` on every training sample (the upper tiles, raw-scale
+    samples as W1's) is that matrix's Cholesky factor, and the inverse path's ``S`` from it
+    (LAPACK's ``potri`` on its transpose) is that matrix's inverse."""
+    rng = np.random.default_rng(k)
+    X = 1000.0 + 26.0 * rng.standard_normal((k, 141))
+    K = X @ X.T + 1.0
+    M = K + 0.5 * np.eye(k)
+    U0, inv0 = np.full((k + 3, k + 3), np.nan), np.full(k + 3, np.nan)
+    assert _factor_every_sample(K, k, 0.5, U0, inv0)
+    U = np.triu(U0[:k, :k])
+    np.testing.assert_allclose(U, np.linalg.cholesky(M).T, rtol=1e-9, atol=1e-9 * np.abs(U).max())
+    np.testing.assert_allclose(inv0[:k], 1.0 / np.diag(U), rtol=1e-15)
+    S = np.full((k + 3, k + 3), np.nan)
+    assert _inverse_from_factor(U0, k, S)
+    np.testing.assert_allclose(S[:k, :k] @ M, np.eye(k), atol=1e-6)
+    np.testing.assert_array_equal(S[:k, :k], S[:k, :k].T)

@@ -107,7 +107,8 @@ _LAPACK_FROM = 24
 def _cholesky_lower(M, k, L, inv):
     """Lower factor ``L`` (``M = L L^T``) of the leading ``k x k`` block of ``M`` (lower
     triangle read), and the reciprocals ``inv`` of its diagonal; False if it is not
-    positive definite. From ``k = 24`` (the first step's factors, every sample active)
+    positive definite. From ``k = 24`` (the inverse path's Schur systems, through
+    :func:`_schur_factor`; the first step's factors of every sample came here before stop 65)
     the blocked factorisation in place (:func:`._triangular.cholesky_lower_rows`, 0.62-0.76
     of the time of LAPACK's ``potrf``, itself 1.5-1.7 times faster than this loop from
     ``k = 16`` to ``k = 162``); below it a compiled row-by-row loop, as a LAPACK call cost
@@ -146,13 +147,26 @@ def _cholesky_lower(M, k, L, inv):
 def _factor_every_sample(K, k, half, U0, inv0):
     """``U0`` (upper, in place: ``U0^T U0``) the factor of ``I / 2C + K`` on every training
     sample (``half = 1 / 2C``), ``inv0`` the reciprocals of its diagonal; False if it fails.
-    By :func:`_cholesky_upper` (the outer-product tiles of :mod:`._triangular`; the lower
-    factor's blocks of dot products that it replaced took 3.7 times as long at 162 samples)."""
+    By :func:`_cholesky_upper` (the outer-product tiles of :mod:`._triangular`; with the lower
+    factor's blocks of dot products that it replaced, this function took 63 against 46-49 us
+    at 162 raw-scale samples, one thread)."""
     for r in range(k):
         for c in range(r, k):
             U0[r, c] = K[r, c]
         U0[r, r] += half
     return _cholesky_upper(U0, k, inv0)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _inverse_from_factor(U0, k, S):
+    """``S`` (both triangles of its leading ``k x k`` block) the inverse of ``U0^T U0``, from
+    the upper factor ``U0`` of :func:`_factor_every_sample`: its transpose into the lower
+    triangle of ``S``, then LAPACK's ``potri`` (:func:`._lapack.inverse_lower_block`). False
+    when a diagonal entry is zero."""
+    for r in range(k):
+        for c in range(r + 1):
+            S[r, c] = U0[c, r]
+    return inverse_lower_block(S, k)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -1137,11 +1151,8 @@ def gram_newton_spheres(
                 if need:
                     ok = _factor_every_sample(K, k, half, U0, inv0)
                     have_U0 = True
-                if ok and by_inverse:  # S from U0 by LAPACK (potri; its lower factor U0^T)
-                    for r in range(k):
-                        for c in range(r + 1):
-                            S[r, c] = U0[c, r]
-                    inverse = inverse_lower_block(S, k)
+                if ok and by_inverse:
+                    inverse = _inverse_from_factor(U0, k, S)
             if inverse:  # every problem of the set at once
                 # from the neighbour's set where it has taken fewer jumps than S y's (or
                 # nothing is known yet), every EXPLORE_EVERY-th problem the other way
