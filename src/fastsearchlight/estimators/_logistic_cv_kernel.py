@@ -36,6 +36,7 @@ from numba import njit
 
 from ._logistic_kernel import _newton_binary
 from ._triangular import cholesky_solve_upper
+from ._vector_math import exp_nonpositive, log1p_unit
 
 __all__ = ["logistic_cv_block"]
 
@@ -83,7 +84,10 @@ def _test_score(D, rows, n_rows, t, theta, neg_log_loss):
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _objective(D, t, theta, lam):
-    """``mean_i log(1 + exp(-s_i d_i . theta)) + 0.5 * lam * |theta|^2`` (``s_i = 2 t_i - 1``)."""
+    """``mean_i log(1 + exp(-s_i d_i . theta)) + 0.5 * lam * |theta|^2`` (``s_i = 2 t_i - 1``),
+    the loss by the polynomial ``exp`` and ``log1p`` of :mod:`._vector_math` (as the Newton
+    iterations' line search, :func:`._logistic_kernel._binary_trial`) instead of the C
+    library's."""
     n, q = D.shape
     loss = 0.0
     for i in range(n):
@@ -91,7 +95,7 @@ def _objective(D, t, theta, lam):
         for j in range(q):
             z += D[i, j] * theta[j]
         x = -z if t[i] > 0.5 else z
-        loss += math.log1p(math.exp(-abs(x))) + (x if x > 0.0 else 0.0)
+        loss += log1p_unit(exp_nonpositive(-abs(x))) + (x if x > 0.0 else 0.0)
     sq = 0.0
     for j in range(q):
         sq += theta[j] * theta[j]
