@@ -15,6 +15,7 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _START_MEMORY,
     EXPLORE_EVERY,
     FULL_JUMPS,
+    GRAM_REFRESH,
     MAX_JUMPS,
     _certified,
     _check_predictions,
@@ -880,6 +881,44 @@ def test_sample_grams_are_each_spheres_gram_matrix_plus_the_shift(n, k):
     want = np.swapaxes(V, 1, 2) @ V + 1.0
     np.testing.assert_allclose(G, want, rtol=1e-14)
     np.testing.assert_array_equal(G, np.swapaxes(G, 1, 2))  # both triangles, the same values
+
+
+def test_sample_grams_of_neighbouring_spheres_by_updates_equal_numpys():
+    """Spheres that share most voxels with the one before get its matrix updated by the
+    voxels that change: within rounding of numpy's product, across runs longer than the
+    refresh period, a jump to a distant sphere, a repeated sphere and voxels out of order."""
+    rng = np.random.default_rng(11)
+    n, k = 216, 60
+    Xv = (1000.0 + 26.0 * rng.standard_normal((900, n))).astype(np.float32).astype(np.float64)
+    rows = [np.sort(np.r_[s : s + 40, 500 + 2 * s : 500 + 2 * s + 20]) for s in range(GRAM_REFRESH + 5)]
+    rows.append(rows[-1])  # the same voxels again: nothing changes
+    rows += [np.arange(800, 800 + k), np.arange(801, 801 + k)]  # a distant sphere, then its neighbour
+    rows.append(rng.permutation(np.arange(802, 802 + k)))  # out of order: computed afresh
+    rows.append(np.arange(803, 803 + k))
+    vox = np.stack(rows)
+    G = np.full((len(vox), n, n), np.nan)
+    sample_grams(Xv, vox, 1.0, G)
+    V = Xv[vox]
+    want = np.swapaxes(V, 1, 2) @ V + 1.0
+    np.testing.assert_allclose(G, want, rtol=1e-14)
+    np.testing.assert_array_equal(G, np.swapaxes(G, 1, 2))
+    # every sphere afresh: the same matrices to rounding
+    fresh = np.full_like(G, np.nan)
+    sample_grams(Xv, vox, 1.0, fresh, 0, None, 1)
+    np.testing.assert_allclose(fresh, want, rtol=1e-14)
+    # in calls of three spheres, each after the last matrix of the call before and the
+    # count of updates since a fresh one: the same matrices as in one call
+    run = np.zeros(1, dtype=np.int64)
+    calls = np.full_like(G, np.nan)
+    for lo in range(0, len(vox), 3):
+        first = 1 if lo else 0
+        buffer = np.full((4, n, n), np.nan)
+        if lo:
+            buffer[0] = calls[lo - 1]
+        rows = vox[lo - first : lo + 3]
+        sample_grams(Xv, rows, 1.0, buffer[: len(rows)], first, run)
+        calls[lo : lo + 3] = buffer[first : len(rows)]
+    np.testing.assert_array_equal(calls, G)
 
 
 @pytest.mark.parametrize(

@@ -466,10 +466,20 @@ class BatchedLinearSVC(BatchedClassifier):
         # the call reads them, so a batch that stays in the cache saves a pass through memory
         # (W1 at 12 mm: peak 1,075 -> 570 MB with blocks of 403 spheres)
         per_batch = max(1, min(16 * self.batch_problems // Q, _GRAM_BATCH_BYTES // (8 * n * (n + k + Q))))
+        # the Gram matrices of a call's spheres after the last one of the call before, from
+        # which the first is updated if it is a neighbour (the same matrices however many
+        # spheres each call holds)
+        grams = np.empty((min(B, per_batch) + 1, n, n))
+        run = np.zeros(1, dtype=np.int64)
+        last = 0
         for lo in range(0, B, per_batch):
             hi = min(B, lo + per_batch)
-            G = np.empty((hi - lo, n, n))
-            sample_grams(Xv, vox[lo:hi], shift, G)
+            if lo:
+                grams[0] = grams[last]
+            first = 1 if lo else 0
+            last = first + hi - lo - 1
+            sample_grams(Xv, ordered[lo - first : hi], shift, grams[: last + 1], first, run)
+            G = grams[first : last + 1]
             follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
             if not weights:  # written straight into the output: no weights, no copies
                 status, its = gram_newton_spheres(
