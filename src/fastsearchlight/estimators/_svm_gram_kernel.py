@@ -1381,9 +1381,11 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
     ``W``, and the products of their columns formed in outer-product tiles over the rows
     (:func:`._simd.column_products_upper`: the upper triangle), then mirrored.
 
-    One thread, W1 at 12 mm (155 voxels, 216 samples), calls of six neighbouring spheres
-    as :meth:`.BatchedLinearSVC._solve_gram` makes them: 115-139 us per sphere against
-    167-206 us, every matrix afresh (copy 12 us, tiles 112 us, mirror 17 us at 141 voxels).
+    One thread, W1 at 12 mm (1,200 neighbouring spheres of 155 voxels, 216 samples), in
+    calls of six spheres as :meth:`.BatchedLinearSVC._solve_gram` makes them: 160 against
+    294-300 us per sphere with every matrix afresh (``refresh=1``), in one process, four
+    alternations (a slow spell of the machine: another run gave 115-139 against 167-206 us
+    without the count carried between calls).
     """
     n = Xv.shape[1]
     k = vox.shape[1]
