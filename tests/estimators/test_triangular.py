@@ -92,7 +92,7 @@ def _raw_scale_matrix(d, seed):
     return np.eye(d) + 2.0 * X.T @ X
 
 
-@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 7, 8, 9, 13, 24, 25, 77, 111, 141])
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 7, 8, 9, 13, 24, 25, 31, 32, 77, 111, 141, 162])
 def test_blocked_cholesky_matches_lapack_within_a_larger_matrix(d):
     """The compiled Cholesky factorisations, upper (input and factor in the upper triangle)
     and lower, on the leading block of a larger work matrix: the same factor as numpy's
@@ -129,15 +129,17 @@ def test_blocked_cholesky_matches_lapack_within_a_larger_matrix(d):
     np.testing.assert_array_equal(np.triu(in_place), U)
 
 
-@pytest.mark.parametrize("bad", [0, 3, 6, 10])
-def test_blocked_cholesky_reports_a_matrix_not_positive_definite(bad):
+@pytest.mark.parametrize(("d", "bad"), [(11, 0), (11, 3), (11, 6), (11, 10), (40, 0), (40, 21), (40, 39)])
+def test_blocked_cholesky_reports_a_matrix_not_positive_definite(d, bad):
+    """A negative or NaN pivot, small matrices (rows solved by substitution) and larger ones
+    (rows solved in tiles)."""
 
-    M = _raw_scale_matrix(11, 0)
+    M = _raw_scale_matrix(d, 0)
     M[bad, bad] = -1.0
-    assert not cholesky_upper_into(M, np.empty((11, 11)))
-    assert not cholesky_lower_rows(M.copy(), 11)
+    assert not cholesky_upper_into(M, np.empty((d, d)))
+    assert not cholesky_lower_rows(M.copy(), d)
     M[bad, bad] = np.nan
-    assert not cholesky_upper_into(M, np.empty((11, 11)))
+    assert not cholesky_upper_into(M, np.empty((d, d)))
 
 
 @pytest.mark.parametrize(("n", "k"), [(1, 1), (3, 2), (5, 4), (7, 5), (9, 8), (162, 75), (130, 77), (13, 23)])

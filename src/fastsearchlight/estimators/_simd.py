@@ -78,8 +78,10 @@ def _outer_tile(rows):
 
         ``A``, ``B`` and ``C`` are ``float64`` arrays addressed by element offsets from their
         first entry (a C-ordered 2-d array with unit column stride and ``ld`` elements between
-        rows has entry ``[i, j]`` at ``i*ld + j``); ``C`` may be ``A`` or ``B`` when the entries
-        written are not read. Entries of
+        rows has entry ``[i, j]`` at ``i*ld + j``); ``C`` may be ``A`` or ``B``: the tile reads all
+        its entries of ``A`` and ``B`` before it writes any of ``C``, so ``C`` may even be the
+        entries of ``B`` it reads (a product in place, as the Cholesky factorisation's row
+        solves). Entries of
         ``A`` in rows ``r >= nrows`` and of ``B`` in columns ``c >= ncols`` are not read; nothing
         else is checked. In compiled code only."""
         for name, arr in (("A", A), ("B", B), ("C", C)):
