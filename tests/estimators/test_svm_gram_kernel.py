@@ -19,6 +19,7 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     MAX_JUMPS,
     _certified,
     _check_predictions,
+    _decisions_outside,
     _factor_every_sample,
     _inverse_every_sample,
     _inverse_from_factor,
@@ -919,6 +920,32 @@ def test_sample_grams_of_neighbouring_spheres_by_updates_equal_numpys():
         sample_grams(Xv, rows, 1.0, buffer[: len(rows)], first, run)
         calls[lo : lo + 3] = buffer[first : len(rows)]
     np.testing.assert_array_equal(calls, G)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        np.arange(54, 216),  # KFold's first fold: one run
+        np.r_[0:54, 108:216],  # a middle fold: two runs
+        np.r_[3:9, 20:21, 40:200],  # three runs, one of a single sample
+        np.random.default_rng(5).permutation(216)[:150],  # shuffled: sample by sample
+    ],
+)
+def test_decisions_outside_a_training_set_are_the_gram_rows_times_the_coefficients(rows):
+    """The decisions on the samples outside a training set, run by run (or sample by
+    sample), equal numpy's product of their Gram rows with the coefficients."""
+    rng = np.random.default_rng(8)
+    X = 1000.0 + 26.0 * rng.normal(size=(216, 40))
+    G = X @ X.T + 1.0
+    k = len(rows)
+    start, length = np.empty(k, dtype=np.int64), np.empty(k, dtype=np.int64)
+    n_runs = _training_runs(rows, k, start, length)
+    others = np.setdiff1d(np.arange(216), rows)
+    a = rng.normal(size=k)
+    out = np.full(216, np.nan)
+    _decisions_outside(G, rows, k, a, others, start, length, n_runs, out)
+    np.testing.assert_allclose(out[others], G[np.ix_(others, rows)] @ a, rtol=1e-12)
+    assert np.isnan(out[rows]).all()
 
 
 @pytest.mark.parametrize(

@@ -1009,6 +1009,31 @@ def _training_block(Gb, rows, k, K, start, length, n_runs):
     return top
 
 
+@njit(cache=True, fastmath=_FASTMATH)
+def _decisions_outside(Gb, rows, k, a, others, start, length, n_runs, out):
+    """``out[o] = Gb[o, rows[:k]] . a`` for the samples ``o`` in ``others`` (outside the
+    training set ``rows[:k]``, whose runs of consecutive samples are ``start``, ``length``:
+    :func:`_training_runs`): run by run, contiguous products that vectorise, or sample by
+    sample for many short runs (as :func:`_training_block`)."""
+    for e in range(others.shape[0]):
+        o = others[e]
+        src = Gb[o]
+        acc = 0.0
+        if 8 * n_runs <= k:
+            pos = 0
+            for j in range(n_runs):
+                n = length[j]
+                g = src[start[j] : start[j] + n]
+                w = a[pos : pos + n]
+                for c in range(n):
+                    acc += g[c] * w[c]
+                pos += n
+        else:
+            for r in range(k):
+                acc += src[rows[r]] * a[r]
+        out[o] = acc
+
+
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def gram_newton_spheres(
     G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, guess,
@@ -1237,12 +1262,17 @@ def gram_newton_spheres(
                     continue
                 for r in range(k):  # (with the samples outside below: every sample written)
                     out[b, q, rows[r]] = y[r] * m[r]
-                for e in range(n_others[u]):
-                    o = others[u, e]
-                    acc = 0.0
-                    for r in range(k):
-                        acc += Gb[o, rows[r]] * a[r]
-                    out[b, q, o] = acc
+                _decisions_outside(
+                    Gb,
+                    rows,
+                    k,
+                    a,
+                    others[u, : n_others[u]],
+                    run_start[u],
+                    run_length[u],
+                    n_runs[u],
+                    out[b, q],
+                )
             if tolerant and decisions:
                 _check_predictions(
                     out[b], bounds[b], status[b], members[u], classes, others[u, : n_others[u]], unsettled, b
