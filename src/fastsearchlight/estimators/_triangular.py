@@ -19,8 +19,9 @@ The upper factorisation (:func:`cholesky_upper_rows`, :func:`cholesky_upper_into
 blocks of four rows of ``U``: the block's rows minus their products with the rows already
 factored, in outer-product tiles of four rows by sixteen columns in explicit vector
 instructions (:func:`._simd.outer_tile`; the rows above read as contiguous row segments),
-then its 4 x 4 diagonal factor and the block's rows solved from it along the columns (since
-stop 63). One thread, in one process alternated with the left-looking blocks of dot products
+then its 4 x 4 diagonal factor and the block's rows solved from it (since stop 63; since
+stop 66, from 24 rows, as the product of the inverse of the factor's transpose with them in
+the same tiles: 0.77-0.90 of the time at 76-162 rows). One thread, in one process alternated with the left-looking blocks of dot products
 it replaced (:func:`._rows._sixteen_dots`, each entry's sum reduced across a vector at the
 end; still the lower variant's, :func:`cholesky_lower_rows`): 4.96 against 14.95 us at
 ``k = 76``, 6.14 against 19.32 at 84, 12.46 against 49.62 at 111, 23.69 against 86.65 at
