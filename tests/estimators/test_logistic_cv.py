@@ -312,8 +312,12 @@ def test_path_start_follows_the_tangent_of_the_regularisation_path(ratio):
     optimum of the ``C`` before: for a smaller penalty it lands much closer to the new
     optimum than that optimum is (a first-order prediction, whose error shrinks with the
     step squared), and it never starts from a higher objective."""
-    from fastsearchlight.estimators._logistic_cv_kernel import _objective, _path_start
+    from fastsearchlight.estimators._logistic_cv_kernel import _path_start
     from fastsearchlight.estimators._logistic_kernel import _newton_binary
+
+    def objective(D, t, theta, lam):
+        margins = (2 * t - 1) * (D @ theta)
+        return np.logaddexp(0.0, -margins).mean() + 0.5 * lam * theta @ theta
 
     rng = np.random.default_rng(5)
     n, q = 80, 9
@@ -334,8 +338,9 @@ def test_path_start_follows_the_tangent_of_the_regularisation_path(ratio):
     lam = ratio * lam_prev
     after, _ = optimum(lam)
     start = before.copy()
-    _path_start(D, t, start, R, lam_prev, lam, np.empty((2, q)))
-    assert _objective(D, t, start, lam) <= _objective(D, t, before, lam)
+    _path_start(D, t, start, R, lam_prev, lam, np.empty((2, q)), np.empty((5, n)))
+    assert objective(D, t, start, lam) <= objective(D, t, before, lam)
+    assert not np.array_equal(start, before)  # the tangent's point was taken
     gap = np.linalg.norm(before - after)
     assert gap > 1e-3
     # first order: the error shrinks with the square of the step in log lambda (measured:
