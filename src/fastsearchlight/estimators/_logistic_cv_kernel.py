@@ -100,7 +100,7 @@ def _path_start(D, t, theta, R, lam_prev, lam, work, zwork):
     search (:func:`._logistic_kernel._binary_trial`): 300 W1 10 mm spheres, one thread, three
     alternations, 5.96-6.28 against 6.52-8.24 s with the objective sample by sample (a dot
     product, then the loss, per sample: 8.6% of the profile), the same scores.
-    ``zwork`` is work space of at least (4, n) for n rows of ``D``."""
+    ``zwork`` is work space of at least (5, n) for n rows of ``D``."""
     q = theta.shape[0]
     n = D.shape[0]
     v = work[0]

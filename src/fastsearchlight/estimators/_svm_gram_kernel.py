@@ -978,6 +978,14 @@ def _training_runs(rows, k, start, length):
     return n
 
 
+@njit(cache=True, inline="always")
+def _by_runs(n_runs, k):
+    """Whether a training set of ``k`` samples in ``n_runs`` runs of consecutive samples is
+    read run by run (slices that vectorise) rather than sample by sample (many short runs:
+    shuffled folds)."""
+    return 8 * n_runs <= k
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _training_block(Gb, rows, k, K, start, length, n_runs):
     """``K`` the block of the Gram matrix ``Gb`` on the samples ``rows[:k]``, whose runs of
@@ -988,7 +996,7 @@ def _training_block(Gb, rows, k, K, start, length, n_runs):
     21.3 for the gather by index, one thread); many short runs (shuffled folds) are gathered
     entry by entry."""
     top = 0.0
-    if 8 * n_runs <= k:
+    if _by_runs(n_runs, k):
         for r in range(k):
             src = Gb[rows[r]]
             dst = K[r]
@@ -1015,11 +1023,12 @@ def _decisions_outside(Gb, rows, k, a, others, start, length, n_runs, out):
     training set ``rows[:k]``, whose runs of consecutive samples are ``start``, ``length``:
     :func:`_training_runs`): run by run, contiguous products that vectorise, or sample by
     sample for many short runs (as :func:`_training_block`)."""
+    runs = _by_runs(n_runs, k)
     for e in range(others.shape[0]):
         o = others[e]
         src = Gb[o]
         acc = 0.0
-        if 8 * n_runs <= k:
+        if runs:
             pos = 0
             for j in range(n_runs):
                 n = length[j]
@@ -1422,10 +1431,13 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
     V = np.empty((2 * k, n))
     W = np.empty((2 * k, n))
     updates = 0 if run is None else run[0]
+    previous_increasing = first > 0 and _increasing(vox[first - 1])
     for b in range(first, vox.shape[0]):
         Gb = G[b]
-        update = b > 0 and updates + 1 < refresh and _increasing(vox[b]) and _increasing(vox[b - 1])
+        increasing = _increasing(vox[b])
+        update = b > 0 and updates + 1 < refresh and increasing and previous_increasing
         update = update and 2 * _shared(vox[b], vox[b - 1]) >= k
+        previous_increasing = increasing
         if update:
             updates += 1
             m = _changed_rows(Xv, vox[b], vox[b - 1], V, W)
