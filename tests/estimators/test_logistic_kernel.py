@@ -222,6 +222,112 @@ def test_binary_hessian_from_the_design_rows(n, q):
     assert np.isnan(H[below_tiles]).all()
 
 
+def _plan_arrays(folds, n):
+    """``logistic_block``'s padded fold arrays from ``(train, test)`` pairs."""
+    F = len(folds)
+    tr = np.zeros((F, max(len(a) for a, _ in folds)), dtype=np.int64)
+    te = np.zeros((F, max(len(b) for _, b in folds)), dtype=np.int64)
+    for f, (a, b) in enumerate(folds):
+        tr[f, : len(a)] = a
+        te[f, : len(b)] = b
+    ntr = np.array([len(a) for a, _ in folds], dtype=np.int64)
+    nte = np.array([len(b) for _, b in folds], dtype=np.int64)
+    return tr, ntr, te, nte
+
+
+def test_tests_partition_recognises_folds_that_train_on_every_other_sample():
+    """``KFold`` (shuffled too) and ``LeaveOneGroupOut`` partition the samples into test
+    sets, each fold training on all the others; a fold that leaves a sample out of both, or
+    trains on a test sample, or test sets that overlap, do not."""
+    from sklearn.model_selection import KFold, LeaveOneGroupOut, ShuffleSplit
+
+    from fastsearchlight.estimators._logistic_kernel import tests_partition
+
+    n = 30
+    groups = np.arange(n) // 6
+    X = np.zeros((n, 1))
+    for splitter in (KFold(4), KFold(5, shuffle=True, random_state=0), LeaveOneGroupOut()):
+        folds = list(splitter.split(X, groups=groups))
+        assert tests_partition(*_plan_arrays(folds, n), n)
+    folds = list(KFold(3).split(X))
+    for broken in (
+        [(a[1:], b) for a, b in folds],  # a training sample left out
+        [(np.r_[a, b[:1]], b) for a, b in folds],  # a test sample trained on
+        [(a, np.r_[b, a[:1]]) for a, b in folds],  # test sets that overlap
+        list(ShuffleSplit(3, test_size=0.3, random_state=0).split(X)),
+    ):
+        assert not tests_partition(*_plan_arrays(broken, n), n)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_origin_hessian_from_test_blocks(fit_intercept):
+    """Each fold's Hessian at the origin from the test blocks' Gram matrices equals numpy's
+    ``A_train' A_train / (4 n_train) + diag(pen)`` in its upper triangle, for folds of
+    unequal sizes in shuffled order."""
+    from sklearn.model_selection import KFold
+
+    from fastsearchlight.estimators._logistic_kernel import _origin_hessian, _test_block_grams
+
+    rng = np.random.default_rng(11)
+    n, d = 37, 21
+    As = rng.normal(scale=25.0, size=(n, d))
+    if fit_intercept:
+        As = np.hstack([As - As.mean(axis=0), np.ones((n, 1))])
+    q = As.shape[1]
+    folds = list(KFold(4, shuffle=True, random_state=1).split(As))
+    tr, ntr, te, nte = _plan_arrays(folds, n)
+    blocks = np.full((len(folds), q, q), np.nan)
+    total = np.full((q, q), np.nan)
+    _test_block_grams(As, te, nte, np.empty((nte.max(), q)), blocks, total)
+    upper = np.triu_indices(q)
+    for f, (a, _) in enumerate(folds):
+        pen = rng.uniform(0.0, 1.0, size=q)
+        H = np.full((q, q), np.nan)
+        _origin_hessian(total, blocks[f], len(a), pen, H)
+        expected = As[a].T @ As[a] / (4 * len(a)) + np.diag(pen)
+        np.testing.assert_allclose(H[upper], expected[upper], rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+
+def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessians():
+    """``logistic_block`` with folds that partition the samples (the first Hessian by
+    blocks) gives the decisions and the Hessians of the same problems solved one fold at a
+    time by :func:`_newton_binary`, every Hessian formed from the fold's rows."""
+    from sklearn.model_selection import KFold
+
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary, logistic_block
+
+    rng = np.random.default_rng(12)
+    n, d = 80, 15
+    Xv = 1000.0 + 30.0 * rng.normal(size=(d, n))
+    y = (Xv[:3].sum(axis=0) + rng.normal(scale=60.0, size=n) > 3000.0).astype(np.int64)
+    folds = list(KFold(4).split(np.zeros((n, 1))))
+    tr, ntr, te, nte = _plan_arrays(folds, n)
+    vox = np.arange(d, dtype=np.int64)[None, :]
+    dec, _, mu, stats = logistic_block(
+        Xv, vox, tr, ntr, te, nte, y, 2, 1.0, True, 1e-10, 100, False, np.zeros(0, bool)
+    )
+    As = np.hstack([(Xv - Xv.mean(axis=1, keepdims=True)).T, np.ones((n, 1))])
+    its_all = hess_all = 0
+    for f, (a, b) in enumerate(folds):
+        pen = np.full(d + 1, 1.0 / len(a))
+        pen[-1] = 0.0
+        theta = np.zeros(d + 1)
+        its, ok, hess, _ = _newton_binary(
+            np.ascontiguousarray(As[a]), y[a].astype(float), pen, np.ones(d + 1), theta, 1e-10, 100,
+            np.empty((d + 1, d + 1)), np.empty((len(a), d + 1)), True,
+        )  # fmt: skip
+        assert ok
+        its_all += its
+        hess_all += hess
+        expected = As[b] @ theta
+        np.testing.assert_allclose(
+            dec[0, f, : len(b), 0], expected, rtol=0, atol=1e-9 * (1 + np.abs(expected).max())
+        )
+    # the same Hessians; the last iterations, at the rounding level, may differ by one per fold
+    assert stats[4] == hess_all
+    assert abs(stats[1] - its_all) <= len(folds)
+
+
 def _line_objective(A, t, pen, theta, step, s):
     """Mean binary log-loss plus the penalty at ``theta + s * step`` (numpy)."""
     v = theta + s * step

@@ -196,7 +196,7 @@ def _binary_hessian(A, sw, pen, As, H):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate):
+def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, origin_hessian=False):
     """Minimise ``mean_i log(1 + exp(-s_i a_i . theta)) + 0.5 * sum_j pen_j theta_j^2``.
 
     A penalised intercept (liblinear's: a constant column of the design) is a coordinate
@@ -228,6 +228,11 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate):
         objective still falls (:func:`_extrapolate`): fewer iterations from a distant start
         (the origin), more from a near one (a path of ``C``, where it breaks the runs of
         chord steps).
+    origin_hessian : bool, default=False
+        Whether ``H`` already holds, in its upper triangle, the Hessian at the start, which
+        must then be the origin (``theta = 0``: every weight is ``1 / (4 n)``), so that the
+        first iteration does not form it (:func:`logistic_block` sums it from the folds'
+        test blocks).
 
     Returns
     -------
@@ -296,7 +301,8 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate):
             for i in range(n):  # the square roots of the weights p (1 - p) / n
                 ei = e[i]
                 sw[i] = math.sqrt(ei * inv_n) * (1.0 / (1.0 + ei))
-            _binary_hessian(A, sw, pen, As, H)
+            if not (origin_hessian and it == 0):
+                _binary_hessian(A, sw, pen, As, H)
             hessians += 1
             have = _newton_step(H, grad, step)
             if not have:
@@ -936,6 +942,70 @@ def _basis_coordinates(Gall, train, test, rm, gm, centre, R):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def tests_partition(train_idx, n_train, test_idx, n_test, n):
+    """Whether the folds' test sets partition the ``n`` samples and each fold trains on all
+    the others (``KFold``, ``LeaveOneGroupOut``): then a sum over a fold's training rows is
+    the sum over all rows minus that over its test rows."""
+    seen = np.zeros(n, dtype=np.int64)
+    for f in range(n_test.shape[0]):
+        for a in range(n_test[f]):
+            seen[test_idx[f, a]] += 1
+    for i in range(n):
+        if seen[i] != 1:
+            return False
+    mark = np.empty(n, dtype=np.bool_)
+    for f in range(n_test.shape[0]):
+        mark[:] = False
+        for a in range(n_test[f]):
+            mark[test_idx[f, a]] = True
+        for a in range(n_train[f]):
+            i = train_idx[f, a]
+            if mark[i]:  # a test sample, or a training sample twice
+                return False
+            mark[i] = True
+        for i in range(n):
+            if not mark[i]:
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _test_block_grams(As, test_idx, n_test, rows, blocks, total):
+    """The upper triangles of ``blocks[f] = As[test_f]' As[test_f]`` for every fold ``f`` and
+    of their sum ``total`` (with test sets that partition the samples, ``As' As``), by
+    :func:`._simd.column_gram_upper` on each block's rows gathered into ``rows`` (entries
+    below the diagonal near it spoiled)."""
+    q = As.shape[1]
+    for f in range(n_test.shape[0]):
+        m = n_test[f]
+        for a in range(m):
+            rows[a] = As[test_idx[f, a]]
+        column_gram_upper(rows, m, q, blocks[f], 0.0, 1.0, False, False)
+        for j in range(q):
+            tj, bj = total[j], blocks[f, j]
+            if f == 0:
+                for c in range(j, q):
+                    tj[c] = bj[c]
+            else:
+                for c in range(j, q):
+                    tj[c] += bj[c]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _origin_hessian(total, block, nt, pen, H):
+    """The upper triangle of the binary Hessian at the origin of a fold whose ``nt``
+    training rows are all rows but a test block: ``(total - block) / (4 nt) + diag(pen)``
+    (every weight ``p (1 - p) / nt`` is ``1 / (4 nt)`` there), from the upper triangles of
+    the Gram matrices of all rows (``total``) and of the block's (:func:`_test_block_grams`)."""
+    w0 = 0.25 / nt
+    for j in range(H.shape[0]):
+        hj, tj, bj = H[j], total[j], block[j]
+        for c in range(j, H.shape[0]):
+            hj[c] = (tj[c] - bj[c]) * w0
+        hj[j] += pen[j]
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def logistic_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, n_classes, C, fit_intercept, tol, max_iter,
     want_coef, follows, prove=False,
@@ -1024,7 +1094,19 @@ def logistic_block(
     warm_start = follows.shape[0] > 0
     Zprev = np.zeros((F, m, max_train))
     have_prev = np.zeros(F, dtype=np.bool_)
+    # binary folds in the features start at the origin, where every weight is the same:
+    # their first Hessian is the Gram matrix of their training rows, which (with test sets
+    # that partition the samples) is that of all rows minus their test block's, so one pass
+    # over the sphere's rows serves every fold (:func:`_test_block_grams`)
+    by_blocks = n_classes == 2 and tests_partition(train_idx, n_train, test_idx, n_test, n)
+    max_test = 0
+    for f in range(F):
+        max_test = max(max_test, n_test[f])
+    blocks = np.empty((F if by_blocks else 0, p, p))
+    total = np.empty((p, p) if by_blocks else (0, 0))
+    test_rows = np.empty((max_test if by_blocks else 0, p))
     for sph in range(B):
+        have_blocks = False
         rows = vox[sph]
         for j in range(d):
             src = Xv[rows[j]]
@@ -1105,11 +1187,17 @@ def logistic_block(
             if fit_intercept:
                 pen[pb - 1] = 0.0
             if n_classes == 2:
+                H = np.empty((pb, pb))
+                origin = by_blocks and not basis and not warm
+                if origin:  # the first Hessian, at the origin: weights 1 / (4 nt)
+                    if not have_blocks:
+                        _test_block_grams(As, test_idx, n_test, test_rows, blocks, total)
+                        have_blocks = True
+                    _origin_hessian(total, blocks[f], nt, pen, H)
                 # extrapolations from the origin only: from the sphere before's optimum
                 # they took more time (binary run-wise betas, 4,000 spheres: 1.11 of it)
                 its, ok, hess, _ = _newton_binary(
-                    A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, np.empty((pb, pb)), np.empty((nt, pb)),
-                    not warm,
+                    A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb)), not warm, origin
                 )  # fmt: skip
             else:
                 Ct = np.empty((0, max(r, 0)))
