@@ -54,7 +54,10 @@ parameters; problems still running after ``max_iter`` iterations raise a
 shares at least half the voxels. Other starts took more iterations on the benchmark
 workloads: the previous fold's optimum 12.9 against 10.7 per problem on the Haxby-sized
 KFold(4) data at 10 mm, 8.9 against 7.8 on run-wise betas; the same fold's optimum on the
-neighbouring sphere, in the features, 14.5 against 11.2 at 10 mm.
+neighbouring sphere, in the features, 14.5 against 11.2 at 10 mm. A binary fold started at
+the origin, where every weight is 1/4, takes its first Hessian from the Gram matrix of all the
+sphere's rows minus that of its test block when the folds' test sets partition the samples
+(``KFold``, ``LeaveOneGroupOut``): one pass over the rows serves every fold.
 
 More features than training samples: the optimal weights are combinations of the training
 rows (the gradients of the loss and of the penalty are; with an intercept, of the rows
