@@ -222,7 +222,7 @@ def test_binary_hessian_from_the_design_rows(n, q):
     assert np.isnan(H[below_tiles]).all()
 
 
-def _plan_arrays(folds, n):
+def _plan_arrays(folds):
     """``logistic_block``'s padded fold arrays from ``(train, test)`` pairs."""
     F = len(folds)
     tr = np.zeros((F, max(len(a) for a, _ in folds)), dtype=np.int64)
@@ -241,14 +241,14 @@ def test_tests_partition_recognises_folds_that_train_on_every_other_sample():
     trains on a test sample, or test sets that overlap, do not."""
     from sklearn.model_selection import KFold, LeaveOneGroupOut, ShuffleSplit
 
-    from fastsearchlight.estimators._logistic_kernel import tests_partition
+    from fastsearchlight.estimators._logistic_kernel import _tests_partition
 
     n = 30
     groups = np.arange(n) // 6
     X = np.zeros((n, 1))
     for splitter in (KFold(4), KFold(5, shuffle=True, random_state=0), LeaveOneGroupOut()):
         folds = list(splitter.split(X, groups=groups))
-        assert tests_partition(*_plan_arrays(folds, n), n)
+        assert _tests_partition(*_plan_arrays(folds), n)
     folds = list(KFold(3).split(X))
     for broken in (
         [(a[1:], b) for a, b in folds],  # a training sample left out
@@ -256,7 +256,7 @@ def test_tests_partition_recognises_folds_that_train_on_every_other_sample():
         [(a, np.r_[b, a[:1]]) for a, b in folds],  # test sets that overlap
         list(ShuffleSplit(3, test_size=0.3, random_state=0).split(X)),
     ):
-        assert not tests_partition(*_plan_arrays(broken, n), n)
+        assert not _tests_partition(*_plan_arrays(broken), n)
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
@@ -275,7 +275,7 @@ def test_origin_hessian_from_test_blocks(fit_intercept):
         As = np.hstack([As - As.mean(axis=0), np.ones((n, 1))])
     q = As.shape[1]
     folds = list(KFold(4, shuffle=True, random_state=1).split(As))
-    tr, ntr, te, nte = _plan_arrays(folds, n)
+    tr, ntr, te, nte = _plan_arrays(folds)
     blocks = np.full((len(folds), q, q), np.nan)
     total = np.full((q, q), np.nan)
     _test_block_grams(As, te, nte, np.empty((nte.max(), q)), blocks, total)
@@ -301,7 +301,7 @@ def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessi
     Xv = 1000.0 + 30.0 * rng.normal(size=(d, n))
     y = (Xv[:3].sum(axis=0) + rng.normal(scale=60.0, size=n) > 3000.0).astype(np.int64)
     folds = list(KFold(4).split(np.zeros((n, 1))))
-    tr, ntr, te, nte = _plan_arrays(folds, n)
+    tr, ntr, te, nte = _plan_arrays(folds)
     vox = np.arange(d, dtype=np.int64)[None, :]
     dec, _, mu, stats = logistic_block(
         Xv, vox, tr, ntr, te, nte, y, 2, 1.0, True, 1e-10, 100, False, np.zeros(0, bool)

@@ -942,7 +942,7 @@ def _basis_coordinates(Gall, train, test, rm, gm, centre, R):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def tests_partition(train_idx, n_train, test_idx, n_test, n):
+def _tests_partition(train_idx, n_train, test_idx, n_test, n):
     """Whether the folds' test sets partition the ``n`` samples and each fold trains on all
     the others (``KFold``, ``LeaveOneGroupOut``): then a sum over a fold's training rows is
     the sum over all rows minus that over its test rows."""
@@ -1098,7 +1098,7 @@ def logistic_block(
     # their first Hessian is the Gram matrix of their training rows, which (with test sets
     # that partition the samples) is that of all rows minus their test block's, so one pass
     # over the sphere's rows serves every fold (:func:`_test_block_grams`)
-    by_blocks = n_classes == 2 and tests_partition(train_idx, n_train, test_idx, n_test, n)
+    by_blocks = n_classes == 2 and _tests_partition(train_idx, n_train, test_idx, n_test, n)
     max_test = 0
     for f in range(F):
         max_test = max(max_test, n_test[f])
