@@ -981,13 +981,13 @@ def _test_block_grams(As, test_idx, n_test, rows, blocks, total):
         for a in range(m):
             rows[a] = As[test_idx[f, a]]
         column_gram_upper(rows, m, q, blocks[f], 0.0, 1.0, False, False)
-        for j in range(q):
-            tj, bj = total[j], blocks[f, j]
+        for j in range(q):  # (slices from the diagonal: loops from a variable start did not
+            tj, bj = total[j, j:], blocks[f, j, j:]  # vectorise)
             if f == 0:
-                for c in range(j, q):
+                for c in range(q - j):
                     tj[c] = bj[c]
             else:
-                for c in range(j, q):
+                for c in range(q - j):
                     tj[c] += bj[c]
 
 
@@ -998,11 +998,12 @@ def _origin_hessian(total, block, nt, pen, H):
     (every weight ``p (1 - p) / nt`` is ``1 / (4 nt)`` there), from the upper triangles of
     the Gram matrices of all rows (``total``) and of the block's (:func:`_test_block_grams`)."""
     w0 = 0.25 / nt
-    for j in range(H.shape[0]):
-        hj, tj, bj = H[j], total[j], block[j]
-        for c in range(j, H.shape[0]):
+    q = H.shape[0]
+    for j in range(q):
+        hj, tj, bj = H[j, j:], total[j, j:], block[j, j:]  # (from 0: vectorised)
+        for c in range(q - j):
             hj[c] = (tj[c] - bj[c]) * w0
-        hj[j] += pen[j]
+        hj[0] += pen[j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
