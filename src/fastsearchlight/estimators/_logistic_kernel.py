@@ -979,7 +979,9 @@ def _test_block_grams(As, test_idx, n_test, rows, blocks, total):
     for f in range(n_test.shape[0]):
         m = n_test[f]
         for a in range(m):
-            rows[a] = As[test_idx[f, a]]
+            i = test_idx[f, a]
+            for j in range(q):
+                rows[a, j] = As[i, j]
         column_gram_upper(rows, m, q, blocks[f], 0.0, 1.0, False, False)
         for j in range(q):  # (slices from the diagonal: loops from a variable start did not
             tj, bj = total[j, j:], blocks[f, j, j:]  # vectorise)
@@ -1159,8 +1161,10 @@ def logistic_block(
             else:
                 pb = p
                 A = np.empty((nt, p))
-                for a in range(nt):
-                    A[a] = As[tr[a]]
+                for a in range(nt):  # (entry by entry: a row view per sample costs its
+                    i = tr[a]  # reference counts)
+                    for j in range(p):
+                        A[a, j] = As[i, j]
             # every fold starts from the origin (the previous fold's optimum took more
             # iterations on the benchmark workloads), or in the basis from the sphere
             # before's optimal predictors (W3: 6.8 Newton iterations per problem against
@@ -1269,11 +1273,11 @@ def logistic_block(
                     Wfull[k] = W[k]
                     Wfull[n_classes - 1] -= W[k]
             for a in range(n_test[f]):
-                row = As[test_idx[f, a]]
+                i = test_idx[f, a]
                 for k in range(K):
                     acc = 0.0
                     for j in range(p):
-                        acc += row[j] * Wfull[k, j]
+                        acc += As[i, j] * Wfull[k, j]
                     dec[sph, f, a, k] = acc
             if want_coef:
                 for k in range(K):
