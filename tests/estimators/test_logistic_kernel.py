@@ -190,7 +190,7 @@ def test_warm_starts_from_the_sphere_before_reach_the_same_optimum_in_fewer_iter
         follows[:1] = False
         runs[warm_start] = logistic_block(
             Xv, vox, train_idx, n_train, test_idx, n_test, y.astype(np.int64), n_classes, C, True,
-            est.tol, est.max_iter, False, follows,
+            est.tol, est.max_iter, False, follows, _gram_plan(train_idx, n_train, len(y)),
         )  # fmt: skip
     cold_dec, cold_stats = runs[False][0], runs[False][3]
     warm_dec, warm_stats = runs[True][0], runs[True][3]
@@ -235,38 +235,27 @@ def _plan_arrays(folds):
     return tr, ntr, te, nte
 
 
-def test_tests_partition_recognises_folds_that_train_on_every_other_sample():
-    """``KFold`` (shuffled too) and ``LeaveOneGroupOut`` partition the samples into test
-    sets, each fold training on all the others; a fold that leaves a sample out of both, or
-    trains on a test sample, or test sets that overlap, do not."""
-    from sklearn.model_selection import KFold, LeaveOneGroupOut, ShuffleSplit
+def _gram_plan(train_idx, n_train, n):
+    """The folds' :class:`._GramPlan` arrays, as :class:`BatchedLogisticRegression` passes them."""
+    from fastsearchlight.estimators.svm import _GramPlan
 
-    from fastsearchlight.estimators._logistic_kernel import _tests_partition
-
-    n = 30
-    groups = np.arange(n) // 6
-    X = np.zeros((n, 1))
-    for splitter in (KFold(4), KFold(5, shuffle=True, random_state=0), LeaveOneGroupOut()):
-        folds = list(splitter.split(X, groups=groups))
-        assert _tests_partition(*_plan_arrays(folds), n)
-    folds = list(KFold(3).split(X))
-    for broken in (
-        [(a[1:], b) for a, b in folds],  # a training sample left out
-        [(np.r_[a, b[:1]], b) for a, b in folds],  # a test sample trained on
-        [(a, np.r_[b, a[:1]]) for a, b in folds],  # test sets that overlap
-        list(ShuffleSplit(3, test_size=0.3, random_state=0).split(X)),
-    ):
-        assert not _tests_partition(*_plan_arrays(broken), n)
+    kept = np.zeros((len(n_train), n), dtype=bool)
+    for f, k in enumerate(n_train):
+        kept[f, train_idx[f, :k]] = True
+    return _GramPlan(kept).arrays()
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_origin_hessian_from_test_blocks(fit_intercept):
-    """Each fold's Hessian at the origin from the test blocks' Gram matrices equals numpy's
-    ``A_train' A_train / (4 n_train) + diag(pen)`` in its upper triangle, for folds of
-    unequal sizes in shuffled order."""
-    from sklearn.model_selection import KFold
+def test_origin_hessian_from_the_training_grams(fit_intercept):
+    """Each fold's Hessian at the origin, from the shared training Gram matrices
+    (:func:`._svm_kernel.training_grams`), equals numpy's ``A_train' A_train / (4 n_train) +
+    diag(pen)`` in its upper triangle: folds of unequal sizes in shuffled order and
+    ``LeaveOneGroupOut`` (disjoint left-out parts, sums by subtraction), and plans whose
+    left-out parts overlap or that leave samples out of every fold."""
+    from sklearn.model_selection import KFold, LeaveOneGroupOut, ShuffleSplit
 
-    from fastsearchlight.estimators._logistic_kernel import _origin_hessian, _test_block_grams
+    from fastsearchlight.estimators._logistic_kernel import _origin_hessian
+    from fastsearchlight.estimators._svm_kernel import training_grams
 
     rng = np.random.default_rng(11)
     n, d = 37, 21
@@ -274,23 +263,36 @@ def test_origin_hessian_from_test_blocks(fit_intercept):
     if fit_intercept:
         As = np.hstack([As - As.mean(axis=0), np.ones((n, 1))])
     q = As.shape[1]
+    groups = np.arange(n) * 5 // n
     folds = list(KFold(4, shuffle=True, random_state=1).split(As))
-    tr, ntr, te, nte = _plan_arrays(folds)
-    blocks = np.full((len(folds), q, q), np.nan)
-    total = np.full((q, q), np.nan)
-    _test_block_grams(As, te, nte, np.empty((nte.max(), q)), blocks, total)
+    plans = {
+        "kfold": folds,
+        "logo": list(LeaveOneGroupOut().split(As, groups=groups)),
+        "overlap": [(a, np.r_[b, a[:1]]) for a, b in folds],
+        "some left out of every fold": [(a[1:], b) for a, b in folds],
+        "shuffle split": list(ShuffleSplit(3, test_size=0.3, random_state=0).split(As)),
+    }
     upper = np.triu_indices(q)
-    for f, (a, _) in enumerate(folds):
-        pen = rng.uniform(0.0, 1.0, size=q)
-        H = np.full((q, q), np.nan)
-        _origin_hessian(total, blocks[f], len(a), pen, H)
-        expected = As[a].T @ As[a] / (4 * len(a)) + np.diag(pen)
-        np.testing.assert_allclose(H[upper], expected[upper], rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    for name, plan in plans.items():
+        plan = [(a[~np.isin(a, b)], b) for a, b in plan]  # (no test sample trained on)
+        tr, ntr, _, _ = _plan_arrays(plan)
+        arrays = _gram_plan(tr, ntr, n)
+        assert arrays[3] == (name in ("kfold", "logo")), name  # disjoint left-out parts
+        grams = np.full((len(plan), q, q), np.nan)
+        training_grams(As, n, *arrays, grams, np.full((q, q), np.nan))
+        for f, (a, _) in enumerate(plan):
+            pen = rng.uniform(0.0, 1.0, size=q)
+            H = np.full((q, q), np.nan)
+            _origin_hessian(grams[f], len(a), pen, H)
+            expected = As[a].T @ As[a] / (4 * len(a)) + np.diag(pen)
+            np.testing.assert_allclose(
+                H[upper], expected[upper], rtol=1e-12, atol=1e-12 * np.abs(expected).max(), err_msg=name
+            )
 
 
 def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessians():
-    """``logistic_block`` with folds that partition the samples (the first Hessian by
-    blocks) gives the decisions and the Hessians of the same problems solved one fold at a
+    """``logistic_block`` with folds whose left-out parts are disjoint (the first Hessian from
+    the shared training Gram matrices) gives the decisions and the Hessians of the same problems solved one fold at a
     time by :func:`_newton_binary`, every Hessian formed from the fold's rows."""
     from sklearn.model_selection import KFold
 
@@ -304,7 +306,21 @@ def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessi
     tr, ntr, te, nte = _plan_arrays(folds)
     vox = np.arange(d, dtype=np.int64)[None, :]
     dec, _, mu, stats = logistic_block(
-        Xv, vox, tr, ntr, te, nte, y, 2, 1.0, True, 1e-10, 100, False, np.zeros(0, bool)
+        Xv,
+        vox,
+        tr,
+        ntr,
+        te,
+        nte,
+        y,
+        2,
+        1.0,
+        True,
+        1e-10,
+        100,
+        False,
+        np.zeros(0, bool),
+        _gram_plan(tr, ntr, n),
     )
     As = np.hstack([(Xv - Xv.mean(axis=1, keepdims=True)).T, np.ones((n, 1))])
     its_all = hess_all = 0

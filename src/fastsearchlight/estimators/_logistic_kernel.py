@@ -47,6 +47,7 @@ from numba import njit
 from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
+from ._svm_kernel import training_grams
 from ._triangular import cholesky_solve_upper, cholesky_upper_into, forward_upper
 from ._vector_math import divide, exp_nonpositive, log1p_unit, log_normal
 
@@ -942,76 +943,24 @@ def _basis_coordinates(Gall, train, test, rm, gm, centre, R):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _tests_partition(train_idx, n_train, test_idx, n_test, n):
-    """Whether the folds' test sets partition the ``n`` samples and each fold trains on all
-    the others (``KFold``, ``LeaveOneGroupOut``): then a sum over a fold's training rows is
-    the sum over all rows minus that over its test rows."""
-    seen = np.zeros(n, dtype=np.int64)
-    for f in range(n_test.shape[0]):
-        for a in range(n_test[f]):
-            seen[test_idx[f, a]] += 1
-    for i in range(n):
-        if seen[i] != 1:
-            return False
-    mark = np.empty(n, dtype=np.bool_)
-    for f in range(n_test.shape[0]):
-        mark[:] = False
-        for a in range(n_test[f]):
-            mark[test_idx[f, a]] = True
-        for a in range(n_train[f]):
-            i = train_idx[f, a]
-            if mark[i]:  # a test sample, or a training sample twice
-                return False
-            mark[i] = True
-        for i in range(n):
-            if not mark[i]:
-                return False
-    return True
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _test_block_grams(As, test_idx, n_test, rows, blocks, total):
-    """The upper triangles of ``blocks[f] = As[test_f]' As[test_f]`` for every fold ``f`` and
-    of their sum ``total`` (with test sets that partition the samples, ``As' As``), by
-    :func:`._simd.column_gram_upper` on each block's rows gathered into ``rows`` (entries
-    below the diagonal near it spoiled)."""
-    q = As.shape[1]
-    for f in range(n_test.shape[0]):
-        m = n_test[f]
-        for a in range(m):
-            i = test_idx[f, a]
-            for j in range(q):
-                rows[a, j] = As[i, j]
-        column_gram_upper(rows, m, q, blocks[f], 0.0, 1.0, False, False)
-        for j in range(q):  # (slices from the diagonal: loops from a variable start did not
-            tj, bj = total[j, j:], blocks[f, j, j:]  # vectorise)
-            if f == 0:
-                for c in range(q - j):
-                    tj[c] = bj[c]
-            else:
-                for c in range(q - j):
-                    tj[c] += bj[c]
-
-
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _origin_hessian(total, block, nt, pen, H):
-    """The upper triangle of the binary Hessian at the origin of a fold whose ``nt``
-    training rows are all rows but a test block: ``(total - block) / (4 nt) + diag(pen)``
-    (every weight ``p (1 - p) / nt`` is ``1 / (4 nt)`` there), from the upper triangles of
-    the Gram matrices of all rows (``total``) and of the block's (:func:`_test_block_grams`)."""
+def _origin_hessian(gram, nt, pen, H):
+    """The upper triangle of the binary Hessian at the origin of a fold of ``nt`` training
+    rows, ``gram / (4 nt) + diag(pen)`` (every weight ``p (1 - p) / nt`` is ``1 / (4 nt)``
+    there), from the upper triangle of the Gram matrix of its rows
+    (:func:`._svm_kernel.training_grams`)."""
     w0 = 0.25 / nt
     q = H.shape[0]
     for j in range(q):
-        hj, tj, bj = H[j, j:], total[j, j:], block[j, j:]  # (from 0: vectorised)
+        hj, gj = H[j, j:], gram[j, j:]  # (from 0: vectorised)
         for c in range(q - j):
-            hj[c] = (tj[c] - bj[c]) * w0
+            hj[c] = gj[c] * w0
         hj[0] += pen[j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def logistic_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, n_classes, C, fit_intercept, tol, max_iter,
-    want_coef, follows, prove=False,
+    want_coef, follows, gram_plan, prove=False,
 ):  # fmt: skip
     """Logistic-regression decisions of every fold on its test samples, for a block of
     spheres.
@@ -1044,6 +993,11 @@ def logistic_block(
         predictors on the training samples are exactly a point in the basis; the Newton
         iterations go on from there to the same optimum. Empty: every fold starts from the
         origin.
+    gram_plan : tuple
+        :meth:`.svm._GramPlan.arrays` of the folds' training sets: with left-out parts that
+        are disjoint (k-fold, leave-one-group-out), a binary fold in the features starts from
+        its Gram matrix at the origin by :func:`._svm_kernel.training_grams` (one pass over
+        the sphere's rows serves every fold).
     prove : bool
         Whether a multinomial fold solved in the basis of its training rows may stop once its
         test predictions are proven to be the optimum's (:func:`_predictions_proven`): for
@@ -1098,18 +1052,15 @@ def logistic_block(
     Zprev = np.zeros((F, m, max_train))
     have_prev = np.zeros(F, dtype=np.bool_)
     # binary folds in the features start at the origin, where every weight is the same:
-    # their first Hessian is the Gram matrix of their training rows, which (with test sets
-    # that partition the samples) is that of all rows minus their test block's, so one pass
-    # over the sphere's rows serves every fold (:func:`_test_block_grams`)
-    by_blocks = n_classes == 2 and _tests_partition(train_idx, n_train, test_idx, n_test, n)
-    max_test = 0
-    for f in range(F):
-        max_test = max(max_test, n_test[f])
-    blocks = np.empty((F if by_blocks else 0, p, p))
+    # their first Hessian is the Gram matrix of their training rows, which (with disjoint
+    # left-out parts) is that of all rows minus their left-out part's, so one pass over the
+    # sphere's rows serves every fold (:func:`._svm_kernel.training_grams`)
+    set_ptr, set_rows, subtract, disjoint, rest = gram_plan
+    by_blocks = n_classes == 2 and disjoint
+    grams = np.empty((F if by_blocks else 0, p, p))
     total = np.empty((p, p) if by_blocks else (0, 0))
-    test_rows = np.empty((max_test if by_blocks else 0, p))
     for sph in range(B):
-        have_blocks = False
+        have_grams = False
         rows = vox[sph]
         for j in range(d):
             src = Xv[rows[j]]
@@ -1195,10 +1146,10 @@ def logistic_block(
                 H = np.empty((pb, pb))
                 origin = by_blocks and not basis and not warm
                 if origin:  # the first Hessian, at the origin: weights 1 / (4 nt)
-                    if not have_blocks:
-                        _test_block_grams(As, test_idx, n_test, test_rows, blocks, total)
-                        have_blocks = True
-                    _origin_hessian(total, blocks[f], nt, pen, H)
+                    if not have_grams:
+                        training_grams(As, n, set_ptr, set_rows, subtract, disjoint, rest, grams, total)
+                        have_grams = True
+                    _origin_hessian(grams[f], nt, pen, H)
                 # extrapolations from the origin only: from the sphere before's optimum
                 # they took more time (binary run-wise betas, 4,000 spheres: 1.11 of it)
                 its, ok, hess, _ = _newton_binary(

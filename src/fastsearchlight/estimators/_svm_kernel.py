@@ -784,8 +784,9 @@ def _rows_gram(Xz, rows, G):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, total):
-    """``H0[u] = I + 2C X_T^T X_T`` (upper triangle) of each training set ``u`` of one sphere.
+def training_grams(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, G, total):
+    """``G[u] = X_T^T X_T`` (upper triangle) of each training set ``u`` of one sphere's rows
+    ``Xz`` (``n`` of them), by :class:`.svm._GramPlan`'s arrays.
 
     Training set ``u``'s rows ``set_rows[set_ptr[u]:set_ptr[u + 1]]`` are those it leaves
     out when ``subtract[u]`` (its Gram matrix is then the sphere's minus theirs), else those
@@ -799,9 +800,9 @@ def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, t
     if disjoint:
         _rows_gram(Xz, rest, total)
         for u in range(U):
-            _rows_gram(Xz, set_rows[set_ptr[u] : set_ptr[u + 1]], H0[u])
+            _rows_gram(Xz, set_rows[set_ptr[u] : set_ptr[u + 1]], G[u])
             for r in range(d):  # (row slices from the diagonal: vectorised, see _rank_one)
-                t, h = total[r, r:], H0[u, r, r:]
+                t, h = total[r, r:], G[u, r, r:]
                 for c in range(t.shape[0]):
                     t[c] += h[c]
     else:
@@ -811,19 +812,26 @@ def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, t
         if need:
             _rows_gram(Xz, np.arange(n), total)
         for u in range(U):
-            _rows_gram(Xz, set_rows[set_ptr[u] : set_ptr[u + 1]], H0[u])
+            _rows_gram(Xz, set_rows[set_ptr[u] : set_ptr[u + 1]], G[u])
     for u in range(U):
         if disjoint or subtract[u]:
             for r in range(d):
-                t, h = total[r, r:], H0[u, r, r:]
+                t, h = total[r, r:], G[u, r, r:]
                 for c in range(t.shape[0]):
-                    h[c] = 2.0 * C * (t[c] - h[c])
-        else:
-            for r in range(d):
-                h = H0[u, r, r:]
-                for c in range(h.shape[0]):
-                    h[c] *= 2.0 * C
+                    h[c] = t[c] - h[c]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, total):
+    """``H0[u] = I + 2C X_T^T X_T`` (upper triangle) of each training set ``u`` of one sphere,
+    from :func:`training_grams` (``total`` as there)."""
+    training_grams(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, H0, total)
+    d = Xz.shape[1]
+    for u in range(subtract.shape[0]):
         for r in range(d):
+            h = H0[u, r, r:]
+            for c in range(h.shape[0]):
+                h[c] *= 2.0 * C
             H0[u, r, r] += 1.0
 
 

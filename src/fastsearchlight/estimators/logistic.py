@@ -56,8 +56,9 @@ workloads: the previous fold's optimum 12.9 against 10.7 per problem on the Haxb
 KFold(4) data at 10 mm, 8.9 against 7.8 on run-wise betas; the same fold's optimum on the
 neighbouring sphere, in the features, 14.5 against 11.2 at 10 mm. A binary fold started at
 the origin, where every weight is 1/4, takes its first Hessian from the Gram matrix of all the
-sphere's rows minus that of its test block when the folds' test sets partition the samples
-(``KFold``, ``LeaveOneGroupOut``): one pass over the rows serves every fold.
+sphere's rows minus that of its left-out part when the folds' left-out parts are disjoint
+(``KFold``, ``LeaveOneGroupOut``): one pass over the rows serves every fold (as the svc
+kernel's first matrices, :func:`._svm_kernel.training_grams`).
 
 More features than training samples: the optimal weights are combinations of the training
 rows (the gradients of the loss and of the penalty are; with an intercept, of the rows
@@ -86,6 +87,7 @@ from ..cv import CVPlan
 from ._logistic_kernel import logistic_block
 from ._svm_gram_kernel import follows_previous
 from .base import BatchedClassifier, SphereBySphere, as_voxel_major
+from .svm import _GramPlan
 
 __all__ = ["BatchedLogisticRegression"]
 
@@ -237,10 +239,13 @@ class BatchedLogisticRegression(SphereBySphere, BatchedClassifier):
             follows = follows_previous(np.sort(vox, axis=1), np.zeros(0, dtype=np.int64))
         else:
             follows = np.zeros(0, dtype=bool)
+        kept = np.zeros((plan.n_folds, len(y)), dtype=bool)
+        for f, tr in enumerate(plan.train_indices):
+            kept[f, tr] = True
         dec, coef, mu, stats = logistic_block(
             np.ascontiguousarray(Xv, dtype=np.float64), vox, train_idx, n_train, test_idx, n_test, y,
             n_classes, float(self.C), bool(self.fit_intercept), float(self.tol), int(self.max_iter),
-            bool(want_coef), follows, bool(prove),
+            bool(want_coef), follows, _GramPlan(kept).arrays(), bool(prove),
         )  # fmt: skip
         self.n_iter_, self.n_problems_, self.n_feature_space_, self.n_hessians_, self.n_proven_ = (
             int(v) for v in stats[1:]
