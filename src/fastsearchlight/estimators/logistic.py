@@ -239,13 +239,10 @@ class BatchedLogisticRegression(SphereBySphere, BatchedClassifier):
             follows = follows_previous(np.sort(vox, axis=1), np.zeros(0, dtype=np.int64))
         else:
             follows = np.zeros(0, dtype=bool)
-        kept = np.zeros((plan.n_folds, len(y)), dtype=bool)
-        for f, tr in enumerate(plan.train_indices):
-            kept[f, tr] = True
         dec, coef, mu, stats = logistic_block(
             np.ascontiguousarray(Xv, dtype=np.float64), vox, train_idx, n_train, test_idx, n_test, y,
             n_classes, float(self.C), bool(self.fit_intercept), float(self.tol), int(self.max_iter),
-            bool(want_coef), follows, _GramPlan(kept).arrays(), bool(prove),
+            bool(want_coef), follows, _GramPlan(plan.train_masks).arrays(), bool(prove),
         )  # fmt: skip
         self.n_iter_, self.n_problems_, self.n_feature_space_, self.n_hessians_, self.n_proven_ = (
             int(v) for v in stats[1:]
