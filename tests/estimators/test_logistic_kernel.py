@@ -296,7 +296,7 @@ def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessi
     time by :func:`_newton_binary`, every Hessian formed from the fold's rows."""
     from sklearn.model_selection import KFold
 
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary, logistic_block
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary, logistic_block, no_certificate
 
     rng = np.random.default_rng(12)
     n, d = 80, 15
@@ -330,7 +330,7 @@ def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessi
         theta = np.zeros(d + 1)
         its, ok, hess, _ = _newton_binary(
             np.ascontiguousarray(As[a]), y[a].astype(float), pen, np.ones(d + 1), theta, 1e-10, 100,
-            np.empty((d + 1, d + 1)), np.empty((len(a), d + 1)), True,
+            np.empty((d + 1, d + 1)), np.empty((len(a), d + 1)), True, no_certificate(d + 1),
         )  # fmt: skip
         assert ok
         its_all += its
@@ -422,7 +422,7 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
     """From the origin, Newton's method with and without the extrapolations ends at the
     same point (the optimum, to the gradient's rounding level), on raw-scale data with
     fewer features than samples, where the full steps undershoot."""
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary, no_certificate
 
     rng = np.random.default_rng(9)
     n, p = 120, 40
@@ -438,8 +438,9 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
     for extrapolate in (False, True):
         theta = np.zeros(q)
         its, ok, hess, _ = _newton_binary(
-            A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), np.empty((n, q)), extrapolate
-        )
+            A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), np.empty((n, q)), extrapolate,
+            no_certificate(q),
+        )  # fmt: skip
         assert ok
         prob = 1.0 / (1.0 + np.exp(-(A @ theta)))
         assert np.abs(A.T @ (prob - t) / n + pen * theta).max() <= 1e-10

@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._logistic_kernel import _binary_trial, _dots, _newton_binary
+from ._logistic_kernel import _binary_trial, _dots, _newton_binary, no_certificate
 from ._triangular import cholesky_solve_upper
 
 __all__ = ["logistic_cv_block"]
@@ -152,10 +152,56 @@ def _row_basis(A, basis):
     return np.empty((0, 0)), A
 
 
+@njit(cache=True, nogil=True)
+def _inner_design(D, to, rows, n_rows):
+    """The rows ``rows[:n_rows]`` of the design ``D`` and of the labels ``to``."""
+    q = D.shape[1]
+    Dk = np.empty((n_rows, q))
+    tk = np.empty(n_rows)
+    for a in range(n_rows):
+        Dk[a] = D[rows[a]]
+        tk[a] = to[rows[a]]
+    return Dk, tk
+
+
+@njit(cache=True, nogil=True)
+def _best_c(scores, bounds):
+    """The ``C`` whose score summed over the inner folds (in their order) is the largest,
+    the first on ties, from ``scores`` ``(K, nC)``, each within ``bounds`` (same shape) of
+    its problem's optimum's; and whether that choice is in doubt: whether some other
+    ``C``'s interval of summed scores reaches that ``C``'s, one of them not exact."""
+    K, nC = scores.shape
+    top = 0
+    top_score = -np.inf
+    for c in range(nC):
+        tot = 0.0
+        for k in range(K):
+            tot += scores[k, c]
+        if tot > top_score:
+            top_score = tot
+            top = c
+    lo = 0.0
+    slack = 0.0
+    for k in range(K):
+        lo += scores[k, top] - bounds[k, top]
+        slack += bounds[k, top]
+    for c in range(nC):
+        if c == top:
+            continue
+        hi = 0.0
+        width = slack
+        for k in range(K):
+            hi += scores[k, c] + bounds[k, c]
+            width += bounds[k, c]
+        if width > 0.0 and not hi < lo:
+            return top, True
+    return top, False
+
+
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def logistic_cv_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, inner_tr, inner_ntr, inner_te, inner_nte,
-    Cs, fit_intercept, intercept_scaling, refit_scaling, neg_log_loss, tol, max_iter,
+    Cs, fit_intercept, intercept_scaling, refit_scaling, neg_log_loss, tol, max_iter, score_bound,
 ):  # fmt: skip
     """``LogisticRegressionCV`` decisions of every outer fold on its test samples, for a
     block of spheres.
@@ -190,6 +236,12 @@ def logistic_cv_block(
         Inner scoring: minus the log-loss, else accuracy.
     tol : float
     max_iter : int
+    score_bound : float
+        With ``neg_log_loss``, an inner problem stops once its test score is proven within
+        this of the optimum's (:func:`._logistic_kernel._certified`); with accuracy, once its
+        test predictions are proven the optimum's. 0: every inner problem runs to ``tol``.
+        Where the proven intervals of the summed scores do not single out the best ``C``,
+        the problems of the ``C`` left in doubt run on to ``tol`` before the choice.
 
     Returns
     -------
@@ -199,10 +251,12 @@ def logistic_cv_block(
         Position in ``Cs`` of the chosen ``C``.
     coef : ndarray (B, n_folds, d + 1)
         The refitted ``coef_`` then ``intercept_`` (0 without an intercept).
-    stats : ndarray of int64 (6,)
+    stats : ndarray of int64 (8,)
         Problems that did not converge, Newton iterations of the inner problems, inner
-        problems, Newton iterations of the refits, refits, and Hessians factored (inner
-        problems and refits; the other iterations were chord steps).
+        problems, Newton iterations of the refits, refits, Hessians factored (inner
+        problems and refits; the other iterations were chord steps), inner problems stopped
+        on a proof (``score_bound``), and those of them run on to ``tol`` afterwards (their
+        iterations and Hessians counted with the inner problems').
     """
     B, d = vox.shape
     F = train_idx.shape[0]
@@ -213,13 +267,17 @@ def logistic_cv_block(
     dec = np.zeros((B, F, test_idx.shape[1]))
     best = np.zeros((B, F), dtype=np.int64)
     coef = np.zeros((B, F, d + 1))
-    stats = np.zeros(6, dtype=np.int64)
+    stats = np.zeros(8, dtype=np.int64)
+    certify = score_bound > 0.0
+    eps = score_bound if neg_log_loss else -1.0
+    cert_out = np.empty(2)
     order = np.argsort(Cs, kind="mergesort")  # the C path, increasing
     t = np.empty(y.shape[0])
     for i in range(y.shape[0]):
         t[i] = 1.0 if y[i] == 1 else 0.0
     As = np.empty((Xv.shape[1], p))  # the sphere's design, sample by sample
     scores = np.zeros((K, nC))
+    bounds = np.zeros((K, nC))
     for sph in range(B):
         rows = vox[sph]
         for j in range(d):
@@ -249,11 +307,16 @@ def logistic_cv_block(
             rows_work = np.empty((nt, q))  # work space for the Hessians
             for k in range(K):
                 ntr = inner_ntr[f, k]
-                Dk = np.empty((ntr, q))
-                tk = np.empty(ntr)
+                Dk, tk = _inner_design(D, to, inner_tr[f, k], ntr)
+                nte = inner_nte[f, k] if certify else 0
+                Ct, _ = _inner_design(D, to, inner_te[f, k], nte)
+                a2 = np.empty(ntr)
                 for a in range(ntr):
-                    Dk[a] = D[inner_tr[f, k, a]]
-                    tk[a] = to[inner_tr[f, k, a]]
+                    acc = 0.0
+                    for j in range(q):
+                        acc += Dk[a, j] * Dk[a, j]
+                    a2[a] = acc
+                cert = (Ct, a2, np.empty((nte, q)), cert_out, eps)
                 pen = np.empty(q)
                 theta[:] = 0.0
                 factored = False
@@ -265,26 +328,49 @@ def logistic_cv_block(
                         _path_start(Dk, tk, theta, R, lam_prev, lam, work, zwork)
                     pen[:] = lam
                     its, ok, hess, factored = _newton_binary(
-                        Dk, tk, pen, scale, theta, tol, max_iter, R, rows_work, False
+                        Dk, tk, pen, scale, theta, tol, max_iter, R, rows_work, False, cert
                     )
                     stats[5] += hess
                     lam_prev = lam
                     stats[0] += 0 if ok else 1
                     stats[1] += its
                     stats[2] += 1
+                    stats[6] += int(cert_out[1])
+                    bounds[k, c] = cert_out[0]
                     path[k, c] = theta
                     scores[k, c] = _test_score(D, inner_te[f, k], inner_nte[f, k], to, theta, neg_log_loss)
-            # the C of the largest score summed over the inner folds (in their order), the
-            # first on ties
-            top = 0
-            top_score = -np.inf
-            for c in range(nC):
-                tot = 0.0
+            top, doubt = _best_c(scores, bounds)
+            if doubt:  # the C whose intervals reach the top one's run on to the optimum
+                lo = 0.0
                 for k in range(K):
-                    tot += scores[k, c]
-                if tot > top_score:
-                    top_score = tot
-                    top = c
+                    lo += scores[k, top] - bounds[k, top]
+                for c in range(nC):
+                    hi = 0.0
+                    for k in range(K):
+                        hi += scores[k, c] + bounds[k, c]
+                    if c != top and hi < lo:
+                        continue
+                    for k in range(K):  # this C's problems to the optimum (to ``tol``)
+                        if bounds[k, c] == 0.0:
+                            continue
+                        ntr = inner_ntr[f, k]
+                        Dk, tk = _inner_design(D, to, inner_tr[f, k], ntr)
+                        theta[:] = path[k, c]
+                        pen = np.full(q, 1.0 / (Cs[c] * ntr))
+                        its, ok, hess, _ = _newton_binary(
+                            Dk, tk, pen, scale, theta, tol, max_iter, np.empty((q, q)), rows_work, False,
+                            no_certificate(q),
+                        )  # fmt: skip
+                        stats[5] += hess
+                        stats[0] += 0 if ok else 1
+                        stats[1] += its
+                        stats[7] += 1
+                        bounds[k, c] = 0.0
+                        path[k, c] = theta
+                        scores[k, c] = _test_score(
+                            D, inner_te[f, k], inner_nte[f, k], to, theta, neg_log_loss
+                        )
+                top, _ = _best_c(scores, bounds)
             best[sph, f] = top
             theta[:] = 0.0
             for k in range(K):
@@ -303,8 +389,9 @@ def logistic_cv_block(
             pen = np.full(q, 1.0 / (Cs[top] * nt))
             # the refit gives the decisions: solved to the rounding floor whatever ``tol``
             its, ok, hess, _ = _newton_binary(
-                D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), rows_work, False
-            )
+                D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), rows_work, False,
+                no_certificate(q),
+            )  # fmt: skip
             stats[5] += hess
             stats[0] += 0 if ok else 1
             stats[3] += its

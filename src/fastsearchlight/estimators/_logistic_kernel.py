@@ -48,7 +48,7 @@ from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
 from ._svm_kernel import training_grams
-from ._triangular import cholesky_solve_upper, cholesky_upper_into, forward_upper
+from ._triangular import cholesky_solve_upper, cholesky_upper_into, forward_upper, forward_upper_rows
 from ._vector_math import divide, exp_nonpositive, log1p_unit, log_normal
 
 __all__ = ["logistic_block"]
@@ -76,6 +76,10 @@ _CHORD_GAIN = 0.3
 #: proof of its test predictions tries it at each iteration (:func:`_predictions_proven`)
 _PROOF_GRADIENT = 1e-3
 _SQRT2 = math.sqrt(2.0)
+#: the test rows' norms in the metric of a problem's Hessian (:func:`_certified`) are
+#: computed again for a new factor whose predictors moved by more than this from where they
+#: were computed (else carried over, inflated by ``exp(drift / 2)``)
+_NORMS_DRIFT = 0.5
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -197,7 +201,7 @@ def _binary_hessian(A, sw, pen, As, H):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, origin_hessian=False):
+def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, cert, origin_hessian=False):
     """Minimise ``mean_i log(1 + exp(-s_i a_i . theta)) + 0.5 * sum_j pen_j theta_j^2``.
 
     A penalised intercept (liblinear's: a constant column of the design) is a coordinate
@@ -229,6 +233,15 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, o
         objective still falls (:func:`_extrapolate`): fewer iterations from a distant start
         (the origin), more from a near one (a path of ``C``, where it breaks the runs of
         chord steps).
+    cert : tuple ``(Ct, a2, Tw, out, eps)``
+        A certificate of the test decisions, to stop before ``tol`` (:func:`_certified`);
+        ``Ct`` with no rows: none. ``Ct`` ``(m, q)``: the test rows; ``a2`` ``(n,)``: the
+        squared norms of the rows of ``A``; ``Tw`` ``(m, q)``: work space; ``out`` ``(2,)``:
+        on return, the bound on the mean absolute distance of the test decisions from the
+        optimum's (0 when the problem ran to ``tol``) and 1 when it stopped on the
+        certificate. ``eps >= 0``: stop once that bound is at most ``eps``; ``eps < 0``: stop
+        once every test decision's sign is proven the optimum's (bound 0). Needs every
+        ``pen_j > 0``.
     origin_hessian : bool, default=False
         Whether ``H`` already holds, in its upper triangle, the Hessian at the start, which
         must then be the origin (``theta = 0``: every weight is ``1 / (4 n)``), so that the
@@ -273,6 +286,18 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, o
     hessians = 0
     s = 0.0
     gprev = 0.0
+    Ct, a2, Tw, cert_out, cert_eps = cert
+    certify = Ct.shape[0] > 0
+    cert_out[0] = 0.0
+    cert_out[1] = 0.0
+    lam = np.inf  # the smallest penalty
+    for j in range(q):
+        lam = min(lam, pen[j])
+    z0 = np.empty(n if certify else 0)  # the predictors where the factor's Hessian was formed
+    ztn = np.empty(n if certify else 0)  # and where the test rows' norms were computed
+    tn = np.empty(Ct.shape[0])
+    tn_ready = False
+    m0 = 0.0
     for it in range(max_iter):
         for i in range(n):  # residuals
             ei = e[i]
@@ -291,14 +316,24 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, o
         for j in range(q):
             gnorm = max(gnorm, abs(grad[j]))
             done = done and abs(grad[j]) <= tol * scale[j]
-        if have and s >= 1.0 and gnorm <= _CHORD_GAIN * gprev and not done:
-            # the last full step shrank the gradient enough: the step from the factor of
-            # an earlier Hessian (a chord step) instead of a new one; the last step is a
-            # Newton step (to rounding level)
+        chord = have and s >= 1.0 and gnorm <= _CHORD_GAIN * gprev and not done
+        if have and certify and not done:  # the step from the factor at hand, and its proof
             for j in range(q):
                 step[j] = -grad[j]
             cholesky_solve_upper(H, step, step)
-        else:
+            stop, tn_ready = _certified(
+                H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out
+            )
+            if stop:
+                return it, True, hessians, have
+        elif chord:
+            for j in range(q):
+                step[j] = -grad[j]
+            cholesky_solve_upper(H, step, step)
+        if not chord:
+            # else the last full step shrank the gradient enough: the step from the factor
+            # of an earlier Hessian (a chord step) instead of a new one; the last step is a
+            # Newton step (to rounding level)
             for i in range(n):  # the square roots of the weights p (1 - p) / n
                 ei = e[i]
                 sw[i] = math.sqrt(ei * inv_n) * (1.0 / (1.0 + ei))
@@ -309,6 +344,15 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, o
             if not have:
                 _binary_hessian(A, sw, pen, As, H)
                 _lu_step(H, grad, step)
+            elif certify and not done:
+                m0 = _leverage_bound(a2, sw, lam)
+                for i in range(n):
+                    z0[i] = z[i]
+                stop, tn_ready = _certified(
+                    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out
+                )
+                if stop:
+                    return it, True, hessians, have
         gprev = gnorm
         slope = 0.0
         for j in range(q):
@@ -351,6 +395,104 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, o
         if done or dmax <= 1e-15 * (1.0 + tmax):
             return it + 1, True, hessians, have
     return max_iter, False, hessians, have
+
+
+@njit(cache=True, nogil=True)
+def no_certificate(q):
+    """:func:`_newton_binary`'s ``cert`` for none (problems of ``q`` parameters)."""
+    return np.empty((0, q)), np.empty(0), np.empty((0, q)), np.empty(2), 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _leverage_bound(a2, sw, lam):
+    """An upper bound on ``max_i |a_i|_{H^-1}`` for ``H = A' diag(sw^2) A + P`` with
+    ``P >= lam I``: ``H >= sw_i^2 a_i a_i' + lam I``, whose inverse gives ``a_i`` the squared
+    norm ``|a_i|^2 / (lam + sw_i^2 |a_i|^2)`` (Sherman and Morrison); ``a2`` holds the
+    ``|a_i|^2``."""
+    m = 0.0
+    for i in range(a2.shape[0]):
+        m = max(m, a2[i] / (lam + sw[i] * sw[i] * a2[i]))
+    return math.sqrt(m)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out):
+    """Whether the test decisions at ``theta`` are proven close enough to the optimum's to
+    stop (:func:`_newton_binary`'s ``cert``), and whether ``tn`` holds the test rows' norms.
+
+    ``H`` holds the factor of the Hessian ``H0`` formed where the predictors were ``z0``;
+    ``step = -H0^-1 grad`` at ``theta`` (predictors ``z``); ``m0`` bounds every training
+    row's ``|a_i|_{H0^-1}`` (:func:`_leverage_bound`). A sample's weight ``p (1 - p)``
+    changes by at most a factor ``exp(|dz|)`` when its predictor moves by ``dz`` (the
+    derivative of its logarithm is ``1 - 2p``), so along ``theta + t u`` (``|u|_H0 = 1``)
+    the Hessian is at least ``exp(-(drift + t m0)) H0``, with ``drift = max_i |z_i - z0_i|``
+    (the penalty only helps). The objective's slope along ``u`` then rises from at least
+    ``-nu`` (``nu = |grad|_{H0^-1}``) by at least ``exp(-drift) (1 - exp(-t m0)) / m0``, so
+    the optimum lies within ``r = -log(1 - x) / m0`` of ``theta`` in ``H0``'s norm when
+    ``x = nu m0 exp(drift) < 1``, and a test decision within ``|a_t|_{H0^-1} r`` of its
+    value there. The test rows' norms ``tn`` are computed once per problem (forward
+    solves with the factor at hand) and carried to later factors by the same argument: a
+    factor formed where the predictors moved by ``delta`` from where they were computed
+    gives norms at most ``exp(delta / 2)`` times theirs. The bound is inflated by
+    ``1e-6`` of itself plus ``1e-12`` for the rounding of its terms.
+
+    ``eps >= 0``: stop when the mean of the test decisions' bounds is at most ``eps``
+    (``out[0]`` gets it); ``eps < 0``: stop when every test decision is farther from 0
+    than its bound (its sign is proven; ``out[0] = 0``)."""
+    n = z.shape[0]
+    q = grad.shape[0]
+    nu2 = 0.0
+    for j in range(q):
+        nu2 -= grad[j] * step[j]
+    drift = 0.0
+    for i in range(n):
+        drift = max(drift, abs(z[i] - z0[i]))
+    x = math.sqrt(max(nu2, 0.0)) * m0 * math.exp(drift)
+    if not x < 1.0:
+        return False, tn_ready
+    if x < 1e-12:  # -log(1 - x) / x <= 1 + x
+        r = math.sqrt(max(nu2, 0.0)) * math.exp(drift) * (1.0 + 1e-12)
+    else:
+        r = -math.log1p(-x) / m0
+    if tn_ready:
+        delta = 0.0
+        for i in range(n):
+            delta = max(delta, abs(z0[i] - ztn[i]))
+        tn_ready = delta <= _NORMS_DRIFT
+    if not tn_ready:
+        m = Ct.shape[0]
+        for a in range(m):
+            Tw[a, :q] = Ct[a]
+        forward_upper_rows(H, Tw, m)
+        for a in range(m):
+            acc = 0.0
+            for j in range(q):
+                acc += Tw[a, j] * Tw[a, j]
+            tn[a] = math.sqrt(acc)
+        for i in range(n):
+            ztn[i] = z0[i]
+        tn_ready = True
+        delta = 0.0
+    r *= math.exp(0.5 * delta) * (1.0 + 1e-6)
+    if eps >= 0.0:
+        mean = 0.0
+        for a in range(tn.shape[0]):
+            mean += tn[a]
+        bound = mean / tn.shape[0] * r + 1e-12
+        if bound <= eps:
+            out[0] = bound
+            out[1] = 1.0
+            return True, tn_ready
+        return False, tn_ready
+    for a in range(tn.shape[0]):
+        acc = 0.0
+        for j in range(q):
+            acc += Ct[a, j] * theta[j]
+        if not abs(acc) > tn[a] * r + 1e-12:
+            return False, tn_ready
+    out[0] = 0.0
+    out[1] = 1.0
+    return True, tn_ready
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
@@ -1153,7 +1295,8 @@ def logistic_block(
                 # extrapolations from the origin only: from the sphere before's optimum
                 # they took more time (binary run-wise betas, 4,000 spheres: 1.11 of it)
                 its, ok, hess, _ = _newton_binary(
-                    A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb)), not warm, origin
+                    A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb)), not warm,
+                    no_certificate(pb), origin,
                 )  # fmt: skip
             else:
                 Ct = np.empty((0, max(r, 0)))

@@ -52,6 +52,14 @@ from .base import BatchedClassifier, SphereBySphere, as_voxel_major
 __all__ = ["BatchedLogisticRegressionCV"]
 
 
+#: an inner problem stops once its test score (``neg_log_loss``) is proven within this of
+#: the optimum's, or (accuracy) its test predictions proven the optimum's; the ``C`` is
+#: chosen from the proven intervals, and where they leave it in doubt the problems of the
+#: ``C`` concerned run on to ``tol`` first (:func:`._logistic_cv_kernel.logistic_cv_block`).
+#: 0: every inner problem runs to ``tol``
+SCORE_BOUND = 0.01
+
+
 class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
     """Batched equivalent of ``LogisticRegressionCV(solver="liblinear", l1_ratios=(0,))``
     for two classes (see the module docstring for what it computes).
@@ -87,6 +95,13 @@ class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
     n_hessians_ : int
         Hessians factored in its problems and refits (the other iterations were chord
         steps).
+    n_proven_ : int
+        Inner problems stopped before ``tol`` on a proof that their test score is within
+        :data:`SCORE_BOUND` of the optimum's (accuracy: that their test predictions are the
+        optimum's).
+    n_run_on_ : int
+        Those of them run on to ``tol`` afterwards, where the proven scores left the choice
+        of ``C`` in doubt.
     """
 
     reference = "sklearn.linear_model.LogisticRegressionCV(solver='liblinear', l1_ratios=(0,))"
@@ -221,11 +236,12 @@ class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
             np.ascontiguousarray(Xv, dtype=np.float64), vox, train_idx, n_train, test_idx, n_test, y,
             inner_tr, inner_ntr, inner_te, inner_nte, np.ascontiguousarray(self.Cs_, dtype=np.float64),
             bool(self.fit_intercept), float(self.intercept_scaling), 1.0, self.scoring == "neg_log_loss",
-            float(self.tol), int(self.max_iter),
+            float(self.tol), int(self.max_iter), float(SCORE_BOUND),
         )  # fmt: skip
         self.n_iter_, self.n_problems_, self.n_iter_refit_, self.n_refits_, self.n_hessians_ = (
-            int(v) for v in stats[1:]
+            int(v) for v in stats[1:6]
         )
+        self.n_proven_, self.n_run_on_ = int(stats[6]), int(stats[7])
         if stats[0]:
             warnings.warn(
                 f"BatchedLogisticRegressionCV: {int(stats[0])} problems did not converge in "
