@@ -382,7 +382,7 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
         for start in (np.zeros(q), exact * 0.9):
             theta = start.copy()
             out = np.empty(2)
-            cert = (At, (A**2).sum(axis=1), np.empty_like(At), out, eps)
+            cert = (np.ascontiguousarray(At.T), (A**2).sum(axis=1), np.empty((q, len(At))), out, eps)
             its, ok, _, _ = _newton_binary(
                 A, t, pen, np.ones(q), theta, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, cert
             )  # fmt: skip

@@ -10,6 +10,7 @@ from fastsearchlight.estimators._triangular import (
     cholesky_solve_upper_rows,
     cholesky_upper_into,
     cholesky_upper_rows,
+    column_norms_upper,
     forward_upper,
     forward_upper_rows,
     inverse_rows_upper,
@@ -173,3 +174,22 @@ def test_inverse_rows_upper_matches_numpy(d):
     assert np.all(np.tril(V[:d], -1) == 0.0)
     assert np.isnan(V[d:]).all()
     np.testing.assert_allclose(V[:d] @ V[:d].T, np.linalg.inv(H), rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize(("k", "m"), [(1, 1), (3, 2), (4, 16), (5, 17), (9, 33), (80, 32), (77, 27)])
+def test_column_norms_upper_matches_numpy(k, m):
+    """``|U^-T b|`` for every column of ``B``, with ``U`` left by the blocked factorisation
+    (its lower triangle holding other values, not read) and work space wider than needed;
+    ``B`` is not changed."""
+    M = _raw_scale_matrix(k, 2 * k + 3)
+    U = np.full((k, k), np.nan)
+    assert cholesky_upper_into(M, U)
+    U[np.tril_indices(k, -1)] = 1e30
+    rng = np.random.default_rng(k + m)
+    B = rng.normal(loc=1000.0, scale=100.0, size=(k, m))
+    before = B.copy()
+    out = np.empty(m)
+    column_norms_upper(U, B, np.empty((k + 1, m + 5)), out)
+    expected = np.linalg.norm(np.linalg.solve(np.triu(U).T, B), axis=0)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    np.testing.assert_array_equal(B, before)

