@@ -9,15 +9,28 @@ Every problem is liblinear's objective (the constant feature ``intercept_scaling
 penalised like every coefficient), divided by ``C * n_train``: the mean log-loss plus
 ``0.5 * |theta|^2 / (C n_train)``, solved by the binary Newton solver of
 :mod:`._logistic_kernel` (:func:`._logistic_kernel._newton_binary`) with that penalty on
-every coordinate. A problem stops once every gradient component is at most ``tol`` times
+every coordinate. The refit stops once every gradient component is at most ``tol`` times
 its coordinate's scale (``max(1, root mean square)`` of its column over the outer
-training samples), after one last Newton step.
+training samples), after one last Newton step: the exact optimum, to rounding.
+
+An inner problem's only use is its test score, which decides the ``C``: it stops as soon as
+that score is proven within ``score_bound`` of its optimum's (``neg_log_loss``), or its test
+predictions proven the optimum's (accuracy), by the bound of
+:func:`._logistic_kernel._certified` on the distance to the optimum in the metric of the
+Hessian at hand; or at ``tol`` as before. The ``C`` is then chosen from the proven
+intervals of the summed scores (:func:`_best_c`); where another ``C``'s interval reaches the
+best one's, the problems of those ``C`` run on to ``tol`` first, and the choice is made from
+their exact scores. So the chosen ``C`` is always the exact problems' one. Neighbouring W1
+10 mm spheres (300, one thread, three alternations with every inner problem run to ``tol``):
+1.78 Hessians and 3.4 iterations per inner problem against 2.50 and 5.75, 73% of them
+stopped on a proof (the others, mostly the largest ``C``, reach ``tol`` first), no ``C`` left
+in doubt, the same ``C`` everywhere and decisions within 7e-14; 0.86-0.88 of the CPU time.
 
 Within an inner fold the ``C`` are solved in increasing order, each from a point predicted
 from the previous one's optimum (the optimum does not depend on the start: the problems are
 strictly convex): the tangent of the regularisation path there, in ``log lambda``
 (:func:`_path_start`), when it lowers the new objective, else that optimum itself. The
-refit starts from the mean of the inner optima at the chosen ``C``.
+refit starts from the mean of the inner solutions at the chosen ``C``.
 
 With more parameters than outer training samples an outer fold is solved in an
 orthonormal basis ``Q`` ``(p, n_train)`` of its training rows (``theta = Q g``,

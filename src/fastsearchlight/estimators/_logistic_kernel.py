@@ -478,14 +478,13 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
             return True, tn_ready
         return False, tn_ready
     m = Ct.shape[1]
-    dec = Tw[0, :m]  # the test decisions (the norms are computed)
-    dec[:] = 0.0
+    for a in range(m):  # the test decisions, into the work space's first row
+        Tw[0, a] = 0.0
     for j in range(q):
-        c = Ct[j]
         for a in range(m):
-            dec[a] += c[a] * theta[j]
+            Tw[0, a] += Ct[j, a] * theta[j]
     for a in range(m):
-        if not abs(dec[a]) > tn[a] * r + 1e-12:
+        if not abs(Tw[0, a]) > tn[a] * r + 1e-12:
             return False, tn_ready
     out[0] = 0.0
     out[1] = 1.0

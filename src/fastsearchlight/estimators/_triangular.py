@@ -497,7 +497,8 @@ def column_norms_upper(U, B, Z, out):
     for j0 in range(0, k, TILE_ROWS):
         nb = min(TILE_ROWS, k - j0)
         for r in range(nb):
-            Z[j0 + r, :m] = B[j0 + r]
+            for t in range(m):
+                Z[j0 + r, t] = B[j0 + r, t]
         if j0 > 0:
             for c0 in range(0, m, TILE_COLUMNS):
                 outer_tile(
@@ -516,21 +517,19 @@ def column_norms_upper(U, B, Z, out):
                     -1.0,
                     True,
                 )
-        for r in range(nb):
-            z = Z[j0 + r]
+        for r in range(nb):  # the 4 x 4 diagonal block (indices, not row views: no reference counts)
+            j = j0 + r
             for rr in range(r):
-                c = U[j0 + rr, j0 + r]
-                zr = Z[j0 + rr]
+                c = U[j0 + rr, j]
                 for t in range(m):
-                    z[t] -= c * zr[t]
-            inv = 1.0 / U[j0 + r, j0 + r]
+                    Z[j, t] -= c * Z[j0 + rr, t]
+            inv = 1.0 / U[j, j]
             for t in range(m):
-                z[t] *= inv
+                Z[j, t] *= inv
     for t in range(m):
         out[t] = 0.0
     for j in range(k):
-        z = Z[j]
         for t in range(m):
-            out[t] += z[t] * z[t]
+            out[t] += Z[j, t] * Z[j, t]
     for t in range(m):
         out[t] = math.sqrt(out[t])

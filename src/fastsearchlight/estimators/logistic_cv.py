@@ -28,12 +28,16 @@ compiled kernel (:func:`._logistic_cv_kernel.logistic_cv_block`), sphere by sphe
 voxel-major data, with the interpreter lock released: Newton's method (exact Hessian by
 ``syrk``, Cholesky, Armijo backtracking, and chord steps reusing an earlier factor near the
 optimum; the binary solver of :mod:`._logistic_kernel`, the penalty on every coordinate) on
-the objective divided by ``C * n_train`` (mean log-loss plus ``|w|^2 / (2 C n_train)``). A problem stops once every gradient component is below ``tol``
+the objective divided by ``C * n_train`` (mean log-loss plus ``|w|^2 / (2 C n_train)``). The refit stops once every gradient component is below ``tol``
 times its feature's scale (after one last Newton step, which takes it to rounding level):
 the exact optimum, where liblinear stops at its tolerance (``tol=1e-4`` by default), so
-decisions agree with a tightly solved liblinear. Within an inner fold the ``C`` are solved
-in increasing order, each from the previous one's optimum; the refit starts from the mean
-of the inner optima at the chosen ``C``. With more parameters than outer training samples,
+decisions agree with a tightly solved liblinear. An inner problem stops earlier, once its
+test score is proven within :data:`SCORE_BOUND` of its optimum's (accuracy: its test
+predictions proven the optimum's); the ``C`` is chosen from the proven intervals, and where
+they leave it in doubt the ``C`` concerned are solved to ``tol`` first, so the chosen ``C``
+is the exact problems'. Within an inner fold the ``C`` are solved
+in increasing order, each from the previous one's solution; the refit starts from the mean
+of the inner solutions at the chosen ``C``. With more parameters than outer training samples,
 the problems are solved in an orthonormal basis of the training rows (an exact reduction:
 every coordinate is penalised, so every optimum is a combination of those rows).
 """
@@ -76,8 +80,9 @@ class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
     intercept_scaling : float, default=1.0
         The constant feature liblinear appends (its weight is penalised).
     tol : float, default=1e-10
-        Stop when every gradient component of the scaled objective is at most ``tol``
-        times its feature's scale (``max(1, root mean square)``), after one last step.
+        The refit (and an inner problem not stopped on a proof before) stops when every
+        gradient component of the scaled objective is at most ``tol`` times its feature's
+        scale (``max(1, root mean square)``), after one last step.
     max_iter : int, default=100
         Maximum number of iterations per problem, Newton and chord steps.
 
