@@ -284,6 +284,7 @@ def logistic_cv_block(
     certify = score_bound > 0.0
     eps = score_bound if neg_log_loss else -1.0
     cert_out = np.empty(2)
+    nocert = no_certificate(0)
     order = np.argsort(Cs, kind="mergesort")  # the C path, increasing
     t = np.empty(y.shape[0])
     for i in range(y.shape[0]):
@@ -374,7 +375,7 @@ def logistic_cv_block(
                         pen = np.full(q, 1.0 / (Cs[c] * ntr))
                         its, ok, hess, _ = _newton_binary(
                             Dk, tk, pen, scale, theta, tol, max_iter, np.empty((q, q)), rows_work, False,
-                            no_certificate(q),
+                            nocert,
                         )  # fmt: skip
                         stats[5] += hess
                         stats[0] += 0 if ok else 1
@@ -405,7 +406,7 @@ def logistic_cv_block(
             # the refit gives the decisions: solved to the rounding floor whatever ``tol``
             its, ok, hess, _ = _newton_binary(
                 D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), rows_work, False,
-                no_certificate(q),
+                nocert,
             )  # fmt: skip
             stats[5] += hess
             stats[0] += 0 if ok else 1

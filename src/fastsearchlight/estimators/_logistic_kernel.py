@@ -400,7 +400,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
 
 @njit(cache=True, nogil=True)
 def no_certificate(q):
-    """:func:`_newton_binary`'s ``cert`` for none (problems of ``q`` parameters)."""
+    """:func:`_newton_binary`'s ``cert`` for none (any ``q``: its arrays are not read)."""
     return np.empty((q, 0)), np.empty(0), np.empty((q, 0)), np.empty(2), 0.0
 
 
@@ -1169,6 +1169,7 @@ def logistic_block(
     coef = np.zeros((B if want_coef else 0, F, K, d + 1))
     mus = np.zeros((B, d))
     stats = np.zeros(6, dtype=np.int64)
+    nocert = no_certificate(0)  # the binary problems' (none)
     max_train = 0
     any_basis = False
     for f in range(F):
@@ -1292,7 +1293,7 @@ def logistic_block(
                 # they took more time (binary run-wise betas, 4,000 spheres: 1.11 of it)
                 its, ok, hess, _ = _newton_binary(
                     A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb)), not warm,
-                    no_certificate(pb), origin,
+                    nocert, origin,
                 )  # fmt: skip
             else:
                 Ct = np.empty((0, max(r, 0)))
