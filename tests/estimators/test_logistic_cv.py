@@ -398,7 +398,8 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
             else:
                 assert out[0] == 0.0
                 np.testing.assert_array_equal(At @ theta > 0, At @ exact > 0)
-            assert its < full_its or start is not None
+            if not start.any():  # from the origin, as the run to tol
+                assert its < full_its
     if C <= 10.0:  # at the largest C the nearly separable problems prove late, or not at all
         assert proven >= 6
 

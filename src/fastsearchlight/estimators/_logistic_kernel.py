@@ -318,7 +318,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
             gnorm = max(gnorm, abs(grad[j]))
             done = done and abs(grad[j]) <= tol * scale[j]
         chord = have and s >= 1.0 and gnorm <= _CHORD_GAIN * gprev and not done
-        if have and certify and not done:  # the step from the factor at hand, and its proof
+        if have and certify:  # the step from the factor at hand and its proof (at tol too: then no last step)
             for j in range(q):
                 step[j] = -grad[j]
             cholesky_solve_upper(H, step, step)
