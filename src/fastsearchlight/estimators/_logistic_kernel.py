@@ -273,15 +273,10 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
     sw = np.empty(n)
     grad = np.empty(q)
     step = np.empty(q)
-    for i in range(n):
-        acc = 0.0
-        for j in range(q):
-            acc += A[i, j] * theta[j]
-        dz[i] = acc
+    _dots(A, theta, dz)
     f_loss = _binary_trial(z, dz, 1.0, sign, zt, et)
     z, zt = zt, z
     e, et = et, e
-    row_norm = _row_norm(A)
     inv_n = 1.0 / n
     have = False  # H holds the Cholesky factor of an earlier iteration's Hessian
     hessians = 0
@@ -289,6 +284,13 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
     gprev = 0.0
     Ct, a2, Tw, cert_out, cert_eps = cert
     certify = Ct.shape[1] > 0
+    if certify:  # from the rows' squared norms, at hand
+        row_norm = 0.0
+        for i in range(n):
+            row_norm += math.sqrt(a2[i])
+        row_norm /= n
+    else:
+        row_norm = _row_norm(A)
     cert_out[0] = 0.0
     cert_out[1] = 0.0
     lam = np.inf  # the smallest penalty
