@@ -30,8 +30,9 @@ proven.
 
 Within an inner fold the ``C`` are solved in increasing order, each from a point predicted
 from the previous one's optimum (the optimum does not depend on the start: the problems are
-strictly convex): the tangent of the regularisation path there, in ``log lambda``
-(:func:`_path_start`), when it lowers the new objective, else that optimum itself. The
+strictly convex): the regularisation path's Taylor polynomial there, in ``log lambda``, of
+order one (the tangent) or two, whichever has the lower new objective, or that optimum itself
+when it is lower still (:func:`_path_start`). The
 refit starts from the mean of the inner solutions at the chosen ``C``.
 
 With more parameters than outer training samples an outer fold is solved in an
@@ -119,7 +120,9 @@ def _path_start(D, t, theta, R, lam_prev, lam, work, zwork):
     alternations), 8.36 -> 5.75 Newton iterations per inner problem, 0.66-0.73 of the CPU
     time. The second-order term (stop 70), 300 neighbouring W1 10 mm spheres, one thread:
     1.70 -> 1.51 Hessians and 3.41 -> 2.88 iterations per inner problem, 83% -> 88% of them
-    stopped on a proof, the same scores. Over a step of 2.04 in ``log lambda`` (a factor 7.7
+    stopped on a proof, the same scores; but 0.95-0.99 of the CPU time (median ratios of two
+    blocks' captured calls, both versions alternated in one process), the new term's solve
+    and products costing most of what the Hessians saved. Over a step of 2.04 in ``log lambda`` (a factor 7.7
     in ``C``) the first-order prediction is still the better one in some problems: taking
     the second-order one whenever it lowers the objective below ``theta``'s gave 1.66
     Hessians. ``work`` is work space of at least (3, q), ``zwork`` of at least (6, n) for n
