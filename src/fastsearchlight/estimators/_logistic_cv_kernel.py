@@ -122,11 +122,11 @@ def _path_start(D, t, theta, R, lam_prev, lam, work, zwork):
     1.70 -> 1.51 Hessians and 3.41 -> 2.88 iterations per inner problem, 83% -> 88% of them
     stopped on a proof, the same scores; but 0.95-0.99 of the CPU time (median ratios of two
     blocks' captured calls, both versions alternated in one process), the new term's solve
-    and products costing most of what the Hessians saved. Over a step of 2.04 in ``log lambda`` (a factor 7.7
-    in ``C``) the first-order prediction is still the better one in some problems: taking
-    the second-order one whenever it lowers the objective below ``theta``'s gave 1.66
-    Hessians. ``work`` is work space of at least (3, q), ``zwork`` of at least (6, n) for n
-    rows of ``D``."""
+    and products costing most of what the Hessians saved. Over a step of 2.04 in ``log
+    lambda`` (a factor 7.7 in ``C``) the first-order prediction is still the better one in
+    some problems: taking the second-order one whenever it lowers the objective below
+    ``theta``'s gave 1.66 Hessians. ``work`` is work space of at least (3, q), ``zwork`` of at
+    least (6, n) for n rows of ``D``."""
     q = theta.shape[0]
     n = D.shape[0]
     v = work[0]  # H^-1 theta

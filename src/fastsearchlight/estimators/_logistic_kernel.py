@@ -236,7 +236,8 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
     cert : tuple ``(Ct, a2, Tw, out, eps)``
         A certificate of the test decisions, to stop before ``tol`` (:func:`_certified`);
         ``Ct`` with no columns: none. ``Ct`` ``(q, m)``: the test rows, transposed; ``a2``
-        ``(n,)``: the squared norms of the rows of ``A``; ``Tw`` ``(q, m)``: work space (both
+        ``(n,)``: the squared norms of the rows of ``A`` (also the line search's scale of
+        rounding); ``Tw`` ``(q, m)``: work space (both
         C-contiguous); ``out`` ``(2,)``:
         on return, the bound on the mean absolute distance of the test decisions from the
         optimum's (0 when the problem ran to ``tol``) and 1 when it stopped on the
