@@ -64,7 +64,7 @@ def test_outer_tile_rejects_other_dtypes():
 
 
 @pytest.mark.parametrize(
-    ("n", "q"), [(0, 5), (1, 1), (5, 3), (80, 9), (40, 20), (33, 17), (162, 77), (141, 216)]
+    ("n", "q"), [(0, 5), (1, 1), (5, 3), (80, 9), (40, 20), (33, 17), (162, 77), (130, 81), (141, 216)]
 )
 @pytest.mark.parametrize("shift", [0.0, 0.5])
 def test_column_gram_upper_matches_numpy(n, q, shift):
@@ -112,11 +112,12 @@ def test_column_gram_is_the_full_cross_product(k):
     np.testing.assert_array_equal(G, G.T)
 
 
-@pytest.mark.parametrize(("n", "q"), [(5, 3), (33, 17), (28, 28), (162, 77)])
-def test_column_products_upper_not_strict_writes_only_inside_the_diagonal_tiles(n, q):
-    """Without ``strict`` the tiles across the diagonal write their lower entries too, with
-    the symmetric product's values; nothing below them is touched."""
-    from fastsearchlight.estimators._simd import column_products_upper
+@pytest.mark.parametrize(("n", "q"), [(5, 3), (33, 17), (28, 28), (162, 77), (130, 81), (141, 216)])
+def test_column_products_upper_not_strict_writes_only_inside_the_diagonal_blocks(n, q):
+    """Without ``strict`` the tiles across the diagonal write the lower entries of the
+    diagonal's 8 x 8 blocks too (:data:`DIAGONAL_BLOCK`), with the symmetric product's
+    values; nothing below them is touched."""
+    from fastsearchlight.estimators._simd import DIAGONAL_BLOCK, column_products_upper
 
     rng = np.random.default_rng(n)
     X = rng.normal(size=(n, q))
@@ -127,7 +128,7 @@ def test_column_products_upper_not_strict_writes_only_inside_the_diagonal_tiles(
     upper = np.triu_indices(q)
     np.testing.assert_allclose(G[upper], expected[upper], rtol=1e-12, atol=1e-12)
     rows, cols = np.indices((q, q))
-    written = (rows > cols) & (rows < 16 * (cols // 16 + 1))
+    block_start = rows - rows % DIAGONAL_BLOCK
+    written = (rows > cols) & (cols >= block_start)
     np.testing.assert_allclose(G[written], expected[written], rtol=1e-12, atol=1e-12)
-    below_tiles = rows >= 16 * (cols // 16 + 1)
-    assert np.isnan(G[below_tiles]).all()
+    assert np.isnan(G[cols < block_start]).all()

@@ -10,7 +10,12 @@ that form (the same 4 x 8 tile written as 32 scalar sums ran at 6 G multiply-add
 second). :func:`outer_tile` and :func:`outer_tile8` write it in LLVM's vector instructions
 directly: a tile of 4 (or 8) rows by 16 columns, its sums in vectors of eight ``float64``;
 each step of the loop loads the two 8-column halves of a ``B`` row, broadcasts the tile's
-``A`` entries of that step and multiplies-adds. One Emerald Rapids core (two 512-bit
+``A`` entries of that step and multiplies-adds. A tile of at most eight columns runs on one
+half only (half the multiply-adds and loads of ``B``): the last column of tiles of a
+matrix, and :func:`column_products_upper`'s tiles whose rows start past their first eight
+columns. Captured kernel calls of neighbouring W1 10 mm spheres, both versions alternated in
+one process: ``LogisticRegressionCV`` 0.92 of the time, ``LogisticRegression`` 0.90-0.93,
+the same decisions to the bit. One Emerald Rapids core (two 512-bit
 multiply-add units), one thread, 80 steps in the L1 cache: 41-46 G multiply-adds per second
 for the 4 x 16 tile, 23 with four-entry vectors. On processors without 512-bit vectors LLVM
 splits each vector in two.
@@ -34,6 +39,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = [
+    "DIAGONAL_BLOCK",
     "TILE_COLUMNS",
     "TILE_ROWS",
     "column_gram",
@@ -52,6 +58,10 @@ TILE_COLUMNS = 16
 #: rows of :func:`column_products_upper`'s tiles
 _GRAM_ROWS = 8
 _LANES = 8
+#: without ``strict``, :func:`column_products_upper` also writes the entries below the
+#: diagonal in the diagonal's blocks of this size (row ``i`` from column ``i - i % 8``): a
+#: caller that mirrors the rest fills row ``i``'s first ``i - i % DIAGONAL_BLOCK`` entries
+DIAGONAL_BLOCK = _GRAM_ROWS
 _VECTORS = TILE_COLUMNS // _LANES
 #: the pointer part of the masked load's and store's names: LLVM 17 and later have opaque
 #: pointers only (``p0``); before, a pointer to ``<8 x double>`` (``p0v8f64``)
@@ -73,7 +83,7 @@ def _outer_tile(rows):
 
     def intrinsic_(typingctx, A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate):
         """``C[ic + r*ldc + c] = (C[...] if accumulate else 0) + alpha * S[r, c]`` for ``r < nrows``
-        (at most the tile's rows) and ``c < ncols`` (at most 16), with the sums
+        (at most the tile's rows) and ``c < ncols`` (at most 16; at most 8: one vector of sums per row), with the sums
         ``S[r, c] = sum_{l < length} A[ia + l*lda + r] * B[ib + l*ldb + c]``.
 
         ``A``, ``B`` and ``C`` are ``float64`` arrays addressed by element offsets from their
@@ -148,33 +158,52 @@ def _outer_tile(rows):
                 )
                 for r in range(rows)
             ]
-            sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(_VECTORS)] for _ in range(rows)]
-            with cgutils.for_range(builder, length_) as loop:
-                step = loop.index
-                a_row = builder.gep(a_data, [builder.add(ia_, builder.mul(step, lda_))])
-                b_row = builder.gep(b_data, [builder.add(ib_, builder.mul(step, ldb_))])
-                halves = []
-                for v in range(_VECTORS):
-                    pointer = builder.bitcast(
-                        builder.gep(b_row, [ir.Constant(i64, v * _LANES)]), vec.as_pointer()
-                    )
-                    halves.append(builder.call(load_masked, [pointer, ir.Constant(i32, 8), masks[v], zero]))
-                for r in range(rows):
-                    a = _splat(builder, builder.load(builder.gep(a_row, [a_rows[r]])), vec)
-                    for v in range(_VECTORS):
-                        builder.store(builder.call(fma, [a, halves[v], builder.load(sums[r][v])]), sums[r][v])
             scale = _splat(builder, alpha_, vec)
-            for r in range(rows):
-                with cgutils.if_likely(builder, builder.icmp_signed("<", ir.Constant(i64, r), nrows_)):
-                    c_row = builder.gep(c_data, [builder.add(ic_, builder.mul(ir.Constant(i64, r), ldc_))])
-                    for v in range(_VECTORS):
+
+            def tile(vectors):
+                """The loop and the stores, with the sums of ``vectors`` vectors per row."""
+                sums = [
+                    [cgutils.alloca_once_value(builder, zero) for _ in range(vectors)] for _ in range(rows)
+                ]
+                with cgutils.for_range(builder, length_) as loop:
+                    step = loop.index
+                    a_row = builder.gep(a_data, [builder.add(ia_, builder.mul(step, lda_))])
+                    b_row = builder.gep(b_data, [builder.add(ib_, builder.mul(step, ldb_))])
+                    halves = []
+                    for v in range(vectors):
                         pointer = builder.bitcast(
-                            builder.gep(c_row, [ir.Constant(i64, v * _LANES)]), vec.as_pointer()
+                            builder.gep(b_row, [ir.Constant(i64, v * _LANES)]), vec.as_pointer()
                         )
-                        old = builder.call(load_masked, [pointer, ir.Constant(i32, 8), masks[v], zero])
-                        base = builder.select(acc_, old, zero)
-                        new = builder.call(fma, [scale, builder.load(sums[r][v]), base])
-                        builder.call(store_masked, [new, pointer, ir.Constant(i32, 8), masks[v]])
+                        halves.append(
+                            builder.call(load_masked, [pointer, ir.Constant(i32, 8), masks[v], zero])
+                        )
+                    for r in range(rows):
+                        a = _splat(builder, builder.load(builder.gep(a_row, [a_rows[r]])), vec)
+                        for v in range(vectors):
+                            builder.store(
+                                builder.call(fma, [a, halves[v], builder.load(sums[r][v])]), sums[r][v]
+                            )
+                for r in range(rows):
+                    with cgutils.if_likely(builder, builder.icmp_signed("<", ir.Constant(i64, r), nrows_)):
+                        c_row = builder.gep(
+                            c_data, [builder.add(ic_, builder.mul(ir.Constant(i64, r), ldc_))]
+                        )
+                        for v in range(vectors):
+                            pointer = builder.bitcast(
+                                builder.gep(c_row, [ir.Constant(i64, v * _LANES)]), vec.as_pointer()
+                            )
+                            old = builder.call(load_masked, [pointer, ir.Constant(i32, 8), masks[v], zero])
+                            base = builder.select(acc_, old, zero)
+                            new = builder.call(fma, [scale, builder.load(sums[r][v]), base])
+                            builder.call(store_masked, [new, pointer, ir.Constant(i32, 8), masks[v]])
+
+            # columns that fit in one vector: half the multiply-adds (and loads of B)
+            narrow = builder.icmp_signed("<=", ncols_, ir.Constant(i64, _LANES))
+            with builder.if_else(narrow) as (one_vector, two_vectors):
+                with one_vector:
+                    tile(1)
+                with two_vectors:
+                    tile(_VECTORS)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -194,14 +223,16 @@ def column_products_upper(Y, X, n, q, G, shift, alpha=1.0, accumulate=False, str
     ``i <= j < q``: the upper triangle of a symmetric product such as ``X' diag(w) X`` (with
     ``Y = diag(w) X``) or of the Gram matrix of ``X``'s columns (``Y = X``:
     :func:`column_gram_upper`). By :func:`outer_tile8` over the rows of ``Y`` and ``X``
-    (tiles of eight rows by sixteen columns, on a grid from the first entry). With
-    ``strict`` the strict lower triangle is not touched (the tiles across the diagonal go
-    through a small buffer); without, those tiles also write the entries below the
-    diagonal they hold (rows ``i < 16 * (j // 16 + 1)``; for a symmetric product, the
-    upper triangle's values), which is faster where the caller reads the upper triangle
-    only or mirrors it: at ``q = 28`` (W3's multinomial Hessian blocks) four of the six
-    tiles cross the diagonal, and the buffer made ``LogisticRegression``'s W3 fits 1.1 times
-    as long. ``Y``, ``X`` and ``G`` are
+    (tiles of eight rows by sixteen columns, on a grid from the first entry; a tile whose
+    rows start at or past its second vector's first column computes that vector only, and
+    so does a last column of tiles of at most eight columns). With ``strict`` the strict
+    lower triangle is not touched (the tiles across the diagonal go through a small
+    buffer); without, those tiles also write the entries below the diagonal in the
+    diagonal's 8 x 8 blocks (entry ``[i, j]`` for ``j >= i - i % 8``,
+    :data:`DIAGONAL_BLOCK`; for a symmetric product, the upper triangle's values), which is
+    faster where the caller reads the upper triangle only or mirrors it: at ``q = 28`` (W3's
+    multinomial Hessian blocks) four of the six tiles cross the diagonal, and the buffer
+    made ``LogisticRegression``'s W3 fits 1.1 times as long. ``Y``, ``X`` and ``G`` are
     C-ordered 2-d arrays with unit column stride.
 
     Columns of tiles in the outer loop, so that a column's strip of ``X`` (``n`` rows by
@@ -209,29 +240,35 @@ def column_products_upper(Y, X, n, q, G, shift, alpha=1.0, accumulate=False, str
     (a logistic Hessian) 17 us, 141 x 216 (a sphere's sample Gram at 12 mm) 112 us; with
     rows outer 17-18 and 130 us, four-row tiles 20-21 us at 162 x 77; the dot products of
     :func:`._rows.row_gram` 28-36 and 218 us; passes over blocks of 16-64 rows of ``X`` at a
-    time were slower in both orders."""
+    time were slower in both orders. The one-vector tiles leave 0.81 of the multiply-adds
+    at ``q = 81-86`` (W1 10 mm's full spheres and the intercept), 0.92 at 76-79."""
     ldy = Y.strides[0] // 8
     ldx = X.strides[0] // 8
     ldg = G.strides[0] // 8
     T = np.empty((_GRAM_ROWS if strict else 0, TILE_COLUMNS))
     for c0 in range(0, q, TILE_COLUMNS):
-        ncols = min(TILE_COLUMNS, q - c0)
-        for r0 in range(0, min(c0 + TILE_COLUMNS, q), _GRAM_ROWS):
+        end = min(c0 + TILE_COLUMNS, q)
+        for r0 in range(0, end, _GRAM_ROWS):
             nrows = min(_GRAM_ROWS, q - r0)
-            if not strict or r0 + nrows - 1 <= c0:  # no entry below the diagonal, or allowed
-                outer_tile8(Y, r0, ldy, X, c0, ldx, n, G, r0 * ldg + c0, ldg, nrows, ncols, alpha, accumulate)
+            # the tile's first column: its rows' entries left of r0 are below the diagonal
+            first = c0 + _LANES if r0 >= c0 + _LANES else c0
+            ncols = end - first
+            if not strict or r0 + nrows - 1 <= first:  # no entry below the diagonal, or allowed
+                outer_tile8(
+                    Y, r0, ldy, X, first, ldx, n, G, r0 * ldg + first, ldg, nrows, ncols, alpha, accumulate
+                )
                 if shift != 0.0:
                     for a in range(nrows):
                         row = G[r0 + a]
-                        for c in range(c0, c0 + ncols):
+                        for c in range(first, end):
                             row[c] += shift
                 continue
-            outer_tile8(Y, r0, ldy, X, c0, ldx, n, T, 0, TILE_COLUMNS, nrows, ncols, 1.0, False)
+            outer_tile8(Y, r0, ldy, X, first, ldx, n, T, 0, TILE_COLUMNS, nrows, ncols, 1.0, False)
             for a in range(nrows):
                 row, t = G[r0 + a], T[a]
-                for c in range(max(c0, r0 + a), c0 + ncols):
+                for c in range(max(first, r0 + a), end):
                     base = row[c] if accumulate else 0.0
-                    row[c] = base + alpha * t[c - c0] + shift
+                    row[c] = base + alpha * t[c - first] + shift
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -248,7 +285,7 @@ def column_gram(X, G):
     the upper triangle by :func:`column_gram_upper`, mirrored."""
     k, d = X.shape
     column_gram_upper(X, k, d, G, 0.0, 1.0, False, False)
-    for r in range(TILE_COLUMNS, d):  # below the entries the tiles wrote
+    for r in range(DIAGONAL_BLOCK, d):  # below the entries the tiles wrote
         row = G[r]
-        for c in range(r - r % TILE_COLUMNS):
+        for c in range(r - r % DIAGONAL_BLOCK):
             row[c] = G[c, r]

@@ -77,7 +77,7 @@ from numba import njit
 from ._borrow import borrowed
 from ._lapack import inverse_lower_block, matmul_into
 from ._rows import four_dots, next_four
-from ._simd import TILE_COLUMNS, column_gram_upper, column_products_upper
+from ._simd import DIAGONAL_BLOCK, column_gram_upper, column_products_upper
 from ._svm_kernel import (
     _FASTMATH,
     _NORMAL_EQUATIONS_TOL,
@@ -1441,7 +1441,7 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
             m = _changed_rows(Xv, vox[b], vox[b - 1], V, W)
             Gp = G[b - 1]
             for r in range(n):  # the entries the tiles below read: the upper triangle and
-                r0 = r - r % TILE_COLUMNS  # the rest of each diagonal tile
+                r0 = r - r % DIAGONAL_BLOCK  # the rest of each diagonal block
                 dst, src = Gb[r, r0:], Gp[r, r0:]
                 for c in range(n - r0):
                     dst[c] = src[c]
@@ -1453,9 +1453,9 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
                 for i in range(n):
                     dst[i] = src[i]
             column_gram_upper(V, k, n, Gb, shift, 1.0, False, False)
-        for r in range(TILE_COLUMNS, n):  # the lower triangle below the tiles' entries
+        for r in range(DIAGONAL_BLOCK, n):  # the lower triangle below the tiles' entries
             row = Gb[r]
-            for c in range(r - r % TILE_COLUMNS):
+            for c in range(r - r % DIAGONAL_BLOCK):
                 row[c] = Gb[c, r]
     if run is not None:
         run[0] = updates
