@@ -64,7 +64,8 @@ def test_outer_tile_rejects_other_dtypes():
 
 
 @pytest.mark.parametrize(
-    ("n", "q"), [(0, 5), (1, 1), (5, 3), (80, 9), (40, 20), (33, 17), (162, 77), (130, 81), (141, 216)]
+    ("n", "q"),
+    [(0, 5), (1, 1), (5, 3), (80, 9), (40, 20), (33, 17), (162, 77), (130, 81), (130, 82), (141, 216)],
 )
 @pytest.mark.parametrize("shift", [0.0, 0.5])
 def test_column_gram_upper_matches_numpy(n, q, shift):
@@ -84,21 +85,23 @@ def test_column_gram_upper_matches_numpy(n, q, shift):
 
 
 @pytest.mark.parametrize("k", [0, 1, 54])
-def test_column_gram_upper_scales_and_accumulates(k):
+@pytest.mark.parametrize("q", [23, 18, 36])
+def test_column_gram_upper_scales_and_accumulates(k, q):
     """``alpha`` scales the products and ``accumulate`` adds them to the upper triangle;
-    the strict lower triangle is never touched."""
+    the strict lower triangle is never touched (``q`` past the last full column of tiles:
+    7, 2 and 4 columns)."""
     from fastsearchlight.estimators._simd import column_gram_upper
 
     rng = np.random.default_rng(k)
-    X = rng.standard_normal((k, 23))
-    G = np.full((23, 23), 3.0)
-    column_gram_upper(X, k, 23, G, 0.0)
+    X = rng.standard_normal((k, q))
+    G = np.full((q, q), 3.0)
+    column_gram_upper(X, k, q, G, 0.0)
     np.testing.assert_allclose(np.triu(G), np.triu(X.T @ X), rtol=1e-12, atol=1e-12)
-    column_gram_upper(X, k, 23, G, 0.0, -2.0, True)  # G - 2 X' X
+    column_gram_upper(X, k, q, G, 0.0, -2.0, True)  # G - 2 X' X
     np.testing.assert_allclose(np.triu(G), np.triu(-(X.T @ X)), rtol=1e-12, atol=1e-12)
-    column_gram_upper(X, k, 23, G, 0.25, 1.0, True)
-    np.testing.assert_allclose(np.triu(G), np.triu(np.full((23, 23), 0.25)), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((23, 23), 3.0), -1))
+    column_gram_upper(X, k, q, G, 0.25, 1.0, True)
+    np.testing.assert_allclose(np.triu(G), np.triu(np.full((q, q), 0.25)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((q, q), 3.0), -1))
 
 
 @pytest.mark.parametrize("k", [0, 1, 30])
@@ -112,7 +115,9 @@ def test_column_gram_is_the_full_cross_product(k):
     np.testing.assert_array_equal(G, G.T)
 
 
-@pytest.mark.parametrize(("n", "q"), [(5, 3), (33, 17), (28, 28), (162, 77), (130, 81), (141, 216)])
+@pytest.mark.parametrize(
+    ("n", "q"), [(5, 3), (33, 17), (28, 28), (162, 77), (130, 81), (130, 82), (40, 20), (141, 216)]
+)
 def test_column_products_upper_not_strict_writes_only_inside_the_diagonal_blocks(n, q):
     """Without ``strict`` the tiles across the diagonal write the lower entries of the
     diagonal's 8 x 8 blocks too (:data:`DIAGONAL_BLOCK`), with the symmetric product's
