@@ -10,15 +10,17 @@ that form (the same 4 x 8 tile written as 32 scalar sums ran at 6 G multiply-add
 second). :func:`outer_tile` and :func:`outer_tile8` write it in LLVM's vector instructions
 directly: a tile of 4 (or 8) rows by 16 columns, its sums in vectors of eight ``float64``;
 each step of the loop loads the two 8-column halves of a ``B`` row, broadcasts the tile's
-``A`` entries of that step and multiplies-adds. A tile of at most eight columns runs on one
-half only (half the multiply-adds and loads of ``B``): the last column of tiles of a
-matrix, and :func:`column_products_upper`'s tiles whose rows start past their first eight
-columns. Captured kernel calls of neighbouring W1 10 mm spheres, both versions alternated in
-one process: ``LogisticRegressionCV`` 0.92 of the time, ``LogisticRegression`` 0.90-0.93,
-the same decisions to the bit. One Emerald Rapids core (two 512-bit
+``A`` entries of that step and multiplies-adds. One Emerald Rapids core (two 512-bit
 multiply-add units), one thread, 80 steps in the L1 cache: 41-46 G multiply-adds per second
 for the 4 x 16 tile, 23 with four-entry vectors. On processors without 512-bit vectors LLVM
 splits each vector in two.
+
+A tile of at most eight columns runs on one half only (half the multiply-adds and loads of
+``B``): the last column of tiles of a matrix, and :func:`column_products_upper`'s tiles whose
+rows start past their first eight columns; that product's last one to four columns are
+tiles of their own, transposed (two or four rows). Captured kernel calls of neighbouring W1
+10 mm spheres, both versions alternated in one process: ``LogisticRegressionCV`` 0.88 of
+the time, ``LogisticRegression`` 0.93, the same decisions to the bit.
 
 Built on them: :func:`column_products_upper` and :func:`column_gram_upper` (symmetric
 products ``Y' X`` of a matrix's columns: the logistic Hessians, the svc Gram path's sample
