@@ -3,27 +3,7 @@
 import numpy as np
 import pytest
 
-from fastsearchlight.estimators._lapack import matmul_into, syrk_rows_upper
-
-
-@pytest.mark.parametrize("lo, hi", [(0, 0), (0, 1), (5, 59), (0, 64)])
-def test_syrk_rows_upper_matches_numpy_on_column_blocks(lo, hi):
-    rng = np.random.default_rng(hi)
-    X = rng.standard_normal((9, 64))  # voxel-major: the block is columns lo:hi
-    A = X[:, lo:hi]
-    G = np.full((9, 9), 3.0)
-    syrk_rows_upper(A, G, 0.0)
-    np.testing.assert_allclose(np.triu(G), np.triu(A @ A.T), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(np.tril(G, -1), np.tril(np.full((9, 9), 3.0), -1))
-    syrk_rows_upper(A, G, 0.5)
-    np.testing.assert_allclose(np.triu(G), np.triu(1.5 * A @ A.T), rtol=1e-12, atol=1e-12)
-
-
-def test_syrk_rows_upper_rejects_strided_entries():
-    with pytest.raises(ValueError, match="contiguous"):
-        syrk_rows_upper(np.ones((4, 10))[:, ::2], np.empty((4, 4)), 0.0)
-    with pytest.raises(ValueError, match="C-contiguous"):
-        syrk_rows_upper(np.ones((4, 10)), np.empty((4, 8))[:, ::2], 0.0)
+from fastsearchlight.estimators._lapack import matmul_into
 
 
 @pytest.mark.parametrize("m, k, n", [(4, 41, 216), (1, 1, 1), (3, 0, 2), (5, 7, 1)])
@@ -111,11 +91,10 @@ import numpy as np
 import fastsearchlight.estimators._lapack as L
 
 X = np.random.rand(6, 4)
-L.syrk_rows_upper(X, np.zeros((6, 6)), 0.0)
 L.matmul_into(X, X, np.zeros((6, 6)), True)
 L.reciprocal_condition_upper(np.eye(4) * 2.0, 4.0)
 L.inverse_lower_block(np.eye(4) * 2.0, 4)
-for f in (L._syrk, L.matmul_into, L.reciprocal_condition_upper, L._inverse_on_block):
+for f in (L.matmul_into, L.reciprocal_condition_upper, L._inverse_on_block):
     name = f.py_func.__name__
     lines = f.inspect_llvm(f.signatures[0]).splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith("define") and name in l)
@@ -156,7 +135,6 @@ def test_work_arrays_outlive_the_routines(tmp_path):
     ).stdout
     events = [e for line in out.splitlines() for e in ast.literal_eval(line)]
     assert {event[0] for event in events} == {
-        "_syrk",
         "matmul_into",
         "reciprocal_condition_upper",
         "_inverse_on_block",

@@ -8,7 +8,7 @@ from sklearn.model_selection import KFold, ShuffleSplit
 from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 from fastsearchlight.cv import make_cv_plan
-from fastsearchlight.estimators._ridge_kernel import gather_rows, order_runs
+from fastsearchlight.estimators._ridge_kernel import block_products_rows, gather_rows, order_runs
 from fastsearchlight.estimators.ridge import BatchedRidgeClassifier
 
 
@@ -188,3 +188,34 @@ def test_cholesky_solve_reads_only_the_upper_triangle(definite):
     out = R.copy()
     _cholesky_solve(A, out)
     np.testing.assert_allclose(out, np.linalg.solve(S, R), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("p", [1, 9, 76, 111])
+@pytest.mark.parametrize("lo, hi", [(0, 0), (3, 4), (10, 64), (0, 216)])
+def test_block_products_rows_against_numpy(p, lo, hi):
+    """A voxel-major block's cross-products (tiles on its sample-major copy): the upper
+    triangle, or both with ``mirror``, and the sums; below the diagonal nothing but the
+    diagonal's 8 x 8 blocks is written without ``mirror``."""
+    from fastsearchlight.estimators._simd import DIAGONAL_BLOCK
+
+    rng = np.random.default_rng(p + hi)
+    Xt = rng.standard_normal((p, 216))
+    bounds = np.array([0, lo, hi, 216])
+    block = Xt[:, lo:hi]
+    for mirror in (False, True):
+        grams = np.full((3, p, p), 7.0)
+        sums = np.full((3, p), 7.0)
+        block_products_rows(Xt, bounds, 1, grams, sums, mirror)
+        G = grams[1]
+        expected = block @ block.T
+        np.testing.assert_allclose(np.triu(G), np.triu(expected), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sums[1], block.sum(axis=1), rtol=1e-12, atol=1e-12)
+        assert np.all(grams[[0, 2]] == 7.0) and np.all(sums[[0, 2]] == 7.0)
+        if mirror:
+            np.testing.assert_allclose(G, expected, rtol=1e-12, atol=1e-12)
+        else:
+            r, c = np.tril_indices(p, -1)
+            untouched = c < r - r % DIAGONAL_BLOCK
+            assert np.all(G[r[untouched], c[untouched]] == 7.0)
+            inside = ~untouched
+            np.testing.assert_allclose(G[r[inside], c[inside]], expected[r[inside], c[inside]], atol=1e-12)

@@ -1,5 +1,4 @@
-"""LAPACK's and BLAS's routines for compiled code: the symmetric rank-k product (``syrk``),
-the general product (``gemm``), the inverse from a Cholesky factor (``potri``) and the
+"""LAPACK's and BLAS's routines for compiled code: the general product (``gemm``), the inverse from a Cholesky factor (``potri``) and the
 condition estimate (``pocon``).
 
 numba's ``np.dot`` reaches the same BLAS (scipy's), but each call copies its operands and
@@ -7,8 +6,9 @@ allocates its result, and forms both triangles of a symmetric product: for the s
 matrices of one sphere (``d`` from 20 to 125) that overhead was a third of the work
 (``syrk`` on 54 rows 3.6 against 4.8 us at ``d = 41``, 19.9 against 31.9 at 124). The
 products of a matrix's columns with themselves (``X' X`` from its rows) are compiled
-outer-product tiles since stop 63 (:mod:`._simd`), faster than ``syrk`` at these sizes; the
-products of rows (``syrk_rows_upper``: a voxel-major block's) stay here. The
+outer-product tiles since stop 63 (:mod:`._simd`), faster than ``syrk`` at these sizes, and
+since stop 72 so are the products of a voxel-major block's rows (copied sample-major first;
+``syrk`` before). The
 Cholesky factorisations and the solves with a factor are compiled loops
 (:mod:`._triangular`), faster than LAPACK's ``potrf`` (since stop 51), ``potrs`` and
 ``trsm`` at these sizes. ``RidgeClassifierCV``'s kernel takes the inverse from a factor
@@ -38,7 +38,6 @@ __all__ = [
     "inverse_lower_block",
     "matmul_into",
     "reciprocal_condition_upper",
-    "syrk_rows_upper",
 ]
 
 
@@ -49,7 +48,6 @@ def _external(module: str, name: str, n_args: int) -> types.ExternalFunction:
     return types.ExternalFunction(symbol, types.void(*([types.intp] * n_args)))
 
 
-_dsyrk = _external("scipy.linalg.cython_blas", "dsyrk", 10)
 _dgemm = _external("scipy.linalg.cython_blas", "dgemm", 13)
 _dpotri = _external("scipy.linalg.cython_lapack", "dpotri", 5)
 _dpocon = _external("scipy.linalg.cython_lapack", "dpocon", 9)
@@ -76,48 +74,6 @@ def _c_contiguous(M):
     if rows == 0 or cols == 0:
         return True
     return (cols <= 1 or M.strides[1] == 8) and (rows <= 1 or M.strides[0] == 8 * cols)
-
-
-@njit(cache=True)
-def _syrk(A, lda, transpose, d, k, G, alpha, beta):
-    """BLAS's ``syrk`` on the upper triangle of the C-contiguous ``(d, d)`` ``G``: ``G = alpha
-    S + beta G`` with ``S`` the ``d x d`` product of the ``k`` rows (columns when
-    ``transpose``) held in ``A``'s memory, read in Fortran order with leading dimension
-    ``lda``. With ``k = 0`` the triangle is only scaled (``beta = 0`` sets it, whatever it
-    held, as BLAS does)."""
-    if k == 0 or d == 0:
-        for r in range(d):
-            for c in range(r, d):
-                G[r, c] = 0.0 if beta == 0.0 else beta * G[r, c]
-        return
-    args = np.empty(5, dtype=np.int32)
-    args[0] = _LOWER
-    args[1] = _TRANSPOSE if transpose else _NO_TRANSPOSE
-    args[2] = d
-    args[3] = k
-    args[4] = lda
-    scalars = np.empty(2)
-    scalars[0] = alpha
-    scalars[1] = beta
-    _dsyrk(args[0:].ctypes.data, args[1:].ctypes.data, args[2:].ctypes.data,
-           args[3:].ctypes.data, scalars[0:].ctypes.data, A.ctypes.data, args[4:].ctypes.data,
-           scalars[1:].ctypes.data, G.ctypes.data, args[2:].ctypes.data)  # fmt: skip
-    _keep_alive(args, scalars)
-
-
-@njit(cache=True)
-def syrk_rows_upper(A, G, beta):
-    """``G = A A^T + beta G`` on the upper triangle of ``G`` (C-contiguous ``(d, d)``), for
-    ``A`` ``(d, k)`` with contiguous rows (a C-ordered matrix or a block of its columns: the
-    products of the rows of a voxel-major block); the lower triangle is left as it was."""
-    d, k = A.shape
-    if not _c_contiguous(G) or G.shape[0] != d or G.shape[1] != d:
-        raise ValueError("syrk_rows_upper needs a C-contiguous (d, d) result")
-    lda = _row_stride(A)
-    if lda < 0:
-        raise ValueError("syrk_rows_upper needs rows with contiguous entries")
-    # in Fortran order the memory of A is A^T (k, d), with leading dimension lda
-    _syrk(A, max(lda, 1), True, d, k, G, 1.0, beta)
 
 
 @njit(cache=True)
