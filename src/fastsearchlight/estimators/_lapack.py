@@ -1,5 +1,5 @@
-"""LAPACK's and BLAS's routines for compiled code: the general product (``gemm``), the inverse from a Cholesky factor (``potri``) and the
-condition estimate (``pocon``).
+"""LAPACK's and BLAS's routines for compiled code: the general product (``gemm``), the
+inverse from a Cholesky factor (``potri``) and the condition estimate (``pocon``).
 
 numba's ``np.dot`` reaches the same BLAS (scipy's), but each call copies its operands and
 allocates its result, and forms both triangles of a symmetric product: for the small
