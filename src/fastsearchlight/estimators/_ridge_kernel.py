@@ -20,7 +20,7 @@ from numba import njit
 
 from ..cv import CVPlan
 from ._rows import gather_samples
-from ._simd import column_gram, column_gram_upper
+from ._simd import column_gram, column_gram_upper, mirror_below_blocks
 from ._triangular import cholesky_upper_into, solve_upper
 
 __all__ = ["RoleBlocks", "ridge_block", "role_blocks"]
@@ -328,9 +328,7 @@ def block_products_rows(Xt, bounds, b, grams, sums, mirror=False):
             T[i, j] = row[i]
     column_gram_upper(T, hi - lo, p, G, 0.0, 1.0, False, False)
     if mirror:
-        for r in range(1, G.shape[0]):
-            for c in range(r):
-                G[r, c] = G[c, r]
+        mirror_below_blocks(G, p)
     for j in range(Xt.shape[0]):
         row = Xt[j, lo:hi]
         acc = 0.0

@@ -47,6 +47,7 @@ __all__ = [
     "column_gram",
     "column_gram_upper",
     "column_products_upper",
+    "mirror_below_blocks",
     "outer_tile",
     "outer_tile8",
 ]
@@ -319,7 +320,15 @@ def column_gram(X, G):
     the upper triangle by :func:`column_gram_upper`, mirrored."""
     k, d = X.shape
     column_gram_upper(X, k, d, G, 0.0, 1.0, False, False)
-    for r in range(DIAGONAL_BLOCK, d):  # below the entries the tiles wrote
+    mirror_below_blocks(G, d)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def mirror_below_blocks(G, d):
+    """The lower triangle of ``G[:d, :d]`` below the diagonal's blocks, from its upper
+    triangle: what :func:`column_products_upper` without ``strict`` leaves to mirror
+    (:data:`DIAGONAL_BLOCK`)."""
+    for r in range(DIAGONAL_BLOCK, d):
         row = G[r]
         for c in range(r - r % DIAGONAL_BLOCK):
             row[c] = G[c, r]

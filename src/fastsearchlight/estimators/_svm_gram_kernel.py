@@ -77,7 +77,7 @@ from numba import njit
 from ._borrow import borrowed
 from ._lapack import inverse_lower_block, matmul_into
 from ._rows import four_dots, next_four
-from ._simd import DIAGONAL_BLOCK, column_gram_upper, column_products_upper
+from ._simd import DIAGONAL_BLOCK, column_gram_upper, column_products_upper, mirror_below_blocks
 from ._svm_kernel import (
     _FASTMATH,
     _NORMAL_EQUATIONS_TOL,
@@ -1453,9 +1453,6 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
                 for i in range(n):
                     dst[i] = src[i]
             column_gram_upper(V, k, n, Gb, shift, 1.0, False, False)
-        for r in range(DIAGONAL_BLOCK, n):  # the lower triangle below the tiles' entries
-            row = Gb[r]
-            for c in range(r - r % DIAGONAL_BLOCK):
-                row[c] = Gb[c, r]
+        mirror_below_blocks(Gb, n)  # the lower triangle below the tiles' entries
     if run is not None:
         run[0] = updates
