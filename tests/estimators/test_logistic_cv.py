@@ -314,7 +314,7 @@ def test_path_start_follows_the_regularisation_path_to_second_order(ratio):
     tangent's, and the start never has a higher objective than the previous optimum or the
     tangent's point."""
     from fastsearchlight.estimators._logistic_cv_kernel import _path_start
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary, no_certificate
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
 
     def objective(D, t, theta, lam):
         margins = (2 * t - 1) * (D @ theta)
@@ -330,7 +330,7 @@ def test_path_start_follows_the_regularisation_path_to_second_order(ratio):
         theta, H = np.zeros(q), np.empty((q, q))
         _, ok, _, factored = _newton_binary(
             D, t, np.full(q, lam), np.ones(q), theta, 1e-13, 100, H, np.empty((n, q)), False,
-            no_certificate(q),
+            no_certificate(q), newton_work(n, q, 0),
         )  # fmt: skip
         assert ok and factored
         return theta, H
@@ -343,7 +343,7 @@ def test_path_start_follows_the_regularisation_path_to_second_order(ratio):
     U = np.triu(R)  # the factor (its strict lower triangle is work space)
     tangent = before + lam_prev * step * np.linalg.solve(U, np.linalg.solve(U.T, before))
     start = before.copy()
-    _path_start(D, t, start, R, lam_prev, lam, np.empty((3, q)), np.empty((6, n)))
+    _path_start(D, t, start, R, lam_prev, lam, np.empty((4, q)), np.empty((6, n)))
     assert objective(D, t, start, lam) <= min(objective(D, t, before, lam), objective(D, t, tangent, lam))
     gap = np.linalg.norm(before - after)
     assert gap > 1e-3
@@ -363,6 +363,61 @@ def _inner_problem(seed, n=64, n_features=12, n_test=16, raw=True):
     return A[:n], y[:n].astype(float), A[n:]
 
 
+@pytest.mark.parametrize("drift", [0.0, 0.3, 3.0])
+def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
+    """Test rows' norms computed with the factor of an earlier problem on the same rows (a
+    larger penalty ``lam_tn``, predictors ``ztn``) are carried to a new factor inflated by
+    ``max(exp(delta / 2), sqrt(lam_tn / lam))``: never below the new factor's own norms,
+    with fewer rows than features (where the penalty's ratio is the whole inflation) and
+    predictors moved by ``delta``. When the proof fails with them, the new factor's own norms
+    are computed and tried."""
+    from fastsearchlight.estimators._logistic_kernel import _certified
+
+    rng = np.random.default_rng(7)
+    n, q, m = 24, 40, 10
+    A = rng.normal(size=(n, q))
+    Ct = np.ascontiguousarray(rng.normal(size=(q, m)))
+
+    def factor(z, lam):  # the upper Cholesky factor of A' diag(p (1 - p) / n) A + lam I
+        p = expit(z)
+        H = (A * (p * (1 - p) / n)[:, None]).T @ A + lam * np.eye(q)
+        return np.ascontiguousarray(np.linalg.cholesky(H).T)
+
+    def norms(R):
+        return np.linalg.norm(np.linalg.solve(R.T, Ct), axis=0)
+
+    lam_tn, lam = 0.02, 0.02 / 7.7
+    ztn = rng.normal(size=n)
+    z0 = ztn + drift * np.sign(rng.normal(size=n))
+    tn = norms(factor(ztn, lam_tn))
+    R = factor(z0, lam)
+    own = norms(R)
+    grad = 1e-9 * rng.normal(size=q)
+    step = -np.linalg.solve(R, np.linalg.solve(R.T, grad))
+    nu = np.sqrt(-grad @ step)
+    theta = rng.normal(size=q)
+    for eps, carried in ((1e9, True), (0.0, False)):
+        out = np.array([0.0, 0.0, lam_tn])
+        held = tn.copy()
+        proven, ready = _certified(
+            R, grad, step, z0, z0, ztn.copy(), 1e-6, Ct, np.empty((q, m)), held, True, theta, eps, out, lam
+        )  # fmt: skip
+        assert ready
+        if carried:  # proven with the carried norms: their inflated mean bounds the own norms'
+            assert proven and out[2] == lam_tn
+            np.testing.assert_array_equal(held, tn)
+            inflation = max(np.exp(drift / 2), np.sqrt(lam_tn / lam))
+            used = (out[0] - 1e-12) / (nu * (1 + 1e-12) * (1 + 1e-6))
+            np.testing.assert_allclose(used, tn.mean() * inflation, rtol=1e-9)
+            assert np.all(tn * inflation >= own * (1 - 1e-12))
+        else:  # not proven with them: the factor's own norms computed and tried
+            assert not proven and out[2] == lam
+            np.testing.assert_allclose(held, own, rtol=1e-10)
+    # the penalties' ratio is needed: with fewer rows than features some own norm is above
+    # the carried one inflated by the drift alone
+    assert np.any(own > tn * np.exp(drift / 2) * (1 + 1e-6)) or drift > 2.0
+
+
 @pytest.mark.parametrize("C", [1e-3, 0.1, 10.0, 1e3])
 @pytest.mark.parametrize("eps", [0.01, 1e-4, -1.0])
 def test_certified_stop_bounds_the_test_decisions(C, eps):
@@ -371,7 +426,7 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
     most the bound it reports (``eps >= 0``), or every test prediction is the optimum's
     (``eps < 0``), and it stopped in fewer iterations than the run to ``tol``. From the
     origin and from a start beside the optimum (as on a path of ``C``)."""
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary, no_certificate
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
 
     proven = 0
     for seed in range(6):
@@ -380,15 +435,17 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
         pen = np.full(q, 1.0 / (C * n))
         exact = np.zeros(q)
         full_its, ok, _, _ = _newton_binary(
-            A, t, pen, np.ones(q), exact, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, no_certificate(q)
+            A, t, pen, np.ones(q), exact, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, no_certificate(q),
+            newton_work(n, q, 0),
         )  # fmt: skip
         assert ok
         for start in (np.zeros(q), exact * 0.9):
             theta = start.copy()
-            out = np.empty(2)
+            out = np.zeros(3)
             cert = (np.ascontiguousarray(At.T), (A**2).sum(axis=1), np.empty((q, len(At))), out, eps)
             its, ok, _, _ = _newton_binary(
-                A, t, pen, np.ones(q), theta, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, cert
+                A, t, pen, np.ones(q), theta, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, cert,
+                newton_work(n, q, len(At)),
             )  # fmt: skip
             assert ok
             if out[1] == 0.0:  # ran to tol: no bound

@@ -296,7 +296,12 @@ def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessi
     time by :func:`_newton_binary`, every Hessian formed from the fold's rows."""
     from sklearn.model_selection import KFold
 
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary, logistic_block, no_certificate
+    from fastsearchlight.estimators._logistic_kernel import (
+        _newton_binary,
+        logistic_block,
+        newton_work,
+        no_certificate,
+    )
 
     rng = np.random.default_rng(12)
     n, d = 80, 15
@@ -331,6 +336,7 @@ def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessi
         its, ok, hess, _ = _newton_binary(
             np.ascontiguousarray(As[a]), y[a].astype(float), pen, np.ones(d + 1), theta, 1e-10, 100,
             np.empty((d + 1, d + 1)), np.empty((len(a), d + 1)), True, no_certificate(d + 1),
+            newton_work(len(a), d + 1, 0),
         )  # fmt: skip
         assert ok
         its_all += its
@@ -422,7 +428,7 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
     """From the origin, Newton's method with and without the extrapolations ends at the
     same point (the optimum, to the gradient's rounding level), on raw-scale data with
     fewer features than samples, where the full steps undershoot."""
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary, no_certificate
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
 
     rng = np.random.default_rng(9)
     n, p = 120, 40
@@ -439,13 +445,40 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
         theta = np.zeros(q)
         its, ok, hess, _ = _newton_binary(
             A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), np.empty((n, q)), extrapolate,
-            no_certificate(q),
+            no_certificate(q), newton_work(n, q, 0),
         )  # fmt: skip
         assert ok
         prob = 1.0 / (1.0 + np.exp(-(A @ theta)))
         assert np.abs(A.T @ (prob - t) / n + pen * theta).max() <= 1e-10
         out[extrapolate] = theta
     np.testing.assert_allclose(out[True], out[False], rtol=1e-9, atol=1e-9 * np.abs(out[False]).max())
+
+
+def test_newton_binary_rejects_a_work_space_too_small():
+    """The binary solver's vectors live in the caller's work space (no allocation per
+    problem): one with too few columns for the rows, the parameters or the test rows is an
+    error, not a write past its end."""
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
+
+    rng = np.random.default_rng(4)
+    n, q, m = 30, 6, 40
+    A = rng.normal(size=(n, q))
+    t = (rng.random(n) > 0.5).astype(float)
+    cert = (np.ones((q, m)), (A**2).sum(axis=1), np.empty((q, m)), np.zeros(3), 0.01)
+
+    def solve(work, cert=cert):
+        return _newton_binary(
+            A, t, np.full(q, 0.1), np.ones(q), np.zeros(q), 1e-10, 50, np.empty((q, q)), np.empty((n, q)), False,
+            cert, work,
+        )  # fmt: skip
+
+    with pytest.raises(ValueError, match="work space"):  # too few for the rows
+        solve(newton_work(n - 1, q, 0), no_certificate(q))
+    for work in (newton_work(n, q, m - 1), np.empty((15, 100))):  # the test rows; the vectors
+        with pytest.raises(ValueError, match="work space"):
+            solve(work)
+    assert solve(newton_work(n, q, m))[1]
+    assert solve(newton_work(n, q, 0), no_certificate(q))[1]
 
 
 @pytest.mark.parametrize("n_classes", [3, 4, 7])

@@ -48,7 +48,13 @@ from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
 from ._svm_kernel import training_grams
-from ._triangular import cholesky_solve_upper, cholesky_upper_into, column_norms_upper, forward_upper
+from ._triangular import (
+    cholesky_solve_upper,
+    cholesky_upper_into,
+    column_norms_upper,
+    forward_upper,
+    solve_upper,
+)
 from ._vector_math import divide, exp_nonpositive, log1p_unit, log_normal
 
 __all__ = ["logistic_block"]
@@ -80,6 +86,14 @@ _SQRT2 = math.sqrt(2.0)
 #: computed again for a new factor whose predictors moved by more than this from where they
 #: were computed (else carried over, inflated by ``exp(drift / 2)``)
 _NORMS_DRIFT = 0.5
+#: rows of :func:`_newton_binary`'s work space (:func:`newton_work`): twelve vectors of the
+#: training rows (the signs, predictors, exponentials, trials, residuals, weights and the
+#: predictors where the factor and the test rows' norms were formed), the gradient, the step,
+#: the test rows' norms and the reciprocals of the factor's diagonal
+_WORK_ROWS = 16
+_ROW_ZTN = 13  # the predictors where the test rows' norms were computed (kept between calls)
+_ROW_TN = 14  # the test rows' norms (kept between calls)
+_ROW_INV = 15
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -159,15 +173,19 @@ def _row_norm(A):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _newton_step(H, grad, step):
+def _newton_step(H, grad, step, inv):
     """``step = -H^-1 grad`` by the Cholesky factor of the symmetric ``H`` (its upper
-    triangle read, and overwritten by the factor); False, with ``H`` spoiled, when ``H`` is
-    not positive definite to rounding (see :func:`_lu_step`)."""
+    triangle read, and overwritten by the factor), with the reciprocals of the factor's
+    diagonal into ``inv`` (for later solves with it, :func:`._triangular.solve_upper`);
+    False, with ``H`` spoiled, when ``H`` is not positive definite to rounding (see
+    :func:`_lu_step`)."""
     if not cholesky_upper_into(H, H):
         return False
-    for j in range(grad.shape[0]):
+    q = grad.shape[0]
+    for j in range(q):
         step[j] = -grad[j]
-    cholesky_solve_upper(H, step, step)
+        inv[j] = 1.0 / H[j, j]
+    solve_upper(H, inv, q, step, step)
     return True
 
 
@@ -201,7 +219,9 @@ def _binary_hessian(A, sw, pen, As, H):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, cert, origin_hessian=False):
+def _newton_binary(
+    A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, cert, work, origin_hessian=False
+):
     """Minimise ``mean_i log(1 + exp(-s_i a_i . theta)) + 0.5 * sum_j pen_j theta_j^2``.
 
     A penalised intercept (liblinear's: a constant column of the design) is a coordinate
@@ -238,12 +258,18 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
         ``Ct`` with no columns: none. ``Ct`` ``(q, m)``: the test rows, transposed; ``a2``
         ``(n,)``: the squared norms of the rows of ``A`` (also the line search's scale of
         rounding); ``Tw`` ``(q, m)``: work space (both
-        C-contiguous); ``out`` ``(2,)``:
+        C-contiguous); ``out`` ``(3,)``:
         on return, the bound on the mean absolute distance of the test decisions from the
         optimum's (0 when the problem ran to ``tol``) and 1 when it stopped on the
-        certificate. ``eps >= 0``: stop once that bound is at most ``eps``; ``eps < 0``: stop
-        once every test decision's sign is proven the optimum's (bound 0). Needs every
-        ``pen_j > 0``.
+        certificate; ``out[2]``, read and written, the smallest penalty of the problem whose
+        factor gave the test rows' norms held in ``work`` (0: none; the caller sets it to 0
+        whenever ``A``, the test rows or ``work`` change between calls: a problem on the
+        same rows starts from those norms, see :func:`_certified`). ``eps >= 0``: stop once
+        that bound is at most ``eps``; ``eps < 0``: stop once every test decision's sign is
+        proven the optimum's (bound 0). Needs every ``pen_j > 0``.
+    work : ndarray
+        Work space of :func:`newton_work` (at least ``n`` rows, ``q`` columns and ``m`` test
+        rows): the iterations' vectors, with no allocation per call.
     origin_hessian : bool, default=False
         Whether ``H`` already holds, in its upper triangle, the Hessian at the start, which
         must then be the origin (``theta = 0``: every weight is ``1 / (4 n)``), so that the
@@ -262,18 +288,24 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
         not positive definite to rounding and was solved by LU).
     """
     n, q = A.shape
-    sign = 2.0 * t - 1.0
-    z = np.zeros(n)
-    e = np.empty(n)  # exp(-|z|)
-    zt = np.empty(n)
-    et = np.empty(n)
-    zx = np.empty(n)  # the extrapolation's trial
-    ex = np.empty(n)
-    dz = np.empty(n)
-    resid = np.empty(n)
-    sw = np.empty(n)
-    grad = np.empty(q)
-    step = np.empty(q)
+    if work.shape[0] < _WORK_ROWS or work.shape[1] < max(n, q, cert[0].shape[1]):
+        raise ValueError("_newton_binary: work space smaller than newton_work(n, q, m)")
+    sign = work[0, :n]
+    for i in range(n):
+        sign[i] = 2.0 * t[i] - 1.0
+    z = work[1, :n]
+    z[:] = 0.0
+    e = work[2, :n]  # exp(-|z|)
+    zt = work[3, :n]
+    et = work[4, :n]
+    zx = work[5, :n]  # the extrapolation's trial
+    ex = work[6, :n]
+    dz = work[7, :n]
+    resid = work[8, :n]
+    sw = work[9, :n]
+    grad = work[10, :q]
+    step = work[11, :q]
+    inv = work[_ROW_INV, :q]  # reciprocals of the factor's diagonal
     _dots(A, theta, dz)
     f_loss = _binary_trial(z, dz, 1.0, sign, zt, et)
     z, zt = zt, z
@@ -297,10 +329,10 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
     lam = np.inf  # the smallest penalty
     for j in range(q):
         lam = min(lam, pen[j])
-    z0 = np.empty(n if certify else 0)  # the predictors where the factor's Hessian was formed
-    ztn = np.empty(n if certify else 0)  # and where the test rows' norms were computed
-    tn = np.empty(Ct.shape[1])
-    tn_ready = False
+    z0 = work[12, :n]  # the predictors where the factor's Hessian was formed
+    ztn = work[_ROW_ZTN, :n]  # and where the test rows' norms were computed
+    tn = work[_ROW_TN, : Ct.shape[1]]
+    tn_ready = certify and cert_out[2] > 0.0  # norms from an earlier problem on these rows
     m0 = 0.0
     for it in range(max_iter):
         for i in range(n):  # residuals
@@ -324,16 +356,16 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
         if have and certify:  # the step from the factor at hand and its proof (at tol too: then no last step)
             for j in range(q):
                 step[j] = -grad[j]
-            cholesky_solve_upper(H, step, step)
+            solve_upper(H, inv, q, step, step)
             stop, tn_ready = _certified(
-                H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out
+                H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam
             )
             if stop:
                 return it, True, hessians, have
         elif chord:
             for j in range(q):
                 step[j] = -grad[j]
-            cholesky_solve_upper(H, step, step)
+            solve_upper(H, inv, q, step, step)
         if not chord:
             # else the last full step shrank the gradient enough: the step from the factor
             # of an earlier Hessian (a chord step) instead of a new one; the last step is a
@@ -344,7 +376,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
             if not (origin_hessian and it == 0):
                 _binary_hessian(A, sw, pen, As, H)
             hessians += 1
-            have = _newton_step(H, grad, step)
+            have = _newton_step(H, grad, step, inv)
             if not have:
                 _binary_hessian(A, sw, pen, As, H)
                 _lu_step(H, grad, step)
@@ -353,7 +385,7 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
                 for i in range(n):
                     z0[i] = z[i]
                 stop, tn_ready = _certified(
-                    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out
+                    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam
                 )
                 if stop:
                     return it, True, hessians, have
@@ -402,9 +434,16 @@ def _newton_binary(A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, c
 
 
 @njit(cache=True, nogil=True)
+def newton_work(n, q, m):
+    """:func:`_newton_binary`'s work space for designs of at most ``n`` rows and ``q``
+    columns and at most ``m`` test rows, made once for many problems."""
+    return np.empty((_WORK_ROWS, max(n, q, m, 1)))
+
+
+@njit(cache=True, nogil=True)
 def no_certificate(q):
     """:func:`_newton_binary`'s ``cert`` for none (any ``q``: its arrays are not read)."""
-    return np.empty((q, 0)), np.empty(0), np.empty((q, 0)), np.empty(2), 0.0
+    return np.empty((q, 0)), np.empty(0), np.empty((q, 0)), np.zeros(3), 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -419,8 +458,8 @@ def _leverage_bound(a2, sw, lam):
     return math.sqrt(m)
 
 
-@njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out, lam):
     """Whether the test decisions at ``theta`` are proven close enough to the optimum's to
     stop (:func:`_newton_binary`'s ``cert``), and whether ``tn`` holds the test rows' norms.
 
@@ -434,16 +473,23 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
     ``-nu`` (``nu = |grad|_{H0^-1}``) by at least ``exp(-drift) (1 - exp(-t m0)) / m0``, so
     the optimum lies within ``r = -log(1 - x) / m0`` of ``theta`` in ``H0``'s norm when
     ``x = nu m0 exp(drift) < 1``, and a test decision within ``|a_t|_{H0^-1} r`` of its
-    value there. The test rows' norms ``tn`` are computed once per problem (forward
-    solves with the factor at hand) and carried to later factors by the same argument: a
-    factor formed where the predictors moved by ``delta`` from where they were computed
-    gives norms at most ``exp(delta / 2)`` times theirs. The bound is inflated by
-    ``1e-6`` of itself plus ``1e-12`` for the rounding of its terms. What it does not bound
-    is the rounding of the factor itself: the Cholesky factor is exact for a matrix within a
-    small relative error of ``H0`` (about ``q eps`` times its scaled condition number, in
-    ``H0``'s metric), which would enlarge ``r`` by that share. Measured against the optima
-    (raw-scale W1 10 mm problems, ``C`` from 1e-4 to 1e4, and the tests' problems): the true
-    mean error at most 0.53 of the bound.
+    value there.
+
+    The test rows' norms ``tn`` (forward solves with a factor) are carried to later factors
+    by the same argument. A factor formed where the predictors moved by ``delta`` from where
+    the norms' factor was, with penalties ``lam`` where that one had ``lam_tn`` (its smallest
+    penalty, ``out[2]``; the same rows ``A``), is of a Hessian at least ``min(exp(-delta),
+    lam / lam_tn)`` times that one's, so its norms are at most ``max(exp(delta / 2),
+    sqrt(lam_tn / lam))`` times theirs. Within a problem the norms are computed again once
+    ``delta`` exceeds :data:`_NORMS_DRIFT`; norms from an earlier problem (the ``C`` before
+    on a path: ``lam_tn > lam``) are tried first whatever the factor, and computed again
+    when the proof fails with them. The bound is inflated by ``1e-6`` of itself plus
+    ``1e-12`` for the rounding of its terms. What it does not bound is the rounding of the
+    factor itself: the Cholesky factor is exact for a matrix within a small relative error
+    of ``H0`` (about ``q eps`` times its scaled condition number, in ``H0``'s metric), which
+    would enlarge ``r`` by that share. Measured against the optima (raw-scale W1 10 mm
+    problems, ``C`` from 1e-4 to 1e4, and the tests' problems): the true mean error at most
+    0.53 of the bound.
 
     ``eps >= 0``: stop when the mean of the test decisions' bounds is at most ``eps``
     (``out[0]`` gets it); ``eps < 0``: stop when every test decision is farther from 0
@@ -463,18 +509,41 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
         r = math.sqrt(max(nu2, 0.0)) * math.exp(drift) * (1.0 + 1e-12)
     else:
         r = -math.log1p(-x) / m0
+    carried = False  # norms from an earlier problem
+    grow = 0.0  # the logarithm of their inflation
     if tn_ready:
         delta = 0.0
         for i in range(n):
             delta = max(delta, abs(z0[i] - ztn[i]))
-        tn_ready = delta <= _NORMS_DRIFT
-    if not tn_ready:
-        column_norms_upper(H, Ct, Tw, tn)
-        for i in range(n):
-            ztn[i] = z0[i]
-        tn_ready = True
-        delta = 0.0
-    r *= math.exp(0.5 * delta) * (1.0 + 1e-6)
+        carried = out[2] != lam
+        grow = 0.5 * delta
+        if carried and out[2] > lam:
+            grow = max(grow, 0.5 * math.log(out[2] / lam))
+        tn_ready = carried or delta <= _NORMS_DRIFT
+    for _attempt in range(2):
+        if not tn_ready:
+            column_norms_upper(H, Ct, Tw, tn)
+            for i in range(n):
+                ztn[i] = z0[i]
+            out[2] = lam
+            tn_ready = True
+            carried = False
+            grow = 0.0
+        if _bound_met(Ct, Tw, tn, theta, eps, r * math.exp(grow) * (1.0 + 1e-6), out):
+            return True, tn_ready
+        if not carried:
+            return False, tn_ready
+        tn_ready = False  # the carried norms did not prove it: this factor's own
+    return False, tn_ready
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _bound_met(Ct, Tw, tn, theta, eps, r, out):
+    """:func:`_certified`'s test, the optimum within ``r`` of ``theta`` in the metric in
+    which the test rows ``Ct`` have norms at most ``tn``: with ``eps >= 0``, whether the
+    mean of the test decisions' bounds is at most ``eps`` (into ``out[0]``); else whether
+    every test decision is farther from 0 than its bound (``out[0] = 0``). ``out[1] = 1``
+    when met. ``Tw``: work space (its first row)."""
     if eps >= 0.0:
         mean = 0.0
         for a in range(tn.shape[0]):
@@ -483,9 +552,9 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
         if bound <= eps:
             out[0] = bound
             out[1] = 1.0
-            return True, tn_ready
-        return False, tn_ready
-    m = Ct.shape[1]
+            return True
+        return False
+    q, m = Ct.shape
     for a in range(m):  # the test decisions, into the work space's first row
         Tw[0, a] = 0.0
     for j in range(q):
@@ -493,10 +562,10 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
             Tw[0, a] += Ct[j, a] * theta[j]
     for a in range(m):
         if not abs(Tw[0, a]) > tn[a] * r + 1e-12:
-            return False, tn_ready
+            return False
     out[0] = 0.0
     out[1] = 1.0
-    return True, tn_ready
+    return True
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
@@ -920,6 +989,7 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter, Ct, xmax, ce
     Ac = np.empty((n, p))
     blk = np.empty((p, p))
     H = np.empty((q, q))
+    inv = np.empty(q)  # reciprocals of the factor's diagonal
     grad = np.empty(q)
     step = np.empty(q)
     Step = step.reshape(m, p)
@@ -981,7 +1051,7 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter, Ct, xmax, ce
         else:
             _multinomial_hessian(A, P, pen, c, Ac, H)
             hessians += 1
-            have = _newton_step(H, grad, step)
+            have = _newton_step(H, grad, step, inv)
             if not have:
                 _multinomial_hessian(A, P, pen, c, Ac, H)
                 _lu_step(H, grad, step)
@@ -1205,6 +1275,7 @@ def logistic_block(
     set_ptr, set_rows, subtract, disjoint, rest = gram_plan
     by_blocks = n_classes == 2 and disjoint
     grams = np.empty((F if by_blocks else 0, p, p))
+    nwork = newton_work(max_train, max(p, max_train), 0)  # the binary problems' work space
     total = np.empty((p, p) if by_blocks else (0, 0))
     for sph in range(B):
         have_grams = False
@@ -1301,7 +1372,7 @@ def logistic_block(
                 # they took more time (binary run-wise betas, 4,000 spheres: 1.11 of it)
                 its, ok, hess, _ = _newton_binary(
                     A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb)), not warm,
-                    nocert, origin,
+                    nocert, nwork, origin,
                 )  # fmt: skip
             else:
                 Ct = np.empty((0, max(r, 0)))
