@@ -327,24 +327,29 @@ def test_path_start_follows_the_regularisation_path_to_second_order(ratio):
     t = (D @ rng.normal(size=q) + rng.normal(scale=2.0, size=n) > 0).astype(float)
 
     def optimum(lam):
-        theta, H = np.zeros(q), np.empty((q, q))
-        _, ok, _, factored = _newton_binary(
+        theta, H, work = np.zeros(q), np.empty((q, q)), newton_work(n, q, 0)
+        _, ok, _, factored, loss = _newton_binary(
             D, t, np.full(q, lam), np.ones(q), theta, 1e-13, 100, H, np.empty((n, q)), False,
-            no_certificate(q), newton_work(n, q, 0),
+            no_certificate(q), work,
         )  # fmt: skip
         assert ok and factored
-        return theta, H
+        return theta, H, work, loss
 
     lam_prev = 0.02
-    before, R = optimum(lam_prev)
+    before, R, work, loss = optimum(lam_prev)
     lam = ratio * lam_prev
-    after, _ = optimum(lam)
+    after, *_ = optimum(lam)
     step = np.log(lam_prev / lam)
     U = np.triu(R)  # the factor (its strict lower triangle is work space)
     tangent = before + lam_prev * step * np.linalg.solve(U, np.linalg.solve(U.T, before))
     start = before.copy()
-    _path_start(D, t, start, R, lam_prev, lam, np.empty((4, q)), np.empty((6, n)))
+    z, e = work[1, :n].copy(), work[2, :n].copy()  # the predictors where the solver stopped
+    loss = _path_start(D, t, start, R, lam_prev, lam, np.empty((4, q)), np.empty((7, n)), z, e, loss)
     assert objective(D, t, start, lam) <= min(objective(D, t, before, lam), objective(D, t, tangent, lam))
+    # the start's predictors, their exp(-|z|) and mean loss, for the Newton solver
+    np.testing.assert_allclose(z, D @ start, rtol=0, atol=1e-12 * np.abs(D @ start).max())
+    np.testing.assert_allclose(e, np.exp(-np.abs(D @ start)), rtol=1e-11)
+    assert loss == pytest.approx(objective(D, t, start, 0.0), rel=1e-12)
     gap = np.linalg.norm(before - after)
     assert gap > 1e-3
     error, error_tangent = np.linalg.norm(start - after), np.linalg.norm(tangent - after)
@@ -434,7 +439,7 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
         n, q = A.shape
         pen = np.full(q, 1.0 / (C * n))
         exact = np.zeros(q)
-        full_its, ok, _, _ = _newton_binary(
+        full_its, ok, *_ = _newton_binary(
             A, t, pen, np.ones(q), exact, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, no_certificate(q),
             newton_work(n, q, 0),
         )  # fmt: skip
@@ -443,7 +448,7 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
             theta = start.copy()
             out = np.zeros(3)
             cert = (np.ascontiguousarray(At.T), (A**2).sum(axis=1), np.empty((q, len(At))), out, eps)
-            its, ok, _, _ = _newton_binary(
+            its, ok, *_ = _newton_binary(
                 A, t, pen, np.ones(q), theta, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, cert,
                 newton_work(n, q, len(At)),
             )  # fmt: skip

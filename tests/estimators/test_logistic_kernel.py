@@ -333,7 +333,7 @@ def test_binary_folds_from_the_origin_hessian_by_blocks_match_the_per_fold_hessi
         pen = np.full(d + 1, 1.0 / len(a))
         pen[-1] = 0.0
         theta = np.zeros(d + 1)
-        its, ok, hess, _ = _newton_binary(
+        its, ok, hess, *_ = _newton_binary(
             np.ascontiguousarray(As[a]), y[a].astype(float), pen, np.ones(d + 1), theta, 1e-10, 100,
             np.empty((d + 1, d + 1)), np.empty((len(a), d + 1)), True, no_certificate(d + 1),
             newton_work(len(a), d + 1, 0),
@@ -443,7 +443,7 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
     out = {}
     for extrapolate in (False, True):
         theta = np.zeros(q)
-        its, ok, hess, _ = _newton_binary(
+        its, ok, hess, *_ = _newton_binary(
             A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), np.empty((n, q)), extrapolate,
             no_certificate(q), newton_work(n, q, 0),
         )  # fmt: skip
@@ -479,6 +479,56 @@ def test_newton_binary_rejects_a_work_space_too_small():
             solve(work)
     assert solve(newton_work(n, q, m))[1]
     assert solve(newton_work(n, q, 0), no_certificate(q))[1]
+
+
+@pytest.mark.parametrize("extrapolate", [False, True])
+@pytest.mark.parametrize("certify", [False, True])
+def test_newton_binary_leaves_its_predictors_for_the_next_problem(extrapolate, certify):
+    """The binary solver leaves the predictors ``A theta`` of the point it returns, their
+    ``exp(-|z|)`` and the mean loss there (wherever its swaps of trials left them: full
+    steps, extrapolations, a stop on the certificate); started from those (``f_start``) on
+    the next problem of the same rows, it takes the same iterations and Hessians to the same
+    optimum as when it computes them."""
+    from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
+
+    rng = np.random.default_rng(11)
+    n, q, m = 90, 14, 25
+    A = rng.normal(scale=30.0, size=(n, q))
+    A[:, -1] = 1.0
+    t = (A[:, :3].sum(axis=1) + rng.normal(scale=60.0, size=n) > 0).astype(float)
+    At = rng.normal(scale=30.0, size=(m, q))
+
+    def solve(theta, lam, work, f_start=-1.0):
+        out = np.zeros(3)
+        cert = (
+            (np.ascontiguousarray(At.T), (A**2).sum(axis=1), np.empty((q, m)), out, -1.0)
+            if certify
+            else no_certificate(q)
+        )
+        return _newton_binary(
+            A, t, np.full(q, lam), np.ones(q), theta, 1e-11, 200, np.empty((q, q)), np.empty((n, q)), extrapolate,
+            cert, work, False, f_start,
+        )  # fmt: skip
+
+    def loss_at(theta):
+        return np.logaddexp(0.0, -(2 * t - 1) * (A @ theta)).mean()
+
+    work = newton_work(n, q, m)
+    theta = np.zeros(q)
+    first = solve(theta, 1.0 / n, work)
+    assert first[1]
+    z = A @ theta
+    np.testing.assert_allclose(work[1, :n], z, rtol=0, atol=1e-11 * np.abs(z).max())
+    np.testing.assert_allclose(work[2, :n], np.exp(-np.abs(z)), rtol=1e-10)
+    assert first[4] == pytest.approx(loss_at(theta), rel=1e-12)
+    # the next problem (a weaker penalty) from there: handed over, or computed
+    handed, computed = theta.copy(), theta.copy()
+    kept = solve(handed, 0.1 / n, work, first[4])
+    fresh = solve(computed, 0.1 / n, newton_work(n, q, m))
+    assert kept[0] == fresh[0] and kept[2] == fresh[2]
+    np.testing.assert_allclose(handed, computed, rtol=0, atol=1e-9 * np.abs(computed).max())
+    np.testing.assert_allclose(work[1, :n], A @ handed, rtol=0, atol=1e-11 * np.abs(A @ handed).max())
+    assert kept[4] == pytest.approx(loss_at(handed), rel=1e-12)
 
 
 @pytest.mark.parametrize("n_classes", [3, 4, 7])

@@ -37,7 +37,12 @@ from the previous one's optimum (the optimum does not depend on the start: the p
 strictly convex): the regularisation path's Taylor polynomial there, in ``log lambda``, of
 order one (the tangent) or two, whichever has the lower new objective, or that optimum itself
 when it is lower still (:func:`_path_start`). The
-refit starts from the mean of the inner solutions at the chosen ``C``.
+refit starts from the mean of the inner solutions at the chosen ``C``. The predictors of
+the point where one problem stops (the rows' products with it, their ``exp(-|z|)`` and the
+mean loss) are handed to the path start, and the start's to the next problem's Newton
+iterations, instead of computed again by each (two passes over the rows and two
+exponentials per sample and problem): captured calls of 400 neighbouring W1 10 mm spheres,
+one thread, both versions alternated call by call, 0.96 of the time, every output the same.
 
 With more parameters than outer training samples an outer fold is solved in an
 orthonormal basis ``Q`` ``(p, n_train)`` of its training rows (``theta = Q g``,
@@ -109,7 +114,7 @@ def _test_score(D, rows, n_rows, t, theta, neg_log_loss):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _path_start(D, t, theta, R, lam_prev, lam, work, zwork):
+def _path_start(D, t, theta, R, lam_prev, lam, work, zwork, z, e, loss):
     """Start of the problem of penalty ``lam`` from the optimum ``theta`` of ``lam_prev``
     (same design ``D``, labels ``t``), in place: the path's Taylor polynomial of order two
     in ``log lambda``.
@@ -136,8 +141,14 @@ def _path_start(D, t, theta, R, lam_prev, lam, work, zwork):
     and products costing most of what the Hessians saved. Over a step of 2.04 in ``log
     lambda`` (a factor 7.7 in ``C``) the first-order prediction is still the better one in
     some problems: taking the second-order one whenever it lowers the objective below
-    ``theta``'s gave 1.66 Hessians. ``work`` is work space of at least (4, q), ``zwork`` of at
-    least (6, n) for n rows of ``D``."""
+    ``theta``'s gave 1.66 Hessians.
+
+    ``z``, ``e`` and ``loss`` are the predictors ``D theta``, their ``exp(-|z|)`` and the
+    mean loss at ``theta``, as :func:`._logistic_kernel._newton_binary` leaves them; ``z``
+    and ``e`` are overwritten by the start's, and its mean loss is returned (for
+    :func:`._logistic_kernel._newton_binary`'s ``f_start``), so that neither function
+    computes them again. ``work`` is work space of at least (4, q), ``zwork`` of at least
+    (7, n) for n rows of ``D``."""
     q = theta.shape[0]
     n = D.shape[0]
     v = work[0]  # H^-1 theta
@@ -155,18 +166,18 @@ def _path_start(D, t, theta, R, lam_prev, lam, work, zwork):
         step[j] = -lam_prev * dl * v[j]
         sq0 += theta[j] * theta[j]
         sq1 += (theta[j] + step[j]) * (theta[j] + step[j])
-    z, dz, zt, et = zwork[0, :n], zwork[1, :n], zwork[2, :n], zwork[3, :n]
-    sign, dz2 = zwork[4, :n], zwork[5, :n]
+    dz, zt, et = zwork[0, :n], zwork[1, :n], zwork[2, :n]  # the first-order trial
+    zt2, et2 = zwork[3, :n], zwork[4, :n]  # the second-order one
+    sign, dz2 = zwork[5, :n], zwork[6, :n]
     for i in range(n):
         sign[i] = 2.0 * t[i] - 1.0
-    _dots(D, theta, z)
     _dots(D, step, dz)
-    f0 = _binary_trial(z, dz, 0.0, sign, zt, et) + 0.5 * lam * sq0
+    f0 = loss + 0.5 * lam * sq0
     inv_n = 1.0 / n
-    for i in range(n):  # phi3(z_i) (a_i . step)^2 / n, from et = exp(-|z|) of the trial at 0
-        e = et[i]
-        r = 1.0 / (1.0 + e)
-        p = r if z[i] >= 0.0 else e * r
+    for i in range(n):  # phi3(z_i) (a_i . step)^2 / n, from e = exp(-|z|)
+        ei = e[i]
+        r = 1.0 / (1.0 + ei)
+        p = r if z[i] >= 0.0 else ei * r
         dz2[i] = p * (1.0 - p) * (1.0 - 2.0 * p) * dz[i] * dz[i] * inv_n
     for j in range(q):
         second[j] = 2.0 * lam_prev * dl * step[j]
@@ -180,14 +191,23 @@ def _path_start(D, t, theta, R, lam_prev, lam, work, zwork):
     _dots(D, second, dz2)
     for i in range(n):
         dz2[i] += dz[i]
-    f1 = _binary_trial(z, dz, 1.0, sign, zt, et) + 0.5 * lam * sq1
-    f2 = _binary_trial(z, dz2, 1.0, sign, zt, et) + 0.5 * lam * sq2
+    loss1 = _binary_trial(z, dz, 1.0, sign, zt, et)
+    loss2 = _binary_trial(z, dz2, 1.0, sign, zt2, et2)
+    f1 = loss1 + 0.5 * lam * sq1
+    f2 = loss2 + 0.5 * lam * sq2
     if f2 < f1 and f2 < f0:
         for j in range(q):
             theta[j] += step[j] + second[j]
-    elif f1 < f0:
+        z[:] = zt2
+        e[:] = et2
+        return loss2
+    if f1 < f0:
         for j in range(q):
             theta[j] += step[j]
+        z[:] = zt
+        e[:] = et
+        return loss1
+    return loss
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -369,7 +389,7 @@ def logistic_cv_block(
             theta = np.zeros(q)
             R = np.empty((q, q))  # the last Hessian's factor of the C before
             work = np.empty((4, q))
-            zwork = np.empty((6, nt))  # the path starts' predictors
+            zwork = np.empty((7, nt))  # the path starts' predictors
             rows_work = np.empty((nt, q))  # work space for the Hessians
             for k in range(K):
                 ntr = inner_ntr[f, k]
@@ -390,15 +410,18 @@ def logistic_cv_block(
                 theta[:] = 0.0
                 factored = False
                 lam_prev = 0.0
+                loss = -1.0  # the mean loss at theta, its predictors in nwork's rows 1 and 2
                 for ci in range(nC):
                     c = order[ci]
                     lam = 1.0 / (Cs[c] * ntr)
                     if factored and lam < lam_prev:
-                        _path_start(Dk, tk, theta, R, lam_prev, lam, work, zwork)
+                        loss = _path_start(
+                            Dk, tk, theta, R, lam_prev, lam, work, zwork, nwork[1, :ntr], nwork[2, :ntr], loss
+                        )
                     pen[:] = lam
-                    its, ok, hess, factored = _newton_binary(
-                        Dk, tk, pen, scale, theta, tol, max_iter, R, rows_work, False, cert, nwork
-                    )
+                    its, ok, hess, factored, loss = _newton_binary(
+                        Dk, tk, pen, scale, theta, tol, max_iter, R, rows_work, False, cert, nwork, False, loss,
+                    )  # fmt: skip
                     stats[5] += hess
                     lam_prev = lam
                     stats[0] += 0 if ok else 1
@@ -426,7 +449,7 @@ def logistic_cv_block(
                         Dk, tk = _inner_design(D, to, inner_tr[f, k], ntr)
                         theta[:] = path[k, c]
                         pen = np.full(q, 1.0 / (Cs[c] * ntr))
-                        its, ok, hess, _ = _newton_binary(
+                        its, ok, hess, _, _ = _newton_binary(
                             Dk, tk, pen, scale, theta, tol, max_iter, np.empty((q, q)), rows_work, False,
                             nocert, nwork,
                         )  # fmt: skip
@@ -457,7 +480,7 @@ def logistic_cv_block(
                 theta[:] = 0.0
             pen = np.full(q, 1.0 / (Cs[top] * nt))
             # the refit gives the decisions: solved to the rounding floor whatever ``tol``
-            its, ok, hess, _ = _newton_binary(
+            its, ok, hess, _, _ = _newton_binary(
                 D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), rows_work, False,
                 nocert, nwork,
             )  # fmt: skip

@@ -220,8 +220,9 @@ def _binary_hessian(A, sw, pen, As, H):
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _newton_binary(
-    A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, cert, work, origin_hessian=False
-):
+    A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, cert, work, origin_hessian=False,
+    f_start=-1.0,
+):  # fmt: skip
     """Minimise ``mean_i log(1 + exp(-s_i a_i . theta)) + 0.5 * sum_j pen_j theta_j^2``.
 
     A penalised intercept (liblinear's: a constant column of the design) is a coordinate
@@ -275,6 +276,12 @@ def _newton_binary(
         must then be the origin (``theta = 0``: every weight is ``1 / (4 n)``), so that the
         first iteration does not form it (:func:`logistic_block` sums it from the folds'
         test blocks).
+    f_start : float, default=-1.0
+        With ``f_start >= 0``: the mean loss at ``theta``, whose predictors ``A theta`` and
+        their ``exp(-|A theta|)`` are in rows 1 and 2 of ``work`` (where this function
+        leaves them for the point it returns: a path of problems on the same rows, each
+        starting where the one before stopped or from a point whose predictors the caller
+        computed, does not compute them again); else they are computed here.
 
     Returns
     -------
@@ -286,6 +293,9 @@ def _newton_binary(
     factored : bool
         Whether ``H`` holds the factor of the last Hessian computed (False when that one was
         not positive definite to rounding and was solved by LU).
+    loss : float
+        The mean loss at the returned ``theta``, whose predictors ``A theta`` and their
+        ``exp(-|A theta|)`` are left in rows 1 and 2 of ``work``.
     """
     n, q = A.shape
     if work.shape[0] < _WORK_ROWS or work.shape[1] < max(n, q, cert[0].shape[1]):
@@ -293,23 +303,37 @@ def _newton_binary(
     sign = work[0, :n]
     for i in range(n):
         sign[i] = 2.0 * t[i] - 1.0
+    # the predictors, the trial's and the extrapolation's, each with its exp(-|z|) in the
+    # row after it; ``zr`` tracks the row that holds the current ones (they are swapped)
     z = work[1, :n]
-    z[:] = 0.0
-    e = work[2, :n]  # exp(-|z|)
+    e = work[2, :n]
     zt = work[3, :n]
     et = work[4, :n]
-    zx = work[5, :n]  # the extrapolation's trial
+    zx = work[5, :n]
     ex = work[6, :n]
+    zr, ztr, zxr = 1, 3, 5
     dz = work[7, :n]
     resid = work[8, :n]
     sw = work[9, :n]
     grad = work[10, :q]
     step = work[11, :q]
     inv = work[_ROW_INV, :q]  # reciprocals of the factor's diagonal
-    _dots(A, theta, dz)
-    f_loss = _binary_trial(z, dz, 1.0, sign, zt, et)
-    z, zt = zt, z
-    e, et = et, e
+    at_origin = True
+    for j in range(q):
+        at_origin = at_origin and theta[j] == 0.0
+    if f_start >= 0.0:  # the caller's, in rows 1 and 2
+        f_loss = f_start
+    elif at_origin:  # every predictor 0 (no pass over the rows)
+        z[:] = 0.0
+        e[:] = 1.0
+        f_loss = log1p_unit(1.0)
+    else:
+        z[:] = 0.0
+        _dots(A, theta, dz)
+        f_loss = _binary_trial(z, dz, 1.0, sign, zt, et)
+        z, zt = zt, z
+        e, et = et, e
+        zr, ztr = ztr, zr
     inv_n = 1.0 / n
     have = False  # H holds the Cholesky factor of an earlier iteration's Hessian
     hessians = 0
@@ -361,7 +385,8 @@ def _newton_binary(
                 H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam
             )
             if stop:
-                return it, True, hessians, have
+                _predictors_to_rows(work, zr, n)
+                return it, True, hessians, have, f_loss
         elif chord:
             for j in range(q):
                 step[j] = -grad[j]
@@ -388,7 +413,8 @@ def _newton_binary(
                     H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam
                 )
                 if stop:
-                    return it, True, hessians, have
+                    _predictors_to_rows(work, zr, n)
+                    return it, True, hessians, have, f_loss
         gprev = gnorm
         slope = 0.0
         for j in range(q):
@@ -416,10 +442,12 @@ def _newton_binary(
                 ft = fx
                 zt, zx = zx, zt
                 et, ex = ex, et
+                ztr, zxr = zxr, ztr
         if s > 0.0:  # the trial's predictors and exponentials become the current ones
             f_loss = ft
             z, zt = zt, z
             e, et = et, e
+            zr, ztr = ztr, zr
         dmax = 0.0
         tmax = 0.0
         for j in range(q):
@@ -429,8 +457,20 @@ def _newton_binary(
             tmax = max(tmax, abs(theta[j]))
         # a step that no longer changes the parameters: nothing left to gain
         if done or dmax <= 1e-15 * (1.0 + tmax):
-            return it + 1, True, hessians, have
-    return max_iter, False, hessians, have
+            _predictors_to_rows(work, zr, n)
+            return it + 1, True, hessians, have, f_loss
+    _predictors_to_rows(work, zr, n)
+    return max_iter, False, hessians, have, f_loss
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _predictors_to_rows(work, zr, n):
+    """The predictors in row ``zr`` of :func:`_newton_binary`'s work space and their
+    ``exp(-|z|)`` in the row after it, copied to rows 1 and 2 (where it returns them)."""
+    if zr != 1:
+        for i in range(n):
+            work[1, i] = work[zr, i]
+            work[2, i] = work[zr + 1, i]
 
 
 @njit(cache=True, nogil=True)
@@ -1370,7 +1410,7 @@ def logistic_block(
                     _origin_hessian(grams[f], nt, pen, H)
                 # extrapolations from the origin only: from the sphere before's optimum
                 # they took more time (binary run-wise betas, 4,000 spheres: 1.11 of it)
-                its, ok, hess, _ = _newton_binary(
+                its, ok, hess, _, _ = _newton_binary(
                     A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb)), not warm,
                     nocert, nwork, origin,
                 )  # fmt: skip
