@@ -1084,7 +1084,7 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter, Ct, xmax, ce
         if have and s == 1.0 and gmax <= _CHORD_GAIN * gprev and not done:
             for j in range(q):
                 step[j] = -grad[j]
-            cholesky_solve_upper(H, step, step)
+            solve_upper(H, inv, q, step, step)  # (inv: kept by _newton_step with H's factor)
         elif it == 0 and origin and _origin_step(A, n_classes, pen, Grad, blk, Step):
             have = False
             hessians += 1
