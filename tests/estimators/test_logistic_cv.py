@@ -372,11 +372,12 @@ def _inner_problem(seed, n=64, n_features=12, n_test=16, raw=True):
 def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
     """Test rows' norms computed with the factor of an earlier problem on the same rows (a
     larger penalty ``lam_tn``, predictors ``ztn``) are carried to a new factor inflated by
-    ``max(exp(delta / 2), sqrt(lam_tn / lam))``: never below the new factor's own norms,
+    ``sqrt(max(exp(delta), s exp(delta) + lam_tn / lam))`` (``s``: the share of the penalty
+    that rows left out of a Hessian may weigh): never below the new factor's own norms,
     with fewer rows than features (where the penalty's ratio is the whole inflation) and
     predictors moved by ``delta``. When the proof fails with them, the new factor's own norms
     are computed and tried."""
-    from fastsearchlight.estimators._logistic_kernel import _certified
+    from fastsearchlight.estimators._logistic_kernel import _LEFT_OUT, _certified
 
     rng = np.random.default_rng(7)
     n, q, m = 24, 40, 10
@@ -405,13 +406,14 @@ def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
         out = np.array([0.0, 0.0, lam_tn])
         held = tn.copy()
         proven, ready = _certified(
-            R, grad, step, z0, z0, ztn.copy(), 1e-6, Ct, np.empty((q, m)), held, True, theta, eps, out, lam
+            R, grad, step, z0, z0, ztn.copy(), 1e-6, Ct, np.empty((q, m)), held, True, theta, eps, out, lam,
+            np.ones(n),
         )  # fmt: skip
         assert ready
         if carried:  # proven with the carried norms: their inflated mean bounds the own norms'
             assert proven and out[2] == lam_tn
             np.testing.assert_array_equal(held, tn)
-            inflation = max(np.exp(drift / 2), np.sqrt(lam_tn / lam))
+            inflation = np.sqrt(max(np.exp(drift), _LEFT_OUT * np.exp(drift) + lam_tn / lam))
             used = (out[0] - 1e-12) / (nu * (1 + 1e-12) * (1 + 1e-6))
             np.testing.assert_allclose(used, tn.mean() * inflation, rtol=1e-9)
             assert np.all(tn * inflation >= own * (1 - 1e-12))
@@ -421,6 +423,56 @@ def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
     # the penalties' ratio is needed: with fewer rows than features some own norm is above
     # the carried one inflated by the drift alone
     assert np.any(own > tn * np.exp(drift / 2) * (1 + 1e-6)) or drift > 2.0
+
+
+def test_certified_carries_the_test_rows_norms_to_a_factor_with_rows_left_out():
+    """A new factor may leave out rows of negligible weight that the norms' factor held
+    (each at most ``s lam / n`` of ``w |a|^2``): the carried norms' inflation covers them,
+    with the predictors where they were and the same penalty, by ``sqrt(1 + s)``, and no
+    less would do. The proof's drift counts the kept rows only."""
+    from fastsearchlight.estimators._logistic_kernel import _LEFT_OUT, _certified
+
+    rng = np.random.default_rng(8)
+    n, q = 24, 40
+    A = rng.normal(size=(n, q))
+    a2 = (A**2).sum(axis=1)
+    lam = 0.02 / 7.7
+    w = expit(rng.normal(size=n)) * (1 - expit(rng.normal(size=n))) / n
+    w[:3] = _LEFT_OUT * lam / n / a2[:3]  # three rows at the cut: left out of the new factor
+    kept = np.ones(n, dtype=bool)
+    kept[:3] = False
+    Ct = np.ascontiguousarray(np.c_[A[:3].T, rng.normal(size=(q, 5))])  # those rows among the tests
+    m = Ct.shape[1]
+
+    def factor(rows):
+        H = (A[rows] * w[rows, None]).T @ A[rows] + lam * np.eye(q)
+        return np.ascontiguousarray(np.linalg.cholesky(H).T)
+
+    def norms(R):
+        return np.linalg.norm(np.linalg.solve(R.T, Ct), axis=0)
+
+    tn = norms(factor(np.ones(n, dtype=bool)))  # the norms' factor held every row
+    R = factor(kept)
+    own = norms(R)
+    assert np.any(own > tn * (1 + 1e-9))  # rows left out: some own norm above the carried one
+    grad = 1e-9 * rng.normal(size=q)
+    step = -np.linalg.solve(R, np.linalg.solve(R.T, grad))
+    z0 = rng.normal(size=n)
+    z = z0.copy()
+    z[:3] += 50.0  # the rows left out moved far: not the kept rows' drift
+    out = np.array([0.0, 0.0, lam])
+    held = tn.copy()
+    proven, ready = _certified(
+        R, grad, step, z, z0, z0.copy(), 1e-6, Ct, np.empty((q, m)), held, True, rng.normal(size=q), 1e9, out,
+        lam, kept.astype(float),
+    )  # fmt: skip
+    assert proven and ready
+    np.testing.assert_array_equal(held, tn)  # carried, not computed again
+    inflation = np.sqrt(1.0 + _LEFT_OUT)
+    assert np.all(tn * inflation >= own * (1 - 1e-12))
+    nu = np.sqrt(-grad @ step)
+    used = (out[0] - 1e-12) / (nu * (1 + 1e-12) * (1 + 1e-6))
+    np.testing.assert_allclose(used, tn.mean() * inflation, rtol=1e-9)  # exp(drift) = 1: kept rows only
 
 
 @pytest.mark.parametrize("C", [1e-3, 0.1, 10.0, 1e3])
@@ -468,6 +520,56 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
                 assert its < full_its
     if C <= 10.0:  # at the largest C the nearly separable problems prove late, or not at all
         assert proven >= 6
+
+
+def test_certified_problems_leave_out_rows_of_negligible_weight_but_at_the_last_step():
+    """With a certificate, the Hessians that steer the steps and proofs leave out the rows
+    whose ``w |a|^2`` is at most ``s lam / n`` (flagged in the work space's keep row), and
+    the proofs hold; a problem that runs to ``tol`` takes its last Newton step with every
+    row, and at a tight ``tol`` reaches the optimum (on nearly separable raw-scale problems,
+    where many rows weigh nothing at the optimum)."""
+    from fastsearchlight.estimators._logistic_kernel import (
+        _LEFT_OUT,
+        _ROW_KEEP,
+        _newton_binary,
+        newton_work,
+        no_certificate,
+    )
+
+    left_out = ran_to_tol = 0
+    for seed in range(10):
+        A, t, At = _inner_problem(seed)
+        n, q = A.shape
+        a2 = (A**2).sum(axis=1)
+        for C in (10.0, 1e3):
+            pen = np.full(q, 1.0 / (C * n))
+            exact = np.zeros(q)
+            assert _newton_binary(
+                A, t, pen, np.ones(q), exact, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False,
+                no_certificate(q), newton_work(n, q, 0),
+            )[1]  # fmt: skip
+            z = A @ exact
+            w = expit(z) * (1 - expit(z)) / n
+            negligible = w * a2 <= _LEFT_OUT / n * pen[0]
+            for tol in (1e-13, 1e-4):
+                theta = np.zeros(q)
+                out = np.zeros(3)
+                work = newton_work(n, q, len(At))
+                cert = (np.ascontiguousarray(At.T), a2, np.empty((q, len(At))), out, -1.0)
+                its, ok, *_ = _newton_binary(
+                    A, t, pen, np.ones(q), theta, tol, 200, np.empty((q, q)), np.empty((n, q)), False, cert, work,
+                )  # fmt: skip
+                assert ok
+                keep = work[_ROW_KEEP, :n]
+                if out[1] == 1.0:  # proven, with the last factor's rows
+                    np.testing.assert_array_equal(At @ theta > 0, At @ exact > 0)
+                    left_out += int(negligible.any() and (keep == 0.0).any())
+                else:  # the last Newton step took every row
+                    assert (keep == 1.0).all()
+                    ran_to_tol += 1
+                    if tol == 1e-13:
+                        np.testing.assert_allclose(A @ theta, z, rtol=0, atol=1e-9 * np.abs(z).max())
+    assert left_out >= 3 and ran_to_tol >= 1
 
 
 def test_certified_inner_problems_choose_the_same_C(monkeypatch):

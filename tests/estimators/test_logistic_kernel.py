@@ -205,7 +205,8 @@ def test_binary_hessian_from_the_design_rows(n, q):
     """The binary Hessian ``A' diag(sw^2) A + diag(pen)`` from the design's rows, in tiles
     of eight rows by sixteen (any ``q``), matches numpy's product in its upper triangle; the
     work array may be larger than the design (one serves a path of designs), and the lower
-    triangle below the tiles along the diagonal is not touched."""
+    triangle below the tiles along the diagonal is not touched. With a cut, exactly the rows
+    whose ``sw^2 |a|^2`` is above it are in the sum, and flagged so."""
     from fastsearchlight.estimators._logistic_kernel import _binary_hessian
 
     rng = np.random.default_rng(q)
@@ -214,12 +215,24 @@ def test_binary_hessian_from_the_design_rows(n, q):
     pen = rng.uniform(0.0, 1.0, size=q)
     As = np.full((n + 7, q + 3), np.nan)  # every entry the Hessian reads is written first
     H = np.full((q, q), np.nan)
-    _binary_hessian(A, sw, pen, As, H)
+    keep = np.full(n, np.nan)
+    _binary_hessian(A, sw, pen, As, H, np.empty(0), -1.0, keep)  # every row (a2 not read)
     expected = (A * sw[:, None] ** 2).T @ A + np.diag(pen)
     upper = np.triu_indices(q)
     np.testing.assert_allclose(H[upper], expected[upper], rtol=1e-13, atol=1e-13 * np.abs(expected).max())
     below_tiles = np.arange(q)[:, None] >= 16 * (np.arange(q) // 16 + 1)
     assert np.isnan(H[below_tiles]).all()
+    assert (keep == 1.0).all()
+    # rows of negligible weight left out: those whose sw^2 |a|^2 is at most the cut
+    a2 = (A**2).sum(axis=1)
+    sw[::3] *= 1e-9
+    cut = np.quantile(sw**2 * a2, 0.3)
+    kept = sw**2 * a2 > cut
+    assert 0 < kept.sum() < n
+    _binary_hessian(A, sw, pen, As, H, a2, cut, keep)
+    expected = (A[kept] * sw[kept, None] ** 2).T @ A[kept] + np.diag(pen)
+    np.testing.assert_allclose(H[upper], expected[upper], rtol=1e-13, atol=1e-13 * np.abs(expected).max())
+    np.testing.assert_array_equal(keep, kept.astype(float))
 
 
 def _plan_arrays(folds):
@@ -474,7 +487,7 @@ def test_newton_binary_rejects_a_work_space_too_small():
 
     with pytest.raises(ValueError, match="work space"):  # too few for the rows
         solve(newton_work(n - 1, q, 0), no_certificate(q))
-    for work in (newton_work(n, q, m - 1), np.empty((15, 100))):  # the test rows; the vectors
+    for work in (newton_work(n, q, m - 1), np.empty((16, 100))):  # the test rows; the vectors
         with pytest.raises(ValueError, match="work space"):
             solve(work)
     assert solve(newton_work(n, q, m))[1]
