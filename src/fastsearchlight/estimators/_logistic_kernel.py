@@ -555,8 +555,9 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
     of the new one weighed at most ``exp(delta)`` times its new ``w_i |a_i|^2 <= s lam / n``
     (``s`` = :data:`_LEFT_OUT`), at most ``s exp(delta) lam`` for all of them together. So
     the norms' Hessian is at most ``max(exp(delta), s exp(delta) + lam_tn / lam)`` times the
-    new one, and the new norms at most the square root of that times the carried ones. Within a problem the norms are computed again once
-    ``delta`` exceeds :data:`_NORMS_DRIFT`; norms from an earlier problem (the ``C`` before
+    new one, and the new norms at most the square root of that times the carried ones
+    (taken in logarithms: ``delta`` may be large). Within a problem the norms are computed
+    again once ``delta`` exceeds :data:`_NORMS_DRIFT`; norms from an earlier problem (the ``C`` before
     on a path: ``lam_tn > lam``) are tried first whatever the factor, and computed again
     when the proof fails with them. The bound is inflated by ``1e-6`` of itself plus
     ``1e-12`` for the rounding of its terms. What it does not bound is the rounding of the
@@ -592,7 +593,7 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
         for i in range(n):
             delta = max(delta, abs(z0[i] - ztn[i]))
         carried = out[2] != lam
-        grow = 0.5 * math.log(max(math.exp(delta), _LEFT_OUT * math.exp(delta) + out[2] / lam))
+        grow = 0.5 * (delta + math.log(max(1.0, _LEFT_OUT + out[2] / lam * math.exp(-delta))))
         tn_ready = carried or delta <= _NORMS_DRIFT
     for _attempt in range(2):
         if not tn_ready:
