@@ -101,6 +101,41 @@ def kernel_inputs(X, y, n_classes, train, scaling=1.0):
     return G, rows, np.array([rows.shape[1]]), np.arange(len(Y))[None, :], Y
 
 
+@pytest.mark.parametrize("inverse_members", [1, 10**9])
+def test_a_problem_alone_on_its_training_set_starts_from_the_last_optimum_even_of_a_distant_sphere(
+    inverse_members,
+):
+    """On the factor path (one problem per training set) a problem starts from its active
+    set at the last sphere's optimum whether or not that sphere is a neighbour: a sphere
+    solved again after a distant one (``follows`` False) starts from the distant sphere's
+    set, and the same sphere solved twice in a row takes one Newton point the second time
+    even without ``follows``. The inverse path (several problems per set) starts cold after
+    a distant sphere, as before. Either way each sphere ends at its own optimum."""
+    X, y, groups = run_betas(3, 60, 2, seed=21)
+    train = groups != 0
+    G, rows, size, members, Y = kernel_inputs(X, y, 2, train)
+    G = G[[0, 0, 1]]  # the same sphere twice, then another
+    Y = np.vstack([Y, -Y]) if inverse_members == 1 else Y  # two problems on the set
+    members = np.arange(len(Y))[None, :]
+    guess = np.zeros((len(Y), rows.shape[1]), dtype=bool)
+    has_guess = np.zeros(len(Y), dtype=bool)
+    out = np.full((len(G), len(Y), G.shape[1]), np.nan)
+    exact = (np.zeros((0, len(Y))), 1, np.zeros(0, bool))
+    follows = np.zeros(len(G), dtype=bool)  # no sphere a neighbour of the one before
+    status, iterations = gram_newton_spheres(
+        G, rows, size, members, Y, 1.0, 200, out, False, inverse_members, guess, has_guess, np.zeros(5),
+        follows, *exact,
+    )  # fmt: skip
+    assert np.all(status == CONVERGED)
+    cold = solve(G, rows, size, members, Y, 1.0, inverse_members)
+    np.testing.assert_allclose(out, cold[0], rtol=0, atol=1e-9 * np.abs(cold[0]).max())
+    if inverse_members == 1:  # cold again after a sphere that is not a neighbour
+        np.testing.assert_array_equal(iterations, cold[3])
+    else:
+        assert iterations[0, 0] > 1 and iterations[1, 0] == 1
+        assert iterations[2, 0] != cold[3][2, 0]  # started from sphere 1's set, not cold
+
+
 @pytest.mark.parametrize("n_classes", [2, 4])
 @pytest.mark.parametrize("C", [1.0, 0.01])
 @pytest.mark.parametrize("inverse_members", [1, 10**9])
