@@ -74,20 +74,21 @@ def assert_optimum(w, b, X, y, n_classes, C=1.0, scaling=1.0):
         assert np.abs(gradient).max() <= bound
 
 
-def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False):
+def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False, follows=None):
     """The kernel's coefficients and decisions (two calls), status and iterations; by
     default on the factor path, with ``inverse_members=1`` by the inverse first; with
-    ``warm``, each sphere warm-started from the one before it."""
+    ``warm``, each sphere warm-started from the one before it (``follows``: whether each
+    sphere is a neighbour of the one before; by default every one is)."""
     alpha = np.full((len(G), len(Y), G.shape[1]), np.nan)
     decisions = np.full_like(alpha, np.nan)
     runs = []
     for out, want_decisions in ((alpha, False), (decisions, True)):
         guess = np.zeros((len(Y), rows.shape[1]), dtype=bool)
         has_guess = np.zeros(len(Y) if warm else 0, dtype=bool)
-        follows = np.ones(len(G), dtype=bool)
+        neighbours = np.ones(len(G), dtype=bool) if follows is None else follows
         args = (G, rows, size, members, Y, C, 200, out, want_decisions, inverse_members)
         exact = (np.zeros((0, len(Y))), 1, np.zeros(0, bool))  # no bounds: solved to rounding
-        runs.append(gram_newton_spheres(*args, guess, has_guess, np.zeros(5), follows, *exact))
+        runs.append(gram_newton_spheres(*args, guess, has_guess, np.zeros(5), neighbours, *exact))
     (status, iterations), (status2, iterations2) = runs
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
     return alpha, decisions, status, iterations
@@ -117,15 +118,8 @@ def test_a_problem_alone_on_its_training_set_starts_from_the_last_optimum_even_o
     G = G[[0, 0, 1]]  # the same sphere twice, then another
     Y = np.vstack([Y, -Y]) if inverse_members == 1 else Y  # two problems on the set
     members = np.arange(len(Y))[None, :]
-    guess = np.zeros((len(Y), rows.shape[1]), dtype=bool)
-    has_guess = np.zeros(len(Y), dtype=bool)
-    out = np.full((len(G), len(Y), G.shape[1]), np.nan)
-    exact = (np.zeros((0, len(Y))), 1, np.zeros(0, bool))
-    follows = np.zeros(len(G), dtype=bool)  # no sphere a neighbour of the one before
-    status, iterations = gram_newton_spheres(
-        G, rows, size, members, Y, 1.0, 200, out, False, inverse_members, guess, has_guess, np.zeros(5),
-        follows, *exact,
-    )  # fmt: skip
+    apart = np.zeros(len(G), dtype=bool)  # no sphere a neighbour of the one before
+    out, _, status, iterations = solve(G, rows, size, members, Y, 1.0, inverse_members, True, apart)
     assert np.all(status == CONVERGED)
     cold = solve(G, rows, size, members, Y, 1.0, inverse_members)
     np.testing.assert_allclose(out, cold[0], rtol=0, atol=1e-9 * np.abs(cold[0]).max())
