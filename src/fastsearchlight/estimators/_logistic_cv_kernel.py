@@ -63,6 +63,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ._borrow import borrowed
 from ._logistic_kernel import (
     _add_combination,
     _binary_trial,
@@ -153,6 +154,9 @@ def _path_start(D, t, theta, R, lam_prev, lam, work, zwork, z, e, loss):
     :func:`._logistic_kernel._newton_binary`'s ``f_start``), so that neither function
     computes them again. ``work`` is work space of at least (4, q), ``zwork`` of at least
     (7, n) for n rows of ``D``."""
+    # every array borrowed (no reference counts; the caller holds them, and none is kept)
+    D, t, theta, R = borrowed(D), borrowed(t), borrowed(theta), borrowed(R)
+    work, zwork, z, e = borrowed(work), borrowed(zwork), borrowed(z), borrowed(e)
     q = theta.shape[0]
     n = D.shape[0]
     v = work[0]  # H^-1 theta

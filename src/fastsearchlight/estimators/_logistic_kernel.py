@@ -44,6 +44,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ._borrow import borrowed
 from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
@@ -324,6 +325,13 @@ def _newton_binary(
     n, q = A.shape
     if work.shape[0] < _WORK_ROWS or work.shape[1] < max(n, q, cert[0].shape[1]):
         raise ValueError("_newton_binary: work space smaller than newton_work(n, q, m)")
+    # every array borrowed (:func:`._borrow.borrowed`: no reference counts; the caller holds
+    # them, and none is returned or kept): the counts of its views and of its helpers' array
+    # arguments took 2.1% of a ``LogisticRegressionCV`` profile
+    A, t, pen, scale, theta = borrowed(A), borrowed(t), borrowed(pen), borrowed(scale), borrowed(theta)
+    H, As, work = borrowed(H), borrowed(As), borrowed(work)
+    Ct, a2, Tw, cert_out, cert_eps = cert
+    Ct, a2, Tw, cert_out = borrowed(Ct), borrowed(a2), borrowed(Tw), borrowed(cert_out)
     sign = work[0, :n]
     for i in range(n):
         sign[i] = 2.0 * t[i] - 1.0
@@ -364,7 +372,6 @@ def _newton_binary(
     hessians = 0
     s = 0.0
     gprev = 0.0
-    Ct, a2, Tw, cert_out, cert_eps = cert
     certify = Ct.shape[1] > 0
     if certify:  # from the rows' squared norms, at hand
         row_norm = 0.0

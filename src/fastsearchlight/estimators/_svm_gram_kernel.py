@@ -503,6 +503,11 @@ def _solve_dual(
     optimum's of a neighbouring sphere's same problem. Its Newton point is then the first
     point (the first step a jump to it, :func:`_jump`), and the optimum when its active set
     is ``guess`` again; otherwise the iterations go on from it."""
+    # every array borrowed (no reference counts; the caller holds them, and none is kept)
+    K, y, U0, inv0, a, p = borrowed(K), borrowed(y), borrowed(U0), borrowed(inv0), borrowed(a), borrowed(p)
+    s, u, m, delta = borrowed(s), borrowed(u), borrowed(m), borrowed(delta)
+    act, pact, idx, U = borrowed(act), borrowed(pact), borrowed(idx), borrowed(U)
+    inv, rhs, z, guess = borrowed(inv), borrowed(rhs), borrowed(z), borrowed(guess)
     half = 0.5 / C
     warm = guess.shape[0] > 0
     na = 0
