@@ -382,7 +382,7 @@ def _test_pattern_sums(x: np.ndarray, mean: np.ndarray, sums, pool=None) -> dict
     }
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract"})
 def _sphere_sums(indptr, indices, x, mean, lo, hi, sx, sxx, sxm):
     """For the spheres ``lo:hi`` (rows of the adjacency ``indptr``, ``indices``): the sums
     over their voxels of the test patterns ``x`` (n_voxels, n_test), of their squares and
