@@ -22,14 +22,17 @@ def _kernels():
     return found
 
 
+KERNELS = _kernels()
+
+
 def test_the_estimators_define_compiled_kernels():
-    names = [name for name, _ in _kernels()]
+    names = [name for name, _ in KERNELS]
     assert len(names) > 100
     assert "_logistic_kernel._newton_binary" in names
     assert "_svm_gram_kernel._solve_dual" in names
 
 
-@pytest.mark.parametrize("name,kernel", _kernels(), ids=[name for name, _ in _kernels()])
+@pytest.mark.parametrize("name,kernel", KERNELS, ids=[name for name, _ in KERNELS])
 def test_every_kernel_is_cached_and_uses_numpys_error_model(name, kernel):
     # numpy's error model: a float division by zero gives inf or nan instead of raising, so
     # no check and branch per division inside the loops (LLVM vectorises them)
