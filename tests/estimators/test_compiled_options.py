@@ -40,7 +40,7 @@ def test_every_kernel_is_cached_and_uses_numpys_error_model(name, kernel):
     assert kernel._cache.__class__.__name__ != "NullCache", name
 
 
-def test_a_division_by_zero_in_a_kernel_gives_infinities_not_an_exception():
+def test_a_division_by_zero_in_a_kernel_gives_nan_not_an_exception():
     # the log-loss trial divides by the number of samples: with none, 0 / 0
     z = np.zeros(0)
     assert np.isnan(_binary_trial(z, z, 1.0, z, np.zeros(0), np.zeros(0)))

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import llvmlite.binding as llvm
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import get_cython_function_address
+
+from ._compiled import kernel
 
 __all__ = [
     "inverse_lower_block",
@@ -57,7 +59,7 @@ _dpocon = _external("scipy.linalg.cython_lapack", "dpocon", 9)
 _LOWER, _UPPER, _NO_TRANSPOSE, _TRANSPOSE = ord("L"), ord("U"), ord("N"), ord("T")
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def _keep_alive(*arrays):
     """Nothing; called after a routine with the arrays this module allocated and passed to it
     by address. numba frees an array after its last use, and taking ``.ctypes.data`` is not
@@ -66,7 +68,7 @@ def _keep_alive(*arrays):
     runs)."""
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def _c_contiguous(M):
     """Whether the 2-d array ``M`` is C-contiguous (a dimension of length 1 may have any
     stride)."""
@@ -76,7 +78,7 @@ def _c_contiguous(M):
     return (cols <= 1 or M.strides[1] == 8) and (rows <= 1 or M.strides[0] == 8 * cols)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def _row_stride(M):
     """The distance between the rows of the 2-d array ``M`` in elements, if its columns are
     contiguous (unit stride) and its rows ordered (-1 otherwise): a C-ordered matrix or a
@@ -93,7 +95,7 @@ def _row_stride(M):
     return M.strides[0] // 8
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def matmul_into(A, B, out, transpose_b):
     """``out = A B`` (``B^T`` when ``transpose_b``) by BLAS's ``gemm``, written into ``out``
     without a temporary. ``A`` ``(m, k)``, ``B`` ``(k, n)`` (``(n, k)`` when transposed) and
@@ -135,7 +137,7 @@ def matmul_into(A, B, out, transpose_b):
     _keep_alive(args, scalars)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def _inverse_on_block(F, k, uplo):
     """LAPACK's ``potri`` in place on the leading ``k x k`` block of the C-ordered ``F``
     (unit column stride, rows possibly longer than ``k``), on the triangle ``uplo`` of its
@@ -156,7 +158,7 @@ def _inverse_on_block(F, k, uplo):
     return args[3] == 0
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def inverse_lower_block(S, k):
     """The inverse ``M^-1`` from the lower factor ``F`` of ``M = F F^T`` in the leading
     ``k x k`` block of ``S`` (as :func:`._triangular.cholesky_lower_rows` leaves it), in
@@ -170,7 +172,7 @@ def inverse_lower_block(S, k):
     return ok
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def reciprocal_condition_upper(R, norm1):
     """LAPACK's estimate (``pocon``) of ``1 / cond_1(H)`` from the upper factor ``R`` of
     :func:`._triangular.cholesky_upper_into` (C-contiguous ``(d, d)``) and the 1-norm

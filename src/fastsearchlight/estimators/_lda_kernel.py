@@ -14,9 +14,9 @@ samples and cross-products is materialised.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..cv import CVPlan
+from ._compiled import kernel
 from ._fold_statistics import FoldBlocks
 from ._ridge_kernel import (
     _cholesky_solve,
@@ -91,7 +91,7 @@ def lda_layout(blocks: FoldBlocks, plan: CVPlan) -> dict:
     }
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def lda_block(
     Xv, vox, order, bounds, block_class, class_bounds, used, fc_blocks, fc_sub, test_pos, n_test,
     counts, prior, log_prior, auto, shrinkage,
@@ -267,7 +267,7 @@ def lda_block(
     return out
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _trains(blocks_fc, subtract, b):
     """Whether block ``b`` (of the class) trains the fold whose block list is
     ``blocks_fc`` (blocks added, or subtracted from the class total)."""
@@ -282,7 +282,7 @@ def _trains(blocks_fc, subtract, b):
     return listed != subtract
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _gather_centred(Xv, rows, order, class_bounds, U, ref):
     """A sphere's samples ``U`` (n, p) in block order, each relative to the reference
     (first) sample of its class, stored in ``ref`` (n_classes, p)."""
@@ -300,7 +300,7 @@ def _gather_centred(Xv, rows, order, class_bounds, U, ref):
                 u[j] -= r[j]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _rhs(means, ref, keep, rhs):
     """Right-hand sides of a fold: ``m_1 - m_0`` for two classes, else every class mean
     and the origin ``ref[0]`` of the common frame (zero at the null features)."""
@@ -315,7 +315,7 @@ def _rhs(means, ref, keep, rhs):
         rhs[j, C] = ref[0, j] * keep[j]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _coefficients(sol, means, ref, log_prior, coef, icpt):
     """Coefficients and intercepts of a fold in the frame ``X - ref[0]`` from the solved
     right-hand sides ``sol`` (:func:`_rhs`), as ``BatchedLDA``'s decisions."""
@@ -338,7 +338,7 @@ def _coefficients(sol, means, ref, log_prior, coef, icpt):
         icpt[c] = -0.5 * mv + 0.5 * gh + log_prior[c]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _test_decisions(U, class_bounds, test_pos, n_test, ref, coef, icpt, raw0, out):
     """``(x - ref[0]) . coef + icpt`` of a fold's test samples into ``out`` (max_test, K),
     from the sphere's class-centred samples ``U`` (``x - ref[0] = U[i] + ref[c] - ref[0]``
@@ -372,7 +372,7 @@ def lda_sample_rows(blocks: FoldBlocks) -> np.ndarray:
     return fc_rows
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def lda_sample_block(
     Xv, vox, order, class_bounds, fc_rows, test_pos, n_test, counts, prior, log_prior,
 ):  # fmt: skip

@@ -61,9 +61,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from ._borrow import borrowed
+from ._compiled import kernel
 from ._logistic_kernel import (
     _add_combination,
     _binary_trial,
@@ -87,7 +87,7 @@ _FASTMATH = {"reassoc", "contract"}
 _REFIT_TOL = 1e-12
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _expit(z):
     """``1 / (1 + exp(-z))`` as scipy's ``expit`` computes it."""
     if z >= 0.0:
@@ -96,7 +96,7 @@ def _expit(z):
     return e / (1.0 + e)
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _test_score(D, rows, n_rows, t, theta, neg_log_loss):
     """Score of ``theta`` on the rows ``rows[:n_rows]`` of the design ``D`` (labels ``t`` in
     {0, 1}): minus the mean log-loss of the probabilities ``expit(z)`` and ``1 - expit(z)``
@@ -118,7 +118,7 @@ def _test_score(D, rows, n_rows, t, theta, neg_log_loss):
     return acc / n_rows
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _path_start(D, t, theta, R, lam_prev, lam, work, zwork, z, e, loss):
     """Start of the problem of penalty ``lam`` from the optimum ``theta`` of ``lam_prev``
     (same design ``D``, labels ``t``), in place: the path's Taylor polynomial of order two
@@ -218,7 +218,7 @@ def _path_start(D, t, theta, R, lam_prev, lam, work, zwork, z, e, loss):
     return loss
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _column_scale(D):
     """``max(1, root mean square)`` of every column of ``D``: the scale of the stopping
     rule."""
@@ -232,7 +232,7 @@ def _column_scale(D):
     return scale
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _row_basis(A, basis):
     """With ``basis``, an orthonormal basis ``Q`` ``(p, n)`` of the rows of ``A`` ``(n, p)``
     and the design in it, ``A Q = R'`` (``A' = Q R``); else an empty ``Q`` and ``A``."""
@@ -242,7 +242,7 @@ def _row_basis(A, basis):
     return np.empty((0, 0)), A
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _inner_design(D, to, rows, n_rows):
     """The rows ``rows[:n_rows]`` of the design ``D`` and of the labels ``to``."""
     q = D.shape[1]
@@ -254,7 +254,7 @@ def _inner_design(D, to, rows, n_rows):
     return Dk, tk
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _best_c(scores, bounds):
     """The ``C`` whose score summed over the inner folds (in their order) is the largest,
     the first on ties, from ``scores`` ``(K, nC)``, each within ``bounds`` (same shape) of
@@ -288,7 +288,7 @@ def _best_c(scores, bounds):
     return top, False
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def logistic_cv_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, inner_tr, inner_ntr, inner_te, inner_nte,
     Cs, fit_intercept, intercept_scaling, refit_scaling, neg_log_loss, tol, max_iter, score_bound,

@@ -42,9 +42,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from ._borrow import borrowed
+from ._compiled import kernel
 from ._lapack import matmul_into
 from ._rows import four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
@@ -109,7 +109,7 @@ _ROW_KEEP = 16
 _LEFT_OUT = 0.01
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _binary_trial(z, dz, s, sign, zt, et):
     """Mean binary log-loss of the predictors ``zt = z + s * dz`` (``sign`` = +-1 per
     sample), which are written to ``zt`` with ``et = exp(-|zt|)`` (from which the
@@ -127,7 +127,7 @@ def _binary_trial(z, dz, s, sign, zt, et):
     return acc / n
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _extrapolate(theta, step, pen, t, sign, z, dz, zt, et, zx, ex, f1):
     """After a full step ``theta + step`` of objective ``f1`` (its predictors ``zt`` and
     ``et = exp(-|zt|)`` from :func:`_binary_trial`; ``dz = A step``): where the objective
@@ -172,7 +172,7 @@ def _extrapolate(theta, step, pen, t, sign, z, dz, zt, et, zx, ex, f1):
     return 1.0, 0.0
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _row_norm(A):
     """Mean Euclidean norm of the rows of ``A`` (the scale of the predictors' rounding)."""
     n, q = A.shape
@@ -185,7 +185,7 @@ def _row_norm(A):
     return acc / n
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _newton_step(H, grad, step, inv):
     """``step = -H^-1 grad`` by the Cholesky factor of the symmetric ``H`` (its upper
     triangle read, and overwritten by the factor), with the reciprocals of the factor's
@@ -202,7 +202,7 @@ def _newton_step(H, grad, step, inv):
     return True
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _lu_step(H, grad, step):
     """``step = -H^-1 grad`` by LU, for an ``H`` (upper triangle filled) that is not positive
     definite to rounding."""
@@ -213,7 +213,7 @@ def _lu_step(H, grad, step):
     step[:] = -np.linalg.solve(H, grad)
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _binary_hessian(A, sw, pen, As, H, a2, cut, keep):
     """``A' diag(sw^2) A + diag(pen)`` into the upper triangle of ``H`` (entries below the
     diagonal near it spoiled), from the design ``A`` (n, q): the rows
@@ -240,7 +240,7 @@ def _binary_hessian(A, sw, pen, As, H, a2, cut, keep):
         H[j, j] += pen[j]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _newton_binary(
     A, t, pen, scale, theta, tol, max_iter, H, As, extrapolate, cert, work, origin_hessian=False,
     f_start=-1.0,
@@ -499,7 +499,7 @@ def _newton_binary(
     return max_iter, False, hessians, have, f_loss
 
 
-@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+@kernel(nogil=True, inline="always")
 def _predictors_to_rows(work, zr, n):
     """The predictors in row ``zr`` of :func:`_newton_binary`'s work space and their
     ``exp(-|z|)`` in the row after it, copied to rows 1 and 2 (where it returns them)."""
@@ -509,20 +509,20 @@ def _predictors_to_rows(work, zr, n):
             work[2, i] = work[zr + 1, i]
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def newton_work(n, q, m):
     """:func:`_newton_binary`'s work space for designs of at most ``n`` rows and ``q``
     columns and at most ``m`` test rows, made once for many problems."""
     return np.empty((_WORK_ROWS, max(n, q, m, 1)))
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def no_certificate(q):
     """:func:`_newton_binary`'s ``cert`` for none (any ``q``: its arrays are not read)."""
     return np.empty((q, 0)), np.empty(0), np.empty((q, 0)), np.zeros(3), 0.0
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _leverage_bound(a2, sw, lam, keep):
     """An upper bound on ``max_i |a_i|_{H^-1}`` over the rows in ``H`` (``keep[i] > 0``)
     for ``H = sum_{kept} sw_i^2 a_i a_i' + P`` with ``P >= lam I``: ``H >= sw_i^2 a_i a_i' +
@@ -535,7 +535,7 @@ def _leverage_bound(a2, sw, lam, keep):
     return math.sqrt(m)
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH, inline="always")
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out, lam, keep):
     """Whether the test decisions at ``theta`` are proven close enough to the optimum's to
     stop (:func:`_newton_binary`'s ``cert``), and whether ``tn`` holds the test rows' norms.
@@ -619,7 +619,7 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
     return False, tn_ready
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH, inline="always")
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _bound_met(Ct, Tw, tn, theta, eps, r, out):
     """:func:`_certified`'s test, the optimum within ``r`` of ``theta`` in the metric in
     which the test rows ``Ct`` have norms at most ``tn``: with ``eps >= 0``, whether the
@@ -650,7 +650,7 @@ def _bound_met(Ct, Tw, tn, theta, eps, r, out):
     return True
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH, inline="always")
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _add_combination(A, c, out):
     """``out += A' c`` (``A`` (n, p)): the rows of ``A`` four at a time, so that each load
     and store of ``out`` serves four (compiled loops: cheaper than a BLAS call at the sizes
@@ -666,7 +666,7 @@ def _add_combination(A, c, out):
             out[j] += A[r, j] * cr
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH, inline="always")
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _dots(A, v, out):
     """``out = A v`` (``A`` (n, p)): the rows of ``A`` four at a time, so that each load of
     ``v`` serves four."""
@@ -682,7 +682,7 @@ def _dots(A, v, out):
         out[r] = acc
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH, inline="always")
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _rows_times(G, A, out):
     """``out = G A`` for a few rows ``G`` (m, n) and ``A`` (n, p)."""
     for k in range(G.shape[0]):
@@ -691,14 +691,14 @@ def _rows_times(G, A, out):
         _add_combination(A, G[k], o)
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH, inline="always")
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _times_rows(S, A, out):
     """``out = S A'`` for a few rows ``S`` (m, p) and ``A`` (n, p)."""
     for k in range(S.shape[0]):
         _dots(A, S[k], out[k])
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _softmax_trial(U, dU, s, y, Ut, Pt, work):
     """Mean softmax cross-entropy of the predictors ``Ut = U + s * dU`` of the first ``K - 1``
     classes (``(K - 1, n)``; the last class's is minus their sum), written to ``Ut`` with
@@ -748,7 +748,7 @@ def _softmax_trial(U, dU, s, y, Ut, Pt, work):
     return acc / n
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _multinomial_penalty(Theta, Step, pen):
     """The coefficients ``(c0, c1, c2)`` of the penalty along a step, ``0.5 * (sum_k |W_k|^2 +
     |sum_k W_k|^2) = c0 + c1 s + c2 s^2`` (weighted by ``pen``) for the rows ``W = Theta + s
@@ -777,7 +777,7 @@ def _multinomial_penalty(Theta, Step, pen):
     return 0.5 * c0, c1, 0.5 * c2
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _multinomial_hessian(A, P, pen, c, Ac, H):
     """Upper triangle of the Hessian of the mean softmax cross-entropy on the sum-to-zero
     subspace plus the penalty's, into ``H`` ``((K-1) p, (K-1) p)``: blocks
@@ -814,7 +814,7 @@ def _multinomial_hessian(A, P, pen, c, Ac, H):
                     block[r, r] += pen[r]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _origin_step(A, n_classes, pen, Grad, S, Step):
     """The Newton step ``Step`` ``(K - 1, p)`` of the multinomial problem at the origin,
     where every class probability is ``1 / K``: the Hessian is then
@@ -845,7 +845,7 @@ def _origin_step(A, n_classes, pen, Grad, S, Step):
     return True
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _decision_bound(A, y, r, Theta, P, f_obj, lam, centre, xmax, alpha, work):
     """Bounds ``(radius, spread)`` on how far the current point of a multinomial problem is
     from its optimum: ``|G - G*|_F <= radius`` for the weights, ``|u_k - u_l| <= spread`` for
@@ -977,7 +977,7 @@ def _decision_bound(A, y, r, Theta, P, f_obj, lam, centre, xmax, alpha, work):
     return radius, m * (_SQRT2 * delta + xres) if centre else 0.0
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _predictions_proven(A, y, r, Theta, P, f_obj, lam, centre, Ct, xmax, alpha, dec, work):
     """Whether the current point's predictions of the test samples (their largest classes;
     features ``Ct`` ``(n_test, r)``) are proven to be the optimum's: each largest class ahead
@@ -1014,7 +1014,7 @@ def _predictions_proven(A, y, r, Theta, P, f_obj, lam, centre, Ct, xmax, alpha, 
     return True
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter, Ct, xmax, centre):
     """Minimise the mean softmax cross-entropy plus ``0.5 * (sum_k |W_k|^2 + |sum_k
     W_k|^2)`` (weighted by ``pen``) over the first ``K - 1`` parameter rows (the last is
@@ -1170,7 +1170,7 @@ def _newton_multinomial(A, y, n_classes, pen, Theta, tol, max_iter, Ct, xmax, ce
     return max_iter, False, hessians, False
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _training_means(Gall, train, centre, rm):
     """For centring the training rows on their mean within the Gram matrix of all samples
     ``Gall``: ``rm[a]`` (``n_train``) the mean of training row ``a``'s products with the
@@ -1192,7 +1192,7 @@ def _training_means(Gall, train, centre, rm):
     return gm
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _gram_basis(Gall, train, rm, gm, R):
     """The upper Cholesky factor ``R`` ``(r, r)`` (``G = R' R``) of the Gram matrix ``G`` of
     the first ``r`` training rows, read from the Gram matrix of all samples ``Gall``,
@@ -1215,7 +1215,7 @@ def _gram_basis(Gall, train, rm, gm, R):
     return True
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _basis_coordinates(Gall, train, test, rm, gm, centre, R):
     """The coordinates ``(n_test, r)`` of the test samples in the basis of :func:`_gram_basis`
     (its factor ``R``; ``rm`` and ``gm`` from :func:`_training_means`): with ``L = R'``,
@@ -1240,7 +1240,7 @@ def _basis_coordinates(Gall, train, test, rm, gm, centre, R):
     return C
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _origin_hessian(gram, nt, pen, H):
     """The upper triangle of the binary Hessian at the origin of a fold of ``nt`` training
     rows, ``gram / (4 nt) + diag(pen)`` (every weight ``p (1 - p) / nt`` is ``1 / (4 nt)``
@@ -1255,7 +1255,7 @@ def _origin_hessian(gram, nt, pen, H):
         hj[0] += pen[j]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def logistic_block(
     Xv, vox, train_idx, n_train, test_idx, n_test, y, n_classes, C, fit_intercept, tol, max_iter,
     want_coef, follows, gram_plan, prove=False,

@@ -102,8 +102,8 @@ offset out of the products).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ._compiled import kernel
 from ._lapack import (
     matmul_into,
     reciprocal_condition_upper,
@@ -149,7 +149,7 @@ _GRAM_PROOF_MIN = 64
 _PROOF_TRIALS = 16
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _norm1_shifted(A, alpha, H):
     """``H = A + alpha I`` (C-contiguous copies) and the 1-norm of ``H``: row by row, each
     column's sum taken over the rows in order (contiguous loops, which numba vectorises;
@@ -170,7 +170,7 @@ def _norm1_shifted(A, alpha, H):
     return norm
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _intercept_shifted(K, fit_intercept):
     """``K + s 11'`` with ``s = trace(K) / m^2`` for the ``m x m`` centred Gram matrix ``K``
     of a fold with an intercept (``K 1 = 0``: the direction ``1`` gets the eigenvalue
@@ -190,7 +190,7 @@ def _intercept_shifted(K, fit_intercept):
     return out
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _gram_alpha(Ks, alpha, Yc, fit_intercept, exact_cond, G, V, work, col, diag, c):
     """One alpha of the Gram form: with ``G = Ks + alpha I = U'U`` (``Ks`` from
     :func:`_intercept_shifted`) and ``G^-1 = V V'``, ``V = U^-1``
@@ -267,7 +267,7 @@ def _gram_alpha(Ks, alpha, Yc, fit_intercept, exact_cond, G, V, work, col, diag,
     return True, cond, amp
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _solve_columns(U, Rt, fitted, Z):
     """For every target column ``r`` (a row of ``Rt``, ``Xc'Yc``'s columns): ``t = U^-T r``,
     the fitted values ``Z t`` (rows ``z_i = U^-T x_i`` of ``Z``) into ``fitted``'s row, and
@@ -302,7 +302,7 @@ def _solve_columns(U, Rt, fitted, Z):
             t[i] = (t[i] - acc) / U[i, i]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _loo_sse(E, den, ntr, T, out):
     """Each label set's sum of squared leave-one-out errors ``E[q, i] / den[i]`` over its
     ``T`` target columns and the ``ntr`` training samples, into ``out[s]`` (both forms:
@@ -316,7 +316,7 @@ def _loo_sse(E, den, ntr, T, out):
         out[s] = acc
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _choose(sse, scale, sensitivity, margin, best_out, near_out):
     """First best alpha per label set from the sums of squared leave-one-out errors
     ``sse`` ``(A, L)``; ``near_out`` ``(L,)``: whether a set's best score is within the
@@ -341,7 +341,7 @@ def _choose(sse, scale, sensitivity, margin, best_out, near_out):
         near_out[s] = near
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _tied_alphas(sse, scale, sensitivity, margin, b, alphas, out):
     """The alphas whose score (label set 0) is within the rounding margin of the chosen
     alpha ``b``'s, as :func:`_choose` tests them (``b`` included), into ``out``; their
@@ -360,7 +360,7 @@ def _tied_alphas(sse, scale, sensitivity, margin, b, alphas, out):
     return k
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _tie_proven_alike(
     sse, scale, sensitivity, tie_margin, b, alphas, tied, tried, M, R, F, ybar, T, margin, H, C, out, slack
 ):
@@ -376,7 +376,7 @@ def _tie_proven_alike(
     return _agreeing_decisions(M, R, F, ybar, tied[:k], T, margin, H, C, out, slack)
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _proven_class(vals, errs, a):
     """The class that row ``a`` of ``vals`` (``(A, T)`` decisions of one test sample and
     label set, ``errs`` bounds on their errors) predicts, proven by the bounds, or -1: two
@@ -400,7 +400,7 @@ def _proven_class(vals, errs, a):
     return top
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _proven_alike(dec0, err0, dec, err, T, vals, errs):
     """Whether every test sample (row of the decisions ``dec0`` and ``dec``, ``(n_test, Q)``,
     with bounds ``err0`` and ``err`` on their errors) gets the same class from both, each
@@ -436,7 +436,7 @@ def _proven_alike(dec0, err0, dec, err, T, vals, errs):
     return result
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _decisions_and_bounds(F, fn, C, coef_err, ybar, tol, dec, err):
     """Decisions ``dec = F C' + ybar`` of the test rows ``F`` (norms ``fn``) and bounds on
     their errors: ``|f| coef_err[q]`` (the coefficients' error) plus the rounding of the
@@ -454,7 +454,7 @@ def _decisions_and_bounds(F, fn, C, coef_err, ybar, tol, dec, err):
             err[t, q] = fn[t] * coef_err[q] + tol * (fn[t] * cn + abs(ybar[q]))
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _norm(v):
     """The Euclidean norm of the 1-d array ``v``."""
     acc = 0.0
@@ -463,7 +463,7 @@ def _norm(v):
     return np.sqrt(acc)
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _factor_shifted(M, diag, alpha, U):
     """The upper Cholesky factor of ``M + alpha I`` into ``U``: ``M``'s diagonal (``diag``)
     shifted in place, then restored; False when not positive definite."""
@@ -476,7 +476,7 @@ def _factor_shifted(M, diag, alpha, U):
     return ok
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _inverse_trace(U, work):
     """The trace of ``A^-1`` from the upper factor ``U`` of ``A`` (``A^-1 = V V'`` with
     ``V = U^-1``, written to ``work``: the sum of its squares); 0 when a diagonal entry of
@@ -496,7 +496,7 @@ def _inverse_trace(U, work):
     return trace if trace > 0.0 else 0.0
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _series_error(norms, delta, inv, fro2, gamma_solve):
     """A bound on the error of the coefficients ``c = c0 + delta g1 + delta^2 g2 +
     delta^3 g3`` (computed, nested) of ``M + alpha I``, ``delta = alpha0 - alpha``, where
@@ -515,14 +515,14 @@ def _series_error(norms, delta, inv, fro2, gamma_solve):
     return inv * residual + 8 * _EPS * terms
 
 
-@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+@kernel(nogil=True, inline="always")
 def _keep_trying(tried, proven):
     """Whether a block of spheres tries the next fold's proof: always for its first
     ``_PROOF_TRIALS`` folds, then while at least a quarter of those tried were proven."""
     return tried < _PROOF_TRIALS or 4 * proven >= tried
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@kernel(nogil=True)
 def _inverse_norm(alpha, alpha0, lam0, slack):
     """An upper bound on ``|(M + alpha I)^-1|_2`` for a symmetric ``M`` whose smallest
     eigenvalue is at least ``-slack`` (``slack < alpha``): ``1 / (alpha - slack)``, or, given
@@ -533,7 +533,7 @@ def _inverse_norm(alpha, alpha0, lam0, slack):
     return 1.0 / low if low > floor else 1.0 / floor
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out, slack):
     """The test decisions of every alpha's ridge fit, kept if all alphas predict alike.
 
@@ -736,7 +736,7 @@ def _agreeing_decisions(M, R, F, ybar, alphas, T, margin, H, C, out, slack):
     return False
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def ridge_cv_block(
     Xv, vox, order, runs, bounds, used, fold_blocks, subtract, train_pos, n_train, test_pos,
     n_test, gram_fold, targets, n_sets, alphas, fit_intercept, margin, gram_margin, predictions_only,

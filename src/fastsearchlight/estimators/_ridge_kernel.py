@@ -16,9 +16,9 @@ which keeps the cross-products accurate on raw BOLD values.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..cv import CVPlan
+from ._compiled import kernel
 from ._rows import gather_samples
 from ._simd import column_gram, column_gram_upper, mirror_below_blocks
 from ._triangular import cholesky_upper_into, solve_upper
@@ -146,7 +146,7 @@ def role_blocks(plan: CVPlan) -> RoleBlocks:
     )
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def gather_sphere(Xv, rows, order, Xs, centre, mu):
     """The sphere's samples ``Xs[i, j] = Xv[rows[j], order[i]]`` from the voxel-major data
     (samples in the order of their role in the folds); when ``centre``, shifted by their mean
@@ -167,7 +167,7 @@ def gather_sphere(Xv, rows, order, Xs, centre, mu):
                 Xs[i, j] -= mu[j]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def block_products(X, bounds, b, grams, sums, mirror=True):
     """Block ``b``'s rows ``X[bounds[b]:bounds[b + 1]]``: their cross-products into
     ``grams[b]`` (outer-product tiles, :mod:`._simd`; both triangles, or the upper one only
@@ -186,7 +186,7 @@ def block_products(X, bounds, b, grams, sums, mirror=True):
     return Xb
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def accumulate(total, part, first):
     """``total = part`` when ``first``, else ``total += part``, for C-contiguous arrays of one
     shape, as one flat loop (numba's array expressions on 2-d arrays are slower)."""
@@ -200,7 +200,7 @@ def accumulate(total, part, first):
             into[i] += fro[i]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def fold_sum(total, parts, blocks, subtract, out):
     """A fold's vector ``out`` from the role blocks' ``parts`` (see :func:`fold_products`)."""
     m = out.shape[0]
@@ -218,7 +218,7 @@ def fold_sum(total, parts, blocks, subtract, out):
                 out[j] += parts[b, j]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def fold_products(total_g, total_s, grams, sums, blocks, subtract, G, s):
     """A fold's cross-products ``G`` and sums ``s`` from the role blocks ``blocks`` (ended by
     -1): the totals minus those blocks when ``subtract``, else the blocks' sum. Shared by the
@@ -251,7 +251,7 @@ def fold_products(total_g, total_s, grams, sums, blocks, subtract, G, s):
     fold_sum(total_s, sums, blocks, subtract, s)
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def _cholesky_solve(A, R):
     """``R = A^-1 R`` in place for a symmetric positive definite ``A`` given by its upper
     triangle (the blocked Cholesky of :mod:`._triangular` on a copy; ``gesv`` when it
@@ -278,7 +278,7 @@ def _cholesky_solve(A, R):
             R[i, q] = col[i]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def gather_rows(Xv, rows, runs, Xt, centre, mu):
     """The sphere's samples voxel-major, ``Xt[j, i] = Xv[rows[j], order[i]]`` (samples in
     the order of their role in the folds, given as the runs of :func:`order_runs`: each
@@ -304,7 +304,7 @@ def gather_rows(Xv, rows, runs, Xt, centre, mu):
                 into[i] = fro[i] - m
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def block_products_rows(Xt, bounds, b, grams, sums, mirror=False):
     """Block ``b``'s samples ``Xt[:, bounds[b]:bounds[b + 1]]`` (voxel-major): the upper
     triangle of their cross-products into ``grams[b]`` (both triangles when ``mirror``) and
@@ -337,7 +337,7 @@ def block_products_rows(Xt, bounds, b, grams, sums, mirror=False):
         sums[b, j] = acc
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def block_target_sums(Yt, bounds, used, sy, total_y):
     """Each used role block's sums of the targets, ``sy[b, q]`` over its positions, added
     to ``total_y`` (targets ``Yt`` ``(Q, n)``). Shared by the ridge kernels."""
@@ -351,7 +351,7 @@ def block_target_sums(Yt, bounds, used, sy, total_y):
             total_y[q] += acc
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def block_target_products(Xt, Yt, bounds, b, xy):
     """Block ``b``'s products of its samples with the targets, ``xy[b, q, r] = sum_i
     Xt[r, i] Yt[q, i]`` over its positions ``i`` (voxel-major samples ``Xt`` ``(p, n)``,
@@ -367,7 +367,7 @@ def block_target_products(Xt, Yt, bounds, b, xy):
             xy[b, q, r] = acc
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def ridge_block(
     Xv, vox, runs, bounds, used, fold_blocks, subtract, n_train, test_pos, n_test, test_span,
     targets, alpha, fit_intercept,
@@ -475,7 +475,7 @@ def ridge_block(
     return out
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def accumulate_upper(total, part, first):
     """``total = part`` when ``first``, else ``total += part``, on the upper triangles of
     square C-contiguous arrays (row slices from the diagonal; shared by the LDA and ridge
@@ -492,7 +492,7 @@ def accumulate_upper(total, part, first):
                 into[k] += fro[k]
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def fold_matrix_upper(total_g, grams, blocks, subtract, nf, mu, alpha, A):
     """A fold's normal equations ``A = G - nf mu mu' + alpha I`` on their upper triangle (all
     a Cholesky factorisation reads; the ``RidgeClassifierCV`` kernel mirrors it), with ``G``

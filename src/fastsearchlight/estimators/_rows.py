@@ -22,7 +22,7 @@ LDA and ridge kernels).
 
 from __future__ import annotations
 
-from numba import njit
+from ._compiled import kernel
 
 __all__ = ["four_axpy", "four_dots", "gather_samples", "next_four", "row_gram", "row_products"]
 
@@ -30,7 +30,7 @@ __all__ = ["four_axpy", "four_dots", "gather_samples", "next_four", "row_gram", 
 _FASTMATH = {"reassoc", "contract"}
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def four_dots(M, r0, r1, r2, r3, v, d):
     """The dot products of rows ``r0 .. r3`` of ``M`` with ``v`` (their first ``d``
     entries), in one loop: each load of ``v`` serves four products."""
@@ -44,7 +44,7 @@ def four_dots(M, r0, r1, r2, r3, v, d):
     return a0, a1, a2, a3
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def next_four(selected, want, i, n):
     """The next four positions ``j`` from ``i`` (below ``n``) where ``selected[j] == want``,
     -1 for those missing at the end, and the position after the last one read: the loops
@@ -64,7 +64,7 @@ def next_four(selected, want, i, n):
     return j0, j1, j2, j3, i
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def four_axpy(M, r0, r1, r2, r3, c0, c1, c2, c3, out, d):
     """``out[:d] += c0 M[r0] + c1 M[r1] + c2 M[r2] + c3 M[r3]`` (the first ``d`` entries of
     the rows), in one loop: each load and store of ``out`` serves four products."""
@@ -72,7 +72,7 @@ def four_axpy(M, r0, r1, r2, r3, c0, c1, c2, c3, out, d):
         out[k] += c0 * M[r0, k] + c1 * M[r1, k] + c2 * M[r2, k] + c3 * M[r3, k]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def gather_samples(Xv, rows, order, out):
     """A sphere's samples ``out[i, j] = Xv[rows[j], order[i]]`` (``out`` (n, p), rows with
     contiguous entries; an empty ``order`` for the data's own order) from the voxel-major
@@ -107,7 +107,7 @@ def gather_samples(Xv, rows, order, out):
             out[i, j] = r[i if identity else order[i]]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _sixteen_dots(A, i0, B, j0, d):
     """The dot products of rows ``i0 .. i0 + 3`` of ``A`` with rows ``j0 .. j0 + 3`` of ``B``
     over their first ``d`` entries, in one loop (``s[a][b]`` for rows ``i0 + a`` and
@@ -144,7 +144,7 @@ def _sixteen_dots(A, i0, B, j0, d):
     )
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def row_products(A, B, out, m, n, d):
     """``out[i, j] = A[i, :d] . B[j, :d]`` for ``i < m``, ``j < n``: ``out = A B^T`` on
     leading blocks of C-contiguous 2-d arrays.
@@ -183,7 +183,7 @@ def row_products(A, B, out, m, n, d):
             o[j] = t
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def row_gram(A, G, n, d, shift):
     """``G[i, j] = A[i, :d] . A[j, :d] + shift`` for ``i, j < n`` (both triangles): the Gram
     matrix of the rows of a leading block of the C-contiguous ``A``, plus a constant.

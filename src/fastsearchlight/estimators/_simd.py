@@ -36,9 +36,11 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from ._compiled import kernel
 
 __all__ = [
     "DIAGONAL_BLOCK",
@@ -225,7 +227,7 @@ outer_tile8 = _outer_tile(_GRAM_ROWS)
 _outer_tile2 = _outer_tile(2)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def column_products_upper(Y, X, n, q, G, shift, alpha=1.0, accumulate=False, strict=True):
     """``G[i, j] = (G[i, j] if accumulate else 0) + alpha * Y[:n, i] . X[:n, j] + shift`` for
     ``i <= j < q``: the upper triangle of a symmetric product such as ``X' diag(w) X`` (with
@@ -306,7 +308,7 @@ def column_products_upper(Y, X, n, q, G, shift, alpha=1.0, accumulate=False, str
                     row[c] = base + alpha * t[c - first] + shift
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def column_gram_upper(X, n, q, G, shift, alpha=1.0, accumulate=False, strict=True):
     """``G[i, j] = (G[i, j] if accumulate else 0) + alpha * X[:n, i] . X[:n, j] + shift``
     for ``i <= j < q``: the Gram matrix of the leading block's columns, in the upper
@@ -314,7 +316,7 @@ def column_gram_upper(X, n, q, G, shift, alpha=1.0, accumulate=False, strict=Tru
     column_products_upper(X, X, n, q, G, shift, alpha, accumulate, strict)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def column_gram(X, G):
     """``G = X' X`` (both triangles) for the rows of ``X`` ``(k, d)`` and ``G`` ``(d, d)``:
     the upper triangle by :func:`column_gram_upper`, mirrored."""
@@ -323,7 +325,7 @@ def column_gram(X, G):
     mirror_below_blocks(G, d)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def mirror_below_blocks(G, d):
     """The lower triangle of ``G[:d, :d]`` below the diagonal's blocks, from its upper
     triangle: what :func:`column_products_upper` without ``strict`` leaves to mirror

@@ -75,9 +75,9 @@ the interpreter lock.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ._borrow import borrowed
+from ._compiled import kernel
 from ._lapack import inverse_lower_block, matmul_into
 from ._rows import four_dots, next_four
 from ._simd import DIAGONAL_BLOCK, column_gram_upper, column_products_upper, mirror_below_blocks
@@ -109,7 +109,7 @@ _LAPACK_FROM = 24
 GRAM_REFRESH = 16
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _cholesky_lower(M, k, L, inv):
     """Lower factor ``L`` (``M = L L^T``) of the leading ``k x k`` block of ``M`` (lower
     triangle read), and the reciprocals ``inv`` of its diagonal; False if it is not
@@ -149,7 +149,7 @@ def _cholesky_lower(M, k, L, inv):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _factor_every_sample(K, k, half, U0, inv0):
     """``U0`` (upper, in place: ``U0^T U0``) the factor of ``I / 2C + K`` on every training
     sample (``half = 1 / 2C``), ``inv0`` the reciprocals of its diagonal; False if it fails.
@@ -163,7 +163,7 @@ def _factor_every_sample(K, k, half, U0, inv0):
     return _cholesky_upper(U0, k, inv0)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _inverse_from_factor(U0, k, S):
     """``S`` (both triangles of its leading ``k x k`` block) the inverse of ``U0^T U0``, from
     the upper factor ``U0`` of :func:`_factor_every_sample`: its transpose into the lower
@@ -175,7 +175,7 @@ def _inverse_from_factor(U0, k, S):
     return inverse_lower_block(S, k)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _inverse_every_sample(K, k, half, S, row):
     """``S`` the inverse of ``I / 2C + K`` on every training sample (``half = 1 / 2C``), by
     Gauss-Jordan elimination in place, without pivoting (the matrix is positive definite:
@@ -207,7 +207,7 @@ def _inverse_every_sample(K, k, half, S, row):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _schur_factor(M, k, L, dinv):
     """``M = L D L^T`` for the leading ``k x k`` block of ``M`` (lower triangle read): ``L``
     unit lower triangular (its diagonal set to 1), ``dinv`` the reciprocals of ``D``;
@@ -225,7 +225,7 @@ def _schur_factor(M, k, L, dinv):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _schur_factor_forward(S, ridx, k, L, dinv, z, f):
     """``S_RR = L D L^T`` (``R = ridx[:k]``, read from ``S`` in place) as
     :func:`_schur_factor`, by a compiled row-by-row loop, and the forward substitution
@@ -258,7 +258,7 @@ def _schur_factor_forward(S, ridx, k, L, dinv, z, f):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _ldl_back(L, dinv, k, x):
     """In place, ``x = L^-T D^-1 x`` on the leading ``k`` entries: the second half of a
     solve with an ``L D L^T`` factor, the back substitution along the rows of ``L``
@@ -271,7 +271,7 @@ def _ldl_back(L, dinv, k, x):
             x[c] -= L[i, c] * xi
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _solve_ldl(L, dinv, k, b, out):
     """``out = (L D L^T)^-1 b`` on the leading ``k`` entries (:func:`_schur_factor`'s
     factor; ``out`` may be ``b``)."""
@@ -283,7 +283,7 @@ def _solve_ldl(L, dinv, k, b, out):
     _ldl_back(L, dinv, k, out)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _cholesky_upper(U, k, inv):
     """In place: the upper factor ``U`` (``M = U^T U``) of the leading ``k x k`` block of
     ``U``, whose upper triangle holds ``M``, and the reciprocals ``inv`` of its diagonal;
@@ -316,7 +316,7 @@ def _cholesky_upper(U, k, inv):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _append(K, half, idx, na, j, U, inv, l):
     """Sample ``j`` appended to the upper factor ``U`` of ``I / 2C + K_AA``
     (``A = idx[:na]``): a new column ``U^-T K[A, j]`` (forward solve by row slices) and
@@ -337,7 +337,7 @@ def _append(K, half, idx, na, j, U, inv, l):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _remove(idx, na, r, U, inv, v):
     """The sample at position ``r`` taken out of the upper factor ``U`` of
     ``I / 2C + K_AA`` (``A = idx[:na]``): its row and column are deleted (the entries right
@@ -373,7 +373,7 @@ def _remove(idx, na, r, U, inv, v):
             rest[i] = cs * rest[i] - sn * x
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _products_off(K, k, p, on_p, out):
     """``out[i] = (K p)_i`` for the samples ``i`` outside ``on_p`` (the others are left as
     they were), four rows of ``K`` at a time: each load of ``p`` serves four products. ``p``
@@ -397,7 +397,7 @@ def _products_off(K, k, p, on_p, out):
                     out[r] = acc
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta):
     """One step from the coefficients ``a`` towards the Newton point ``p`` of the active set
     ``idx[:na]``, by the exact line search: ``a``, the margins ``m`` and the active set
@@ -447,7 +447,7 @@ def _newton_step(K, k, y, C, p, on_p, idx, na, a, m, act, s, u, delta):
     return t, ss, n_changed, ww
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _jump(K, k, y, C, p, on_p, a, m, act):
     """Move straight to the Newton point ``p`` of the active set ``on_p`` (a warm start's
     first step): ``a = p``, its margins ``m`` and active set ``act``. Returns how many
@@ -465,7 +465,7 @@ def _jump(K, k, y, C, p, on_p, a, m, act):
     return n_changed
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _factor_active(K, half, idx, na, U, inv):
     """The upper triangle of ``U`` set to ``I / 2C + K_AA`` (``A = idx[:na]``), to be
     factored in place."""
@@ -478,7 +478,7 @@ def _factor_active(K, half, idx, na, U, inv):
         Ur[0] += half
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _solve_dual(
     K, k, y, C, U0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, U, inv, rhs, z, guess, jumps,
     have_U0,
@@ -630,7 +630,7 @@ FULL_JUMPS = 8
 _FRESH_SHARE = 8
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     """``out = z - S[:, R] S_RR^-1 z_R`` with ``out_R = 0``, for ``R = ridx[:nr]``. With
     ``S`` the inverse of ``M = I / 2C + K`` on every training sample and ``z = S b`` (``b``
@@ -672,7 +672,7 @@ def _schur_correction(S, k, z, out, ridx, nr, Mr, Lr, invr, lam, factor):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, Mr, Lr, invr, lam, starts, warm):
     """The active-set jumps of :func:`_set_by_inverse` from ``p1 = S y``, the Newton point
     of every sample: each goes straight to the Newton point ``p`` of the current active set
@@ -723,7 +723,7 @@ def _jumps(S, k, y, p1, max_jumps, p, Act, j, ridx, Mr, Lr, invr, lam, starts, w
     return _REDO, points, nr
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _residual(k, C, Y, P, KP, Mg, Act, A, j, y, p, b, knorm, tolerant):
     """The residual ``b = y_A - M_AA p_A`` (0 outside the active set ``Act[j]``) of the
     Newton point ``p = P[j]`` of the targets ``y = Y[j]`` (both copied to the work vectors
@@ -773,7 +773,7 @@ def _residual(k, C, Y, P, KP, Mg, Act, A, j, y, p, b, knorm, tolerant):
     return 2.0 * C * res <= 1e-13 * big, big, res, err, pn
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _certified(k, y, p, Mg, Act, j, knorm, radius, slack):
     """Whether the margins prove the active set ``A = Act[j]`` of the Newton point ``p``
     to be the optimum's, given ``radius``, a bound on ``|p - p*|_2`` for ``p*`` the exact
@@ -799,7 +799,7 @@ def _certified(k, y, p, Mg, Act, j, knorm, radius, slack):
     return 0 if same else 1
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam, factor):
     """``a = p + M_AA^-1 r`` from ``u = S r`` (block inverse, with the factor of ``S_RR`` in
     ``Lr``/``invr``, or factored here when ``factor``); False when the correction exceeds
@@ -814,7 +814,7 @@ def _refined(S, k, u, p, big, s, a, ridx, nr, Mr, Lr, invr, lam, factor):
     return corr <= 1e-8 * big
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _same_set(k, Mg, Act, j):
     """Whether the margins ``Mg[j]`` give the active set ``Act[j]`` back (``m_i < 1`` on
     it)."""
@@ -824,7 +824,7 @@ def _same_set(k, Mg, Act, j):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arrays, jumped, work, tolerant):
     """Every problem of a training set (``members``) from ``S``, the inverse of
     ``M = I / 2C + K`` on every training sample, by active-set jumps (:func:`_jumps`: the
@@ -958,7 +958,7 @@ def _set_by_inverse(K, k, C, S, members, Yq, rows, starts, warm, max_jumps, arra
     return
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def _lockstep_space(M, k_max):
     """Work arrays of :func:`_set_by_inverse` for ``M`` problems per training set."""
     return (
@@ -969,7 +969,7 @@ def _lockstep_space(M, k_max):
     )  # fmt: skip
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _training_runs(rows, k, start, length):
     """The runs of consecutive samples in ``rows[:k]``: their first samples into ``start``
     and lengths into ``length``; returns how many."""
@@ -984,7 +984,7 @@ def _training_runs(rows, k, start, length):
     return n
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def _by_runs(n_runs, k):
     """Whether a training set of ``k`` samples in ``n_runs`` runs of consecutive samples is
     read run by run (slices that vectorise) rather than sample by sample (many short runs:
@@ -992,7 +992,7 @@ def _by_runs(n_runs, k):
     return 8 * n_runs <= k
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _training_block(Gb, rows, k, K, start, length, n_runs):
     """``K`` the block of the Gram matrix ``Gb`` on the samples ``rows[:k]``, whose runs of
     consecutive samples are ``start``, ``length`` (:func:`_training_runs`); returns its
@@ -1023,7 +1023,7 @@ def _training_block(Gb, rows, k, K, start, length, n_runs):
     return top
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _decisions_outside(Gb, rows, k, a, others, start, length, n_runs, out):
     """``out[o] = Gb[o, rows[:k]] . a`` for the samples ``o`` in ``others`` (outside the
     training set ``rows[:k]``, whose runs of consecutive samples are ``start``, ``length``:
@@ -1049,7 +1049,7 @@ def _decisions_outside(Gb, rows, k, a, others, start, length, n_runs, out):
         out[o] = acc
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def gram_newton_spheres(
     G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, guess,
     has_guess, start_jumps, follows, bounds, classes, unsettled,
@@ -1301,7 +1301,7 @@ def gram_newton_spheres(
     return status, iterations
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _check_predictions(out, bound, status, members, classes, others, unsettled, b):
     """Flags sphere ``b`` in ``unsettled`` when the bounds of one of its label vectors
     (groups of ``classes`` problems in ``members``) do not prove its predictions on the
@@ -1339,7 +1339,7 @@ def _check_predictions(out, bound, status, members, classes, others, unsettled, 
                 return
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def follows_previous(vox, previous):
     """Whether each sphere (row of ``vox``, voxel indices in increasing order) shares at
     least half its voxels with the one before it (``previous`` before the first; empty:
@@ -1354,7 +1354,7 @@ def follows_previous(vox, previous):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def _increasing(row):
     """Whether the entries of ``row`` are strictly increasing."""
     for j in range(1, row.shape[0]):
@@ -1363,7 +1363,7 @@ def _increasing(row):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@kernel()
 def _shared(cur, prev):
     """How many entries two strictly increasing rows share."""
     k, kp = cur.shape[0], prev.shape[0]
@@ -1382,7 +1382,7 @@ def _shared(cur, prev):
     return shared
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _changed_rows(Xv, cur, prev, V, W):
     """The data rows of the voxels in ``cur`` and not in ``prev`` (strictly increasing rows
     of voxel indices), and of those in ``prev`` and not in ``cur``, into the rows of ``V``;
@@ -1412,7 +1412,7 @@ def _changed_rows(Xv, cur, prev, V, W):
     return m
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
     """Each sphere's Gram matrix of its samples, ``G[b] = V^T V + shift`` with ``V =
     Xv[vox[b]]`` (``n x n``, both triangles), from the voxel-major data ``Xv`` (n_voxels,

@@ -51,8 +51,8 @@ cache in the user's cache folder (``NUMBA_CACHE_DIR`` when set).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ._compiled import kernel
 from ._rows import four_dots, gather_samples, next_four, row_products
 from ._simd import column_gram_upper
 from ._triangular import cholesky_solve_upper, cholesky_solve_upper_rows, cholesky_upper_into
@@ -79,21 +79,21 @@ _MAJORISED_MAX_STEPS = 2
 _MAJORISED_TRIAL = 16
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _cholesky(H, R):
     """Upper factor ``R`` (``H = R^T R``, row-major) from the upper triangle of ``H``;
     False if ``H`` is not positive definite (:func:`._triangular.cholesky_upper_into`)."""
     return cholesky_upper_into(H, R)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _solve(R, b, out):
     """``out = (R^T R)^-1 b`` (compiled row loops, :mod:`._triangular`: two to 2.5 times
     faster than LAPACK's ``potrs`` from ``d ~ 76``)."""
     cholesky_solve_upper(R, b, out)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _rotation(rkk, wk, sign):
     """The coefficients with which :func:`_rank_one` changes a row of the factor, from its
     diagonal entry ``rkk`` and the change's entry ``wk``: ``(r, c, s, 1 / c, sign s / c)``,
@@ -108,7 +108,7 @@ def _rotation(rkk, wk, sign):
     return r, c, s, inv_c, sign * s * inv_c
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _rank_one(R, x, sign, work):
     """``R^T R + sign * x x^T`` into ``R`` (update or downdate); False if it fails.
 
@@ -135,7 +135,7 @@ def _rank_one(R, x, sign, work):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _rank_two(R, x, sign, work, x2, sign2, work2):
     """:func:`_rank_one` with ``x`` then with ``x2``, in one pass over the rows of ``R``:
     each row takes the first change, then the second (the same operations in the same order
@@ -165,7 +165,7 @@ def _rank_two(R, x, sign, work, x2, sign2, work2):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _margins(X, rows, Y, v, out):
     """``out[i] = Y[i] * X[rows[i]] . v``, four rows at a time (each load of ``v`` serves
     four products)."""
@@ -188,7 +188,7 @@ def _margins(X, rows, Y, v, out):
         i += 1
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _move_margins(m, t, delta, W, act):
     """``m += t * delta``; returns how many samples (of weight ``W > 0``) then change their
     side of the margin against ``act``, and how many are active (``m < 1``)."""
@@ -202,7 +202,7 @@ def _move_margins(m, t, delta, W, act):
     return n_changed, n_active
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _add_gram(X, rows, Y, chosen, alpha, H, g):
     """``H += alpha X_S^T X_S`` (upper triangle, in place, in outer-product tiles) and
     ``g = X_S^T y_S``, for the rows ``rows[chosen]`` of ``X``."""
@@ -223,7 +223,7 @@ def _add_gram(X, rows, Y, chosen, alpha, H, g):
     column_gram_upper(XS, k, d, H, 0.0, alpha, True)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _build(X, rows, Y, act, C, H, b):
     """``H = I + 2C X_A^T X_A`` (upper triangle) and ``b = 2C X_A^T y_A``, for the rows
     ``rows`` of ``X`` (the problem's samples)."""
@@ -238,7 +238,7 @@ def _build(X, rows, Y, act, C, H, b):
         b[r] *= 2.0 * C
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
     """``p = H^-1 b`` from the factor ``R``, refined once against ``H = I + 2C X_A^T X_A``
     itself, applied from the active rows (``r = b - p - 2C X_A^T X_A p``): exact to
@@ -275,7 +275,7 @@ def _refined_newton_point(X, rows, act, C, R, b, p, r, z):
         p[k] += z[k]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _step_length(wd, ss, m, delta, W, n, C):
     """Exact minimiser ``t`` along a direction ``s`` of the objective
     ``0.5 |w + t s|^2 + C sum_i max(0, 1 - m_i - t delta_i)^2`` (as
@@ -301,7 +301,7 @@ def _step_length(wd, ss, m, delta, W, n, C):
     return t
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _first_step_rule(t, m, delta, W, n, few):
     """The first step's length: ``t``, or the Newton point (``1``) when the exact line search
     goes past it to where fewer than ``few`` of the samples ``i < n`` of weight ``W[i] > 0``
@@ -316,7 +316,7 @@ def _first_step_rule(t, m, delta, W, n, few):
     return 1.0 if kept < few else t
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _line_search(w, s, m, delta, W, C):
     """Exact minimiser along ``s`` of the objective (:func:`_step_length`)."""
     wd = 0.0
@@ -327,7 +327,7 @@ def _line_search(w, s, m, delta, W, C):
     return _step_length(wd, ss, m, delta, W, m.shape[0], C)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _too_large(H):
     """Whether ``H = I + 2C X^T X`` is too large for its identity (see ``needs_svd``)."""
     top = 0.0
@@ -336,7 +336,7 @@ def _too_large(H):
     return _EPS * top > _NORMAL_EQUATIONS_TOL
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _changes_worth_updating(n_changed, n_active, d):
     """Whether ``n_changed`` rank-one updates cost less than rebuilding from the rows (a
     rebuild runs in BLAS and LAPACK, several times faster per operation than the updates:
@@ -344,7 +344,7 @@ def _changes_worth_updating(n_changed, n_active, d):
     return 4 * n_changed * d < n_active * (d // 2 + 1) + d * d // 6
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _first_active_set(X, rows, Y, W, m, C, H0, rhs0, H, b, act):
     """``H`` and ``b`` of the active set after the first step: the first step's ``H0`` and
     ``rhs0`` (every training sample active) minus the samples that left it."""
@@ -362,7 +362,7 @@ def _first_active_set(X, rows, Y, W, m, C, H0, rhs0, H, b, act):
         b[r] = rhs0[r] - 2.0 * C * b[r]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta, act, H0, rhs0, warm=False):
     """Finite Newton iterations on one problem, from ``w = 0`` with Newton point ``first``,
     or from a ``warm`` start.
@@ -415,7 +415,7 @@ def _solve_problem(X, rows, Y, W, C, w, first, max_iter, H, R, vectors, m, delta
     return _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, act, H0, rhs0, 0)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, act, H0, rhs0, start):
     """:func:`_solve_problem`'s iterations, from ``w`` (margins ``m``, active set ``act``)
     towards the Newton point ``vectors[1]`` of ``act``, whose factor is ``R`` (computed
@@ -502,7 +502,7 @@ def _newton_iterations(X, rows, Y, W, C, w, max_iter, H, R, vectors, m, delta, a
     return UNCONVERGED, max_iter
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     """Solve every problem of a batch (see the module's docstring).
 
@@ -562,7 +562,7 @@ def newton_problems(Xs, Ys, Ws, first, C, max_iter):
     return w, status, iterations
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _gather_margins(Mall, index, Yq, out):
     """``out[q, i] = Yq[q, i] * Mall[q, index[q, i]]``: each problem's margins of its own
     rows from the margins of every sample of the sphere."""
@@ -572,7 +572,7 @@ def _gather_margins(Mall, index, Yq, out):
             o[i] = y[i] * src[rows[i]]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _majorised_starts(Xz, XT, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps, usable, mwork):
     """Starts for every problem of one sphere from the factor ``PR`` of
     ``P = I + 2C X^T X`` over every sample of the sphere, in lockstep: each step's margins
@@ -645,7 +645,7 @@ def _majorised_starts(Xz, XT, index, Yq, Wq, C, PR, rhs, n_all, w, M, Act, steps
                 running[q] = False
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _majorised_work(Q, n_train, n_rows, d):
     """Work arrays of :func:`_majorised_starts` for ``Q`` problems of ``n_train`` rows of a
     sphere of ``n_rows`` samples (its padding row included) and ``d`` features: every
@@ -661,7 +661,7 @@ def _majorised_work(Q, n_train, n_rows, d):
     )
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _solve_sphere(
     Xz, XT, index, Yq, Wq, set_of, H0, rhs, C, max_iter, w, status, iterations, work, PR, majorise, tries,
 ):  # fmt: skip
@@ -711,7 +711,7 @@ def _solve_sphere(
         iterations[q] = taken + it
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _work_space(U, Q, n, n_rows, d, majorise):
     """Work arrays of :func:`_solve_sphere` for ``U`` training sets and ``Q`` problems of
     ``n`` rows, of spheres of ``n_rows`` samples (the padding row included) and ``d``
@@ -737,7 +737,7 @@ def _work_space(U, Q, n, n_rows, d, majorise):
     )
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _sphere_samples(Xv, voxels, intercept, scaling, Xz):
     """The sphere's samples ``Xz[:n] = [Xv[voxels].T, scaling]`` from the voxel-major data
     ``Xv`` (n_voxels, n), and a zero row ``Xz[n]`` (the padding sample)."""
@@ -750,7 +750,7 @@ def _sphere_samples(Xv, voxels, intercept, scaling, Xz):
     Xz[n, :] = 0.0
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _sphere_features(Xv, voxels, intercept, scaling, XT):
     """The sphere's samples the other way round, ``XT[j] = [Xv[voxels[j]], 0]`` (its voxels'
     rows, each with the padding sample's 0) and ``XT[k] = [scaling, ..., scaling, 0]`` (the
@@ -768,7 +768,7 @@ def _sphere_features(Xv, voxels, intercept, scaling, XT):
         XT[k, n] = 0.0
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _rows_gram(Xz, rows, G):
     """``G = Xz[rows]^T Xz[rows]`` (upper triangle, in outer-product tiles:
     :func:`._simd.column_gram_upper`); a run of consecutive rows is read in place."""
@@ -783,7 +783,7 @@ def _rows_gram(Xz, rows, G):
     column_gram_upper(XS, k, d, G, 0.0)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def training_grams(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, G, total):
     """``G[u] = X_T^T X_T`` (upper triangle) of each training set ``u`` of one sphere's rows
     ``Xz`` (``n`` of them), by :class:`.svm._GramPlan`'s arrays.
@@ -821,7 +821,7 @@ def training_grams(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, G, total)
                     h[c] = t[c] - h[c]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, total):
     """``H0[u] = I + 2C X_T^T X_T`` (upper triangle) of each training set ``u`` of one sphere,
     from :func:`training_grams` (``total`` as there)."""
@@ -835,7 +835,7 @@ def _first_matrices(Xz, n, set_ptr, set_rows, subtract, disjoint, rest, C, H0, t
             H0[u, r, r] += 1.0
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+@kernel(nogil=True, fastmath=_FASTMATH)
 def newton_block(
     Xv, vox, intercept, scaling, set_ptr, set_rows, subtract, disjoint, rest, index, Yq, Wq, set_of,
     YW, C, max_iter, majorise_from, w, decisions,

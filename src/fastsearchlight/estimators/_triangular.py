@@ -53,8 +53,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from ._compiled import kernel
 from ._rows import _sixteen_dots
 from ._simd import TILE_COLUMNS, TILE_ROWS, outer_tile
 
@@ -80,7 +80,7 @@ _SOLVE_TILES_FROM = 24
 _SOLVE_TILE_COLUMNS = 8
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _forward_upper_from(U, inv, c, k, x):
     """:func:`forward_upper` from entry ``c`` (the entries of ``x`` before it zero)."""
     while c + 4 <= k:
@@ -110,7 +110,7 @@ def _forward_upper_from(U, inv, c, k, x):
         c += 1
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def forward_upper(U, inv, k, x):
     """``x = U^-T x`` on the leading ``k`` entries, in place (``inv``: reciprocals of the
     diagonal of ``U``), four rows of ``U`` at a time: the four entries of ``x`` they give
@@ -120,7 +120,7 @@ def forward_upper(U, inv, k, x):
     _forward_upper_from(U, inv, 0, k, x)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def inverse_rows_upper(U, inv, V):
     """The inverse ``U^-1`` of the upper factor ``U`` ``(k, k)`` into the upper triangle of
     ``V`` (C-contiguous, at least ``k x k``; the rest of its leading ``k`` rows is zeroed):
@@ -136,7 +136,7 @@ def inverse_rows_upper(U, inv, V):
         _forward_upper_from(U, inv, i, k, x)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def solve_upper(U, inv, k, b, out):
     """``out = (U^T U)^-1 b`` on the leading ``k`` entries, for the upper factor held in the
     leading ``k x k`` block of ``U`` (``inv``: reciprocals of its diagonal): forward by row
@@ -148,7 +148,7 @@ def solve_upper(U, inv, k, b, out):
     back_upper(U, inv, k, out)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def back_upper(U, inv, k, x):
     """``x = U^-1 x`` on the leading ``k`` entries, in place (``inv``: reciprocals of the
     diagonal of ``U``): the last ``k % 4`` entries one by one, then four at a time from the
@@ -188,7 +188,7 @@ def back_upper(U, inv, k, x):
         i -= 4
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def cholesky_solve_upper(R, b, out):
     """``out = (R^T R)^-1 b`` for the upper factor ``R`` ``(d, d)`` of
     :func:`cholesky_upper_into` (its lower triangle is not read), by
@@ -200,7 +200,7 @@ def cholesky_solve_upper(R, b, out):
     solve_upper(R, inv, d, b, out)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def cholesky_solve_upper_rows(R, B, running):
     """``B[q] = (R^T R)^-1 B[q]`` in place for every row ``q`` of ``B`` ``(Q, d)`` with
     ``running[q]``, for the upper factor ``R`` of :func:`cholesky_upper_into`, by
@@ -216,7 +216,7 @@ def cholesky_solve_upper_rows(R, B, running):
             back_upper(R, inv, d, x)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _block_dots_two(A, i0, na, B, j0, nb, length, S):
     """``S[a, b] = A[i0 + a, :length] . B[j0 + b, :length]`` for ``a < na``, ``b < nb``:
     a block at a matrix's last rows, where four rows are not there to read."""
@@ -230,13 +230,13 @@ def _block_dots_two(A, i0, na, B, j0, nb, length, S):
             S[a, b] = acc
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _block_dots(L, i0, na, j0, nb, length, S):
     """:func:`_block_dots_two` of the rows of one matrix."""
     _block_dots_two(L, i0, na, L, j0, nb, length, S)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _cholesky_upper_tiles(M, k):
     """In place: the upper Cholesky factor of the leading ``k x k`` block of ``M``, from its
     upper triangle into its upper triangle (``M = U^T U``; the lower triangle of each 4 x 4
@@ -256,7 +256,7 @@ def _cholesky_upper_tiles(M, k):
     return _factor_blocks(M, k, M, False)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@kernel(fastmath=_FASTMATH, inline="always")
 def _factor_blocks(M, k, Linv, tiles):
     """:func:`_cholesky_upper_tiles`, its blocks' rows solved by tiles with ``tiles`` (with
     ``Linv`` as 4 x 4 work space) or by substitution (``Linv`` not used)."""
@@ -348,7 +348,7 @@ def _factor_blocks(M, k, Linv, tiles):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def _cholesky_lower_dots(M, k):
     """In place: the lower Cholesky factor of the leading ``k x k`` block of ``M``, from its
     lower triangle into its lower triangle (``M = L L^T``; the upper triangle not touched);
@@ -417,7 +417,7 @@ def _cholesky_lower_dots(M, k):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def cholesky_upper_rows(U, k):
     """In place: the upper factor of the leading ``k x k`` block of ``U`` (``M = F^T F``,
     from the upper triangle of that block); False when it is not positive definite. ``U`` is
@@ -427,7 +427,7 @@ def cholesky_upper_rows(U, k):
     return _cholesky_upper_tiles(U, k)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def cholesky_lower_rows(L, k):
     """In place: the lower factor of the leading ``k x k`` block of ``L`` (``M = F F^T``,
     from the lower triangle of that block); False when it is not positive definite. The
@@ -435,7 +435,7 @@ def cholesky_lower_rows(L, k):
     return _cholesky_lower_dots(L, k)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def cholesky_upper_into(H, R):
     """The upper factor ``R`` (``H = R^T R``) of the upper triangle of ``H``; False when
     ``H`` is not positive definite. ``H`` and ``R`` are C-contiguous ``(d, d)`` arrays (they
@@ -450,7 +450,7 @@ def cholesky_upper_into(H, R):
     return _cholesky_upper_tiles(R, d)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def forward_upper_rows(U, Z, n):
     """Each row ``z`` of ``Z[:n]`` becomes ``U^-T z``, in place, for the factor ``U`` of
     :func:`cholesky_upper_rows` or :func:`cholesky_upper_into` (C-contiguous ``(k, k)``),
@@ -502,7 +502,7 @@ def forward_upper_rows(U, Z, n):
                 z[j0 + 3] = x3
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@kernel(fastmath=_FASTMATH)
 def column_norms_upper(U, B, Z, out):
     """``out[t] = |U^-T b_t|`` for the columns ``b_t`` of ``B`` ``(k, m)`` (C-contiguous) and the
     upper factor ``U`` ``(k, k)`` (unit column stride; its lower triangle not read): the norms

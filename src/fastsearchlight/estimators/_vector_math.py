@@ -33,8 +33,10 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
+
+from ._compiled import kernel
 
 __all__ = ["divide", "exp_nonpositive", "log1p_unit", "log_normal"]
 
@@ -91,7 +93,7 @@ def _from_bits(typingctx, b):
     return types.float64(types.int64), codegen
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+@kernel(fastmath={"contract"}, inline="always")
 def exp_nonpositive(x):
     """``exp(x)`` for ``x <= 0`` (0 below -708); see the module's docstring."""
     inside = x >= _EXP_FLOOR
@@ -115,7 +117,7 @@ def exp_nonpositive(x):
     return p * _pow2(np.int64(k)) if inside else 0.0
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+@kernel(fastmath={"contract"}, inline="always")
 def _two_atanh(s):
     """``2 atanh(s) = log((1 + s) / (1 - s))`` for ``|s| <= 1/3``, by the series
     ``2 s sum_j s^(2j) / (2j + 1)`` to ``j = 17`` (truncation below ``1e-18`` relative)."""
@@ -140,13 +142,13 @@ def _two_atanh(s):
     return 2.0 * s + 2.0 * s * (p * t)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+@kernel(fastmath={"contract"}, inline="always")
 def log1p_unit(e):
     """``log(1 + e)`` for ``0 <= e <= 1``; see the module's docstring."""
     return _two_atanh(divide(e, 2.0 + e))
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+@kernel(fastmath={"contract"}, inline="always")
 def log_normal(x):
     """``log(x)`` for a positive, finite, normal ``x``; see the module's docstring."""
     b = _bits(x)

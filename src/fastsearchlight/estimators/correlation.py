@@ -15,7 +15,6 @@ variance.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -27,6 +26,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
     from sklearn.utils.validation import check_array, check_X_y
 
 from ..cv import CVPlan
+from ._compiled import kernel
 from ._fold_statistics import (
     FoldBlocks,
     block_sums,
@@ -382,7 +382,7 @@ def _test_pattern_sums(x: np.ndarray, mean: np.ndarray, sums, pool=None) -> dict
     }
 
 
-@njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract"})
+@kernel(nogil=True, fastmath={"reassoc", "contract"})
 def _sphere_sums(indptr, indices, x, mean, lo, hi, sx, sxx, sxm):
     """For the spheres ``lo:hi`` (rows of the adjacency ``indptr``, ``indices``): the sums
     over their voxels of the test patterns ``x`` (n_voxels, n_test), of their squares and
