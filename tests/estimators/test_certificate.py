@@ -3,8 +3,10 @@ benchmark's sphere-by-sphere use of it (benchmarks/_certify.py)."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,11 @@ import pytest
 from sklearn.svm import LinearSVC
 
 from fastsearchlight.estimators._certificate import (
+    _bareiss_solve,
     augment,
     certified_predictions,
     certify,
+    exact_solution,
     gradient,
     liblinear_weights,
     ovr_targets,
@@ -153,8 +157,105 @@ def test_certify_spheres_matches_nilearn_searchlight():
         tight = LinearSVC(dual=False, tol=1e-10, max_iter=100000)
         ref = NilearnSearchLight(estimator=tight, **common).fit(img, y).scores_[keep]
     np.testing.assert_allclose(cert["liblinear_score"], ref, rtol=0, atol=1e-12)
-    assert cert["certified"].all()
+    assert cert["certified"].all() and cert["proven"].all()
     fast = SearchLight(estimator="svc", n_jobs=1, **common).fit(img, y).scores_[keep]
     out = summary(cert, fast)
-    assert out["ours_equals_exact"] == 1.0 and out["certified"] == 1.0
+    assert out["ours_equals_exact"] == 1.0 and out["certified"] == 1.0 and out["proven"] == 1.0
     assert out["grad_max_ours"] < 1e-6 and np.isfinite(out["grad_max_liblinear"])
+
+
+# ------------------------------------------------------------------ exact arithmetic
+
+
+def _fraction_solve(M: list, b: list) -> list:
+    """Gauss-Jordan elimination in fractions (small systems; the tests' own reference)."""
+    k = len(b)
+    A = [list(row) + [v] for row, v in zip(M, b)]
+    for j in range(k):
+        pivot = next(i for i in range(j, k) if A[i][j] != 0)
+        A[j], A[pivot] = A[pivot], A[j]
+        A[j] = [v / A[j][j] for v in A[j]]
+        for i in range(k):
+            if i != j and A[i][j] != 0:
+                A[i] = [u - A[i][j] * v for u, v in zip(A[i], A[j])]
+    return [row[k] for row in A]
+
+
+def brute_force_decisions(X, targets, X_test, C=1.0, s=1.0):
+    """The exact optimum's test decisions of one problem and its active set, by trying every
+    active set (in fractions) until one satisfies the optimality conditions (the optimum is
+    unique)."""
+    aug = lambda x: [Fraction(float(v)) for v in x] + [Fraction(s)]  # noqa: E731
+    Xa, Ta = [aug(x) for x in X], [aug(x) for x in X_test]
+    dot = lambda a, b: sum(u * v for u, v in zip(a, b))  # noqa: E731
+    y = [int(t) for t in targets]
+    n, half_c = len(Xa), 1 / (2 * Fraction(C))
+    for size in range(n + 1):
+        for A in itertools.combinations(range(n), size):
+            M = [[y[i] * y[j] * dot(Xa[i], Xa[j]) + (half_c if i == j else 0) for j in A] for i in A]
+            beta = _fraction_solve(M, [Fraction(1)] * size) if size else []
+            w = [sum(b * y[j] * Xa[j][c] for b, j in zip(beta, A)) for c in range(len(Xa[0]))]
+            if all(b >= 0 for b in beta) and all(y[i] * dot(w, Xa[i]) >= 1 for i in range(n) if i not in A):
+                return [dot(w, t) for t in Ta], A
+    raise AssertionError("no active set satisfies the optimality conditions")
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_exact_solution_equals_brute_force(n_classes):
+    X, y, Xt, _ = problem(9, 12, 2, n_classes, seed=10 + n_classes)
+    X, Xt = 3 * X, 3 * Xt  # classes further apart: some samples off the margin
+    classes = np.unique(y)
+    Y = ovr_targets(y, classes)
+    found = [brute_force_decisions(X, Y[p], Xt, C=0.7, s=1.5) for p in range(len(Y))]
+    assert all(0 < len(A) < len(y) for _, A in found)  # neither every sample active nor none
+    reference = np.array([d for d, _ in found])
+    for w in (None, ours(X, y, classes)):  # cold, and from our (C = 1) solution's active sets
+        solution = exact_solution(X, y, Xt, classes, C=0.7, intercept_scaling=1.5, w=w)
+        np.testing.assert_array_equal(solution.decisions, reference.astype(np.float64))
+        index = (reference[0] > 0).astype(int) if n_classes == 2 else np.argmax(reference, axis=0)
+        np.testing.assert_array_equal(solution.predictions, classes[index])
+
+
+def test_exact_solution_decides_what_the_bound_cannot():
+    """Raw-scale data (values near 1000) and a test point a hair from the hyperplane: the
+    bound cannot certify its prediction; exact arithmetic decides it, as the brute force."""
+    rng = np.random.default_rng(11)
+    y = np.array(["a", "b"] * 4)
+    X = 1000.0 + 30.0 * rng.standard_normal((8, 2)) + 25.0 * (y == "b")[:, None]
+    classes = np.unique(y)
+    w = ours(X, y, classes)
+    x0 = X.mean(axis=0) + rng.standard_normal(2)
+    x = (x0 - (w[0, :2] @ x0 + w[0, 2] - 1e-11) * w[0, :2] / (w[0, :2] @ w[0, :2]))[None]
+    cert = certify(w, X, y, x, classes)
+    assert not cert.certified[0]
+    exact = brute_force_decisions(X, ovr_targets(y, classes)[0], x)[0][0]
+    assert exact != 0
+    solution = exact_solution(X, y, x, classes, w=w)
+    assert solution.decisions[0, 0] == float(exact)
+    assert solution.predictions[0] == classes[int(exact > 0)]
+    assert solution.rounds == 1  # our solution's active set is the optimum's
+
+
+def test_exact_solution_gives_up_after_max_rounds():
+    X, y, Xt, _ = problem(30, 5, 3, 2, seed=1)
+    classes = np.unique(y)
+    assert exact_solution(X, y, Xt, classes, max_rounds=1) is None  # every sample active: not optimal
+    assert exact_solution(X, y, Xt, classes) is not None
+
+
+def test_bareiss_solve_is_exact_and_rejects_indefinite_matrices():
+    rng = np.random.default_rng(5)
+    B = rng.integers(-50, 50, (6, 6))
+    M = (B @ B.T + np.eye(6, dtype=np.int64)).astype(object)
+    r = rng.integers(-9, 9, 6).astype(object)
+    det, N = _bareiss_solve(M, r)
+    reference = _fraction_solve([[Fraction(int(v)) for v in row] for row in M], [Fraction(int(v)) for v in r])
+    rows, exact_det = [[Fraction(int(v)) for v in row] for row in M], Fraction(1)
+    for j in range(6):  # the determinant in fractions: the product of the pivots
+        exact_det *= rows[j][j]
+        for i in range(j + 1, 6):
+            rows[i] = [u - rows[i][j] / rows[j][j] * v for u, v in zip(rows[i], rows[j])]
+    assert det == exact_det
+    assert [Fraction(int(v), det) for v in N] == reference
+    with pytest.raises(ArithmeticError, match="positive definite"):
+        _bareiss_solve(np.array([[1, 2], [2, 1]], dtype=object), np.array([1, 1], dtype=object))

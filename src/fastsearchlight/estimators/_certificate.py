@@ -28,14 +28,17 @@ data, values near 1000 with a spread near 70, far above the gradients it certifi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 __all__ = [
     "Certificate",
+    "ExactSolution",
     "augment",
     "certified_predictions",
     "certify",
+    "exact_solution",
     "gradient",
     "liblinear_weights",
     "ovr_targets",
@@ -221,3 +224,189 @@ def certify(
     predictions = classes[index]
     f64 = lambda a: np.asarray(a, dtype=np.float64)
     return Certificate(predictions, certified, f64(grad_norms), f64(decisions), f64(bounds))
+
+
+# --------------------------------------------------------------------------- exact arithmetic
+# Where the bound above cannot decide (ill-conditioned problems: raw-scale data, decisions
+# near zero), the optimum itself is found and proven in exact rational arithmetic. The
+# problem's data are floating-point numbers, so dyadic rationals: scaled by one power of two
+# they are integers, and so is every quantity below (Python's integers, any size).
+
+
+@dataclass
+class ExactSolution:
+    """The exact optimum of one fold's ``LinearSVC`` problems, proven by exact arithmetic.
+
+    Attributes
+    ----------
+    predictions : ndarray (n_test,)
+        The exact optimum's predicted labels (as ``LinearSVC.predict``: ``decision > 0`` for
+        two classes, the first argmax for more).
+    decisions : ndarray (n_problems, n_test)
+        Its decision values, rounded to float64 (exact as fractions until then).
+    active : list of ndarray of int
+        Each problem's active set: the training samples with margin below 1 (indices into
+        the training samples).
+    rounds : int
+        Active sets tried in all (the first from the guess).
+    """
+
+    predictions: np.ndarray
+    decisions: np.ndarray
+    active: list
+    rounds: int
+
+
+def _dyadic_integers(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(ints, E)`` with ``a == ints / 2**E`` exactly: ``ints`` an object array of Python
+    integers (every finite float64 is a dyadic rational)."""
+    a = np.asarray(a, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("exact arithmetic needs finite values")
+    ratios = [float(v).as_integer_ratio() for v in a.ravel()]
+    E = max((den.bit_length() - 1 for _, den in ratios), default=0)
+    ints = [num << (E - den.bit_length() + 1) for num, den in ratios]
+    out = np.empty(len(ints), dtype=object)
+    out[:] = ints
+    return out.reshape(a.shape), E
+
+
+def _bareiss_solve(M: np.ndarray, r: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(det, N)`` with ``M N = det r`` and ``det = det(M) > 0``, exactly, for an integer
+    matrix ``M`` (object array, ``(k, k)``) whose leading principal minors are positive
+    (positive definite) and an integer vector ``r``: Bareiss's fraction-free elimination
+    (each division exact, by Sylvester's identity), then back substitution of the integers
+    ``N = det x`` (Cramer's rule: ``det M^-1 r`` is an integer vector). The result is checked
+    against ``M`` itself, so that the proof does not rest on this function."""
+    k = M.shape[0]
+    if k == 0:
+        return 1, np.zeros(0, dtype=object)
+    A = np.empty((k, k + 1), dtype=object)
+    A[:, :k] = M
+    A[:, k] = r
+    previous = 1
+    for j in range(k):
+        pivot = A[j, j]
+        if pivot <= 0:
+            raise ArithmeticError("the matrix is not positive definite")
+        if j + 1 < k:
+            A[j + 1 :, j + 1 :] = (
+                A[j + 1 :, j + 1 :] * pivot - np.outer(A[j + 1 :, j], A[j, j + 1 :])
+            ) // previous
+        previous = pivot
+    det = A[k - 1, k - 1]
+    N = np.zeros(k, dtype=object)
+    for j in range(k - 1, -1, -1):
+        N[j] = (det * A[j, k] - np.dot(A[j, j + 1 : k], N[j + 1 :])) // A[j, j]
+    if not all(v == det * w for v, w in zip(M.dot(N), r)):
+        raise ArithmeticError("exact solve failed its check")
+    return det, N
+
+
+def exact_solution(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray,
+    classes: np.ndarray,
+    C: float = 1.0,
+    intercept_scaling: float = 1.0,
+    w: np.ndarray | None = None,
+    max_rounds: int = 30,
+) -> ExactSolution | None:
+    """The exact optimum of ``LinearSVC``'s problems and its test predictions, proven in
+    exact arithmetic (slow: for the predictions :func:`certify` cannot decide).
+
+    An active set ``A`` (the training samples with margin below 1) gives the optimum's
+    candidate, the minimiser of the objective with the squared hinge's ``max`` dropped on
+    ``A`` and the samples off ``A`` left out: ``(I + 2C X_A' X_A) w = 2C X_A' y_A``, or in
+    the coefficients of the samples (``w = sum_i beta_i y_i x_i``, fewer unknowns when ``A``
+    is smaller than the features) ``(I / 2C + Y K_AA Y) beta = 1``. The candidate is the
+    unique optimum if and only if every margin is at most 1 on ``A`` and at least 1 off it,
+    which is checked exactly: the float64 data are held as integers (one power-of-two scale),
+    ``C`` and ``intercept_scaling`` as fractions, and the systems solved in integers
+    (:func:`_bareiss_solve`). A failed check moves the samples that break it (a primal-dual
+    active-set step), up to ``max_rounds`` sets.
+
+    Parameters
+    ----------
+    X_train, y_train, X_test, classes, C, intercept_scaling
+        As :func:`certify`.
+    w : ndarray (n_problems, n_features + 1), optional
+        Augmented weights whose margins guess the active sets (e.g. a solver's); without
+        them, every training sample starts active.
+    max_rounds : int
+        Active sets tried per problem before giving up.
+
+    Returns
+    -------
+    ExactSolution, or None when some problem's active set was not found within
+    ``max_rounds``.
+    """
+    classes = np.asarray(classes)
+    X_train = np.asarray(X_train, dtype=np.float64)
+    X_test = np.asarray(X_test, dtype=np.float64)
+    n, m = X_train.shape[0], X_test.shape[0]
+    Y = ovr_targets(y_train, classes).astype(np.int64)  # (P, n)
+    P = Y.shape[0]
+    if w is not None:
+        w = np.atleast_2d(np.asarray(w, dtype=np.float64))
+        if w.shape != (P, X_train.shape[1] + 1):
+            raise ValueError(f"w has shape {w.shape}, expected {(P, X_train.shape[1] + 1)}")
+    c = Fraction(C)
+    if c <= 0:
+        raise ValueError("C must be positive")
+    samples = np.vstack([X_train, X_test])
+    # Z = 2**E x (augmented), integers; with C = p / q, each system times q 2**(2E)
+    Z, E = _dyadic_integers(np.hstack([samples, np.full((n + m, 1), float(intercept_scaling))]))
+    D = Z.shape[1]
+    K = None  # 2**(2E) x_i . x_j, (n + m, n): formed once a problem needs the dual form
+    p2, diagonal = 2 * c.numerator, c.denominator << (2 * E)
+    if w is not None:
+        guess_margins = Y * (augment(X_train, intercept_scaling) @ w.astype(_WORK).T).T
+    decisions = np.zeros((P, m), dtype=object)  # exact, as fractions
+    active_sets, rounds = [], 0
+    for p in range(P):
+        y = Y[p]
+        yo = y.astype(object)
+        active = np.flatnonzero(guess_margins[p] < 1) if w is not None else np.arange(n)
+        tried = set()
+        while True:
+            key = active.tobytes()
+            if key in tried or len(tried) >= max_rounds:
+                return None
+            tried.add(key)
+            rounds += 1
+            yA = yo[active]
+            if len(active) > D:  # in the weights: (q 2**2E I + 2p Z_A' Z_A) w = 2p 2**E Z_A' y_A
+                ZA = Z[active]
+                M = p2 * ZA.T.dot(ZA)
+                M[np.diag_indices(D)] += diagonal
+                det, N = _bareiss_solve(M, (p2 << E) * ZA.T.dot(yA))  # N = det w
+                f, denominator = Z.dot(N), det << E  # decisions w . x_i = f_i / denominator
+            else:  # in the coefficients: (q 2**2E I + 2p Y K_AA Y) beta = 2p 2**2E
+                if K is None:
+                    K = Z.dot(Z[:n].T)
+                M = p2 * (np.outer(yA, yA) * K[np.ix_(active, active)])
+                M[np.diag_indices(len(active))] += diagonal
+                det, N = _bareiss_solve(M, np.full(len(active), p2 << (2 * E), dtype=object))
+                f = K[:, active].dot(N * yA) if len(active) else np.zeros(n + m, dtype=object)
+                denominator = det << (2 * E)
+            # the conditions: margins y_i f_i / denominator at most 1 on A, at least 1 off it
+            margins = yo * f[:n]
+            inside = np.zeros(n, dtype=bool)
+            inside[active] = True
+            leave = inside & (margins > denominator)
+            enter = ~inside & (margins < denominator)
+            if not leave.any() and not enter.any():
+                break
+            active = np.flatnonzero((inside & ~leave) | enter)
+        active_sets.append(active)
+        decisions[p] = [Fraction(v, denominator) for v in f[n:]]
+    if P == 1:
+        index = np.array([1 if d > 0 else 0 for d in decisions[0]], dtype=np.int64)
+    else:  # the first argmax
+        index = np.array(
+            [max(range(P), key=lambda q: (decisions[q, t], -q)) for t in range(m)], dtype=np.int64
+        )
+    values = np.array([[float(v) for v in row] for row in decisions]).reshape(P, m)
+    return ExactSolution(classes[index], values, active_sets, rounds)
