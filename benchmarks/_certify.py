@@ -93,7 +93,7 @@ def certify_spheres(
         ``certified`` (bool: every test prediction of every fold certified by the bound),
         ``proven`` (bool: every fold's test predictions proven, by the bound or else in exact
         arithmetic), ``exact_score`` (accuracy of the proven predictions, NaN if not proven),
-        ``liblinear_score
+        ``liblinear_score``
         (tight ``LinearSVC``'s accuracy), ``grad_ours`` and ``grad_liblinear`` (the largest
         gradient norm over the sphere's problems).
     """
