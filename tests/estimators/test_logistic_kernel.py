@@ -235,6 +235,30 @@ def test_binary_hessian_from_the_design_rows(n, q):
     np.testing.assert_array_equal(keep, kept.astype(float))
 
 
+@pytest.mark.parametrize(("n", "q"), [(162, 82), (37, 9), (5, 3)])
+def test_binary_hessian_in_single_precision(n, q):
+    """With a ``float32`` work array the scaled rows are rounded to single precision and
+    their products summed in it, stored in the ``float64`` Hessian: numpy's product of the
+    same rounded rows to single precision's rounding, the penalty added in double."""
+    from fastsearchlight.estimators._logistic_kernel import _binary_hessian
+
+    rng = np.random.default_rng(q)
+    A = rng.normal(scale=30.0, size=(n, q))
+    sw = rng.uniform(0.0, 0.5, size=n)
+    pen = rng.uniform(0.0, 1e-3, size=q)
+    As = np.full((n, q), np.nan, np.float32)
+    H = np.full((q, q), np.nan)
+    _binary_hessian(A, sw, pen, As, H, np.empty(0), -1.0, np.empty(n))
+    rows = (A * sw[:, None]).astype(np.float32).astype(np.float64)
+    expected = rows.T @ rows
+    upper = np.triu_indices(q)
+    scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))[upper]
+    np.testing.assert_array_less(
+        np.abs(H[upper] - expected[upper] - np.diag(pen)[upper]), 1e-6 * scale + 1e-30
+    )
+    assert np.abs(H[upper] - (A * sw[:, None] ** 2).T.dot(A)[upper]).max() > 0  # rounded, not exact
+
+
 def _plan_arrays(folds):
     """``logistic_block``'s padded fold arrays from ``(train, test)`` pairs."""
     F = len(folds)
@@ -437,10 +461,12 @@ def test_no_extrapolation_past_the_line_minimum():
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("C", [1.0, 1000.0])  # 1000: nearly separable, optimum far out
-def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
+@pytest.mark.parametrize("hessian_type", [np.float64, np.float32])
+def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C, hessian_type):
     """From the origin, Newton's method with and without the extrapolations ends at the
     same point (the optimum, to the gradient's rounding level), on raw-scale data with
-    fewer features than samples, where the full steps undershoot."""
+    fewer features than samples, where the full steps undershoot; so does it with its
+    Hessians' products in single precision (a ``float32`` work array), the gradient exact."""
     from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
 
     rng = np.random.default_rng(9)
@@ -457,8 +483,8 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
     for extrapolate in (False, True):
         theta = np.zeros(q)
         its, ok, hess, *_ = _newton_binary(
-            A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), np.empty((n, q)), extrapolate,
-            no_certificate(q), newton_work(n, q, 0),
+            A, t, pen, np.ones(q), theta, 1e-10, 100, np.empty((q, q)), np.empty((n, q), hessian_type),
+            extrapolate, no_certificate(q), newton_work(n, q, 0),
         )  # fmt: skip
         assert ok
         prob = 1.0 / (1.0 + np.exp(-(A @ theta)))
@@ -470,7 +496,7 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C):
 def test_newton_binary_rejects_a_work_space_too_small():
     """The binary solver's vectors live in the caller's work space (no allocation per
     problem): one with too few columns for the rows, the parameters or the test rows is an
-    error, not a write past its end."""
+    error, not a write past its end; so is a certificate with single-precision Hessians."""
     from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
 
     rng = np.random.default_rng(4)
@@ -492,6 +518,11 @@ def test_newton_binary_rejects_a_work_space_too_small():
             solve(work)
     assert solve(newton_work(n, q, m))[1]
     assert solve(newton_work(n, q, 0), no_certificate(q))[1]
+    with pytest.raises(ValueError, match="certificate needs Hessians in float64"):
+        _newton_binary(
+            A, t, np.full(q, 0.1), np.ones(q), np.zeros(q), 1e-10, 50, np.empty((q, q)),
+            np.empty((n, q), np.float32), False, cert, newton_work(n, q, m),
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("extrapolate", [False, True])

@@ -1,5 +1,6 @@
 """The outer-product tiles in explicit vector instructions: the sums of numpy's products, at
-every offset, stride, tile edge and mode, and nothing written outside the tile."""
+every offset, stride, tile edge and mode, in ``float64`` and in ``float32`` (stored in either),
+and nothing written outside the tile."""
 
 import numpy as np
 import pytest
@@ -27,21 +28,31 @@ def _expected(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, a
     return out
 
 
+#: (the inputs' type, the output's type, the relative tolerance of the sums)
+_TYPES = [(np.float64, np.float64, 1e-13), (np.float32, np.float32, 2e-6), (np.float32, np.float64, 2e-6)]
+
+
 @pytest.mark.parametrize("seed", range(40))
-def test_outer_tile_matches_numpy(seed):
+@pytest.mark.parametrize(("dtype", "out_dtype", "rtol"), _TYPES)
+def test_outer_tile_matches_numpy(seed, dtype, out_dtype, rtol):
+    """The tile's sums against numpy's in ``float64`` of the same (rounded) inputs."""
     rng = np.random.default_rng(seed)
     length = int(rng.integers(0, 50))
     lda, ldb, ldc = int(rng.integers(4, 30)), int(rng.integers(16, 40)), int(rng.integers(16, 30))
     nrows, ncols = int(rng.integers(1, TILE_ROWS + 1)), int(rng.integers(1, TILE_COLUMNS + 1))
     ia, ib, ic = int(rng.integers(0, lda - 3)), int(rng.integers(0, ldb - 15)), int(rng.integers(0, 4))
     # the arrays end where the tile's last entries do: a read past them would be outside
-    A = rng.normal(size=max(length - 1, 0) * lda + ia + nrows)
-    B = rng.normal(size=max(length - 1, 0) * ldb + ib + ncols)
-    C = rng.normal(size=(nrows - 1) * ldc + ic + ncols)
+    A = rng.normal(size=max(length - 1, 0) * lda + ia + nrows).astype(dtype)
+    B = rng.normal(size=max(length - 1, 0) * ldb + ib + ncols).astype(dtype)
+    C = rng.normal(size=(nrows - 1) * ldc + ic + ncols).astype(out_dtype)
     alpha, accumulate = float(rng.normal()), bool(rng.integers(0, 2))
-    expected = _expected(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
+    expected = _expected(
+        A.astype(np.float64), ia, lda, B.astype(np.float64), ib, ldb, length, C.astype(np.float64), ic, ldc,
+        nrows, ncols, alpha, accumulate,
+    )  # fmt: skip
     _tile(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
-    np.testing.assert_allclose(C, expected, rtol=1e-13, atol=1e-13 * max(1, length))
+    assert C.dtype == out_dtype
+    np.testing.assert_allclose(C, expected, rtol=rtol, atol=rtol * max(1, length))
 
 
 def test_outer_tile_on_rows_of_a_2d_array_writes_the_tile_only():
@@ -58,9 +69,19 @@ def test_outer_tile_on_rows_of_a_2d_array_writes_the_tile_only():
     assert np.isnan(C[outside]).all()
 
 
-def test_outer_tile_rejects_other_dtypes():
-    with pytest.raises(Exception, match="float64"):
-        _tile(np.ones(8, np.float32), 0, 4, np.ones(32), 0, 16, 1, np.ones(64), 0, 16, 4, 16, 1.0, False)
+@pytest.mark.parametrize(
+    ("a_type", "b_type", "c_type"),
+    [
+        (np.float32, np.float64, np.float64),
+        (np.float64, np.float64, np.float32),
+        (np.int64, np.int64, np.int64),
+    ],
+)
+def test_outer_tile_rejects_other_dtypes(a_type, b_type, c_type):
+    """``A`` and ``B`` of one floating type, ``C`` of theirs or ``float64``."""
+    A, B, C = np.ones(8, a_type), np.ones(32, b_type), np.ones(64, c_type)
+    with pytest.raises(Exception, match="float"):
+        _tile(A, 0, 4, B, 0, 16, 1, C, 0, 16, 4, 16, 1.0, False)
 
 
 @pytest.mark.parametrize(
@@ -68,18 +89,20 @@ def test_outer_tile_rejects_other_dtypes():
     [(0, 5), (1, 1), (5, 3), (80, 9), (40, 20), (33, 17), (162, 77), (130, 81), (130, 82), (141, 216)],
 )
 @pytest.mark.parametrize("shift", [0.0, 0.5])
-def test_column_gram_upper_matches_numpy(n, q, shift):
+@pytest.mark.parametrize(("dtype", "out_dtype", "rtol"), _TYPES)
+def test_column_gram_upper_matches_numpy(n, q, shift, dtype, out_dtype, rtol):
     """The upper triangle of ``X' X + shift`` for the leading ``n x q`` block of a larger
     array; nothing is written below the diagonal or outside the block."""
     from fastsearchlight.estimators._simd import column_gram_upper
 
     rng = np.random.default_rng(q)
-    X = rng.normal(loc=100.0, size=(n + 3, q + 5))
-    G = np.full((q + 2, q + 4), np.nan)
+    X = rng.normal(loc=100.0, size=(n + 3, q + 5)).astype(dtype)
+    G = np.full((q + 2, q + 4), np.nan, out_dtype)
     column_gram_upper(X, n, q, G, shift)
-    expected = X[:n, :q].T @ X[:n, :q] + shift
+    X64 = X[:n, :q].astype(np.float64)
+    expected = X64.T @ X64 + shift
     upper = np.triu_indices(q)
-    np.testing.assert_allclose(G[:q, :q][upper], expected[upper], rtol=1e-13, atol=1e-13 * n * 1e4)
+    np.testing.assert_allclose(G[:q, :q][upper], expected[upper], rtol=rtol, atol=rtol * n * 1e4)
     assert np.isnan(G[:q, :q][np.tril_indices(q, -1)]).all()
     assert np.isnan(G[q:]).all() and np.isnan(G[:, q:]).all()
 

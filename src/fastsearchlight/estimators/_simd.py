@@ -22,6 +22,11 @@ tiles of their own, transposed (two or four rows). Captured kernel calls of neig
 10 mm spheres, both versions alternated in one process: ``LogisticRegressionCV`` 0.88 of
 the time, ``LogisticRegression`` 0.93, the same decisions to the bit.
 
+In ``float32`` a tile's row is one vector of sixteen (twice the multiply-adds per
+instruction), its sums stored in ``float32`` or converted to ``float64``: the binary logistic
+Hessians (:func:`._logistic_kernel._binary_hessian`). One thread, ``column_gram_upper`` into
+a ``float64`` matrix: 0.61-0.70 of the time at 162 x 77-82, 130 x 83 and 216 x 155.
+
 Built on them: :func:`column_products_upper` and :func:`column_gram_upper` (symmetric
 products ``Y' X`` of a matrix's columns: the logistic Hessians, the svc Gram path's sample
 Gram matrices) and the upper Cholesky factorisation of :mod:`._triangular`.
@@ -70,10 +75,14 @@ DIAGONAL_BLOCK = _GRAM_ROWS
 #: :func:`column_products_upper`'s last columns, when no more than this many are left past
 #: the last full column of tiles, are computed in transposed tiles of two or four rows
 _TRANSPOSED_TAIL = 4
-_VECTORS = TILE_COLUMNS // _LANES
-#: the pointer part of the masked load's and store's names: LLVM 17 and later have opaque
-#: pointers only (``p0``); before, a pointer to ``<8 x double>`` (``p0v8f64``)
-_POINTER_SUFFIX = "p0" if llvm.llvm_version_info[0] >= 17 else "p0v8f64"
+#: LLVM 17 and later have opaque pointers only: the masked load's and store's names end in
+#: ``p0``; before, in the vector's pointer type (``p0v8f64``)
+_OPAQUE_POINTERS = llvm.llvm_version_info[0] >= 17
+#: the tiles' element types: LLVM's type, the lanes of one 512-bit vector, its name's suffix
+_ELEMENTS = {
+    types.float64: (ir.DoubleType, _LANES, "f64"),
+    types.float32: (ir.FloatType, 2 * _LANES, "f32"),
+}
 
 
 def _splat(builder, value, vector_type):
@@ -95,8 +104,10 @@ def _outer_tile(rows):
         row), with the sums
         ``S[r, c] = sum_{l < length} A[ia + l*lda + r] * B[ib + l*ldb + c]``.
 
-        ``A``, ``B`` and ``C`` are ``float64`` arrays addressed by element offsets from their
-        first entry (a C-ordered 2-d array with unit column stride and ``ld`` elements between
+        ``A`` and ``B`` are arrays of one type, ``float64`` (sums in vectors of eight) or
+        ``float32`` (sums in one vector of sixteen per row, stored in ``C``'s type: ``float32``,
+        or ``float64`` where only the products need not be exact), all three addressed by
+        element offsets from their first entry (a C-ordered 2-d array with unit column stride and ``ld`` elements between
         rows has entry ``[i, j]`` at ``i*ld + j``); ``C`` may be ``A`` or ``B``: the tile reads all
         its entries of ``A`` and ``B`` before it writes any of ``C``, so ``C`` may even be the
         entries of ``B`` it reads (a product in place, as the Cholesky factorisation's row
@@ -104,8 +115,15 @@ def _outer_tile(rows):
         ``A`` in rows ``r >= nrows`` and of ``B`` in columns ``c >= ncols`` are not read; nothing
         else is checked. In compiled code only."""
         for name, arr in (("A", A), ("B", B), ("C", C)):
-            if not (isinstance(arr, types.Array) and arr.dtype == types.float64):
-                raise TypeError(f"outer_tile: {name} must be a float64 array, got {arr}")
+            if not (isinstance(arr, types.Array) and arr.dtype in _ELEMENTS):
+                raise TypeError(f"outer_tile: {name} must be a float64 or float32 array, got {arr}")
+        if B.dtype != A.dtype or (C.dtype != A.dtype and C.dtype != types.float64):
+            raise TypeError(f"outer_tile: B must be of A's type and C of A's or float64, got {A}, {B}, {C}")
+        element, lanes, suffix = _ELEMENTS[A.dtype]
+        vectors = TILE_COLUMNS // lanes
+        c_element, _, c_suffix = _ELEMENTS[C.dtype]
+        width, c_width = A.dtype.bitwidth // 8, C.dtype.bitwidth // 8
+        vector_name, c_vector_name = f"v{lanes}{suffix}", f"v{lanes}{c_suffix}"
         sig = types.void(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
 
         def codegen(context, builder, signature, args):
@@ -115,9 +133,10 @@ def _outer_tile(rows):
             ty = signature.args
             i64 = ir.IntType(64)
             i32 = ir.IntType(32)
-            dbl = ir.DoubleType()
-            vec = ir.VectorType(dbl, _LANES)
-            mask_type = ir.VectorType(ir.IntType(1), _LANES)
+            vec = ir.VectorType(element(), lanes)
+            c_vec = ir.VectorType(c_element(), lanes)  # C's (its vectors may span two registers)
+            mask_type = ir.VectorType(ir.IntType(1), lanes)
+            align, c_align = ir.Constant(i32, width), ir.Constant(i32, c_width)
 
             def as_i64(value, numba_type):
                 return context.cast(builder, value, numba_type, types.int64)
@@ -130,34 +149,44 @@ def _outer_tile(rows):
             )
             length_, ic_, ldc_ = as_i64(length_, ty[6]), as_i64(ic_, ty[8]), as_i64(ldc_, ty[9])
             nrows_, ncols_ = as_i64(nrows_, ty[10]), as_i64(ncols_, ty[11])
-            alpha_ = context.cast(builder, alpha_, ty[12], types.float64)
+            alpha_ = context.cast(builder, alpha_, ty[12], C.dtype)
             acc_ = context.cast(builder, acc_, ty[13], types.boolean)
             a_data = context.make_array(ty[0])(context, builder, value=a_arr).data
             b_data = context.make_array(ty[3])(context, builder, value=b_arr).data
             c_data = context.make_array(ty[7])(context, builder, value=c_arr).data
 
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v8f64"
-            )
-            load_masked = cgutils.get_or_insert_function(
-                builder.module,
-                ir.FunctionType(vec, [vec.as_pointer(), i32, mask_type, vec]),
-                f"llvm.masked.load.v8f64.{_POINTER_SUFFIX}",
-            )
-            store_masked = cgutils.get_or_insert_function(
-                builder.module,
-                ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), i32, mask_type]),
-                f"llvm.masked.store.v8f64.{_POINTER_SUFFIX}",
-            )
-            zero = ir.Constant(vec, [0.0] * _LANES)
-            all_lanes = _splat(builder, ncols_, ir.VectorType(i64, _LANES))
+            def functions(vector_type, name):
+                """LLVM's multiply-add, masked load and masked store of ``vector_type``."""
+                pointer_name = "p0" if _OPAQUE_POINTERS else f"p0{name}"
+                fma = cgutils.get_or_insert_function(
+                    builder.module,
+                    ir.FunctionType(vector_type, [vector_type] * 3),
+                    f"llvm.fma.{name}",
+                )
+                load = cgutils.get_or_insert_function(
+                    builder.module,
+                    ir.FunctionType(vector_type, [vector_type.as_pointer(), i32, mask_type, vector_type]),
+                    f"llvm.masked.load.{name}.{pointer_name}",
+                )
+                store = cgutils.get_or_insert_function(
+                    builder.module,
+                    ir.FunctionType(ir.VoidType(), [vector_type, vector_type.as_pointer(), i32, mask_type]),
+                    f"llvm.masked.store.{name}.{pointer_name}",
+                )
+                return fma, load, store
+
+            fma, load_masked, _ = functions(vec, vector_name)
+            c_fma, c_load_masked, c_store_masked = functions(c_vec, c_vector_name)
+            zero = ir.Constant(vec, [0.0] * lanes)
+            c_zero = ir.Constant(c_vec, [0.0] * lanes)
+            all_lanes = _splat(builder, ncols_, ir.VectorType(i64, lanes))
             masks = [
                 builder.icmp_signed(
                     "<",
-                    ir.Constant(ir.VectorType(i64, _LANES), [v * _LANES + k for k in range(_LANES)]),
+                    ir.Constant(ir.VectorType(i64, lanes), [v * lanes + k for k in range(lanes)]),
                     all_lanes,
                 )
-                for v in range(_VECTORS)
+                for v in range(vectors)
             ]
             # a row past nrows reads the last row's entries (in the array) and is not stored
             last_row = builder.sub(nrows_, ir.Constant(i64, 1))
@@ -167,28 +196,24 @@ def _outer_tile(rows):
                 )
                 for r in range(rows)
             ]
-            scale = _splat(builder, alpha_, vec)
+            scale = _splat(builder, alpha_, c_vec)
 
-            def tile(vectors):
-                """The loop and the stores, with the sums of ``vectors`` vectors per row."""
-                sums = [
-                    [cgutils.alloca_once_value(builder, zero) for _ in range(vectors)] for _ in range(rows)
-                ]
+            def tile(used):
+                """The loop and the stores, with the sums of ``used`` vectors per row."""
+                sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(used)] for _ in range(rows)]
                 with cgutils.for_range(builder, length_) as loop:
                     step = loop.index
                     a_row = builder.gep(a_data, [builder.add(ia_, builder.mul(step, lda_))])
                     b_row = builder.gep(b_data, [builder.add(ib_, builder.mul(step, ldb_))])
                     halves = []
-                    for v in range(vectors):
+                    for v in range(used):
                         pointer = builder.bitcast(
-                            builder.gep(b_row, [ir.Constant(i64, v * _LANES)]), vec.as_pointer()
+                            builder.gep(b_row, [ir.Constant(i64, v * lanes)]), vec.as_pointer()
                         )
-                        halves.append(
-                            builder.call(load_masked, [pointer, ir.Constant(i32, 8), masks[v], zero])
-                        )
+                        halves.append(builder.call(load_masked, [pointer, align, masks[v], zero]))
                     for r in range(rows):
                         a = _splat(builder, builder.load(builder.gep(a_row, [a_rows[r]])), vec)
-                        for v in range(vectors):
+                        for v in range(used):
                             builder.store(
                                 builder.call(fma, [a, halves[v], builder.load(sums[r][v])]), sums[r][v]
                             )
@@ -197,22 +222,27 @@ def _outer_tile(rows):
                         c_row = builder.gep(
                             c_data, [builder.add(ic_, builder.mul(ir.Constant(i64, r), ldc_))]
                         )
-                        for v in range(vectors):
+                        for v in range(used):
                             pointer = builder.bitcast(
-                                builder.gep(c_row, [ir.Constant(i64, v * _LANES)]), vec.as_pointer()
+                                builder.gep(c_row, [ir.Constant(i64, v * lanes)]), c_vec.as_pointer()
                             )
-                            old = builder.call(load_masked, [pointer, ir.Constant(i32, 8), masks[v], zero])
-                            base = builder.select(acc_, old, zero)
-                            new = builder.call(fma, [scale, builder.load(sums[r][v]), base])
-                            builder.call(store_masked, [new, pointer, ir.Constant(i32, 8), masks[v]])
+                            old = builder.call(c_load_masked, [pointer, c_align, masks[v], c_zero])
+                            base = builder.select(acc_, old, c_zero)
+                            total = builder.load(sums[r][v])
+                            if c_vec != vec:
+                                total = builder.fpext(total, c_vec)
+                            new = builder.call(c_fma, [scale, total, base])
+                            builder.call(c_store_masked, [new, pointer, c_align, masks[v]])
 
-            # columns that fit in one vector: half the multiply-adds (and loads of B)
-            narrow = builder.icmp_signed("<=", ncols_, ir.Constant(i64, _LANES))
-            with builder.if_else(narrow) as (one_vector, two_vectors):
-                with one_vector:
-                    tile(1)
-                with two_vectors:
-                    tile(_VECTORS)
+            if vectors == 1:
+                tile(1)
+            else:  # columns that fit in one vector: half the multiply-adds (and loads of B)
+                narrow = builder.icmp_signed("<=", ncols_, ir.Constant(i64, lanes))
+                with builder.if_else(narrow) as (one_vector, two_vectors):
+                    with one_vector:
+                        tile(1)
+                    with two_vectors:
+                        tile(vectors)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -259,16 +289,16 @@ def column_products_upper(Y, X, n, q, G, shift, alpha=1.0, accumulate=False, str
     for those few columns. A binary logistic Hessian at 130 rows (the tiles and the rows'
     scaling, both versions alternated in one process): 0.86-0.94 of the time at ``q`` = 81-84,
     97, 98 and 145."""
-    ldy = Y.strides[0] // 8
-    ldx = X.strides[0] // 8
-    ldg = G.strides[0] // 8
-    T = np.empty((_GRAM_ROWS if strict else 0, TILE_COLUMNS))
+    ldy = Y.strides[0] // Y.itemsize
+    ldx = X.strides[0] // X.itemsize
+    ldg = G.strides[0] // G.itemsize
+    T = np.empty((_GRAM_ROWS if strict else 0, TILE_COLUMNS), G.dtype)
     tail = q % TILE_COLUMNS
     if tail > _TRANSPOSED_TAIL:
         tail = 0
     qt = q - tail
     if tail > 0:  # the last few columns in tiles of their own, transposed
-        Tt = np.empty((TILE_ROWS, TILE_COLUMNS))
+        Tt = np.empty((TILE_ROWS, TILE_COLUMNS), G.dtype)
         for r0 in range(0, q, TILE_COLUMNS):
             width = min(TILE_COLUMNS, q - r0)
             # Tt[t, c] = X[:n, qt + t] . Y[:n, r0 + c], entry (r0 + c, qt + t) of the product
