@@ -22,8 +22,9 @@ sphere's samples is computed once per sphere (one ``syrk``); each fold centres a
 its training block. A fold whose block is not positive definite, or too badly conditioned
 for the basis to be orthonormal to rounding, is solved in the feature space instead.
 
-A binary fold's Hessians are summed in single precision (:func:`_binary_hessian`), its
-gradients, steps and line searches in double.
+A binary fold's Hessians are summed in single precision where that is safe
+(:func:`_single_precision_safe`, :func:`_binary_hessian`), its gradients, steps and line
+searches in double.
 
 Every fold starts from the origin, except in the basis, where it starts from its optimal
 predictors on the sphere before when that sphere shares at least half the voxels (warm
@@ -110,6 +111,11 @@ _ROW_KEEP = 16
 #: (the proofs' bounds count the kept rows only), 0.95-0.99 of the time (medians of four
 #: comparisons); shares of 0.001 and 0.1 took the same time as 0.01
 _LEFT_OUT = 0.01
+#: single precision's unit roundoff, and the share of the smallest penalty that its rounding
+#: of the largest entry of the Hessian may reach for a binary problem's Hessians to be summed
+#: in it (:func:`_single_precision_safe`)
+_SINGLE_ROUNDING = 2.0**-24
+_SINGLE_SHARE = 0.01
 
 
 @kernel(nogil=True, fastmath=_FASTMATH)
@@ -249,6 +255,36 @@ def _binary_hessian(A, sw, pen, As, H, a2, cut, keep):
     column_gram_upper(As, k, q, H, 0.0, 1.0, False, False)  # (its lower triangle: not read)
     for j in range(q):
         H[j, j] += pen[j]
+
+
+@kernel(nogil=True, fastmath=_FASTMATH)
+def _single_precision_safe(A, pen, colsq):
+    """Whether the binary Hessians of the design ``A`` (n, q) may be summed in single
+    precision (:func:`_binary_hessian`): where single precision's rounding of the largest
+    diagonal entry a Hessian can have (at most that at the origin, where every weight
+    ``p (1 - p) / n`` is at its largest, ``1 / (4 n)``) is at most :data:`_SINGLE_SHARE` of
+    the smallest positive penalty, which bounds the Hessian's smallest eigenvalue from below.
+    Centred raw-scale data pass (W1 at 10 mm: 0.002 of the penalty); features with a large
+    common offset and no intercept to absorb it do not: there a Hessian's rounding in
+    single precision is as large as the penalty, and Newton's method does not converge from
+    it. ``colsq`` (at least q): work space."""
+    n, q = A.shape
+    for j in range(q):
+        colsq[j] = 0.0
+    for i in range(n):  # the columns' sums of squares, along the rows (vectorised)
+        row = A[i]
+        for j in range(q):
+            colsq[j] += row[j] * row[j]
+    largest = 0.0
+    for j in range(q):
+        largest = max(largest, colsq[j])
+    smallest = np.inf
+    for j in range(q):
+        if pen[j] > 0.0:
+            smallest = min(smallest, pen[j])
+    if n == 0 or smallest == np.inf:
+        return False
+    return _SINGLE_ROUNDING * largest / (4.0 * n) <= _SINGLE_SHARE * smallest
 
 
 @kernel(nogil=True, fastmath=_FASTMATH)
@@ -1355,6 +1391,7 @@ def logistic_block(
     W = np.zeros((m, p))  # a fold's optimum in the coordinates of the design
     Wfull = np.zeros((K, p))
     v = np.empty(max_train)
+    colsq = np.empty(max(p, max_train))  # (:func:`_single_precision_safe`)
     rm = np.empty(max_train)  # a fold's centring means (:func:`_training_means`)
     gm = 0.0
     yt = np.empty(max_train, dtype=np.int64)
@@ -1466,10 +1503,16 @@ def logistic_block(
                     _origin_hessian(grams[f], nt, pen, H)
                 # extrapolations from the origin only: from the sphere before's optimum
                 # they took more time (binary run-wise betas, 4,000 spheres: 1.11 of it)
-                its, ok, hess, _, _ = _newton_binary(
-                    A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb), np.float32), not warm,
-                    nocert, nwork, origin,
-                )  # fmt: skip
+                if _single_precision_safe(A, pen, colsq):
+                    its, ok, hess, _, _ = _newton_binary(
+                        A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb), np.float32),
+                        not warm, nocert, nwork, origin,
+                    )  # fmt: skip
+                else:
+                    its, ok, hess, _, _ = _newton_binary(
+                        A, tt[:nt], pen, np.ones(pb), Theta[0], tol, max_iter, H, np.empty((nt, pb)), not warm,
+                        nocert, nwork, origin,
+                    )  # fmt: skip
             else:
                 Ct = np.empty((0, max(r, 0)))
                 xmax = 0.0
