@@ -263,8 +263,8 @@ def _single_precision_safe(A, pen, colsq):
     precision (:func:`_binary_hessian`): where single precision's rounding of the largest
     diagonal entry a Hessian can have (at most that at the origin, where every weight
     ``p (1 - p) / n`` is at its largest, ``1 / (4 n)``) is at most :data:`_SINGLE_SHARE` of
-    the smallest positive penalty, which bounds the Hessian's smallest eigenvalue from below.
-    Centred raw-scale data pass (W1 at 10 mm: 0.002 of the penalty); features with a large
+    the smallest positive penalty, the floor of the Hessian's eigenvalues in the penalised
+    coordinates. Centred raw-scale data pass (W1 at 10 mm: 0.002 of the penalty); features with a large
     common offset and no intercept to absorb it do not: there a Hessian's rounding in
     single precision is as large as the penalty, and Newton's method does not converge from
     it. ``colsq`` (at least q): work space."""
