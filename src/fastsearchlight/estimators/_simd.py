@@ -107,8 +107,8 @@ def _outer_tile(rows):
         ``A`` and ``B`` are arrays of one type, ``float64`` (sums in vectors of eight) or
         ``float32`` (sums in one vector of sixteen per row, stored in ``C``'s type: ``float32``,
         or ``float64`` where only the products need not be exact), all three addressed by
-        element offsets from their first entry (a C-ordered 2-d array with unit column stride and ``ld`` elements between
-        rows has entry ``[i, j]`` at ``i*ld + j``); ``C`` may be ``A`` or ``B``: the tile reads all
+        element offsets from their first entry (a C-ordered 2-d array with unit column stride
+        and ``ld`` elements between rows has entry ``[i, j]`` at ``i*ld + j``); ``C`` may be ``A`` or ``B``: the tile reads all
         its entries of ``A`` and ``B`` before it writes any of ``C``, so ``C`` may even be the
         entries of ``B`` it reads (a product in place, as the Cholesky factorisation's row
         solves). Entries of
@@ -273,7 +273,8 @@ def column_products_upper(Y, X, n, q, G, shift, alpha=1.0, accumulate=False, str
     faster where the caller reads the upper triangle only or mirrors it: at ``q = 28`` (W3's
     multinomial Hessian blocks) four of the six tiles cross the diagonal, and the buffer
     made ``LogisticRegression``'s W3 fits 1.1 times as long. ``Y``, ``X`` and ``G`` are
-    C-ordered 2-d arrays with unit column stride.
+    C-ordered 2-d arrays with unit column stride; ``Y`` and ``X`` of one type, ``float64`` or
+    ``float32`` (its products summed in single precision), ``G`` of theirs or ``float64``.
 
     Columns of tiles in the outer loop, so that a column's strip of ``X`` (``n`` rows by
     sixteen) stays in the L1 cache while the row tiles above it stream. One thread: 162 x 77
