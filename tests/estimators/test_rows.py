@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fastsearchlight.estimators._rows import (
+    eight_dots,
     four_axpy,
     four_dots,
     gather_samples,
@@ -20,6 +21,31 @@ def test_four_dots_are_the_rows_dot_products_over_the_first_d_entries(d):
     rows = (7, 2, 2, 0)
     got = four_dots(M, *rows, v, d)
     np.testing.assert_allclose(got, M[list(rows), :d] @ v[:d], rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("d", [0, 1, 5, 76])
+def test_eight_dots_are_eight_rows_dot_products_over_the_first_d_entries(d):
+    """Rows ``r .. r + 7`` into the same places of ``out``; nothing else written."""
+    rng = np.random.default_rng(20 + d)
+    M = rng.standard_normal((12, 80))
+    v = rng.standard_normal(80)
+    out = np.full(12, np.nan)
+    eight_dots(M, 3, v, d, out)
+    np.testing.assert_allclose(out[3:11], M[3:11, :d] @ v[:d], rtol=1e-13, atol=1e-13)
+    assert np.isnan(out[:3]).all() and np.isnan(out[11:]).all()
+
+
+@pytest.mark.parametrize("n", [0, 3, 4, 7, 8, 13, 162])
+def test_logistic_dots_match_numpy_for_every_remainder(n):
+    """The logistic kernels' ``A v``: eight rows at a time, then four, then one."""
+    from fastsearchlight.estimators._logistic_kernel import _dots
+
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n, 82))
+    v = rng.standard_normal(82)
+    out = np.full(n, np.nan)
+    _dots(A, v, out)
+    np.testing.assert_allclose(out, A @ v, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("d", [0, 3, 76])

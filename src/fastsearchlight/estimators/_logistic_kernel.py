@@ -50,7 +50,7 @@ import numpy as np
 from ._borrow import borrowed
 from ._compiled import kernel
 from ._lapack import matmul_into
-from ._rows import four_axpy, four_dots
+from ._rows import eight_dots, four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
 from ._svm_kernel import training_grams
 from ._triangular import (
@@ -718,10 +718,13 @@ def _add_combination(A, c, out):
 
 @kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _dots(A, v, out):
-    """``out = A v`` (``A`` (n, p)): the rows of ``A`` four at a time, so that each load of
-    ``v`` serves four."""
+    """``out = A v`` (``A`` (n, p)): the rows of ``A`` eight at a time, then four, so that each
+    load of ``v`` serves several."""
     n, p = A.shape
     i = 0
+    while i + 8 <= n:
+        eight_dots(A, i, v, p, out)
+        i += 8
     while i + 4 <= n:
         out[i], out[i + 1], out[i + 2], out[i + 3] = four_dots(A, i, i + 1, i + 2, i + 3, v, p)
         i += 4
