@@ -1,4 +1,4 @@
-"""The compiled loops over a matrix's rows four at a time, against numpy."""
+"""The compiled loops over a matrix's rows four (or eight) at a time, against numpy."""
 
 import numpy as np
 import pytest

@@ -1,11 +1,12 @@
-"""Compiled loops over the rows of a matrix, four rows at a time.
+"""Compiled loops over the rows of a matrix, four (or eight) rows at a time.
 
 A dot product or an axpy over one row costs a load (or a load and a store) per
 multiply-add, so such loops are bound by their loads, not by the arithmetic. Taken four rows
 at a time, each load of the vector they share serves four products: the svc kernels'
 margins, refinement and ``K p`` (:mod:`._svm_kernel`, :mod:`._svm_gram_kernel`) and the
-logistic regression's gradient and predictor changes (:mod:`._logistic_kernel`). Inlined
-into their callers (numba, ``inline="always"``).
+logistic regression's gradient and predictor changes (:mod:`._logistic_kernel`, whose
+products ``A v`` take eight rows at a time, :func:`eight_dots`). Inlined into their callers
+(numba, ``inline="always"``).
 
 :func:`row_products` takes the same idea to a product ``A B^T`` of two small matrices: four
 rows of each at a time, sixteen dot products in one loop, so that each load serves four
