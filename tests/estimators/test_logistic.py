@@ -214,7 +214,7 @@ def test_raw_scale_no_intercept_in_double():
         for s in range(X.shape[0]):
             coef = coefficients[f][0][s]
             g, _ = objective_derivatives(X[s][train], y[train], coef, 1.0, 2, False)
-            assert np.abs(g).max() <= 1e-4
+            assert np.abs(g).max() <= 1e-9  # the estimator's tol is 1e-10
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
