@@ -287,7 +287,7 @@ def solve_dual(K, y, jumps, guess=None, have_U0=True, C=1.0):
     if have_U0:
         assert _factor_every_sample(K, k, 0.5 / C, U0, inv0)
     a, p, s, u, m, delta, rhs, z, inv = (np.zeros(k) for _ in range(9))
-    act, pact, idx, U = np.zeros(k, bool), np.zeros(k, bool), np.zeros(k, np.int64), np.zeros((k, k))
+    act, pact, idx, U = np.zeros(k, bool), np.zeros(k, bool), np.zeros(k, np.int64), np.zeros((k, k + 1))
     guess = np.zeros(0, bool) if guess is None else guess
     status, points = _solve_dual(
         K, k, y, C, U0, inv0, 500, a, p, s, u, m, delta, act, pact, idx, U, inv, rhs, z, guess, jumps, have_U0
@@ -511,21 +511,26 @@ def test_problems_of_a_training_set_in_lockstep_match_them_one_by_one(scale):
 def test_upper_factor_updates_stay_the_factor_of_the_active_sets_matrix(k_max):
     """Appends and removals (first, middle, last position) of samples keep ``U`` the upper
     factor of ``I / 2C + K_AA`` for the active set ``A = idx[:na]``, and its solves equal
-    numpy's, as a fresh factor's do."""
+    numpy's, as a fresh factor's do; ``zy``, computed with the first factor as its extra
+    column, stays ``U^-T y_A``."""
     from fastsearchlight.estimators._svm_gram_kernel import _append, _cholesky_upper, _remove
     from fastsearchlight.estimators._triangular import solve_upper
 
     rng = np.random.default_rng(3)
     X = rng.standard_normal((k_max, k_max + 5))
     K = X @ X.T
+    y = rng.choice([-1.0, 1.0], k_max)
     half = 0.5 / 0.7
-    U = np.full((k_max, k_max), np.nan)
+    U = np.full((k_max, k_max + 1), np.nan)
     inv = np.empty(k_max)
     idx = np.arange(k_max, dtype=np.int64)
     work = np.empty(k_max)
+    zy = np.full(k_max, np.nan)
     na = k_max // 2
     U[:na, :na] = np.triu(K[:na, :na] + half * np.eye(na))
-    assert _cholesky_upper(U, na, inv)
+    U[:na, na] = y[:na]
+    assert _cholesky_upper(U, na, na + 1, inv)
+    zy[:na] = U[:na, na]
 
     def check(na):
         A = idx[:na]
@@ -533,6 +538,7 @@ def test_upper_factor_updates_stay_the_factor_of_the_active_sets_matrix(k_max):
         M = K[np.ix_(A, A)] + half * np.eye(na)
         np.testing.assert_allclose(F.T @ F, M, rtol=1e-12, atol=1e-12 * np.abs(M).max())
         np.testing.assert_allclose(inv[:na], 1.0 / np.diag(F), rtol=1e-14)
+        np.testing.assert_allclose(F.T @ zy[:na], y[A], rtol=0, atol=1e-12)
         b = rng.standard_normal(na)
         out = np.empty(k_max)
         solve_upper(U, inv, na, b, out)
@@ -540,15 +546,37 @@ def test_upper_factor_updates_stay_the_factor_of_the_active_sets_matrix(k_max):
 
     check(na)
     for pos in (0, na // 2, na - 1):
-        _remove(idx, na, pos, U, inv, work)
+        _remove(idx, na, pos, U, inv, work, zy)
         na -= 1
         check(na)
     absent = np.setdiff1d(np.arange(k_max), idx[:na])
     for j in absent[::-1]:
-        assert _append(K, half, idx, na, j, U, inv, work)
+        assert _append(K, half, idx, na, j, U, inv, work, zy, y[j])
         na += 1
         check(na)
     assert sorted(idx[:na]) == list(range(k_max))
+
+
+@pytest.mark.parametrize("k", [3, 12, 23, 24, 30, 40, 43])  # the loop and the tiles
+@pytest.mark.parametrize("extra", [1, 5])
+def test_upper_factor_carries_right_hand_sides(k, extra):
+    """``_cholesky_upper`` with ``extra`` columns right of the matrix: the factor is the same
+    to rounding, and those columns end as ``U^-T`` times what they held."""
+    from fastsearchlight.estimators._svm_gram_kernel import _cholesky_upper
+
+    rng = np.random.default_rng(k + 100 * extra)
+    X = rng.standard_normal((k, k + 4))
+    M = X @ X.T + 0.5 * np.eye(k)
+    B = rng.standard_normal((k, extra))
+    U = np.full((k, k + extra + 2), np.nan)
+    U[:, :k] = np.triu(M)
+    U[:, k : k + extra] = B
+    inv = np.empty(k)
+    assert _cholesky_upper(U, k, k + extra, inv)
+    F = np.triu(U[:, :k])
+    np.testing.assert_allclose(F, np.linalg.cholesky(M).T, rtol=0, atol=1e-12 * np.abs(F).max())
+    np.testing.assert_allclose(F.T @ U[:, k : k + extra], B, rtol=0, atol=1e-12 * np.abs(B).max())
+    assert np.all(np.isnan(U[:, k + extra :]))  # nothing written beyond
 
 
 def test_upper_factor_reports_indefinite_matrices():
@@ -557,7 +585,7 @@ def test_upper_factor_reports_indefinite_matrices():
     for k in (5, 30):
         U = np.eye(k)
         U[2, 2] = -1.0
-        assert not _cholesky_upper(U, k, np.empty(k))
+        assert not _cholesky_upper(U, k, k, np.empty(k))
 
 
 @pytest.mark.parametrize("inverse_members", [1, 10**9])

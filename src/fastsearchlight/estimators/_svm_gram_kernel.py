@@ -89,7 +89,7 @@ from ._svm_kernel import (
     UNCONVERGED,
     _step_length,
 )
-from ._triangular import cholesky_lower_rows, cholesky_upper_rows, forward_upper, solve_upper
+from ._triangular import back_upper, cholesky_lower_rows, cholesky_upper_forward, forward_upper, solve_upper
 
 __all__ = ["follows_previous", "gram_newton_spheres", "sample_grams"]
 
@@ -160,7 +160,7 @@ def _factor_every_sample(K, k, half, U0, inv0):
         for c in range(r, k):
             U0[r, c] = K[r, c]
         U0[r, r] += half
-    return _cholesky_upper(U0, k, inv0)
+    return _cholesky_upper(U0, k, k, inv0)
 
 
 @kernel(fastmath=_FASTMATH)
@@ -284,65 +284,73 @@ def _solve_ldl(L, dinv, k, b, out):
 
 
 @kernel(fastmath=_FASTMATH)
-def _cholesky_upper(U, k, inv):
+def _cholesky_upper(U, k, kc, inv):
     """In place: the upper factor ``U`` (``M = U^T U``) of the leading ``k x k`` block of
     ``U``, whose upper triangle holds ``M``, and the reciprocals ``inv`` of its diagonal;
-    False if it is not positive definite. From ``k = 24`` the blocked factorisation
-    (:func:`._triangular.cholesky_upper_rows`, which leaves the factor's transpose in the
-    block's lower triangle, unused here), below it a compiled loop (as
-    :func:`_cholesky_lower`); the loop updates the rows below a pivot by row slices, which
-    vectorise."""
+    False if it is not positive definite. The columns ``k .. kc - 1`` of its leading ``k``
+    rows (``kc <= k + 12``; ``U`` at least ``kc`` wide) are right-hand sides, and end as
+    ``U^-T`` times what they held (the forward solve, in the same pass). From ``k = 24``
+    the blocked factorisation (:func:`._triangular.cholesky_upper_forward`, which leaves the
+    factor's transpose in the block's lower triangle, unused here), below it a compiled
+    loop (as :func:`_cholesky_lower`); the loop updates the rows below a pivot by row
+    slices, which vectorise."""
     if k >= _LAPACK_FROM:
-        if not cholesky_upper_rows(U, k):
+        if not cholesky_upper_forward(U, k, kc):
             return False
         for r in range(k):
             inv[r] = 1.0 / U[r, r]
         return True
     for i in range(k):
-        row = U[i, i:k]
+        row = U[i, i:kc]
         if row[0] <= 0.0:
             return False
         piv = np.sqrt(row[0])
         inv[i] = 1.0 / piv
         row[0] = piv
-        for j in range(1, k - i):
+        for j in range(1, kc - i):
             row[j] *= inv[i]
         for c in range(1, k - i):
             v = row[c]
-            below = U[i + c, i + c : k]
+            below = U[i + c, i + c : kc]
             src = row[c:]
-            for j in range(k - i - c):
+            for j in range(kc - i - c):
                 below[j] -= v * src[j]
     return True
 
 
 @kernel(fastmath=_FASTMATH)
-def _append(K, half, idx, na, j, U, inv, l):
+def _append(K, half, idx, na, j, U, inv, l, zy, yj):
     """Sample ``j`` appended to the upper factor ``U`` of ``I / 2C + K_AA``
     (``A = idx[:na]``): a new column ``U^-T K[A, j]`` (forward solve by row slices) and
-    diagonal entry; False if rounding left no positive pivot."""
+    diagonal entry, and the new entry of ``zy = U^-T y_A`` (``yj``: the sample's target);
+    False if rounding left no positive pivot."""
     Kj = K[j]
     for r in range(na):
         l[r] = Kj[idx[r]]
     forward_upper(U, inv, na, l)
     acc = K[j, j] + half
+    lz = 0.0
     for c in range(na):
         U[c, na] = l[c]
         acc -= l[c] * l[c]
+        lz += l[c] * zy[c]
     if acc <= 0.0:
         return False
     U[na, na] = np.sqrt(acc)
     inv[na] = 1.0 / U[na, na]
+    zy[na] = (yj - lz) * inv[na]
     idx[na] = j
     return True
 
 
 @kernel(fastmath=_FASTMATH)
-def _remove(idx, na, r, U, inv, v):
+def _remove(idx, na, r, U, inv, v, zy):
     """The sample at position ``r`` taken out of the upper factor ``U`` of
     ``I / 2C + K_AA`` (``A = idx[:na]``): its row and column are deleted (the entries right
     of and below them move up and left), and the block below and right of it takes the
-    removed row as a rank-one update (always stable), row by row. Each row below moves up
+    removed row as a rank-one update (always stable), row by row. ``zy = U^-T y_A`` follows
+    as a column right of the factor's: its entries below ``r`` move up and take the same
+    rotations. Each row below moves up
     and left as it is updated, in one pass: 0.80-0.83 of the time of a move, then the
     update (12 removals from factors of 100 and 120 samples, the same factors)."""
     m = na - 1 - r
@@ -353,6 +361,7 @@ def _remove(idx, na, r, U, inv, v):
         row = U[i, r:na]
         for c in range(na - 1 - r):  # (a slice from 0: numba's loops from a variable start
             row[c] = row[c + 1]  # did not vectorise)
+    vz = zy[r]  # the removed row's entry of zy, rotated like its others
     for c in range(m):  # row rc + 1 updated into row rc (free: moved or removed before)
         rc = r + c
         src = U[rc + 1, rc + 1 : na]
@@ -371,6 +380,9 @@ def _remove(idx, na, r, U, inv, v):
             x = (src[i + 1] + sn * rest[i]) * rcs
             dst[i + 1] = x
             rest[i] = cs * rest[i] - sn * x
+        x = (zy[rc + 1] + sn * vz) * rcs
+        zy[rc] = x
+        vz = cs * vz - sn * x
 
 
 @kernel(fastmath=_FASTMATH, inline="always")
@@ -480,16 +492,18 @@ def _factor_active(K, half, idx, na, U, inv):
 
 @kernel(fastmath=_FASTMATH)
 def _solve_dual(
-    K, k, y, C, U0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, U, inv, rhs, z, guess, jumps,
+    K, k, y, C, U0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, U, inv, zy, z, guess, jumps,
     have_U0,
 ):  # fmt: skip
     """Finite Newton iterations on one problem: training samples ``0 .. k-1`` of Gram
     matrix ``K``, targets ``y``; ``U0`` the upper factor of ``I / 2C + K`` (every sample
     active) when ``have_U0``, else work space where it is computed if a cold start needs it
     (a warm start's problem does not). Leaves the coefficients in ``a``; the other arrays
-    are work space (length >= ``k``, ``U`` at least ``k x k``: the upper factor of the
-    active set's matrix, whose updates and solves then run along its rows). Returns
-    ``(status, iterations)``.
+    are work space (length >= ``k``, ``U`` at least ``k x (k + 1)``: the upper factor of
+    the active set's matrix, whose updates and solves then run along its rows; ``zy``:
+    ``U^-T y_A``, kept with the factor, so that a Newton point takes one triangular solve:
+    computed with a fresh factor in the same pass, as an extra column, and updated with
+    it). Returns ``(status, iterations)``.
 
     The first ``jumps`` steps go straight to the Newton point of the active set and take
     the samples whose margins are below 1 there as the next set (the primal-dual active-set
@@ -507,7 +521,7 @@ def _solve_dual(
     K, y, U0, inv0, a, p = borrowed(K), borrowed(y), borrowed(U0), borrowed(inv0), borrowed(a), borrowed(p)
     s, u, m, delta = borrowed(s), borrowed(u), borrowed(m), borrowed(delta)
     act, pact, idx, U = borrowed(act), borrowed(pact), borrowed(idx), borrowed(U)
-    inv, rhs, z, guess = borrowed(inv), borrowed(rhs), borrowed(z), borrowed(guess)
+    inv, zy, z, guess = borrowed(inv), borrowed(zy), borrowed(z), borrowed(guess)
     half = 0.5 / C
     warm = guess.shape[0] > 0
     na = 0
@@ -521,7 +535,9 @@ def _solve_dual(
             na += 1
     if warm:
         _factor_active(K, half, idx, na, U, inv)
-        if not _cholesky_upper(U, na, inv):  # rounding: a cold start
+        for r in range(na):
+            U[r, na] = y[idx[r]]
+        if not _cholesky_upper(U, na, na + 1, inv):  # rounding: a cold start
             warm = False
             for i in range(k):
                 act[i] = True
@@ -530,8 +546,9 @@ def _solve_dual(
             na = k
     if warm:
         for r in range(na):
-            rhs[r] = y[idx[r]]
-        solve_upper(U, inv, na, rhs, z)
+            zy[r] = U[r, na]
+            z[r] = zy[r]
+        back_upper(U, inv, na, z)
         for i in range(k):
             p[i] = 0.0
         for r in range(na):
@@ -557,13 +574,13 @@ def _solve_dual(
             while r < na:  # samples that left
                 if not act[idx[r]]:
                     pact[idx[r]] = False
-                    _remove(idx, na, r, U, inv, z)
+                    _remove(idx, na, r, U, inv, z, zy)
                     na -= 1
                 else:
                     r += 1
             for i in range(k):  # samples that joined
                 if act[i] and not pact[i]:
-                    if not _append(K, half, idx, na, i, U, inv, z):
+                    if not _append(K, half, idx, na, i, U, inv, z, zy, y[i]):
                         fresh = True
                         break
                     pact[i] = True
@@ -576,11 +593,15 @@ def _solve_dual(
                     idx[na] = i
                     na += 1
             _factor_active(K, half, idx, na, U, inv)
-            if not _cholesky_upper(U, na, inv):
+            for r in range(na):
+                U[r, na] = y[idx[r]]
+            if not _cholesky_upper(U, na, na + 1, inv):
                 return NEEDS_SVD, it + 1
+            for r in range(na):
+                zy[r] = U[r, na]
         for r in range(na):
-            rhs[r] = y[idx[r]]
-        solve_upper(U, inv, na, rhs, z)
+            z[r] = zy[r]
+        back_upper(U, inv, na, z)
         for i in range(k):
             p[i] = 0.0
         for r in range(na):
@@ -1129,7 +1150,7 @@ def gram_newton_spheres(
     status = np.zeros((B, Yq.shape[0]), dtype=np.int8)
     iterations = np.zeros((B, Yq.shape[0]), dtype=np.int32)
     K = np.empty((k_max, k_max))
-    L = np.empty((k_max, k_max))
+    L = np.empty((k_max, k_max + 1))  # (a column for the right-hand side)
     U0 = np.empty((k_max, k_max))
     vec = np.empty((9, k_max))
     inv = np.empty(k_max)

@@ -63,6 +63,7 @@ __all__ = [
     "cholesky_lower_rows",
     "cholesky_solve_upper",
     "cholesky_solve_upper_rows",
+    "cholesky_upper_forward",
     "cholesky_upper_into",
     "cholesky_upper_rows",
     "forward_upper",
@@ -237,7 +238,7 @@ def _block_dots(L, i0, na, j0, nb, length, S):
 
 
 @kernel(fastmath=_FASTMATH)
-def _cholesky_upper_tiles(M, k):
+def _cholesky_upper_tiles(M, k, kc):
     """In place: the upper Cholesky factor of the leading ``k x k`` block of ``M``, from its
     upper triangle into its upper triangle (``M = U^T U``; the lower triangle of each 4 x 4
     diagonal block spoiled, the rest of the lower triangle not touched); False, the block
@@ -250,14 +251,19 @@ def _cholesky_upper_tiles(M, k):
     product of the inverse of the factor's transpose with those rows, in the same tiles (the
     substitution along the columns, which the compiler leaves in scalar instructions, took a
     quarter to a third of the time at ``k = 76-162``); below, by that substitution. ``M`` is
-    a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``)."""
+    a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``).
+
+    With ``kc > k`` (at most ``k + 12``: the last block's rows, when fewer than four, are
+    taken without tiles) the columns ``k .. kc - 1`` of the leading ``k`` rows are carried
+    along as right-hand sides: they end as ``U^-T`` times what they held (the forward solve,
+    in the same tiles as the factor)."""
     if k >= _SOLVE_TILES_FROM:
-        return _factor_blocks(M, k, np.empty((4, 4)), True)
-    return _factor_blocks(M, k, M, False)
+        return _factor_blocks(M, k, kc, np.empty((4, 4)), True)
+    return _factor_blocks(M, k, kc, M, False)
 
 
 @kernel(fastmath=_FASTMATH, inline="always")
-def _factor_blocks(M, k, Linv, tiles):
+def _factor_blocks(M, k, kc, Linv, tiles):
     """:func:`_cholesky_upper_tiles`, its blocks' rows solved by tiles with ``tiles`` (with
     ``Linv`` as 4 x 4 work space) or by substitution (``Linv`` not used)."""
     ld = M.strides[0] // 8
@@ -265,7 +271,7 @@ def _factor_blocks(M, k, Linv, tiles):
         jb = min(4, k - j0)
         if j0 > 0:  # the tile with the diagonal block first: the rest overlap its factor's chain
             outer_tile(
-                M, j0, ld, M, j0, ld, j0, M, j0 * ld + j0, ld, jb, min(TILE_COLUMNS, k - j0), -1.0, True
+                M, j0, ld, M, j0, ld, j0, M, j0 * ld + j0, ld, jb, min(TILE_COLUMNS, kc - j0), -1.0, True
             )
         if jb < 4:  # the last rows, fewer than four: one at a time (no columns right of them)
             for a in range(jb):
@@ -273,7 +279,7 @@ def _factor_blocks(M, k, Linv, tiles):
                 for b in range(a):
                     f = M[j0 + b, j0 + a]
                     rb = M[j0 + b]
-                    for c in range(j0 + a, k):
+                    for c in range(j0 + a, kc):
                         ra[c] -= f * rb[c]
                 piv = ra[j0 + a]
                 if not piv > 0.0:
@@ -281,7 +287,7 @@ def _factor_blocks(M, k, Linv, tiles):
                 piv = math.sqrt(piv)
                 ra[j0 + a] = piv
                 inv = 1.0 / piv
-                for c in range(j0 + a + 1, k):
+                for c in range(j0 + a + 1, kc):
                     ra[c] *= inv
             return True
         r0, r1, r2, r3 = M[j0], M[j0 + 1], M[j0 + 2], M[j0 + 3]
@@ -321,10 +327,10 @@ def _factor_blocks(M, k, Linv, tiles):
         r2[j0 + 2], r2[j0 + 3] = d2, t23
         r3[j0 + 3] = d3
         if j0 > 0:  # the block's other tiles
-            for c0 in range(j0 + TILE_COLUMNS, k, TILE_COLUMNS):
-                width = min(TILE_COLUMNS, k - c0)
+            for c0 in range(j0 + TILE_COLUMNS, kc, TILE_COLUMNS):
+                width = min(TILE_COLUMNS, kc - c0)
                 outer_tile(M, j0, ld, M, c0, ld, j0, M, j0 * ld + c0, ld, 4, width, -1.0, True)
-        if tiles and k - j0 - 4 >= _SOLVE_TILE_COLUMNS:  # the block's rows right of it
+        if tiles and kc - j0 - 4 >= _SOLVE_TILE_COLUMNS:  # the block's rows right of it
             # Linv[l, r]: entry (r, l) of the inverse of the factor's transpose
             l10 = -v1 * t01 * v0
             l20 = -v2 * (t02 * v0 + t12 * l10)
@@ -335,11 +341,11 @@ def _factor_blocks(M, k, Linv, tiles):
             Linv[1, 3] = -v3 * (t13 * v1 + t23 * l21)
             Linv[2, 0], Linv[2, 1], Linv[2, 2], Linv[2, 3] = 0.0, 0.0, v2, -v3 * t23 * v2
             Linv[3, 0], Linv[3, 1], Linv[3, 2], Linv[3, 3] = 0.0, 0.0, 0.0, v3
-            for c0 in range(j0 + 4, k, TILE_COLUMNS):  # (each tile reads its rows, then writes)
-                width = min(TILE_COLUMNS, k - c0)
+            for c0 in range(j0 + 4, kc, TILE_COLUMNS):  # (each tile reads its rows, then writes)
+                width = min(TILE_COLUMNS, kc - c0)
                 outer_tile(Linv, 0, 4, M, j0 * ld + c0, ld, 4, M, j0 * ld + c0, ld, 4, width, 1.0, False)
         else:
-            for c in range(j0 + 4, k):
+            for c in range(j0 + 4, kc):
                 x0 = r0[c] * v0
                 x1 = (r1[c] - t01 * x0) * v1
                 x2 = (r2[c] - t02 * x0 - t12 * x1) * v2
@@ -424,7 +430,17 @@ def cholesky_upper_rows(U, k):
     a C-ordered 2-d array with unit column stride (its rows may be longer than ``k``); the
     lower triangles of the block's 4 x 4 diagonal blocks are spoiled, the rest of its lower
     triangle not touched."""
-    return _cholesky_upper_tiles(U, k)
+    return _cholesky_upper_tiles(U, k, k)
+
+
+@kernel(fastmath=_FASTMATH)
+def cholesky_upper_forward(U, k, kc):
+    """:func:`cholesky_upper_rows`, and the forward solve with the factor of the columns
+    ``k .. kc - 1`` of the leading ``k`` rows (``kc <= k + 12``), in the same pass: those
+    columns end as ``F^-T`` times what they held (the factor's rows carry them, as the
+    augmented matrix ``[M, B]``'s upper factor ``[F, F^-T B]``). ``U`` has at least ``kc``
+    columns."""
+    return _cholesky_upper_tiles(U, k, kc)
 
 
 @kernel(fastmath=_FASTMATH)
@@ -447,7 +463,7 @@ def cholesky_upper_into(H, R):
             dst, src = R[r, r:], H[r, r:]
             for c in range(dst.shape[0]):
                 dst[c] = src[c]
-    return _cholesky_upper_tiles(R, d)
+    return _cholesky_upper_tiles(R, d, d)
 
 
 @kernel(fastmath=_FASTMATH)
