@@ -273,7 +273,7 @@ def _factor_blocks(M, k, kc, Linv, tiles):
             outer_tile(
                 M, j0, ld, M, j0, ld, j0, M, j0 * ld + j0, ld, jb, min(TILE_COLUMNS, kc - j0), -1.0, True
             )
-        if jb < 4:  # the last rows, fewer than four: one at a time (no columns right of them)
+        if jb < 4:  # the last rows, fewer than four: one at a time (right of them: carried columns only)
             for a in range(jb):
                 ra = M[j0 + a]
                 for b in range(a):
