@@ -22,7 +22,10 @@ label vectors of a fold; computed only when a problem starts cold); later steps 
 joining it appended (``O(|A|^2)``) and a sample leaving it removed (a rank-one update of the
 block below and right of it), or compute it afresh when many samples change (``|A|^3 / 6``:
 about a microsecond at ``|A| ~ 21``). Every Newton point is solved from a factor: exact to
-rounding. That factor is kept upper (``U^T U``, C order), so that the appends, removals and
+rounding. The forward half of that solve, ``U^-T y_A``, is kept with the factor (an extra
+column of a fresh factorisation, one more entry per append, the removals' rotations), so a
+point takes one back substitution (W1 12 mm's captured calls: 0.95 of the time, the same
+points). That factor is kept upper (``U^T U``, C order), so that the appends, removals and
 solves all run along its rows, contiguous loops the compiler vectorises (with a lower factor
 the removals and back substitutions walk down its columns); products with ``K`` run over
 every sample, the Newton point being 0 outside its active set (dense loops, not gathers).
