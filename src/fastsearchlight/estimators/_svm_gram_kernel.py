@@ -494,6 +494,34 @@ def _factor_active(K, half, idx, na, U, inv):
 
 
 @kernel(fastmath=_FASTMATH)
+def _factor_fresh(K, half, idx, na, y, U, inv, zy):
+    """The upper factor ``U`` of ``I / 2C + K_AA`` (``A = idx[:na]``) computed afresh, and
+    ``zy = U^-T y_A`` in the same pass (``y_A`` as its extra column, :func:`_cholesky_upper`);
+    False if the matrix is not positive definite to rounding."""
+    _factor_active(K, half, idx, na, U, inv)
+    for r in range(na):
+        U[r, na] = y[idx[r]]
+    if not _cholesky_upper(U, na, na + 1, inv):
+        return False
+    for r in range(na):
+        zy[r] = U[r, na]
+    return True
+
+
+@kernel(fastmath=_FASTMATH, inline="always")
+def _newton_point(U, inv, na, zy, z, idx, k, p):
+    """``p`` the Newton point of the active set ``A = idx[:na]`` (0 elsewhere), from its
+    factor ``U`` and ``zy = U^-T y_A``: one back substitution (``z``: work space)."""
+    for r in range(na):
+        z[r] = zy[r]
+    back_upper(U, inv, na, z)
+    for i in range(k):
+        p[i] = 0.0
+    for r in range(na):
+        p[idx[r]] = z[r]
+
+
+@kernel(fastmath=_FASTMATH)
 def _solve_dual(
     K, k, y, C, U0, inv0, max_iter, a, p, s, u, m, delta, act, pact, idx, U, inv, zy, z, guess, jumps,
     have_U0,
@@ -536,26 +564,15 @@ def _solve_dual(
         if act[i]:
             idx[na] = i
             na += 1
-    if warm:
-        _factor_active(K, half, idx, na, U, inv)
-        for r in range(na):
-            U[r, na] = y[idx[r]]
-        if not _cholesky_upper(U, na, na + 1, inv):  # rounding: a cold start
-            warm = False
-            for i in range(k):
-                act[i] = True
-                pact[i] = True
-                idx[i] = i
-            na = k
-    if warm:
-        for r in range(na):
-            zy[r] = U[r, na]
-            z[r] = zy[r]
-        back_upper(U, inv, na, z)
+    if warm and not _factor_fresh(K, half, idx, na, y, U, inv, zy):  # rounding: a cold start
+        warm = False
         for i in range(k):
-            p[i] = 0.0
-        for r in range(na):
-            p[idx[r]] = z[r]
+            act[i] = True
+            pact[i] = True
+            idx[i] = i
+        na = k
+    if warm:
+        _newton_point(U, inv, na, zy, z, idx, k, p)
     else:
         if not have_U0 and not _factor_every_sample(K, k, half, U0, inv0):
             return NEEDS_SVD, 0
@@ -595,20 +612,9 @@ def _solve_dual(
                 if act[i]:
                     idx[na] = i
                     na += 1
-            _factor_active(K, half, idx, na, U, inv)
-            for r in range(na):
-                U[r, na] = y[idx[r]]
-            if not _cholesky_upper(U, na, na + 1, inv):
+            if not _factor_fresh(K, half, idx, na, y, U, inv, zy):
                 return NEEDS_SVD, it + 1
-            for r in range(na):
-                zy[r] = U[r, na]
-        for r in range(na):
-            z[r] = zy[r]
-        back_upper(U, inv, na, z)
-        for i in range(k):
-            p[i] = 0.0
-        for r in range(na):
-            p[idx[r]] = z[r]
+        _newton_point(U, inv, na, zy, z, idx, k, p)
     return UNCONVERGED, max_iter
 
 
