@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastsearchlight.estimators._simd import TILE_COLUMNS, TILE_ROWS, outer_tile
+from fastsearchlight.estimators._simd import TILE_COLUMNS, TILE_ROWS, outer_tile, outer_tile_solved
 
 
 @njit(cache=False)
 def _tile(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate):
     outer_tile(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
+
+
+@njit(cache=False)
+def _tile_solved(A, ia, lda, B, ib, ldb, length, C, ic, ldc, ncols, alpha, accumulate, T):
+    outer_tile_solved(A, ia, lda, B, ib, ldb, length, C, ic, ldc, TILE_ROWS, ncols, alpha, accumulate, T)
 
 
 def _expected(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate):
@@ -53,6 +58,31 @@ def test_outer_tile_matches_numpy(seed, dtype, out_dtype, rtol):
     _tile(A, ia, lda, B, ib, ldb, length, C, ic, ldc, nrows, ncols, alpha, accumulate)
     assert C.dtype == out_dtype
     np.testing.assert_allclose(C, expected, rtol=rtol, atol=rtol * max(1, length))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_outer_tile_solved_applies_the_triangle_to_the_new_rows(seed):
+    """The solved tile stores row ``r`` as ``sum_{l <= r} T[l, r] new_l``, ``new`` the plain
+    tile's rows; ``T``'s entries below its diagonal (here NaN) are not read, and nothing
+    outside the tile is written."""
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(0, 50))
+    lda, ldb, ldc = int(rng.integers(4, 30)), int(rng.integers(16, 40)), int(rng.integers(16, 30))
+    ncols = int(rng.integers(1, TILE_COLUMNS + 1))
+    ia, ib, ic = int(rng.integers(0, lda - 3)), int(rng.integers(0, ldb - 15)), int(rng.integers(0, 4))
+    A = rng.normal(size=max(length - 1, 0) * lda + ia + TILE_ROWS)
+    B = rng.normal(size=max(length - 1, 0) * ldb + ib + ncols)
+    C = rng.normal(size=(TILE_ROWS - 1) * ldc + ic + ncols + 3)
+    T = np.triu(rng.normal(size=(TILE_ROWS, TILE_ROWS)))
+    T[np.tril_indices(TILE_ROWS, -1)] = np.nan
+    alpha, accumulate = float(rng.normal()), bool(rng.integers(0, 2))
+    new = _expected(A, ia, lda, B, ib, ldb, length, C, ic, ldc, TILE_ROWS, ncols, alpha, accumulate)
+    rows = np.array([new[ic + r * ldc : ic + r * ldc + ncols] for r in range(TILE_ROWS)])
+    expected = new.copy()
+    for r in range(TILE_ROWS):
+        expected[ic + r * ldc : ic + r * ldc + ncols] = T[: r + 1, r] @ rows[: r + 1]
+    _tile_solved(A, ia, lda, B, ib, ldb, length, C, ic, ldc, ncols, alpha, accumulate, T)
+    np.testing.assert_allclose(C, expected, rtol=1e-13, atol=1e-13 * max(1, length))
 
 
 def test_outer_tile_on_rows_of_a_2d_array_writes_the_tile_only():
