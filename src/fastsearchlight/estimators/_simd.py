@@ -237,22 +237,27 @@ def _outer_tile(rows, solved=False):
                             builder.store(
                                 builder.call(fma, [a, halves[v], builder.load(sums[r][v])]), sums[r][v]
                             )
+
+                def pointer_of(r, v):
+                    """The address of row ``r``'s vector ``v`` in ``C``."""
+                    c_row = builder.gep(c_data, [builder.add(ic_, builder.mul(ir.Constant(i64, r), ldc_))])
+                    return builder.bitcast(
+                        builder.gep(c_row, [ir.Constant(i64, v * lanes)]), c_vec.as_pointer()
+                    )
+
+                def new_value(pointer, r, v):
+                    """Row ``r``'s vector ``v``: what ``C`` held there (with ``accumulate``) plus
+                    ``alpha`` times the sums."""
+                    old = builder.call(c_load_masked, [pointer, c_align, masks[v], c_zero])
+                    base = builder.select(acc_, old, c_zero)
+                    total = builder.load(sums[r][v])
+                    if c_vec != vec:
+                        total = builder.fpext(total, c_vec)
+                    return builder.call(c_fma, [scale, total, base])
+
                 if solved:  # every row: the new rows, then the triangle applied to them
-                    pointers, news = [], []
-                    for r in range(rows):
-                        c_row = builder.gep(
-                            c_data, [builder.add(ic_, builder.mul(ir.Constant(i64, r), ldc_))]
-                        )
-                        pointers.append([])
-                        news.append([])
-                        for v in range(used):
-                            pointer = builder.bitcast(
-                                builder.gep(c_row, [ir.Constant(i64, v * lanes)]), c_vec.as_pointer()
-                            )
-                            old = builder.call(c_load_masked, [pointer, c_align, masks[v], c_zero])
-                            base = builder.select(acc_, old, c_zero)
-                            news[r].append(builder.call(c_fma, [scale, builder.load(sums[r][v]), base]))
-                            pointers[r].append(pointer)
+                    pointers = [[pointer_of(r, v) for v in range(used)] for r in range(rows)]
+                    news = [[new_value(pointers[r][v], r, v) for v in range(used)] for r in range(rows)]
                     for r in range(rows):
                         for v in range(used):
                             out = builder.fmul(t_entries[0, r], news[0][v])
@@ -262,20 +267,11 @@ def _outer_tile(rows, solved=False):
                     return
                 for r in range(rows):
                     with cgutils.if_likely(builder, builder.icmp_signed("<", ir.Constant(i64, r), nrows_)):
-                        c_row = builder.gep(
-                            c_data, [builder.add(ic_, builder.mul(ir.Constant(i64, r), ldc_))]
-                        )
                         for v in range(used):
-                            pointer = builder.bitcast(
-                                builder.gep(c_row, [ir.Constant(i64, v * lanes)]), c_vec.as_pointer()
+                            pointer = pointer_of(r, v)
+                            builder.call(
+                                c_store_masked, [new_value(pointer, r, v), pointer, c_align, masks[v]]
                             )
-                            old = builder.call(c_load_masked, [pointer, c_align, masks[v], c_zero])
-                            base = builder.select(acc_, old, c_zero)
-                            total = builder.load(sums[r][v])
-                            if c_vec != vec:
-                                total = builder.fpext(total, c_vec)
-                            new = builder.call(c_fma, [scale, total, base])
-                            builder.call(c_store_masked, [new, pointer, c_align, masks[v]])
 
             if vectors == 1:
                 tile(1)
