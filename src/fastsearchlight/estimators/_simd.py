@@ -119,10 +119,8 @@ def _outer_tile(rows, solved=False):
         solves). Entries of
         ``A`` in rows ``r >= nrows`` and of ``B`` in columns ``c >= ncols`` are not read; nothing
         else is checked. In compiled code only."""
-        if len(T) != int(solved) or (
-            solved and not (isinstance(T[0], types.Array) and T[0].dtype == types.float64)
-        ):
-            raise TypeError(f"outer_tile: a float64 array T with solved tiles only, got {T}")
+        if solved and not (isinstance(T[0], types.Array) and T[0].dtype == types.float64):
+            raise TypeError(f"outer_tile: T must be a float64 array, got {T[0]}")
         for name, arr in (("A", A), ("B", B), ("C", C)):
             if not (isinstance(arr, types.Array) and arr.dtype in _ELEMENTS):
                 raise TypeError(f"outer_tile: {name} must be a float64 or float32 array, got {arr}")
