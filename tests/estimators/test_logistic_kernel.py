@@ -493,6 +493,67 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C, hessian_
     np.testing.assert_allclose(out[True], out[False], rtol=1e-9, atol=1e-9 * np.abs(out[False]).max())
 
 
+@pytest.mark.parametrize("hessian_type", [np.float64, np.float32])
+def test_rows_of_negligible_weight_left_out_but_at_the_last_step(hessian_type):
+    """Without a certificate too, the Hessians but the last Newton step's leave out the rows
+    whose ``w |a|^2`` is at most ``s lam / n`` (``lam`` the smallest positive penalty: the
+    intercept's is 0), flagged in the work space's keep row. On a nearly separable raw-scale
+    problem, where many rows weigh nothing near the optimum, a run stopped before its last
+    step has left rows out, and a run to ``tol`` ends with a Newton step on every row at
+    the optimum of every row (a numpy Newton iteration's)."""
+    from fastsearchlight.estimators._logistic_kernel import (
+        _LEFT_OUT,
+        _ROW_KEEP,
+        _newton_binary,
+        newton_work,
+        no_certificate,
+    )
+
+    rng = np.random.default_rng(5)
+    n, p = 150, 40
+    A = rng.normal(scale=25.0, size=(n, p))
+    t = (A[:, :5].sum(axis=1) + rng.normal(scale=10.0, size=n) > 0).astype(float)
+    A = np.hstack([A - A.mean(axis=0), np.ones((n, 1))])
+    q = A.shape[1]
+    pen = np.full(q, 1.0 / (1000.0 * n))
+    pen[-1] = 0.0
+    reference = np.zeros(q)  # Newton's method in numpy, every row in every Hessian
+    for _ in range(100):
+        prob = 1.0 / (1.0 + np.exp(-(A @ reference)))
+        grad = A.T @ (prob - t) / n + pen * reference
+        if np.abs(grad).max() <= 1e-13:
+            break
+        w = prob * (1.0 - prob) / n
+        step = -np.linalg.solve((A * w[:, None]).T @ A + np.diag(pen), grad)
+        f0 = np.mean(np.logaddexp(0.0, -(2 * t - 1) * (A @ reference))) + 0.5 * pen @ reference**2
+        s = 1.0
+        while s > 1e-12:
+            trial = reference + s * step
+            f1 = np.mean(np.logaddexp(0.0, -(2 * t - 1) * (A @ trial))) + 0.5 * pen @ trial**2
+            if f1 <= f0 + 1e-4 * s * grad @ step + 1e-14 * abs(f0):
+                break
+            s /= 2
+        reference = trial
+    z = A @ reference
+    w = 1.0 / (1.0 + np.exp(-z)) * (1.0 / (1.0 + np.exp(z))) / n
+    assert (w * (A**2).sum(axis=1) <= _LEFT_OUT / n * pen[0]).sum() >= 10  # rows to leave out
+
+    def solve(max_iter):
+        theta = np.zeros(q)
+        work = newton_work(n, q, 0)
+        its, ok, *_ = _newton_binary(
+            A, t, pen, np.ones(q), theta, 1e-13, max_iter, np.empty((q, q)), np.empty((n, q), hessian_type),
+            True, no_certificate(q), work,
+        )  # fmt: skip
+        return its, ok, theta, work[_ROW_KEEP, :n].copy()
+
+    its, ok, theta, keep = solve(100)
+    assert ok and (keep == 1.0).all()  # the last step took every row
+    np.testing.assert_allclose(A @ theta, z, rtol=0, atol=1e-9 * np.abs(z).max())
+    _, ok, _, keep = solve(its - 1)  # stopped before its last step
+    assert not ok and (keep == 0.0).any()
+
+
 def test_newton_binary_rejects_a_work_space_too_small():
     """The binary solver's vectors live in the caller's work space (no allocation per
     problem): one with too few columns for the rows, the parameters or the test rows is an
