@@ -71,6 +71,7 @@ from ._logistic_kernel import (
     _newton_binary,
     newton_work,
     no_certificate,
+    squared_row_norms,
 )
 from ._triangular import solve_upper
 
@@ -407,11 +408,7 @@ def logistic_cv_block(
                 for a in range(nte):
                     Ct[:, a] = D[inner_te[f, k, a]]
                 a2 = np.empty(ntr)
-                for a in range(ntr):
-                    acc = 0.0
-                    for j in range(q):
-                        acc += Dk[a, j] * Dk[a, j]
-                    a2[a] = acc
+                squared_row_norms(Dk, a2)
                 cert = (Ct, a2, np.empty((q, nte)), cert_out, eps)
                 cert_out[2] = 0.0  # new rows: no test rows' norms to carry from the fold before
                 pen = np.empty(q)

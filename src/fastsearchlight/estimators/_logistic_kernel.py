@@ -190,6 +190,18 @@ def _extrapolate(theta, step, pen, t, sign, z, dz, zt, et, zx, ex, f1):
     return 1.0, 0.0
 
 
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
+def squared_row_norms(A, out):
+    """``out[i] = |a_i|^2`` for the rows of ``A`` (n, q)."""
+    n, q = A.shape
+    for i in range(n):
+        acc = 0.0
+        row = A[i]
+        for j in range(q):
+            acc += row[j] * row[j]
+        out[i] = acc
+
+
 @kernel(nogil=True, fastmath=_FASTMATH)
 def _row_norm(A):
     """Mean Euclidean norm of the rows of ``A`` (the scale of the predictors' rounding)."""
@@ -435,12 +447,7 @@ def _newton_binary(
     certify = Ct.shape[1] > 0
     if not certify:  # the rows' squared norms (a certificate brings them)
         a2 = work[_ROW_A2, :n]
-        for i in range(n):
-            acc = 0.0
-            row = A[i]
-            for j in range(q):
-                acc += row[j] * row[j]
-            a2[i] = acc
+        squared_row_norms(A, a2)
     row_norm = 0.0  # (the line search's scale of rounding)
     for i in range(n):
         row_norm += math.sqrt(a2[i])
