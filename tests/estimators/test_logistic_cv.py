@@ -368,6 +368,80 @@ def _inner_problem(seed, n=64, n_features=12, n_test=16, raw=True):
     return A[:n], y[:n].astype(float), A[n:]
 
 
+def _clipped_log_loss(decisions, t):
+    """scikit-learn's ``log_loss`` of ``expit(decisions)`` (its probabilities clipped to
+    ``[eps, 1 - eps]``), labels ``t`` in {0, 1}."""
+    p1 = expit(decisions)
+    p = np.clip(np.where(t > 0.5, p1, 1.0 - p1), np.finfo(float).eps, 1.0 - np.finfo(float).eps)
+    return -np.mean(np.log(p))
+
+
+def _log_loss_case(seed, stationary=False):
+    """A factor of a raw-scale Hessian (training rows near a common mean of 1,000, with the
+    constant feature), test rows, labels and a point: the test decisions moderate, but for
+    one wrong-side row whose decision is -36 (where the loss's clipping sets in) and one
+    correct-side row at 45 (clipped); with ``stationary``, the origin, where every test row
+    appears with either label (the test loss's slope zero there, its change second order)."""
+    rng = np.random.default_rng(seed)
+    q, n, m = 9, 40, 14
+    mean = np.r_[1000.0 + 50.0 * rng.normal(size=q - 1), 1.0]
+    B = mean + np.c_[5.0 * rng.normal(size=(n, q - 1)), np.zeros(n)]
+    lam = 1e-4
+    H = (B * (rng.uniform(0.001, 0.25, n) / n)[:, None]).T @ B + lam * np.eye(q)
+    U = np.ascontiguousarray(np.linalg.cholesky(H).T)
+    At = mean + np.c_[5.0 * rng.normal(size=(m, q - 1)), np.zeros(m)]
+    t = (np.arange(m) % 2).astype(float)
+    theta = np.r_[rng.normal(size=q - 1) * 1e-3, 0.0]
+    theta[-1] = -mean @ theta  # decisions near 0
+    if stationary:  # every test row twice, with either label, at the origin: slope zero
+        At[m // 2 :] = At[: m // 2]
+        t = np.r_[np.ones(m // 2), np.zeros(m - m // 2)]
+        theta = np.zeros(q)
+    else:  # row 0 a positive sample at -36 (wrong side, the clipping's edge), row 1 at 45 (clipped)
+        u = theta / (theta @ theta)  # adding c u to a row moves its decision by c
+        dec = At @ theta
+        At[0] += (-36.0 - dec[0]) * u
+        At[1] += (45.0 - dec[1]) * u
+        t[:2] = 1.0
+    return U, lam, np.ascontiguousarray(At.T), t, theta
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("stationary", [False, True])
+def test_log_loss_bound_holds_over_the_ball(seed, stationary):
+    """``_log_loss_bound``: the mean clipped test log-loss moves by at most the bound
+    anywhere within ``r`` of the point in the factor's metric: at random points of the
+    ball's surface and along the directions that move the loss most (its slope's, the test
+    rows' mean's, each test row's, both signs). The cases hold a row at the clipping's edge
+    (where the loss is only 1-Lipschitz) and one on its flat part, or a stationary point of
+    the loss, where it moves by its second-order term only (so the bound's second-order term
+    is needed)."""
+    from fastsearchlight.estimators._logistic_kernel import _log_loss_bound, certificate
+
+    U, lam, Ct, t, theta = _log_loss_case(seed, stationary)
+    q, m = Ct.shape
+    inv = 1.0 / np.diag(U)
+    cert = certificate(Ct, np.ones(3), t, np.zeros(3), 0.01)
+    At = Ct.T
+    base = _clipped_log_loss(At @ theta, t)
+    slope = At.T @ (expit(At @ theta) - t) / m
+    for r in (1e-6, 1e-4, 1e-2):
+        bound = _log_loss_bound(
+            U, inv, Ct, cert[2], cert[5], cert[6], theta, r, lam, np.empty(q), np.empty(q)
+        )
+        directions = [np.linalg.solve(U, v) for v in np.random.default_rng(seed).normal(size=(200, q))]
+        for v in (slope, At.mean(axis=0), *At):  # d maximising v . d over the ball: H0^-1 v
+            directions.append(np.linalg.solve(U, np.linalg.solve(U.T, v)))
+        worst = 0.0
+        for d in directions:
+            d = d * r / np.linalg.norm(U @ d)  # on the ball's surface
+            for sign in (1.0, -1.0):
+                worst = max(worst, abs(_clipped_log_loss(At @ (theta + sign * d), t) - base))
+        assert worst <= bound
+        if r == 1e-2:
+            assert worst > 1e-9  # the loss moves: the test can fail
+
+
 @pytest.mark.parametrize("drift", [0.0, 0.3, 3.0])
 def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
     """Test rows' norms computed with the factor of an earlier problem on the same rows (a
@@ -376,8 +450,10 @@ def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
     that rows left out of a Hessian may weigh): never below the new factor's own norms,
     with fewer rows than features (where the penalty's ratio is the whole inflation) and
     predictors moved by ``delta``. When the proof fails with them, the new factor's own norms
-    are computed and tried."""
-    from fastsearchlight.estimators._logistic_kernel import _LEFT_OUT, _certified
+    are computed and tried. (The norms serve the proofs of the test predictions, ``eps <
+    0``: the test decisions are set to twice their bound with the carried norms, and to a
+    hundredth of it.)"""
+    from fastsearchlight.estimators._logistic_kernel import _LEFT_OUT, _certified, certificate
 
     rng = np.random.default_rng(7)
     n, q, m = 24, 40, 10
@@ -401,22 +477,22 @@ def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
     grad = 1e-9 * rng.normal(size=q)
     step = -np.linalg.solve(R, np.linalg.solve(R.T, grad))
     nu = np.sqrt(-grad @ step)
-    theta = rng.normal(size=q)
-    for eps, carried in ((1e9, True), (0.0, False)):
-        out = np.array([0.0, 0.0, lam_tn])
-        held = tn.copy()
+    inflation = np.sqrt(max(np.exp(drift), _LEFT_OUT * np.exp(drift) + lam_tn / lam))
+    radius = nu * (1 + 1e-12) * inflation * (1 + 1e-6)  # the carried norms' radius
+    assert np.all(tn * inflation >= own * (1 - 1e-12))  # they bound the own norms
+    direction = np.linalg.lstsq(Ct.T, np.sign(rng.normal(size=m)) * tn, rcond=None)[0]
+    for scale, carried in ((2.0, True), (0.01, False)):
+        theta = scale * radius * direction  # decisions at +-scale times the carried bounds
+        cert = certificate(Ct, np.ones(n), np.ones(m), np.array([0.0, 0.0, lam_tn]), -1.0)
+        out, held = cert[3], tn.copy()
         proven, ready = _certified(
-            R, grad, step, z0, z0, ztn.copy(), 1e-6, Ct, np.empty((q, m)), held, True, theta, eps, out, lam,
-            np.ones(n),
+            R, grad, step, z0, z0, ztn.copy(), 1e-6, Ct, cert[2], held, True, theta, -1.0, out, lam, np.ones(n),
+            1.0 / np.diag(R), cert[5], cert[6], np.empty(q), np.empty(q),
         )  # fmt: skip
         assert ready
-        if carried:  # proven with the carried norms: their inflated mean bounds the own norms'
+        if carried:  # proven with the carried norms: not computed again
             assert proven and out[2] == lam_tn
             np.testing.assert_array_equal(held, tn)
-            inflation = np.sqrt(max(np.exp(drift), _LEFT_OUT * np.exp(drift) + lam_tn / lam))
-            used = (out[0] - 1e-12) / (nu * (1 + 1e-12) * (1 + 1e-6))
-            np.testing.assert_allclose(used, tn.mean() * inflation, rtol=1e-9)
-            assert np.all(tn * inflation >= own * (1 - 1e-12))
         else:  # not proven with them: the factor's own norms computed and tried
             assert not proven and out[2] == lam
             np.testing.assert_allclose(held, own, rtol=1e-10)
@@ -429,8 +505,10 @@ def test_certified_carries_the_test_rows_norms_to_a_factor_with_rows_left_out():
     """A new factor may leave out rows of negligible weight that the norms' factor held
     (each at most ``s lam / n`` of ``w |a|^2``): the carried norms' inflation covers them,
     with the predictors where they were and the same penalty, by ``sqrt(1 + s)``, and no
-    less would do. The proof's drift counts the kept rows only."""
-    from fastsearchlight.estimators._logistic_kernel import _LEFT_OUT, _certified
+    less would do. The proof's drift counts the kept rows only. (The proofs of the test
+    predictions, ``eps < 0``: decisions just beyond their bound with the carried norms so
+    inflated are proven; just within it, not.)"""
+    from fastsearchlight.estimators._logistic_kernel import _LEFT_OUT, _certified, certificate
 
     rng = np.random.default_rng(8)
     n, q = 24, 40
@@ -460,34 +538,47 @@ def test_certified_carries_the_test_rows_norms_to_a_factor_with_rows_left_out():
     z0 = rng.normal(size=n)
     z = z0.copy()
     z[:3] += 50.0  # the rows left out moved far: not the kept rows' drift
-    out = np.array([0.0, 0.0, lam])
-    held = tn.copy()
-    proven, ready = _certified(
-        R, grad, step, z, z0, z0.copy(), 1e-6, Ct, np.empty((q, m)), held, True, rng.normal(size=q), 1e9, out,
-        lam, kept.astype(float),
-    )  # fmt: skip
-    assert proven and ready
-    np.testing.assert_array_equal(held, tn)  # carried, not computed again
     inflation = np.sqrt(1.0 + _LEFT_OUT)
     assert np.all(tn * inflation >= own * (1 - 1e-12))
     nu = np.sqrt(-grad @ step)
-    used = (out[0] - 1e-12) / (nu * (1 + 1e-12) * (1 + 1e-6))
-    np.testing.assert_allclose(used, tn.mean() * inflation, rtol=1e-9)  # exp(drift) = 1: kept rows only
+    radius = nu * (1 + 1e-12) * inflation * (1 + 1e-6)  # exp(drift) = 1: the kept rows only
+    direction = np.linalg.lstsq(Ct.T, np.sign(rng.normal(size=m)) * tn, rcond=None)[0]
+    for scale, carried in ((1.0 + 1e-6, True), (1.0 - 1e-6, False)):
+        cert = certificate(Ct, np.ones(n), np.ones(m), np.array([0.0, 0.0, lam]), -1.0)
+        out, held = cert[3], tn.copy()
+        proven, ready = _certified(
+            R, grad, step, z, z0, z0.copy(), 1e-6, Ct, cert[2], held, True, scale * radius * direction, -1.0,
+            out, lam, kept.astype(float), 1.0 / np.diag(R), cert[5], cert[6], np.empty(q), np.empty(q),
+        )  # fmt: skip
+        assert ready
+        if carried:
+            assert proven
+            np.testing.assert_array_equal(held, tn)  # carried, not computed again
+        else:  # just within the carried bound: not proven (the same penalty and predictors: no
+            # other norms to try), so the inflation is no smaller than sqrt(1 + s) either
+            assert not proven
+            np.testing.assert_array_equal(held, tn)
 
 
 @pytest.mark.parametrize("C", [1e-3, 0.1, 10.0, 1e3])
 @pytest.mark.parametrize("eps", [0.01, 1e-4, -1.0])
-def test_certified_stop_bounds_the_test_decisions(C, eps):
+def test_certified_stop_bounds_the_test_scores(C, eps):
     """An inner problem stopped on its certificate (``_certified``) is within the proven
-    bound of the optimum: the mean distance of its test decisions from the optimum's is at
-    most the bound it reports (``eps >= 0``), or every test prediction is the optimum's
-    (``eps < 0``), and it stopped in fewer iterations than the run to ``tol``. From the
-    origin and from a start beside the optimum (as on a path of ``C``)."""
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
+    bound of the optimum: its mean test log-loss (clipped as scikit-learn's) is within the
+    bound it reports of the optimum's (``eps >= 0``), or every test prediction is the
+    optimum's (``eps < 0``), and it stopped in fewer iterations than the run to ``tol``. From
+    the origin and from a start beside the optimum (as on a path of ``C``)."""
+    from fastsearchlight.estimators._logistic_kernel import (
+        _newton_binary,
+        certificate,
+        newton_work,
+        no_certificate,
+    )
 
     proven = 0
     for seed in range(6):
         A, t, At = _inner_problem(seed)
+        tt = np.random.default_rng(seed + 100).integers(0, 2, len(At)).astype(float)  # test labels
         n, q = A.shape
         pen = np.full(q, 1.0 / (C * n))
         exact = np.zeros(q)
@@ -498,8 +589,8 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
         assert ok
         for start in (np.zeros(q), exact * 0.9):
             theta = start.copy()
-            out = np.zeros(3)
-            cert = (np.ascontiguousarray(At.T), (A**2).sum(axis=1), np.empty((q, len(At))), out, eps)
+            cert = certificate(np.ascontiguousarray(At.T), (A**2).sum(axis=1), tt, np.zeros(3), eps)
+            out = cert[3]
             its, ok, *_ = _newton_binary(
                 A, t, pen, np.ones(q), theta, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, cert,
                 newton_work(n, q, len(At)),
@@ -509,10 +600,9 @@ def test_certified_stop_bounds_the_test_decisions(C, eps):
                 assert out[0] == 0.0
                 continue
             proven += 1
-            error = np.abs(At @ (theta - exact))
             if eps >= 0.0:
                 assert 0.0 < out[0] <= eps
-                assert error.mean() <= out[0]
+                assert abs(_clipped_log_loss(At @ theta, tt) - _clipped_log_loss(At @ exact, tt)) <= out[0]
             else:
                 assert out[0] == 0.0
                 np.testing.assert_array_equal(At @ theta > 0, At @ exact > 0)
@@ -532,6 +622,7 @@ def test_certified_problems_leave_out_rows_of_negligible_weight_but_at_the_last_
         _LEFT_OUT,
         _ROW_KEEP,
         _newton_binary,
+        certificate,
         newton_work,
         no_certificate,
     )
@@ -555,7 +646,7 @@ def test_certified_problems_leave_out_rows_of_negligible_weight_but_at_the_last_
                 theta = np.zeros(q)
                 out = np.zeros(3)
                 work = newton_work(n, q, len(At))
-                cert = (np.ascontiguousarray(At.T), a2, np.empty((q, len(At))), out, -1.0)
+                cert = certificate(np.ascontiguousarray(At.T), a2, np.ones(len(At)), out, -1.0)
                 its, ok, *_ = _newton_binary(
                     A, t, pen, np.ones(q), theta, tol, 200, np.empty((q, q)), np.empty((n, q)), False, cert, work,
                 )  # fmt: skip

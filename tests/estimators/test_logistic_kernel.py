@@ -558,13 +558,18 @@ def test_newton_binary_rejects_a_work_space_too_small():
     """The binary solver's vectors live in the caller's work space (no allocation per
     problem): one with too few columns for the rows, the parameters or the test rows is an
     error, not a write past its end; so is a certificate with single-precision Hessians."""
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
+    from fastsearchlight.estimators._logistic_kernel import (
+        _newton_binary,
+        certificate,
+        newton_work,
+        no_certificate,
+    )
 
     rng = np.random.default_rng(4)
     n, q, m = 30, 6, 40
     A = rng.normal(size=(n, q))
     t = (rng.random(n) > 0.5).astype(float)
-    cert = (np.ones((q, m)), (A**2).sum(axis=1), np.empty((q, m)), np.zeros(3), 0.01)
+    cert = certificate(np.ones((q, m)), (A**2).sum(axis=1), np.ones(m), np.zeros(3), 0.01)
 
     def solve(work, cert=cert):
         return _newton_binary(
@@ -594,7 +599,12 @@ def test_newton_binary_leaves_its_predictors_for_the_next_problem(extrapolate, c
     steps, extrapolations, a stop on the certificate); started from those (``f_start``) on
     the next problem of the same rows, it takes the same iterations and Hessians to the same
     optimum as when it computes them."""
-    from fastsearchlight.estimators._logistic_kernel import _newton_binary, newton_work, no_certificate
+    from fastsearchlight.estimators._logistic_kernel import (
+        _newton_binary,
+        certificate,
+        newton_work,
+        no_certificate,
+    )
 
     rng = np.random.default_rng(11)
     n, q, m = 90, 14, 25
@@ -606,7 +616,7 @@ def test_newton_binary_leaves_its_predictors_for_the_next_problem(extrapolate, c
     def solve(theta, lam, work, f_start=-1.0):
         out = np.zeros(3)
         cert = (
-            (np.ascontiguousarray(At.T), (A**2).sum(axis=1), np.empty((q, m)), out, -1.0)
+            certificate(np.ascontiguousarray(At.T), (A**2).sum(axis=1), np.ones(m), out, -1.0)
             if certify
             else no_certificate(q)
         )

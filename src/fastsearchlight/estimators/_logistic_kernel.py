@@ -96,13 +96,16 @@ _NORMS_DRIFT = 0.5
 #: training rows (the signs, predictors, exponentials, trials, residuals, weights and the
 #: predictors where the factor and the test rows' norms were formed), the gradient, the step,
 #: the test rows' norms, the reciprocals of the factor's diagonal, which rows its Hessian
-#: holds and the rows' squared norms (without a certificate, which brings its own)
-_WORK_ROWS = 18
+#: holds, the rows' squared norms (without a certificate, which brings its own) and two
+#: vectors of the coordinates for the test log-loss's bound (:func:`_log_loss_bound`)
+_WORK_ROWS = 20
 _ROW_ZTN = 13  # the predictors where the test rows' norms were computed (kept between calls)
 _ROW_TN = 14  # the test rows' norms (kept between calls)
 _ROW_INV = 15
 _ROW_KEEP = 16
 _ROW_A2 = 17
+_ROW_V1 = 18
+_ROW_V2 = 19
 #: a binary problem leaves out of its Hessians (those that steer its steps and, with a
 #: certificate, its proofs) the rows whose ``w_i |a_i|^2`` is at most this share of the
 #: smallest positive penalty divided by the rows' count (together at most this share of it:
@@ -125,6 +128,13 @@ _LEFT_OUT = 0.01
 #: in it (:func:`_single_precision_safe`)
 _SINGLE_ROUNDING = 2.0**-24
 _SINGLE_SHARE = 0.01
+#: :func:`_log_loss_bound`: a test row whose decision stays within this of 0 over the whole
+#: ball is on the log-loss's smooth part (its probabilities at least ``1.7e-15`` from 0 and
+#: 1, where scikit-learn's clipping to ``[eps, 1 - eps]`` does not act); one that stays
+#: beyond :data:`_FLAT_DECISION`, on the clipped, constant part (``expit(38)`` is 1 in
+#: ``float64``); one between, 1-Lipschitz
+_SMOOTH_DECISION = 34.0
+_FLAT_DECISION = 38.0
 
 
 @kernel(nogil=True, fastmath=_FASTMATH)
@@ -345,20 +355,22 @@ def _newton_binary(
         objective still falls (:func:`_extrapolate`): fewer iterations from a distant start
         (the origin), more from a near one (a path of ``C``, where it breaks the runs of
         chord steps).
-    cert : tuple ``(Ct, a2, Tw, out, eps)``
-        A certificate of the test decisions, to stop before ``tol`` (:func:`_certified`);
-        ``Ct`` with no columns: none. ``Ct`` ``(q, m)``: the test rows, transposed; ``a2``
-        ``(n,)``: the squared norms of the rows of ``A`` (also the line search's scale of
-        rounding); ``Tw`` ``(q, m)``: work space (both
-        C-contiguous); ``out`` ``(3,)``:
-        on return, the bound on the mean absolute distance of the test decisions from the
-        optimum's (0 when the problem ran to ``tol``) and 1 when it stopped on the
-        certificate; ``out[2]``, read and written, the smallest penalty of the problem whose
-        factor gave the test rows' norms held in ``work`` (0: none; the caller sets it to 0
-        whenever ``A``, the test rows or ``work`` change between calls: a problem on the
-        same rows starts from those norms, see :func:`_certified`). ``eps >= 0``: stop once
-        that bound is at most ``eps``; ``eps < 0``: stop once every test decision's sign is
-        proven the optimum's (bound 0). Needs every ``pen_j > 0``. With a certificate or
+    cert : tuple ``(Ct, a2, Tw, out, eps, Ts, abar)``
+        A certificate of the test scores, to stop before ``tol`` (:func:`_certified`;
+        :func:`certificate` makes one, :func:`no_certificate` none: ``Ct`` with no
+        columns). ``Ct`` ``(q, m)``: the test rows, transposed; ``a2`` ``(n,)``: the squared
+        norms of the rows of ``A`` (also the line search's scale of rounding); ``Tw`` ``(q,
+        m)``: work space (both C-contiguous); ``out`` ``(3,)``: on return, the proven bound
+        (0 when the problem ran to ``tol``) and 1 when it stopped on the certificate;
+        ``out[2]``, read and written, the smallest penalty of the problem whose factor gave
+        the test rows' norms held in ``work`` (0: none; the caller sets it to 0 whenever
+        ``A``, the test rows or ``work`` change between calls: a problem on the same rows
+        starts from those norms, see :func:`_certified`). ``eps >= 0``: stop once the mean
+        test log-loss (scikit-learn's ``neg_log_loss``) is proven within ``eps`` of the
+        optimum's (:func:`_log_loss_bound`, the bound in ``out[0]``); ``eps < 0``: stop once
+        every test decision's sign is proven the optimum's (bound 0). ``Ts`` ``(2, m)``: the
+        test rows' signs (+-1) and their distances from the test rows' mean ``abar``
+        ``(q,)``. Needs every ``pen_j > 0``. With a certificate or
         without, the Hessians but the last Newton step's leave out the rows of negligible
         weight (:data:`_LEFT_OUT`; none when no penalty is positive): they steer the steps
         and the proofs, which a lower Hessian keeps sound; the point returned at ``tol``
@@ -402,8 +414,9 @@ def _newton_binary(
     # arguments took 2.1% of a ``LogisticRegressionCV`` profile
     A, t, pen, scale, theta = borrowed(A), borrowed(t), borrowed(pen), borrowed(scale), borrowed(theta)
     H, As, work = borrowed(H), borrowed(As), borrowed(work)
-    Ct, a2, Tw, cert_out, cert_eps = cert
+    Ct, a2, Tw, cert_out, cert_eps, Ts, abar = cert
     Ct, a2, Tw, cert_out = borrowed(Ct), borrowed(a2), borrowed(Tw), borrowed(cert_out)
+    Ts, abar = borrowed(Ts), borrowed(abar)
     sign = work[0, :n]
     for i in range(n):
         sign[i] = 2.0 * t[i] - 1.0
@@ -422,6 +435,8 @@ def _newton_binary(
     grad = work[10, :q]
     step = work[11, :q]
     inv = work[_ROW_INV, :q]  # reciprocals of the factor's diagonal
+    v1 = work[_ROW_V1, :q]  # (the test log-loss's bound)
+    v2 = work[_ROW_V2, :q]
     keep = work[_ROW_KEEP, :n]  # the rows in the factor's Hessian
     at_origin = True
     for j in range(q):
@@ -489,8 +504,9 @@ def _newton_binary(
                 step[j] = -grad[j]
             solve_upper(H, inv, q, step, step)
             stop, tn_ready = _certified(
-                H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep
-            )
+                H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep, inv, Ts,
+                abar, v1, v2,
+            )  # fmt: skip
             if stop:
                 _predictors_to_rows(work, zr, n)
                 return it, True, hessians, have, f_loss
@@ -521,8 +537,9 @@ def _newton_binary(
                 for i in range(n):
                     z0[i] = z[i]
                 stop, tn_ready = _certified(
-                    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep
-                )
+                    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep, inv, Ts,
+                    abar, v1, v2,
+                )  # fmt: skip
                 if stop:
                     _predictors_to_rows(work, zr, n)
                     return it, True, hessians, have, f_loss
@@ -594,7 +611,33 @@ def newton_work(n, q, m):
 @kernel(nogil=True)
 def no_certificate(q):
     """:func:`_newton_binary`'s ``cert`` for none (any ``q``: its arrays are not read)."""
-    return np.empty((q, 0)), np.empty(0), np.empty((q, 0)), np.zeros(3), 0.0
+    return np.empty((q, 0)), np.empty(0), np.empty((q, 0)), np.zeros(3), 0.0, np.empty((2, 0)), np.empty(q)
+
+
+@kernel(nogil=True)
+def certificate(Ct, a2, t_test, out, eps):
+    """:func:`_newton_binary`'s ``cert`` for the test rows ``Ct`` ``(q, m)`` (transposed,
+    C-contiguous) with labels ``t_test`` in {0, 1}, the training rows' squared norms ``a2``,
+    the output ``out`` ``(3,)`` and ``eps`` (see ``cert`` there): with its work space, the test
+    rows' signs, their mean and each one's distance from it."""
+    q, m = Ct.shape
+    Ts = np.empty((2, m))
+    abar = np.zeros(q)
+    for j in range(q):
+        for a in range(m):
+            abar[j] += Ct[j, a]
+    for j in range(q):
+        abar[j] /= max(m, 1)
+    for a in range(m):
+        Ts[0, a] = 2.0 * t_test[a] - 1.0
+        Ts[1, a] = 0.0
+    for j in range(q):
+        for a in range(m):
+            dev = Ct[j, a] - abar[j]
+            Ts[1, a] += dev * dev
+    for a in range(m):
+        Ts[1, a] = math.sqrt(Ts[1, a])
+    return Ct, a2, np.empty((q, m)), out, eps, Ts, abar
 
 
 @kernel(nogil=True, fastmath=_FASTMATH)
@@ -611,9 +654,11 @@ def _leverage_bound(a2, sw, lam, keep):
 
 
 @kernel(nogil=True, fastmath=_FASTMATH, inline="always")
-def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out, lam, keep):
-    """Whether the test decisions at ``theta`` are proven close enough to the optimum's to
-    stop (:func:`_newton_binary`'s ``cert``), and whether ``tn`` holds the test rows' norms.
+def _certified(
+    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out, lam, keep, inv, Ts, abar, v1, v2
+):
+    """Whether the test score at ``theta`` is proven close enough to the optimum's to stop
+    (:func:`_newton_binary`'s ``cert``), and whether ``tn`` holds the test rows' norms.
 
     ``H`` holds the factor of ``H0``, the Hessian formed where the predictors were ``z0``
     from the rows ``keep[i] > 0`` (:data:`_LEFT_OUT`: rows of negligible weight may be left
@@ -628,6 +673,12 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
     the optimum lies within ``r = -log(1 - x) / m0`` of ``theta`` in ``H0``'s norm when
     ``x = nu m0 exp(drift) < 1``, and a test decision within ``|a_t|_{H0^-1} r`` of its
     value there.
+
+    With ``eps >= 0`` the mean test log-loss is bounded over that ball by
+    :func:`_log_loss_bound` (two forward solves with the factor, ``inv`` the reciprocals of
+    its diagonal; ``Ts``, ``abar``: see :func:`certificate`; ``v1``, ``v2``: work vectors
+    of ``q``), and the problem stops when that bound is at most ``eps``. With ``eps < 0``
+    each test decision is bounded by its row's norm in the factor's metric (``tn``).
 
     The test rows' norms ``tn`` (forward solves with a factor) are carried to later factors
     by the same argument. Take a factor formed where the predictors moved by ``delta`` (over
@@ -649,9 +700,9 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
     problems, ``C`` from 1e-4 to 1e4, and the tests' problems): the true mean error at most
     0.53 of the bound.
 
-    ``eps >= 0``: stop when the mean of the test decisions' bounds is at most ``eps``
-    (``out[0]`` gets it); ``eps < 0``: stop when every test decision is farther from 0
-    than its bound (its sign is proven; ``out[0] = 0``)."""
+    ``eps >= 0``: stop when the test log-loss's bound is at most ``eps`` (``out[0]`` gets
+    it); ``eps < 0``: stop when every test decision is farther from 0 than its bound (its
+    sign is proven; ``out[0] = 0``)."""
     n = z.shape[0]
     q = grad.shape[0]
     nu2 = 0.0
@@ -668,6 +719,13 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
         r = math.sqrt(max(nu2, 0.0)) * math.exp(drift) * (1.0 + 1e-12)
     else:
         r = -math.log1p(-x) / m0
+    if eps >= 0.0:
+        bound = _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v1, v2)
+        if bound <= eps:
+            out[0] = bound
+            out[1] = 1.0
+            return True, tn_ready
+        return False, tn_ready
     carried = False  # norms from an earlier problem
     grow = 0.0  # the logarithm of their inflation
     if tn_ready:
@@ -686,7 +744,7 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
             tn_ready = True
             carried = False
             grow = 0.0
-        if _bound_met(Ct, Tw, tn, theta, eps, r * math.exp(grow) * (1.0 + 1e-6), out):
+        if _signs_proven(Ct, Tw, tn, theta, r * math.exp(grow) * (1.0 + 1e-6), out):
             return True, tn_ready
         if not carried:
             return False, tn_ready
@@ -695,22 +753,80 @@ def _certified(H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, 
 
 
 @kernel(nogil=True, fastmath=_FASTMATH, inline="always")
-def _bound_met(Ct, Tw, tn, theta, eps, r, out):
-    """:func:`_certified`'s test, the optimum within ``r`` of ``theta`` in the metric in
-    which the test rows ``Ct`` have norms at most ``tn``: with ``eps >= 0``, whether the
-    mean of the test decisions' bounds is at most ``eps`` (into ``out[0]``); else whether
-    every test decision is farther from 0 than its bound (``out[0] = 0``). ``out[1] = 1``
-    when met. ``Tw``: work space (its first row)."""
-    if eps >= 0.0:
-        mean = 0.0
-        for a in range(tn.shape[0]):
-            mean += tn[a]
-        bound = mean / tn.shape[0] * r + 1e-12
-        if bound <= eps:
-            out[0] = bound
-            out[1] = 1.0
-            return True
-        return False
+def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u):
+    """A bound on ``|L(theta') - L(theta)|`` for every ``theta'`` within ``r`` of ``theta`` in
+    the metric of ``H0 = U' U`` (``H`` holds ``U``, ``inv`` the reciprocals of its diagonal;
+    ``H0 >= lam I``), ``L`` the mean log-loss of the ``m`` test rows ``Ct`` (transposed)
+    with scikit-learn's clipping of the probabilities to ``[eps, 1 - eps]``.
+
+    With ``d = theta' - theta``, ``abar`` the test rows' mean and ``e_t = a_t - abar``
+    (``|e_t|`` in ``Ts[1]``, the signs ``s_t`` in ``Ts[0]``): ``a_t . d = abar . d + e_t .
+    d``, so ``|a_t . d| <= b_t = |abar|_{H0^-1} r + |e_t| r / sqrt(lam)`` (one forward
+    solve for ``abar``, no test row's own). A row whose decision stays within
+    :data:`_SMOOTH_DECISION` of 0 over the ball is on the loss's smooth part, where
+    ``l'(z) = -s_t expit(-s_t z)`` and ``0 < l'' <= 1/4``: Taylor's theorem along the
+    segment gives those rows' mean loss within ``|g . d| + (1/8m) sum_t (a_t . d)^2``, with
+    ``g = (1/m) sum_t l'_t a_t`` (``|g . d| <= |g|_{H0^-1} r``: the second forward solve)
+    and ``sum_t (a_t . d)^2 = m (abar . d)^2 + sum_t (e_t . d)^2`` (the ``e_t`` sum to zero)
+    ``<= (m |abar|^2_{H0^-1} + sum_t |e_t|^2 / lam) r^2``. A row that stays beyond
+    :data:`_FLAT_DECISION` is on the clipped, constant part; one between, the loss being
+    1-Lipschitz in the decision, moves by at most ``b_t``. So the bound is the mean of those
+    terms, inflated by ``1e-6`` of itself plus ``1e-12`` for their rounding. Against
+    the mean of the test rows' norms times ``r`` (Lipschitz in every row) it needs no
+    test row's norm, and the first-order term's test rows partly cancel: on raw-scale W1
+    10 mm inner problems it allows a ``r`` 2.5-9 times larger at every ``C``. ``Tw``: work
+    space (its first two rows); ``v``, ``u``: work vectors of ``q``."""
+    q, m = Ct.shape
+    for j in range(q):
+        v[j] = abar[j]
+    forward_upper(H, inv, q, v)
+    mean2 = 0.0  # |abar|^2 in H0's inverse metric
+    for j in range(q):
+        mean2 += v[j] * v[j]
+    mean_r = math.sqrt(mean2) * r
+    dev_r = r / math.sqrt(lam)
+    dec = Tw[0]
+    slope = Tw[1]
+    for a in range(m):
+        dec[a] = 0.0
+    for j in range(q):
+        for a in range(m):
+            dec[a] += Ct[j, a] * theta[j]
+    lipschitz = 0.0
+    dev2 = 0.0
+    for a in range(m):
+        e = Ts[1, a]
+        dev2 += e * e
+        b = mean_r + e * dev_r
+        slope[a] = 0.0
+        if abs(dec[a]) + b <= _SMOOTH_DECISION:
+            sz = Ts[0, a] * dec[a]
+            if sz >= 0.0:  # expit(-sz)
+                ez = math.exp(-sz)
+                slope[a] = -Ts[0, a] * ez / (1.0 + ez)
+            else:
+                slope[a] = -Ts[0, a] / (1.0 + math.exp(sz))
+        elif abs(dec[a]) - b < _FLAT_DECISION:
+            lipschitz += b
+    for j in range(q):
+        acc = 0.0
+        for a in range(m):
+            acc += Ct[j, a] * slope[a]
+        u[j] = acc
+    forward_upper(H, inv, q, u)
+    g2 = 0.0  # |m g|^2 in H0's inverse metric
+    for j in range(q):
+        g2 += u[j] * u[j]
+    bound = (math.sqrt(g2) * r + 0.125 * (m * mean2 + dev2 / lam) * r * r + lipschitz) / m
+    return bound * (1.0 + 1e-6) + 1e-12
+
+
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
+def _signs_proven(Ct, Tw, tn, theta, r, out):
+    """:func:`_certified`'s test of the test predictions, the optimum within ``r`` of
+    ``theta`` in the metric in which the test rows ``Ct`` have norms at most ``tn``: whether
+    every test decision is farther from 0 than its bound (``out[0] = 0``, ``out[1] = 1``
+    when so). ``Tw``: work space (its first row)."""
     q, m = Ct.shape
     for a in range(m):  # the test decisions, into the work space's first row
         Tw[0, a] = 0.0
