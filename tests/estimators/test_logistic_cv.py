@@ -442,6 +442,24 @@ def test_log_loss_bound_holds_over_the_ball(seed, stationary):
             assert worst > 1e-9  # the loss moves: the test can fail
 
 
+def test_log_loss_bound_with_one_coordinate():
+    """A problem of one coordinate (one voxel, no intercept) has a work space of two rows for
+    the test log-loss's bound, which holds there too (at the ball's two ends)."""
+    from fastsearchlight.estimators._logistic_kernel import _log_loss_bound, certificate
+
+    Ct = np.array([[0.5, -1.0, 2.0, 0.1]])
+    t = np.array([1.0, 0.0, 1.0, 0.0])
+    cert = certificate(Ct, np.ones(3), t, np.zeros(3), 0.01)
+    assert cert[2].shape == (2, 4)
+    U, lam, theta, r = np.array([[2.0]]), 0.5, np.array([0.3]), 0.2
+    bound = _log_loss_bound(
+        U, 1.0 / np.diag(U), Ct, cert[2], cert[5], cert[6], theta, r, lam, np.empty(1), np.empty(1)
+    )
+    base = _clipped_log_loss(Ct[0] * theta[0], t)
+    for d in (r / 2.0, -r / 2.0):  # |d| U = r
+        assert abs(_clipped_log_loss(Ct[0] * (theta[0] + d), t) - base) <= bound
+
+
 @pytest.mark.parametrize("drift", [0.0, 0.3, 3.0])
 def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
     """Test rows' norms computed with the factor of an earlier problem on the same rows (a

@@ -359,8 +359,8 @@ def _newton_binary(
         A certificate of the test scores, to stop before ``tol`` (:func:`_certified`;
         :func:`certificate` makes one, :func:`no_certificate` none: ``Ct`` with no
         columns). ``Ct`` ``(q, m)``: the test rows, transposed; ``a2`` ``(n,)``: the squared
-        norms of the rows of ``A`` (also the line search's scale of rounding); ``Tw`` ``(q,
-        m)``: work space (both C-contiguous); ``out`` ``(3,)``: on return, the proven bound
+        norms of the rows of ``A`` (also the line search's scale of rounding); ``Tw`` ``(max(q,
+        2), m)``: work space (both C-contiguous); ``out`` ``(3,)``: on return, the proven bound
         (0 when the problem ran to ``tol``) and 1 when it stopped on the certificate;
         ``out[2]``, read and written, the smallest penalty of the problem whose factor gave
         the test rows' norms held in ``work`` (0: none; the caller sets it to 0 whenever
@@ -637,7 +637,8 @@ def certificate(Ct, a2, t_test, out, eps):
             Ts[1, a] += dev * dev
     for a in range(m):
         Ts[1, a] = math.sqrt(Ts[1, a])
-    return Ct, a2, np.empty((q, m)), out, eps, Ts, abar
+    # the work space: at least two rows (:func:`_log_loss_bound`), q for the test rows' norms
+    return Ct, a2, np.empty((max(q, 2), m)), out, eps, Ts, abar
 
 
 @kernel(nogil=True, fastmath=_FASTMATH)
@@ -767,8 +768,9 @@ def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u):
     ``l'(z) = -s_t expit(-s_t z)`` and ``0 < l'' <= 1/4``: Taylor's theorem along the
     segment gives those rows' mean loss within ``|g . d| + (1/8m) sum_t (a_t . d)^2``, with
     ``g = (1/m) sum_t l'_t a_t`` (``|g . d| <= |g|_{H0^-1} r``: the second forward solve)
-    and ``sum_t (a_t . d)^2 = m (abar . d)^2 + sum_t (e_t . d)^2`` (the ``e_t`` sum to zero)
-    ``<= (m |abar|^2_{H0^-1} + sum_t |e_t|^2 / lam) r^2``. A row that stays beyond
+    and ``sum_t (a_t . d)^2 = m (abar . d)^2 + sum_t (e_t . d)^2`` (the ``e_t`` sum to zero,
+    up to the computed mean's rounding, which the inflation below covers) ``<= (m
+    |abar|^2_{H0^-1} + sum_t |e_t|^2 / lam) r^2``. A row that stays beyond
     :data:`_FLAT_DECISION` is on the clipped, constant part; one between, the loss being
     1-Lipschitz in the decision, moves by at most ``b_t``. So the bound is the mean of those
     terms, inflated by ``1e-6`` of itself plus ``1e-12`` for their rounding. Against
