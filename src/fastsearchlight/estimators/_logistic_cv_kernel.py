@@ -74,6 +74,7 @@ from ._logistic_kernel import (
     _add_combination,
     _binary_trial,
     _dots,
+    _expit,
     _newton_binary,
     certificate,
     newton_work,
@@ -93,15 +94,6 @@ _FASTMATH = {"reassoc", "contract"}
 #: 3e-4 from the optimum (of decisions up to 482); ``1e-12`` reaches it, for about one more
 #: iteration of the refit (one problem in 51)
 _REFIT_TOL = 1e-12
-
-
-@kernel(nogil=True, fastmath=_FASTMATH)
-def _expit(z):
-    """``1 / (1 + exp(-z))`` as scipy's ``expit`` computes it."""
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
 
 
 @kernel(nogil=True, fastmath=_FASTMATH)

@@ -753,6 +753,26 @@ def _certified(
     return False, tn_ready
 
 
+@kernel(nogil=True, fastmath=_FASTMATH)
+def _expit(z):
+    """``1 / (1 + exp(-z))`` as scipy's ``expit`` computes it."""
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
+def _test_decisions(Ct, theta, dec):
+    """``dec[a] = Ct[:, a] . theta`` for the test rows ``Ct`` (transposed)."""
+    q, m = Ct.shape
+    for a in range(m):
+        dec[a] = 0.0
+    for j in range(q):
+        for a in range(m):
+            dec[a] += Ct[j, a] * theta[j]
+
+
 @kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u):
     """A bound on ``|L(theta') - L(theta)|`` for every ``theta'`` within ``r`` of ``theta`` in
@@ -789,11 +809,7 @@ def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u):
     dev_r = r / math.sqrt(lam)
     dec = Tw[0]
     slope = Tw[1]
-    for a in range(m):
-        dec[a] = 0.0
-    for j in range(q):
-        for a in range(m):
-            dec[a] += Ct[j, a] * theta[j]
+    _test_decisions(Ct, theta, dec)
     lipschitz = 0.0
     dev2 = 0.0
     for a in range(m):
@@ -802,12 +818,7 @@ def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u):
         b = mean_r + e * dev_r
         slope[a] = 0.0
         if abs(dec[a]) + b <= _SMOOTH_DECISION:
-            sz = Ts[0, a] * dec[a]
-            if sz >= 0.0:  # expit(-sz)
-                ez = math.exp(-sz)
-                slope[a] = -Ts[0, a] * ez / (1.0 + ez)
-            else:
-                slope[a] = -Ts[0, a] / (1.0 + math.exp(sz))
+            slope[a] = -Ts[0, a] * _expit(-Ts[0, a] * dec[a])
         elif abs(dec[a]) - b < _FLAT_DECISION:
             lipschitz += b
     for j in range(q):
@@ -829,12 +840,8 @@ def _signs_proven(Ct, Tw, tn, theta, r, out):
     ``theta`` in the metric in which the test rows ``Ct`` have norms at most ``tn``: whether
     every test decision is farther from 0 than its bound (``out[0] = 0``, ``out[1] = 1``
     when so). ``Tw``: work space (its first row)."""
-    q, m = Ct.shape
-    for a in range(m):  # the test decisions, into the work space's first row
-        Tw[0, a] = 0.0
-    for j in range(q):
-        for a in range(m):
-            Tw[0, a] += Ct[j, a] * theta[j]
+    m = Ct.shape[1]
+    _test_decisions(Ct, theta, Tw[0])  # into the work space's first row
     for a in range(m):
         if not abs(Tw[0, a]) > tn[a] * r + 1e-12:
             return False
