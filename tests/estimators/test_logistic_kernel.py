@@ -494,22 +494,10 @@ def test_extrapolated_newton_reaches_the_same_optimum(fit_intercept, C, hessian_
     np.testing.assert_allclose(out[True], out[False], rtol=1e-9, atol=1e-9 * np.abs(out[False]).max())
 
 
-@pytest.mark.parametrize("hessian_type", [np.float64, np.float32])
-def test_rows_of_negligible_weight_left_out_but_at_the_last_step(hessian_type):
-    """Without a certificate too, the Hessians but the last Newton step's leave out the rows
-    whose ``w |a|^2`` is at most ``s lam / n`` (``lam`` the smallest positive penalty: the
-    intercept's is 0), flagged in the work space's keep row. On a nearly separable raw-scale
-    problem, where many rows weigh nothing near the optimum, a run stopped before its last
-    step has left rows out, and a run to ``tol`` ends with a Newton step on every row at
-    the optimum of every row (a numpy Newton iteration's)."""
-    from fastsearchlight.estimators._logistic_kernel import (
-        _LEFT_OUT,
-        _ROW_KEEP,
-        _newton_binary,
-        newton_work,
-        no_certificate,
-    )
-
+def _nearly_separable_problem():
+    """A nearly separable raw-scale binary problem (150 rows, 40 centred features and an
+    unpenalised intercept, ``C = 1000``) and its optimal predictors by Newton's method in
+    numpy (every row in every Hessian, Armijo from the full step) to a gradient of 1e-13."""
     rng = np.random.default_rng(5)
     n, p = 150, 40
     A = rng.normal(scale=25.0, size=(n, p))
@@ -518,7 +506,7 @@ def test_rows_of_negligible_weight_left_out_but_at_the_last_step(hessian_type):
     q = A.shape[1]
     pen = np.full(q, 1.0 / (1000.0 * n))
     pen[-1] = 0.0
-    reference = np.zeros(q)  # Newton's method in numpy, every row in every Hessian
+    reference = np.zeros(q)
     for _ in range(100):
         prob = 1.0 / (1.0 + np.exp(-(A @ reference)))
         grad = A.T @ (prob - t) / n + pen * reference
@@ -535,7 +523,27 @@ def test_rows_of_negligible_weight_left_out_but_at_the_last_step(hessian_type):
                 break
             s /= 2
         reference = trial
-    z = A @ reference
+    return A, t, pen, A @ reference
+
+
+@pytest.mark.parametrize("hessian_type", [np.float64, np.float32])
+def test_rows_of_negligible_weight_left_out_but_at_the_last_step(hessian_type):
+    """Without a certificate too, the Hessians but the last Newton step's leave out the rows
+    whose ``w |a|^2`` is at most ``s lam / n`` (``lam`` the smallest positive penalty: the
+    intercept's is 0), flagged in the work space's keep row. On a nearly separable raw-scale
+    problem, where many rows weigh nothing near the optimum, a run stopped before its last
+    step has left rows out, and a run to ``tol`` ends with a Newton step on every row at
+    the optimum of every row (a numpy Newton iteration's)."""
+    from fastsearchlight.estimators._logistic_kernel import (
+        _LEFT_OUT,
+        _ROW_KEEP,
+        _newton_binary,
+        newton_work,
+        no_certificate,
+    )
+
+    A, t, pen, z = _nearly_separable_problem()
+    n, q = A.shape
     w = 1.0 / (1.0 + np.exp(-z)) * (1.0 / (1.0 + np.exp(z))) / n
     assert (w * (A**2).sum(axis=1) <= _LEFT_OUT / n * pen[0]).sum() >= 10  # rows to leave out
 
@@ -561,8 +569,9 @@ def test_last_chord_steps_take_the_gradient_below_tol_without_a_new_hessian(hess
     at hand, down to ``_FINAL_SHARE * tol``, instead of a last Newton step: on a nearly
     separable raw-scale problem it factors one Hessian fewer than without, ends with its
     gradient that far below ``tol``, at the optimum of a numpy Newton iteration run to the
-    rounding floor and nearer it than the Newton step's point. Where that share of ``tol`` is below the gradient's rounding floor, the
-    chord steps stop shrinking it and the last Newton step comes as before."""
+    rounding floor and nearer it than the Newton step's point. Where that share of ``tol`` is
+    below the gradient's rounding floor, the chord steps stop shrinking it and the last
+    Newton step comes as before."""
     from fastsearchlight.estimators._logistic_kernel import (
         _FINAL_SHARE,
         _newton_binary,
@@ -570,31 +579,8 @@ def test_last_chord_steps_take_the_gradient_below_tol_without_a_new_hessian(hess
         no_certificate,
     )
 
-    rng = np.random.default_rng(5)
-    n, p = 150, 40
-    A = rng.normal(scale=25.0, size=(n, p))
-    t = (A[:, :5].sum(axis=1) + rng.normal(scale=10.0, size=n) > 0).astype(float)
-    A = np.hstack([A - A.mean(axis=0), np.ones((n, 1))])
-    q = A.shape[1]
-    pen = np.full(q, 1.0 / (1000.0 * n))
-    pen[-1] = 0.0
-    reference = np.zeros(q)  # Newton's method in numpy, every row in every Hessian
-    for _ in range(100):
-        prob = 1.0 / (1.0 + np.exp(-(A @ reference)))
-        grad = A.T @ (prob - t) / n + pen * reference
-        if np.abs(grad).max() <= 1e-13:
-            break
-        w = prob * (1.0 - prob) / n
-        step = -np.linalg.solve((A * w[:, None]).T @ A + np.diag(pen), grad)
-        s = 1.0
-        while (
-            s > 1e-12
-            and _line_objective(A, t, pen, reference, step, s)
-            > _line_objective(A, t, pen, reference, step, 0.0) + 1e-4 * s * grad @ step + 1e-14
-        ):
-            s /= 2
-        reference = reference + s * step
-    z = A @ reference
+    A, t, pen, z = _nearly_separable_problem()
+    n, q = A.shape
 
     def solve(tol, last_chords):
         theta = np.zeros(q)

@@ -11,8 +11,7 @@ penalised like every coefficient), divided by ``C * n_train``: the mean log-loss
 :mod:`._logistic_kernel` (:func:`._logistic_kernel._newton_binary`) with that penalty on
 every coordinate. The refit stops once every gradient component is at most ``tol`` times
 its coordinate's scale (``max(1, root mean square)`` of its column over the outer
-training samples), after its last steps (:func:`._logistic_kernel._newton_binary`): the
-exact optimum, to rounding.
+training samples), after one last Newton step: the exact optimum, to rounding.
 
 An inner problem's only use is its test score, which decides the ``C``: it stops as soon as
 that score is proven within ``score_bound`` of its optimum's (``neg_log_loss``), or its test

@@ -134,10 +134,11 @@ _ROW_V2 = 19
 #: with every penalty positive, as a certificate needs, the Hessian used is at least ``1 -
 #: _LEFT_OUT`` times the whole one, never above it; an unpenalised intercept's curvature has
 #: no such floor, which only the steps feel); a last Newton step, at ``tol``, takes every
-#: row (the optimum, which the gradient defines, is the same either way). Captured calls of 400 neighbouring W1 10 mm
-#: spheres (``LogisticRegressionCV``, one thread, alternated call by call with the code
-#: before): 13% of the rows left out, the same Hessians (-0.2%) and iterations (+0.1%), 89%
-#: of the problems proven instead of 88% (the proofs' bounds count the kept rows only),
+#: row (the optimum, which the gradient defines, is the same either way). Captured calls
+#: of 400 neighbouring W1 10 mm spheres (``LogisticRegressionCV``, one thread, alternated
+#: call by call with the code before): 13% of the rows left out, the same Hessians (-0.2%)
+#: and iterations (+0.1%), 89% of the problems proven instead of 88% (the proofs' bounds
+#: count the kept rows only),
 #: 0.95-0.99 of the time (medians of four comparisons); shares of 0.001 and 0.1 took the
 #: same time as 0.01. ``LogisticRegression`` (stop 84; 1,500 neighbouring W1 10 mm spheres'
 #: captured calls, ten rounds): the same 14.7 iterations and 6.83 Hessians per problem,

@@ -29,8 +29,7 @@ voxel-major data, with the interpreter lock released: Newton's method (exact Hes
 ``syrk``, Cholesky, Armijo backtracking, and chord steps reusing an earlier factor near the
 optimum; the binary solver of :mod:`._logistic_kernel`, the penalty on every coordinate) on
 the objective divided by ``C * n_train`` (mean log-loss plus ``|w|^2 / (2 C n_train)``). The refit stops once every gradient component is below ``tol``
-times its feature's scale (after its last steps, chord steps or one Newton step, which take it
-to rounding level):
+times its feature's scale (after one last Newton step, which takes it to rounding level):
 the exact optimum, where liblinear stops at its tolerance (``tol=1e-4`` by default), so
 decisions agree with a tightly solved liblinear. An inner problem stops earlier, once its
 test score is proven within :data:`SCORE_BOUND` of its optimum's (accuracy: its test
