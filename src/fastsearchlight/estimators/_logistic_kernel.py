@@ -511,6 +511,7 @@ def _newton_binary(
     tn = work[_ROW_TN, : Ct.shape[1]]
     tn_ready = certify and cert_out[2] > 0.0  # norms from an earlier problem on these rows
     m0 = 0.0
+    chords_at_tol = last_chords and not certify  # (:data:`_FINAL_SHARE`)
     final_chords = 0  # chord steps taken with the gradient below tol
     for it in range(max_iter):
         for i in range(n):  # residuals
@@ -530,7 +531,7 @@ def _newton_binary(
         for j in range(q):
             gnorm = max(gnorm, abs(grad[j]))
             done = done and abs(grad[j]) <= tol * scale[j]
-        if done and last_chords and not certify:  # its last steps (:data:`_FINAL_SHARE`)
+        if done and chords_at_tol:  # its last steps
             final = True
             for j in range(q):
                 final = final and abs(grad[j]) <= _FINAL_SHARE * tol * scale[j]
@@ -539,7 +540,7 @@ def _newton_binary(
                 return it, True, hessians, have, f_loss
         chord = (
             have and s >= 1.0 and gnorm <= _CHORD_GAIN * gprev
-            and (not done or (last_chords and not certify and final_chords < _FINAL_CHORDS))
+            and (not done or (chords_at_tol and final_chords < _FINAL_CHORDS))
         )  # fmt: skip
         if chord and done:  # a chord step towards _FINAL_SHARE * tol
             final_chords += 1
