@@ -503,9 +503,9 @@ def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
         theta = scale * radius * direction  # decisions at +-scale times the carried bounds
         cert = certificate(Ct, np.ones(n), np.ones(m), np.array([0.0, 0.0, lam_tn]), -1.0)
         out, held = cert[3], tn.copy()
-        proven, ready = _certified(
+        proven, ready, _ = _certified(
             R, grad, step, z0, z0, ztn.copy(), 1e-6, Ct, cert[2], held, True, theta, -1.0, out, lam, np.ones(n),
-            1.0 / np.diag(R), cert[5], cert[6], np.empty(q), np.empty(q),
+            1.0 / np.diag(R), cert[5], cert[6], np.empty(q), np.empty(q), False,
         )  # fmt: skip
         assert ready
         if carried:  # proven with the carried norms: not computed again
@@ -564,9 +564,9 @@ def test_certified_carries_the_test_rows_norms_to_a_factor_with_rows_left_out():
     for scale, carried in ((1.0 + 1e-6, True), (1.0 - 1e-6, False)):
         cert = certificate(Ct, np.ones(n), np.ones(m), np.array([0.0, 0.0, lam]), -1.0)
         out, held = cert[3], tn.copy()
-        proven, ready = _certified(
+        proven, ready, _ = _certified(
             R, grad, step, z, z0, z0.copy(), 1e-6, Ct, cert[2], held, True, scale * radius * direction, -1.0,
-            out, lam, kept.astype(float), 1.0 / np.diag(R), cert[5], cert[6], np.empty(q), np.empty(q),
+            out, lam, kept.astype(float), 1.0 / np.diag(R), cert[5], cert[6], np.empty(q), np.empty(q), False,
         )  # fmt: skip
         assert ready
         if carried:
@@ -585,8 +585,10 @@ def test_certified_stop_bounds_the_test_scores(C, eps):
     bound of the optimum: its mean test log-loss (clipped as scikit-learn's) is within the
     bound it reports of the optimum's (``eps >= 0``), or every test prediction is the
     optimum's (``eps < 0``), and it stopped in fewer iterations than the run to ``tol``. From
-    the origin and from a start beside the optimum (as on a path of ``C``)."""
+    the origin and from a start beside the optimum (as on a path of ``C``). The log-loss
+    bound's solve with the test rows' mean, done once per factor, is the proving factor's."""
     from fastsearchlight.estimators._logistic_kernel import (
+        _ROW_V1,
         _newton_binary,
         certificate,
         newton_work,
@@ -594,6 +596,7 @@ def test_certified_stop_bounds_the_test_scores(C, eps):
     )
 
     proven = 0
+    later = 0  # proven with a later factor than the first
     for seed in range(6):
         A, t, At = _inner_problem(seed)
         tt = np.random.default_rng(seed + 100).integers(0, 2, len(At)).astype(float)  # test labels
@@ -609,9 +612,9 @@ def test_certified_stop_bounds_the_test_scores(C, eps):
             theta = start.copy()
             cert = certificate(np.ascontiguousarray(At.T), (A**2).sum(axis=1), tt, np.zeros(3), eps)
             out = cert[3]
-            its, ok, *_ = _newton_binary(
-                A, t, pen, np.ones(q), theta, 1e-13, 200, np.empty((q, q)), np.empty((n, q)), False, cert,
-                newton_work(n, q, len(At)),
+            H, work = np.empty((q, q)), newton_work(n, q, len(At))
+            its, ok, hessians, *_ = _newton_binary(
+                A, t, pen, np.ones(q), theta, 1e-13, 200, H, np.empty((n, q)), False, cert, work
             )  # fmt: skip
             assert ok
             if out[1] == 0.0:  # ran to tol: no bound
@@ -621,6 +624,11 @@ def test_certified_stop_bounds_the_test_scores(C, eps):
             if eps >= 0.0:
                 assert 0.0 < out[0] <= eps
                 assert abs(_clipped_log_loss(At @ theta, tt) - _clipped_log_loss(At @ exact, tt)) <= out[0]
+                # the bound's solve with the test rows' mean is the proving factor's own (not
+                # one kept from an earlier factor)
+                own = np.linalg.solve(np.triu(H).T, At.mean(axis=0))
+                np.testing.assert_allclose(work[_ROW_V1, :q], own, rtol=1e-9, atol=1e-12 * np.abs(own).max())
+                later += hessians > 1
             else:
                 assert out[0] == 0.0
                 np.testing.assert_array_equal(At @ theta > 0, At @ exact > 0)
@@ -628,6 +636,7 @@ def test_certified_stop_bounds_the_test_scores(C, eps):
                 assert its < full_its
     if C <= 10.0:  # at the largest C the nearly separable problems prove late, or not at all
         assert proven >= 6
+        assert eps < 0.0 or later > 0
 
 
 def test_certified_problems_leave_out_rows_of_negligible_weight_but_at_the_last_step():
@@ -741,3 +750,53 @@ def test_best_c_from_proven_intervals():
     bounds = np.zeros_like(tied)
     bounds[0, 1] = 1e-9
     assert _best_c(tied, bounds) == (0, True)
+
+
+def test_inner_origin_hessian_from_the_outer_gram():
+    """An inner fold's first Hessian (at the origin) from the Gram matrix of the outer
+    training rows minus that of its test rows equals the one summed over its training rows,
+    on raw-scale rows (a large common offset, as raw BOLD values)."""
+    from fastsearchlight.estimators._logistic_cv_kernel import _complement, _inner_origin_hessian
+
+    rng = np.random.default_rng(11)
+    n, q = 41, 13
+    D = 1000.0 + rng.normal(size=(n, q))
+    D[:, -1] = 1.0  # the constant feature
+    test = np.sort(rng.choice(n, size=9, replace=False))
+    train = np.setdiff1d(np.arange(n), test)
+    gram = D.T @ D
+    pen = np.full(q, 0.3)
+    H = np.full((q, q), np.nan)
+    _inner_origin_hessian(gram, D, np.r_[test, [0, 0]], 9, pen, H, np.empty((n, q)))  # padded
+    direct = D[train].T @ D[train] / (4 * len(train)) + np.diag(pen)
+    upper = np.triu_indices(q)
+    np.testing.assert_allclose(H[upper], direct[upper], rtol=1e-12, atol=1e-12 * np.abs(direct).max())
+    mark = np.empty(n, dtype=np.int64)
+    assert _complement(train, len(train), test, 9, n, mark)
+    assert not _complement(train[1:], len(train) - 1, test, 9, n, mark)  # a row in neither
+    overlap = np.r_[train[1:], test[:1]]
+    assert not _complement(overlap, len(overlap), test, 9, n, mark)  # a row in both
+
+
+def test_test_score_is_sklearns_neg_log_loss_and_accuracy():
+    """``_test_score``: minus scikit-learn's ``log_loss`` of the probabilities
+    ``[1 - expit(z), expit(z)]`` (clipped there to ``[eps, 1 - eps]``), to rounding, over
+    decisions from the smooth part to the clipped one, and the accuracy; on the rows named."""
+    from sklearn.metrics import accuracy_score, log_loss
+
+    from fastsearchlight.estimators._logistic_cv_kernel import _test_score
+
+    rng = np.random.default_rng(8)
+    n, q = 60, 5
+    D = rng.normal(size=(n, q))
+    theta = rng.normal(size=q)
+    theta *= 45.0 / np.abs(D @ theta).max()  # decisions up to 45: probabilities clipped
+    t = rng.integers(0, 2, n).astype(float)
+    rows = np.sort(rng.choice(n, size=37, replace=False))
+    z = D[rows] @ theta
+    p1 = expit(z)
+    ours = _test_score(D, np.r_[rows, [0, 0]], 37, t, theta, True, np.empty(n))
+    assert np.abs(z).max() > 40 and np.abs(z).min() < 1
+    np.testing.assert_allclose(ours, -log_loss(t[rows], np.c_[1 - p1, p1], labels=[0, 1]), rtol=1e-13)
+    accuracy = _test_score(D, rows, 37, t, theta, False, np.empty(n))
+    assert accuracy == accuracy_score(t[rows], z > 0)

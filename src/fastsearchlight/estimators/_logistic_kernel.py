@@ -512,6 +512,7 @@ def _newton_binary(
     tn_ready = certify and cert_out[2] > 0.0  # norms from an earlier problem on these rows
     m0 = 0.0
     chords_at_tol = last_chords and not certify  # (:data:`_FINAL_SHARE`)
+    abar_for = -1  # the factor (its count) whose solve with the test rows' mean v1 holds (:func:`_certified`)
     final_chords = 0  # chord steps taken with the gradient below tol
     for it in range(max_iter):
         for i in range(n):  # residuals
@@ -549,10 +550,11 @@ def _newton_binary(
             for j in range(q):
                 step[j] = -grad[j]
             solve_upper(H, inv, q, step, step)
-            stop, tn_ready = _certified(
+            stop, tn_ready, abar_ready = _certified(
                 H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep, inv, Ts,
-                abar, v1, v2,
+                abar, v1, v2, abar_for == hessians,
             )  # fmt: skip
+            abar_for = hessians if abar_ready else abar_for
             if stop:
                 _predictors_to_rows(work, zr, n)
                 return it, True, hessians, have, f_loss
@@ -582,10 +584,11 @@ def _newton_binary(
                 m0 = _leverage_bound(a2, sw, lam, keep)
                 for i in range(n):
                     z0[i] = z[i]
-                stop, tn_ready = _certified(
+                stop, tn_ready, abar_ready = _certified(
                     H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep, inv, Ts,
-                    abar, v1, v2,
+                    abar, v1, v2, abar_for == hessians,
                 )  # fmt: skip
+                abar_for = hessians if abar_ready else abar_for
                 if stop:
                     _predictors_to_rows(work, zr, n)
                     return it, True, hessians, have, f_loss
@@ -702,8 +705,9 @@ def _leverage_bound(a2, sw, lam, keep):
 
 @kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _certified(
-    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out, lam, keep, inv, Ts, abar, v1, v2
-):
+    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out, lam, keep, inv, Ts, abar, v1, v2,
+    v_ready,
+):  # fmt: skip
     """Whether the test score at ``theta`` is proven close enough to the optimum's to stop
     (:func:`_newton_binary`'s ``cert``), and whether ``tn`` holds the test rows' norms.
 
@@ -749,7 +753,8 @@ def _certified(
 
     ``eps >= 0``: stop when the test log-loss's bound is at most ``eps`` (``out[0]`` gets
     it); ``eps < 0``: stop when every test decision is farther from 0 than its bound (its
-    sign is proven; ``out[0] = 0``)."""
+    sign is proven; ``out[0] = 0``). ``v_ready``: whether ``v1`` holds the solve of
+    :func:`_log_loss_bound` with ``abar`` for this factor (returned: whether it does now)."""
     n = z.shape[0]
     q = grad.shape[0]
     nu2 = 0.0
@@ -761,18 +766,19 @@ def _certified(
             drift = max(drift, abs(z[i] - z0[i]))
     x = math.sqrt(max(nu2, 0.0)) * m0 * math.exp(drift)
     if not x < 1.0:
-        return False, tn_ready
+        return False, tn_ready, v_ready
     if x < 1e-12:  # -log(1 - x) / x <= 1 + x
         r = math.sqrt(max(nu2, 0.0)) * math.exp(drift) * (1.0 + 1e-12)
     else:
         r = -math.log1p(-x) / m0
     if eps >= 0.0:
-        bound = _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v1, v2)
+        bound = _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v1, v2, v_ready)
+        v_ready = True  # v1 holds the factor's solve with abar
         if bound <= eps:
             out[0] = bound
             out[1] = 1.0
-            return True, tn_ready
-        return False, tn_ready
+            return True, tn_ready, v_ready
+        return False, tn_ready, v_ready
     carried = False  # norms from an earlier problem
     grow = 0.0  # the logarithm of their inflation
     if tn_ready:
@@ -792,11 +798,11 @@ def _certified(
             carried = False
             grow = 0.0
         if _signs_proven(Ct, Tw, tn, theta, r * math.exp(grow) * (1.0 + 1e-6), out):
-            return True, tn_ready
+            return True, tn_ready, v_ready
         if not carried:
-            return False, tn_ready
+            return False, tn_ready, v_ready
         tn_ready = False  # the carried norms did not prove it: this factor's own
-    return False, tn_ready
+    return False, tn_ready, v_ready
 
 
 @kernel(nogil=True, fastmath=_FASTMATH)
@@ -820,7 +826,7 @@ def _test_decisions(Ct, theta, dec):
 
 
 @kernel(nogil=True, fastmath=_FASTMATH, inline="always")
-def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u):
+def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u, v_ready=False):
     """A bound on ``|L(theta') - L(theta)|`` for every ``theta'`` within ``r`` of ``theta`` in
     the metric of ``H0 = U' U`` (``H`` holds ``U``, ``inv`` the reciprocals of its diagonal;
     ``H0 >= lam I``), ``L`` the mean log-loss of the ``m`` test rows ``Ct`` (transposed)
@@ -843,11 +849,14 @@ def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u):
     the mean of the test rows' norms times ``r`` (Lipschitz in every row) it needs no
     test row's norm, and the first-order term's test rows partly cancel: on raw-scale W1
     10 mm inner problems it allows a ``r`` 2.5-9 times larger at every ``C``. ``Tw``: work
-    space (its first two rows); ``v``, ``u``: work vectors of ``q``."""
+    space (its first two rows); ``v``, ``u``: work vectors of ``q``; with ``v_ready``, ``v``
+    already holds ``U^-T abar`` (an earlier call with the same factor), whose solve is then
+    not repeated."""
     q, m = Ct.shape
-    for j in range(q):
-        v[j] = abar[j]
-    forward_upper(H, inv, q, v)
+    if not v_ready:
+        for j in range(q):
+            v[j] = abar[j]
+        forward_upper(H, inv, q, v)
     mean2 = 0.0  # |abar|^2 in H0's inverse metric
     for j in range(q):
         mean2 += v[j] * v[j]
@@ -858,14 +867,16 @@ def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u):
     _test_decisions(Ct, theta, dec)
     lipschitz = 0.0
     dev2 = 0.0
-    for a in range(m):
+    for a in range(m):  # vectorised (:mod:`._vector_math`'s exp, not the C library's)
         e = Ts[1, a]
         dev2 += e * e
         b = mean_r + e * dev_r
-        slope[a] = 0.0
-        if abs(dec[a]) + b <= _SMOOTH_DECISION:
-            slope[a] = -Ts[0, a] * _expit(-Ts[0, a] * dec[a])
-        elif abs(dec[a]) - b < _FLAT_DECISION:
+        wrong = -Ts[0, a] * dec[a]  # the slope: -s expit(-s z)
+        ew = exp_nonpositive(-abs(wrong))
+        pw = divide(1.0, 1.0 + ew) if wrong >= 0.0 else divide(ew, 1.0 + ew)
+        smooth = abs(dec[a]) + b <= _SMOOTH_DECISION
+        slope[a] = -Ts[0, a] * pw if smooth else 0.0
+        if not smooth and abs(dec[a]) - b < _FLAT_DECISION:
             lipschitz += b
     for j in range(q):
         acc = 0.0
