@@ -800,3 +800,41 @@ def test_test_score_is_sklearns_neg_log_loss_and_accuracy():
     np.testing.assert_allclose(ours, -log_loss(t[rows], np.c_[1 - p1, p1], labels=[0, 1]), rtol=1e-13)
     accuracy = _test_score(D, rows, 37, t, theta, False, np.empty(n))
     assert accuracy == accuracy_score(t[rows], z > 0)
+
+
+def _liblinear_optimum(A, t, C):
+    """The minimiser of ``0.5 |w|^2 + C sum log(1 + exp(-s_i w . a_i))`` by plain Newton with
+    backtracking: 80 iterations, beyond the point where its decisions stop moving (at their
+    rounding floor) on the test's problems."""
+    w = np.zeros(A.shape[1])
+    s = 2 * t - 1
+    f = lambda v: 0.5 * v @ v + C * np.logaddexp(0, -s * (A @ v)).sum()  # noqa: E731
+    for _ in range(80):
+        p = expit(A @ w)
+        g = w + C * A.T @ (p - t)
+        step = -np.linalg.solve(np.eye(len(w)) + C * (A * (p * (1 - p))[:, None]).T @ A, g)
+        a = 1.0
+        while f(w + a * step) > f(w) + 1e-4 * a * g @ step + 1e-13 * abs(f(w)) and a > 1e-12:
+            a /= 2
+        w = w + a * step
+    return w
+
+
+def test_refit_reaches_the_optimum_on_nearly_separable_folds():
+    """The refit's last steps (chord steps with the factor at hand, or a Newton step) end at
+    the optimum of liblinear's objective to rounding, at a large ``C`` on raw-scale training
+    sets that are nearly separable (decisions in the hundreds)."""
+    rng = np.random.default_rng(12)
+    X, y, groups = make_data(rng, 3, 40, 20, 2, raw=True)
+    plan = make_plan("kfold", y, groups)
+    est = BatchedLogisticRegressionCV(Cs=(1e4,), scoring="accuracy")
+    ours, best, coefs = est.fit_folds(X, y, 2, plan)
+    largest = 0.0
+    for f, (tr, te) in enumerate(zip(plan.train_indices, plan.test_indices)):
+        for s in range(X.shape[0]):
+            A = np.c_[X[s, tr], np.ones(len(tr))]
+            w = _liblinear_optimum(A, (y[tr] == 1).astype(float), 1e4)
+            exact = np.c_[X[s, te], np.ones(len(te))] @ w
+            largest = max(largest, np.abs(A @ w).max())
+            np.testing.assert_allclose(ours[f][s], exact, rtol=0, atol=1e-9 * (1 + np.abs(exact).max()))
+    assert largest > 50.0  # nearly separable: large training decisions

@@ -11,7 +11,13 @@ penalised like every coefficient), divided by ``C * n_train``: the mean log-loss
 :mod:`._logistic_kernel` (:func:`._logistic_kernel._newton_binary`) with that penalty on
 every coordinate. The refit stops once every gradient component is at most ``tol`` times
 its coordinate's scale (``max(1, root mean square)`` of its column over the outer
-training samples), after one last Newton step: the exact optimum, to rounding.
+training samples), after its last steps: chord steps with the factor at hand down to
+``1e-4 tol`` where they contract the gradient fast, else one last Newton step
+(:data:`._logistic_kernel._FINAL_SHARE`, as ``LogisticRegression``'s binary problems; the
+refit's factor serves no later problem): the exact optimum, to rounding. Captured calls of
+400 neighbouring W1 10 mm spheres (one thread, three rounds, alternated call by call with
+the last Newton step): 0.975 of the time, one Hessian fewer per refit, the refits'
+decisions within 1e-13 of the Newton step's.
 
 An inner problem's only use is its test score, which decides the ``C``: it stops as soon as
 that score is proven within ``score_bound`` of its optimum's (``neg_log_loss``), or its test
@@ -562,7 +568,7 @@ def logistic_cv_block(
             # the refit gives the decisions: solved to the rounding floor whatever ``tol``
             its, ok, hess, _, _ = _newton_binary(
                 D, to, pen, scale, theta, min(tol, _REFIT_TOL), max_iter, np.empty((q, q)), rows_work, False,
-                nocert, nwork,
+                nocert, nwork, False, -1.0, True,
             )  # fmt: skip
             stats[5] += hess
             stats[0] += 0 if ok else 1

@@ -805,15 +805,6 @@ def _certified(
     return False, tn_ready, v_ready
 
 
-@kernel(nogil=True, fastmath=_FASTMATH)
-def _expit(z):
-    """``1 / (1 + exp(-z))`` as scipy's ``expit`` computes it."""
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
 @kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _test_decisions(Ct, theta, dec):
     """``dec[a] = Ct[:, a] . theta`` for the test rows ``Ct`` (transposed)."""
