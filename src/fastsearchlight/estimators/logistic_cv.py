@@ -29,7 +29,9 @@ voxel-major data, with the interpreter lock released: Newton's method (exact Hes
 ``syrk``, Cholesky, Armijo backtracking, and chord steps reusing an earlier factor near the
 optimum; the binary solver of :mod:`._logistic_kernel`, the penalty on every coordinate) on
 the objective divided by ``C * n_train`` (mean log-loss plus ``|w|^2 / (2 C n_train)``). The refit stops once every gradient component is below ``tol``
-times its feature's scale (after one last Newton step, which takes it to rounding level):
+times its feature's scale (after its last steps: chord steps with the factor at hand down
+to ``1e-4`` of that where they contract the gradient fast, else one Newton step, which
+takes it to rounding level):
 the exact optimum, where liblinear stops at its tolerance (``tol=1e-4`` by default), so
 decisions agree with a tightly solved liblinear. An inner problem stops earlier, once its
 test score is proven within :data:`SCORE_BOUND` of its optimum's (accuracy: its test
@@ -82,7 +84,8 @@ class BatchedLogisticRegressionCV(SphereBySphere, BatchedClassifier):
     tol : float, default=1e-10
         The refit (and an inner problem not stopped on a proof before) stops when every
         gradient component of the scaled objective is at most ``tol`` times its feature's
-        scale (``max(1, root mean square)``), after one last step.
+        scale (``max(1, root mean square)``), after its last steps (the refit: chord steps
+        down to ``1e-4 tol`` or one Newton step; an inner problem: one Newton step).
     max_iter : int, default=100
         Maximum number of iterations per problem, Newton and chord steps.
 
