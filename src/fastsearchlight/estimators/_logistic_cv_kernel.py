@@ -93,6 +93,7 @@ from ._logistic_kernel import (
     _add_combination,
     _binary_trial,
     _dots,
+    _expit,
     _newton_binary,
     _origin_hessian,
     certificate,
@@ -102,7 +103,7 @@ from ._logistic_kernel import (
 )
 from ._simd import column_gram_upper
 from ._triangular import solve_upper
-from ._vector_math import divide, exp_nonpositive, log_normal
+from ._vector_math import log_normal
 
 __all__ = ["logistic_cv_block"]
 
@@ -135,9 +136,7 @@ def _test_score(D, rows, n_rows, t, theta, neg_log_loss, dec):
     acc = 0.0
     if neg_log_loss:
         for a in range(n_rows):  # vectorised
-            z = dec[a]
-            e = exp_nonpositive(-abs(z))
-            p1 = divide(1.0, 1.0 + e) if z >= 0.0 else divide(e, 1.0 + e)  # expit(z)
+            p1 = _expit(dec[a])
             pr = p1 if t[rows[a]] > 0.5 else 1.0 - p1
             pr = min(max(pr, _EPS), 1.0 - _EPS)
             acc += log_normal(pr)

@@ -160,6 +160,15 @@ _SMOOTH_DECISION = 34.0
 _FLAT_DECISION = 38.0
 
 
+@kernel(nogil=True, fastmath=_FASTMATH, inline="always")
+def _expit(z):
+    """``1 / (1 + exp(-z))`` as scipy's ``expit`` computes it (``exp(z) / (1 + exp(z))``
+    below 0), with :mod:`._vector_math`'s ``exp``: a loop over rows that calls it
+    vectorises."""
+    e = exp_nonpositive(-abs(z))
+    return divide(1.0, 1.0 + e) if z >= 0.0 else divide(e, 1.0 + e)
+
+
 @kernel(nogil=True, fastmath=_FASTMATH)
 def _binary_trial(z, dz, s, sign, zt, et):
     """Mean binary log-loss of the predictors ``zt = z + s * dz`` (``sign`` = +-1 per
@@ -862,11 +871,8 @@ def _log_loss_bound(H, inv, Ct, Tw, Ts, abar, theta, r, lam, v, u, v_ready=False
         e = Ts[1, a]
         dev2 += e * e
         b = mean_r + e * dev_r
-        wrong = -Ts[0, a] * dec[a]  # the slope: -s expit(-s z)
-        ew = exp_nonpositive(-abs(wrong))
-        pw = divide(1.0, 1.0 + ew) if wrong >= 0.0 else divide(ew, 1.0 + ew)
         smooth = abs(dec[a]) + b <= _SMOOTH_DECISION
-        slope[a] = -Ts[0, a] * pw if smooth else 0.0
+        slope[a] = -Ts[0, a] * _expit(-Ts[0, a] * dec[a]) if smooth else 0.0
         if not smooth and abs(dec[a]) - b < _FLAT_DECISION:
             lipschitz += b
     for j in range(q):
