@@ -494,6 +494,7 @@ def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
     own = norms(R)
     grad = 1e-9 * rng.normal(size=q)
     step = -np.linalg.solve(R, np.linalg.solve(R.T, grad))
+    half = -np.linalg.solve(R.T, grad)  # the step's forward half, which the proof takes
     nu = np.sqrt(-grad @ step)
     inflation = np.sqrt(max(np.exp(drift), _LEFT_OUT * np.exp(drift) + lam_tn / lam))
     radius = nu * (1 + 1e-12) * inflation * (1 + 1e-6)  # the carried norms' radius
@@ -504,7 +505,7 @@ def test_certified_carries_the_test_rows_norms_from_a_larger_penalty(drift):
         cert = certificate(Ct, np.ones(n), np.ones(m), np.array([0.0, 0.0, lam_tn]), -1.0)
         out, held = cert[3], tn.copy()
         proven, ready, _ = _certified(
-            R, grad, step, z0, z0, ztn.copy(), 1e-6, Ct, cert[2], held, True, theta, -1.0, out, lam, np.ones(n),
+            R, half, z0, z0, ztn.copy(), 1e-6, Ct, cert[2], held, True, theta, -1.0, out, lam, np.ones(n),
             1.0 / np.diag(R), cert[5], cert[6], np.empty(q), np.empty(q), False,
         )  # fmt: skip
         assert ready
@@ -553,6 +554,7 @@ def test_certified_carries_the_test_rows_norms_to_a_factor_with_rows_left_out():
     assert np.any(own > tn * (1 + 1e-9))  # rows left out: some own norm above the carried one
     grad = 1e-9 * rng.normal(size=q)
     step = -np.linalg.solve(R, np.linalg.solve(R.T, grad))
+    half = -np.linalg.solve(R.T, grad)  # the step's forward half, which the proof takes
     z0 = rng.normal(size=n)
     z = z0.copy()
     z[:3] += 50.0  # the rows left out moved far: not the kept rows' drift
@@ -565,7 +567,7 @@ def test_certified_carries_the_test_rows_norms_to_a_factor_with_rows_left_out():
         cert = certificate(Ct, np.ones(n), np.ones(m), np.array([0.0, 0.0, lam]), -1.0)
         out, held = cert[3], tn.copy()
         proven, ready, _ = _certified(
-            R, grad, step, z, z0, z0.copy(), 1e-6, Ct, cert[2], held, True, scale * radius * direction, -1.0,
+            R, half, z, z0, z0.copy(), 1e-6, Ct, cert[2], held, True, scale * radius * direction, -1.0,
             out, lam, kept.astype(float), 1.0 / np.diag(R), cert[5], cert[6], np.empty(q), np.empty(q), False,
         )  # fmt: skip
         assert ready

@@ -57,6 +57,7 @@ from ._rows import eight_dots, four_axpy, four_dots
 from ._simd import column_gram, column_gram_upper, column_products_upper
 from ._svm_kernel import training_grams
 from ._triangular import (
+    back_upper,
     cholesky_solve_upper,
     cholesky_upper_into,
     column_norms_upper,
@@ -555,18 +556,20 @@ def _newton_binary(
         if chord and done:  # a chord step towards _FINAL_SHARE * tol
             final_chords += 1
             done = False
-        if have and certify:  # the step from the factor at hand and its proof (at tol too: then no last step)
+        if have and certify:  # the proof with the factor at hand (at tol too: then no last step)
             for j in range(q):
                 step[j] = -grad[j]
-            solve_upper(H, inv, q, step, step)
+            forward_upper(H, inv, q, step)  # the step's forward half, all the proof needs
             stop, tn_ready, abar_ready = _certified(
-                H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep, inv, Ts,
-                abar, v1, v2, abar_for == hessians,
+                H, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep, inv, Ts, abar,
+                v1, v2, abar_for == hessians,
             )  # fmt: skip
             abar_for = hessians if abar_ready else abar_for
             if stop:
                 _predictors_to_rows(work, zr, n)
                 return it, True, hessians, have, f_loss
+            if chord:  # its back half: the chord step
+                back_upper(H, inv, q, step)
         elif chord:
             for j in range(q):
                 step[j] = -grad[j]
@@ -585,22 +588,32 @@ def _newton_binary(
             else:
                 keep[:] = 1.0
             hessians += 1
-            have = _newton_step(H, grad, step, inv)
+            proving = certify and not done
+            if proving:  # the Newton step's forward half first: the proof needs only it
+                have = cholesky_upper_into(H, H)
+                if have:
+                    for j in range(q):
+                        step[j] = -grad[j]
+                        inv[j] = 1.0 / H[j, j]
+                    forward_upper(H, inv, q, step)
+            else:
+                have = _newton_step(H, grad, step, inv)
             if not have:
                 _binary_hessian(A, sw, pen, As, H, a2, -1.0, keep)
                 _lu_step(H, grad, step)
-            elif certify and not done:
+            elif proving:
                 m0 = _leverage_bound(a2, sw, lam, keep)
                 for i in range(n):
                     z0[i] = z[i]
                 stop, tn_ready, abar_ready = _certified(
-                    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep, inv, Ts,
-                    abar, v1, v2, abar_for == hessians,
+                    H, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, cert_eps, cert_out, lam, keep, inv, Ts, abar,
+                    v1, v2, abar_for == hessians,
                 )  # fmt: skip
                 abar_for = hessians if abar_ready else abar_for
                 if stop:
                     _predictors_to_rows(work, zr, n)
                     return it, True, hessians, have, f_loss
+                back_upper(H, inv, q, step)  # the back half: the Newton step
         gprev = gnorm
         slope = 0.0
         for j in range(q):
@@ -714,16 +727,17 @@ def _leverage_bound(a2, sw, lam, keep):
 
 @kernel(nogil=True, fastmath=_FASTMATH, inline="always")
 def _certified(
-    H, grad, step, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out, lam, keep, inv, Ts, abar, v1, v2,
-    v_ready,
+    H, half, z, z0, ztn, m0, Ct, Tw, tn, tn_ready, theta, eps, out, lam, keep, inv, Ts, abar, v1, v2, v_ready,
 ):  # fmt: skip
     """Whether the test score at ``theta`` is proven close enough to the optimum's to stop
     (:func:`_newton_binary`'s ``cert``), and whether ``tn`` holds the test rows' norms.
 
     ``H`` holds the factor of ``H0``, the Hessian formed where the predictors were ``z0``
     from the rows ``keep[i] > 0`` (:data:`_LEFT_OUT`: rows of negligible weight may be left
-    out, which only lowers it); ``step = -H0^-1 grad`` at ``theta`` (predictors ``z``); ``m0``
-    bounds those rows' ``|a_i|_{H0^-1}`` (:func:`_leverage_bound`). A sample's weight ``p (1
+    out, which only lowers it); ``half = -U^-T grad``, the forward half of the Newton step's
+    solve with that factor ``H0 = U' U``, at ``theta`` (predictors ``z``): ``nu^2 = grad'
+    H0^-1 grad = |half|^2`` (the back half, which only a step needs, is not taken before the
+    proof); ``m0`` bounds those rows' ``|a_i|_{H0^-1}`` (:func:`_leverage_bound`). A sample's weight ``p (1
     - p)`` changes by at most a factor ``exp(|dz|)`` when its predictor moves by ``dz`` (the
     derivative of its logarithm is ``1 - 2p``), so along ``theta + t u`` (``|u|_H0 = 1``)
     the Hessian, at least its kept rows' part plus the penalty, is at least ``exp(-(drift + t
@@ -765,10 +779,10 @@ def _certified(
     sign is proven; ``out[0] = 0``). ``v_ready``: whether ``v1`` holds the solve of
     :func:`_log_loss_bound` with ``abar`` for this factor (returned: whether it does now)."""
     n = z.shape[0]
-    q = grad.shape[0]
+    q = half.shape[0]
     nu2 = 0.0
     for j in range(q):
-        nu2 -= grad[j] * step[j]
+        nu2 += half[j] * half[j]
     drift = 0.0
     for i in range(n):
         if keep[i] > 0.0:
