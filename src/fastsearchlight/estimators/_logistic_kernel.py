@@ -737,9 +737,10 @@ def _certified(
     out, which only lowers it); ``half = -U^-T grad``, the forward half of the Newton step's
     solve with that factor ``H0 = U' U``, at ``theta`` (predictors ``z``): ``nu^2 = grad'
     H0^-1 grad = |half|^2`` (the back half, which only a step needs, is not taken before the
-    proof); ``m0`` bounds those rows' ``|a_i|_{H0^-1}`` (:func:`_leverage_bound`). A sample's weight ``p (1
-    - p)`` changes by at most a factor ``exp(|dz|)`` when its predictor moves by ``dz`` (the
-    derivative of its logarithm is ``1 - 2p``), so along ``theta + t u`` (``|u|_H0 = 1``)
+    proof); ``m0`` bounds those rows' ``|a_i|_{H0^-1}`` (:func:`_leverage_bound`). A
+    sample's weight ``p (1 - p)`` changes by at most a factor ``exp(|dz|)`` when its
+    predictor moves by ``dz`` (the derivative of its logarithm is ``1 - 2p``), so along
+    ``theta + t u`` (``|u|_H0 = 1``)
     the Hessian, at least its kept rows' part plus the penalty, is at least ``exp(-(drift + t
     m0)) H0``, with ``drift = max |z_i - z0_i|`` over the kept rows (the penalty and the
     rows left out only help). The objective's slope along ``u`` then rises from at least
