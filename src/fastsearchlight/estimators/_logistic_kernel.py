@@ -259,19 +259,23 @@ def _row_norm(A):
 
 
 @kernel(nogil=True, fastmath=_FASTMATH)
-def _newton_step(H, grad, step, inv):
-    """``step = -H^-1 grad`` by the Cholesky factor of the symmetric ``H`` (its upper
-    triangle read, and overwritten by the factor), with the reciprocals of the factor's
-    diagonal into ``inv`` (for later solves with it, :func:`._triangular.solve_upper`);
-    False, with ``H`` spoiled, when ``H`` is not positive definite to rounding (see
-    :func:`_lu_step`)."""
+def _newton_step(H, grad, step, inv, whole=True):
+    """``step = -H^-1 grad`` by the Cholesky factor ``U`` of the symmetric ``H = U' U`` (its
+    upper triangle read, and overwritten by the factor), with the reciprocals of the
+    factor's diagonal into ``inv`` (for later solves with it, :func:`._triangular.solve_upper`);
+    without ``whole``, only the solve's forward half ``-U^-T grad`` (a proof needs no more:
+    :func:`_certified`). False, with ``H`` spoiled, when ``H`` is not positive definite to
+    rounding (see :func:`_lu_step`)."""
     if not cholesky_upper_into(H, H):
         return False
     q = grad.shape[0]
     for j in range(q):
         step[j] = -grad[j]
         inv[j] = 1.0 / H[j, j]
-    solve_upper(H, inv, q, step, step)
+    if whole:
+        solve_upper(H, inv, q, step, step)
+    else:
+        forward_upper(H, inv, q, step)
     return True
 
 
@@ -589,15 +593,8 @@ def _newton_binary(
                 keep[:] = 1.0
             hessians += 1
             proving = certify and not done
-            if proving:  # the Newton step's forward half first: the proof needs only it
-                have = cholesky_upper_into(H, H)
-                if have:
-                    for j in range(q):
-                        step[j] = -grad[j]
-                        inv[j] = 1.0 / H[j, j]
-                    forward_upper(H, inv, q, step)
-            else:
-                have = _newton_step(H, grad, step, inv)
+            # with a proof to try, the Newton step's forward half first: the proof needs only it
+            have = _newton_step(H, grad, step, inv, not proving)
             if not have:
                 _binary_hessian(A, sw, pen, As, H, a2, -1.0, keep)
                 _lu_step(H, grad, step)
