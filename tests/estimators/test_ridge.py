@@ -8,7 +8,13 @@ from sklearn.model_selection import KFold, ShuffleSplit
 from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
 
 from fastsearchlight.cv import make_cv_plan
-from fastsearchlight.estimators._ridge_kernel import block_products_rows, gather_rows, order_runs
+from fastsearchlight.estimators._ridge_kernel import (
+    block_products_added,
+    block_products_rows,
+    gather_rows,
+    order_runs,
+    sphere_slots,
+)
 from fastsearchlight.estimators.ridge import BatchedRidgeClassifier
 
 
@@ -188,6 +194,84 @@ def test_cholesky_solve_reads_only_the_upper_triangle(definite):
     out = R.copy()
     _cholesky_solve(A, out)
     np.testing.assert_allclose(out, np.linalg.solve(S, R), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_sliding_spheres_reuse_products_and_match_sklearn(fit_intercept):
+    """Spheres sliding along a row of voxels (in increasing order, as the neighbourhoods
+    give them) share most voxels with the one before, whose block products they keep
+    (:func:`sphere_slots`): every sphere's decisions are still scikit-learn's."""
+    rng = np.random.default_rng(11)
+    n_classes, n_samples = 2, 96
+    y = rng.permutation(np.arange(n_samples) % n_classes)
+    Xv = rng.standard_normal((60, n_samples)) + 0.5 * rng.standard_normal((60, n_classes))[:, y]
+    Xv = np.ascontiguousarray(1000.0 + 30.0 * np.cumsum(Xv, axis=0) / 3.0)  # raw scale, smooth
+    vox = np.arange(40)[:, None] + np.arange(20)[None, :]  # 40 spheres of 20 voxels, step 1
+    plan = make_cv_plan(KFold(4), y)
+    est = BatchedRidgeClassifier(alpha=0.5, fit_intercept=fit_intercept)
+    ours = est.many_fold_decisions_at(Xv, vox, y[None], n_classes, plan)[0]
+    dec, pred = reference(
+        RidgeClassifier(alpha=0.5, fit_intercept=fit_intercept), Xv[vox].transpose(0, 2, 1), y, plan
+    )
+    for a, b, p in zip(ours, dec, pred):
+        assert_decisions_match(a, b, p)
+
+
+def test_sphere_slots_keep_shared_voxels_in_place():
+    """Shared voxels keep the slot they had on the sphere before, added ones take the freed
+    slots in increasing order; fewer than half shared (or another size, or voxels not in
+    increasing order): every slot its voxel's position, -1."""
+    prev = np.array([2, 5, 7, 9, 11, 14])
+    prev_slot = np.array([3, 0, 5, 1, 2, 4])  # prev[i] sits in slot prev_slot[i]
+    rows = np.array([5, 7, 9, 11, 20, 30])  # loses 2 (slot 3) and 14 (slot 4)
+    slot, slot_rows, added = (np.full(6, -9, dtype=np.int64) for _ in range(3))
+    k = sphere_slots(rows, prev, prev_slot, slot, slot_rows, added)
+    assert k == 2
+    assert list(added[:k]) == [3, 4]
+    assert list(slot) == [0, 5, 1, 2, 3, 4]
+    assert all(slot_rows[slot[j]] == rows[j] for j in range(6))
+    for other in (np.array([5, 7, 20, 30, 40, 50]), np.array([5, 9, 7, 11, 20, 30])):
+        assert sphere_slots(other, prev, prev_slot, slot, slot_rows, added) == -1
+        assert list(slot) == list(range(6)) and list(slot_rows) == list(other)
+    assert sphere_slots(rows[:5], prev, prev_slot, slot[:5], slot_rows[:5], added) == -1
+    assert sphere_slots(rows, prev[:0], prev_slot[:0], slot, slot_rows, added) == -1
+
+
+@pytest.mark.parametrize("p", [9, 76, 81])
+def test_block_products_added_equal_fresh_products_to_the_bit(p):
+    """A run of spheres sliding over a line of voxels, each formed from the one before by
+    :func:`sphere_slots` and :func:`block_products_added`: every upper triangle and sum the
+    same to the bit as :func:`block_products_rows` on the same slots."""
+    rng = np.random.default_rng(p)
+    n_vox, n = 4 * p, 216
+    Xv = rng.standard_normal((n_vox, n)) * 300 + 1000  # raw-scale values
+    bounds = np.array([0, 54, 108, 162, 216])
+    runs = order_runs(np.arange(n))
+    grams = np.zeros((4, p, p))
+    sums = np.zeros((4, p))
+    slot, prev_slot, slot_rows, added = (np.empty(p, dtype=np.int64) for _ in range(4))
+    Xt = np.empty((p, n))
+    mu = np.empty(p)
+    prev = np.empty(0, dtype=np.int64)
+    formed_from_before = 0
+    for start in range(0, 2 * p, max(1, p // 4)):
+        rows = np.sort(rng.choice(np.arange(start, start + p + p // 3), size=p, replace=False))
+        k = sphere_slots(rows, prev, prev_slot, slot, slot_rows, added)
+        prev_slot[:] = slot
+        prev = rows
+        gather_rows(Xv, slot_rows, runs, Xt, True, mu)
+        fresh_g = np.zeros((4, p, p))
+        fresh_s = np.zeros((4, p))
+        for b in range(4):
+            block_products_rows(Xt, bounds, b, fresh_g, fresh_s)
+            if k < 0:
+                block_products_rows(Xt, bounds, b, grams, sums)
+            else:
+                block_products_added(Xt, bounds, b, grams, sums, added[:k])
+            assert np.array_equal(np.triu(grams[b]), np.triu(fresh_g[b]))
+            assert np.array_equal(sums[b], fresh_s[b])
+        formed_from_before += k >= 0
+    assert formed_from_before > 0
 
 
 @pytest.mark.parametrize("p", [1, 9, 76, 111])

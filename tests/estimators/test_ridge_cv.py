@@ -737,3 +737,32 @@ def test_gram_form_proofs_on_simulated_spheres():
             X = Xv[vox[s]].T
             ref = RidgeClassifierCV().fit(X[train], y[train]).predict(X[test])
             assert np.array_equal((decisions[0][f][s] > 0).astype(int), ref), (f, s)
+
+
+@pytest.mark.parametrize("predictions_only", [False, True])
+def test_sliding_spheres_reuse_products_and_match_sklearn(predictions_only, monkeypatch):
+    """Spheres sliding along a row of voxels (in increasing order, as the neighbourhoods give
+    them) keep the block products of the voxels they share with the sphere before
+    (:func:`._ridge_kernel.sphere_slots`): every sphere's decisions (or, with predictions
+    alone, its predictions) are still scikit-learn's, all from the kernel (the eigh path,
+    which would repair a problem the kernel flags, is never called)."""
+    _, record = _spy_paths(monkeypatch)
+    rng = np.random.default_rng(12)
+    n_classes, n_samples = 2, 96
+    y = rng.permutation(np.arange(n_samples) % n_classes)
+    Xv = rng.standard_normal((60, n_samples)) + 0.5 * rng.standard_normal((60, n_classes))[:, y]
+    Xv = np.ascontiguousarray(1000.0 + 30.0 * np.cumsum(Xv, axis=0) / 3.0)  # raw scale, smooth
+    vox = np.arange(40)[:, None] + np.arange(20)[None, :]  # 40 spheres of 20 voxels, step 1
+    plan = make_plan("kfold", y, np.arange(n_samples) * 4 // n_samples)
+    est = BatchedRidgeClassifierCV()
+    run = est.many_fold_decisions_for_predictions_at if predictions_only else est.many_fold_decisions_at
+    ours = run(Xv, vox, y[None], n_classes, plan)[0]
+    for f, (train, test) in enumerate(zip(plan.train_indices, plan.test_indices)):
+        for s in range(len(vox)):
+            X = Xv[vox[s]].T
+            ref = RidgeClassifierCV(alphas=(0.1, 1.0, 10.0)).fit(X[train], y[train])
+            dec_ref = ref.decision_function(X[test])
+            assert np.array_equal(ours[f][s] > 0, dec_ref > 0), (f, s)
+            if not predictions_only:
+                assert np.all(np.abs(ours[f][s] - dec_ref) <= REL * (1 + np.abs(dec_ref))), (f, s)
+    assert record["eigh"] == []

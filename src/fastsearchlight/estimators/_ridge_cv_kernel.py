@@ -111,6 +111,7 @@ from ._lapack import (
 from ._ridge_kernel import (
     accumulate,
     accumulate_upper,
+    block_products_added,
     block_products_rows,
     block_target_products,
     block_target_sums,
@@ -119,6 +120,7 @@ from ._ridge_kernel import (
     fold_sum,
     gather_rows,
     gather_sphere,
+    sphere_slots,
 )
 from ._rows import row_gram
 from ._triangular import (
@@ -844,12 +846,26 @@ def ridge_cv_block(
     proven = 0
     s_max = 0.0  # (per sphere, below)
     p_max = 0.0
+    # the covariance form's voxels in slots that keep those shared with the sphere before in
+    # place (:func:`._ridge_kernel.sphere_slots`), so that only the added ones' products are
+    # formed
+    slot = np.empty(p, dtype=np.int64)
+    prev_slot = np.empty(p, dtype=np.int64)
+    slot_rows = np.empty(p, dtype=np.int64)
+    added = np.empty(p, dtype=np.int64)
     for sph in range(B):
         if any_cov:
-            gather_rows(Xv, vox[sph], runs, Xt, fit_intercept, mu_all)
+            n_added = sphere_slots(
+                vox[sph], vox[sph - 1] if sph > 0 else vox[sph, :0], prev_slot, slot, slot_rows, added
+            )
+            prev_slot[:] = slot
+            gather_rows(Xv, slot_rows, runs, Xt, fit_intercept, mu_all)
             for k in range(used.shape[0]):  # (upper triangles: each fold's matrix mirrored)
                 b = used[k]
-                block_products_rows(Xt, bounds, b, grams, sx)
+                if n_added < 0:
+                    block_products_rows(Xt, bounds, b, grams, sx)
+                else:
+                    block_products_added(Xt, bounds, b, grams, sx, added[:n_added])
                 accumulate_upper(total_g, grams[b], k == 0)
                 block_target_products(Xt, Ytt, bounds, b, xy)
                 accumulate(total_xy, xy[b], k == 0)
