@@ -62,6 +62,18 @@ def make_data(rng, n_spheres, n_samples, n_features, n_classes, *, raw, effect=0
     return X, y, groups
 
 
+def sliding_spheres(seed, n_samples=96, n_classes=2):
+    """Voxel-major raw-scale data smooth along a row of 60 voxels, and 40 spheres of 20
+    voxels sliding along it one voxel at a time (in increasing order, as the neighbourhoods
+    give them): each shares all but one voxel with the one before."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n_samples) % n_classes)
+    Xv = rng.standard_normal((60, n_samples)) + 0.5 * rng.standard_normal((60, n_classes))[:, y]
+    Xv = np.ascontiguousarray(1000.0 + 30.0 * np.cumsum(Xv, axis=0) / 3.0)
+    vox = np.arange(40)[:, None] + np.arange(20)[None, :]
+    return Xv, vox, y
+
+
 def make_plan(kind, y, groups):
     splitter = {
         "kfold": KFold(5, shuffle=True, random_state=0),

@@ -5,7 +5,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import KFold, ShuffleSplit
-from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres  # noqa: F401
+from sphere_cases import CASES, N_RUNS, SPLITTERS, make_spheres, sliding_spheres  # noqa: F401
 
 from fastsearchlight.cv import make_cv_plan
 from fastsearchlight.estimators._ridge_kernel import (
@@ -201,12 +201,8 @@ def test_sliding_spheres_reuse_products_and_match_sklearn(fit_intercept):
     """Spheres sliding along a row of voxels (in increasing order, as the neighbourhoods
     give them) share most voxels with the one before, whose block products they keep
     (:func:`sphere_slots`): every sphere's decisions are still scikit-learn's."""
-    rng = np.random.default_rng(11)
-    n_classes, n_samples = 2, 96
-    y = rng.permutation(np.arange(n_samples) % n_classes)
-    Xv = rng.standard_normal((60, n_samples)) + 0.5 * rng.standard_normal((60, n_classes))[:, y]
-    Xv = np.ascontiguousarray(1000.0 + 30.0 * np.cumsum(Xv, axis=0) / 3.0)  # raw scale, smooth
-    vox = np.arange(40)[:, None] + np.arange(20)[None, :]  # 40 spheres of 20 voxels, step 1
+    Xv, vox, y = sliding_spheres(11)
+    n_classes = 2
     plan = make_cv_plan(KFold(4), y)
     est = BatchedRidgeClassifier(alpha=0.5, fit_intercept=fit_intercept)
     ours = est.many_fold_decisions_at(Xv, vox, y[None], n_classes, plan)[0]

@@ -30,7 +30,7 @@ def _single_blas_thread():
         yield
 
 
-from sphere_cases import make_data, make_plan  # noqa: E402
+from sphere_cases import make_data, make_plan, sliding_spheres  # noqa: E402
 
 
 def compare_with_sklearn(X, y, n_classes, plan, alphas=(0.1, 1.0, 10.0), fit_intercept=True):
@@ -747,12 +747,8 @@ def test_sliding_spheres_reuse_products_and_match_sklearn(predictions_only, monk
     alone, its predictions) are still scikit-learn's, all from the kernel (the eigh path,
     which would repair a problem the kernel flags, is never called)."""
     _, record = _spy_paths(monkeypatch)
-    rng = np.random.default_rng(12)
-    n_classes, n_samples = 2, 96
-    y = rng.permutation(np.arange(n_samples) % n_classes)
-    Xv = rng.standard_normal((60, n_samples)) + 0.5 * rng.standard_normal((60, n_classes))[:, y]
-    Xv = np.ascontiguousarray(1000.0 + 30.0 * np.cumsum(Xv, axis=0) / 3.0)  # raw scale, smooth
-    vox = np.arange(40)[:, None] + np.arange(20)[None, :]  # 40 spheres of 20 voxels, step 1
+    Xv, vox, y = sliding_spheres(12)
+    n_classes, n_samples = 2, len(y)
     plan = make_plan("kfold", y, np.arange(n_samples) * 4 // n_samples)
     est = BatchedRidgeClassifierCV()
     run = est.many_fold_decisions_for_predictions_at if predictions_only else est.many_fold_decisions_at
