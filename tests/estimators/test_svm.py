@@ -259,6 +259,57 @@ def test_nearly_as_many_features_as_samples_take_the_gram_path_and_the_optimum(m
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-7 * np.abs(b).max())
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_training_sets_near_the_edge_of_separability_take_a_path_in_c_to_the_same_optimum(
+    monkeypatch, n_classes
+):
+    # 0.55-0.72 features (the constant one included) per training sample, raw scale: the
+    # Gram kernel's problems alone on their training sets solve a path of smaller C first
+    # (C_PATH_SHARE); the decisions are those without the path, and the weights the optimum
+    from fastsearchlight.estimators import svm
+
+    X, y = random_spheres(6, 64, 30, n_classes, seed=5)  # d = 31, 48 training samples
+    plan = make_cv_plan(KFold(4), y, None)
+    assert svm.C_PATH_SHARE[0] <= 31 / 48 < svm.C_PATH_SHARE[1]
+    paths = []
+    original = svm.gram_newton_spheres
+
+    def kernel(*a):
+        paths.append((a[13], a[15]))  # path, path_has (written by the kernel)
+        return original(*a)
+
+    monkeypatch.setattr(svm, "gram_newton_spheres", kernel)
+    walked = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
+    assert paths and all(path for path, _ in paths)
+    # walked to their end by the problems alone on their training sets (two classes); the
+    # one-vs-rest problems of a training set are solved from its inverse first, without it
+    assert any(has.any() for _, has in paths) == (n_classes == 2)
+    # the weights, with the path, are the optimum (as in the test above: liblinear stops
+    # short of it on nearly separable raw-scale sets)
+    targets = np.array([np.where(y == c, 1.0, -1.0) for c in ([1] if n_classes == 2 else range(n_classes))])
+    Y = np.repeat(targets, plan.n_folds, axis=0)
+    W = np.tile(plan.train_masks.astype(float), (len(targets), 1))
+    paths.clear()
+    w = BatchedLinearSVC().fit_weights(X, Y, W)
+    assert paths and all(path for path, _ in paths)
+    for sphere in range(len(X)):
+        start = np.linalg.norm(_primal_gradient(np.zeros_like(w[sphere]), X[sphere], Y, W), axis=1)
+        assert np.all(np.linalg.norm(_primal_gradient(w[sphere], X[sphere], Y, W), axis=1) <= 1e-8 * start)
+    paths.clear()
+    monkeypatch.setattr(svm, "C_PATH_SHARE", (0.0, 0.0))  # no path
+    plain = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
+    assert paths and not any(path for path, _ in paths)
+    for a, b in zip(walked, plain):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * np.abs(b).max())
+    # above the band (40 features): no path
+    monkeypatch.undo()
+    monkeypatch.setattr(svm, "gram_newton_spheres", kernel)
+    paths.clear()
+    X, y = random_spheres(2, 64, 40, n_classes, seed=5)
+    BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
+    assert paths and not any(path for path, _ in paths)
+
+
 def test_singular_gram_matrices_are_solved_too():
     """A repeated sample makes the training rows' Gram matrix singular: those problems
     still reach the optimum."""

@@ -74,11 +74,12 @@ def assert_optimum(w, b, X, y, n_classes, C=1.0, scaling=1.0):
         assert np.abs(gradient).max() <= bound
 
 
-def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False, follows=None):
+def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False, follows=None, path=False):
     """The kernel's coefficients and decisions (two calls), status and iterations; by
     default on the factor path, with ``inverse_members=1`` by the inverse first; with
     ``warm``, each sphere warm-started from the one before it (``follows``: whether each
-    sphere is a neighbour of the one before; by default every one is)."""
+    sphere is a neighbour of the one before; by default every one is); with ``path``, a
+    path in ``C`` first where :func:`c_path` gives one."""
     alpha = np.full((len(G), len(Y), G.shape[1]), np.nan)
     decisions = np.full_like(alpha, np.nan)
     runs = []
@@ -88,7 +89,10 @@ def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False, follo
         neighbours = np.ones(len(G), dtype=bool) if follows is None else follows
         args = (G, rows, size, members, Y, C, 200, out, want_decisions, inverse_members)
         exact = (np.zeros((0, len(Y))), 1, np.zeros(0, bool))  # no bounds: solved to rounding
-        runs.append(gram_newton_spheres(*args, guess, has_guess, np.zeros(5), neighbours, *exact))
+        path_warm = (np.zeros((len(Y), rows.shape[1]), dtype=bool), np.zeros(len(Y), dtype=bool))
+        runs.append(
+            gram_newton_spheres(*args, guess, has_guess, np.zeros(5), path, *path_warm, neighbours, *exact)
+        )
     (status, iterations), (status2, iterations2) = runs
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
     return alpha, decisions, status, iterations
@@ -628,7 +632,14 @@ def test_inverse_path_starts_from_the_start_that_took_fewer_jumps(warm_first):
         out = np.full((1, len(Y), G.shape[1]), np.nan)
         args = (G, rows, size, members, Y, 1.0, 200, out, False, 1, guess, has_guess, start_jumps)
         status, its = gram_newton_spheres(
-            *args, np.ones(1, bool), np.zeros((0, len(Y))), 1, np.zeros(0, bool)
+            *args,
+            False,
+            np.zeros((len(Y), rows.shape[1]), bool),
+            np.zeros(len(Y), bool),
+            np.ones(1, bool),
+            np.zeros((0, len(Y))),
+            1,
+            np.zeros(0, bool),
         )
         return out[0], status[0], its[0]
 
@@ -1049,3 +1060,88 @@ def test_every_sample_factor_and_its_inverse(k):
     assert _inverse_from_factor(U0, k, S)
     np.testing.assert_allclose(S[:k, :k] @ M, np.eye(k), atol=1e-6)
     np.testing.assert_array_equal(S[:k, :k], S[:k, :k].T)
+
+
+def near_separable(n_spheres, seed, n_features=60, n_train=96):
+    """Raw-scale samples (offset 1000, noise 20) of two classes with a weak signal, ``n_train``
+    training samples and ``n_features`` voxels: 0.55-0.72 features (the constant one
+    included) per training sample, where the training sets are near the edge of
+    separability. Returns the samples and the kernel's inputs for one training set."""
+    rng = np.random.default_rng(seed)
+    n = n_train + 24
+    y = np.arange(n) % 2
+    rng.shuffle(y)
+    X = 1000.0 + 20.0 * rng.standard_normal((n_spheres, n, n_features))
+    X += 3.0 * rng.standard_normal((n_spheres, 2, n_features))[:, y]
+    train = np.arange(n) < n_train
+    return X, *kernel_inputs(X, y, 2, train)
+
+
+def test_c_path_starts_where_the_margin_is_soft_and_climbs_by_half_decades():
+    """:func:`c_path`: from ``C_PATH_START / s`` (``s`` the training samples' mean squared
+    distance to their mean) up by ``C_PATH_RATIO`` while below ``C_PATH_END * C``; empty
+    where ``C s`` is too small for a path (standardised values, or a small ``C``)."""
+    from fastsearchlight.estimators._svm_gram_kernel import C_PATH_END, C_PATH_RATIO, C_PATH_START, c_path
+
+    X, G, rows, _, _, _ = near_separable(1, seed=0)
+    K = np.ascontiguousarray(G[0][np.ix_(rows[0], rows[0])])
+    k = len(K)
+    Xt = X[0][rows[0]]
+    s = np.mean(np.sum((Xt - Xt.mean(axis=0)) ** 2, axis=1))
+    for C in (1.0, 0.05, 1e-4):
+        out = np.full(16, np.nan)
+        n_path = c_path(K, k, C, out)
+        expected = C_PATH_START / s * C_PATH_RATIO ** np.arange(16)
+        expected = expected[expected < C_PATH_END * C]
+        assert n_path == len(expected)
+        np.testing.assert_allclose(out[:n_path], expected, rtol=1e-12)
+    assert c_path(K, k, 1.0, np.empty(16)) >= 3  # (raw scale: C s about 1e4)
+    assert c_path(K, k, 1e-4, np.empty(16)) == 0
+    Z = (Xt - Xt.mean(axis=0)) / Xt.std(axis=0)  # standardised voxels: s = 60
+    assert c_path(Z @ Z.T + 1.0, k, 1.0, np.empty(16)) == 0
+
+
+def test_path_in_c_ends_at_each_problems_own_optimum_and_keeps_its_first_sets():
+    """With ``path``, a problem alone on its training set solves the smaller ``C`` of
+    :func:`c_path` first: it ends at the optimum it reaches without the path (and that the
+    primal gradient confirms), keeps the active set of its path's first ``C`` in
+    ``path_guess`` (that ``C``'s own optimal set), and a sphere solved again starts its path
+    there (fewer Newton points the second time)."""
+    from fastsearchlight.estimators._svm_gram_kernel import c_path
+
+    _, G, rows, size, members, Y = near_separable(3, seed=4)
+    G = G[[0, 0, 1, 2]]  # the first sphere twice
+    k = size[0]
+
+    def run(path, C=1.0):
+        out = np.full((len(G), 1, G.shape[1]), np.nan)
+        guess, has_guess = np.zeros((1, rows.shape[1]), bool), np.zeros(0, bool)  # cold starts
+        path_guess, path_has = np.zeros((1, rows.shape[1]), bool), np.zeros(1, bool)
+        status, its = gram_newton_spheres(
+            G, rows, size, members, Y, C, 500, out, False, 10**9, guess, has_guess, np.zeros(5), path,
+            path_guess, path_has, np.zeros(len(G), bool), np.zeros((0, 1)), 1, np.zeros(0, bool),
+        )  # fmt: skip
+        return out[:, 0], status[:, 0], its[:, 0], path_guess[0], path_has[0]
+
+    plain, status, plain_its, _, kept = run(False)
+    assert np.all(status == CONVERGED) and not kept
+    walked, status, its, first_set, kept = run(True)
+    assert np.all(status == CONVERGED) and kept
+    np.testing.assert_allclose(walked, plain, rtol=0, atol=1e-9 * np.abs(plain).max())
+    # the path's first C on the last sphere: its optimal set, solved there alone
+    K = np.ascontiguousarray(G[3][np.ix_(rows[0], rows[0])])
+    cs = np.empty(16)
+    assert c_path(K, k, 1.0, cs) >= 3
+    G_last = G[3:]
+    out = np.full((1, 1, G.shape[1]), np.nan)
+    gram_newton_spheres(
+        G_last, rows, size, members, Y, cs[0], 500, out, False, 10**9, np.zeros((1, rows.shape[1]), bool),
+        np.zeros(0, bool), np.zeros(5), False, np.zeros((1, rows.shape[1]), bool), np.zeros(1, bool),
+        np.zeros(1, bool), np.zeros((0, 1)), 1, np.zeros(0, bool),
+    )  # fmt: skip
+    np.testing.assert_array_equal(first_set[:k], out[0, 0, rows[0]] != 0.0)
+    assert not first_set.all() and first_set[:k].sum() > k // 2
+    # the first sphere again: its path starts at its own first set
+    assert its[1] < its[0]
+    # and the path is where the points went: every sphere's optimum reached in fewer of them
+    assert its.sum() < plain_its.sum()

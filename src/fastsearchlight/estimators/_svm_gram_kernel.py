@@ -658,6 +658,53 @@ FULL_JUMPS = 8
 #: change (one in 8; one in 4 before the jumps, which change many at once: 0.61 against 0.64
 #: of the old kernel's time above)
 _FRESH_SHARE = 8
+#: a path in ``C`` (:func:`c_path`): its first ``C`` puts ``C`` times the training samples'
+#: mean squared distance to their mean (``s``) at this value; then each ``C`` is this ratio
+#: times the one before, while it is below :data:`C_PATH_END` times the problem's ``C``
+C_PATH_START = 200.0
+C_PATH_RATIO = 10.0**0.5
+C_PATH_END = 0.2
+#: at most this many ``C`` on a path
+C_PATH_MAX = 16
+
+
+@kernel(fastmath=_FASTMATH)
+def c_path(K, k, C, out):
+    """The smaller ``C`` solved before ``C`` itself on a problem of the training samples'
+    Gram block ``K`` (``k x k``), in increasing order into ``out``; returns how many (0: no
+    path).
+
+    The problems of training sets whose samples have 0.55-0.72 times as many features
+    (:data:`.svm.C_PATH_SHARE`) are near the edge of linear separability (Cover's
+    threshold: ``n`` points in general position in ``d`` dimensions are separable in
+    every labelling when ``n <= d + 1``, and in most when ``n < 2 d``). On raw-scale
+    volumes (``C s`` about ``7e4`` at W1 12 mm) their optimum is nearly the hard-margin
+    one, with about as many support vectors as features, and the finite Newton method
+    reaches its active set a few samples at a time from any start: 40-53 Newton points per
+    problem (stop 76). Solved first at a ``C`` where the margin is soft (``C s`` =
+    :data:`C_PATH_START`: most samples active, few points), then at ``C`` about three times
+    larger each time, each from the optimal active set of the one before, the problem takes
+    fewer and cheaper points in all. The path changes only where the last solve starts:
+    its optimum is the problem's own."""
+    tr = 0.0
+    tot = 0.0
+    for i in range(k):
+        tr += K[i, i]
+        row = K[i]
+        acc = 0.0
+        for j in range(k):
+            acc += row[j]
+        tot += acc
+    s = tr / k - tot / (k * k)  # the mean squared distance to the samples' mean
+    if not s > 0.0:
+        return 0
+    c = C_PATH_START / s
+    n = 0
+    while c < C_PATH_END * C and n < out.shape[0]:
+        out[n] = c
+        c *= C_PATH_RATIO
+        n += 1
+    return n
 
 
 @kernel(fastmath=_FASTMATH, inline="always")
@@ -1082,7 +1129,7 @@ def _decisions_outside(Gb, rows, k, a, others, start, length, n_runs, out):
 @kernel(nogil=True, fastmath=_FASTMATH)
 def gram_newton_spheres(
     G, set_rows, set_size, members, Yq, C, max_iter, out, decisions, inverse_members, guess,
-    has_guess, start_jumps, follows, bounds, classes, unsettled,
+    has_guess, start_jumps, path, path_guess, path_has, follows, bounds, classes, unsettled,
 ):  # fmt: skip
     """Solve every problem of a batch of spheres from their Gram matrices.
 
@@ -1121,6 +1168,18 @@ def gram_newton_spheres(
         from the neighbour's set and the problems that took them, the same from ``S y``'s
         set (decayed sums, see :data:`EXPLORE_EVERY`), and the problems that could start
         from their neighbour's set; zeros at first.
+    path : bool
+        Whether a problem alone on its training set (the factor path) first solves the
+        smaller ``C`` of :func:`c_path`, each from the optimal active set of the one before,
+        and starts ``C`` from the last one's (where the whole path converged).
+    path_guess : ndarray of bool (Q, n_max)
+        With ``path``, read and written as ``guess``: each problem's active set at the
+        optimum of its path's first ``C`` on the last sphere that solved it, where
+        ``path_has``; the path's first ``C`` starts there, else from ``guess``'s set, else
+        from every sample.
+    path_has : ndarray of bool (Q,)
+        Read and written with ``path_guess`` (kept by the caller between batches).
+
     follows : ndarray of bool (b,)
         Whether each sphere is a neighbour of the one before it (shares at least half its
         voxels). The inverse path starts from the sphere before only then. A problem alone
@@ -1146,7 +1205,6 @@ def gram_newton_spheres(
         vector, a decision within its bound of 0; with more, the largest lower end
         ``d_c - b_c`` not above the second largest upper end ``d_c + b_c``), or where a
         bounded label vector has a problem left unsolved here (its decisions not yet known).
-
     Returns
     -------
     status : ndarray of int8 (b, Q)
@@ -1205,6 +1263,8 @@ def gram_newton_spheres(
     # work vectors named once, not sliced per problem (each view costs reference counting)
     a, w1, w2, w3, m = vec[0], vec[1], vec[2], vec[3], vec[4]
     w5, w6, w7, y = vec[5], vec[6], vec[7], vec[8]
+    cs = np.empty(C_PATH_MAX)  # a training set's path in C
+    path_start = np.empty(k_max, dtype=np.bool_)
     for b in range(B):
         Gb = G[b]
         for u in range(U):
@@ -1212,6 +1272,7 @@ def gram_newton_spheres(
             rows = set_rows[u]
             top = _training_block(Gb, rows, k, K, run_start[u], run_length[u], n_runs[u])
             ok = _EPS * (1.0 + 2.0 * C * top) <= _NORMAL_EQUATIONS_TOL
+            n_path = c_path(K, k, C, cs) if path and ok else 0
             # the inverse of every sample's matrix, for the inverse path: below
             # _GAUSS_JORDAN_BELOW samples straight from the matrix
             inverse = ok and by_inverse and k < _GAUSS_JORDAN_BELOW
@@ -1294,10 +1355,36 @@ def gram_newton_spheres(
                     start = guess[q, :k] if warm_starts and near and has_guess[q] else guess[q, :0]
                     if start.shape[0] == 0 and not have_U0:
                         have_U0 = _factor_every_sample(K, k, half, U0, inv0)
+                    walked = 0  # Newton points on the path in C
+                    if n_path > 0 and not inverse:
+                        pstart = path_start[:k]  # (a view made here only)
+                        for r in range(k):  # its first C's set on the last sphere, else C's, else all
+                            if path_has[q]:
+                                pstart[r] = path_guess[q, r]
+                            else:
+                                pstart[r] = start[r] if start.shape[0] > 0 else True
+                        for c in range(n_path):
+                            pst, pits = _solve_dual(
+                                K, k, y, cs[c], U0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx,
+                                L, inv, w6, w7, pstart, FULL_JUMPS, False,
+                            )  # fmt: skip
+                            walked += pits
+                            if c == 0:
+                                path_has[q] = pst == CONVERGED
+                            if pst != CONVERGED:
+                                break
+                            for r in range(k):
+                                pstart[r] = act[r]
+                                if c == 0:
+                                    path_guess[q, r] = act[r]
+                            if c == n_path - 1:
+                                start = pstart
+                        have_U0 = False  # (a path's cold fallback factors its own C's matrix there)
                     st, its = _solve_dual(
                         K, k, y, C, U0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx, L,
                         inv, w6, w7, start, 0 if inverse else FULL_JUMPS, have_U0,
                     )  # fmt: skip
+                    its += walked
                 status[b, q] = st
                 iterations[b, q] = its
                 if warm_starts:

@@ -124,6 +124,13 @@ def _group_by_training_set(W: np.ndarray) -> np.ndarray:
 #: with this share (1.23 s at 80 features, but W1 at 10 mm then loses: its full spheres of
 #: 80-84 features took 1.40 s on 1,000 spheres in the primal kernel, 1.76 s in the Gram one).
 GRAM_SHARE = 0.55
+#: problems with this share of features per training sample (from, below) first solve a
+#: path of smaller ``C`` (:func:`._svm_gram_kernel.c_path`), where that path is not empty.
+#: W1 12 mm's spheres cut by the mask to 89-113 voxels (162 training samples), one thread,
+#: one process each: 0.58-0.69 of the time without it (stop 90). Above 0.72 the path cost
+#: more than it saved (spheres of 114-125 voxels with it up to 0.8: 1.08 of the time), and
+#: below 0.55, on the Gram path, too (70-88 voxels: 1.30 of the time)
+C_PATH_SHARE = (0.55, 0.72)
 
 #: fewest features (the constant one included) at which the primal kernel starts the problems
 #: of disjoint training sets (k-fold, leave-one-group-out) from each sphere's all-sample
@@ -461,6 +468,14 @@ class BatchedLinearSVC(BatchedClassifier):
         # where that sphere shares at least half the voxels, and the inverse path's jumps
         # from them and from cold starts (kept across batches)
         warm = (np.zeros((Q, set_rows.shape[1]), dtype=bool), np.zeros(Q, dtype=bool), np.zeros(5))
+        # a path in C for the training sets near the edge of separability (C_PATH_SHARE),
+        # and its warm starts (kept across batches, as the others)
+        share = d / set_size.max()
+        path = (
+            bool(C_PATH_SHARE[0] <= share < C_PATH_SHARE[1]),
+            np.zeros((Q, set_rows.shape[1]), dtype=bool),
+            np.zeros(Q, dtype=bool),
+        )
         ordered = np.sort(vox, axis=1)
         # spheres per compiled call: their Gram matrices and samples are formed just before
         # the call reads them, so a batch that stays in the cache saves a pass through memory
@@ -483,13 +498,13 @@ class BatchedLinearSVC(BatchedClassifier):
             follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
             if not weights:  # written straight into the output: no weights, no copies
                 status, its = gram_newton_spheres(
-                    G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, *warm, follows,
+                    G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, *warm, *path, follows,
                     bounds[lo:hi], int(classes), unsettled[lo:hi],
                 )  # fmt: skip
             else:
                 alpha = np.empty((hi - lo, Q, n))
                 status, its = gram_newton_spheres(
-                    G, *args, alpha, False, INVERSE_MEMBERS, *warm, follows, bounds, 1, unsettled
+                    G, *args, alpha, False, INVERSE_MEMBERS, *warm, *path, follows, bounds, 1, unsettled
                 )  # fmt: skip
                 w[lo:hi, :, :k] = alpha @ np.swapaxes(Xv[vox[lo:hi]], 1, 2)
                 if self.fit_intercept:
