@@ -676,6 +676,10 @@ C_PATH_RATIO = 10.0**0.5
 C_PATH_END = 0.2
 #: at most this many ``C`` on a path
 C_PATH_MAX = 16
+#: Newton points allowed to each ``C`` of a path before the problem gives the path up (and
+#: starts ``C`` from its own warm start, as without one); W1 12 mm's problems took at most
+#: 45 points in all, path included (stop 90)
+C_PATH_POINTS = 50
 
 
 @kernel(fastmath=_FASTMATH)
@@ -1373,10 +1377,11 @@ def gram_newton_spheres(
                                 pstart[r] = path_guess[q, r]
                             else:
                                 pstart[r] = start[r] if start.shape[0] > 0 else True
+                        cap = min(max_iter, C_PATH_POINTS)
                         for c in range(n_path):
                             pst, pits = _solve_dual(
-                                K, k, y, cs[c], U0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx,
-                                L, inv, w6, w7, pstart, FULL_JUMPS, False,
+                                K, k, y, cs[c], U0, inv0, cap, a, w1, w2, w3, m, w5, act, pact, idx, L, inv,
+                                w6, w7, pstart, FULL_JUMPS, False,
                             )  # fmt: skip
                             walked += pits
                             if c == 0:
