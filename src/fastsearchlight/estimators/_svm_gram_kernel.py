@@ -1193,7 +1193,6 @@ def gram_newton_spheres(
         from every sample.
     path_has : ndarray of bool (Q,)
         Read and written with ``path_guess`` (kept by the caller between batches).
-
     follows : ndarray of bool (b,)
         Whether each sphere is a neighbour of the one before it (shares at least half its
         voxels). The inverse path starts from the sphere before only then. A problem alone
@@ -1219,6 +1218,7 @@ def gram_newton_spheres(
         vector, a decision within its bound of 0; with more, the largest lower end
         ``d_c - b_c`` not above the second largest upper end ``d_c + b_c``), or where a
         bounded label vector has a problem left unsolved here (its decisions not yet known).
+
     Returns
     -------
     status : ndarray of int8 (b, Q)
@@ -1367,8 +1367,6 @@ def gram_newton_spheres(
                 if st == _REDO:  # (the start's view made here only: a view costs reference counts)
                     near = follows[b] or not by_inverse  # (alone on its set: from any sphere)
                     start = guess[q, :k] if warm_starts and near and has_guess[q] else guess[q, :0]
-                    if start.shape[0] == 0 and not have_U0:
-                        have_U0 = _factor_every_sample(K, k, half, U0, inv0)
                     walked = 0  # Newton points on the path in C
                     if n_path > 0 and not inverse:
                         pstart = path_start[:k]  # (a view made here only)
@@ -1395,6 +1393,8 @@ def gram_newton_spheres(
                             if c == n_path - 1:
                                 start = pstart
                         have_U0 = False  # (a path's cold fallback factors its own C's matrix there)
+                    if start.shape[0] == 0 and not have_U0:
+                        have_U0 = _factor_every_sample(K, k, half, U0, inv0)
                     st, its = _solve_dual(
                         K, k, y, C, U0, inv0, max_iter, a, w1, w2, w3, m, w5, act, pact, idx, L,
                         inv, w6, w7, start, 0 if inverse else FULL_JUMPS, have_U0,

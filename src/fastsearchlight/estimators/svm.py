@@ -126,10 +126,10 @@ def _group_by_training_set(W: np.ndarray) -> np.ndarray:
 GRAM_SHARE = 0.55
 #: problems with this share of features per training sample (from, below) first solve a
 #: path of smaller ``C`` (:func:`._svm_gram_kernel.c_path`), where that path is not empty.
-#: W1 12 mm's spheres cut by the mask to 89-113 voxels (162 training samples), one thread,
-#: one process each: 0.58-0.69 of the time without it (stop 90). Above 0.72 the path cost
-#: more than it saved (spheres of 114-125 voxels with it up to 0.8: 1.08 of the time), and
-#: below 0.55, on the Gram path, too (70-88 voxels: 1.30 of the time)
+#: W1 12 mm's spheres cut by the mask to 89-113 voxels (162 training samples), one thread:
+#: 0.61-0.64 of the time without it (stop 90). Above 0.72 the path cost more than it saved
+#: (spheres of 114-125 voxels with the band up to 0.8: 1.08 of the time), and below 0.55, on
+#: the Gram path, too (70-88 voxels: 1.30 of the time)
 C_PATH_SHARE = (0.55, 0.72)
 
 #: fewest features (the constant one included) at which the primal kernel starts the problems
