@@ -1286,7 +1286,6 @@ def gram_newton_spheres(
             rows = set_rows[u]
             top = _training_block(Gb, rows, k, K, run_start[u], run_length[u], n_runs[u])
             ok = _EPS * (1.0 + 2.0 * C * top) <= _NORMAL_EQUATIONS_TOL
-            n_path = c_path(K, k, C, cs) if path and ok else 0
             # the inverse of every sample's matrix, for the inverse path: below
             # _GAUSS_JORDAN_BELOW samples straight from the matrix
             inverse = ok and by_inverse and k < _GAUSS_JORDAN_BELOW
@@ -1306,6 +1305,8 @@ def gram_newton_spheres(
                     have_U0 = True
                 if ok and by_inverse:
                     inverse = _inverse_from_factor(U0, k, S)
+            # the path in C, for the problems alone on their training set (the factor path)
+            n_path = c_path(K, k, C, cs) if path and ok and not inverse else 0
             if inverse:  # every problem of the set at once
                 # from the neighbour's set where it has taken fewer jumps than S y's (or
                 # nothing is known yet), every EXPLORE_EVERY-th problem the other way
