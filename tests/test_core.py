@@ -192,3 +192,30 @@ def test_estimators_shared_by_threads_score_as_in_one_thread(name, n_classes, n_
     alone = compute_scores(problem, labels, InProcess())
     assert np.isfinite(alone).all()
     np.testing.assert_array_equal(compute_scores(problem, labels, Threads(2)), alone)
+
+
+def test_gram_path_spheres_share_blocks_of_several_sizes_with_the_same_scores(monkeypatch):
+    """svc's spheres solved from their Gram matrices come in blocks of several sizes, in
+    the order of the spheres (rows padded with -1); the scores are those of blocks of equal
+    sizes."""
+    from fastsearchlight.core._blocks import plan_blocks
+    from fastsearchlight.estimators.svm import BatchedLinearSVC
+
+    ds = simulate_haxby_like(shape=(9, 10, 9), n_runs=2, n_regions=1, region_radius_mm=5.0, random_state=4)
+    mask = np.asarray(ds.mask_img.dataobj) > 0
+    X = masked_data(ds.func_img, mask)
+    hoods = build_neighbourhoods(mask, ds.func_img.affine, mask, ds.func_img.affine, 7.0)
+    codes = np.unique(ds.labels["labels"].to_numpy(), return_inverse=True)[1]
+    plan = make_cv_plan(KFold(4), codes, None, classifier=True)
+    svc = batched_equivalent(resolve_estimator("svc", None))
+    smallest = svc.mixed_sizes_from(plan)
+    assert len(np.unique(hoods.sizes[hoods.sizes >= smallest])) > 3
+    blocks = plan_blocks(X.T.copy(), hoods, svc, 2, plan, 1024.0, 1)
+    mixed = [vox for _, vox in blocks if (vox < 0).any()]
+    assert mixed and all(((vox >= 0).sum(axis=1) >= smallest).all() for vox in mixed)
+    scores = compute_scores(Problem(X, hoods, plan, svc, ("accuracy", "roc_auc")), codes[None])
+    monkeypatch.setattr(BatchedLinearSVC, "mixed_sizes_from", lambda self, plan: None)
+    assert not any((vox < 0).any() for _, vox in plan_blocks(X.T.copy(), hoods, svc, 2, plan, 1024.0, 1))
+    equal = compute_scores(Problem(X, hoods, plan, svc, ("accuracy", "roc_auc")), codes[None])
+    np.testing.assert_array_equal(scores[..., 0], equal[..., 0])
+    np.testing.assert_allclose(scores[..., 1], equal[..., 1], rtol=0, atol=1e-12)

@@ -61,6 +61,36 @@ def test_blocks_cover_every_sphere_once():
     assert sorted(seen) == list(range(hoods.n_spheres))
 
 
+def test_blocks_of_several_sizes_from_a_size_on_keep_the_order_of_the_spheres():
+    """With ``mixed_from``, the spheres of at least that many voxels come first, in blocks
+    of several sizes in the order of the spheres, each row padded with -1 at its end; the
+    smaller ones follow in blocks of equal size, as without it."""
+    rng = np.random.default_rng(2)
+    mask = rng.random((8, 8, 8)) < 0.6
+    affine = np.eye(4) * 2 + np.diag([0, 0, 0, -1])
+    hoods = build_neighbourhoods(mask, affine, mask, affine, 3.0)
+    sizes = hoods.sizes
+    cut = int(np.median(sizes))
+    assert len(np.unique(sizes[sizes >= cut])) > 2
+    blocks = list(hoods.blocks(lambda k: 7 if k == sizes.max() else 1000, mixed_from=cut))
+    big = np.flatnonzero(sizes >= cut)
+    mixed = blocks[: -(-len(big) // 7)]
+    np.testing.assert_array_equal(np.concatenate([ids for ids, _ in mixed]), big)
+    for ids, vox in mixed:
+        assert len(ids) <= 7 and vox.shape == (len(ids), sizes[ids].max())
+        for i, v in zip(ids, vox):
+            np.testing.assert_array_equal(v[: sizes[i]], hoods.voxels(i))
+            assert np.all(v[sizes[i] :] == -1)
+    rest = blocks[len(mixed) :]
+    for ids, vox in rest:
+        assert np.all(sizes[ids] < cut) and vox.shape == (len(ids), sizes[ids[0]])
+    seen = np.concatenate([ids for ids, _ in blocks])
+    assert sorted(seen) == list(range(hoods.n_spheres))
+    # from a size no sphere has: the blocks of equal sizes
+    plain = list(hoods.blocks(7, mixed_from=sizes.max() + 1))
+    assert [ids.tolist() for ids, _ in plain] == [ids.tolist() for ids, _ in hoods.blocks(7)]
+
+
 def test_bad_radius_and_empty_masks():
     mask = np.ones((3, 3, 3), dtype=bool)
     # radius 0 (as nilearn): each sphere is its centre voxel

@@ -280,7 +280,7 @@ def test_training_sets_near_the_edge_of_separability_take_a_path_in_c_to_the_sam
 
     monkeypatch.setattr(svm, "gram_newton_spheres", kernel)
     walked = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
-    assert paths and all(path for path, _ in paths)
+    assert paths and all(path.all() for path, _ in paths)
     # walked to their end by the problems alone on their training sets (two classes); the
     # one-vs-rest problems of a training set are solved from its inverse first, without it
     assert any(has.any() for _, has in paths) == (n_classes == 2)
@@ -291,14 +291,14 @@ def test_training_sets_near_the_edge_of_separability_take_a_path_in_c_to_the_sam
     W = np.tile(plan.train_masks.astype(float), (len(targets), 1))
     paths.clear()
     w = BatchedLinearSVC().fit_weights(X, Y, W)
-    assert paths and all(path for path, _ in paths)
+    assert paths and all(path.all() for path, _ in paths)
     for sphere in range(len(X)):
         start = np.linalg.norm(_primal_gradient(np.zeros_like(w[sphere]), X[sphere], Y, W), axis=1)
         assert np.all(np.linalg.norm(_primal_gradient(w[sphere], X[sphere], Y, W), axis=1) <= 1e-8 * start)
     paths.clear()
     monkeypatch.setattr(svm, "C_PATH_SHARE", (0.0, 0.0))  # no path
     plain = BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
-    assert paths and not any(path for path, _ in paths)
+    assert paths and not any(path.any() for path, _ in paths)
     for a, b in zip(walked, plain):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * np.abs(b).max())
     # above the band (40 features): no path
@@ -307,7 +307,7 @@ def test_training_sets_near_the_edge_of_separability_take_a_path_in_c_to_the_sam
     paths.clear()
     X, y = random_spheres(2, 64, 40, n_classes, seed=5)
     BatchedLinearSVC().fold_decisions(X, y, n_classes, plan)
-    assert paths and not any(path for path, _ in paths)
+    assert paths and not any(path.any() for path, _ in paths)
 
 
 def test_singular_gram_matrices_are_solved_too():
@@ -544,3 +544,55 @@ def test_majorised_starts_descend_and_give_up_on_nearly_separable_sets(separable
         np.testing.assert_allclose(M[q, :k], Y * (X[rows] @ w[q]), rtol=1e-10, atol=1e-10)
         assert np.array_equal(Act[q, :k], M[q, :k] < 1.0)
         assert not Act[q, k:].any()  # the padding never enters the active set
+
+
+def test_blocks_of_spheres_of_several_sizes_give_each_spheres_own_decisions(monkeypatch):
+    """The Gram path takes blocks of spheres of several sizes (rows padded with -1, in the
+    order of the spheres, as :meth:`.Neighbourhoods.blocks` gives them from
+    ``mixed_sizes_from`` on): each sphere's decisions are those of the sphere alone, its
+    path in C is decided by its own size, and a block with a sphere below the Gram path's
+    size is refused."""
+    from fastsearchlight.estimators import svm
+
+    rng = np.random.default_rng(7)
+    y = np.tile([0, 1], 32)  # 64 samples, KFold(4): 48 training samples
+    Xv = np.ascontiguousarray(np.cumsum(rng.standard_normal((120, 64)), axis=0) / 3.0 + 0.3 * y)
+    plan = make_cv_plan(KFold(4), y, None)
+    svc = BatchedLinearSVC()
+    smallest = svc.mixed_sizes_from(plan)
+    assert svm._on_gram_path(smallest + 1, 48) and not svm._on_gram_path(smallest, 48)
+    assert BatchedLinearSVC(fit_intercept=False).mixed_sizes_from(plan) == smallest + 1
+    # spheres sliding along the row, of 27 to 40 voxels: 28-41 features, some in the path's
+    # band (0.55-0.72 of 48: 27-34) and some above it
+    sizes = [27, 30, 40, 33, 36, 28, 40, 35]
+    starts = np.arange(len(sizes)) * 3
+    vox = np.full((len(sizes), max(sizes)), -1, dtype=np.int64)
+    for r, (s, k) in enumerate(zip(starts, sizes)):
+        vox[r, :k] = np.arange(s, s + k)
+    paths = []
+    original = svm.gram_newton_spheres
+
+    def kernel(*a):
+        paths.append(a[13].copy())
+        return original(*a)
+
+    monkeypatch.setattr(svm, "gram_newton_spheres", kernel)
+    mixed = svc.many_fold_decisions_at(Xv, vox, y[None], 2, plan)[0]
+    share = (np.array(sizes) + 1) / 48
+    np.testing.assert_array_equal(np.concatenate(paths), (0.55 <= share) & (share < 0.72))
+    for r, k in enumerate(sizes):
+        alone = svc.many_fold_decisions_at(Xv, vox[r : r + 1, :k], y[None], 2, plan)[0]
+        for a, b in zip(mixed, alone):
+            np.testing.assert_allclose(a[r], b[0], rtol=1e-9, atol=1e-9 * np.abs(b).max())
+    # the weights too: the padding's are zero, the others each sphere's own
+    Y = np.where(y == 1, 1.0, -1.0)[None].repeat(plan.n_folds, axis=0)
+    W = plan.train_masks.astype(float)
+    w, _, _, _ = svc._solve(Xv, vox, Y, W)
+    for r, k in enumerate(sizes):
+        wr, _, _, _ = svc._solve(Xv, vox[r : r + 1, :k], Y, W)
+        assert np.all(w[r, :, k:-1] == 0.0)
+        np.testing.assert_allclose(w[r, :, :k], wr[0, :, :k], rtol=1e-7, atol=1e-9 * np.abs(wr).max())
+    # a sphere below the Gram path's size in a block of several sizes
+    vox[1, smallest - 1 :] = -1
+    with pytest.raises(ValueError, match="several sizes"):
+        svc.many_fold_decisions_at(Xv, vox, y[None], 2, plan)

@@ -32,8 +32,10 @@ from fastsearchlight.estimators._svm_gram_kernel import (
     _solve_ldl,
     _training_block,
     _training_runs,
+    follows_previous,
     gram_newton_spheres,
     sample_grams,
+    voxels_of,
 )
 from fastsearchlight.estimators._svm_kernel import CONVERGED, NEEDS_SVD
 from fastsearchlight.estimators.base import binary_targets
@@ -91,7 +93,9 @@ def solve(G, rows, size, members, Y, C, inverse_members=10**9, warm=False, follo
         exact = (np.zeros((0, len(Y))), 1, np.zeros(0, bool))  # no bounds: solved to rounding
         path_warm = (np.zeros((len(Y), rows.shape[1]), dtype=bool), np.zeros(len(Y), dtype=bool))
         runs.append(
-            gram_newton_spheres(*args, guess, has_guess, np.zeros(5), path, *path_warm, neighbours, *exact)
+            gram_newton_spheres(
+                *args, guess, has_guess, np.zeros(5), np.full(len(G), path), *path_warm, neighbours, *exact
+            )
         )
     (status, iterations), (status2, iterations2) = runs
     assert np.array_equal(status, status2) and np.array_equal(iterations, iterations2)
@@ -633,7 +637,7 @@ def test_inverse_path_starts_from_the_start_that_took_fewer_jumps(warm_first):
         args = (G, rows, size, members, Y, 1.0, 200, out, False, 1, guess, has_guess, start_jumps)
         status, its = gram_newton_spheres(
             *args,
-            False,
+            np.zeros(1, bool),
             np.zeros((len(Y), rows.shape[1]), bool),
             np.zeros(len(Y), bool),
             np.ones(1, bool),
@@ -673,7 +677,6 @@ def test_inverse_path_starts_from_the_start_that_took_fewer_jumps(warm_first):
 
 
 def test_follows_previous_counts_shared_voxels():
-    from fastsearchlight.estimators._svm_gram_kernel import follows_previous
 
     vox = np.array([[0, 1, 2, 3], [2, 3, 4, 5], [3, 4, 5, 9], [10, 11, 12, 13], [11, 14, 15, 16]])
     assert follows_previous(vox, vox[0, :0]).tolist() == [False, True, True, False, False]
@@ -990,6 +993,37 @@ def test_sample_grams_of_neighbouring_spheres_by_updates_equal_numpys():
     np.testing.assert_array_equal(calls, G)
 
 
+def test_sample_grams_and_neighbours_of_spheres_of_several_sizes_padded_with_minus_one():
+    """Rows padded with -1 at their end (a block of spheres of several sizes): each sphere's
+    matrix is that of its own voxels, updated from the sphere before where they share half
+    its voxels, and the padding is never counted as shared."""
+    rng = np.random.default_rng(12)
+    n = 40
+    Xv = 1000.0 + 26.0 * rng.standard_normal((300, n))
+    spheres = [
+        np.arange(10, 70),
+        np.arange(12, 60),
+        np.arange(14, 74),
+        np.arange(200, 230),
+        np.arange(201, 221),
+    ]
+    vox = np.full((len(spheres), 60), -1, dtype=np.int64)
+    for r, v in enumerate(spheres):
+        vox[r, : len(v)] = v
+    np.testing.assert_array_equal(voxels_of(vox[3]), spheres[3])
+    assert voxels_of(np.full(4, -1)).shape == (0,)
+    G = np.full((len(vox), n, n), np.nan)
+    sample_grams(Xv, vox, 1.0, G)
+    for g, v in zip(G, spheres):
+        np.testing.assert_allclose(g, Xv[v].T @ Xv[v] + 1.0, rtol=1e-14)
+    assert follows_previous(vox, vox[0, :0]).tolist() == [False, True, True, False, True]
+    # the padding of two rows is not shared: 20 voxels after 30, of which 20 shared
+    assert follows_previous(vox[4:], vox[3]).tolist() == [True]
+    short = np.full((2, 60), -1, dtype=np.int64)
+    short[0, :2], short[1, :40] = [1, 2], np.arange(100, 140)  # 2 voxels, then 40 others
+    assert follows_previous(short, short[0, :0]).tolist() == [False, False]
+
+
 @pytest.mark.parametrize(
     "rows",
     [
@@ -1118,8 +1152,8 @@ def test_path_in_c_ends_at_each_problems_own_optimum_and_keeps_its_first_sets():
         guess, has_guess = np.zeros((1, rows.shape[1]), bool), np.zeros(0, bool)  # cold starts
         path_guess, path_has = np.zeros((1, rows.shape[1]), bool), np.zeros(1, bool)
         status, its = gram_newton_spheres(
-            G, rows, size, members, Y, C, 500, out, False, 10**9, guess, has_guess, np.zeros(5), path,
-            path_guess, path_has, np.zeros(len(G), bool), np.zeros((0, 1)), 1, np.zeros(0, bool),
+            G, rows, size, members, Y, C, 500, out, False, 10**9, guess, has_guess, np.zeros(5),
+            np.full(len(G), path), path_guess, path_has, np.zeros(len(G), bool), np.zeros((0, 1)), 1, np.zeros(0, bool),
         )  # fmt: skip
         return out[:, 0], status[:, 0], its[:, 0], path_guess[0], path_has[0]
 
@@ -1136,7 +1170,7 @@ def test_path_in_c_ends_at_each_problems_own_optimum_and_keeps_its_first_sets():
     out = np.full((1, 1, G.shape[1]), np.nan)
     gram_newton_spheres(
         G_last, rows, size, members, Y, cs[0], 500, out, False, 10**9, np.zeros((1, rows.shape[1]), bool),
-        np.zeros(0, bool), np.zeros(5), False, np.zeros((1, rows.shape[1]), bool), np.zeros(1, bool),
+        np.zeros(0, bool), np.zeros(5), np.zeros(1, bool), np.zeros((1, rows.shape[1]), bool), np.zeros(1, bool),
         np.zeros(1, bool), np.zeros((0, 1)), 1, np.zeros(0, bool),
     )  # fmt: skip
     np.testing.assert_array_equal(first_set[:k], out[0, 0, rows[0]] != 0.0)

@@ -52,7 +52,9 @@ def plan_blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_work
     """Blocks of equal-size spheres, each sized so that ``n_workers`` of them fit the budget
     with ``n_label_sets`` label vectors (a batch of permutations) solved together, and, with
     several workers, small enough to share the work evenly and ordered from the largest
-    spheres to the smallest (the costliest blocks do not come last).
+    spheres to the smallest (the costliest blocks do not come last). The spheres from the
+    estimator's :meth:`~.BatchedClassifier.mixed_sizes_from` on share blocks of several
+    sizes, in their order (see :meth:`.Neighbourhoods.blocks`).
 
     ``X`` is voxel-major, (n_mask_voxels, n_samples).
     """
@@ -68,7 +70,7 @@ def plan_blocks(X, neighbourhoods, estimator, n_classes, plan, memory_mb, n_work
         int(k): min(even, spheres_per_block(sphere_bytes(int(k)), memory_mb, n_workers))
         for k in np.unique(neighbourhoods.sizes)
     }
-    blocks = list(neighbourhoods.blocks(lambda k: per_block[k]))
+    blocks = list(neighbourhoods.blocks(lambda k: per_block[k], estimator.mixed_sizes_from(plan)))
     if n_workers > 1:  # largest spheres first: the blocks left at the end are the cheapest
         blocks.sort(key=lambda block: -block[1].shape[1])
     return blocks

@@ -104,7 +104,7 @@ from ._svm_kernel import (
 )
 from ._triangular import back_upper, cholesky_lower_rows, cholesky_upper_forward, forward_upper, solve_upper
 
-__all__ = ["follows_previous", "gram_newton_spheres", "sample_grams"]
+__all__ = ["follows_previous", "gram_newton_spheres", "sample_grams", "voxels_of"]
 
 _EPS = np.finfo(np.float64).eps
 #: the inverse path's inverse of every sample's matrix: by Gauss-Jordan elimination below
@@ -1182,10 +1182,11 @@ def gram_newton_spheres(
         from the neighbour's set and the problems that took them, the same from ``S y``'s
         set (decayed sums, see :data:`EXPLORE_EVERY`), and the problems that could start
         from their neighbour's set; zeros at first.
-    path : bool
-        Whether a problem alone on its training set (the factor path) first solves the
-        smaller ``C`` of :func:`c_path`, each from the optimal active set of the one before,
-        and starts ``C`` from the last one's (where the whole path converged).
+    path : ndarray of bool (b,)
+        Whether, on each sphere, a problem alone on its training set (the factor path)
+        first solves the smaller ``C`` of :func:`c_path`, each from the optimal active set
+        of the one before, and starts ``C`` from the last one's (where the whole path
+        converged).
     path_guess : ndarray of bool (Q, n_max)
         With ``path``, read and written as ``guess``: each problem's active set at the
         optimum of its path's first ``C`` on the last sphere that solved it, where
@@ -1306,7 +1307,7 @@ def gram_newton_spheres(
                 if ok and by_inverse:
                     inverse = _inverse_from_factor(U0, k, S)
             # the path in C, for the problems alone on their training set (the factor path)
-            n_path = c_path(K, k, C, cs) if path and ok and not inverse else 0
+            n_path = c_path(K, k, C, cs) if path[b] and ok and not inverse else 0
             if inverse:  # every problem of the set at once
                 # from the neighbour's set where it has taken fewer jumps than S y's (or
                 # nothing is known yet), every EXPLORE_EVERY-th problem the other way
@@ -1474,17 +1475,28 @@ def _check_predictions(out, bound, status, members, classes, others, unsettled, 
 
 @kernel()
 def follows_previous(vox, previous):
-    """Whether each sphere (row of ``vox``, voxel indices in increasing order) shares at
-    least half its voxels with the one before it (``previous`` before the first; empty:
-    none)."""
-    B, k = vox.shape
+    """Whether each sphere (row of ``vox``, voxel indices in increasing order, padded with
+    -1 at its end to the row's length: :func:`voxels_of`) shares at least half its voxels
+    with the one before it (``previous`` before the first; empty: none)."""
+    B = vox.shape[0]
     out = np.zeros(B, dtype=np.bool_)
     for b in range(B):
+        cur = voxels_of(vox[b])
         if b > 0:
-            out[b] = 2 * _shared(vox[b], vox[b - 1]) >= k
+            out[b] = 2 * _shared(cur, voxels_of(vox[b - 1])) >= cur.shape[0]
         elif previous.shape[0] > 0:
-            out[b] = 2 * _shared(vox[b], previous) >= k
+            out[b] = 2 * _shared(cur, voxels_of(previous)) >= cur.shape[0]
     return out
+
+
+@kernel(inline="always")
+def voxels_of(row):
+    """A sphere's voxels: the entries of its row before the first negative one (the rows of
+    a block of spheres of several sizes are padded with -1 at their end)."""
+    k = row.shape[0]
+    while k > 0 and row[k - 1] < 0:
+        k -= 1
+    return row[:k]
 
 
 @kernel()
@@ -1553,7 +1565,8 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
     whose matrices ``G`` already holds (the one before ``first`` may be updated, see below).
     ``run`` (an int64 array of one entry, read and written; None: 0) counts the updates
     since the last matrix computed afresh, carried from call to call, so that calls of any
-    size give the same matrices.
+    size give the same matrices. A row may be padded with -1 at its end
+    (:func:`voxels_of`): a block may hold spheres of several sizes.
 
     A sphere whose voxel indices are in increasing order, as are those of the sphere before
     it, and that shares at least half its voxels with it, gets that sphere's matrix plus
@@ -1572,20 +1585,21 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
     without the count carried between calls).
     """
     n = Xv.shape[1]
-    k = vox.shape[1]
-    V = np.empty((2 * k, n))
-    W = np.empty((2 * k, n))
+    V = np.empty((2 * vox.shape[1], n))
+    W = np.empty((2 * vox.shape[1], n))
     updates = 0 if run is None else run[0]
-    previous_increasing = first > 0 and _increasing(vox[first - 1])
+    previous_increasing = first > 0 and _increasing(voxels_of(vox[first - 1]))
     for b in range(first, vox.shape[0]):
         Gb = G[b]
-        increasing = _increasing(vox[b])
+        cur = voxels_of(vox[b])
+        k = cur.shape[0]
+        increasing = _increasing(cur)
         update = b > 0 and updates + 1 < refresh and increasing and previous_increasing
-        update = update and 2 * _shared(vox[b], vox[b - 1]) >= k
+        update = update and 2 * _shared(cur, voxels_of(vox[b - 1])) >= k
         previous_increasing = increasing
         if update:
             updates += 1
-            m = _changed_rows(Xv, vox[b], vox[b - 1], V, W)
+            m = _changed_rows(Xv, cur, voxels_of(vox[b - 1]), V, W)
             Gp = G[b - 1]
             for r in range(n):  # the entries the tiles below read: the upper triangle and
                 r0 = r - r % DIAGONAL_BLOCK  # the rest of each diagonal block
@@ -1596,7 +1610,7 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
         else:
             updates = 0
             for j in range(k):
-                src, dst = Xv[vox[b, j]], V[j]
+                src, dst = Xv[cur[j]], V[j]
                 for i in range(n):
                     dst[i] = src[i]
             column_gram_upper(V, k, n, Gb, shift, 1.0, False, False)

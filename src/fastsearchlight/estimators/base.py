@@ -107,6 +107,12 @@ class BatchedClassifier(ABC):
         the exact decisions."""
         return self.many_fold_decisions_at(X, vox, ys, n_classes, plan)
 
+    def mixed_sizes_from(self, plan: CVPlan) -> int | None:
+        """The fewest voxels from which this estimator takes blocks of spheres of several
+        sizes, each row of voxel indices padded with -1 at its end
+        (:meth:`.Neighbourhoods.blocks`); None (the default): blocks of equal sizes only."""
+        return None
+
     def handles(self, codes: np.ndarray, n_classes: int, plan: CVPlan) -> bool:
         """Whether this estimator computes what scikit-learn would on these labels and folds
         (beyond the checks of the routing); estimators with narrower support override it."""

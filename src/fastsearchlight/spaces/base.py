@@ -48,7 +48,9 @@ class Neighbourhoods:
         a = self.adjacency
         return a.indices[a.indptr[sphere] : a.indptr[sphere + 1]]
 
-    def blocks(self, max_spheres: int | Callable[[int], int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def blocks(
+        self, max_spheres: int | Callable[[int], int], mixed_from: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(sphere_ids, voxel_ids)`` blocks of spheres of equal size.
 
         ``voxel_ids`` has shape (len(sphere_ids), size): a dense index array, so the data
@@ -58,10 +60,29 @@ class Neighbourhoods:
         ----------
         max_spheres : int or callable
             Largest block, or a function of the sphere size giving it.
+        mixed_from : int, optional
+            The spheres of at least this many voxels come first, in blocks of several sizes
+            in the order of the spheres (so that neighbouring seeds follow each other
+            whatever their sizes), each row padded with -1 at its end to the block's largest
+            size; the limit is that of the largest size of them all. For estimators that
+            start each sphere from the one before it and do not need equal sizes.
         """
         sizes = self.sizes
         a = self.adjacency
+        if mixed_from is not None and np.any(sizes >= mixed_from):
+            ids = np.flatnonzero(sizes >= mixed_from)
+            largest = int(sizes[ids].max())
+            limit = max(1, max_spheres(largest) if callable(max_spheres) else int(max_spheres))
+            for lo in range(0, len(ids), limit):
+                block = ids[lo : lo + limit]
+                columns = np.arange(int(sizes[block].max()))[None, :]
+                inside = columns < sizes[block][:, None]
+                vox = np.full(inside.shape, -1, dtype=a.indices.dtype)
+                vox[inside] = a.indices[(a.indptr[block][:, None] + columns)[inside]]
+                yield block, vox
         for size in np.unique(sizes):
+            if mixed_from is not None and size >= mixed_from:
+                continue
             limit = max_spheres(int(size)) if callable(max_spheres) else int(max_spheres)
             max_spheres_k = max(1, limit)
             ids = np.flatnonzero(sizes == size)
