@@ -1370,7 +1370,7 @@ def gram_newton_spheres(
                     near = follows[b] or not by_inverse  # (alone on its set: from any sphere)
                     start = guess[q, :k] if warm_starts and near and has_guess[q] else guess[q, :0]
                     walked = 0  # Newton points on the path in C
-                    if n_path > 0 and not inverse:
+                    if n_path > 0:  # (0 on the inverse path)
                         pstart = path_start[:k]  # (a view made here only)
                         for r in range(k):  # its first C's set on the last sphere, else C's, else all
                             if path_has[q]:
@@ -1592,14 +1592,15 @@ def sample_grams(Xv, vox, shift, G, first=0, run=None, refresh=GRAM_REFRESH):
     for b in range(first, vox.shape[0]):
         Gb = G[b]
         cur = voxels_of(vox[b])
+        prev = voxels_of(vox[b - 1]) if b > 0 else cur[:0]
         k = cur.shape[0]
         increasing = _increasing(cur)
         update = b > 0 and updates + 1 < refresh and increasing and previous_increasing
-        update = update and 2 * _shared(cur, voxels_of(vox[b - 1])) >= k
+        update = update and 2 * _shared(cur, prev) >= k
         previous_increasing = increasing
         if update:
             updates += 1
-            m = _changed_rows(Xv, cur, voxels_of(vox[b - 1]), V, W)
+            m = _changed_rows(Xv, cur, prev, V, W)
             Gp = G[b - 1]
             for r in range(n):  # the entries the tiles below read: the upper triangle and
                 r0 = r - r % DIAGONAL_BLOCK  # the rest of each diagonal block

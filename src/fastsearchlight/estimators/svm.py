@@ -510,11 +510,8 @@ class BatchedLinearSVC(BatchedClassifier):
         # and its warm starts (kept across batches, as the others)
         # (each sphere's own: a block may hold spheres of several sizes, padded with -1)
         share = ((vox >= 0).sum(axis=1) + bool(self.fit_intercept)) / set_size.max()
-        path = (
-            (C_PATH_SHARE[0] <= share) & (share < C_PATH_SHARE[1]),
-            np.zeros((Q, set_rows.shape[1]), dtype=bool),
-            np.zeros(Q, dtype=bool),
-        )
+        on_path = (C_PATH_SHARE[0] <= share) & (share < C_PATH_SHARE[1])
+        path_warm = (np.zeros((Q, set_rows.shape[1]), dtype=bool), np.zeros(Q, dtype=bool))
         ordered = _sorted_voxels(vox)
         # spheres per compiled call: their Gram matrices and samples are formed just before
         # the call reads them, so a batch that stays in the cache saves a pass through memory
@@ -537,13 +534,13 @@ class BatchedLinearSVC(BatchedClassifier):
             follows = follows_previous(ordered[lo:hi], ordered[lo - 1] if lo else ordered[0, :0])
             if not weights:  # written straight into the output: no weights, no copies
                 status, its = gram_newton_spheres(
-                    G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, *warm, path[0][lo:hi], *path[1:], follows,
+                    G, *args, decisions[lo:hi], True, INVERSE_MEMBERS, *warm, on_path[lo:hi], *path_warm, follows,
                     bounds[lo:hi], int(classes), unsettled[lo:hi],
                 )  # fmt: skip
             else:
                 alpha = np.empty((hi - lo, Q, n))
                 status, its = gram_newton_spheres(
-                    G, *args, alpha, False, INVERSE_MEMBERS, *warm, path[0][lo:hi], *path[1:], follows, bounds, 1, unsettled
+                    G, *args, alpha, False, INVERSE_MEMBERS, *warm, on_path[lo:hi], *path_warm, follows, bounds, 1, unsettled
                 )  # fmt: skip
                 w[lo:hi, :, :k] = alpha @ np.swapaxes(_rows(Xv, vox[lo:hi]), 1, 2)
                 if self.fit_intercept:
